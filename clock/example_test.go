@@ -1,0 +1,27 @@
+package clock_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/distkit/distkit/clock"
+)
+
+// Two processes exchange a message; the receive event is ordered after the
+// send.
+func ExampleLamport() {
+	var a, b clock.Lamport
+	a.Tick()         // a: local event at 1
+	sent := a.Tick() // a: send at 2
+	b.Tick()         // b: local event at 1
+	recv := b.Witness(sent)
+	fmt.Println(sent, recv, recv > sent)
+	// Output: 2 3 true
+}
+
+func ExampleFunc() {
+	fixed := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var c clock.Clock = clock.Func(func() time.Time { return fixed })
+	fmt.Println(c.Now().Format(time.RFC3339))
+	// Output: 2026-11-27T12:00:00Z
+}
