@@ -211,8 +211,10 @@ func (t *Timestamp) UnmarshalBinary(data []byte) error {
 func (t Timestamp) EncodeMsgpack(enc *msgpack.Encoder) error { return enc.EncodeUint(uint64(t)) }
 
 // DecodeMsgpack decodes a msgpack integer. It accepts every integer format,
-// signed ones only when non-negative, and rejects nil, negative numbers and
-// other types with an error wrapping [ErrSyntax], leaving t unchanged.
+// signed ones only when non-negative, and rejects negative numbers and other
+// types with an error wrapping [ErrSyntax], leaving t unchanged. (A msgpack
+// nil never reaches DecodeMsgpack: the msgpack decoder stores the zero
+// value, as it does for every type.)
 func (t *Timestamp) DecodeMsgpack(dec *msgpack.Decoder) error {
 	c, err := dec.PeekCode()
 	if err != nil {
