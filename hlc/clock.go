@@ -110,8 +110,8 @@ func (c *Clock) Now() Timestamp {
 // such a time before 2112). Either way the clock is left unchanged.
 //
 // A clock without a MaxOffset trusts its peers: a remote timestamp near
-// [MaxTimestamp] moves it there, and Now panics once the range is used up.
-// Set MaxOffset wherever peers are not trusted.
+// [MaxTimestamp] moves it there, and Now and Update panic once the range is
+// used up. Set MaxOffset wherever peers are not trusted.
 func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 	pt := c.physical()
 	if remote>>logicalBits >= maxMicros {
@@ -163,8 +163,10 @@ func (c *Clock) Restore(floor Timestamp) {
 type Stats struct {
 	// BackwardJumps counts the times the physical clock was read earlier
 	// than the reading before it, by at least a microsecond (an NTP step, a
-	// VM migration). Concurrent readings less than a microsecond apart may
-	// hide a jump of that size; jumps that matter are not missed.
+	// VM migration). Each jump is counted once, however many goroutines
+	// observe it. Under contention the recorded previous reading may lag
+	// the latest one slightly, so a jump smaller than that lag (a few
+	// microseconds) can go uncounted.
 	BackwardJumps uint64
 	// MaxBackwardJump is the largest of those jumps.
 	MaxBackwardJump time.Duration

@@ -332,24 +332,15 @@ func TestConcurrentUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	seen := make(map[hlc.Timestamp]bool, goroutines*perG)
-	for g, out := range results {
-		for i, ts := range out {
-			if seen[ts] {
-				t.Fatalf("timestamp %v returned twice", ts)
-			}
-			seen[ts] = true
-			if i > 0 && ts <= out[i-1] {
-				t.Fatalf("goroutine %d: %v after %v", g, ts, out[i-1])
-			}
-		}
-	}
+	requireUnique(t, results)
 	require.Zero(t, c.Stats().BackwardJumps, "the system clock did not jump")
 }
 
-// TestConcurrentJumpCountedOnce has 8 goroutines read a physical clock that
-// jumps back once: the jump is counted once.
+// TestConcurrentJumpCountedOnce has 8 goroutines issue timestamps from a
+// physical clock that jumps back once: the jump is counted once, and the
+// timestamps are distinct and increase per goroutine across it.
 func TestConcurrentJumpCountedOnce(t *testing.T) {
+	const goroutines, perG = 8, 1000
 	var mu sync.Mutex
 	us := int64(1_000_000)
 	c := hlc.New(hlc.Config{Source: clock.Func(func() time.Time {
@@ -361,16 +352,39 @@ func TestConcurrentJumpCountedOnce(t *testing.T) {
 		}
 		return time.UnixMicro(us)
 	})})
+	results := make([][]hlc.Timestamp, goroutines)
 	var wg sync.WaitGroup
-	for range 8 {
+	for g := range goroutines {
 		wg.Go(func() {
-			for range 1000 {
-				c.Now()
+			out := make([]hlc.Timestamp, perG)
+			for i := range out {
+				out[i] = c.Now()
 			}
+			results[g] = out
 		})
 	}
 	wg.Wait()
+	requireUnique(t, results)
 	require.Equal(t, uint64(1), c.Stats().BackwardJumps)
+	require.GreaterOrEqual(t, c.Stats().MaxBackwardJump, time.Second)
+}
+
+// requireUnique fails unless the timestamps are all distinct and each
+// goroutine's strictly increase.
+func requireUnique(t *testing.T, results [][]hlc.Timestamp) {
+	t.Helper()
+	seen := make(map[hlc.Timestamp]bool)
+	for g, out := range results {
+		for i, ts := range out {
+			if seen[ts] {
+				t.Fatalf("timestamp %v returned twice", ts)
+			}
+			seen[ts] = true
+			if i > 0 && ts <= out[i-1] {
+				t.Fatalf("goroutine %d: %v after %v", g, ts, out[i-1])
+			}
+		}
+	}
 }
 
 func TestAllocs(t *testing.T) {

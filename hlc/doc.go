@@ -25,10 +25,13 @@
 //
 // With pt the physical time as a Timestamp with logical counter 0, Now
 // returns max(last+1, pt) and Update(remote) returns max(last+1, remote+1,
-// pt), where last is the clock's previous timestamp. While the logical
-// counter stays below 4096 — always, unless a clock issues 4096 timestamps
-// within one microsecond — this is exactly the (l, c) algorithm of the
-// paper's figure 5. Therefore:
+// pt), where last is the clock's previous timestamp. While logical counters
+// stay below 4096 this is exactly the (l, c) algorithm of the paper's
+// figure 5; a counter only grows while the clock is ahead of its physical
+// clock, so reaching 4096 takes 4096 events within one microsecond, or
+// within the time the clock runs ahead (after a backward jump or a remote
+// timestamp from the future). Then the counter carries into the wall part
+// instead of growing without bound. Therefore:
 //
 //   - Every timestamp a Clock issues is greater than every timestamp it
 //     issued before, also across goroutines (no two calls return the same
@@ -36,13 +39,17 @@
 //   - Update(remote) is greater than remote: if event e happened before
 //     event f, ts(e) < ts(f).
 //   - The wall part never exceeds the largest physical time the clock has
-//     read or accepted from a peer. With a monotonic physical clock it is
+//     read or accepted from a peer (plus one microsecond per 4096 events
+//     issued while ahead, see above). With a monotonic physical clock it is
 //     ahead of the physical clock by at most the largest offset Update
 //     accepted, hence by at most MaxOffset when one is set.
 //   - A rejected Update leaves the clock unchanged.
 //   - [Clock.Stats] counts backward jumps of the physical clock, the largest
 //     offset a remote timestamp had, and rejections, so operators can alert
 //     on skew.
+//   - Now and Update panic only if the clock reaches [MaxTimestamp]: after
+//     2112, or when a clock without MaxOffset accepted a remote timestamp
+//     from the end of the range and then used it up.
 //
 // # Restart safety
 //
