@@ -23,6 +23,7 @@ type OffsetError struct {
 	MaxOffset time.Duration // the configured limit that Offset exceeds
 }
 
+// Error describes the rejection: the remote timestamp, its offset and the limit.
 func (e *OffsetError) Error() string {
 	return fmt.Sprintf("%v: remote %s is %s ahead, max offset %s",
 		ErrClockOffset, e.Remote, e.Offset, e.MaxOffset)

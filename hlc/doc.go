@@ -27,8 +27,8 @@
 // returns max(last+1, pt) and Update(remote) returns max(last+1, remote+1,
 // pt), where last is the clock's previous timestamp. While logical counters
 // stay below 4096 this is exactly the (l, c) algorithm of the paper's
-// figure 5; a counter only grows while the clock is ahead of its physical
-// clock, so reaching 4096 takes 4096 events within one microsecond, or
+// figure 5; a counter only grows while the physical clock has not passed
+// the clock's wall part, so reaching 4096 takes 4096 events within one microsecond, or
 // within the time the clock runs ahead (after a backward jump or a remote
 // timestamp from the future). Then the counter carries into the wall part
 // instead of growing without bound. Therefore:
