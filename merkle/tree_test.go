@@ -236,7 +236,7 @@ func TestVerify(t *testing.T) {
 	require.NoError(t, merkle.Verify(live, merkle.Build(small, m.all())))
 
 	ghost, lost := randKey(r), randKey(r)
-	live.Add(ghost, 1)    // in the tree only
+	live.Add(ghost, 1)  // in the tree only
 	m[string(lost)] = 2 // in the store only
 	err := merkle.Verify(live, merkle.Build(small, m.all()))
 	require.ErrorIs(t, err, merkle.ErrCorrupt)

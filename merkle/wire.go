@@ -86,17 +86,14 @@ type Response struct {
 // when r is not valid (unknown kind, spans out of order, empty, touching,
 // beyond [MaxBranches], or present on a root request).
 func (r Request) MarshalMsgpack() ([]byte, error) {
-	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	var spans []byte
+	spans := make([]byte, 0, 4*len(r.Spans)) // never nil: msgpack encodes a nil slice as nil, not as a bin
 	end := 0
 	for _, s := range r.Spans {
 		spans = binary.AppendUvarint(spans, uint64(s.Start-end))
 		spans = binary.AppendUvarint(spans, uint64(s.Len))
 		end = s.Start + s.Len
 	}
-	return encode(func(e *msgpack.Encoder) error {
+	return encode(r.validate(), func(e *msgpack.Encoder) error {
 		return errors.Join(e.EncodeArrayLen(2), e.EncodeUint(uint64(r.Kind)), e.EncodeBytes(spans))
 	})
 }
@@ -122,7 +119,8 @@ func (r Request) validate() error {
 // into r. It returns an error wrapping [ErrMalformed] for anything else; it
 // never panics and allocates at most in proportion to len(b).
 func (r *Request) UnmarshalMsgpack(b []byte) error {
-	return decode(b, func(d *decoder) error {
+	var req Request
+	err := decode(b, func(d *decoder) error {
 		if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
 			return fmt.Errorf("array of %d: %w", n, err)
 		}
@@ -134,7 +132,7 @@ func (r *Request) UnmarshalMsgpack(b []byte) error {
 		if err != nil {
 			return err
 		}
-		req := Request{Kind: Kind(kind)}
+		req.Kind = Kind(kind)
 		end := 0
 		for len(raw) > 0 {
 			gap, n1 := binary.Uvarint(raw)
@@ -153,22 +151,19 @@ func (r *Request) UnmarshalMsgpack(b []byte) error {
 			req.Spans = append(req.Spans, s)
 			end = s.Start + s.Len
 		}
-		if err := req.validate(); err != nil {
-			return err
-		}
-		*r = req
-		return nil
+		return req.validate()
 	})
+	if err == nil {
+		*r = req
+	}
+	return err
 }
 
 // MarshalMsgpack encodes r. It returns an error wrapping [ErrMalformed]
 // when r is not valid (unknown kind, invalid config, more than [MaxHashes]
 // hashes, or not exactly one hash for [KindRoot]).
 func (r Response) MarshalMsgpack() ([]byte, error) {
-	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return encode(func(e *msgpack.Encoder) error {
+	return encode(r.validate(), func(e *msgpack.Encoder) error {
 		err := errors.Join(e.EncodeArrayLen(4), e.EncodeUint(uint64(r.Kind)),
 			e.EncodeUint(uint64(r.Config.Branches)), e.EncodeUint(uint64(r.Config.SegmentsPerBranch)),
 			e.EncodeBytesLen(8*len(r.Hashes)))
@@ -201,7 +196,8 @@ func (r Response) validate() error {
 // into r. It returns an error wrapping [ErrMalformed] for anything else; it
 // never panics and allocates at most in proportion to len(b).
 func (r *Response) UnmarshalMsgpack(b []byte) error {
-	return decode(b, func(d *decoder) error {
+	var resp Response
+	err := decode(b, func(d *decoder) error {
 		if n, err := d.DecodeArrayLen(); err != nil || n != 4 {
 			return fmt.Errorf("array of %d: %w", n, err)
 		}
@@ -224,7 +220,7 @@ func (r *Response) UnmarshalMsgpack(b []byte) error {
 		if len(raw)%8 != 0 || len(raw)/8 > MaxHashes {
 			return fmt.Errorf("%d bytes of hashes", len(raw))
 		}
-		resp := Response{
+		resp = Response{
 			Kind:   Kind(kind),
 			Config: Config{Branches: cfg[0], SegmentsPerBranch: cfg[1]},
 			Hashes: make([]uint64, len(raw)/8),
@@ -232,21 +228,26 @@ func (r *Response) UnmarshalMsgpack(b []byte) error {
 		for i := range resp.Hashes {
 			resp.Hashes[i] = binary.LittleEndian.Uint64(raw[8*i:])
 		}
-		if err := resp.validate(); err != nil {
-			return err
-		}
-		*r = resp
-		return nil
+		return resp.validate()
 	})
+	if err == nil {
+		*r = resp
+	}
+	return err
 }
 
-func encode(body func(e *msgpack.Encoder) error) ([]byte, error) {
+// encode runs body to encode a message that failed validation with
+// invalid (nil: valid). Every failure wraps ErrMalformed.
+func encode(invalid error, body func(e *msgpack.Encoder) error) ([]byte, error) {
+	if invalid != nil {
+		return nil, malformed(invalid)
+	}
 	var buf bytes.Buffer
 	e := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(e)
 	e.Reset(&buf)
 	if err := body(e); err != nil {
-		return nil, err
+		return nil, malformed(err)
 	}
 	return buf.Bytes(), nil
 }
@@ -295,10 +296,12 @@ func decode(b []byte, body func(d *decoder) error) error {
 	defer msgpack.PutDecoder(md)
 	md.Reset(r) // a bytes.Reader is an io.ByteScanner: the decoder does not buffer ahead
 	if err := body(&decoder{Decoder: md, in: b, r: r}); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+		return malformed(err)
 	}
 	if r.Len() != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, r.Len())
 	}
 	return nil
 }
+
+func malformed(err error) error { return fmt.Errorf("%w: %w", ErrMalformed, err) }
