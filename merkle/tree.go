@@ -136,30 +136,18 @@ func Build(cfg Config, entries iter.Seq2[[]byte, uint64]) *Tree {
 func (t *Tree) Config() Config { return t.cfg }
 
 // EntryHash is the contribution of the entry (key, valueHash) to its
-// segment: xxHash64 (seed 0) of the key's bytes followed by valueHash as 8
-// little-endian bytes. The definition is part of the wire format and fixed
+// segment: xxHash64 (seed 0) of the 16 bytes xxHash64(key) ‖ valueHash,
+// both little-endian. The definition is part of the wire format and fixed
 // forever: replicas compare trees built by different versions.
 func EntryHash(key []byte, valueHash uint64) uint64 {
-	_, h := entryHash(key, valueHash)
-	return h
+	return entryHash(xxhash.Sum64(key), valueHash)
 }
 
-// entryHash returns xxHash64(key) and EntryHash(key, valueHash), hashing
-// the key once.
-func entryHash(key []byte, valueHash uint64) (keyHash, entry uint64) {
-	var d xxhash.Digest
-	d.Reset()
-	_, _ = d.Write(key)
-	keyHash = d.Sum64()
-	return keyHash, sumWith(d, valueHash)
-}
-
-// sumWith returns the hash of d's input followed by v in little-endian.
-func sumWith(d xxhash.Digest, v uint64) uint64 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	_, _ = d.Write(b[:])
-	return d.Sum64()
+func entryHash(keyHash, valueHash uint64) uint64 {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], keyHash)
+	binary.LittleEndian.PutUint64(b[8:], valueHash)
+	return xxhash.Sum64(b[:])
 }
 
 // Segment returns the segment of key, in [0, Branches × SegmentsPerBranch):
@@ -177,17 +165,15 @@ func (t *Tree) segmentOf(keyHash uint64) int {
 // Add toggles the entry (key, valueHash): it inserts an absent entry and
 // removes a present one, in O(1) without allocating.
 func (t *Tree) Add(key []byte, valueHash uint64) {
-	kh, h := entryHash(key, valueHash)
-	t.flip(t.segmentOf(kh), h)
+	kh := xxhash.Sum64(key)
+	t.flip(t.segmentOf(kh), entryHash(kh, valueHash))
 }
 
 // Update replaces key's value hash oldHash with newHash in O(1) without
 // allocating: Add(key, oldHash) then Add(key, newHash), hashing key once.
 func (t *Tree) Update(key []byte, oldHash, newHash uint64) {
-	var d xxhash.Digest
-	d.Reset()
-	_, _ = d.Write(key)
-	t.flip(t.segmentOf(d.Sum64()), sumWith(d, oldHash)^sumWith(d, newHash))
+	kh := xxhash.Sum64(key)
+	t.flip(t.segmentOf(kh), entryHash(kh, oldHash)^entryHash(kh, newHash))
 }
 
 // flip XORs h into segment s, its branch and the root.

@@ -93,7 +93,7 @@ func (r Request) MarshalMsgpack() ([]byte, error) {
 		spans = binary.AppendUvarint(spans, uint64(s.Len))
 		end = s.Start + s.Len
 	}
-	return encode(r.validate(), func(e *msgpack.Encoder) error {
+	return encode(r.validate(), 8+len(spans), func(e *msgpack.Encoder) error {
 		return errors.Join(e.EncodeArrayLen(2), e.EncodeUint(uint64(r.Kind)), e.EncodeBytes(spans))
 	})
 }
@@ -163,7 +163,7 @@ func (r *Request) UnmarshalMsgpack(b []byte) error {
 // when r is not valid (unknown kind, invalid config, more than [MaxHashes]
 // hashes, or not exactly one hash for [KindRoot]).
 func (r Response) MarshalMsgpack() ([]byte, error) {
-	return encode(r.validate(), func(e *msgpack.Encoder) error {
+	return encode(r.validate(), 24+8*len(r.Hashes), func(e *msgpack.Encoder) error {
 		err := errors.Join(e.EncodeArrayLen(4), e.EncodeUint(uint64(r.Kind)),
 			e.EncodeUint(uint64(r.Config.Branches)), e.EncodeUint(uint64(r.Config.SegmentsPerBranch)),
 			e.EncodeBytesLen(8*len(r.Hashes)))
@@ -237,15 +237,16 @@ func (r *Response) UnmarshalMsgpack(b []byte) error {
 }
 
 // encode runs body to encode a message that failed validation with
-// invalid (nil: valid). Every failure wraps ErrMalformed.
-func encode(invalid error, body func(e *msgpack.Encoder) error) ([]byte, error) {
+// invalid (nil: valid) and encodes to about size bytes. Every failure
+// wraps ErrMalformed.
+func encode(invalid error, size int, body func(e *msgpack.Encoder) error) ([]byte, error) {
 	if invalid != nil {
 		return nil, malformed(invalid)
 	}
-	var buf bytes.Buffer
+	buf := bytes.NewBuffer(make([]byte, 0, size))
 	e := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(e)
-	e.Reset(&buf)
+	e.Reset(buf)
 	if err := body(e); err != nil {
 		return nil, malformed(err)
 	}
