@@ -35,8 +35,9 @@
 //   - Index: keep the segment next to each key, for example as a prefix of
 //     the key in an ordered engine ([segment uint32][key]), so that the keys
 //     of a segment are one range scan. Segment(key) is fixed forever, so
-//     the prefix stays valid across versions. This is what Riak's leveled
-//     backend does with its segment-ordered keys.
+//     the prefix stays valid across versions. (Riak's leveled backend
+//     likewise keeps each key's segment beside it to fold over dirty
+//     segments.)
 //   - Scan: with no index, stream the store's entries through [InSegments]
 //     to keep those in the dirty segments; one pass over the data per
 //     exchange, which suits rare repairs of small stores.
@@ -51,7 +52,8 @@
 // the default 4096 × 256, sized for a million keys (one or two keys per
 // dirty segment). An exchange between trees that differ in d keys moves
 // about 32 KiB of branch hashes plus 2 KiB per differing branch (≤ d), so
-// 10 differences cost ~53 KiB against 16 MiB for sending every key's hash.
+// 10 differences cost 53,330 bytes against 16 MB for sending every key's
+// hash with its value hash.
 // Fewer branches shrink the fixed cost, fewer segments per branch the cost
 // per difference; fewer segments in all mean more keys to compare per dirty
 // segment. For many small partitions, Config{Branches: 1024,

@@ -26,7 +26,8 @@ type Peer interface {
 	Call(ctx context.Context, req []byte) (resp []byte, err error)
 }
 
-// PeerFunc adapts a function to the [Peer] interface.
+// PeerFunc adapts a function to the [Peer] interface; it is as safe for
+// concurrent use as the function.
 type PeerFunc func(ctx context.Context, req []byte) ([]byte, error)
 
 // Call returns f(ctx, req).
@@ -90,7 +91,8 @@ func Serve(t *Tree, req []byte) ([]byte, error) {
 	return resp.MarshalMsgpack()
 }
 
-// DiffResult is the outcome of [Diff].
+// DiffResult is the outcome of [Diff]. The zero DiffResult is an exchange
+// that moved nothing and found nothing. It is a plain value.
 type DiffResult struct {
 	// Segments are the segments whose hashes differ, in increasing order:
 	// every key present or valued differently on one side only lies in

@@ -39,7 +39,7 @@ var ErrConfigMismatch = errors.New("merkle: trees have different configs")
 // ErrCorrupt is wrapped by the [*CorruptError] that [Verify] returns.
 var ErrCorrupt = errors.New("merkle: live tree differs from its rebuild")
 
-// Config is the geometry of a [Tree]: Branches branches of
+// Config is the geometry of a [Tree] (a plain value): Branches branches of
 // SegmentsPerBranch segments each. Both are powers of two; a zero field
 // takes its default ([DefaultBranches], [DefaultSegmentsPerBranch]).
 //
@@ -256,7 +256,8 @@ func (t *Tree) mustMatch(o *Tree, op string) {
 }
 
 // CorruptError reports the segments where a live tree differs from a
-// rebuild of the same data. It wraps [ErrCorrupt].
+// rebuild of the same data. It wraps [ErrCorrupt]. It is a plain value,
+// safe for concurrent reads.
 type CorruptError struct {
 	Segments []int // in increasing order
 }

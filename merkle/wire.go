@@ -19,7 +19,8 @@ const MaxHashes = 1 << 14
 // encoding of a [Request] or [Response].
 var ErrMalformed = errors.New("merkle: malformed message")
 
-// Kind is the level of the tree a [Request] asks for.
+// Kind is the level of the tree a [Request] asks for. The zero Kind is
+// invalid.
 type Kind uint8
 
 // The kinds of request, one per level of the tree.
@@ -45,7 +46,8 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// Span is the range of branch indices [Start, Start+Len).
+// Span is the range of branch indices [Start, Start+Len). The zero Span is
+// empty, which no valid [Request] holds. It is a plain value.
 type Span struct {
 	Start, Len int
 }
