@@ -119,7 +119,7 @@ func (e *Exponential) Phi(now time.Time) float64 {
 func (e *Exponential) Available(now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.phi(now) <= e.cfg.Threshold
+	return !e.monitored || e.phi(now) <= e.cfg.Threshold
 }
 
 // phi is [Exponential.Phi] with e.mu held.

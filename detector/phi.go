@@ -37,26 +37,20 @@ func PhiOf(elapsed, mean, stdDev time.Duration) float64 {
 
 // phiOf is [PhiOf] on float64 nanoseconds.
 func phiOf(elapsed, mean, stdDev float64) float64 {
-	if stdDev <= 0 {
-		switch {
-		case elapsed < mean:
-			return 0
-		case elapsed == mean:
-			return math.Log10(2)
-		default:
-			return math.Inf(1)
-		}
+	var z float64
+	if stdDev > 0 {
+		y := (elapsed - mean) / stdDev
+		z = y * (1.5976 + 0.070566*y*y)
+	} else if elapsed != mean {
+		z = math.Copysign(math.Inf(1), elapsed-mean)
 	}
-	y := (elapsed - mean) / stdDev
-	z := y * (1.5976 + 0.070566*y*y)
-	// log(1 + e^z), the softplus, in its two stable forms.
-	var sp float64
-	if z > 0 {
-		sp = z + math.Log1p(math.Exp(-z))
-	} else {
-		sp = math.Log1p(math.Exp(z))
+	// φ = log10(1 + e^z). Each step is monotone in z; beyond z = 36, e^−z is
+	// below half an ulp of z, so log(1 + e^z) rounds to z itself, and z
+	// avoids the overflow of e^z.
+	if z > 36 {
+		return z / math.Ln10
 	}
-	return sp / math.Ln10
+	return math.Log1p(math.Exp(z)) / math.Ln10
 }
 
 // PhiConfig configures a [Phi] detector. Its zero fields mean Akka's
@@ -176,7 +170,7 @@ func (p *Phi) Phi(now time.Time) float64 {
 func (p *Phi) Available(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.phi(now) < p.cfg.Threshold
+	return !p.monitored || p.phi(now) < p.cfg.Threshold
 }
 
 // phi is [Phi.Phi] with p.mu held.

@@ -41,6 +41,23 @@ func TestWindowAkkaSpec(t *testing.T) {
 	require.Equal(t, 3, w.n)
 }
 
+// Cassandra's ArrayBackedBoundedStatsTest.
+func TestWindowCassandraSpec(t *testing.T) {
+	w := newWindow(4)
+	require.Zero(t, w.mean())
+	for x := range 5 {
+		w.add(time.Duration(x + 1))
+	}
+	require.ElementsMatch(t, []int64{2, 3, 4, 5}, w.ring)
+	require.InDelta(t, 3.5, w.mean(), 0.001)
+
+	w = newWindow(5)
+	for x := range 1001 {
+		w.add(time.Duration(x))
+	}
+	require.ElementsMatch(t, []int64{1000, 999, 998, 997, 996}, w.ring)
+}
+
 func TestWindowEmptyAndClamp(t *testing.T) {
 	w := newWindow(4)
 	require.Zero(t, w.mean())
