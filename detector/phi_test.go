@@ -127,6 +127,24 @@ func TestPhiOfMonotone(t *testing.T) {
 	}
 }
 
+// TestPhiOfMonotoneDense walks elapsed one nanosecond at a time across the
+// mean with standard deviations so large that consecutive values of y are
+// a few ulps apart, where rounding would show any non-monotone step.
+func TestPhiOfMonotoneDense(t *testing.T) {
+	for _, sd := range []time.Duration{1 << 62, 1 << 55, 1 << 50, 1 << 40, 1 << 30} {
+		for _, start := range []time.Duration{-20000, 0, 2 * sd / 10, sd, 3 * sd} {
+			prev := detector.PhiOf(start, 0, sd)
+			for e := start + 1; e < start+20000; e++ {
+				p := detector.PhiOf(e, 0, sd)
+				if p < prev {
+					t.Fatalf("sd %d: PhiOf(%d) = %v < PhiOf(%d) = %v", sd, e, p, e-1, prev)
+				}
+				prev = p
+			}
+		}
+	}
+}
+
 // FuzzPhiOf: φ is never NaN or negative, and non-decreasing in elapsed.
 func FuzzPhiOf(f *testing.F) {
 	f.Add(int64(0), int64(1), int64(0), int64(10))
