@@ -59,11 +59,9 @@ func (c ExponentialConfig) withDefaults() ExponentialConfig {
 // [ExponentialConfig], ready to use. An Exponential is safe for concurrent
 // use and must not be copied after first use.
 type Exponential struct {
-	mu        sync.Mutex
-	cfg       ExponentialConfig // with defaults, once w is allocated
-	w         window
-	last      time.Time
-	monitored bool
+	mu  sync.Mutex
+	cfg ExponentialConfig // with defaults, once h.w is allocated
+	h   history
 }
 
 // NewExponential returns a detector with configuration cfg, whose zero
@@ -77,7 +75,7 @@ func NewExponential(cfg ExponentialConfig) *Exponential {
 
 func (e *Exponential) configure(cfg ExponentialConfig) {
 	e.cfg = cfg.withDefaults()
-	e.w = newWindow(e.cfg.MaxSamples)
+	e.h.w = newWindow(e.cfg.MaxSamples)
 }
 
 // Heartbeat records a heartbeat that arrived at now. The first records
@@ -87,21 +85,10 @@ func (e *Exponential) configure(cfg ExponentialConfig) {
 func (e *Exponential) Heartbeat(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.w.ring == nil {
+	if e.h.w.ring == nil {
 		e.configure(ExponentialConfig{})
 	}
-	switch {
-	case !e.monitored:
-		e.monitored = true
-		e.w.add(e.cfg.FirstHeartbeat)
-	case now.Before(e.last):
-		return
-	default:
-		if d := now.Sub(e.last); d <= e.cfg.MaxInterval {
-			e.w.add(d)
-		}
-	}
-	e.last = now
+	e.h.record(now, now.Sub(e.h.last) <= e.cfg.MaxInterval, e.cfg.FirstHeartbeat)
 }
 
 // Phi returns the suspicion level φ = t / (mean · ln 10) at now, where t is
@@ -119,21 +106,19 @@ func (e *Exponential) Phi(now time.Time) float64 {
 func (e *Exponential) Available(now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return !e.monitored || e.phi(now) <= e.cfg.Threshold
+	_, monitored := e.h.since(now)
+	return !monitored || e.phi(now) <= e.cfg.Threshold
 }
 
 // phi is [Exponential.Phi] with e.mu held.
 func (e *Exponential) phi(now time.Time) float64 {
-	if !e.monitored {
+	t, monitored := e.h.since(now)
+	if !monitored || t == 0 {
 		return 0
 	}
-	t := float64(elapsed(e.last, now))
-	if t == 0 {
-		return 0
-	}
-	mean := e.w.mean()
+	mean := e.h.w.mean()
 	if mean == 0 {
 		return math.Inf(1)
 	}
-	return t / mean / math.Ln10
+	return float64(t) / mean / math.Ln10
 }

@@ -79,15 +79,3 @@ func TestExponentialConfigPanics(t *testing.T) {
 		require.True(t, strings.HasPrefix(msg, "detector: ExponentialConfig."), "%+v: %q", cfg, msg)
 	}
 }
-
-func TestExponentialHeartbeatAllocs(t *testing.T) {
-	fd := detector.NewExponential(detector.ExponentialConfig{})
-	now := t0
-	allocs := testing.AllocsPerRun(5000, func() {
-		now = now.Add(time.Second)
-		fd.Heartbeat(now)
-		fd.Phi(now.Add(time.Second))
-		fd.Available(now.Add(time.Second))
-	})
-	require.Zero(t, allocs)
-}

@@ -106,11 +106,9 @@ func (c PhiConfig) withDefaults() PhiConfig {
 // [NewPhi] makes one with another configuration. A Phi is safe for
 // concurrent use and must not be copied after first use.
 type Phi struct {
-	mu        sync.Mutex
-	cfg       PhiConfig // with defaults, once w is allocated
-	w         window
-	last      time.Time
-	monitored bool // a heartbeat has arrived
+	mu  sync.Mutex
+	cfg PhiConfig // with defaults, once h.w is allocated
+	h   history
 }
 
 // NewPhi returns a detector with configuration cfg, whose zero fields mean
@@ -124,7 +122,7 @@ func NewPhi(cfg PhiConfig) *Phi {
 
 func (p *Phi) configure(cfg PhiConfig) {
 	p.cfg = cfg.withDefaults()
-	p.w = newWindow(p.cfg.MaxSamples)
+	p.h.w = newWindow(p.cfg.MaxSamples)
 }
 
 // Heartbeat records a heartbeat that arrived at now.
@@ -137,22 +135,11 @@ func (p *Phi) configure(cfg PhiConfig) {
 func (p *Phi) Heartbeat(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.w.ring == nil {
+	if p.h.w.ring == nil {
 		p.configure(PhiConfig{})
 	}
-	switch {
-	case !p.monitored:
-		p.monitored = true
-		p.w.reset()
-		sd := p.cfg.FirstHeartbeat / 4
-		p.w.add(p.cfg.FirstHeartbeat - sd)
-		p.w.add(p.cfg.FirstHeartbeat + sd)
-	case now.Before(p.last):
-		return
-	case p.phi(now) < p.cfg.Threshold:
-		p.w.add(now.Sub(p.last))
-	}
-	p.last = now
+	first, sd := p.cfg.FirstHeartbeat, p.cfg.FirstHeartbeat/4
+	p.h.record(now, p.phi(now) < p.cfg.Threshold, first-sd, first+sd)
 }
 
 // Phi returns the suspicion level φ at now: [PhiOf] of the time since the
@@ -170,21 +157,20 @@ func (p *Phi) Phi(now time.Time) float64 {
 func (p *Phi) Available(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.monitored || p.phi(now) < p.cfg.Threshold
+	_, monitored := p.h.since(now)
+	return !monitored || p.phi(now) < p.cfg.Threshold
 }
 
 // phi is [Phi.Phi] with p.mu held.
 func (p *Phi) phi(now time.Time) float64 {
-	if !p.monitored {
+	t, monitored := p.h.since(now)
+	if !monitored {
 		return 0
 	}
-	mean := p.w.mean() + float64(p.cfg.AcceptablePause)
-	sd := max(p.w.stdDev(), float64(p.cfg.MinStdDev))
-	return phiOf(float64(elapsed(p.last, now)), mean, sd)
+	mean := p.h.w.mean() + float64(p.cfg.AcceptablePause)
+	sd := max(p.h.w.stdDev(), float64(p.cfg.MinStdDev))
+	return phiOf(float64(t), mean, sd)
 }
-
-// elapsed returns now − last, or 0 if now is before last.
-func elapsed(last, now time.Time) time.Duration { return max(now.Sub(last), 0) }
 
 // checkThreshold panics unless t is a finite number ≥ 0.
 func checkThreshold(field string, t float64) {

@@ -411,14 +411,21 @@ func panicMessage(f func()) (msg string) {
 	return ""
 }
 
-func TestPhiHeartbeatAllocs(t *testing.T) {
-	fd := detector.NewPhi(detector.PhiConfig{})
-	now := t0
-	allocs := testing.AllocsPerRun(5000, func() {
-		now = now.Add(time.Second)
-		fd.Heartbeat(now)
-		fd.Phi(now.Add(time.Second))
-		fd.Available(now.Add(time.Second))
-	})
-	require.Zero(t, allocs)
+// TestDetectorAllocs: heartbeats and queries allocate nothing, for every
+// detector with its window full.
+func TestDetectorAllocs(t *testing.T) {
+	for _, d := range []detector.Detector{
+		detector.NewPhi(detector.PhiConfig{MaxSamples: 100}),
+		detector.NewExponential(detector.ExponentialConfig{MaxSamples: 100}),
+		detector.NewTimeout(0),
+	} {
+		now := t0
+		allocs := testing.AllocsPerRun(1000, func() {
+			now = now.Add(time.Second)
+			d.Heartbeat(now)
+			d.Phi(now.Add(time.Second))
+			d.Available(now.Add(time.Second))
+		})
+		require.Zero(t, allocs, "%T", d)
+	}
 }

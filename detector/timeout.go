@@ -21,10 +21,9 @@ const defaultTimeout = 4 * time.Second
 // another. A Timeout is safe for concurrent use and must not be copied
 // after first use.
 type Timeout struct {
-	mu        sync.Mutex
-	after     time.Duration // 0: defaultTimeout
-	last      time.Time
-	monitored bool
+	mu    sync.Mutex
+	after time.Duration // 0: defaultTimeout
+	h     history       // its window stays empty
 }
 
 // NewTimeout returns a detector that suspects a node once more than after
@@ -40,10 +39,7 @@ func NewTimeout(after time.Duration) *Timeout {
 func (t *Timeout) Heartbeat(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.monitored || now.After(t.last) {
-		t.last = now
-	}
-	t.monitored = true
+	t.h.record(now, false)
 }
 
 // Phi returns the fraction of the timeout that has passed since the last
@@ -53,10 +49,11 @@ func (t *Timeout) Heartbeat(now time.Time) {
 func (t *Timeout) Phi(now time.Time) float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.monitored {
+	since, monitored := t.h.since(now)
+	if !monitored {
 		return 0
 	}
-	return float64(elapsed(t.last, now)) / float64(t.timeout())
+	return float64(since) / float64(t.timeout())
 }
 
 // Available reports whether at most the timeout has passed since the last
@@ -64,7 +61,8 @@ func (t *Timeout) Phi(now time.Time) float64 {
 func (t *Timeout) Available(now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.monitored || elapsed(t.last, now) <= t.timeout()
+	since, monitored := t.h.since(now)
+	return !monitored || since <= t.timeout()
 }
 
 func (t *Timeout) timeout() time.Duration { return cmp.Or(t.after, defaultTimeout) }

@@ -34,15 +34,3 @@ func TestTimeout(t *testing.T) {
 	msg := panicMessage(func() { detector.NewTimeout(-1) })
 	require.True(t, strings.HasPrefix(msg, "detector: NewTimeout"), msg)
 }
-
-func TestTimeoutHeartbeatAllocs(t *testing.T) {
-	fd := detector.NewTimeout(0)
-	now := t0
-	allocs := testing.AllocsPerRun(1000, func() {
-		now = now.Add(time.Second)
-		fd.Heartbeat(now)
-		fd.Phi(now)
-		fd.Available(now)
-	})
-	require.Zero(t, allocs)
-}

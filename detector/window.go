@@ -59,11 +59,6 @@ func (w *window) add(d time.Duration) {
 	w.sqHi, _ = bits.Add64(w.sqHi, hi, carry)
 }
 
-// reset empties the window.
-func (w *window) reset() {
-	w.next, w.n, w.sum, w.sqHi, w.sqLo = 0, 0, 0, 0, 0
-}
-
 // mean returns the mean interval in nanoseconds; 0 for an empty window.
 func (w *window) mean() float64 {
 	if w.n == 0 {
@@ -94,3 +89,36 @@ func (w *window) variance() float64 {
 
 // stdDev returns the population standard deviation in nanoseconds.
 func (w *window) stdDev() float64 { return math.Sqrt(w.variance()) }
+
+// history is what a detector keeps of one node's heartbeats: the window of
+// intervals, the time of the latest heartbeat and whether one has arrived.
+// It is not safe for concurrent use; its owner locks.
+type history struct {
+	w         window
+	last      time.Time
+	monitored bool
+}
+
+// record notes a heartbeat at now. The first heartbeat adds the intervals
+// seed to the window; a later one adds the interval since the latest if
+// accept; one dated before the latest is ignored.
+func (h *history) record(now time.Time, accept bool, seed ...time.Duration) {
+	switch {
+	case !h.monitored:
+		h.monitored = true
+		for _, d := range seed {
+			h.w.add(d)
+		}
+	case now.Before(h.last):
+		return
+	case accept:
+		h.w.add(now.Sub(h.last))
+	}
+	h.last = now
+}
+
+// since returns the time from the latest heartbeat to now (0 if now is
+// before it), and false before the first heartbeat.
+func (h *history) since(now time.Time) (time.Duration, bool) {
+	return max(now.Sub(h.last), 0), h.monitored
+}
