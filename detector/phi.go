@@ -139,7 +139,7 @@ func (p *Phi) Heartbeat(now time.Time) {
 		p.configure(PhiConfig{})
 	}
 	first, sd := p.cfg.FirstHeartbeat, p.cfg.FirstHeartbeat/4
-	p.h.record(now, p.phi(now) < p.cfg.Threshold, first-sd, first+sd)
+	p.h.record(now, p.available(now), first-sd, first+sd)
 }
 
 // Phi returns the suspicion level φ at now: [PhiOf] of the time since the
@@ -157,9 +157,12 @@ func (p *Phi) Phi(now time.Time) float64 {
 func (p *Phi) Available(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, monitored := p.h.since(now)
-	return !monitored || p.phi(now) < p.cfg.Threshold
+	return p.available(now)
 }
+
+// phiAtMean bounds φ up to the mean: φ there is at most log10(2) ≈ 0.30103,
+// its value at the mean, since φ is non-decreasing in elapsed.
+const phiAtMean = 0.302
 
 // phi is [Phi.Phi] with p.mu held.
 func (p *Phi) phi(now time.Time) float64 {
@@ -167,10 +170,28 @@ func (p *Phi) phi(now time.Time) float64 {
 	if !monitored {
 		return 0
 	}
-	mean := p.h.w.mean() + float64(p.cfg.AcceptablePause)
-	sd := max(p.h.w.stdDev(), float64(p.cfg.MinStdDev))
-	return phiOf(float64(t), mean, sd)
+	return phiOf(float64(t), p.mean(), p.stdDev())
 }
+
+// available is [Phi.Available] with p.mu held. Up to the mean it needs no
+// logarithm unless the threshold is below phiAtMean.
+func (p *Phi) available(now time.Time) bool {
+	t, monitored := p.h.since(now)
+	if !monitored {
+		return true
+	}
+	mean := p.mean()
+	if float64(t) <= mean && p.cfg.Threshold > phiAtMean {
+		return true
+	}
+	return phiOf(float64(t), mean, p.stdDev()) < p.cfg.Threshold
+}
+
+// mean is the window's mean plus the acceptable pause.
+func (p *Phi) mean() float64 { return p.h.w.mean() + float64(p.cfg.AcceptablePause) }
+
+// stdDev is the window's standard deviation, at least MinStdDev.
+func (p *Phi) stdDev() float64 { return max(p.h.w.stdDev(), float64(p.cfg.MinStdDev)) }
 
 // checkThreshold panics unless t is a finite number ≥ 0.
 func checkThreshold(field string, t float64) {

@@ -352,11 +352,19 @@ func TestPhiThresholdCrossing(t *testing.T) {
 }
 
 // TestPhiMonotoneInTime: between heartbeats, φ never decreases as now
-// advances, over seeded random heartbeat histories.
+// advances, and Available is exactly φ < Threshold, over seeded random
+// heartbeat histories and thresholds on both sides of φ at the mean.
 func TestPhiMonotoneInTime(t *testing.T) {
+	thresholds := []float64{0.05, 0.3, 0.30103, 0.31, 1, 3, 8}
 	for seed := uint64(0); seed < 20; seed++ {
 		r := rand.New(rand.NewPCG(seed, 2))
-		fd := detector.NewPhi(detector.PhiConfig{MaxSamples: 1 + r.IntN(30), MinStdDev: time.Duration(1 + r.IntN(int(200*time.Millisecond)))})
+		threshold := thresholds[r.IntN(len(thresholds))]
+		fd := detector.NewPhi(detector.PhiConfig{
+			Threshold:       threshold,
+			MaxSamples:      1 + r.IntN(30),
+			MinStdDev:       time.Duration(1 + r.IntN(int(200*time.Millisecond))),
+			AcceptablePause: time.Duration(r.IntN(2)) * time.Second,
+		})
 		now := t0
 		for range 200 {
 			fd.Heartbeat(now)
@@ -367,6 +375,9 @@ func TestPhiMonotoneInTime(t *testing.T) {
 				p := fd.Phi(probe)
 				if p < prev || math.IsNaN(p) {
 					t.Fatalf("seed %d: phi fell from %v to %v", seed, prev, p)
+				}
+				if fd.Available(probe) != (p < threshold) {
+					t.Fatalf("seed %d: Available %v with phi %v, threshold %v", seed, fd.Available(probe), p, threshold)
 				}
 				prev = p
 			}
