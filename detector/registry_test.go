@@ -181,7 +181,7 @@ func TestRegistryNilConstructor(t *testing.T) {
 // TestRegistryConcurrent hammers one registry from several goroutines;
 // run with -race.
 func TestRegistryConcurrent(t *testing.T) {
-	reg := detector.NewRegistry(func() *detector.Timeout { return detector.NewTimeout(time.Second) }, detector.RegistryConfig{})
+	reg := detector.NewRegistry(func() *detector.Phi { return detector.NewPhi(detector.PhiConfig{MaxSamples: 8}) }, detector.RegistryConfig{})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
