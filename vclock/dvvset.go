@@ -151,8 +151,9 @@ func (s *DVVSet[V]) syncEntries(oe []entry, ovals [][]V) {
 			ce[k], cv[k] = entry{id: oe[j].id, counter: oe[j].counter}, slices.Clone(theirs)
 			j++
 		default:
-			ce[k] = entry{id: a[i].id, counter: max(a[i].counter, oe[j].counter)}
+			// Values first: ce may be a, and ce[k] is a[i].
 			cv[k] = syncValues(a[i].counter, av[i], oe[j].counter, theirs)
+			ce[k] = entry{id: a[i].id, counter: max(a[i].counter, oe[j].counter)}
 			i++
 			j++
 		}
