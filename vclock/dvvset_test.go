@@ -321,8 +321,9 @@ func requireDModel(t *testing.T, seed uint64, s DVVSet[string], m dmodel) {
 
 // history runs random reads, writes and replica syncs on three replicas
 // and four clients, checking every replica against the model after every
-// step, and returns snapshots of the replicas along the way.
-func history(t *testing.T, seed uint64) []DVVSet[string] {
+// step if check is set, and returns snapshots of the replicas along the
+// way.
+func history(t *testing.T, seed uint64, check bool) []DVVSet[string] {
 	r := rand.New(rand.NewPCG(seed, 7))
 	const replicas, clients = 3, 4
 	sets := make([]DVVSet[string], replicas)
@@ -358,7 +359,9 @@ func history(t *testing.T, seed uint64) []DVVSet[string] {
 			models[i] = models[i].sync(models[j])
 		}
 		for k := range sets {
-			requireDModel(t, seed, sets[k], models[k])
+			if check {
+				requireDModel(t, seed, sets[k], models[k])
+			}
 		}
 		if r.IntN(4) == 0 {
 			snaps = append(snaps, sets[r.IntN(replicas)].Clone())
@@ -372,7 +375,7 @@ func history(t *testing.T, seed uint64) []DVVSet[string] {
 // exactly the values both sides hold or one side has not seen.
 func TestDVVSetModel(t *testing.T) {
 	for seed := range seeds() {
-		history(t, seed)
+		history(t, seed, true)
 	}
 }
 
@@ -380,7 +383,7 @@ func TestDVVSetModel(t *testing.T) {
 // idempotent on sets from random histories.
 func TestDVVSetSyncLaws(t *testing.T) {
 	for seed := range seeds() {
-		snaps := history(t, seed)
+		snaps := history(t, seed, true)
 		r := rand.New(rand.NewPCG(seed, 8))
 		for range 10 {
 			a, b, c := snaps[r.IntN(len(snaps))], snaps[r.IntN(len(snaps))], snaps[r.IntN(len(snaps))]
@@ -396,7 +399,7 @@ func TestDVVSetSyncLaws(t *testing.T) {
 // idempotent with anonymous values, and keeps them in canonical order.
 func TestDVVSetSyncAnonymousLaws(t *testing.T) {
 	for seed := range seeds() {
-		snaps := history(t, seed)
+		snaps := history(t, seed, true)
 		r := rand.New(rand.NewPCG(seed, 9))
 		for i := range snaps {
 			switch r.IntN(4) {

@@ -19,7 +19,7 @@ func seeds() uint64 {
 	if *long {
 		return 5000
 	}
-	return 200
+	return 100
 }
 
 // model is the reference vector clock: a map with absent IDs at 0.
