@@ -54,15 +54,6 @@ func requireSet[V any](t *testing.T, want, got DVVSet[V], msgAndArgs ...any) {
 	require.Equal(t, wa, ga, msgAndArgs...)
 }
 
-// ctxOf is dvvset:join as a VClock literal.
-func ctxOf(ds ...Dot) VClock {
-	var v VClock
-	for _, d := range ds {
-		v.Add(d)
-	}
-	return v
-}
-
 // update is dvvset:update(dvvset:new(ctx, [v]), s, id) without touching s.
 func update[V any](s DVVSet[V], ctx VClock, id string, v V) DVVSet[V] {
 	s = s.Clone()
