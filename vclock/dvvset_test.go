@@ -218,20 +218,18 @@ func TestDVVSetPublishedLess(t *testing.T) {
 	b3 := update(empty, a.Context(), "z", "v2")
 	c := update(a, b.Context(), "c", "v3")
 	d := update(b2, c.Context(), "d", "v4")
-	less := func(x, y DVVSet[string]) bool { return x.Compare(y) == Before }
-	require.True(t, less(a, b))
-	require.True(t, less(a, c))
-	require.True(t, less(b, c))
-	require.True(t, less(b, d))
-	require.True(t, less(b2, d))
-	require.True(t, less(a, d))
-	require.False(t, less(b2, c))
-	require.False(t, less(b, b2))
-	require.False(t, less(b2, b))
-	require.False(t, less(a, a))
-	require.False(t, less(c, c))
-	require.False(t, less(d, b2))
-	require.False(t, less(b3, d))
+	for _, c := range []struct {
+		name string
+		x, y DVVSet[string]
+		less bool
+	}{
+		{"A<B", a, b, true}, {"A<C", a, c, true}, {"B<C", b, c, true}, {"B<D", b, d, true},
+		{"B2<D", b2, d, true}, {"A<D", a, d, true}, {"B2<C", b2, c, false}, {"B<B2", b, b2, false},
+		{"B2<B", b2, b, false}, {"A<A", a, a, false}, {"C<C", c, c, false}, {"D<B2", d, b2, false},
+		{"B3<D", b3, d, false},
+	} {
+		require.Equal(t, c.less, c.x.Compare(c.y) == Before, c.name)
+	}
 }
 
 // TestDVVSetPublishedSizeValues re-expresses dvvset.erl's size_test,
