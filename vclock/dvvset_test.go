@@ -487,6 +487,10 @@ func TestDVVSetCloneIndependent(t *testing.T) {
 	ctx := s.Context()
 	ctx.Tick("a")
 	require.Equal(t, uint64(3), s.Context().Get("a"), "Context is a copy")
+
+	before := s.Clone()
+	s.Sync(s) // with itself: shared storage on both sides
+	requireSet(t, before, s)
 }
 
 func TestDVVSetAllocations(t *testing.T) {

@@ -175,14 +175,14 @@ func (v *VClock) Merge(o VClock) {
 func unionLen(a, b []entry) int {
 	n := len(a) + len(b)
 	for i, j := 0, 0; i < len(a) && j < len(b); {
-		switch c := strings.Compare(a[i].id, b[j].id); {
-		case c < 0:
-			i++
-		case c > 0:
-			j++
-		default:
+		switch {
+		case a[i].id == b[j].id:
 			n--
 			i++
+			j++
+		case a[i].id < b[j].id:
+			i++
+		default:
 			j++
 		}
 	}
@@ -196,15 +196,15 @@ func mergeInto(dst, a, b []entry) []entry {
 	i, j := len(a)-1, len(b)-1
 	for k := len(dst) - 1; k >= 0; k-- {
 		switch {
+		case i >= 0 && j >= 0 && a[i].id == b[j].id:
+			dst[k] = maxEntry(a[i], b[j])
+			i--
+			j--
 		case j < 0 || (i >= 0 && a[i].id > b[j].id):
 			dst[k] = a[i]
 			i--
-		case i < 0 || a[i].id < b[j].id:
-			dst[k] = b[j]
-			j--
 		default:
-			dst[k] = maxEntry(a[i], b[j])
-			i--
+			dst[k] = b[j]
 			j--
 		}
 	}
@@ -273,12 +273,16 @@ func (v VClock) Descends(o VClock) bool {
 	if len(a) < len(b) {
 		return false // some ID of o is missing from v
 	}
+	// Invariant: v has at least as many entries left as o, so a[i] exists.
 	i := 0
-	for _, e := range b {
-		for i < len(a) && a[i].id < e.id {
+	for j, e := range b {
+		for a[i].id != e.id {
+			if a[i].id > e.id || len(a)-i == len(b)-j {
+				return false // e.id is missing from v
+			}
 			i++
 		}
-		if i == len(a) || a[i].id != e.id || a[i].counter < e.counter {
+		if a[i].counter < e.counter {
 			return false
 		}
 		i++
@@ -343,10 +347,11 @@ func RiakPrunePolicy() PrunePolicy {
 // time) is at least p.Young, that entry is removed if v has more than
 // p.Big entries or the age exceeds p.Old; otherwise pruning stops.
 //
-// Pruning forgets history: a pruned clock may compare Before or Concurrent
-// with clocks it used to descend from, which in a store shows up as a
-// false conflict (siblings), never as a lost update when writers keep
-// their IDs' entries young.
+// Pruning forgets history: afterwards a clock may compare Concurrent or
+// Before with clocks it used to descend from, and a clock may appear to
+// descend from it without having seen the forgotten events. In a store the
+// first shows up as false siblings and the second, rarely, as a lost
+// update, which is why Riak's default thresholds are generous.
 func (v *VClock) Prune(now time.Time, p PrunePolicy) int {
 	n, small := len(v.entries), max(p.Small, 0)
 	if n <= small {
