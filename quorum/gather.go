@@ -1,0 +1,236 @@
+package quorum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNoQuorum is returned, wrapped, by [Gather] when need calls can no
+// longer succeed: too many replicas failed, there are fewer replicas than
+// need, or the parent context ended first.
+var ErrNoQuorum = errors.New("quorum: no quorum")
+
+// Reply is the outcome of one call [Gather] made: the replica it called
+// and what the call returned.
+type Reply[T any] struct {
+	Replica string
+	Value   T
+	Err     error
+}
+
+// Option configures [Gather].
+type Option func(*options)
+
+type options struct {
+	hedge       bool
+	hedgeDelay  time.Duration
+	maxInFlight int // 0: no limit
+	terminal    func(error) bool
+	err         error // the first invalid option
+}
+
+func (o *options) invalid(format string, args ...any) {
+	if o.err == nil {
+		o.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	}
+}
+
+// Hedge makes [Gather] start only need calls at first, as dskit's
+// MinimizeRequests, and one more for each call that fails. With delay > 0
+// it also starts one more at delay, 2·delay, 3·delay, ... after Gather
+// began, for as long as it has not decided and replicas remain uncalled:
+// the hedged requests of "The Tail at Scale" and Cassandra's speculative
+// retry. A delay of 0 hedges on failures only; a negative delay makes
+// Gather fail with [ErrInvalid].
+func Hedge(delay time.Duration) Option {
+	return func(o *options) {
+		if delay < 0 {
+			o.invalid("hedge delay %v is negative", delay)
+		}
+		o.hedge, o.hedgeDelay = true, delay
+	}
+}
+
+// MaxInFlight makes [Gather] run at most n calls at once; a call that would
+// exceed the limit starts when an earlier one returns. Successes count
+// towards need whenever they arrive, so any n >= 1 can reach a quorum; n < 1
+// makes Gather fail with [ErrInvalid].
+func MaxInFlight(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.invalid("max in flight %d, want at least 1", n)
+		}
+		o.maxInFlight = n
+	}
+}
+
+// Terminal marks errors that no other replica can do better on, such as a
+// rejected request: when isTerminal returns true for a call's error,
+// [Gather] fails at once with that error, calls no further replica and
+// cancels the calls in flight. isTerminal runs on Gather's goroutine. A nil
+// isTerminal treats no error as terminal.
+func Terminal(isTerminal func(err error) bool) Option {
+	return func(o *options) { o.terminal = isTerminal }
+}
+
+// gathered carries one call's result to Gather.
+type gathered[T any] struct {
+	i   int // index into replicas
+	v   T
+	err error
+}
+
+// Gather calls replicas until need calls succeed, then cancels the rest; it
+// fails as soon as need successes became impossible, with every error joined.
+//
+// By default Gather calls every replica at once; [Hedge] and [MaxInFlight]
+// change when calls start (replicas are called in the order given, so put
+// the preferred ones first), and [Terminal] stops at errors not worth
+// retrying elsewhere. call must be safe for concurrent use and should
+// return promptly once its context is done.
+//
+// Gather returns the replies of every call that returned before it
+// decided, in the order of replicas. On success exactly need of them have
+// a nil Err; the replies of calls still in flight are dropped, and later
+// successes do not count. On failure the error is, in this order of
+// precedence:
+//
+//   - an error wrapping [ErrInvalid] when need < 1, call is nil, a replica
+//     is listed twice (it would count twice) or an option is invalid; no call
+//     is made;
+//   - an error wrapping [ErrNoQuorum] when need > len(replicas); no call is
+//     made;
+//   - an error wrapping [ErrNoQuorum] and context.Cause(ctx) when ctx ends
+//     before the quorum (at once if it already has), joined with the errors of
+//     the calls that failed before;
+//   - the terminal error, wrapped with its replica's name, when [Terminal]
+//     recognises one;
+//   - an error wrapping [ErrNoQuorum] and every call's error, each wrapped
+//     with its replica's name, once more than len(replicas) - need calls
+//     failed.
+//
+// # Goroutines
+//
+// Gather runs each call on a goroutine of its own that ends as soon as the
+// call returns: its reply goes into a buffer with room for every call, so
+// it never blocks. Gather does not wait for calls in flight when it decides;
+// it cancels their context (a child of ctx) and returns, so those goroutines
+// end when their calls react to the cancellation. A call that ignores its
+// context keeps its goroutine until it returns by itself. Gather starts no
+// call after it returned, and the hedging timer is stopped by then.
+func Gather[T any](ctx context.Context, replicas []string, need int,
+	call func(ctx context.Context, replica string) (T, error), opts ...Option) ([]Reply[T], error) {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	n := len(replicas)
+	switch {
+	case o.err != nil:
+		return nil, o.err
+	case need < 1:
+		return nil, fmt.Errorf("%w: need %d, want at least 1", ErrInvalid, need)
+	case call == nil:
+		return nil, fmt.Errorf("%w: nil call", ErrInvalid)
+	}
+	for i, r := range replicas {
+		for _, s := range replicas[:i] {
+			if r == s {
+				return nil, fmt.Errorf("%w: replica %q listed twice", ErrInvalid, r)
+			}
+		}
+	}
+	if need > n {
+		return nil, fmt.Errorf("%w: need %d replies from %d replicas", ErrNoQuorum, need, n)
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w before any call", ErrNoQuorum, context.Cause(ctx))
+	}
+
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan gathered[T], n)
+	replies := make([]Reply[T], n) // by replica index until collected
+	done := make([]bool, n)
+	var errs []error
+	started, inFlight, succeeded, failed := 0, 0, 0, 0
+	want, limit := n, n // calls to start in all; at once
+	if o.hedge {
+		want = need
+	}
+	if o.maxInFlight > 0 {
+		limit = o.maxInFlight
+	}
+	startCalls := func() {
+		for ; started < min(want, n) && inFlight < limit; started++ {
+			inFlight++
+			i := started
+			go func() {
+				v, err := call(callCtx, replicas[i])
+				results <- gathered[T]{i: i, v: v, err: err}
+			}()
+		}
+	}
+	collect := func() []Reply[T] {
+		k := 0
+		for i := range n {
+			if done[i] {
+				replies[k] = replies[i]
+				k++
+			}
+		}
+		clear(replies[k:])
+		return replies[:k:k]
+	}
+	cancelled := func() ([]Reply[T], error) {
+		err := fmt.Errorf("%w: %w after %d of %d needed successes", ErrNoQuorum, context.Cause(ctx), succeeded, need)
+		return collect(), errors.Join(append([]error{err}, errs...)...)
+	}
+
+	var hedges <-chan time.Time
+	if o.hedge && o.hedgeDelay > 0 && need < n {
+		t := time.NewTicker(o.hedgeDelay)
+		defer t.Stop()
+		hedges = t.C
+	}
+	startCalls()
+	for {
+		select {
+		case <-ctx.Done():
+			return cancelled()
+		case <-hedges:
+			want++
+			if want >= n {
+				hedges = nil
+			}
+		case g := <-results:
+			inFlight--
+			done[g.i] = true
+			replies[g.i] = Reply[T]{Replica: replicas[g.i], Value: g.v, Err: g.err}
+			if g.err == nil {
+				if succeeded++; succeeded == need {
+					return collect(), nil
+				}
+				break
+			}
+			if ctx.Err() != nil { // the call most likely failed because ctx ended
+				return cancelled()
+			}
+			if o.terminal != nil && o.terminal(g.err) {
+				return collect(), fmt.Errorf("quorum: replica %q: %w", replicas[g.i], g.err)
+			}
+			failed++
+			errs = append(errs, fmt.Errorf("replica %q: %w", replicas[g.i], g.err))
+			if failed > n-need {
+				err := fmt.Errorf("%w: %d of %d replicas succeeded, need %d", ErrNoQuorum, succeeded, n, need)
+				return collect(), errors.Join(append([]error{err}, errs...)...)
+			}
+			want++
+		}
+		startCalls()
+	}
+}
