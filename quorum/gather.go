@@ -75,6 +75,18 @@ func Terminal(isTerminal func(err error) bool) Option {
 	return func(o *options) { o.terminal = isTerminal }
 }
 
+// applyOptions returns the options opts set. It is separate from Gather so
+// that the options escape to the heap only when there are some.
+func applyOptions(opts []Option) options {
+	o := new(options)
+	for _, opt := range opts {
+		if opt != nil {
+			opt(o)
+		}
+	}
+	return *o
+}
+
 // gathered carries one call's result to Gather.
 type gathered[T any] struct {
 	i   int // index into replicas
@@ -123,10 +135,8 @@ type gathered[T any] struct {
 func Gather[T any](ctx context.Context, replicas []string, need int,
 	call func(ctx context.Context, replica string) (T, error), opts ...Option) ([]Reply[T], error) {
 	var o options
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
+	if len(opts) > 0 {
+		o = applyOptions(opts)
 	}
 	n := len(replicas)
 	switch {

@@ -343,3 +343,4 @@ func BenchmarkSimulate(b *testing.B) {
 	}
 }
 
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e3779b9)) }
