@@ -29,7 +29,7 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if c.N < 1 {
-		errs = append(errs, fmt.Errorf("N = %d: a key needs at least one replica", c.N))
+		errs = append(errs, fmt.Errorf("replication factor N = %d: a key needs at least one replica", c.N))
 	}
 	for _, f := range [...]struct {
 		name, op string
@@ -37,9 +37,9 @@ func (c Config) Validate() error {
 	}{{"R", "read", c.R}, {"W", "write", c.W}} {
 		switch {
 		case f.v < 1:
-			errs = append(errs, fmt.Errorf("%s = %d: a %s needs at least one replica", f.name, f.v, f.op))
+			errs = append(errs, fmt.Errorf("%s quorum %s = %d: a %s needs at least one replica", f.op, f.name, f.v, f.op))
 		case c.N >= 1 && f.v > c.N:
-			errs = append(errs, fmt.Errorf("%s = %d: a %s cannot wait for more than N = %d replicas", f.name, f.v, f.op, c.N))
+			errs = append(errs, fmt.Errorf("%s quorum %s = %d: a %s cannot wait for more than N = %d replicas", f.op, f.name, f.v, f.op, c.N))
 		}
 	}
 	if errs == nil {

@@ -21,7 +21,7 @@ func ExampleConfig() {
 	// Output:
 	// {N:3 R:2 W:2} overlapping=true write faults=1 read faults=1 stale=0.000
 	// {N:3 R:1 W:1} overlapping=false write faults=2 read faults=2 stale=0.667
-	// quorum: invalid argument: config {N:3 R:4 W:1}: R = 4: a read cannot wait for more than N = 3 replicas
+	// quorum: invalid argument: config {N:3 R:4 W:1}: read quorum R = 4: a read cannot wait for more than N = 3 replicas
 }
 
 func ExampleAvailability() {
@@ -61,7 +61,7 @@ func ExampleLevel_Requirement() {
 func ExampleWARS_Simulate() {
 	fast := quorum.Exponential{Mean: time.Millisecond}
 	m := quorum.WARS{W: quorum.Exponential{Mean: 10 * time.Millisecond}, A: fast, R: fast, S: fast}
-	v, err := m.Simulate(quorum.Config{N: 3, R: 1, W: 1}, 100_000, 1)
+	v, err := m.Simulate(quorum.Config{N: 3, R: 1, W: 1}, 20_000, 1)
 	if err != nil {
 		fmt.Println(err)
 		return

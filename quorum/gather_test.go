@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,6 +65,22 @@ func (c *cluster) call(ctx context.Context, replica string) (string, error) {
 	return v, err
 }
 
+// startedAt returns when each call started, once the bubble is quiet.
+func (c *cluster) startedAt() map[string]time.Duration {
+	synctest.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.started)
+}
+
+// results returns what each call returned, once the bubble is quiet.
+func (c *cluster) results() map[string]error {
+	synctest.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.returned)
+}
+
 func (c *cluster) elapsed() time.Duration { return time.Since(c.t0) }
 
 // summary renders replies as "a=a b:err" for compact assertions.
@@ -96,7 +113,7 @@ func TestGatherEarlySuccess(t *testing.T) {
 		synctest.Wait() // the cancelled calls return
 		require.Equal(t, int32(5), c.calls.Load())
 		require.Zero(t, c.active.Load())
-		require.Equal(t, map[string]error{"a": nil, "b": nil, "c": nil, "d": context.Canceled, "e": context.Canceled}, c.returned)
+		require.Equal(t, map[string]error{"a": nil, "b": nil, "c": nil, "d": context.Canceled, "e": context.Canceled}, c.results())
 		require.Equal(t, 3*ms, c.elapsed(), "cancelled at once")
 	})
 }
@@ -116,7 +133,7 @@ func TestGatherFailFast(t *testing.T) {
 			`replica "a": boom`+"\n"+`replica "c": boom`+"\n"+`replica "d": boom`, err.Error())
 		require.Equal(t, "a:boom c:boom d:boom", summary(rs))
 		synctest.Wait()
-		require.Equal(t, map[string]error{"a": boom, "b": context.Canceled, "c": boom, "d": boom, "e": context.Canceled}, c.returned)
+		require.Equal(t, map[string]error{"a": boom, "b": context.Canceled, "c": boom, "d": boom, "e": context.Canceled}, c.results())
 	})
 }
 
@@ -129,7 +146,7 @@ func TestGatherHedgeDelay(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 15*ms, c.elapsed())
 		require.Equal(t, "a=a c=c", summary(rs))
-		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 10 * ms}, c.started)
+		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 10 * ms}, c.startedAt())
 		synctest.Wait()
 		require.Equal(t, int32(3), c.calls.Load())
 	})
@@ -146,7 +163,7 @@ func TestGatherHedgeRepeats(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 100*ms, c.elapsed())
 		require.Equal(t, "a=a", summary(rs))
-		require.Equal(t, map[string]time.Duration{"a": 0, "b": 10 * ms, "c": 20 * ms, "d": 30 * ms, "e": 40 * ms}, c.started)
+		require.Equal(t, map[string]time.Duration{"a": 0, "b": 10 * ms, "c": 20 * ms, "d": 30 * ms, "e": 40 * ms}, c.startedAt())
 	})
 }
 
@@ -170,7 +187,7 @@ func TestGatherHedgeOnFailure(t *testing.T) {
 		require.NoError(t, err)
 		// a fails at 1ms: c starts; c fails at 6ms: d starts, answers at 7ms.
 		require.Equal(t, 7*ms, c.elapsed())
-		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 1 * ms, "d": 6 * ms}, c.started)
+		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 1 * ms, "d": 6 * ms}, c.startedAt())
 		require.Equal(t, "a:boom b=b c:boom d=d", summary(rs))
 		require.Equal(t, int32(4), c.calls.Load())
 	})
@@ -193,7 +210,7 @@ func TestGatherMaxInFlight(t *testing.T) {
 		c := newCluster(map[string]time.Duration{"a": 30 * ms, "b": 30 * ms, "c": 30 * ms, "d": 1 * ms, "e": 1 * ms}, nil)
 		rs, err := quorum.Gather(t.Context(), five, 2, c.call, quorum.Hedge(10*ms), quorum.MaxInFlight(3))
 		require.NoError(t, err)
-		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 10 * ms, "d": 30 * ms}, c.started)
+		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "c": 10 * ms, "d": 30 * ms}, c.startedAt())
 		require.Equal(t, 30*ms, c.elapsed())
 		require.Equal(t, "a=a b=b", summary(rs))
 		require.Equal(t, int32(3), c.peak.Load())
@@ -214,7 +231,7 @@ func TestGatherTerminal(t *testing.T) {
 		require.Equal(t, "a:flaky b:bad request", summary(rs))
 		synctest.Wait()
 		require.Equal(t, int32(3), c.calls.Load(), "a's failure called c; b's stopped the hedging")
-		require.Equal(t, context.Canceled, c.returned["c"])
+		require.Equal(t, context.Canceled, c.results()["c"])
 	})
 }
 

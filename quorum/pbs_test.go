@@ -142,7 +142,7 @@ func TestSimulateInvalid(t *testing.T) {
 // P(consistent) = 1 - StaleProbability(c, 1).
 func TestSimulateMatchesClosedForm(t *testing.T) {
 	m := quorum.WARS{W: quorum.Exponential{Mean: 10 * ms}, A: quorum.Fixed(0), R: quorum.Fixed(0), S: quorum.Exponential{Mean: 10 * ms}}
-	const trials = 100_000
+	const trials = 50_000
 	for i, c := range []quorum.Config{{N: 3, R: 1, W: 1}, {N: 5, R: 2, W: 2}, {N: 5, R: 1, W: 3}, {N: 7, R: 2, W: 3}, {N: 3, R: 2, W: 2}} {
 		v, err := m.Simulate(c, trials, uint64(i))
 		require.NoError(t, err)
@@ -279,7 +279,7 @@ func TestVisibilityWindow(t *testing.T) {
 //   - a larger R or W shortens it, and R+W > N closes it.
 func TestTVisibilityQualitative(t *testing.T) {
 	fast := quorum.Exponential{Mean: ms}
-	const trials = 100_000
+	const trials = 50_000
 	window := func(m quorum.WARS, c quorum.Config, p float64) (time.Duration, quorum.Visibility) {
 		v, err := m.Simulate(c, trials, 2012)
 		require.NoError(t, err)
