@@ -13,14 +13,17 @@ import (
 var ErrNoQuorum = errors.New("quorum: no quorum")
 
 // Reply is the outcome of one call [Gather] made: the replica it called
-// and what the call returned.
+// and what the call returned. It is a plain value; the zero Reply is an
+// unnamed replica's successful zero value.
 type Reply[T any] struct {
 	Replica string
 	Value   T
 	Err     error
 }
 
-// Option configures [Gather].
+// Option configures [Gather]: [Hedge], [MaxInFlight], [Terminal]. A nil
+// Option is ignored. Options are plain functions, safe to share between
+// goroutines and calls.
 type Option func(*options)
 
 type options struct {

@@ -429,3 +429,56 @@ func TestGatherAllocs(t *testing.T) {
 		require.Equal(t, float64(5+n), allocs, "%d replicas", n)
 	}
 }
+
+// TestGatherRealScheduling runs Gather outside a bubble, with instant calls
+// that fail at random, so that the race detector sees real interleavings;
+// the invariants hold whatever order the replies arrive in.
+func TestGatherRealScheduling(t *testing.T) {
+	for seed := uint64(0); seed < 300; seed++ {
+		r := newRand(seed)
+		n := 1 + r.IntN(7)
+		need := 1 + r.IntN(n)
+		fails := make([]bool, n)
+		good := 0
+		for i := range fails {
+			fails[i] = r.IntN(3) == 0
+			if !fails[i] {
+				good++
+			}
+		}
+		var calls atomic.Int32
+		call := func(_ context.Context, replica string) (int, error) {
+			calls.Add(1)
+			var i int
+			fmt.Sscanf(replica, "r%d", &i)
+			if fails[i] {
+				return 0, errors.New("down")
+			}
+			return i, nil
+		}
+		replicas := make([]string, n)
+		for i := range replicas {
+			replicas[i] = fmt.Sprint("r", i)
+		}
+		var opts []quorum.Option
+		if r.IntN(2) == 0 {
+			opts = append(opts, quorum.Hedge(0))
+		}
+		rs, err := quorum.Gather(context.Background(), replicas, need, call, opts...)
+		ok := 0
+		for _, rep := range rs {
+			if rep.Err == nil {
+				ok++
+				require.Equal(t, rep.Replica, fmt.Sprint("r", rep.Value), "seed %d", seed)
+			}
+		}
+		if good >= need {
+			require.NoError(t, err, "seed %d", seed)
+			require.Equal(t, need, ok, "seed %d", seed)
+		} else {
+			require.ErrorIs(t, err, quorum.ErrNoQuorum, "seed %d", seed)
+			require.Equal(t, n-need+1, len(rs)-ok, "seed %d", seed)
+		}
+		require.LessOrEqual(t, int(calls.Load()), n)
+	}
+}

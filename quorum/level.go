@@ -68,14 +68,16 @@ func ParseLevel(s string) (Level, error) {
 // Placement is where a key's replicas live: replica IDs grouped by zone
 // (datacenter, availability zone), and the zone of the coordinator that
 // serves the request, which LOCAL_ levels count in. Every replica ID must
-// appear once. A Placement is only read, never modified, by this package.
+// appear once. A Placement is only read, never modified, by this package;
+// its zero value has no replicas.
 type Placement struct {
 	Zones map[string][]string
 	Local string
 }
 
 // ZoneNeed is a requirement on one zone: at least Acks distinct
-// acknowledgements from its Replicas.
+// acknowledgements from its Replicas. It is a plain value; Replicas is the
+// Placement's slice, shared, not copied.
 type ZoneNeed struct {
 	Zone     string
 	Replicas []string
@@ -175,9 +177,14 @@ func (r Requirement) Min() int {
 // count once or not at all, so a retried acknowledgement cannot fake a
 // quorum. For every level but EACH_QUORUM, Satisfied(acks) is true exactly
 // when acks holds Min() distinct replicas that r counts, which is what
-// [Gather] over those replicas with need = Min() delivers.
+// [Gather] over those replicas with need = Min() delivers. It does not
+// allocate for up to 16 zones and takes time quadratic in len(acks).
 func (r Requirement) Satisfied(acks []string) bool {
-	perZone := make([]int, len(r.Zones))
+	var buf [16]int
+	perZone := buf[:]
+	if len(r.Zones) > len(buf) {
+		perZone = make([]int, len(r.Zones))
+	}
 	counted := 0
 	for i, a := range acks {
 		z, ok := r.zoneOf[a]

@@ -44,14 +44,17 @@ type Distribution interface {
 // forms cannot overflow (about 73 years: no real latency comes close).
 const maxSample = time.Duration(math.MaxInt64 / 4)
 
-// Fixed is a constant latency. Its zero value is a latency of 0.
+// Fixed is a constant latency. Its zero value is a latency of 0. Like every
+// distribution here it is a plain value, safe for concurrent use (each
+// goroutine with its own *rand.Rand).
 type Fixed time.Duration
 
 // Sample returns f.
 func (f Fixed) Sample(*rand.Rand) time.Duration { return time.Duration(f) }
 
 // Exponential is the exponential distribution with the given mean (the
-// PBS paper's rate λ is 1/Mean). The zero value always samples 0.
+// PBS paper's rate λ is 1/Mean). The zero value always samples 0. It is
+// safe for concurrent use.
 type Exponential struct {
 	Mean time.Duration
 }
@@ -72,7 +75,8 @@ func (e Exponential) Validate() error {
 // Pareto is the Pareto distribution with minimum Scale (x_m) and tail index
 // Shape (α): P(X > x) = (Scale/x)^Shape for x >= Scale. The smaller the
 // shape, the heavier the tail; the mean is finite only for Shape > 1. The
-// zero value is not valid (Validate fails); it samples 0.
+// zero value is not valid (Validate fails); it samples 0. It is safe for
+// concurrent use.
 type Pareto struct {
 	Scale time.Duration
 	Shape float64
