@@ -133,7 +133,70 @@ func (e Empirical) Validate() error {
 	return nil
 }
 
+// Mixture draws each sample from one of its components, chosen with
+// probability proportional to its Weight: the shape of the PBS paper's
+// production fits (a Pareto body with an exponential tail). A Mixture is
+// safe for concurrent use when its components are; the empty Mixture is not
+// valid (Validate fails) and samples 0.
+type Mixture []Component
+
+// Component is one part of a [Mixture].
+type Component struct {
+	Weight float64
+	Dist   Distribution
+}
+
+// Sample picks a component by weight and samples it.
+func (m Mixture) Sample(r *rand.Rand) time.Duration {
+	total := 0.0
+	for _, c := range m {
+		total += c.Weight
+	}
+	u := r.Float64() * total
+	for _, c := range m {
+		if u < c.Weight {
+			return c.Dist.Sample(r)
+		}
+		u -= c.Weight
+	}
+	if len(m) == 0 {
+		return 0
+	}
+	return m[len(m)-1].Dist.Sample(r) // u rounded up to total
+}
+
+// Validate requires at least one component, finite non-negative weights
+// with a positive sum, and valid, non-nil distributions.
+func (m Mixture) Validate() error {
+	total := 0.0
+	for i, c := range m {
+		if !(c.Weight >= 0) || math.IsInf(c.Weight, 1) {
+			return fmt.Errorf("%w: mixture component %d has weight %v", ErrInvalid, i, c.Weight)
+		}
+		if err := validate(c.Dist); err != nil {
+			return fmt.Errorf("mixture component %d: %w", i, err)
+		}
+		total += c.Weight
+	}
+	if !(total > 0) {
+		return fmt.Errorf("%w: mixture without positive weight", ErrInvalid)
+	}
+	return nil
+}
+
+// validate rejects a nil distribution and one whose Validate method fails.
+func validate(d Distribution) error {
+	if d == nil {
+		return fmt.Errorf("%w: nil distribution", ErrInvalid)
+	}
+	if v, ok := d.(interface{ Validate() error }); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
 var (
+	_ Distribution = Mixture{}
 	_ Distribution = Fixed(0)
 	_ Distribution = Exponential{}
 	_ Distribution = Pareto{}
@@ -191,13 +254,8 @@ func (m WARS) Simulate(c Config, trials int, seed uint64) (Visibility, error) {
 		name string
 		d    Distribution
 	}{{"W", m.W}, {"A", m.A}, {"R", m.R}, {"S", m.S}} {
-		if d.d == nil {
-			return Visibility{}, fmt.Errorf("%w: WARS.%s is nil", ErrInvalid, d.name)
-		}
-		if v, ok := d.d.(interface{ Validate() error }); ok {
-			if err := v.Validate(); err != nil {
-				return Visibility{}, fmt.Errorf("WARS.%s: %w", d.name, err)
-			}
+		if err := validate(d.d); err != nil {
+			return Visibility{}, fmt.Errorf("WARS.%s: %w", d.name, err)
 		}
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x5742_5253)) // "WARS"

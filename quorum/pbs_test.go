@@ -103,6 +103,15 @@ func TestDistributions(t *testing.T) {
 	}
 	require.Zero(t, quorum.Empirical{}.Sample(r))
 
+	mix := quorum.Mixture{{Weight: 1, Dist: quorum.Fixed(ms)}, {Weight: 0, Dist: quorum.Fixed(2 * ms)}, {Weight: 3, Dist: quorum.Fixed(3 * ms)}}
+	clear(counts)
+	for range 40_000 {
+		counts[mix.Sample(r)]++
+	}
+	require.Zero(t, counts[2*ms], "weight 0 never drawn")
+	within(t, 0.75, float64(counts[3*ms])/40_000, 40_000, "mixture by weight")
+	require.Zero(t, quorum.Mixture{}.Sample(r))
+
 	_, err = quorum.NewEmpirical(nil)
 	require.ErrorIs(t, err, quorum.ErrInvalid)
 	_, err = quorum.NewEmpirical([]time.Duration{ms, -ms})
@@ -120,7 +129,11 @@ func TestSimulateInvalid(t *testing.T) {
 	}{
 		{good, quorum.Config{N: 3, R: 0, W: 1}, 10, "R = 0"},
 		{good, c, 0, "0 trials"},
-		{quorum.WARS{W: good.W, A: good.A, R: good.R}, c, 10, "WARS.S is nil"},
+		{quorum.WARS{W: good.W, A: good.A, R: good.R}, c, 10, "WARS.S: quorum: invalid argument: nil distribution"},
+		{quorum.WARS{W: quorum.Mixture{}, A: good.A, R: good.R, S: good.S}, c, 10, "mixture without positive weight"},
+		{quorum.WARS{W: quorum.Mixture{{Weight: -1, Dist: good.A}}, A: good.A, R: good.R, S: good.S}, c, 10, "component 0 has weight -1"},
+		{quorum.WARS{W: quorum.Mixture{{Weight: 1, Dist: good.A}, {Weight: 1, Dist: quorum.Pareto{}}}, A: good.A, R: good.R, S: good.S}, c, 10, "WARS.W: mixture component 1: quorum: invalid argument: pareto"},
+		{quorum.WARS{W: quorum.Mixture{{Weight: 1}}, A: good.A, R: good.R, S: good.S}, c, 10, "mixture component 0: quorum: invalid argument: nil distribution"},
 		{quorum.WARS{W: quorum.Pareto{}, A: good.A, R: good.R, S: good.S}, c, 10, "WARS.W: quorum: invalid argument: pareto"},
 		{quorum.WARS{W: good.W, A: quorum.Exponential{Mean: -1}, R: good.R, S: good.S}, c, 10, "exponential mean -1ns is negative"},
 		{quorum.WARS{W: good.W, A: good.A, R: quorum.Empirical{}, S: good.S}, c, 10, "use NewEmpirical"},
@@ -313,6 +326,17 @@ func TestTVisibilityQualitative(t *testing.T) {
 		{"W~Exp(10ms) R=1 W=2", slow, quorum.Config{N: 3, R: 1, W: 2}},
 		{"W~Exp(10ms) R=2 W=2", slow, quorum.Config{N: 3, R: 2, W: 2}},
 	}
+	// Mixtures shaped like the paper's fits of LinkedIn's latencies (a
+	// Pareto body and an exponential tail for W; Pareto for A, R and S):
+	// flash ("SSD") against spinning disks ("DISK").
+	us := time.Microsecond
+	ars := quorum.Pareto{Scale: 235 * us, Shape: 10}
+	ssd := quorum.Mixture{{Weight: 0.9122, Dist: quorum.Pareto{Scale: 235 * us, Shape: 10}}, {Weight: 0.0878, Dist: quorum.Exponential{Mean: 602 * us}}}
+	disk := quorum.Mixture{{Weight: 0.38, Dist: quorum.Pareto{Scale: 1050 * us, Shape: 1.51}}, {Weight: 0.62, Dist: quorum.Exponential{Mean: 5464 * us}}}
+	rows = append(rows,
+		row{"SSD-like R=W=1", quorum.WARS{W: ssd, A: ars, R: ars, S: ars}, one},
+		row{"DISK-like R=W=1", quorum.WARS{W: disk, A: ars, R: ars, S: ars}, one},
+	)
 	windows := map[string]time.Duration{}
 	for _, r := range rows {
 		w, _ := window(r.m, r.c, 0.999)
@@ -325,6 +349,7 @@ func TestTVisibilityQualitative(t *testing.T) {
 	require.Less(t, windows["W~Exp(10ms) R=2 W=1"], windows["W~Exp(10ms) R=W=1"], "larger R, shorter window")
 	require.Less(t, windows["W~Exp(10ms) R=1 W=2"], windows["W~Exp(10ms) R=W=1"], "larger W, shorter window")
 	require.Zero(t, windows["W~Exp(10ms) R=2 W=2"], "strict quorum")
+	require.Less(t, windows["SSD-like R=W=1"], windows["DISK-like R=W=1"], "faster write tail, shorter window")
 }
 
 func BenchmarkSimulate(b *testing.B) {
