@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -13,8 +14,7 @@ import (
 var ErrNoQuorum = errors.New("quorum: no quorum")
 
 // Reply is the outcome of one call [Gather] made: the replica it called
-// and what the call returned. It is a plain value; the zero Reply is an
-// unnamed replica's successful zero value.
+// and what the call returned. It is a plain value.
 type Reply[T any] struct {
 	Replica string
 	Value   T
@@ -151,10 +151,8 @@ func Gather[T any](ctx context.Context, replicas []string, need int,
 		return nil, fmt.Errorf("%w: nil call", ErrInvalid)
 	}
 	for i, r := range replicas {
-		for _, s := range replicas[:i] {
-			if r == s {
-				return nil, fmt.Errorf("%w: replica %q listed twice", ErrInvalid, r)
-			}
+		if slices.Contains(replicas[:i], r) {
+			return nil, fmt.Errorf("%w: replica %q listed twice", ErrInvalid, r)
 		}
 	}
 	if need > n {
@@ -166,84 +164,111 @@ func Gather[T any](ctx context.Context, replicas []string, need int,
 
 	callCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan gathered[T], n)
-	replies := make([]Reply[T], n) // by replica index until collected
-	done := make([]bool, n)
-	var errs []error
-	started, inFlight, succeeded, failed := 0, 0, 0, 0
-	want, limit := n, n // calls to start in all; at once
+	done := make([]bool, n) // done[i]: f.replies[i] holds a reply; on the stack for up to 32 replicas
+	f := fanout[T]{
+		ctx: callCtx, replicas: replicas, call: call,
+		results: make(chan gathered[T], n),
+		replies: make([]Reply[T], n),
+		want:    n,
+		limit:   n,
+	}
 	if o.hedge {
-		want = need
+		f.want = need
 	}
 	if o.maxInFlight > 0 {
-		limit = o.maxInFlight
+		f.limit = o.maxInFlight
 	}
-	startCalls := func() {
-		for ; started < min(want, n) && inFlight < limit; started++ {
-			inFlight++
-			i := started
-			go func() {
-				v, err := call(callCtx, replicas[i])
-				results <- gathered[T]{i: i, v: v, err: err}
-			}()
-		}
-	}
-	collect := func() []Reply[T] {
-		k := 0
-		for i := range n {
-			if done[i] {
-				replies[k] = replies[i]
-				k++
-			}
-		}
-		clear(replies[k:])
-		return replies[:k:k]
-	}
-	cancelled := func() ([]Reply[T], error) {
-		err := fmt.Errorf("%w: %w after %d of %d needed successes", ErrNoQuorum, context.Cause(ctx), succeeded, need)
-		return collect(), errors.Join(append([]error{err}, errs...)...)
-	}
-
 	var hedges <-chan time.Time
 	if o.hedge && o.hedgeDelay > 0 && need < n {
 		t := time.NewTicker(o.hedgeDelay)
 		defer t.Stop()
 		hedges = t.C
 	}
-	startCalls()
+	f.start()
 	for {
 		select {
 		case <-ctx.Done():
-			return cancelled()
+			return f.collect(done), f.stopped(ctx, need)
 		case <-hedges:
-			want++
-			if want >= n {
+			if f.want++; f.want >= n {
 				hedges = nil
 			}
-		case g := <-results:
-			inFlight--
+		case g := <-f.results:
+			f.inFlight--
 			done[g.i] = true
-			replies[g.i] = Reply[T]{Replica: replicas[g.i], Value: g.v, Err: g.err}
-			if g.err == nil {
-				if succeeded++; succeeded == need {
-					return collect(), nil
+			f.replies[g.i] = Reply[T]{Replica: replicas[g.i], Value: g.v, Err: g.err}
+			switch {
+			case g.err == nil:
+				if f.succeeded++; f.succeeded == need {
+					return f.collect(done), nil
 				}
-				break
+			case ctx.Err() != nil: // the call most likely failed because ctx ended
+				return f.collect(done), f.stopped(ctx, need)
+			case o.terminal != nil && o.terminal(g.err):
+				return f.collect(done), fmt.Errorf("quorum: replica %q: %w", replicas[g.i], g.err)
+			default:
+				f.failed++
+				f.errs = append(f.errs, fmt.Errorf("replica %q: %w", replicas[g.i], g.err))
+				if f.failed > n-need {
+					return f.collect(done), f.noQuorum(fmt.Errorf("%d of %d replicas succeeded, need %d", f.succeeded, n, need))
+				}
+				f.want++ // hedging: replace the failed call
 			}
-			if ctx.Err() != nil { // the call most likely failed because ctx ended
-				return cancelled()
-			}
-			if o.terminal != nil && o.terminal(g.err) {
-				return collect(), fmt.Errorf("quorum: replica %q: %w", replicas[g.i], g.err)
-			}
-			failed++
-			errs = append(errs, fmt.Errorf("replica %q: %w", replicas[g.i], g.err))
-			if failed > n-need {
-				err := fmt.Errorf("%w: %d of %d replicas succeeded, need %d", ErrNoQuorum, succeeded, n, need)
-				return collect(), errors.Join(append([]error{err}, errs...)...)
-			}
-			want++
 		}
-		startCalls()
+		f.start()
 	}
+}
+
+// fanout is the state of one Gather. Only Gather's goroutine touches it;
+// the calls' goroutines only send on results.
+type fanout[T any] struct {
+	ctx      context.Context // the calls' context, cancelled when Gather returns
+	replicas []string
+	call     func(ctx context.Context, replica string) (T, error)
+	results  chan gathered[T] // room for every call, so no send blocks
+	replies  []Reply[T]       // by replica index until collect
+	errs     []error          // the failed calls' errors, in arrival order
+
+	started, inFlight int // calls started in all; not yet returned
+	succeeded, failed int // returned calls, by outcome
+	want, limit       int // calls to start in all (at most len(replicas)); at once
+}
+
+// start starts calls, in replica order, up to want in all and limit at
+// once.
+func (f *fanout[T]) start() {
+	ctx, call, replicas, results := f.ctx, f.call, f.replicas, f.results
+	for ; f.started < min(f.want, len(replicas)) && f.inFlight < f.limit; f.started++ {
+		f.inFlight++
+		i := f.started
+		go func() {
+			v, err := call(ctx, replicas[i])
+			results <- gathered[T]{i: i, v: v, err: err}
+		}()
+	}
+}
+
+// collect returns the replies received, those whose done flag is set, in
+// replica order.
+func (f *fanout[T]) collect(done []bool) []Reply[T] {
+	k := 0
+	for i, d := range done {
+		if d {
+			f.replies[k] = f.replies[i]
+			k++
+		}
+	}
+	clear(f.replies[k:])
+	return f.replies[:k:k]
+}
+
+// stopped returns the error for a parent context that ended before the
+// quorum.
+func (f *fanout[T]) stopped(parent context.Context, need int) error {
+	return f.noQuorum(fmt.Errorf("%w after %d of %d needed successes", context.Cause(parent), f.succeeded, need))
+}
+
+// noQuorum returns ErrNoQuorum for reason, joined with the calls' errors.
+func (f *fanout[T]) noQuorum(reason error) error {
+	return errors.Join(append([]error{fmt.Errorf("%w: %w", ErrNoQuorum, reason)}, f.errs...)...)
 }
