@@ -89,7 +89,8 @@ func Availability(n, k int, p float64) float64 {
 
 // Unavailability returns the probability that fewer than k of n replicas
 // are up, 1 - [Availability](n, k, p), computed directly so that values
-// like 1e-12 are exact to the last digits instead of lost to rounding. It
+// like 1e-12 keep their relative precision instead of being lost to
+// rounding. It
 // returns 0 for k <= 0, 1 for k > n, and NaN for n < 0 or p outside [0, 1].
 func Unavailability(n, k int, p float64) float64 {
 	if n < 0 || !(p >= 0 && p <= 1) {

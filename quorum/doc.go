@@ -46,8 +46,8 @@
 //   - Availability(n, k, p) + Unavailability(n, k, p) = 1 (up to rounding),
 //     both are sums of non-negative terms with no cancellation, and
 //     Availability falls as k rises and rises with p.
-//   - StaleProbability(c, k) = StaleProbability(c, 1)^k, and it falls as R
-//     or W grows.
+//   - StaleProbability(c, k) = StaleProbability(c, 1)^k, and it never rises
+//     as R or W grows.
 //   - [WARS.Simulate] is a pure function of its arguments (and the
 //     distributions' determinism): the same seed gives the same curve;
 //     [Visibility.Consistent] never decreases in t.

@@ -60,6 +60,12 @@ func TestStaleProbabilityEnumerated(t *testing.T) {
 				require.InDelta(t, p, quorum.StaleProbability(c, 1), 1e-14, "%+v", c)
 				require.InDelta(t, math.Pow(p, 3), quorum.StaleProbability(c, 3), 1e-14, "%+v", c)
 				require.Equal(t, c.Overlapping(), quorum.StaleProbability(c, 1) == 0, "%+v", c)
+				if r > 1 {
+					require.LessOrEqual(t, quorum.StaleProbability(c, 1), quorum.StaleProbability(quorum.Config{N: n, R: r - 1, W: w}, 1), "%+v: never rises with R", c)
+				}
+				if w > 1 {
+					require.LessOrEqual(t, quorum.StaleProbability(c, 1), quorum.StaleProbability(quorum.Config{N: n, R: r, W: w - 1}, 1), "%+v: never rises with W", c)
+				}
 			}
 		}
 	}
