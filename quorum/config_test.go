@@ -171,3 +171,10 @@ func TestAvailabilityMonotone(t *testing.T) {
 func TestErrInvalidIsDistinct(t *testing.T) {
 	require.False(t, errors.Is(quorum.ErrInvalid, quorum.ErrNoQuorum))
 }
+
+func BenchmarkAvailability(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		quorum.Availability(5, 3, 0.999)
+	}
+}
