@@ -23,6 +23,9 @@
 //	v.Consistent(5 * time.Millisecond)   // P(consistent read 5ms after commit)
 //	v.Window(0.999)                      // the delay that makes 99.9% consistent
 //
+// Latencies come from any [Distribution]: [Fixed], [Exponential], [Pareto],
+// measured samples ([NewEmpirical]) or a [Mixture] of them.
+//
 // Consistency levels over zones:
 //
 //	req, err := quorum.LevelLocalQuorum.Requirement(quorum.Placement{

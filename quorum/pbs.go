@@ -237,9 +237,9 @@ type WARS struct {
 // the distributions draw only from the generator they are given). Sampled
 // latencies are clamped to [0, 73 years].
 //
-// Each trial costs 4·N samples and a sort of N values; Simulate allocates
-// only its result and scratch space for one trial, and runs on the calling
-// goroutine.
+// Each trial costs 4·N samples and two sorts of N values, and keeps one
+// Duration (8 bytes) in the result; besides the result Simulate allocates
+// only scratch space for one trial. It runs on the calling goroutine.
 //
 // It fails with an error wrapping [ErrInvalid] for an invalid c, trials < 1,
 // a nil distribution, or one whose Validate method fails.
