@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -365,6 +367,28 @@ func TestGatherModel(t *testing.T) {
 			}
 			c := newCluster(delay, errs)
 			rs, err := quorum.Gather(t.Context(), replicas, need, c.call, opts...)
+			if opts == nil {
+				// All calls start at once: the decision comes at the need-th
+				// success or the (n-need+1)-th failure, whichever is first.
+				var okAt, failAt []time.Duration
+				for _, id := range replicas {
+					if errs[id] == nil {
+						okAt = append(okAt, delay[id])
+					} else {
+						failAt = append(failAt, delay[id])
+					}
+				}
+				slices.Sort(okAt)
+				slices.Sort(failAt)
+				decide := time.Duration(math.MaxInt64)
+				if len(okAt) >= need {
+					decide = okAt[need-1]
+				}
+				if len(failAt) > n-need {
+					decide = min(decide, failAt[n-need])
+				}
+				require.Equal(t, decide, c.elapsed(), "seed %d", seed)
+			}
 			ok, failed := 0, 0
 			for _, rep := range rs {
 				if rep.Err == nil {
