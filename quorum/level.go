@@ -97,7 +97,8 @@ type Requirement struct {
 	Any   int
 	Zones []ZoneNeed
 
-	zoneOf map[string]int // replica -> index into Zones, or -1 when no zone counts it
+	zoneOf   map[string]int // replica -> index into Zones, or -1 when no zone counts it
+	replicas []string       // the replicas that count, zones in name order
 }
 
 // Requirement returns what l demands of p. It fails with an error wrapping
@@ -125,6 +126,7 @@ func (l Level) Requirement(p Placement) (Requirement, error) {
 				return Requirement{}, fmt.Errorf("%w: replica %q is listed twice in the placement", ErrInvalid, r)
 			}
 			req.zoneOf[r] = -1
+			req.replicas = append(req.replicas, r)
 		}
 	}
 	addZone := func(z string, acks int) {
@@ -156,11 +158,24 @@ func (l Level) Requirement(p Placement) (Requirement, error) {
 			}
 		}
 	}
+	if req.Zones != nil {
+		req.replicas = req.replicas[:0]
+		for _, z := range req.Zones {
+			req.replicas = append(req.replicas, z.Replicas...)
+		}
+	}
 	if req.Any > total {
 		return Requirement{}, fmt.Errorf("%w: %v needs %d replicas, the placement has %d", ErrUnavailable, l, req.Any, total)
 	}
 	return req, nil
 }
+
+// Replicas returns, in a new slice, the replicas whose acknowledgements r
+// counts: the placement's replicas, or for LOCAL_ levels the local zone's,
+// zones in name order and each zone's replicas in placement order. For every
+// level but EACH_QUORUM, Gather(ctx, r.Replicas(), r.Min(), call) succeeds
+// exactly when its successful replies satisfy r.
+func (r Requirement) Replicas() []string { return slices.Clone(r.replicas) }
 
 // Min returns the fewest acknowledgements that can satisfy r: the larger of
 // Any and the sum of the zones' Acks.

@@ -2,6 +2,8 @@ package quorum_test
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -41,6 +43,11 @@ func TestLevelRequirement(t *testing.T) {
 		require.Equal(t, tc.any, req.Any, "%v", tc.level)
 		require.Equal(t, tc.zones, req.Zones, "%v", tc.level)
 		require.Equal(t, tc.min, req.Min(), "%v", tc.level)
+		want := []string{"a", "b", "c", "d", "e"}
+		if tc.level == quorum.LevelLocalOne || tc.level == quorum.LevelLocalQuorum {
+			want = want[:3]
+		}
+		require.Equal(t, want, req.Replicas(), "%v", tc.level)
 	}
 }
 
@@ -172,6 +179,33 @@ func TestLevelModel(t *testing.T) {
 			require.Equal(t, want, req.Satisfied(acks), "seed %d: %v over %v, acks %v", seed, level, p, acks)
 			if level != quorum.LevelEachQuorum && want {
 				require.GreaterOrEqual(t, len(distinct), req.Min(), "seed %d", seed)
+			}
+		}
+		if level != quorum.LevelEachQuorum {
+			// Gather over Replicas with need Min succeeds exactly when the
+			// replicas that are up satisfy the requirement.
+			var up []string
+			for id := range zoneOf {
+				if r.IntN(3) > 0 {
+					up = append(up, id)
+				}
+			}
+			rs, err := quorum.Gather(context.Background(), req.Replicas(), req.Min(),
+				func(_ context.Context, id string) (string, error) {
+					if slices.Contains(up, id) {
+						return id, nil
+					}
+					return "", errors.New("down")
+				})
+			require.Equal(t, req.Satisfied(up), err == nil, "seed %d: %v up %v: %v", seed, level, up, err)
+			if err == nil {
+				var acks []string
+				for _, rep := range rs {
+					if rep.Err == nil {
+						acks = append(acks, rep.Replica)
+					}
+				}
+				require.True(t, req.Satisfied(acks), "seed %d", seed)
 			}
 		}
 		require.True(t, slices.IsSortedFunc(req.Zones, func(a, b quorum.ZoneNeed) int { return cmp.Compare(a.Zone, b.Zone) }),
