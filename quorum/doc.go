@@ -32,6 +32,7 @@
 //		Zones: map[string][]string{"eu": {"a", "b", "c"}, "us": {"d", "e", "f"}},
 //		Local: "eu"})
 //	req.Satisfied([]string{"a", "c"})    // true
+//	replies, err := quorum.GatherFor(ctx, req, get) // calls a, b and c only
 //
 // A read at QUORUM that hedges after 20ms and on every failure:
 //
@@ -59,7 +60,8 @@
 //   - [Gather] never reports success with fewer than need successful replies,
 //     never calls a replica twice, never starts a call after it returned, and
 //     fails as soon as need successes are impossible. Its goroutines end as
-//     its documentation states.
+//     its documentation states. [GatherFor] succeeds exactly when the
+//     successful replies satisfy its [Requirement].
 //
-// Everything except Gather is pure: no goroutines, no clock, no I/O.
+// Everything except Gather and GatherFor is pure: no goroutines, no clock, no I/O.
 package quorum

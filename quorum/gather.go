@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -271,4 +272,63 @@ func (f *fanout[T]) stopped(parent context.Context, need int) error {
 // noQuorum returns ErrNoQuorum for reason, joined with the calls' errors.
 func (f *fanout[T]) noQuorum(reason error) error {
 	return errors.Join(append([]error{fmt.Errorf("%w: %w", ErrNoQuorum, reason)}, f.errs...)...)
+}
+
+// GatherFor is [Gather] for a consistency level: it calls the replicas req
+// counts and succeeds once the successful replies satisfy req (see
+// [Requirement.Satisfied]).
+//
+// For ONE, TWO, THREE, QUORUM and ALL it is Gather(ctx, req.Replicas(),
+// req.Min(), call, opts...). For LOCAL_ONE and LOCAL_QUORUM it gathers from
+// the local zone, and for EACH_QUORUM it runs one Gather per zone, each on a
+// goroutine of its own, with each zone's Acks as need; options apply to each
+// zone separately (MaxInFlight(2) allows two calls per zone). It succeeds
+// when every zone did and fails as soon as one zone fails, cancelling the
+// others; the error is that zone's, wrapped with the zone's name, so it
+// matches [ErrNoQuorum] (or the terminal error) as Gather's would.
+//
+// The replies are those of each zone's Gather, zones in name order. The
+// per-zone goroutines have ended when GatherFor returns; each returns as
+// soon as its zone is decided, and the calls' goroutines end as documented
+// for Gather. A zero req fails with [ErrInvalid].
+func GatherFor[T any](ctx context.Context, req Requirement,
+	call func(ctx context.Context, replica string) (T, error), opts ...Option) ([]Reply[T], error) {
+	switch len(req.Zones) {
+	case 0:
+		return Gather(ctx, req.replicas, req.Min(), call, opts...)
+	case 1:
+		return gatherZone(ctx, req.Zones[0], call, opts)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	replies := make([][]Reply[T], len(req.Zones))
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for i, z := range req.Zones {
+		wg.Go(func() {
+			var err error
+			replies[i], err = gatherZone(ctx, z, call, opts)
+			if err != nil {
+				once.Do(func() {
+					first = err
+					cancel()
+				})
+			}
+		})
+	}
+	wg.Wait()
+	return slices.Concat(replies...), first
+}
+
+// gatherZone gathers z's acknowledgements and names z in the error.
+func gatherZone[T any](ctx context.Context, z ZoneNeed,
+	call func(ctx context.Context, replica string) (T, error), opts []Option) ([]Reply[T], error) {
+	rs, err := Gather(ctx, z.Replicas, z.Acks, call, opts...)
+	if err != nil {
+		err = fmt.Errorf("zone %q: %w", z.Zone, err)
+	}
+	return rs, err
 }

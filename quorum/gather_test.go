@@ -506,3 +506,59 @@ func TestGatherRealScheduling(t *testing.T) {
 		require.LessOrEqual(t, int(calls.Load()), n)
 	}
 }
+
+func TestGatherForEachQuorum(t *testing.T) {
+	req, err := quorum.LevelEachQuorum.Requirement(twoZones) // eu: a b c, us: d e
+	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(map[string]time.Duration{"a": 1 * ms, "b": 2 * ms, "c": 9 * ms, "d": 5 * ms, "e": 7 * ms}, nil)
+		rs, err := quorum.GatherFor(t.Context(), req, c.call)
+		require.NoError(t, err)
+		require.Equal(t, 7*ms, c.elapsed(), "waits for the slower zone")
+		require.Equal(t, "a=a b=b d=d e=e", summary(rs))
+		require.Equal(t, context.Canceled, c.results()["c"])
+	})
+	synctest.Test(t, func(t *testing.T) {
+		// us needs both of its replicas; d failing decides at once.
+		boom := errors.New("boom")
+		c := newCluster(map[string]time.Duration{"a": 3 * ms, "b": 4 * ms, "c": 5 * ms, "d": 1 * ms}, map[string]error{"d": boom})
+		rs, err := quorum.GatherFor(t.Context(), req, c.call)
+		require.Equal(t, 1*ms, c.elapsed())
+		require.ErrorIs(t, err, quorum.ErrNoQuorum)
+		require.ErrorIs(t, err, boom)
+		require.ErrorContains(t, err, `zone "us": quorum: no quorum: 0 of 2 replicas succeeded, need 2`)
+		require.Equal(t, "d:boom", summary(rs))
+		require.Equal(t, map[string]error{"a": context.Canceled, "b": context.Canceled, "c": context.Canceled, "d": boom, "e": context.Canceled}, c.results())
+	})
+	synctest.Test(t, func(t *testing.T) {
+		// Hedging per zone: two calls in each zone's quorum first.
+		c := newCluster(map[string]time.Duration{"a": 1 * ms, "b": 1 * ms, "c": 1 * ms, "d": 1 * ms, "e": 1 * ms}, nil)
+		_, err := quorum.GatherFor(t.Context(), req, c.call, quorum.Hedge(0))
+		require.NoError(t, err)
+		require.Equal(t, map[string]time.Duration{"a": 0, "b": 0, "d": 0, "e": 0}, c.startedAt())
+	})
+}
+
+func TestGatherForLocalAndGlobal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		req, err := quorum.LevelLocalQuorum.Requirement(twoZones)
+		require.NoError(t, err)
+		c := newCluster(map[string]time.Duration{"a": 3 * ms, "b": 1 * ms, "c": 2 * ms, "d": 0, "e": 0}, nil)
+		rs, err := quorum.GatherFor(t.Context(), req, c.call)
+		require.NoError(t, err)
+		require.Equal(t, "b=b c=c", summary(rs))
+		require.Equal(t, 2*ms, c.elapsed(), "the faster remote replicas do not count")
+		require.NotContains(t, c.startedAt(), "d", "remote replicas are not called")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		req, err := quorum.LevelQuorum.Requirement(twoZones)
+		require.NoError(t, err)
+		c := newCluster(map[string]time.Duration{"a": 3 * ms, "b": 4 * ms, "c": 5 * ms, "d": 1 * ms, "e": 2 * ms}, nil)
+		rs, err := quorum.GatherFor(t.Context(), req, c.call)
+		require.NoError(t, err)
+		require.Equal(t, "a=a d=d e=e", summary(rs))
+		require.Equal(t, 3*ms, c.elapsed())
+	})
+	_, err := quorum.GatherFor(context.Background(), quorum.Requirement{}, func(context.Context, string) (int, error) { return 0, nil })
+	require.ErrorIs(t, err, quorum.ErrInvalid)
+}

@@ -174,7 +174,8 @@ func (l Level) Requirement(p Placement) (Requirement, error) {
 // counts: the placement's replicas, or for LOCAL_ levels the local zone's,
 // zones in name order and each zone's replicas in placement order. For every
 // level but EACH_QUORUM, Gather(ctx, r.Replicas(), r.Min(), call) succeeds
-// exactly when its successful replies satisfy r.
+// exactly when its successful replies satisfy r; [GatherFor] covers every
+// level.
 func (r Requirement) Replicas() []string { return slices.Clone(r.replicas) }
 
 // Min returns the fewest acknowledgements that can satisfy r: the larger of
@@ -191,8 +192,7 @@ func (r Requirement) Min() int {
 // acknowledged, meet r. Replicas outside the placement and repeated IDs
 // count once or not at all, so a retried acknowledgement cannot fake a
 // quorum. For every level but EACH_QUORUM, Satisfied(acks) is true exactly
-// when acks holds Min() distinct replicas that r counts, which is what
-// [Gather] over those replicas with need = Min() delivers. It does not
+// when acks holds Min() distinct replicas that r counts. It does not
 // allocate for up to 16 zones and takes time quadratic in len(acks).
 func (r Requirement) Satisfied(acks []string) bool {
 	var buf [16]int

@@ -181,32 +181,43 @@ func TestLevelModel(t *testing.T) {
 				require.GreaterOrEqual(t, len(distinct), req.Min(), "seed %d", seed)
 			}
 		}
+		// Gather over Replicas with need Min, and GatherFor for every level,
+		// succeed exactly when the replicas that are up satisfy the
+		// requirement.
+		var up []string
+		for id := range zoneOf {
+			if r.IntN(3) > 0 {
+				up = append(up, id)
+			}
+		}
+		get := func(_ context.Context, id string) (string, error) {
+			if slices.Contains(up, id) {
+				return id, nil
+			}
+			return "", errors.New("down")
+		}
+		gathers := map[string]func() ([]quorum.Reply[string], error){
+			"GatherFor": func() ([]quorum.Reply[string], error) { return quorum.GatherFor(context.Background(), req, get) },
+		}
 		if level != quorum.LevelEachQuorum {
-			// Gather over Replicas with need Min succeeds exactly when the
-			// replicas that are up satisfy the requirement.
-			var up []string
-			for id := range zoneOf {
-				if r.IntN(3) > 0 {
-					up = append(up, id)
+			gathers["Gather"] = func() ([]quorum.Reply[string], error) {
+				return quorum.Gather(context.Background(), req.Replicas(), req.Min(), get)
+			}
+		}
+		for name, gather := range gathers {
+			rs, err := gather()
+			require.Equal(t, req.Satisfied(up), err == nil, "seed %d: %s %v up %v: %v", seed, name, level, up, err)
+			if err != nil {
+				require.ErrorIs(t, err, quorum.ErrNoQuorum, "seed %d", seed)
+				continue
+			}
+			var acks []string
+			for _, rep := range rs {
+				if rep.Err == nil {
+					acks = append(acks, rep.Replica)
 				}
 			}
-			rs, err := quorum.Gather(context.Background(), req.Replicas(), req.Min(),
-				func(_ context.Context, id string) (string, error) {
-					if slices.Contains(up, id) {
-						return id, nil
-					}
-					return "", errors.New("down")
-				})
-			require.Equal(t, req.Satisfied(up), err == nil, "seed %d: %v up %v: %v", seed, level, up, err)
-			if err == nil {
-				var acks []string
-				for _, rep := range rs {
-					if rep.Err == nil {
-						acks = append(acks, rep.Replica)
-					}
-				}
-				require.True(t, req.Satisfied(acks), "seed %d", seed)
-			}
+			require.True(t, req.Satisfied(acks), "seed %d: %s", seed, name)
 		}
 		require.True(t, slices.IsSortedFunc(req.Zones, func(a, b quorum.ZoneNeed) int { return cmp.Compare(a.Zone, b.Zone) }),
 			"seed %d: zones in name order", seed)
