@@ -100,3 +100,33 @@ func ExampleGather() {
 	// c: "v1@c" <nil>
 	// true true
 }
+
+// A write at EACH_QUORUM across two zones, calling only a quorum of each
+// zone unless a call fails.
+func ExampleGatherFor() {
+	req, err := quorum.LevelEachQuorum.Requirement(quorum.Placement{
+		Zones: map[string][]string{"eu": {"a", "b", "c"}, "us": {"d", "e", "f"}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	put := func(ctx context.Context, replica string) (string, error) {
+		if replica == "d" {
+			return "", errors.New("disk full")
+		}
+		return "ok", nil
+	}
+	replies, err := quorum.GatherFor(context.Background(), req, put, quorum.Hedge(0))
+	fmt.Println(err)
+	for _, r := range replies {
+		fmt.Println(r.Replica, r.Value, r.Err)
+	}
+	// Output:
+	// <nil>
+	// a ok <nil>
+	// b ok <nil>
+	// d  disk full
+	// e ok <nil>
+	// f ok <nil>
+}
