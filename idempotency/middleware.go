@@ -217,11 +217,15 @@ func (m *middleware) answer(w http.ResponseWriter, out []byte, err error) {
 }
 
 func (m *middleware) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
+	switch {
+	case r.Body == nil || r.Body == http.NoBody:
 		return nil, nil
-	}
-	if r.ContentLength > m.MaxBody {
+	case r.ContentLength > m.MaxBody:
 		return nil, &http.MaxBytesError{Limit: m.MaxBody}
+	case r.ContentLength >= 0: // the server stops the body at its declared length
+		body := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(r.Body, body)
+		return body, err
 	}
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, m.MaxBody))
 }
