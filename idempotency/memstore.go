@@ -107,34 +107,38 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, un
 // ErrNotClaimed if key has no live in-progress claim, an error if retain
 // is not positive, and ctx.Err() if ctx is done.
 func (s *MemStore) Complete(ctx context.Context, key string, response []byte, retain time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if retain <= 0 {
 		return fmt.Errorf("idempotency: Complete with non-positive retain %v", retain)
 	}
-	now := s.now()
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e, err := s.claimed(sh, key, now)
-	if err != nil {
-		return err
-	}
-	e.rec.State = Done
-	e.rec.Response = bytes.Clone(response)
-	if e.rec.Response == nil {
-		e.rec.Response = []byte{}
-	}
-	e.rec.ExpiresAt = now.Add(retain)
-	heap.Fix(&sh.q, e.idx)
-	return nil
+	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, now time.Time) {
+		e.rec.State = Done
+		e.rec.Response = bytes.Clone(response)
+		if e.rec.Response == nil {
+			e.rec.Response = []byte{}
+		}
+		e.rec.ExpiresAt = now.Add(retain)
+		heap.Fix(&sh.q, e.idx)
+	})
 }
 
 // Release implements [Store.Release]. It returns an error wrapping
 // ErrNotClaimed if key has no live in-progress claim, and ctx.Err() if ctx
 // is done.
 func (s *MemStore) Release(ctx context.Context, key string) error {
+	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, _ time.Time) {
+		heap.Remove(&sh.q, e.idx)
+		delete(sh.m, key)
+		s.n.Add(-1)
+	})
+}
+
+// Len returns the number of records the store holds, counting expired
+// records that have not been evicted yet.
+func (s *MemStore) Len() int { return int(s.n.Load()) }
+
+// onClaim runs fn, with key's shard locked, on key's live in-progress
+// entry, or returns ErrNotClaimed.
+func (s *MemStore) onClaim(ctx context.Context, key string, fn func(sh *memShard, e *memEntry, now time.Time)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -142,28 +146,13 @@ func (s *MemStore) Release(ctx context.Context, key string) error {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, err := s.claimed(sh, key, now)
-	if err != nil {
-		return err
-	}
-	heap.Remove(&sh.q, e.idx)
-	delete(sh.m, key)
-	s.n.Add(-1)
-	return nil
-}
-
-// Len returns the number of records the store holds, counting expired
-// records that have not been evicted yet.
-func (s *MemStore) Len() int { return int(s.n.Load()) }
-
-// claimed returns key's live in-progress entry; sh.mu is held.
-func (s *MemStore) claimed(sh *memShard, key string, now time.Time) (*memEntry, error) {
 	s.sweepLocked(sh, now)
 	e, ok := sh.m[key]
 	if !ok || e.rec.State != InProgress {
-		return nil, fmt.Errorf("%w: %q", ErrNotClaimed, key)
+		return fmt.Errorf("%w: %q", ErrNotClaimed, key)
 	}
-	return e, nil
+	fn(sh, e, now)
+	return nil
 }
 
 // reserve counts one more record, unless the store is at MaxKeys.

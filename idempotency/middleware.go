@@ -88,8 +88,9 @@ type MiddlewareOptions struct {
 //   - 503 when the store is full, 500 when it fails.
 //
 // The handler sees a request whose context ends when the claim's lock
-// lapses, and a ResponseWriter that buffers (it does not implement
-// http.Flusher; 1xx responses are dropped). It panics if g is nil.
+// lapses, and a ResponseWriter that buffers the whole response (it does
+// not implement http.Flusher; 1xx responses and trailers are dropped). It
+// panics if g is nil.
 func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handler {
 	if g == nil {
 		panic("idempotency: Middleware with a nil Guard")

@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -389,4 +390,37 @@ func TestMiddlewareNilGuard(t *testing.T) {
 	require.PanicsWithValue(t, "idempotency: Middleware with a nil Guard", func() {
 		idempotency.Middleware(nil, idempotency.MiddlewareOptions{})
 	})
+}
+
+// brokenStore fails every Claim.
+type brokenStore struct{ idempotency.MemStore }
+
+func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (*idempotency.Record, error) {
+	return nil, errDisk
+}
+
+func TestMiddlewareStoreTrouble(t *testing.T) {
+	clk := clocktest.NewManual(t0)
+	full := newAPIOn(&idempotency.MemStore{Clock: clk, MaxKeys: 1}, clk, idempotency.MiddlewareOptions{})
+	require.Equal(t, http.StatusCreated, full.do("POST", "/things", `"a"`, "x").Code)
+	requireProblem(t, full.do("POST", "/things", `"b"`, "x"), http.StatusServiceUnavailable)
+	require.Equal(t, "true", full.do("POST", "/things", `"a"`, "x").Header().Get(idempotency.ReplayedHeader))
+
+	h := idempotency.Middleware(idempotency.New(&brokenStore{}, idempotency.Config{}), idempotency.MiddlewareOptions{})(
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("handler ran without a claim") }))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, keyed("x"))
+	requireProblem(t, w, http.StatusInternalServerError)
+
+	// A record the middleware cannot decode is a 500, not a panic.
+	s := &idempotency.MemStore{}
+	_, err := s.Claim(context.Background(), "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Complete(context.Background(), "k", []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
+	h = idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
+		Fingerprint: func(*http.Request, []byte) []byte { return nil },
+	})(http.HandlerFunc(created))
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, keyed("x"))
+	requireProblem(t, w, http.StatusInternalServerError)
 }
