@@ -224,6 +224,7 @@ type StoredError struct {
 	Message string
 }
 
+// Error returns the recorded message.
 func (e *StoredError) Error() string { return e.Message }
 
 // Retryable marks err as a failure that a retry may cure and that had no

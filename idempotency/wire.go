@@ -14,9 +14,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// ErrCorrupt is returned when a stored response does not decode: it was
-// not written by this package, or was damaged in the store.
-var ErrCorrupt = errors.New("idempotency: corrupt stored response")
+// ErrCorrupt is returned when a recorded result or response does not
+// decode: it was not written by this package, or was damaged in the store.
+var ErrCorrupt = errors.New("idempotency: corrupt stored record")
 
 // The stored forms, both msgpack with deterministic bytes:
 //
