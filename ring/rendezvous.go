@@ -49,10 +49,7 @@ func (h *Rendezvous) Nodes() []Node { return append([]Node(nil), h.nodes...) }
 
 // score is node i's weighted score for a key hashed to kh.
 func (h *Rendezvous) score(kh uint64, i int) float64 {
-	x := kh ^ h.seeds[i]
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	x ^= x >> 31
+	x := mix64(kh ^ h.seeds[i])
 	u := (float64(x>>11) + 0.5) / (1 << 53)
 	return -h.weight[i] / math.Log(u)
 }

@@ -2,7 +2,6 @@ package ring
 
 import (
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -99,13 +98,24 @@ func KeyHash(key []byte) uint64 { return xxhash.Sum64(key) }
 func KeyHashString(key string) uint64 { return xxhash.Sum64String(key) }
 
 // PointHash is the position of the i-th point of the node with the given ID:
-// xxhash64 (seed 0) of the ID's bytes followed by i as four little-endian
-// bytes. The trailing fixed-width index makes the encoding injective. This
-// derivation is frozen by the golden vectors in testdata.
+// the (i+1)-th output of the SplitMix64 generator (Steele, Lea and Flood
+// 2014) seeded with xxhash64 (seed 0) of the ID, that is
+// mix64(xxhash64(ID) + (i+1) * 0x9e3779b97f4a7c15) where mix64 is
+// SplitMix64's finaliser. This derivation is frozen by the golden vectors in
+// testdata: changing it moves keys.
 func PointHash(id string, i uint32) uint64 {
-	var buf [256]byte
-	b := append(buf[:0], id...)
-	return xxhash.Sum64(binary.LittleEndian.AppendUint32(b, i))
+	return mix64(xxhash.Sum64String(id) + (uint64(i)+1)*golden)
+}
+
+// golden is SplitMix64's increment, 2^64 divided by the golden ratio.
+const golden = 0x9e3779b97f4a7c15
+
+// mix64 is the SplitMix64 finaliser, a bijection on uint64 with full
+// avalanche.
+func mix64(x uint64) uint64 {
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // New builds a ring of nodes. The result depends only on the set of nodes
@@ -180,22 +190,21 @@ func build(nodes []Node, want []int32, vnodes int) *Ring {
 	}
 	pts := make([]point, 0, total)
 	for i, n := range r.nodes {
+		// PointHash(n.ID, v) for every v, hashing the ID once.
+		seed := xxhash.Sum64String(n.ID)
 		for v := range want[i] {
-			pts = append(pts, point{PointHash(n.ID, uint32(v)), int32(i)})
+			pts = append(pts, point{mix64(seed + (uint64(v)+1)*golden), int32(i)})
 		}
 	}
 	r.assemble(pts)
 	return r
 }
 
-// assemble derives the lookup structures from the points of r.nodes, in
-// any order.
+// assemble derives the lookup structures from the points of r.nodes, which
+// must be in owner order (any order within one owner).
 func (r *Ring) assemble(pts []point) {
 	// Node indexes follow ID order, so (hash, owner) order breaks ties by ID.
-	slices.SortFunc(pts, func(a, b point) int {
-		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.owner, b.owner))
-	})
-	pts = slices.CompactFunc(pts, func(a, b point) bool { return a.hash == b.hash })
+	pts = slices.CompactFunc(sortPoints(pts), func(a, b point) bool { return a.hash == b.hash })
 
 	r.hashes = make([]uint64, len(pts))
 	r.owner = make([]int32, len(pts))
@@ -240,6 +249,40 @@ func (r *Ring) assemble(pts []point) {
 		}
 		r.index[b] = uint32(p)
 	}
+}
+
+// sortPoints sorts pts, which must be in owner order, by (hash, owner): a
+// least-significant-digit radix sort on the hash, eleven bits at a time, is
+// stable and so keeps equal hashes in owner order. Passes in which every
+// point has the same digit are skipped. It returns the sorted slice, pts or
+// a buffer of the same length.
+func sortPoints(pts []point) []point {
+	const bits, passes = 11, 6
+	var counts [passes][1 << bits]int
+	for _, p := range pts {
+		for d := range passes {
+			counts[d][p.hash>>(bits*d)&(1<<bits-1)]++
+		}
+	}
+	tmp := make([]point, len(pts))
+	for d := range passes {
+		c := &counts[d]
+		if slices.Contains(c[:], len(pts)) {
+			continue
+		}
+		sum := 0
+		for i, n := range c {
+			c[i] = sum
+			sum += n
+		}
+		for _, p := range pts {
+			k := p.hash >> (bits * d) & (1<<bits - 1)
+			tmp[c[k]] = p
+			c[k]++
+		}
+		pts, tmp = tmp, pts
+	}
+	return pts
 }
 
 // search returns the index of the point owning hash h: the first point at
