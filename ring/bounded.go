@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Errors returned by [NewBounded] and [Bounded.Add].
@@ -50,6 +51,16 @@ type Bounded struct {
 	keys  [][]string // node index -> keys held, in placement order
 	where map[string]slot
 	moved []Reassignment
+
+	// classes groups the nodes by point count, the only input of their
+	// capacity besides m, so that a departure checks a group's nodes only
+	// when the group's capacity drops.
+	classes []class
+}
+
+type class struct {
+	points int32
+	nodes  []int32
 }
 
 // slot locates a key: its node and its position in keys[node].
@@ -69,13 +80,22 @@ func NewBounded(r *Ring, c float64) (*Bounded, error) {
 	if r == nil || len(r.hashes) == 0 {
 		return nil, ErrEmptyRing
 	}
-	return &Bounded{
+	b := &Bounded{
 		ring:  r,
 		c:     c,
 		total: float64(len(r.hashes)),
 		keys:  make([][]string, len(r.nodes)),
 		where: map[string]slot{},
-	}, nil
+	}
+	for i, p := range r.counts {
+		k := slices.IndexFunc(b.classes, func(c class) bool { return c.points == p })
+		if k < 0 {
+			k = len(b.classes)
+			b.classes = append(b.classes, class{points: p})
+		}
+		b.classes[k].nodes = append(b.classes[k].nodes, int32(i))
+	}
+	return b, nil
 }
 
 // Ring returns the ring the assignment uses.
@@ -84,9 +104,10 @@ func (b *Bounded) Ring() *Ring { return b.ring }
 // Len returns the number of keys assigned.
 func (b *Bounded) Len() int { return len(b.where) }
 
-// capacity is node i's capacity with m keys assigned.
-func (b *Bounded) capacity(i int, m int) int {
-	return int(math.Ceil(b.c * float64(m) * float64(b.ring.counts[i]) / b.total))
+// capacity is the capacity of a node with the given number of points when
+// m keys are assigned.
+func (b *Bounded) capacity(points int32, m int) int {
+	return int(math.Ceil(b.c * float64(m) * float64(points) / b.total))
 }
 
 // Capacity returns the most keys node id may hold now, or 0 if id is not a
@@ -96,7 +117,7 @@ func (b *Bounded) Capacity(id string) int {
 	if !ok {
 		return 0
 	}
-	return b.capacity(i, len(b.where))
+	return b.capacity(b.ring.counts[i], len(b.where))
 }
 
 // Load returns the number of keys assigned to node id.
@@ -134,7 +155,7 @@ func (b *Bounded) place(key string, m int) int {
 	o := b.ring.owner
 	i := b.ring.search(KeyHashString(key))
 	// Capacities sum to at least m > current load, so some node has room.
-	for len(b.keys[o[i]]) >= b.capacity(int(o[i]), m) {
+	for len(b.keys[o[i]]) >= b.capacity(b.ring.counts[o[i]], m) {
 		if i++; i == len(o) {
 			i = 0
 		}
@@ -157,13 +178,18 @@ func (b *Bounded) Remove(key string) ([]Reassignment, bool) {
 	}
 	b.unlink(key, s)
 	m := len(b.where)
-	for i, ks := range b.keys {
-		for len(ks) > b.capacity(i, m) {
-			k := ks[len(ks)-1]
-			b.unlink(k, b.where[k])
-			to := b.place(k, m)
-			b.moved = append(b.moved, Reassignment{Key: k, From: b.ring.nodes[i].ID, To: b.ring.nodes[to].ID})
-			ks = b.keys[i]
+	for _, c := range b.classes {
+		limit := b.capacity(c.points, m)
+		if limit == b.capacity(c.points, m+1) {
+			continue // no load was above this before, none is now
+		}
+		for _, i := range c.nodes {
+			for ks := b.keys[i]; len(ks) > limit; ks = b.keys[i] {
+				k := ks[len(ks)-1]
+				b.unlink(k, b.where[k])
+				to := b.place(k, m)
+				b.moved = append(b.moved, Reassignment{Key: k, From: b.ring.nodes[i].ID, To: b.ring.nodes[to].ID})
+			}
 		}
 	}
 	return b.moved, true

@@ -370,8 +370,8 @@ func (r *Ring) ReplicasHash(h uint64, n int, dst []string) []string {
 	// First pass: the first node of each zone.
 	zones := 0
 	for i, o := start, r.owner; len(dst) < n && zones < r.zones; {
-		node := o[i]
-		z := r.zone[node]
+		node := uint32(o[i])
+		z := uint32(r.zone[node])
 		if zoneSeen[z/64]&(1<<(z%64)) == 0 {
 			zoneSeen[z/64] |= 1 << (z % 64)
 			nodeSeen[node/64] |= 1 << (node % 64)
@@ -384,7 +384,7 @@ func (r *Ring) ReplicasHash(h uint64, n int, dst []string) []string {
 	}
 	// Second pass: the nodes skipped for their zone, in walk order.
 	for i, o := start, r.owner; len(dst) < n; {
-		node := o[i]
+		node := uint32(o[i])
 		if nodeSeen[node/64]&(1<<(node%64)) == 0 {
 			nodeSeen[node/64] |= 1 << (node % 64)
 			dst = append(dst, r.nodes[node].ID)

@@ -91,9 +91,11 @@ func newModel(ns []ring.Node, vnodes int) model {
 func (m model) walk(h uint64) []string {
 	start, _ := slices.BinarySearch(m.hashes, h)
 	var out []string
+	seen := map[string]bool{}
 	for k := range m.ids {
 		id := m.ids[(start+k)%len(m.ids)]
-		if !slices.Contains(out, id) {
+		if !seen[id] {
+			seen[id] = true
 			out = append(out, id)
 		}
 	}
