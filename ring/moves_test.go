@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -120,5 +121,68 @@ func TestMovesEdges(t *testing.T) {
 		for _, h := range []uint64{0, 1, ms[0].Start, ms[0].End, ms[0].Start + 1, ms[0].End + 1, math.MaxUint64} {
 			checkMoves(t, pair[0], pair[1], ms, h, "pair")
 		}
+	}
+}
+
+// TestReplicaMoves checks the replica-set plan against actual preference
+// lists between random related rings, on keys and on range boundaries.
+func TestReplicaMoves(t *testing.T) {
+	sameSet := func(a, b []string) bool {
+		return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+	}
+	for seed := uint64(0); seed < 30; seed++ {
+		rnd := rand.New(rand.NewPCG(seed, 8))
+		ns := randomNodes(rnd, 8)
+		from := mustNew(t, ns, 1+rnd.IntN(16))
+		to, err := from.With(ring.Node{ID: "joiner", Zone: ns[0].Zone})
+		require.NoError(t, err)
+		if rnd.IntN(2) == 0 {
+			to = to.Without(ns[rnd.IntN(len(ns))].ID)
+		}
+		n := 1 + rnd.IntN(3)
+		ms := ring.ReplicaMoves(from, to, n)
+		check := func(h uint64) {
+			a, b := from.ReplicasHash(h, n, nil), to.ReplicasHash(h, n, nil)
+			var in []ring.ReplicaMove
+			for _, m := range ms {
+				if m.Contains(h) {
+					in = append(in, m)
+				}
+			}
+			if sameSet(a, b) {
+				require.Empty(t, in, "seed %d hash %d", seed, h)
+				return
+			}
+			require.Len(t, in, 1, "seed %d hash %d: %v -> %v", seed, h, a, b)
+			require.Equal(t, a, in[0].From, "seed %d", seed)
+			require.Equal(t, b, in[0].To, "seed %d", seed)
+		}
+		for _, m := range ms {
+			for _, h := range []uint64{m.Start, m.Start + 1, m.End, m.End + 1} {
+				check(h)
+			}
+		}
+		for k := range 1000 {
+			check(ring.KeyHash(fmt.Appendf(nil, "key-%d", k)))
+		}
+		if n == 1 {
+			require.Len(t, ms, len(ring.Moves(from, to)), "seed %d: n=1 is Moves", seed)
+		}
+	}
+}
+
+// TestWeightChangeMoves: raising a node's weight moves keys only to it,
+// lowering it only from it.
+func TestWeightChangeMoves(t *testing.T) {
+	r := mustNew(t, nodes(6, 1), 64)
+	heavier, err := r.With(ring.Node{ID: "node-2", Weight: 2, Zone: "z0"})
+	require.NoError(t, err)
+	ms := ring.Moves(r, heavier)
+	require.NotEmpty(t, ms)
+	for _, m := range ms {
+		require.Equal(t, "node-2", m.To)
+	}
+	for _, m := range ring.Moves(heavier, r) {
+		require.Equal(t, "node-2", m.From)
 	}
 }
