@@ -47,8 +47,7 @@ type Bounded struct {
 	ring  *Ring
 	c     float64
 	total float64    // points in the ring
-	load  []int      // node index -> keys held
-	keys  [][]string // node index -> keys held, in placement order
+	keys  [][]string // node index -> keys held, in no particular order
 	where map[string]slot
 	moved []Reassignment
 

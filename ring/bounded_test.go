@@ -42,7 +42,7 @@ func TestNewBoundedErrors(t *testing.T) {
 // reassignments are exactly the keys that moved.
 func TestBoundedCap(t *testing.T) {
 	reassigned := 0
-	for seed := uint64(0); seed < 40; seed++ {
+	for seed := uint64(0); seed < 24; seed++ {
 		rnd := rand.New(rand.NewPCG(seed, 4))
 		n := 1 + rnd.IntN(12)
 		equal := seed%2 == 0
@@ -88,7 +88,7 @@ func TestBoundedCap(t *testing.T) {
 			}
 		}
 		next := 0
-		for step := range 600 {
+		for step := range 500 {
 			if len(live) == 0 || rnd.IntN(100) < 55 {
 				key := fmt.Sprintf("k%d", next)
 				next++

@@ -89,7 +89,7 @@ func sameSet(a, b []string) bool {
 
 type span[L any] struct {
 	start, end uint64
-	label L
+	label      L
 }
 
 // plan labels the elementary ranges between the union of both rings'

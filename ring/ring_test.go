@@ -333,7 +333,7 @@ func TestVNodesTable(t *testing.T) {
 // TestMovement: adding a node moves only keys to it, about 1/(n+1) of them;
 // removing one moves only its keys.
 func TestMovement(t *testing.T) {
-	const keys = 50_000
+	const keys = 20_000
 	for _, n := range []int{1, 5, 10, 30} {
 		r := mustNew(t, nodes(n, 3), 0)
 		added, err := r.With(ring.Node{ID: "new", Zone: "z0"})
@@ -417,7 +417,8 @@ func TestSmallRings(t *testing.T) {
 }
 
 func TestAllocs(t *testing.T) {
-	r := mustNew(t, nodes(1000, 3), 0)
+	r := mustNew(t, nodes(1000, 3), 16) // 1000 nodes: the largest benchmarked
+
 	key := []byte("some key")
 	dst := make([]string, 0, 5)
 	for name, f := range map[string]func(){
