@@ -19,7 +19,8 @@ func benchKeys() [][]byte {
 	return keys
 }
 
-func BenchmarkLookup(b *testing.B) {
+// benchRings runs op on rings of each size, cycling through the keys.
+func benchRings(b *testing.B, op func(r *ring.Ring, key []byte)) {
 	keys := benchKeys()
 	for _, n := range sizes {
 		r := mustNew(b, nodes(n, 3), 0)
@@ -27,27 +28,20 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				_ = r.Lookup(keys[i&1023])
+				op(r, keys[i&1023])
 				i++
 			}
 		})
 	}
 }
 
+func BenchmarkLookup(b *testing.B) {
+	benchRings(b, func(r *ring.Ring, key []byte) { _ = r.Lookup(key) })
+}
+
 func BenchmarkReplicas3(b *testing.B) {
-	keys := benchKeys()
-	for _, n := range sizes {
-		r := mustNew(b, nodes(n, 3), 0)
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			b.ReportAllocs()
-			dst := make([]string, 0, 3)
-			i := 0
-			for b.Loop() {
-				dst = r.Replicas(keys[i&1023], 3, dst)
-				i++
-			}
-		})
-	}
+	dst := make([]string, 0, 3)
+	benchRings(b, func(r *ring.Ring, key []byte) { dst = r.Replicas(key, 3, dst) })
 }
 
 func BenchmarkNew(b *testing.B) {

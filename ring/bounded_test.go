@@ -146,3 +146,30 @@ func capacities(m model, c float64, keys int) map[string]int {
 	}
 	return out
 }
+
+// TestBoundedAllocs: steady churn (one departure, one arrival) allocates
+// nothing once the assignment has held as many keys.
+func TestBoundedAllocs(t *testing.T) {
+	b, err := ring.NewBounded(mustNew(t, nodes(10, 1), 16), 1.25)
+	require.NoError(t, err)
+	keys := make([]string, 200)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	for _, k := range keys[:100] {
+		_, err := b.Add(k)
+		require.NoError(t, err)
+	}
+	i := 0
+	churn := func() {
+		b.Remove(keys[i%200])
+		if _, err := b.Add(keys[(i+100)%200]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 400 {
+		churn()
+	}
+	require.Zero(t, testing.AllocsPerRun(1000, churn))
+}

@@ -334,8 +334,9 @@ func (r *Ring) nodeIndex(id string) (int, bool) {
 // walk order. Replicas(key, 1, nil)[0] == Lookup(key), and Replicas(key, n)
 // is a prefix of Replicas(key, n+1).
 //
-// The result is stored in dst[:0]; Replicas does not allocate when dst has
-// capacity n and the ring has at most 2048 nodes and zones together.
+// The result is stored in dst[:0]. Replicas does not allocate when dst has
+// capacity n and ceil(nodes/64) + ceil(zones/64) <= 32: up to 1024 nodes in
+// any number of zones, or 1984 nodes in up to 64 zones.
 func (r *Ring) Replicas(key []byte, n int, dst []string) []string {
 	return r.ReplicasHash(xxhash.Sum64(key), n, dst)
 }

@@ -431,10 +431,11 @@ func TestAllocs(t *testing.T) {
 	}
 }
 
-// TestConcurrent shares rings between goroutines that look up keys while
-// others derive new rings from them; run with -race.
+// TestConcurrent shares a ring and a rendezvous set between goroutines that
+// look up keys while others derive new rings; run with -race.
 func TestConcurrent(t *testing.T) {
 	r := mustNew(t, nodes(20, 3), 64)
+	h := ring.NewRendezvous(nodes(20, 3))
 	want := make([][]string, 200)
 	for k := range want {
 		want[k] = r.ReplicasString(strconv.Itoa(k), 3, nil)
@@ -448,6 +449,15 @@ func TestConcurrent(t *testing.T) {
 				if !slices.Equal(dst, want[k]) || r.LookupString(strconv.Itoa(k)) != want[k][0] {
 					t.Errorf("goroutine %d: key %d: %v, want %v", g, k, dst, want[k])
 					return
+				}
+			}
+		})
+		wg.Go(func() {
+			dst := make([]string, 0, 2)
+			for k := range 100 {
+				key := []byte(strconv.Itoa(k))
+				if dst = h.LookupN(key, 2, dst); dst[0] != h.Lookup(key) {
+					t.Errorf("goroutine %d: rendezvous %v, Lookup %s", g, dst, h.Lookup(key))
 				}
 			}
 		})
