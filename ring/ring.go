@@ -103,9 +103,10 @@ func KeyHashString(key string) uint64 { return xxhash.Sum64String(key) }
 // mix64(xxhash64(ID) + (i+1) * 0x9e3779b97f4a7c15) where mix64 is
 // SplitMix64's finaliser. This derivation is frozen by the golden vectors in
 // testdata: changing it moves keys.
-func PointHash(id string, i uint32) uint64 {
-	return mix64(xxhash.Sum64String(id) + (uint64(i)+1)*golden)
-}
+func PointHash(id string, i uint32) uint64 { return pointHash(xxhash.Sum64String(id), i) }
+
+// pointHash is PointHash for the ID whose xxhash64 is seed.
+func pointHash(seed uint64, i uint32) uint64 { return mix64(seed + (uint64(i)+1)*golden) }
 
 // golden is SplitMix64's increment, 2^64 divided by the golden ratio.
 const golden = 0x9e3779b97f4a7c15
@@ -190,10 +191,9 @@ func build(nodes []Node, want []int32, vnodes int) *Ring {
 	}
 	pts := make([]point, 0, total)
 	for i, n := range r.nodes {
-		// PointHash(n.ID, v) for every v, hashing the ID once.
-		seed := xxhash.Sum64String(n.ID)
-		for v := range want[i] {
-			pts = append(pts, point{mix64(seed + (uint64(v)+1)*golden), int32(i)})
+		seed := xxhash.Sum64String(n.ID) // hashed once for all its points
+		for v := range uint32(want[i]) {
+			pts = append(pts, point{pointHash(seed, v), int32(i)})
 		}
 	}
 	r.assemble(pts)
@@ -326,8 +326,9 @@ func (r *Ring) nodeIndex(id string) (int, bool) {
 	return slices.BinarySearchFunc(r.nodes, id, func(n Node, id string) int { return cmp.Compare(n.ID, id) })
 }
 
-// Replicas returns the preference list of key: min(n, live nodes) distinct
-// node IDs, walking the ring clockwise from the key as Cassandra's
+// Replicas returns the preference list of key: min(n, r.Len()) distinct
+// node IDs (fewer only if every point of some node lost a hash collision),
+// walking the ring clockwise from the key as Cassandra's
 // NetworkTopologyStrategy walks it within a data centre. The first node of
 // each zone met on the walk comes first, in walk order; once every zone is
 // represented, the nodes skipped because their zone was taken follow, in
