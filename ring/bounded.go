@@ -36,8 +36,7 @@ type Reassignment struct {
 // A departure lowers m and so may lower a capacity below a node's load. Remove
 // then moves keys off each such node (the last in its internal list, so the
 // choice is a function of the history of calls) to the next node with room on
-// their own walk, restoring the bound, and reports
-// the moves. Keys never move for any other reason; in particular a key that
+// their own walk, restoring the bound, and reports the moves. Keys never move for any other reason; in particular a key that
 // overflowed past a full node stays where it is when room appears.
 //
 // The bound holds after every call: no node ever holds more than its
@@ -68,9 +67,9 @@ type slot struct {
 }
 
 // NewBounded returns an empty assignment over the nodes of r with load
-// factor c, e.g. 1.25 (the paper shows that a node's load then exceeds the
-// average by at most 25%, and that an arrival or departure moves O(1/(c-1)^2)
-// keys in expectation). It returns an error wrapping [ErrLoadFactor] if c is
+// factor c: with c = 1.25 no node holds more than 25% above its share of the
+// average (rounded up). Smaller c balances better but makes arrivals walk
+// further and departures move keys more often. It returns an error wrapping [ErrLoadFactor] if c is
 // below 1, infinite or NaN, and [ErrEmptyRing] if r has no nodes.
 func NewBounded(r *Ring, c float64) (*Bounded, error) {
 	if math.IsNaN(c) || math.IsInf(c, 0) || c < 1 {
