@@ -2,6 +2,7 @@ package ring
 
 import (
 	"math"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -11,8 +12,8 @@ import (
 // scores -w_i / ln(u_i) for a key, where u_i in (0, 1) is derived from the
 // key and the node, and the highest score wins. Each node then receives a
 // share w_i / sum(w) of the keys, and a change of one node's weight or
-// membership moves keys only to or from that node. Ties (which need equal
-// 53-bit hashes) go to the smaller node ID.
+// membership moves keys only to or from that node. Equal scores go to the
+// smaller node ID.
 //
 // The per-node hash is mix(KeyHash(key) ^ xxhash64(ID)), where mix is the
 // splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. Lookups cost
@@ -45,7 +46,7 @@ func NewRendezvous(nodes []Node) *Rendezvous {
 
 // Nodes returns a copy of the nodes sorted by ID, with a zero Weight
 // reported as 1.
-func (h *Rendezvous) Nodes() []Node { return append([]Node(nil), h.nodes...) }
+func (h *Rendezvous) Nodes() []Node { return slices.Clone(h.nodes) }
 
 // score is node i's weighted score for a key hashed to kh.
 func (h *Rendezvous) score(kh uint64, i int) float64 {
