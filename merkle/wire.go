@@ -34,6 +34,8 @@ const (
 	KindSegments
 )
 
+// String returns "root", "branches" or "segments", and "Kind(n)" for any
+// other value.
 func (k Kind) String() string {
 	switch k {
 	case KindRoot:
