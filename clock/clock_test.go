@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/stamptest"
 )
 
 func TestLamportZero(t *testing.T) {
@@ -77,18 +78,7 @@ func TestLamportConcurrentUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	seen := make(map[uint64]bool, goroutines*perG)
-	for g, out := range results {
-		for i, v := range out {
-			if seen[v] {
-				t.Fatalf("timestamp %d returned twice", v)
-			}
-			seen[v] = true
-			if i > 0 && v <= out[i-1] {
-				t.Fatalf("goroutine %d: %d after %d", g, v, out[i-1])
-			}
-		}
-	}
+	stamptest.RequireUnique(t, results)
 }
 
 func TestFuncAndSystem(t *testing.T) {
