@@ -75,6 +75,7 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 type FileLog struct {
 	f    *os.File
 	path string
+	sync func() error // f.Sync; tests replace it
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when a flush ends
@@ -116,7 +117,7 @@ func OpenFileLog(path string) (*FileLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saga: open log: %w", err)
 	}
-	l := &FileLog{f: f, path: path, sagas: make(map[string][]span), open: make(map[string]int64)}
+	l := &FileLog{f: f, path: path, sync: f.Sync, sagas: make(map[string][]span), open: make(map[string]int64)}
 	l.cond.L = &l.mu
 	if err := l.recover(); err != nil {
 		f.Close()
@@ -292,7 +293,7 @@ func (l *FileLog) flush() {
 	l.mu.Unlock()
 	_, err := l.f.WriteAt(buf, at)
 	if err == nil {
-		err = l.f.Sync()
+		err = l.sync()
 	}
 	l.mu.Lock()
 	l.flushing, l.spare = false, buf

@@ -30,7 +30,7 @@ type state struct {
 	step int
 	// attempts counts, going forward, the attempts of Do at step that
 	// started; compensating, the failed attempts of Undo at step.
-	attempts int
+	attempts  int
 	inFlight  bool   // going forward: attempt number attempts has no outcome yet
 	lastErr   string // the last failure, for Compensating and Stuck records
 	permanent bool   // compensating: the last failure of Undo was Permanent
