@@ -19,7 +19,9 @@ func testDefinition() *Definition {
 
 func TestReplay(t *testing.T) {
 	start := Record{Kind: KindStarted, Saga: "s", Def: "d", Steps: []string{"a", "b", "c"}, Input: []byte("in")}
-	rec := func(k Kind, step, attempt int) Record { return Record{Kind: k, Saga: "s", Step: step, Attempt: attempt} }
+	rec := func(k Kind, step, attempt int) Record {
+		return Record{Kind: k, Saga: "s", Step: step, Attempt: attempt}
+	}
 	good := []Record{
 		start,
 		rec(KindStepStarted, 0, 1), {Kind: KindStepDone, Saga: "s", Attempt: 1, Bag: []Entry{{"k", []byte("v")}}},
