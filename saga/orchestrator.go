@@ -402,11 +402,11 @@ func (o *Orchestrator) forward(ctx context.Context, s *state, cause *error) (Rec
 		return Record{Kind: KindCompensating, Saga: s.id, Step: s.step, Err: msg}, nil
 	}
 	if s.attempts > 0 && !s.inFlight {
-		if err := o.wait(ctx, st.Retry.Ceiling(s.attempts)); err != nil {
-			return Record{}, o.abandoned(ctx, s.id)
+		if err := o.backoff(ctx, s, st); err != nil {
+			return Record{}, err
 		}
 	}
-	x := &Exec{SagaID: s.id, Step: st.Name, Index: s.step, Attempt: s.attempts + 1, Input: s.input, bag: s.bag}
+	x := s.exec()
 	if err := o.append(ctx, s, Record{Kind: KindStepStarted, Saga: s.id, Step: x.Index, Attempt: x.Attempt}); err != nil {
 		return Record{}, err
 	}
@@ -437,11 +437,11 @@ func (o *Orchestrator) backward(ctx context.Context, s *state, last *error) (Rec
 		return Record{Kind: KindStuck, Saga: s.id, Step: s.step}, nil
 	}
 	if s.attempts > 0 {
-		if err := o.wait(ctx, st.Retry.Ceiling(s.attempts)); err != nil {
-			return Record{}, o.abandoned(ctx, s.id)
+		if err := o.backoff(ctx, s, st); err != nil {
+			return Record{}, err
 		}
 	}
-	x := &Exec{SagaID: s.id, Step: st.Name, Index: s.step, Attempt: s.attempts + 1, Compensating: true, Input: s.input, bag: s.bag}
+	x := s.exec()
 	err := call(ctx, st.Undo, st.Timeout, x)
 	switch {
 	case err == nil:
@@ -464,21 +464,23 @@ func call(ctx context.Context, fn func(context.Context, *Exec) error, timeout ti
 	return fn(ctx, x)
 }
 
-// wait sleeps for a jittered backoff of at most ceiling, or until ctx
-// ends. It uses a timer, so it runs in virtual time under testing/synctest.
-func (o *Orchestrator) wait(ctx context.Context, ceiling time.Duration) error {
-	d := o.jitter(ceiling)
-	if d <= 0 {
-		return ctx.Err()
+// backoff waits a jittered time of at most the step's backoff ceiling
+// after s.attempts failures, or returns an ErrAbandoned error when ctx
+// ends first. It uses a timer, so it runs in virtual time under
+// testing/synctest.
+func (o *Orchestrator) backoff(ctx context.Context, s *state, st *Step) error {
+	if d := o.jitter(st.Retry.Ceiling(s.attempts)); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	if ctx.Err() != nil {
+		return o.abandoned(ctx, s.id)
 	}
+	return nil
 }
 
 // Close stops Run and Recover from starting sagas (they return

@@ -192,16 +192,10 @@ func appendUint(b []byte, v uint64) []byte {
 }
 
 func appendStr(b []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n <= 31:
-		b = append(b, msgpcode.FixedStrLow|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, msgpcode.Str8, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, msgpcode.Str16), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, msgpcode.Str32), uint32(n))
+	if len(s) <= 31 {
+		b = append(b, msgpcode.FixedStrLow|byte(len(s)))
+	} else {
+		b = appendLen(b, len(s), msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
 	}
 	return append(b, s...)
 }
@@ -209,18 +203,21 @@ func appendStr(b []byte, s string) []byte {
 // appendBin encodes nil as msgpack nil and any other slice, even an empty
 // one, as bin, as the msgpack library does.
 func appendBin(b, v []byte) []byte {
-	n := len(v)
-	switch {
-	case v == nil:
+	if v == nil {
 		return append(b, msgpcode.Nil)
-	case n <= math.MaxUint8:
-		b = append(b, msgpcode.Bin8, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, msgpcode.Bin16), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, msgpcode.Bin32), uint32(n))
 	}
-	return append(b, v...)
+	return append(appendLen(b, len(v), msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32), v...)
+}
+
+// appendLen appends the shortest of the 8, 16 and 32-bit length headers.
+func appendLen(b []byte, n int, c8, c16, c32 byte) []byte {
+	switch {
+	case n <= math.MaxUint8:
+		return append(b, c8, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, c16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, c32), uint32(n))
 }
 
 func appendArrayLen(b []byte, n int) []byte {

@@ -145,6 +145,13 @@ func (s *state) apply(r Record) error {
 	return nil
 }
 
+// exec returns the Exec for the next attempt of Do (or of Undo, when
+// compensating) at the current step.
+func (s *state) exec() *Exec {
+	return &Exec{SagaID: s.id, Step: s.def.Steps[s.step].Name, Index: s.step, Attempt: s.attempts + 1,
+		Compensating: s.compensating, Input: s.input, bag: s.bag}
+}
+
 // skipNoUndo moves a compensating saga past the steps that have no Undo.
 func (s *state) skipNoUndo() {
 	for s.step >= 0 && s.def.Steps[s.step].Undo == nil {
