@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -140,13 +141,15 @@ var scenarios = map[string]func(what string, step, n int) error{
 }
 
 // runWithCrashes runs saga "s" with a crash after each budget in turn
-// (the last budget should be negative: no crash), recovering on the same
-// log after each crash, and returns the world and the log.
-func runWithCrashes(t *testing.T, scenario string, stored bool, budgets []int) (*world, *saga.MemLog) {
+// (the last budget should be negative: no crash), recovering after each
+// crash on the log that restart returns, and returns the world and the
+// log.
+func runWithCrashes(t *testing.T, scenario string, stored bool, budgets []int, restart func() saga.Log) (*world, saga.Log) {
 	w := &world{calls: map[event]int{}, fail: scenarios[scenario]}
-	log := &saga.MemLog{}
+	var log saga.Log
 	cfg := saga.Config{Jitter: func(c time.Duration) time.Duration { return c }}
 	for i, budget := range budgets {
+		log = restart()
 		o := saga.New(&crashLog{Log: log, w: w, budget: budget, stored: stored}, cfg)
 		require.NoError(t, o.Register(w.definition()))
 		var err error
@@ -165,7 +168,7 @@ func runWithCrashes(t *testing.T, scenario string, stored bool, budgets []int) (
 }
 
 // checkWorld checks the laws of a finished saga.
-func checkWorld(t *testing.T, w *world, log *saga.MemLog, desc string) {
+func checkWorld(t *testing.T, w *world, log saga.Log, desc string) {
 	t.Helper()
 	open, err := log.Unfinished(context.Background())
 	require.NoError(t, err)
@@ -204,7 +207,7 @@ func checkWorld(t *testing.T, w *world, log *saga.MemLog, desc string) {
 
 // appendsWithoutCrash counts the appends of a crash-free run.
 func appendsWithoutCrash(t *testing.T, scenario string) int {
-	_, log := runWithCrashes(t, scenario, false, []int{-1})
+	_, log := runWithCrashes(t, scenario, false, []int{-1}, memLog())
 	recs, err := log.Records(context.Background(), "s")
 	require.NoError(t, err)
 	return len(recs)
@@ -219,7 +222,7 @@ func TestCrashAtEveryAppend(t *testing.T) {
 		for k := range n {
 			for _, stored := range []bool{false, true} {
 				synctest.Test(t, func(t *testing.T) {
-					w, log := runWithCrashes(t, scenario, stored, []int{k, -1})
+					w, log := runWithCrashes(t, scenario, stored, []int{k, -1}, memLog())
 					checkWorld(t, w, log, fmt.Sprintf("%s, crash at append %d, stored %v", scenario, k, stored))
 				})
 			}
@@ -227,8 +230,32 @@ func TestCrashAtEveryAppend(t *testing.T) {
 	}
 }
 
+// memLog returns a restart function that keeps one MemLog.
+func memLog() func() saga.Log {
+	log := &saga.MemLog{}
+	return func() saga.Log { return log }
+}
+
+// fileLog returns a restart function that closes and reopens a FileLog,
+// as a new process would.
+func fileLog(t *testing.T) func() saga.Log {
+	path := filepath.Join(t.TempDir(), "log")
+	var l *saga.FileLog
+	t.Cleanup(func() { l.Close() })
+	return func() saga.Log {
+		if l != nil {
+			require.NoError(t, l.Close())
+		}
+		var err error
+		l, err = saga.OpenFileLog(path)
+		require.NoError(t, err)
+		return l
+	}
+}
+
 // TestCrashRepeatedly crashes the recoveries too, at random points, until
-// a recovery runs to the end.
+// a recovery runs to the end, on a MemLog and, for fewer seeds, on a
+// FileLog reopened after every crash.
 func TestCrashRepeatedly(t *testing.T) {
 	for seed := range uint64(300) {
 		r := rand.New(rand.NewPCG(seed, 3))
@@ -241,7 +268,11 @@ func TestCrashRepeatedly(t *testing.T) {
 		budgets = append(budgets, -1)
 		stored := r.IntN(2) == 0
 		synctest.Test(t, func(t *testing.T) {
-			w, log := runWithCrashes(t, scenario, stored, budgets)
+			restart := memLog()
+			if seed%10 == 0 {
+				restart = fileLog(t)
+			}
+			w, log := runWithCrashes(t, scenario, stored, budgets, restart)
 			checkWorld(t, w, log, fmt.Sprintf("seed %d: %s, budgets %v, stored %v", seed, scenario, budgets, stored))
 		})
 	}
