@@ -1,0 +1,84 @@
+// Package merkle provides incremental anti-entropy trees and an exchange
+// that finds where two replicas differ while sending bytes proportional to
+// the differences.
+//
+// A [Tree] is a two-level XOR Merkle tree in the manner of Riak's TicTac
+// AAE trees: Branches branches of SegmentsPerBranch segments, each a
+// uint64. An entry (key, value hash) lands in the segment given by the key's
+// xxHash64 ([Tree.Segment]) and XORs [EntryHash](key, valueHash) into that
+// segment, its branch and the root. Because XOR is its own inverse, a write
+// costs O(1) whatever the tree's size (no rehashing of a path as in
+// Cassandra's or Riak's hashtree.erl Merkle trees), an entry is removed by
+// adding it again, and trees of disjoint key sets combine with
+// [Tree.Merge]. The value hash is the caller's: any 64-bit digest of the
+// stored value (or of its version vector) that replicas compute alike.
+//
+// # Usage
+//
+// Each replica keeps a tree beside its store and updates it with every
+// write:
+//
+//	t := merkle.New(merkle.Config{})             // 4096 × 256 segments, 8 MiB
+//	t.Add(key, h)                                // insert
+//	t.Update(key, h, h2)                         // overwrite
+//	t.Add(key, h2)                               // delete
+//
+// To repair, one replica diffs its tree against the other's over any
+// transport that carries bytes to [Serve] on the far side:
+//
+//	res, err := merkle.Diff(ctx, t, peer)        // peer.Call(ctx, req) → Serve(remoteTree, req)
+//	// res.Segments: the dirty segments; res.Bytes: the cost
+//
+// and then compares only the keys of res.Segments with the other replica.
+// The tree stores no keys, so the store must find the keys of a segment:
+//
+//   - Index: keep the segment next to each key, for example as a prefix of
+//     the key in an ordered engine ([segment uint32][key]), so that the keys
+//     of a segment are one range scan. Segment(key) is fixed forever, so
+//     the prefix stays valid across versions. (Riak's leveled backend
+//     likewise keeps each key's segment beside it to fold over dirty
+//     segments.)
+//   - Scan: with no index, stream the store's entries through [InSegments]
+//     to keep those in the dirty segments; one pass over the data per
+//     exchange, which suits rare repairs of small stores.
+//
+// Periodically rebuild a tree from the store ([Build]) and compare it with
+// the live one ([Verify]) to catch bit rot and writes that bypassed the
+// tree; replace the live tree with the rebuild when they differ.
+//
+// # Memory and bytes
+//
+// A tree takes 8 × Branches × (SegmentsPerBranch + 1) bytes: 8.03 MiB with
+// the default 4096 × 256, sized for a million keys (one or two keys per
+// dirty segment). An exchange between trees that differ in d keys moves
+// about 32 KiB of branch hashes plus 2 KiB per differing branch (≤ d), so
+// 10 differences cost 53,330 bytes against 16 MB for sending every key's
+// hash with its value hash.
+// Fewer branches shrink the fixed cost, fewer segments per branch the cost
+// per difference; fewer segments in all mean more keys to compare per dirty
+// segment. For many small partitions, Config{Branches: 1024,
+// SegmentsPerBranch: 256} takes 2 MiB.
+//
+// # Guarantees
+//
+//   - The tree is a function of its set of entries: any order of Add and
+//     Update calls that leaves the same entries yields equal trees
+//     ([Tree.Equal]), equal to [Build] over those entries. Adding an
+//     entry twice is the identity; Update(k, a, b) equals Add(k, a) then
+//     Add(k, b).
+//   - Merge is XOR: commutative and associative; merging the trees of
+//     disjoint entry sets gives the tree of their union.
+//   - Add, Update, Root and Segment run in O(1) time (O(len(key)) hashing)
+//     and never allocate.
+//   - [Diff] returns exactly the segments whose hashes differ, which are
+//     the segments holding entries present on one side only (barring 64-bit
+//     XOR collisions, probability 2⁻⁶⁴ per compared hash). Its requests
+//     and responses are msgpack ([Request], [Response]); decoders reject
+//     malformed input with [ErrMalformed], never panic and allocate only in
+//     proportion to their input. No response exceeds [MaxHashes] hashes.
+//   - Segment and EntryHash are defined by xxHash64 and fixed forever, so
+//     trees built by any version and process compare.
+//
+// Like a map, a Tree is not safe for concurrent use. Trees are pure data:
+// no goroutines, no I/O; Diff does I/O only through the caller's [Peer].
+package merkle
