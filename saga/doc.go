@@ -42,6 +42,13 @@
 //		return err
 //	}
 //
+// A participant, the service a step calls, guards its handlers with a
+// [Barrier] keyed by the key the step sent:
+//
+//	b := saga.Barrier{Store: store}            // any idempotency.Store
+//	err := b.Action(ctx, key, reserveStock)    // POST /reserve
+//	err := b.Compensate(ctx, key, releaseStock) // POST /release
+//
 // # Guarantees
 //
 // For one saga ID, with one orchestrator writing the log at a time:
@@ -70,6 +77,12 @@
 //     recorded outcome and [ErrDuplicate].
 //   - Stuck sagas are terminal in the log, logged at Error level and
 //     returned as *[StuckError]; they need an operator.
+//
+// For one key, a [Barrier] runs the action's body at most once while its
+// records are retained (and only if no compensation came first), and the
+// compensation's body at most once and only after the action's body
+// succeeded; every call that has nothing left to do succeeds, except an
+// action whose compensation came first, which gets [ErrHanging].
 //
 // # Durability
 //
