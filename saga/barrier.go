@@ -75,18 +75,11 @@ var (
 // fn again. It returns [ErrBusy] while another call holds the key, and
 // the store's errors wrapped.
 func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Context) error) error {
-	rec, err := b.claim(ctx, key+"/action")
-	switch {
-	case err != nil:
-		return err
-	case rec == nil:
-		return b.run(ctx, key+"/action", fn)
-	case rec.State == idempotency.InProgress:
-		return fmt.Errorf("%w: action %q", ErrBusy, key)
-	case string(rec.Response) == string(barrierNull):
+	rec, err := b.once(ctx, key+"/action", barrierDone, fn)
+	if err == nil && rec != nil && string(rec.Response) == string(barrierNull) {
 		return fmt.Errorf("%w: %q", ErrHanging, key)
 	}
-	return nil // a duplicate of a successful action
+	return err
 }
 
 // Compensate runs fn once for key, if the action of key ran: a duplicate
@@ -97,57 +90,48 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 // action or another compensation of key is running, and the store's
 // errors wrapped.
 func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx context.Context) error) error {
-	rec, err := b.claim(ctx, key+"/action")
-	switch {
-	case err != nil:
+	// Claiming the action's key succeeds only if the action never ran;
+	// the null compensation then keeps the key for good.
+	rec, err := b.once(ctx, key+"/action", barrierNull, nil)
+	if err != nil || rec == nil || string(rec.Response) == string(barrierNull) {
 		return err
-	case rec == nil: // the action never ran: block it for good
-		if err := b.Store.Complete(ctx, key+"/action", barrierNull, cmp.Or(b.Retain, DefaultBarrierRetain)); err != nil {
-			return fmt.Errorf("saga: barrier: record null compensation of %q: %w", key, err)
-		}
-		return nil
-	case rec.State == idempotency.InProgress:
-		return fmt.Errorf("%w: action %q is running", ErrBusy, key)
-	case string(rec.Response) == string(barrierNull):
-		return nil // a duplicate of a null compensation
 	}
-	rec, err = b.claim(ctx, key+"/compensate")
-	switch {
-	case err != nil:
-		return err
-	case rec == nil:
-		return b.run(ctx, key+"/compensate", fn)
-	case rec.State == idempotency.InProgress:
-		return fmt.Errorf("%w: compensation %q", ErrBusy, key)
-	}
-	return nil // a duplicate of a successful compensation
+	_, err = b.once(ctx, key+"/compensate", barrierDone, fn)
+	return err
 }
 
-func (b *Barrier) claim(ctx context.Context, key string) (*idempotency.Record, error) {
+// once claims key and, if the caller now owns it, calls fn (if not nil)
+// and records response on success or releases the key on failure,
+// returning (nil, fn's error). If key has a finished record it returns
+// the record; if its claim is in progress, an error wrapping ErrBusy.
+func (b *Barrier) once(ctx context.Context, key string, response []byte, fn func(context.Context) error) (*idempotency.Record, error) {
 	if b.Store == nil {
 		panic("saga: Barrier without a Store")
 	}
-	rec, err := b.Store.Claim(ctx, key, nil, cmp.Or(b.Lock, DefaultBarrierLock))
-	if err != nil {
+	lock := cmp.Or(b.Lock, DefaultBarrierLock)
+	rec, err := b.Store.Claim(ctx, key, nil, lock)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("saga: barrier: claim %q: %w", key, err)
+	case rec != nil && rec.State == idempotency.InProgress:
+		return nil, fmt.Errorf("%w: %q", ErrBusy, key)
+	case rec != nil:
+		return rec, nil
 	}
-	return rec, nil
-}
-
-// run calls fn under the claim of key and records its success, or
-// releases the claim.
-func (b *Barrier) run(ctx context.Context, key string, fn func(context.Context) error) error {
-	fctx, cancel := context.WithTimeout(ctx, cmp.Or(b.Lock, DefaultBarrierLock))
-	err := fn(fctx)
-	cancel()
+	if fn != nil {
+		fctx, cancel := context.WithTimeout(ctx, lock)
+		err = fn(fctx)
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx) // record the outcome even if ctx ended
 	if err != nil {
-		if rerr := b.Store.Release(context.WithoutCancel(ctx), key); rerr != nil {
+		if rerr := b.Store.Release(ctx, key); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("saga: barrier: release %q: %w", key, rerr))
 		}
-		return err
+		return nil, err
 	}
-	if err := b.Store.Complete(context.WithoutCancel(ctx), key, barrierDone, cmp.Or(b.Retain, DefaultBarrierRetain)); err != nil {
-		return fmt.Errorf("saga: barrier: %q succeeded but its record was not kept: %w", key, err)
+	if err := b.Store.Complete(ctx, key, response, cmp.Or(b.Retain, DefaultBarrierRetain)); err != nil {
+		return nil, fmt.Errorf("saga: barrier: %q succeeded but its record was not kept: %w", key, err)
 	}
-	return nil
+	return nil, nil
 }

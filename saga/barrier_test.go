@@ -3,6 +3,10 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -143,4 +147,46 @@ func TestBarrierInSaga(t *testing.T) {
 		require.Equal(t, 0, a.actions)
 		require.Equal(t, 0, a.undos)
 	})
+}
+
+// TestBarrierRace races each key's action against its compensation (each
+// retried while busy): whatever the order, nothing stays reserved, and
+// the action's body ran exactly when the action succeeded.
+func TestBarrierRace(t *testing.T) {
+	b := saga.Barrier{Store: &idempotency.MemStore{}}
+	const keys = 200
+	var reserved [keys]atomic.Int32
+	var actionErr [keys]error
+	retry := func(f func() error) error {
+		for {
+			if err := f(); !errors.Is(err, saga.ErrBusy) {
+				return err
+			}
+			runtime.Gosched()
+		}
+	}
+	var wg sync.WaitGroup
+	for k := range keys {
+		key := fmt.Sprint("s/", k)
+		wg.Go(func() {
+			actionErr[k] = retry(func() error {
+				return b.Action(context.Background(), key, func(context.Context) error { reserved[k].Add(1); return nil })
+			})
+		})
+		wg.Go(func() {
+			require.NoError(t, retry(func() error {
+				return b.Compensate(context.Background(), key, func(context.Context) error { reserved[k].Add(-1); return nil })
+			}))
+		})
+	}
+	wg.Wait()
+	hanging := 0
+	for k := range keys {
+		require.Equal(t, int32(0), reserved[k].Load(), "key %d", k)
+		if actionErr[k] != nil {
+			require.ErrorIs(t, actionErr[k], saga.ErrHanging)
+			hanging++
+		}
+	}
+	t.Logf("%d of %d actions arrived after their compensation", hanging, keys)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/saga"
 )
 
@@ -102,4 +103,30 @@ func (a *abandoning) Append(ctx context.Context, r saga.Record) error {
 		return a.err
 	}
 	return a.Log.Append(ctx, r)
+}
+
+// A participant behind a Barrier: the compensation arrives before the
+// action (which was slow on the network); the action, arriving late, is
+// refused instead of reserving stock that nobody would release.
+func ExampleBarrier() {
+	b := saga.Barrier{Store: &idempotency.MemStore{}}
+	ctx := context.Background()
+	stock := 10
+	reserve := func(context.Context) error { stock--; return nil }
+	release := func(context.Context) error { stock++; return nil }
+
+	fmt.Println("compensate:", b.Compensate(ctx, "order-1/reserve", release))
+	fmt.Println("late action:", b.Action(ctx, "order-1/reserve", reserve))
+	fmt.Println("stock:", stock)
+
+	fmt.Println("action:", b.Action(ctx, "order-2/reserve", reserve))
+	fmt.Println("duplicate:", b.Action(ctx, "order-2/reserve", reserve))
+	fmt.Println("stock:", stock)
+	// Output:
+	// compensate: <nil>
+	// late action: saga: action refused: its compensation already ran: "order-1/reserve"
+	// stock: 10
+	// action: <nil>
+	// duplicate: <nil>
+	// stock: 9
 }
