@@ -267,8 +267,8 @@ func (o *Orchestrator) Recover(ctx context.Context) error {
 	)
 	for _, id := range ids {
 		wg.Go(func() {
-			_, err := o.resume(ctx, id)
-			if err != nil && !errors.Is(err, ErrDuplicate) {
+			out, err := o.resume(ctx, id)
+			if err != nil && out != Compensated && !errors.Is(err, ErrDuplicate) {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
