@@ -117,7 +117,7 @@ type Config struct {
 	// ends.
 	CompensationAttempts int
 	// Jitter picks the wait before a retry given its ceiling (see
-	// [RetryPolicy]). nil: uniformly random in [0, ceiling], which is
+	// [RetryPolicy]). nil: uniformly random in [0, ceiling), which is
 	// full jitter. It must be safe for concurrent use.
 	Jitter func(ceiling time.Duration) time.Duration
 }
@@ -163,7 +163,12 @@ func New(log Log, cfg Config) *Orchestrator {
 		running:   make(map[string]context.CancelCauseFunc),
 	}
 	if o.jitter == nil {
-		o.jitter = func(c time.Duration) time.Duration { return rand.N(c + 1) }
+		o.jitter = func(c time.Duration) time.Duration {
+			if c <= 0 {
+				return 0
+			}
+			return rand.N(c)
+		}
 	}
 	if cfg.MaxConcurrent > 0 {
 		o.slots = make(chan struct{}, cfg.MaxConcurrent)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +105,7 @@ func TestCommit(t *testing.T) {
 
 // TestBackoff checks the waits between attempts in virtual time:
 // ceilings of 1s, 2s (then capped at 3s), with jitter off, and within
-// [0, ceiling] with the default full jitter.
+// [0, ceiling) with the default full jitter.
 func TestBackoff(t *testing.T) {
 	p := saga.RetryPolicy{Initial: time.Second, Max: 3 * time.Second}
 	var got []time.Duration
@@ -115,6 +116,9 @@ func TestBackoff(t *testing.T) {
 	require.Equal(t, saga.DefaultInitial, saga.RetryPolicy{}.Ceiling(1))
 	require.Equal(t, saga.DefaultMax, saga.RetryPolicy{}.Ceiling(100))
 	require.Equal(t, saga.DefaultMaxAttempts, saga.RetryPolicy{}.Attempts())
+	huge := saga.RetryPolicy{Initial: 1 << 62, Max: math.MaxInt64}
+	require.Equal(t, time.Duration(math.MaxInt64), huge.Ceiling(1000), "no overflow")
+	require.Equal(t, 50*time.Millisecond, saga.RetryPolicy{Initial: time.Second, Max: 50 * time.Millisecond}.Ceiling(1))
 
 	for _, cfg := range []saga.Config{noJitter, {}} {
 		synctest.Test(t, func(t *testing.T) {

@@ -37,7 +37,7 @@ type Step struct {
 
 // RetryPolicy is exponential backoff with full jitter (as in AWS's
 // "Exponential Backoff And Jitter"): after the n-th failed attempt the
-// orchestrator waits a uniformly random duration in [0, Ceiling(n)].
+// orchestrator waits a uniformly random duration in [0, Ceiling(n)).
 // Zero fields mean the defaults given beside them.
 type RetryPolicy struct {
 	MaxAttempts int           // attempts of Do, the first included; 0: 3; 1: no retry
@@ -59,11 +59,14 @@ func (p RetryPolicy) Attempts() int { return cmp.Or(p.MaxAttempts, DefaultMaxAtt
 // min(Max, Initial * 2^(n-1)), with the defaults for zero fields.
 func (p RetryPolicy) Ceiling(n int) time.Duration {
 	initial, limit := cmp.Or(p.Initial, DefaultInitial), cmp.Or(p.Max, DefaultMax)
-	d := initial
+	d := min(initial, limit)
 	for i := 1; i < n && d < limit; i++ {
+		if d > limit/2 {
+			return limit // doubling would pass limit, or overflow
+		}
 		d *= 2
 	}
-	return min(d, limit)
+	return d
 }
 
 func (p RetryPolicy) validate() error {
