@@ -129,7 +129,7 @@ func TestBarrierInSaga(t *testing.T) {
 			Do: func(ctx context.Context, x *saga.Exec) error {
 				key := x.IdempotencyKey()
 				go func() { // the request spends 5s in the network
-					time.Sleep(5 * time.Second)
+					time.Sleep(5 * time.Second) // virtual time (synctest)
 					late <- a.reserve(context.Background(), key)
 				}()
 				<-ctx.Done()

@@ -268,3 +268,54 @@ func TestFileLogSyncFailure(t *testing.T) {
 	requireContents(t, l, history()[:1])
 	require.NoError(t, l.Close())
 }
+
+// TestFileLogConcurrent appends from many goroutines while others read;
+// after a reopen every saga's records are there, in each saga's order.
+func TestFileLogConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	l, err := OpenFileLog(path)
+	require.NoError(t, err)
+	const sagas, perSaga = 16, 20
+	sagaRecords := func(id string) []Record {
+		recs := []Record{{Kind: KindStarted, Saga: id, Def: "d"}}
+		for a := 1; a < perSaga-1; a++ {
+			recs = append(recs, Record{Kind: KindStepStarted, Saga: id, Attempt: a})
+		}
+		return append(recs, Record{Kind: KindCommitted, Saga: id})
+	}
+	var wg sync.WaitGroup
+	for i := range sagas {
+		wg.Go(func() { appendAll(t, l, sagaRecords(fmt.Sprint(i))) })
+		wg.Go(func() {
+			for range perSaga {
+				recs, err := l.Records(context.Background(), fmt.Sprint(i))
+				require.NoError(t, err)
+				require.Equal(t, sagaRecords(fmt.Sprint(i))[:len(recs)], recs, "a prefix, in order")
+				_, err = l.Unfinished(context.Background())
+				require.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, l.Close())
+	l, err = OpenFileLog(path)
+	require.NoError(t, err)
+	defer l.Close()
+	for i := range sagas {
+		recs, err := l.Records(context.Background(), fmt.Sprint(i))
+		require.NoError(t, err)
+		require.Equal(t, sagaRecords(fmt.Sprint(i)), recs)
+	}
+	open, err := l.Unfinished(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, open)
+}
+
+func TestNames(t *testing.T) {
+	require.Equal(t, "StepDone", KindStepDone.String())
+	require.Equal(t, "Kind(0)", Kind(0).String())
+	require.True(t, KindStuck.Terminal())
+	require.False(t, KindUndoDone.Terminal())
+	require.Equal(t, "Compensated", Compensated.String())
+	require.Equal(t, "Outcome(0)", Outcome(0).String())
+}

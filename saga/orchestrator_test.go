@@ -372,7 +372,7 @@ func TestMaxConcurrent(t *testing.T) {
 			running++
 			peak = max(peak, running)
 			mu.Unlock()
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // virtual time (synctest): the step takes 1s
 			mu.Lock()
 			running--
 			mu.Unlock()
