@@ -111,7 +111,11 @@ type span struct {
 // follows) it truncates the file before it. Damage followed by intact
 // frames is not a torn write: OpenFileLog then returns a *[CorruptError]
 // (wrapping [ErrCorrupt]) with the offset of the damaged frame and
-// changes nothing. Recovery reads the whole file once.
+// changes nothing, rather than drop records that were acknowledged. (A
+// disk that persisted the end of one group-commit write but not its
+// middle looks the same, and is refused too: truncating the file at the
+// reported offset loses only unacknowledged records then.) Recovery reads
+// the whole file once.
 func OpenFileLog(path string) (*FileLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
