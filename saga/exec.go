@@ -13,8 +13,9 @@ import (
 // compensations, also after a crash and in another process, Get what
 // earlier steps Put. The Puts of a failed attempt are discarded.
 //
-// An Exec is valid only during the call it was passed to, and is not
-// safe for concurrent use.
+// The orchestrator makes Execs; a zero Exec (in a test of a step, say)
+// has an empty bag and accepts Puts. An Exec is valid only during the
+// call it was passed to, and is not safe for concurrent use.
 type Exec struct {
 	SagaID       string
 	Step         string // the step's name
@@ -33,9 +34,7 @@ type Exec struct {
 // last '/' separates the two). Pass it to the services a step calls so
 // that they deduplicate retries and re-runs, for example through a
 // [Barrier].
-func (x *Exec) IdempotencyKey() string { return idempotencyKey(x.SagaID, x.Step) }
-
-func idempotencyKey(saga, step string) string { return saga + "/" + step }
+func (x *Exec) IdempotencyKey() string { return x.SagaID + "/" + x.Step }
 
 // Get returns the value last Put under key by this call or by an earlier
 // successful step or compensation of the saga. The slice must not be

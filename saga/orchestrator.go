@@ -87,7 +87,8 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 // StuckError is the error of a saga that is Stuck: the step whose Undo
 // failed, how many times, its last error, and why the saga was
-// compensating. It wraps [ErrStuck] and Err.
+// compensating. It wraps [ErrStuck] and Err. Like StepError and
+// CorruptError it is a plain value, returned for reading.
 type StuckError struct {
 	Saga     string
 	Step     string

@@ -11,7 +11,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// Kind says what a [Record] records.
+// Kind says what a [Record] records. The zero Kind is none of the kinds.
 type Kind uint8
 
 // The kinds of record, in the order a saga writes them. A saga's history
@@ -58,7 +58,8 @@ func (k Kind) valid() bool { return k >= KindStarted && k <= KindStuck }
 // Terminal reports whether k ends a saga: Committed, Compensated or Stuck.
 func (k Kind) Terminal() bool { return k >= KindCommitted && k <= KindStuck }
 
-// Entry is one key-value pair of a saga's bag (see [Exec.Put]).
+// Entry is one key-value pair of a saga's bag (see [Exec.Put]); a plain
+// value.
 type Entry struct {
 	Key   string
 	Value []byte
@@ -67,6 +68,8 @@ type Entry struct {
 // Record is one durable fact about a saga's progress, as a [Log] stores
 // it. Only the fields listed beside each [Kind] are meaningful; the
 // others are zero.
+//
+// The zero Record has no Kind and is not valid. Records are plain values.
 //
 // A Record encodes to msgpack as an array of ten elements in field order
 // (Kind, Saga, Def, Input, Steps, Step, Attempt, Bag as a flat array of

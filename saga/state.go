@@ -32,7 +32,7 @@ type state struct {
 	// started; compensating, the failed attempts of Undo at step.
 	attempts  int
 	inFlight  bool   // going forward: attempt number attempts has no outcome yet
-	lastErr   string // the last failure, for Compensating and Stuck records
+	lastErr   string // the last failure: the Compensating record's Err, or the StuckError's
 	permanent bool   // compensating: the last failure of Undo was Permanent
 	failed    int    // compensating: the step at which the forward phase gave up
 	cause     string // compensating: why it gave up

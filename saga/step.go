@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-// Step is one local transaction of a saga and its compensation.
+// Step is one local transaction of a saga and its compensation. It is
+// plain data: the zero Step is invalid (no Name, no Do), and a Step is
+// safe to share once registered.
 type Step struct {
 	// Name identifies the step within its definition: non-empty, unique,
 	// without '/'. It is part of [Exec.IdempotencyKey], so renaming a
@@ -38,7 +40,8 @@ type Step struct {
 // RetryPolicy is exponential backoff with full jitter (as in AWS's
 // "Exponential Backoff And Jitter"): after the n-th failed attempt the
 // orchestrator waits a uniformly random duration in [0, Ceiling(n)).
-// Zero fields mean the defaults given beside them.
+// Zero fields mean the defaults given beside them, so the zero
+// RetryPolicy is 3 attempts, 100ms doubling to at most 10s.
 type RetryPolicy struct {
 	MaxAttempts int           // attempts of Do, the first included; 0: 3; 1: no retry
 	Initial     time.Duration // ceiling after the first failure; 0: 100ms; doubles per attempt, with full jitter
@@ -104,7 +107,7 @@ func IsPermanent(err error) bool {
 
 // Definition is a named saga: steps run in order; when one fails for
 // good, the steps that may have taken effect are compensated in reverse
-// order.
+// order. The zero Definition is invalid; Register copies the step list.
 type Definition struct {
 	Name  string
 	Steps []Step
