@@ -91,6 +91,6 @@
 // one write and one fsync (group commit). On open it truncates a torn
 // tail — a damaged last frame with no intact frame after it — and
 // refuses damage followed by intact frames with a *[CorruptError]. The
-// file grows without bound: rotate it (open a new log once no saga in the
-// old one is open) if that matters.
+// file grows until [FileLog.Compact] rewrites it without the finished
+// sagas (whose IDs the log then forgets).
 package saga

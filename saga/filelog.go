@@ -65,17 +65,20 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 // to find no flush running writes every record queued so far, the others
 // wait for it. No goroutine runs in the background.
 //
-// The file only grows; FileLog keeps in memory the position of every
-// record and the list of unfinished sagas, and reads records back from
-// the file.
+// The file grows until [FileLog.Compact] drops the finished sagas.
+// FileLog keeps in memory the position of every record and the list of
+// unfinished sagas, and reads records back from the file.
 //
 // A FileLog is safe for concurrent use. Its zero value is not usable:
 // call [OpenFileLog]. At most one FileLog (one process) may have a file
 // open at a time; nothing enforces this.
 type FileLog struct {
-	f    *os.File
-	path string
-	sync func() error // f.Sync; tests replace it
+	f        *os.File
+	path     string
+	syncFile func(*os.File) error // (*os.File).Sync; tests replace it
+
+	// fileMu lets Records read the file while Compact does not swap it.
+	fileMu sync.RWMutex
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when a flush ends
@@ -121,7 +124,7 @@ func OpenFileLog(path string) (*FileLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saga: open log: %w", err)
 	}
-	l := &FileLog{f: f, path: path, sync: f.Sync, sagas: make(map[string][]span), open: make(map[string]int64)}
+	l := &FileLog{f: f, path: path, syncFile: (*os.File).Sync, sagas: make(map[string][]span), open: make(map[string]int64)}
 	l.cond.L = &l.mu
 	if err := l.recover(); err != nil {
 		f.Close()
@@ -297,7 +300,7 @@ func (l *FileLog) flush() {
 	l.mu.Unlock()
 	_, err := l.f.WriteAt(buf, at)
 	if err == nil {
-		err = l.sync()
+		err = l.syncFile(l.f)
 	}
 	l.mu.Lock()
 	l.flushing, l.spare = false, buf
@@ -320,6 +323,8 @@ func (l *FileLog) Records(ctx context.Context, saga string) ([]Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	l.fileMu.RLock()
+	defer l.fileMu.RUnlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -358,6 +363,113 @@ func (l *FileLog) Unfinished(ctx context.Context) ([]string, error) {
 	return slices.SortedFunc(maps.Keys(l.open), func(a, b string) int {
 		return cmp.Compare(l.open[a], l.open[b])
 	}), nil
+}
+
+// Compact rewrites the file with only the records of unfinished sagas,
+// and returns how many finished sagas (Committed, Compensated or Stuck)
+// it dropped. Afterwards the log has forgotten them: Records returns
+// nothing for them, and an Orchestrator would run their IDs again. Call
+// it when the file or the memory its index takes (a few words per
+// record) has grown enough.
+//
+// The new file is written beside the old one (path + ".compact"),
+// fsync'd and renamed over it, so a crash leaves either file, whole.
+// Appends wait while Compact copies; Records and Unfinished do not. On
+// error the log is unchanged, except after an error from the fsync of the
+// directory, which comes after the rename: the compaction took place
+// then. Compact returns [ErrClosed] after Close, and a *[CorruptError] if
+// a record to copy no longer matches its checksum.
+func (l *FileLog) Compact(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	// Own the file's tail: with flushing set, Appends queue and wait.
+	l.mu.Lock()
+	for l.flushing {
+		l.cond.Wait()
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if l.err != nil {
+		l.mu.Unlock()
+		return 0, l.err
+	}
+	l.flushing = true
+	var keep []span
+	for id := range l.open {
+		keep = append(keep, l.sagas[id]...)
+	}
+	dropped := len(l.sagas) - len(l.open)
+	l.mu.Unlock()
+
+	slices.SortFunc(keep, func(a, b span) int { return cmp.Compare(a.off, b.off) })
+	c, err := l.rewrite(keep)
+
+	l.fileMu.Lock()
+	l.mu.Lock()
+	if c.f != nil { // the new file is in place
+		l.f.Close()
+		l.f, l.sagas, l.open = c.f, c.sagas, c.open
+		for i := range l.queued { // queued while we copied: they go after the copy
+			l.queued[i].at.off += c.size - l.size
+		}
+		l.size = c.size
+	}
+	l.flushing = false
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.fileMu.Unlock()
+	if c.f == nil {
+		return 0, err
+	}
+	return dropped, err
+}
+
+// compacted is a new log file and its index.
+type compacted struct {
+	f     *os.File // nil if the old file is still in place
+	sagas map[string][]span
+	open  map[string]int64
+	size  int64
+}
+
+// rewrite copies the frames at keep, in order, to a new file and renames
+// it over l's. Once the rename is done it returns the new file, with the
+// error of the directory's fsync, if any.
+func (l *FileLog) rewrite(keep []span) (compacted, error) {
+	tmp := l.path + ".compact"
+	fresh := &FileLog{sagas: make(map[string][]span), open: make(map[string]int64)}
+	buf := []byte(fileMagic)
+	for _, s := range keep {
+		start := len(buf)
+		buf = slices.Grow(buf, frameHeader+s.n)[:start+frameHeader+s.n]
+		if _, err := l.f.ReadAt(buf[start:], s.off); err != nil {
+			return compacted{}, fmt.Errorf("saga: compact: read log: %w", err)
+		}
+		var r Record
+		if _, ok := intactFrame(buf[start:]); !ok || r.UnmarshalMsgpack(buf[start+frameHeader:]) != nil {
+			return compacted{}, &CorruptError{l.path, s.off, "checksum mismatch on compaction"}
+		}
+		fresh.index(frameRef{r.Saga, false, span{int64(start), s.n}})
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err == nil {
+		if _, err = f.Write(buf); err == nil {
+			if err = l.syncFile(f); err == nil {
+				err = os.Rename(tmp, l.path)
+			}
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return compacted{}, fmt.Errorf("saga: compact: %w", err)
+	}
+	return compacted{f, fresh.sagas, fresh.open, int64(len(buf))}, syncDir(filepath.Dir(l.path))
 }
 
 // Close waits for the Appends already queued to finish, then closes the

@@ -220,12 +220,12 @@ func TestFileLogGroupCommit(t *testing.T) {
 	require.NoError(t, err)
 	release := make(chan struct{})
 	var syncs int
-	l.sync = func() error {
+	l.syncFile = func(f *os.File) error {
 		syncs++
 		if syncs == 1 {
 			<-release
 		}
-		return l.f.Sync()
+		return f.Sync()
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { appendAll(t, l, []Record{{Kind: KindStarted, Saga: "first"}}) })
@@ -262,7 +262,7 @@ func TestFileLogSyncFailure(t *testing.T) {
 	require.NoError(t, err)
 	appendAll(t, l, history()[:1])
 	boom := errors.New("disk on fire")
-	l.sync = func() error { return boom }
+	l.syncFile = func(*os.File) error { return boom }
 	require.ErrorIs(t, l.Append(context.Background(), history()[1]), boom)
 	require.ErrorIs(t, l.Append(context.Background(), history()[2]), boom)
 	requireContents(t, l, history()[:1])
@@ -318,4 +318,131 @@ func TestNames(t *testing.T) {
 	require.False(t, KindUndoDone.Terminal())
 	require.Equal(t, "Compensated", Compensated.String())
 	require.Equal(t, "Outcome(0)", Outcome(0).String())
+}
+
+// openRecords returns the records of the sagas of recs that have no
+// terminal record, in order.
+func openRecords(recs []Record) []Record {
+	done := map[string]bool{}
+	for _, r := range recs {
+		done[r.Saga] = done[r.Saga] || r.Kind.Terminal()
+	}
+	var out []Record
+	for _, r := range recs {
+		if !done[r.Saga] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestFileLogCompact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	l, err := OpenFileLog(path)
+	require.NoError(t, err)
+	appendAll(t, l, history())
+	before, _ := os.Stat(path)
+	dropped, err := l.Compact(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, dropped, "saga b was compensated")
+	after, _ := os.Stat(path)
+	require.Less(t, after.Size(), before.Size())
+	kept := openRecords(history())
+	requireContents(t, l, kept)
+	more := Record{Kind: KindCommitted, Saga: "a"}
+	appendAll(t, l, []Record{more})
+	kept = append(kept, more)
+	requireContents(t, l, kept)
+	require.NoError(t, l.Close())
+	_, err = os.Stat(path + ".compact")
+	require.True(t, os.IsNotExist(err), "no temporary file left")
+
+	l, err = OpenFileLog(path)
+	require.NoError(t, err)
+	requireContents(t, l, kept)
+	dropped, err = l.Compact(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, dropped)
+	requireContents(t, l, openRecords(kept))
+	require.NoError(t, l.Close())
+	_, err = l.Compact(context.Background())
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+// TestFileLogCompactConcurrent: appends made while Compact copies wait,
+// then land after the copy; nothing is lost across a reopen.
+func TestFileLogCompactConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	l, err := OpenFileLog(path)
+	require.NoError(t, err)
+	appendAll(t, l, history())
+	copying, release := make(chan struct{}), make(chan struct{})
+	l.syncFile = func(f *os.File) error {
+		if f != l.f { // the compaction's new file
+			close(copying)
+			<-release
+		}
+		return f.Sync()
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, err := l.Compact(context.Background())
+		require.NoError(t, err)
+	})
+	<-copying
+	late := []Record{{Kind: KindStepDone, Saga: "a", Step: 1, Attempt: 1}, {Kind: KindStarted, Saga: "d", Def: "d"}}
+	for _, r := range late {
+		wg.Go(func() { appendAll(t, l, []Record{r}) })
+	}
+	for {
+		l.mu.Lock()
+		n := len(l.queued)
+		l.mu.Unlock()
+		if n == len(late) {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	want := openRecords(history())
+	a, err := l.Records(context.Background(), "a")
+	require.NoError(t, err)
+	require.Len(t, a, 5)
+	require.Equal(t, late[0], a[4])
+	require.NoError(t, l.Close())
+	l, err = OpenFileLog(path)
+	require.NoError(t, err)
+	defer l.Close()
+	got := 0
+	for _, id := range []string{"a", "c", "d"} {
+		recs, err := l.Records(context.Background(), id)
+		require.NoError(t, err)
+		got += len(recs)
+	}
+	require.Equal(t, len(want)+len(late), got)
+	ids, _ := l.Unfinished(context.Background())
+	require.Equal(t, []string{"a", "c", "d"}, ids)
+}
+
+// TestFileLogCompactFailure: a failed compaction leaves the log as it was.
+func TestFileLogCompactFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	l, err := OpenFileLog(path)
+	require.NoError(t, err)
+	defer l.Close()
+	appendAll(t, l, history())
+	boom := errors.New("disk full")
+	l.syncFile = func(f *os.File) error {
+		if f != l.f {
+			return boom
+		}
+		return f.Sync()
+	}
+	_, err = l.Compact(context.Background())
+	require.ErrorIs(t, err, boom)
+	_, err = os.Stat(path + ".compact")
+	require.True(t, os.IsNotExist(err))
+	requireContents(t, l, history())
+	appendAll(t, l, []Record{{Kind: KindCommitted, Saga: "a"}})
 }

@@ -216,7 +216,8 @@ func (o *Orchestrator) definition(name string) (*Definition, error) {
 // a *[StuckError]), after logging the stuck saga at Error level. A saga
 // ID is used once: if id is in the log already, Run returns the outcome
 // recorded for it (0 while it is open) and an error wrapping
-// [ErrDuplicate], and runs nothing.
+// [ErrDuplicate], and runs nothing. (The log remembers finished sagas
+// until it is compacted.)
 //
 // If ctx ends, or Close stops waiting, before the saga ends, or the log
 // fails, Run returns (0, an error wrapping [ErrAbandoned] or the log's
