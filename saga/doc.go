@@ -60,7 +60,8 @@
 //     any number of crashes followed by Recover: the forward phase takes at
 //     most Retry.Attempts() attempts per step (an attempt interrupted by a
 //     crash counts), and the backward phase at most
-//     Config.CompensationAttempts per Undo.
+//     Config.CompensationAttempts per Undo (unless that is negative:
+//     then only a Permanent error from Undo makes a saga Stuck).
 //   - Committed: every step's Do succeeded, in order, and no Undo ran.
 //   - Compensated: the forward phase gave up at some step; then Undo ran
 //     to success for every earlier step, in reverse order, and for the
@@ -69,8 +70,8 @@
 //     whose Do never took effect.
 //   - Once a saga compensates, no Do of that saga runs again, and the
 //     Undo of a step never runs after that Undo's success was logged.
-//   - Do and Undo are at least once: an attempt whose success was not
-//     logged before a crash runs again, with the same
+//   - Do and Undo may run more than once: an attempt whose success was
+//     not logged before a crash runs again, with the same
 //     [Exec.IdempotencyKey]. Make them idempotent (a [Barrier] does, for a
 //     participant).
 //   - A saga ID runs once: Run with an ID already in the log returns its
@@ -78,11 +79,13 @@
 //   - Stuck sagas are terminal in the log, logged at Error level and
 //     returned as *[StuckError]; they need an operator.
 //
-// For one key, a [Barrier] runs the action's body at most once while its
-// records are retained (and only if no compensation came first), and the
-// compensation's body at most once and only after the action's body
-// succeeded; every call that has nothing left to do succeeds, except an
-// action whose compensation came first, which gets [ErrHanging].
+// For one key, a [Barrier] runs the action's body to success at most once
+// while its records are retained (and only if no compensation came
+// first), and the compensation's body to success at most once and only
+// after the action's body succeeded; every call that has nothing left to
+// do succeeds, except an action whose compensation came first, which gets
+// [ErrHanging]. (Exactly so if the store commits with the participant's
+// own change; see [Barrier] for the window otherwise.)
 //
 // # Durability
 //

@@ -28,7 +28,8 @@ type Step struct {
 	// crash or a failure, and it may run although Do never took effect
 	// (Do timed out, or the process died during it): it must be
 	// idempotent and must accept a compensation of nothing. A Permanent
-	// error from Undo makes the saga Stuck at once.
+	// error from Undo makes the saga Stuck at once. A panic in Do or Undo
+	// is not recovered: like a crash, it leaves the saga for Recover.
 	Undo func(ctx context.Context, x *Exec) error
 	// Retry bounds the attempts of Do, and paces the retries of Undo.
 	Retry RetryPolicy
