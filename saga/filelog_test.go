@@ -71,6 +71,10 @@ func TestMemLog(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, l.Append(ctx, Record{Kind: KindStarted, Saga: "x"}), context.Canceled)
+	dropped, err := l.Compact(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, dropped)
+	requireContents(t, &l, openRecords(history()))
 }
 
 func TestFileLogReopen(t *testing.T) {

@@ -86,3 +86,25 @@ func (l *MemLog) Unfinished(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Compact forgets the finished sagas (Committed, Compensated or Stuck)
+// and returns how many it dropped, like [FileLog.Compact].
+func (l *MemLog) Compact(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := l.order[:0]
+	for _, id := range l.order {
+		if recs := l.sagas[id]; recs[len(recs)-1].Kind.Terminal() {
+			delete(l.sagas, id)
+		} else {
+			kept = append(kept, id)
+		}
+	}
+	dropped := len(l.order) - len(kept)
+	clear(l.order[len(kept):])
+	l.order = kept
+	return dropped, nil
+}
