@@ -55,6 +55,7 @@ func (l *MemLog) Append(ctx context.Context, r Record) error {
 	recs, ok := l.sagas[r.Saga]
 	if !ok {
 		l.order = append(l.order, r.Saga)
+		recs = make([]Record, 0, 8) // a saga of three steps writes eight records
 	}
 	l.sagas[r.Saga] = append(recs, r)
 	return nil
