@@ -180,6 +180,7 @@ func TestFileLogCorruptMiddle(t *testing.T) {
 		var ce *CorruptError
 		require.ErrorAs(t, err, &ce, "flip at %d", i)
 		require.ErrorIs(t, err, ErrCorrupt)
+		require.Contains(t, err.Error(), fmt.Sprintf("corrupt log file %s at offset %d: ", path, ce.Offset))
 		if i < len(fileMagic) {
 			require.Equal(t, int64(0), ce.Offset)
 		} else {

@@ -98,7 +98,7 @@ type StuckError struct {
 }
 
 func (e *StuckError) Error() string {
-	return fmt.Sprintf("saga %q stuck: undo of step %q failed %d times, last: %v (compensating because: %s)",
+	return fmt.Sprintf("saga %q stuck: undo of step %q gave up after attempt %d: %v (compensating because: %s)",
 		e.Saga, e.Step, e.Attempts, e.Err, e.Cause)
 }
 

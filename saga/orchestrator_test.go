@@ -244,6 +244,7 @@ func TestStuck(t *testing.T) {
 				attempts = 1
 			}
 			require.Equal(t, saga.StuckError{Saga: "s", Step: "a", Attempts: attempts, Err: se.Err, Cause: "no"}, *se)
+			require.Equal(t, fmt.Sprintf(`saga "s" stuck: undo of step "a" gave up after attempt %d: refund service down (compensating because: no)`, attempts), err.Error())
 			require.Contains(t, logs.String(), `level=ERROR msg="saga: stuck, compensation needs an operator" saga=s`)
 			require.Contains(t, logs.String(), fmt.Sprintf("attempts=%d", attempts))
 			open, _ := log.Unfinished(context.Background())
