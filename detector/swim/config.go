@@ -54,6 +54,15 @@ type Config struct {
 	// RetransmitMult sets how many times each update is piggybacked:
 	// RetransmitMult * ceil(log10(n+1)). 0: 4.
 	RetransmitMult int
+	// GossipInterval is the period of memberlist-style gossip: while
+	// updates wait in the dissemination queue, every GossipInterval they
+	// are also sent, without a probe, to GossipNodes random live members.
+	// Piggybacking alone (pure SWIM) reaches a node only as fast as it is
+	// probed; gossip bounds dissemination time under loss. Nothing is sent
+	// while the queue is empty. 0: 200ms; negative: piggybacking only.
+	GossipInterval time.Duration
+	// GossipNodes is the fan-out of each gossip round. 0: 3.
+	GossipNodes int
 	// PushPullInterval is the period of full-state anti-entropy with one
 	// random live member (stretched above 32 members, see pushPullScale),
 	// which also contacts one random dead member so that partitions heal.
@@ -98,6 +107,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.SuspicionMaxTimeoutMult, 6)
 	def(&c.AwarenessMaxMultiplier, 8)
 	def(&c.RetransmitMult, 4)
+	defDur(&c.GossipInterval, 200*time.Millisecond)
+	def(&c.GossipNodes, 3)
 	defDur(&c.PushPullInterval, 30*time.Second)
 	defDur(&c.DeadRetention, time.Hour)
 	def(&c.MTU, 1400)
@@ -123,6 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.SuspicionMaxTimeoutMult >= 1, "SuspicionMaxTimeoutMult %d must be at least 1", c.SuspicionMaxTimeoutMult)
 	check(c.AwarenessMaxMultiplier >= 1, "AwarenessMaxMultiplier %d must be at least 1", c.AwarenessMaxMultiplier)
 	check(c.RetransmitMult > 0, "RetransmitMult %d must be positive", c.RetransmitMult)
+	check(c.GossipNodes > 0, "GossipNodes %d must be positive", c.GossipNodes)
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU, "MTU %d below MinMTU %d", c.MTU, MinMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)

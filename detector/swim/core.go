@@ -51,6 +51,7 @@ type Core struct {
 	events   []Event
 	numLive  int // alive and suspect members, self included
 
+	nextGossip   time.Time
 	nextPushPull time.Time
 	nextJoin     time.Time
 	left         bool
@@ -163,8 +164,9 @@ func (c *Core) PopEvents(dst []Event) []Event {
 }
 
 // Deadline returns the latest time by which Tick must be called next for
-// the protocol to run on time. Calling Tick earlier, or more often, is
-// harmless.
+// the protocol to run on time; it may lie in the past (a confirmation
+// shortened a suspicion), which means now. Calling Tick earlier, or more
+// often, is harmless. It returns the zero time after Leave.
 func (c *Core) Deadline() time.Time {
 	if c.left {
 		return time.Time{}
@@ -191,6 +193,9 @@ func (c *Core) Deadline() time.Time {
 	}
 	for _, m := range c.suspects {
 		earlier(m.susp.deadline())
+	}
+	if c.gossiping() {
+		earlier(c.nextGossip)
 	}
 	earlier(c.nextPushPull)
 	if c.joining() {
@@ -226,10 +231,52 @@ func (c *Core) Tick(now time.Time) []Packet {
 		}
 		c.nextJoin = now.Add(c.cfg.ProbeInterval)
 	}
+	if c.gossiping() && !now.Before(c.nextGossip) {
+		c.gossip(now)
+	}
 	if c.cfg.PushPullInterval > 0 && !now.Before(c.nextPushPull) {
 		c.pushPull(now)
 	}
 	return c.out
+}
+
+// gossiping reports whether a gossip round is due at nextGossip.
+func (c *Core) gossiping() bool { return c.cfg.GossipInterval > 0 && c.queue.Len() > 0 }
+
+// gossip sends the queued updates to GossipNodes random live members.
+func (c *Core) gossip(now time.Time) {
+	c.nextGossip = now.Add(c.cfg.GossipInterval)
+	peers := c.randomPeers(c.cfg.GossipNodes, func(m *member) bool { return m.State.live() })
+	for _, m := range peers {
+		if c.queue.Len() == 0 {
+			break
+		}
+		c.send(m.Addr)
+	}
+	c.release(peers)
+}
+
+// randomPeers returns up to k random members other than self that satisfy
+// ok, in a scratch slice to give back with release.
+func (c *Core) randomPeers(k int, ok func(*member) bool) []*member {
+	peers := c.scratch[:0]
+	for _, m := range c.all {
+		if m != c.self && ok(m) {
+			peers = append(peers, m)
+		}
+	}
+	k = min(k, len(peers))
+	for i := range k {
+		j := i + c.rng.IntN(len(peers)-i)
+		peers[i], peers[j] = peers[j], peers[i]
+	}
+	return peers[:k]
+}
+
+// release returns a slice from randomPeers.
+func (c *Core) release(peers []*member) {
+	clear(peers[:cap(peers)])
+	c.scratch = peers[:0]
 }
 
 // joining reports whether the node still looks for a cluster through its
@@ -307,24 +354,14 @@ func (c *Core) tickProbe(now time.Time) {
 // pingReq asks up to IndirectChecks random alive members to probe p.target.
 func (c *Core) pingReq(p *probeState) {
 	p.indirect = true
-	helpers := c.scratch[:0]
-	for _, m := range c.all {
-		if m != c.self && m != p.target && m.State == StateAlive {
-			helpers = append(helpers, m)
-		}
-	}
-	k := min(c.cfg.IndirectChecks, len(helpers))
-	for i := range k {
-		j := i + c.rng.IntN(len(helpers)-i)
-		helpers[i], helpers[j] = helpers[j], helpers[i]
-		req := message{kind: kindPingReq, seq: p.seq, id: p.target.ID, addr: p.target.Addr, nack: !c.cfg.DisableLifeguard}
-		c.send(helpers[i].Addr, &req)
+	helpers := c.randomPeers(c.cfg.IndirectChecks, func(m *member) bool { return m != p.target && m.State == StateAlive })
+	for _, h := range helpers {
+		c.send(h.Addr, &message{kind: kindPingReq, seq: p.seq, id: p.target.ID, addr: p.target.Addr, nack: !c.cfg.DisableLifeguard})
 	}
 	if !c.cfg.DisableLifeguard {
-		p.nackExpected = k
+		p.nackExpected = len(helpers)
 	}
-	clear(helpers)
-	c.scratch = helpers[:0]
+	c.release(helpers)
 }
 
 // finishProbe ends the period's probe: an unacknowledged target becomes
@@ -342,7 +379,7 @@ func (c *Core) finishProbe(now time.Time, p *probeState) {
 		c.adjustHealth(1)
 	}
 	if t := p.target; !t.reaped && t.State.live() {
-		c.suspect(now, t.Incarnation, t.ID, c.self.ID)
+		c.suspect(now, t.Incarnation, t.ID, c.self.ID, true)
 	}
 }
 
@@ -391,17 +428,11 @@ func (c *Core) reap(now time.Time) {
 func (c *Core) pushPull(now time.Time) {
 	c.nextPushPull = now.Add(pushPullScale(c.cfg.PushPullInterval, c.numLive))
 	for _, want := range []State{StateAlive, StateDead} {
-		cands := c.scratch[:0]
-		for _, m := range c.all {
-			if m != c.self && m.State == want {
-				cands = append(cands, m)
-			}
+		peers := c.randomPeers(1, func(m *member) bool { return m.State == want })
+		for _, m := range peers {
+			c.sendState(m.Addr, ppWantReply)
 		}
-		if len(cands) > 0 {
-			c.sendState(cands[c.rng.IntN(len(cands))].Addr, ppWantReply)
-		}
-		clear(cands)
-		c.scratch = cands[:0]
+		c.release(peers)
 	}
 }
 
@@ -466,8 +497,18 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 		c.stats.Malformed++
 		return c.out, err
 	}
+	// Updates first: a suspect learns of its suspicion (the buddy system)
+	// before it answers the ping that carried it, so the answer carries
+	// the refutation.
 	for i := range msgs {
-		c.handle(now, from, &msgs[i])
+		if msgs[i].kind.update() {
+			c.handle(now, from, &msgs[i])
+		}
+	}
+	for i := range msgs {
+		if !msgs[i].kind.update() {
+			c.handle(now, from, &msgs[i])
+		}
 	}
 	clear(msgs)
 	return c.out, nil
@@ -510,7 +551,7 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 	case kindAlive:
 		c.alive(now, m.inc, m.id, m.addr, m.meta)
 	case kindSuspect:
-		c.suspect(now, m.inc, m.id, m.from)
+		c.suspect(now, m.inc, m.id, m.from, true)
 	case kindDead:
 		c.dead(now, m.inc, m.id, m.from)
 	case kindPushPull:
@@ -521,7 +562,8 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 	}
 }
 
-// merge applies a remote member list. A remote "dead" only makes a known
+// merge applies a remote member list. Suspicions in it do not count as
+// confirmations (the sender may only have heard them). A remote "dead" only makes a known
 // member suspect (it may be stale; the member gets its chance to refute),
 // as in memberlist; an unknown dead or left member is recorded as such, so
 // that stale gossip at its incarnation cannot resurrect it later.
@@ -532,14 +574,14 @@ func (c *Core) merge(now time.Time, sender string, states []Member) {
 		case StateAlive:
 			c.alive(now, s.Incarnation, s.ID, s.Addr, s.Meta)
 		case StateSuspect:
-			c.suspect(now, s.Incarnation, s.ID, sender)
+			c.suspect(now, s.Incarnation, s.ID, sender, false)
 		case StateDead, StateLeft:
 			if _, known := c.byID[s.ID]; !known {
 				c.addTombstone(now, s)
 			} else if s.State == StateLeft {
 				c.dead(now, s.Incarnation, s.ID, s.ID)
 			} else {
-				c.suspect(now, s.Incarnation, s.ID, sender)
+				c.suspect(now, s.Incarnation, s.ID, sender, false)
 			}
 		}
 	}
@@ -600,7 +642,10 @@ func (c *Core) becameLive(m *member) {
 	c.probeList = slices.Insert(c.probeList, i, m)
 }
 
-func (c *Core) suspect(now time.Time, inc uint64, id, from string) {
+// suspect handles a suspicion of member id at inc raised by node from. A
+// suspicion learnt from a push-pull list is not independent evidence, so
+// it starts a suspicion but never confirms one (confirm false).
+func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool) {
 	m := c.byID[id]
 	if m == nil || inc < m.Incarnation || !m.State.live() {
 		return
@@ -611,13 +656,15 @@ func (c *Core) suspect(now time.Time, inc uint64, id, from string) {
 		}
 		return
 	}
-	if m.State == StateSuspect {
-		m.Incarnation = inc
-		if !c.cfg.DisableLifeguard && m.susp.confirm(from) {
+	if m.State == StateSuspect && inc == m.Incarnation {
+		if confirm && !c.cfg.DisableLifeguard && m.susp.confirm(from) {
 			c.broadcast(m.ID, &message{kind: kindSuspect, inc: inc, id: id, from: from})
 		}
 		return
 	}
+	// A new suspicion; at a higher incarnation it replaces the old one,
+	// timer included: the member refuted that one.
+	c.setState(now, m, StateAlive)
 	m.Incarnation = inc
 	c.setState(now, m, StateSuspect)
 	n := c.numLive
@@ -694,17 +741,10 @@ func (c *Core) Leave(now time.Time) []Packet {
 	c.self.State = StateLeft
 	c.self.changed = now
 	c.broadcast(c.self.ID, &message{kind: kindDead, inc: c.self.Incarnation, id: c.self.ID, from: c.self.ID})
-	peers := c.scratch[:0]
-	for _, m := range c.all {
-		if m != c.self && m.State.live() {
-			peers = append(peers, m)
-		}
-	}
-	c.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	for _, m := range peers[:min(len(peers), retransmitLimit(c.cfg.RetransmitMult, c.numLive))] {
+	peers := c.randomPeers(retransmitLimit(c.cfg.RetransmitMult, c.numLive), func(m *member) bool { return m.State.live() })
+	for _, m := range peers {
 		c.send(m.Addr)
 	}
-	clear(peers)
-	c.scratch = peers[:0]
+	c.release(peers)
 	return c.out
 }

@@ -75,7 +75,7 @@ type Event struct {
 // member is the local record of a member.
 type member struct {
 	Member
-	changed time.Time   // when State last changed (for reaping tombstones)
-	susp    *suspicion  // non-nil while State == StateSuspect
-	reaped  bool        // removed from the member list
+	changed time.Time  // when State last changed (for reaping tombstones)
+	susp    *suspicion // non-nil while State == StateSuspect
+	reaped  bool       // removed from the member list
 }

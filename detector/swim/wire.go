@@ -61,6 +61,9 @@ const (
 	kindPushPull
 )
 
+// update reports whether k is a disseminated membership update.
+func (k kind) update() bool { return k == kindAlive || k == kindSuspect || k == kindDead }
+
 // fieldCount is the array length of each message kind on the wire.
 var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4}
 
