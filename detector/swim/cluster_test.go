@@ -336,3 +336,82 @@ func TestNoFalseDeadUnderLoss(t *testing.T) {
 		t.Errorf("Lifeguard on: %d false dead verdicts, more than the %d with it off", on, off)
 	}
 }
+
+// TestPartitionHeals splits 16 nodes 8/8 until each side declares the
+// other dead, heals the network, and checks that membership converges
+// (push-pull reaches the dead side and each side refutes); then a node
+// restarts with incarnation 0 and comes back alive at a higher one.
+func TestPartitionHeals(t *testing.T) {
+	for _, seed := range seeds(3) {
+		c := newCluster(t, seed, 16, Config{PushPullInterval: 10 * time.Second}, lan)
+		c.waitConverged(time.Minute)
+		var a, b []string
+		for i, sn := range c.nodes {
+			if i < 8 {
+				a = append(a, sn.cfg.Addr)
+			} else {
+				b = append(b, sn.cfg.Addr)
+			}
+		}
+		c.net.Partition(a, b)
+		split := func() bool {
+			for _, sn := range c.nodes {
+				if sn.core.NumLive() != 8 {
+					return false
+				}
+			}
+			return true
+		}
+		if !c.runUntil(c.net.Now().Add(5*time.Minute), split) {
+			t.Fatalf("seed %d: the sides did not declare each other dead", seed)
+		}
+		splitAt := c.periods(c.net.Now())
+		c.net.Heal()
+		c.waitConverged(5 * time.Minute)
+		t.Logf("seed %d: split complete at %.1f periods, converged %.1f periods after the heal", seed, splitAt, c.periods(c.net.Now())-splitAt)
+
+		sn := c.nodes[5]
+		before, _ := c.nodes[0].core.Member(sn.cfg.ID)
+		sn.crashed = true
+		if !c.runUntil(c.net.Now().Add(5*time.Minute), func() bool {
+			m, _ := c.nodes[0].core.Member(sn.cfg.ID)
+			return m.State == StateDead
+		}) {
+			t.Fatalf("seed %d: crashed node not declared dead", seed)
+		}
+		c.boot(sn) // restarts at incarnation 0
+		c.waitConverged(5 * time.Minute)
+		after, _ := c.nodes[0].core.Member(sn.cfg.ID)
+		if after.Incarnation <= before.Incarnation {
+			t.Fatalf("seed %d: rejoined at incarnation %d, was %d", seed, after.Incarnation, before.Incarnation)
+		}
+	}
+}
+
+// TestMessagesPerPeriod counts the packets sent per member per protocol
+// period in a healthy, converged cluster: SWIM's load is constant in the
+// cluster size. The table is logged; the test requires every size within
+// 25% of the smallest cluster's rate.
+func TestMessagesPerPeriod(t *testing.T) {
+	sizes := []int{16, 32, 64, 128}
+	if *long {
+		sizes = append(sizes, 256)
+	}
+	const periods = 60
+	var base float64
+	for _, n := range sizes {
+		c := newCluster(t, 1, n, Config{}, lan)
+		c.waitConverged(5 * time.Minute)
+		c.runFor(60 * time.Second) // let join traffic drain
+		start := c.net.Stats().Sent
+		c.runFor(periods * c.period())
+		rate := float64(c.net.Stats().Sent-start) / float64(n*periods)
+		t.Logf("%4d members: %.2f packets per member per period", n, rate)
+		if base == 0 {
+			base = rate
+		}
+		if rate > 1.25*base || rate < base/1.25 {
+			t.Errorf("%d members: %.2f packets per member per period, %.2f at %d", n, rate, base, sizes[0])
+		}
+	}
+}
