@@ -106,6 +106,7 @@ func New(cfg Config, now time.Time) (*Core, error) {
 	}
 	c.self = &member{Member: Member{ID: cfg.ID, Addr: cfg.Addr, Incarnation: cfg.Incarnation, Meta: cfg.Meta}, changed: now}
 	c.byID[cfg.ID] = c.self
+	c.dec.known = c.byID
 	c.all = append(c.all, c.self)
 	c.numLive = 1
 	c.nextProbe = now
@@ -217,7 +218,7 @@ func (c *Core) Tick(now time.Time) []Packet {
 	c.tickProbe(now)
 	for i := 0; i < len(c.suspects); {
 		m := c.suspects[i]
-		if now.Before(m.susp.deadline()) {
+		if now.Before(m.susp.deadline()) || c.verify(now, m) {
 			i++
 			continue
 		}
@@ -362,6 +363,26 @@ func (c *Core) pingReq(p *probeState) {
 		p.nackExpected = len(helpers)
 	}
 	c.release(helpers)
+}
+
+// verify is distkit's addition to Lifeguard: a suspicion that expires with
+// fewer than k independent confirmations (weak evidence: the local node
+// may simply have missed the refutation) is verified before the member is
+// declared dead. The node pings the suspect directly with the suspicion
+// attached, up to verifyPings times, a scaled ProbeTimeout apart; a live
+// suspect answers with its refutation (see accused). verify reports
+// whether it sent a ping, postponing the verdict.
+func (c *Core) verify(now time.Time, m *member) bool {
+	s := m.susp
+	if c.cfg.DisableLifeguard || s.verifies >= verifyPings || s.k > 0 && len(s.confirmers) >= s.k {
+		return false
+	}
+	s.verifies++
+	s.verifyAt = now.Add(c.scale(c.cfg.ProbeTimeout))
+	c.seq++
+	c.send(m.Addr, &message{kind: kindPing, seq: c.seq, id: m.ID},
+		&message{kind: kindSuspect, inc: m.Incarnation, id: m.ID, from: c.self.ID})
+	return true
 }
 
 // finishProbe ends the period's probe: an unacknowledged target becomes
@@ -593,6 +614,21 @@ func (c *Core) addTombstone(now time.Time, s *Member) {
 	c.all = append(c.all, m)
 }
 
+// accused handles a suspicion or death of the local node at inc. A current
+// one is refuted. A stale one (below the local incarnation) means its
+// sender missed the refutation, so the node announces itself again: the
+// announcement rides on the reply to the packet that carried the stale
+// accusation, since updates are handled first.
+func (c *Core) accused(inc uint64) {
+	switch {
+	case c.left:
+	case inc >= c.self.Incarnation:
+		c.refute(inc)
+	default:
+		c.broadcastAlive(c.self)
+	}
+}
+
 // refute raises the local incarnation above inc and disseminates it.
 func (c *Core) refute(inc uint64) {
 	c.self.Incarnation = max(c.self.Incarnation, inc) + 1
@@ -646,14 +682,12 @@ func (c *Core) becameLive(m *member) {
 // suspicion learnt from a push-pull list is not independent evidence, so
 // it starts a suspicion but never confirms one (confirm false).
 func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool) {
-	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() {
+	if id == c.self.ID {
+		c.accused(inc)
 		return
 	}
-	if m == c.self {
-		if !c.left {
-			c.refute(inc)
-		}
+	m := c.byID[id]
+	if m == nil || inc < m.Incarnation || !m.State.live() {
 		return
 	}
 	if m.State == StateSuspect && inc == m.Incarnation {
@@ -680,14 +714,12 @@ func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool)
 }
 
 func (c *Core) dead(now time.Time, inc uint64, id, from string) {
-	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() {
+	if id == c.self.ID {
+		c.accused(inc)
 		return
 	}
-	if m == c.self {
-		if !c.left {
-			c.refute(inc)
-		}
+	m := c.byID[id]
+	if m == nil || inc < m.Incarnation || !m.State.live() {
 		return
 	}
 	m.Incarnation = inc

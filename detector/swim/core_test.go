@@ -295,3 +295,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestReceivePingAllocs: answering a ping allocates only the ack's bytes,
+// which the caller owns.
+func TestReceivePingAllocs(t *testing.T) {
+	c := newCore(t, "a", Config{})
+	p := packet(message{kind: kindPing, seq: 1, id: "a"})
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.Receive(t0, "b", p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Equal(t, 1.0, allocs)
+}

@@ -22,10 +22,16 @@ import (
 type suspicion struct {
 	start      time.Time
 	min, max   time.Duration
-	k          int      // confirmations that bring the timeout down to min
-	from       string   // the node whose suspicion started the timer
-	confirmers []string // distinct confirmers other than from, at most k
+	k          int       // confirmations that bring the timeout down to min
+	from       string    // the node whose suspicion started the timer
+	confirmers []string  // distinct confirmers other than from, at most k
+	verifies   int       // verification pings sent after expiry (see Core.verify)
+	verifyAt   time.Time // the verdict after the last verification ping
 }
+
+// verifyPings bounds the verification pings of a weakly confirmed
+// suspicion.
+const verifyPings = 3
 
 func newSuspicion(now time.Time, from string, k int, min, max time.Duration) *suspicion {
 	if k < 1 || max < min {
@@ -56,8 +62,14 @@ func (s *suspicion) timeout() time.Duration {
 	return max(t, s.min)
 }
 
-// deadline returns when the member is declared dead if nothing changes.
-func (s *suspicion) deadline() time.Time { return s.start.Add(s.timeout()) }
+// deadline returns when the suspicion expires, or, once verification
+// started, when its current verification ping times out.
+func (s *suspicion) deadline() time.Time {
+	if s.verifies > 0 {
+		return s.verifyAt
+	}
+	return s.start.Add(s.timeout())
+}
 
 // suspicionTimeout is the minimum suspicion timeout for a cluster of n live
 // members: mult * max(1, log10(n)) * interval (memberlist's).

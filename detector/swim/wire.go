@@ -163,6 +163,9 @@ type decoder struct {
 	r       bytes.Reader
 	dec     *msgpack.Decoder
 	scratch []byte
+	// known, when set, interns member IDs: a decoded ID that names a known
+	// member reuses that member's string instead of allocating.
+	known map[string]*member
 }
 
 func newDecoder() *decoder {
@@ -233,12 +236,12 @@ func (d *decoder) decodeMsg(m *message) error {
 	case kindPing:
 		m.seq, err = d.uint()
 		if err == nil {
-			m.id, err = d.str(MaxIDLen)
+			m.id, err = d.id()
 		}
 	case kindPingReq:
 		m.seq, err = d.uint()
 		if err == nil {
-			m.id, err = d.str(MaxIDLen)
+			m.id, err = d.id()
 		}
 		if err == nil {
 			m.addr, err = d.str(MaxAddrLen)
@@ -367,11 +370,17 @@ func (d *decoder) str(limit int) (string, error) {
 
 // id decodes a non-empty member ID.
 func (d *decoder) id() (string, error) {
-	s, err := d.str(MaxIDLen)
-	if err == nil && s == "" {
-		err = malformed("empty member ID")
+	b, err := d.raw(MaxIDLen)
+	switch {
+	case err != nil:
+		return "", err
+	case len(b) == 0:
+		return "", malformed("empty member ID")
 	}
-	return s, err
+	if m, ok := d.known[string(b)]; ok {
+		return m.ID, nil
+	}
+	return string(b), nil
 }
 
 // bytes decodes a str or bin of at most limit bytes into a new slice (nil
