@@ -100,15 +100,21 @@ func (c *cluster) runFor(d time.Duration) { c.runUntil(c.net.Now().Add(d), nil) 
 // returns true. It reports whether done did.
 func (c *cluster) runUntil(t time.Time, done func() bool) bool {
 	for {
+		// A deadline may lie in the past (a confirmation shortened a
+		// suspicion): that node ticks now.
 		var next *simNode
+		var nextAt time.Time
 		for _, sn := range c.nodes {
-			if !sn.crashed && !sn.deadline.IsZero() && (next == nil || sn.deadline.Before(next.deadline)) {
-				next = sn
+			if sn.crashed || sn.deadline.IsZero() {
+				continue
+			}
+			if d := later(sn.deadline, c.net.Now()); next == nil || d.Before(nextAt) {
+				next, nextAt = sn, d
 			}
 		}
 		at, ok := c.net.Next()
 		switch {
-		case ok && !at.After(t) && (next == nil || !at.After(next.deadline)):
+		case ok && !at.After(t) && (next == nil || !at.After(nextAt)):
 			m, _ := c.net.Step()
 			sn := c.addr[m.To]
 			if sn == nil || sn.crashed {
@@ -122,10 +128,8 @@ func (c *cluster) runUntil(t time.Time, done func() bool) bool {
 				c.t.Fatalf("seed %d: %s: %v", c.seed, sn.cfg.ID, err)
 			}
 			c.after(sn, out)
-		case next != nil && !next.deadline.After(t):
-			// A deadline may lie in the past (a confirmation shortened a
-			// suspicion): the node ticks now.
-			c.net.AdvanceTo(later(next.deadline, c.net.Now()), func(simnet.Message[[]byte]) { panic("unreachable") })
+		case next != nil && !nextAt.After(t):
+			c.net.AdvanceTo(nextAt, func(simnet.Message[[]byte]) { panic("unreachable") })
 			c.after(next, next.core.Tick(c.net.Now()))
 		default:
 			c.net.AdvanceTo(t, func(simnet.Message[[]byte]) { panic("unreachable") })
