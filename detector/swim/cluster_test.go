@@ -312,33 +312,28 @@ func falsePositives(t *testing.T, seed uint64, n, periods int, lifeguard bool) (
 	return normal, slow, suspicions
 }
 
-// TestNoFalseDeadUnderLoss: 10% packet loss and one node slowed 5x. It
-// reports the false dead verdicts with Lifeguard on and off and requires
-// Lifeguard never to do worse in total. CI runs 32 nodes for 300 periods;
-// -long runs 64 nodes for 1000 periods.
-//
-// Zero verdicts is not guaranteed: a node that misses every copy of a
-// refutation (each node forwards it RetransmitMult*ceil(log10(n+1)) times)
-// and also misses the push-pull that would repair it before the maximum
-// suspicion timeout declares the member dead.
+// TestNoFalseDeadUnderLoss: with 10% packet loss and one node slowed 5x,
+// Lifeguard (with distkit's verification of weakly confirmed suspicions)
+// declares no healthy node dead, slow one included. The count with
+// Lifeguard off is reported for comparison. CI runs 32 nodes for 300
+// periods on 2 seeds; -long runs 64 nodes for 1000 periods on 20 seeds.
 func TestNoFalseDeadUnderLoss(t *testing.T) {
 	n, periods := 32, 300
 	if *long {
 		n, periods = 64, 1000
 	}
-	var on, off int
+	var off int
 	for _, seed := range seeds(2) {
 		normal, slow, susp := falsePositives(t, seed, n, periods, true)
 		offNormal, offSlow, offSusp := falsePositives(t, seed, n, periods, false)
 		t.Logf("seed %d, %d nodes, %d periods: false dead verdicts (normal nodes / slow node), suspicions of normal nodes: Lifeguard on %d / %d, %d; off %d / %d, %d",
 			seed, n, periods, normal, slow, susp, offNormal, offSlow, offSusp)
-		on += normal + slow
+		if normal+slow != 0 {
+			t.Errorf("seed %d: %d false dead verdicts with Lifeguard on", seed, normal+slow)
+		}
 		off += offNormal + offSlow
 	}
-	t.Logf("total false dead verdicts: Lifeguard on %d, off %d", on, off)
-	if on > off {
-		t.Errorf("Lifeguard on: %d false dead verdicts, more than the %d with it off", on, off)
-	}
+	t.Logf("false dead verdicts with Lifeguard off, all seeds: %d", off)
 }
 
 // TestPartitionHeals splits 16 nodes 8/8 until each side declares the

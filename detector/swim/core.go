@@ -115,6 +115,7 @@ func New(cfg Config, now time.Time) (*Core, error) {
 		c.nextPushPull = now.Add(time.Duration(c.rng.Int64N(int64(cfg.PushPullInterval))) + 1)
 	}
 	c.nextJoin = now
+	c.nextGossip = now
 	c.broadcastAlive(c.self)
 	return c, nil
 }

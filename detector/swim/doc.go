@@ -59,7 +59,21 @@
 //	timeout = max(min, max - (max-min)*log(c+1)/log(k+1)),  k = SuspicionMult-2
 //
 // And the buddy system: a ping to a suspect carries the suspicion, so the
-// suspect refutes in its ack.
+// suspect refutes in its ack (a packet's updates are applied before its
+// ping is answered).
+//
+// distkit adds two safeguards against false "dead" verdicts, which
+// memberlist's users meet as flapping under packet loss. A suspicion that
+// expires with fewer than k independent confirmations is weak evidence
+// (perhaps only the local node missed the refutation), so it is verified
+// first: up to three direct pings that carry the suspicion, a scaled
+// ProbeTimeout apart, before the member is declared dead. And a node that
+// receives a stale accusation of itself (below its incarnation) announces
+// itself again, so the verification ping's ack carries the refutation the
+// sender missed. With 10% packet loss and one node slowed 5x, these take
+// 64 nodes over 1000 periods from dozens of false verdicts to none in the
+// simulations of this package's tests. DisableLifeguard turns off the
+// verification along with Lifeguard.
 //
 // # Guarantees
 //

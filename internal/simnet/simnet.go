@@ -45,8 +45,6 @@
 package simnet
 
 import (
-	"cmp"
-	"container/heap"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -257,7 +255,7 @@ func (n *Network[P]) Send(from, to string, payload P) {
 
 func (n *Network[P]) schedule(from, to string, payload P, d time.Duration) {
 	n.seq++
-	heap.Push(&n.queue, Message[P]{From: from, To: to, Payload: payload, Sent: n.now, At: n.now.Add(d), Seq: n.seq})
+	n.queue.push(Message[P]{From: from, To: to, Payload: payload, Sent: n.now, At: n.now.Add(d), Seq: n.seq})
 }
 
 // Next returns the delivery time of the earliest message in flight, or false
@@ -274,7 +272,7 @@ func (n *Network[P]) Next() (time.Time, bool) {
 // Messages dropped by a partition at arrival are skipped (and counted).
 func (n *Network[P]) Step() (Message[P], bool) {
 	for len(n.queue) > 0 {
-		m := heap.Pop(&n.queue).(Message[P])
+		m := n.queue.pop()
 		n.now = m.At
 		if !n.Open(m.From, m.To) {
 			n.stats.Blocked++
@@ -318,22 +316,51 @@ func (n *Network[P]) Advance(d time.Duration, handle func(Message[P])) int {
 	return n.AdvanceTo(n.now.Add(d), handle)
 }
 
-// msgHeap orders messages by delivery time, then by Seq.
+// msgHeap is a binary min-heap of messages ordered by delivery time, then
+// Seq. It is typed (not container/heap) so that pushing does not box.
 type msgHeap[P any] []Message[P]
 
-func (h msgHeap[P]) Len() int { return len(h) }
-func (h msgHeap[P]) Less(i, j int) bool {
+func (h msgHeap[P]) less(i, j int) bool {
 	if c := h[i].At.Compare(h[j].At); c != 0 {
 		return c < 0
 	}
-	return cmp.Less(h[i].Seq, h[j].Seq)
+	return h[i].Seq < h[j].Seq
 }
-func (h msgHeap[P]) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *msgHeap[P]) Push(x any)   { *h = append(*h, x.(Message[P])) }
-func (h *msgHeap[P]) Pop() any {
-	old := *h
-	m := old[len(old)-1]
-	old[len(old)-1] = Message[P]{}
-	*h = old[:len(old)-1]
-	return m
+
+func (h *msgHeap[P]) push(m Message[P]) {
+	*h = append(*h, m)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q.less(i, parent) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
+	}
+}
+
+func (h *msgHeap[P]) pop() Message[P] {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = Message[P]{}
+	q = q[:last]
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < len(q) && q.less(l, small) {
+			small = l
+		}
+		if r < len(q) && q.less(r, small) {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		q[i], q[small] = q[small], q[i]
+		i = small
+	}
+	*h = q
+	return top
 }
