@@ -12,7 +12,10 @@ import (
 	"github.com/distkit/distkit/internal/simnet"
 )
 
-var long = flag.Bool("long", false, "run the long SWIM simulations (1000 periods, 256 nodes, more seeds)")
+var (
+	long     = flag.Bool("long", false, "run the long SWIM simulations (1000 periods, 256 nodes, more seeds)")
+	onlySeed = flag.Uint64("seed", 0, "replay only this simulation seed (as printed by a failure)")
+)
 
 // cluster runs SWIM cores on a simulated network, event by event: the next
 // event is the earliest of the network's next delivery and the nodes'
@@ -221,8 +224,12 @@ func TestClusterJoins(t *testing.T) {
 // lan is the network of the simulations: 1 to 10ms one way.
 var lan = simnet.Link{MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
 
-// seeds returns the seeds to run: n in CI, 10n with -long.
+// seeds returns the seeds to run: n in CI, 10n with -long, or the one
+// given with -seed.
 func seeds(n int) []uint64 {
+	if *onlySeed != 0 {
+		return []uint64{*onlySeed}
+	}
 	if *long {
 		n *= 10
 	}

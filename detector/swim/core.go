@@ -2,6 +2,8 @@ package swim
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -118,6 +120,29 @@ func New(cfg Config, now time.Time) (*Core, error) {
 	c.nextGossip = now
 	c.broadcastAlive(c.self)
 	return c, nil
+}
+
+// ErrMetaSize is returned (wrapped) by [Core.UpdateMeta] for metadata
+// longer than MaxMetaLen bytes.
+var ErrMetaSize = errors.New("swim: metadata too large")
+
+// UpdateMeta replaces the local node's metadata and disseminates it at a
+// new incarnation, from the next Tick on (Deadline says when); other
+// members report EventUpdated. The core keeps meta: do not modify it
+// afterwards. After Leave it does nothing.
+//
+// UpdateMeta returns an error wrapping [ErrMetaSize] if meta is too long.
+func (c *Core) UpdateMeta(meta []byte) error {
+	if len(meta) > MaxMetaLen {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMetaSize, len(meta), MaxMetaLen)
+	}
+	if c.left {
+		return nil
+	}
+	c.self.Meta = meta
+	c.self.Incarnation++
+	c.broadcastAlive(c.self)
+	return nil
 }
 
 // Local returns the local member.
@@ -466,7 +491,9 @@ func (c *Core) sendState(addr string, flags uint64) {
 		states = append(states, m.Member)
 	}
 	// Room for the states in one packet: the MTU less the packet header,
-	// the empty push-pull message and the growth of its array header.
+	// the empty push-pull message and the growth of its array header. The
+	// ID, address and meta limits make one state fit in MinMTU, so every
+	// packet carries at least one.
 	empty := c.enc.encodeMsg(nil, &message{kind: kindPushPull, id: c.self.ID, flags: flags})
 	room := c.cfg.MTU - headerLen - len(empty) - 2
 	for len(states) > 0 {

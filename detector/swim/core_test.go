@@ -308,3 +308,25 @@ func TestReceivePingAllocs(t *testing.T) {
 	})
 	require.Equal(t, 1.0, allocs)
 }
+
+func TestUpdateMeta(t *testing.T) {
+	a := newCore(t, "a", Config{})
+	b := newCore(t, "b", Config{})
+	_, err := b.Receive(t0, "a", packet(message{kind: kindAlive, id: "a", addr: "a"}))
+	require.NoError(t, err)
+	b.PopEvents(nil)
+	require.ErrorIs(t, a.UpdateMeta(make([]byte, MaxMetaLen+1)), ErrMetaSize)
+	require.NoError(t, a.UpdateMeta([]byte("zone=b")))
+	require.Equal(t, uint64(1), a.Local().Incarnation)
+	require.False(t, a.Deadline().After(t0), "the update is gossiped at once")
+	out := a.Tick(t0) // no live member yet: a gossips to nobody; answer a ping instead
+	require.Empty(t, out)
+	out, err = a.Receive(t0, "b", packet(message{kind: kindPing, seq: 1, id: "a"}))
+	require.NoError(t, err)
+	_, err = b.Receive(t0, "a", out[0].Data)
+	require.NoError(t, err)
+	ev := b.PopEvents(nil)
+	require.Len(t, ev, 1)
+	require.Equal(t, EventUpdated, ev[0].Kind)
+	require.Equal(t, []byte("zone=b"), ev[0].Member.Meta)
+}

@@ -148,6 +148,14 @@ func (n *Node) NumLive() int {
 	return n.core.NumLive()
 }
 
+// UpdateMeta replaces the local metadata (see [Core.UpdateMeta]); it
+// returns an error wrapping [ErrMetaSize] if meta is too long.
+func (n *Node) UpdateMeta(meta []byte) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.UpdateMeta(meta)
+}
+
 // Leave announces that the node leaves (see [Core.Leave]); the node then
 // stays inert until Close.
 func (n *Node) Leave() {
