@@ -403,12 +403,12 @@ func TestMessagesPerPeriod(t *testing.T) {
 	if *long {
 		sizes = append(sizes, 256)
 	}
-	const periods = 60
+	const periods = 40
 	var base float64
 	for _, n := range sizes {
 		c := newCluster(t, 1, n, Config{}, lan)
 		c.waitConverged(5 * time.Minute)
-		c.runFor(60 * time.Second) // let join traffic drain
+		c.runFor(30 * time.Second) // let join traffic drain
 		start := c.net.Stats().Sent
 		c.runFor(periods * c.period())
 		rate := float64(c.net.Stats().Sent-start) / float64(n*periods)
