@@ -7,7 +7,8 @@ import (
 )
 
 // Config configures a [Core]. Zero fields mean the documented defaults,
-// which are hashicorp/memberlist's LAN defaults.
+// which are hashicorp/memberlist's LAN defaults; ID and Addr have none, so
+// the zero Config is invalid. It is a plain value, safe to copy.
 type Config struct {
 	// ID names the local node; required, unique in the cluster, at most
 	// MaxIDLen bytes.

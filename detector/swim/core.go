@@ -9,13 +9,15 @@ import (
 	"time"
 )
 
-// Packet is a datagram to send: Data to the transport address Addr.
+// Packet is a datagram to send: Data to the transport address Addr. It is
+// a plain value; the zero Packet is empty.
 type Packet struct {
 	Addr string
 	Data []byte
 }
 
-// Stats counts a core's traffic and dropped events.
+// Stats counts a core's traffic and dropped events. It is a plain value
+// (a snapshot); the zero Stats counts nothing.
 type Stats struct {
 	PacketsSent, PacketsReceived int
 	BytesSent, BytesReceived     int

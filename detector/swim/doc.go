@@ -70,10 +70,11 @@
 // ProbeTimeout apart, before the member is declared dead. And a node that
 // receives a stale accusation of itself (below its incarnation) announces
 // itself again, so the verification ping's ack carries the refutation the
-// sender missed. With 10% packet loss and one node slowed 5x, these take
-// 64 nodes over 1000 periods from dozens of false verdicts to none in the
-// simulations of this package's tests. DisableLifeguard turns off the
-// verification along with Lifeguard.
+// sender missed. In this package's simulations (64 nodes, 1000 periods,
+// 10% packet loss, one node slowed 5x, 20 seeds) Lifeguard without them
+// left 1 to 9 false dead verdicts per seed, counted per observer; with
+// them, none. DisableLifeguard turns off the verification along with
+// Lifeguard.
 //
 // # Guarantees
 //

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// State is a member's state as one node sees it.
+// State is a member's state as one node sees it. The zero State is
+// StateAlive.
 type State uint8
 
 // Member states. At the same incarnation, Dead and Left override Suspect,
@@ -42,7 +43,8 @@ type Member struct {
 	Meta        []byte // user metadata, at most MaxMetaLen bytes
 }
 
-// EventKind says what happened to a member.
+// EventKind says what happened to a member. The zero EventKind is not a
+// valid kind.
 type EventKind uint8
 
 // Membership events.
@@ -65,7 +67,8 @@ func (k EventKind) String() string {
 }
 
 // Event is a membership change: the member as it was right after the
-// change, and the time passed to the call that caused it.
+// change, and the time passed to the call that caused it. It is a plain
+// value.
 type Event struct {
 	Kind   EventKind
 	Member Member

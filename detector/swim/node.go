@@ -20,7 +20,8 @@ type Transport interface {
 	Packets() <-chan Inbound
 }
 
-// Inbound is a received packet and the address it came from.
+// Inbound is a received packet and the address it came from. It is a
+// plain value; the receiver owns Data.
 type Inbound struct {
 	From string
 	Data []byte

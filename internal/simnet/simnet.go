@@ -87,7 +87,8 @@ func (l Link) delay(r *rand.Rand) time.Duration {
 	return l.MinDelay + time.Duration(r.Int64N(int64(l.MaxDelay-l.MinDelay)+1))
 }
 
-// Config configures a [Network].
+// Config configures a [Network]. The zero Config is seed 0 with instant,
+// lossless links.
 type Config struct {
 	// Seed seeds the network's random generator.
 	Seed uint64
@@ -98,7 +99,7 @@ type Config struct {
 	Default Link
 }
 
-// Message is a message in flight or delivered.
+// Message is a message in flight or delivered. It is a plain value.
 type Message[P any] struct {
 	From, To string
 	Payload  P
@@ -109,7 +110,8 @@ type Message[P any] struct {
 	Seq uint64
 }
 
-// Stats counts what happened to the messages sent so far.
+// Stats counts what happened to the messages sent so far. It is a plain
+// value (a snapshot).
 type Stats struct {
 	Sent       int // Send calls
 	Lost       int // dropped by a link's Loss
