@@ -330,3 +330,102 @@ func TestUpdateMeta(t *testing.T) {
 	require.Equal(t, EventUpdated, ev[0].Kind)
 	require.Equal(t, []byte("zone=b"), ev[0].Member.Meta)
 }
+
+// TestRoundRobin: every member is probed exactly once per round, in an
+// order that changes between rounds.
+func TestRoundRobin(t *testing.T) {
+	c := newCore(t, "a", Config{RandSeed: 9})
+	const n = 10
+	for i := range n {
+		id := fmt.Sprint("m", i)
+		_, err := c.Receive(t0, id, packet(message{kind: kindAlive, id: id, addr: id}))
+		require.NoError(t, err)
+	}
+	now := t0
+	var rounds [][]string
+	for range 3 {
+		var order []string
+		for range n {
+			for _, m := range decodeAll(t, c.Tick(now)) {
+				if m.kind == kindPing {
+					order = append(order, m.id)
+					_, err := c.Receive(now, m.id, packet(message{kind: kindAck, seq: m.seq}))
+					require.NoError(t, err)
+				}
+			}
+			now = now.Add(time.Second)
+		}
+		require.Len(t, order, n)
+		seen := map[string]bool{}
+		for _, id := range order {
+			require.False(t, seen[id], "probed twice in a round: %s", id)
+			seen[id] = true
+		}
+		rounds = append(rounds, order)
+	}
+	require.NotEqual(t, rounds[0], rounds[1], "the order is reshuffled per round")
+	require.Zero(t, c.Stats().FailedProbes)
+}
+
+// TestIndirectProbe: a missed direct ack leads to IndirectChecks
+// ping-reqs; a helper pings the target under its own sequence number,
+// forwards the ack under the prober's, and nacks when the target is
+// silent. Missing nacks raise the prober's local health score.
+func TestIndirectProbe(t *testing.T) {
+	prober := newCore(t, "p", Config{RandSeed: 1})
+	for _, id := range []string{"t", "h1", "h2", "h3", "h4"} {
+		_, err := prober.Receive(t0, id, packet(message{kind: kindAlive, id: id, addr: id}))
+		require.NoError(t, err)
+	}
+	// Probe periods until "t" is the target.
+	now := t0
+	var ping message
+	for ping.id != "t" {
+		for _, m := range decodeAll(t, prober.Tick(now)) {
+			if m.kind == kindPing {
+				ping = m
+				if m.id != "t" {
+					_, err := prober.Receive(now, m.id, packet(message{kind: kindAck, seq: m.seq}))
+					require.NoError(t, err)
+				}
+			}
+		}
+		if ping.id != "t" {
+			now = now.Add(time.Second)
+		}
+	}
+	out := prober.Tick(now.Add(500 * time.Millisecond))
+	require.Len(t, out, 3, "IndirectChecks ping-reqs")
+	for _, p := range out {
+		require.NotEqual(t, "t", p.Addr)
+		m := decodeAll(t, []Packet{p})[0]
+		require.Equal(t, message{kind: kindPingReq, seq: ping.seq, id: "t", addr: "t", nack: true}, m)
+	}
+
+	// A helper serves the first ping-req.
+	helper := newCore(t, out[0].Addr, Config{})
+	relayed, err := helper.Receive(now, "p", out[0].Data)
+	require.NoError(t, err)
+	require.Len(t, relayed, 1)
+	require.Equal(t, "t", relayed[0].Addr)
+	hp := decodeAll(t, relayed)[0]
+	require.Equal(t, kindPing, hp.kind)
+	fwd, err := helper.Receive(now, "t", packet(message{kind: kindAck, seq: hp.seq}))
+	require.NoError(t, err)
+	require.Equal(t, "p", fwd[0].Addr)
+	require.Equal(t, message{kind: kindAck, seq: ping.seq}, decodeAll(t, fwd)[0])
+	// Another request, never answered, is nacked after ProbeTimeout.
+	_, err = helper.Receive(now, "p", packet(message{kind: kindPingReq, seq: 77, id: "t", addr: "t", nack: true}))
+	require.NoError(t, err)
+	nack := decodeAll(t, helper.Tick(now.Add(500*time.Millisecond)))
+	require.Equal(t, message{kind: kindNack, seq: 77}, nack[0])
+
+	// The prober gets one nack of three and no ack: the probe fails, "t"
+	// becomes suspect, and the two missing nacks raise the health score.
+	_, err = prober.Receive(now, out[1].Addr, packet(message{kind: kindNack, seq: ping.seq}))
+	require.NoError(t, err)
+	prober.Tick(now.Add(time.Second))
+	m, _ := prober.Member("t")
+	require.Equal(t, StateSuspect, m.State)
+	require.Equal(t, 2, prober.Health())
+}
