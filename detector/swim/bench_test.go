@@ -32,19 +32,36 @@ func BenchmarkReceivePing(b *testing.B) {
 	}
 }
 
-// BenchmarkTickPeriod runs one protocol period's ticks (probe start,
-// timeout, end) of a 64-member core whose probes are acked.
+// BenchmarkTickPeriod runs one protocol period of a 64-member core: the
+// tick that pings, the ack, and the tick that ends the probe.
 func BenchmarkTickPeriod(b *testing.B) {
 	c := benchCore(b, 64)
+	c.cfg.PushPullInterval = -1 // measured on its own below
+	e := newEncoder()
+	var ack []byte
 	now := t0
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Tick(now)
-		ack := packet(message{kind: kindAck, seq: c.probe.seq})
+		ack = e.packetHeader(ack[:0], 1)
+		ack = e.encodeMsg(ack, &message{kind: kindAck, seq: c.probe.seq})
 		if _, err := c.Receive(now, c.probe.target.Addr, ack); err != nil {
 			b.Fatal(err)
 		}
 		now = now.Add(time.Second)
+	}
+}
+
+// BenchmarkPushPullReply answers a push-pull from a 64-member core: the
+// full state in MTU-sized packets.
+func BenchmarkPushPullReply(b *testing.B) {
+	c := benchCore(b, 64)
+	p := packet(message{kind: kindPushPull, id: "member-001", flags: ppWantReply})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Receive(t0, "member-001", p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

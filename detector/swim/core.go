@@ -64,6 +64,8 @@ type Core struct {
 	dec     *decoder
 	msgs    []message
 	scratch []*member
+	states  []Member // sendState's snapshot
+	tmp     []byte   // sendState's sizing buffer
 	body    []byte
 	out     []Packet
 	stats   Stats
@@ -488,7 +490,7 @@ func (c *Core) pushPull(now time.Time) {
 // sendState sends every known member to addr in as many push-pull packets
 // as the MTU requires; only the first carries flags.
 func (c *Core) sendState(addr string, flags uint64) {
-	states := make([]Member, 0, len(c.all))
+	states := c.states[:0]
 	for _, m := range c.all {
 		states = append(states, m.Member)
 	}
@@ -496,22 +498,24 @@ func (c *Core) sendState(addr string, flags uint64) {
 	// the empty push-pull message and the growth of its array header. The
 	// ID, address and meta limits make one state fit in MinMTU, so every
 	// packet carries at least one.
-	empty := c.enc.encodeMsg(nil, &message{kind: kindPushPull, id: c.self.ID, flags: flags})
-	room := c.cfg.MTU - headerLen - len(empty) - 2
-	for len(states) > 0 {
+	c.tmp = c.enc.encodeMsg(c.tmp[:0], &message{kind: kindPushPull, id: c.self.ID, flags: flags})
+	room := c.cfg.MTU - headerLen - len(c.tmp) - 2
+	for rest := states; len(rest) > 0; {
 		n, size := 0, 0
-		for n < len(states) {
-			s := len(c.enc.encodeState(nil, &states[n]))
-			if size+s > room {
+		for n < len(rest) {
+			c.tmp = c.enc.encodeState(c.tmp[:0], &rest[n])
+			if size+len(c.tmp) > room {
 				break
 			}
-			size += s
+			size += len(c.tmp)
 			n++
 		}
-		c.send(addr, &message{kind: kindPushPull, id: c.self.ID, flags: flags, states: states[:n]})
-		states = states[n:]
+		c.send(addr, &message{kind: kindPushPull, id: c.self.ID, flags: flags, states: rest[:n]})
+		rest = rest[n:]
 		flags = 0
 	}
+	clear(states)
+	c.states = states[:0]
 }
 
 // send queues a packet to addr that carries prims and as many piggybacked
