@@ -429,3 +429,45 @@ func TestIndirectProbe(t *testing.T) {
 	require.Equal(t, StateSuspect, m.State)
 	require.Equal(t, 2, prober.Health())
 }
+
+// TestReceiveKnownUpdatesAllocs: a packet of updates the node already
+// knows (the common case of gossip) is decoded and applied without
+// allocating: IDs and addresses of known members are interned.
+func TestReceiveKnownUpdatesAllocs(t *testing.T) {
+	c := newCore(t, "a", Config{})
+	var ups []message
+	for i := range 20 {
+		id := fmt.Sprint("member-", i)
+		ups = append(ups, message{kind: kindAlive, inc: 2, id: id, addr: id + ":7946"},
+			message{kind: kindSuspect, inc: 1, id: id, from: "a"})
+	}
+	p := packet(ups...)
+	_, err := c.Receive(t0, "x", p)
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.Receive(t0, "x", p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Equal(t, 0.0, allocs)
+}
+
+// FuzzReceive: a core fed arbitrary packets never panics, and a rejected
+// packet changes nothing.
+func FuzzReceive(f *testing.F) {
+	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "b", addr: "b", nack: true}, message{kind: kindDead, inc: 1, id: "b", from: "c"}))
+	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "a", Incarnation: 5, State: StateDead}}}))
+	f.Add(packet(message{kind: kindSuspect, id: "a", from: "b"}, message{kind: kindPing, id: "a"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newCore(t, "a", Config{})
+		if _, err := c.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"})); err != nil {
+			t.Fatal(err)
+		}
+		before := c.Members(nil)
+		if _, err := c.Receive(t0, "x", data); err != nil {
+			require.Equal(t, before, c.Members(nil))
+			return
+		}
+		c.Tick(t0.Add(time.Hour))
+	})
+}

@@ -257,7 +257,7 @@ func (d *decoder) decodeMsg(m *message) error {
 			m.id, err = d.id()
 		}
 		if err == nil {
-			m.addr, err = d.str(MaxAddrLen)
+			m.addr, err = d.addrOf(m.id)
 		}
 		if err == nil {
 			m.meta, err = d.bytes(MaxMetaLen)
@@ -300,7 +300,7 @@ func (d *decoder) pushPull(m *message) error {
 		if s.ID, err = d.id(); err != nil {
 			return err
 		}
-		if s.Addr, err = d.str(MaxAddrLen); err != nil {
+		if s.Addr, err = d.addrOf(s.ID); err != nil {
 			return err
 		}
 		if s.Incarnation, err = d.uint(); err != nil {
@@ -366,6 +366,19 @@ func (d *decoder) raw(limit int) ([]byte, error) {
 func (d *decoder) str(limit int) (string, error) {
 	b, err := d.raw(limit)
 	return string(b), err
+}
+
+// addrOf decodes the address of member id, reusing the known member's
+// address string when it is unchanged.
+func (d *decoder) addrOf(id string) (string, error) {
+	b, err := d.raw(MaxAddrLen)
+	if err != nil {
+		return "", err
+	}
+	if m, ok := d.known[id]; ok && m.Addr == string(b) {
+		return m.Addr, nil
+	}
+	return string(b), nil
 }
 
 // id decodes a non-empty member ID.
