@@ -24,21 +24,51 @@ type cluster struct {
 	t     testing.TB
 	seed  uint64
 	net   *simnet.Network[[]byte]
+	sim   *simnet.Sim[[]byte]
 	nodes []*simNode
-	addr  map[string]*simNode
 	start time.Time
 	// onEvent, when set, sees every membership event as it happens.
 	onEvent func(observer *simNode, e Event)
-	// onDeliver, when set, sees every packet delivered to a running node.
-	onDeliver func(m simnet.Message[[]byte])
 }
 
+// simNode is a SWIM core as a simnet.Process.
 type simNode struct {
-	idx      int
-	cfg      Config
-	core     *Core
-	deadline time.Time
-	crashed  bool
+	c       *cluster
+	cfg     Config
+	core    *Core
+	crashed bool
+}
+
+func (sn *simNode) Deliver(m simnet.Message[[]byte]) {
+	if sn.crashed {
+		return
+	}
+	out, err := sn.core.Receive(m.At, m.From, m.Payload)
+	if err != nil {
+		sn.c.t.Fatalf("seed %d: %s: %v", sn.c.seed, sn.cfg.ID, err)
+	}
+	sn.after(out)
+}
+
+func (sn *simNode) Deadline() time.Time {
+	if sn.crashed {
+		return time.Time{}
+	}
+	return sn.core.Deadline()
+}
+
+func (sn *simNode) Tick(now time.Time) { sn.after(sn.core.Tick(now)) }
+
+// after sends a call's packets and passes its events on.
+func (sn *simNode) after(out []Packet) {
+	for _, p := range out {
+		sn.c.net.Send(sn.cfg.Addr, p.Addr, p.Data)
+	}
+	for _, e := range sn.core.PopEvents(nil) {
+		if sn.c.onEvent != nil {
+			sn.c.onEvent(sn, e)
+		}
+	}
 }
 
 // newCluster creates n nodes named n000, n001, ... whose addresses are
@@ -48,8 +78,8 @@ func newCluster(t testing.TB, seed uint64, n int, cfg Config, link simnet.Link) 
 		t:    t,
 		seed: seed,
 		net:  simnet.New[[]byte](simnet.Config{Seed: seed, Default: link}),
-		addr: make(map[string]*simNode),
 	}
+	c.sim = simnet.NewSim(c.net)
 	c.start = c.net.Now()
 	for i := range n {
 		nc := cfg
@@ -59,9 +89,9 @@ func newCluster(t testing.TB, seed uint64, n int, cfg Config, link simnet.Link) 
 		if i > 0 {
 			nc.Seeds = []string{"n000"}
 		}
-		sn := &simNode{idx: i, cfg: nc}
+		sn := &simNode{c: c, cfg: nc}
 		c.nodes = append(c.nodes, sn)
-		c.addr[nc.Addr] = sn
+		c.sim.Add(nc.Addr, sn)
 		c.boot(sn)
 	}
 	return c
@@ -74,7 +104,6 @@ func (c *cluster) boot(sn *simNode) {
 		c.t.Fatalf("seed %d: %v", c.seed, err)
 	}
 	sn.core, sn.crashed = core, false
-	sn.deadline = c.net.Now()
 }
 
 func (c *cluster) period() time.Duration { return c.nodes[0].core.cfg.ProbeInterval }
@@ -84,72 +113,12 @@ func (c *cluster) periods(at time.Time) float64 {
 	return float64(at.Sub(c.start)) / float64(c.period())
 }
 
-func (c *cluster) after(sn *simNode, out []Packet) {
-	for _, p := range out {
-		c.net.Send(sn.cfg.Addr, p.Addr, p.Data)
-	}
-	for _, e := range sn.core.PopEvents(nil) {
-		if c.onEvent != nil {
-			c.onEvent(sn, e)
-		}
-	}
-	sn.deadline = sn.core.Deadline()
-}
-
 // runFor advances the simulation by d.
 func (c *cluster) runFor(d time.Duration) { c.runUntil(c.net.Now().Add(d), nil) }
 
 // runUntil runs events up to t, or until done (checked after every event)
 // returns true. It reports whether done did.
-func (c *cluster) runUntil(t time.Time, done func() bool) bool {
-	for {
-		// A deadline may lie in the past (a confirmation shortened a
-		// suspicion): that node ticks now.
-		var next *simNode
-		var nextAt time.Time
-		for _, sn := range c.nodes {
-			if sn.crashed || sn.deadline.IsZero() {
-				continue
-			}
-			if d := later(sn.deadline, c.net.Now()); next == nil || d.Before(nextAt) {
-				next, nextAt = sn, d
-			}
-		}
-		at, ok := c.net.Next()
-		switch {
-		case ok && !at.After(t) && (next == nil || !at.After(nextAt)):
-			m, _ := c.net.Step()
-			sn := c.addr[m.To]
-			if sn == nil || sn.crashed {
-				continue
-			}
-			if c.onDeliver != nil {
-				c.onDeliver(m)
-			}
-			out, err := sn.core.Receive(c.net.Now(), m.From, m.Payload)
-			if err != nil {
-				c.t.Fatalf("seed %d: %s: %v", c.seed, sn.cfg.ID, err)
-			}
-			c.after(sn, out)
-		case next != nil && !nextAt.After(t):
-			c.net.AdvanceTo(nextAt, func(simnet.Message[[]byte]) { panic("unreachable") })
-			c.after(next, next.core.Tick(c.net.Now()))
-		default:
-			c.net.AdvanceTo(t, func(simnet.Message[[]byte]) { panic("unreachable") })
-			return done != nil && done()
-		}
-		if done != nil && done() {
-			return true
-		}
-	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
+func (c *cluster) runUntil(t time.Time, done func() bool) bool { return c.sim.Run(t, done) }
 
 // converged reports whether every running node sees exactly the running
 // nodes as alive.

@@ -22,6 +22,15 @@
 //		// which are delivered in this same call when they fall due in time.
 //	})
 //
+// Nodes with timers (protocol cores with a Deadline, like a SWIM core or a
+// replica's anti-entropy) run on a [Sim]: each implements [Process], and
+// Sim.Run interleaves deliveries and timers in virtual-time order:
+//
+//	sim := simnet.NewSim(net)
+//	sim.Add("a", nodeA) // Deliver(m), Deadline(), Tick(now)
+//	sim.Add("b", nodeB)
+//	converged := sim.Run(net.Now().Add(time.Minute), func() bool { ... })
+//
 // Tests print the seed when they fail ("seed 42: ..."); New with the same
 // seed and the same sequence of calls replays the run exactly.
 //
@@ -39,6 +48,9 @@
 //   - Each sent message is dropped with the link's Loss probability and,
 //     if it is not dropped, delivered a second time (with its own delay) with
 //     the link's Duplicate probability. [Stats] counts every outcome.
+//   - A [Sim] runs the event (delivery or process timer) with the earliest
+//     time next; ties go to deliveries, then to processes in the order they
+//     were added. It is as deterministic as the processes it runs.
 //   - Payloads are delivered as sent: the network never copies or inspects
 //     them, so a duplicated message shares its payload with the original.
 //     Receivers must not modify payloads.
@@ -274,16 +286,25 @@ func (n *Network[P]) Next() (time.Time, bool) {
 // Messages dropped by a partition at arrival are skipped (and counted).
 func (n *Network[P]) Step() (Message[P], bool) {
 	for len(n.queue) > 0 {
-		m := n.queue.pop()
-		n.now = m.At
-		if !n.Open(m.From, m.To) {
-			n.stats.Blocked++
-			continue
+		if m, ok := n.pop(); ok {
+			return m, true
 		}
-		n.stats.Delivered++
-		return m, true
 	}
 	return Message[P]{}, false
+}
+
+// pop advances the clock to the earliest message in flight, which must
+// exist, removes it and returns it if its link is open; else it counts it
+// as blocked and returns false.
+func (n *Network[P]) pop() (Message[P], bool) {
+	m := n.queue.pop()
+	n.now = m.At
+	if !n.Open(m.From, m.To) {
+		n.stats.Blocked++
+		return Message[P]{}, false
+	}
+	n.stats.Delivered++
+	return m, true
 }
 
 // AdvanceTo delivers, in order, every message due at or before t, including
@@ -299,12 +320,10 @@ func (n *Network[P]) AdvanceTo(t time.Time, handle func(Message[P])) int {
 		if !ok || at.After(t) {
 			break
 		}
-		m, ok := n.Step()
-		if !ok {
-			break
+		if m, ok := n.pop(); ok {
+			delivered++
+			handle(m)
 		}
-		delivered++
-		handle(m)
 	}
 	n.now = t
 	return delivered

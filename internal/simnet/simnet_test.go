@@ -228,3 +228,18 @@ func TestMisusePanics(t *testing.T) {
 	require.Panics(t, func() { n.SetLink("a", "b", Link{Loss: 2}) })
 	require.Panics(t, func() { New[int](Config{Default: Link{MinDelay: -1}}) })
 }
+
+// TestAdvanceStopsAtBlocked: a message dropped at arrival does not make
+// AdvanceTo deliver a later message or move the clock past its target.
+func TestAdvanceStopsAtBlocked(t *testing.T) {
+	n := New[int](Config{Seed: 1})
+	n.SetLink("a", "b", Link{MinDelay: 10 * time.Millisecond})
+	n.SetLink("c", "b", Link{MinDelay: 50 * time.Millisecond})
+	n.Send("a", "b", 1)
+	n.Send("c", "b", 2)
+	n.Block("a", "b")
+	start := n.Now()
+	require.Zero(t, n.Advance(20*time.Millisecond, func(Message[int]) { t.Fatal("delivered") }))
+	require.Equal(t, start.Add(20*time.Millisecond), n.Now())
+	require.Equal(t, 1, n.Pending())
+}
