@@ -355,6 +355,36 @@ func TestMiddlewareRecorder(t *testing.T) {
 	}
 }
 
+// TestMiddlewareUnsendableHeaders: header fields that net/http would drop
+// (a name that is not a token) or rewrite (control characters in a value)
+// are recorded as they are sent, so the replays match the first response;
+// recorded verbatim, they made every replay of a successful request a 500
+// for the whole retention period.
+func TestMiddlewareUnsendableHeaders(t *testing.T) {
+	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Note", "line1\r\nline2\x01\x7f\tend")
+		w.Header()["Bad Name"] = []string{"x"}
+		w.Header()[""] = []string{"y"}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	}))
+	var first http.Header
+	for _, replayed := range []string{"", "true"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("x"))
+		require.Equal(t, http.StatusCreated, w.Code, "replayed=%q", replayed)
+		require.Equal(t, "made", w.Body.String())
+		require.Equal(t, replayed, w.Header().Get(idempotency.ReplayedHeader))
+		w.Header().Del(idempotency.ReplayedHeader)
+		require.Equal(t, http.Header{"X-Note": {"line1  line2  \tend"}}, w.Header())
+		if first == nil {
+			first = w.Header()
+		}
+		require.Equal(t, first, w.Header())
+	}
+}
+
 // TestMiddlewareOverHTTP runs the exchange through a real server and
 // client.
 func TestMiddlewareOverHTTP(t *testing.T) {
