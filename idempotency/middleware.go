@@ -192,7 +192,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 func (m *middleware) answer(w http.ResponseWriter, out []byte, err error) {
 	u, isUnrecorded := errors.AsType[*unrecorded](err)
 	switch {
-	case err == nil:
+	case err == nil || out != nil && errors.Is(err, ErrLockExpired): // shared, maybe unrecorded
 		resp, derr := decodeResponse(out)
 		if derr != nil {
 			m.Logger.Error("idempotency: replaying a response", "err", derr)

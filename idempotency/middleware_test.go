@@ -299,6 +299,43 @@ func TestMiddlewareConcurrentDuplicates(t *testing.T) {
 	})
 }
 
+// TestMiddlewareConcurrentDuplicatesLockLapsed: when the shared execution
+// outlives its lock, its response is sent but not recorded; the duplicates
+// that shared it get that response too, not a 500 that would invite a
+// retry of an operation that already took effect.
+func TestMiddlewareConcurrentDuplicatesLockLapsed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clocktest.NewManual(t0)
+		g := idempotency.New(&idempotency.MemStore{Clock: clk}, idempotency.Config{Lock: time.Minute, Clock: clk})
+		var runs atomic.Int32
+		release := make(chan struct{})
+		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			<-release
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "one")
+		}))
+		const n = 4
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				recs[i] = httptest.NewRecorder()
+				h.ServeHTTP(recs[i], keyed("x"))
+			})
+		}
+		synctest.Wait()
+		clk.Advance(time.Minute) // the lock lapses while the handler runs
+		close(release)
+		wg.Wait()
+		require.EqualValues(t, 1, runs.Load())
+		for i, w := range recs {
+			require.Equal(t, http.StatusCreated, w.Code, "request %d: %s", i, w.Body)
+			require.Equal(t, "one", w.Body.String())
+		}
+	})
+}
+
 func TestMiddlewareRetention(t *testing.T) {
 	a := newAPI(idempotency.MiddlewareOptions{})
 	a.do("POST", "/things", `"k"`, "x")
