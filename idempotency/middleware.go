@@ -333,7 +333,7 @@ func sendable(h http.Header) http.Header {
 			}
 			b := []byte(v)
 			for j, x := range b {
-				if x < ' ' && x != '\t' || x == 0x7f {
+				if !isFieldByte(x) {
 					b[j] = ' '
 				}
 			}
