@@ -38,10 +38,11 @@ type dotContext struct {
 	cloud []vclock.Dot
 }
 
-// contextOf returns the context holding exactly ds.
-func contextOf(ds ...vclock.Dot) dotContext {
+// contextOf returns the context holding exactly ds, taking ownership of
+// the slice.
+func contextOf(ds []vclock.Dot) dotContext {
 	var c dotContext
-	c.cloud = slices.Clone(ds)
+	c.cloud = ds
 	slices.SortFunc(c.cloud, compareDots)
 	c.cloud = slices.CompactFunc(c.cloud, func(a, b vclock.Dot) bool { return a == b })
 	c.compact()
@@ -122,6 +123,9 @@ func (c *dotContext) compact() {
 	}
 	clear(c.cloud[len(keep):])
 	c.cloud = keep
+	if len(keep) == 0 {
+		c.cloud = nil // canonical, and a delta's dots do not linger
+	}
 }
 
 // clone returns an independent copy.
@@ -247,7 +251,11 @@ func (c *causal[S]) PruningCleanup(removed string) {
 // and the dots it supersedes.
 func write[T any](ctx *dotContext, old dotFun[T], id string, v T) (dotFun[T], dotContext) {
 	d := ctx.next(id)
-	return dotFun[T]{{dot: d, v: v}}, contextOf(append(collect(old.dots), d)...)
+	seen := make([]vclock.Dot, 0, len(old)+1)
+	for _, e := range old {
+		seen = append(seen, e.dot)
+	}
+	return dotFun[T]{{dot: d, v: v}}, contextOf(append(seen, d))
 }
 
 // collect returns the dots of a store.

@@ -87,7 +87,7 @@ func (m *ORMap[K, V]) Remove(k K) ORMap[K, V] {
 		return ORMap[K, V]{}
 	}
 	delete(m.store, k)
-	return ORMap[K, V]{causal[dotMap[K, V]]{ctx: contextOf(collect(v.dots)...)}}
+	return ORMap[K, V]{causal[dotMap[K, V]]{ctx: contextOf(collect(v.dots))}}
 }
 
 // Get returns a copy of the value of k, and whether k is present. Change

@@ -50,7 +50,7 @@ func (s *ORSet[T]) Remove(x T) ORSet[T] {
 		return ORSet[T]{}
 	}
 	delete(s.store, x)
-	return ORSet[T]{causal[dotMap[T, dotSet]]{ctx: contextOf(collect(ds.dots)...)}}
+	return ORSet[T]{causal[dotMap[T, dotSet]]{ctx: contextOf(collect(ds.dots))}}
 }
 
 // Contains reports whether x is in s.

@@ -98,7 +98,7 @@ func (f *EWFlag) Enable(id string) EWFlag {
 // Disable disables f and returns the delta: no dot, and a context of the
 // dots f held. Disable needs no replica ID: it creates no dot.
 func (f *EWFlag) Disable() EWFlag {
-	d := EWFlag{causal[dotSet]{ctx: contextOf(collect(f.store.dots)...)}}
+	d := EWFlag{causal[dotSet]{ctx: contextOf(collect(f.store.dots))}}
 	f.store = nil
 	return d
 }
