@@ -372,27 +372,46 @@ func mutNested(r *rand.Rand, w *nestedW, id string) nestedW {
 	return nestedW{s: d, m: m}
 }
 
+// lawCheck runs the law tests of one type.
+type lawCheck struct {
+	name  string
+	run   func(t *testing.T, seed uint64) // the laws on one history
+	perms func(t *testing.T)              // every delivery order of a few deltas
+}
+
+func lawsOf[W any, P subject[W]](name string, mut mutator[W]) lawCheck {
+	return lawCheck{
+		name:  name,
+		run:   func(t *testing.T, seed uint64) { lawsOnSeed[W, P](t, seed, mut) },
+		perms: func(t *testing.T) { checkPermutations[W, P](t, mut) },
+	}
+}
+
+var lawChecks = []lawCheck{
+	lawsOf("GCounter", mutGCounter),
+	lawsOf("PNCounter", mutPNCounter),
+	lawsOf("GSet", mutGSet),
+	lawsOf("LWWRegister", mutLWW),
+	lawsOf("ORSet", mutORSet),
+	lawsOf("MVRegister", mutMVRegister),
+	lawsOf("EWFlag", mutEWFlag),
+	lawsOf("ORMap/ORSet", mutMapSet),
+	lawsOf("ORMap/MVRegister", mutMapReg),
+	lawsOf("ORMap/ORMap/EWFlag", mutNested),
+}
+
 func TestLaws(t *testing.T) {
-	t.Run("GCounter", func(t *testing.T) { checkLaws(t, mutGCounter) })
-	t.Run("PNCounter", func(t *testing.T) { checkLaws(t, mutPNCounter) })
-	t.Run("GSet", func(t *testing.T) { checkLaws(t, mutGSet) })
-	t.Run("LWWRegister", func(t *testing.T) { checkLaws(t, mutLWW) })
-	t.Run("ORSet", func(t *testing.T) { checkLaws(t, mutORSet) })
-	t.Run("MVRegister", func(t *testing.T) { checkLaws(t, mutMVRegister) })
-	t.Run("EWFlag", func(t *testing.T) { checkLaws(t, mutEWFlag) })
-	t.Run("ORMap/ORSet", func(t *testing.T) { checkLaws(t, mutMapSet) })
-	t.Run("ORMap/MVRegister", func(t *testing.T) { checkLaws(t, mutMapReg) })
-	t.Run("ORMap/ORMap/EWFlag", func(t *testing.T) { checkLaws(t, mutNested) })
+	for _, c := range lawChecks {
+		t.Run(c.name, func(t *testing.T) {
+			for seed := range seeds() {
+				c.run(t, seed)
+			}
+		})
+	}
 }
 
 func TestDeliveryOrders(t *testing.T) {
-	t.Run("GCounter", func(t *testing.T) { checkPermutations(t, mutGCounter) })
-	t.Run("PNCounter", func(t *testing.T) { checkPermutations(t, mutPNCounter) })
-	t.Run("GSet", func(t *testing.T) { checkPermutations(t, mutGSet) })
-	t.Run("LWWRegister", func(t *testing.T) { checkPermutations(t, mutLWW) })
-	t.Run("ORSet", func(t *testing.T) { checkPermutations(t, mutORSet) })
-	t.Run("MVRegister", func(t *testing.T) { checkPermutations(t, mutMVRegister) })
-	t.Run("EWFlag", func(t *testing.T) { checkPermutations(t, mutEWFlag) })
-	t.Run("ORMap/ORSet", func(t *testing.T) { checkPermutations(t, mutMapSet) })
-	t.Run("ORMap/ORMap/EWFlag", func(t *testing.T) { checkPermutations(t, mutNested) })
+	for _, c := range lawChecks {
+		t.Run(c.name, c.perms)
+	}
 }
