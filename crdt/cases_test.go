@@ -3,7 +3,9 @@ package crdt
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/distkit/distkit/hlc"
@@ -252,6 +254,35 @@ func TestNaNPanics(t *testing.T) {
 	assert.PanicsWithValue(t, msg, func() { m.Update(nan, func(f *EWFlag) EWFlag { return f.Enable("a") }) })
 	b, _ := msgpack.Marshal([]float64{nan})
 	assert.ErrorIs(t, msgpack.Unmarshal(b, &g), ErrMalformed)
+}
+
+// -0.0 and +0.0 are the same element, kept as +0.0, so replicas that added
+// either encode alike.
+func TestNegativeZero(t *testing.T) {
+	var a, b ORSet[float64]
+	a.Add("a", math.Copysign(0, -1))
+	b.Add("b", 0)
+	assert.Equal(t, encode(t, merged(a, b)), encode(t, merged(b, a)))
+	assert.False(t, math.Signbit(a.Elements()[0]))
+	var g GSet[float64]
+	g.Add(math.Copysign(0, -1))
+	assert.False(t, math.Signbit(g.Elements()[0]))
+}
+
+// From a stream, whose size the decoder cannot know, preallocation is
+// capped but every element is read.
+func TestDecodeStream(t *testing.T) {
+	s := bigSet(3000)
+	var g GSet[int]
+	for i := range 3000 {
+		g.Add(i)
+	}
+	for _, v := range []struct{ in, out any }{{s, new(ORSet[string])}, {g, new(GSet[int])}} {
+		b := encode(t, v.in)
+		dec := msgpack.NewDecoder(struct{ io.Reader }{strings.NewReader(b)})
+		require.NoError(t, dec.Decode(v.out))
+		assert.Equal(t, b, encode(t, v.out))
+	}
 }
 
 // The state of an ORSet whose few elements are added and removed over

@@ -52,33 +52,37 @@ type decoder struct {
 const maxPrealloc = 1024
 
 // length checks a collection of n elements of at least minSize bytes each
-// against the input left and returns how many to preallocate.
-func (d *decoder) length(n, minSize int) (int, error) {
-	n = max(n, 0) // nil reads as empty
+// (nil: none) against the input left, and returns n and how many elements
+// the caller may preallocate. When the decoder reads from memory, a length
+// that could not fit in the rest of the input is an error; from a stream
+// of unknown size, preallocation is capped and the caller grows as
+// elements actually arrive.
+func (d *decoder) length(n, minSize int) (count, prealloc int, err error) {
+	n = max(n, 0)
 	rest, ok := d.Buffered().(interface{ Len() int })
 	if !ok {
-		return min(n, maxPrealloc), nil
+		return n, min(n, maxPrealloc), nil
 	}
 	if n > rest.Len()/minSize {
-		return 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
 	}
-	return n, nil
+	return n, n, nil
 }
 
 // arrayLen reads an array header; see length.
-func (d *decoder) arrayLen(minSize int) (int, error) {
+func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return d.length(n, minSize)
 }
 
 // mapLen reads a map header; see length.
-func (d *decoder) mapLen(minSize int) (int, error) {
+func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeMapLen()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return d.length(n, minSize)
 }
@@ -138,27 +142,31 @@ func (d *decoder) dotFields() (vclock.Dot, error) {
 	return vclock.Dot{ID: id, Counter: n}, err
 }
 
-// decodeKey reads an element or key, rejecting NaN.
+// decodeKey reads an element or key, rejecting NaN; see normKey.
 func decodeKey[K cmp.Ordered](d *decoder) (K, error) {
 	var k K
 	if err := d.Decode(&k); err != nil {
 		return k, err
 	}
-	if isNaN(k) {
+	if k != k {
 		return k, fmt.Errorf("NaN element")
 	}
-	return k, nil
+	return normKey(k), nil
 }
 
-// isNaN reports whether x is a floating-point NaN, which no set or map
-// can hold: it is not equal to itself.
-func isNaN[K cmp.Ordered](x K) bool { return x != x }
-
-// checkKey panics on a NaN element or key: programmer misuse.
-func checkKey[K cmp.Ordered](x K) {
-	if isNaN(x) {
+// normKey returns the form of x that sets and maps keep: -0.0 becomes
+// +0.0, the same key (it is ==), so that replicas that added either
+// encode alike. It panics on a floating-point NaN, which is not equal to
+// itself and so cannot be found again: programmer misuse.
+func normKey[K cmp.Ordered](x K) K {
+	var zero K
+	switch {
+	case x != x:
 		panic("crdt: NaN cannot be an element or key")
+	case x == zero:
+		return zero
 	}
+	return x
 }
 
 // clock reads a vclock.VClock and drops the times it may carry.
@@ -206,12 +214,12 @@ func (d *decoder) context() (dotContext, error) {
 	if err != nil {
 		return c, err
 	}
-	n, err := d.arrayLen(3)
+	n, prealloc, err := d.arrayLen(3)
 	if err != nil {
 		return c, err
 	}
 	if n > 0 {
-		c.cloud = make([]vclock.Dot, 0, n)
+		c.cloud = make([]vclock.Dot, 0, prealloc)
 	}
 	for range n {
 		if err := d.tuple(2); err != nil {

@@ -20,7 +20,7 @@ type GSet[T cmp.Ordered] struct {
 
 // Add adds x and returns the delta: the set {x}. It panics if x is NaN.
 func (s *GSet[T]) Add(x T) GSet[T] {
-	checkKey(x)
+	x = normKey(x)
 	if s.elems == nil {
 		s.elems = make(map[T]struct{})
 	}
@@ -86,13 +86,13 @@ func (s GSet[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 // Errors wrap [ErrMalformed]; on error s is unchanged.
 func (s *GSet[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return decode(dec, "GSet", func(d *decoder) error {
-		n, err := d.arrayLen(1)
+		n, prealloc, err := d.arrayLen(1)
 		if err != nil {
 			return err
 		}
 		var elems map[T]struct{}
 		if n > 0 {
-			elems = make(map[T]struct{}, n)
+			elems = make(map[T]struct{}, prealloc)
 		}
 		var prev T
 		for i := range n {

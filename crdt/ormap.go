@@ -58,7 +58,7 @@ type ORMap[K cmp.Ordered, V Nested[V]] struct {
 //		return s.Add("a", "apple")
 //	})
 func (m *ORMap[K, V]) Update(k K, f func(v *V) V) ORMap[K, V] {
-	checkKey(k)
+	k = normKey(k)
 	v := m.store[k].withContext(m.ctx)
 	d := f(&v)
 	m.ctx = v.context()

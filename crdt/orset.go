@@ -30,7 +30,7 @@ type ORSet[T cmp.Ordered] struct {
 // that dot, and a context of the new dot and the dots of x it supersedes.
 // It panics if x is NaN.
 func (s *ORSet[T]) Add(id string, x T) ORSet[T] {
-	checkKey(x)
+	x = normKey(x)
 	ds, ctx := write(&s.ctx, s.store[x], id, struct{}{})
 	if s.store == nil {
 		s.store = make(dotMap[T, dotSet])

@@ -143,7 +143,7 @@ func (s dotFun[T]) encodeStore(enc *encoder) error {
 }
 
 func (s dotFun[T]) decodeStore(dec *decoder) (dotFun[T], error) {
-	n, err := dec.arrayLen(3) // [id, counter] takes at least 3 bytes
+	n, prealloc, err := dec.arrayLen(3) // [id, counter] takes at least 3 bytes
 	if err != nil || n == 0 {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (s dotFun[T]) decodeStore(dec *decoder) (dotFun[T], error) {
 	if s.isDotSet() {
 		k = 2
 	}
-	out := make(dotFun[T], 0, n)
+	out := make(dotFun[T], 0, prealloc)
 	for range n {
 		if err := dec.tuple(k); err != nil {
 			return nil, err
@@ -271,11 +271,11 @@ func (m dotMap[K, V]) encodeStore(enc *encoder) error {
 }
 
 func (m dotMap[K, V]) decodeStore(dec *decoder) (dotMap[K, V], error) {
-	n, err := dec.mapLen(2) // a key and an empty store take at least 2 bytes
+	n, prealloc, err := dec.mapLen(2) // a key and an empty store take at least 2 bytes
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	out := make(dotMap[K, V], n)
+	out := make(dotMap[K, V], prealloc)
 	var prev K
 	for i := range n {
 		k, err := decodeKey[K](dec)
