@@ -8,10 +8,10 @@ import (
 )
 
 // Nested is satisfied by the causal CRDTs of this package, the types an
-// [ORMap] can hold: *ORSet, *MVRegister, *EWFlag and *ORMap itself, each
-// as a value type (ORMap[string, ORSet[string]]). Its methods are
-// unexported: a nested CRDT shares the map's causal context, which only
-// this package's types know how to do.
+// [ORMap] can hold: ORSet, MVRegister, EWFlag and ORMap itself, as value
+// types (ORMap[string, ORSet[string]]). Its methods are unexported: a
+// nested CRDT shares the map's causal context, which only this package's
+// types know how to do.
 type Nested[V any] interface {
 	dotStore[V]
 	context() dotContext
@@ -113,7 +113,8 @@ func (m ORMap[K, V]) Keys() []K { return m.store.keys() }
 func (m ORMap[K, V]) Len() int { return len(m.store) }
 
 // Merge sets m to the join of m and o, key by key, nested values joined
-// under the two maps' contexts. It visits every key of both.
+// under the two maps' contexts. It visits every key of both, as
+// [ORSet.Merge] does.
 func (m *ORMap[K, V]) Merge(o ORMap[K, V]) { m.merge(&o.causal) }
 
 // Clone returns an independent copy of m.

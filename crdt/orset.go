@@ -65,7 +65,9 @@ func (s ORSet[T]) Elements() []T { return s.store.keys() }
 // Len returns the number of elements.
 func (s ORSet[T]) Len() int { return len(s.store) }
 
-// Merge sets s to the join of s and o. It visits every element of both.
+// Merge sets s to the join of s and o. It visits every element of both:
+// merging even a one-element delta into a large set takes time in
+// proportion to the set's size (but allocates only for what changes).
 func (s *ORSet[T]) Merge(o ORSet[T]) { s.merge(&o.causal) }
 
 // Clone returns an independent copy of s.

@@ -87,13 +87,15 @@ func pickKey(r *rand.Rand) string { return string(rune('p' + r.IntN(3))) }
 
 type gcounterView struct{}
 
-func (gcounterView) value(c GCounter) any { return c.Value() }
-func (gcounterView) model(ns []uint64) any {
-	var sum uint64
+func (gcounterView) value(c GCounter) any  { return c.Value() }
+func (gcounterView) model(ns []uint64) any { return sum(ns) }
+
+func sum[N uint64 | int64](ns []N) N {
+	var s N
 	for _, n := range ns {
-		sum += n
+		s += n
 	}
-	return sum
+	return s
 }
 
 type gcounterW = pair[GCounter, *GCounter, uint64, gcounterView]
@@ -106,13 +108,7 @@ func mutGCounter(r *rand.Rand, w *gcounterW, id string) gcounterW {
 type pncounterView struct{}
 
 func (pncounterView) value(c PNCounter) any { return c.Value() }
-func (pncounterView) model(ns []int64) any {
-	var sum int64
-	for _, n := range ns {
-		sum += n
-	}
-	return sum
-}
+func (pncounterView) model(ns []int64) any  { return sum(ns) }
 
 type pncounterW = pair[PNCounter, *PNCounter, int64, pncounterView]
 
