@@ -88,6 +88,35 @@ func TestORSetConcurrentAddRemoveAddWins(t *testing.T) {
 	assert.False(t, merged(b, add, rm2).Contains("x"))
 }
 
+// The anomaly the package documentation describes for deltas delivered out
+// of causal order: C gets B's Remove of x before A's re-add that the
+// Remove superseded, and shows x, from A's first add, until the re-add
+// arrives. A replica that gets the Remove alone holds a dot beyond a gap
+// in its context's cloud until the first add arrives. Then all agree.
+func TestORSetNonCausalDelivery(t *testing.T) {
+	var a, b, c ORSet[string]
+	d1 := a.Add("a", "x")
+	d2 := a.Add("a", "x") // supersedes d1's dot
+	b.Merge(d2)
+	d3 := b.Remove("x") // carries only the dot of d2
+	c.Merge(d1)
+	c.Merge(d3)
+	assert.True(t, c.Contains("x"))
+	c.Merge(d2)
+	assert.False(t, c.Contains("x"))
+	assert.Equal(t, encode(t, b), encode(t, c))
+
+	var e ORSet[string]
+	e.Merge(d3)
+	assert.Equal(t, []vclock.Dot{{ID: "a", Counter: 2}}, e.ctx.cloud)
+	assert.Equal(t, uint64(0), e.ctx.vv.Get("a"))
+	e.Merge(d1)
+	assert.Empty(t, e.ctx.cloud)
+	assert.True(t, e.Contains("x"))
+	e.Merge(d2)
+	assert.Equal(t, encode(t, b), encode(t, e))
+}
+
 // The concurrent writes of an MVRegister are all kept until a write that
 // saw them replaces them.
 func TestMVRegisterConcurrentWrites(t *testing.T) {
