@@ -90,6 +90,21 @@ func BenchmarkORSetMerge(b *testing.B) {
 	}
 }
 
+// BenchmarkORSetMergeDelta merges the deltas of an Add and a Remove made
+// on another replica into a 100k-element set: through the dot index, in
+// time independent of the set's size.
+func BenchmarkORSetMergeDelta(b *testing.B) {
+	s := bigSet(100000)
+	o := s.Clone()
+	s.Merge(o.Add("b", "warm-up")) // builds the index
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Merge(o.Add("b", "element-000042"))
+		s.Merge(o.Remove("element-000043"))
+		s.Merge(o.Add("b", "element-000043"))
+	}
+}
+
 // BenchmarkORSetDeltaSize reports the encoded size of the deltas of one
 // Add and one Remove in sets of growing size: it does not depend on the
 // size of the set.

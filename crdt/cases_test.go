@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -115,6 +116,57 @@ func TestORSetNonCausalDelivery(t *testing.T) {
 	assert.True(t, e.Contains("x"))
 	e.Merge(d2)
 	assert.Equal(t, encode(t, b), encode(t, e))
+}
+
+// Small deltas merge into large sets through the dot index: the result is
+// the generic join's, and the index stays exact, whatever the order of
+// delivery.
+func TestORSetDeltaMerge(t *testing.T) {
+	for seed := range seeds() / 4 {
+		r := rand.New(rand.NewPCG(seed, 77))
+		var reps [3]ORSet[int]
+		for i := range 300 {
+			reps[i%3].Add(replicaIDs[i%3], i)
+		}
+		var deltas []ORSet[int]
+		for range 200 {
+			i := r.IntN(3)
+			if r.IntN(10) == 0 {
+				reps[i].Merge(reps[r.IntN(3)].Clone())
+			}
+			x := r.IntN(350)
+			if r.IntN(2) == 0 {
+				deltas = append(deltas, reps[i].Add(replicaIDs[i], x))
+			} else {
+				deltas = append(deltas, reps[i].Remove(x))
+			}
+		}
+		var fast, slow ORSet[int]
+		fast.Merge(reps[0].Clone())
+		slow.Merge(reps[0].Clone())
+		if r.IntN(2) == 0 {
+			r.Shuffle(len(deltas), func(i, j int) { deltas[i], deltas[j] = deltas[j], deltas[i] })
+		}
+		for k, d := range deltas {
+			fast.Merge(d)
+			slow.merge(&d.causal) // the generic join
+			require.Equal(t, encode(t, slow), encode(t, fast), "seed %d delta %d", seed, k)
+			if k%50 == 0 {
+				require.NotNil(t, fast.byDot)
+				index := map[vclock.Dot]int{}
+				for x, ds := range fast.store {
+					for _, e := range ds {
+						index[e.dot] = x
+					}
+				}
+				require.Equal(t, index, fast.byDot, "seed %d delta %d", seed, k)
+			}
+		}
+		all := merged(reps[:]...)
+		fast.Merge(all)
+		assert.Nil(t, fast.byDot) // a full state goes the generic way
+		assert.Equal(t, encode(t, all), encode(t, fast))
+	}
 }
 
 // The concurrent writes of an MVRegister are all kept until a write that

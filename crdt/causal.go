@@ -133,6 +133,27 @@ func (c *dotContext) clone() dotContext {
 	return dotContext{vv: c.vv.Clone(), cloud: slices.Clone(c.cloud)}
 }
 
+// enumerate returns the dots of the context if there are at most limit.
+func (c *dotContext) enumerate(limit int) ([]vclock.Dot, bool) {
+	n := uint64(len(c.cloud))
+	for _, k := range c.vv.All() {
+		if k > uint64(limit) || n+k > uint64(limit) {
+			return nil, false
+		}
+		n += k
+	}
+	if n > uint64(limit) {
+		return nil, false
+	}
+	out := make([]vclock.Dot, 0, n)
+	for id, k := range c.vv.All() {
+		for i := range k {
+			out = append(out, vclock.Dot{ID: id, Counter: i + 1})
+		}
+	}
+	return append(out, c.cloud...), true
+}
+
 // has reports whether the context holds any dot of id.
 func (c *dotContext) has(id string) bool {
 	if c.vv.Get(id) > 0 {

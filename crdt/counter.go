@@ -75,8 +75,8 @@ func (c *GCounter) Prune(removed, into string) {
 		panic("crdt: Prune into the removed replica " + strconv.Quote(removed))
 	}
 	if n := c.counts.Get(removed); n > 0 {
+		c.Inc(into, n) // first: it panics before changing anything
 		c.counts = clockWithout(c.counts, removed)
-		c.Inc(into, n)
 	}
 }
 
