@@ -25,45 +25,40 @@ func bigSet(n int) ORSet[string] {
 	return s
 }
 
-// BenchmarkORSetAdd re-adds elements of a 10k-element set (the steady
-// state of an add-heavy workload) and reports the delta's bytes.
-func BenchmarkORSetAdd(b *testing.B) {
+// benchElements runs f on a 10k-element set, cycling through its
+// elements.
+func benchElements(b *testing.B, f func(s *ORSet[string], x string)) {
 	s := bigSet(10000)
 	xs := elems(10000)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.Add("a", xs[i%len(xs)])
+		f(&s, xs[i%len(xs)])
 		i++
 	}
 }
 
-// BenchmarkORSetRemove removes and re-adds an element of a 10k-element set;
-// the Add is the cost of keeping the set's size.
+// BenchmarkORSetAdd re-adds elements of a 10k-element set, the steady
+// state of an add-heavy workload.
+func BenchmarkORSetAdd(b *testing.B) {
+	benchElements(b, func(s *ORSet[string], x string) { s.Add("a", x) })
+}
+
+// BenchmarkORSetRemove removes and re-adds an element of a 10k-element
+// set; the Add keeps the set's size.
 func BenchmarkORSetRemove(b *testing.B) {
-	s := bigSet(10000)
-	xs := elems(10000)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		x := xs[i%len(xs)]
+	benchElements(b, func(s *ORSet[string], x string) {
 		s.Remove(x)
 		s.Add("a", x)
-		i++
-	}
+	})
 }
 
 func BenchmarkORSetContains(b *testing.B) {
-	s := bigSet(10000)
-	xs := elems(10000)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if !s.Contains(xs[i%len(xs)]) {
+	benchElements(b, func(s *ORSet[string], x string) {
+		if !s.Contains(x) {
 			b.Fatal("missing")
 		}
-		i++
-	}
+	})
 }
 
 // BenchmarkORSetMerge merges two 10k-element replicas that share half
