@@ -77,7 +77,8 @@ type FileLog struct {
 	path     string
 	syncFile func(*os.File) error // (*os.File).Sync; tests replace it
 
-	// fileMu lets Records read the file while Compact does not swap it.
+	// fileMu lets Records read the file while Compact does not swap it
+	// and Close does not close it.
 	fileMu sync.RWMutex
 
 	mu       sync.Mutex
@@ -472,17 +473,23 @@ func (l *FileLog) rewrite(keep []span) (compacted, error) {
 	return compacted{f, fresh.sagas, fresh.open, int64(len(buf))}, syncDir(filepath.Dir(l.path))
 }
 
-// Close waits for the Appends already queued to finish, then closes the
-// file. Later calls return [ErrClosed].
+// Close waits for the Appends already queued and the Records calls
+// already reading to finish, then closes the file. Later calls return
+// [ErrClosed].
 func (l *FileLog) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
 	}
 	l.closed = true
 	for l.flushing || len(l.pending) > 0 {
 		l.cond.Wait()
 	}
+	l.mu.Unlock()
+	// Records reads l.f under fileMu; the ones that started before closed
+	// was set finish first.
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	return l.f.Close()
 }
