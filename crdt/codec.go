@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -142,10 +143,13 @@ func (d *decoder) dotFields() (vclock.Dot, error) {
 	return vclock.Dot{ID: id, Counter: n}, err
 }
 
-// decodeKey reads an element or key, rejecting NaN; see normKey.
+// decodeKey reads an element or key, rejecting NaN; see normKey. Like
+// every value of a type parameter, it is read through wire.DecodeValue, so
+// a length it claims must be backed by input before anything is allocated
+// for it (a K may have its own decoder).
 func decodeKey[K cmp.Ordered](d *decoder) (K, error) {
-	var k K
-	if err := d.Decode(&k); err != nil {
+	k, err := wire.DecodeValue[K](d.Decoder)
+	if err != nil {
 		return k, err
 	}
 	if k != k {
