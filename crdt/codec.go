@@ -49,43 +49,22 @@ type decoder struct {
 	ids map[string]string
 }
 
-// maxPrealloc caps preallocation when the size of the input is unknown.
-const maxPrealloc = 1024
-
-// length checks a collection of n elements of at least minSize bytes each
-// (nil: none) against the input left, and returns n and how many elements
-// the caller may preallocate. When the decoder reads from memory, a length
-// that could not fit in the rest of the input is an error; from a stream
-// of unknown size, preallocation is capped and the caller grows as
-// elements actually arrive.
-func (d *decoder) length(n, minSize int) (count, prealloc int, err error) {
-	n = max(n, 0)
-	rest, ok := d.Buffered().(interface{ Len() int })
-	if !ok {
-		return n, min(n, maxPrealloc), nil
-	}
-	if n > rest.Len()/minSize {
-		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
-	}
-	return n, n, nil
-}
-
-// arrayLen reads an array header; see length.
+// arrayLen reads an array header and checks it; see [wire.CheckLen].
 func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil {
 		return 0, 0, err
 	}
-	return d.length(n, minSize)
+	return wire.CheckLen(d.Decoder, n, minSize)
 }
 
-// mapLen reads a map header; see length.
+// mapLen reads a map header and checks it; see [wire.CheckLen].
 func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeMapLen()
 	if err != nil {
 		return 0, 0, err
 	}
-	return d.length(n, minSize)
+	return wire.CheckLen(d.Decoder, n, minSize)
 }
 
 // tuple reads the header of an array of exactly n elements.
