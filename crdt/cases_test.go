@@ -546,6 +546,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"GCounter zero count", new(GCounter), raw(dot("a", 0))},
 		{"GCounter negative", new(GCounter), raw(dot("a", -1))},
 		{"GCounter huge length", new(GCounter), []byte{0xdd, 0xff, 0xff, 0xff, 0xff}},
+		{"GCounter entry with a time", new(GCounter), raw([]any{"a", 1, 5})},
+		{"PNCounter entry with a time", new(PNCounter), raw([]any{}, []any{[]any{"a", 1, 5}})},
 		{"PNCounter one half", new(PNCounter), raw([]any{})},
 		{"GSet repeated", new(GSet[int]), raw(1, 1)},
 		{"GSet unsorted", new(GSet[string]), raw("b", "a")},
@@ -559,6 +561,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"ORSet cloud covered", new(ORSet[string]), raw(map[string]any{}, ctx([]any{dot("a", 3)}, dot("a", 2)))},
 		{"ORSet cloud unsorted", new(ORSet[string]), raw(map[string]any{}, ctx(nil, dot("b", 3), dot("a", 3)))},
 		{"ORSet cloud zero", new(ORSet[string]), raw(map[string]any{}, ctx(nil, dot("a", 0)))},
+		{"ORSet version vector with a time", new(ORSet[string]), raw(map[string]any{}, ctx([]any{[]any{"a", 1, 5}}))},
 		{"ORSet huge map", new(ORSet[string]), []byte{0x92, 0xdf, 0x7f, 0xff, 0xff, 0xff}},
 		{"ORSet trailing context missing", new(ORSet[string]), raw(map[string]any{})},
 		{"MVRegister dot set without values", new(MVRegister[int]), raw([]any{dot("a", 1)}, ctx([]any{dot("a", 1)}))},
@@ -568,15 +571,19 @@ func TestDecodeRejects(t *testing.T) {
 		{"not an array", new(EWFlag), []byte{0xc3}},
 		{"empty input", new(ORSet[int]), nil},
 	}
+	var outside []byte
 	for _, c := range cases {
 		err := msgpack.Unmarshal(c.in, c.into)
 		assert.ErrorIs(t, err, ErrMalformed, c.name)
+		if c.name == "ORSet dot outside context" {
+			outside = c.in
+		}
 	}
 	// On error the target keeps its state.
 	var s ORSet[string]
 	s.Add("a", "x")
 	before := encode(t, s)
-	require.Error(t, msgpack.Unmarshal(cases[9].in, &s))
+	require.Error(t, msgpack.Unmarshal(outside, &s))
 	assert.Equal(t, before, encode(t, s))
 }
 

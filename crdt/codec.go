@@ -14,9 +14,9 @@ import (
 
 // ErrMalformed is wrapped by every decoding error: the input is truncated,
 // is not the encoding of the type, or is not in canonical form (unsorted or
-// repeated elements, keys or dots, zero or negative counters, NaN elements,
-// a live dot missing from the causal context, a length longer than the
-// input).
+// repeated elements, keys or dots, zero or negative counters, times in a
+// version vector, NaN elements, a live dot missing from the causal
+// context, a length longer than the input).
 var ErrMalformed = errors.New("crdt: malformed encoding")
 
 // The wire format, all msgpack:
@@ -152,13 +152,19 @@ func normKey[K cmp.Ordered](x K) K {
 	return x
 }
 
-// clock reads a vclock.VClock and drops the times it may carry.
+// clock reads a vclock.VClock. The clocks of this package record no
+// times, so an entry that carries one is not canonical.
 func (d *decoder) clock() (vclock.VClock, error) {
 	var v vclock.VClock
 	if err := d.Decode(&v); err != nil {
 		return v, err
 	}
-	return clockWithout(v), nil
+	for id := range v.All() {
+		if _, ok := v.Time(id); ok {
+			return vclock.VClock{}, fmt.Errorf("entry %q with a time", id)
+		}
+	}
+	return v, nil
 }
 
 // decode runs f on a decoder reading from dec and wraps its error.
