@@ -165,7 +165,7 @@ func (c *dotContext) has(id string) bool {
 
 // drop removes every dot of id.
 func (c *dotContext) drop(id string) {
-	c.vv = clockWithout(c.vv, id)
+	c.vv.Delete(id)
 	c.cloud = slices.DeleteFunc(c.cloud, func(d vclock.Dot) bool { return d.ID == id })
 }
 
@@ -180,18 +180,6 @@ func (c *dotContext) ids() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// clockWithout returns a copy of v without the entries of ids and without
-// the times entries may record. (vclock has no way to delete an entry.)
-func clockWithout(v vclock.VClock, ids ...string) vclock.VClock {
-	var out vclock.VClock
-	for k, n := range v.All() {
-		if !slices.Contains(ids, k) {
-			out.Add(vclock.Dot{ID: k, Counter: n})
-		}
-	}
-	return out
 }
 
 // dotStore is a dot store of the delta-state paper: a set of dots with
