@@ -587,11 +587,17 @@ func TestDecodeRejects(t *testing.T) {
 	assert.Equal(t, before, encode(t, s))
 }
 
-// Dot counters that would overflow panic rather than wrap.
+// Dot counters that would overflow panic rather than wrap, whether the
+// largest dot is in the version vector or in the dot cloud.
 func TestDotOverflowPanics(t *testing.T) {
 	var f EWFlag
 	f.ctx.vv.Add(vclock.Dot{ID: "a", Counter: math.MaxUint64})
 	assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { f.Enable("a") })
+	for _, cloud := range [][]vclock.Dot{{{ID: "a", Counter: math.MaxUint64}}, {{ID: "a", Counter: 5}, {ID: "a", Counter: math.MaxUint64}}} {
+		var g EWFlag
+		g.ctx.cloud = cloud
+		assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { g.Enable("a") }, "cloud %v", cloud)
+	}
 }
 
 func TestAllocations(t *testing.T) {

@@ -62,7 +62,10 @@ func (c *dotContext) contains(d vclock.Dot) bool {
 // in the context. It panics if the counter would overflow.
 func (c *dotContext) next(id string) vclock.Dot {
 	n := c.vv.Get(id)
-	if i, _ := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots); i > 0 && c.cloud[i-1].ID == id {
+	switch i, found := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots); {
+	case found:
+		n = math.MaxUint64
+	case i > 0 && c.cloud[i-1].ID == id:
 		n = c.cloud[i-1].Counter
 	}
 	if n == math.MaxUint64 {
