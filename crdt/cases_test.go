@@ -120,7 +120,7 @@ func TestORSetNonCausalDelivery(t *testing.T) {
 
 // Small deltas merge into large sets through the dot index: the result is
 // the generic join's, and the index stays exact, whatever the order of
-// delivery.
+// delivery and with local Adds and Removes in between.
 func TestORSetDeltaMerge(t *testing.T) {
 	for seed := range seeds() / 4 {
 		r := rand.New(rand.NewPCG(seed, 77))
@@ -147,7 +147,15 @@ func TestORSetDeltaMerge(t *testing.T) {
 		if r.IntN(2) == 0 {
 			r.Shuffle(len(deltas), func(i, j int) { deltas[i], deltas[j] = deltas[j], deltas[i] })
 		}
+		var local []ORSet[int] // of replica "d", which only fast and slow are
 		for k, d := range deltas {
+			if x := r.IntN(350); r.IntN(4) == 0 {
+				local = append(local, fast.Add("d", x))
+				slow.Add("d", x)
+			} else if r.IntN(4) == 0 {
+				local = append(local, fast.Remove(x))
+				slow.Remove(x)
+			}
 			fast.Merge(d)
 			slow.merge(&d.causal) // the generic join
 			require.Equal(t, encode(t, slow), encode(t, fast), "seed %d delta %d", seed, k)
@@ -162,7 +170,7 @@ func TestORSetDeltaMerge(t *testing.T) {
 				require.Equal(t, index, fast.byDot, "seed %d delta %d", seed, k)
 			}
 		}
-		all := merged(reps[:]...)
+		all := merged(append(reps[:], local...)...)
 		fast.Merge(all)
 		assert.Nil(t, fast.byDot) // a full state goes the generic way
 		assert.Equal(t, encode(t, all), encode(t, fast))
