@@ -120,7 +120,7 @@ func TestORSetNonCausalDelivery(t *testing.T) {
 
 // Small deltas merge into large sets through the dot index: the result is
 // the generic join's, and the index stays exact, whatever the order of
-// delivery.
+// delivery and with local Adds and Removes in between.
 func TestORSetDeltaMerge(t *testing.T) {
 	for seed := range seeds() / 4 {
 		r := rand.New(rand.NewPCG(seed, 77))
@@ -147,7 +147,15 @@ func TestORSetDeltaMerge(t *testing.T) {
 		if r.IntN(2) == 0 {
 			r.Shuffle(len(deltas), func(i, j int) { deltas[i], deltas[j] = deltas[j], deltas[i] })
 		}
+		var local []ORSet[int] // of replica "d", which only fast and slow are
 		for k, d := range deltas {
+			if x := r.IntN(350); r.IntN(4) == 0 {
+				local = append(local, fast.Add("d", x))
+				slow.Add("d", x)
+			} else if r.IntN(4) == 0 {
+				local = append(local, fast.Remove(x))
+				slow.Remove(x)
+			}
 			fast.Merge(d)
 			slow.merge(&d.causal) // the generic join
 			require.Equal(t, encode(t, slow), encode(t, fast), "seed %d delta %d", seed, k)
@@ -162,7 +170,7 @@ func TestORSetDeltaMerge(t *testing.T) {
 				require.Equal(t, index, fast.byDot, "seed %d delta %d", seed, k)
 			}
 		}
-		all := merged(reps[:]...)
+		all := merged(append(reps[:], local...)...)
 		fast.Merge(all)
 		assert.Nil(t, fast.byDot) // a full state goes the generic way
 		assert.Equal(t, encode(t, all), encode(t, fast))
@@ -546,6 +554,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"GCounter zero count", new(GCounter), raw(dot("a", 0))},
 		{"GCounter negative", new(GCounter), raw(dot("a", -1))},
 		{"GCounter huge length", new(GCounter), []byte{0xdd, 0xff, 0xff, 0xff, 0xff}},
+		{"GCounter entry with a time", new(GCounter), raw([]any{"a", 1, 5})},
+		{"PNCounter entry with a time", new(PNCounter), raw([]any{}, []any{[]any{"a", 1, 5}})},
 		{"PNCounter one half", new(PNCounter), raw([]any{})},
 		{"GSet repeated", new(GSet[int]), raw(1, 1)},
 		{"GSet unsorted", new(GSet[string]), raw("b", "a")},
@@ -559,6 +569,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"ORSet cloud covered", new(ORSet[string]), raw(map[string]any{}, ctx([]any{dot("a", 3)}, dot("a", 2)))},
 		{"ORSet cloud unsorted", new(ORSet[string]), raw(map[string]any{}, ctx(nil, dot("b", 3), dot("a", 3)))},
 		{"ORSet cloud zero", new(ORSet[string]), raw(map[string]any{}, ctx(nil, dot("a", 0)))},
+		{"ORSet version vector with a time", new(ORSet[string]), raw(map[string]any{}, ctx([]any{[]any{"a", 1, 5}}))},
 		{"ORSet huge map", new(ORSet[string]), []byte{0x92, 0xdf, 0x7f, 0xff, 0xff, 0xff}},
 		{"ORSet trailing context missing", new(ORSet[string]), raw(map[string]any{})},
 		{"MVRegister dot set without values", new(MVRegister[int]), raw([]any{dot("a", 1)}, ctx([]any{dot("a", 1)}))},
@@ -568,23 +579,33 @@ func TestDecodeRejects(t *testing.T) {
 		{"not an array", new(EWFlag), []byte{0xc3}},
 		{"empty input", new(ORSet[int]), nil},
 	}
+	var outside []byte
 	for _, c := range cases {
 		err := msgpack.Unmarshal(c.in, c.into)
 		assert.ErrorIs(t, err, ErrMalformed, c.name)
+		if c.name == "ORSet dot outside context" {
+			outside = c.in
+		}
 	}
 	// On error the target keeps its state.
 	var s ORSet[string]
 	s.Add("a", "x")
 	before := encode(t, s)
-	require.Error(t, msgpack.Unmarshal(cases[9].in, &s))
+	require.Error(t, msgpack.Unmarshal(outside, &s))
 	assert.Equal(t, before, encode(t, s))
 }
 
-// Dot counters that would overflow panic rather than wrap.
+// Dot counters that would overflow panic rather than wrap, whether the
+// largest dot is in the version vector or in the dot cloud.
 func TestDotOverflowPanics(t *testing.T) {
 	var f EWFlag
 	f.ctx.vv.Add(vclock.Dot{ID: "a", Counter: math.MaxUint64})
 	assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { f.Enable("a") })
+	for _, cloud := range [][]vclock.Dot{{{ID: "a", Counter: math.MaxUint64}}, {{ID: "a", Counter: 5}, {ID: "a", Counter: math.MaxUint64}}} {
+		var g EWFlag
+		g.ctx.cloud = cloud
+		assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { g.Enable("a") }, "cloud %v", cloud)
+	}
 }
 
 func TestAllocations(t *testing.T) {

@@ -62,7 +62,10 @@ func (c *dotContext) contains(d vclock.Dot) bool {
 // in the context. It panics if the counter would overflow.
 func (c *dotContext) next(id string) vclock.Dot {
 	n := c.vv.Get(id)
-	if i, _ := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots); i > 0 && c.cloud[i-1].ID == id {
+	switch i, found := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots); {
+	case found:
+		n = math.MaxUint64
+	case i > 0 && c.cloud[i-1].ID == id:
 		n = c.cloud[i-1].Counter
 	}
 	if n == math.MaxUint64 {
@@ -165,7 +168,7 @@ func (c *dotContext) has(id string) bool {
 
 // drop removes every dot of id.
 func (c *dotContext) drop(id string) {
-	c.vv = clockWithout(c.vv, id)
+	c.vv.Delete(id)
 	c.cloud = slices.DeleteFunc(c.cloud, func(d vclock.Dot) bool { return d.ID == id })
 }
 
@@ -180,18 +183,6 @@ func (c *dotContext) ids() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// clockWithout returns a copy of v without the entries of ids and without
-// the times entries may record. (vclock has no way to delete an entry.)
-func clockWithout(v vclock.VClock, ids ...string) vclock.VClock {
-	var out vclock.VClock
-	for k, n := range v.All() {
-		if !slices.Contains(ids, k) {
-			out.Add(vclock.Dot{ID: k, Counter: n})
-		}
-	}
-	return out
 }
 
 // dotStore is a dot store of the delta-state paper: a set of dots with

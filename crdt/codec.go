@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -13,9 +14,9 @@ import (
 
 // ErrMalformed is wrapped by every decoding error: the input is truncated,
 // is not the encoding of the type, or is not in canonical form (unsorted or
-// repeated elements, keys or dots, zero or negative counters, NaN elements,
-// a live dot missing from the causal context, a length longer than the
-// input).
+// repeated elements, keys or dots, zero or negative counters, times in a
+// version vector, NaN elements, a live dot missing from the causal
+// context, a length longer than the input).
 var ErrMalformed = errors.New("crdt: malformed encoding")
 
 // The wire format, all msgpack:
@@ -48,43 +49,22 @@ type decoder struct {
 	ids map[string]string
 }
 
-// maxPrealloc caps preallocation when the size of the input is unknown.
-const maxPrealloc = 1024
-
-// length checks a collection of n elements of at least minSize bytes each
-// (nil: none) against the input left, and returns n and how many elements
-// the caller may preallocate. When the decoder reads from memory, a length
-// that could not fit in the rest of the input is an error; from a stream
-// of unknown size, preallocation is capped and the caller grows as
-// elements actually arrive.
-func (d *decoder) length(n, minSize int) (count, prealloc int, err error) {
-	n = max(n, 0)
-	rest, ok := d.Buffered().(interface{ Len() int })
-	if !ok {
-		return n, min(n, maxPrealloc), nil
-	}
-	if n > rest.Len()/minSize {
-		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
-	}
-	return n, n, nil
-}
-
-// arrayLen reads an array header; see length.
+// arrayLen reads an array header and checks it; see [wire.CheckLen].
 func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil {
 		return 0, 0, err
 	}
-	return d.length(n, minSize)
+	return wire.CheckLen(d.Decoder, n, minSize)
 }
 
-// mapLen reads a map header; see length.
+// mapLen reads a map header and checks it; see [wire.CheckLen].
 func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
 	n, err := d.DecodeMapLen()
 	if err != nil {
 		return 0, 0, err
 	}
-	return d.length(n, minSize)
+	return wire.CheckLen(d.Decoder, n, minSize)
 }
 
 // tuple reads the header of an array of exactly n elements.
@@ -142,10 +122,13 @@ func (d *decoder) dotFields() (vclock.Dot, error) {
 	return vclock.Dot{ID: id, Counter: n}, err
 }
 
-// decodeKey reads an element or key, rejecting NaN; see normKey.
+// decodeKey reads an element or key, rejecting NaN; see normKey. Like
+// every value of a type parameter, it is read through wire.DecodeValue, so
+// a length it claims must be backed by input before anything is allocated
+// for it (a K may have its own decoder).
 func decodeKey[K cmp.Ordered](d *decoder) (K, error) {
-	var k K
-	if err := d.Decode(&k); err != nil {
+	k, err := wire.DecodeValue[K](d.Decoder)
+	if err != nil {
 		return k, err
 	}
 	if k != k {
@@ -169,13 +152,19 @@ func normKey[K cmp.Ordered](x K) K {
 	return x
 }
 
-// clock reads a vclock.VClock and drops the times it may carry.
+// clock reads a vclock.VClock. The clocks of this package record no
+// times, so an entry that carries one is not canonical.
 func (d *decoder) clock() (vclock.VClock, error) {
 	var v vclock.VClock
 	if err := d.Decode(&v); err != nil {
 		return v, err
 	}
-	return clockWithout(v), nil
+	for id := range v.All() {
+		if _, ok := v.Time(id); ok {
+			return vclock.VClock{}, fmt.Errorf("entry %q with a time", id)
+		}
+	}
+	return v, nil
 }
 
 // decode runs f on a decoder reading from dec and wraps its error.

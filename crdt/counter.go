@@ -76,18 +76,14 @@ func (c *GCounter) Prune(removed, into string) {
 	}
 	if n := c.counts.Get(removed); n > 0 {
 		c.Inc(into, n) // first: it panics before changing anything
-		c.counts = clockWithout(c.counts, removed)
+		c.counts.Delete(removed)
 	}
 }
 
 // PruningCleanup drops the count of removed without folding it anywhere:
 // what a replica applies to its own and to every incoming state once the
 // count was folded elsewhere.
-func (c *GCounter) PruningCleanup(removed string) {
-	if c.NeedPruningFrom(removed) {
-		c.counts = clockWithout(c.counts, removed)
-	}
-}
+func (c *GCounter) PruningCleanup(removed string) { c.counts.Delete(removed) }
 
 // EncodeMsgpack writes c as [[id, count]...], IDs in increasing order.
 func (c GCounter) EncodeMsgpack(enc *msgpack.Encoder) error { return enc.Encode(c.counts) }

@@ -60,8 +60,9 @@
 // keeps a dot that both sides hold, or that one side holds and the other
 // has not seen. Removal therefore needs no tombstones and no replica ID:
 // a Remove delta is just the removed dots in a context. An ORSet's state
-// holds its live elements, at most one dot per replica for each, and one
-// counter per replica.
+// holds its live elements, at most one dot per replica for each (a Prune
+// can give the replica pruned into a second one, until that replica adds
+// the element again), and one counter per replica.
 //
 // # Maps
 //

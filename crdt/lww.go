@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/distkit/distkit/hlc"
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -87,13 +88,13 @@ func (r *LWWRegister[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 		if err := d.tuple(3); err != nil {
 			return err
 		}
-		if err := d.Decode(&w.v); err != nil {
+		var err error
+		if w.v, err = wire.DecodeValue[T](d.Decoder); err != nil {
 			return err
 		}
 		if err := w.ts.DecodeMsgpack(d.Decoder); err != nil {
 			return err
 		}
-		var err error
 		if w.id, err = d.DecodeString(); err != nil {
 			return err
 		}

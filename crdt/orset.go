@@ -10,7 +10,7 @@ import (
 // ORSet is an add-wins observed-remove set without tombstones: Riak's
 // ORSWOT (riak_dt_orswot), in the delta-state form of Almeida et al. Each
 // present element carries the dots of the adds that put it there (at most
-// one per replica), and the set keeps a causal context of every dot it has
+// one per replica, but see [ORSet.Prune]), and the set keeps a causal context of every dot it has
 // seen. Remove drops an element's dots; the context remembers them, so a
 // merge with a replica that still holds them removes the element there
 // too, while an add the remover had not seen (a concurrent add) survives:
@@ -132,7 +132,10 @@ func (s *ORSet[T]) mergeDelta(o *ORSet[T], seen []vclock.Dot) {
 	s.ctx.merge(&o.ctx)
 }
 
-// Prune is [RemovedNodePruning.Prune]; see there for when it is safe.
+// Prune is [RemovedNodePruning.Prune]; see there for when it is safe. An
+// element that held dots of both removed and into is left with two dots
+// of into (so that a concurrent Remove that saw only one of them does not
+// remove it) until into adds it again.
 func (s *ORSet[T]) Prune(removed, into string) {
 	s.byDot = nil
 	s.causal.Prune(removed, into)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -161,7 +162,7 @@ func (s dotFun[T]) decodeStore(dec *decoder) (dotFun[T], error) {
 			return nil, err
 		}
 		if k == 3 {
-			if err := dec.Decode(&e.v); err != nil {
+			if e.v, err = wire.DecodeValue[T](dec.Decoder); err != nil {
 				return nil, err
 			}
 		}

@@ -267,27 +267,13 @@ func decodeCounter(dec *msgpack.Decoder) (uint64, error) {
 }
 
 // decodeLen reads an array length (nil: 0) and how many elements the
-// caller may preallocate. When the decoder reads from memory, a length
-// whose minSize-byte elements could not fit in the rest of the input is an
-// error; from a stream of unknown size, preallocation is capped and the
-// caller grows the slice as elements actually arrive.
+// caller may preallocate; see [wire.CheckLen].
 func decodeLen(dec *msgpack.Decoder, minSize int) (n, prealloc int, err error) {
 	if n, err = dec.DecodeArrayLen(); err != nil {
 		return 0, 0, err
 	}
-	n = max(n, 0)
-	rest, ok := dec.Buffered().(interface{ Len() int })
-	if !ok {
-		return n, min(n, maxPrealloc), nil
-	}
-	if n > rest.Len()/minSize {
-		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
-	}
-	return n, n, nil
+	return wire.CheckLen(dec, n, minSize)
 }
-
-// maxPrealloc caps preallocation when the input's size is unknown.
-const maxPrealloc = 1024
 
 // decodeTuple reads the header of an array of lo to hi elements.
 func decodeTuple(dec *msgpack.Decoder, lo, hi int) error {

@@ -158,6 +158,20 @@ func (v *VClock) Add(d Dot) {
 	}
 }
 
+// Delete removes the entry of id, its counter and any recorded time, and
+// reports whether v had one. Afterwards v has seen none of id's events
+// (Get(id) is 0). It is meant for forgetting an actor retired for good, as
+// removed-replica pruning in package crdt does: a clock that forgets
+// events another clock has seen may stop descending from it. Delete
+// reuses v's storage.
+func (v *VClock) Delete(id string) bool {
+	i, ok := v.search(id)
+	if ok {
+		v.entries = slices.Delete(v.entries, i, i+1)
+	}
+	return ok
+}
+
 // Merge sets v to the least upper bound of v and o: for every ID the larger
 // of the two counters. The time kept for an entry is the one that came with
 // the larger counter; when the counters are equal it is the later of the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 var long = flag.Bool("long", false, "run the property tests on many more seeds")
@@ -326,6 +327,36 @@ func TestAdd(t *testing.T) {
 	_, ok = v.Time("a")
 	require.False(t, ok)
 	require.Equal(t, uint64(5), v.Get("a"))
+}
+
+func TestDelete(t *testing.T) {
+	var v VClock
+	require.False(t, v.Delete("a"))
+	v.TickAt("b", time.Unix(100, 0))
+	v.Tick("a")
+	v.Tick("c")
+	v.Tick("c")
+	require.False(t, v.Delete("bb"))
+	require.Equal(t, `{"a":1, "b":1, "c":2}`, v.String())
+	require.True(t, v.Delete("b"))
+	require.Equal(t, `{"a":1, "c":2}`, v.String())
+	require.Equal(t, uint64(0), v.Get("b"))
+	_, ok := v.Time("b")
+	require.False(t, ok)
+	require.False(t, v.Delete("b"))
+	require.Equal(t, Dot{ID: "b", Counter: 1}, v.Tick("b")) // counts from scratch, no time
+	_, ok = v.Time("b")
+	require.False(t, ok)
+	for _, id := range []string{"c", "a", "b"} {
+		require.True(t, v.Delete(id))
+	}
+	require.Equal(t, 0, v.Len())
+	require.Equal(t, Equal, v.Compare(VClock{}))
+	got, err := msgpack.Marshal(v)
+	require.NoError(t, err)
+	want, err := msgpack.Marshal(VClock{})
+	require.NoError(t, err)
+	require.Equal(t, want, got)
 }
 
 func TestTickOverflowPanics(t *testing.T) {

@@ -3,13 +3,23 @@
 // msgpack/v5 preallocates a slice, []any or map inside a value by the
 // length its header claims, whatever limits the decoder was given, so a
 // dozen hostile bytes decoded with [msgpack.Decoder.Decode] can ask for
-// gigabytes. [DecodeValue] decodes a value of any type without that hole.
+// gigabytes. [DecodeValue] decodes a value of any type without that hole,
+// and [CheckLen] checks a length a codec reads itself before it allocates.
 //
 // # Usage
 //
 //	v, err := wire.DecodeValue[V](dec) // instead of dec.Decode(&v)
 //
+//	n, err := dec.DecodeArrayLen()
+//	...
+//	n, prealloc, err := wire.CheckLen(dec, n, 3) // elements of 3 bytes or more
+//	out := make([]T, 0, prealloc)                  // then append n elements
+//
 // # Guarantees
+//
+// CheckLen never lets through a length whose elements cannot fit in the
+// rest of an input held in memory, and caps preallocation at 1024
+// elements when the input is a stream of unknown size.
 //
 // DecodeValue never allocates for a length the input does not back: it
 // first skips the value, which reads every element each length claims and
@@ -21,6 +31,7 @@
 package wire
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -53,4 +64,28 @@ func DecodeValue[V any](dec *msgpack.Decoder) (V, error) {
 		return v, err
 	}
 	return v, msgpack.Unmarshal(raw, &v)
+}
+
+// maxPrealloc caps preallocation when the size of the input is unknown.
+const maxPrealloc = 1024
+
+// CheckLen checks the length n of a collection just read from dec (a
+// msgpack array or map header; a negative n, from a nil header, counts as
+// 0), whose elements take at least minSize >= 1 bytes each, and returns
+// the count and how many elements the caller may preallocate. When dec
+// reads from memory (a reader with a Len method, such as the
+// [bytes.Reader] of [msgpack.Unmarshal]), a length whose elements could
+// not fit in the rest of the input is an error and prealloc is n; from a
+// stream of unknown size, prealloc is capped and the caller grows its
+// collection as elements actually arrive.
+func CheckLen(dec *msgpack.Decoder, n, minSize int) (count, prealloc int, err error) {
+	n = max(n, 0)
+	rest, ok := dec.Buffered().(interface{ Len() int })
+	if !ok {
+		return n, min(n, maxPrealloc), nil
+	}
+	if n > rest.Len()/minSize {
+		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+	}
+	return n, n, nil
 }

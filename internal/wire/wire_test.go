@@ -164,3 +164,40 @@ func canonical(v any) []byte {
 	_ = enc.Encode(v)
 	return buf.Bytes()
 }
+
+// TestCheckLen: from memory, a length is checked against the bytes left
+// after the header; from a stream, it passes with preallocation capped.
+func TestCheckLen(t *testing.T) {
+	in := []byte{0x93, 1, 2, 3, 4} // [1, 2, 3] and one byte more
+	cases := []struct {
+		n, minSize, count, prealloc int
+		ok                          bool
+	}{
+		{3, 1, 3, 3, true},
+		{4, 1, 4, 4, true}, // the byte after the array: CheckLen sees only the rest
+		{5, 1, 0, 0, false},
+		{2, 2, 2, 2, true},
+		{3, 2, 0, 0, false},
+		{-1, 1, 0, 0, true}, // a nil header
+		{1 << 40, 1, 0, 0, false},
+	}
+	for _, c := range cases {
+		for path, dec := range decoders(in) {
+			_, err := dec.DecodeArrayLen()
+			require.NoError(t, err)
+			count, prealloc, err := wire.CheckLen(dec, c.n, c.minSize)
+			if path == "stream" {
+				require.NoError(t, err, "n %d, %s", c.n, path)
+				require.Equal(t, max(c.n, 0), count, "n %d, %s", c.n, path)
+				require.Equal(t, min(max(c.n, 0), 1024), prealloc, "n %d, %s", c.n, path)
+				continue
+			}
+			if !c.ok {
+				require.Error(t, err, "n %d, minSize %d", c.n, c.minSize)
+				continue
+			}
+			require.NoError(t, err, "n %d, minSize %d", c.n, c.minSize)
+			require.Equal(t, [2]int{c.count, c.prealloc}, [2]int{count, prealloc}, "n %d, minSize %d", c.n, c.minSize)
+		}
+	}
+}
