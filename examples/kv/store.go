@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -57,6 +58,12 @@ type StoreConfig struct {
 	// --unsafe-no-fsync: a write then survives a crash of the process but
 	// not of the machine. For tests only.
 	NoSync bool
+	// Epoch names this store's incarnation in the actor IDs of the writes
+	// it coordinates; it is used only when the file is created, and kept
+	// in it. Empty: 8 random hex digits. A node whose disk was lost comes
+	// back with a new store, hence a new epoch, so that its new writes
+	// never reuse the dots of its lost ones.
+	Epoch string
 }
 
 // Store is one replica's durable state on bbolt: every key's [Object],
@@ -76,6 +83,7 @@ type Store struct {
 	// update, and exclusively by Regroup's scan, so that every committed
 	// write is in the trees exactly once.
 	writing sync.RWMutex
+	epoch   string
 	mu      sync.Mutex // guards the fields below
 	group   func(key []byte) string
 	trees   map[string]*merkle.Tree // by group; absent: empty
@@ -85,6 +93,8 @@ type Store struct {
 var (
 	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
 	bucketHints = []byte("hints") // one sub-bucket per target node: [key] → encoded Object
+	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch
+	keyEpoch    = []byte("epoch")
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path and
@@ -112,11 +122,21 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	db.NoSync = cfg.NoSync
 	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree)}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketData); err != nil {
-			return err
+		for _, b := range [][]byte{bucketData, bucketHints, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucketIfNotExists(bucketHints)
-		return err
+		meta := tx.Bucket(bucketMeta)
+		if e := meta.Get(keyEpoch); e != nil {
+			s.epoch = string(e)
+			return nil
+		}
+		s.epoch = cfg.Epoch
+		if s.epoch == "" {
+			s.epoch = fmt.Sprintf("%08x", rand.Uint32())
+		}
+		return meta.Put(keyEpoch, []byte(s.epoch))
 	})
 	if err == nil {
 		err = s.Regroup(cfg.Group)
@@ -134,6 +154,9 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Epoch returns the store's incarnation (see [StoreConfig.Epoch]).
+func (s *Store) Epoch() string { return s.epoch }
 
 // Close closes the bbolt file. Calls after Close fail with bbolt's
 // ErrDatabaseNotOpen.
