@@ -83,8 +83,9 @@ type Node struct {
 	hedge     time.Duration
 	log       *slog.Logger
 
-	ring atomic.Pointer[ring.Ring]
-	bg   sync.WaitGroup // background replication and repair
+	ring   atomic.Pointer[ring.Ring]
+	groups atomic.Pointer[[]string] // the ring's replica sets, as groupOf names them
+	bg     sync.WaitGroup           // background replication and repair
 
 	stats nodeStats
 }
@@ -157,7 +158,15 @@ func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
 // SetRing makes r the placement and regroups the store's anti-entropy
 // trees by r's replica sets.
 func (n *Node) SetRing(r *ring.Ring) error {
+	// The plan from an empty ring lists every range with its replicas.
+	var groups []string
+	for _, m := range ring.ReplicaMoves(nil, r, n.quorum.N) {
+		groups = append(groups, groupOf(m.To))
+	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
 	n.ring.Store(r)
+	n.groups.Store(&groups)
 	return n.store.Regroup(func(key []byte) string { return groupOf(r.Replicas(key, n.quorum.N, nil)) })
 }
 
@@ -269,17 +278,28 @@ func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v
 	if len(others) == 0 {
 		return res, nil
 	}
+	// Every other replica gets the write, on a goroutine of its own that
+	// outlives the quorum (bounded by the node's timeout); Gather only
+	// counts the acknowledgements.
 	rep := &replication{n: n, key: key, o: o, fallbacks: fallbacks}
-	if w == 1 { // acknowledged already: replicate in the background
-		for _, h := range others {
-			n.bg.Go(func() { _, _ = rep.call(ctx, h) })
-		}
+	acks := make(map[string]chan error, len(others))
+	for _, h := range others {
+		ack := make(chan error, 1)
+		acks[h] = ack
+		n.bg.Go(func() { ack <- rep.send(context.WithoutCancel(ctx), h) })
+	}
+	if w == 1 {
 		return res, nil
 	}
-	// Gather cancels the calls it no longer needs once w-1 succeeded; the
-	// calls run detached from it (see replication.call), so every replica
-	// still gets the write.
-	if _, err := quorum.Gather(ctx, others, w-1, rep.call); err != nil {
+	_, err = quorum.Gather(ctx, others, w-1, func(ctx context.Context, h string) (struct{}, error) {
+		select {
+		case err := <-acks[h]:
+			return struct{}{}, err
+		case <-ctx.Done():
+			return struct{}{}, ctx.Err()
+		}
+	})
+	if err != nil {
 		return res, fmt.Errorf("kv: write of %q: %w", key, err)
 	}
 	return res, nil
@@ -296,34 +316,30 @@ type replication struct {
 	fallbacks []string // not yet used
 }
 
-// call sends the write to the home replica h or, when h is down or fails,
-// to the next unused live fallback with a hint for h. It runs detached from
-// ctx's cancellation (bounded by the node's timeout) and counts in the
-// node's background work, so that the write reaches every replica it can
-// even after the quorum was met.
-func (r *replication) call(ctx context.Context, h string) (struct{}, error) {
+// send sends the write to the home replica h or, when h is down or fails,
+// to the next unused live fallback with a hint for h, within the node's
+// timeout.
+func (r *replication) send(ctx context.Context, h string) error {
 	n := r.n
-	n.bg.Add(1)
-	defer n.bg.Done()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.timeout)
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	err := fmt.Errorf("%s believed down", h)
 	if n.alive(h) {
 		if _, err = n.call(ctx, h, &request{Op: opWrite, Key: r.key, Object: r.o}); err == nil {
-			return struct{}{}, nil
+			return nil
 		}
 	}
 	for {
 		fb, ok := r.nextFallback()
 		if !ok {
-			return struct{}{}, err
+			return err
 		}
 		if _, ferr := n.call(ctx, fb, &request{Op: opWrite, Key: r.key, Object: r.o, Hint: h}); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("fallback %s: %w", fb, ferr))
 			continue
 		}
 		n.stats.hintsStored.Add(1)
-		return struct{}{}, nil
+		return nil
 	}
 }
 

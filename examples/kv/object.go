@@ -71,14 +71,23 @@ func decodeBin(dec *msgpack.Decoder) ([]byte, error) {
 	if err != nil || n <= 0 {
 		return nil, err
 	}
-	if rest, ok := dec.Buffered().(interface{ Len() int }); ok && n > rest.Len() {
-		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+	if err := fits(dec, n, 1); err != nil {
+		return nil, err
 	}
 	b := make([]byte, n)
 	if err := dec.ReadFull(b); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// fits returns an error when n elements of at least minSize bytes each
+// cannot fit in the rest of an in-memory input.
+func fits(dec *msgpack.Decoder, n, minSize int) error {
+	if rest, ok := dec.Buffered().(interface{ Len() int }); ok && n > rest.Len()/minSize {
+		return fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+	}
+	return nil
 }
 
 // Object is the state of one key on one replica: its siblings, each a

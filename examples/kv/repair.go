@@ -60,13 +60,13 @@ func (n *Node) send(ctx context.Context, to string, e Entry) error {
 	return err
 }
 
-// AntiEntropy runs one exchange with peer over every replica set the two
-// share and this node holds keys of: a [merkle.Diff] of their trees finds
+// AntiEntropy runs one exchange with peer over every replica set of the
+// ring that holds both: a [merkle.Diff] of their trees finds
 // the dirty segments, both sides list those segments' keys, and each key
 // whose objects differ is synced both ways. It returns the number of keys
 // repaired and the exchange's bytes, and stops at the first error.
 func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
-	for _, g := range n.store.Groups() {
+	for _, g := range *n.groups.Load() {
 		if !slices.Contains(strings.Split(g, ","), peer) || !slices.Contains(strings.Split(g, ","), n.id) {
 			continue
 		}

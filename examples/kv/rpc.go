@@ -226,10 +226,7 @@ func decodeLen(d *msgpack.Decoder, minSize int) (int, error) {
 	if err != nil || n <= 0 {
 		return 0, err
 	}
-	if rest, ok := d.Buffered().(interface{ Len() int }); ok && n > rest.Len()/minSize {
-		return 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
-	}
-	return n, nil
+	return n, fits(d, n, minSize)
 }
 
 func firstErr(errs ...error) error {
