@@ -120,15 +120,24 @@ func EncodeObject(o Object) ([]byte, error) {
 // error.
 func DecodeObject(b []byte) (Object, error) {
 	var o Object
-	r := bytes.NewReader(b)
-	dec := msgpack.NewDecoder(r)
-	if err := dec.Decode(&o); err != nil {
-		return Object{}, fmt.Errorf("%w: object: %w", ErrMalformed, err)
-	}
-	if r.Len() > 0 {
-		return Object{}, fmt.Errorf("%w: object: %d trailing bytes", ErrMalformed, r.Len())
+	if err := unmarshalExact("object", b, &o); err != nil {
+		return Object{}, err
 	}
 	return o, nil
+}
+
+// unmarshalExact decodes all of b into v; errors, including trailing
+// bytes, wrap ErrMalformed and name what.
+func unmarshalExact(what string, b []byte, v any) error {
+	r := bytes.NewReader(b)
+	err := msgpack.NewDecoder(r).Decode(v)
+	if err == nil && r.Len() > 0 {
+		err = fmt.Errorf("%d trailing bytes", r.Len())
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+	}
+	return nil
 }
 
 // hashBytes is the value hash of an encoded object in the merkle trees:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -200,7 +201,7 @@ func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string
 		}
 		want[g].Add([]byte(k), hashBytes(enc))
 	}
-	if got, wantGroups := s.Groups(), slices.Sorted(mapKeys(want)); !slices.Equal(got, wantGroups) {
+	if got, wantGroups := s.Groups(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, wantGroups) {
 		t.Errorf("Groups() = %q, want %q", got, wantGroups)
 	}
 	all := make([]int, cfg.Tree.Branches*cfg.Tree.SegmentsPerBranch)
@@ -227,16 +228,6 @@ func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string
 		for _, e := range es {
 			if !sameObject(e.Object, model[string(e.Key)]) {
 				t.Errorf("Scan(%q): key %q differs from the model", g, e.Key)
-			}
-		}
-	}
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
 			}
 		}
 	}
