@@ -357,7 +357,7 @@ func (r *replication) nextFallback() (string, bool) {
 }
 
 // Get reads key from r replicas (0: the configured R): its home replicas,
-// live ones first, then its fallbacks, one more for each failure (and each
+// this node first if it is one, then the live ones, then its fallbacks, one more for each failure (and each
 // HedgeDelay). It returns the merge of the replies; replicas whose reply
 // was older get the merged object in the background (read repair). It
 // returns quorum.ErrNoQuorum when fewer than r replicas answered.
@@ -373,9 +373,12 @@ func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	}
 	home, fallbacks := n.placement(key)
 	targets := make([]string, 0, len(home)+len(fallbacks))
+	if slices.Contains(home, n.id) {
+		targets = append(targets, n.id) // the cheapest read
+	}
 	for _, up := range []bool{true, false} {
 		for _, h := range home {
-			if n.alive(h) == up {
+			if h != n.id && n.alive(h) == up {
 				targets = append(targets, h)
 			}
 		}

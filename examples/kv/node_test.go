@@ -5,8 +5,10 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/vclock"
@@ -256,6 +258,43 @@ func TestNodeAntiEntropy(t *testing.T) {
 		}
 		if k, again, err := c.node("n1").AntiEntropy(ctx, "n3"); k != 0 || err != nil || again >= moved {
 			t.Fatalf("after repair: %d keys, %d bytes (first exchange %d), %v", k, again, moved, err)
+		}
+	})
+}
+
+// Maintain hands hints back and repairs by anti-entropy on its own, in
+// virtual time, and returns when its context ends.
+func TestNodeMaintain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		home, _ := homeAndOther(c, "k")
+		c.crash(home[2])
+		c.net.partitioned[home[1]] = true // misses the write; nobody notices
+		if _, err := c.node(home[0]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 2); err != nil {
+			t.Fatal(err)
+		}
+		c.node(home[0]).Close()
+		c.net.partitioned[home[1]] = false
+		c.start(home[2])
+
+		run, stop := context.WithTimeout(ctx, time.Minute)
+		defer stop()
+		var wg sync.WaitGroup
+		for _, id := range c.ids {
+			wg.Go(func() {
+				c.node(id).Maintain(run, MaintainConfig{HandOffEvery: time.Second, AntiEntropyEvery: 2 * time.Second})
+			})
+		}
+		wg.Wait() // returns once the minute has passed, in virtual time
+		if c.pendingHints() != 0 {
+			t.Fatalf("%d hints pending after a minute of maintenance", c.pendingHints())
+		}
+		for _, h := range home {
+			if o, _, _ := c.stores[h].Get([]byte("k")); !slices.Equal(live(o), []string{"v"}) {
+				t.Fatalf("replica %s holds %q after a minute of maintenance", h, live(o))
+			}
 		}
 	})
 }
