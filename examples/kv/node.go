@@ -190,6 +190,13 @@ func (n *Node) Stats() Stats {
 	}
 }
 
+// Alive reports whether the node's failure detector believes node id up.
+func (n *Node) Alive(id string) bool { return n.alive(id) }
+
+// Local returns this node's own copy of key, and false if it holds none:
+// for checkers that compare replicas.
+func (n *Node) Local(key []byte) (Object, bool, error) { return n.store.Get(key) }
+
 // Home returns the key's home replicas under the current ring, its first
 // N distinct nodes.
 func (n *Node) Home(key []byte) []string { return n.Ring().Replicas(key, n.quorum.N, nil) }

@@ -96,9 +96,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	reg := detector.NewRegistry(func() *detector.Timeout { return detector.NewTimeout(3 * probeEvery) }, detector.RegistryConfig{})
+	for _, m := range cfg.Members { // monitored from the start: one never heard from is suspected too
+		if m.ID != cfg.ID {
+			reg.Heartbeat(m.ID, time.Now())
+		}
+	}
 	alive := func(id string) bool {
 		phi, ok := reg.Phi(id, time.Now())
-		return !ok || phi <= 1 // an unprobed node is presumed alive
+		return !ok || phi <= 1 // ok is false only for this node
 	}
 	node, err := NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log})
 	if err != nil {
