@@ -88,7 +88,7 @@ func (m *memNet) alive(id string) bool {
 
 // cluster is a test cluster of nodes on real bbolt files.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ring   *ring.Ring
 	q      quorum.Config
@@ -100,7 +100,7 @@ type cluster struct {
 
 var testTree = merkle.Config{Branches: 16, SegmentsPerBranch: 16}
 
-func newCluster(t *testing.T, seed uint64, nodes int, q quorum.Config) *cluster {
+func newCluster(t testing.TB, seed uint64, nodes int, q quorum.Config) *cluster {
 	var rn []ring.Node
 	var ids []string
 	for i := range nodes {
