@@ -324,6 +324,9 @@ func (d *demo) client1(ctx context.Context, c int) {
 
 		start := time.Now()
 		code, hdr, err := d.do(ctx, http.MethodGet, url, nil, "")
+		if ctx.Err() != nil {
+			return // the run ended: not a failure of the store
+		}
 		d.record(st, start, err == nil && code < 500)
 		if err != nil || code >= 500 {
 			continue
@@ -340,7 +343,9 @@ func (d *demo) client1(ctx context.Context, c int) {
 		value += strings.Repeat("x", max(0, d.o.valueLen-len(value)))
 		start = time.Now()
 		code, hdr, err = d.do(ctx, http.MethodPut, url, []byte(value), cctx)
-		d.record(st, start, err == nil && code == http.StatusNoContent)
+		if ctx.Err() == nil {
+			d.record(st, start, err == nil && code == http.StatusNoContent)
+		}
 		ack := kv.Ack{Key: key, Version: kv.Version{Value: []byte(value)}}
 		if cctx != "" {
 			ack.Context, _ = kv.DecodeContext(cctx)
