@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -152,9 +153,13 @@ func (s DVVSet[V]) EncodeMsgpack(enc *msgpack.Encoder) error {
 }
 
 // DecodeMsgpack reads a DVVSet written by [DVVSet.EncodeMsgpack],
-// replacing s's contents; values are decoded with dec. The anonymous
-// values are put in canonical order (sorted and deduplicated by
-// encoding). Errors wrap [ErrMalformed]; on error s is unchanged.
+// replacing s's contents. Each value is checked before it is decoded: every
+// length inside it must be backed by input, so that hostile input cannot
+// make msgpack preallocate for it. Values are then decoded with dec when it
+// reads from an [io.Seeker] (as [msgpack.Unmarshal] does), and from other
+// readers with msgpack's default settings. The anonymous values are put in
+// canonical order (sorted and deduplicated by encoding). Errors wrap
+// [ErrMalformed]; on error s is unchanged.
 func (s *DVVSet[V]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err := decodeTuple(dec, 2, 2); err != nil {
 		return malformed("DVVSet", err)
@@ -212,8 +217,8 @@ func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
 	}
 	vs := make([]V, 0, prealloc)
 	for range n {
-		var v V
-		if err := dec.Decode(&v); err != nil {
+		v, err := wire.DecodeValue[V](dec)
+		if err != nil {
 			return nil, err
 		}
 		vs = append(vs, v)
