@@ -72,7 +72,8 @@
 //     with the xxHash64 of their encoded objects, after any sequence of
 //     writes, reopenings and regroupings.
 //   - Encoding: objects and RPCs are deterministic msgpack; their
-//     decoders never panic and allocate in proportion to their input.
+//     decoders never panic and allocate in proportion to their input,
+//     plus at most msgpack's 1 MiB read chunk.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.

@@ -115,7 +115,8 @@ func EncodeObject(o Object) ([]byte, error) {
 }
 
 // DecodeObject decodes an [Object] encoded by [EncodeObject]. It never
-// panics and allocates in proportion to b; errors wrap [ErrMalformed]
+// panics and allocates in proportion to b, plus at most msgpack's 1 MiB
+// read chunk; errors wrap [ErrMalformed]
 // (and vclock.ErrMalformed for a malformed history). Trailing bytes are an
 // error.
 func DecodeObject(b []byte) (Object, error) {

@@ -53,7 +53,10 @@ func TestDecodeObjectHostile(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, _ = DecodeObject(huge)
 	runtime.ReadMemStats(&after)
-	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<16 {
+	// vclock decodes each value through internal/wire, whose msgpack Skip
+	// reads a bin through a buffer of up to msgpack's 1 MiB read chunk:
+	// bounded, though not by the input.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 2<<20 {
 		t.Errorf("decoding a 2 GiB length from %d bytes allocated %d bytes", len(huge), n)
 	}
 }
