@@ -2,8 +2,8 @@
 // distkit's primitives: placement on a [ring] with vnodes and zones, W/R
 // quorums with [quorum.Gather], siblings and causal contexts with
 // [vclock.DVVSet], anti-entropy with [merkle] trees, failure detection
-// with [detector], idempotent writes with [idempotency], and bbolt for
-// durable storage.
+// with [swim] over UDP, idempotent writes with [idempotency], and bbolt
+// for durable storage.
 //
 // # Usage
 //
@@ -80,7 +80,9 @@
 //
 // # Not yet
 //
-// Membership is static (a ring given at start); SWIM membership with
-// data streaming for moved ranges (ring.ReplicaMoves) and the reaping of
-// tombstones that every replica holds are still to come.
+// The ring is static (every member given at start): SWIM tells which
+// members are up, but a member joining or leaving for good does not yet
+// change the ring, which needs streaming the moved ranges
+// (ring.ReplicaMoves). Tombstones are kept forever: reaping those every
+// replica holds is still to come.
 package kv

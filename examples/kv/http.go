@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/ring"
@@ -98,6 +100,9 @@ type APIConfig struct {
 	Metrics *Metrics
 	// Ready reports readiness for /readyz; nil: always ready.
 	Ready func() bool
+	// Membership lists the failure detector's members for /cluster; nil:
+	// states from the node's Alive alone.
+	Membership func() []swim.Member
 }
 
 // API returns the HTTP handler of node n: the client API on /kv/{key}
@@ -274,9 +279,11 @@ type clusterView struct {
 }
 
 type memberView struct {
-	ID    string `json:"id"`
-	Zone  string `json:"zone"`
-	State string `json:"state"` // "alive" or "suspect", as the failure detector sees it
+	ID          string `json:"id"`
+	Zone        string `json:"zone"`
+	State       string `json:"state"`            // as the failure detector sees it
+	Incarnation uint64 `json:"incarnation"`      // SWIM's; 0 without SWIM
+	Gossip      string `json:"gossip,omitempty"` // SWIM address
 }
 
 type ownedRange struct {
@@ -289,12 +296,20 @@ func (a *api) serveCluster(w http.ResponseWriter, _ *http.Request) {
 	n := a.n
 	r := n.Ring()
 	v := clusterView{ID: n.id, N: n.quorum.N, R: n.quorum.R, W: n.quorum.W, Stats: n.Stats()}
+	var swimMembers []swim.Member
+	if a.cfg.Membership != nil {
+		swimMembers = a.cfg.Membership()
+	}
 	for _, m := range r.Nodes() {
-		state := "alive"
+		mv := memberView{ID: m.ID, Zone: m.Zone, State: "alive"}
 		if !n.alive(m.ID) {
-			state = "suspect"
+			mv.State = "down"
 		}
-		v.Members = append(v.Members, memberView{ID: m.ID, Zone: m.Zone, State: state})
+		if i := slices.IndexFunc(swimMembers, func(s swim.Member) bool { return s.ID == m.ID }); i >= 0 {
+			sm := swimMembers[i]
+			mv.State, mv.Incarnation, mv.Gossip = sm.State.String(), sm.Incarnation, sm.Addr
+		}
+		v.Members = append(v.Members, mv)
 	}
 	for _, m := range ring.ReplicaMoves(nil, r, n.quorum.N) {
 		for _, id := range m.To {

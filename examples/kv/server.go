@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -8,11 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/distkit/distkit/detector"
+	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/ring"
@@ -24,45 +26,51 @@ type Member struct {
 	ID, Addr, Zone string
 }
 
-// ServerConfig configures [StartServer]. ID, Listen, Data and Members are
-// required; zero durations take defaults.
+// ServerConfig configures [StartServer]. ID, Listen, Gossip, Data and
+// Members are required; zero durations take defaults.
 type ServerConfig struct {
 	ID      string
-	Listen  string   // HTTP address to listen on, host:port (port 0: any)
+	Listen  string   // HTTP address to listen on, host:port
+	Gossip  string   // UDP address of the SWIM failure detector, host:port
+	Join    []string // gossip addresses of other nodes to join through
 	Data    string   // directory of the node's bbolt file
 	Members []Member // every node of the cluster, this one included (its Addr is ignored)
 	Quorum  quorum.Config
 	Logger  *slog.Logger // nil: discard
-	// Client makes the replica RPCs and health probes; nil: a client
-	// with a 2-second timeout.
+	// Client makes the replica RPCs; nil: a client with a 2-second
+	// timeout.
 	Client *http.Client
-	// ProbeEvery is the period of the health probes that feed the failure
-	// detector; a node unanswered for 3×ProbeEvery is suspected. 0: 500ms.
-	ProbeEvery time.Duration
+	// ProbeInterval is SWIM's protocol period; 0: 1s, memberlist's LAN
+	// default. ProbeTimeout is half of it.
+	ProbeInterval time.Duration
+	// WrapGossip, when set, wraps the UDP transport of SWIM, to inject
+	// faults in tests and demos.
+	WrapGossip func(swim.Transport) swim.Transport
 	Maintain   MaintainConfig
 	Store      StoreConfig // Group is set by the node
 }
 
 // Server is one store node as a process would run it: its store, its
-// [Node], the HTTP API on a listener, a failure detector fed by health
-// probes of the other members, and the node's maintenance. It is safe for
-// concurrent use.
+// [Node], the HTTP API on a listener, SWIM over UDP as the failure
+// detector, and the node's maintenance. It is safe for concurrent use.
 type Server struct {
 	node    *Node
 	store   *Store
 	http    *http.Server
 	ln      net.Listener
+	udp     *swim.UDP
+	swim    *swim.Node
 	metrics *Metrics
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the probe, maintenance and HTTP goroutines
+	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
 	ready   atomic.Bool
 }
 
-// StartServer opens the store in cfg.Data, starts listening and serving
-// and starts the background work; it returns once the node serves. Stop
-// it with [Server.Shutdown]. It returns the errors of [Open], [NewNode]
-// and net.Listen.
-func StartServer(cfg ServerConfig) (*Server, error) {
+// StartServer opens the store in cfg.Data, joins the SWIM cluster,
+// starts listening and serving and starts the background work; it
+// returns once the node serves. Stop it with [Server.Shutdown]. It
+// returns the errors of [Open], [NewNode], swim.New and listening.
+func StartServer(cfg ServerConfig) (s *Server, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -71,10 +79,6 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	client := cfg.Client
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second}
-	}
-	probeEvery := cfg.ProbeEvery
-	if probeEvery <= 0 {
-		probeEvery = 500 * time.Millisecond
 	}
 	tr := &HTTPTransport{Client: client}
 	var nodes []ring.Node
@@ -91,85 +95,79 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
 	}
-	store, err := Open(filepath.Join(cfg.Data, "kv.db"), cfg.Store)
+	s = &Server{metrics: &Metrics{}}
+	var closers []func() error // undone in reverse on failure
+	defer func() {
+		if err != nil {
+			for _, c := range slices.Backward(closers) {
+				err = errors.Join(err, c())
+			}
+		}
+	}()
+	if s.store, err = Open(filepath.Join(cfg.Data, "kv.db"), cfg.Store); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.store.Close)
+	if s.udp, err = swim.ListenUDP(cfg.Gossip); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.udp.Close)
+	interval := cmp.Or(cfg.ProbeInterval, time.Second)
+	core, err := swim.New(swim.Config{ID: cfg.ID, Addr: s.udp.Addr(), Seeds: cfg.Join,
+		ProbeInterval: interval, ProbeTimeout: interval / 2}, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	reg := detector.NewRegistry(func() *detector.Timeout { return detector.NewTimeout(3 * probeEvery) }, detector.RegistryConfig{})
-	for _, m := range cfg.Members { // monitored from the start: one never heard from is suspected too
-		if m.ID != cfg.ID {
-			reg.Heartbeat(m.ID, time.Now())
-		}
+	var gossip swim.Transport = s.udp
+	if cfg.WrapGossip != nil {
+		gossip = cfg.WrapGossip(gossip)
 	}
+	s.swim = swim.Start(context.Background(), core, gossip, log)
+	closers = append(closers, s.swim.Close)
 	alive := func(id string) bool {
-		phi, ok := reg.Phi(id, time.Now())
-		return !ok || phi <= 1 // ok is false only for this node
+		m, known := s.swim.Member(id)
+		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
 	}
-	node, err := NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log})
-	if err != nil {
-		return nil, errors.Join(err, store.Close())
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log}); err != nil {
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, errors.Join(err, store.Close())
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
 	}
-	s := &Server{node: node, store: store, ln: ln, metrics: &Metrics{}}
 	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
 	s.http = &http.Server{
-		Handler:           API(node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: s.ready.Load}),
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: s.ready.Load,
+			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() {
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("serve", "err", err)
 		}
 	})
-	s.wg.Go(func() { node.Maintain(ctx, cfg.Maintain) })
-	s.wg.Go(func() { s.probe(ctx, client, cfg, reg, probeEvery, log) })
+	s.wg.Go(func() { s.node.Maintain(ctx, cfg.Maintain) })
+	s.wg.Go(func() { s.watch(ctx, log) })
 	s.ready.Store(true)
-	log.Info("serving", "addr", ln.Addr().String(), "n", node.quorum.N, "r", node.quorum.R, "w", node.quorum.W)
+	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.quorum.N, "r", s.node.quorum.R, "w", s.node.quorum.W)
 	return s, nil
 }
 
-// probe GETs every other member's /healthz each period and feeds the
-// failure detector, logging and counting changes of liveness, until ctx
-// is done.
-func (s *Server) probe(ctx context.Context, client *http.Client, cfg ServerConfig, reg *detector.Registry[*detector.Timeout], every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	up := map[string]bool{}
+// watch logs and counts SWIM's membership events until ctx is done.
+func (s *Server) watch(ctx context.Context, log *slog.Logger) {
+	var events []swim.Event
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-s.swim.Changed():
 		}
-		for _, m := range cfg.Members {
-			if m.ID == cfg.ID {
-				continue
-			}
-			pctx, cancel := context.WithTimeout(ctx, every)
-			req, err := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+m.Addr+"/healthz", nil)
-			if err == nil {
-				var resp *http.Response
-				if resp, err = client.Do(req); err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						reg.Heartbeat(m.ID, time.Now())
-					}
-				}
-			}
-			cancel()
-			if now := s.node.alive(m.ID); now != up[m.ID] {
-				if _, seen := up[m.ID]; seen {
-					s.metrics.MembershipChanged()
-					log.Info("membership", "member", m.ID, "alive", now)
-				}
-				up[m.ID] = now
-			}
+		events = s.swim.PopEvents(events[:0])
+		for _, e := range events {
+			s.metrics.MembershipChanged()
+			log.Info("membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
 		}
 	}
 }
@@ -180,14 +178,18 @@ func (s *Server) Node() *Node { return s.node }
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Shutdown stops the server: it stops accepting requests and waits for
-// those in flight until ctx is done (then closes their connections),
-// stops the background work, waits for the node's replication and
-// repairs, and closes the store. A ctx that is already done makes it a
-// hard stop, as close to a crash as a process can do to itself: every
-// acknowledged write is on disk either way.
+// Shutdown stops the server: it leaves the SWIM cluster, stops
+// accepting requests and waits for those in flight until ctx is done
+// (then closes their connections), stops the background work, waits for
+// the node's replication and repairs, and closes the store. A ctx that is
+// already done makes it a hard stop, as close to a crash as a process can
+// do to itself (it does not even leave): every acknowledged write is on
+// disk either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	if ctx.Err() == nil {
+		s.swim.Leave()
+	}
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		err = s.http.Close()
@@ -195,5 +197,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.wg.Wait()
 	s.node.Close()
-	return errors.Join(err, s.store.Close())
+	return errors.Join(err, s.swim.Close(), s.udp.Close(), s.store.Close())
 }

@@ -4,7 +4,8 @@
 //	go run ./examples/kvdemo
 //
 // Each node is a [kv.Server] in this process, with its own bbolt file,
-// HTTP listener and failure detector; clients speak the HTTP API. The
+// HTTP listener and SWIM failure detector on UDP; clients speak the HTTP
+// API. A partition cuts both the node's HTTP and its SWIM traffic. The
 // phases are: steady load; kill one node (a hard stop: its data stays on
 // disk); partition another from the rest; heal; restart the killed node;
 // converge (hinted handoff and anti-entropy). A progress line per phase
@@ -30,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/quorum"
 )
@@ -132,10 +134,26 @@ func (t faultyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
+// faultyGossip is one node's SWIM transport under the partitions of nw:
+// packets across a partition are dropped.
+type faultyGossip struct {
+	swim.Transport
+	nw   *network
+	from string
+}
+
+func (t faultyGossip) WriteTo(packet []byte, addr string) error {
+	if t.nw.split(t.from, addr) {
+		return nil // lost, as a partition loses it
+	}
+	return t.Transport.WriteTo(packet, addr)
+}
+
 type demo struct {
 	o       options
 	out     io.Writer
 	members []kv.Member
+	gossip  []string // SWIM addresses, by member
 	nw      *network
 	mu      sync.Mutex
 	servers []*kv.Server // nil: killed
@@ -164,8 +182,14 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 		if err != nil {
 			return nil, err
 		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
 		d.members = append(d.members, kv.Member{ID: fmt.Sprintf("n%d", i+1), Addr: ln.Addr().String(), Zone: fmt.Sprintf("z%d", i%3)})
+		d.gossip = append(d.gossip, pc.LocalAddr().String())
 		ln.Close()
+		pc.Close()
 	}
 	d.servers = make([]*kv.Server, o.nodes)
 	for i := range d.members {
@@ -179,12 +203,15 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 func (d *demo) start(i int) error {
 	m := d.members[i]
 	s, err := kv.StartServer(kv.ServerConfig{
-		ID: m.ID, Listen: m.Addr, Data: filepath.Join(d.o.dir, m.ID), Members: d.members,
+		ID: m.ID, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members,
+		ProbeInterval: 100 * time.Millisecond,
+		WrapGossip: func(t swim.Transport) swim.Transport {
+			return faultyGossip{Transport: t, nw: d.nw, from: d.gossip[i]}
+		},
 		Quorum: d.o.quorum,
 		Client: &http.Client{Timeout: time.Second, Transport: faultyTransport{nw: d.nw, from: m.Addr,
 			next: &http.Transport{MaxIdleConnsPerHost: 64}}},
-		ProbeEvery: 100 * time.Millisecond,
-		Maintain:   kv.MaintainConfig{HandOffEvery: 200 * time.Millisecond, AntiEntropyEvery: time.Second},
+		Maintain: kv.MaintainConfig{HandOffEvery: 200 * time.Millisecond, AntiEntropyEvery: time.Second},
 	})
 	if err != nil {
 		return err
@@ -239,10 +266,12 @@ func (d *demo) run() error {
 		}},
 		{fmt.Sprintf("partition %s", d.members[island].ID), d.o.faults["partition"], func() error {
 			d.nw.set(d.members[island].Addr, true)
+			d.nw.set(d.gossip[island], true)
 			return nil
 		}},
 		{"heal", d.o.faults["partition"], func() error {
 			d.nw.set(d.members[island].Addr, false)
+			d.nw.set(d.gossip[island], false)
 			return nil
 		}},
 		{fmt.Sprintf("restart %s", d.members[victim].ID), d.o.faults["kill"], func() error { return d.start(victim) }},
@@ -253,13 +282,6 @@ func (d *demo) run() error {
 		if !p.on {
 			continue
 		}
-		if p.setup != nil {
-			if err := p.setup(); err != nil {
-				stop()
-				wg.Wait()
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-		}
 		st := &phaseStats{name: p.name}
 		d.mu.Lock()
 		d.stats = append(d.stats, st)
@@ -269,7 +291,14 @@ func (d *demo) run() error {
 				wg.Go(func() { d.client1(ctx, c) })
 			}
 		}
-		start := time.Now()
+		start := time.Now() // the phase includes its fault's injection
+		if p.setup != nil {
+			if err := p.setup(); err != nil {
+				stop()
+				wg.Wait()
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
 		time.Sleep(d.o.phase)
 		st.mu.Lock()
 		st.elapsed = time.Since(start)

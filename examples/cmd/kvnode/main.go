@@ -1,11 +1,13 @@
 // Command kvnode runs one node of the replicated key-value store of
-// package kv: the HTTP API of issue 13 on -listen, its data in -data.
+// package kv: the HTTP API of issue 13 on -listen, SWIM failure detection
+// over UDP on -gossip (joining through -join), its data in -data.
 //
-// Membership is static for now: -peers lists every node of the cluster
-// as id=host:port, with an optional @zone (this node's entry gives its
-// ID's place; its address is -listen).
+// The ring is static for now: -peers lists every node of the cluster as
+// id=host:port (its HTTP address), with an optional @zone (this node's
+// entry gives its ID's place; its address is -listen).
 //
-//	kvnode -id n1 -listen 127.0.0.1:7001 -data /tmp/n1 \
+//	kvnode -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7101 -data /tmp/n1 \
+//	    -join 127.0.0.1:7102,127.0.0.1:7103 \
 //	    -peers n1=127.0.0.1:7001@z1,n2=127.0.0.1:7002@z2,n3=127.0.0.1:7003@z3
 //
 // It logs JSON lines with log/slog to stderr and shuts down cleanly on
@@ -38,6 +40,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
 	id := fs.String("id", "", "this node's ID (required)")
 	listen := fs.String("listen", "127.0.0.1:7001", "HTTP address to serve on")
+	gossip := fs.String("gossip", "127.0.0.1:7946", "UDP address for SWIM")
+	join := fs.String("join", "", "gossip addresses of other nodes, comma-separated")
 	data := fs.String("data", "", "data directory (required)")
 	zone := fs.String("zone", "", "this node's zone (overrides its @zone in -peers)")
 	peers := fs.String("peers", "", "every node as id=host:port[@zone], comma-separated (required)")
@@ -58,7 +62,7 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{
-		ID: *id, Listen: *listen, Data: *data, Members: members,
+		ID: *id, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store: kv.StoreConfig{NoSync: *noSync},
 	})
@@ -72,6 +76,17 @@ func run(args []string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // parsePeers parses -peers; the entry of id takes listen as its address

@@ -28,19 +28,32 @@ type proc struct {
 	addr string
 }
 
-func freeAddrs(t *testing.T, n int) []string {
+// freeAddrs returns n loopback addresses free for network ("tcp" or
+// "udp") a moment ago.
+func freeAddrs(t *testing.T, network string, n int) []string {
 	var out []string
-	var lns []net.Listener
+	var closers []io.Closer
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		var addr net.Addr
+		var c io.Closer
+		if network == "udp" {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, c = pc.LocalAddr(), pc
+		} else {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, c = ln.Addr(), ln
 		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
+		closers = append(closers, c)
+		out = append(out, addr.String())
 	}
-	for _, ln := range lns {
-		ln.Close()
+	for _, c := range closers {
+		c.Close()
 	}
 	return out
 }
@@ -94,14 +107,15 @@ func TestKillAndRestart(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 3)
+	addrs, gossip := freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
 	ids := []string{"n1", "n2", "n3"}
 	var peers []string
 	for i, id := range ids {
 		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
 	}
 	args := func(i int) []string {
-		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ",")}
+		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
+			"-gossip", gossip[i], "-join", strings.Join(gossip, ",")}
 	}
 	procs := make([]*proc, 3)
 	for i := range ids {
@@ -151,5 +165,8 @@ func TestKillAndRestart(t *testing.T) {
 	}
 	if code, body := request(t, "GET", "http://"+addrs[1]+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "kv_requests_total") {
 		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	if code, body := request(t, "GET", "http://"+addrs[1]+"/cluster", ""); code != http.StatusOK || !strings.Contains(body, `"incarnation"`) {
+		t.Fatalf("/cluster: %d %s", code, body)
 	}
 }
