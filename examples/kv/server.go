@@ -136,7 +136,10 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: s.ready.Load,
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: func() bool {
+			// Joined (or alone by configuration) and serving.
+			return s.ready.Load() && (len(cfg.Members) == 1 || s.swim.NumLive() > 1)
+		},
 			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

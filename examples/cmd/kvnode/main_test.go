@@ -166,6 +166,9 @@ func TestKillAndRestart(t *testing.T) {
 	if code, body := request(t, "GET", "http://"+addrs[1]+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "kv_requests_total") {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
+	if code, _ := request(t, "GET", "http://"+addrs[1]+"/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with every other member gone: %d, want 503", code)
+	}
 	if code, body := request(t, "GET", "http://"+addrs[1]+"/cluster", ""); code != http.StatusOK || !strings.Contains(body, `"incarnation"`) {
 		t.Fatalf("/cluster: %d %s", code, body)
 	}
