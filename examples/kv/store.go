@@ -40,6 +40,7 @@ const (
 var DefaultTree = merkle.Config{Branches: 256, SegmentsPerBranch: 64}
 
 // StoreConfig configures [Open]. The zero StoreConfig means the defaults.
+// It is a plain value.
 type StoreConfig struct {
 	// Tree is the geometry of every anti-entropy tree; zero: DefaultTree.
 	// Replicas that exchange trees must use the same geometry.
@@ -354,7 +355,8 @@ func (s *Store) Groups() []string {
 	return gs
 }
 
-// Entry is one key and its object.
+// Entry is one key and its object. It is a plain value; the zero Entry
+// has no key.
 type Entry struct {
 	Key    []byte
 	Object Object
