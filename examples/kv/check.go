@@ -18,7 +18,8 @@ var ErrDiverged = errors.New("kv: replicas differ")
 // Ack is a write a client saw acknowledged: the key, what it wrote (a
 // tombstone for a delete), the context it sent, and the dot the store
 // gave the write ([Written.Dot]). The checker recognises a value by its
-// bytes, so every acknowledged write must write a distinct value.
+// bytes, so every acknowledged write must write a distinct value. It is a
+// plain value.
 type Ack struct {
 	Key     string
 	Version Version

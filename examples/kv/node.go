@@ -39,7 +39,7 @@ const (
 )
 
 // NodeConfig configures [NewNode]. Store, Transport, ID and Ring are
-// required; zero fields of the rest take defaults.
+// required; zero fields of the rest take defaults. It is a plain value.
 type NodeConfig struct {
 	ID        string     // this node's ID in Ring; no ',' in it
 	Ring      *ring.Ring // placement: a key's first Quorum.N replicas are its home
@@ -211,14 +211,16 @@ func (n *Node) placement(key []byte) (home, fallbacks []string) {
 
 // Result is what a read returns: the key's live values (siblings when
 // there are several; none when it is absent or deleted) and the context
-// to send with the next write of the key.
+// to send with the next write of the key. It is a plain value; the zero
+// Result is an absent key with no history.
 type Result struct {
 	Values  [][]byte
 	Context vclock.VClock
 }
 
 // Written is what an acknowledged write returns: the context to send with
-// the next write, and the dot the write got, which identifies it.
+// the next write, and the dot the write got, which identifies it. It is a
+// plain value; a zero Dot means the dot is unknown.
 type Written struct {
 	Context vclock.VClock
 	Dot     vclock.Dot

@@ -21,13 +21,14 @@ import (
 )
 
 // Member is a node of a statically configured cluster: its ID, HTTP
-// address (host:port) and zone.
+// address (host:port) and zone. It is a plain value.
 type Member struct {
 	ID, Addr, Zone string
 }
 
 // ServerConfig configures [StartServer]. ID, Listen, Gossip, Data and
-// Members are required; zero durations take defaults.
+// Members are required; zero durations take defaults. It is a plain
+// value.
 type ServerConfig struct {
 	ID      string
 	Listen  string   // HTTP address to listen on, host:port
