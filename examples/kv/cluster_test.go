@@ -342,3 +342,78 @@ func runHistory(t *testing.T, seed uint64, steps int) {
 	}
 	t.Logf("seed %d: %d acks, %d failed ops, %d rounds to converge, %d calls", seed, len(acks), failed, rounds, c.net.calls)
 }
+
+// TestClusterConcurrentClients has clients run at once, so that
+// coordinators race on the same keys, between rounds of crashes,
+// restarts and partitions; the verdict is the same as for the sequential
+// histories. Goroutine scheduling makes a seed's run vary.
+func TestClusterConcurrentClients(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { runConcurrent(t, seed) })
+		})
+	}
+}
+
+func runConcurrent(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	c := newCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2})
+	defer c.close()
+	c.net.loss, c.net.dup = 0.02, 0.02
+	ctx := context.Background()
+	keys := []string{"a", "b", "c"}
+	var mu sync.Mutex
+	var acks, indeterminate []Ack
+	for round := range 8 {
+		switch rng.IntN(4) {
+		case 0:
+			if up := c.up(); len(up) > 3 {
+				c.crash(up[rng.IntN(len(up))])
+			}
+		case 1:
+			for _, id := range c.ids {
+				if c.node(id) == nil {
+					c.start(id)
+				}
+			}
+		case 2:
+			c.net.mu.Lock()
+			clear(c.net.partitioned)
+			c.net.partitioned[c.ids[rng.IntN(len(c.ids))]] = true
+			c.net.mu.Unlock()
+		}
+		up := c.up()
+		var wg sync.WaitGroup
+		for cl := range 4 {
+			coord := c.node(up[rng.IntN(len(up))])
+			crng := rand.New(rand.NewPCG(seed, uint64(round*10+cl)))
+			wg.Go(func() {
+				for op := range 10 {
+					key := []byte(keys[crng.IntN(len(keys))])
+					res, err := coord.Get(ctx, key, 0)
+					if err != nil {
+						continue
+					}
+					a := Ack{Key: string(key), Version: Version{Value: fmt.Appendf(nil, "%d/%d/%d", round, cl, op)}, Context: res.Context}
+					w, err := coord.Put(ctx, key, res.Context, a.Version.Value, 0)
+					a.Dot = w.Dot
+					mu.Lock()
+					if err != nil {
+						indeterminate = append(indeterminate, a)
+					} else {
+						acks = append(acks, a)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	c.converge(ctx)
+	if err := Check(acks, indeterminate, c.replicas(keys)).Err(); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	if len(acks) < 100 {
+		t.Fatalf("seed %d: only %d writes acknowledged", seed, len(acks))
+	}
+}
