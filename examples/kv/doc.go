@@ -47,8 +47,9 @@
 // with DVVSet.Sync, and sends the merge back to the home replicas whose
 // reply was older (read repair, in the background). [Node.HandOff] returns
 // hints to their home when it is alive again; [Node.AntiEntropy] diffs the
-// merkle trees of each replica set two nodes share and syncs exactly the
-// keys of the dirty segments.
+// merkle trees of each replica set two nodes share (the union of the ring
+// ranges with that preference list) and syncs exactly the keys of the
+// dirty segments.
 //
 // # Guarantees
 //
@@ -80,9 +81,10 @@
 //
 // # Not yet
 //
-// The ring is static (every member given at start): SWIM tells which
-// members are up, but a member joining or leaving for good does not yet
-// change the ring, which needs streaming the moved ranges
-// (ring.ReplicaMoves). Tombstones are kept forever: reaping those every
-// replica holds is still to come.
+// [Node.SetRing] and [Node.Rebalance] move a running cluster to a new
+// ring, streaming each moved key (ring.ReplicaMoves) to its new
+// replicas; but [Server] keeps the ring it started with (every member
+// given at start): SWIM tells which members are up, and a member joining
+// or leaving for good does not yet change the ring. Tombstones are kept
+// forever: reaping those every replica holds is still to come.
 package kv

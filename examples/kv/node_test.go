@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -295,6 +297,58 @@ func TestNodeMaintain(t *testing.T) {
 			if o, _, _ := c.stores[h].Get([]byte("k")); !slices.Equal(live(o), []string{"v"}) {
 				t.Fatalf("replica %s holds %q after a minute of maintenance", h, live(o))
 			}
+		}
+	})
+}
+
+// A node replaced in the ring: after SetRing, Rebalance streams every key
+// to its new replicas, even keys whose old replicas all left their set,
+// without waiting for anti-entropy.
+func TestNodeRebalance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		var acks []Ack
+		var keys []string
+		for i := range 60 {
+			key := fmt.Sprintf("k%d", i)
+			keys = append(keys, key)
+			w, err := c.node(c.ids[i%5]).Put(ctx, []byte(key), vclock.VClock{}, []byte(key), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
+		}
+		old := c.ring
+		next, err := old.Without("n1").With(ring.Node{ID: "n6", Zone: "z0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ring = next
+		c.ids = append(c.ids, "n6")
+		c.start("n6")
+		for _, id := range c.ids[:5] {
+			if err := c.node(id).SetRing(next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sent := 0
+		for _, id := range c.ids[:5] {
+			k, err := c.node(id).Rebalance(ctx, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent += k
+		}
+		if sent == 0 {
+			t.Fatal("nothing streamed though n1 left and n6 joined")
+		}
+		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+			t.Fatalf("after rebalancing: %v", err)
+		}
+		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+			t.Fatalf("rebalance without a ring change: %d, %v", k, err)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/distkit/distkit/merkle"
+	"github.com/distkit/distkit/ring"
 )
 
 // handOffBatch is how many hints HandOff sends per target and round.
@@ -133,4 +134,46 @@ func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved in
 		}
 	}
 	return repaired, res.Bytes, nil
+}
+
+// Rebalance streams the keys this node holds whose replica set differs
+// between the ring from and the node's current ring ([ring.ReplicaMoves])
+// to the nodes that became their replicas, and returns how many copies it
+// sent. Call it on every node of the old ring (a node leaving the ring
+// included) after [Node.SetRing]. It keeps its own copies: a node never
+// drops a key it held, so the dots it coordinates stay unique should it
+// own the key again. It lists the keys to send in memory, with one scan
+// of the store, and sends them one by one; it stops at the first error.
+func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
+	moves := ring.ReplicaMoves(from, n.Ring(), n.quorum.N)
+	if len(moves) == 0 {
+		return 0, nil
+	}
+	type copyTo struct {
+		to string
+		e  Entry
+	}
+	var pending []copyTo
+	err := n.store.All(func(key []byte, o Object) error {
+		h := ring.KeyHash(key)
+		i := slices.IndexFunc(moves, func(m ring.ReplicaMove) bool { return m.Contains(h) })
+		if i < 0 {
+			return nil
+		}
+		for _, to := range moves[i].To {
+			if to != n.id && !slices.Contains(moves[i].From, to) {
+				pending = append(pending, copyTo{to, Entry{Key: slices.Clone(key), Object: o.Clone()}})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range pending {
+		if err := n.send(ctx, p.to, p.e); err != nil {
+			return i, fmt.Errorf("kv: rebalance to %s: %w", p.to, err)
+		}
+	}
+	return len(pending), nil
 }
