@@ -79,12 +79,17 @@
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.
 //
-// # Not yet
+// # Membership
 //
-// [Node.SetRing] and [Node.Rebalance] move a running cluster to a new
-// ring, streaming each moved key (ring.ReplicaMoves) to its new
-// replicas; but [Server] keeps the ring it started with (every member
-// given at start): SWIM tells which members are up, and a member joining
-// or leaving for good does not yet change the ring. Tombstones are kept
-// forever: reaping those every replica holds is still to come.
+// Membership: [Server] runs SWIM over UDP. A member that joins (with its
+// HTTP address and zone in its SWIM metadata) is added to the ring and
+// one that leaves is removed ([Node.SetRing]); every node then streams
+// the keys whose replica set changed to their new replicas
+// ([Node.Rebalance], from ring.ReplicaMoves). A member that fails stays
+// in the ring: its writes go to fallbacks with hints until it returns.
+//
+// Not yet: a leaving node does not hand its own data off before it goes
+// (the others stream what they hold, and W ≥ 2 keeps every acknowledged
+// write on another node), and tombstones are kept forever: reaping those
+// every replica holds is still to come.
 package kv

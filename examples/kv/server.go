@@ -3,6 +3,7 @@ package kv
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -26,16 +27,22 @@ type Member struct {
 	ID, Addr, Zone string
 }
 
-// ServerConfig configures [StartServer]. ID, Listen, Gossip, Data and
-// Members are required; zero durations take defaults. It is a plain
-// value.
+// ServerConfig configures [StartServer]. ID, Listen, Gossip and Data are
+// required; zero durations take defaults. It is a plain value.
 type ServerConfig struct {
-	ID      string
-	Listen  string   // HTTP address to listen on, host:port
-	Gossip  string   // UDP address of the SWIM failure detector, host:port
-	Join    []string // gossip addresses of other nodes to join through
-	Data    string   // directory of the node's bbolt file
-	Members []Member // every node of the cluster, this one included (its Addr is ignored)
+	ID     string
+	Listen string   // HTTP address to listen on, host:port
+	Zone   string   // this node's zone
+	Gossip string   // UDP address of SWIM, host:port
+	Join   []string // gossip addresses of other nodes to join through
+	Data   string   // directory of the node's bbolt file
+	// Members are the nodes the ring starts with (this one is added if
+	// absent; its Addr is ignored); nil: this node alone. The ring then
+	// follows SWIM: a node that joins with its address in its metadata is
+	// added, one that leaves is removed, and moved keys are streamed to
+	// their new replicas ([Node.Rebalance]). A failed node stays: its
+	// writes go to fallbacks with hints until it returns.
+	Members []Member
 	Quorum  quorum.Config
 	Logger  *slog.Logger // nil: discard
 	// Client makes the replica RPCs; nil: a client with a 2-second
@@ -62,9 +69,11 @@ type Server struct {
 	udp     *swim.UDP
 	swim    *swim.Node
 	metrics *Metrics
+	tr      *HTTPTransport
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
-	ready   atomic.Bool
+	ready   atomic.Bool    // serving
+	joined  atomic.Bool    // has seen another live member
 }
 
 // StartServer opens the store in cfg.Data, joins the SWIM cluster,
@@ -82,10 +91,10 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		client = &http.Client{Timeout: 2 * time.Second}
 	}
 	tr := &HTTPTransport{Client: client}
-	var nodes []ring.Node
+	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
-		nodes = append(nodes, ring.Node{ID: m.ID, Zone: m.Zone})
 		if m.ID != cfg.ID {
+			nodes = append(nodes, ring.Node{ID: m.ID, Zone: m.Zone})
 			tr.SetAddr(m.ID, m.Addr)
 		}
 	}
@@ -96,7 +105,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Server{metrics: &Metrics{}}
+	s = &Server{metrics: &Metrics{}, tr: tr}
 	var closers []func() error // undone in reverse on failure
 	defer func() {
 		if err != nil {
@@ -109,12 +118,20 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.store.Close)
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.ln.Close)
 	if s.udp, err = swim.ListenUDP(cfg.Gossip); err != nil {
 		return nil, err
 	}
 	closers = append(closers, s.udp.Close)
+	meta, err := json.Marshal(nodeMeta{HTTP: s.ln.Addr().String(), Zone: cfg.Zone})
+	if err != nil {
+		return nil, err
+	}
 	interval := cmp.Or(cfg.ProbeInterval, time.Second)
-	core, err := swim.New(swim.Config{ID: cfg.ID, Addr: s.udp.Addr(), Seeds: cfg.Join,
+	core, err := swim.New(swim.Config{ID: cfg.ID, Addr: s.udp.Addr(), Meta: meta, Seeds: cfg.Join,
 		ProbeInterval: interval, ProbeTimeout: interval / 2}, time.Now())
 	if err != nil {
 		return nil, err
@@ -132,14 +149,11 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log}); err != nil {
 		return nil, err
 	}
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, err
-	}
 	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
 	s.http = &http.Server{
 		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: func() bool {
-			// Joined (or alone by configuration) and serving.
-			return s.ready.Load() && (len(cfg.Members) == 1 || s.swim.NumLive() > 1)
+			// Serving, and joined once unless it has no one to join.
+			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
 			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -159,7 +173,15 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	return s, nil
 }
 
-// watch logs and counts SWIM's membership events until ctx is done.
+// nodeMeta is what a node tells the cluster about itself in its SWIM
+// metadata (JSON).
+type nodeMeta struct {
+	HTTP string `json:"http"`
+	Zone string `json:"zone,omitempty"`
+}
+
+// watch logs and counts SWIM's membership events and makes the ring
+// follow them, until ctx is done.
 func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 	var events []swim.Event
 	for {
@@ -169,11 +191,56 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 		case <-s.swim.Changed():
 		}
 		events = s.swim.PopEvents(events[:0])
+		if s.swim.NumLive() > 1 {
+			s.joined.Store(true)
+		}
+		cur := s.node.Ring()
+		next := cur
 		for _, e := range events {
 			s.metrics.MembershipChanged()
 			log.Info("membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
+			next = s.follow(next, e, log)
+		}
+		if next == cur {
+			continue
+		}
+		if err := s.node.SetRing(next); err != nil {
+			log.Error("ring change", "err", err)
+			continue
+		}
+		k, err := s.node.Rebalance(ctx, cur)
+		log.Info("ring changed", "members", next.Len(), "streamed", k, "err", err)
+	}
+}
+
+// follow returns r changed by the event e: a member that joined is added
+// (its HTTP address and zone from its metadata), one that left is
+// removed; a failed one stays.
+func (s *Server) follow(r *ring.Ring, e swim.Event, log *slog.Logger) *ring.Ring {
+	id := e.Member.ID
+	if id == s.node.id {
+		return r
+	}
+	in := slices.ContainsFunc(r.Nodes(), func(n ring.Node) bool { return n.ID == id })
+	switch e.Kind {
+	case swim.EventJoined, swim.EventUpdated:
+		var m nodeMeta
+		if err := json.Unmarshal(e.Member.Meta, &m); err != nil || m.HTTP == "" {
+			log.Warn("member without an HTTP address in its metadata", "member", id, "err", err)
+			return r
+		}
+		s.tr.SetAddr(id, m.HTTP)
+		if !in {
+			if next, err := r.With(ring.Node{ID: id, Zone: m.Zone}); err == nil {
+				return next
+			}
+		}
+	case swim.EventLeft:
+		if in {
+			return r.Without(id)
 		}
 	}
+	return r
 }
 
 // Node returns the server's node.

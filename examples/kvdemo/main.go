@@ -203,7 +203,7 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 func (d *demo) start(i int) error {
 	m := d.members[i]
 	s, err := kv.StartServer(kv.ServerConfig{
-		ID: m.ID, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members,
+		ID: m.ID, Zone: m.Zone, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members,
 		ProbeInterval: 100 * time.Millisecond,
 		WrapGossip: func(t swim.Transport) swim.Transport {
 			return faultyGossip{Transport: t, nw: d.nw, from: d.gossip[i]}

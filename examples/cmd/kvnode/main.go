@@ -2,13 +2,15 @@
 // package kv: the HTTP API of issue 13 on -listen, SWIM failure detection
 // over UDP on -gossip (joining through -join), its data in -data.
 //
-// The ring is static for now: -peers lists every node of the cluster as
-// id=host:port (its HTTP address), with an optional @zone (this node's
-// entry gives its ID's place; its address is -listen).
+// The ring follows SWIM's membership: a node that joins is added, one that
+// leaves (SIGTERM) is removed, and the keys whose replicas changed are
+// streamed to their new replicas. -peers optionally gives the ring to
+// start with, as id=host:port (HTTP addresses) with an optional @zone, so
+// that a fresh cluster places keys alike from its first request.
 //
-//	kvnode -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7101 -data /tmp/n1 \
-//	    -join 127.0.0.1:7102,127.0.0.1:7103 \
-//	    -peers n1=127.0.0.1:7001@z1,n2=127.0.0.1:7002@z2,n3=127.0.0.1:7003@z3
+//	kvnode -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7101 -zone z1 -data /tmp/n1
+//	kvnode -id n2 -listen 127.0.0.1:7002 -gossip 127.0.0.1:7102 -zone z2 -data /tmp/n2 \
+//	    -join 127.0.0.1:7101
 //
 // It logs JSON lines with log/slog to stderr and shuts down cleanly on
 // SIGTERM or SIGINT.
@@ -21,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +47,7 @@ func run(args []string) error {
 	join := fs.String("join", "", "gossip addresses of other nodes, comma-separated")
 	data := fs.String("data", "", "data directory (required)")
 	zone := fs.String("zone", "", "this node's zone (overrides its @zone in -peers)")
-	peers := fs.String("peers", "", "every node as id=host:port[@zone], comma-separated (required)")
+	peers := fs.String("peers", "", "the ring to start with: id=host:port[@zone], comma-separated")
 	n := fs.Int("n", 3, "replicas per key")
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
@@ -52,17 +55,22 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *id == "" || *data == "" || *peers == "" {
+	if *id == "" || *data == "" {
 		fs.Usage()
-		return fmt.Errorf("-id, -data and -peers are required")
+		return fmt.Errorf("-id and -data are required")
 	}
-	members, err := parsePeers(*peers, *id, *listen, *zone)
+	members, err := parsePeers(*peers, *id)
 	if err != nil {
 		return err
 	}
+	if *zone == "" {
+		if i := slices.IndexFunc(members, func(m kv.Member) bool { return m.ID == *id }); i >= 0 {
+			*zone = members[i].Zone
+		}
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{
-		ID: *id, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
+		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store: kv.StoreConfig{NoSync: *noSync},
 	})
@@ -89,29 +97,16 @@ func splitList(s string) []string {
 	return out
 }
 
-// parsePeers parses -peers; the entry of id takes listen as its address
-// and zone, when set, as its zone. id must be listed.
-func parsePeers(s, id, listen, zone string) ([]kv.Member, error) {
+// parsePeers parses -peers (empty: none).
+func parsePeers(s, id string) ([]kv.Member, error) {
 	var out []kv.Member
-	self := false
-	for _, p := range strings.Split(s, ",") {
-		name, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+	for _, p := range splitList(s) {
+		name, addr, ok := strings.Cut(p, "=")
 		if !ok || name == "" || addr == "" {
 			return nil, fmt.Errorf("-peers entry %q: want id=host:port[@zone]", p)
 		}
 		addr, z, _ := strings.Cut(addr, "@")
-		m := kv.Member{ID: name, Addr: addr, Zone: z}
-		if name == id {
-			self = true
-			m.Addr = listen
-			if zone != "" {
-				m.Zone = zone
-			}
-		}
-		out = append(out, m)
-	}
-	if !self {
-		return nil, fmt.Errorf("-peers does not list -id %q", id)
+		out = append(out, kv.Member{ID: name, Addr: addr, Zone: z})
 	}
 	return out, nil
 }

@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The test binary doubles as kvnode: with KVNODE_MAIN set it runs main.
@@ -26,6 +29,24 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd  *exec.Cmd
 	addr string
+	logs chan string // its log lines after "serving"
+}
+
+// waitLog returns once the process logs a line containing every one of
+// parts, or fails the test after ten seconds.
+func (p *proc) waitLog(t *testing.T, parts ...string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-p.logs:
+			if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(line, s) }) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no log line with %q", parts)
+		}
+	}
 }
 
 // freeAddrs returns n loopback addresses free for network ("tcp" or
@@ -73,8 +94,16 @@ func start(t *testing.T, addr string, args ...string) *proc {
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), `"msg":"serving"`) {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return &proc{cmd: cmd, addr: addr}
+			p := &proc{cmd: cmd, addr: addr, logs: make(chan string, 1024)}
+			go func() {
+				for sc.Scan() {
+					select {
+					case p.logs <- sc.Text():
+					default: // nobody waits for so many lines
+					}
+				}
+			}()
+			return p
 		}
 	}
 	t.Fatalf("kvnode %v exited before serving: %v", args, cmd.Wait())
@@ -166,10 +195,54 @@ func TestKillAndRestart(t *testing.T) {
 	if code, body := request(t, "GET", "http://"+addrs[1]+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "kv_requests_total") {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
-	if code, _ := request(t, "GET", "http://"+addrs[1]+"/readyz", ""); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz with every other member gone: %d, want 503", code)
+	procs[1].waitLog(t, `"msg":"ring changed"`, `"members":1`)
+	if code, _ := request(t, "GET", "http://"+addrs[1]+"/readyz", ""); code != http.StatusOK {
+		t.Fatalf("/readyz of the last member: %d", code)
 	}
-	if code, body := request(t, "GET", "http://"+addrs[1]+"/cluster", ""); code != http.StatusOK || !strings.Contains(body, `"incarnation"`) {
+	// The others left: the ring follows, n2 replicates everything alone.
+	code, body := request(t, "GET", "http://"+addrs[1]+"/cluster", "")
+	var view struct {
+		Members []struct{ ID, State string }
+		Ranges  []struct{ Replicas []string }
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &view) != nil {
 		t.Fatalf("/cluster: %d %s", code, body)
+	}
+	for _, r := range view.Ranges {
+		if len(r.Replicas) != 1 || r.Replicas[0] != "n2" {
+			t.Fatalf("/cluster after n1 and n3 left: range replicas %v", r.Replicas)
+		}
+	}
+}
+
+// A node that joins through SWIM enters every ring and receives the keys
+// it now replicates; it keeps them when the first node leaves.
+func TestJoinStreamsKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	addrs, gossip := freeAddrs(t, "tcp", 2), freeAddrs(t, "udp", 2)
+	n1 := start(t, addrs[0], "-id", "n1", "-data", dir+"/n1", "-gossip", gossip[0], "-w", "1", "-r", "1")
+	defer func() { _ = n1.cmd.Process.Kill(); _ = n1.cmd.Wait() }()
+	for k := range 20 {
+		if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/k%d", addrs[0], k), fmt.Sprint("v", k)); code != http.StatusNoContent {
+			t.Fatalf("PUT k%d: %d %s", k, code, body)
+		}
+	}
+	n2 := start(t, addrs[1], "-id", "n2", "-data", dir+"/n2", "-gossip", gossip[1], "-join", gossip[0], "-w", "1", "-r", "1")
+	defer func() { _ = n2.cmd.Process.Kill(); _ = n2.cmd.Wait() }()
+	n1.waitLog(t, `"msg":"ring changed"`, `"members":2`, `"streamed":20`)
+	if err := n1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	n2.waitLog(t, `"msg":"ring changed"`, `"members":1`)
+	for k := range 20 {
+		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
+			t.Fatalf("GET k%d from the joined node alone: %d %q", k, code, body)
+		}
 	}
 }
