@@ -16,7 +16,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -451,10 +450,13 @@ func (d *demo) progress(st *phaseStats) {
 }
 
 // converge delivers every hint and runs anti-entropy between every pair of
-// nodes until a round changes nothing.
+// nodes until a round changes nothing and no hint is pending. Handoff
+// waits for SWIM to see a returning node alive, so rounds are 100ms
+// apart.
 func (d *demo) converge() (int, error) {
 	ctx := context.Background()
-	for round := 1; round <= 20; round++ {
+	const rounds = 100
+	for round := 1; round <= rounds; round++ {
 		changed := 0
 		for _, i := range d.live() {
 			n := d.serverAt(i).Node()
@@ -462,7 +464,7 @@ func (d *demo) converge() (int, error) {
 			if err != nil {
 				return round, err
 			}
-			changed += k
+			changed += k + n.Stats().HintsPending
 			for _, j := range d.live() {
 				if j == i {
 					continue
@@ -477,8 +479,9 @@ func (d *demo) converge() (int, error) {
 		if changed == 0 {
 			return round, nil
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return 20, errors.New("no convergence after 20 rounds")
+	return rounds, fmt.Errorf("no convergence after %d rounds", rounds)
 }
 
 func (d *demo) report(detection time.Duration) error {
