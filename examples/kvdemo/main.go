@@ -8,10 +8,11 @@
 // API. A partition cuts both the node's HTTP and its SWIM traffic. The
 // phases are: steady load; kill one node (a hard stop: its data stays on
 // disk); partition another from the rest; heal; restart the killed node;
-// converge (hinted handoff and anti-entropy). A progress line per phase
-// shows throughput and latency; the report ends with a verdict computed
-// by [kv.Check]: no acknowledged write lost and every key's replicas
-// identical. The exit status is 1 when the verdict fails.
+// with -faults ...,join, a new node joins (the ring grows and moved keys
+// are streamed); converge (hinted handoff and anti-entropy). A progress
+// line per phase shows throughput and latency; the report ends with a
+// verdict computed by [kv.Check]: no acknowledged write lost and every
+// key's replicas identical. The exit status is 1 when the verdict fails.
 package main
 
 import (
@@ -63,7 +64,7 @@ func run(args []string, out io.Writer) error {
 	valueLen := fs.Int("value", 100, "bytes per value written (at least the 16 of its unique prefix)")
 	phase := fs.Duration("phase", 3*time.Second, "duration of each load phase")
 	seed := fs.Uint64("seed", 1, "seed of the clients' choices")
-	faults := fs.String("faults", "kill,partition", "faults to inject: kill, partition (comma-separated; empty: none)")
+	faults := fs.String("faults", "kill,partition", "faults to inject: kill, partition, join (a new node joins at the end; comma-separated; empty: none)")
 	dir := fs.String("data", "", "data directory (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,7 +80,7 @@ func run(args []string, out io.Writer) error {
 	for _, f := range strings.Split(*faults, ",") {
 		switch f = strings.TrimSpace(f); f {
 		case "":
-		case "kill", "partition":
+		case "kill", "partition", "join":
 			o.faults[f] = true
 		default:
 			return fmt.Errorf("-faults: unknown fault %q", f)
@@ -176,7 +177,11 @@ type phaseStats struct {
 func newDemo(o options, out io.Writer) (*demo, error) {
 	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	for i := range o.nodes {
+	spare := 0
+	if o.faults["join"] {
+		spare = 1
+	}
+	for i := range o.nodes + spare {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
@@ -190,8 +195,8 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 		ln.Close()
 		pc.Close()
 	}
-	d.servers = make([]*kv.Server, o.nodes)
-	for i := range d.members {
+	d.servers = make([]*kv.Server, len(d.members))
+	for i := range o.nodes {
 		if err := d.start(i); err != nil {
 			return nil, err
 		}
@@ -202,7 +207,7 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 func (d *demo) start(i int) error {
 	m := d.members[i]
 	s, err := kv.StartServer(kv.ServerConfig{
-		ID: m.ID, Zone: m.Zone, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members,
+		ID: m.ID, Zone: m.Zone, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members[:d.o.nodes],
 		ProbeInterval: 100 * time.Millisecond,
 		WrapGossip: func(t swim.Transport) swim.Transport {
 			return faultyGossip{Transport: t, nw: d.nw, from: d.gossip[i]}
@@ -274,6 +279,7 @@ func (d *demo) run() error {
 			return nil
 		}},
 		{fmt.Sprintf("restart %s", d.members[victim].ID), d.o.faults["kill"], func() error { return d.start(victim) }},
+		{fmt.Sprintf("join n%d", d.o.nodes+1), d.o.faults["join"], func() error { return d.start(d.o.nodes) }},
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
