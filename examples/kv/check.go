@@ -1,0 +1,115 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/distkit/distkit/vclock"
+)
+
+// ErrLost is wrapped by [Verdict.Err] when an acknowledged write was lost.
+var ErrLost = errors.New("kv: acknowledged write lost")
+
+// ErrDiverged is wrapped by [Verdict.Err] when replicas of a key differ.
+var ErrDiverged = errors.New("kv: replicas differ")
+
+// Ack is a write a client saw acknowledged: the key, what it wrote (a
+// tombstone for a delete), the context it sent, and the dot the store
+// gave the write ([Written.Dot]). The checker recognises a value by its
+// bytes, so every acknowledged write must write a distinct value. It is a
+// plain value.
+type Ack struct {
+	Key     string
+	Version Version
+	Context vclock.VClock
+	Dot     vclock.Dot
+}
+
+// Superseding reports whether the write a, acknowledged or not, may have
+// replaced the values its context covered: an acknowledged write did; an
+// indeterminate one (its PUT failed) did if its dot is in the key's final
+// history, or if its dot is unknown (Counter 0: the coordinator's answer
+// was lost), in which case the check gives it the benefit of the doubt.
+func superseding(a Ack, acked bool, history vclock.VClock) bool {
+	return acked || a.Dot.Counter == 0 || history.Contains(a.Dot)
+}
+
+// Verdict is the outcome of [Check]. It is a plain value.
+type Verdict struct {
+	Keys, Acks int
+	Lost       []Ack    // acknowledged writes neither present nor superseded
+	Diverged   []string // keys whose replicas are not identical, sorted
+}
+
+// Err returns nil for a passing verdict, and otherwise an error wrapping
+// [ErrLost] and/or [ErrDiverged] with the first few offenders.
+func (v Verdict) Err() error {
+	var errs []error
+	if len(v.Lost) > 0 {
+		a := v.Lost[0]
+		errs = append(errs, fmt.Errorf("%w: %d of %d, first %q = %q (dot %v)", ErrLost, len(v.Lost), v.Acks, a.Key, a.Version.Value, a.Dot))
+	}
+	if len(v.Diverged) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d of %d keys, first %q", ErrDiverged, len(v.Diverged), v.Keys, v.Diverged[0]))
+	}
+	return errors.Join(errs...)
+}
+
+// Check is the store's correctness verdict over a finished run: replicas
+// maps each key to the objects its home replicas hold at the end (one per
+// replica; a replica without the key holds the zero Object), acks lists
+// every acknowledged write and indeterminate every write whose PUT failed
+// (with the dot the failed PUT reported, if any).
+//
+// An acknowledged write is kept when its dot is in its key's final history
+// and its version among the key's final values, and superseded when its
+// dot is in the history and another write of the key that took effect (an
+// acknowledged one, or an indeterminate one whose dot is in the history or
+// unknown) sent a context containing its dot: that write replaced it
+// knowingly. Any other acknowledged write is lost. A key diverged when its replicas' objects
+// are not all equal. The check of values uses the first replica's
+// object.
+func Check(acks, indeterminate []Ack, replicas map[string][]Object) Verdict {
+	v := Verdict{Keys: len(replicas), Acks: len(acks)}
+	final := make(map[string][]Version, len(replicas))
+	history := make(map[string]vclock.VClock, len(replicas))
+	for key, objs := range replicas {
+		if len(objs) == 0 {
+			continue
+		}
+		final[key], history[key] = objs[0].Values(), objs[0].Context()
+		first, err := EncodeObject(objs[0])
+		for _, o := range objs[1:] {
+			enc, err2 := EncodeObject(o)
+			if err != nil || err2 != nil || !bytes.Equal(first, enc) {
+				v.Diverged = append(v.Diverged, key)
+				break
+			}
+		}
+	}
+	slices.Sort(v.Diverged)
+	covering := map[string][]vclock.VClock{} // contexts of writes that took effect, by key
+	for i, a := range slices.Concat(acks, indeterminate) {
+		if superseding(a, i < len(acks), history[a.Key]) {
+			covering[a.Key] = append(covering[a.Key], a.Context)
+		}
+	}
+	for _, a := range acks {
+		if !history[a.Key].Contains(a.Dot) {
+			v.Lost = append(v.Lost, a)
+			continue
+		}
+		if slices.ContainsFunc(final[a.Key], func(f Version) bool {
+			return f.Deleted == a.Version.Deleted && bytes.Equal(f.Value, a.Version.Value)
+		}) {
+			continue
+		}
+		if slices.ContainsFunc(covering[a.Key], func(c vclock.VClock) bool { return c.Contains(a.Dot) }) {
+			continue
+		}
+		v.Lost = append(v.Lost, a)
+	}
+	return v
+}

@@ -1,0 +1,95 @@
+// Package kv is a Dynamo-style replicated key-value store assembled from
+// distkit's primitives: placement on a [ring] with vnodes and zones, W/R
+// quorums with [quorum.Gather], siblings and causal contexts with
+// [vclock.DVVSet], anti-entropy with [merkle] trees, failure detection
+// with [swim] over UDP, idempotent writes with [idempotency], and bbolt
+// for durable storage.
+//
+// # Usage
+//
+// One replica's storage is a [Store]: every key's [Object] (a DVVSet of
+// [Version] values, tombstones included), anti-entropy trees kept up to
+// date on every write, and durable, bounded hints for other nodes:
+//
+//	s, err := kv.Open(path, kv.StoreConfig{})
+//	o, err := s.Update(key, ctx, "n1.7f3a", kv.Version{Value: v}) // coordinate a write
+//	o, err = s.Sync(key, fromPeer)                                 // replicate, repair, hand off
+//
+// A [Node] serves one member of the cluster over a [Transport] (in
+// process for tests, [HTTPTransport] between processes). Any node takes
+// any client request:
+//
+//	n, err := kv.NewNode(kv.NodeConfig{ID: "n1", Ring: r, Store: s, Transport: t})
+//	res, err := n.Get(ctx, key, 0)                   // res.Values, res.Context
+//	w, err := n.Put(ctx, key, res.Context, value, 0) // w.Context, w.Dot
+//	_, err = n.Delete(ctx, key, w.Context, 0)
+//	go n.Maintain(ctx, kv.MaintainConfig{})          // handoff and anti-entropy
+//
+// [API] is the HTTP API (PUT/GET/DELETE /kv/{key} with X-Context and
+// Idempotency-Key, /cluster, /healthz, /readyz, /metrics), and
+// [StartServer] runs a whole node as cmd/kvnode does. [Check] is the
+// verdict over a finished run: no acknowledged write lost, every key's
+// replicas identical.
+//
+// # How a write and a read go
+//
+// A key's home replicas are the first N nodes of ring.Replicas (distinct
+// zones first); the next few are its fallbacks. A node that is not a home
+// replica forwards a write to the first live home replica, which applies
+// it with [Store.Update] under its actor ID (node ID and store epoch,
+// "n1.7f3a"), fsyncs it, and sends the resulting object to the other home
+// replicas, each on a goroutine of its own; a home replica that is down
+// or fails has its copy taken by a fallback as a hint (sloppy quorum).
+// quorum.Gather counts the acknowledgements: the write succeeds once W
+// replicas, the coordinator included, hold it durably, while the others
+// still receive it. A read gathers R replies (this node first, then live
+// home replicas, hedging on failures and after HedgeDelay), merges them
+// with DVVSet.Sync, and sends the merge back to the home replicas whose
+// reply was older (read repair, in the background). [Node.HandOff] returns
+// hints to their home when it is alive again; [Node.AntiEntropy] diffs the
+// merkle trees of each replica set two nodes share (the union of the ring
+// ranges with that preference list) and syncs exactly the keys of the
+// dirty segments.
+//
+// # Guarantees
+//
+//   - Durability: a replica acknowledges a write only after bbolt
+//     committed and fsync'd it (unless [StoreConfig.NoSync]); a node
+//     killed with SIGKILL restarts with everything it acknowledged.
+//   - No silent loss: a value leaves a key only when a write whose
+//     context contained its dot replaced it; concurrent writes become
+//     siblings. An acknowledged write is held by W replicas, so it
+//     survives the loss of W-1 disks; with one disk lost (W = 2), the
+//     seeded cluster tests and kvdemo check it with [Check].
+//   - Unique dots: a coordinator's actor ID includes its store's epoch,
+//     fixed when the file is created, so a node that lost its disk never
+//     reuses the dots of its lost writes.
+//   - Convergence: Sync is commutative, associative (for stores' objects)
+//     and idempotent, so replication, read repair, handoff and
+//     anti-entropy may repeat, reorder and duplicate; once hints are
+//     handed off and every pair of replicas ran an exchange without
+//     finding a difference, the replicas of every key are identical.
+//   - Trees: each replica set's tree equals merkle.Build over its keys
+//     with the xxHash64 of their encoded objects, after any sequence of
+//     writes, reopenings and regroupings.
+//   - Encoding: objects and RPCs are deterministic msgpack; their
+//     decoders never panic and allocate in proportion to their input,
+//     plus at most msgpack's 1 MiB read chunk.
+//
+// [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
+// concurrent use.
+//
+// # Membership
+//
+// Membership: [Server] runs SWIM over UDP. A member that joins (with its
+// HTTP address and zone in its SWIM metadata) is added to the ring and
+// one that leaves is removed ([Node.SetRing]); every node then streams
+// the keys whose replica set changed to their new replicas
+// ([Node.Rebalance], from ring.ReplicaMoves). A member that fails stays
+// in the ring: its writes go to fallbacks with hints until it returns.
+//
+// Not yet: a leaving node does not hand its own data off before it goes
+// (the others stream what they hold, and W ≥ 2 keeps every acknowledged
+// write on another node), and tombstones are kept forever: reaping those
+// every replica holds is still to come.
+package kv

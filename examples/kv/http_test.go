@@ -1,0 +1,176 @@
+package kv
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
+)
+
+// do serves one request through h and returns the recorded response.
+func do(h http.Handler, method, target, body string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestAPI(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		metrics := &Metrics{}
+		guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		h := API(c.node("n1"), APIConfig{Guard: guard, Metrics: metrics})
+
+		rec := do(h, "PUT", "/kv/k", "v1", "Idempotency-Key", `"put-1"`)
+		if rec.Code != http.StatusNoContent || rec.Header().Get(HeaderContext) == "" || rec.Header().Get(HeaderDot) == "" {
+			t.Fatalf("PUT: %d %v", rec.Code, rec.Header())
+		}
+		ctx1 := rec.Header().Get(HeaderContext)
+		// The retry is replayed, not applied again.
+		if rec := do(h, "PUT", "/kv/k", "v1", "Idempotency-Key", `"put-1"`); rec.Code != http.StatusNoContent ||
+			rec.Header().Get("Idempotent-Replayed") != "true" || rec.Header().Get(HeaderContext) != ctx1 {
+			t.Fatalf("retried PUT: %d %v", rec.Code, rec.Header())
+		}
+		rec = do(h, "GET", "/kv/k", "")
+		if rec.Code != http.StatusOK || rec.Body.String() != "v1" || rec.Header().Get(HeaderContext) != ctx1 {
+			t.Fatalf("GET: %d %q %v", rec.Code, rec.Body, rec.Header())
+		}
+		// Two writes from the same context: siblings.
+		for _, v := range []string{"v2", "v3"} {
+			if rec := do(h, "PUT", "/kv/k?w=3", v, HeaderContext, ctx1); rec.Code != http.StatusNoContent {
+				t.Fatalf("PUT %s: %d %s", v, rec.Code, rec.Body)
+			}
+		}
+		rec = do(h, "GET", "/kv/k?r=3", "")
+		var sib struct{ Siblings [][]byte }
+		if rec.Code != http.StatusMultipleChoices || json.Unmarshal(rec.Body.Bytes(), &sib) != nil || len(sib.Siblings) != 2 {
+			t.Fatalf("GET of siblings: %d %s", rec.Code, rec.Body)
+		}
+		ctx2 := rec.Header().Get(HeaderContext)
+		if rec := do(h, "DELETE", "/kv/k", ""); rec.Code != http.StatusPreconditionRequired {
+			t.Fatalf("DELETE without a context: %d", rec.Code)
+		}
+		if rec := do(h, "DELETE", "/kv/k?w=3", "", HeaderContext, ctx2); rec.Code != http.StatusNoContent {
+			t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
+		}
+		if rec := do(h, "GET", "/kv/k", ""); rec.Code != http.StatusNotFound || rec.Header().Get(HeaderContext) == "" {
+			t.Fatalf("GET after DELETE: %d %v", rec.Code, rec.Header())
+		}
+		for target, hdr := range map[string][]string{
+			"/kv/k?w=x": nil, "/kv/k?w=9": nil, "/kv/k": {HeaderContext, "!!"},
+		} {
+			if rec := do(h, "PUT", target, "v", hdr...); rec.Code != http.StatusBadRequest {
+				t.Errorf("PUT %s %v: %d, want 400", target, hdr, rec.Code)
+			}
+		}
+		if rec := do(h, "POST", "/kv/k", ""); rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("POST: %d, want 405", rec.Code)
+		}
+		// Cut off from the rest, a node cannot reach W replicas.
+		c.net.partitioned["n1"] = true
+		rec = do(h, "PUT", "/kv/other", "v")
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "indeterminate") {
+			t.Fatalf("PUT without quorum: %d %q", rec.Code, rec.Body)
+		}
+		c.net.partitioned["n1"] = false
+
+		rec = do(h, "GET", "/metrics", "")
+		for _, want := range []string{`kv_requests_total{method="PUT",code="204"} 4`, `kv_requests_total{method="GET",code="300"} 1`,
+			`kv_request_duration_seconds_count{method="PUT"}`, "kv_hints_pending ", "kv_read_repairs_total "} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("/metrics lacks %q:\n%s", want, rec.Body)
+			}
+		}
+		var view clusterView
+		if rec := do(h, "GET", "/cluster", ""); json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.Members) != 5 || len(view.Ranges) == 0 {
+			t.Fatalf("/cluster: %s", rec.Body)
+		}
+		if rec := do(h, "GET", "/healthz", ""); rec.Code != http.StatusOK {
+			t.Errorf("/healthz: %d", rec.Code)
+		}
+		ready := false
+		hr := API(c.node("n1"), APIConfig{Ready: func() bool { return ready }})
+		if rec := do(hr, "GET", "/readyz", ""); rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz before ready: %d", rec.Code)
+		}
+		ready = true
+		if rec := do(hr, "GET", "/readyz", ""); rec.Code != http.StatusOK {
+			t.Errorf("/readyz: %d", rec.Code)
+		}
+	})
+}
+
+// Three nodes on loopback HTTP servers: writes and reads through any node,
+// replica RPCs over HTTPTransport.
+func TestHTTPTransport(t *testing.T) {
+	var rn []ring.Node
+	for _, id := range []string{"a", "b", "c"} {
+		rn = append(rn, ring.Node{ID: id})
+	}
+	r, err := ring.New(rn, ring.Config{VNodes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &HTTPTransport{}
+	var servers []*httptest.Server
+	for _, m := range rn {
+		s, err := Open(filepath.Join(t.TempDir(), m.ID+".db"), StoreConfig{Tree: testTree, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		n, err := NewNode(NodeConfig{ID: m.ID, Ring: r, Store: s, Transport: tr, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		srv := httptest.NewServer(API(n, APIConfig{}))
+		defer srv.Close()
+		servers = append(servers, srv)
+		tr.SetAddr(m.ID, srv.Listener.Addr().(*net.TCPAddr).String())
+	}
+	put, err := http.NewRequest("PUT", servers[0].URL+"/kv/hello?w=3", strings.NewReader("world"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(put)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for _, srv := range servers {
+		resp, err := http.Get(srv.URL + "/kv/hello?r=3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || string(b) != "world" {
+			t.Fatalf("GET via %s: %d %q %v", srv.URL, resp.StatusCode, b, err)
+		}
+	}
+	if _, err := tr.Call(context.Background(), "nobody", nil); err == nil {
+		t.Fatal("call to an unknown node succeeded")
+	}
+	bad, err := http.Post(servers[0].URL+rpcPath, "application/msgpack", strings.NewReader("\xc1"))
+	if err != nil || bad.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed RPC: %v %v", bad, err)
+	}
+	bad.Body.Close()
+}

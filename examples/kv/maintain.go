@@ -1,0 +1,64 @@
+package kv
+
+import (
+	"cmp"
+	"context"
+	"time"
+)
+
+// Default periods of [Node.Maintain].
+const (
+	DefaultHandOffEvery     = time.Second
+	DefaultAntiEntropyEvery = 5 * time.Second
+)
+
+// MaintainConfig sets the periods of [Node.Maintain]; zero fields take
+// the defaults. It is a plain value.
+type MaintainConfig struct {
+	HandOffEvery     time.Duration // 0: DefaultHandOffEvery
+	AntiEntropyEvery time.Duration // 0: DefaultAntiEntropyEvery
+}
+
+// Maintain runs the node's periodic repair until ctx is done: a pass of
+// hinted handoff every HandOffEvery, and every AntiEntropyEvery an
+// anti-entropy exchange with the next live node of the ring (round
+// robin). Errors are logged and retried at the next period. It returns
+// when ctx is done, after the round in progress ends; it starts no
+// goroutine of its own.
+func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
+	handOff := time.NewTicker(cmp.Or(cfg.HandOffEvery, DefaultHandOffEvery))
+	defer handOff.Stop()
+	antiEntropy := time.NewTicker(cmp.Or(cfg.AntiEntropyEvery, DefaultAntiEntropyEvery))
+	defer antiEntropy.Stop()
+	next := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-handOff.C:
+			if d, err := n.HandOff(ctx); err != nil {
+				n.log.Warn("hinted handoff", "delivered", d, "err", err)
+			} else if d > 0 {
+				n.log.Info("hinted handoff", "delivered", d)
+			}
+		case <-antiEntropy.C:
+			var peers []string
+			for _, m := range n.Ring().Nodes() {
+				if m.ID != n.id && n.alive(m.ID) {
+					peers = append(peers, m.ID)
+				}
+			}
+			if len(peers) == 0 {
+				continue
+			}
+			peer := peers[next%len(peers)]
+			next++
+			k, moved, err := n.AntiEntropy(ctx, peer)
+			if err != nil {
+				n.log.Warn("anti-entropy", "peer", peer, "err", err)
+			} else if k > 0 {
+				n.log.Info("anti-entropy", "peer", peer, "repaired", k, "bytes", moved)
+			}
+		}
+	}
+}

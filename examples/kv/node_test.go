@@ -1,0 +1,354 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
+	"github.com/distkit/distkit/vclock"
+)
+
+// homeAndOther returns key's home replicas and a node that is not one.
+func homeAndOther(c *cluster, key string) (home []string, other string) {
+	home = c.ring.Replicas([]byte(key), c.q.N, nil)
+	for _, id := range c.ids {
+		if !slices.Contains(home, id) {
+			return home, id
+		}
+	}
+	return home, ""
+}
+
+func values(r Result) []string {
+	var out []string
+	for _, v := range r.Values {
+		out = append(out, string(v))
+	}
+	return out
+}
+
+func TestNodeWriteReadDelete(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		home, other := homeAndOther(c, "k")
+
+		// A non-home node forwards the write to the first home replica.
+		w, err := c.node(other).Put(ctx, key, vclock.VClock{}, []byte("v1"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := c.node(home[0]).Actor(); w.Dot != (vclock.Dot{ID: want, Counter: 1}) {
+			t.Fatalf("dot %v, want (%s, 1)", w.Dot, want)
+		}
+		c.node(home[0]).Close() // replication beyond W lands
+		for _, h := range home {
+			if o, found, _ := c.stores[h].Get(key); !found || !slices.Equal(live(o), []string{"v1"}) {
+				t.Fatalf("replica %s holds %q", h, live(o))
+			}
+		}
+		// Concurrent writes from the same context become siblings.
+		if _, err := c.node(home[1]).Put(ctx, key, w.Context, []byte("v2"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.node(home[2]).Put(ctx, key, w.Context, []byte("v3"), 3); err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.node(other).Get(ctx, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := values(r); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"v2", "v3"}) {
+			t.Fatalf("siblings %q, want v2 and v3", got)
+		}
+		// A delete with the read's context removes both; a read finds nothing.
+		if _, err := c.node(other).Delete(ctx, key, r.Context, 3); err != nil {
+			t.Fatal(err)
+		}
+		r, err = c.node(home[0]).Get(ctx, key, 2)
+		if err != nil || len(r.Values) != 0 || r.Context.Len() == 0 {
+			t.Fatalf("after delete: %q, context %v, %v; want no values and a context", values(r), r.Context, err)
+		}
+		for _, bad := range []int{-1, 4} {
+			if _, err := c.node(other).Put(ctx, key, vclock.VClock{}, nil, bad); !errors.Is(err, quorum.ErrInvalid) {
+				t.Errorf("Put with w = %d: %v, want quorum.ErrInvalid", bad, err)
+			}
+			if _, err := c.node(other).Get(ctx, key, bad); !errors.Is(err, quorum.ErrInvalid) {
+				t.Errorf("Get with r = %d: %v, want quorum.ErrInvalid", bad, err)
+			}
+		}
+	})
+}
+
+// A write with a home replica down goes to a fallback with a hint, which
+// is handed back when the replica returns.
+func TestNodeSloppyQuorumHandoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		c.crash(home[2])
+
+		coord := c.node(home[0])
+		if _, err := coord.Put(ctx, key, vclock.VClock{}, []byte("v"), 3); err != nil {
+			t.Fatalf("W = 3 with a home replica down: %v", err)
+		}
+		if s := coord.Stats(); s.HintsStored != 1 {
+			t.Fatalf("HintsStored = %d, want 1", s.HintsStored)
+		}
+		if c.pendingHints() != 1 {
+			t.Fatalf("%d hints pending, want 1", c.pendingHints())
+		}
+		// While the replica is down, handoff keeps the hint.
+		for _, id := range c.up() {
+			if d, err := c.node(id).HandOff(ctx); d != 0 || err != nil {
+				t.Fatalf("handoff to a down node: %d, %v", d, err)
+			}
+		}
+		c.start(home[2])
+		delivered := 0
+		for _, id := range c.ids {
+			d, err := c.node(id).HandOff(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			delivered += d
+		}
+		if delivered != 1 || c.pendingHints() != 0 {
+			t.Fatalf("delivered %d hints, %d pending; want 1 and 0", delivered, c.pendingHints())
+		}
+		if o, _, _ := c.stores[home[2]].Get(key); !slices.Equal(live(o), []string{"v"}) {
+			t.Fatalf("the returned replica holds %q", live(o))
+		}
+	})
+}
+
+// With every replica unreachable but itself, the coordinator keeps the
+// write (it may surface later) but reports no quorum, with the write's
+// dot.
+func TestNodeNoQuorum(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		home, _ := homeAndOther(c, "k")
+		c.net.partitioned[home[0]] = true
+		w, err := c.node(home[0]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)
+		if !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("Put from a partitioned coordinator: %v, want ErrNoQuorum", err)
+		}
+		if w.Dot.Counter != 1 {
+			t.Fatalf("dot %v, want the write's dot", w.Dot)
+		}
+		if _, err := c.node(home[0]).Get(ctx, []byte("k"), 2); !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("Get from a partitioned node: %v, want ErrNoQuorum", err)
+		}
+		for _, id := range c.ids {
+			if !slices.Contains(home, id) {
+				c.crash(id)
+			}
+		}
+		c.net.partitioned[home[0]] = false
+		c.crash(home[0])
+		c.crash(home[1])
+		if _, err := c.node(home[2]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("Put with one node up: %v, want ErrNoQuorum", err)
+		}
+	})
+}
+
+// A read that finds a stale replica sends it the merged object.
+func TestNodeReadRepair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 3, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		w, err := c.node(home[0]).Put(ctx, key, vclock.VClock{}, []byte("v1"), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.net.partitioned[home[2]] = true // misses v2; the detector does not know
+		if _, err := c.node(home[0]).Put(ctx, key, w.Context, []byte("v2"), 2); err != nil {
+			t.Fatal(err)
+		}
+		c.node(home[0]).Close()
+		c.net.partitioned[home[2]] = false
+		c.crash(home[0]) // the read must use the stale replica
+		r, err := c.node(home[1]).Get(ctx, key, 2)
+		if err != nil || !slices.Equal(values(r), []string{"v2"}) {
+			t.Fatalf("read %q, %v; want v2", values(r), err)
+		}
+		c.node(home[1]).Close()
+		if s := c.node(home[1]).Stats(); s.ReadRepairs != 1 {
+			t.Fatalf("ReadRepairs = %d, want 1", s.ReadRepairs)
+		}
+		if o, _, _ := c.stores[home[2]].Get(key); !slices.Equal(live(o), []string{"v2"}) {
+			t.Fatalf("stale replica after read repair holds %q", live(o))
+		}
+	})
+}
+
+// A node whose disk is lost comes back with a new epoch: its new writes
+// get dots of a new actor and never collide with its lost writes' dots.
+func TestNodeLostDiskNewEpoch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		before := c.node(home[0]).Actor()
+		if _, err := c.node(home[0]).Put(ctx, key, vclock.VClock{}, []byte("old"), 3); err != nil {
+			t.Fatal(err)
+		}
+		c.wipe(home[0])
+		if after := c.node(home[0]).Actor(); after == before || !strings.HasPrefix(after, home[0]+".") {
+			t.Fatalf("actor after disk loss %q, before %q", after, before)
+		}
+		if _, err := c.node(home[0]).Put(ctx, key, vclock.VClock{}, []byte("new"), 1); err != nil {
+			t.Fatal(err)
+		}
+		c.converge(ctx)
+		r, err := c.node(home[1]).Get(ctx, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(values(r))); !slices.Equal(got, []string{"new", "old"}) {
+			t.Fatalf("blind writes before and after the disk loss: %q, want both", got)
+		}
+	})
+}
+
+// Anti-entropy repairs exactly the keys a replica missed, and the
+// exchange moves bytes that grow with the differences.
+func TestNodeAntiEntropy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 1, W: 1})
+		defer c.close()
+		ctx := context.Background()
+		c.net.partitioned["n3"] = true
+		for i := range 40 {
+			if _, err := c.node("n1").Put(ctx, []byte{'a' + byte(i%26), byte('0' + i/26)}, vclock.VClock{}, []byte("v"), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.node("n1").Close()
+		c.net.partitioned["n3"] = false
+		if k, _, err := c.node("n1").AntiEntropy(ctx, "n2"); k != 0 || err != nil {
+			t.Fatalf("n1 and n2 agree, yet %d keys repaired (%v)", k, err)
+		}
+		k, moved, err := c.node("n3").AntiEntropy(ctx, "n1")
+		if err != nil || k != 40 {
+			t.Fatalf("n3 missed 40 keys; anti-entropy repaired %d (%v)", k, err)
+		}
+		if s := c.node("n3").Stats(); s.KeysRepaired != 40 {
+			t.Fatalf("KeysRepaired = %d", s.KeysRepaired)
+		}
+		if k, again, err := c.node("n1").AntiEntropy(ctx, "n3"); k != 0 || err != nil || again >= moved {
+			t.Fatalf("after repair: %d keys, %d bytes (first exchange %d), %v", k, again, moved, err)
+		}
+	})
+}
+
+// Maintain hands hints back and repairs by anti-entropy on its own, in
+// virtual time, and returns when its context ends.
+func TestNodeMaintain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		home, _ := homeAndOther(c, "k")
+		c.crash(home[2])
+		c.net.partitioned[home[1]] = true // misses the write; nobody notices
+		if _, err := c.node(home[0]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 2); err != nil {
+			t.Fatal(err)
+		}
+		c.node(home[0]).Close()
+		c.net.partitioned[home[1]] = false
+		c.start(home[2])
+
+		run, stop := context.WithTimeout(ctx, time.Minute)
+		defer stop()
+		var wg sync.WaitGroup
+		for _, id := range c.ids {
+			wg.Go(func() {
+				c.node(id).Maintain(run, MaintainConfig{HandOffEvery: time.Second, AntiEntropyEvery: 2 * time.Second})
+			})
+		}
+		wg.Wait() // returns once the minute has passed, in virtual time
+		if c.pendingHints() != 0 {
+			t.Fatalf("%d hints pending after a minute of maintenance", c.pendingHints())
+		}
+		for _, h := range home {
+			if o, _, _ := c.stores[h].Get([]byte("k")); !slices.Equal(live(o), []string{"v"}) {
+				t.Fatalf("replica %s holds %q after a minute of maintenance", h, live(o))
+			}
+		}
+	})
+}
+
+// A node replaced in the ring: after SetRing, Rebalance streams every key
+// to its new replicas, even keys whose old replicas all left their set,
+// without waiting for anti-entropy.
+func TestNodeRebalance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		var acks []Ack
+		var keys []string
+		for i := range 60 {
+			key := fmt.Sprintf("k%d", i)
+			keys = append(keys, key)
+			w, err := c.node(c.ids[i%5]).Put(ctx, []byte(key), vclock.VClock{}, []byte(key), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
+		}
+		old := c.ring
+		next, err := old.Without("n1").With(ring.Node{ID: "n6", Zone: "z0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ring = next
+		c.ids = append(c.ids, "n6")
+		c.start("n6")
+		for _, id := range c.ids[:5] {
+			if err := c.node(id).SetRing(next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sent := 0
+		for _, id := range c.ids[:5] {
+			k, err := c.node(id).Rebalance(ctx, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent += k
+		}
+		if sent == 0 {
+			t.Fatal("nothing streamed though n1 left and n6 joined")
+		}
+		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+			t.Fatalf("after rebalancing: %v", err)
+		}
+		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+			t.Fatalf("rebalance without a ring change: %d, %v", k, err)
+		}
+	})
+}

@@ -1,0 +1,179 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/distkit/distkit/merkle"
+	"github.com/distkit/distkit/ring"
+)
+
+// handOffBatch is how many hints HandOff sends per target and round.
+const handOffBatch = 256
+
+// HandOff makes one pass of hinted handoff: it sends the hints held for
+// every live target back to it, and drops each hint the target took (and
+// that did not grow meanwhile). It returns how many hints it delivered,
+// and the errors of the targets that failed, joined; a failed hint stays
+// for the next pass. Call it periodically.
+func (n *Node) HandOff(ctx context.Context) (int, error) {
+	targets, err := n.store.HintTargets()
+	if err != nil {
+		return 0, err
+	}
+	delivered := 0
+	var errs []error
+	for _, t := range targets {
+		if !n.alive(t) {
+			continue
+		}
+		hints, err := n.store.HintsFor(t, handOffBatch)
+		if err != nil {
+			return delivered, err
+		}
+		for _, h := range hints {
+			if err := n.send(ctx, t, h); err != nil {
+				errs = append(errs, fmt.Errorf("kv: handoff to %s: %w", t, err))
+				break
+			}
+			dropped, err := n.store.DropHint(t, h.Key, h.Object)
+			if err != nil {
+				return delivered, err
+			}
+			if dropped {
+				delivered++
+				n.stats.hintsDelivered.Add(1)
+			}
+		}
+	}
+	return delivered, errors.Join(errs...)
+}
+
+// send writes e to node to as a home replica, within the node's timeout.
+func (n *Node) send(ctx context.Context, to string, e Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	_, err := n.call(ctx, to, &request{Op: opWrite, Key: e.Key, Object: e.Object})
+	return err
+}
+
+// AntiEntropy runs one exchange with peer over every replica set of the
+// ring that holds both: a [merkle.Diff] of their trees finds
+// the dirty segments, both sides list those segments' keys, and each key
+// whose objects differ is synced both ways. It returns the number of keys
+// repaired and the exchange's bytes, and stops at the first error.
+func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
+	for _, g := range *n.groups.Load() {
+		if !slices.Contains(strings.Split(g, ","), peer) || !slices.Contains(strings.Split(g, ","), n.id) {
+			continue
+		}
+		k, b, err := n.exchange(ctx, peer, g)
+		repaired, moved = repaired+k, moved+b
+		if err != nil {
+			return repaired, moved, fmt.Errorf("kv: anti-entropy with %s: %w", peer, err)
+		}
+	}
+	n.stats.keysRepaired.Add(int64(repaired))
+	return repaired, moved, nil
+}
+
+// exchange repairs group g with peer.
+func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved int, err error) {
+	res, err := merkle.Diff(ctx, n.store.Tree(g), merkle.PeerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
+		resp, err := n.call(ctx, peer, &request{Op: opTree, Group: g, Tree: req})
+		return resp.Tree, err
+	}))
+	if err != nil || len(res.Segments) == 0 {
+		return 0, res.Bytes, err
+	}
+	mine, err := n.store.Scan(g, res.Segments)
+	if err != nil {
+		return 0, res.Bytes, err
+	}
+	resp, err := n.call(ctx, peer, &request{Op: opScan, Group: g, Segments: res.Segments})
+	if err != nil {
+		return 0, res.Bytes, err
+	}
+	theirs := make(map[string][]byte, len(resp.Entries))
+	for _, e := range resp.Entries {
+		enc, err := EncodeObject(e.Object)
+		if err != nil {
+			return 0, res.Bytes, err
+		}
+		theirs[string(e.Key)] = enc
+	}
+	held := make(map[string]bool, len(mine))
+	for _, e := range mine {
+		held[string(e.Key)] = true
+		enc, err := EncodeObject(e.Object)
+		if err != nil {
+			return repaired, res.Bytes, err
+		}
+		if t, ok := theirs[string(e.Key)]; ok && bytes.Equal(t, enc) {
+			delete(theirs, string(e.Key))
+			continue
+		}
+		if err := n.send(ctx, peer, e); err != nil {
+			return repaired, res.Bytes, err
+		}
+		repaired++
+	}
+	for _, e := range resp.Entries {
+		if _, ok := theirs[string(e.Key)]; !ok {
+			continue
+		}
+		if _, err := n.store.Sync(e.Key, e.Object); err != nil {
+			return repaired, res.Bytes, err
+		}
+		if !held[string(e.Key)] {
+			repaired++ // a key this node lacked; one it held differently was counted above
+		}
+	}
+	return repaired, res.Bytes, nil
+}
+
+// Rebalance streams the keys this node holds whose replica set differs
+// between the ring from and the node's current ring ([ring.ReplicaMoves])
+// to the nodes that became their replicas, and returns how many copies it
+// sent. Call it on every node of the old ring (a node leaving the ring
+// included) after [Node.SetRing]. It keeps its own copies: a node never
+// drops a key it held, so the dots it coordinates stay unique should it
+// own the key again. It lists the keys to send in memory, with one scan
+// of the store, and sends them one by one; it stops at the first error.
+func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
+	moves := ring.ReplicaMoves(from, n.Ring(), n.quorum.N)
+	if len(moves) == 0 {
+		return 0, nil
+	}
+	type copyTo struct {
+		to string
+		e  Entry
+	}
+	var pending []copyTo
+	err := n.store.All(func(key []byte, o Object) error {
+		h := ring.KeyHash(key)
+		i := slices.IndexFunc(moves, func(m ring.ReplicaMove) bool { return m.Contains(h) })
+		if i < 0 {
+			return nil
+		}
+		for _, to := range moves[i].To {
+			if to != n.id && !slices.Contains(moves[i].From, to) {
+				pending = append(pending, copyTo{to, Entry{Key: slices.Clone(key), Object: o.Clone()}})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range pending {
+		if err := n.send(ctx, p.to, p.e); err != nil {
+			return i, fmt.Errorf("kv: rebalance to %s: %w", p.to, err)
+		}
+	}
+	return len(pending), nil
+}

@@ -1,0 +1,239 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/distkit/distkit/vclock"
+)
+
+// op is the kind of a replica RPC.
+type op uint8
+
+const (
+	opRead       op = iota + 1 // read key's object (data and hints)
+	opWrite                    // merge Object into key (as a hint when Hint is set)
+	opCoordinate               // coordinate a client's write on this replica
+	opTree                     // answer a merkle request from Group's tree
+	opScan                     // list Group's entries in Segments
+	opMax
+)
+
+func (o op) String() string {
+	switch o {
+	case opRead:
+		return "read"
+	case opWrite:
+		return "write"
+	case opCoordinate:
+		return "coordinate"
+	case opTree:
+		return "tree"
+	case opScan:
+		return "scan"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// request is one replica RPC, encoded as a msgpack array of its fields in
+// order. Fields an op does not use are zero.
+type request struct {
+	Op       op
+	Key      []byte
+	Object   Object        // opWrite
+	Hint     string        // opWrite: the home node the receiver holds the write for
+	Context  vclock.VClock // opCoordinate: the client's context
+	Value    Version       // opCoordinate
+	W        int           // opCoordinate: the acknowledgements to wait for
+	Group    string        // opTree, opScan
+	Tree     []byte        // opTree: an encoded merkle.Request
+	Segments []int         // opScan
+}
+
+// response answers a request.
+type response struct {
+	Found   bool          // opRead: the replica holds the key
+	Object  Object        // opRead: the key's object
+	Context vclock.VClock // opCoordinate: the key's context after the write
+	Dot     vclock.Dot    // opCoordinate: the dot of the client's write
+	Tree    []byte        // opTree: an encoded merkle.Response
+	Entries []Entry       // opScan
+}
+
+const (
+	requestFields  = 10
+	responseFields = 6
+)
+
+func (r *request) marshal() ([]byte, error) {
+	var b bytes.Buffer
+	e := msgpack.NewEncoder(&b)
+	err := firstErr(
+		e.EncodeArrayLen(requestFields),
+		e.EncodeUint8(uint8(r.Op)),
+		e.EncodeBytes(r.Key),
+		e.Encode(r.Object),
+		e.EncodeString(r.Hint),
+		e.Encode(r.Context),
+		e.Encode(r.Value),
+		e.EncodeInt(int64(r.W)),
+		e.EncodeString(r.Group),
+		e.EncodeBytes(r.Tree),
+		e.EncodeArrayLen(len(r.Segments)),
+	)
+	for _, s := range r.Segments {
+		err = firstErr(err, e.EncodeInt(int64(s)))
+	}
+	return b.Bytes(), err
+}
+
+func (r *request) unmarshal(b []byte) error {
+	return decodeMessage(b, "request", requestFields, func(d *msgpack.Decoder) error {
+		var q request
+		o, err := d.DecodeUint8()
+		if err != nil {
+			return err
+		}
+		if q.Op = op(o); q.Op == 0 || q.Op >= opMax {
+			return fmt.Errorf("unknown op %d", o)
+		}
+		if q.Key, err = decodeBin(d); err != nil {
+			return err
+		}
+		if err := d.Decode(&q.Object); err != nil {
+			return err
+		}
+		if q.Hint, err = d.DecodeString(); err != nil {
+			return err
+		}
+		if err := d.Decode(&q.Context); err != nil {
+			return err
+		}
+		if err := d.Decode(&q.Value); err != nil {
+			return err
+		}
+		if q.W, err = d.DecodeInt(); err != nil {
+			return err
+		}
+		if q.Group, err = d.DecodeString(); err != nil {
+			return err
+		}
+		if q.Tree, err = decodeBin(d); err != nil {
+			return err
+		}
+		n, err := decodeLen(d, 1)
+		if err != nil {
+			return err
+		}
+		for range n {
+			s, err := d.DecodeInt()
+			if err != nil {
+				return err
+			}
+			q.Segments = append(q.Segments, s)
+		}
+		*r = q
+		return nil
+	})
+}
+
+func (r *response) marshal() ([]byte, error) {
+	var b bytes.Buffer
+	e := msgpack.NewEncoder(&b)
+	err := firstErr(
+		e.EncodeArrayLen(responseFields),
+		e.EncodeBool(r.Found),
+		e.Encode(r.Object),
+		e.Encode(r.Context),
+		e.Encode(r.Dot),
+		e.EncodeBytes(r.Tree),
+		e.EncodeArrayLen(len(r.Entries)),
+	)
+	for _, en := range r.Entries {
+		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), e.Encode(en.Object))
+	}
+	return b.Bytes(), err
+}
+
+func (r *response) unmarshal(b []byte) error {
+	return decodeMessage(b, "response", responseFields, func(d *msgpack.Decoder) error {
+		var p response
+		var err error
+		if p.Found, err = d.DecodeBool(); err != nil {
+			return err
+		}
+		if err := d.Decode(&p.Object); err != nil {
+			return err
+		}
+		if err := d.Decode(&p.Context); err != nil {
+			return err
+		}
+		if err := d.Decode(&p.Dot); err != nil {
+			return err
+		}
+		if p.Tree, err = decodeBin(d); err != nil {
+			return err
+		}
+		n, err := decodeLen(d, 3)
+		if err != nil {
+			return err
+		}
+		for range n {
+			if k, err := d.DecodeArrayLen(); err != nil || k != 2 {
+				return fmt.Errorf("entry of %d fields (%v), want 2", k, err)
+			}
+			var en Entry
+			if en.Key, err = decodeBin(d); err != nil {
+				return err
+			}
+			if err := d.Decode(&en.Object); err != nil {
+				return err
+			}
+			p.Entries = append(p.Entries, en)
+		}
+		*r = p
+		return nil
+	})
+}
+
+// decodeMessage decodes the array of fields fields in b with body,
+// rejecting trailing bytes; errors wrap ErrMalformed.
+func decodeMessage(b []byte, what string, fields int, body func(d *msgpack.Decoder) error) error {
+	r := bytes.NewReader(b)
+	d := msgpack.NewDecoder(r)
+	n, err := d.DecodeArrayLen()
+	if err == nil && n != fields {
+		err = fmt.Errorf("%d fields, want %d", n, fields)
+	}
+	if err == nil {
+		err = body(d)
+	}
+	if err == nil && r.Len() > 0 {
+		err = fmt.Errorf("%d trailing bytes", r.Len())
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+	}
+	return nil
+}
+
+// decodeLen reads an array length, refusing one whose elements of at
+// least minSize bytes could not fit in the rest of an in-memory input.
+func decodeLen(d *msgpack.Decoder, minSize int) (int, error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil || n <= 0 {
+		return 0, err
+	}
+	return n, fits(d, n, minSize)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/distkit/distkit/vclock"
+)
+
+func sampleMessages() (request, response) {
+	var o Object
+	o.Update(vclock.VClock{}, "n1.0", Version{Value: []byte("v")})
+	var ctx vclock.VClock
+	ctx.Tick("n2.0")
+	q := request{Op: opCoordinate, Key: []byte("k"), Object: o, Hint: "n3", Context: ctx,
+		Value: Version{Value: []byte("x")}, W: 2, Group: "n1,n2,n3", Tree: []byte{1, 2}, Segments: []int{0, 7, 255}}
+	p := response{Found: true, Object: o, Context: ctx, Dot: vclock.Dot{ID: "n1.0", Counter: 1},
+		Tree: []byte{3}, Entries: []Entry{{Key: []byte("k"), Object: o}}}
+	return q, p
+}
+
+func TestRPCRoundTrip(t *testing.T) {
+	q, p := sampleMessages()
+	qb, err := q.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q2 request
+	if err := q2.unmarshal(qb); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := q2.marshal(); !bytes.Equal(qb, again) {
+		t.Fatalf("request re-encodes differently")
+	}
+	pb, err := p.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p2 response
+	if err := p2.unmarshal(pb); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := p2.marshal(); !bytes.Equal(pb, again) {
+		t.Fatalf("response re-encodes differently")
+	}
+	if p2.Dot != p.Dot || !p2.Found || len(p2.Entries) != 1 || q2.W != 2 || q2.Op != opCoordinate {
+		t.Fatalf("decoded %+v / %+v", q2, p2)
+	}
+	for name, b := range map[string][]byte{
+		"truncated": qb[:len(qb)-1], "trailing": append(qb[:len(qb):len(qb)], 0), "op 0": append([]byte{0x9a, 0x00}, qb[2:]...),
+		"huge segments": append(qb[:len(qb)-5:len(qb)-5], 0xdd, 0x7f, 0xff, 0xff, 0xff),
+	} {
+		if err := new(request).unmarshal(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func FuzzRequest(f *testing.F) {
+	q, _ := sampleMessages()
+	b, _ := q.marshal()
+	f.Add(b)
+	b, _ = (&request{Op: opRead, Key: []byte("k")}).marshal()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var q request
+		if q.unmarshal(b) != nil {
+			return
+		}
+		enc, err := q.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := new(request).unmarshal(enc); err != nil {
+			t.Fatalf("re-decoding: %v", err)
+		}
+	})
+}
+
+func FuzzResponse(f *testing.F) {
+	_, p := sampleMessages()
+	b, _ := p.marshal()
+	f.Add(b)
+	b, _ = (&response{}).marshal()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p response
+		if p.unmarshal(b) != nil {
+			return
+		}
+		enc, err := p.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := new(response).unmarshal(enc); err != nil {
+			t.Fatalf("re-decoding: %v", err)
+		}
+	})
+}

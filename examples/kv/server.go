@@ -1,0 +1,272 @@
+package kv
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/distkit/distkit/detector/swim"
+	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
+)
+
+// Member is a node of a statically configured cluster: its ID, HTTP
+// address (host:port) and zone. It is a plain value.
+type Member struct {
+	ID, Addr, Zone string
+}
+
+// ServerConfig configures [StartServer]. ID, Listen, Gossip and Data are
+// required; zero durations take defaults. It is a plain value.
+type ServerConfig struct {
+	ID     string
+	Listen string   // HTTP address to listen on, host:port
+	Zone   string   // this node's zone
+	Gossip string   // UDP address of SWIM, host:port
+	Join   []string // gossip addresses of other nodes to join through
+	Data   string   // directory of the node's bbolt file
+	// Members are the nodes the ring starts with (this one is added if
+	// absent; its Addr is ignored); nil: this node alone. The ring then
+	// follows SWIM: a node that joins with its address in its metadata is
+	// added, one that leaves is removed, and moved keys are streamed to
+	// their new replicas ([Node.Rebalance]). A failed node stays: its
+	// writes go to fallbacks with hints until it returns.
+	Members []Member
+	Quorum  quorum.Config
+	Logger  *slog.Logger // nil: discard
+	// Client makes the replica RPCs; nil: a client with a 2-second
+	// timeout.
+	Client *http.Client
+	// ProbeInterval is SWIM's protocol period; 0: 1s, memberlist's LAN
+	// default. ProbeTimeout is half of it.
+	ProbeInterval time.Duration
+	// WrapGossip, when set, wraps the UDP transport of SWIM, to inject
+	// faults in tests and demos.
+	WrapGossip func(swim.Transport) swim.Transport
+	Maintain   MaintainConfig
+	Store      StoreConfig // Group is set by the node
+}
+
+// Server is one store node as a process would run it: its store, its
+// [Node], the HTTP API on a listener, SWIM over UDP as the failure
+// detector, and the node's maintenance. It is safe for concurrent use.
+type Server struct {
+	node    *Node
+	store   *Store
+	http    *http.Server
+	ln      net.Listener
+	udp     *swim.UDP
+	swim    *swim.Node
+	metrics *Metrics
+	tr      *HTTPTransport
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
+	ready   atomic.Bool    // serving
+	joined  atomic.Bool    // has seen another live member
+}
+
+// StartServer opens the store in cfg.Data, joins the SWIM cluster,
+// starts listening and serving and starts the background work; it
+// returns once the node serves. Stop it with [Server.Shutdown]. It
+// returns the errors of [Open], [NewNode], swim.New and listening.
+func StartServer(cfg ServerConfig) (s *Server, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.ID)
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Second}
+	}
+	tr := &HTTPTransport{Client: client}
+	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
+	for _, m := range cfg.Members {
+		if m.ID != cfg.ID {
+			nodes = append(nodes, ring.Node{ID: m.ID, Zone: m.Zone})
+			tr.SetAddr(m.ID, m.Addr)
+		}
+	}
+	r, err := ring.New(nodes, ring.Config{})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, err
+	}
+	s = &Server{metrics: &Metrics{}, tr: tr}
+	var closers []func() error // undone in reverse on failure
+	defer func() {
+		if err != nil {
+			for _, c := range slices.Backward(closers) {
+				err = errors.Join(err, c())
+			}
+		}
+	}()
+	if s.store, err = Open(filepath.Join(cfg.Data, "kv.db"), cfg.Store); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.store.Close)
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.ln.Close)
+	if s.udp, err = swim.ListenUDP(cfg.Gossip); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.udp.Close)
+	meta, err := json.Marshal(nodeMeta{HTTP: s.ln.Addr().String(), Zone: cfg.Zone})
+	if err != nil {
+		return nil, err
+	}
+	interval := cmp.Or(cfg.ProbeInterval, time.Second)
+	core, err := swim.New(swim.Config{ID: cfg.ID, Addr: s.udp.Addr(), Meta: meta, Seeds: cfg.Join,
+		ProbeInterval: interval, ProbeTimeout: interval / 2}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var gossip swim.Transport = s.udp
+	if cfg.WrapGossip != nil {
+		gossip = cfg.WrapGossip(gossip)
+	}
+	s.swim = swim.Start(context.Background(), core, gossip, log)
+	closers = append(closers, s.swim.Close)
+	alive := func(id string) bool {
+		m, known := s.swim.Member(id)
+		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
+	}
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log}); err != nil {
+		return nil, err
+	}
+	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	s.http = &http.Server{
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: func() bool {
+			// Serving, and joined once unless it has no one to join.
+			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
+		},
+			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Go(func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve", "err", err)
+		}
+	})
+	s.wg.Go(func() { s.node.Maintain(ctx, cfg.Maintain) })
+	s.wg.Go(func() { s.watch(ctx, log) })
+	s.ready.Store(true)
+	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.quorum.N, "r", s.node.quorum.R, "w", s.node.quorum.W)
+	return s, nil
+}
+
+// nodeMeta is what a node tells the cluster about itself in its SWIM
+// metadata (JSON).
+type nodeMeta struct {
+	HTTP string `json:"http"`
+	Zone string `json:"zone,omitempty"`
+}
+
+// watch logs and counts SWIM's membership events and makes the ring
+// follow them, until ctx is done.
+func (s *Server) watch(ctx context.Context, log *slog.Logger) {
+	var events []swim.Event
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.swim.Changed():
+		}
+		events = s.swim.PopEvents(events[:0])
+		if s.swim.NumLive() > 1 {
+			s.joined.Store(true)
+		}
+		cur := s.node.Ring()
+		next := cur
+		for _, e := range events {
+			s.metrics.MembershipChanged()
+			log.Info("membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
+			next = s.follow(next, e, log)
+		}
+		if next == cur {
+			continue
+		}
+		if err := s.node.SetRing(next); err != nil {
+			log.Error("ring change", "err", err)
+			continue
+		}
+		k, err := s.node.Rebalance(ctx, cur)
+		log.Info("ring changed", "members", next.Len(), "streamed", k, "err", err)
+	}
+}
+
+// follow returns r changed by the event e: a member that joined is added
+// (its HTTP address and zone from its metadata), one that left is
+// removed; a failed one stays.
+func (s *Server) follow(r *ring.Ring, e swim.Event, log *slog.Logger) *ring.Ring {
+	id := e.Member.ID
+	if id == s.node.id {
+		return r
+	}
+	in := slices.ContainsFunc(r.Nodes(), func(n ring.Node) bool { return n.ID == id })
+	switch e.Kind {
+	case swim.EventJoined, swim.EventUpdated:
+		var m nodeMeta
+		if err := json.Unmarshal(e.Member.Meta, &m); err != nil || m.HTTP == "" {
+			log.Warn("member without an HTTP address in its metadata", "member", id, "err", err)
+			return r
+		}
+		s.tr.SetAddr(id, m.HTTP)
+		if !in {
+			if next, err := r.With(ring.Node{ID: id, Zone: m.Zone}); err == nil {
+				return next
+			}
+		}
+	case swim.EventLeft:
+		if in {
+			return r.Without(id)
+		}
+	}
+	return r
+}
+
+// Node returns the server's node.
+func (s *Server) Node() *Node { return s.node }
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops the server: it leaves the SWIM cluster, stops
+// accepting requests and waits for those in flight until ctx is done
+// (then closes their connections), stops the background work, waits for
+// the node's replication and repairs, and closes the store. A ctx that is
+// already done makes it a hard stop, as close to a crash as a process can
+// do to itself (it does not even leave): every acknowledged write is on
+// disk either way.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	if ctx.Err() == nil {
+		s.swim.Leave()
+	}
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		err = s.http.Close()
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.node.Close()
+	return errors.Join(err, s.swim.Close(), s.udp.Close(), s.store.Close())
+}

@@ -1,0 +1,551 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/distkit/distkit/merkle"
+	"github.com/distkit/distkit/vclock"
+)
+
+// ErrHintsFull is returned by [Store.AddHint] when the store already holds
+// [StoreConfig.MaxHints] hints: the write is refused rather than buffered
+// without bound, and the coordinator counts the replica as failed.
+var ErrHintsFull = errors.New("kv: hint store full")
+
+// ErrBadKey is returned for an empty key, a key longer than [MaxKeyLen],
+// or an empty or NUL-containing node ID as a hint target.
+var ErrBadKey = errors.New("kv: bad key")
+
+// MaxKeyLen is the longest key the store accepts, in bytes.
+const MaxKeyLen = 1024
+
+// Default store settings.
+const (
+	DefaultMaxHints      = 100_000
+	DefaultMaxBatchDelay = 200 * time.Microsecond
+)
+
+// DefaultTree is the geometry of the store's anti-entropy trees unless
+// configured: 256 branches of 64 segments, 133 KiB per tree, one or two
+// keys per dirty segment up to about 16,000 keys per group.
+var DefaultTree = merkle.Config{Branches: 256, SegmentsPerBranch: 64}
+
+// StoreConfig configures [Open]. The zero StoreConfig means the defaults.
+// It is a plain value.
+type StoreConfig struct {
+	// Tree is the geometry of every anti-entropy tree; zero: DefaultTree.
+	// Replicas that exchange trees must use the same geometry.
+	Tree merkle.Config
+	// MaxHints bounds the hints held for other nodes; 0: DefaultMaxHints.
+	MaxHints int
+	// Group assigns each key to the anti-entropy tree it is kept in, for
+	// example its replica set, so that two replicas compare exactly the
+	// keys both should hold. nil: one group "" for every key. It must be a
+	// pure function; change it with [Store.Regroup].
+	Group func(key []byte) string
+	// MaxBatchDelay is how long a write waits for others to share its
+	// fsync (bbolt's group commit); 0: DefaultMaxBatchDelay.
+	MaxBatchDelay time.Duration
+	// NoSync skips the fsync of each commit, like etcd's
+	// --unsafe-no-fsync: a write then survives a crash of the process but
+	// not of the machine. For tests only.
+	NoSync bool
+	// Epoch names this store's incarnation in the actor IDs of the writes
+	// it coordinates; it is used only when the file is created, and kept
+	// in it. Empty: 8 random hex digits. A node whose disk was lost comes
+	// back with a new store, hence a new epoch, so that its new writes
+	// never reuse the dots of its lost ones.
+	Epoch string
+}
+
+// Store is one replica's durable state on bbolt: every key's [Object],
+// anti-entropy trees kept up to date on every write and rebuilt from disk
+// at [Open], and a bounded, durable set of hints held for other nodes.
+// Every write is fsync'd before it returns, so an acknowledged write
+// survives a crash of the process or the machine.
+//
+// A Store is safe for concurrent use. Its zero value is not usable: call
+// [Open].
+type Store struct {
+	db   *bolt.DB
+	cfg  StoreConfig
+	tree *merkle.Tree // geometry only: Segment of a key
+
+	// writing is held shared by a write from its transaction to its tree
+	// update, and exclusively by Regroup's scan, so that every committed
+	// write is in the trees exactly once.
+	writing sync.RWMutex
+	epoch   string
+	mu      sync.Mutex // guards the fields below
+	group   func(key []byte) string
+	trees   map[string]*merkle.Tree // by group; absent: empty
+	hints   int                     // hints held, across targets
+}
+
+var (
+	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
+	bucketHints = []byte("hints") // one sub-bucket per target node: [key] → encoded Object
+	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch
+	keyEpoch    = []byte("epoch")
+)
+
+// Open opens (creating if needed) the store in the bbolt file at path and
+// rebuilds its trees from the data. It returns an error wrapping
+// merkle.ErrConfig for an invalid tree geometry, and any error of bbolt
+// (such as a file locked by another process, after a one-second wait).
+func Open(path string, cfg StoreConfig) (*Store, error) {
+	if cfg.Tree == (merkle.Config{}) {
+		cfg.Tree = DefaultTree
+	}
+	if err := cfg.Tree.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxHints <= 0 {
+		cfg.MaxHints = DefaultMaxHints
+	}
+	if cfg.MaxBatchDelay <= 0 {
+		cfg.MaxBatchDelay = DefaultMaxBatchDelay
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = cfg.MaxBatchDelay
+	db.NoSync = cfg.NoSync
+	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree)}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketData, bucketHints, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if e := meta.Get(keyEpoch); e != nil {
+			s.epoch = string(e)
+			return nil
+		}
+		s.epoch = cfg.Epoch
+		if s.epoch == "" {
+			s.epoch = fmt.Sprintf("%08x", rand.Uint32())
+		}
+		return meta.Put(keyEpoch, []byte(s.epoch))
+	})
+	if err == nil {
+		err = s.Regroup(cfg.Group)
+	}
+	if err == nil {
+		err = db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
+				s.hints += tx.Bucket(bucketHints).Bucket(name).Stats().KeyN
+				return nil
+			})
+		})
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), db.Close())
+	}
+	return s, nil
+}
+
+// Epoch returns the store's incarnation (see [StoreConfig.Epoch]).
+func (s *Store) Epoch() string { return s.epoch }
+
+// Close closes the bbolt file. Calls after Close fail with bbolt's
+// ErrDatabaseNotOpen.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path returns the bbolt file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Regroup replaces the grouping of keys into anti-entropy trees (nil: one
+// group) and rebuilds every tree with one scan of the data. A node calls
+// it when the ring changes and keys change replica sets.
+func (s *Store) Regroup(group func(key []byte) string) error {
+	if group == nil {
+		group = func([]byte) string { return "" }
+	}
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	trees := map[string]*merkle.Tree{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
+			key := k[4:]
+			g := group(key)
+			t := trees[g]
+			if t == nil {
+				t = merkle.New(s.cfg.Tree)
+				trees[g] = t
+			}
+			t.Add(key, hashBytes(v))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("kv: rebuild trees: %w", err)
+	}
+	s.mu.Lock()
+	s.group, s.trees = group, trees
+	s.mu.Unlock()
+	return nil
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadKey, len(key), MaxKeyLen)
+	}
+	return nil
+}
+
+// dataKey is key's name in the data bucket: its segment first, so that the
+// keys of a dirty segment are one range scan.
+func (s *Store) dataKey(key []byte) []byte {
+	k := make([]byte, 4, 4+len(key))
+	binary.BigEndian.PutUint32(k, uint32(s.tree.Segment(key)))
+	return append(k, key...)
+}
+
+// Get returns key's object, and false if the key has never been stored
+// here. It returns [ErrBadKey] for an invalid key and [ErrMalformed] for
+// corrupt data.
+func (s *Store) Get(key []byte) (Object, bool, error) {
+	if err := checkKey(key); err != nil {
+		return Object{}, false, err
+	}
+	var (
+		o     Object
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketData).Get(s.dataKey(key))
+		if b == nil {
+			return nil
+		}
+		found = true
+		var err error
+		o, err = DecodeObject(b)
+		return err
+	})
+	return o, found, err
+}
+
+// Update is a coordinated write on this replica: it applies the client's
+// write v with the context ctx it read (the zero VClock for a blind write)
+// as actor, with [vclock.DVVSet.Update], stores the result durably and
+// returns it, to be replicated to the other replicas with [Store.Sync].
+// Only a replica that holds the key's data may coordinate with its own
+// actor ID: the new dot is unique because this store has seen every dot
+// of that actor for the key.
+func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
+	if err := checkKey(key); err != nil {
+		return Object{}, err
+	}
+	return s.write(key, func(o *Object) { o.Update(ctx, actor, v) })
+}
+
+// Sync merges o into key's object with [vclock.DVVSet.Sync] (replication,
+// read repair, anti-entropy, handoff) and returns the merged object. It
+// writes only if the object changed.
+func (s *Store) Sync(key []byte, o Object) (Object, error) {
+	if err := checkKey(key); err != nil {
+		return Object{}, err
+	}
+	return s.write(key, func(cur *Object) { cur.Sync(o) })
+}
+
+// write applies f to key's object in one bbolt transaction, shared with
+// concurrent writes (one fsync for all), and updates key's tree once the
+// transaction committed.
+func (s *Store) write(key []byte, f func(o *Object)) (Object, error) {
+	dk := s.dataKey(key)
+	s.writing.RLock()
+	defer s.writing.RUnlock()
+	var (
+		out              Object
+		oldHash, newHash uint64
+		existed, changed bool
+	)
+	// Batch may run the function again after a failed batch: it sets every
+	// result afresh.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketData)
+		old := b.Get(dk)
+		var o Object
+		existed, changed = old != nil, false
+		if existed {
+			var err error
+			if o, err = DecodeObject(old); err != nil {
+				return err
+			}
+		}
+		f(&o)
+		enc, err := EncodeObject(o)
+		if err != nil {
+			return err
+		}
+		out = o
+		if bytes.Equal(enc, old) {
+			return nil
+		}
+		changed, oldHash, newHash = true, hashBytes(old), hashBytes(enc)
+		return b.Put(dk, enc)
+	})
+	if err != nil || !changed {
+		return out, err
+	}
+	s.mu.Lock()
+	t := s.treeOf(s.group(key))
+	if existed {
+		t.Update(key, oldHash, newHash)
+	} else {
+		t.Add(key, newHash)
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// treeOf returns group g's tree, creating it empty. s.mu must be held.
+func (s *Store) treeOf(g string) *merkle.Tree {
+	t := s.trees[g]
+	if t == nil {
+		t = merkle.New(s.cfg.Tree)
+		s.trees[g] = t
+	}
+	return t
+}
+
+// Tree returns a copy of group g's anti-entropy tree (empty if the group
+// has no keys here), for [merkle.Diff] against a peer's.
+func (s *Store) Tree(g string) *merkle.Tree {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.trees[g]; t != nil {
+		return t.Clone()
+	}
+	return merkle.New(s.cfg.Tree)
+}
+
+// Serve answers an encoded merkle request from group g's tree: the serving
+// side of an exchange (see [merkle.Serve] for its errors).
+func (s *Store) Serve(g string, req []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return merkle.Serve(s.treeOf(g), req)
+}
+
+// Groups returns the groups this store holds keys in, sorted.
+func (s *Store) Groups() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs := make([]string, 0, len(s.trees))
+	for g, t := range s.trees {
+		if t.Root() != 0 {
+			gs = append(gs, g)
+		}
+	}
+	slices.Sort(gs)
+	return gs
+}
+
+// Entry is one key and its object. It is a plain value; the zero Entry
+// has no key.
+type Entry struct {
+	Key    []byte
+	Object Object
+}
+
+// Scan returns the entries of group g in the given segments (of the
+// tree geometry), the keys an exchange found dirty, in segment and key
+// order. It reads each segment's keys with one range scan.
+func (s *Store) Scan(g string, segments []int) ([]Entry, error) {
+	s.mu.Lock()
+	group := s.group
+	s.mu.Unlock()
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketData).Cursor()
+		var prefix [4]byte
+		for _, seg := range segments {
+			binary.BigEndian.PutUint32(prefix[:], uint32(seg))
+			for k, v := c.Seek(prefix[:]); k != nil && bytes.HasPrefix(k, prefix[:]); k, v = c.Next() {
+				if group(k[4:]) != g {
+					continue
+				}
+				o, err := DecodeObject(v)
+				if err != nil {
+					return err
+				}
+				out = append(out, Entry{Key: slices.Clone(k[4:]), Object: o})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// All calls f for every key stored here with its object, in segment
+// order, within one read transaction; f must not write to the store. It
+// stops at f's first error and returns it.
+func (s *Store) All(f func(key []byte, o Object) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
+			o, err := DecodeObject(v)
+			if err != nil {
+				return err
+			}
+			return f(k[4:], o)
+		})
+	})
+}
+
+func checkTarget(target string) error {
+	if target == "" || len(target) > bolt.MaxKeySize || bytes.IndexByte([]byte(target), 0) >= 0 {
+		return fmt.Errorf("%w: hint target %q", ErrBadKey, target)
+	}
+	return nil
+}
+
+// AddHint durably keeps o for key on behalf of the node target, which
+// could not take the write (sloppy quorum), merging it with any hint
+// already held for the same target and key. It returns [ErrHintsFull] when
+// the hint would be a new one beyond [StoreConfig.MaxHints], and
+// [ErrBadKey] for an invalid key or target.
+func (s *Store) AddHint(target string, key []byte, o Object) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := checkTarget(target); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	added := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketHints).CreateBucketIfNotExists([]byte(target))
+		if err != nil {
+			return err
+		}
+		cur := o
+		if old := b.Get(key); old != nil {
+			if cur, err = DecodeObject(old); err != nil {
+				return err
+			}
+			cur.Sync(o)
+		} else if s.hints >= s.cfg.MaxHints {
+			return fmt.Errorf("%w: %d hints", ErrHintsFull, s.hints)
+		} else {
+			added = true
+		}
+		enc, err := EncodeObject(cur)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, enc)
+	})
+	if err == nil && added {
+		s.hints++
+	}
+	return err
+}
+
+// Hints returns the number of hints held, across targets.
+func (s *Store) Hints() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hints
+}
+
+// HintTargets returns the nodes this store holds hints for, sorted.
+func (s *Store) HintTargets() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
+			if tx.Bucket(bucketHints).Bucket(name).Stats().KeyN > 0 {
+				out = append(out, string(name))
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// HintsFor returns up to limit hints held for target, in key order.
+func (s *Store) HintsFor(target string, limit int) ([]Entry, error) {
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHints).Bucket([]byte(target))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			o, err := DecodeObject(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, Entry{Key: slices.Clone(k), Object: o})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HintedObject returns the merge of every hint held for key, whatever the
+// target, and false if there is none: what this node knows of a key it
+// holds only as a fallback.
+func (s *Store) HintedObject(key []byte) (Object, bool, error) {
+	var (
+		o     Object
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		hb := tx.Bucket(bucketHints)
+		return hb.ForEachBucket(func(name []byte) error {
+			v := hb.Bucket(name).Get(key)
+			if v == nil {
+				return nil
+			}
+			h, err := DecodeObject(v)
+			if err != nil {
+				return err
+			}
+			o.Sync(h)
+			found = true
+			return nil
+		})
+	})
+	return o, found, err
+}
+
+// DropHint removes the hint for target and key once it was delivered, but
+// only if it is still delivered, the object given: a hint that grew since
+// is kept for the next delivery. It reports whether it removed the hint.
+func (s *Store) DropHint(target string, key []byte, delivered Object) (bool, error) {
+	want, err := EncodeObject(delivered)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := false
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHints).Bucket([]byte(target))
+		if b == nil || !bytes.Equal(b.Get(key), want) {
+			return nil
+		}
+		dropped = true
+		return b.Delete(key)
+	})
+	if err == nil && dropped {
+		s.hints--
+	}
+	return dropped, err
+}

@@ -1,0 +1,385 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/merkle"
+	"github.com/distkit/distkit/vclock"
+)
+
+func openStore(t *testing.T, path string, cfg StoreConfig) *Store {
+	t.Helper()
+	s, err := Open(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func live(o Object) []string {
+	var out []string
+	for _, v := range Live(o) {
+		out = append(out, string(v))
+	}
+	return out
+}
+
+func put(t *testing.T, s *Store, key string, ctx vclock.VClock, v string) Object {
+	t.Helper()
+	o, err := s.Update([]byte(key), ctx, "n1", Version{Value: []byte(v)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func get(t *testing.T, s *Store, key string) Object {
+	t.Helper()
+	o, _, err := s.Get([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// One replica: overwrite with a context, siblings without, delete as a
+// tombstone that keeps the history, and all of it after a reopen.
+func TestStoreLocalSemantics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s := openStore(t, path, StoreConfig{})
+	if _, found, err := s.Get([]byte("k")); found || err != nil {
+		t.Fatalf("Get of an absent key: found %v, err %v", found, err)
+	}
+	o := put(t, s, "k", vclock.VClock{}, "v1")
+	ctx := o.Context()
+	put(t, s, "k", ctx, "v2")
+	if got := live(get(t, s, "k")); !slices.Equal(got, []string{"v2"}) {
+		t.Fatalf("after overwrite: %q", got)
+	}
+	o = put(t, s, "k", ctx, "v3") // had not seen v2
+	if got := live(o); !slices.Equal(got, []string{"v3", "v2"}) {
+		t.Fatalf("concurrent write: %q, want siblings [v3 v2]", got)
+	}
+	o, err := s.Update([]byte("k"), o.Context(), "n1", Version{Deleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := live(o); len(got) != 0 || o.Len() != 1 {
+		t.Fatalf("after delete: live %q, %d versions; want only a tombstone", got, o.Len())
+	}
+	before := o.Context()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, path, StoreConfig{})
+	defer s.Close()
+	o = get(t, s, "k")
+	if o.Len() != 1 || !o.Values()[0].Deleted || o.Context().Compare(before) != vclock.Equal {
+		t.Fatalf("after reopen: %v %v, want the tombstone with context %v", o.Values(), o.Context(), before)
+	}
+	// A write that had not seen the delete survives it as a sibling.
+	o = put(t, s, "k", ctx, "late")
+	if got := live(o); !slices.Equal(got, []string{"late"}) || o.Len() != 2 {
+		t.Fatalf("write concurrent with the delete: live %q of %d versions", got, o.Len())
+	}
+}
+
+func TestStoreBadInput(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{})
+	defer s.Close()
+	for _, key := range [][]byte{nil, {}, bytes.Repeat([]byte("x"), MaxKeyLen+1)} {
+		if _, err := s.Update(key, vclock.VClock{}, "n1", Version{}); !errors.Is(err, ErrBadKey) {
+			t.Errorf("Update(%d-byte key) = %v, want ErrBadKey", len(key), err)
+		}
+		if _, _, err := s.Get(key); !errors.Is(err, ErrBadKey) {
+			t.Errorf("Get(%d-byte key) = %v, want ErrBadKey", len(key), err)
+		}
+	}
+	for _, target := range []string{"", "a\x00b"} {
+		if err := s.AddHint(target, []byte("k"), Object{}); !errors.Is(err, ErrBadKey) {
+			t.Errorf("AddHint(%q) = %v, want ErrBadKey", target, err)
+		}
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), StoreConfig{Tree: merkle.Config{Branches: 3}}); !errors.Is(err, merkle.ErrConfig) {
+		t.Errorf("Open with 3 branches = %v, want merkle.ErrConfig", err)
+	}
+}
+
+// The store against a reference model over seeded random histories of
+// coordinated writes, deletes and syncs from another replica, reopening
+// the file at random points: every key reads as the model says, and the
+// trees equal trees built from the model.
+func TestStoreModel(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 13))
+			path := filepath.Join(t.TempDir(), "kv.db")
+			group := func(k []byte) string { return string(k[:1]) }
+			cfg := StoreConfig{Tree: merkle.Config{Branches: 16, SegmentsPerBranch: 16}, Group: group, NoSync: true, MaxBatchDelay: time.Nanosecond}
+			s := openStore(t, path, cfg)
+			defer func() { s.Close() }()
+			model := map[string]Object{}  // this replica
+			remote := map[string]Object{} // another replica, written by "n2"
+			keys := []string{"a1", "a2", "b1", "b2", "c1"}
+			for i := range 300 {
+				k := keys[rng.IntN(len(keys))]
+				var got Object
+				var err error
+				switch op := rng.IntN(10); {
+				case op < 5: // write with the context of a read of this replica, or blind
+					var ctx vclock.VClock
+					if rng.IntN(3) > 0 {
+						ctx = model[k].Context()
+					}
+					v := Version{Value: fmt.Appendf(nil, "v%d", i), Deleted: op == 0}
+					if v.Deleted {
+						v.Value = nil
+					}
+					m := model[k].Clone()
+					m.Update(ctx, "n1", v)
+					model[k] = m
+					got, err = s.Update([]byte(k), ctx, "n1", v)
+				case op < 8: // the other replica writes
+					r := remote[k].Clone()
+					r.Update(r.Context(), "n2", Version{Value: fmt.Appendf(nil, "r%d", i)})
+					remote[k] = r
+					continue
+				default: // sync from the other replica
+					m := model[k].Clone()
+					m.Sync(remote[k])
+					model[k] = m
+					got, err = s.Sync([]byte(k), remote[k])
+				}
+				if err != nil {
+					t.Fatalf("seed %d step %d: %v", seed, i, err)
+				}
+				if !sameObject(got, model[k]) {
+					t.Fatalf("seed %d step %d: store returned %v, model %v", seed, i, got.Values(), model[k].Values())
+				}
+				if rng.IntN(50) == 0 {
+					if err := s.Close(); err != nil {
+						t.Fatal(err)
+					}
+					s = openStore(t, path, cfg)
+				}
+			}
+			checkAgainstModel(t, s, cfg, model)
+		})
+	}
+}
+
+func sameObject(a, b Object) bool {
+	ea, err1 := EncodeObject(a)
+	eb, err2 := EncodeObject(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
+}
+
+// checkAgainstModel checks every key of model, and the trees of every
+// group, including Scan over all segments.
+func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string]Object) {
+	t.Helper()
+	want := map[string]*merkle.Tree{}
+	for k, o := range model {
+		if got := get(t, s, k); !sameObject(got, o) {
+			t.Errorf("key %q: %v, model %v", k, got.Values(), o.Values())
+		}
+		enc, _ := EncodeObject(o)
+		g := cfg.Group([]byte(k))
+		if want[g] == nil {
+			want[g] = merkle.New(cfg.Tree)
+		}
+		want[g].Add([]byte(k), hashBytes(enc))
+	}
+	if got, wantGroups := s.Groups(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, wantGroups) {
+		t.Errorf("Groups() = %q, want %q", got, wantGroups)
+	}
+	all := make([]int, cfg.Tree.Branches*cfg.Tree.SegmentsPerBranch)
+	for i := range all {
+		all[i] = i
+	}
+	for g, w := range want {
+		if err := merkle.Verify(s.Tree(g), w); err != nil {
+			t.Errorf("group %q: %v", g, err)
+		}
+		es, err := s.Scan(g, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for k := range model {
+			if cfg.Group([]byte(k)) == g {
+				n++
+			}
+		}
+		if len(es) != n {
+			t.Errorf("Scan(%q, all) = %d entries, want %d", g, len(es), n)
+		}
+		for _, e := range es {
+			if !sameObject(e.Object, model[string(e.Key)]) {
+				t.Errorf("Scan(%q): key %q differs from the model", g, e.Key)
+			}
+		}
+	}
+}
+
+// Concurrent writers share fsyncs through bbolt's batches; every write is
+// applied once and the tree matches the data.
+func TestStoreConcurrentWrites(t *testing.T) {
+	cfg := StoreConfig{Tree: merkle.Config{Branches: 16, SegmentsPerBranch: 16}, Group: func(k []byte) string { return string(k[:1]) }}
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), cfg)
+	defer s.Close()
+	var wg sync.WaitGroup
+	const writers, writes = 8, 20
+	for w := range writers {
+		wg.Go(func() {
+			for i := range writes {
+				key := fmt.Appendf(nil, "%c%d", 'a'+w%3, i%5)
+				if _, err := s.Update(key, vclock.VClock{}, "n1", Version{Value: fmt.Appendf(nil, "%d/%d", w, i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() { // a regroup in the middle must not lose or double a write
+		if err := s.Regroup(cfg.Group); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Wait()
+	model := map[string]Object{}
+	total := 0
+	err := s.All(func(key []byte, o Object) error {
+		model[string(key)] = o.Clone()
+		total += o.Len()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != writers*writes { // blind writes: every one is a sibling
+		t.Fatalf("%d values stored, want %d", total, writers*writes)
+	}
+	checkAgainstModel(t, s, cfg, model)
+}
+
+func TestStoreHints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	cfg := StoreConfig{MaxHints: 3}
+	s := openStore(t, path, cfg)
+	var a, b Object
+	a.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
+	b.Update(vclock.VClock{}, "n2", Version{Value: []byte("b")})
+	for _, h := range []struct {
+		target, key string
+		o           Object
+	}{{"n4", "k1", a}, {"n4", "k2", a}, {"n5", "k1", b}, {"n4", "k1", b}} { // the last merges
+		if err := s.AddHint(h.target, []byte(h.key), h.o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddHint("n5", []byte("k9"), a); !errors.Is(err, ErrHintsFull) {
+		t.Fatalf("fourth hint: %v, want ErrHintsFull", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, path, cfg)
+	defer s.Close()
+	if s.Hints() != 3 {
+		t.Fatalf("after reopen: %d hints, want 3", s.Hints())
+	}
+	if got, err := s.HintTargets(); err != nil || !slices.Equal(got, []string{"n4", "n5"}) {
+		t.Fatalf("HintTargets() = %q, %v", got, err)
+	}
+	hs, err := s.HintsFor("n4", 10)
+	if err != nil || len(hs) != 2 || string(hs[0].Key) != "k1" || string(hs[1].Key) != "k2" {
+		t.Fatalf("HintsFor(n4) = %v, %v", hs, err)
+	}
+	if got := live(hs[0].Object); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("merged hint: %q, want [a b]", got)
+	}
+	if o, found, err := s.HintedObject([]byte("k1")); err != nil || !found || !slices.Equal(live(o), []string{"a", "b"}) {
+		t.Fatalf("HintedObject(k1) = %q, %v, %v", live(o), found, err)
+	}
+	// A stale delivery does not drop a hint that grew; a current one does.
+	if ok, err := s.DropHint("n4", []byte("k1"), a); ok || err != nil {
+		t.Fatalf("DropHint of an outdated hint = %v, %v", ok, err)
+	}
+	if ok, err := s.DropHint("n4", []byte("k1"), hs[0].Object); !ok || err != nil {
+		t.Fatalf("DropHint = %v, %v", ok, err)
+	}
+	if s.Hints() != 2 {
+		t.Fatalf("%d hints after a drop, want 2", s.Hints())
+	}
+	if err := s.AddHint("n5", []byte("k9"), a); err != nil {
+		t.Fatalf("hint after room was made: %v", err)
+	}
+}
+
+// Two replicas that missed each other's writes find the differing keys
+// with a merkle exchange per group and repair exactly those.
+func TestStoreExchange(t *testing.T) {
+	cfg := StoreConfig{Tree: merkle.Config{Branches: 16, SegmentsPerBranch: 16}, Group: func(k []byte) string { return string(k[:1]) }, NoSync: true}
+	a := openStore(t, filepath.Join(t.TempDir(), "a.db"), cfg)
+	defer a.Close()
+	b := openStore(t, filepath.Join(t.TempDir(), "b.db"), cfg)
+	defer b.Close()
+	for i := range 100 {
+		o, err := a.Update(fmt.Appendf(nil, "x%d", i), vclock.VClock{}, "a", Version{Value: []byte("v")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 != 0 { // b misses every tenth write
+			if _, err := b.Sync(fmt.Appendf(nil, "x%d", i), o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := b.Update([]byte("y1"), vclock.VClock{}, "b", Version{Value: []byte("w")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"x", "y"} {
+		res, err := merkle.Diff(context.Background(), a.Tree(g), merkle.PeerFunc(func(_ context.Context, req []byte) ([]byte, error) {
+			return b.Serve(g, req)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromA, err := a.Scan(g, res.Segments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromB, err := b.Scan(g, res.Segments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range fromA {
+			if _, err := b.Sync(e.Key, e.Object); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, e := range fromB {
+			if _, err := a.Sync(e.Key, e.Object); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g == "y" && (len(fromA) != 0 || len(fromB) != 1) {
+			t.Errorf("group y: scanned %d and %d keys, want 0 and 1", len(fromA), len(fromB))
+		}
+		if err := merkle.Verify(a.Tree(g), b.Tree(g)); err != nil {
+			t.Errorf("group %s after repair: %v", g, err)
+		}
+	}
+}
