@@ -1,0 +1,109 @@
+package idempotency_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/distkit/distkit/clock/clocktest"
+	"github.com/distkit/distkit/idempotency"
+)
+
+// A payment runs once however often the client retries it.
+func ExampleGuard_Do() {
+	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	charges := 0
+	charge := func(context.Context) ([]byte, error) {
+		charges++
+		return []byte(fmt.Sprintf("charge #%d", charges)), nil
+	}
+	ctx := context.Background()
+	for range 3 {
+		out, err := guard.Do(ctx, "order-42", []byte("EUR 10"), charge)
+		fmt.Println(string(out), err)
+	}
+	_, err := guard.Do(ctx, "order-42", []byte("EUR 99"), charge)
+	fmt.Println(err)
+	// Output:
+	// charge #1 <nil>
+	// charge #1 <nil>
+	// charge #1 <nil>
+	// idempotency: key reused with a different payload
+}
+
+// A declined card is an outcome and is replayed; a timeout talking to the
+// bank is not, so the retry runs again.
+func ExampleRetryable() {
+	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	ctx := context.Background()
+	attempts := 0
+	pay := func(context.Context) ([]byte, error) {
+		attempts++
+		if attempts == 1 {
+			return nil, idempotency.Retryable(errors.New("bank timeout"))
+		}
+		return nil, errors.New("card declined")
+	}
+	for range 3 {
+		_, err := guard.Do(ctx, "order-7", nil, pay)
+		var stored *idempotency.StoredError
+		fmt.Printf("%v (replayed: %t)\n", err, errors.As(err, &stored))
+	}
+	fmt.Println("attempts:", attempts)
+	// Output:
+	// bank timeout (replayed: false)
+	// card declined (replayed: false)
+	// card declined (replayed: true)
+	// attempts: 2
+}
+
+// An executor crashed holding the key; once its lock lapses the key is
+// taken over.
+func ExampleMemStore_takeover() {
+	clk := clocktest.NewManual(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	store := &idempotency.MemStore{Clock: clk}
+	ctx := context.Background()
+	_, _ = store.Claim(ctx, "k", nil, time.Minute) // and then the process died
+
+	rec, _ := store.Claim(ctx, "k", nil, time.Minute)
+	fmt.Println(rec.State, rec.LockedUntil.Format(time.TimeOnly))
+	clk.Advance(time.Minute)
+	rec, _ = store.Claim(ctx, "k", nil, time.Minute)
+	fmt.Println(rec == nil)
+	// Output:
+	// InProgress 12:01:00
+	// true
+}
+
+func ExampleMiddleware() {
+	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	created := 0
+	api := idempotency.Middleware(guard, idempotency.MiddlewareOptions{})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			created++
+			w.Header().Set("Location", fmt.Sprintf("/orders/%d", created))
+			w.WriteHeader(http.StatusCreated)
+		}))
+	send := func(key, body string) {
+		r := httptest.NewRequest("POST", "/orders", strings.NewReader(body))
+		if key != "" {
+			r.Header.Set("Idempotency-Key", key)
+		}
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, r)
+		fmt.Printf("%d location=%q replayed=%q\n", w.Code, w.Header().Get("Location"), w.Header().Get("Idempotent-Replayed"))
+	}
+	send(`"a1b2c3"`, `{"item":1}`)
+	send(`"a1b2c3"`, `{"item":1}`) // the retry
+	send(`"a1b2c3"`, `{"item":2}`) // the key reused for another order
+	send("", `{"item":1}`)
+	// Output:
+	// 201 location="/orders/1" replayed=""
+	// 201 location="/orders/1" replayed="true"
+	// 422 location="" replayed=""
+	// 400 location="" replayed=""
+}

@@ -1,0 +1,398 @@
+package idempotency_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/distkit/distkit/clock/clocktest"
+	"github.com/distkit/distkit/idempotency"
+)
+
+var bg = context.Background()
+
+func newGuard(t *testing.T) (*idempotency.Guard, *idempotency.MemStore, *clocktest.Manual) {
+	t.Helper()
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk}
+	return idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk}), s, clk
+}
+
+// counter returns an fn that counts its runs and returns out, err.
+func counter(n *atomic.Int32, out string, err error) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		n.Add(1)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(out), nil
+	}
+}
+
+func TestGuardRunsOnceAndReplays(t *testing.T) {
+	g, _, clk := newGuard(t)
+	var runs atomic.Int32
+	for range 3 {
+		out, err := g.Do(bg, "k", []byte("fp"), counter(&runs, "result", nil))
+		require.NoError(t, err)
+		require.Equal(t, "result", string(out))
+	}
+	require.EqualValues(t, 1, runs.Load())
+	// A nil result replays as nil.
+	out, err := g.Do(bg, "nil", nil, func(context.Context) ([]byte, error) { return nil, nil })
+	require.NoError(t, err)
+	require.Nil(t, out)
+	out, err = g.Do(bg, "nil", nil, counter(&runs, "x", nil))
+	require.NoError(t, err)
+	require.Nil(t, out)
+	// The record is forgotten after Retain: the key runs again.
+	clk.Advance(time.Hour)
+	out, err = g.Do(bg, "k", []byte("fp"), counter(&runs, "second", nil))
+	require.NoError(t, err)
+	require.Equal(t, "second", string(out))
+	require.EqualValues(t, 2, runs.Load())
+}
+
+func TestGuardErrors(t *testing.T) {
+	g, _, _ := newGuard(t)
+	var runs atomic.Int32
+	_, err := g.Do(bg, "", nil, counter(&runs, "x", nil))
+	require.ErrorIs(t, err, idempotency.ErrMissingKey)
+
+	_, err = g.Do(bg, "k", []byte("fp1"), counter(&runs, "x", nil))
+	require.NoError(t, err)
+	_, err = g.Do(bg, "k", []byte("fp2"), counter(&runs, "y", nil))
+	require.ErrorIs(t, err, idempotency.ErrMismatch)
+	require.EqualValues(t, 1, runs.Load())
+}
+
+// TestGuardReplaysErrors: a plain error is recorded and replayed; the
+// first caller sees fn's own error, later ones a *StoredError.
+func TestGuardReplaysErrors(t *testing.T) {
+	g, _, _ := newGuard(t)
+	var runs atomic.Int32
+	boom := errors.New("card declined")
+	_, err := g.Do(bg, "k", nil, counter(&runs, "", boom))
+	require.ErrorIs(t, err, boom)
+	for range 2 {
+		_, err = g.Do(bg, "k", nil, counter(&runs, "ok", nil))
+		var stored *idempotency.StoredError
+		require.ErrorAs(t, err, &stored)
+		require.Equal(t, "card declined", stored.Message)
+	}
+	require.EqualValues(t, 1, runs.Load())
+}
+
+// TestGuardRetryable: a Retryable failure is not recorded, so the key
+// runs again.
+func TestGuardRetryable(t *testing.T) {
+	g, s, _ := newGuard(t)
+	var runs atomic.Int32
+	flaky := errors.New("upstream timeout")
+	_, err := g.Do(bg, "k", nil, counter(&runs, "", idempotency.Retryable(flaky)))
+	require.ErrorIs(t, err, flaky)
+	require.Equal(t, 0, s.Len(), "claim released")
+	out, err := g.Do(bg, "k", nil, counter(&runs, "ok", nil))
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(out))
+	require.EqualValues(t, 2, runs.Load())
+	require.NoError(t, idempotency.Retryable(nil))
+}
+
+// TestGuardReleasesOnCancel: fn failing after its context ended says
+// nothing about the operation: the claim is released.
+func TestGuardReleasesOnCancel(t *testing.T) {
+	g, s, _ := newGuard(t)
+	ctx, cancel := context.WithCancel(bg)
+	_, err := g.Do(ctx, "k", nil, func(ctx context.Context) ([]byte, error) {
+		cancel()
+		return nil, ctx.Err()
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 0, s.Len())
+	// But a success despite the cancellation is recorded.
+	ctx, cancel = context.WithCancel(bg)
+	_, err = g.Do(ctx, "k", nil, func(ctx context.Context) ([]byte, error) {
+		cancel()
+		return []byte("done anyway"), nil
+	})
+	require.NoError(t, err)
+	out, err := g.Do(bg, "k", nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "done anyway", string(out))
+}
+
+func TestGuardReleasesOnPanic(t *testing.T) {
+	g, s, _ := newGuard(t)
+	require.Panics(t, func() {
+		_, _ = g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { panic("bug") })
+	})
+	require.Equal(t, 0, s.Len())
+	out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(out))
+}
+
+// TestGuardCrashTakeover: an executor in another process claimed the key
+// and died. Until its lock lapses the key is in progress; then the next
+// caller takes it over and runs fn.
+func TestGuardCrashTakeover(t *testing.T) {
+	g, s, clk := newGuard(t)
+	rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute) // the crashed executor
+	require.NoError(t, err)
+	require.Nil(t, rec)
+	var runs atomic.Int32
+	_, err = g.Do(bg, "k", []byte("fp"), counter(&runs, "x", nil))
+	require.ErrorIs(t, err, idempotency.ErrInProgress)
+	clk.Advance(time.Minute - time.Nanosecond)
+	_, err = g.Do(bg, "k", []byte("fp"), counter(&runs, "x", nil))
+	require.ErrorIs(t, err, idempotency.ErrInProgress)
+	require.EqualValues(t, 0, runs.Load())
+	clk.Advance(time.Nanosecond)
+	out, err := g.Do(bg, "k", []byte("fp"), counter(&runs, "taken over", nil))
+	require.NoError(t, err)
+	require.Equal(t, "taken over", string(out))
+	require.EqualValues(t, 1, runs.Load())
+}
+
+// TestGuardLockLapsed: fn outlives its lock (a long GC pause, say) and
+// another process takes the key over meanwhile. The first Guard must not
+// touch the new owner's claim.
+func TestGuardLockLapsed(t *testing.T) {
+	g1, s, clk := newGuard(t)
+	g2 := idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
+	g3 := idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
+	out, err := g1.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
+		clk.Advance(time.Minute)
+		// While g1's fn is paused, g2 takes the key over and is running.
+		_, err := g2.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
+			_, err := g3.Do(bg, "k", nil, nil) // a third process meanwhile
+			require.ErrorIs(t, err, idempotency.ErrInProgress)
+			return []byte("second"), nil
+		})
+		require.NoError(t, err)
+		return []byte("first"), nil
+	})
+	require.ErrorIs(t, err, idempotency.ErrLockExpired)
+	require.Equal(t, "first", string(out), "the caller still learns what fn did")
+	out, err = g1.Do(bg, "k", nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "second", string(out), "the new owner's record survives")
+}
+
+// TestGuardLockEndsFn: fn's context ends when the lock lapses (virtual
+// time), and the key is free again.
+func TestGuardLockEndsFn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &idempotency.MemStore{}
+		g := idempotency.New(s, idempotency.Config{Lock: 30 * time.Second})
+		start := time.Now()
+		_, err := g.Do(bg, "k", nil, func(ctx context.Context) ([]byte, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Equal(t, 30*time.Second, time.Since(start))
+		out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return []byte("again"), nil })
+		require.NoError(t, err)
+		require.Equal(t, "again", string(out))
+	})
+}
+
+// TestGuardSharesExecution: concurrent duplicates in one process share
+// one execution and its result.
+func TestGuardSharesExecution(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		var runs atomic.Int32
+		release := make(chan struct{})
+		fn := func(context.Context) ([]byte, error) {
+			runs.Add(1)
+			<-release
+			return []byte("shared"), nil
+		}
+		const n = 10
+		results := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				out, err := g.Do(bg, "k", []byte("fp"), fn)
+				require.NoError(t, err)
+				results[i] = string(out)
+			})
+		}
+		synctest.Wait() // all ten are inside Do, one in fn
+		close(release)
+		wg.Wait()
+		require.EqualValues(t, 1, runs.Load())
+		for _, r := range results {
+			require.Equal(t, "shared", r)
+		}
+	})
+}
+
+// TestGuardWaitersOutliveLeader: the first caller leaves while fn runs;
+// the callers waiting on it run fn themselves instead of inheriting its
+// cancellation.
+func TestGuardWaitersOutliveLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		var runs atomic.Int32
+		fn := func(ctx context.Context) ([]byte, error) {
+			if runs.Add(1) == 1 {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return []byte("second run"), nil
+		}
+		ctx, cancel := context.WithCancel(bg)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, err := g.Do(ctx, "k", nil, fn)
+			require.ErrorIs(t, err, context.Canceled)
+		})
+		synctest.Wait()
+		const waiters = 5
+		for range waiters {
+			wg.Go(func() {
+				out, err := g.Do(bg, "k", nil, fn)
+				require.NoError(t, err)
+				require.Equal(t, "second run", string(out))
+			})
+		}
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		require.EqualValues(t, 2, runs.Load())
+	})
+}
+
+// TestGuardWaiterOtherPayload: a concurrent duplicate with another
+// fingerprint does not get the first payload's result.
+func TestGuardWaiterOtherPayload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			out, err := g.Do(bg, "k", []byte("a"), func(context.Context) ([]byte, error) {
+				<-release
+				return []byte("a's"), nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, "a's", string(out))
+		})
+		synctest.Wait()
+		wg.Go(func() {
+			_, err := g.Do(bg, "k", []byte("b"), nil)
+			require.ErrorIs(t, err, idempotency.ErrMismatch)
+		})
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+	})
+}
+
+// failingStore fails Complete.
+type failingStore struct{ idempotency.MemStore }
+
+var errDisk = errors.New("disk on fire")
+
+func (*failingStore) Complete(context.Context, string, []byte, time.Duration) error { return errDisk }
+
+func TestGuardCompleteFails(t *testing.T) {
+	g := idempotency.New(&failingStore{}, idempotency.Config{})
+	out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return []byte("did it"), nil })
+	require.ErrorIs(t, err, errDisk)
+	require.Equal(t, "did it", string(out))
+}
+
+func TestGuardCorruptRecord(t *testing.T) {
+	g, s, _ := newGuard(t)
+	_, err := s.Claim(bg, "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Complete(bg, "k", []byte("not msgpack"), time.Hour))
+	_, err = g.Do(bg, "k", nil, nil)
+	require.ErrorIs(t, err, idempotency.ErrCorrupt)
+}
+
+func TestNewPanics(t *testing.T) {
+	require.PanicsWithValue(t, "idempotency: New with a nil Store", func() { idempotency.New(nil, idempotency.Config{}) })
+	require.Panics(t, func() { idempotency.New(&idempotency.MemStore{}, idempotency.Config{Lock: -1}) })
+	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	require.Equal(t, idempotency.DefaultRetain, g.Retain())
+}
+
+// TestGuardModel checks Do against a reference model over random seeded
+// histories of calls, outcomes and clock moves.
+func TestGuardModel(t *testing.T) {
+	type rec struct {
+		fp      byte
+		out     string
+		failed  bool
+		expires time.Time
+	}
+	for seed := range uint64(30) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		g, _, clk := newGuard(t)
+		model := map[string]rec{}
+		for step := range 400 {
+			key := fmt.Sprint(r.IntN(5))
+			fp := byte(r.IntN(2))
+			kind := r.IntN(3) // 0 ok, 1 error, 2 retryable error
+			result := fmt.Sprint("r", step)
+			ran := false
+			out, err := g.Do(bg, key, []byte{fp}, func(context.Context) ([]byte, error) {
+				ran = true
+				switch kind {
+				case 1:
+					return nil, errors.New(result)
+				case 2:
+					return nil, idempotency.Retryable(errors.New(result))
+				}
+				return []byte(result), nil
+			})
+			where := fmt.Sprintf("seed %d step %d", seed, step)
+			m, live := model[key]
+			live = live && clk.Now().Before(m.expires)
+			switch {
+			case !live:
+				require.True(t, ran, where)
+				if kind != 2 {
+					model[key] = rec{fp: fp, out: result, failed: kind == 1, expires: clk.Now().Add(time.Hour)}
+				} else {
+					delete(model, key)
+				}
+				if kind == 0 {
+					require.NoError(t, err, where)
+					require.Equal(t, result, string(out), where)
+				} else {
+					require.EqualError(t, err, result, where)
+				}
+			case m.fp != fp:
+				require.False(t, ran, where)
+				require.ErrorIs(t, err, idempotency.ErrMismatch, where)
+			case m.failed:
+				require.False(t, ran, where)
+				var stored *idempotency.StoredError
+				require.ErrorAs(t, err, &stored, where)
+				require.Equal(t, m.out, stored.Message, where)
+			default:
+				require.False(t, ran, where)
+				require.NoError(t, err, where)
+				require.Equal(t, m.out, string(out), where)
+			}
+			if r.IntN(4) == 0 {
+				clk.Advance(time.Duration(r.IntN(40)) * time.Minute)
+			}
+		}
+	}
+}

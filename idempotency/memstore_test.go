@@ -1,0 +1,153 @@
+package idempotency_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/distkit/distkit/clock/clocktest"
+	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/idempotency/idempotencytest"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func newMemStore(maxKeys int) func(t *testing.T) (idempotency.Store, func(time.Duration)) {
+	return func(t *testing.T) (idempotency.Store, func(time.Duration)) {
+		clk := clocktest.NewManual(t0)
+		return &idempotency.MemStore{Clock: clk, MaxKeys: maxKeys}, clk.Advance
+	}
+}
+
+func TestMemStoreConformance(t *testing.T) {
+	t.Run("Unbounded", func(t *testing.T) { idempotencytest.TestStore(t, newMemStore(0)) })
+	t.Run("Bounded", func(t *testing.T) { idempotencytest.TestStore(t, newMemStore(1000)) })
+}
+
+func TestMemStoreZeroValue(t *testing.T) {
+	var s idempotency.MemStore // system clock, no bound
+	ctx := context.Background()
+	rec, err := s.Claim(ctx, "k", []byte("fp"), time.Minute)
+	require.NoError(t, err)
+	require.Nil(t, rec)
+	require.NoError(t, s.Complete(ctx, "k", []byte("r"), time.Hour))
+	rec, err = s.Claim(ctx, "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Done, rec.State)
+	require.Equal(t, "r", string(rec.Response))
+	require.Equal(t, 1, s.Len())
+}
+
+func TestMemStoreBadDurations(t *testing.T) {
+	var s idempotency.MemStore
+	ctx := context.Background()
+	_, err := s.Claim(ctx, "k", nil, 0)
+	require.Error(t, err)
+	_, err = s.Claim(ctx, "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.Error(t, s.Complete(ctx, "k", nil, -time.Second))
+	rec, err := s.Claim(ctx, "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.InProgress, rec.State, "a rejected Complete changes nothing")
+}
+
+// TestMemStoreFull: at MaxKeys a new key gets ErrFull; live records, in
+// progress or done, are never evicted for it; expired ones are, in any
+// shard.
+func TestMemStoreFull(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk, MaxKeys: 64}
+	for i := range 64 {
+		key := fmt.Sprint("k", i)
+		rec, err := s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Nil(t, rec)
+		if i%2 == 0 { // half done with a long retention, half in progress
+			require.NoError(t, s.Complete(ctx, key, []byte("r"), time.Hour))
+		}
+	}
+	_, err := s.Claim(ctx, "new", nil, time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrFull)
+	require.Equal(t, 64, s.Len())
+	// An existing live key is still answered when full.
+	rec, err := s.Claim(ctx, "k1", nil, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.InProgress, rec.State)
+
+	// The claims lapse; the done records live on. 32 new keys fit, not 33.
+	clk.Advance(time.Minute)
+	for i := range 32 {
+		rec, err := s.Claim(ctx, fmt.Sprint("new", i), nil, time.Minute)
+		require.NoError(t, err, "new key %d", i)
+		require.Nil(t, rec)
+	}
+	_, err = s.Claim(ctx, "one-more", nil, time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrFull)
+	for i := 0; i < 64; i += 2 {
+		rec, err := s.Claim(ctx, fmt.Sprint("k", i), nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, idempotency.Done, rec.State, "done record k%d was evicted", i)
+	}
+	// Releasing one claim makes room for exactly one.
+	require.NoError(t, s.Release(ctx, "new0"))
+	_, err = s.Claim(ctx, "one-more", nil, time.Minute)
+	require.NoError(t, err)
+	_, err = s.Claim(ctx, "two-more", nil, time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrFull)
+}
+
+// TestMemStoreSweeps: expired records are removed as the store is used,
+// so memory follows the live records.
+func TestMemStoreSweeps(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk}
+	for i := range 1000 {
+		_, err := s.Claim(ctx, fmt.Sprint("a", i), nil, time.Second)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1000, s.Len())
+	clk.Advance(time.Second)
+	for i := range 1000 {
+		_, err := s.Claim(ctx, fmt.Sprint("b", i), nil, time.Second)
+		require.NoError(t, err)
+	}
+	// Every shard was touched by the second wave and dropped the first.
+	require.Equal(t, 1000, s.Len())
+}
+
+func TestMemStoreConcurrentLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s := &idempotency.MemStore{MaxKeys: 10_000}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				key := fmt.Sprint("k", (g*31+i)%200)
+				rec, err := s.Claim(ctx, key, nil, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if rec != nil {
+					continue
+				}
+				if i%3 == 0 {
+					err = s.Release(ctx, key)
+				} else {
+					err = s.Complete(ctx, key, []byte(key), time.Hour)
+				}
+				if err != nil { // nothing expires: the owner's call must succeed
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.LessOrEqual(t, s.Len(), 200)
+}

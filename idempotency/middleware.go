@@ -1,0 +1,336 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+)
+
+// Header fields the middleware reads and writes.
+const (
+	// KeyHeader carries the request's idempotency key.
+	KeyHeader = "Idempotency-Key"
+	// ReplayedHeader is set to "true" on a response that replays another
+	// request's, as Stripe marks its replays.
+	ReplayedHeader = "Idempotent-Replayed"
+)
+
+// Defaults for the zero fields of [MiddlewareOptions].
+const (
+	DefaultMaxBody   = 1 << 20
+	DefaultMaxKeyLen = 255
+)
+
+// MiddlewareOptions configures [Middleware]. Zero fields mean the
+// documented defaults.
+type MiddlewareOptions struct {
+	// Methods lists the request methods that take idempotency keys;
+	// requests with other methods pass through untouched. nil: POST and
+	// PATCH.
+	Methods []string
+	// Optional lets requests without a key through, unguarded. By default
+	// they are answered 400, as the draft asks of operations that require
+	// the header.
+	Optional bool
+	// MaxBody bounds the request body, which the middleware reads in full
+	// to fingerprint it; larger bodies are answered 413. 0: DefaultMaxBody
+	// (1 MiB).
+	MaxBody int64
+	// MaxKeyLen bounds the key, in bytes once unquoted; longer keys are
+	// answered 400. 0: DefaultMaxKeyLen (255, Stripe's limit).
+	MaxKeyLen int
+	// Scope returns the namespace of the request's key, typically the
+	// authenticated principal, so that two clients' keys never meet.
+	// nil: one namespace for all requests.
+	Scope func(r *http.Request) string
+	// Fingerprint digests the request to detect a key reused for another
+	// payload. nil: SHA-256 over the method, the path and query, and the
+	// body.
+	Fingerprint func(r *http.Request, body []byte) []byte
+	// Retryable reports whether a response with the given status must not
+	// be recorded: its claim is released and a retry runs the handler
+	// again. nil: 408, 429 and every 5xx (see the package documentation).
+	Retryable func(status int) bool
+	// ProblemType is the "type" URI of the problem details the middleware
+	// answers with, a page that documents the API's use of idempotency
+	// keys and their expiry, as the draft asks. "": "about:blank", with
+	// the status text as title.
+	ProblemType string
+	// Logger receives the store failures that the middleware answers
+	// with 500 or works around. nil: discard.
+	Logger *slog.Logger
+}
+
+// Middleware returns net/http middleware that makes handlers idempotent
+// per the IETF draft "The Idempotency-Key HTTP Header Field", on top of g.
+//
+// For a request whose method is in opts.Methods it parses the
+// Idempotency-Key field, reads the body, fingerprints the request and
+// runs the handler through g.Do, buffering its response. It answers:
+//
+//   - 400 with a problem+json body when the key is missing (unless
+//     Optional), malformed, repeated or longer than MaxKeyLen;
+//   - 413 when the body exceeds MaxBody;
+//   - the handler's response, recorded, the first time a key is used;
+//   - a replay of the recorded status, header fields and body, marked
+//     "Idempotent-Replayed: true", for a retry with the same payload while
+//     the record lives (and for concurrent duplicates in this process,
+//     which share the first request's execution);
+//   - 409 while a request with the key is in progress elsewhere;
+//   - 422 when the key is reused with a different payload;
+//   - 503 when the store is full, 500 when it fails.
+//
+// The handler sees a request whose context ends when the claim's lock
+// lapses, and a ResponseWriter that buffers the whole response (it does
+// not implement http.Flusher; 1xx responses and trailers are dropped). It
+// panics if g is nil.
+func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handler {
+	if g == nil {
+		panic("idempotency: Middleware with a nil Guard")
+	}
+	m := &middleware{MiddlewareOptions: opts, guard: g}
+	if m.Methods == nil {
+		m.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if m.MaxBody <= 0 {
+		m.MaxBody = DefaultMaxBody
+	}
+	if m.MaxKeyLen <= 0 {
+		m.MaxKeyLen = DefaultMaxKeyLen
+	}
+	if m.Fingerprint == nil {
+		m.Fingerprint = fingerprint
+	}
+	if m.Retryable == nil {
+		m.Retryable = retryableStatus
+	}
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.serve(w, r, next)
+		})
+	}
+}
+
+type middleware struct {
+	MiddlewareOptions
+	guard *Guard
+}
+
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	if !slices.Contains(m.Methods, r.Method) {
+		next.ServeHTTP(w, r)
+		return
+	}
+	fields := r.Header[KeyHeader]
+	switch {
+	case len(fields) == 0 && m.Optional:
+		next.ServeHTTP(w, r)
+		return
+	case len(fields) == 0:
+		m.problem(w, http.StatusBadRequest, "Idempotency-Key is missing",
+			"This operation is idempotent and requires an Idempotency-Key header.")
+		return
+	case len(fields) > 1:
+		m.problem(w, http.StatusBadRequest, "Idempotency-Key is malformed",
+			"A request must carry exactly one Idempotency-Key header.")
+		return
+	}
+	key, err := parseKey(fields[0])
+	if err == nil && len(key) > m.MaxKeyLen {
+		err = fmt.Errorf("key of %d bytes is longer than %d", len(key), m.MaxKeyLen)
+	}
+	if err != nil {
+		m.problem(w, http.StatusBadRequest, "Idempotency-Key is malformed", err.Error())
+		return
+	}
+	body, err := m.readBody(w, r)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			m.problem(w, http.StatusRequestEntityTooLarge, "Request body is too large",
+				fmt.Sprintf("Requests with an Idempotency-Key may carry at most %d bytes.", m.MaxBody))
+		} else {
+			m.problem(w, http.StatusBadRequest, "Request body could not be read", err.Error())
+		}
+		return
+	}
+	if m.Scope != nil {
+		key = m.Scope(r) + "\x00" + key // keys hold no NUL: unambiguous
+	}
+
+	var ran *response // the handler's response, if this request ran it
+	out, err := m.guard.Do(r.Context(), key, m.Fingerprint(r, body), func(ctx context.Context) ([]byte, error) {
+		ran = record(ctx, next, r, body)
+		if m.Retryable(ran.status) {
+			return nil, Retryable(&unrecorded{ran})
+		}
+		return ran.encode(), nil
+	})
+	if ran != nil {
+		if _, ok := errors.AsType[*unrecorded](err); err != nil && !ok {
+			m.Logger.Warn("idempotency: response sent but not recorded", "err", err)
+		}
+		ran.writeTo(w, false)
+		return
+	}
+	m.answer(w, out, err)
+}
+
+// answer writes what Do returned to a request that did not run the
+// handler itself.
+func (m *middleware) answer(w http.ResponseWriter, out []byte, err error) {
+	u, isUnrecorded := errors.AsType[*unrecorded](err)
+	switch {
+	case err == nil:
+		resp, derr := decodeResponse(out)
+		if derr != nil {
+			m.Logger.Error("idempotency: replaying a response", "err", derr)
+			m.problem(w, http.StatusInternalServerError, "", "The recorded response could not be replayed.")
+			return
+		}
+		resp.writeTo(w, true)
+	case isUnrecorded:
+		u.resp.writeTo(w, true)
+	case errors.Is(err, ErrInProgress):
+		m.problem(w, http.StatusConflict, "A request is outstanding for this Idempotency-Key",
+			"A request with the same Idempotency-Key is being processed; retry later.")
+	case errors.Is(err, ErrMismatch):
+		m.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key is already used",
+			fmt.Sprintf("This Idempotency-Key was used for a different request; keys must not be reused "+
+				"across payloads and are remembered for %v.", m.guard.Retain()))
+	case errors.Is(err, ErrFull):
+		m.problem(w, http.StatusServiceUnavailable, "", "Too many requests are being tracked; retry later.")
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		m.problem(w, http.StatusServiceUnavailable, "", "The request ended before it was processed.")
+	default:
+		m.Logger.Error("idempotency: store failed", "err", err)
+		m.problem(w, http.StatusInternalServerError, "", "The request could not be processed.")
+	}
+}
+
+func (m *middleware) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	switch {
+	case r.Body == nil || r.Body == http.NoBody:
+		return nil, nil
+	case r.ContentLength > m.MaxBody:
+		return nil, &http.MaxBytesError{Limit: m.MaxBody}
+	case r.ContentLength >= 0: // the server stops the body at its declared length
+		body := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(r.Body, body)
+		return body, err
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, m.MaxBody))
+}
+
+// problem writes an RFC 9457 problem details response. An empty title
+// means the status text.
+func (m *middleware) problem(w http.ResponseWriter, status int, title, detail string) {
+	p := struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}{m.ProblemType, title, status, detail}
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Type == "about:blank" || p.Title == "" {
+		p.Title = http.StatusText(status) // RFC 9457 §4.2.1
+	}
+	body, _ := json.Marshal(p) // cannot fail: strings and an int
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// fingerprint is the default MiddlewareOptions.Fingerprint.
+func fingerprint(r *http.Request, body []byte) []byte {
+	h := sha256.New()
+	_, _ = io.WriteString(h, r.Method)
+	_, _ = h.Write(nul)
+	_, _ = io.WriteString(h, r.URL.EscapedPath())
+	_, _ = h.Write(nul)
+	_, _ = io.WriteString(h, r.URL.RawQuery)
+	_, _ = h.Write(nul)
+	_, _ = h.Write(body)
+	return h.Sum(nil)
+}
+
+var nul = []byte{0}
+
+// retryableStatus is the default MiddlewareOptions.Retryable.
+func retryableStatus(status int) bool {
+	return status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
+}
+
+// unrecorded carries a response that was not recorded to the callers that
+// shared its execution.
+type unrecorded struct{ resp *response }
+
+func (u *unrecorded) Error() string {
+	return fmt.Sprintf("idempotency: response with status %d not recorded", u.resp.status)
+}
+
+// record runs next on a copy of r with context ctx and the buffered body,
+// and returns what it wrote.
+func record(ctx context.Context, next http.Handler, r *http.Request, body []byte) *response {
+	r = r.WithContext(ctx)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rw := &recorder{header: make(http.Header)}
+	next.ServeHTTP(rw, r)
+	if rw.resp.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return &rw.resp
+}
+
+// recorder is the buffering http.ResponseWriter handlers run with.
+type recorder struct {
+	header http.Header // what Header returns; resp.header is its snapshot at WriteHeader
+	resp   response
+}
+
+func (rw *recorder) Header() http.Header { return rw.header }
+
+func (rw *recorder) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code)) // as net/http does
+	}
+	if rw.resp.status != 0 || code < 200 {
+		return // a repeated call, or an informational response: dropped
+	}
+	rw.resp.status = code
+	rw.resp.header = rw.header.Clone()
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.resp.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	rw.resp.body = append(rw.resp.body, b...)
+	return len(b), nil
+}
+
+var replayedValue = []string{"true"}
+
+// writeTo sends resp on w, marked as a replay if replayed.
+func (resp *response) writeTo(w http.ResponseWriter, replayed bool) {
+	h := w.Header()
+	for k, vs := range resp.header {
+		h[k] = vs
+	}
+	if replayed {
+		h[ReplayedHeader] = replayedValue
+	}
+	w.WriteHeader(resp.status)
+	_, _ = w.Write(resp.body)
+}

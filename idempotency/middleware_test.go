@@ -1,0 +1,426 @@
+package idempotency_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/distkit/distkit/clock/clocktest"
+	"github.com/distkit/distkit/idempotency"
+)
+
+// createHandler is an API endpoint that creates a resource per execution.
+type createHandler struct {
+	runs   atomic.Int32
+	status int // 0: 201
+}
+
+func (h *createHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := h.runs.Add(1)
+	body, _ := io.ReadAll(r.Body)
+	status := h.status
+	if status == 0 {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", fmt.Sprintf("/things/%d", n))
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "created %d from %s", n, body)
+}
+
+type api struct {
+	handler http.Handler
+	create  *createHandler
+	store   *idempotency.MemStore
+	clock   *clocktest.Manual
+}
+
+func newAPI(opts idempotency.MiddlewareOptions) *api {
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk}
+	return newAPIOn(s, clk, opts)
+}
+
+func newAPIOn(s *idempotency.MemStore, clk *clocktest.Manual, opts idempotency.MiddlewareOptions) *api {
+	g := idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: 24 * time.Hour, Clock: clk})
+	h := &createHandler{}
+	mux := http.NewServeMux()
+	mux.Handle("/things", h)
+	mux.Handle("/other", h)
+	return &api{handler: idempotency.Middleware(g, opts)(mux), create: h, store: s, clock: clk}
+}
+
+// do sends a request; key "" sends no Idempotency-Key field.
+func (a *api) do(method, path, key, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	if key != "" {
+		r.Header.Set(idempotency.KeyHeader, key)
+	}
+	w := httptest.NewRecorder()
+	a.handler.ServeHTTP(w, r)
+	return w
+}
+
+type problem struct {
+	Type, Title, Detail string
+	Status              int
+}
+
+func requireProblem(t *testing.T, w *httptest.ResponseRecorder, status int) problem {
+	t.Helper()
+	require.Equal(t, status, w.Code, w.Body.String())
+	require.Equal(t, "application/problem+json", w.Header().Get("Content-Type"))
+	var p problem
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &p))
+	require.Equal(t, status, p.Status)
+	require.NotEmpty(t, p.Type)
+	require.NotEmpty(t, p.Title)
+	require.NotEmpty(t, p.Detail)
+	return p
+}
+
+func TestMiddlewareDraftStatusCodes(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{ProblemType: "https://api.example.com/docs/idempotency"})
+
+	p := requireProblem(t, a.do("POST", "/things", "", "x"), http.StatusBadRequest)
+	require.Equal(t, "https://api.example.com/docs/idempotency", p.Type)
+	require.Equal(t, "Idempotency-Key is missing", p.Title)
+
+	first := a.do("POST", "/things", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, "x")
+	require.Equal(t, http.StatusCreated, first.Code)
+	require.Equal(t, "/things/1", first.Header().Get("Location"))
+	require.Equal(t, "created 1 from x", first.Body.String())
+	require.Empty(t, first.Header().Get(idempotency.ReplayedHeader))
+
+	// The retry, quoted or bare, replays status, fields and body.
+	for _, key := range []string{`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, `8e03978e-40d5-43e8-bc93-6894a57f9324`} {
+		again := a.do("POST", "/things", key, "x")
+		require.Equal(t, http.StatusCreated, again.Code)
+		require.Equal(t, "/things/1", again.Header().Get("Location"))
+		require.Equal(t, "text/plain", again.Header().Get("Content-Type"))
+		require.Equal(t, "created 1 from x", again.Body.String())
+		require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+	}
+	require.EqualValues(t, 1, a.create.runs.Load())
+
+	// Reuse with another payload: 422, for the body, the path or the method.
+	p = requireProblem(t, a.do("POST", "/things", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, "y"), http.StatusUnprocessableEntity)
+	require.Equal(t, "Idempotency-Key is already used", p.Title)
+	require.Contains(t, p.Detail, "24h0m0s", "the expiry policy is published")
+	requireProblem(t, a.do("POST", "/other", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, "x"), http.StatusUnprocessableEntity)
+	requireProblem(t, a.do("PATCH", "/things", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, "x"), http.StatusUnprocessableEntity)
+	requireProblem(t, a.do("POST", "/things?x=1", `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, "x"), http.StatusUnprocessableEntity)
+	require.EqualValues(t, 1, a.create.runs.Load())
+
+	// Methods other than POST and PATCH pass through, key or not.
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/things", "", "z").Code)
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/things", `"k"`, "z").Code)
+	require.EqualValues(t, 3, a.create.runs.Load())
+
+	// A different key is a different operation.
+	require.Equal(t, "created 4 from x", a.do("POST", "/things", `"other"`, "x").Body.String())
+}
+
+func TestMiddlewareMalformedKeys(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{})
+	for _, key := range []string{`""`, `"unterminated`, `"bad \x escape"`, `"a" "b"`, `"a", "b"`, `a b`, `"x";A=1`, `(paren)`, `"` + strings.Repeat("k", 256) + `"`} {
+		p := requireProblem(t, a.do("POST", "/things", key, "x"), http.StatusBadRequest)
+		require.Equal(t, "about:blank", p.Type)
+		require.Equal(t, "Bad Request", p.Title, "about:blank takes the status text")
+	}
+	// Two fields.
+	r := httptest.NewRequest("POST", "/things", strings.NewReader("x"))
+	r.Header.Add(idempotency.KeyHeader, `"a"`)
+	r.Header.Add(idempotency.KeyHeader, `"a"`)
+	w := httptest.NewRecorder()
+	a.handler.ServeHTTP(w, r)
+	requireProblem(t, w, http.StatusBadRequest)
+	require.EqualValues(t, 0, a.create.runs.Load())
+	// 255 bytes is fine.
+	require.Equal(t, http.StatusCreated, a.do("POST", "/things", strings.Repeat("k", 255), "x").Code)
+}
+
+func TestMiddlewareBodyLimit(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{MaxBody: 10})
+	requireProblem(t, a.do("POST", "/things", `"k"`, strings.Repeat("b", 11)), http.StatusRequestEntityTooLarge)
+	// Without a declared length too.
+	r := httptest.NewRequest("POST", "/things", io.MultiReader(strings.NewReader(strings.Repeat("b", 11))))
+	r.ContentLength = -1
+	r.Header.Set(idempotency.KeyHeader, `"k"`)
+	w := httptest.NewRecorder()
+	a.handler.ServeHTTP(w, r)
+	requireProblem(t, w, http.StatusRequestEntityTooLarge)
+	require.Equal(t, http.StatusCreated, a.do("POST", "/things", `"k"`, strings.Repeat("b", 10)).Code)
+}
+
+// TestMiddlewareInProgress: two processes share the store; a retry that
+// reaches the second while the first still runs gets 409, and the replay
+// once it finished.
+func TestMiddlewareInProgress(t *testing.T) {
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk}
+	blocking := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
+	other := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
+	started, finish := make(chan struct{}), make(chan struct{})
+	inner := blocking.create
+	blocking.handler = idempotency.Middleware(idempotency.New(s, idempotency.Config{Clock: clk}), idempotency.MiddlewareOptions{})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-finish
+			inner.ServeHTTP(w, r)
+		}))
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- blocking.do("POST", "/things", `"k"`, "x") }()
+	<-started
+	p := requireProblem(t, other.do("POST", "/things", `"k"`, "x"), http.StatusConflict)
+	require.Equal(t, "Conflict", p.Title)
+	close(finish)
+	require.Equal(t, http.StatusCreated, (<-done).Code)
+	replay := other.do("POST", "/things", `"k"`, "x")
+	require.Equal(t, "true", replay.Header().Get(idempotency.ReplayedHeader))
+	require.Equal(t, "created 1 from x", replay.Body.String())
+	require.EqualValues(t, 0, other.create.runs.Load())
+}
+
+// TestMiddlewareCrashTakeover: the first process hangs (or died) holding
+// the claim; after its lock lapses a retry elsewhere takes the key over.
+func TestMiddlewareCrashTakeover(t *testing.T) {
+	clk := clocktest.NewManual(t0)
+	s := &idempotency.MemStore{Clock: clk}
+	started, finish := make(chan struct{}), make(chan struct{})
+	hung := idempotency.Middleware(idempotency.New(s, idempotency.Config{Lock: time.Minute, Clock: clk}), idempotency.MiddlewareOptions{})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-finish
+			w.WriteHeader(http.StatusCreated)
+		}))
+	done := make(chan int)
+	go func() {
+		w := httptest.NewRecorder()
+		hung.ServeHTTP(w, keyed("x"))
+		done <- w.Code
+	}()
+	<-started
+	healthy := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
+	requireProblem(t, healthy.do("POST", "/things", `"k"`, "x"), http.StatusConflict)
+	clk.Advance(time.Minute)
+	w := healthy.do("POST", "/things", `"k"`, "x")
+	require.Equal(t, http.StatusCreated, w.Code)
+	require.Equal(t, "created 1 from x", w.Body.String())
+	// The hung process wakes up: its client gets its answer, but the
+	// record stays the new owner's.
+	close(finish)
+	require.Equal(t, http.StatusCreated, <-done)
+	require.Equal(t, "created 1 from x", healthy.do("POST", "/things", `"k"`, "x").Body.String())
+}
+
+func keyed(body string) *http.Request {
+	r := httptest.NewRequest("POST", "/things", strings.NewReader(body))
+	r.Header.Set(idempotency.KeyHeader, `"k"`)
+	return r
+}
+
+// TestMiddlewareServerErrorsNotRecorded: a 5xx releases the key so the
+// client's retry runs the handler again; a 4xx is the outcome and is
+// replayed.
+func TestMiddlewareServerErrorsNotRecorded(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{})
+	a.create.status = http.StatusServiceUnavailable
+	require.Equal(t, http.StatusServiceUnavailable, a.do("POST", "/things", `"k"`, "x").Code)
+	a.create.status = http.StatusTooManyRequests
+	require.Equal(t, http.StatusTooManyRequests, a.do("POST", "/things", `"k"`, "x").Code)
+	a.create.status = 0
+	require.Equal(t, "created 3 from x", a.do("POST", "/things", `"k"`, "x").Body.String())
+
+	a.create.status = http.StatusBadRequest
+	require.Equal(t, http.StatusBadRequest, a.do("POST", "/things", `"k2"`, "x").Code)
+	a.create.status = 0
+	w := a.do("POST", "/things", `"k2"`, "x")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Equal(t, "true", w.Header().Get(idempotency.ReplayedHeader))
+	require.EqualValues(t, 4, a.create.runs.Load())
+
+	// A custom policy records everything.
+	a = newAPI(idempotency.MiddlewareOptions{Retryable: func(int) bool { return false }})
+	a.create.status = http.StatusInternalServerError
+	a.do("POST", "/things", `"k"`, "x")
+	require.Equal(t, "true", a.do("POST", "/things", `"k"`, "x").Header().Get(idempotency.ReplayedHeader))
+}
+
+// TestMiddlewareConcurrentDuplicates: duplicates arriving together at one
+// process share one execution; all but one are marked replays.
+func TestMiddlewareConcurrentDuplicates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &idempotency.MemStore{}
+		g := idempotency.New(s, idempotency.Config{})
+		var runs atomic.Int32
+		release := make(chan struct{})
+		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			<-release
+			w.Header().Set("Location", "/things/1")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "one")
+		}))
+		const n = 8
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				recs[i] = httptest.NewRecorder()
+				h.ServeHTTP(recs[i], keyed("x"))
+			})
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		require.EqualValues(t, 1, runs.Load())
+		replays := 0
+		for _, w := range recs {
+			require.Equal(t, http.StatusCreated, w.Code)
+			require.Equal(t, "one", w.Body.String())
+			require.Equal(t, "/things/1", w.Header().Get("Location"))
+			if w.Header().Get(idempotency.ReplayedHeader) == "true" {
+				replays++
+			}
+		}
+		require.Equal(t, n-1, replays)
+	})
+}
+
+func TestMiddlewareRetention(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{})
+	a.do("POST", "/things", `"k"`, "x")
+	a.clock.Advance(24*time.Hour - time.Second)
+	require.Equal(t, "true", a.do("POST", "/things", `"k"`, "x").Header().Get(idempotency.ReplayedHeader))
+	a.clock.Advance(time.Second)
+	w := a.do("POST", "/things", `"k"`, "y") // forgotten: reusable, even for another payload
+	require.Equal(t, "created 2 from y", w.Body.String())
+	require.Empty(t, w.Header().Get(idempotency.ReplayedHeader))
+}
+
+func TestMiddlewareOptions(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{
+		Optional: true,
+		Methods:  []string{"PUT"},
+		Scope:    func(r *http.Request) string { return r.Header.Get("Tenant") },
+		Fingerprint: func(r *http.Request, body []byte) []byte {
+			return []byte(strings.ToLower(string(body))) // case-insensitive payloads
+		},
+	})
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/things", "", "x").Code, "optional key")
+	require.Equal(t, http.StatusCreated, a.do("POST", "/things", "", "x").Code, "POST not guarded")
+	send := func(tenant, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PUT", "/things", strings.NewReader(body))
+		r.Header.Set(idempotency.KeyHeader, `"k"`)
+		r.Header.Set("Tenant", tenant)
+		w := httptest.NewRecorder()
+		a.handler.ServeHTTP(w, r)
+		return w
+	}
+	require.Equal(t, "created 3 from x", send("acme", "x").Body.String())
+	require.Equal(t, "created 3 from x", send("acme", "X").Body.String(), "same fingerprint: replay")
+	require.Equal(t, "created 4 from x", send("globex", "x").Body.String(), "another tenant's key")
+}
+
+// TestMiddlewareRecorder: the buffered writer behaves as net/http's does.
+func TestMiddlewareRecorder(t *testing.T) {
+	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("A", "1")
+		w.WriteHeader(http.StatusEarlyHints) // dropped
+		_, _ = io.WriteString(w, "implicit 200")
+		w.Header().Set("B", "too late")
+		w.WriteHeader(http.StatusTeapot) // superfluous
+	}))
+	for _, replayed := range []string{"", "true"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("x"))
+		require.Equal(t, http.StatusOK, w.Code)
+		require.Equal(t, "1", w.Header().Get("A"))
+		require.Empty(t, w.Header().Get("B"))
+		require.Equal(t, "implicit 200", w.Body.String())
+		require.Equal(t, replayed, w.Header().Get(idempotency.ReplayedHeader))
+	}
+}
+
+// TestMiddlewareOverHTTP runs the exchange through a real server and
+// client.
+func TestMiddlewareOverHTTP(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{})
+	srv := httptest.NewServer(a.handler)
+	defer srv.Close()
+	post := func(key, body string) (*http.Response, string) {
+		req, err := http.NewRequest("POST", srv.URL+"/things", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set(idempotency.KeyHeader, key)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, string(b)
+	}
+	resp, body := post(`"k"`, "x")
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Equal(t, "created 1 from x", body)
+	resp, body = post(`"k"`, "x")
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Equal(t, "created 1 from x", body)
+	require.Equal(t, "true", resp.Header.Get(idempotency.ReplayedHeader))
+	require.Equal(t, "/things/1", resp.Header.Get("Location"))
+	resp, _ = post(`"k"`, "y")
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	resp, _ = post(`"k"`, strings.Repeat("z", idempotency.DefaultMaxBody+1))
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}
+
+func TestMiddlewareNilGuard(t *testing.T) {
+	require.PanicsWithValue(t, "idempotency: Middleware with a nil Guard", func() {
+		idempotency.Middleware(nil, idempotency.MiddlewareOptions{})
+	})
+}
+
+// brokenStore fails every Claim.
+type brokenStore struct{ idempotency.MemStore }
+
+func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (*idempotency.Record, error) {
+	return nil, errDisk
+}
+
+func TestMiddlewareStoreTrouble(t *testing.T) {
+	clk := clocktest.NewManual(t0)
+	full := newAPIOn(&idempotency.MemStore{Clock: clk, MaxKeys: 1}, clk, idempotency.MiddlewareOptions{})
+	require.Equal(t, http.StatusCreated, full.do("POST", "/things", `"a"`, "x").Code)
+	requireProblem(t, full.do("POST", "/things", `"b"`, "x"), http.StatusServiceUnavailable)
+	require.Equal(t, "true", full.do("POST", "/things", `"a"`, "x").Header().Get(idempotency.ReplayedHeader))
+
+	h := idempotency.Middleware(idempotency.New(&brokenStore{}, idempotency.Config{}), idempotency.MiddlewareOptions{})(
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("handler ran without a claim") }))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, keyed("x"))
+	requireProblem(t, w, http.StatusInternalServerError)
+
+	// A record the middleware cannot decode is a 500, not a panic.
+	s := &idempotency.MemStore{}
+	_, err := s.Claim(context.Background(), "k", nil, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Complete(context.Background(), "k", []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
+	h = idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
+		Fingerprint: func(*http.Request, []byte) []byte { return nil },
+	})(http.HandlerFunc(created))
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, keyed("x"))
+	requireProblem(t, w, http.StatusInternalServerError)
+}

@@ -1,0 +1,306 @@
+package vclock
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// ErrMalformed is wrapped by every decoding error: the input is truncated,
+// is not the encoding of the type, or breaks an invariant (IDs unsorted or
+// repeated, a zero counter, more values than an ID's counter, a length
+// longer than the input).
+var ErrMalformed = errors.New("vclock: malformed encoding")
+
+// The wire format, all msgpack arrays:
+//
+//	Dot     [id, counter]
+//	VClock  [entry...] in increasing order of id; entry = [id, counter]
+//	        or [id, counter, unix nanoseconds] when a time is recorded
+//	DVVSet  [[[id, counter, [value...]]...], [anonymous value...]], the
+//	        values of an id newest first, the anonymous values in their
+//	        canonical order
+//
+// Counters are unsigned and at least 1. Encoders write the shortest
+// msgpack forms, so equal values encode to equal bytes.
+
+var (
+	_ msgpack.CustomEncoder = Dot{}
+	_ msgpack.CustomDecoder = (*Dot)(nil)
+	_ msgpack.CustomEncoder = VClock{}
+	_ msgpack.CustomDecoder = (*VClock)(nil)
+	_ msgpack.CustomEncoder = DVVSet[string]{}
+	_ msgpack.CustomDecoder = (*DVVSet[string])(nil)
+)
+
+// EncodeMsgpack writes d as [id, counter].
+func (d Dot) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := enc.EncodeString(d.ID); err != nil {
+		return err
+	}
+	return enc.EncodeUint(d.Counter)
+}
+
+// DecodeMsgpack reads a Dot written by [Dot.EncodeMsgpack]. A Counter of 0
+// is accepted: it is a valid Dot value, though it names no event. Errors
+// wrap [ErrMalformed]; on error d is unchanged.
+func (d *Dot) DecodeMsgpack(dec *msgpack.Decoder) error {
+	if err := decodeTuple(dec, 2, 2); err != nil {
+		return malformed("Dot", err)
+	}
+	id, err := dec.DecodeString()
+	if err != nil {
+		return malformed("Dot", err)
+	}
+	n, err := decodeCounter(dec)
+	if err != nil {
+		return malformed("Dot", err)
+	}
+	*d = Dot{ID: id, Counter: n}
+	return nil
+}
+
+// EncodeMsgpack writes v as an array of entries sorted by ID.
+func (v VClock) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeArrayLen(len(v.entries)); err != nil {
+		return err
+	}
+	for _, e := range v.entries {
+		n := 2
+		if e.time != 0 {
+			n = 3
+		}
+		if err := enc.EncodeArrayLen(n); err != nil {
+			return err
+		}
+		if err := enc.EncodeString(e.id); err != nil {
+			return err
+		}
+		if err := enc.EncodeUint(e.counter); err != nil {
+			return err
+		}
+		if e.time != 0 {
+			if err := enc.EncodeInt(e.time); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DecodeMsgpack reads a VClock written by [VClock.EncodeMsgpack],
+// replacing v's contents; msgpack nil reads as the empty clock. Errors
+// wrap [ErrMalformed]; on error v is unchanged.
+func (v *VClock) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, prealloc, err := decodeLen(dec, 3) // an entry takes at least 3 bytes
+	if err != nil {
+		return malformed("VClock", err)
+	}
+	var es []entry
+	if n > 0 {
+		es = make([]entry, 0, prealloc)
+	}
+	for range n {
+		k, err := decodeTupleLen(dec, 2, 3)
+		if err != nil {
+			return malformed("VClock entry", err)
+		}
+		e, err := decodeEntry(dec, es)
+		if err != nil {
+			return malformed("VClock entry", err)
+		}
+		if k == 3 {
+			if e.time, err = dec.DecodeInt64(); err != nil {
+				return malformed("VClock entry time", err)
+			}
+		}
+		es = append(es, e)
+	}
+	v.entries = es
+	return nil
+}
+
+// EncodeMsgpack writes s; values are encoded with enc, so they follow its
+// settings (use SetSortMapKeys for deterministic maps inside values).
+func (s DVVSet[V]) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := enc.EncodeArrayLen(len(s.clock.entries)); err != nil {
+		return err
+	}
+	for i, e := range s.clock.entries {
+		if err := enc.EncodeArrayLen(3); err != nil {
+			return err
+		}
+		if err := enc.EncodeString(e.id); err != nil {
+			return err
+		}
+		if err := enc.EncodeUint(e.counter); err != nil {
+			return err
+		}
+		if err := encodeValues(enc, s.vals[i]); err != nil {
+			return err
+		}
+	}
+	return encodeValues(enc, s.anon)
+}
+
+// DecodeMsgpack reads a DVVSet written by [DVVSet.EncodeMsgpack],
+// replacing s's contents; values are decoded with dec. The anonymous
+// values are put in canonical order (sorted and deduplicated by
+// encoding). Errors wrap [ErrMalformed]; on error s is unchanged.
+func (s *DVVSet[V]) DecodeMsgpack(dec *msgpack.Decoder) error {
+	if err := decodeTuple(dec, 2, 2); err != nil {
+		return malformed("DVVSet", err)
+	}
+	n, prealloc, err := decodeLen(dec, 4) // an entry takes at least 4 bytes
+	if err != nil {
+		return malformed("DVVSet", err)
+	}
+	var out DVVSet[V]
+	if n > 0 {
+		out.clock.entries, out.vals = make([]entry, 0, prealloc), make([][]V, 0, prealloc)
+	}
+	for range n {
+		if err := decodeTuple(dec, 3, 3); err != nil {
+			return malformed("DVVSet entry", err)
+		}
+		e, err := decodeEntry(dec, out.clock.entries)
+		if err != nil {
+			return malformed("DVVSet entry", err)
+		}
+		vs, err := decodeValues[V](dec)
+		if err != nil {
+			return malformed("DVVSet values", err)
+		}
+		if uint64(len(vs)) > e.counter {
+			return malformed("DVVSet values", fmt.Errorf("%d values for %q with counter %d", len(vs), e.id, e.counter))
+		}
+		out.clock.entries = append(out.clock.entries, e)
+		out.vals = append(out.vals, vs)
+	}
+	if out.anon, err = decodeValues[V](dec); err != nil {
+		return malformed("DVVSet anonymous values", err)
+	}
+	out.anon = canonical(out.anon)
+	*s = out
+	return nil
+}
+
+func encodeValues[V any](enc *msgpack.Encoder, vs []V) error {
+	if err := enc.EncodeArrayLen(len(vs)); err != nil {
+		return err
+	}
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
+	n, prealloc, err := decodeLen(dec, 1)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	vs := make([]V, 0, prealloc)
+	for range n {
+		var v V
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// decodeEntry reads an entry's ID and counter and checks them against the
+// entries before it.
+func decodeEntry(dec *msgpack.Decoder, prev []entry) (entry, error) {
+	id, err := dec.DecodeString()
+	if err != nil {
+		return entry{}, err
+	}
+	if len(prev) > 0 && prev[len(prev)-1].id >= id {
+		return entry{}, fmt.Errorf("ID %q after %q: not sorted or repeated", id, prev[len(prev)-1].id)
+	}
+	n, err := decodeCounter(dec)
+	if err != nil {
+		return entry{}, err
+	}
+	if n == 0 {
+		return entry{}, fmt.Errorf("ID %q with counter 0", id)
+	}
+	return entry{id: id, counter: n}, nil
+}
+
+// decodeCounter reads an unsigned integer, rejecting negative ones (which
+// msgpack's DecodeUint64 would convert).
+func decodeCounter(dec *msgpack.Decoder) (uint64, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if msgpcode.IsFixedNum(c) && int8(c) < 0 || c >= msgpcode.Int8 && c <= msgpcode.Int64 {
+		i, err := dec.DecodeInt64()
+		if err != nil {
+			return 0, err
+		}
+		if i < 0 {
+			return 0, fmt.Errorf("negative counter %d", i)
+		}
+		return uint64(i), nil
+	}
+	return dec.DecodeUint64()
+}
+
+// decodeLen reads an array length (nil: 0) and how many elements the
+// caller may preallocate. When the decoder reads from memory, a length
+// whose minSize-byte elements could not fit in the rest of the input is an
+// error; from a stream of unknown size, preallocation is capped and the
+// caller grows the slice as elements actually arrive.
+func decodeLen(dec *msgpack.Decoder, minSize int) (n, prealloc int, err error) {
+	if n, err = dec.DecodeArrayLen(); err != nil {
+		return 0, 0, err
+	}
+	n = max(n, 0)
+	rest, ok := dec.Buffered().(interface{ Len() int })
+	if !ok {
+		return n, min(n, maxPrealloc), nil
+	}
+	if n > rest.Len()/minSize {
+		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+	}
+	return n, n, nil
+}
+
+// maxPrealloc caps preallocation when the input's size is unknown.
+const maxPrealloc = 1024
+
+// decodeTuple reads the header of an array of lo to hi elements.
+func decodeTuple(dec *msgpack.Decoder, lo, hi int) error {
+	_, err := decodeTupleLen(dec, lo, hi)
+	return err
+}
+
+func decodeTupleLen(dec *msgpack.Decoder, lo, hi int) (int, error) {
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return 0, err
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("array of %d elements, want %d to %d", n, lo, hi)
+	}
+	return n, nil
+}
+
+func malformed(what string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+}

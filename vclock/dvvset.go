@@ -1,0 +1,283 @@
+package vclock
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// DVVSet is Riak's dotted version vector set (dvvset.erl, after Preguiça,
+// Baquero, Almeida et al.): the server-side state of one key, holding the
+// concurrent values (siblings) a store must keep together with their causal
+// history, so that interleaved writers never multiply siblings.
+//
+// For every ID it keeps a counter and the values written by that ID that
+// are still live, newest first: the k-th value (from 0) of an ID with
+// counter n is the event (ID, n-k). Values without a dot ("anonymous"
+// values, from [NewDVVSet], [DVVSet.Reconcile] or [DVVSet.LWW]) are kept
+// apart, sorted and deduplicated by their msgpack encoding so that equal
+// sets are equal value by value and encode to the same bytes.
+//
+// The zero DVVSet is empty and ready to use. A DVVSet is not safe for
+// concurrent use. Like [VClock] it refers to shared storage when copied:
+// use [DVVSet.Clone] for an independent copy. Values are copied as V
+// values, shallowly.
+type DVVSet[V any] struct {
+	clock VClock // IDs and counters; no times
+	vals  [][]V  // vals[i] belongs to clock.entries[i], newest first, len(vals[i]) <= counter
+	anon  []V    // anonymous values, canonical (see canonical)
+}
+
+// NewDVVSet returns a set holding v as its only value, with an empty
+// causal history (dvvset:new/1). The value is anonymous: it has no dot.
+// A server should rather start from the zero DVVSet and call
+// [DVVSet.Update], which gives the value a dot.
+func NewDVVSet[V any](v V) DVVSet[V] { return DVVSet[V]{anon: []V{v}} }
+
+// Values returns the set's values, the siblings a read returns: the
+// anonymous values first, then each ID's values in increasing order of ID,
+// newest first (dvvset:values/1). The slice is newly allocated.
+func (s DVVSet[V]) Values() []V {
+	out := make([]V, 0, s.Len())
+	out = append(out, s.anon...)
+	for _, vs := range s.vals {
+		out = append(out, vs...)
+	}
+	return out
+}
+
+// Len returns the number of values (dvvset:size/1).
+func (s DVVSet[V]) Len() int {
+	n := len(s.anon)
+	for _, vs := range s.vals {
+		n += len(vs)
+	}
+	return n
+}
+
+// Context returns the set's causal history as a version vector
+// (dvvset:join/1): the context a read hands to the client, which sends it
+// back with its next write. The clock is newly allocated and has no
+// times.
+func (s DVVSet[V]) Context() VClock { return s.clock.Clone() }
+
+// Compare returns the causal relation between the histories of s and o,
+// ignoring values (dvvset:less/2 is Compare == Before). It does not
+// allocate.
+func (s DVVSet[V]) Compare(o DVVSet[V]) Ordering { return s.clock.Compare(o.clock) }
+
+// Clone returns a copy of s that shares no storage with it.
+func (s DVVSet[V]) Clone() DVVSet[V] {
+	c := DVVSet[V]{clock: s.clock.Clone(), anon: slices.Clone(s.anon)}
+	if s.vals != nil {
+		c.vals = make([][]V, len(s.vals))
+		for i, vs := range s.vals {
+			c.vals[i] = slices.Clone(vs)
+		}
+	}
+	return c
+}
+
+// Update records a client's write of v, coordinated by the server id, on
+// the server's set s: dvvset:update(dvvset:new(ctx, v), s, id). ctx is
+// the context the client read (see [DVVSet.Context]); the zero VClock is a
+// blind write. Every value whose dot ctx contains is discarded, as is
+// every anonymous value if ctx is strictly newer than s; the remaining
+// values stay as siblings. s's history grows to cover ctx, and v becomes
+// the newest value of id with the dot (id, max(s, ctx)[id] + 1). Times in
+// ctx are ignored.
+//
+// Update panics if id's counter is already math.MaxUint64.
+func (s *DVVSet[V]) Update(ctx VClock, id string, v V) {
+	if s.clock.Compare(ctx) == Before {
+		s.anon = nil
+	}
+	s.syncEntries(ctx.entries, nil)
+	n := s.clock.Len()
+	i := s.clock.tickIndex(id)
+	if s.clock.Len() > n {
+		s.vals = slices.Insert(s.vals, i, []V{v})
+	} else {
+		s.vals[i] = slices.Insert(s.vals[i], 0, v)
+	}
+}
+
+// Sync merges o into s (dvvset:sync/2): the histories are joined, and a
+// value survives if it is in both sets or if the set without it has not
+// seen its dot. Anonymous values follow dvvset: those of the set with the
+// strictly older history are dropped; if neither history is older both
+// sides' are kept, deduplicated.
+//
+// Sync is commutative and idempotent. It is associative on sets without
+// anonymous values (those built from the zero value with Update and Sync,
+// as a server's are); with anonymous values dvvset's rule is not.
+func (s *DVVSet[V]) Sync(o DVVSet[V]) {
+	switch s.clock.Compare(o.clock) {
+	case Before:
+		s.anon = slices.Clone(o.anon)
+	case After:
+	default:
+		if len(o.anon) > 0 {
+			s.anon = canonical(append(slices.Clone(s.anon), o.anon...))
+		}
+	}
+	s.syncEntries(o.clock.entries, o.vals)
+}
+
+// syncEntries merges the entries oe, with their values ovals (nil: no
+// values), into s's entries (dvvset's sync2). It works in place when oe
+// adds no ID to s.
+func (s *DVVSet[V]) syncEntries(oe []entry, ovals [][]V) {
+	a, av := s.clock.entries, s.vals
+	n := unionLen(a, oe)
+	ce, cv := a, av
+	if n > len(a) {
+		ce, cv = make([]entry, n), make([][]V, n)
+	}
+	i, j := 0, 0
+	for k := range n {
+		var theirs []V
+		if ovals != nil && j < len(oe) {
+			theirs = ovals[j]
+		}
+		switch {
+		case j == len(oe) || (i < len(a) && a[i].id < oe[j].id):
+			ce[k], cv[k] = a[i], av[i]
+			i++
+		case i == len(a) || oe[j].id < a[i].id:
+			ce[k], cv[k] = entry{id: oe[j].id, counter: oe[j].counter}, slices.Clone(theirs)
+			j++
+		default:
+			// Values first: ce may be a, and ce[k] is a[i].
+			cv[k] = syncValues(a[i].counter, av[i], oe[j].counter, theirs)
+			ce[k] = entry{id: a[i].id, counter: max(a[i].counter, oe[j].counter)}
+			i++
+			j++
+		}
+	}
+	s.clock.entries, s.vals = ce, cv
+}
+
+// syncValues returns the live values of one ID present in both sets, with
+// counters n1 and n2 and values l1 and l2 (dvvset's merge/5): the values of
+// the side with the larger counter whose dots the other side either holds
+// or has not seen. A list taken from the second side is copied.
+func syncValues[V any](n1 uint64, l1 []V, n2 uint64, l2 []V) []V {
+	if n1 < n2 {
+		return slices.Clone(l2[:live(n2, len(l2), n1, len(l1))])
+	}
+	k := live(n1, len(l1), n2, len(l2))
+	clear(l1[k:])
+	return l1[:k]
+}
+
+// live returns how many of the newest values of the side with counter n1
+// and len1 values survive against a side with counter n2 <= n1 and len2
+// values: those whose dots are above n2 - len2.
+func live(n1 uint64, len1 int, n2 uint64, len2 int) int {
+	floor := n2 - uint64(len2) // every dot up to floor was discarded by side 2
+	return int(min(n1-floor, uint64(len1)))
+}
+
+// Last returns the newest value according to cmp (dvvset:last/2), and
+// false if s is empty. The candidates are each ID's newest value, in
+// increasing order of ID, then the anonymous values; a candidate replaces
+// the best so far when cmp(best, candidate) <= 0, so on ties the later
+// candidate wins.
+func (s DVVSet[V]) Last(cmp func(a, b V) int) (V, bool) {
+	v, _, ok := s.last(cmp)
+	return v, ok
+}
+
+// last implements Last and also returns the index of the winner's entry,
+// -1 for an anonymous winner.
+func (s DVVSet[V]) last(cmp func(a, b V) int) (best V, at int, ok bool) {
+	for i, vs := range s.vals {
+		if len(vs) > 0 && (!ok || cmp(best, vs[0]) <= 0) {
+			best, at, ok = vs[0], i, true
+		}
+	}
+	for _, v := range s.anon {
+		if !ok || cmp(best, v) <= 0 {
+			best, at, ok = v, -1, true
+		}
+	}
+	return best, at, ok
+}
+
+// LWW keeps only the value [DVVSet.Last] picks (dvvset:lww/2), with the
+// history unchanged. A winner with a dot keeps it; an anonymous winner
+// stays anonymous. An empty set is left as it is.
+func (s *DVVSet[V]) LWW(cmp func(a, b V) int) {
+	best, at, ok := s.last(cmp)
+	if !ok {
+		return
+	}
+	s.dropValues()
+	if at < 0 {
+		s.anon = []V{best}
+	} else {
+		s.vals[at] = []V{best}
+	}
+}
+
+// Reconcile replaces all values with the single value f(s.Values()),
+// keeping the history (dvvset:reconcile/2). The new value is anonymous, so
+// a later Update keeps it as a sibling unless its context is strictly
+// newer than s: a store that resolves siblings itself should rather write
+// the resolved value back with s.Update(s.Context(), id, v), which gives
+// it a dot. An empty set is left as it is (f is not called).
+func (s *DVVSet[V]) Reconcile(f func(values []V) V) {
+	if s.Len() == 0 {
+		return
+	}
+	v := f(s.Values())
+	s.dropValues()
+	s.anon = []V{v}
+}
+
+// dropValues removes every value, keeping the history.
+func (s *DVVSet[V]) dropValues() {
+	clear(s.vals)
+	s.anon = nil
+}
+
+// canonical sorts vs by encoding and removes duplicates, in place.
+func canonical[V any](vs []V) []V {
+	if len(vs) < 2 {
+		return vs
+	}
+	type keyed struct {
+		key string
+		v   V
+	}
+	ks := make([]keyed, len(vs))
+	for i, v := range vs {
+		ks[i] = keyed{anonKey(v), v}
+	}
+	slices.SortStableFunc(ks, func(x, y keyed) int { return strings.Compare(x.key, y.key) })
+	ks = slices.CompactFunc(ks, func(x, y keyed) bool { return x.key == y.key })
+	clear(vs[len(ks):])
+	vs = vs[:len(ks)]
+	for i, k := range ks {
+		vs[i] = k.v
+	}
+	return vs
+}
+
+// anonKey is the sort and identity key of an anonymous value: its msgpack
+// encoding with sorted map keys. A value msgpack cannot encode falls back to
+// its Go syntax after a 0xFF byte, which cannot collide with an encoding
+// (0xFF alone is the complete encoding of -1).
+func anonKey[V any](v V) string {
+	var b bytes.Buffer
+	enc := msgpack.NewEncoder(&b)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprintf("\xff%#v", v)
+	}
+	return b.String()
+}
