@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
-	rendezvous "github.com/dgryski/go-rendezvous"
 	jump "github.com/dgryski/go-jump"
+	rendezvous "github.com/dgryski/go-rendezvous"
 	"github.com/golang/groupcache/consistenthash"
 	"github.com/serialx/hashring"
 	"github.com/stathat/consistent"
