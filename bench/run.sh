@@ -6,7 +6,9 @@
 #   COUNT=3 BENCH=Ring bench/run.sh
 #
 # Environment: COUNT (runs per benchmark, default 6), BENCHTIME (default
-# 1s), BENCH (benchmark regexp, default .). The raw `go test` output is kept
+# 1s), BENCH (benchmark regexp, default .), APPEND (1: add this run's
+# output to bench/results.txt instead of replacing it, to rerun or add some
+# benchmarks with the same COUNT and BENCHTIME). The raw `go test` output is kept
 # in bench/results.txt (git-ignored), so `benchstat bench/results.txt`
 # reproduces the tables and later runs can be compared with it.
 set -euo pipefail
@@ -21,7 +23,11 @@ tables=$(mktemp)
 trap 'rm -f "$tables"' EXIT
 
 go test -count 1 -run . . -args -tables "$tables" >/dev/null
-go test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -timeout 2h . | tee results.txt
+tee=(tee results.txt)
+if [[ ${APPEND:-} == 1 ]]; then
+	tee=(tee -a results.txt)
+fi
+go test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -timeout 2h . | "${tee[@]}"
 
 # markdown turns benchstat's CSV for benchmark $1 into a markdown table:
 # for each of its units, the medians of every case and, for every peer,
