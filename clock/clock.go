@@ -19,11 +19,15 @@
 //     returns, and values returned by one goroutine strictly increase.
 //   - Witness(r) returns a value greater than both r and every value the
 //     clock returned before it: max(local, r) + 1.
+//   - The clock never wraps around: at math.MaxUint64, which only a
+//     corrupt or hostile remote timestamp can bring near, Tick and Witness
+//     panic instead.
 //   - [System] and [Func] are safe for concurrent use whenever the wrapped
 //     function is.
 package clock
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -60,15 +64,32 @@ type Lamport struct {
 
 // Tick records a local or send event and returns its timestamp: the
 // previous time plus one.
-func (l *Lamport) Tick() uint64 { return l.t.Add(1) }
+//
+// Tick panics, leaving the clock unchanged, if the time is already
+// math.MaxUint64 (see [Lamport.Witness]).
+func (l *Lamport) Tick() uint64 { return l.advance(0) }
 
 // Witness records the receipt of a message stamped remote and returns the
 // receive event's timestamp, max(local, remote) + 1. The returned value is
 // greater than remote and than every timestamp the clock returned before.
-func (l *Lamport) Witness(remote uint64) uint64 {
+//
+// Witness panics, leaving the clock unchanged, when max(local, remote) is
+// math.MaxUint64: no greater timestamp exists, and wrapping around to 0
+// would silently order later events before earlier ones. Honest clocks
+// never get near that value, so a process that receives timestamps from
+// untrusted peers should reject implausibly large ones before calling
+// Witness.
+func (l *Lamport) Witness(remote uint64) uint64 { return l.advance(remote) }
+
+// advance sets the time to max(time, floor) + 1 and returns it.
+func (l *Lamport) advance(floor uint64) uint64 {
 	for {
 		cur := l.t.Load()
-		next := max(cur, remote) + 1
+		next := max(cur, floor)
+		if next == math.MaxUint64 {
+			panic("clock: Lamport time exhausted")
+		}
+		next++
 		if l.t.CompareAndSwap(cur, next) {
 			return next
 		}

@@ -1,6 +1,7 @@
 package clock_test
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/stamptest"
 )
 
 func TestLamportZero(t *testing.T) {
@@ -76,18 +78,7 @@ func TestLamportConcurrentUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	seen := make(map[uint64]bool, goroutines*perG)
-	for g, out := range results {
-		for i, v := range out {
-			if seen[v] {
-				t.Fatalf("timestamp %d returned twice", v)
-			}
-			seen[v] = true
-			if i > 0 && v <= out[i-1] {
-				t.Fatalf("goroutine %d: %d after %d", g, v, out[i-1])
-			}
-		}
-	}
+	stamptest.RequireUnique(t, results)
 }
 
 func TestFuncAndSystem(t *testing.T) {
@@ -112,4 +103,20 @@ func BenchmarkLamportWitness(b *testing.B) {
 	for b.Loop() {
 		l.Witness(l.Time())
 	}
+}
+
+// TestLamportExhausted: a remote timestamp of math.MaxUint64 (a corrupt or
+// hostile peer) leaves no greater value to return. The clock panics rather
+// than wrap around to 0, which would silently order later events before
+// earlier ones, and keeps its time.
+func TestLamportExhausted(t *testing.T) {
+	var l clock.Lamport
+	require.Equal(t, uint64(math.MaxUint64), l.Witness(math.MaxUint64-1))
+	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { l.Tick() })
+	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { l.Witness(3) })
+	require.Equal(t, uint64(math.MaxUint64), l.Time())
+
+	var m clock.Lamport
+	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { m.Witness(math.MaxUint64) })
+	require.Zero(t, m.Time())
 }

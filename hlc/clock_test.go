@@ -11,6 +11,7 @@ import (
 
 	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/hlc"
+	"github.com/distkit/distkit/internal/stamptest"
 )
 
 // model is a node of the paper's figure 5: l and c kept apart, c unbounded.
@@ -332,7 +333,7 @@ func TestConcurrentUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	requireUnique(t, results)
+	stamptest.RequireUnique(t, results)
 	require.Zero(t, c.Stats().BackwardJumps, "the system clock did not jump")
 }
 
@@ -364,27 +365,9 @@ func TestConcurrentJumpCountedOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	requireUnique(t, results)
+	stamptest.RequireUnique(t, results)
 	require.Equal(t, uint64(1), c.Stats().BackwardJumps)
 	require.GreaterOrEqual(t, c.Stats().MaxBackwardJump, time.Second)
-}
-
-// requireUnique fails unless the timestamps are all distinct and each
-// goroutine's strictly increase.
-func requireUnique(t *testing.T, results [][]hlc.Timestamp) {
-	t.Helper()
-	seen := make(map[hlc.Timestamp]bool)
-	for g, out := range results {
-		for i, ts := range out {
-			if seen[ts] {
-				t.Fatalf("timestamp %v returned twice", ts)
-			}
-			seen[ts] = true
-			if i > 0 && ts <= out[i-1] {
-				t.Fatalf("goroutine %d: %v after %v", g, ts, out[i-1])
-			}
-		}
-	}
 }
 
 func TestAllocs(t *testing.T) {

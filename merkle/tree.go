@@ -262,6 +262,7 @@ type CorruptError struct {
 	Segments []int // in increasing order
 }
 
+// Error reports how many segments differ.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("%v: %d segments differ", ErrCorrupt, len(e.Segments))
 }

@@ -34,6 +34,8 @@ const (
 	KindSegments
 )
 
+// String returns "root", "branches" or "segments", and "Kind(n)" for any
+// other value.
 func (k Kind) String() string {
 	switch k {
 	case KindRoot:
@@ -123,8 +125,8 @@ func (r Request) validate() error {
 func (r *Request) UnmarshalMsgpack(b []byte) error {
 	var req Request
 	err := decode(b, func(d *decoder) error {
-		if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
-			return fmt.Errorf("array of %d: %w", n, err)
+		if err := d.tuple(2); err != nil {
+			return err
 		}
 		kind, err := d.uint(uint64(KindSegments))
 		if err != nil {
@@ -200,8 +202,8 @@ func (r Response) validate() error {
 func (r *Response) UnmarshalMsgpack(b []byte) error {
 	var resp Response
 	err := decode(b, func(d *decoder) error {
-		if n, err := d.DecodeArrayLen(); err != nil || n != 4 {
-			return fmt.Errorf("array of %d: %w", n, err)
+		if err := d.tuple(4); err != nil {
+			return err
 		}
 		kind, err := d.uint(uint64(KindSegments))
 		if err != nil {
@@ -261,6 +263,18 @@ type decoder struct {
 	*msgpack.Decoder
 	in []byte
 	r  *bytes.Reader
+}
+
+// tuple reads the header of an array of exactly n elements.
+func (d *decoder) tuple(n int) error {
+	got, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if got != n {
+		return fmt.Errorf("array of %d elements, want %d", got, n)
+	}
+	return nil
 }
 
 // uint returns the next unsigned integer, which must not exceed limit.

@@ -177,3 +177,14 @@ func FuzzResponse(f *testing.F) {
 		require.Equal(t, r, r2)
 	})
 }
+
+// TestWireArityErrors: a message array of the wrong length is reported
+// with both lengths (not a formatting artefact of a nil error).
+func TestWireArityErrors(t *testing.T) {
+	var q merkle.Request
+	require.EqualError(t, q.UnmarshalMsgpack([]byte{0x93, 0x01, 0xc4, 0x00, 0x01}),
+		"merkle: malformed message: array of 3 elements, want 2")
+	var r merkle.Response
+	require.EqualError(t, r.UnmarshalMsgpack([]byte{0x91, 0x01}),
+		"merkle: malformed message: array of 1 elements, want 4")
+}

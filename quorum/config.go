@@ -100,11 +100,13 @@ func Unavailability(n, k int, p float64) float64 {
 }
 
 // binomialSum returns sum_{i=lo}^{hi} C(n,i) p^i (1-p)^(n-i) for a
-// probability p; an empty range sums to 0.
+// probability p; an empty range sums to 0 and the full range to exactly 1.
 func binomialSum(n, lo, hi int, p float64) float64 {
 	switch {
 	case lo > hi:
 		return 0
+	case lo == 0 && hi == n: // the whole distribution: its terms would round below 1
+		return 1
 	case p == 0: // only the i = 0 term is non-zero, and it is 1
 		return boolFloat(lo == 0)
 	case p == 1: // only the i = n term

@@ -178,3 +178,14 @@ func BenchmarkAvailability(b *testing.B) {
 		quorum.Availability(5, 3, 0.999)
 	}
 }
+
+// TestAvailabilityCertainEdges: the documented exact values at the edges,
+// where summing every term of the distribution would round to just below 1.
+func TestAvailabilityCertainEdges(t *testing.T) {
+	for n := range 61 {
+		for _, p := range []float64{0.1, 0.123, 0.3, 0.5, 0.7, 0.9, 0.99} {
+			require.Equal(t, 1.0, quorum.Availability(n, 0, p), "Availability(%d, 0, %v)", n, p)
+			require.Equal(t, 1.0, quorum.Unavailability(n, n+1, p), "Unavailability(%d, %d, %v)", n, n+1, p)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package vclock
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -152,9 +153,13 @@ func (s DVVSet[V]) EncodeMsgpack(enc *msgpack.Encoder) error {
 }
 
 // DecodeMsgpack reads a DVVSet written by [DVVSet.EncodeMsgpack],
-// replacing s's contents; values are decoded with dec. The anonymous
-// values are put in canonical order (sorted and deduplicated by
-// encoding). Errors wrap [ErrMalformed]; on error s is unchanged.
+// replacing s's contents. Each value is checked before it is decoded: every
+// length inside it must be backed by input, so that hostile input cannot
+// make msgpack preallocate for it. Values are then decoded with dec when it
+// reads from an [io.Seeker] (as [msgpack.Unmarshal] does), and from other
+// readers with msgpack's default settings. The anonymous values are put in
+// canonical order (sorted and deduplicated by encoding). Errors wrap
+// [ErrMalformed]; on error s is unchanged.
 func (s *DVVSet[V]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err := decodeTuple(dec, 2, 2); err != nil {
 		return malformed("DVVSet", err)
@@ -212,13 +217,43 @@ func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
 	}
 	vs := make([]V, 0, prealloc)
 	for range n {
-		var v V
-		if err := dec.Decode(&v); err != nil {
+		v, err := decodeValue[V](dec)
+		if err != nil {
 			return nil, err
 		}
 		vs = append(vs, v)
 	}
 	return vs, nil
+}
+
+// decodeValue decodes one value. msgpack preallocates a slice inside a
+// value (of any element type but string, or []any) by the length its header
+// claims, so a few hostile bytes could ask for gigabytes. The value is
+// therefore skipped first, which reads every element a length claims and
+// so fails at the end of the input, and decoded only then: with dec,
+// rewound, when it reads from an [io.Seeker] (as [msgpack.Unmarshal]
+// does); otherwise from the bytes the skip recorded, with msgpack's
+// default settings.
+func decodeValue[V any](dec *msgpack.Decoder) (V, error) {
+	var v V
+	if r, ok := dec.Buffered().(io.Seeker); ok {
+		pos, err := r.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return v, err
+		}
+		if err := dec.Skip(); err != nil {
+			return v, err
+		}
+		if _, err := r.Seek(pos, io.SeekStart); err != nil {
+			return v, err
+		}
+		return v, dec.Decode(&v)
+	}
+	raw, err := dec.DecodeRaw()
+	if err != nil {
+		return v, err
+	}
+	return v, msgpack.Unmarshal(raw, &v)
 }
 
 // decodeEntry reads an entry's ID and counter and checks them against the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -275,6 +276,10 @@ func FuzzDecodeDVVSet(f *testing.F) {
 	f.Add(marshal(f, s))
 	f.Add(marshal(f, DVVSet[string]{}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var values DVVSet[any] // values msgpack would preallocate for
+		if err := msgpack.Unmarshal(b, &values); err != nil {
+			require.ErrorIs(t, err, ErrMalformed)
+		}
 		var s DVVSet[string]
 		if err := msgpack.Unmarshal(b, &s); err != nil {
 			require.ErrorIs(t, err, ErrMalformed)
@@ -290,4 +295,51 @@ func FuzzDecodeDVVSet(f *testing.F) {
 		s.Sync(s.Clone())
 		dotted(t, s)
 	})
+}
+
+// TestDecodeHostileValueLengths: a length inside a value (V a slice or any)
+// that the input cannot back must fail without being allocated for.
+// msgpack itself preallocates such slices by their claimed length, so a
+// dozen bytes could otherwise ask for gigabytes.
+func TestDecodeHostileValueLengths(t *testing.T) {
+	// [[["a", 1, [array32(1<<24) of nothing]]], []]
+	hostile, _ := hex.DecodeString("92" + "91" + "93a16101" + "91" + "dd01000000" + "90")
+	decoders := map[string]func() *msgpack.Decoder{
+		"memory": func() *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(hostile)) },
+		"stream": func() *msgpack.Decoder { return msgpack.NewDecoder(iotest.OneByteReader(bytes.NewReader(hostile))) },
+	}
+	for name, newDec := range decoders {
+		for _, into := range []func() any{
+			func() any { return new(DVVSet[[]int64]) },
+			func() any { return new(DVVSet[any]) },
+		} {
+			dst := into()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := newDec().Decode(dst)
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, ErrMalformed, "%s %T", name, dst)
+			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "%s %T: bytes allocated", name, dst)
+		}
+	}
+}
+
+// TestDecodeValuesWithDecoderSettings: from an in-memory reader, values
+// are decoded with the caller's decoder and its settings.
+func TestDecodeValuesWithDecoderSettings(t *testing.T) {
+	type tagged struct {
+		Name string `json:"n"`
+	}
+	var s DVVSet[tagged]
+	s.Update(VClock{}, "a", tagged{Name: "x"})
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetCustomStructTag("json")
+	require.NoError(t, enc.Encode(s))
+	dec := msgpack.NewDecoder(bytes.NewReader(buf.Bytes()))
+	dec.SetCustomStructTag("json")
+	dec.DisallowUnknownFields(true)
+	var got DVVSet[tagged]
+	require.NoError(t, dec.Decode(&got))
+	require.Equal(t, []tagged{{Name: "x"}}, got.Values())
 }

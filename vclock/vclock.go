@@ -1,6 +1,7 @@
 package vclock
 
 import (
+	"cmp"
 	"iter"
 	"math"
 	"slices"
@@ -363,13 +364,15 @@ func (v *VClock) Prune(now time.Time, p PrunePolicy) int {
 	}
 	slices.SortFunc(order, func(x, y int) int {
 		a, b := v.entries[x], v.entries[y]
-		if a.time != b.time {
-			if a.time < b.time {
-				return -1
-			}
+		switch {
+		case a.time == b.time:
+			return strings.Compare(a.id, b.id)
+		case a.time == 0: // undated: older than any date, even one before 1970
+			return -1
+		case b.time == 0:
 			return 1
 		}
-		return strings.Compare(a.id, b.id)
+		return cmp.Compare(a.time, b.time)
 	})
 	nowNano := unixNano(now)
 	removed := 0

@@ -515,3 +515,14 @@ func TestRiakPrunePolicy(t *testing.T) {
 	p := RiakPrunePolicy()
 	require.Equal(t, PrunePolicy{Small: 50, Big: 50, Young: 20 * time.Second, Old: 86400 * time.Second}, p)
 }
+
+// TestPruneUndatedFirst: an entry without a time counts as older than
+// every dated one, also than one dated before 1970 (a negative Unix time).
+func TestPruneUndatedFirst(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var v VClock
+	v.TickAt("a", time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC))
+	v.Tick("b") // no time
+	require.Equal(t, 1, v.Prune(now, PrunePolicy{Big: 1, Old: 100 * 365 * 24 * time.Hour}))
+	require.Equal(t, `{"a":1}`, v.String(), "the undated entry goes first")
+}

@@ -4,6 +4,20 @@
 // Goroutine drivers are better tested inside testing/synctest bubbles,
 // where time.Now and timers use virtual time; Manual serves code that only
 // reads the time through a [clock.Clock].
+//
+// # Usage
+//
+//	c := clocktest.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+//	svc := newService(c)        // any code that takes a clock.Clock
+//	c.Advance(time.Second)      // time moves only when the test says so
+//	c.Set(earlier)              // also backwards, as an NTP step would
+//
+// # Guarantees
+//
+//   - Now returns the time NewManual or the latest Set gave, moved by
+//     every Advance since; nothing else moves the clock.
+//   - Manual is safe for concurrent use: concurrent Advance calls all take
+//     effect, in some order.
 package clocktest
 
 import (
@@ -14,7 +28,8 @@ import (
 )
 
 // Manual is a clock that moves only when told to. It is safe for
-// concurrent use.
+// concurrent use and must not be copied after first use. The zero Manual
+// reads the zero time.Time and is ready to use.
 type Manual struct {
 	mu  sync.Mutex
 	now time.Time

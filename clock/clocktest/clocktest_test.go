@@ -29,3 +29,14 @@ func TestManualConcurrent(t *testing.T) {
 		t.Fatalf("Set did not take")
 	}
 }
+
+func TestManualZero(t *testing.T) {
+	var c clocktest.Manual
+	if !c.Now().IsZero() {
+		t.Fatalf("zero Manual reads %v", c.Now())
+	}
+	c.Advance(time.Second)
+	if got := c.Now(); !got.Equal(time.Time{}.Add(time.Second)) {
+		t.Fatalf("Now = %v after Advance(1s) from zero", got)
+	}
+}

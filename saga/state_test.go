@@ -1,0 +1,99 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func testDefinition() *Definition {
+	nop := func(context.Context, *Exec) error { return nil }
+	return &Definition{Name: "d", Steps: []Step{
+		{Name: "a", Do: nop, Undo: nop}, {Name: "b", Do: nop}, {Name: "c", Do: nop, Undo: nop},
+	}}
+}
+
+func TestReplay(t *testing.T) {
+	start := Record{Kind: KindStarted, Saga: "s", Def: "d", Steps: []string{"a", "b", "c"}, Input: []byte("in")}
+	rec := func(k Kind, step, attempt int) Record {
+		return Record{Kind: k, Saga: "s", Step: step, Attempt: attempt}
+	}
+	good := []Record{
+		start,
+		rec(KindStepStarted, 0, 1), {Kind: KindStepDone, Saga: "s", Attempt: 1, Bag: []Entry{{"k", []byte("v")}}},
+		rec(KindStepStarted, 1, 1), rec(KindStepStarted, 1, 2), // a crash interrupted attempt 1
+		rec(KindStepDone, 1, 2),
+		rec(KindStepStarted, 2, 1), rec(KindStepFailed, 2, 1),
+		{Kind: KindCompensating, Saga: "s", Step: 2, Err: "boom"},
+		rec(KindUndoFailed, 2, 1), rec(KindUndoDone, 2, 2),
+		rec(KindUndoDone, 0, 1), // b has no Undo
+		rec(KindCompensated, 0, 0),
+	}
+	s, err := replay(testDefinition(), good)
+	require.NoError(t, err)
+	require.Equal(t, KindCompensated, s.final)
+	require.Equal(t, "v", string(s.bag["k"]))
+	require.Equal(t, []byte("in"), s.input)
+	require.Equal(t, "boom", s.cause)
+	require.Equal(t, 2, s.failed)
+
+	for name, recs := range map[string][]Record{
+		"empty":               nil,
+		"no start":            {rec(KindStepStarted, 0, 1)},
+		"two starts":          {start, start},
+		"other definition":    {{Kind: KindStarted, Saga: "s", Def: "d", Steps: []string{"a", "b"}}},
+		"other saga":          {start, {Kind: KindStepStarted, Saga: "t", Attempt: 1}},
+		"skipped step":        {start, rec(KindStepStarted, 1, 1)},
+		"skipped attempt":     {start, rec(KindStepStarted, 0, 2)},
+		"done without start":  {start, rec(KindStepDone, 0, 1)},
+		"early commit":        {start, rec(KindCommitted, 0, 0)},
+		"undo going forward":  {start, rec(KindUndoDone, 0, 1)},
+		"after the end":       append(append([]Record{}, good...), rec(KindStepStarted, 0, 1)),
+		"early compensated":   {start, rec(KindStepStarted, 0, 1), rec(KindStepDone, 0, 1), rec(KindCompensating, 1, 0), rec(KindCompensated, 0, 0)},
+		"stuck without fail":  {start, rec(KindStepStarted, 0, 1), rec(KindCompensating, 0, 0), rec(KindStuck, 0, 0)},
+		"undo after perm":     {start, rec(KindStepStarted, 0, 1), rec(KindCompensating, 0, 0), {Kind: KindUndoFailed, Saga: "s", Attempt: 1, Permanent: true}, rec(KindUndoDone, 0, 2)},
+		"compensate past end": {start, rec(KindStepStarted, 0, 1), rec(KindStepDone, 0, 1), rec(KindStepStarted, 1, 1), rec(KindStepDone, 1, 1), rec(KindStepStarted, 2, 1), rec(KindStepDone, 2, 1), rec(KindCompensating, 3, 0)},
+	} {
+		_, err := replay(testDefinition(), recs)
+		require.ErrorIs(t, err, ErrHistory, name)
+	}
+}
+
+// FuzzOpenFileLog opens arbitrary files: it never panics, and a file it
+// accepts reopens with the same records.
+func FuzzOpenFileLog(f *testing.F) {
+	var b []byte
+	b = append(b, fileMagic...)
+	for _, r := range history()[:3] {
+		b, _, _ = appendFrame(b, r)
+	}
+	f.Add(b)
+	f.Add(b[:len(b)-3])
+	f.Add([]byte(fileMagic))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "log")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l, err := OpenFileLog(path)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		ids, err := l.Unfinished(context.Background())
+		require.NoError(t, err)
+		require.NoError(t, l.Close())
+		l, err = OpenFileLog(path)
+		require.NoError(t, err, "a recovered file reopens")
+		again, _ := l.Unfinished(context.Background())
+		require.Equal(t, ids, again)
+		require.NoError(t, l.Close())
+	})
+}
