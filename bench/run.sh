@@ -8,10 +8,16 @@
 # Environment: COUNT (runs per benchmark, default 6), BENCHTIME (default
 # 1s), BENCH (benchmark regexp, default .), APPEND (1: add this run's
 # output to bench/results.txt instead of replacing it, to rerun or add some
-# benchmarks with the same COUNT and BENCHTIME). The raw `go test` output is kept
+# benchmarks with the same COUNT and BENCHTIME), REPORT (1: run no
+# benchmark, only the quality tests, and rewrite RESULTS.md from
+# bench/results.txt, with the COUNT and BENCHTIME that produced it). The raw `go test` output is kept
 # in bench/results.txt (git-ignored), so `benchstat bench/results.txt`
 # reproduces the tables and later runs can be compared with it.
 set -euo pipefail
+
+# The body is one brace group, which bash reads whole before running it, so
+# editing this file while it runs cannot derail the run.
+{
 cd "$(dirname "$0")"
 
 COUNT=${COUNT:-6}
@@ -27,7 +33,9 @@ tee=(tee results.txt)
 if [[ ${APPEND:-} == 1 ]]; then
 	tee=(tee -a results.txt)
 fi
-go test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -timeout 2h . | "${tee[@]}"
+if [[ ${REPORT:-} != 1 ]]; then
+	go test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" -timeout 2h . | "${tee[@]}"
+fi
 
 # markdown turns benchstat's CSV for benchmark $1 into a markdown table:
 # for each of its units, the medians of every case and, for every peer,
@@ -48,6 +56,12 @@ markdown() {
 				if (v >= 1e6) return sprintf("%.2fM", v / 1e6)
 				if (v >= 100 || v == int(v)) return sprintf("%.0f", v)
 				return sprintf("%.3g", v)
+			}
+			function ratio(r) {
+				if (r >= 100) return sprintf("%.0f", r)
+				if (r >= 10) return sprintf("%.1f", r)
+				if (r >= 0.1) return sprintf("%.2f", r)
+				return sprintf("%.2g", r)
 			}
 			/^\.name: / { state = 1; next }
 			state == 1 {
@@ -70,7 +84,7 @@ markdown() {
 				base = $(col[1])
 				for (j = 1; j <= n; j++) {
 					v = $(col[j]); cell = show(v)
-					if (j > 1 && v != "" && base != "" && base + 0 > 0) cell = cell sprintf(" (×%.2f)", v / base)
+					if (j > 1 && v != "" && base != "" && base + 0 > 0) cell = cell " (×" ratio(v / base) ")"
 					printf " %s |", cell
 				}
 				printf "\n"
@@ -126,3 +140,5 @@ HEAD
 	cat "$tables"
 } >RESULTS.md
 echo "wrote $(pwd)/RESULTS.md"
+exit
+}
