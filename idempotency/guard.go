@@ -190,7 +190,9 @@ func (g *Guard) run(ctx context.Context, key string, deadline time.Time,
 	bg := context.WithoutCancel(ctx)
 	returned := false
 	defer func() {
-		if !returned { // fn panicked or called runtime.Goexit
+		// fn panicked or called runtime.Goexit; once the claim lapsed,
+		// another caller may own the key: leave the store alone.
+		if !returned && g.clock.Now().Before(deadline) {
 			_ = g.store.Release(bg, key)
 		}
 	}()

@@ -188,6 +188,28 @@ func TestGuardLockLapsed(t *testing.T) {
 	require.Equal(t, "second", string(out), "the new owner's record survives")
 }
 
+// TestGuardPanicAfterLockLapsed: fn outlives its lock, another caller
+// takes the key over, then fn panics. The first Guard must leave the new
+// owner's claim alone, as it does when fn returns; releasing it would let a
+// third caller run alongside the second.
+func TestGuardPanicAfterLockLapsed(t *testing.T) {
+	g1, s, clk := newGuard(t)
+	require.Panics(t, func() {
+		_, _ = g1.Do(bg, "k", []byte("first"), func(context.Context) ([]byte, error) {
+			clk.Advance(time.Minute)
+			rec, err := s.Claim(bg, "k", []byte("second"), time.Minute) // the takeover
+			require.NoError(t, err)
+			require.Nil(t, rec)
+			panic("bug")
+		})
+	})
+	rec, err := s.Claim(bg, "k", []byte("third"), time.Minute)
+	require.NoError(t, err)
+	require.NotNil(t, rec, "the second owner's claim was released")
+	require.Equal(t, "second", string(rec.Fingerprint))
+	require.Equal(t, idempotency.InProgress, rec.State)
+}
+
 // TestGuardLockEndsFn: fn's context ends when the lock lapses (virtual
 // time), and the key is free again.
 func TestGuardLockEndsFn(t *testing.T) {

@@ -89,8 +89,10 @@ type MiddlewareOptions struct {
 //
 // The handler sees a request whose context ends when the claim's lock
 // lapses, and a ResponseWriter that buffers the whole response (it does
-// not implement http.Flusher; 1xx responses and trailers are dropped). It
-// panics if g is nil.
+// not implement http.Flusher; 1xx responses and trailers are dropped;
+// header fields with invalid names are dropped and control characters in
+// values become spaces, as net/http would send them). It panics if g is
+// nil.
 func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handler {
 	if g == nil {
 		panic("idempotency: Middleware with a nil Guard")
@@ -190,7 +192,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 func (m *middleware) answer(w http.ResponseWriter, out []byte, err error) {
 	u, isUnrecorded := errors.AsType[*unrecorded](err)
 	switch {
-	case err == nil:
+	case err == nil || out != nil && errors.Is(err, ErrLockExpired): // shared, maybe unrecorded
 		resp, derr := decodeResponse(out)
 		if derr != nil {
 			m.Logger.Error("idempotency: replaying a response", "err", derr)
@@ -309,7 +311,36 @@ func (rw *recorder) WriteHeader(code int) {
 		return // a repeated call, or an informational response: dropped
 	}
 	rw.resp.status = code
-	rw.resp.header = rw.header.Clone()
+	rw.resp.header = sendable(rw.header)
+}
+
+// sendable returns a copy of h as it can be sent, recorded and replayed
+// alike: fields whose names are not tokens are dropped, as net/http drops
+// them when it writes a response, and the bytes a field value may not hold
+// (control characters but tab) become spaces, as net/http turns CR and LF
+// into spaces. Recorded verbatim they would fail decodeResponse, and every
+// replay of the response would fail with them.
+func sendable(h http.Header) http.Header {
+	c := h.Clone()
+	for k, vs := range c {
+		if !isToken([]byte(k)) {
+			delete(c, k)
+			continue
+		}
+		for i, v := range vs {
+			if isFieldValue([]byte(v)) {
+				continue
+			}
+			b := []byte(v)
+			for j, x := range b {
+				if !isFieldByte(x) {
+					b[j] = ' '
+				}
+			}
+			vs[i] = string(b)
+		}
+	}
+	return c
 }
 
 func (rw *recorder) Write(b []byte) (int, error) {

@@ -299,6 +299,43 @@ func TestMiddlewareConcurrentDuplicates(t *testing.T) {
 	})
 }
 
+// TestMiddlewareConcurrentDuplicatesLockLapsed: when the shared execution
+// outlives its lock, its response is sent but not recorded; the duplicates
+// that shared it get that response too, not a 500 that would invite a
+// retry of an operation that already took effect.
+func TestMiddlewareConcurrentDuplicatesLockLapsed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clocktest.NewManual(t0)
+		g := idempotency.New(&idempotency.MemStore{Clock: clk}, idempotency.Config{Lock: time.Minute, Clock: clk})
+		var runs atomic.Int32
+		release := make(chan struct{})
+		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			<-release
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "one")
+		}))
+		const n = 4
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				recs[i] = httptest.NewRecorder()
+				h.ServeHTTP(recs[i], keyed("x"))
+			})
+		}
+		synctest.Wait()
+		clk.Advance(time.Minute) // the lock lapses while the handler runs
+		close(release)
+		wg.Wait()
+		require.EqualValues(t, 1, runs.Load())
+		for i, w := range recs {
+			require.Equal(t, http.StatusCreated, w.Code, "request %d: %s", i, w.Body)
+			require.Equal(t, "one", w.Body.String())
+		}
+	})
+}
+
 func TestMiddlewareRetention(t *testing.T) {
 	a := newAPI(idempotency.MiddlewareOptions{})
 	a.do("POST", "/things", `"k"`, "x")
@@ -352,6 +389,36 @@ func TestMiddlewareRecorder(t *testing.T) {
 		require.Empty(t, w.Header().Get("B"))
 		require.Equal(t, "implicit 200", w.Body.String())
 		require.Equal(t, replayed, w.Header().Get(idempotency.ReplayedHeader))
+	}
+}
+
+// TestMiddlewareUnsendableHeaders: header fields that net/http would drop
+// (a name that is not a token) or rewrite (control characters in a value)
+// are recorded as they are sent, so the replays match the first response;
+// recorded verbatim, they made every replay of a successful request a 500
+// for the whole retention period.
+func TestMiddlewareUnsendableHeaders(t *testing.T) {
+	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Note", "line1\r\nline2\x01\x7f\tend")
+		w.Header()["Bad Name"] = []string{"x"}
+		w.Header()[""] = []string{"y"}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	}))
+	var first http.Header
+	for _, replayed := range []string{"", "true"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("x"))
+		require.Equal(t, http.StatusCreated, w.Code, "replayed=%q", replayed)
+		require.Equal(t, "made", w.Body.String())
+		require.Equal(t, replayed, w.Header().Get(idempotency.ReplayedHeader))
+		w.Header().Del(idempotency.ReplayedHeader)
+		require.Equal(t, http.Header{"X-Note": {"line1  line2  \tend"}}, w.Header())
+		if first == nil {
+			first = w.Header()
+		}
+		require.Equal(t, first, w.Header())
 	}
 }
 

@@ -327,9 +327,13 @@ func isTchar(c byte) bool {
 // visible characters, obs-text, spaces and tabs.
 func isFieldValue(b []byte) bool {
 	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
+		if !isFieldByte(c) {
 			return false
 		}
 	}
 	return true
 }
+
+// isFieldByte reports whether c may appear in an HTTP field value: it is
+// not a control character other than tab.
+func isFieldByte(c byte) bool { return c >= ' ' && c != 0x7f || c == '\t' }

@@ -103,9 +103,10 @@ func (b *Bounded) Ring() *Ring { return b.ring }
 func (b *Bounded) Len() int { return len(b.where) }
 
 // capacity is the capacity of a node with the given number of points when
-// m keys are assigned.
+// m keys are assigned. It is capped at 2^62, far above any load, so that a
+// huge c converts to a valid int.
 func (b *Bounded) capacity(points int32, m int) int {
-	return int(math.Ceil(b.c * float64(m) * float64(points) / b.total))
+	return int(min(math.Ceil(b.c*float64(m)*float64(points)/b.total), 1<<62))
 }
 
 // Capacity returns the most keys node id may hold now, or 0 if id is not a

@@ -173,3 +173,28 @@ func TestBoundedAllocs(t *testing.T) {
 	}
 	require.Zero(t, testing.AllocsPerRun(1000, churn))
 }
+
+// TestBoundedHugeLoadFactor: a finite load factor so large that a capacity
+// exceeds every int still bounds nothing and places every key on its ring
+// owner, as c = +Inf would if it were allowed; converting such a capacity
+// to int gave a negative number on amd64, and Add then walked the ring
+// forever looking for room.
+func TestBoundedHugeLoadFactor(t *testing.T) {
+	r := mustNew(t, nodes(3, 1), 8)
+	for _, c := range []float64{1e19, 1e300, math.MaxFloat64} {
+		b, err := ring.NewBounded(r, c)
+		require.NoError(t, err, "c=%v", c)
+		for i := range 50 {
+			key := fmt.Sprint("k", i)
+			got, err := b.Add(key)
+			require.NoError(t, err)
+			require.Equal(t, r.LookupString(key), got, "c=%v key %q", c, key)
+			require.Positive(t, b.Capacity(got), "c=%v", c)
+		}
+		for i := range 50 {
+			moved, ok := b.Remove(fmt.Sprint("k", i))
+			require.True(t, ok)
+			require.Empty(t, moved)
+		}
+	}
+}

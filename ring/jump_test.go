@@ -2,6 +2,7 @@ package ring_test
 
 import (
 	"bufio"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -78,5 +79,24 @@ func TestJumpLaws(t *testing.T) {
 			}
 		}
 		require.InDelta(t, 1/float64(b+1), float64(moved)/keys, 0.2/float64(b+1), "b=%d", b)
+	}
+}
+
+// TestJumpHugeBucketCounts: bucket counts near math.MaxInt, where a jump
+// can exceed 2^63, return a bucket in range instead of looping forever
+// (converting such a jump to int64 gave a negative bucket on amd64, from
+// which the walk never left), and growing by one bucket still moves a key
+// only to the new bucket.
+func TestJumpHugeBucketCounts(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(6, 6))
+	for _, b := range []int{math.MaxInt, math.MaxInt - 1, 1 << 62, 1<<53 + 1} {
+		for range 200 {
+			k := rnd.Uint64()
+			got := ring.Jump(k, b)
+			require.True(t, got >= 0 && got < b, "Jump(%d, %d) = %d", k, b, got)
+			if before := ring.Jump(k, b-1); before != got {
+				require.Equal(t, b-1, got, "Jump(%d, %d) moved between old buckets", k, b)
+			}
+		}
 	}
 }

@@ -3,8 +3,8 @@ package vclock
 import (
 	"errors"
 	"fmt"
-	"io"
 
+	"github.com/distkit/distkit/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -217,43 +217,13 @@ func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
 	}
 	vs := make([]V, 0, prealloc)
 	for range n {
-		v, err := decodeValue[V](dec)
+		v, err := wire.DecodeValue[V](dec)
 		if err != nil {
 			return nil, err
 		}
 		vs = append(vs, v)
 	}
 	return vs, nil
-}
-
-// decodeValue decodes one value. msgpack preallocates a slice inside a
-// value (of any element type but string, or []any) by the length its header
-// claims, so a few hostile bytes could ask for gigabytes. The value is
-// therefore skipped first, which reads every element a length claims and
-// so fails at the end of the input, and decoded only then: with dec,
-// rewound, when it reads from an [io.Seeker] (as [msgpack.Unmarshal]
-// does); otherwise from the bytes the skip recorded, with msgpack's
-// default settings.
-func decodeValue[V any](dec *msgpack.Decoder) (V, error) {
-	var v V
-	if r, ok := dec.Buffered().(io.Seeker); ok {
-		pos, err := r.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return v, err
-		}
-		if err := dec.Skip(); err != nil {
-			return v, err
-		}
-		if _, err := r.Seek(pos, io.SeekStart); err != nil {
-			return v, err
-		}
-		return v, dec.Decode(&v)
-	}
-	raw, err := dec.DecodeRaw()
-	if err != nil {
-		return v, err
-	}
-	return v, msgpack.Unmarshal(raw, &v)
 }
 
 // decodeEntry reads an entry's ID and counter and checks them against the

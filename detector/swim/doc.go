@@ -1,0 +1,104 @@
+// Package swim is SWIM group membership and failure detection (Das, Gupta
+// and Motivala 2002) with the Lifeguard extensions (Dadgar et al. 2018),
+// compatible in behaviour and defaults with hashicorp/memberlist's LAN
+// configuration.
+//
+// The protocol lives in [Core], a pure state machine: it does no I/O,
+// starts no goroutines and never reads the clock. Callers pass the time and
+// the received packets in, and send the packets it returns. Every behaviour
+// can therefore be tested deterministically, on a simulated network with
+// virtual time (this package's tests use internal/simnet). [Start] runs a
+// Core over a [Transport] with the real clock; [ListenUDP] is a UDP
+// transport.
+//
+// # Usage
+//
+//	udp, err := swim.ListenUDP("0.0.0.0:7946")
+//	core, err := swim.New(swim.Config{ID: "node-1", Addr: udp.Addr(), Seeds: []string{"10.0.0.2:7946"}}, time.Now())
+//	node := swim.Start(ctx, core, udp, logger)
+//	defer udp.Close()
+//	defer node.Close()
+//	for range node.Changed() {
+//		for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated
+//	}
+//
+// Driving a Core directly (a simulation, or your own event loop):
+//
+//	out := core.Tick(now)                          // at core.Deadline() or later
+//	out, err = core.Receive(now, from, packet)     // for every packet received
+//	for _, p := range out { send(p.Addr, p.Data) }
+//	events = core.PopEvents(events[:0])
+//
+// # Protocol
+//
+// Each protocol period (ProbeInterval) a node probes one member, in a
+// round-robin order shuffled every round, so a failed member is probed by
+// everyone within one round (bounded time to first detection). A probe is a
+// ping; without an ack within ProbeTimeout, IndirectChecks random members
+// are asked to ping the target (ping-req) and forward its ack. Without any
+// ack by the end of the period the target becomes suspect. A suspect that
+// does not refute, by announcing itself alive at a higher incarnation,
+// within the suspicion timeout is declared dead. Membership updates (alive,
+// suspect, dead) are piggybacked on every packet, each retransmitted
+// RetransmitMult*ceil(log10(n+1)) times, and are also gossiped to
+// GossipNodes random members every GossipInterval while any are queued.
+// Every PushPullInterval a node exchanges its full member list with one
+// random live member, and with one random dead member, which heals
+// partitions. New nodes join by push-pull with their seeds. A node leaves
+// by announcing itself dead ("left").
+//
+// Lifeguard adds three mechanisms, on by default: a local health score
+// (0 to AwarenessMaxMultiplier-1) multiplies the node's probe interval and
+// timeout by score+1, and grows when the node's probes fail without the
+// nacks its ping-req helpers send, or when it must refute a suspicion of
+// itself; it shrinks with each timely ack. The suspicion timeout starts at
+// max = SuspicionMaxTimeoutMult*min and shrinks with each independent
+// confirmation c (a suspicion of the same member raised by another node)
+// towards min = SuspicionMult*max(1, log10(n))*ProbeInterval, as
+//
+//	timeout = max(min, max - (max-min)*log(c+1)/log(k+1)),  k = SuspicionMult-2
+//
+// And the buddy system: a ping to a suspect carries the suspicion, so the
+// suspect refutes in its ack (a packet's updates are applied before its
+// ping is answered).
+//
+// distkit adds two safeguards against false "dead" verdicts, which
+// memberlist's users meet as flapping under packet loss. A suspicion that
+// expires with fewer than k independent confirmations is weak evidence
+// (perhaps only the local node missed the refutation), so it is verified
+// first: up to three direct pings that carry the suspicion, a scaled
+// ProbeTimeout apart, before the member is declared dead. And a node that
+// receives a stale accusation of itself (below its incarnation) announces
+// itself again, so the verification ping's ack carries the refutation the
+// sender missed. In this package's simulations (64 nodes, 1000 periods,
+// 10% packet loss, one node slowed 5x, 20 seeds) Lifeguard without them
+// left 1 to 9 false dead verdicts per seed, counted per observer; with
+// them, none. DisableLifeguard turns off the verification along with
+// Lifeguard.
+//
+// # Guarantees
+//
+//   - Determinism: a Core's outputs are a function of its Config (RandSeed
+//     included) and the sequence of calls with their arguments.
+//   - Incarnation precedence: for one member, an update with a higher
+//     incarnation overrides; at equal incarnation dead and left override
+//     suspect, which overrides alive. Only the member itself raises its
+//     incarnation, so a live member always wins against a false suspicion
+//     by refuting it.
+//   - No resurrection: a member known dead or left at incarnation i stays
+//     so against any alive update at incarnation <= i, from gossip or from
+//     push-pull, for DeadRetention; dead members learnt only from a
+//     push-pull list are remembered too. A push-pull "dead" only makes a
+//     live member suspect, so it can refute.
+//   - Completeness: a crashed member is suspected by the end of the
+//     protocol period in which a live member first probes it, and declared
+//     dead by every member that keeps receiving updates.
+//   - Bounded resources: every packet is at most MTU bytes; the event
+//     queue holds at most MaxEvents (the oldest dropped, counted in
+//     [Stats]); ping-reqs served at once are bounded; the decoder checks
+//     every length against the remaining input before allocating, and
+//     rejects a malformed packet whole, before applying any of it.
+//   - Load: a node sends about two packets per protocol period in a
+//     healthy cluster, independent of the cluster size, plus push-pull
+//     exchanges whose interval grows with the cluster.
+package swim

@@ -1,0 +1,163 @@
+package swim
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// memNet is an in-memory lossless network of chanTransports.
+type memNet struct {
+	mu    sync.Mutex
+	ports map[string]*chanTransport
+}
+
+type chanTransport struct {
+	net  *memNet
+	addr string
+	ch   chan Inbound
+}
+
+func (m *memNet) listen(addr string) *chanTransport {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := &chanTransport{net: m, addr: addr, ch: make(chan Inbound, 1024)}
+	m.ports[addr] = t
+	return t
+}
+
+func (m *memNet) close(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	close(m.ports[addr].ch)
+	delete(m.ports, addr)
+}
+
+func (t *chanTransport) WriteTo(p []byte, addr string) error {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if dst, ok := t.net.ports[addr]; ok {
+		select {
+		case dst.ch <- Inbound{From: t.addr, Data: p}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (t *chanTransport) Packets() <-chan Inbound { return t.ch }
+
+// waitFor waits until cond holds, checking after each event of any node;
+// it fails the test after timeout.
+func waitFor(t *testing.T, nodes []*Node, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Millisecond) // backstop for conditions that change without events
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-tick.C:
+		case <-nodes[0].Changed():
+		}
+	}
+}
+
+// runNodes starts 5 nodes whose transports come from listen, joined
+// through the first, checks they converge, crashes one and makes another
+// leave, and checks the others see both.
+func runNodes(t *testing.T, cfg Config, listen func(i int) (Transport, string, func()), timeout time.Duration) {
+	const n = 5
+	ctx := context.Background()
+	var nodes []*Node
+	var closers []func()
+	var seed string
+	for i := range n {
+		tr, addr, closeTr := listen(i)
+		c := cfg
+		c.ID, c.Addr, c.RandSeed = fmt.Sprintf("node%d", i), addr, uint64(i)
+		if i > 0 {
+			c.Seeds = []string{seed}
+		} else {
+			seed = addr
+		}
+		core, err := New(c, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, Start(ctx, core, tr, nil))
+		closers = append(closers, closeTr)
+	}
+	state := func(i int, id string) State {
+		m, _ := nodes[i].Member(id)
+		return m.State
+	}
+	waitFor(t, nodes, timeout, "5 live members everywhere", func() bool {
+		for _, nd := range nodes {
+			if nd.NumLive() != n {
+				return false
+			}
+		}
+		return true
+	})
+	// node4 crashes, node3 leaves.
+	nodes[4].Close()
+	closers[4]()
+	nodes[3].Leave()
+	waitFor(t, nodes, timeout, "node4 dead and node3 left at nodes 0-2", func() bool {
+		for i := range 3 {
+			if state(i, "node4") != StateDead || state(i, "node3") != StateLeft {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 4 {
+		nodes[i].Close()
+		closers[i]()
+	}
+	ev := nodes[0].PopEvents(nil)
+	kinds := map[EventKind]int{}
+	for _, e := range ev {
+		kinds[e.Kind]++
+	}
+	if kinds[EventJoined] != 4 || kinds[EventFailed] != 1 || kinds[EventLeft] != 1 {
+		t.Fatalf("node0 events: %v", kinds)
+	}
+}
+
+// TestNodeSynctest runs the driver on an in-memory network inside a
+// synctest bubble: virtual time, memberlist's default timing.
+func TestNodeSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := &memNet{ports: map[string]*chanTransport{}}
+		runNodes(t, Config{}, func(i int) (Transport, string, func()) {
+			addr := fmt.Sprintf("mem%d", i)
+			return net.listen(addr), addr, func() { net.close(addr) }
+		}, time.Minute)
+	})
+}
+
+// TestUDPEndToEnd runs 5 nodes over real UDP sockets on loopback, with
+// fast timing and generous timeouts (real time: nothing is asserted about
+// how long it takes).
+func TestUDPEndToEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := Config{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond,
+		GossipInterval: 20 * time.Millisecond, PushPullInterval: time.Second}
+	runNodes(t, cfg, func(int) (Transport, string, func()) {
+		u, err := ListenUDP("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u, u.Addr(), func() { u.Close() }
+	}, 30*time.Second)
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines before, %d after: leak", before, after)
+	}
+}

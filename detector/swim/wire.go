@@ -1,0 +1,407 @@
+package swim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Wire format, version 1. A packet is one msgpack array:
+//
+//	[version, [msg, msg, ...]]
+//
+// and each message is an array whose first element is its kind:
+//
+//	ping      [1, seq, targetID]
+//	ping-req  [2, seq, targetID, targetAddr, wantNack]
+//	ack       [3, seq]
+//	nack      [4, seq]
+//	alive     [5, incarnation, id, addr, meta]
+//	suspect   [6, incarnation, id, from]
+//	dead      [7, incarnation, id, from]              (from == id: left)
+//	push-pull [8, senderID, flags, [[id, addr, incarnation, state, meta], ...]]
+//
+// A packet carries at most one ping, ping-req, ack, nack or push-pull (the
+// primary message) followed by as many piggybacked alive, suspect and dead
+// updates as fit under the MTU. Decoding is all or nothing: a malformed
+// packet is rejected whole, before any of it is applied.
+
+// Version is the wire format version this package writes and accepts.
+const Version = 1
+
+// Limits on what a packet may carry; [Config] enforces them locally and the
+// decoder rejects packets that exceed them.
+const (
+	MaxIDLen   = 128 // bytes in a member ID
+	MaxAddrLen = 128 // bytes in an address
+	MaxMetaLen = 512 // bytes of user metadata per member
+	MinMTU     = 1024
+)
+
+// ErrMalformed is returned (wrapped) by [Core.Receive] for a packet that is
+// not a well-formed version-1 packet.
+var ErrMalformed = errors.New("swim: malformed packet")
+
+// ErrVersion is returned (wrapped) by [Core.Receive] for a packet of another
+// wire version.
+var ErrVersion = errors.New("swim: unsupported wire version")
+
+type kind uint8
+
+const (
+	kindPing kind = iota + 1
+	kindPingReq
+	kindAck
+	kindNack
+	kindAlive
+	kindSuspect
+	kindDead
+	kindPushPull
+)
+
+// update reports whether k is a disseminated membership update.
+func (k kind) update() bool { return k == kindAlive || k == kindSuspect || k == kindDead }
+
+// fieldCount is the array length of each message kind on the wire.
+var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4}
+
+// ppWantReply is the push-pull flag asking the receiver to reply with its
+// own state.
+const ppWantReply = 1
+
+// message is the decoded form of every message kind; each kind uses the
+// fields its wire form lists.
+type message struct {
+	kind   kind
+	seq    uint64
+	inc    uint64
+	id     string // alive/suspect/dead: the member; ping/ping-req: the target; push-pull: the sender
+	addr   string
+	from   string
+	meta   []byte
+	nack   bool
+	flags  uint64
+	states []Member
+}
+
+// encoder appends msgpack to a reusable buffer.
+type encoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}
+
+// encodeMsg appends the encoding of m to dst and returns it.
+func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
+	e.buf.Reset()
+	x := e.enc
+	var err error
+	switch m.kind {
+	case kindPing:
+		err = errors.Join(x.EncodeArrayLen(3), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq), x.EncodeString(m.id))
+	case kindPingReq:
+		err = errors.Join(x.EncodeArrayLen(5), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq), x.EncodeString(m.id),
+			x.EncodeString(m.addr), x.EncodeBool(m.nack))
+	case kindAck, kindNack:
+		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq))
+	case kindAlive:
+		err = errors.Join(x.EncodeArrayLen(5), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
+			x.EncodeString(m.addr), x.EncodeBytes(m.meta))
+	case kindSuspect, kindDead:
+		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
+			x.EncodeString(m.from))
+	case kindPushPull:
+		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
+			x.EncodeArrayLen(len(m.states)))
+		for i := range m.states {
+			dst = append(dst, e.buf.Bytes()...)
+			dst = e.encodeState(dst, &m.states[i])
+			e.buf.Reset()
+		}
+	default:
+		panic(fmt.Sprintf("swim: encoding unknown message kind %d", m.kind))
+	}
+	if err != nil { // writes to a bytes.Buffer cannot fail
+		panic("swim: " + err.Error())
+	}
+	return append(dst, e.buf.Bytes()...)
+}
+
+// encodeState appends one push-pull member record to dst.
+func (e *encoder) encodeState(dst []byte, s *Member) []byte {
+	e.buf.Reset()
+	x := e.enc
+	if err := errors.Join(x.EncodeArrayLen(5), x.EncodeString(s.ID), x.EncodeString(s.Addr), x.EncodeUint(s.Incarnation),
+		x.EncodeUint(uint64(s.State)), x.EncodeBytes(s.Meta)); err != nil {
+		panic("swim: " + err.Error())
+	}
+	return append(dst, e.buf.Bytes()...)
+}
+
+// packetHeader appends the header of a packet with n messages.
+func (e *encoder) packetHeader(dst []byte, n int) []byte {
+	e.buf.Reset()
+	if err := errors.Join(e.enc.EncodeArrayLen(2), e.enc.EncodeUint(Version), e.enc.EncodeArrayLen(n)); err != nil {
+		panic("swim: " + err.Error())
+	}
+	return append(dst, e.buf.Bytes()...)
+}
+
+// headerLen is an upper bound on the length of a packet header.
+const headerLen = 1 + 1 + 3
+
+// decoder decodes packets with explicit bounds: every length is checked
+// against the bytes that remain before anything is allocated.
+type decoder struct {
+	r       bytes.Reader
+	dec     *msgpack.Decoder
+	scratch []byte
+	// known, when set, interns member IDs: a decoded ID that names a known
+	// member reuses that member's string instead of allocating.
+	known map[string]*member
+}
+
+func newDecoder() *decoder {
+	d := &decoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+}
+
+// decodePacket decodes data into msgs (reusing its storage) and returns it.
+func (d *decoder) decodePacket(data []byte, msgs []message) ([]message, error) {
+	d.r.Reset(data)
+	d.dec.ResetReader(&d.r)
+	n, err := d.arrayLen()
+	if err != nil {
+		return msgs, err
+	}
+	if n != 2 {
+		return msgs, malformed("packet has %d fields, want 2", n)
+	}
+	v, err := d.uint()
+	if err != nil {
+		return msgs, err
+	}
+	if v != Version {
+		return msgs, fmt.Errorf("%w: %d (want %d)", ErrVersion, v, Version)
+	}
+	if n, err = d.arrayLen(); err != nil {
+		return msgs, err
+	}
+	msgs = msgs[:0]
+	for range n {
+		var m message
+		if err := d.decodeMsg(&m); err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, m)
+	}
+	if d.r.Len() != 0 {
+		return msgs, malformed("%d trailing bytes", d.r.Len())
+	}
+	return msgs, nil
+}
+
+func (d *decoder) decodeMsg(m *message) error {
+	n, err := d.arrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 2 {
+		return malformed("message has %d fields", n)
+	}
+	k, err := d.uint()
+	if err != nil {
+		return err
+	}
+	m.kind = kind(k)
+	if k >= uint64(len(fieldCount)) || fieldCount[k] == 0 {
+		return malformed("unknown message kind %d", k)
+	}
+	if want := fieldCount[k]; n != want {
+		return malformed("message kind %d has %d fields, want %d", k, n, want)
+	}
+	switch m.kind {
+	case kindPing:
+		m.seq, err = d.uint()
+		if err == nil {
+			m.id, err = d.id()
+		}
+	case kindPingReq:
+		m.seq, err = d.uint()
+		if err == nil {
+			m.id, err = d.id()
+		}
+		if err == nil {
+			m.addr, err = d.str(MaxAddrLen)
+		}
+		if err == nil {
+			m.nack, err = d.dec.DecodeBool()
+		}
+	case kindAck, kindNack:
+		m.seq, err = d.uint()
+	case kindAlive:
+		m.inc, err = d.uint()
+		if err == nil {
+			m.id, err = d.id()
+		}
+		if err == nil {
+			m.addr, err = d.addrOf(m.id)
+		}
+		if err == nil {
+			m.meta, err = d.bytes(MaxMetaLen)
+		}
+	case kindSuspect, kindDead:
+		m.inc, err = d.uint()
+		if err == nil {
+			m.id, err = d.id()
+		}
+		if err == nil {
+			m.from, err = d.id()
+		}
+	case kindPushPull:
+		err = d.pushPull(m)
+	}
+	if err != nil && !errors.Is(err, ErrMalformed) {
+		err = fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return err
+}
+
+func (d *decoder) pushPull(m *message) error {
+	var err error
+	if m.id, err = d.id(); err != nil {
+		return err
+	}
+	if m.flags, err = d.uint(); err != nil {
+		return err
+	}
+	n, err := d.arrayLen()
+	if err != nil {
+		return err
+	}
+	m.states = make([]Member, 0, n) // arrayLen bounded n by the input
+	for range n {
+		if k, err := d.arrayLen(); err != nil || k != 5 {
+			return errors.Join(err, malformed("member record has %d fields, want 5", k))
+		}
+		var s Member
+		if s.ID, err = d.id(); err != nil {
+			return err
+		}
+		if s.Addr, err = d.addrOf(s.ID); err != nil {
+			return err
+		}
+		if s.Incarnation, err = d.uint(); err != nil {
+			return err
+		}
+		st, err := d.uint()
+		if err != nil {
+			return err
+		}
+		if st > uint64(StateLeft) {
+			return malformed("member state %d", st)
+		}
+		s.State = State(st)
+		if s.Meta, err = d.bytes(MaxMetaLen); err != nil {
+			return err
+		}
+		m.states = append(m.states, s)
+	}
+	return nil
+}
+
+func (d *decoder) uint() (uint64, error) {
+	v, err := d.dec.DecodeUint64()
+	if err != nil {
+		return 0, malformed("%v", err)
+	}
+	return v, nil
+}
+
+// arrayLen decodes an array header whose elements (at least one byte each)
+// fit in the remaining input.
+func (d *decoder) arrayLen() (int, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, malformed("%v", err)
+	}
+	if n < 0 || n > d.r.Len() {
+		return 0, malformed("array of %d elements in %d bytes", n, d.r.Len())
+	}
+	return n, nil
+}
+
+// raw decodes a str or bin of at most limit bytes into d.scratch and returns
+// it; the result is valid until the next call.
+func (d *decoder) raw(limit int) ([]byte, error) {
+	n, err := d.dec.DecodeBytesLen()
+	if err != nil {
+		return nil, malformed("%v", err)
+	}
+	if n == -1 {
+		return nil, nil
+	}
+	if n > limit || n > d.r.Len() {
+		return nil, malformed("string of %d bytes (limit %d, %d left)", n, limit, d.r.Len())
+	}
+	d.scratch = append(d.scratch[:0], make([]byte, n)...)
+	if err := d.dec.ReadFull(d.scratch); err != nil {
+		return nil, malformed("%v", err)
+	}
+	return d.scratch, nil
+}
+
+func (d *decoder) str(limit int) (string, error) {
+	b, err := d.raw(limit)
+	return string(b), err
+}
+
+// addrOf decodes the address of member id, reusing the known member's
+// address string when it is unchanged.
+func (d *decoder) addrOf(id string) (string, error) {
+	b, err := d.raw(MaxAddrLen)
+	if err != nil {
+		return "", err
+	}
+	if m, ok := d.known[id]; ok && m.Addr == string(b) {
+		return m.Addr, nil
+	}
+	return string(b), nil
+}
+
+// id decodes a non-empty member ID.
+func (d *decoder) id() (string, error) {
+	b, err := d.raw(MaxIDLen)
+	switch {
+	case err != nil:
+		return "", err
+	case len(b) == 0:
+		return "", malformed("empty member ID")
+	}
+	if m, ok := d.known[string(b)]; ok {
+		return m.ID, nil
+	}
+	return string(b), nil
+}
+
+// bytes decodes a str or bin of at most limit bytes into a new slice (nil
+// when empty).
+func (d *decoder) bytes(limit int) ([]byte, error) {
+	b, err := d.raw(limit)
+	if len(b) == 0 {
+		return nil, err
+	}
+	return bytes.Clone(b), err
+}
