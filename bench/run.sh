@@ -28,7 +28,7 @@ BENCHSTAT=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9
 tables=$(mktemp)
 trap 'rm -f "$tables"' EXIT
 
-go test -count 1 -run . . -args -tables "$tables" >/dev/null
+go test -count 1 -timeout 1h -run . . -args -long -tables "$tables" >/dev/null
 tee=(tee results.txt)
 if [[ ${APPEND:-} == 1 ]]; then
 	tee=(tee -a results.txt)

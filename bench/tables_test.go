@@ -8,7 +8,10 @@ import (
 	"testing"
 )
 
-var tablesOut = flag.String("tables", "", "append the quality tables, as markdown, to this file (bench/run.sh sets it)")
+var (
+	tablesOut = flag.String("tables", "", "append the quality tables, as markdown, to this file (bench/run.sh sets it)")
+	long      = flag.Bool("long", false, "also run the long simulations, such as TestSWIMTable (bench/run.sh sets it)")
+)
 
 // writeTable logs a markdown table with a title and, with -tables, appends
 // it to that file for RESULTS.md.
