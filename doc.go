@@ -10,15 +10,14 @@
 //	hlc                     hybrid logical clocks (Kulkarni et al. 2014)
 //	vclock                  vector clocks, dots and dotted version vector sets
 //	crdt                    state-based CRDTs with delta mutators
-//	ring                    consistent, rendezvous and jump hashing
+//	ring                    consistent hashing with bounded loads, rendezvous, jump
 //	quorum                  N/R/W math, PBS staleness and quorum fan-out
 //	detector                phi-accrual and heartbeat failure detectors
 //	detector/swim           SWIM membership with Lifeguard
 //	merkle                  incremental Merkle trees and anti-entropy exchange
 //	idempotency             idempotency keys, an executor and HTTP middleware
+//	idempotency/idempotencytest  a conformance suite for idempotency stores
 //	saga                    a saga orchestrator with a durable log
-//
-// Packages are added as they land; the README lists what exists today.
 //
 // # Shared guarantees
 //
@@ -50,7 +49,19 @@
 //
 // # Where to start
 //
-// Read the package documentation of clock, then the package that matches
-// your problem. The examples module wires the primitives into runnable
-// programs.
+// Pick the package by the problem in front of you:
+//
+//   - ordering events across processes: hlc (or clock.Lamport);
+//   - keeping concurrent writes as siblings instead of losing one:
+//     vclock.DVVSet;
+//   - replicated state that merges without coordination: crdt;
+//   - deciding which nodes own a key: ring;
+//   - reading and writing N replicas and reasoning about staleness: quorum;
+//   - knowing who is alive: detector for heartbeats, detector/swim for
+//     membership;
+//   - finding where replicas diverge: merkle;
+//   - retries that must not apply twice: idempotency;
+//   - a business transaction across services: saga.
+//
+// The examples module wires the primitives into runnable programs.
 package distkit

@@ -1,0 +1,292 @@
+package crdt
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/distkit/distkit/vclock"
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// ErrMalformed is wrapped by every decoding error: the input is truncated,
+// is not the encoding of the type, or is not in canonical form (unsorted or
+// repeated elements, keys or dots, zero or negative counters, NaN elements,
+// a live dot missing from the causal context, a length longer than the
+// input).
+var ErrMalformed = errors.New("crdt: malformed encoding")
+
+// The wire format, all msgpack:
+//
+//	GCounter     [[id, count]...] by increasing id, counts >= 1 (a vclock.VClock)
+//	PNCounter    [increments GCounter, decrements GCounter]
+//	GSet         [element...] increasing
+//	LWWRegister  [value, timestamp, id]
+//	ORSet        [{element: dots...}, context]
+//	MVRegister   [[[id, counter, value]...], context]
+//	EWFlag       [dots, context]
+//	ORMap        [{key: nested state...}, context]
+//	dots         [[id, counter]...] increasing
+//	context      [version vector (a vclock.VClock), dot cloud (dots)]
+//
+// Maps are written with keys in increasing order and a nested state is
+// its store without a context (the map's context covers it). Every
+// encoder writes the canonical form, so equal states encode to equal
+// bytes (as long as values of T encode deterministically), and decoders
+// accept only the canonical form.
+
+// encoder is the msgpack encoder; the alias keeps signatures short.
+type encoder = msgpack.Encoder
+
+// decoder wraps a msgpack decoder with the checks every decoder of this
+// package makes, and interns replica IDs so that a decoded state keeps one
+// copy of each.
+type decoder struct {
+	*msgpack.Decoder
+	ids map[string]string
+}
+
+// maxPrealloc caps preallocation when the size of the input is unknown.
+const maxPrealloc = 1024
+
+// length checks a collection of n elements of at least minSize bytes each
+// (nil: none) against the input left, and returns n and how many elements
+// the caller may preallocate. When the decoder reads from memory, a length
+// that could not fit in the rest of the input is an error; from a stream
+// of unknown size, preallocation is capped and the caller grows as
+// elements actually arrive.
+func (d *decoder) length(n, minSize int) (count, prealloc int, err error) {
+	n = max(n, 0)
+	rest, ok := d.Buffered().(interface{ Len() int })
+	if !ok {
+		return n, min(n, maxPrealloc), nil
+	}
+	if n > rest.Len()/minSize {
+		return 0, 0, fmt.Errorf("length %d exceeds the %d bytes left", n, rest.Len())
+	}
+	return n, n, nil
+}
+
+// arrayLen reads an array header; see length.
+func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return 0, 0, err
+	}
+	return d.length(n, minSize)
+}
+
+// mapLen reads a map header; see length.
+func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return 0, 0, err
+	}
+	return d.length(n, minSize)
+}
+
+// tuple reads the header of an array of exactly n elements.
+func (d *decoder) tuple(n int) error {
+	k, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if k != n {
+		return fmt.Errorf("array of %d elements, want %d", k, n)
+	}
+	return nil
+}
+
+// id reads a replica ID, interned.
+func (d *decoder) id() (string, error) {
+	s, err := d.DecodeString()
+	if err != nil {
+		return "", err
+	}
+	if i, ok := d.ids[s]; ok {
+		return i, nil
+	}
+	if d.ids == nil {
+		d.ids = make(map[string]string)
+	}
+	d.ids[s] = s
+	return s, nil
+}
+
+// counter reads an unsigned integer of at least 1, rejecting negative
+// integers (which msgpack would convert).
+func (d *decoder) counter() (uint64, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if msgpcode.IsFixedNum(c) && int8(c) < 0 || c >= msgpcode.Int8 && c <= msgpcode.Int64 {
+		return 0, fmt.Errorf("signed counter")
+	}
+	n, err := d.DecodeUint64()
+	if err == nil && n == 0 {
+		err = fmt.Errorf("zero counter")
+	}
+	return n, err
+}
+
+// dotFields reads a dot's ID and counter (the array header already read).
+func (d *decoder) dotFields() (vclock.Dot, error) {
+	id, err := d.id()
+	if err != nil {
+		return vclock.Dot{}, err
+	}
+	n, err := d.counter()
+	return vclock.Dot{ID: id, Counter: n}, err
+}
+
+// decodeKey reads an element or key, rejecting NaN; see normKey.
+func decodeKey[K cmp.Ordered](d *decoder) (K, error) {
+	var k K
+	if err := d.Decode(&k); err != nil {
+		return k, err
+	}
+	if k != k {
+		return k, fmt.Errorf("NaN element")
+	}
+	return normKey(k), nil
+}
+
+// normKey returns the form of x that sets and maps keep: -0.0 becomes
+// +0.0, the same key (it is ==), so that replicas that added either
+// encode alike. It panics on a floating-point NaN, which is not equal to
+// itself and so cannot be found again: programmer misuse.
+func normKey[K cmp.Ordered](x K) K {
+	var zero K
+	switch {
+	case x != x:
+		panic("crdt: NaN cannot be an element or key")
+	case x == zero:
+		return zero
+	}
+	return x
+}
+
+// clock reads a vclock.VClock and drops the times it may carry.
+func (d *decoder) clock() (vclock.VClock, error) {
+	var v vclock.VClock
+	if err := d.Decode(&v); err != nil {
+		return v, err
+	}
+	return clockWithout(v), nil
+}
+
+// decode runs f on a decoder reading from dec and wraps its error.
+func decode(dec *msgpack.Decoder, what string, f func(d *decoder) error) error {
+	if err := f(&decoder{Decoder: dec}); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+	}
+	return nil
+}
+
+// encode writes [vv, cloud].
+func (c *dotContext) encode(enc *encoder) error {
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := enc.Encode(c.vv); err != nil {
+		return err
+	}
+	if err := enc.EncodeArrayLen(len(c.cloud)); err != nil {
+		return err
+	}
+	for _, dt := range c.cloud {
+		if err := enc.Encode(dt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *decoder) context() (dotContext, error) {
+	var c dotContext
+	if err := d.tuple(2); err != nil {
+		return c, err
+	}
+	vv, err := d.clock()
+	if err != nil {
+		return c, err
+	}
+	n, prealloc, err := d.arrayLen(3)
+	if err != nil {
+		return c, err
+	}
+	if n > 0 {
+		c.cloud = make([]vclock.Dot, 0, prealloc)
+	}
+	for range n {
+		if err := d.tuple(2); err != nil {
+			return c, err
+		}
+		dt, err := d.dotFields()
+		if err != nil {
+			return c, err
+		}
+		if k := len(c.cloud); k > 0 && compareDots(c.cloud[k-1], dt) >= 0 {
+			return c, fmt.Errorf("cloud dot %v after %v: not sorted or repeated", dt, c.cloud[k-1])
+		}
+		if dt.Counter <= vv.Get(dt.ID)+1 {
+			return c, fmt.Errorf("cloud dot %v not beyond the version vector", dt)
+		}
+		c.cloud = append(c.cloud, dt)
+	}
+	c.vv = vv
+	return c, nil
+}
+
+// encode writes [store, context].
+func (c *causal[S]) encode(enc *encoder) error {
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := c.store.encodeStore(enc); err != nil {
+		return err
+	}
+	return c.ctx.encode(enc)
+}
+
+// decode reads [store, context] and checks the invariant that every dot of
+// the store is in the context, once.
+func (c *causal[S]) decode(d *decoder) error {
+	if err := d.tuple(2); err != nil {
+		return err
+	}
+	var zero S
+	store, err := zero.decodeStore(d)
+	if err != nil {
+		return err
+	}
+	ctx, err := d.context()
+	if err != nil {
+		return err
+	}
+	if err := checkDots(store.dots, &ctx); err != nil {
+		return err
+	}
+	c.store, c.ctx = store, ctx
+	return nil
+}
+
+// checkDots checks that every dot is in ctx and none repeats.
+func checkDots(dots func(yield func(vclock.Dot) bool), ctx *dotContext) error {
+	all := collect(dots)
+	for _, dt := range all {
+		if !ctx.contains(dt) {
+			return fmt.Errorf("live dot %v missing from the context", dt)
+		}
+	}
+	slices.SortFunc(all, compareDots)
+	for i := 1; i < len(all); i++ {
+		if all[i] == all[i-1] {
+			return fmt.Errorf("dot %v held twice", all[i])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+// Package crdt provides state-based conflict-free replicated data types
+// with delta mutators: the set of riak_dt and Akka Distributed Data, built
+// on the delta-state framework of Almeida, Shoker and Baquero, "Delta state
+// replicated data types" (J. Parallel Distrib. Comput., 2018).
+//
+//   - [GCounter] and [PNCounter]: counters (riak_dt_gcounter, _pncounter).
+//   - [GSet]: a grow-only set (riak_dt_gset).
+//   - [ORSet]: an add-wins observed-remove set without tombstones, Riak's
+//     ORSWOT (riak_dt_orswot).
+//   - [LWWRegister]: a last-writer-wins register on [hlc.Timestamp]s, ties
+//     to the larger replica ID (riak_dt_lwwreg).
+//   - [MVRegister]: a multi-value register that keeps concurrent writes.
+//   - [EWFlag]: an enable-wins flag (riak_dt_od_flag).
+//   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag or
+//     ORMap values with observed-remove semantics (riak_dt_map).
+//
+// Every replica names itself with a replica ID, a string unique among the
+// replicas that ever update the data (a node name, not a client name). A
+// replica applies its own operations with the mutators (Inc, Add, Set, ...)
+// and others' states or deltas with Merge.
+//
+// # Deltas
+//
+// Every mutator returns a delta: a value of the same type, usually tiny,
+// such that merging it into any replica that holds the state before the
+// mutation has exactly the effect of the mutation, and merging it anywhere
+// else has the effect of the mutation as far as that replica has seen what
+// the mutation replaced. Ship deltas instead of whole states; deltas join
+// into delta-groups with Merge, so a sender can batch everything since
+// its last acknowledged message into one value. A full state is also a
+// valid delta, which is how a replica that missed deltas catches up.
+//
+// The counters, GSet and LWWRegister need nothing from delivery: their
+// deltas may be reordered, duplicated, batched or lost (and later
+// replaced by a full state), and the state is always the join of what
+// arrived.
+//
+// ORSet, MVRegister, EWFlag and ORMap should receive deltas in causal
+// order: a delta is merged only after the deltas its replica had merged
+// before making it (per-sender FIFO for a replica's own deltas plus
+// forwarding nothing out of order is enough, as is the anti-entropy
+// algorithm of the paper, which ships delta-groups in order and full
+// states otherwise). Without it, Merge is still a join, so every replica
+// still converges to the same state once all deltas have arrived, but in
+// between (1) reads may be causally inconsistent: a delta carries only
+// the dots of what its operation replaced, not the replica's whole past,
+// so a replica that got a Remove of x before the Add of x that Remove had
+// already superseded shows x until the deltas in between arrive; and (2)
+// the gaps keep dots in the causal context's dot cloud, so the state
+// grows until they are filled (a lost delta's gap, until a full state
+// arrives).
+//
+// # Causal machinery
+//
+// ORSet, MVRegister, EWFlag and ORMap share one implementation: a dot store
+// (the live data, each piece tagged with the [vclock.Dot] of the write
+// that made it) and a causal context (every dot the replica has seen),
+// kept compact as a [vclock.VClock] plus a dot cloud for dots beyond a
+// gap. A dot in the context but not in the store was removed; the join
+// keeps a dot that both sides hold, or that one side holds and the other
+// has not seen. Removal therefore needs no tombstones and no replica ID:
+// a Remove delta is just the removed dots in a context. An ORSet's state
+// holds its live elements, at most one dot per replica for each, and one
+// counter per replica.
+//
+// # Maps
+//
+// ORMap[K, V] takes V among this package's causal types, as value types:
+// ORMap[string, ORSet[string]], ORMap[string, MVRegister[int]],
+// ORMap[string, ORMap[string, EWFlag]]. The constraint [Nested] has
+// unexported methods because nested values share the map's causal context.
+// [ORMap.Update] runs the nested type's own mutators inside the map.
+// Removing a key resets its value for the dots the remover saw: an update
+// concurrent with the remove survives, with only what it added (as
+// riak_dt_map). A key is present exactly while its value holds a dot.
+//
+// # Pruning
+//
+// The counters and the causal types implement [RemovedNodePruning], Akka's
+// way to remove a retired replica from the state: its entries are folded
+// into another replica's. See [RemovedNodePruning] for the safety
+// precondition and the cleanup every other replica must apply.
+//
+// # Usage
+//
+//	var a, b crdt.ORSet[string]           // replicas "a" and "b"
+//	d1 := a.Add("a", "apple")             // ship d1 to b
+//	b.Merge(d1)
+//	d2 := b.Remove("apple")               // b saw the apple: removes it
+//	d3 := a.Add("a", "apple")             // concurrently, a adds it again
+//	a.Merge(d2)
+//	b.Merge(d3)
+//	a.Contains("apple") && b.Contains("apple") // true: add wins
+//
+//	buf, err := msgpack.Marshal(a)        // full state or delta on the wire
+//	var c crdt.ORSet[string]
+//	err = msgpack.Unmarshal(buf, &c)      // errors wrap crdt.ErrMalformed
+//
+// # Guarantees
+//
+//   - Merge is commutative, associative and idempotent for every type:
+//     replicas that have merged the same states and deltas, in any order,
+//     any number of times, hold equal states (equal encodings).
+//   - For every mutator, s.Merge(delta) on a copy of the state before the
+//     mutation gives the state after it.
+//   - ORSet, MVRegister, EWFlag and ORMap agree, under causal delivery,
+//     with the classic observed-remove CRDTs with tombstones: an element is
+//     present (a value kept, a flag enabled) exactly when some add (write,
+//     enable) of it has not been seen by a remove (overwrite, disable).
+//     Concurrent add and remove: add wins; concurrent writes of an
+//     MVRegister are all kept; enable wins over a concurrent disable.
+//   - No tombstones: an ORSet's encoded size is bounded by its live
+//     elements and its replicas, whatever its history.
+//   - Encodings are deterministic (for values of T that encode
+//     deterministically), and decoders accept only the canonical form.
+//     Decoders never panic: they return errors wrapping [ErrMalformed],
+//     leave the target unchanged, and allocate in proportion to their
+//     input.
+//   - Clone returns a deep copy; Merge never makes the receiver share
+//     mutable storage with its argument. Values of T in registers are
+//     copied by assignment.
+//   - The zero value of every type is the empty state, ready to use.
+//   - Mutators panic only on misuse: a NaN element or key, a counter or
+//     dot overflowing uint64, Prune into the replica being removed.
+//
+// No type in this package is safe for concurrent use, like Go maps:
+// callers lock.
+package crdt

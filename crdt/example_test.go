@@ -1,0 +1,116 @@
+package crdt_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/distkit/distkit/crdt"
+	"github.com/distkit/distkit/hlc"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Two replicas of a set exchange deltas. A remove removes what its replica
+// has seen, so an add it has not seen wins.
+func Example() {
+	var a, b crdt.ORSet[string]
+	b.Merge(a.Add("a", "apple"))
+	b.Merge(a.Add("a", "pear"))
+
+	rm := b.Remove("apple") // b saw the apple
+	add := a.Add("a", "apple")
+	a.Merge(rm)
+	b.Merge(add)
+	fmt.Println(a.Elements(), b.Elements())
+
+	a.Merge(b.Remove("pear"))
+	fmt.Println(a.Elements(), b.Elements())
+
+	delta, _ := msgpack.Marshal(a.Add("a", "fig"))
+	fmt.Println(len(delta), "bytes on the wire")
+	// Output:
+	// [apple pear] [apple pear]
+	// [apple] [apple]
+	// 18 bytes on the wire
+}
+
+func ExamplePNCounter() {
+	var a, b crdt.PNCounter
+	d := a.Inc("a", 10)
+	b.Merge(d)
+	b.Merge(b.Dec("b", 3))
+	a.Merge(b)
+	a.Merge(d) // duplicates do no harm
+	fmt.Println(a.Value(), b.Value())
+	// Output: 7 7
+}
+
+// Concurrent writes are kept side by side until a write that saw them.
+func ExampleMVRegister() {
+	var a, b crdt.MVRegister[string]
+	a.Set("a", "blue")
+	b.Set("b", "green")
+	a.Merge(b)
+	fmt.Println(a.Values())
+	b.Merge(a.Set("a", "teal")) // a resolves the conflict
+	fmt.Println(b.Values())
+	// Output:
+	// [blue green]
+	// [teal]
+}
+
+// A shopping cart per user: removing a user's cart resets it for what the
+// remover saw, and an item added concurrently survives.
+func ExampleORMap() {
+	type carts = crdt.ORMap[string, crdt.ORSet[string]]
+	add := func(m *carts, id, user, item string) carts {
+		return m.Update(user, func(s *crdt.ORSet[string]) crdt.ORSet[string] { return s.Add(id, item) })
+	}
+	var a, b carts
+	b.Merge(add(&a, "a", "ann", "milk"))
+	rm := b.Remove("ann")            // b empties ann's cart
+	d := add(&a, "a", "ann", "eggs") // concurrently, a adds eggs
+	a.Merge(rm)
+	b.Merge(d)
+	cart, _ := a.Get("ann")
+	fmt.Println(a.Keys(), cart.Elements(), b.Keys())
+	// Output: [ann] [eggs] [ann]
+}
+
+func ExampleEWFlag() {
+	var a, b crdt.EWFlag
+	b.Merge(a.Enable("a"))
+	off := b.Disable()
+	on := a.Enable("a") // concurrent with the disable
+	a.Merge(off)
+	b.Merge(on)
+	fmt.Println(a.Value(), b.Value())
+	// Output: true true
+}
+
+func ExampleLWWRegister() {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var a, b crdt.LWWRegister[string]
+	a.Set("draft", hlc.Make(t0, 0), "a")
+	b.Set("final", hlc.Make(t0, 1), "b")
+	b.Set("tie", hlc.Make(t0, 1), "a") // same timestamp, smaller ID: loses
+	a.Merge(b)
+	v, ts := a.Get()
+	fmt.Println(v, ts, a.Writer())
+	// Output: final 2026-11-27T12:00:00.000000Z,1 b
+}
+
+// Replica "b" is retired: "a", which has seen all of its updates, folds
+// b's count into its own, and every other replica drops b's entries.
+func ExampleGCounter_Prune() {
+	var a, b, c crdt.GCounter
+	a.Inc("a", 2)
+	b.Inc("b", 5)
+	a.Merge(b)
+	c.Merge(a)
+
+	a.Prune("b", "a")
+	c.PruningCleanup("b")
+	c.Merge(a)
+	fmt.Println(a.ModifiedBy(), a.Value(), c.ModifiedBy(), c.Value())
+	// Output: [a] 7 [a] 7
+}
