@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,16 +96,17 @@ func idemImpls() []idemImpl {
 }
 
 // idemKeys is a pool of keys; next cycles through it and expires the
-// records of the previous round at each wrap, so every key is new.
+// records of the previous round at each wrap, so every key is new. A pool
+// serves one goroutine at a time, so that a key is never in use twice.
 type idemKeys struct {
 	keys []string
 	n    atomic.Int64
 }
 
-func newIdemKeys(n int) *idemKeys {
+func newIdemKeys(prefix string, n int) *idemKeys {
 	p := &idemKeys{keys: make([]string, n)}
 	for i := range p.keys {
-		p.keys[i] = fmt.Sprintf("order-%08d", i)
+		p.keys[i] = fmt.Sprintf("%sorder-%08d", prefix, i)
 	}
 	return p
 }
@@ -144,7 +146,7 @@ func TestIdempotencyImpls(t *testing.T) {
 func BenchmarkIdempotencyFirst(b *testing.B) {
 	for _, impl := range idemImpls() {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			keys := newIdemKeys(1 << 14)
+			keys := newIdemKeys("", 1<<14)
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
@@ -160,10 +162,15 @@ func BenchmarkIdempotencyFirst(b *testing.B) {
 func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 	for _, impl := range idemImpls() {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			keys := newIdemKeys(1 << 14)
+			pools := make([]*idemKeys, runtime.GOMAXPROCS(0)) // one per goroutine of RunParallel
+			for i := range pools {
+				pools[i] = newIdemKeys(fmt.Sprintf("g%d-", i), 1<<14)
+			}
+			var goroutines atomic.Int64
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
+				keys := pools[goroutines.Add(1)-1]
 				for pb.Next() {
 					if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
 						failed.CompareAndSwap(nil, &err)
@@ -182,7 +189,7 @@ func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 	for _, impl := range idemImpls() {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			keys := newIdemKeys(1024)
+			keys := newIdemKeys("", 1024)
 			for range keys.keys {
 				if _, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn); err != nil {
 					b.Fatal(err)

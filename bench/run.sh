@@ -84,7 +84,8 @@ markdown() {
 				base = $(col[1])
 				for (j = 1; j <= n; j++) {
 					v = $(col[j]); cell = show(v)
-					if (j > 1 && v != "" && base != "" && base + 0 > 0) cell = cell " (×" ratio(v / base) ")"
+					if (j > 1 && v != "" && base != "" && base + 0 > 0 && v + 0 > 0)
+						cell = cell " (×" ratio(unit ~ /\/s$/ ? base / v : v / base) ")"
 					printf " %s |", cell
 				}
 				printf "\n"
@@ -123,6 +124,8 @@ bench/results.txt\` shows the confidence intervals and p-values).
 
 In the tables, (×r) is the ratio peer/distkit of the medians: above 1,
 distkit takes less (time, allocations, bytes); below 1, the peer does.
+For rates (units ending in /s) it is distkit/peer, so that above 1 still
+means distkit does better.
 
 HEAD
 	cat notes.md
