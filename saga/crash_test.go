@@ -18,6 +18,10 @@ import (
 
 var errCrash = errors.New("injected crash")
 
+// errReplyLost is a failure of Do after its effect took place (a timeout
+// while the reply was on its way).
+var errReplyLost = errors.New("reply lost")
+
 // crashLog wraps a Log and "kills the orchestrator" at its (budget+1)-th
 // append: that append and every later one fail. With stored set, the
 // fatal append reaches the log first (the process dies after the write,
@@ -75,6 +79,9 @@ func (w *world) definition() saga.Definition {
 			Retry: saga.RetryPolicy{MaxAttempts: 2, Initial: time.Second},
 			Do: func(ctx context.Context, x *saga.Exec) error {
 				if err := w.call("do", i, x); err != nil {
+					if errors.Is(err, errReplyLost) {
+						w.applied[i] = true
+					}
 					return err
 				}
 				w.applied[i] = true
@@ -127,6 +134,15 @@ var scenarios = map[string]func(what string, step, n int) error{
 	"exhausted": func(what string, step, n int) error {
 		if what == "do" && step == 3 {
 			return errors.New("down")
+		}
+		return nil
+	},
+	"lost reply, then refused": func(what string, step, n int) error {
+		switch {
+		case what == "do" && step == 2 && n == 1:
+			return errReplyLost
+		case what == "do" && step == 2:
+			return saga.Permanent(errors.New("refused"))
 		}
 		return nil
 	},

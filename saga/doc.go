@@ -65,8 +65,8 @@
 //   - Committed: every step's Do succeeded, in order, and no Undo ran.
 //   - Compensated: the forward phase gave up at some step; then Undo ran
 //     to success for every earlier step, in reverse order, and for the
-//     failed step itself unless its last error was [Permanent] (a timeout
-//     or a crash leaves its effect unknown). Undo may thus see a step
+//     failed step itself unless its only attempt failed [Permanent] (a
+//     retryable failure, a timeout or a crash leaves its effect unknown). Undo may thus see a step
 //     whose Do never took effect.
 //   - Once a saga compensates, no Do of that saga runs again, and the
 //     Undo of a step never runs after that Undo's success was logged.

@@ -77,7 +77,8 @@ type FileLog struct {
 	path     string
 	syncFile func(*os.File) error // (*os.File).Sync; tests replace it
 
-	// fileMu lets Records read the file while Compact does not swap it.
+	// fileMu lets Records read the file while Compact does not swap it
+	// and Close does not close it.
 	fileMu sync.RWMutex
 
 	mu       sync.Mutex
@@ -119,12 +120,17 @@ type span struct {
 // middle looks the same, and is refused too: truncating the file at the
 // reported offset loses only unacknowledged records then.) Recovery reads
 // the whole file once.
-func OpenFileLog(path string) (*FileLog, error) {
+func OpenFileLog(path string) (*FileLog, error) { return openFileLog(path, (*os.File).Sync) }
+
+// openFileLog is OpenFileLog with syncFile in place of (*os.File).Sync,
+// for files and their directory; tests that need no durability pass a
+// no-op.
+func openFileLog(path string, syncFile func(*os.File) error) (*FileLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("saga: open log: %w", err)
 	}
-	l := &FileLog{f: f, path: path, syncFile: (*os.File).Sync, sagas: make(map[string][]span), open: make(map[string]int64)}
+	l := &FileLog{f: f, path: path, syncFile: syncFile, sagas: make(map[string][]span), open: make(map[string]int64)}
 	l.cond.L = &l.mu
 	if err := l.recover(); err != nil {
 		f.Close()
@@ -148,10 +154,10 @@ func (l *FileLog) recover() error {
 			return fmt.Errorf("saga: write log header: %w", err)
 		}
 		l.size = int64(len(fileMagic))
-		if err := l.f.Sync(); err != nil {
+		if err := l.syncFile(l.f); err != nil {
 			return fmt.Errorf("saga: sync log: %w", err)
 		}
-		return syncDir(filepath.Dir(l.path))
+		return syncDir(filepath.Dir(l.path), l.syncFile)
 	}
 	if !bytes.HasPrefix(data, []byte(fileMagic)) {
 		return &CorruptError{l.path, 0, "not a saga log (bad magic)"}
@@ -185,20 +191,21 @@ func (l *FileLog) truncate(size int64) error {
 	if err := l.f.Truncate(size); err != nil {
 		return fmt.Errorf("saga: truncate torn log tail: %w", err)
 	}
-	if err := l.f.Sync(); err != nil {
+	if err := l.syncFile(l.f); err != nil {
 		return fmt.Errorf("saga: sync log: %w", err)
 	}
 	return nil
 }
 
-// syncDir makes a new file's directory entry durable.
-func syncDir(dir string) error {
+// syncDir makes a new file's directory entry durable with sync, which is
+// (*os.File).Sync except in tests.
+func syncDir(dir string, sync func(*os.File) error) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("saga: sync log directory: %w", err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := sync(d); err != nil {
 		return fmt.Errorf("saga: sync log directory: %w", err)
 	}
 	return nil
@@ -469,20 +476,26 @@ func (l *FileLog) rewrite(keep []span) (compacted, error) {
 	if err != nil {
 		return compacted{}, fmt.Errorf("saga: compact: %w", err)
 	}
-	return compacted{f, fresh.sagas, fresh.open, int64(len(buf))}, syncDir(filepath.Dir(l.path))
+	return compacted{f, fresh.sagas, fresh.open, int64(len(buf))}, syncDir(filepath.Dir(l.path), (*os.File).Sync)
 }
 
-// Close waits for the Appends already queued to finish, then closes the
-// file. Later calls return [ErrClosed].
+// Close waits for the Appends already queued and the Records calls
+// already reading to finish, then closes the file. Later calls return
+// [ErrClosed].
 func (l *FileLog) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
 	}
 	l.closed = true
 	for l.flushing || len(l.pending) > 0 {
 		l.cond.Wait()
 	}
+	l.mu.Unlock()
+	// Records reads l.f under fileMu; the ones that started before closed
+	// was set finish first.
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	return l.f.Close()
 }

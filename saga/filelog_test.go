@@ -451,3 +451,35 @@ func TestFileLogCompactFailure(t *testing.T) {
 	requireContents(t, l, history())
 	appendAll(t, l, []Record{{Kind: KindCommitted, Saga: "a"}})
 }
+
+// TestFileLogCloseDuringRecords: a Records call that races with Close
+// returns the records or ErrClosed, never the error of reading a closed
+// file.
+func TestFileLogCloseDuringRecords(t *testing.T) {
+	l, err := OpenFileLog(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	l.syncFile = func(*os.File) error { return nil } // the race is the point, not durability
+	recs := []Record{{Kind: KindStarted, Saga: "s", Def: "d"}}
+	for a := 1; a < 200; a++ {
+		recs = append(recs, Record{Kind: KindStepStarted, Saga: "s", Attempt: a})
+	}
+	appendAll(t, l, recs)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				if _, err := l.Records(context.Background(), "s"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	require.NoError(t, l.Close())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.ErrorIs(t, err, ErrClosed)
+	}
+}

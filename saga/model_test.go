@@ -64,7 +64,12 @@ forward:
 			case ok:
 				continue forward
 			case permanent:
-				gaveUp, from = true, i-1 // a permanent failure is not undone
+				// A permanent failure is not undone, unless an earlier
+				// attempt's effect is unknown.
+				gaveUp, from = true, i-1
+				if a > 1 {
+					from = i
+				}
 				break forward
 			}
 		}

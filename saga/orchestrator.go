@@ -271,9 +271,21 @@ func (o *Orchestrator) Recover(ctx context.Context) error {
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
+		// With a concurrency bound, start no more goroutines than may run:
+		// a log with many open sagas must not cost a goroutine each.
+		started chan struct{}
 	)
+	if o.slots != nil {
+		started = make(chan struct{}, cap(o.slots))
+	}
 	for _, id := range ids {
+		if started != nil {
+			started <- struct{}{} // freed as each goroutine returns, also when ctx ends
+		}
 		wg.Go(func() {
+			if started != nil {
+				defer func() { <-started }()
+			}
 			out, err := o.resume(ctx, id)
 			if err != nil && out != Compensated && !errors.Is(err, ErrDuplicate) {
 				mu.Lock()

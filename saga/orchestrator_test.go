@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -425,4 +426,33 @@ func TestPermanent(t *testing.T) {
 	require.ErrorIs(t, err, base)
 	require.False(t, saga.IsPermanent(base))
 	require.Equal(t, "x", saga.Permanent(base).Error())
+}
+
+// TestRecoverBoundsGoroutines: Recover with MaxConcurrent starts a
+// bounded number of goroutines however many sagas the log holds open.
+func TestRecoverBoundsGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const open, limit = 500, 2
+		log := &saga.MemLog{}
+		for i := range open {
+			require.NoError(t, log.Append(context.Background(), saga.Record{
+				Kind: saga.KindStarted, Saga: fmt.Sprint(i), Def: "d", Steps: []string{"a"}}))
+		}
+		release := make(chan struct{})
+		d := saga.Definition{Name: "d", Steps: []saga.Step{{Name: "a", Do: func(ctx context.Context, x *saga.Exec) error {
+			<-release
+			return nil
+		}}}}
+		o := saga.New(log, saga.Config{MaxConcurrent: limit})
+		require.NoError(t, o.Register(d))
+		before := runtime.NumGoroutine()
+		done := make(chan error)
+		go func() { done <- o.Recover(context.Background()) }()
+		synctest.Wait()
+		require.LessOrEqual(t, runtime.NumGoroutine()-before, 2*limit+1, "goroutines while %d sagas wait to recover", open)
+		close(release)
+		require.NoError(t, <-done)
+		unfinished, _ := log.Unfinished(context.Background())
+		require.Empty(t, unfinished)
+	})
 }

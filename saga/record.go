@@ -85,7 +85,7 @@ type Record struct {
 	Attempt   int      // 1 for the first attempt of Do or of Undo
 	Bag       []Entry  // StepDone, UndoDone: the Puts of the attempt, sorted by key
 	Err       string   // StepFailed, Compensating, UndoFailed: the error's text
-	Permanent bool     // Compensating, UndoFailed: the error was Permanent (a failed Do is then not undone)
+	Permanent bool     // Compensating, UndoFailed: the error was Permanent (a failed Do with no earlier attempt is then not undone)
 }
 
 // recordFields is the length of a Record's msgpack array.

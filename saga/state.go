@@ -108,10 +108,13 @@ func (s *state) apply(r Record) error {
 		if !forward || s.step == len(s.def.Steps) {
 			return bad("compensating after the last step")
 		}
-		s.compensating, s.inFlight, s.attempts, s.failed, s.cause = true, false, 0, r.Step, r.Err
-		if r.Permanent {
+		// A Permanent failure says its attempt had no effect, but an
+		// earlier attempt (failed retryably, or interrupted) may have had
+		// one: the step is then undone too.
+		if r.Permanent && s.attempts <= 1 {
 			s.step--
 		}
+		s.compensating, s.inFlight, s.attempts, s.failed, s.cause = true, false, 0, r.Step, r.Err
 		s.skipNoUndo()
 	case KindUndoDone, KindUndoFailed:
 		if forward || s.step < 0 || s.permanent || r.Attempt != s.attempts+1 {

@@ -89,8 +89,9 @@ func (e *permanentError) Unwrap() error { return e.err }
 // Permanent wraps err so that the orchestrator does not retry the step
 // that returned it: the forward phase gives up at once and compensates.
 // A Permanent error from Do also says the attempt had no effect, so the
-// failed step itself is not compensated (after a retryable failure or a
-// timeout it is, because its effect is unknown). Permanent(nil) is nil;
+// failed step itself is not compensated if that was its only attempt
+// (after a retryable failure, a timeout or a crash it is, because its
+// effect is unknown, also when a later attempt fails Permanently). Permanent(nil) is nil;
 // errors.Is and errors.As see through the wrapper.
 func Permanent(err error) error {
 	if err == nil {

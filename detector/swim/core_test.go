@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -470,4 +471,22 @@ func FuzzReceive(f *testing.F) {
 		}
 		c.Tick(t0.Add(time.Hour))
 	})
+}
+
+// TestDecodePushPullAllocBound: a push-pull header that claims more member
+// records than the rest of the packet can hold allocates in proportion to
+// the records that could fit, not to the claim.
+func TestDecodePushPullAllocBound(t *testing.T) {
+	const claim = 60000
+	p := packet(message{kind: kindPushPull, id: "z"})
+	p = append(p[:len(p)-1], 0xdd, 0, 0, claim>>8, claim&0xff) // the states' array header
+	p = append(p, make([]byte, claim)...)                      // one byte per claimed record
+	d := newDecoder()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := d.decodePacket(p, nil)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, ErrMalformed)
+	require.LessOrEqual(t, after.TotalAlloc-before.TotalAlloc, uint64(16*len(p)),
+		"bytes allocated for a %d-byte packet", len(p))
 }

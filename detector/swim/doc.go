@@ -13,7 +13,7 @@
 //
 // # Usage
 //
-//	udp, err := swim.ListenUDP("0.0.0.0:7946")
+//	udp, err := swim.ListenUDP("10.0.0.1:7946") // an address the other nodes reach
 //	core, err := swim.New(swim.Config{ID: "node-1", Addr: udp.Addr(), Seeds: []string{"10.0.0.2:7946"}}, time.Now())
 //	node := swim.Start(ctx, core, udp, logger)
 //	defer udp.Close()

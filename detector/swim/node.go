@@ -217,7 +217,10 @@ func (u *UDP) read() {
 	}
 }
 
-// Addr returns the bound address, to use as Config.Addr.
+// Addr returns the bound address, to use as Config.Addr when the socket
+// is bound to a specific IP. Bound to a wildcard ("0.0.0.0:7946") it
+// returns an unspecified address such as "[::]:7946", which other nodes
+// cannot send to: set Config.Addr to the address they reach instead.
 func (u *UDP) Addr() string { return u.conn.LocalAddr().String() }
 
 // WriteTo sends packet to addr, an ip:port or a resolvable host:port.

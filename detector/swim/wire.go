@@ -154,6 +154,11 @@ func (e *encoder) packetHeader(dst []byte, n int) []byte {
 	return append(dst, e.buf.Bytes()...)
 }
 
+// minStateLen is the shortest encoding of a push-pull member record: an
+// array header, a one-byte ID (two bytes), and one byte each for the
+// address, incarnation, state and meta.
+const minStateLen = 7
+
 // headerLen is an upper bound on the length of a packet header.
 const headerLen = 1 + 1 + 3
 
@@ -291,7 +296,9 @@ func (d *decoder) pushPull(m *message) error {
 	if err != nil {
 		return err
 	}
-	m.states = make([]Member, 0, n) // arrayLen bounded n by the input
+	// arrayLen bounded n by the bytes left; a member record takes at
+	// least minStateLen of them, so that bounds the records that can follow.
+	m.states = make([]Member, 0, min(n, d.r.Len()/minStateLen))
 	for range n {
 		if k, err := d.arrayLen(); err != nil || k != 5 {
 			return errors.Join(err, malformed("member record has %d fields, want 5", k))
