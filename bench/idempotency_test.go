@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/clock/clocktest"
+	"github.com/distkit/distkit/idempotency"
+)
+
+// mapIdempotency is the idempotency store most services start with: a map
+// from key to record behind one mutex. A first call inserts an in-progress
+// record, runs fn outside the lock and stores its result; later calls get
+// the result, ErrInProgress or ErrMismatch. It has none of the Guard's
+// leases, expiry, size bound, sharding or sharing of concurrent calls.
+type mapIdempotency struct {
+	mu sync.Mutex
+	m  map[string]*mapRecord
+}
+
+type mapRecord struct {
+	fingerprint []byte
+	done        bool
+	response    []byte
+}
+
+func (s *mapIdempotency) Do(ctx context.Context, key string, fingerprint []byte,
+	fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	s.mu.Lock()
+	if r, ok := s.m[key]; ok {
+		s.mu.Unlock()
+		switch {
+		case !bytes.Equal(r.fingerprint, fingerprint):
+			return nil, idempotency.ErrMismatch
+		case !r.done:
+			return nil, idempotency.ErrInProgress
+		}
+		return r.response, nil
+	}
+	if s.m == nil {
+		s.m = map[string]*mapRecord{}
+	}
+	r := &mapRecord{fingerprint: fingerprint}
+	s.m[key] = r
+	s.mu.Unlock()
+
+	resp, err := fn(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		delete(s.m, key)
+		return nil, err
+	}
+	r.done, r.response = true, resp
+	return resp, nil
+}
+
+// forget drops every record: the map's stand-in for expiry.
+func (s *mapIdempotency) forget() {
+	s.mu.Lock()
+	clear(s.m)
+	s.mu.Unlock()
+}
+
+var (
+	idemResponse    = []byte(`{"id":"ch_1","amount":1000,"currency":"eur"}`)
+	idemFingerprint = []byte("sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+)
+
+func idemFn(context.Context) ([]byte, error) { return idemResponse, nil }
+
+// idemImpl is one implementation under benchmark: do runs a call, expire
+// forgets every finished record (distkit: the clock passes the retention).
+type idemImpl struct {
+	name   string
+	do     func(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) ([]byte, error)
+	expire func()
+}
+
+// idemImpls returns fresh instances of distkit's Guard over a MemStore
+// (one-second retention on a manual clock) and of the mutex-and-map store.
+func idemImpls() []idemImpl {
+	clk := clocktest.NewManual(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	g := idempotency.New(&idempotency.MemStore{Clock: clk}, idempotency.Config{Lock: time.Minute, Retain: time.Second, Clock: clk})
+	var m mapIdempotency
+	return []idemImpl{
+		{"distkit", g.Do, func() { clk.Advance(2 * time.Second) }},
+		{"mutex-map", m.Do, m.forget},
+	}
+}
+
+// idemKeys is a pool of keys; next cycles through it and expires the
+// records of the previous round at each wrap, so every key is new. A pool
+// serves one goroutine at a time, so that a key is never in use twice.
+type idemKeys struct {
+	keys []string
+	n    atomic.Int64
+}
+
+func newIdemKeys(prefix string, n int) *idemKeys {
+	p := &idemKeys{keys: make([]string, n)}
+	for i := range p.keys {
+		p.keys[i] = fmt.Sprintf("%sorder-%08d", prefix, i)
+	}
+	return p
+}
+
+func (p *idemKeys) next(expire func()) string {
+	i := int(p.n.Add(1)-1) % len(p.keys)
+	if i == 0 {
+		expire()
+	}
+	return p.keys[i]
+}
+
+// TestIdempotencyImpls checks both implementations for what the
+// benchmarks rely on: a first call runs fn, a retry replays without
+// running it, another payload is refused.
+func TestIdempotencyImpls(t *testing.T) {
+	for _, impl := range idemImpls() {
+		runs := 0
+		fn := func(ctx context.Context) ([]byte, error) { runs++; return idemFn(ctx) }
+		for range 2 {
+			out, err := impl.do(t.Context(), "k", idemFingerprint, fn)
+			if err != nil || !bytes.Equal(out, idemResponse) {
+				t.Fatalf("%s: Do = %q, %v", impl.name, out, err)
+			}
+		}
+		if _, err := impl.do(t.Context(), "k", []byte("other"), fn); err != idempotency.ErrMismatch {
+			t.Errorf("%s: other payload: %v, want ErrMismatch", impl.name, err)
+		}
+		if runs != 1 {
+			t.Errorf("%s: fn ran %d times, want 1", impl.name, runs)
+		}
+	}
+}
+
+// BenchmarkIdempotencyFirst is a first call with a new key: claim, run,
+// record.
+func BenchmarkIdempotencyFirst(b *testing.B) {
+	for _, impl := range idemImpls() {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			keys := newIdemKeys("", 1<<14)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIdempotencyFirstParallel is BenchmarkIdempotencyFirst from
+// GOMAXPROCS goroutines.
+func BenchmarkIdempotencyFirstParallel(b *testing.B) {
+	for _, impl := range idemImpls() {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			pools := make([]*idemKeys, runtime.GOMAXPROCS(0)) // one per goroutine of RunParallel
+			for i := range pools {
+				pools[i] = newIdemKeys(fmt.Sprintf("g%d-", i), 1<<14)
+			}
+			var goroutines atomic.Int64
+			var failed atomic.Pointer[error]
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				keys := pools[goroutines.Add(1)-1]
+				for pb.Next() {
+					if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
+						failed.CompareAndSwap(nil, &err)
+					}
+				}
+			})
+			if err := failed.Load(); err != nil {
+				b.Fatal(*err)
+			}
+		})
+	}
+}
+
+// BenchmarkIdempotencyReplayParallel is a retry of a finished call, from
+// GOMAXPROCS goroutines over 1024 keys.
+func BenchmarkIdempotencyReplayParallel(b *testing.B) {
+	for _, impl := range idemImpls() {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			keys := newIdemKeys("", 1024)
+			for range keys.keys {
+				if _, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var failed atomic.Pointer[error]
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					out, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn)
+					if err != nil || len(out) == 0 {
+						failed.CompareAndSwap(nil, &err)
+					}
+				}
+			})
+			if err := failed.Load(); err != nil {
+				b.Fatal(*err)
+			}
+		})
+	}
+}

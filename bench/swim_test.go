@@ -1,0 +1,388 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/distkit/distkit/detector/swim"
+)
+
+// swimNet is the simulated network both SWIM implementations run on,
+// inside a testing/synctest bubble (virtual time): one-way delays uniform
+// in 10 to 50 ms, a loss rate, and a slowed node whose packets, sent or
+// received, take 5 times longer (50 to 250 ms), as in the swim package's
+// own simulations. It counts the packets each node sends.
+type swimNet struct {
+	mu      sync.Mutex
+	rng     *rand.Rand
+	loss    float64
+	slow    string
+	down    map[string]bool
+	sent    int // packets written
+	streams int // memberlist stream connections opened
+	inbox   map[string]func(from string, data []byte)
+	accept  map[string]chan net.Conn // memberlist nodes' stream listeners
+}
+
+func newSwimNet(seed uint64) *swimNet {
+	return &swimNet{rng: rand.New(rand.NewPCG(seed, 14)), down: map[string]bool{},
+		inbox: map[string]func(string, []byte){}, accept: map[string]chan net.Conn{}}
+}
+
+// send delivers a copy of data from one address to another after the
+// link's delay, unless it is lost or either end is down.
+func (s *swimNet) send(from, to string, data []byte) {
+	s.mu.Lock()
+	s.sent++
+	deliver := s.inbox[to]
+	lost := deliver == nil || s.down[from] || s.down[to] || s.rng.Float64() < s.loss
+	delay := 10*time.Millisecond + time.Duration(s.rng.Int64N(int64(40*time.Millisecond)+1))
+	if from == s.slow || to == s.slow {
+		delay *= 5
+	}
+	s.mu.Unlock()
+	if lost {
+		return
+	}
+	buf := slices.Clone(data)
+	time.AfterFunc(delay, func() { deliver(from, buf) })
+}
+
+func (s *swimNet) set(f func(s *swimNet)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+// swimCluster is a running cluster of either implementation; verdicts
+// are the dead verdicts observers reached, in order.
+type swimCluster struct {
+	net      *swimNet
+	addrs    []string
+	numLive  func(i int) int
+	stop     func()
+	mu       sync.Mutex
+	verdicts []swimVerdict
+}
+
+type swimVerdict struct {
+	observer, target string
+	at               time.Time
+}
+
+func (c *swimCluster) failed(observer, target string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verdicts = append(c.verdicts, swimVerdict{observer, target, time.Now()})
+}
+
+func swimAddr(i int) string { return fmt.Sprintf("10.0.%d.%d:7946", i/256, i%256) }
+func swimID(i int) string   { return fmt.Sprintf("node-%d", i) }
+
+// startDistkitSWIM starts n distkit SWIM nodes (default config, the same
+// defaults as memberlist's LAN config) joining through node 0.
+func startDistkitSWIM(t *testing.T, nw *swimNet, n int) *swimCluster {
+	ctx, cancel := context.WithCancel(t.Context())
+	c := &swimCluster{net: nw}
+	var nodes []*swim.Node
+	var wg sync.WaitGroup
+	for i := range n {
+		addr := swimAddr(i)
+		c.addrs = append(c.addrs, addr)
+		tr := &swimTransport{net: nw, addr: addr, packets: make(chan swim.Inbound, 8192)}
+		nw.set(func(s *swimNet) {
+			s.inbox[addr] = func(from string, data []byte) {
+				select {
+				case tr.packets <- swim.Inbound{From: from, Data: data}:
+				default:
+				}
+			}
+		})
+		cfg := swim.Config{ID: swimID(i), Addr: addr, RandSeed: uint64(i)}
+		if i > 0 {
+			cfg.Seeds = []string{swimAddr(0)}
+		}
+		core, err := swim.New(cfg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := swim.Start(ctx, core, tr, nil)
+		nodes = append(nodes, node)
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-node.Changed():
+					for _, e := range node.PopEvents(nil) {
+						if e.Kind == swim.EventFailed {
+							c.failed(cfg.ID, e.Member.ID)
+						}
+					}
+				}
+			}
+		})
+	}
+	c.numLive = func(i int) int { return nodes[i].NumLive() }
+	c.stop = func() {
+		cancel()
+		for _, n := range nodes {
+			n.Close()
+		}
+		wg.Wait()
+	}
+	return c
+}
+
+type swimTransport struct {
+	net     *swimNet
+	addr    string
+	packets chan swim.Inbound
+}
+
+func (t *swimTransport) WriteTo(packet []byte, addr string) error {
+	t.net.send(t.addr, addr, packet)
+	return nil
+}
+
+func (t *swimTransport) Packets() <-chan swim.Inbound { return t.packets }
+
+// startMemberlist starts n hashicorp/memberlist nodes with
+// DefaultLANConfig, joining through node 0, over mlTransport.
+func startMemberlist(t *testing.T, nw *swimNet, n int) *swimCluster {
+	c := &swimCluster{net: nw}
+	var mls []*memberlist.Memberlist
+	for i := range n {
+		addr := swimAddr(i)
+		c.addrs = append(c.addrs, addr)
+		ip := net.IPv4(10, 0, byte(i/256), byte(i%256))
+		tr := &mlTransport{net: nw, addr: addr, ip: ip, packets: make(chan *memberlist.Packet, 8192), streams: make(chan net.Conn, 16)}
+		nw.set(func(s *swimNet) {
+			s.accept[addr] = tr.streams
+			s.inbox[addr] = func(from string, data []byte) {
+				host, _, _ := net.SplitHostPort(from)
+				select {
+				case tr.packets <- &memberlist.Packet{Buf: data, From: &net.UDPAddr{IP: net.ParseIP(host), Port: 7946}, Timestamp: time.Now()}:
+				default:
+				}
+			}
+		})
+		cfg := memberlist.DefaultLANConfig()
+		cfg.Name = swimID(i)
+		cfg.Transport = tr
+		cfg.AdvertiseAddr, cfg.AdvertisePort = ip.String(), 7946
+		cfg.LogOutput = io.Discard
+		cfg.Events = &mlEvents{c: c, observer: cfg.Name}
+		m, err := memberlist.Create(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if _, err := m.Join([]string{swimAddr(0)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mls = append(mls, m)
+	}
+	c.numLive = func(i int) int { return mls[i].NumMembers() }
+	c.stop = func() {
+		for _, m := range mls {
+			m.Shutdown()
+		}
+		wait(time.Minute) // probes in flight end at their timeouts
+	}
+	return c
+}
+
+// mlTransport is a memberlist.Transport over swimNet; streams (push-pull
+// and TCP fallback pings) are in-memory pipes, neither delayed nor lost.
+type mlTransport struct {
+	net     *swimNet
+	addr    string
+	ip      net.IP
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+}
+
+func (t *mlTransport) FinalAdvertiseAddr(string, int) (net.IP, int, error) { return t.ip, 7946, nil }
+
+func (t *mlTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.net.send(t.addr, addr, b)
+	return time.Now(), nil
+}
+
+func (t *mlTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
+func (t *mlTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	var dst chan net.Conn
+	t.net.set(func(s *swimNet) {
+		s.streams++
+		if !s.down[t.addr] && !s.down[addr] {
+			dst = s.accept[addr]
+		}
+	})
+	if dst == nil {
+		return nil, fmt.Errorf("dial %s: unreachable", addr)
+	}
+	a, b := net.Pipe()
+	select {
+	case dst <- b:
+		return a, nil
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("dial %s: timeout", addr)
+	}
+}
+
+func (t *mlTransport) StreamCh() <-chan net.Conn { return t.streams }
+func (t *mlTransport) Shutdown() error           { return nil }
+
+type mlEvents struct {
+	c        *swimCluster
+	observer string
+}
+
+func (e *mlEvents) NotifyJoin(*memberlist.Node)    {}
+func (e *mlEvents) NotifyUpdate(*memberlist.Node)  {}
+func (e *mlEvents) NotifyLeave(n *memberlist.Node) { e.c.failed(e.observer, n.Name) }
+
+// wait lets d of virtual time pass.
+func wait(d time.Duration) { <-time.After(d) }
+
+// converge waits, a second at a time, until every node counts n live
+// members, and reports whether that happened within limit.
+func (c *swimCluster) converge(n int, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); wait(time.Second) {
+		if !slices.ContainsFunc(c.addrs, func(a string) bool { return c.numLive(slices.Index(c.addrs, a)) != n }) {
+			return true
+		}
+	}
+	return false
+}
+
+var swimImpls = []struct {
+	name  string
+	start func(t *testing.T, nw *swimNet, n int) *swimCluster
+}{{"distkit", startDistkitSWIM}, {"memberlist", startMemberlist}}
+
+// swimTraffic runs n healthy nodes of impl on a loss-free network and
+// returns the packets and stream connections per member per protocol
+// period (1 s) over 60 periods, from 30 s after convergence (memberlist's
+// first push-pull comes 30 to 60 s after its start; both push-pull every
+// 30 s up to 32 members, less often beyond). ok is false if the cluster
+// did not converge within 3 minutes.
+func swimTraffic(t *testing.T, impl int, n int) (packets, streams float64, ok bool) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := newSwimNet(uint64(n))
+		c := swimImpls[impl].start(t, nw, n)
+		defer c.stop()
+		if ok = c.converge(n, 3*time.Minute); !ok {
+			return
+		}
+		wait(30 * time.Second)
+		var sent0, streams0 int
+		nw.set(func(s *swimNet) { sent0, streams0 = s.sent, s.streams })
+		const periods = 60
+		wait(periods * time.Second)
+		nw.set(func(s *swimNet) {
+			packets = float64(s.sent-sent0) / float64(n*periods)
+			streams = float64(s.streams-streams0) / float64(n*periods)
+		})
+	})
+	return packets, streams, ok
+}
+
+// swimLossy is the Lifeguard scenario: 32 nodes converge, then the network
+// loses 10% of packets and node-1 is slowed 5x for 200 periods; it counts
+// the dead verdicts (summed over observers) about the normal nodes and
+// about node-1. Then node-5 crashes (all its packets are lost) and it
+// measures how long the first and the last live observer took to declare
+// it dead, and how many did within 60 s.
+func swimLossy(t *testing.T, impl int) (normal, slow int, first, last time.Duration, detected int) {
+	const n = 32
+	synctest.Test(t, func(t *testing.T) {
+		nw := newSwimNet(32)
+		c := swimImpls[impl].start(t, nw, n)
+		defer c.stop()
+		if !c.converge(n, 2*time.Minute) {
+			t.Fatalf("%s: not converged after 2 minutes", swimImpls[impl].name)
+		}
+		c.mu.Lock()
+		c.verdicts = nil
+		c.mu.Unlock()
+		nw.set(func(s *swimNet) { s.loss, s.slow = 0.1, swimAddr(1) })
+		wait(200 * time.Second)
+		crashed := time.Now()
+		nw.set(func(s *swimNet) { s.down[swimAddr(5)] = true })
+		wait(60 * time.Second)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		seen := map[string]bool{}
+		for _, v := range c.verdicts {
+			switch {
+			case v.at.Before(crashed) && v.target == swimID(1):
+				slow++
+			case v.at.Before(crashed):
+				normal++
+			case v.target == swimID(5) && !seen[v.observer] && v.observer != swimID(5):
+				seen[v.observer] = true
+				if detected == 0 {
+					first = v.at.Sub(crashed)
+				}
+				last, detected = v.at.Sub(crashed), detected+1
+			}
+		}
+	})
+	return normal, slow, first, last, detected
+}
+
+// TestSWIMTable runs distkit's SWIM and hashicorp/memberlist, both with
+// their default (LAN) configuration, on the same simulated network in
+// virtual time: traffic per member per period at 16, 64 and 256 members,
+// and the Lifeguard scenario of swimLossy. It runs only with -long. It
+// asserts for distkit: convergence, no dead verdict about a healthy
+// normal node, and the crash detected by every live node within 60 s.
+func TestSWIMTable(t *testing.T) {
+	if !*long || raceEnabled {
+		t.Skip("a minute or more of CPU: runs with -long, without -race (bench/run.sh passes -long)")
+	}
+	sizes := []int{16, 64, 256}
+	rows := [][]string{}
+	for _, n := range sizes {
+		row := []string{fmt.Sprintf("packets (streams) per member per period, %d members", n)}
+		for i, impl := range swimImpls {
+			p, s, ok := swimTraffic(t, i, n)
+			switch {
+			case ok:
+				row = append(row, fmt.Sprintf("%.2f (%.3f)", p, s))
+			case impl.name == "distkit":
+				t.Errorf("distkit, %d nodes: not converged after 3 minutes", n)
+				fallthrough
+			default:
+				row = append(row, "not converged after 3 min")
+			}
+		}
+		rows = append(rows, row)
+	}
+	fp := []string{"dead verdicts about healthy nodes: normal / slowed (32 members, 200 periods, 10% loss, one node 5x slower)"}
+	det := []string{"crashed node declared dead: first / last observer (detected by)"}
+	for i, impl := range swimImpls {
+		normal, slow, first, last, detected := swimLossy(t, i)
+		fp = append(fp, fmt.Sprintf("%d / %d", normal, slow))
+		det = append(det, fmt.Sprintf("%v / %v (%d of 31)", first.Round(time.Millisecond), last.Round(time.Millisecond), detected))
+		if impl.name == "distkit" && (normal > 0 || detected < 31) {
+			t.Errorf("distkit: %d dead verdicts about healthy normal nodes; crash detected by %d of 31", normal, detected)
+		}
+	}
+	writeTable(t, "SWIM vs memberlist (virtual time, default LAN configs, delays 10-50 ms)",
+		[]string{"measure", "distkit", "memberlist"}, append(rows, fp, det))
+}
