@@ -192,7 +192,7 @@ func (c *cluster) converge(ctx context.Context) (rounds int) {
 		}
 	}
 	for _, id := range c.ids {
-		c.node(id).Close() // let background repairs land
+		c.node(id).Wait() // let background repairs land
 	}
 	for rounds = 1; rounds < 20; rounds++ {
 		changed := 0

@@ -83,9 +83,11 @@ type Node struct {
 	hedge     time.Duration
 	log       *slog.Logger
 
-	ring   atomic.Pointer[ring.Ring]
-	groups atomic.Pointer[[]string] // the ring's replica sets, as groupOf names them
-	bg     sync.WaitGroup           // background replication and repair
+	ring    atomic.Pointer[ring.Ring]
+	groups  atomic.Pointer[[]string] // the ring's replica sets, as groupOf names them
+	bgMu    sync.Mutex               // guards closing, so no goroutine starts once Close waits
+	closing bool                     // Close has begun
+	bg      sync.WaitGroup           // background replication and repair
 
 	stats nodeStats
 }
@@ -175,9 +177,33 @@ func groupOf(replicas []string) string {
 	return strings.Join(slices.Sorted(slices.Values(replicas)), ",")
 }
 
+// Wait blocks until the node's background replication and read repairs
+// have ended. It must not run concurrently with requests that start more;
+// tests and checkers call it between rounds of requests.
+func (n *Node) Wait() { n.bg.Wait() }
+
 // Close waits for the node's background replication and read repairs to
-// end; it does not close the store. Calls after Close are a misuse.
-func (n *Node) Close() { n.bg.Wait() }
+// end; it does not close the store. Requests still in flight when Close
+// begins start no new background work: their replication to other replicas
+// fails with ErrUnavailable instead.
+func (n *Node) Close() {
+	n.bgMu.Lock()
+	n.closing = true
+	n.bgMu.Unlock()
+	n.bg.Wait()
+}
+
+// spawn runs f on a background goroutine that Close waits for. Once Close
+// has begun it runs nothing and reports false.
+func (n *Node) spawn(f func()) bool {
+	n.bgMu.Lock()
+	defer n.bgMu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.bg.Go(f)
+	return true
+}
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
@@ -295,7 +321,9 @@ func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v
 	for _, h := range others {
 		ack := make(chan error, 1)
 		acks[h] = ack
-		n.bg.Go(func() { ack <- rep.send(context.WithoutCancel(ctx), h) })
+		if !n.spawn(func() { ack <- rep.send(context.WithoutCancel(ctx), h) }) {
+			ack <- fmt.Errorf("%w: %s is shutting down", ErrUnavailable, n.id)
+		}
 	}
 	if w == 1 {
 		return res, nil
@@ -429,7 +457,7 @@ func (n *Node) readRepair(ctx context.Context, key []byte, merged Object, home [
 		if got, err := EncodeObject(rep.Value.Object); err == nil && bytes.Equal(got, want) {
 			continue
 		}
-		n.bg.Go(func() {
+		n.spawn(func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.timeout)
 			defer cancel()
 			if _, err := n.call(ctx, rep.Replica, &request{Op: opWrite, Key: key, Object: merged}); err != nil {

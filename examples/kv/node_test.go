@@ -51,7 +51,7 @@ func TestNodeWriteReadDelete(t *testing.T) {
 		if want := c.node(home[0]).Actor(); w.Dot != (vclock.Dot{ID: want, Counter: 1}) {
 			t.Fatalf("dot %v, want (%s, 1)", w.Dot, want)
 		}
-		c.node(home[0]).Close() // replication beyond W lands
+		c.node(home[0]).Wait() // replication beyond W lands
 		for _, h := range home {
 			if o, found, _ := c.stores[h].Get(key); !found || !slices.Equal(live(o), []string{"v1"}) {
 				t.Fatalf("replica %s holds %q", h, live(o))
@@ -185,14 +185,14 @@ func TestNodeReadRepair(t *testing.T) {
 		if _, err := c.node(home[0]).Put(ctx, key, w.Context, []byte("v2"), 2); err != nil {
 			t.Fatal(err)
 		}
-		c.node(home[0]).Close()
+		c.node(home[0]).Wait()
 		c.net.partitioned[home[2]] = false
 		c.crash(home[0]) // the read must use the stale replica
 		r, err := c.node(home[1]).Get(ctx, key, 2)
 		if err != nil || !slices.Equal(values(r), []string{"v2"}) {
 			t.Fatalf("read %q, %v; want v2", values(r), err)
 		}
-		c.node(home[1]).Close()
+		c.node(home[1]).Wait()
 		if s := c.node(home[1]).Stats(); s.ReadRepairs != 1 {
 			t.Fatalf("ReadRepairs = %d, want 1", s.ReadRepairs)
 		}
@@ -246,7 +246,7 @@ func TestNodeAntiEntropy(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		c.node("n1").Close()
+		c.node("n1").Wait()
 		c.net.partitioned["n3"] = false
 		if k, _, err := c.node("n1").AntiEntropy(ctx, "n2"); k != 0 || err != nil {
 			t.Fatalf("n1 and n2 agree, yet %d keys repaired (%v)", k, err)
@@ -277,7 +277,7 @@ func TestNodeMaintain(t *testing.T) {
 		if _, err := c.node(home[0]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 2); err != nil {
 			t.Fatal(err)
 		}
-		c.node(home[0]).Close()
+		c.node(home[0]).Wait()
 		c.net.partitioned[home[1]] = false
 		c.start(home[2])
 
