@@ -49,13 +49,28 @@ type ServerConfig struct {
 	// timeout.
 	Client *http.Client
 	// ProbeInterval is SWIM's protocol period; 0: 1s, memberlist's LAN
-	// default. ProbeTimeout is half of it.
+	// default. The other periods scale with it: the probe timeout is half
+	// of it and the push-pull period [pushPullProbes] times it (30s at
+	// 1s, memberlist's LAN ratio). Push-pull is what heals a partition
+	// (each side has declared the other dead and no longer probes it), so
+	// a shorter ProbeInterval also heals partitions proportionally sooner.
 	ProbeInterval time.Duration
 	// WrapGossip, when set, wraps the UDP transport of SWIM, to inject
 	// faults in tests and demos.
 	WrapGossip func(swim.Transport) swim.Transport
 	Maintain   MaintainConfig
 	Store      StoreConfig // Group is set by the node
+}
+
+// pushPullProbes is SWIM's push-pull period in probe intervals.
+const pushPullProbes = 30
+
+// swimConfig returns the SWIM configuration of a server over cfg, whose
+// gossip listens on addr, with meta as its metadata.
+func swimConfig(cfg ServerConfig, addr string, meta []byte) swim.Config {
+	interval := cmp.Or(cfg.ProbeInterval, time.Second)
+	return swim.Config{ID: cfg.ID, Addr: addr, Meta: meta, Seeds: cfg.Join,
+		ProbeInterval: interval, ProbeTimeout: interval / 2, PushPullInterval: pushPullProbes * interval}
 }
 
 // Server is one store node as a process would run it: its store, its
@@ -130,9 +145,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	interval := cmp.Or(cfg.ProbeInterval, time.Second)
-	core, err := swim.New(swim.Config{ID: cfg.ID, Addr: s.udp.Addr(), Meta: meta, Seeds: cfg.Join,
-		ProbeInterval: interval, ProbeTimeout: interval / 2}, time.Now())
+	core, err := swim.New(swimConfig(cfg, s.udp.Addr(), meta), time.Now())
 	if err != nil {
 		return nil, err
 	}

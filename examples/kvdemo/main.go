@@ -457,20 +457,31 @@ func (d *demo) progress(st *phaseStats) {
 
 // converge delivers every hint and runs anti-entropy between every pair of
 // nodes until a round changes nothing and no hint is pending. Handoff
-// waits for SWIM to see a returning node alive, so rounds are 100ms
-// apart.
+// waits for SWIM to see a returning node alive (a healed partition: at the
+// next push-pull, 3s at the demo's 100ms probe interval), so rounds are
+// 100ms apart. When it gives up, its error says what the last round still
+// changed, node by node.
 func (d *demo) converge() (int, error) {
 	ctx := context.Background()
 	const rounds = 100
+	var changes []string // the round's, for the error
 	for round := 1; round <= rounds; round++ {
-		changed := 0
+		changes = changes[:0]
 		for _, i := range d.live() {
 			n := d.serverAt(i).Node()
 			k, err := n.HandOff(ctx)
 			if err != nil {
 				return round, err
 			}
-			changed += k + n.Stats().HintsPending
+			if pending := n.Stats().HintsPending; k+pending > 0 {
+				var down []string
+				for _, m := range d.members[:d.o.nodes] {
+					if m.ID != d.members[i].ID && !n.Alive(m.ID) {
+						down = append(down, m.ID)
+					}
+				}
+				changes = append(changes, fmt.Sprintf("%s delivered %d hints, holds %d, sees down %v", d.members[i].ID, k, pending, down))
+			}
 			for _, j := range d.live() {
 				if j == i {
 					continue
@@ -479,15 +490,17 @@ func (d *demo) converge() (int, error) {
 				if err != nil {
 					return round, err
 				}
-				changed += k
+				if k > 0 {
+					changes = append(changes, fmt.Sprintf("%s repaired %d keys with %s", d.members[i].ID, k, d.members[j].ID))
+				}
 			}
 		}
-		if changed == 0 {
+		if len(changes) == 0 {
 			return round, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return rounds, fmt.Errorf("no convergence after %d rounds", rounds)
+	return rounds, fmt.Errorf("no convergence after %d rounds; the last: %s", rounds, strings.Join(changes, "; "))
 }
 
 func (d *demo) report(detection time.Duration) error {
