@@ -3,6 +3,7 @@ package swim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -25,7 +26,8 @@ type Config struct {
 	Seeds []string
 	// Incarnation is the local node's starting incarnation. A node that
 	// restarts under the same ID need not set it: it learns its old
-	// incarnation from the cluster and refutes it with a higher one.
+	// incarnation from the cluster and refutes it with a higher one. At
+	// most math.MaxUint64/2, so that raising it never wraps.
 	Incarnation uint64
 	// RandSeed seeds the core's random choices (probe order, ping-req
 	// helpers, push-pull partners): the same seed and the same inputs give
@@ -128,6 +130,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, s := range c.Seeds {
 		check(s != "" && len(s) <= MaxAddrLen, "seed address %q must have 1 to %d bytes", s, MaxAddrLen)
 	}
+	check(c.Incarnation <= math.MaxUint64/2, "Incarnation %d above MaxUint64/2", c.Incarnation)
 	check(c.ProbeInterval > 0, "ProbeInterval %v must be positive", c.ProbeInterval)
 	check(c.ProbeTimeout > 0 && c.ProbeTimeout < c.ProbeInterval,
 		"ProbeTimeout %v must be positive and below ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
