@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -175,9 +176,20 @@ func (n *Node) Close() error {
 
 // UDP is a [Transport] over one UDP socket. It is safe for concurrent use.
 type UDP struct {
-	conn    *net.UDPConn
-	packets chan Inbound
-	done    chan struct{}
+	conn      udpConn
+	packets   chan Inbound
+	closing   chan struct{} // closed by Close: ends a read backoff at once
+	closeOnce sync.Once
+	done      chan struct{}
+	readErr   atomic.Pointer[error]
+}
+
+// udpConn is the part of *net.UDPConn that UDP uses.
+type udpConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
 }
 
 var _ Transport = (*UDP)(nil)
@@ -193,28 +205,66 @@ func ListenUDP(addr string) (*UDP, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &UDP{conn: conn, packets: make(chan Inbound, 256), done: make(chan struct{})}
-	go u.read()
-	return u, nil
+	return newUDP(conn), nil
 }
 
+// newUDP starts reading conn.
+func newUDP(conn udpConn) *UDP {
+	u := &UDP{conn: conn, packets: make(chan Inbound, 256), closing: make(chan struct{}), done: make(chan struct{})}
+	go u.read()
+	return u
+}
+
+// The reader's backoff after a failed read: minReadBackoff, doubled for
+// each further consecutive failure up to maxReadBackoff, reset by a
+// successful read. A transient error (such as an ICMP error that some
+// systems report on the socket) costs one short pause; a persistent one
+// costs one read per maxReadBackoff instead of a busy loop.
+const (
+	minReadBackoff = 5 * time.Millisecond
+	maxReadBackoff = time.Second
+)
+
+// read delivers packets until the socket is closed. It retries failed
+// reads after a backoff (see minReadBackoff) that Close interrupts, and
+// records the error for ReadErr.
 func (u *UDP) read() {
 	defer close(u.done)
 	defer close(u.packets)
 	buf := make([]byte, 64<<10)
+	var backoff time.Duration
 	for {
 		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			u.readErr.Store(&err)
+			backoff = min(max(2*backoff, minReadBackoff), maxReadBackoff)
+			select {
+			case <-time.After(backoff):
+			case <-u.closing:
+				return
+			}
 			continue
 		}
+		backoff = 0
 		select {
 		case u.packets <- Inbound{From: from.String(), Data: append([]byte(nil), buf[:n]...)}:
 		default: // the node is behind: drop, as the network could
 		}
 	}
+}
+
+// ReadErr returns the last error a read of the socket failed with, other
+// than its closure, or nil if none did. The reader retries after such
+// errors, pausing between 5ms and 1s (doubling while they persist): a
+// non-nil ReadErr with no packets arriving means a broken socket.
+func (u *UDP) ReadErr() error {
+	if p := u.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addr returns the bound address, to use as Config.Addr when the socket
@@ -242,6 +292,7 @@ func (u *UDP) Packets() <-chan Inbound { return u.packets }
 
 // Close closes the socket and waits for the reading goroutine to end.
 func (u *UDP) Close() error {
+	u.closeOnce.Do(func() { close(u.closing) })
 	err := u.conn.Close()
 	<-u.done
 	return err
