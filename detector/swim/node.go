@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -182,7 +183,25 @@ type UDP struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	readErr   atomic.Pointer[error]
+
+	resolve  func(addr string) (netip.AddrPort, error)
+	mu       sync.Mutex
+	resolved map[string]resolution // WriteTo's cache of host names
 }
+
+// resolution is a cached resolution of a host name, or its failure.
+type resolution struct {
+	ap      netip.AddrPort
+	err     error
+	expires time.Time
+}
+
+// WriteTo reuses a host name's resolution, or its failure, for resolveTTL,
+// and caches at most maxResolved names.
+const (
+	resolveTTL  = 5 * time.Second
+	maxResolved = 1024
+)
 
 // udpConn is the part of *net.UDPConn that UDP uses.
 type udpConn interface {
@@ -210,7 +229,8 @@ func ListenUDP(addr string) (*UDP, error) {
 
 // newUDP starts reading conn.
 func newUDP(conn udpConn) *UDP {
-	u := &UDP{conn: conn, packets: make(chan Inbound, 256), closing: make(chan struct{}), done: make(chan struct{})}
+	u := &UDP{conn: conn, packets: make(chan Inbound, 256), closing: make(chan struct{}), done: make(chan struct{}),
+		resolve: resolveUDP, resolved: make(map[string]resolution)}
 	go u.read()
 	return u
 }
@@ -273,18 +293,51 @@ func (u *UDP) ReadErr() error {
 // cannot send to: set Config.Addr to the address they reach instead.
 func (u *UDP) Addr() string { return u.conn.LocalAddr().String() }
 
-// WriteTo sends packet to addr, an ip:port or a resolvable host:port.
+// WriteTo sends packet to addr, an ip:port or a resolvable host:port. A
+// host name's resolution (or its failure) is reused for 5 seconds, so
+// sending does not wait for the resolver each time.
 func (u *UDP) WriteTo(packet []byte, addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		ua, err := net.ResolveUDPAddr("udp", addr)
-		if err != nil {
+		if ap, err = u.resolveCached(addr); err != nil {
 			return err
 		}
-		ap = ua.AddrPort()
 	}
 	_, err = u.conn.WriteToUDPAddrPort(packet, ap)
 	return err
+}
+
+// resolveCached resolves addr through the cache, without holding u.mu
+// while the resolver runs. A full cache first forgets its expired
+// entries, and all of them if none has expired.
+func (u *UDP) resolveCached(addr string) (netip.AddrPort, error) {
+	now := time.Now()
+	u.mu.Lock()
+	r, ok := u.resolved[addr]
+	u.mu.Unlock()
+	if ok && now.Before(r.expires) {
+		return r.ap, r.err
+	}
+	ap, err := u.resolve(addr)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.resolved) >= maxResolved {
+		maps.DeleteFunc(u.resolved, func(_ string, r resolution) bool { return !now.Before(r.expires) })
+		if len(u.resolved) >= maxResolved {
+			clear(u.resolved)
+		}
+	}
+	u.resolved[addr] = resolution{ap: ap, err: err, expires: now.Add(resolveTTL)}
+	return ap, err
+}
+
+// resolveUDP resolves a host:port with the system resolver.
+func resolveUDP(addr string) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ua.AddrPort(), nil
 }
 
 // Packets returns the received packets; the channel is closed by Close.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -276,6 +277,51 @@ func TestUDPCloseDuringBackoff(t *testing.T) {
 		}
 		if u.ReadErr() == nil {
 			t.Fatal("no ReadErr")
+		}
+	})
+}
+
+// TestUDPResolveCache: WriteTo resolves a host name once per resolveTTL
+// (failures included), never an ip:port, and caches at most maxResolved
+// names.
+func TestUDPResolveCache(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUDP(newScriptConn())
+		defer u.Close()
+		calls := map[string]int{}
+		u.resolve = func(addr string) (netip.AddrPort, error) {
+			calls[addr]++
+			if addr == "bad:1" {
+				return netip.AddrPort{}, errRead
+			}
+			return netip.MustParseAddrPort("127.0.0.1:1"), nil
+		}
+		for range 3 {
+			if err := u.WriteTo([]byte("x"), "host:1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.WriteTo([]byte("x"), "bad:1"); !errors.Is(err, errRead) {
+				t.Fatalf("err %v", err)
+			}
+			if err := u.WriteTo([]byte("x"), "127.0.0.1:2"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := map[string]int{"host:1": 1, "bad:1": 1}; !maps.Equal(calls, want) {
+			t.Fatalf("resolutions %v, want %v", calls, want)
+		}
+		<-time.After(resolveTTL)
+		for range 2 {
+			u.WriteTo([]byte("x"), "host:1")
+		}
+		if calls["host:1"] != 2 {
+			t.Fatalf("%d resolutions of host:1 after the TTL, want 2", calls["host:1"])
+		}
+		for i := range 2 * maxResolved {
+			u.WriteTo([]byte("x"), fmt.Sprintf("h%d:1", i))
+			if n := len(u.resolved); n > maxResolved {
+				t.Fatalf("%d cached names", n)
+			}
 		}
 	})
 }
