@@ -75,8 +75,8 @@ type Config struct {
 	// kept from being resurrected by stale gossip at its old incarnation).
 	// 0: 1h.
 	DeadRetention time.Duration
-	// MTU bounds every packet the core builds, in bytes. 0: 1400; at
-	// least MinMTU.
+	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
+	// MinMTU to MaxMTU.
 	MTU int
 	// MaxEvents bounds the event queue; when it is full the oldest event
 	// is dropped and counted in [Stats]. 0: 1024.
@@ -140,7 +140,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.RetransmitMult > 0, "RetransmitMult %d must be positive", c.RetransmitMult)
 	check(c.GossipNodes > 0, "GossipNodes %d must be positive", c.GossipNodes)
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
-	check(c.MTU >= MinMTU, "MTU %d below MinMTU %d", c.MTU, MinMTU)
+	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
