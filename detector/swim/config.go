@@ -3,6 +3,7 @@ package swim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -25,7 +26,8 @@ type Config struct {
 	Seeds []string
 	// Incarnation is the local node's starting incarnation. A node that
 	// restarts under the same ID need not set it: it learns its old
-	// incarnation from the cluster and refutes it with a higher one.
+	// incarnation from the cluster and refutes it with a higher one. At
+	// most math.MaxUint64/2, so that raising it never wraps.
 	Incarnation uint64
 	// RandSeed seeds the core's random choices (probe order, ping-req
 	// helpers, push-pull partners): the same seed and the same inputs give
@@ -73,8 +75,8 @@ type Config struct {
 	// kept from being resurrected by stale gossip at its old incarnation).
 	// 0: 1h.
 	DeadRetention time.Duration
-	// MTU bounds every packet the core builds, in bytes. 0: 1400; at
-	// least MinMTU.
+	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
+	// MinMTU to MaxMTU.
 	MTU int
 	// MaxEvents bounds the event queue; when it is full the oldest event
 	// is dropped and counted in [Stats]. 0: 1024.
@@ -128,6 +130,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, s := range c.Seeds {
 		check(s != "" && len(s) <= MaxAddrLen, "seed address %q must have 1 to %d bytes", s, MaxAddrLen)
 	}
+	check(c.Incarnation <= math.MaxUint64/2, "Incarnation %d above MaxUint64/2", c.Incarnation)
 	check(c.ProbeInterval > 0, "ProbeInterval %v must be positive", c.ProbeInterval)
 	check(c.ProbeTimeout > 0 && c.ProbeTimeout < c.ProbeInterval,
 		"ProbeTimeout %v must be positive and below ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
@@ -137,7 +140,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.RetransmitMult > 0, "RetransmitMult %d must be positive", c.RetransmitMult)
 	check(c.GossipNodes > 0, "GossipNodes %d must be positive", c.GossipNodes)
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
-	check(c.MTU >= MinMTU, "MTU %d below MinMTU %d", c.MTU, MinMTU)
+	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)

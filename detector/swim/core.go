@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -24,6 +25,7 @@ type Stats struct {
 	Malformed                    int    // packets Receive rejected
 	Probes                       int    // probes started
 	FailedProbes                 int    // probes that ended without an ack
+	Implausible                  int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
 	DroppedEvents                uint64 // events dropped because the queue was full
 }
 
@@ -632,7 +634,9 @@ func (c *Core) merge(now time.Time, sender string, states []Member) {
 			c.suspect(now, s.Incarnation, s.ID, sender, false)
 		case StateDead, StateLeft:
 			if _, known := c.byID[s.ID]; !known {
-				c.addTombstone(now, s)
+				if !c.implausible(nil, s.Incarnation) {
+					c.addTombstone(now, s)
+				}
 			} else if s.State == StateLeft {
 				c.dead(now, s.Incarnation, s.ID, s.ID)
 			} else {
@@ -648,6 +652,26 @@ func (c *Core) addTombstone(now time.Time, s *Member) {
 	c.all = append(c.all, m)
 }
 
+// maxIncarnationJump bounds how far above a member's known incarnation an
+// update may claim it to be. Only a member raises its own incarnation, one
+// step per refutation or metadata update, so a larger jump is corrupt or
+// forged; accepted, one at MaxUint64 could never be refuted (the
+// refutation would wrap to 0) and would lock the member out. A node that
+// restarts at a low incarnation is unaffected: the cluster's incarnation
+// of it is above its own, and it refutes that by one step.
+const maxIncarnationJump = 1 << 32
+
+// implausible reports, and counts, whether an update claiming incarnation
+// inc for m (nil: an unknown member) must be ignored: inc is MaxUint64
+// (it could not be refuted), or more than maxIncarnationJump above m's.
+func (c *Core) implausible(m *member, inc uint64) bool {
+	bad := inc == math.MaxUint64 || m != nil && inc > m.Incarnation && inc-m.Incarnation > maxIncarnationJump
+	if bad {
+		c.stats.Implausible++
+	}
+	return bad
+}
+
 // accused handles a suspicion or death of the local node at inc. A current
 // one is refuted. A stale one (below the local incarnation) means its
 // sender missed the refutation, so the node announces itself again: the
@@ -655,7 +679,7 @@ func (c *Core) addTombstone(now time.Time, s *Member) {
 // accusation, since updates are handled first.
 func (c *Core) accused(inc uint64) {
 	switch {
-	case c.left:
+	case c.left, c.implausible(c.self, inc):
 	case inc >= c.self.Incarnation:
 		c.refute(inc)
 	default:
@@ -672,13 +696,16 @@ func (c *Core) refute(inc uint64) {
 
 func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	if id == c.self.ID {
-		if inc > c.self.Incarnation && !c.left {
+		if inc > c.self.Incarnation && !c.left && !c.implausible(c.self, inc) {
 			c.refute(inc)
 		}
 		return
 	}
 	m := c.byID[id]
 	if m == nil {
+		if c.implausible(nil, inc) {
+			return
+		}
 		m = &member{Member: Member{ID: id, Addr: addr, Incarnation: inc, State: StateAlive, Meta: meta}, changed: now}
 		c.byID[id] = m
 		c.all = append(c.all, m)
@@ -687,7 +714,7 @@ func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 		c.event(now, EventJoined, m)
 		return
 	}
-	if inc <= m.Incarnation {
+	if inc <= m.Incarnation || c.implausible(m, inc) {
 		return
 	}
 	prev := m.State
@@ -721,7 +748,7 @@ func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool)
 		return
 	}
 	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() {
+	if m == nil || inc < m.Incarnation || !m.State.live() || c.implausible(m, inc) {
 		return
 	}
 	if m.State == StateSuspect && inc == m.Incarnation {
@@ -753,7 +780,7 @@ func (c *Core) dead(now time.Time, inc uint64, id, from string) {
 		return
 	}
 	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() {
+	if m == nil || inc < m.Incarnation || !m.State.live() || c.implausible(m, inc) {
 		return
 	}
 	m.Incarnation = inc

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -51,6 +52,11 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorIs(t, err, ErrConfig)
 	_, err = New(Config{ID: "a", Addr: "a", MTU: 100}, t0)
 	require.ErrorIs(t, err, ErrConfig)
+	_, err = New(Config{ID: "a", Addr: "a", MTU: 65508}, t0)
+	require.ErrorIs(t, err, ErrConfig)
+	require.ErrorContains(t, err, "MTU 65508 outside")
+	_, err = New(Config{ID: "a", Addr: "a", MTU: 65507}, t0)
+	require.NoError(t, err)
 	c := newCore(t, "a", Config{})
 	require.Equal(t, time.Second, c.cfg.ProbeInterval)
 	require.Equal(t, 500*time.Millisecond, c.cfg.ProbeTimeout)
@@ -489,4 +495,49 @@ func TestDecodePushPullAllocBound(t *testing.T) {
 	require.ErrorIs(t, err, ErrMalformed)
 	require.LessOrEqual(t, after.TotalAlloc-before.TotalAlloc, uint64(16*len(p)),
 		"bytes allocated for a %d-byte packet", len(p))
+}
+
+// TestImplausibleIncarnation: an accusation at MaxUint64, or more than
+// maxIncarnationJump above the known incarnation, is ignored, so it can
+// neither wrap the local node's refutation to 0 nor lock a remote member
+// out; accusations within the bound, as after a restart, are refuted as
+// usual.
+func TestImplausibleIncarnation(t *testing.T) {
+	c := newCore(t, "a", Config{Incarnation: 5})
+	_, err := c.Receive(t0, "b", packet(message{kind: kindAlive, inc: 3, id: "b", addr: "b"}))
+	require.NoError(t, err)
+	for _, inc := range []uint64{math.MaxUint64, 5 + maxIncarnationJump + 1} {
+		for _, k := range []kind{kindSuspect, kindDead, kindAlive} {
+			_, err := c.Receive(t0, "x", packet(message{kind: k, inc: inc, id: "a", addr: "a", from: "x"}))
+			require.NoError(t, err)
+			require.Equal(t, uint64(5), c.Local().Incarnation, "%v at %d", k, inc)
+		}
+		for _, k := range []kind{kindDead, kindSuspect, kindAlive} {
+			_, err := c.Receive(t0, "x", packet(message{kind: k, inc: inc - 2, id: "b", addr: "b", from: "x"}))
+			require.NoError(t, err)
+			m, _ := c.Member("b")
+			require.Equal(t, Member{ID: "b", Addr: "b", Incarnation: 3}, m, "%v at %d", k, inc-2)
+		}
+	}
+	_, err = c.Receive(t0, "x", packet(message{kind: kindAlive, inc: math.MaxUint64, id: "c", addr: "c"}))
+	require.NoError(t, err)
+	_, err = c.Receive(t0, "x", packet(message{kind: kindPushPull, id: "x", states: []Member{{ID: "d", Addr: "d", Incarnation: math.MaxUint64, State: StateDead}}}))
+	require.NoError(t, err)
+	require.Equal(t, 2, len(c.Members(nil)), "no member learnt at MaxUint64")
+	require.Equal(t, 14, c.Stats().Implausible)
+
+	// Within the bound: a restarted node learns its old incarnation and
+	// refutes it by one step; a suspicion at the bound is refuted too.
+	_, err = c.Receive(t0, "x", packet(message{kind: kindDead, inc: 57, id: "a", from: "x"}))
+	require.NoError(t, err)
+	require.Equal(t, uint64(58), c.Local().Incarnation)
+	_, err = c.Receive(t0, "x", packet(message{kind: kindSuspect, inc: 58 + maxIncarnationJump, id: "a", from: "x"}))
+	require.NoError(t, err)
+	require.Equal(t, uint64(59+maxIncarnationJump), c.Local().Incarnation)
+	_, err = c.Receive(t0, "x", packet(message{kind: kindDead, inc: 3 + maxIncarnationJump, id: "b", from: "x"}))
+	require.NoError(t, err)
+	m, _ := c.Member("b")
+	require.Equal(t, StateDead, m.State)
+	_, err = New(Config{ID: "a", Addr: "a", Incarnation: math.MaxUint64/2 + 1}, t0)
+	require.ErrorIs(t, err, ErrConfig)
 }

@@ -90,6 +90,15 @@
 //     push-pull, for DeadRetention; dead members learnt only from a
 //     push-pull list are remembered too. A push-pull "dead" only makes a
 //     live member suspect, so it can refute.
+//   - Plausible incarnations: an update about a known member (the local
+//     one included) more than 2^32 above its known incarnation, or at
+//     math.MaxUint64, is ignored and counted in [Stats]: only the member
+//     raises its incarnation, one step at a time, and an accusation at
+//     MaxUint64 could never be refuted. A restarted node refutes the
+//     cluster's (higher) incarnation of it by one step as usual. The
+//     protocol is unauthenticated: this stops a corrupt or forged packet
+//     from locking a member out for good, not an attacker on the network,
+//     who can forge verdicts anyway; run SWIM on a trusted network.
 //   - Completeness: a crashed member is suspected by the end of the
 //     protocol period in which a live member first probes it, and declared
 //     dead by every member that keeps receiving updates.

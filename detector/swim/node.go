@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -175,9 +177,38 @@ func (n *Node) Close() error {
 
 // UDP is a [Transport] over one UDP socket. It is safe for concurrent use.
 type UDP struct {
-	conn    *net.UDPConn
-	packets chan Inbound
-	done    chan struct{}
+	conn      udpConn
+	packets   chan Inbound
+	closing   chan struct{} // closed by Close: ends a read backoff at once
+	closeOnce sync.Once
+	done      chan struct{}
+	readErr   atomic.Pointer[error]
+
+	resolve  func(addr string) (netip.AddrPort, error)
+	mu       sync.Mutex
+	resolved map[string]resolution // WriteTo's cache of host names
+}
+
+// resolution is a cached resolution of a host name, or its failure.
+type resolution struct {
+	ap      netip.AddrPort
+	err     error
+	expires time.Time
+}
+
+// WriteTo reuses a host name's resolution, or its failure, for resolveTTL,
+// and caches at most maxResolved names.
+const (
+	resolveTTL  = 5 * time.Second
+	maxResolved = 1024
+)
+
+// udpConn is the part of *net.UDPConn that UDP uses.
+type udpConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
 }
 
 var _ Transport = (*UDP)(nil)
@@ -193,28 +224,67 @@ func ListenUDP(addr string) (*UDP, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &UDP{conn: conn, packets: make(chan Inbound, 256), done: make(chan struct{})}
-	go u.read()
-	return u, nil
+	return newUDP(conn), nil
 }
 
+// newUDP starts reading conn.
+func newUDP(conn udpConn) *UDP {
+	u := &UDP{conn: conn, packets: make(chan Inbound, 256), closing: make(chan struct{}), done: make(chan struct{}),
+		resolve: resolveUDP, resolved: make(map[string]resolution)}
+	go u.read()
+	return u
+}
+
+// The reader's backoff after a failed read: minReadBackoff, doubled for
+// each further consecutive failure up to maxReadBackoff, reset by a
+// successful read. A transient error (such as an ICMP error that some
+// systems report on the socket) costs one short pause; a persistent one
+// costs one read per maxReadBackoff instead of a busy loop.
+const (
+	minReadBackoff = 5 * time.Millisecond
+	maxReadBackoff = time.Second
+)
+
+// read delivers packets until the socket is closed. It retries failed
+// reads after a backoff (see minReadBackoff) that Close interrupts, and
+// records the error for ReadErr.
 func (u *UDP) read() {
 	defer close(u.done)
 	defer close(u.packets)
 	buf := make([]byte, 64<<10)
+	var backoff time.Duration
 	for {
 		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			u.readErr.Store(&err)
+			backoff = min(max(2*backoff, minReadBackoff), maxReadBackoff)
+			select {
+			case <-time.After(backoff):
+			case <-u.closing:
+				return
+			}
 			continue
 		}
+		backoff = 0
 		select {
 		case u.packets <- Inbound{From: from.String(), Data: append([]byte(nil), buf[:n]...)}:
 		default: // the node is behind: drop, as the network could
 		}
 	}
+}
+
+// ReadErr returns the last error a read of the socket failed with, other
+// than its closure, or nil if none did. The reader retries after such
+// errors, pausing between 5ms and 1s (doubling while they persist): a
+// non-nil ReadErr with no packets arriving means a broken socket.
+func (u *UDP) ReadErr() error {
+	if p := u.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addr returns the bound address, to use as Config.Addr when the socket
@@ -223,18 +293,51 @@ func (u *UDP) read() {
 // cannot send to: set Config.Addr to the address they reach instead.
 func (u *UDP) Addr() string { return u.conn.LocalAddr().String() }
 
-// WriteTo sends packet to addr, an ip:port or a resolvable host:port.
+// WriteTo sends packet to addr, an ip:port or a resolvable host:port. A
+// host name's resolution (or its failure) is reused for 5 seconds, so
+// sending does not wait for the resolver each time.
 func (u *UDP) WriteTo(packet []byte, addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		ua, err := net.ResolveUDPAddr("udp", addr)
-		if err != nil {
+		if ap, err = u.resolveCached(addr); err != nil {
 			return err
 		}
-		ap = ua.AddrPort()
 	}
 	_, err = u.conn.WriteToUDPAddrPort(packet, ap)
 	return err
+}
+
+// resolveCached resolves addr through the cache, without holding u.mu
+// while the resolver runs. A full cache first forgets its expired
+// entries, and all of them if none has expired.
+func (u *UDP) resolveCached(addr string) (netip.AddrPort, error) {
+	now := time.Now()
+	u.mu.Lock()
+	r, ok := u.resolved[addr]
+	u.mu.Unlock()
+	if ok && now.Before(r.expires) {
+		return r.ap, r.err
+	}
+	ap, err := u.resolve(addr)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.resolved) >= maxResolved {
+		maps.DeleteFunc(u.resolved, func(_ string, r resolution) bool { return !now.Before(r.expires) })
+		if len(u.resolved) >= maxResolved {
+			clear(u.resolved)
+		}
+	}
+	u.resolved[addr] = resolution{ap: ap, err: err, expires: now.Add(resolveTTL)}
+	return ap, err
+}
+
+// resolveUDP resolves a host:port with the system resolver.
+func resolveUDP(addr string) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ua.AddrPort(), nil
 }
 
 // Packets returns the received packets; the channel is closed by Close.
@@ -242,6 +345,7 @@ func (u *UDP) Packets() <-chan Inbound { return u.packets }
 
 // Close closes the socket and waits for the reading goroutine to end.
 func (u *UDP) Close() error {
+	u.closeOnce.Do(func() { close(u.closing) })
 	err := u.conn.Close()
 	<-u.done
 	return err

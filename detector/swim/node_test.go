@@ -2,8 +2,13 @@ package swim
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -178,4 +183,145 @@ func TestUDPEndToEnd(t *testing.T) {
 		runtime.Gosched()
 	}
 	t.Fatalf("leaked goroutine:\n%s", leaked())
+}
+
+// scriptConn is a udpConn whose reads fail or succeed as scripted (a nil
+// error delivers a packet), then block until Close.
+type scriptConn struct {
+	script []error
+	closed chan struct{}
+	idle   chan struct{} // closed when the script is done
+
+	mu    sync.Mutex
+	reads []time.Time
+}
+
+var errRead = errors.New("read failed")
+
+func newScriptConn(script ...error) *scriptConn {
+	return &scriptConn{script: script, closed: make(chan struct{}), idle: make(chan struct{})}
+}
+
+func (c *scriptConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	select {
+	case <-c.closed:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	default:
+	}
+	c.mu.Lock()
+	c.reads = append(c.reads, time.Now())
+	i := len(c.reads) - 1
+	c.mu.Unlock()
+	if i < len(c.script) {
+		return 1, netip.MustParseAddrPort("127.0.0.1:1"), c.script[i]
+	}
+	close(c.idle)
+	<-c.closed
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+
+func (c *scriptConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) { return len(b), nil }
+func (c *scriptConn) LocalAddr() net.Addr                                        { return &net.UDPAddr{} }
+func (c *scriptConn) Close() error                                               { close(c.closed); return nil }
+
+// gaps returns the virtual time between consecutive reads.
+func (c *scriptConn) gaps() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var d []time.Duration
+	for i := 1; i < len(c.reads); i++ {
+		d = append(d, c.reads[i].Sub(c.reads[i-1]))
+	}
+	return d
+}
+
+// TestUDPReadBackoff: failed reads are retried after a backoff that
+// doubles from 5ms to 1s while they persist and restarts after a packet;
+// the error is reported by ReadErr.
+func TestUDPReadBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		script := slices.Repeat([]error{errRead}, 10)
+		script = append(script, nil, errRead, errRead)
+		c := newScriptConn(script...)
+		u := newUDP(c)
+		<-c.idle
+		ms := time.Millisecond
+		want := []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 320 * ms, 640 * ms, time.Second, time.Second,
+			0, 5 * ms, 10 * ms}
+		if got := c.gaps(); !slices.Equal(got, want) {
+			t.Fatalf("gaps between reads %v, want %v", got, want)
+		}
+		if !errors.Is(u.ReadErr(), errRead) {
+			t.Fatalf("ReadErr %v", u.ReadErr())
+		}
+		u.Close()
+		if in := <-u.Packets(); string(in.Data) != "\x00" {
+			t.Fatalf("packet %q", in.Data)
+		}
+	})
+}
+
+// TestUDPCloseDuringBackoff: Close ends a read backoff at once.
+func TestUDPCloseDuringBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newScriptConn(errRead)
+		u := newUDP(c)
+		synctest.Wait() // the reader waits out its backoff
+		start := time.Now()
+		u.Close()
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("Close waited %v", d)
+		}
+		if n := len(c.gaps()); n != 0 {
+			t.Fatalf("%d reads after the first", n+1)
+		}
+		if u.ReadErr() == nil {
+			t.Fatal("no ReadErr")
+		}
+	})
+}
+
+// TestUDPResolveCache: WriteTo resolves a host name once per resolveTTL
+// (failures included), never an ip:port, and caches at most maxResolved
+// names.
+func TestUDPResolveCache(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUDP(newScriptConn())
+		defer u.Close()
+		calls := map[string]int{}
+		u.resolve = func(addr string) (netip.AddrPort, error) {
+			calls[addr]++
+			if addr == "bad:1" {
+				return netip.AddrPort{}, errRead
+			}
+			return netip.MustParseAddrPort("127.0.0.1:1"), nil
+		}
+		for range 3 {
+			if err := u.WriteTo([]byte("x"), "host:1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.WriteTo([]byte("x"), "bad:1"); !errors.Is(err, errRead) {
+				t.Fatalf("err %v", err)
+			}
+			if err := u.WriteTo([]byte("x"), "127.0.0.1:2"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := map[string]int{"host:1": 1, "bad:1": 1}; !maps.Equal(calls, want) {
+			t.Fatalf("resolutions %v, want %v", calls, want)
+		}
+		<-time.After(resolveTTL)
+		for range 2 {
+			u.WriteTo([]byte("x"), "host:1")
+		}
+		if calls["host:1"] != 2 {
+			t.Fatalf("%d resolutions of host:1 after the TTL, want 2", calls["host:1"])
+		}
+		for i := range 2 * maxResolved {
+			u.WriteTo([]byte("x"), fmt.Sprintf("h%d:1", i))
+			if n := len(u.resolved); n > maxResolved {
+				t.Fatalf("%d cached names", n)
+			}
+		}
+	})
 }

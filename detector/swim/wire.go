@@ -38,6 +38,9 @@ const (
 	MaxAddrLen = 128 // bytes in an address
 	MaxMetaLen = 512 // bytes of user metadata per member
 	MinMTU     = 1024
+	// MaxMTU is the largest UDP payload over IPv4 (65535 less the 8-byte
+	// UDP and 20-byte IPv4 headers): a larger packet cannot be sent.
+	MaxMTU = 65507
 )
 
 // ErrMalformed is returned (wrapped) by [Core.Receive] for a packet that is
