@@ -1,25 +1,14 @@
 package crdt
 
 import (
-	"bytes"
 	"encoding/hex"
-	"runtime"
 	"testing"
-	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vmihailenco/msgpack/v5"
-)
 
-// allocated returns the bytes fn allocated.
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
+	"github.com/distkit/distkit/internal/wiretest"
+)
 
 // TestDecodeHostileLengths: a value, element or key that claims a
 // container longer than the input fails without being allocated for,
@@ -49,12 +38,9 @@ func TestDecodeHostileLengths(t *testing.T) {
 	for _, c := range cases {
 		in, err := hex.DecodeString(c.in)
 		require.NoError(t, err)
-		for path, r := range map[string]func() *msgpack.Decoder{
-			"memory": func() *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(in)) },
-			"stream": func() *msgpack.Decoder { return msgpack.NewDecoder(iotest.OneByteReader(bytes.NewReader(in))) },
-		} {
-			v, dec := c.into(), r()
-			n := allocated(func() { err = dec.Decode(v) })
+		for path, dec := range wiretest.Decoders(in) {
+			v := c.into()
+			n := wiretest.Allocated(func() { err = dec.Decode(v) })
 			assert.ErrorIs(t, err, ErrMalformed, "%s, %s", c.name, path)
 			assert.Less(t, n, uint64(1<<20), "%s, %s: bytes allocated decoding %d bytes", c.name, path, len(in))
 		}

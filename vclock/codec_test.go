@@ -6,13 +6,14 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/distkit/distkit/internal/wiretest"
 )
 
 func marshal(t testing.TB, v any) []byte {
@@ -304,22 +305,16 @@ func FuzzDecodeDVVSet(f *testing.F) {
 func TestDecodeHostileValueLengths(t *testing.T) {
 	// [[["a", 1, [array32(1<<24) of nothing]]], []]
 	hostile, _ := hex.DecodeString("92" + "91" + "93a16101" + "91" + "dd01000000" + "90")
-	decoders := map[string]func() *msgpack.Decoder{
-		"memory": func() *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(hostile)) },
-		"stream": func() *msgpack.Decoder { return msgpack.NewDecoder(iotest.OneByteReader(bytes.NewReader(hostile))) },
-	}
-	for name, newDec := range decoders {
-		for _, into := range []func() any{
-			func() any { return new(DVVSet[[]int64]) },
-			func() any { return new(DVVSet[any]) },
-		} {
+	for _, into := range []func() any{
+		func() any { return new(DVVSet[[]int64]) },
+		func() any { return new(DVVSet[any]) },
+	} {
+		for name, dec := range wiretest.Decoders(hostile) {
 			dst := into()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			err := newDec().Decode(dst)
-			runtime.ReadMemStats(&after)
+			var err error
+			n := wiretest.Allocated(func() { err = dec.Decode(dst) })
 			require.ErrorIs(t, err, ErrMalformed, "%s %T", name, dst)
-			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "%s %T: bytes allocated", name, dst)
+			require.Less(t, n, uint64(1<<20), "%s %T: bytes allocated", name, dst)
 		}
 	}
 }

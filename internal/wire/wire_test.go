@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"io"
-	"runtime"
 	"testing"
 	"testing/iotest"
 
@@ -12,25 +11,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/distkit/distkit/internal/wire"
+	"github.com/distkit/distkit/internal/wiretest"
 )
-
-// decoders builds a decoder over b reading from memory (an io.Seeker) and
-// one reading a stream a byte at a time, so both paths are exercised.
-func decoders(b []byte) map[string]*msgpack.Decoder {
-	return map[string]*msgpack.Decoder{
-		"memory": msgpack.NewDecoder(bytes.NewReader(b)),
-		"stream": msgpack.NewDecoder(iotest.OneByteReader(bytes.NewReader(b))),
-	}
-}
-
-// allocated returns the bytes fn allocated.
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // TestDecodeValueHostileLengths: a length the input cannot back fails
 // without being allocated for, for every kind of container msgpack
@@ -45,15 +27,15 @@ func TestDecodeValueHostileLengths(t *testing.T) {
 	for name, h := range cases {
 		hostile, err := hex.DecodeString(h)
 		require.NoError(t, err)
-		for path, dec := range decoders(hostile) {
+		for path, dec := range wiretest.Decoders(hostile) {
 			var err error
-			n := allocated(func() { _, err = wire.DecodeValue[any](dec) })
+			n := wiretest.Allocated(func() { _, err = wire.DecodeValue[any](dec) })
 			require.Error(t, err, "%s, %s", name, path)
 			require.Less(t, n, uint64(1<<20), "%s, %s: bytes allocated", name, path)
 		}
-		for path, dec := range decoders(hostile) {
+		for path, dec := range wiretest.Decoders(hostile) {
 			var err error
-			n := allocated(func() { _, err = wire.DecodeValue[[]int64](dec) })
+			n := wiretest.Allocated(func() { _, err = wire.DecodeValue[[]int64](dec) })
 			require.Error(t, err, "%s, %s as []int64", name, path)
 			require.Less(t, n, uint64(1<<20), "%s, %s as []int64: bytes allocated", name, path)
 		}
@@ -61,7 +43,7 @@ func TestDecodeValueHostileLengths(t *testing.T) {
 	// The hole DecodeValue closes is real: msgpack allocates for the claim.
 	hostile, _ := hex.DecodeString("91dd01000000")
 	var v any
-	n := allocated(func() { _ = msgpack.NewDecoder(bytes.NewReader(hostile)).Decode(&v) })
+	n := wiretest.Allocated(func() { _ = msgpack.NewDecoder(bytes.NewReader(hostile)).Decode(&v) })
 	require.Greater(t, n, uint64(1<<20), "msgpack no longer preallocates: DecodeValue may be unneeded")
 }
 
@@ -75,7 +57,7 @@ func TestDecodeValueSequence(t *testing.T) {
 		require.NoError(t, enc.Encode(v))
 	}
 	require.NoError(t, enc.EncodeInt(7))
-	for path, dec := range decoders(buf.Bytes()) {
+	for path, dec := range wiretest.Decoders(buf.Bytes()) {
 		for i, w := range want {
 			got, err := wire.DecodeValue[[]string](dec)
 			require.NoError(t, err, "%s, value %d", path, i)
@@ -94,7 +76,7 @@ func TestDecodeValueTruncated(t *testing.T) {
 	b, err := msgpack.Marshal(map[string]any{"k": []any{1, "two", []byte{3}}, "m": map[string]int{"x": 1}})
 	require.NoError(t, err)
 	for i := range len(b) {
-		for path, dec := range decoders(b[:i]) {
+		for path, dec := range wiretest.Decoders(b[:i]) {
 			_, err := wire.DecodeValue[map[string]any](dec)
 			require.Error(t, err, "%s, prefix of %d bytes", path, i)
 		}
@@ -182,7 +164,7 @@ func TestCheckLen(t *testing.T) {
 		{1 << 40, 1, 0, 0, false},
 	}
 	for _, c := range cases {
-		for path, dec := range decoders(in) {
+		for path, dec := range wiretest.Decoders(in) {
 			_, err := dec.DecodeArrayLen()
 			require.NoError(t, err)
 			count, prealloc, err := wire.CheckLen(dec, c.n, c.minSize)
