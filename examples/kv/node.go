@@ -272,15 +272,25 @@ func (n *Node) Delete(ctx context.Context, key []byte, cctx vclock.VClock, w int
 	return n.write(ctx, key, cctx, Version{Deleted: true}, w)
 }
 
+// quorumSize returns the per-request quorum k named name, def when k is 0,
+// or quorum.ErrInvalid when it is outside [1, N].
+func (n *Node) quorumSize(name string, k, def int) (int, error) {
+	if k == 0 {
+		k = def
+	}
+	if k < 1 || k > n.quorum.N {
+		return 0, fmt.Errorf("%w: %s = %d with N = %d", quorum.ErrInvalid, name, k, n.quorum.N)
+	}
+	return k, nil
+}
+
 func (n *Node) write(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int) (Written, error) {
 	if err := checkKey(key); err != nil {
 		return Written{}, err
 	}
-	if w == 0 {
-		w = n.quorum.W
-	}
-	if w < 1 || w > n.quorum.N {
-		return Written{}, fmt.Errorf("%w: w = %d with N = %d", quorum.ErrInvalid, w, n.quorum.N)
+	w, err := n.quorumSize("w", w, n.quorum.W)
+	if err != nil {
+		return Written{}, err
 	}
 	home, fallbacks := n.placement(key)
 	if !slices.Contains(home, n.id) {
@@ -394,19 +404,17 @@ func (r *replication) nextFallback() (string, bool) {
 }
 
 // Get reads key from r replicas (0: the configured R): its home replicas,
-// this node first if it is one, then the live ones, then its fallbacks, one more for each failure (and each
-// HedgeDelay). It returns the merge of the replies; replicas whose reply
+// this node first if it is one, then the live ones, then its fallbacks,
+// one more for each failure (and each HedgeDelay). It returns the merge of the replies; replicas whose reply
 // was older get the merged object in the background (read repair). It
 // returns quorum.ErrNoQuorum when fewer than r replicas answered.
 func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	if err := checkKey(key); err != nil {
 		return Result{}, err
 	}
-	if r == 0 {
-		r = n.quorum.R
-	}
-	if r < 1 || r > n.quorum.N {
-		return Result{}, fmt.Errorf("%w: r = %d with N = %d", quorum.ErrInvalid, r, n.quorum.N)
+	r, err := n.quorumSize("r", r, n.quorum.R)
+	if err != nil {
+		return Result{}, err
 	}
 	home, fallbacks := n.placement(key)
 	targets := make([]string, 0, len(home)+len(fallbacks))
