@@ -274,17 +274,10 @@ func TestMiddlewareConcurrentDuplicates(t *testing.T) {
 			_, _ = io.WriteString(w, "one")
 		}))
 		const n = 8
-		recs := make([]*httptest.ResponseRecorder, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				recs[i] = httptest.NewRecorder()
-				h.ServeHTTP(recs[i], keyed("x"))
-			})
-		}
+		recs, wait := serveConcurrently(h, n)
 		synctest.Wait()
 		close(release)
-		wg.Wait()
+		wait()
 		require.EqualValues(t, 1, runs.Load())
 		replays := 0
 		for _, w := range recs {
@@ -316,18 +309,11 @@ func TestMiddlewareConcurrentDuplicatesLockLapsed(t *testing.T) {
 			_, _ = io.WriteString(w, "one")
 		}))
 		const n = 4
-		recs := make([]*httptest.ResponseRecorder, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				recs[i] = httptest.NewRecorder()
-				h.ServeHTTP(recs[i], keyed("x"))
-			})
-		}
+		recs, wait := serveConcurrently(h, n)
 		synctest.Wait()
 		clk.Advance(time.Minute) // the lock lapses while the handler runs
 		close(release)
-		wg.Wait()
+		wait()
 		require.EqualValues(t, 1, runs.Load())
 		for i, w := range recs {
 			require.Equal(t, http.StatusCreated, w.Code, "request %d: %s", i, w.Body)
@@ -490,4 +476,17 @@ func TestMiddlewareStoreTrouble(t *testing.T) {
 	w = httptest.NewRecorder()
 	h.ServeHTTP(w, keyed("x"))
 	requireProblem(t, w, http.StatusInternalServerError)
+}
+
+// serveConcurrently starts n requests with key "x" on h, each on its own
+// goroutine, and returns their recorders and a function that waits for
+// them all.
+func serveConcurrently(h http.Handler, n int) ([]*httptest.ResponseRecorder, func()) {
+	recs := make([]*httptest.ResponseRecorder, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		recs[i] = httptest.NewRecorder()
+		wg.Go(func() { h.ServeHTTP(recs[i], keyed("x")) })
+	}
+	return recs, wg.Wait
 }
