@@ -672,12 +672,12 @@ func (c *Core) implausible(m *member, inc uint64) bool {
 	return bad
 }
 
-// accused handles a suspicion or death of the local node at inc. A current
-// one is refuted. A stale one (below the local incarnation) means its
+// refuteAccusation handles a suspicion or death of the local node at inc.
+// A current one is refuted. A stale one (below the local incarnation) means its
 // sender missed the refutation, so the node announces itself again: the
 // announcement rides on the reply to the packet that carried the stale
 // accusation, since updates are handled first.
-func (c *Core) accused(inc uint64) {
+func (c *Core) refuteAccusation(inc uint64) {
 	switch {
 	case c.left, c.implausible(c.self, inc):
 	case inc >= c.self.Incarnation:
@@ -739,16 +739,28 @@ func (c *Core) becameLive(m *member) {
 	c.probeList = slices.Insert(c.probeList, i, m)
 }
 
+// accused returns the member an accusation (suspect or dead) of id at inc
+// applies to, or nil when it applies to none: the local node, which
+// refutes it instead, an unknown member, one already dead or left, or an
+// incarnation that is stale or implausible.
+func (c *Core) accused(id string, inc uint64) *member {
+	if id == c.self.ID {
+		c.refuteAccusation(inc)
+		return nil
+	}
+	m := c.byID[id]
+	if m == nil || inc < m.Incarnation || !m.State.live() || c.implausible(m, inc) {
+		return nil
+	}
+	return m
+}
+
 // suspect handles a suspicion of member id at inc raised by node from. A
 // suspicion learnt from a push-pull list is not independent evidence, so
 // it starts a suspicion but never confirms one (confirm false).
 func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool) {
-	if id == c.self.ID {
-		c.accused(inc)
-		return
-	}
-	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() || c.implausible(m, inc) {
+	m := c.accused(id, inc)
+	if m == nil {
 		return
 	}
 	if m.State == StateSuspect && inc == m.Incarnation {
@@ -775,12 +787,8 @@ func (c *Core) suspect(now time.Time, inc uint64, id, from string, confirm bool)
 }
 
 func (c *Core) dead(now time.Time, inc uint64, id, from string) {
-	if id == c.self.ID {
-		c.accused(inc)
-		return
-	}
-	m := c.byID[id]
-	if m == nil || inc < m.Incarnation || !m.State.live() || c.implausible(m, inc) {
+	m := c.accused(id, inc)
+	if m == nil {
 		return
 	}
 	m.Incarnation = inc
