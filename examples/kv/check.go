@@ -42,7 +42,7 @@ func superseding(a Ack, acked bool, history vclock.VClock) bool {
 
 // Verdict is the outcome of [Check]. It is a plain value.
 type Verdict struct {
-	Keys, Acks int
+	Keys, Acks  int
 	Lost        []Ack    // acknowledged writes neither present nor superseded
 	Diverged    []string // keys whose replicas are not identical, sorted
 	Resurrected []Ack    // acknowledged writes present after a reaped tombstone covered them
@@ -91,7 +91,10 @@ func Check(acks, indeterminate []Ack, replicas map[string][]Object) Verdict {
 // final history joined with the reaped ones; an acknowledged delete whose
 // tombstone was reaped is kept; and one more rule holds: no acknowledged
 // value whose dot a reaped tombstone covered is among the key's final
-// values, for the tombstone had replaced it ([ErrResurrected]).
+// values, for the tombstone had replaced it ([ErrResurrected]). A
+// replica that still holds a dead object within a reaped history counts
+// as not holding the key: it reads the same, and its copy is being reaped
+// (or was sent back by anti-entropy and will be reaped again).
 func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped map[string]vclock.VClock) Verdict {
 	v := Verdict{Keys: len(replicas), Acks: len(acks)}
 	final := make(map[string][]Version, len(replicas))
@@ -102,6 +105,12 @@ func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped
 	for key, objs := range replicas {
 		if len(objs) == 0 {
 			continue
+		}
+		objs = slices.Clone(objs)
+		for i, o := range objs {
+			if Dead(o) && reaped[key].Descends(o.Context()) {
+				objs[i] = Object{}
+			}
 		}
 		final[key] = objs[0].Values()
 		h := history[key]

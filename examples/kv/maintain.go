@@ -38,11 +38,12 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
 	defer handOff.Stop()
 	antiEntropy := time.NewTicker(cmp.Or(cfg.AntiEntropyEvery, DefaultAntiEntropyEvery))
 	defer antiEntropy.Stop()
-	reap := time.NewTicker(cmp.Or(cfg.ReapEvery, DefaultReapEvery))
-	defer reap.Stop()
+	var reapC <-chan time.Time // nil: never
 	grace := cmp.Or(cfg.ReapAfter, DefaultReapAfter)
-	if grace < 0 {
-		reap.Stop()
+	if grace > 0 {
+		reap := time.NewTicker(cmp.Or(max(cfg.ReapEvery, 0), DefaultReapEvery))
+		defer reap.Stop()
+		reapC = reap.C
 	}
 	next := 0
 	for {
@@ -73,7 +74,7 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
 			} else if k > 0 {
 				n.log.Info("anti-entropy", "peer", peer, "repaired", k, "bytes", moved)
 			}
-		case now := <-reap.C:
+		case now := <-reapC:
 			if k, err := n.Reap(ctx, now.Add(-grace)); err != nil {
 				n.log.Warn("reap", "reaped", k, "err", err)
 			} else if k > 0 {

@@ -111,8 +111,9 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // the same transaction. [Store.Update] numbers the dots of a key it holds
 // no dot of above the floor and lets the write's context cover the
 // floor, so dots are never reused after a reap, and a stale copy of a
-// reaped version that arrives later is superseded by the key's next write
-// instead of coming back as its sibling. It reports whether it deleted
+// reaped version the same actor wrote that arrives later is superseded by
+// the key's next write instead of coming back as its sibling (copies of
+// other actors' versions are kept out by [Node.Reap]'s conditions only). It reports whether it deleted
 // the key; a key already absent is not an error.
 func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err := checkKey(key); err != nil {

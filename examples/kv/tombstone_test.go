@@ -114,6 +114,15 @@ func TestCheckReaped(t *testing.T) {
 	if err := CheckReaped([]Ack{a}, []Ack{del}, gone, reaped).Err(); err != nil {
 		t.Fatalf("a reaped delete whose PUT failed: %v", err)
 	}
+	// A reap in progress: one replica still holds the reaped tombstone.
+	if err := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {o, {}, {}}}, reaped).Err(); err != nil {
+		t.Fatalf("a replica still holding the reaped tombstone: %v", err)
+	}
+	newer := o.Clone()
+	newer.Update(o.Context(), "n2", Version{Deleted: true})
+	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {newer, {}, {}}}, reaped); len(v.Diverged) != 1 {
+		t.Fatalf("a replica holding a newer tombstone than the reaped one: %+v", v)
+	}
 	var back Object
 	back.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
 	v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {back, back}}, reaped)
