@@ -15,6 +15,10 @@ var ErrLost = errors.New("kv: acknowledged write lost")
 // ErrDiverged is wrapped by [Verdict.Err] when replicas of a key differ.
 var ErrDiverged = errors.New("kv: replicas differ")
 
+// ErrResurrected is wrapped by [Verdict.Err] when a value deleted by a
+// reaped tombstone is back.
+var ErrResurrected = errors.New("kv: deleted value resurrected")
+
 // Ack is a write a client saw acknowledged: the key, what it wrote (a
 // tombstone for a delete), the context it sent, and the dot the store
 // gave the write ([Written.Dot]). The checker recognises a value by its
@@ -38,13 +42,15 @@ func superseding(a Ack, acked bool, history vclock.VClock) bool {
 
 // Verdict is the outcome of [Check]. It is a plain value.
 type Verdict struct {
-	Keys, Acks int
-	Lost       []Ack    // acknowledged writes neither present nor superseded
-	Diverged   []string // keys whose replicas are not identical, sorted
+	Keys, Acks  int
+	Lost        []Ack    // acknowledged writes neither present nor superseded
+	Diverged    []string // keys whose replicas are not identical, sorted
+	Resurrected []Ack    // acknowledged writes present after a reaped tombstone covered them
 }
 
 // Err returns nil for a passing verdict, and otherwise an error wrapping
-// [ErrLost] and/or [ErrDiverged] with the first few offenders.
+// [ErrLost], [ErrDiverged] and/or [ErrResurrected] with the first
+// offender of each.
 func (v Verdict) Err() error {
 	var errs []error
 	if len(v.Lost) > 0 {
@@ -53,6 +59,10 @@ func (v Verdict) Err() error {
 	}
 	if len(v.Diverged) > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d of %d keys, first %q", ErrDiverged, len(v.Diverged), v.Keys, v.Diverged[0]))
+	}
+	if len(v.Resurrected) > 0 {
+		a := v.Resurrected[0]
+		errs = append(errs, fmt.Errorf("%w: %d, first %q = %q (dot %v)", ErrResurrected, len(v.Resurrected), a.Key, a.Version.Value, a.Dot))
 	}
 	return errors.Join(errs...)
 }
@@ -70,16 +80,42 @@ func (v Verdict) Err() error {
 // unknown) sent a context containing its dot: that write replaced it
 // knowingly. Any other acknowledged write is lost. A key diverged when its replicas' objects
 // are not all equal. The check of values uses the first replica's
-// object.
+// object. Check is [CheckReaped] for a run that reaped no tombstone.
 func Check(acks, indeterminate []Ack, replicas map[string][]Object) Verdict {
+	return CheckReaped(acks, indeterminate, replicas, nil)
+}
+
+// CheckReaped is [Check] for a run whose nodes reaped tombstones: reaped
+// maps a key to the join of the histories of the tombstones reaped from
+// it (as [NodeConfig.OnReap] reports them). A key's history is then its
+// final history joined with the reaped ones; an acknowledged delete whose
+// tombstone was reaped is kept; and one more rule holds: no acknowledged
+// value whose dot a reaped tombstone covered is among the key's final
+// values, for the tombstone had replaced it ([ErrResurrected]). A
+// replica that still holds a dead object within a reaped history counts
+// as not holding the key: it reads the same, and its copy is being reaped
+// (or was sent back by anti-entropy and will be reaped again).
+func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped map[string]vclock.VClock) Verdict {
 	v := Verdict{Keys: len(replicas), Acks: len(acks)}
 	final := make(map[string][]Version, len(replicas))
 	history := make(map[string]vclock.VClock, len(replicas))
+	for key, h := range reaped {
+		history[key] = h.Clone()
+	}
 	for key, objs := range replicas {
 		if len(objs) == 0 {
 			continue
 		}
-		final[key], history[key] = objs[0].Values(), objs[0].Context()
+		objs = slices.Clone(objs)
+		for i, o := range objs {
+			if Dead(o) && reaped[key].Descends(o.Context()) {
+				objs[i] = Object{}
+			}
+		}
+		final[key] = objs[0].Values()
+		h := history[key]
+		h.Merge(objs[0].Context())
+		history[key] = h
 		first, err := EncodeObject(objs[0])
 		for _, o := range objs[1:] {
 			enc, err2 := EncodeObject(o)
@@ -104,7 +140,13 @@ func Check(acks, indeterminate []Ack, replicas map[string][]Object) Verdict {
 		if slices.ContainsFunc(final[a.Key], func(f Version) bool {
 			return f.Deleted == a.Version.Deleted && bytes.Equal(f.Value, a.Version.Value)
 		}) {
+			if !a.Version.Deleted && reaped[a.Key].Contains(a.Dot) {
+				v.Resurrected = append(v.Resurrected, a)
+			}
 			continue
+		}
+		if a.Version.Deleted && reaped[a.Key].Contains(a.Dot) {
+			continue // the tombstone did its work and was reaped
 		}
 		if slices.ContainsFunc(covering[a.Key], func(c vclock.VClock) bool { return c.Contains(a.Dot) }) {
 			continue

@@ -96,6 +96,8 @@ type cluster struct {
 	stores map[string]*Store
 	ids    []string
 	wipes  int // disks lost so far, for fresh epochs
+	// onReap, when set, is every node's NodeConfig.OnReap.
+	onReap func(key []byte, tombstone Object)
 }
 
 var testTree = merkle.Config{Branches: 16, SegmentsPerBranch: 16}
@@ -130,7 +132,11 @@ func (c *cluster) start(id string) {
 		c.t.Fatal(err)
 	}
 	n, err := NewNode(NodeConfig{ID: id, Ring: c.ring, Store: s, Transport: c.net.transport(id), Quorum: c.q,
-		Alive: c.net.alive, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond})
+		Alive: c.net.alive, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond, OnReap: func(key []byte, o Object) {
+			if c.onReap != nil {
+				c.onReap(key, o)
+			}
+		}})
 	if err != nil {
 		c.t.Fatal(err)
 	}

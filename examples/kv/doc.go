@@ -88,8 +88,27 @@
 // ([Node.Rebalance], from ring.ReplicaMoves). A member that fails stays
 // in the ring: its writes go to fallbacks with hints until it returns.
 //
+// # Deletes and reaping
+//
+// A delete is a write of a tombstone with the context of a read: it
+// replaces exactly the values that read returned, and a concurrent write
+// survives it as a sibling. A key whose every version is a tombstone is
+// dead; it reads as not found, but its tombstone and history stay until
+// [Node.Reap] (run by [Node.Maintain] once the key has been dead for
+// MaintainConfig.ReapAfter) finds that every home replica holds the same
+// tombstone, or none, and that no fallback holds a hint for the key, and
+// then deletes it everywhere. Each store keeps a reap floor, the largest
+// counter of any object it reaped, and numbers the next write of a key it
+// holds no dot of above it, so dots are never reused, and a late copy of a
+// reaped value that node coordinated is superseded by the key's next
+// write it coordinates rather than coming back as its sibling. What
+// reaping cannot guard against is a copy of a reaped value outside the
+// key's replicas and fallbacks (after a ring change) or in a message
+// delayed past ReapAfter: keep ReapAfter well above the node's Timeout and the
+// duration of an anti-entropy exchange, as Cassandra keeps
+// gc_grace_seconds above its repair period.
+//
 // Not yet: a leaving node does not hand its own data off before it goes
 // (the others stream what they hold, and W ≥ 2 keeps every acknowledged
-// write on another node), and tombstones are kept forever: reaping those
-// every replica holds is still to come.
+// write on another node).
 package kv

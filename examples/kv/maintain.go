@@ -10,6 +10,8 @@ import (
 const (
 	DefaultHandOffEvery     = time.Second
 	DefaultAntiEntropyEvery = 5 * time.Second
+	DefaultReapEvery        = 10 * time.Second
+	DefaultReapAfter        = time.Minute
 )
 
 // MaintainConfig sets the periods of [Node.Maintain]; zero fields take
@@ -17,12 +19,18 @@ const (
 type MaintainConfig struct {
 	HandOffEvery     time.Duration // 0: DefaultHandOffEvery
 	AntiEntropyEvery time.Duration // 0: DefaultAntiEntropyEvery
+	ReapEvery        time.Duration // 0: DefaultReapEvery
+	// ReapAfter is how long a key stays dead before its tombstone is
+	// reaped (the grace period of [Node.Reap]); 0: DefaultReapAfter;
+	// negative: tombstones are kept forever.
+	ReapAfter time.Duration
 }
 
 // Maintain runs the node's periodic repair until ctx is done: a pass of
-// hinted handoff every HandOffEvery, and every AntiEntropyEvery an
+// hinted handoff every HandOffEvery, every AntiEntropyEvery an
 // anti-entropy exchange with the next live node of the ring (round
-// robin). Errors are logged and retried at the next period. It returns
+// robin), and every ReapEvery a pass of [Node.Reap] over the keys dead
+// for longer than ReapAfter. Errors are logged and retried at the next period. It returns
 // when ctx is done, after the round in progress ends; it starts no
 // goroutine of its own.
 func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
@@ -30,6 +38,13 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
 	defer handOff.Stop()
 	antiEntropy := time.NewTicker(cmp.Or(cfg.AntiEntropyEvery, DefaultAntiEntropyEvery))
 	defer antiEntropy.Stop()
+	var reapC <-chan time.Time // nil: never
+	grace := cmp.Or(cfg.ReapAfter, DefaultReapAfter)
+	if grace > 0 {
+		reap := time.NewTicker(cmp.Or(max(cfg.ReapEvery, 0), DefaultReapEvery))
+		defer reap.Stop()
+		reapC = reap.C
+	}
 	next := 0
 	for {
 		select {
@@ -58,6 +73,12 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {
 				n.log.Warn("anti-entropy", "peer", peer, "err", err)
 			} else if k > 0 {
 				n.log.Info("anti-entropy", "peer", peer, "repaired", k, "bytes", moved)
+			}
+		case now := <-reapC:
+			if k, err := n.Reap(ctx, now.Add(-grace)); err != nil {
+				n.log.Warn("reap", "reaped", k, "err", err)
+			} else if k > 0 {
+				n.log.Info("reap", "reaped", k)
 			}
 		}
 	}

@@ -135,6 +135,7 @@ func (m *Metrics) write(w http.ResponseWriter, s Stats) {
 		{"kv_hints_pending", "Hints held now.", "gauge", int64(s.HintsPending)},
 		{"kv_read_repairs_total", "Stale replicas a read sent the merged object to.", "counter", s.ReadRepairs},
 		{"kv_antientropy_keys_repaired_total", "Keys anti-entropy found different and repaired.", "counter", s.KeysRepaired},
+		{"kv_tombstones_reaped_total", "Dead keys whose tombstones this replica reaped.", "counter", s.Reaped},
 		{"kv_membership_changes_total", "Changes of the cluster's membership.", "counter", m.membership.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", c.name, c.help, c.name, c.kind, c.name, c.v)

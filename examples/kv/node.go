@@ -59,7 +59,11 @@ type NodeConfig struct {
 	// HedgeDelay, when positive, makes a read call one more replica each
 	// time it elapses without R replies.
 	HedgeDelay time.Duration
-	Logger     *slog.Logger // nil: discard
+	// OnReap, if set, is called after this node reaped key's dead object
+	// tombstone ([Node.Reap]), for audit logs and checkers; it must not
+	// block.
+	OnReap func(key []byte, tombstone Object)
+	Logger *slog.Logger // nil: discard
 }
 
 // Node is one member of the replicated store: it coordinates clients'
@@ -81,6 +85,7 @@ type Node struct {
 	fallbacks int
 	timeout   time.Duration
 	hedge     time.Duration
+	onReap    func([]byte, Object)
 	log       *slog.Logger
 
 	ring    atomic.Pointer[ring.Ring]
@@ -94,7 +99,7 @@ type Node struct {
 
 // nodeStats are a node's counters.
 type nodeStats struct {
-	hintsStored, hintsDelivered, readRepairs, keysRepaired atomic.Int64
+	hintsStored, hintsDelivered, readRepairs, keysRepaired, tombstonesReaped atomic.Int64
 }
 
 // Stats are a node's counters since it started. It is a plain value.
@@ -104,6 +109,7 @@ type Stats struct {
 	HintsPending   int   // hints held now
 	ReadRepairs    int64 // stale replicas a read sent the merged object to
 	KeysRepaired   int64 // keys anti-entropy found different and repaired
+	Reaped         int64 // dead keys whose tombstones this replica reaped
 }
 
 // NewNode returns a node over cfg. It regroups cfg.Store's trees by the
@@ -127,7 +133,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{
 		id: cfg.ID, actor: cfg.ID + "." + cfg.Store.Epoch(), store: cfg.Store, transport: cfg.Transport, quorum: cfg.Quorum,
-		alive: cfg.Alive, fallbacks: cfg.Fallbacks, timeout: cfg.Timeout, hedge: cfg.HedgeDelay, log: cfg.Logger,
+		alive: cfg.Alive, fallbacks: cfg.Fallbacks, timeout: cfg.Timeout, hedge: cfg.HedgeDelay, onReap: cfg.OnReap, log: cfg.Logger,
 	}
 	if n.alive == nil {
 		n.alive = func(string) bool { return true }
@@ -213,6 +219,7 @@ func (n *Node) Stats() Stats {
 		HintsPending:   n.store.Hints(),
 		ReadRepairs:    n.stats.readRepairs.Load(),
 		KeysRepaired:   n.stats.keysRepaired.Load(),
+		Reaped:         n.stats.tombstonesReaped.Load(),
 	}
 }
 
@@ -546,6 +553,12 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 	case opScan:
 		es, err := n.store.Scan(q.Group, q.Segments)
 		return response{Entries: es}, err
+	case opReapable:
+		ok, err := n.store.Reapable(q.Key, q.Object)
+		return response{Found: ok}, err
+	case opReap:
+		ok, err := n.reapLocal(q.Key, q.Object)
+		return response{Found: ok}, err
 	}
 	return response{}, fmt.Errorf("%w: op %v", ErrMalformed, q.Op)
 }

@@ -18,6 +18,8 @@ const (
 	opCoordinate               // coordinate a client's write on this replica
 	opTree                     // answer a merkle request from Group's tree
 	opScan                     // list Group's entries in Segments
+	opReapable                 // may the dead Object of Key be reaped here?
+	opReap                     // reap the dead Object of Key
 	opMax
 )
 
@@ -33,6 +35,10 @@ func (o op) String() string {
 		return "tree"
 	case opScan:
 		return "scan"
+	case opReapable:
+		return "reapable"
+	case opReap:
+		return "reap"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -42,7 +48,7 @@ func (o op) String() string {
 type request struct {
 	Op       op
 	Key      []byte
-	Object   Object        // opWrite
+	Object   Object        // opWrite, opReapable, opReap
 	Hint     string        // opWrite: the home node the receiver holds the write for
 	Context  vclock.VClock // opCoordinate: the client's context
 	Value    Version       // opCoordinate
@@ -54,7 +60,7 @@ type request struct {
 
 // response answers a request.
 type response struct {
-	Found   bool          // opRead: the replica holds the key
+	Found   bool          // opRead: the replica holds the key; opReapable, opReap: yes
 	Object  Object        // opRead: the key's object
 	Context vclock.VClock // opCoordinate: the key's context after the write
 	Dot     vclock.Dot    // opCoordinate: the dot of the client's write

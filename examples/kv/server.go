@@ -60,6 +60,8 @@ type ServerConfig struct {
 	WrapGossip func(swim.Transport) swim.Transport
 	Maintain   MaintainConfig
 	Store      StoreConfig // Group is set by the node
+	// OnReap is the node's [NodeConfig.OnReap].
+	OnReap func(key []byte, tombstone Object)
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -159,7 +161,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		m, known := s.swim.Member(id)
 		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
 	}
-	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, Logger: log}); err != nil {
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Logger: log}); err != nil {
 		return nil, err
 	}
 	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})

@@ -94,8 +94,10 @@ type Store struct {
 var (
 	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
 	bucketHints = []byte("hints") // one sub-bucket per target node: [key] → encoded Object
-	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch
+	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch; keyFloor → the reap floor
+	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object became all tombstones, Unix ns BE
 	keyEpoch    = []byte("epoch")
+	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path and
@@ -123,7 +125,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	db.NoSync = cfg.NoSync
 	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree)}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketData, bucketHints, bucketMeta} {
+		for _, b := range [][]byte{bucketData, bucketHints, bucketMeta, bucketTombs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -243,12 +245,25 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // returns it, to be replicated to the other replicas with [Store.Sync].
 // Only a replica that holds the key's data may coordinate with its own
 // actor ID: the new dot is unique because this store has seen every dot
-// of that actor for the key.
+// of that actor for the key, or, when it holds none of them, because the
+// new dot is numbered above the store's reap floor (see [Store.Reap]).
 func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(o *Object) { o.Update(ctx, actor, v) })
+	return s.write(key, func(tx *bolt.Tx, o *Object) {
+		if o.Context().Get(actor) == 0 {
+			// Every dot actor had for a reaped key is at most the floor, and
+			// the tombstone that was reaped covered them all: the new write
+			// supersedes them, so a straggler cannot come back as a sibling,
+			// and its dot is new.
+			if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
+				ctx = ctx.Clone()
+				ctx.Add(vclock.Dot{ID: actor, Counter: floor})
+			}
+		}
+		o.Update(ctx, actor, v)
+	})
 }
 
 // Sync merges o into key's object with [vclock.DVVSet.Sync] (replication,
@@ -258,13 +273,13 @@ func (s *Store) Sync(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(cur *Object) { cur.Sync(o) })
+	return s.write(key, func(_ *bolt.Tx, cur *Object) { cur.Sync(o) })
 }
 
 // write applies f to key's object in one bbolt transaction, shared with
-// concurrent writes (one fsync for all), and updates key's tree once the
-// transaction committed.
-func (s *Store) write(key []byte, f func(o *Object)) (Object, error) {
+// concurrent writes (one fsync for all), records when the object became
+// all tombstones, and updates key's tree once the transaction committed.
+func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()
@@ -286,7 +301,7 @@ func (s *Store) write(key []byte, f func(o *Object)) (Object, error) {
 				return err
 			}
 		}
-		f(&o)
+		f(tx, &o)
 		enc, err := EncodeObject(o)
 		if err != nil {
 			return err
@@ -296,6 +311,9 @@ func (s *Store) write(key []byte, f func(o *Object)) (Object, error) {
 			return nil
 		}
 		changed, oldHash, newHash = true, hashBytes(old), hashBytes(enc)
+		if err := s.markTombstone(tx, dk, o); err != nil {
+			return err
+		}
 		return b.Put(dk, enc)
 	})
 	if err != nil || !changed {
@@ -507,12 +525,7 @@ func (s *Store) HintedObject(key []byte) (Object, bool, error) {
 		found bool
 	)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		hb := tx.Bucket(bucketHints)
-		return hb.ForEachBucket(func(name []byte) error {
-			v := hb.Bucket(name).Get(key)
-			if v == nil {
-				return nil
-			}
+		return eachHint(tx, key, func(v []byte) error {
 			h, err := DecodeObject(v)
 			if err != nil {
 				return err
@@ -523,6 +536,18 @@ func (s *Store) HintedObject(key []byte) (Object, bool, error) {
 		})
 	})
 	return o, found, err
+}
+
+// eachHint calls f with the encoded hint held for key for each target
+// that has one, stopping at f's first error.
+func eachHint(tx *bolt.Tx, key []byte, f func(v []byte) error) error {
+	hb := tx.Bucket(bucketHints)
+	return hb.ForEachBucket(func(name []byte) error {
+		if v := hb.Bucket(name).Get(key); v != nil {
+			return f(v)
+		}
+		return nil
+	})
 }
 
 // DropHint removes the hint for target and key once it was delivered, but

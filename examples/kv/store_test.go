@@ -117,10 +117,17 @@ func TestStoreBadInput(t *testing.T) {
 }
 
 // The store against a reference model over seeded random histories of
-// coordinated writes, deletes and syncs from another replica, reopening
-// the file at random points: every key reads as the model says, and the
-// trees equal trees built from the model.
+// coordinated writes, deletes, syncs from another replica and reaps of
+// dead keys, reopening the file at random points: every key reads as the
+// model says (a write to a key this replica holds no dot of is numbered
+// above the reap floor), and the trees equal trees built from the model.
 func TestStoreModel(t *testing.T) {
+	reaps := 0
+	defer func() {
+		if reaps == 0 {
+			t.Error("no key was reaped")
+		}
+	}()
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 13))
@@ -131,12 +138,28 @@ func TestStoreModel(t *testing.T) {
 			defer func() { s.Close() }()
 			model := map[string]Object{}  // this replica
 			remote := map[string]Object{} // another replica, written by "n2"
+			var floor uint64              // the largest counter of a reaped object
 			keys := []string{"a1", "a2", "b1", "b2", "c1"}
 			for i := range 300 {
 				k := keys[rng.IntN(len(keys))]
 				var got Object
 				var err error
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(11); {
+				case op == 10: // reap the key, on both replicas, if it is dead
+					o, ok := model[k]
+					reaped, err := s.Reap([]byte(k), o)
+					if err != nil && Dead(o) || reaped != (ok && Dead(o)) {
+						t.Fatalf("seed %d step %d: Reap of %v = %v, %v", seed, i, o.Values(), reaped, err)
+					}
+					if reaped {
+						reaps++ // across seeds
+						for _, c := range o.Context().All() {
+							floor = max(floor, c)
+						}
+						delete(model, k)
+						delete(remote, k)
+					}
+					continue
 				case op < 5: // write with the context of a read of this replica, or blind
 					var ctx vclock.VClock
 					if rng.IntN(3) > 0 {
@@ -147,6 +170,10 @@ func TestStoreModel(t *testing.T) {
 						v.Value = nil
 					}
 					m := model[k].Clone()
+					if m.Context().Get("n1") == 0 && floor > ctx.Get("n1") {
+						ctx = ctx.Clone()
+						ctx.Add(vclock.Dot{ID: "n1", Counter: floor})
+					}
 					m.Update(ctx, "n1", v)
 					model[k] = m
 					got, err = s.Update([]byte(k), ctx, "n1", v)
@@ -175,6 +202,23 @@ func TestStoreModel(t *testing.T) {
 				}
 			}
 			checkAgainstModel(t, s, cfg, model)
+			var dead []string
+			for k, o := range model {
+				if Dead(o) {
+					dead = append(dead, k)
+				}
+			}
+			due, err := s.Tombstones(time.Now().Add(time.Hour), nil, len(keys))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range due {
+				got = append(got, string(e.Key))
+			}
+			if slices.Sort(dead); !slices.Equal(slices.Sorted(slices.Values(got)), dead) {
+				t.Fatalf("seed %d: Tombstones = %q, want the dead keys %q", seed, got, dead)
+			}
 		})
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/vclock"
 )
 
 func main() {
@@ -47,6 +48,8 @@ type options struct {
 	nodes, clients, keys int
 	quorum               quorum.Config
 	valueLen             int
+	deletes              float64 // the fraction of writes that delete
+	reapAfter            time.Duration
 	phase                time.Duration
 	seed                 uint64
 	faults               map[string]bool
@@ -62,6 +65,8 @@ func run(args []string, out io.Writer) error {
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
 	valueLen := fs.Int("value", 100, "bytes per value written (at least the 16 of its unique prefix)")
+	deletes := fs.Float64("deletes", 0.1, "the fraction of writes to a key that has a value that delete it")
+	reapAfter := fs.Duration("reap-after", 2*time.Second, "how long a dead key's tombstone is kept before it is reaped; negative: forever")
 	phase := fs.Duration("phase", 3*time.Second, "duration of each load phase")
 	seed := fs.Uint64("seed", 1, "seed of the clients' choices")
 	faults := fs.String("faults", "kill,partition", "faults to inject: kill, partition, join (a new node joins at the end; comma-separated; empty: none)")
@@ -73,7 +78,7 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("-nodes %d: need at least 3", *nodes)
 	}
 	o := options{nodes: *nodes, clients: *clients, keys: *keys, quorum: quorum.Config{N: *n, R: *r, W: *w}, valueLen: *valueLen,
-		phase: *phase, seed: *seed, faults: map[string]bool{}, dir: *dir}
+		deletes: *deletes, reapAfter: *reapAfter, phase: *phase, seed: *seed, faults: map[string]bool{}, dir: *dir}
 	if err := o.quorum.Validate(); err != nil {
 		return err
 	}
@@ -162,8 +167,9 @@ type demo struct {
 	stats  []*phaseStats // guarded by mu; the last is in progress
 	acks   []kv.Ack      // guarded by mu
 	indet  []kv.Ack
-	sibs   atomic.Int64 // reads that returned siblings
-	solved atomic.Int64 // acknowledged writes with the context of such a read
+	sibs   atomic.Int64             // reads that returned siblings
+	solved atomic.Int64             // acknowledged writes with the context of such a read
+	reaped map[string]vclock.VClock // guarded by mu: the histories of the tombstones reaped, by key
 }
 
 type phaseStats struct {
@@ -175,7 +181,7 @@ type phaseStats struct {
 }
 
 func newDemo(o options, out io.Writer) (*demo, error) {
-	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}},
+	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}}, reaped: map[string]vclock.VClock{},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	spare := 0
 	if o.faults["join"] {
@@ -215,7 +221,15 @@ func (d *demo) start(i int) error {
 		Quorum: d.o.quorum,
 		Client: &http.Client{Timeout: time.Second, Transport: faultyTransport{nw: d.nw, from: m.Addr,
 			next: &http.Transport{MaxIdleConnsPerHost: 64}}},
-		Maintain: kv.MaintainConfig{HandOffEvery: 200 * time.Millisecond, AntiEntropyEvery: time.Second},
+		Maintain: kv.MaintainConfig{HandOffEvery: 200 * time.Millisecond, AntiEntropyEvery: time.Second,
+			ReapEvery: max(d.o.reapAfter/4, 0), ReapAfter: d.o.reapAfter},
+		OnReap: func(key []byte, tombstone kv.Object) {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			h := d.reaped[string(key)]
+			h.Merge(tombstone.Context())
+			d.reaped[string(key)] = h
+		},
 	})
 	if err != nil {
 		return err
@@ -370,17 +384,24 @@ func (d *demo) client1(ctx context.Context, c int) {
 		if siblings {
 			d.sibs.Add(1)
 		}
-		if rng.IntN(10) == 0 {
+		method, ack := http.MethodPut, kv.Ack{Key: key}
+		var body []byte
+		switch {
+		case code != http.StatusNotFound && rng.Float64() < d.o.deletes:
+			method, ack.Version = http.MethodDelete, kv.Version{Deleted: true}
+		case rng.IntN(10) == 0:
 			cctx = "" // a blind write: a sibling of what is there
+			fallthrough
+		default:
+			value := fmt.Sprintf("c%d-%d.", c, seq)
+			body = []byte(value + strings.Repeat("x", max(0, d.o.valueLen-len(value))))
+			ack.Version = kv.Version{Value: body}
 		}
-		value := fmt.Sprintf("c%d-%d.", c, seq)
-		value += strings.Repeat("x", max(0, d.o.valueLen-len(value)))
 		start = time.Now()
-		code, hdr, err = d.do(ctx, http.MethodPut, url, []byte(value), cctx)
+		code, hdr, err = d.do(ctx, method, url, body, cctx)
 		if ctx.Err() == nil {
 			d.record(st, start, err == nil && code == http.StatusNoContent)
 		}
-		ack := kv.Ack{Key: key, Version: kv.Version{Value: []byte(value)}}
 		if cctx != "" {
 			ack.Context, _ = kv.DecodeContext(cctx)
 		}
@@ -455,8 +476,9 @@ func (d *demo) progress(st *phaseStats) {
 		st.name, ops, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond), failed)
 }
 
-// converge delivers every hint and runs anti-entropy between every pair of
-// nodes until a round changes nothing and no hint is pending. Handoff
+// converge delivers every hint, runs anti-entropy between every pair of
+// nodes and reaps the dead keys until a round changes nothing and no hint
+// is pending. Handoff
 // waits for SWIM to see a returning node alive (a healed partition: at the
 // next push-pull, 3s at the demo's 100ms probe interval), so rounds are
 // 100ms apart. When it gives up, its error says what the last round still
@@ -494,6 +516,18 @@ func (d *demo) converge() (int, error) {
 					changes = append(changes, fmt.Sprintf("%s repaired %d keys with %s", d.members[i].ID, k, d.members[j].ID))
 				}
 			}
+			if d.o.reapAfter < 0 {
+				continue
+			}
+			// The clients have stopped and the replicas agree: no message
+			// about a dead key is in flight, so it may go now.
+			k, err = n.Reap(ctx, time.Now())
+			if err != nil {
+				return round, err
+			}
+			if k > 0 {
+				changes = append(changes, fmt.Sprintf("%s reaped %d dead keys", d.members[i].ID, k))
+			}
 		}
 		if len(changes) == 0 {
 			return round, nil
@@ -512,6 +546,7 @@ func (d *demo) report(detection time.Duration) error {
 		total.HintsPending += s.HintsPending
 		total.ReadRepairs += s.ReadRepairs
 		total.KeysRepaired += s.KeysRepaired
+		total.Reaped += s.Reaped
 	}
 	fmt.Fprintln(d.out, "\nreport")
 	for _, st := range d.stats {
@@ -527,6 +562,15 @@ func (d *demo) report(detection time.Duration) error {
 		total.HintsStored, total.HintsDelivered, total.HintsPending)
 	fmt.Fprintf(d.out, "read repairs %d, keys repaired by anti-entropy %d\n", total.ReadRepairs, total.KeysRepaired)
 	fmt.Fprintf(d.out, "reads that found siblings %d, writes that resolved siblings %d\n", d.sibs.Load(), d.solved.Load())
+	deletes := 0
+	for _, a := range d.acks {
+		if a.Version.Deleted {
+			deletes++
+		}
+	}
+	d.mu.Lock()
+	fmt.Fprintf(d.out, "deletes acknowledged %d, tombstones reaped %d (replica copies) of %d keys\n", deletes, total.Reaped, len(d.reaped))
+	d.mu.Unlock()
 
 	replicas := map[string][]kv.Object{}
 	for k := range d.o.keys {
@@ -540,7 +584,9 @@ func (d *demo) report(detection time.Duration) error {
 			replicas[key] = append(replicas[key], o)
 		}
 	}
-	v := kv.Check(d.acks, d.indet, replicas)
+	d.mu.Lock()
+	v := kv.CheckReaped(d.acks, d.indet, replicas, d.reaped)
+	d.mu.Unlock()
 	for _, i := range d.live() {
 		if err := d.serverAt(i).Shutdown(context.Background()); err != nil {
 			return err

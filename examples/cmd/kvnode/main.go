@@ -52,6 +52,7 @@ func run(args []string) error {
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
+	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +73,8 @@ func run(args []string) error {
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
-		Store: kv.StoreConfig{NoSync: *noSync},
+		Store:    kv.StoreConfig{NoSync: *noSync},
+		Maintain: kv.MaintainConfig{ReapAfter: *reapAfter},
 	})
 	if err != nil {
 		return err

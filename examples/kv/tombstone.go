@@ -1,0 +1,256 @@
+package kv
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Dead reports whether o is a deleted key: it has versions and every one
+// is a tombstone. Only dead objects are reaped.
+func Dead(o Object) bool {
+	vs := o.Values()
+	return len(vs) > 0 && !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted })
+}
+
+// markTombstone records in tx when the object o stored under the data key
+// dk became dead, and forgets it when o has a live value again.
+func (s *Store) markTombstone(tx *bolt.Tx, dk []byte, o Object) error {
+	b := tx.Bucket(bucketTombs)
+	switch had := b.Get(dk) != nil; {
+	case !Dead(o) && had:
+		return b.Delete(dk)
+	case Dead(o) && !had:
+		return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
+	}
+	return nil
+}
+
+// getUint64 reads a big-endian uint64 from b, 0 when absent.
+func getUint64(b *bolt.Bucket, key []byte) uint64 {
+	if v := b.Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// Tombstones returns up to limit keys with their objects that have been
+// dead ([Dead]) on this replica since before the time before, in segment
+// and key order, leaving out the keys keep rejects (nil: keep all).
+func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit int) ([]Entry, error) {
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		data, c := tx.Bucket(bucketData), tx.Bucket(bucketTombs).Cursor()
+		for dk, at := c.First(); dk != nil && len(out) < limit; dk, at = c.Next() {
+			if len(at) != 8 || int64(binary.BigEndian.Uint64(at)) >= before.UnixNano() {
+				continue
+			}
+			if keep != nil && !keep(dk[4:]) {
+				continue
+			}
+			o, err := DecodeObject(data.Get(dk))
+			if err != nil {
+				return err
+			}
+			out = append(out, Entry{Key: slices.Clone(dk[4:]), Object: o})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// errNotReapable aborts the transaction of a reap that must not happen.
+var errNotReapable = errors.New("not reapable")
+
+// reapable reports, within tx, whether key may be reaped with the dead
+// object whose encoding is want: this store holds no hint for key, and
+// its object for key is absent or encodes to want. present reports
+// whether it holds the object.
+func (s *Store) reapable(tx *bolt.Tx, key, want []byte) (ok, present bool, err error) {
+	cur := tx.Bucket(bucketData).Get(s.dataKey(key))
+	if cur != nil && !bytes.Equal(cur, want) {
+		return false, true, nil
+	}
+	hinted := eachHint(tx, key, func([]byte) error { return errNotReapable })
+	if errors.Is(hinted, errNotReapable) {
+		return false, cur != nil, nil
+	}
+	return hinted == nil, cur != nil, hinted
+}
+
+// Reapable reports whether [Store.Reap] of key with o would not be
+// refused: o is dead, this store holds no hint for key, and its object
+// for key is absent or equal to o.
+func (s *Store) Reapable(key []byte, o Object) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	want, err := EncodeObject(o)
+	if err != nil || !Dead(o) {
+		return false, err
+	}
+	var ok bool
+	err = s.db.View(func(tx *bolt.Tx) (err error) {
+		ok, _, err = s.reapable(tx, key, want)
+		return err
+	})
+	return ok, err
+}
+
+// Reap deletes key's dead object o, the tombstone every replica of the
+// key holds, from this store: it is a compare-and-delete that happens
+// only if the stored object still equals o and no hint for key is held
+// here, and that raises the store's reap floor to o's largest counter in
+// the same transaction. [Store.Update] numbers the dots of a key it holds
+// no dot of above the floor and lets the write's context cover the
+// floor, so dots are never reused after a reap, and a stale copy of a
+// reaped version the same actor wrote that arrives later is superseded by
+// the key's next write instead of coming back as its sibling (copies of
+// other actors' versions are kept out by [Node.Reap]'s conditions only). It reports whether it deleted
+// the key; a key already absent is not an error.
+func (s *Store) Reap(key []byte, o Object) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	if !Dead(o) {
+		return false, fmt.Errorf("kv: reap of %q: the object has live values", key)
+	}
+	want, err := EncodeObject(o)
+	if err != nil {
+		return false, err
+	}
+	var floor uint64
+	for _, c := range o.Context().All() {
+		floor = max(floor, c)
+	}
+	dk := s.dataKey(key)
+	s.writing.RLock()
+	defer s.writing.RUnlock()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		ok, present, err := s.reapable(tx, key, want)
+		if err != nil || !ok || !present {
+			return cmp.Or(err, errNotReapable)
+		}
+		meta := tx.Bucket(bucketMeta)
+		if floor > getUint64(meta, keyFloor) {
+			if err := meta.Put(keyFloor, binary.BigEndian.AppendUint64(nil, floor)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketTombs).Delete(dk); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketData).Delete(dk)
+	})
+	if errors.Is(err, errNotReapable) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("kv: reap of %q: %w", key, err)
+	}
+	s.mu.Lock()
+	s.treeOf(s.group(key)).Add(key, hashBytes(want)) // toggles the entry out
+	s.mu.Unlock()
+	return true, nil
+}
+
+// reapBatch is how many due tombstones [Node.Reap] takes per pass.
+const reapBatch = 1024
+
+// Reap makes one pass of tombstone reaping, as Riak does after a delete:
+// for each key whose object has been dead ([Dead]) on this node since
+// before the time before and whose first home replica this node is, it
+// asks every home replica and every fallback of the key whether it may
+// reap (its object equals this node's, or it has none, and it holds no
+// hint for the key), and if all agree it reaps the key on the other home
+// replicas and then on itself. A key is skipped when a replica or
+// fallback is believed down or disagrees; a partial reap is harmless: the
+// replicas that still hold the tombstone send it back through
+// anti-entropy and the next pass reaps it again. It returns how many keys
+// it reaped and stops at the first failed call.
+//
+// before must leave time for every message about the key still in
+// flight when it died to land (replication and read repair end within the
+// node's Timeout, an anti-entropy exchange within its own duration): a
+// stale copy of a reaped value that arrives after the reap, or a replica
+// outside the key's current home and fallbacks (after a ring change) that
+// still holds one, brings it back, as Cassandra's gc_grace_seconds warns.
+func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
+	due, err := n.store.Tombstones(before, func(key []byte) bool { return n.Home(key)[0] == n.id }, reapBatch)
+	if err != nil {
+		return 0, err
+	}
+	reaped := 0
+	for _, e := range due {
+		ok, err := n.reapKey(ctx, e)
+		if err != nil {
+			return reaped, fmt.Errorf("kv: reap of %q: %w", e.Key, err)
+		}
+		if ok {
+			reaped++
+		}
+	}
+	return reaped, nil
+}
+
+// reapKey reaps e's key on every home replica if every replica and
+// fallback agrees, and reports whether it did.
+func (n *Node) reapKey(ctx context.Context, e Entry) (bool, error) {
+	home, fallbacks := n.placement(e.Key)
+	if !slices.Contains(home, n.id) {
+		return false, nil // the ring changed since
+	}
+	notMe := func(id string) bool { return id == n.id }
+	home = slices.DeleteFunc(slices.Clone(home), notMe)
+	others := slices.Concat(home, slices.DeleteFunc(fallbacks, notMe))
+	if !all(others, n.alive) {
+		return false, nil // it may hold a stale copy or a hint
+	}
+	ask := func(o op, to string) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, n.timeout)
+		defer cancel()
+		resp, err := n.call(ctx, to, &request{Op: o, Key: e.Key, Object: e.Object})
+		return resp.Found, err
+	}
+	for _, to := range others {
+		if ok, err := ask(opReapable, to); err != nil || !ok {
+			return false, err
+		}
+	}
+	for _, to := range home {
+		if ok, err := ask(opReap, to); err != nil || !ok {
+			return false, err
+		}
+	}
+	return n.reapLocal(e.Key, e.Object)
+}
+
+// all reports whether f holds for every element of s.
+func all[T any](s []T, f func(T) bool) bool {
+	return !slices.ContainsFunc(s, func(x T) bool { return !f(x) })
+}
+
+// reapLocal reaps key's dead object o from this node's store and reports
+// whether the key is now absent here.
+func (n *Node) reapLocal(key []byte, o Object) (bool, error) {
+	reaped, err := n.store.Reap(key, o)
+	if err != nil {
+		return false, err
+	}
+	if reaped {
+		n.stats.tombstonesReaped.Add(1)
+		if n.onReap != nil {
+			n.onReap(key, o)
+		}
+		return true, nil
+	}
+	_, found, err := n.store.Get(key)
+	return !found, err
+}

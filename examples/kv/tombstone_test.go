@@ -1,0 +1,209 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/vclock"
+)
+
+// A replica reaps a dead key only with the object every replica agreed on
+// and no hint held for it; the reap floor, kept across reopening, numbers
+// the key's next write above every reaped dot, so a stale copy of a
+// reaped version that arrives afterwards is superseded, not resurrected.
+func TestStoreReap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s := openStore(t, path, StoreConfig{NoSync: true})
+	defer func() { s.Close() }()
+	k := []byte("k")
+	v1 := put(t, s, "k", vclock.VClock{}, "v1")
+	v2 := put(t, s, "k", v1.Context(), "v2")
+	if _, err := s.Reap(k, v2); err == nil {
+		t.Fatal("Reap of a live object succeeded")
+	}
+	dead, err := s.Update(k, v2.Context(), "n1", Version{Deleted: true})
+	if err != nil || !Dead(dead) {
+		t.Fatalf("delete: %v, dead %v", err, Dead(dead))
+	}
+	if due, err := s.Tombstones(time.Now().Add(-time.Hour), nil, 10); err != nil || len(due) != 0 {
+		t.Fatalf("Tombstones dead before an hour ago = %d, %v; want none", len(due), err)
+	}
+	if due, err := s.Tombstones(time.Now().Add(time.Hour), nil, 10); err != nil || len(due) != 1 || !sameObject(due[0].Object, dead) {
+		t.Fatalf("Tombstones = %v, %v; want the dead key", due, err)
+	}
+	// Another object than the stored one, or a hint held for the key, and
+	// nothing is reaped.
+	var other Object
+	other.Update(vclock.VClock{}, "n2", Version{Deleted: true})
+	if ok, err := s.Reap(k, other); ok || err != nil {
+		t.Fatalf("Reap of another object = %v, %v", ok, err)
+	}
+	if err := s.AddHint("n3", k, v1); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reapable(k, dead); ok || err != nil {
+		t.Fatalf("Reapable with a hint held = %v, %v", ok, err)
+	}
+	if ok, err := s.Reap(k, dead); ok || err != nil {
+		t.Fatalf("Reap with a hint held = %v, %v", ok, err)
+	}
+	if _, err := s.DropHint("n3", k, v1); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reap(k, dead); !ok || err != nil {
+		t.Fatalf("Reap = %v, %v", ok, err)
+	}
+	if _, found, _ := s.Get(k); found {
+		t.Fatal("the reaped key is still there")
+	}
+	if ok, err := s.Reapable(k, dead); !ok || err != nil {
+		t.Fatalf("Reapable of an absent key = %v, %v; want true", ok, err)
+	}
+	if s.Tree("").Root() != 0 {
+		t.Fatal("the tree still has the reaped key")
+	}
+	if due, _ := s.Tombstones(time.Now().Add(time.Hour), nil, 10); len(due) != 0 {
+		t.Fatalf("%d tombstones left", len(due))
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, path, StoreConfig{NoSync: true})
+	next := put(t, s, "k", vclock.VClock{}, "v3") // a blind write
+	if c := next.Context().Get("n1"); c != dead.Context().Get("n1")+1 {
+		t.Fatalf("the first write after the reap got counter %d, want %d", c, dead.Context().Get("n1")+1)
+	}
+	got, err := s.Sync(k, v1) // a stale copy of a reaped version
+	if err != nil || !slices.Equal(live(got), []string{"v3"}) {
+		t.Fatalf("after a stale copy arrives: %q, %v; want [v3]", live(got), err)
+	}
+	// A key that was never reaped keeps its own numbering.
+	if o := put(t, s, "j", vclock.VClock{}, "x"); o.Context().Get("n1") != dead.Context().Get("n1")+1 {
+		t.Fatalf("a fresh key under a floor of %d got counter %d", dead.Context().Get("n1"), o.Context().Get("n1"))
+	}
+	if o := put(t, s, "j", vclock.VClock{}, "y"); len(live(o)) != 2 {
+		t.Fatalf("a concurrent write to a key with a dot of n1 lost a sibling: %q", live(o))
+	}
+}
+
+// CheckReaped accepts a delete that was reaped and the writes it
+// replaced, and catches a replaced value that is back.
+func TestCheckReaped(t *testing.T) {
+	var o Object
+	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
+	ctxA := o.Context()
+	o.Update(ctxA, "n1", Version{Deleted: true})
+	a := Ack{Key: "k", Version: Version{Value: []byte("a")}, Dot: vclock.Dot{ID: "n1", Counter: 1}}
+	del := Ack{Key: "k", Version: Version{Deleted: true}, Context: ctxA, Dot: vclock.Dot{ID: "n1", Counter: 2}}
+	gone := map[string][]Object{"k": {{}, {}, {}}}
+	reaped := map[string]vclock.VClock{"k": o.Context()}
+
+	if v := Check([]Ack{a, del}, nil, gone); len(v.Lost) != 2 {
+		t.Fatalf("without the reaped history both writes look lost: %+v", v)
+	}
+	if err := CheckReaped([]Ack{a, del}, nil, gone, reaped).Err(); err != nil {
+		t.Fatalf("a reaped delete: %v", err)
+	}
+	if err := CheckReaped([]Ack{a}, []Ack{del}, gone, reaped).Err(); err != nil {
+		t.Fatalf("a reaped delete whose PUT failed: %v", err)
+	}
+	// A reap in progress: one replica still holds the reaped tombstone.
+	if err := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {o, {}, {}}}, reaped).Err(); err != nil {
+		t.Fatalf("a replica still holding the reaped tombstone: %v", err)
+	}
+	newer := o.Clone()
+	newer.Update(o.Context(), "n2", Version{Deleted: true})
+	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {newer, {}, {}}}, reaped); len(v.Diverged) != 1 {
+		t.Fatalf("a replica holding a newer tombstone than the reaped one: %+v", v)
+	}
+	var back Object
+	back.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
+	v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {back, back}}, reaped)
+	if len(v.Resurrected) != 1 || !errors.Is(v.Err(), ErrResurrected) {
+		t.Fatalf("a value back after its tombstone was reaped: %+v", v)
+	}
+}
+
+// In a cluster, a delete is reaped from every replica once all of them
+// hold it and no hint for the key is left, and a write afterwards starts
+// a new history. A hint of the deleted value still held by a fallback
+// holds the reap back until it is handed off: reaped earlier, the hint
+// would bring the value back.
+func TestClusterReap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		reaped := map[string]vclock.VClock{}
+		c.onReap = func(key []byte, o Object) {
+			h := reaped[string(key)]
+			h.Merge(o.Context())
+			reaped[string(key)] = h
+		}
+		ctx := context.Background()
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		c.crash(home[2])
+		w, err := c.node(home[0]).Put(ctx, key, vclock.VClock{}, []byte("v"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks := []Ack{{Key: "k", Version: Version{Value: []byte("v")}, Dot: w.Dot}}
+		c.node(home[0]).Wait()
+		if c.pendingHints() != 1 {
+			t.Fatalf("%d hints, want 1", c.pendingHints())
+		}
+		c.start(home[2])
+		d, err := c.node(home[0]).Delete(ctx, key, w.Context, 3) // reaches all three
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, Ack{Key: "k", Version: Version{Deleted: true}, Context: w.Context, Dot: d.Dot})
+		c.node(home[0]).Wait()
+		later := time.Now().Add(time.Hour)
+		if k, err := c.node(home[0]).Reap(ctx, later); k != 0 || err != nil {
+			t.Fatalf("Reap with a hint of the key pending = %d, %v; want 0", k, err)
+		}
+		for _, id := range c.ids {
+			if k, err := c.node(id).Reap(ctx, later); id != home[0] && (k != 0 || err != nil) {
+				t.Fatalf("%s, not the key's first home, reaped %d (%v)", id, k, err)
+			}
+		}
+		c.converge(ctx) // hands the hint off
+		if k, err := c.node(home[0]).Reap(ctx, later); k != 1 || err != nil {
+			t.Fatalf("Reap = %d, %v; want 1", k, err)
+		}
+		reapedOn := 0
+		for _, id := range c.ids {
+			reapedOn += int(c.node(id).Stats().Reaped)
+			if _, found, _ := c.stores[id].Get(key); found {
+				t.Fatalf("%s still holds the key", id)
+			}
+		}
+		if reapedOn != 3 {
+			t.Fatalf("%d replicas reaped the key, want 3", reapedOn)
+		}
+		c.converge(ctx)
+		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaped).Err(); err != nil {
+			t.Fatal(err)
+		}
+		w2, err := c.node(home[1]).Put(ctx, key, vclock.VClock{}, []byte("v2"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reaped["k"].Contains(w2.Dot) || w2.Dot.Counter <= reaped["k"].Get(c.node(home[0]).Actor()) {
+			t.Fatalf("the write after the reap reused dot %v", w2.Dot)
+		}
+		acks = append(acks, Ack{Key: "k", Version: Version{Value: []byte("v2")}, Dot: w2.Dot})
+		c.converge(ctx)
+		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaped).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
