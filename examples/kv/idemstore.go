@@ -133,13 +133,14 @@ func dottedValues(o Object) ([]dottedValue, error) {
 // records, oldest first, through an index by deadline, so that the file
 // holds the live records and at most the few expired since the last Claim.
 //
-// The bbolt file is locked by one process at a time, so every in-progress
-// claim found when the store is opened belongs to an execution that no
-// longer runs (its process crashed or closed the store mid-request):
-// [NewIdempotencyStore] ends them, and a retry takes the key over at once
-// instead of after the lock lapses. That is safe for the store's writes:
-// a write the crashed execution applied is recognised by its idempotency
-// key at its coordinator (see [Node.Write]).
+// Claims are durable too, and a crash ends them as package idempotency
+// defines it for a crashed executor: a node killed while it executed a
+// request restarts with the claim, a retry through it gets
+// idempotency.ErrInProgress (409) until the claim's lock lapses, and then
+// takes the key over. The write the crashed execution may have applied is
+// recognised by its idempotency key at its coordinator (see [Node.Write]),
+// so the takeover does not apply it twice; a retry through another node
+// does not wait for the lock.
 //
 // An IdempotencyStore is safe for concurrent use. Its zero value is not
 // usable: call [NewIdempotencyStore]. It is usable while its Store is
@@ -168,40 +169,25 @@ var (
 // idempotencySweep is how many expired records a Claim deletes at most.
 const idempotencySweep = 16
 
-// NewIdempotencyStore returns the idempotency store of s, creating its
-// buckets if needed, and ends the in-progress claims s holds (see
-// [IdempotencyStore]). It returns bbolt's errors and [ErrMalformed] for a
-// corrupt record.
+// NewIdempotencyStore returns the idempotency store kept in s's file,
+// creating its buckets if needed: the records of an earlier run, claims
+// included, are live again until their deadlines. It returns bbolt's
+// errors.
 func NewIdempotencyStore(s *Store, cfg IdempotencyConfig) (*IdempotencyStore, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System{}
 	}
-	is := &IdempotencyStore{db: s.db, clock: cfg.Clock}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		recs, err := tx.CreateBucketIfNotExists(bucketIdem)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucketIfNotExists(bucketExpiry); err != nil {
-			return err
-		}
-		var claims [][]byte
-		err = recs.ForEach(func(k, v []byte) error {
-			rec, err := decodeRecord(string(k), v)
-			if err == nil && rec.State == idempotency.InProgress {
-				claims = append(claims, bytes.Clone(k))
-			}
-			return err
-		})
-		for _, k := range claims {
-			err = errors.Join(err, is.remove(tx, k))
+		_, err := tx.CreateBucketIfNotExists(bucketIdem)
+		if err == nil {
+			_, err = tx.CreateBucketIfNotExists(bucketExpiry)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv: idempotency store: %w", err)
 	}
-	return is, nil
+	return &IdempotencyStore{db: s.db, clock: cfg.Clock}, nil
 }
 
 // Claim implements [idempotency.Store.Claim]. It returns an error for a
