@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -17,6 +20,7 @@ import (
 	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/idempotency/idempotencytest"
+	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -360,5 +364,144 @@ func TestDottedValues(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// holding returns how many of ids' stores hold a sibling with dot d of
+// key, and the siblings of each.
+func holding(t *testing.T, c *cluster, ids []string, key string, d vclock.Dot) (n int, siblings []int) {
+	t.Helper()
+	for _, id := range ids {
+		o, _, err := c.stores[id].Get([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := dottedValues(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dv := range ds {
+			if dv.dot == d {
+				n++
+			}
+		}
+		siblings = append(siblings, o.Len())
+	}
+	return n, siblings
+}
+
+// A PUT whose quorum failed (503) and that is retried with its
+// Idempotency-Key through other nodes applies once: every retry answers
+// with the first attempt's dot, succeeds once W replicas hold it, and the
+// key ends with exactly one sibling. The key with another value is
+// refused with 422.
+func TestAPIRetryThroughAnotherNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		home, other := homeAndOther(c, "k")
+		api := map[string]http.Handler{}
+		for _, id := range c.ids {
+			is, err := NewIdempotencyStore(c.stores[id], IdempotencyConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			api[id] = API(c.node(id), APIConfig{Guard: idempotency.New(is, idempotency.Config{})})
+		}
+		key := []string{idempotency.KeyHeader, `"put-k-1"`}
+
+		c.net.partitioned[home[0]] = true
+		rec := do(api[home[0]], "PUT", "/kv/k", "v", key...)
+		first := rec.Header().Get(HeaderDot)
+		if rec.Code != http.StatusServiceUnavailable || first == "" {
+			t.Fatalf("PUT from a partitioned coordinator: %d %q %s", rec.Code, first, rec.Body)
+		}
+		d, err := DecodeDot(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.net.partitioned[home[0]] = false
+
+		// Through another home replica (which never saw the first attempt:
+		// the write goes to the first live home replica), then through a
+		// node that is not a home replica.
+		for _, via := range []string{home[1], other} {
+			rec := do(api[via], "PUT", "/kv/k", "v", key...)
+			if rec.Code != http.StatusNoContent || rec.Header().Get(HeaderDot) != first {
+				t.Fatalf("retry via %s: %d, dot %q, want 204 with the first dot %q: %s", via, rec.Code, rec.Header().Get(HeaderDot), first, rec.Body)
+			}
+			if n, _ := holding(t, c, home, "k", d); n < c.q.W {
+				t.Fatalf("retry via %s succeeded with %d replicas holding the write, want W = %d", via, n, c.q.W)
+			}
+		}
+		for _, id := range c.ids {
+			c.node(id).Wait()
+		}
+		if n, siblings := holding(t, c, home, "k", d); n != len(home) || !slices.Equal(siblings, []int{1, 1, 1}) {
+			t.Fatalf("%d home replicas hold the write, siblings %v; want all of them and one sibling each", n, siblings)
+		}
+		// The same node replays its record; a reused key is refused everywhere.
+		if rec := do(api[other], "PUT", "/kv/k", "v", key...); rec.Code != http.StatusNoContent || rec.Header().Get(idempotency.ReplayedHeader) != "true" {
+			t.Fatalf("second retry via %s: %d %v, want a replay", other, rec.Code, rec.Header())
+		}
+		for _, id := range c.ids {
+			if rec := do(api[id], "PUT", "/kv/k", "другое", key...); rec.Code != http.StatusUnprocessableEntity {
+				t.Fatalf("key reused with another value via %s: %d %s, want 422", id, rec.Code, rec.Body)
+			}
+		}
+		if rec := do(api[home[2]], "DELETE", "/kv/k", "", append(key, HeaderContext, EncodeContext(vclock.VClock{}))...); rec.Code != http.StatusUnprocessableEntity {
+			t.Fatalf("key reused for a delete: %d %s, want 422", rec.Code, rec.Body)
+		}
+		if _, siblings := holding(t, c, home, "k", d); !slices.Equal(siblings, []int{1, 1, 1}) {
+			t.Fatalf("refused writes changed the key: siblings %v", siblings)
+		}
+	})
+}
+
+// What the coordinator deduplicates depends on what it holds: a retry
+// whose coordinator received the first attempt by replication applies
+// once; one whose coordinator never saw it applies again, as a sibling
+// (Node.Write documents both).
+func TestNodeRetryCoordinatorChanged(t *testing.T) {
+	for _, replicated := range []bool{true, false} {
+		t.Run(fmt.Sprint("replicated=", replicated), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+				defer c.close()
+				ctx := context.Background()
+				all := c.ring.Replicas([]byte("k"), c.q.N+DefaultFallbacks, nil)
+				home, _ := homeAndOther(c, "k")
+				cut := all[2:] // the third home replica and the fallbacks
+				if !replicated {
+					cut = all[1:]
+				}
+				for _, id := range cut {
+					c.net.partitioned[id] = true
+				}
+				v := Version{Value: []byte("v"), IdempotencyKey: "K"}
+				w1, err := c.node(home[0]).Write(ctx, []byte("k"), vclock.VClock{}, v, 3)
+				if !errors.Is(err, quorum.ErrNoQuorum) {
+					t.Fatalf("write: %v, want ErrNoQuorum", err)
+				}
+				c.node(home[0]).Wait()
+				c.crash(home[0]) // the next live home replica coordinates the retry
+				clear(c.net.partitioned)
+				w2, err := c.node(home[2]).Write(ctx, []byte("k"), vclock.VClock{}, v, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (w2.Dot == w1.Dot) != replicated {
+					t.Fatalf("retry got dot %v, first attempt %v; want equal: %v", w2.Dot, w1.Dot, replicated)
+				}
+				c.converge(ctx)
+				want := 1
+				if !replicated {
+					want = 2
+				}
+				if _, siblings := holding(t, c, home, "k", w1.Dot); !slices.Equal(siblings, []int{want, want, want}) {
+					t.Fatalf("siblings %v, want %d on each home replica", siblings, want)
+				}
+			})
+		})
 	}
 }
