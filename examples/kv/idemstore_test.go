@@ -260,7 +260,7 @@ func TestUpdateOnce(t *testing.T) {
 	defer s.Close()
 	key := []byte("k")
 	v := Version{Value: []byte("v"), IdempotencyKey: "K"}
-	o, dot, applied, err := s.UpdateOnce(key, vclock.VClock{}, "a", v)
+	_, dot, applied, err := s.UpdateOnce(key, vclock.VClock{}, "a", v)
 	if err != nil || !applied || dot != (vclock.Dot{ID: "a", Counter: 1}) {
 		t.Fatalf("first write: %v %v %v", dot, applied, err)
 	}
@@ -268,7 +268,7 @@ func TestUpdateOnce(t *testing.T) {
 	if _, _, _, err := s.UpdateOnce(key, vclock.VClock{}, "b", Version{Value: []byte("w")}); err != nil {
 		t.Fatal(err)
 	}
-	o, dot, applied, err = s.UpdateOnce(key, vclock.VClock{}, "b", v)
+	o, dot, applied, err := s.UpdateOnce(key, vclock.VClock{}, "b", v)
 	if err != nil || applied || dot != (vclock.Dot{ID: "a", Counter: 1}) || o.Len() != 2 {
 		t.Fatalf("retry: dot %v applied %v, %d siblings, %v; want the first dot, not applied, 2 siblings", dot, applied, o.Len(), err)
 	}
