@@ -69,6 +69,17 @@
 //     anti-entropy may repeat, reorder and duplicate; once hints are
 //     handed off and every pair of replicas ran an exchange without
 //     finding a difference, the replicas of every key are identical.
+//   - Idempotent writes: a PUT or DELETE with an Idempotency-Key is
+//     recorded in the node's bbolt file ([IdempotencyStore], durable
+//     before the response goes out) and replayed to retries through that
+//     node. The key also travels into the written [Version], and the
+//     write goes to the key's first live home replica, which does not
+//     apply a key it already holds as a sibling: it answers with that
+//     sibling's dot and sends it to the replicas again, so a retry through
+//     any node, after a 503 or a crash, applies once and succeeds once W
+//     replicas hold the write. A key reused with another value gets 422.
+//     A retry is applied again only when its coordinator never saw the
+//     first attempt or a later write superseded it ([Node.Write]).
 //   - Trees: each replica set's tree equals merkle.Build over its keys
 //     with the xxHash64 of their encoded objects, after any sequence of
 //     writes, reopenings and regroupings.

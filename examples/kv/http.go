@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -60,7 +61,8 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 }
 
 // Call POSTs req to node to and returns the response body. A status other
-// than 200 is an error carrying the node's text.
+// than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
+// for 422, the node's answer to a write that reused an idempotency key.
 func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.mu.RLock()
 	addr, ok := t.addrs[to]
@@ -84,7 +86,11 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-		return nil, fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, bytes.TrimSpace(text))
+		err := fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, bytes.TrimSpace(text))
+		if resp.StatusCode == http.StatusUnprocessableEntity {
+			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
+		}
+		return nil, err
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
 }
@@ -93,8 +99,12 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 // no metrics.
 type APIConfig struct {
 	// Guard, when set, makes PUT and DELETE requests that carry an
-	// Idempotency-Key apply once per key (per node: a retry must go to the
-	// same node), replaying the first answer.
+	// Idempotency-Key apply once per key on this node, replaying the
+	// first recorded answer (a 503 is not recorded: its retry runs again).
+	// Give it a durable store, [NewIdempotencyStore], so that records
+	// survive a crash. With or without a Guard, the key also travels with
+	// the write to its coordinator, which deduplicates retries sent
+	// through any node (see [Node.Write]).
 	Guard *idempotency.Guard
 	// Metrics, when set, counts the requests and their latencies.
 	Metrics *Metrics
@@ -151,6 +161,8 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrMalformed):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, ErrKeyReused):
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	default:
@@ -234,17 +246,18 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, key []byte) {
 		http.Error(w, "DELETE needs the X-Context of a read", http.StatusPreconditionRequired)
 		return
 	}
-	var res Written
-	if r.Method == http.MethodDelete {
-		res, err = a.n.Delete(r.Context(), key, cctx, q)
-	} else {
-		value, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueLen))
-		if rerr != nil {
-			http.Error(w, rerr.Error(), http.StatusRequestEntityTooLarge)
+	v := Version{Deleted: r.Method == http.MethodDelete}
+	if v.IdempotencyKey, err = idempotencyKey(r); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !v.Deleted {
+		if v.Value, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueLen)); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
-		res, err = a.n.Put(r.Context(), key, cctx, value, q)
 	}
+	res, err := a.n.Write(r.Context(), key, cctx, v, q)
 	if res.Dot.Counter > 0 {
 		w.Header().Set(HeaderDot, EncodeDot(res.Dot))
 	}
@@ -256,11 +269,33 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, key []byte) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// writeError answers err: 400 for bad input, 503 for too few replicas.
+// idempotencyKey returns the request's Idempotency-Key field as sent
+// (without surrounding spaces; "": none), which identifies the write at
+// its coordinator, or an error for several fields or a key longer than
+// MaxIdempotencyKeyLen.
+func idempotencyKey(r *http.Request) (string, error) {
+	fields := r.Header.Values(idempotency.KeyHeader)
+	switch {
+	case len(fields) == 0:
+		return "", nil
+	case len(fields) > 1:
+		return "", fmt.Errorf("kv: %d Idempotency-Key fields, want one", len(fields))
+	}
+	k := strings.TrimSpace(fields[0])
+	if len(k) > MaxIdempotencyKeyLen {
+		return "", fmt.Errorf("kv: Idempotency-Key of %d bytes, want at most %d", len(k), MaxIdempotencyKeyLen)
+	}
+	return k, nil
+}
+
+// writeError answers err: 400 for bad input, 422 for an idempotency key
+// reused with another value, 503 for too few replicas.
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadKey), errors.Is(err, quorum.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, ErrKeyReused):
+		http.Error(w, err.Error()+"\nthis Idempotency-Key was used for a different value", http.StatusUnprocessableEntity)
 	default:
 		http.Error(w, "too few replicas answered: "+err.Error()+
 			"\nthe outcome is indeterminate; a retry with the same Idempotency-Key is safe", http.StatusServiceUnavailable)

@@ -165,6 +165,26 @@ func TestHTTPTransport(t *testing.T) {
 			t.Fatalf("GET via %s: %d %q %v", srv.URL, resp.StatusCode, b, err)
 		}
 	}
+	// An Idempotency-Key travels to the coordinator over the RPCs, and its
+	// reuse with another value comes back as 422 from every node.
+	for i, w := range []struct {
+		body string
+		code int
+	}{{"once", 204}, {"once", 204}, {"twice", 422}, {"twice", 422}, {"twice", 422}} {
+		put, err := http.NewRequest("PUT", servers[i%3].URL+"/kv/keyed", strings.NewReader(w.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		put.Header.Set(idempotency.KeyHeader, `"k1"`)
+		resp, err := http.DefaultClient.Do(put)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != w.code {
+			t.Fatalf("PUT %q via node %d: %d, want %d", w.body, i%3, resp.StatusCode, w.code)
+		}
+	}
 	if _, err := tr.Call(context.Background(), "nobody", nil); err == nil {
 		t.Fatal("call to an unknown node succeeded")
 	}

@@ -269,14 +269,14 @@ type Written struct {
 // acknowledged: the outcome is then indeterminate (the write may survive
 // on the replicas that took it), and a retry is safe.
 func (n *Node) Put(ctx context.Context, key []byte, cctx vclock.VClock, value []byte, w int) (Written, error) {
-	return n.write(ctx, key, cctx, Version{Value: value}, w)
+	return n.Write(ctx, key, cctx, Version{Value: value}, w)
 }
 
 // Delete writes a tombstone for key with the context of the client's last
 // read, which removes exactly the values that read returned; it is
 // acknowledged and fails like [Node.Put].
 func (n *Node) Delete(ctx context.Context, key []byte, cctx vclock.VClock, w int) (Written, error) {
-	return n.write(ctx, key, cctx, Version{Deleted: true}, w)
+	return n.Write(ctx, key, cctx, Version{Deleted: true}, w)
 }
 
 // quorumSize returns the per-request quorum k named name, def when k is 0,
@@ -291,17 +291,50 @@ func (n *Node) quorumSize(name string, k, def int) (int, error) {
 	return k, nil
 }
 
-func (n *Node) write(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int) (Written, error) {
+// Write writes v, a value or a tombstone, under key with the context of
+// the client's last read; [Node.Put] and [Node.Delete] are Writes without
+// an idempotency key. It is acknowledged and fails like Put.
+//
+// A write with an idempotency key (v.IdempotencyKey, the client's
+// Idempotency-Key) is coordinated by the first live home replica of the
+// key, even when this node is another home replica, so that the retries
+// of a write meet the coordinator of its first attempt. A coordinator
+// whose copy of the key holds a sibling written with the same idempotency
+// key does not write again ([Store.UpdateOnce]): it answers with that
+// sibling's dot and the key's current context, and sends its copy to the
+// other replicas again, so that a retry of a write that reached fewer
+// than w replicas succeeds once w replicas hold it. The same idempotency
+// key with another payload is refused with an error wrapping
+// [ErrKeyReused].
+//
+// What is deduplicated, and what is not: a retry applies once when its
+// coordinator holds the first attempt's sibling, that is when the first
+// attempt was coordinated there (the usual case: the same first live home
+// replica), or reached it by replication, read repair, handoff or
+// anti-entropy, and the sibling has not been superseded since. A retry is
+// applied again, as a new sibling beside the first (no value is lost, but
+// a reader sees it twice), when its coordinator never saw the first
+// attempt (the first live home replica changed between the attempts, and
+// the first attempt had not reached the new one), and when a later write
+// whose context covered the first attempt replaced it (the key is gone
+// with the sibling). Keys are compared as sent, byte for byte.
+func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int) (Written, error) {
 	if err := checkKey(key); err != nil {
 		return Written{}, err
+	}
+	if len(v.IdempotencyKey) > MaxIdempotencyKeyLen {
+		return Written{}, fmt.Errorf("%w: idempotency key of %d bytes, want at most %d", ErrBadKey, len(v.IdempotencyKey), MaxIdempotencyKeyLen)
 	}
 	w, err := n.quorumSize("w", w, n.quorum.W)
 	if err != nil {
 		return Written{}, err
 	}
 	home, fallbacks := n.placement(key)
-	if !slices.Contains(home, n.id) {
+	if self := slices.Contains(home, n.id); !self || v.IdempotencyKey != "" {
 		for _, h := range home {
+			if h == n.id {
+				break // this node is the first live home replica
+			}
 			if !n.alive(h) {
 				continue
 			}
@@ -311,20 +344,23 @@ func (n *Node) write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 			}
 			return Written{Context: resp.Context, Dot: resp.Dot}, nil
 		}
-		return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
+		if !self {
+			return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
+		}
 	}
 	return n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
 }
 
-// coordinate applies a client's write on this home replica and replicates
-// it to the other home replicas, with hints on fallbacks for those that
-// cannot take it, until w replicas (this one included) hold it.
+// coordinate applies a client's write on this home replica, unless it is
+// a retry of one it holds (see [Node.Write]), and replicates the key's
+// object to the other home replicas, with hints on fallbacks for those
+// that cannot take it, until w replicas (this one included) hold it.
 func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
-	o, err := n.store.Update(key, cctx, n.actor, v)
+	o, dot, _, err := n.store.UpdateOnce(key, cctx, n.actor, v)
 	if err != nil {
 		return Written{}, err
 	}
-	res := Written{Context: o.Context(), Dot: vclock.Dot{ID: n.actor, Counter: o.Context().Get(n.actor)}}
+	res := Written{Context: o.Context(), Dot: dot}
 	others := slices.DeleteFunc(slices.Clone(home), func(h string) bool { return h == n.id })
 	fallbacks = slices.DeleteFunc(slices.Clone(fallbacks), func(h string) bool { return h == n.id })
 	if len(others) == 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/distkit/distkit/vclock"
 )
@@ -16,38 +17,54 @@ import (
 var ErrMalformed = errors.New("kv: malformed encoding")
 
 // Version is one sibling of a key: the bytes a client wrote, or a
-// tombstone left by a delete. It is a plain value; the zero Version is an
-// empty, live value.
+// tombstone left by a delete, and the idempotency key the client wrote it
+// with, if any. It is a plain value; the zero Version is an empty, live
+// value without an idempotency key.
 type Version struct {
 	Value   []byte
 	Deleted bool // a tombstone; Value is empty
+	// IdempotencyKey is the client's Idempotency-Key for the write that
+	// made this sibling ("": none), at most [MaxIdempotencyKeyLen] bytes.
+	// A coordinator asked to write with a key that a sibling already
+	// carries does not write again (see [Node.Write]).
+	IdempotencyKey string
 }
+
+// MaxIdempotencyKeyLen is the longest [Version.IdempotencyKey], in bytes.
+const MaxIdempotencyKeyLen = 1024
 
 var (
 	_ msgpack.CustomEncoder = Version{}
 	_ msgpack.CustomDecoder = (*Version)(nil)
 )
 
-// EncodeMsgpack writes v as the array [value bin, deleted bool].
+// EncodeMsgpack writes v as the array [value bin, deleted bool], or
+// [value bin, deleted bool, idempotency key str] when v has a key: a
+// Version without a key encodes as it did before keys existed, and every
+// Version has exactly one encoding.
 func (v Version) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := enc.EncodeArrayLen(2); err != nil {
+	n := 2
+	if v.IdempotencyKey != "" {
+		n = 3
+	}
+	err := firstErr(enc.EncodeArrayLen(n), enc.EncodeBytes(v.Value), enc.EncodeBool(v.Deleted))
+	if err != nil || n == 2 {
 		return err
 	}
-	if err := enc.EncodeBytes(v.Value); err != nil {
-		return err
-	}
-	return enc.EncodeBool(v.Deleted)
+	return enc.EncodeString(v.IdempotencyKey)
 }
 
 // DecodeMsgpack reads a Version written by [Version.EncodeMsgpack]. A
-// tombstone with a value is rejected. Errors wrap [ErrMalformed].
+// tombstone with a value, an empty idempotency key written out (the
+// encoding without a key is the two-field one) and a key longer than
+// [MaxIdempotencyKeyLen] are rejected. Errors wrap [ErrMalformed].
 func (v *Version) DecodeMsgpack(dec *msgpack.Decoder) error {
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return fmt.Errorf("%w: version: %w", ErrMalformed, err)
 	}
-	if n != 2 {
-		return fmt.Errorf("%w: version of %d fields, want 2", ErrMalformed, n)
+	if n != 2 && n != 3 {
+		return fmt.Errorf("%w: version of %d fields, want 2 or 3", ErrMalformed, n)
 	}
 	val, err := decodeBin(dec)
 	if err != nil {
@@ -60,8 +77,47 @@ func (v *Version) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if del && len(val) > 0 {
 		return fmt.Errorf("%w: tombstone with a %d-byte value", ErrMalformed, len(val))
 	}
-	*v = Version{Value: val, Deleted: del}
+	var key string
+	if n == 3 {
+		if key, err = decodeIdempotencyKey(dec); err != nil {
+			return fmt.Errorf("%w: version idempotency key: %w", ErrMalformed, err)
+		}
+	}
+	*v = Version{Value: val, Deleted: del, IdempotencyKey: key}
 	return nil
+}
+
+// decodeIdempotencyKey reads a msgpack str of 1 to MaxIdempotencyKeyLen
+// bytes.
+func decodeIdempotencyKey(dec *msgpack.Decoder) (string, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	if !msgpcode.IsFixedString(c) && c != msgpcode.Str8 && c != msgpcode.Str16 && c != msgpcode.Str32 {
+		return "", fmt.Errorf("code %#x is not a string", c)
+	}
+	n, err := dec.DecodeBytesLen()
+	if err != nil {
+		return "", err
+	}
+	if n < 1 || n > MaxIdempotencyKeyLen {
+		return "", fmt.Errorf("%d bytes, want 1 to %d", n, MaxIdempotencyKeyLen)
+	}
+	if err := fits(dec, n, 1); err != nil {
+		return "", err
+	}
+	b := make([]byte, n)
+	if err := dec.ReadFull(b); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// Same reports whether v and o are the same write's payload: the same
+// value, both tombstones or both not.
+func (v Version) Same(o Version) bool {
+	return v.Deleted == o.Deleted && bytes.Equal(v.Value, o.Value)
 }
 
 // decodeBin reads a msgpack bin (nil: empty), refusing a length longer

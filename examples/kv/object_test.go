@@ -61,6 +61,58 @@ func TestDecodeObjectHostile(t *testing.T) {
 	}
 }
 
+// A Version without an idempotency key encodes as before keys existed;
+// one with a key adds a third field; each has one encoding.
+func TestVersionEncoding(t *testing.T) {
+	for _, c := range []struct {
+		v    Version
+		want []byte
+	}{
+		{Version{Value: []byte("a")}, []byte{0x92, 0xc4, 0x01, 'a', 0xc2}},
+		{Version{Deleted: true}, []byte{0x92, 0xc0, 0xc3}},
+		{Version{Value: []byte("a"), IdempotencyKey: "K"}, []byte{0x93, 0xc4, 0x01, 'a', 0xc2, 0xa1, 'K'}},
+		{Version{Deleted: true, IdempotencyKey: "K"}, []byte{0x93, 0xc0, 0xc3, 0xa1, 'K'}},
+	} {
+		enc, err := msgpack.Marshal(c.v)
+		if err != nil || !bytes.Equal(enc, c.want) {
+			t.Fatalf("%+v encodes to %x (%v), want %x", c.v, enc, err, c.want)
+		}
+		var got Version
+		if err := msgpack.Unmarshal(enc, &got); err != nil || !got.Same(c.v) || got.IdempotencyKey != c.v.IdempotencyKey {
+			t.Fatalf("%x decodes to %+v (%v), want %+v", enc, got, err, c.v)
+		}
+	}
+	long := string(bytes.Repeat([]byte{'k'}, MaxIdempotencyKeyLen+1))
+	for name, in := range map[string][]any{
+		"empty key":      {[]byte("a"), false, ""},
+		"long key":       {[]byte("a"), false, long},
+		"bin key":        {[]byte("a"), false, []byte("K")},
+		"nil key":        {[]byte("a"), false, nil},
+		"four fields":    {[]byte("a"), false, "K", 1},
+		"one field":      {[]byte("a")},
+		"keyed tomb+val": {[]byte("a"), true, "K"},
+	} {
+		b, err := msgpack.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msgpack.Unmarshal(b, new(Version)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+	huge := []byte{0x93, 0xc0, 0xc2, 0xda, 0x03, 0xff, 'K'} // a 1023-byte key in 7 bytes
+	if err := msgpack.Unmarshal(huge, new(Version)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("key longer than the input: %v, want ErrMalformed", err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_ = msgpack.Unmarshal(huge, new(Version))
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n >= 1023 {
+		t.Errorf("decoding a 1023-byte key length from %d bytes allocated %d bytes", len(huge), n)
+	}
+}
+
 // FuzzDecodeObject: decoding never panics, and whatever decodes re-encodes
 // to bytes that decode to the same object.
 func FuzzDecodeObject(f *testing.F) {
@@ -69,6 +121,11 @@ func FuzzDecodeObject(f *testing.F) {
 	o.Update(vclock.VClock{}, "n2", Version{Deleted: true})
 	enc, _ := EncodeObject(o)
 	f.Add(enc)
+	o.Update(vclock.VClock{}, "n2", Version{Value: []byte("b"), IdempotencyKey: `"key-1"`})
+	o.Update(vclock.VClock{}, "n3", Version{Deleted: true, IdempotencyKey: "k"})
+	enc, _ = EncodeObject(o)
+	f.Add(enc)
+	f.Add([]byte{0x92, 0x90, 0x91, 0x93, 0xc4, 0x01, 'x', 0xc2, 0xa1, 'K'})
 	f.Add([]byte{0x92, 0x90, 0x90})
 	f.Add([]byte{0x92, 0x90, 0x91, 0x92, 0xc4, 0x01, 'x', 0xc2})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -14,7 +14,7 @@ func sampleMessages() (request, response) {
 	var ctx vclock.VClock
 	ctx.Tick("n2.0")
 	q := request{Op: opCoordinate, Key: []byte("k"), Object: o, Hint: "n3", Context: ctx,
-		Value: Version{Value: []byte("x")}, W: 2, Group: "n1,n2,n3", Tree: []byte{1, 2}, Segments: []int{0, 7, 255}}
+		Value: Version{Value: []byte("x"), IdempotencyKey: "K"}, W: 2, Group: "n1,n2,n3", Tree: []byte{1, 2}, Segments: []int{0, 7, 255}}
 	p := response{Found: true, Object: o, Context: ctx, Dot: vclock.Dot{ID: "n1.0", Counter: 1},
 		Tree: []byte{3}, Entries: []Entry{{Key: []byte("k"), Object: o}}}
 	return q, p
@@ -44,7 +44,7 @@ func TestRPCRoundTrip(t *testing.T) {
 	if again, _ := p2.marshal(); !bytes.Equal(pb, again) {
 		t.Fatalf("response re-encodes differently")
 	}
-	if p2.Dot != p.Dot || !p2.Found || len(p2.Entries) != 1 || q2.W != 2 || q2.Op != opCoordinate {
+	if p2.Dot != p.Dot || !p2.Found || len(p2.Entries) != 1 || q2.W != 2 || q2.Op != opCoordinate || q2.Value.IdempotencyKey != "K" {
 		t.Fatalf("decoded %+v / %+v", q2, p2)
 	}
 	for name, b := range map[string][]byte{
@@ -62,6 +62,8 @@ func FuzzRequest(f *testing.F) {
 	b, _ := q.marshal()
 	f.Add(b)
 	b, _ = (&request{Op: opRead, Key: []byte("k")}).marshal()
+	f.Add(b)
+	b, _ = (&request{Op: opCoordinate, Key: []byte("k"), Value: Version{Deleted: true, IdempotencyKey: `"a"`}, W: 1}).marshal()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var q request

@@ -96,7 +96,9 @@ type Server struct {
 // StartServer opens the store in cfg.Data, joins the SWIM cluster,
 // starts listening and serving and starts the background work; it
 // returns once the node serves. Stop it with [Server.Shutdown]. It
-// returns the errors of [Open], [NewNode], swim.New and listening.
+// returns the errors of [Open], [NewIdempotencyStore], [NewNode], swim.New
+// and listening. Idempotency keys are recorded durably in the store's file
+// ([IdempotencyStore]) and kept for the Guard's default retention.
 func StartServer(cfg ServerConfig) (s *Server, err error) {
 	log := cfg.Logger
 	if log == nil {
@@ -164,7 +166,11 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Logger: log}); err != nil {
 		return nil, err
 	}
-	guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	idem, err := NewIdempotencyStore(s.store, IdempotencyConfig{})
+	if err != nil {
+		return nil, err
+	}
+	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
 		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.

@@ -1,0 +1,417 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/vclock"
+)
+
+// ErrKeyReused is returned by [Node.Write] (so by [Node.Put] and
+// [Node.Delete]) and [Store.UpdateOnce] when the key's object holds a
+// sibling written with the same idempotency key and another payload: the
+// client reused its Idempotency-Key for a different write. Nothing was
+// written. The HTTP API answers it with 422, as the idempotency middleware
+// answers a fingerprint mismatch.
+var ErrKeyReused = errors.New("kv: idempotency key reused with a different value")
+
+// UpdateOnce is [Store.Update] for a write that may be a retry: when
+// v.IdempotencyKey is set and key's object holds a sibling written with
+// that idempotency key, it writes nothing and returns the object and that
+// sibling's dot, with applied false, or an error wrapping [ErrKeyReused]
+// when the sibling's payload differs from v's (see [Version.Same]).
+// Otherwise it applies the write as Update does and returns the write's
+// dot, with applied true. The check and the write are one transaction, so
+// concurrent writes with one idempotency key on one store apply at most
+// once while the sibling lives. It returns [ErrBadKey] for an invalid key.
+func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Version) (o Object, dot vclock.Dot, applied bool, err error) {
+	if err := checkKey(key); err != nil {
+		return Object{}, vclock.Dot{}, false, err
+	}
+	o, werr := s.write(key, func(o *Object) {
+		// Batch may run this again after a failed batch: set every result afresh.
+		dot, applied, err = vclock.Dot{}, false, nil
+		if v.IdempotencyKey != "" {
+			var (
+				prev Version
+				ok   bool
+			)
+			if prev, dot, ok, err = keyedSibling(*o, v.IdempotencyKey); err != nil || ok {
+				if err == nil && !prev.Same(v) {
+					err = fmt.Errorf("%w: %q holds another write with key %q (dot %v)", ErrKeyReused, key, v.IdempotencyKey, dot)
+				}
+				return
+			}
+		}
+		o.Update(ctx, actor, v)
+		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true
+	})
+	return o, dot, applied, errors.Join(werr, err)
+}
+
+// keyedSibling returns the sibling of o written with the idempotency key
+// k and its dot, and false if o holds none.
+func keyedSibling(o Object, k string) (Version, vclock.Dot, bool, error) {
+	vals := o.Values()
+	i := 0
+	for i < len(vals) && vals[i].IdempotencyKey != k {
+		i++
+	}
+	if i == len(vals) {
+		return Version{}, vclock.Dot{}, false, nil // the common case: not a retry
+	}
+	ds, err := dottedValues(o)
+	if err != nil {
+		return Version{}, vclock.Dot{}, false, err
+	}
+	for _, d := range ds {
+		if d.v.IdempotencyKey == k {
+			return d.v, d.dot, true, nil
+		}
+	}
+	return Version{}, vclock.Dot{}, false, nil // an anonymous value: not a store's
+}
+
+type dottedValue struct {
+	dot vclock.Dot
+	v   Version
+}
+
+// dottedValues returns every value of o with the dot of the write that
+// made it, leaving out anonymous values (a store's objects have none). The
+// DVVSet API does not expose dots, so it reads them from the documented
+// wire format: [[[id, counter, [value...]]...], [anonymous value...]],
+// the values of an id newest first, the k-th (from 0) of counter n being
+// the event (id, n-k).
+func dottedValues(o Object) ([]dottedValue, error) {
+	enc, err := EncodeObject(o)
+	if err != nil {
+		return nil, err
+	}
+	var raw struct {
+		_       struct{} `msgpack:",as_array"`
+		Entries []struct {
+			_       struct{} `msgpack:",as_array"`
+			ID      string
+			Counter uint64
+			Values  []Version
+		}
+		Anonymous []Version
+	}
+	if err := msgpack.Unmarshal(enc, &raw); err != nil {
+		return nil, fmt.Errorf("%w: object: %w", ErrMalformed, err)
+	}
+	var out []dottedValue
+	for _, e := range raw.Entries {
+		for k, v := range e.Values {
+			out = append(out, dottedValue{dot: vclock.Dot{ID: e.ID, Counter: e.Counter - uint64(k)}, v: v})
+		}
+	}
+	return out, nil
+}
+
+// IdempotencyStore is a durable [idempotency.Store] in a [Store]'s bbolt
+// file, next to the data, so that a node keeps one file: an idempotency
+// key's record survives a crash of the process or the machine, and a
+// retry sent to a restarted node is replayed rather than applied again.
+//
+// Every change commits with the data's discipline (bbolt's group commit,
+// fsync'd unless [StoreConfig.NoSync]): a Complete returns once the record
+// is on disk, before the middleware sends the response it records. Records
+// live until their deadline (a claim's lock, a finished record's
+// retention, as package idempotency defines them) and behave as absent
+// from then on; each Claim also deletes up to [idempotencySweep] expired
+// records, oldest first, through an index by deadline, so that the file
+// holds the live records and at most the few expired since the last Claim.
+//
+// Claims are durable too, and a crash ends them as package idempotency
+// defines it for a crashed executor: a node killed while it executed a
+// request restarts with the claim, a retry through it gets
+// idempotency.ErrInProgress (409) until the claim's lock lapses, and then
+// takes the key over. The write the crashed execution may have applied is
+// recognised by its idempotency key at its coordinator (see [Node.Write]),
+// so the takeover does not apply it twice; a retry through another node
+// does not wait for the lock.
+//
+// An IdempotencyStore is safe for concurrent use. Its zero value is not
+// usable: call [NewIdempotencyStore]. It is usable while its Store is
+// open; after [Store.Close] its methods fail with bbolt's
+// ErrDatabaseNotOpen.
+type IdempotencyStore struct {
+	db    *bolt.DB
+	clock clock.Clock
+}
+
+var _ idempotency.Store = (*IdempotencyStore)(nil)
+
+// IdempotencyConfig configures [NewIdempotencyStore]. The zero value
+// means the system clock. It is a plain value.
+type IdempotencyConfig struct {
+	// Clock is the time of the records' deadlines; nil: clock.System.
+	// Give the Guard the same clock.
+	Clock clock.Clock
+}
+
+var (
+	bucketIdem   = []byte("idempotency")        // idempotency key → encoded record
+	bucketExpiry = []byte("idempotency-expiry") // [deadline uint64 BE][key] → empty
+)
+
+// idempotencySweep is how many expired records a Claim deletes at most.
+const idempotencySweep = 16
+
+// NewIdempotencyStore returns the idempotency store kept in s's file,
+// creating its buckets if needed: the records of an earlier run, claims
+// included, are live again until their deadlines. It returns bbolt's
+// errors.
+func NewIdempotencyStore(s *Store, cfg IdempotencyConfig) (*IdempotencyStore, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System{}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketIdem)
+		if err == nil {
+			_, err = tx.CreateBucketIfNotExists(bucketExpiry)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv: idempotency store: %w", err)
+	}
+	return &IdempotencyStore{db: s.db, clock: cfg.Clock}, nil
+}
+
+// Claim implements [idempotency.Store.Claim]. It returns an error for a
+// non-positive lock, an empty key or one longer than bbolt allows,
+// ctx.Err() if ctx is done, and bbolt's errors.
+func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (*idempotency.Record, error) {
+	if lock <= 0 {
+		return nil, fmt.Errorf("kv: Claim with non-positive lock %v", lock)
+	}
+	var live *idempotency.Record
+	err := s.batch(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
+		live = cur
+		if cur != nil {
+			return nil
+		}
+		if err := s.sweep(tx, now); err != nil {
+			return err
+		}
+		return s.put(tx, &idempotency.Record{Key: key, Fingerprint: fingerprint, LockedUntil: now.Add(lock)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return live, nil
+}
+
+// Complete implements [idempotency.Store.Complete]: the record is on disk
+// when it returns. It returns an error wrapping idempotency.ErrNotClaimed
+// when key has no live claim, an error for a non-positive retain,
+// ctx.Err() if ctx is done, and bbolt's errors.
+func (s *IdempotencyStore) Complete(ctx context.Context, key string, response []byte, retain time.Duration) error {
+	if retain <= 0 {
+		return fmt.Errorf("kv: Complete with non-positive retain %v", retain)
+	}
+	return s.onClaim(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
+		if response == nil {
+			response = []byte{}
+		}
+		done := &idempotency.Record{Key: key, Fingerprint: cur.Fingerprint, State: idempotency.Done,
+			Response: response, ExpiresAt: now.Add(retain)}
+		return errors.Join(s.remove(tx, []byte(key)), s.put(tx, done))
+	})
+}
+
+// Release implements [idempotency.Store.Release]. It returns an error
+// wrapping idempotency.ErrNotClaimed when key has no live claim, ctx.Err()
+// if ctx is done, and bbolt's errors.
+func (s *IdempotencyStore) Release(ctx context.Context, key string) error {
+	return s.onClaim(ctx, key, func(tx *bolt.Tx, _ time.Time, _ *idempotency.Record) error {
+		return s.remove(tx, []byte(key))
+	})
+}
+
+// Len returns the number of records held, counting expired ones not yet
+// swept.
+func (s *IdempotencyStore) Len() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketIdem).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// onClaim runs f on key's live in-progress record, or returns ErrNotClaimed.
+func (s *IdempotencyStore) onClaim(ctx context.Context, key string, f func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error) error {
+	claimed := false
+	err := s.batch(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
+		claimed = cur != nil && cur.State == idempotency.InProgress
+		if !claimed {
+			return nil
+		}
+		return f(tx, now, cur)
+	})
+	if err == nil && !claimed {
+		err = fmt.Errorf("%w: %q", idempotency.ErrNotClaimed, key)
+	}
+	return err
+}
+
+// batch runs f in a write transaction shared with concurrent ones (one
+// fsync for all), with key's live record (nil: none; an expired one is
+// deleted first) and the time.
+func (s *IdempotencyStore) batch(ctx context.Context, key string, f func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if key == "" || len(key)+8 > bolt.MaxKeySize {
+		return fmt.Errorf("kv: idempotency key of %d bytes, want 1 to %d", len(key), bolt.MaxKeySize-8)
+	}
+	now := s.clock.Now()
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		var cur *idempotency.Record
+		if v := tx.Bucket(bucketIdem).Get([]byte(key)); v != nil {
+			rec, err := decodeRecord(key, v)
+			if err != nil {
+				return err
+			}
+			if now.Before(deadline(rec)) {
+				cur = rec
+			} else if err := s.remove(tx, []byte(key)); err != nil {
+				return err
+			}
+		}
+		return f(tx, now, cur)
+	})
+}
+
+// sweep deletes up to idempotencySweep records whose deadline is at or
+// before now, earliest first.
+func (s *IdempotencyStore) sweep(tx *bolt.Tx, now time.Time) error {
+	var expired [][]byte
+	c := tx.Bucket(bucketExpiry).Cursor()
+	for k, _ := c.First(); k != nil && len(expired) < idempotencySweep && !now.Before(expiryTime(k)); k, _ = c.Next() {
+		expired = append(expired, bytes.Clone(k[8:]))
+	}
+	var err error
+	for _, k := range expired {
+		err = errors.Join(err, s.remove(tx, k))
+	}
+	return err
+}
+
+// put stores rec and its entry in the expiry index.
+func (s *IdempotencyStore) put(tx *bolt.Tx, rec *idempotency.Record) error {
+	enc, err := encodeRecord(rec)
+	if err != nil {
+		return err
+	}
+	return errors.Join(tx.Bucket(bucketIdem).Put([]byte(rec.Key), enc),
+		tx.Bucket(bucketExpiry).Put(expiryKey(deadline(rec), []byte(rec.Key)), nil))
+}
+
+// remove deletes key's record, if any, and its entry in the expiry index.
+func (s *IdempotencyStore) remove(tx *bolt.Tx, key []byte) error {
+	recs := tx.Bucket(bucketIdem)
+	v := recs.Get(key)
+	if v == nil {
+		return nil
+	}
+	rec, err := decodeRecord(string(key), v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(tx.Bucket(bucketExpiry).Delete(expiryKey(deadline(rec), key)), recs.Delete(key))
+}
+
+// deadline is when rec stops being live.
+func deadline(rec *idempotency.Record) time.Time {
+	if rec.State == idempotency.InProgress {
+		return rec.LockedUntil
+	}
+	return rec.ExpiresAt
+}
+
+// expiryKey is the index entry of a record of key with deadline t: Unix
+// nanoseconds with the sign bit flipped, big-endian, so that byte order is
+// time order.
+func expiryKey(t time.Time, key []byte) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(t.UnixNano())^1<<63)
+	return append(k, key...)
+}
+
+func expiryTime(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^1<<63))
+}
+
+const recordFields = 4
+
+// encodeRecord writes rec as the array [state uint, deadline int (Unix
+// nanoseconds), fingerprint bin, response bin]; an in-progress record has
+// an empty response. Its key is the record's bbolt key.
+func encodeRecord(rec *idempotency.Record) ([]byte, error) {
+	var b bytes.Buffer
+	e := msgpack.NewEncoder(&b)
+	err := firstErr(
+		e.EncodeArrayLen(recordFields),
+		e.EncodeUint(uint64(rec.State)),
+		e.EncodeInt(deadline(rec).UnixNano()),
+		e.EncodeBytes(rec.Fingerprint),
+		e.EncodeBytes(rec.Response),
+	)
+	return b.Bytes(), err
+}
+
+// decodeRecord decodes the record of key written by encodeRecord, copying
+// its bytes. Errors wrap ErrMalformed: an unknown state, an in-progress
+// record with a response, trailing bytes.
+func decodeRecord(key string, b []byte) (*idempotency.Record, error) {
+	rec := &idempotency.Record{Key: key}
+	err := decodeMessage(b, "idempotency record", recordFields, func(d *msgpack.Decoder) error {
+		state, err := d.DecodeUint64()
+		if err != nil {
+			return err
+		}
+		if state > uint64(idempotency.Done) {
+			return fmt.Errorf("unknown state %d", state)
+		}
+		rec.State = idempotency.State(state)
+		nanos, err := d.DecodeInt64()
+		if err != nil {
+			return err
+		}
+		if rec.Fingerprint, err = decodeBin(d); err != nil {
+			return err
+		}
+		if rec.Response, err = decodeBin(d); err != nil {
+			return err
+		}
+		if rec.State == idempotency.InProgress {
+			if len(rec.Response) > 0 {
+				return fmt.Errorf("in-progress record with a %d-byte response", len(rec.Response))
+			}
+			rec.LockedUntil = time.Unix(0, nanos)
+		} else {
+			if rec.Response == nil {
+				rec.Response = []byte{}
+			}
+			rec.ExpiresAt = time.Unix(0, nanos)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
