@@ -3,6 +3,7 @@ package vclock
 import (
 	"bytes"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -47,6 +48,23 @@ func (s DVVSet[V]) Values() []V {
 		out = append(out, vs...)
 	}
 	return out
+}
+
+// Dotted returns an iterator over the set's values that have a dot, each
+// with the dot of the event that wrote it, in the order of [DVVSet.Values]
+// (each ID in increasing order, newest first). Anonymous values have no
+// dot and are left out: a set built with Update and Sync has none.
+func (s DVVSet[V]) Dotted() iter.Seq2[Dot, V] {
+	return func(yield func(Dot, V) bool) {
+		for i, vs := range s.vals {
+			e := s.clock.entries[i]
+			for k, v := range vs {
+				if !yield(Dot{ID: e.id, Counter: e.counter - uint64(k)}, v) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Len returns the number of values (dvvset:size/1).

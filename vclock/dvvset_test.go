@@ -497,3 +497,55 @@ func TestDVVSetAllocations(t *testing.T) {
 	a, b := benchSets(10)
 	require.Zero(t, testing.AllocsPerRun(100, func() { a.Compare(b) }))
 }
+
+// Dotted yields every value with the dot its write got, in the order of
+// Values, across seeded histories of updates with stale contexts and
+// syncs between replicas; an anonymous value is left out.
+func TestDVVSetDotted(t *testing.T) {
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 21))
+		replicas := make([]DVVSet[int], 3)
+		var seen []VClock     // contexts clients read
+		dots := map[int]Dot{} // the dot each value's write got
+		for v := range 200 {
+			r := rng.IntN(len(replicas))
+			switch rng.IntN(3) {
+			case 0:
+				replicas[r].Sync(replicas[rng.IntN(len(replicas))])
+			default:
+				var ctx VClock
+				if len(seen) > 0 && rng.IntN(4) > 0 {
+					ctx = seen[rng.IntN(len(seen))]
+				}
+				id := fmt.Sprint("r", r)
+				replicas[r].Update(ctx, id, v)
+				dots[v] = Dot{ID: id, Counter: replicas[r].Context().Get(id)}
+				seen = append(seen, replicas[r].Context())
+			}
+			var got []int
+			for d, x := range replicas[r].Dotted() {
+				if d != dots[x] {
+					t.Fatalf("seed %d: value %d yielded with dot %v, its write got %v", seed, x, d, dots[x])
+				}
+				got = append(got, x)
+			}
+			if want := replicas[r].Values(); !slices.Equal(got, want) {
+				t.Fatalf("seed %d: Dotted yields %v, Values are %v", seed, got, want)
+			}
+		}
+	}
+	s := NewDVVSet("anonymous")
+	s.Update(VClock{}, "a", "dotted")
+	yielded := 0
+	for d, v := range s.Dotted() {
+		if yielded++; d != (Dot{ID: "a", Counter: 1}) || v != "dotted" {
+			t.Fatalf("Dotted of a set with an anonymous value yields %v, %q", d, v)
+		}
+	}
+	if yielded != 1 {
+		t.Fatalf("Dotted yielded %d values, want the 1 with a dot", yielded)
+	}
+	if n := len(s.Values()); n != 2 {
+		t.Fatalf("%d values, want 2", n)
+	}
+}

@@ -37,7 +37,7 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 	if err := checkKey(key); err != nil {
 		return Object{}, vclock.Dot{}, false, err
 	}
-	o, werr := s.write(key, func(o *Object) {
+	o, werr := s.write(key, func(tx *bolt.Tx, o *Object) {
 		// Batch may run this again after a failed batch: set every result afresh.
 		dot, applied, err = vclock.Dot{}, false, nil
 		if v.IdempotencyKey != "" {
@@ -45,14 +45,14 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 				prev Version
 				ok   bool
 			)
-			if prev, dot, ok, err = keyedSibling(*o, v.IdempotencyKey); err != nil || ok {
-				if err == nil && !prev.Same(v) {
+			if prev, dot, ok = keyedSibling(*o, v.IdempotencyKey); ok {
+				if !prev.Same(v) {
 					err = fmt.Errorf("%w: %q holds another write with key %q (dot %v)", ErrKeyReused, key, v.IdempotencyKey, dot)
 				}
 				return
 			}
 		}
-		o.Update(ctx, actor, v)
+		update(tx, o, ctx, actor, v)
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true
 	})
 	return o, dot, applied, errors.Join(werr, err)
@@ -60,63 +60,13 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 
 // keyedSibling returns the sibling of o written with the idempotency key
 // k and its dot, and false if o holds none.
-func keyedSibling(o Object, k string) (Version, vclock.Dot, bool, error) {
-	vals := o.Values()
-	i := 0
-	for i < len(vals) && vals[i].IdempotencyKey != k {
-		i++
-	}
-	if i == len(vals) {
-		return Version{}, vclock.Dot{}, false, nil // the common case: not a retry
-	}
-	ds, err := dottedValues(o)
-	if err != nil {
-		return Version{}, vclock.Dot{}, false, err
-	}
-	for _, d := range ds {
-		if d.v.IdempotencyKey == k {
-			return d.v, d.dot, true, nil
+func keyedSibling(o Object, k string) (Version, vclock.Dot, bool) {
+	for d, v := range o.Dotted() {
+		if v.IdempotencyKey == k {
+			return v, d, true
 		}
 	}
-	return Version{}, vclock.Dot{}, false, nil // an anonymous value: not a store's
-}
-
-type dottedValue struct {
-	dot vclock.Dot
-	v   Version
-}
-
-// dottedValues returns every value of o with the dot of the write that
-// made it, leaving out anonymous values (a store's objects have none). The
-// DVVSet API does not expose dots, so it reads them from the documented
-// wire format: [[[id, counter, [value...]]...], [anonymous value...]],
-// the values of an id newest first, the k-th (from 0) of counter n being
-// the event (id, n-k).
-func dottedValues(o Object) ([]dottedValue, error) {
-	enc, err := EncodeObject(o)
-	if err != nil {
-		return nil, err
-	}
-	var raw struct {
-		_       struct{} `msgpack:",as_array"`
-		Entries []struct {
-			_       struct{} `msgpack:",as_array"`
-			ID      string
-			Counter uint64
-			Values  []Version
-		}
-		Anonymous []Version
-	}
-	if err := msgpack.Unmarshal(enc, &raw); err != nil {
-		return nil, fmt.Errorf("%w: object: %w", ErrMalformed, err)
-	}
-	var out []dottedValue
-	for _, e := range raw.Entries {
-		for k, v := range e.Values {
-			out = append(out, dottedValue{dot: vclock.Dot{ID: e.ID, Counter: e.Counter - uint64(k)}, v: v})
-		}
-	}
-	return out, nil
+	return Version{}, vclock.Dot{}, false
 }
 
 // IdempotencyStore is a durable [idempotency.Store] in a [Store]'s bbolt

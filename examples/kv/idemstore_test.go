@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -329,45 +328,6 @@ func TestUpdateOnceConcurrent(t *testing.T) {
 	}
 }
 
-// dottedValues gives every sibling the dot its write got, over seeded
-// histories of updates and syncs between replicas.
-func TestDottedValues(t *testing.T) {
-	for seed := range uint64(50) {
-		rng := rand.New(rand.NewPCG(seed, 7))
-		replicas := make([]Object, 3)
-		dotOf := map[string]vclock.Dot{} // value → the dot its write got
-		for step := range 40 {
-			i := rng.IntN(len(replicas))
-			if rng.IntN(3) == 0 {
-				replicas[i].Sync(replicas[rng.IntN(len(replicas))])
-				continue
-			}
-			var ctx vclock.VClock
-			if rng.IntN(2) == 0 {
-				ctx = replicas[rng.IntN(len(replicas))].Context()
-			}
-			actor := fmt.Sprint("r", i)
-			val := fmt.Sprint(step)
-			replicas[i].Update(ctx, actor, Version{Value: []byte(val)})
-			dotOf[val] = vclock.Dot{ID: actor, Counter: replicas[i].Context().Get(actor)}
-		}
-		for _, o := range replicas {
-			ds, err := dottedValues(o)
-			if err != nil {
-				t.Fatalf("seed %d: %v", seed, err)
-			}
-			if len(ds) != o.Len() {
-				t.Fatalf("seed %d: %d dotted values of %d", seed, len(ds), o.Len())
-			}
-			for _, d := range ds {
-				if want := dotOf[string(d.v.Value)]; d.dot != want {
-					t.Fatalf("seed %d: value %q has dot %v, its write got %v", seed, d.v.Value, d.dot, want)
-				}
-			}
-		}
-	}
-}
-
 // holding returns how many of ids' stores hold a sibling with dot d of
 // key, and the siblings of each.
 func holding(t *testing.T, c *cluster, ids []string, key string, d vclock.Dot) (n int, siblings []int) {
@@ -377,12 +337,8 @@ func holding(t *testing.T, c *cluster, ids []string, key string, d vclock.Dot) (
 		if err != nil {
 			t.Fatal(err)
 		}
-		ds, err := dottedValues(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, dv := range ds {
-			if dv.dot == d {
+		for dot := range o.Dotted() {
+			if dot == d {
 				n++
 			}
 		}

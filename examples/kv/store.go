@@ -251,19 +251,23 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(tx *bolt.Tx, o *Object) {
-		if o.Context().Get(actor) == 0 {
-			// Every dot actor had for a reaped key is at most the floor, and
-			// the tombstone that was reaped covered them all: the new write
-			// supersedes them, so a straggler cannot come back as a sibling,
-			// and its dot is new.
-			if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
-				ctx = ctx.Clone()
-				ctx.Add(vclock.Dot{ID: actor, Counter: floor})
-			}
+	return s.write(key, func(tx *bolt.Tx, o *Object) { update(tx, o, ctx, actor, v) })
+}
+
+// update applies a coordinated write to o within tx, the write
+// transaction of its key.
+func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) {
+	if o.Context().Get(actor) == 0 {
+		// Every dot actor had for a reaped key is at most the floor, and
+		// the tombstone that was reaped covered them all: the new write
+		// supersedes them, so a straggler cannot come back as a sibling,
+		// and its dot is new.
+		if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
+			ctx = ctx.Clone()
+			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
-		o.Update(ctx, actor, v)
-	})
+	}
+	o.Update(ctx, actor, v)
 }
 
 // Sync merges o into key's object with [vclock.DVVSet.Sync] (replication,
