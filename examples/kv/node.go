@@ -89,6 +89,12 @@ type Node struct {
 	closing bool                     // Close has begun
 	bg      sync.WaitGroup           // background replication and repair
 
+	// leaveMu is held shared by every local write from its check of
+	// departing to its commit, and exclusively by Leave to set departing,
+	// so that each write is either on disk before Leave scans or refused.
+	leaveMu   sync.RWMutex
+	departing bool // Leave has begun
+
 	stats nodeStats
 }
 
@@ -230,7 +236,12 @@ func (n *Node) Home(key []byte) []string { return n.Ring().Replicas(key, n.quoru
 // placement returns the key's home replicas and its fallbacks, the nodes
 // that follow them on the ring.
 func (n *Node) placement(key []byte) (home, fallbacks []string) {
-	all := n.Ring().Replicas(key, n.quorum.N+n.fallbacks, nil)
+	return n.placementIn(n.Ring(), key)
+}
+
+// placementIn is placement under the ring r.
+func (n *Node) placementIn(r *ring.Ring, key []byte) (home, fallbacks []string) {
+	all := r.Replicas(key, n.quorum.N+n.fallbacks, nil)
 	k := min(n.quorum.N, len(all))
 	return all[:k], all[k:]
 }
@@ -293,9 +304,9 @@ func (n *Node) write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 		return Written{}, err
 	}
 	home, fallbacks := n.placement(key)
-	if !slices.Contains(home, n.id) {
+	if !slices.Contains(home, n.id) || n.leaving() {
 		for _, h := range home {
-			if !n.alive(h) {
+			if h == n.id || !n.alive(h) {
 				continue
 			}
 			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
@@ -313,7 +324,11 @@ func (n *Node) write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 // it to the other home replicas, with hints on fallbacks for those that
 // cannot take it, until w replicas (this one included) hold it.
 func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
-	o, err := n.store.Update(key, cctx, n.actor, v)
+	var o Object
+	err := n.unlessLeaving(func() (err error) {
+		o, err = n.store.Update(key, cctx, n.actor, v)
+		return err
+	})
 	if err != nil {
 		return Written{}, err
 	}
@@ -525,11 +540,13 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		o.Sync(h)
 		return response{Found: found || hinted, Object: o}, nil
 	case opWrite:
-		if q.Hint != "" {
-			return response{}, n.store.AddHint(q.Hint, q.Key, q.Object)
-		}
-		_, err := n.store.Sync(q.Key, q.Object)
-		return response{}, err
+		return response{}, n.unlessLeaving(func() error {
+			if q.Hint != "" {
+				return n.store.AddHint(q.Hint, q.Key, q.Object)
+			}
+			_, err := n.store.Sync(q.Key, q.Object)
+			return err
+		})
 	case opCoordinate:
 		home, fallbacks := n.placement(q.Key)
 		if !slices.Contains(home, n.id) {
