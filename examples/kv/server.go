@@ -264,7 +264,8 @@ func (s *Server) Node() *Node { return s.node }
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Shutdown stops the server: it hands its keys and hints over to the
-// nodes that remain ([Node.Leave]; not when it is alone in its ring),
+// nodes that remain ([Node.Leave]; not when it is alone in its ring, nor
+// when the caller ran Node.Leave before),
 // leaves the SWIM cluster, stops accepting requests and waits for those
 // in flight until ctx is done (then closes their connections), stops the
 // background work, waits for the node's replication and repairs, and
@@ -279,7 +280,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	var left error
-	if ctx.Err() == nil && s.node.Ring().Len() > 1 {
+	if ctx.Err() == nil && s.node.Ring().Len() > 1 && !s.node.leaving() {
 		start := time.Now()
 		h, err := s.node.Leave(ctx)
 		left = err
