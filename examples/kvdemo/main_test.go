@@ -14,7 +14,7 @@ func TestDemo(t *testing.T) {
 	if err := run([]string{"-phase", "300ms", "-clients", "4", "-keys", "20", "-faults", "kill,partition,leave,join", "-data", t.TempDir()}, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"steady load", "kill n5", "partition n4", "heal", "leave n3", "handed over", "restart n5", "join n6", "converge", "verdict: PASS"} {
+	for _, want := range []string{"steady load", "kill n5", "partition n4", "heal", "leave n1", "handed over", "restart n5", "join n6", "converge", "verdict: PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
