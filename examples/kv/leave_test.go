@@ -75,7 +75,11 @@ func (c *cluster) holders(key string, d vclock.Dot) []string {
 // acknowledged write is lost, every key's replicas are identical and no
 // hint is pending. While it leaves, it takes no write.
 func TestLeaveHandsOver(t *testing.T) {
-	for seed := range uint64(8) {
+	seeds := uint64(8)
+	if *long {
+		seeds = 200
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) { runLeave(t, seed) })
 		})
@@ -210,6 +214,27 @@ func runLeave(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d: %d hints pending after convergence", seed, n)
 	}
 	t.Logf("seed %d: %d acks, handed over %+v, %d rounds to converge", seed, len(acks), h, rounds)
+}
+
+// TestLeaveCanceled: a Leave whose ctx ends fails with ctx's error, and
+// the node takes writes again.
+func TestLeaveCanceled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		n := c.node("n1")
+		if _, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if h, err := n.Leave(ctx); !errors.Is(err, context.Canceled) || h.Copies != 0 {
+			t.Fatalf("leave: %+v, %v; want context.Canceled and no copy", h, err)
+		}
+		if w, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil || w.Dot.ID != n.Actor() {
+			t.Fatalf("write after a canceled leave: %v, %v", w, err)
+		}
+	})
 }
 
 // TestLeaveAlone: a node alone in its ring has nowhere to place its data:
