@@ -99,6 +99,18 @@
 // ([Node.Rebalance], from ring.ReplicaMoves). A member that fails stays
 // in the ring: its writes go to fallbacks with hints until it returns.
 //
+// Leaving: a node that shuts down gracefully ([Server.Shutdown]) first
+// hands its data over ([Node.Leave]), as Riak's cluster leave and
+// Cassandra's decommission do, so that its disk may be discarded: it
+// stops taking writes (clients' are forwarded, replicas' refused, so
+// their coordinators place them elsewhere), sends every key of the ranges
+// it replicated to the key's replicas in the ring without it (a fallback
+// with a hint for one that is down), passes every hint it holds to its
+// target or to the key's next fallback, and leaves SWIM only once every
+// key and hint found a node; otherwise it stops as a failed node would,
+// its disk the way back. Hints held for a node no longer in the ring go
+// to their keys' replicas ([Node.HandOff]).
+//
 // # Deletes and reaping
 //
 // A delete is a write of a tombstone with the context of a read: it
@@ -118,8 +130,4 @@
 // delayed past ReapAfter: keep ReapAfter well above the node's Timeout and the
 // duration of an anti-entropy exchange, as Cassandra keeps
 // gc_grace_seconds above its repair period.
-//
-// Not yet: a leaving node does not hand its own data off before it goes
-// (the others stream what they hold, and W ≥ 2 keeps every acknowledged
-// write on another node).
 package kv

@@ -94,6 +94,12 @@ type Node struct {
 	closing bool                     // Close has begun
 	bg      sync.WaitGroup           // background replication and repair
 
+	// leaveMu is held shared by every local write from its check of
+	// departing to its commit, and exclusively by Leave to set departing,
+	// so that each write is either on disk before Leave scans or refused.
+	leaveMu   sync.RWMutex
+	departing bool // Leave has begun
+
 	stats nodeStats
 }
 
@@ -237,7 +243,12 @@ func (n *Node) Home(key []byte) []string { return n.Ring().Replicas(key, n.quoru
 // placement returns the key's home replicas and its fallbacks, the nodes
 // that follow them on the ring.
 func (n *Node) placement(key []byte) (home, fallbacks []string) {
-	all := n.Ring().Replicas(key, n.quorum.N+n.fallbacks, nil)
+	return n.placementIn(n.Ring(), key)
+}
+
+// placementIn is placement under the ring r.
+func (n *Node) placementIn(r *ring.Ring, key []byte) (home, fallbacks []string) {
+	all := r.Replicas(key, n.quorum.N+n.fallbacks, nil)
 	k := min(n.quorum.N, len(all))
 	return all[:k], all[k:]
 }
@@ -330,12 +341,13 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 		return Written{}, err
 	}
 	home, fallbacks := n.placement(key)
-	if self := slices.Contains(home, n.id); !self || v.IdempotencyKey != "" {
+	self, leaving := slices.Contains(home, n.id), n.leaving()
+	if !self || leaving || v.IdempotencyKey != "" {
 		for _, h := range home {
-			if h == n.id {
+			if h == n.id && !leaving {
 				break // this node is the first live home replica
 			}
-			if !n.alive(h) {
+			if h == n.id || !n.alive(h) {
 				continue
 			}
 			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
@@ -344,7 +356,7 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 			}
 			return Written{Context: resp.Context, Dot: resp.Dot}, nil
 		}
-		if !self {
+		if !self || leaving {
 			return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
 		}
 	}
@@ -356,7 +368,14 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 // object to the other home replicas, with hints on fallbacks for those
 // that cannot take it, until w replicas (this one included) hold it.
 func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
-	o, dot, _, err := n.store.UpdateOnce(key, cctx, n.actor, v)
+	var (
+		o   Object
+		dot vclock.Dot
+	)
+	err := n.unlessLeaving(func() (err error) {
+		o, dot, _, err = n.store.UpdateOnce(key, cctx, n.actor, v)
+		return err
+	})
 	if err != nil {
 		return Written{}, err
 	}
@@ -568,11 +587,13 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		o.Sync(h)
 		return response{Found: found || hinted, Object: o}, nil
 	case opWrite:
-		if q.Hint != "" {
-			return response{}, n.store.AddHint(q.Hint, q.Key, q.Object)
-		}
-		_, err := n.store.Sync(q.Key, q.Object)
-		return response{}, err
+		return response{}, n.unlessLeaving(func() error {
+			if q.Hint != "" {
+				return n.store.AddHint(q.Hint, q.Key, q.Object)
+			}
+			_, err := n.store.Sync(q.Key, q.Object)
+			return err
+		})
 	case opCoordinate:
 		home, fallbacks := n.placement(q.Key)
 		if !slices.Contains(home, n.id) {

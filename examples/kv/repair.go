@@ -17,7 +17,8 @@ const handOffBatch = 256
 
 // HandOff makes one pass of hinted handoff: it sends the hints held for
 // every live target back to it, and drops each hint the target took (and
-// that did not grow meanwhile). It returns how many hints it delivered,
+// that did not grow meanwhile). Hints for a node no longer in the ring
+// (one that left) go to their keys' replicas instead. It returns how many hints it delivered,
 // and the errors of the targets that failed, joined; a failed hint stays
 // for the next pass. Call it periodically.
 func (n *Node) HandOff(ctx context.Context) (int, error) {
@@ -28,6 +29,14 @@ func (n *Node) HandOff(ctx context.Context) (int, error) {
 	delivered := 0
 	var errs []error
 	for _, t := range targets {
+		if !inRing(n.Ring(), t) {
+			k, err := n.rehome(ctx, t)
+			delivered += k
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if !n.alive(t) {
 			continue
 		}
@@ -146,34 +155,46 @@ func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved in
 // of the store, and sends them one by one; it stops at the first error.
 func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
 	moves := ring.ReplicaMoves(from, n.Ring(), n.quorum.N)
-	if len(moves) == 0 {
-		return 0, nil
-	}
-	type copyTo struct {
-		to string
-		e  Entry
-	}
-	var pending []copyTo
-	err := n.store.All(func(key []byte, o Object) error {
-		h := ring.KeyHash(key)
-		i := slices.IndexFunc(moves, func(m ring.ReplicaMove) bool { return m.Contains(h) })
-		if i < 0 {
-			return nil
-		}
-		for _, to := range moves[i].To {
-			if to != n.id && !slices.Contains(moves[i].From, to) {
-				pending = append(pending, copyTo{to, Entry{Key: slices.Clone(key), Object: o.Clone()}})
-			}
-		}
-		return nil
-	})
+	keys, err := n.moved(moves)
 	if err != nil {
 		return 0, err
 	}
-	for i, p := range pending {
-		if err := n.send(ctx, p.to, p.e); err != nil {
-			return i, fmt.Errorf("kv: rebalance to %s: %w", p.to, err)
+	sent := 0
+	for _, k := range keys {
+		m := moves[k.move]
+		for _, to := range m.To {
+			if to == n.id || slices.Contains(m.From, to) {
+				continue
+			}
+			if err := n.send(ctx, to, k.Entry); err != nil {
+				return sent, fmt.Errorf("kv: rebalance to %s: %w", to, err)
+			}
+			sent++
 		}
 	}
-	return len(pending), nil
+	return sent, nil
+}
+
+// movedKey is a key this node holds in a range of a plan, with its object
+// and the index of its move.
+type movedKey struct {
+	Entry
+	move int
+}
+
+// moved lists the keys this node holds whose hash lies in one of moves,
+// in memory, with one scan of the store.
+func (n *Node) moved(moves []ring.ReplicaMove) ([]movedKey, error) {
+	if len(moves) == 0 {
+		return nil, nil
+	}
+	var out []movedKey
+	err := n.store.All(func(key []byte, o Object) error {
+		h := ring.KeyHash(key)
+		if i := slices.IndexFunc(moves, func(m ring.ReplicaMove) bool { return m.Contains(h) }); i >= 0 {
+			out = append(out, movedKey{Entry{Key: slices.Clone(key), Object: o.Clone()}, i})
+		}
+		return nil
+	})
+	return out, err
 }

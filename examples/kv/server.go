@@ -87,6 +87,7 @@ type Server struct {
 	swim    *swim.Node
 	metrics *Metrics
 	tr      *HTTPTransport
+	log     *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
 	ready   atomic.Bool    // serving
@@ -124,7 +125,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Server{metrics: &Metrics{}, tr: tr}
+	s = &Server{metrics: &Metrics{}, tr: tr, log: log}
 	var closers []func() error // undone in reverse on failure
 	defer func() {
 		if err != nil {
@@ -270,16 +271,31 @@ func (s *Server) Node() *Node { return s.node }
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Shutdown stops the server: it leaves the SWIM cluster, stops
-// accepting requests and waits for those in flight until ctx is done
-// (then closes their connections), stops the background work, waits for
-// the node's replication and repairs, and closes the store. A ctx that is
-// already done makes it a hard stop, as close to a crash as a process can
-// do to itself (it does not even leave): every acknowledged write is on
-// disk either way.
+// Shutdown stops the server: it hands its keys and hints over to the
+// nodes that remain ([Node.Leave]; not when it is alone in its ring, nor
+// when the caller ran Node.Leave before),
+// leaves the SWIM cluster, stops accepting requests and waits for those
+// in flight until ctx is done (then closes their connections), stops the
+// background work, waits for the node's replication and repairs, and
+// closes the store. Once it left, its data directory may be discarded.
+// When the handover fails (a key found no node, or ctx ended), it stops
+// without leaving SWIM, so the others take it for failed and keep it in
+// their rings, and returns the handover's error: its disk then holds
+// what was not handed over, and restarting the node on it loses nothing.
+// A ctx that is already done makes it a hard stop, as close to a crash as
+// a process can do to itself (it neither hands over nor leaves): every
+// acknowledged write is on disk either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
-	if ctx.Err() == nil {
+	var left error
+	if ctx.Err() == nil && s.node.Ring().Len() > 1 && !s.node.leaving() {
+		start := time.Now()
+		h, err := s.node.Leave(ctx)
+		left = err
+		s.log.Info("handed over", "keys", h.Keys, "copies", h.Copies, "failed", h.Failed, "hints", h.Hints,
+			"unplaced", h.Unplaced, "took", time.Since(start), "err", err)
+	}
+	if ctx.Err() == nil && left == nil {
 		s.swim.Leave()
 	}
 	err := s.http.Shutdown(ctx)
@@ -289,5 +305,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.wg.Wait()
 	s.node.Close()
-	return errors.Join(err, s.swim.Close(), s.udp.Close(), s.store.Close())
+	return errors.Join(left, err, s.swim.Close(), s.udp.Close(), s.store.Close())
 }

@@ -7,9 +7,12 @@
 // HTTP listener and SWIM failure detector on UDP; clients speak the HTTP
 // API. A partition cuts both the node's HTTP and its SWIM traffic. The
 // phases are: steady load; kill one node (a hard stop: its data stays on
-// disk); partition another from the rest; heal; restart the killed node;
-// with -faults ...,join, a new node joins (the ring grows and moved keys
-// are streamed); converge (hinted handoff and anti-entropy). A progress
+// disk); partition another from the rest; heal; with -faults ...,leave, a
+// third node leaves gracefully (it hands its keys and hints over to the
+// others, leaves the ring, and its data directory is deleted); restart
+// the killed node; with -faults ...,join, a new node joins (the ring grows
+// and moved keys are streamed); converge (hinted handoff and
+// anti-entropy). A progress
 // line per phase shows throughput and latency; the report ends with a
 // verdict computed by [kv.Check]: no acknowledged write lost and every
 // key's replicas identical. The exit status is 1 when the verdict fails.
@@ -17,6 +20,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +38,7 @@ import (
 	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -69,7 +74,7 @@ func run(args []string, out io.Writer) error {
 	reapAfter := fs.Duration("reap-after", 2*time.Second, "how long a dead key's tombstone is kept before it is reaped; negative: forever")
 	phase := fs.Duration("phase", 3*time.Second, "duration of each load phase")
 	seed := fs.Uint64("seed", 1, "seed of the clients' choices")
-	faults := fs.String("faults", "kill,partition", "faults to inject: kill, partition, join (a new node joins at the end; comma-separated; empty: none)")
+	faults := fs.String("faults", "kill,partition", "faults to inject: kill, partition, leave (a node leaves gracefully, its data deleted), join (a new node joins at the end); comma-separated; empty: none")
 	dir := fs.String("data", "", "data directory (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,7 +90,7 @@ func run(args []string, out io.Writer) error {
 	for _, f := range strings.Split(*faults, ",") {
 		switch f = strings.TrimSpace(f); f {
 		case "":
-		case "kill", "partition", "join":
+		case "kill", "partition", "leave", "join":
 			o.faults[f] = true
 		default:
 			return fmt.Errorf("-faults: unknown fault %q", f)
@@ -161,7 +166,8 @@ type demo struct {
 	gossip  []string // SWIM addresses, by member
 	nw      *network
 	mu      sync.Mutex
-	servers []*kv.Server // nil: killed
+	servers []*kv.Server // nil: killed or left
+	gone    map[int]bool // left for good: not in the members a node starts with
 	client  *http.Client
 
 	stats  []*phaseStats // guarded by mu; the last is in progress
@@ -181,7 +187,7 @@ type phaseStats struct {
 }
 
 func newDemo(o options, out io.Writer) (*demo, error) {
-	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}}, reaped: map[string]vclock.VClock{},
+	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}}, gone: map[int]bool{}, reaped: map[string]vclock.VClock{},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	spare := 0
 	if o.faults["join"] {
@@ -212,8 +218,16 @@ func newDemo(o options, out io.Writer) (*demo, error) {
 
 func (d *demo) start(i int) error {
 	m := d.members[i]
+	d.mu.Lock()
+	var members []kv.Member
+	for j, m := range d.members[:d.o.nodes] {
+		if !d.gone[j] {
+			members = append(members, m)
+		}
+	}
+	d.mu.Unlock()
 	s, err := kv.StartServer(kv.ServerConfig{
-		ID: m.ID, Zone: m.Zone, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: d.members[:d.o.nodes],
+		ID: m.ID, Zone: m.Zone, Listen: m.Addr, Gossip: d.gossip[i], Join: d.gossip, Data: filepath.Join(d.o.dir, m.ID), Members: members,
 		ProbeInterval: 100 * time.Millisecond,
 		WrapGossip: func(t swim.Transport) swim.Transport {
 			return faultyGossip{Transport: t, nw: d.nw, from: d.gossip[i]}
@@ -251,6 +265,43 @@ func (d *demo) kill(i int) error {
 	return s.Shutdown(ctx)
 }
 
+// leave makes node i leave gracefully: clients stop choosing it, it hands
+// its keys and hints over ([kv.Node.Leave]) and shuts down, which leaves
+// SWIM, and its data directory is deleted. It returns what was handed
+// over, how long that took, and how long until every live node's ring had
+// dropped it after it shut down.
+func (d *demo) leave(i int) (h kv.Handover, took, dropped time.Duration, err error) {
+	d.mu.Lock()
+	s := d.servers[i]
+	d.servers[i], d.gone[i] = nil, true
+	d.mu.Unlock()
+	start := time.Now()
+	h, err = s.Node().Leave(context.Background())
+	took = time.Since(start)
+	if err != nil {
+		return h, took, 0, errors.Join(err, s.Shutdown(context.Background()))
+	}
+	start = time.Now()
+	if err := s.Shutdown(context.Background()); err != nil {
+		return h, took, 0, err
+	}
+	if err := os.RemoveAll(filepath.Join(d.o.dir, d.members[i].ID)); err != nil {
+		return h, took, 0, err
+	}
+	id := d.members[i].ID
+	for time.Since(start) < 10*time.Second {
+		in := false
+		for _, j := range d.live() {
+			in = in || slices.ContainsFunc(d.serverAt(j).Node().Ring().Nodes(), func(n ring.Node) bool { return n.ID == id })
+		}
+		if !in {
+			return h, took, time.Since(start), nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return h, took, 0, fmt.Errorf("%s still in a ring 10s after it left", id)
+}
+
 func (d *demo) live() []int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -266,8 +317,9 @@ func (d *demo) live() []int {
 func (d *demo) run() error {
 	fmt.Fprintf(d.out, "kvdemo: %d nodes on loopback (N=%d R=%d W=%d), %d clients, %d keys, %d-byte values, seed %d, data in %s\n",
 		d.o.nodes, d.o.quorum.N, d.o.quorum.R, d.o.quorum.W, d.o.clients, d.o.keys, d.o.valueLen, d.o.seed, d.o.dir)
-	victim, island := d.o.nodes-1, d.o.nodes-2
-	var detection time.Duration
+	victim, island, leaver := d.o.nodes-1, d.o.nodes-2, 0
+	var detection, handing, dropped time.Duration
+	var handover kv.Handover
 	phases := []struct {
 		name  string
 		on    bool
@@ -291,6 +343,10 @@ func (d *demo) run() error {
 			d.nw.set(d.members[island].Addr, false)
 			d.nw.set(d.gossip[island], false)
 			return nil
+		}},
+		{fmt.Sprintf("leave %s", d.members[leaver].ID), d.o.faults["leave"], func() (err error) {
+			handover, handing, dropped, err = d.leave(leaver)
+			return err
 		}},
 		{fmt.Sprintf("restart %s", d.members[victim].ID), d.o.faults["kill"], func() error { return d.start(victim) }},
 		{fmt.Sprintf("join n%d", d.o.nodes+1), d.o.faults["join"], func() error { return d.start(d.o.nodes) }},
@@ -332,7 +388,7 @@ func (d *demo) run() error {
 		return err
 	}
 	fmt.Fprintf(d.out, "%-22s %d rounds of hinted handoff and anti-entropy in %v\n", "converge", rounds, time.Since(start).Round(time.Millisecond))
-	return d.report(detection)
+	return d.report(detection, leaving{handover, handing, dropped})
 }
 
 // detect waits until every live node suspects node i, and returns how long
@@ -537,7 +593,13 @@ func (d *demo) converge() (int, error) {
 	return rounds, fmt.Errorf("no convergence after %d rounds; the last: %s", rounds, strings.Join(changes, "; "))
 }
 
-func (d *demo) report(detection time.Duration) error {
+// leaving is what the leave phase measured.
+type leaving struct {
+	kv.Handover
+	took, dropped time.Duration // handing over; from shutdown until out of every ring
+}
+
+func (d *demo) report(detection time.Duration, l leaving) error {
 	var total kv.Stats
 	for _, i := range d.live() {
 		s := d.serverAt(i).Node().Stats()
@@ -557,6 +619,10 @@ func (d *demo) report(detection time.Duration) error {
 		fmt.Fprintf(d.out, "failure detected by every node after %v\n", detection.Round(time.Millisecond))
 	case d.o.faults["kill"]:
 		fmt.Fprintln(d.out, "failure not detected by every node within 10s")
+	}
+	if d.o.faults["leave"] {
+		fmt.Fprintf(d.out, "leaving node handed over %d keys (%d copies taken, %d failed) and %d hints (%d unplaced) in %v; out of every ring %v later\n",
+			l.Keys, l.Copies, l.Failed, l.Hints, l.Unplaced, l.took.Round(time.Millisecond), l.dropped.Round(time.Millisecond))
 	}
 	fmt.Fprintf(d.out, "writes taken with a hint %d, hints delivered %d (one per key and node), pending %d\n",
 		total.HintsStored, total.HintsDelivered, total.HintsPending)
@@ -588,7 +654,7 @@ func (d *demo) report(detection time.Duration) error {
 	v := kv.CheckReaped(d.acks, d.indet, replicas, d.reaped)
 	d.mu.Unlock()
 	for _, i := range d.live() {
-		if err := d.serverAt(i).Shutdown(context.Background()); err != nil {
+		if err := d.kill(i); err != nil { // the cluster is discarded: no handover
 			return err
 		}
 	}

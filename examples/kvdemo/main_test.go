@@ -11,10 +11,10 @@ func TestDemo(t *testing.T) {
 		t.Skip("runs a cluster on loopback")
 	}
 	var out strings.Builder
-	if err := run([]string{"-phase", "300ms", "-clients", "4", "-keys", "20", "-faults", "kill,partition,join", "-data", t.TempDir()}, &out); err != nil {
+	if err := run([]string{"-phase", "300ms", "-clients", "4", "-keys", "20", "-faults", "kill,partition,leave,join", "-data", t.TempDir()}, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"steady load", "kill n5", "partition n4", "heal", "restart n5", "join n6", "converge", "verdict: PASS"} {
+	for _, want := range []string{"steady load", "kill n5", "partition n4", "heal", "leave n1", "handed over", "restart n5", "join n6", "converge", "verdict: PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -1,0 +1,265 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/vclock"
+)
+
+// partition cuts ids off from the other nodes (none: heals).
+func partition(c *cluster, ids ...string) {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	clear(c.net.partitioned)
+	for _, id := range ids {
+		c.net.partitioned[id] = true
+	}
+}
+
+// depart removes node id from the cluster after it left: it stops, its
+// file is deleted, and the others take the ring without it and stream
+// what moved, as Server does on SWIM's leave event.
+func (c *cluster) depart(ctx context.Context, id string) {
+	path := c.stores[id].Path()
+	c.crash(id)
+	if err := os.Remove(path); err != nil {
+		c.t.Fatal(err)
+	}
+	delete(c.stores, id)
+	c.ids = slices.DeleteFunc(c.ids, func(x string) bool { return x == id })
+	old := c.ring
+	c.ring = old.Without(id)
+	for _, x := range c.up() {
+		n := c.node(x)
+		if err := n.SetRing(c.ring); err != nil {
+			c.t.Fatal(err)
+		}
+		_, _ = n.Rebalance(ctx, old) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
+
+	}
+}
+
+// holders returns the running nodes whose data or hints hold the write
+// with dot d of key.
+func (c *cluster) holders(key string, d vclock.Dot) []string {
+	var out []string
+	for _, id := range c.up() {
+		o, _, err := c.stores[id].Get([]byte(key))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		h, _, err := c.stores[id].HintedObject([]byte(key))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if o.Sync(h); o.Context().Contains(d) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TestLeaveHandsOver: a node that holds the only copies of writes (W = 1
+// writes it took while partitioned from its peers) and the only copies of
+// others as hints for crashed nodes (their coordinator's disk was lost
+// since) leaves; its file is deleted. After the rest converge, no
+// acknowledged write is lost, every key's replicas are identical and no
+// hint is pending. While it leaves, it takes no write.
+func TestLeaveHandsOver(t *testing.T) {
+	seeds := uint64(8)
+	if *long {
+		seeds = 200
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { runLeave(t, seed) })
+		})
+	}
+}
+
+func runLeave(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	c := newCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2})
+	defer c.close()
+	c.net.dup = 0.05
+	ctx := context.Background()
+
+	// Roles, from a preference list (3 home replicas, 2 fallbacks) the
+	// seed picks: L leaves; X and Z crash; C coordinates and loses its
+	// disk; M is cut off. hintKeys have that list, uniqueKeys have L home.
+	lists := map[string][]string{}
+	var uniqueKeys []string
+	for i := range 2000 {
+		key := fmt.Sprintf("k%d", i)
+		all := c.ring.Replicas([]byte(key), c.q.N+DefaultFallbacks, nil)
+		lists[strings.Join(all, ",")] = append(lists[strings.Join(all, ",")], key)
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for l, keys := range lists {
+			if len(keys) >= 4 && !yield(l) {
+				return
+			}
+		}
+	})
+	list := strings.Split(names[rng.IntN(len(names))], ",")
+	hintKeys := lists[strings.Join(list, ",")][:4]
+	C, X, Z, L, M := list[0], list[1], list[2], list[3], list[4]
+	for i := 0; len(uniqueKeys) < 8; i++ {
+		if key := fmt.Sprintf("u%d", i); slices.Contains(c.ring.Replicas([]byte(key), c.q.N, nil), L) {
+			uniqueKeys = append(uniqueKeys, key)
+		}
+	}
+	keys := slices.Concat(hintKeys, uniqueKeys)
+	t.Logf("seed %d: C %s, X %s, Z %s, L %s, M %s", seed, C, X, Z, L, M)
+
+	var acks []Ack
+	contexts := map[string]vclock.VClock{}
+	step := 0
+	put := func(via, key string, w int) Ack {
+		step++
+		a := Ack{Key: key, Version: Version{Value: fmt.Appendf(nil, "%s/%d", key, step)}, Context: contexts[key]}
+		wr, err := c.node(via).Put(ctx, []byte(key), a.Context, a.Version.Value, w)
+		if err != nil {
+			t.Fatalf("seed %d: put %s via %s: %v", seed, key, via, err)
+		}
+		a.Dot, contexts[key] = wr.Dot, wr.Context
+		acks = append(acks, a)
+		return a
+	}
+	wait := func() {
+		for _, id := range c.up() {
+			c.node(id).Wait()
+		}
+	}
+
+	// Steady writes, every replica up.
+	for range 40 {
+		put(c.ids[rng.IntN(len(c.ids))], keys[rng.IntN(len(keys))], 0)
+	}
+	wait()
+	c.crash(X)
+	c.crash(Z)
+	// L, cut off, takes writes alone.
+	partition(c, L)
+	var unique []Ack
+	for _, k := range uniqueKeys {
+		unique = append(unique, put(L, k, 1))
+	}
+	wait()
+	// C takes writes with M cut off: only a hint on L, for X or Z, joins it.
+	partition(c, M)
+	for _, k := range hintKeys {
+		unique = append(unique, put(C, k, 2))
+	}
+	wait()
+	partition(c)
+	c.wipe(C)
+	for _, a := range unique {
+		if h := c.holders(a.Key, a.Dot); !slices.Equal(h, []string{L}) {
+			t.Fatalf("seed %d: %s = %q held by %v, want %s alone", seed, a.Key, a.Version.Value, h, L)
+		}
+	}
+	if got := c.stores[L].Hints(); got != len(hintKeys) {
+		t.Fatalf("seed %d: %s holds %d hints, want %d", seed, L, got, len(hintKeys))
+	}
+
+	h, err := c.node(L).Leave(ctx)
+	if err != nil {
+		t.Fatalf("seed %d: leave: %v (%+v)", seed, err, h)
+	}
+	if h.Hints != len(hintKeys) || h.Unplaced != 0 || h.Keys < len(uniqueKeys) || h.Copies+h.Failed != 3*h.Keys || c.stores[L].Hints() != 0 {
+		t.Fatalf("seed %d: handed over %+v, %d hints left; want %d hints, %d keys at least", seed, h, c.stores[L].Hints(), len(hintKeys), len(uniqueKeys))
+	}
+	if _, err := c.node(L).Leave(ctx); !errors.Is(err, ErrLeaving) {
+		t.Fatalf("seed %d: second leave: %v, want ErrLeaving", seed, err)
+	}
+	// A leaving node takes no write: it forwards clients' and refuses
+	// replicas', which go to fallbacks with hints for it.
+	var k string
+	var home []string
+	for _, k = range uniqueKeys {
+		if home = slices.DeleteFunc(c.ring.Replicas([]byte(k), c.q.N, nil), func(id string) bool { return id == L || c.node(id) == nil }); len(home) > 0 {
+			break
+		}
+	}
+	if len(home) == 0 {
+		t.Fatalf("seed %d: no key of %s has another live home replica", seed, L)
+	}
+	forwarded, replicated := put(L, k, 0), put(home[0], k, 0)
+	wait()
+	if forwarded.Dot.ID == c.node(L).Actor() {
+		t.Fatalf("seed %d: the leaving node coordinated a write", seed)
+	}
+	for _, a := range []Ack{forwarded, replicated} {
+		if slices.Contains(c.holders(k, a.Dot), L) {
+			t.Fatalf("seed %d: the leaving node stored %q", seed, a.Version.Value)
+		}
+	}
+
+	c.depart(ctx, L)
+	rounds := c.converge(ctx)
+	if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	if n := c.pendingHints(); n != 0 {
+		t.Fatalf("seed %d: %d hints pending after convergence", seed, n)
+	}
+	t.Logf("seed %d: %d acks, handed over %+v, %d rounds to converge", seed, len(acks), h, rounds)
+}
+
+// TestLeaveCanceled: a Leave whose ctx ends fails with ctx's error, and
+// the node takes writes again.
+func TestLeaveCanceled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		n := c.node("n1")
+		if _, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if h, err := n.Leave(ctx); !errors.Is(err, context.Canceled) || h.Copies != 0 {
+			t.Fatalf("leave: %+v, %v; want context.Canceled and no copy", h, err)
+		}
+		if w, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil || w.Dot.ID != n.Actor() {
+			t.Fatalf("write after a canceled leave: %v, %v", w, err)
+		}
+	})
+}
+
+// TestLeaveAlone: a node alone in its ring has nowhere to place its data:
+// Leave fails with ErrNotPlaced and the node takes writes again.
+func TestLeaveAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
+		defer c.close()
+		ctx := context.Background()
+		n := c.node("n1")
+		if h, err := n.Leave(ctx); err != nil || h != (Handover{}) {
+			t.Fatalf("empty node: %+v, %v", h, err)
+		}
+		n.leaveMu.Lock()
+		n.departing = false // as if it had not left
+		n.leaveMu.Unlock()
+		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+		h, err := n.Leave(ctx)
+		if !errors.Is(err, ErrNotPlaced) || h != (Handover{Keys: 1, Unplaced: 1}) {
+			t.Fatalf("leave: %+v, %v; want ErrNotPlaced", h, err)
+		}
+		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil {
+			t.Fatalf("write after a failed leave: %v", err)
+		}
+	})
+}
