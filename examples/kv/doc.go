@@ -86,6 +86,10 @@
 //   - Encoding: objects and RPCs are deterministic msgpack; their
 //     decoders never panic and allocate in proportion to their input,
 //     plus at most msgpack's 1 MiB read chunk.
+//   - Authentication: with a cluster key ([ServerConfig.ClusterKey]),
+//     a node serves a replica RPC only with an HMAC-SHA256 of it under
+//     the key, dated within [AuthWindow] of its clock; without one, keep
+//     the nodes' addresses private. Requests are not encrypted.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -43,6 +44,9 @@ const (
 // has no addresses and uses http.DefaultClient.
 type HTTPTransport struct {
 	Client *http.Client // nil: http.DefaultClient
+	// Key, when set, is the cluster key every call is authenticated with
+	// ([HeaderAuth]); the receivers' [APIConfig.ClusterKey] must match.
+	Key []byte
 
 	mu    sync.RWMutex
 	addrs map[string]string // node ID → host:port
@@ -62,7 +66,9 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 
 // Call POSTs req to node to and returns the response body. A status other
 // than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
-// for 422, the node's answer to a write that reused an idempotency key.
+// for 422, the node's answer to a write that reused an idempotency key,
+// and [ErrUnauthenticated] for 401, its answer to a call without the
+// cluster key.
 func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.mu.RLock()
 	addr, ok := t.addrs[to]
@@ -75,6 +81,9 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/msgpack")
+	if t.Key != nil {
+		hr.Header.Set(HeaderAuth, authenticator(t.Key, time.Now(), req))
+	}
 	c := t.Client
 	if c == nil {
 		c = http.DefaultClient
@@ -87,8 +96,11 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if resp.StatusCode != http.StatusOK {
 		text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
 		err := fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, bytes.TrimSpace(text))
-		if resp.StatusCode == http.StatusUnprocessableEntity {
+		switch resp.StatusCode {
+		case http.StatusUnprocessableEntity:
 			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
+		case http.StatusUnauthorized:
+			err = fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 		}
 		return nil, err
 	}
@@ -113,6 +125,14 @@ type APIConfig struct {
 	// Membership lists the failure detector's members for /cluster; nil:
 	// states from the node's Alive alone.
 	Membership func() []swim.Member
+	// ClusterKey, when set, is the secret shared by the cluster's nodes:
+	// a replica RPC is served only with a valid authenticator under it
+	// ([HeaderAuth], from an [HTTPTransport] with the same Key), and is
+	// otherwise refused with 401. nil: replica RPCs are served to anyone
+	// who can reach /internal/rpc, so keep it on a private network. The
+	// key authenticates requests; it does not encrypt them (put TLS in
+	// front of the listeners for that).
+	ClusterKey []byte
 }
 
 // API returns the HTTP handler of node n: the client API on /kv/{key}
@@ -156,6 +176,12 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 		return
+	}
+	if a.cfg.ClusterKey != nil {
+		if err := authenticate(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), req, time.Now()); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
 	}
 	resp, err := a.n.Handle(r.Context(), req)
 	switch {

@@ -116,9 +116,10 @@ func TestAPI(t *testing.T) {
 	})
 }
 
-// Three nodes on loopback HTTP servers: writes and reads through any node,
-// replica RPCs over HTTPTransport.
-func TestHTTPTransport(t *testing.T) {
+// httpNodes starts nodes a, b and c on loopback HTTP servers that serve
+// replica RPCs under the cluster key key (nil: none), and returns them and
+// their transport, whose Key is key. Cleanup stops them.
+func httpNodes(t *testing.T, key []byte) (*HTTPTransport, []*httptest.Server) {
 	var rn []ring.Node
 	for _, id := range []string{"a", "b", "c"} {
 		rn = append(rn, ring.Node{ID: id})
@@ -127,24 +128,31 @@ func TestHTTPTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &HTTPTransport{}
+	tr := &HTTPTransport{Key: key}
 	var servers []*httptest.Server
 	for _, m := range rn {
 		s, err := Open(filepath.Join(t.TempDir(), m.ID+".db"), StoreConfig{Tree: testTree, NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		t.Cleanup(func() { s.Close() })
 		n, err := NewNode(NodeConfig{ID: m.ID, Ring: r, Store: s, Transport: tr, Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer n.Close()
-		srv := httptest.NewServer(API(n, APIConfig{}))
-		defer srv.Close()
+		t.Cleanup(n.Close)
+		srv := httptest.NewServer(API(n, APIConfig{ClusterKey: key}))
+		t.Cleanup(srv.Close)
 		servers = append(servers, srv)
 		tr.SetAddr(m.ID, srv.Listener.Addr().(*net.TCPAddr).String())
 	}
+	return tr, servers
+}
+
+// Three nodes on loopback HTTP servers: writes and reads through any node,
+// replica RPCs over HTTPTransport.
+func TestHTTPTransport(t *testing.T) {
+	tr, servers := httpNodes(t, nil)
 	put, err := http.NewRequest("PUT", servers[0].URL+"/kv/hello?w=3", strings.NewReader("world"))
 	if err != nil {
 		t.Fatal(err)

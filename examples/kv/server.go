@@ -62,6 +62,11 @@ type ServerConfig struct {
 	Store      StoreConfig // Group is set by the node
 	// OnReap is the node's [NodeConfig.OnReap].
 	OnReap func(key []byte, tombstone Object)
+	// ClusterKey, when set (at least [MinClusterKeyLen] bytes), is the
+	// secret every node of the cluster shares: replica RPCs are
+	// authenticated with it (see [APIConfig.ClusterKey]). nil: they are
+	// not.
+	ClusterKey []byte
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -98,9 +103,15 @@ type Server struct {
 // starts listening and serving and starts the background work; it
 // returns once the node serves. Stop it with [Server.Shutdown]. It
 // returns the errors of [Open], [NewIdempotencyStore], [NewNode], swim.New
-// and listening. Idempotency keys are recorded durably in the store's file
+// and listening, and an error for a ClusterKey shorter than
+// [MinClusterKeyLen]. Idempotency keys are recorded durably in the store's file
 // ([IdempotencyStore]) and kept for the Guard's default retention.
 func StartServer(cfg ServerConfig) (s *Server, err error) {
+	if cfg.ClusterKey != nil {
+		if err := checkClusterKey(cfg.ClusterKey); err != nil {
+			return nil, err
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -110,7 +121,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second}
 	}
-	tr := &HTTPTransport{Client: client}
+	tr := &HTTPTransport{Client: client, Key: cfg.ClusterKey}
 	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
 		if m.ID != cfg.ID {
@@ -173,7 +184,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},

@@ -20,11 +20,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -176,6 +177,7 @@ type demo struct {
 	sibs   atomic.Int64             // reads that returned siblings
 	solved atomic.Int64             // acknowledged writes with the context of such a read
 	reaped map[string]vclock.VClock // guarded by mu: the histories of the tombstones reaped, by key
+	key    []byte                   // the cluster key: replica RPCs are authenticated
 }
 
 type phaseStats struct {
@@ -188,7 +190,8 @@ type phaseStats struct {
 
 func newDemo(o options, out io.Writer) (*demo, error) {
 	d := &demo{o: o, out: out, nw: &network{cut: map[string]bool{}}, gone: map[int]bool{}, reaped: map[string]vclock.VClock{},
-		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		key:    []byte(rand.Text())}
 	spare := 0
 	if o.faults["join"] {
 		spare = 1
@@ -232,7 +235,7 @@ func (d *demo) start(i int) error {
 		WrapGossip: func(t swim.Transport) swim.Transport {
 			return faultyGossip{Transport: t, nw: d.nw, from: d.gossip[i]}
 		},
-		Quorum: d.o.quorum,
+		Quorum: d.o.quorum, ClusterKey: d.key,
 		Client: &http.Client{Timeout: time.Second, Transport: faultyTransport{nw: d.nw, from: m.Addr,
 			next: &http.Transport{MaxIdleConnsPerHost: 64}}},
 		Maintain: kv.MaintainConfig{HandOffEvery: 200 * time.Millisecond, AntiEntropyEvery: time.Second,
@@ -418,7 +421,7 @@ func (d *demo) serverAt(i int) *kv.Server {
 // client1 is one client: it reads a key and writes it back with the
 // context it read (or, now and then, blindly), until ctx is done.
 func (d *demo) client1(ctx context.Context, c int) {
-	rng := rand.New(rand.NewPCG(d.o.seed, uint64(c)))
+	rng := mrand.New(mrand.NewPCG(d.o.seed, uint64(c)))
 	for seq := 0; ctx.Err() == nil; seq++ {
 		live := d.live()
 		node := d.members[live[rng.IntN(len(live))]]

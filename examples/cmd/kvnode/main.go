@@ -1,5 +1,5 @@
 // Command kvnode runs one node of the replicated key-value store of
-// package kv: the HTTP API of issue 13 on -listen, SWIM failure detection
+// package kv: its HTTP API on -listen, SWIM failure detection
 // over UDP on -gossip (joining through -join), its data in -data.
 //
 // The ring follows SWIM's membership: a node that joins is added, one that
@@ -12,11 +12,17 @@
 //	kvnode -id n2 -listen 127.0.0.1:7002 -gossip 127.0.0.1:7102 -zone z2 -data /tmp/n2 \
 //	    -join 127.0.0.1:7101
 //
-// It logs JSON lines with log/slog to stderr and shuts down cleanly on
-// SIGTERM or SIGINT.
+// With -cluster-key-file, the nodes authenticate their replica RPCs with
+// the secret in that file (the same on every node); without it, keep
+// their HTTP addresses on a private network. -reap-after sets how long a
+// deleted key's tombstone stays once every replica holds it.
+//
+// It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
+// hands its data over to the other nodes and leaves the cluster.
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -52,6 +58,7 @@ func run(args []string) error {
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
+	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,12 +76,21 @@ func run(args []string) error {
 			*zone = members[i].Zone
 		}
 	}
+	var clusterKey []byte
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("-cluster-key-file: %w", err)
+		}
+		clusterKey = bytes.TrimSpace(b)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
-		Store:    kv.StoreConfig{NoSync: *noSync},
-		Maintain: kv.MaintainConfig{ReapAfter: *reapAfter},
+		Store:      kv.StoreConfig{NoSync: *noSync},
+		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter},
+		ClusterKey: clusterKey,
 	})
 	if err != nil {
 		return err

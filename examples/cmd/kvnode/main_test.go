@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -128,9 +129,9 @@ func request(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// Three kvnode processes; one is killed with SIGKILL after acknowledging
-// writes, restarted on its data directory, and serves them alone once the
-// others shut down cleanly on SIGTERM.
+// Three kvnode processes sharing a cluster key; one is killed with
+// SIGKILL after acknowledging writes, restarted on its data directory, and
+// serves them alone once the others shut down cleanly on SIGTERM.
 func TestKillAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -142,9 +143,13 @@ func TestKillAndRestart(t *testing.T) {
 	for i, id := range ids {
 		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
 	}
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := func(i int) []string {
 		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", gossip[i], "-join", strings.Join(gossip, ",")}
+			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-cluster-key-file", keyFile}
 	}
 	procs := make([]*proc, 3)
 	for i := range ids {

@@ -1,0 +1,108 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuthenticate(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	body := []byte("request")
+	now := time.Unix(1_800_000_000, 0)
+	good := authenticator(key, now, body)
+	for _, c := range []struct {
+		name string
+		key  []byte
+		auth string
+		body []byte
+		at   time.Time
+		ok   bool
+	}{
+		{"valid", key, good, body, now, true},
+		{"at the window's edge", key, good, body, now.Add(AuthWindow), true},
+		{"from the future edge", key, good, body, now.Add(-AuthWindow), true},
+		{"too old", key, good, body, now.Add(AuthWindow + time.Second), false},
+		{"too far ahead", key, good, body, now.Add(-AuthWindow - time.Second), false},
+		{"another key", []byte("fedcba9876543210"), good, body, now, false},
+		{"another body", key, good, []byte("requesT"), now, false},
+		{"another time", key, "1800000001" + good[strings.IndexByte(good, '.'):], body, now, false},
+		{"missing", key, "", body, now, false},
+		{"no separator", key, "1800000000", body, now, false},
+		{"bad time", key, "x." + good[strings.IndexByte(good, '.')+1:], body, now, false},
+		{"bad hex", key, "1800000000.zz", body, now, false},
+		{"truncated MAC", key, good[:len(good)-2], body, now, false},
+	} {
+		err := authenticate(c.key, c.auth, c.body, c.at)
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("%s: %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+}
+
+// FuzzAuthenticate: any header and body are judged without a panic, a
+// fresh authenticator of a body passes, and it fails for a longer body.
+func FuzzAuthenticate(f *testing.F) {
+	key := []byte("0123456789abcdef")
+	now := time.Unix(1_800_000_000, 0)
+	f.Add(authenticator(key, now, []byte("x")), []byte("x"))
+	f.Add("1800000000.", []byte{})
+	f.Add("-9223372036854775808.00", []byte("y"))
+	f.Fuzz(func(t *testing.T, auth string, body []byte) {
+		_ = authenticate(key, auth, body, now)
+		fresh := authenticator(key, now, body)
+		if err := authenticate(key, fresh, body, now); err != nil {
+			t.Fatalf("refused a fresh authenticator: %v", err)
+		}
+		if err := authenticate(key, fresh, append(body, 'x'), now); err == nil {
+			t.Fatal("accepted the authenticator of another body")
+		}
+	})
+}
+
+// With a cluster key, nodes serve each other's replica RPCs and nothing
+// else: a call without the key, or under another, is refused with 401,
+// which the transport reports as ErrUnauthenticated.
+func TestClusterKey(t *testing.T) {
+	key := []byte("a cluster secret of some length")
+	tr, servers := httpNodes(t, key)
+	put, err := http.NewRequest(http.MethodPut, servers[0].URL+"/kv/k?w=3", strings.NewReader("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(put)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT with w=3 over authenticated RPCs: %v %v", resp, err)
+	}
+	req, err := (&request{Op: opRead, Key: []byte("k")}).marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Call(context.Background(), "b", req); err != nil {
+		t.Fatalf("a read with the key: %v", err)
+	}
+	other := &HTTPTransport{Key: []byte("another secret of some length")}
+	other.SetAddr("b", servers[1].Listener.Addr().String())
+	if _, err := other.Call(context.Background(), "b", req); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("a call under another key: %v, want ErrUnauthenticated", err)
+	}
+	bare, err := http.Post(servers[1].URL+rpcPath, "application/msgpack", bytes.NewReader(req))
+	if err != nil || bare.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a call without a key: %v %v, want 401", bare, err)
+	}
+	bare.Body.Close()
+}
+
+func TestStartServerShortClusterKey(t *testing.T) {
+	_, err := StartServer(ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir(), ClusterKey: []byte("short")})
+	if err == nil || !strings.Contains(err.Error(), "cluster key") {
+		t.Fatalf("StartServer with a 5-byte cluster key: %v", err)
+	}
+}
