@@ -14,8 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
+	"github.com/distkit/distkit/internal/simnet"
 	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/ring"
@@ -26,18 +25,30 @@ var long = flag.Bool("long", false, "run the cluster histories over many more se
 
 var errUnreachable = errors.New("unreachable")
 
-// memNet connects in-process nodes through the full RPC encoding, with
-// seeded faults: crashed nodes, partitioned nodes (which the failure
-// detector does not notice), lost requests, lost responses (the request
-// was applied) and duplicated requests.
+// fabric is the network a test cluster's nodes talk over. It routes calls
+// to attached nodes; a node detached (crashed) gets no calls and makes
+// none, and the failure detector (Alive) sees exactly that: crashes, not
+// partitions.
+type fabric interface {
+	transport(from string) Transport
+	node(id string) *Node // nil: not attached
+	attach(id string, n *Node)
+	// detach takes id's node off the network and returns it once no
+	// request to it is being served any more.
+	detach(id string) *Node
+	// heal ends every partition and message fault.
+	heal()
+}
+
+// memNet connects in-process nodes through the full RPC encoding,
+// synchronously: a call runs the callee's Handle on the caller's
+// goroutine. Unit tests and benchmarks use it; the only faults are
+// crashes and partitioned nodes (which can reach each other but not the
+// rest). The seeded histories run on [simNet] instead.
 type memNet struct {
 	mu          sync.Mutex
-	seed        uint64
-	seen        map[uint64]uint64 // calls so far by hash of (from, to, request)
-	nodes       map[string]*Node  // nil: crashed
+	nodes       map[string]*Node // nil: crashed
 	partitioned map[string]bool
-	loss, dup   float64
-	calls       int
 }
 
 func (m *memNet) transport(from string) Transport { return memTransport{m, from} }
@@ -47,60 +58,68 @@ type memTransport struct {
 	from string
 }
 
-// fate decides what happens to one call. The draw depends on the seed, the
-// call and how many equal calls came before, not on the order in which
-// concurrent calls arrive, so that a seed replays the same faults.
-func (m *memNet) fate(from, to string, req []byte) (n *Node, lostReq, lostResp, dup bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls++
-	n = m.nodes[to]
-	if n == nil || m.nodes[from] == nil || m.partitioned[from] != m.partitioned[to] {
-		return nil, true, false, false
-	}
-	h := xxhash.Sum64String(from + "\x00" + to + "\x00" + string(req))
-	m.seen[h]++
-	rng := rand.New(rand.NewPCG(m.seed, h+m.seen[h]))
-	return n, rng.Float64() < m.loss, rng.Float64() < m.loss, rng.Float64() < m.dup
-}
-
 func (t memTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
-	n, lostReq, lostResp, dup := t.m.fate(t.from, to, req)
-	if lostReq {
+	t.m.mu.Lock()
+	n := t.m.nodes[to]
+	open := n != nil && t.m.nodes[t.from] != nil && t.m.partitioned[t.from] == t.m.partitioned[to]
+	t.m.mu.Unlock()
+	if !open {
 		return nil, fmt.Errorf("%s -> %s: %w", t.from, to, errUnreachable)
 	}
-	if dup {
-		_, _ = n.Handle(ctx, req)
-	}
-	resp, err := n.Handle(ctx, req)
-	if err == nil && lostResp {
-		return nil, fmt.Errorf("%s -> %s: response lost: %w", t.from, to, errUnreachable)
-	}
-	return resp, err
+	return n.Handle(ctx, req)
 }
 
-// alive is the failure detector: it sees crashes, not partitions.
-func (m *memNet) alive(id string) bool {
+func (m *memNet) node(id string) *Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.nodes[id] != nil
+	return m.nodes[id]
 }
 
-// cluster is a test cluster of nodes on real bbolt files.
-type cluster struct {
+func (m *memNet) attach(id string, n *Node) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nodes[id] = n
+}
+
+func (m *memNet) detach(id string) *Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.nodes[id]
+	m.nodes[id] = nil
+	return n
+}
+
+func (m *memNet) heal() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.partitioned)
+}
+
+// clusterOn is a test cluster of nodes on real bbolt files, talking over
+// the fabric N.
+type clusterOn[N fabric] struct {
 	t      testing.TB
 	dir    string
 	ring   *ring.Ring
 	q      quorum.Config
-	net    *memNet
+	net    N
 	stores map[string]*Store
 	ids    []string
 	wipes  int // disks lost so far, for fresh epochs
 }
 
+// cluster is the in-process cluster of the unit tests.
+type cluster = clusterOn[*memNet]
+
 var testTree = merkle.Config{Branches: 16, SegmentsPerBranch: 16}
 
-func newCluster(t testing.TB, seed uint64, nodes int, q quorum.Config) *cluster {
+// newCluster starts a cluster of nodes on a [memNet]. The seed is unused:
+// memNet draws nothing at random.
+func newCluster(t testing.TB, _ uint64, nodes int, q quorum.Config) *cluster {
+	return newClusterOn(t, &memNet{nodes: map[string]*Node{}, partitioned: map[string]bool{}}, nodes, q)
+}
+
+func newClusterOn[N fabric](t testing.TB, net N, nodes int, q quorum.Config) *clusterOn[N] {
 	var rn []ring.Node
 	var ids []string
 	for i := range nodes {
@@ -112,41 +131,32 @@ func newCluster(t testing.TB, seed uint64, nodes int, q quorum.Config) *cluster 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{
-		t: t, dir: t.TempDir(), ring: r, q: q, ids: ids,
-		net:    &memNet{seed: seed, seen: map[uint64]uint64{}, nodes: map[string]*Node{}, partitioned: map[string]bool{}},
-		stores: map[string]*Store{},
-	}
+	c := &clusterOn[N]{t: t, dir: t.TempDir(), ring: r, q: q, ids: ids, net: net, stores: map[string]*Store{}}
 	for _, id := range ids {
 		c.start(id)
 	}
 	return c
 }
 
-func (c *cluster) start(id string) {
+func (c *clusterOn[N]) start(id string) {
 	s, err := Open(filepath.Join(c.dir, id+".db"), StoreConfig{Tree: testTree, NoSync: true,
 		MaxBatchDelay: time.Nanosecond, Epoch: fmt.Sprint(c.wipes)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	n, err := NewNode(NodeConfig{ID: id, Ring: c.ring, Store: s, Transport: c.net.transport(id), Quorum: c.q,
-		Alive: c.net.alive, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond})
+		Alive: func(id string) bool { return c.net.node(id) != nil }, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.net.mu.Lock()
-	c.net.nodes[id], c.stores[id] = n, s
-	c.net.mu.Unlock()
+	c.stores[id] = s
+	c.net.attach(id, n)
 }
 
 // crash takes id off the network, lets its in-flight work fail, and
 // closes its store; its file stays for a restart.
-func (c *cluster) crash(id string) {
-	c.net.mu.Lock()
-	n := c.net.nodes[id]
-	c.net.nodes[id] = nil
-	c.net.mu.Unlock()
-	n.Close()
+func (c *clusterOn[N]) crash(id string) {
+	c.net.detach(id).Close()
 	if err := c.stores[id].Close(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -154,7 +164,7 @@ func (c *cluster) crash(id string) {
 
 // wipe crashes id and deletes its disk: it restarts empty, with a new
 // epoch.
-func (c *cluster) wipe(id string) {
+func (c *clusterOn[N]) wipe(id string) {
 	c.crash(id)
 	if err := os.Remove(filepath.Join(c.dir, id+".db")); err != nil {
 		c.t.Fatal(err)
@@ -163,17 +173,13 @@ func (c *cluster) wipe(id string) {
 	c.start(id)
 }
 
-func (c *cluster) node(id string) *Node {
-	c.net.mu.Lock()
-	defer c.net.mu.Unlock()
-	return c.net.nodes[id]
-}
+func (c *clusterOn[N]) node(id string) *Node { return c.net.node(id) }
 
-func (c *cluster) up() []string {
+func (c *clusterOn[N]) up() []string {
 	return slices.DeleteFunc(slices.Clone(c.ids), func(id string) bool { return c.node(id) == nil })
 }
 
-func (c *cluster) close() {
+func (c *clusterOn[N]) close() {
 	for _, id := range c.up() {
 		c.crash(id)
 	}
@@ -181,11 +187,8 @@ func (c *cluster) close() {
 
 // converge heals every fault, restarts crashed nodes and runs handoff and
 // anti-entropy rounds until a round changes nothing.
-func (c *cluster) converge(ctx context.Context) (rounds int) {
-	c.net.mu.Lock()
-	c.net.loss, c.net.dup = 0, 0
-	clear(c.net.partitioned)
-	c.net.mu.Unlock()
+func (c *clusterOn[N]) converge(ctx context.Context) (rounds int) {
+	c.net.heal()
 	for _, id := range c.ids {
 		if c.node(id) == nil {
 			c.start(id)
@@ -221,7 +224,7 @@ func (c *cluster) converge(ctx context.Context) (rounds int) {
 }
 
 // replicas returns every key's objects on its home replicas.
-func (c *cluster) replicas(keys []string) map[string][]Object {
+func (c *clusterOn[N]) replicas(keys []string) map[string][]Object {
 	out := map[string][]Object{}
 	for _, k := range keys {
 		for _, h := range c.ring.Replicas([]byte(k), c.q.N, nil) {
@@ -235,7 +238,7 @@ func (c *cluster) replicas(keys []string) map[string][]Object {
 	return out
 }
 
-func (c *cluster) pendingHints() int {
+func (c *clusterOn[N]) pendingHints() int {
 	n := 0
 	for _, s := range c.stores {
 		n += s.Hints()
@@ -243,12 +246,18 @@ func (c *cluster) pendingHints() int {
 	return n
 }
 
+// clientTimeout bounds each client operation of the histories: a call
+// whose request or response the network lost ends with it.
+const clientTimeout = 5 * time.Second
+
 // TestClusterNoAckedWriteLost runs seeded histories of reads, writes and
-// deletes by clients with stale contexts through random coordinators,
-// under crashes with restarts on the same bbolt files, partitions the
-// failure detector misses, and lost and duplicated messages; after the
-// faults heal and handoff and anti-entropy converge, no acknowledged write
-// is lost and every key's replicas are identical.
+// deletes by clients with stale contexts through random coordinators, on
+// the simulated network ([simNet]: random delays, 5% of messages lost and
+// 5% duplicated, requests and responses alike), under crashes with
+// restarts on the same bbolt files, one disk lost for good, and
+// partitions the failure detector misses; after the faults heal and
+// handoff and anti-entropy converge, no acknowledged write is lost and
+// every key's replicas are identical.
 func TestClusterNoAckedWriteLost(t *testing.T) {
 	seeds := uint64(16)
 	if *long {
@@ -256,25 +265,60 @@ func TestClusterNoAckedWriteLost(t *testing.T) {
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { runHistory(t, seed, 250) })
+			synctest.Test(t, func(t *testing.T) {
+				h := runHistory(t, seed, 250)
+				// The faults happened: messages were lost, duplicated, and
+				// dropped by partitions and crashes, and late or duplicated
+				// responses reached no caller.
+				if f := h.faults; f.Lost == 0 || f.Duplicated == 0 || f.Blocked == 0 || h.ignored == 0 {
+					t.Fatalf("seed %d: faults %+v, %d responses ignored", seed, f, h.ignored)
+				}
+			})
 		})
 	}
 }
 
-func runHistory(t *testing.T, seed uint64, steps int) {
+// TestClusterReplaysSeed runs sequential histories twice: a seed gives the
+// same operations, the same faults on the same messages, and so the same
+// outcomes (acknowledged and failed writes with their dots, failed reads)
+// and network counters up to the final convergence. (See [simNet] for
+// what makes the convergence's traffic vary.)
+func TestClusterReplaysSeed(t *testing.T) {
+	for seed := range uint64(4) {
+		var runs [2]history
+		for i := range runs {
+			t.Run(fmt.Sprintf("%d/%d", seed, i), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) { runs[i] = runHistory(t, seed, 250) })
+			})
+		}
+		a, b := runs[0], runs[1]
+		if a.failed != b.failed || a.faults != b.faults || fmt.Sprint(a.acks, a.indeterminate) != fmt.Sprint(b.acks, b.indeterminate) {
+			t.Errorf("seed %d replayed differently: %d and %d acks, %d and %d failed operations, network %+v and %+v",
+				seed, len(a.acks), len(b.acks), a.failed, b.failed, a.faults, b.faults)
+		}
+	}
+}
+
+// history is what a run of [runHistory] observed.
+type history struct {
+	acks, indeterminate []Ack
+	failed              int          // operations that returned an error
+	faults              simnet.Stats // the network's counters before the final convergence
+	ignored             int          // responses that reached no caller (late or duplicated)
+}
+
+func runHistory(t *testing.T, seed uint64, steps int) history {
 	rng := rand.New(rand.NewPCG(seed, 2))
-	c := newCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2})
+	c := newSimCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2}, simLink(0.05, 0.05))
 	defer c.close()
-	c.net.loss, c.net.dup = 0.05, 0.05
-	ctx := context.Background()
 	keys := []string{"a", "b", "c", "d", "e", "f"}
 	const clients = 4
 	contexts := make([]map[string]vclock.VClock, clients) // each client's last context per key
 	for i := range contexts {
 		contexts[i] = map[string]vclock.VClock{}
 	}
-	var acks, indeterminate []Ack
-	failed := 0
+	var h history
+	var side []string // partitioned nodes
 	for step := range steps {
 		switch f := rng.IntN(40); {
 		case f == 0 && len(c.up()) > 3:
@@ -287,13 +331,11 @@ func runHistory(t *testing.T, seed uint64, steps int) {
 				}
 			}
 		case f == 2:
-			c.net.mu.Lock()
-			c.net.partitioned[c.ids[rng.IntN(len(c.ids))]] = true
-			c.net.mu.Unlock()
+			side = append(side, c.ids[rng.IntN(len(c.ids))])
+			c.net.split(side...)
 		case f == 3:
-			c.net.mu.Lock()
-			clear(c.net.partitioned)
-			c.net.mu.Unlock()
+			side = nil
+			c.net.split()
 		case f == 4 && c.wipes == 0 && len(c.up()) == len(c.ids):
 			// One disk lost for good, within what W = 2 tolerates.
 			c.wipe(c.ids[rng.IntN(len(c.ids))])
@@ -301,12 +343,13 @@ func runHistory(t *testing.T, seed uint64, steps int) {
 		up := c.up()
 		coord := c.node(up[rng.IntN(len(up))])
 		cl, key := rng.IntN(clients), keys[rng.IntN(len(keys))]
+		ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 		switch op := rng.IntN(10); {
 		case op < 4:
 			res, err := coord.Get(ctx, []byte(key), 0)
 			if err != nil {
-				failed++
-				continue
+				h.failed++
+				break
 			}
 			contexts[cl][key] = res.Context
 		default:
@@ -321,31 +364,37 @@ func runHistory(t *testing.T, seed uint64, steps int) {
 			}
 			a := Ack{Key: key, Version: v, Context: contexts[cl][key], Dot: w.Dot}
 			if err != nil {
-				failed++
-				indeterminate = append(indeterminate, a)
-				continue
+				h.failed++
+				h.indeterminate = append(h.indeterminate, a)
+				break
 			}
-			acks = append(acks, a)
+			h.acks = append(h.acks, a)
 			contexts[cl][key] = w.Context
 		}
+		cancel()
 	}
-	rounds := c.converge(ctx)
-	verdict := Check(acks, indeterminate, c.replicas(keys))
+	h.faults = c.net.stats()
+	rounds := c.converge(context.Background())
+	verdict := Check(h.acks, h.indeterminate, c.replicas(keys))
 	if err := verdict.Err(); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
 	if c.pendingHints() != 0 {
 		t.Fatalf("seed %d: %d hints pending after convergence", seed, c.pendingHints())
 	}
-	if len(acks) < steps/4 {
-		t.Fatalf("seed %d: only %d writes acknowledged (%d operations failed)", seed, len(acks), failed)
+	if len(h.acks) < steps/4 {
+		t.Fatalf("seed %d: only %d writes acknowledged (%d operations failed)", seed, len(h.acks), h.failed)
 	}
-	t.Logf("seed %d: %d acks, %d failed ops, %d rounds to converge, %d calls", seed, len(acks), failed, rounds, c.net.calls)
+	h.ignored = c.net.ignoredResponses()
+	t.Logf("seed %d: %d acks, %d failed ops, %d rounds to converge, network %+v before converging, %d responses ignored",
+		seed, len(h.acks), h.failed, rounds, h.faults, h.ignored)
+	return h
 }
 
 // TestClusterConcurrentClients has clients run at once, so that
 // coordinators race on the same keys, between rounds of crashes,
-// restarts and partitions; the verdict is the same as for the sequential
+// restarts and partitions, on the simulated network with 2% of messages
+// lost and 2% duplicated; the verdict is the same as for the sequential
 // histories. Goroutine scheduling makes a seed's run vary.
 func TestClusterConcurrentClients(t *testing.T) {
 	for seed := range uint64(4) {
@@ -357,10 +406,8 @@ func TestClusterConcurrentClients(t *testing.T) {
 
 func runConcurrent(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 3))
-	c := newCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2})
+	c := newSimCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2}, simLink(0.02, 0.02))
 	defer c.close()
-	c.net.loss, c.net.dup = 0.02, 0.02
-	ctx := context.Background()
 	keys := []string{"a", "b", "c"}
 	var mu sync.Mutex
 	var acks, indeterminate []Ack
@@ -377,10 +424,7 @@ func runConcurrent(t *testing.T, seed uint64) {
 				}
 			}
 		case 2:
-			c.net.mu.Lock()
-			clear(c.net.partitioned)
-			c.net.partitioned[c.ids[rng.IntN(len(c.ids))]] = true
-			c.net.mu.Unlock()
+			c.net.split(c.ids[rng.IntN(len(c.ids))])
 		}
 		up := c.up()
 		var wg sync.WaitGroup
@@ -390,12 +434,15 @@ func runConcurrent(t *testing.T, seed uint64) {
 			wg.Go(func() {
 				for op := range 10 {
 					key := []byte(keys[crng.IntN(len(keys))])
+					ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 					res, err := coord.Get(ctx, key, 0)
 					if err != nil {
+						cancel()
 						continue
 					}
 					a := Ack{Key: string(key), Version: Version{Value: fmt.Appendf(nil, "%d/%d/%d", round, cl, op)}, Context: res.Context}
 					w, err := coord.Put(ctx, key, res.Context, a.Version.Value, 0)
+					cancel()
 					a.Dot = w.Dot
 					mu.Lock()
 					if err != nil {
@@ -409,11 +456,12 @@ func runConcurrent(t *testing.T, seed uint64) {
 		}
 		wg.Wait()
 	}
-	c.converge(ctx)
+	c.converge(context.Background())
 	if err := Check(acks, indeterminate, c.replicas(keys)).Err(); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
 	if len(acks) < 100 {
 		t.Fatalf("seed %d: only %d writes acknowledged", seed, len(acks))
 	}
+	t.Logf("seed %d: %d acks, %d indeterminate, network %+v", seed, len(acks), len(indeterminate), c.net.stats())
 }
