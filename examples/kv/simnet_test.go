@@ -17,7 +17,7 @@ import (
 	"github.com/distkit/distkit/quorum"
 )
 
-// simNet carries the nodes' RPCs over an [simnet.Network] inside a
+// simNet carries the nodes' RPCs over a [simnet.Network] inside a
 // synctest bubble: every request and every response is a message with a
 // seeded virtual delay, loss, duplication and partitions. A Call posts a
 // request and blocks until its response arrives or its context ends
@@ -29,9 +29,9 @@ import (
 // A pump goroutine drives the network in step with the bubble's clock:
 // it waits until every other goroutine of the bubble is durably blocked
 // (synctest.Wait), sends the messages posted since in a canonical order
-// (by sender, receiver, kind and content hash, not by which goroutine got
-// there first, so that the network's per-Send fault draws follow the
-// seed), then delivers one due message and waits again. With no message
+// (by sender, receiver and content hash, not by which goroutine got there
+// first, so that the network's per-Send fault draws follow the seed),
+// then delivers one due message and waits again. With no message
 // due it sleeps, on a bubble timer, until the next delivery time or until
 // a goroutine posts, so the nodes' own timers (call timeouts, hedging,
 // bbolt's batch delay) fire in virtual-time order with the deliveries.
@@ -40,13 +40,14 @@ import (
 // due at the same instant) run concurrently, in any order Go picks. The
 // canonical send order hides that order from the network's fault draws,
 // but not from the nodes' shared state: when two replications of one
-// write time out at the same instant, which of them takes the first
-// fallback is a race, so the hints' placement, and with it the handoff
-// traffic of the final convergence, can differ between runs of a seed.
-// What a sequential history observes up to that convergence (every
-// operation's outcome and dot, and the network's counters) replays
-// exactly; TestClusterReplaysSeed checks it (without the canonical order,
-// about half the seeds diverged). Concurrent clients replay nothing.
+// write fail at the same instant, which of them takes the first fallback
+// is a race in Node, so where a hint lands, and with it what a later
+// handoff sends, can differ between runs of a seed. A sequential history
+// without handoff or anti-entropy passes replays exactly up to its final
+// convergence (every operation's outcome and dot, the network's
+// counters), which TestClusterReplaysSeed checks; without the canonical
+// order about half the seeds diverged. Histories with repair passes
+// replay approximately, concurrent clients not at all.
 //
 // Crashes are [simnet.Network.Isolate]: a crashed node's messages in
 // flight, and any it would still send, are dropped.
@@ -186,8 +187,7 @@ func (s *simNet) poll() (m simnet.Message[envelope], next time.Time, ok bool) {
 	s.net.AdvanceTo(now, collect)
 	slices.SortFunc(s.outbox, func(a, b posted) int {
 		return cmp.Or(strings.Compare(a.from, b.from), strings.Compare(a.to, b.to),
-			cmp.Compare(b2i(a.e.response), b2i(b.e.response)), cmp.Compare(a.hash, b.hash),
-			strings.Compare(a.e.err, b.e.err))
+			cmp.Compare(a.hash, b.hash), strings.Compare(a.e.err, b.e.err))
 	})
 	for _, p := range s.outbox {
 		s.net.Send(p.from, p.to, p.e)
@@ -202,13 +202,6 @@ func (s *simNet) poll() (m simnet.Message[envelope], next time.Time, ok bool) {
 	m = s.due[0]
 	s.due = slices.Delete(s.due, 0, 1)
 	return m, next, true
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // deliver hands m to its receiver: a response to the call waiting for
