@@ -125,10 +125,10 @@
 // MaintainConfig.ReapAfter) finds that every home replica holds the same
 // tombstone, or none, and that no fallback holds a hint for the key, and
 // then deletes it everywhere. Each store keeps a reap floor, the largest
-// counter of any object it reaped, and numbers the next write of a key it
-// holds no dot of above it, so dots are never reused, and a late copy of a
-// reaped value that node coordinated is superseded by the key's next
-// write it coordinates rather than coming back as its sibling. What
+// counter of any object it reaped, and numbers a write above it when the
+// key holds no value of the writing node: dots are never reused, and a
+// late copy of a reaped value that node wrote is superseded by its next
+// write of the key rather than coming back as a sibling. What
 // reaping cannot guard against is a copy of a reaped value outside the
 // key's replicas and fallbacks (after a ring change) or in a message
 // delayed past ReapAfter: keep ReapAfter well above the node's Timeout and the

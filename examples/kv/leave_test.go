@@ -15,20 +15,10 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-// partition cuts ids off from the other nodes (none: heals).
-func partition(c *cluster, ids ...string) {
-	c.net.mu.Lock()
-	defer c.net.mu.Unlock()
-	clear(c.net.partitioned)
-	for _, id := range ids {
-		c.net.partitioned[id] = true
-	}
-}
-
 // depart removes node id from the cluster after it left: it stops, its
 // file is deleted, and the others take the ring without it and stream
 // what moved, as Server does on SWIM's leave event.
-func (c *cluster) depart(ctx context.Context, id string) {
+func (c *clusterOn[N]) depart(ctx context.Context, id string) {
 	path := c.stores[id].Path()
 	c.crash(id)
 	if err := os.Remove(path); err != nil {
@@ -50,7 +40,7 @@ func (c *cluster) depart(ctx context.Context, id string) {
 
 // holders returns the running nodes whose data or hints hold the write
 // with dot d of key.
-func (c *cluster) holders(key string, d vclock.Dot) []string {
+func (c *clusterOn[N]) holders(key string, d vclock.Dot) []string {
 	var out []string
 	for _, id := range c.up() {
 		o, _, err := c.stores[id].Get([]byte(key))
@@ -88,9 +78,8 @@ func TestLeaveHandsOver(t *testing.T) {
 
 func runLeave(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 4))
-	c := newCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2})
+	c := newSimCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2}, simLink(0, 0.05))
 	defer c.close()
-	c.net.dup = 0.05
 	ctx := context.Background()
 
 	// Roles, from a preference list (3 home replicas, 2 fallbacks) the
@@ -149,19 +138,19 @@ func runLeave(t *testing.T, seed uint64) {
 	c.crash(X)
 	c.crash(Z)
 	// L, cut off, takes writes alone.
-	partition(c, L)
+	c.net.split(L)
 	var unique []Ack
 	for _, k := range uniqueKeys {
 		unique = append(unique, put(L, k, 1))
 	}
 	wait()
 	// C takes writes with M cut off: only a hint on L, for X or Z, joins it.
-	partition(c, M)
+	c.net.split(M)
 	for _, k := range hintKeys {
 		unique = append(unique, put(C, k, 2))
 	}
 	wait()
-	partition(c)
+	c.net.split()
 	c.wipe(C)
 	for _, a := range unique {
 		if h := c.holders(a.Key, a.Dot); !slices.Equal(h, []string{L}) {

@@ -245,8 +245,9 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // returns it, to be replicated to the other replicas with [Store.Sync].
 // Only a replica that holds the key's data may coordinate with its own
 // actor ID: the new dot is unique because this store has seen every dot
-// of that actor for the key, or, when it holds none of them, because the
-// new dot is numbered above the store's reap floor (see [Store.Reap]).
+// of that actor for the key, or, when it holds no value of that actor,
+// because the new dot is numbered above the store's reap floor (see
+// [Store.Reap]).
 func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
@@ -257,17 +258,28 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 // update applies a coordinated write to o within tx, the write
 // transaction of its key.
 func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) {
-	if o.Context().Get(actor) == 0 {
-		// Every dot actor had for a reaped key is at most the floor, and
-		// the tombstone that was reaped covered them all: the new write
-		// supersedes them, so a straggler cannot come back as a sibling,
-		// and its dot is new.
+	if !holdsValueOf(*o, actor) {
+		// actor's dots of the key are all superseded here, or were reaped:
+		// each at most the floor and covered by the reaped tombstone. (Its
+		// counter in o may be lower than its reaped dots: a context from
+		// before the reap names them.) The new write supersedes them all,
+		// so its dot is new and a straggler cannot come back as a sibling.
 		if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
 			ctx = ctx.Clone()
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
 	o.Update(ctx, actor, v)
+}
+
+// holdsValueOf reports whether o has a value written by actor.
+func holdsValueOf(o Object, actor string) bool {
+	for d := range o.Dotted() {
+		if d.ID == actor {
+			return true
+		}
+	}
+	return false
 }
 
 // Sync merges o into key's object with [vclock.DVVSet.Sync] (replication,

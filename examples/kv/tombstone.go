@@ -108,13 +108,14 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // key holds, from this store: it is a compare-and-delete that happens
 // only if the stored object still equals o and no hint for key is held
 // here, and that raises the store's reap floor to o's largest counter in
-// the same transaction. [Store.Update] numbers the dots of a key it holds
-// no dot of above the floor and lets the write's context cover the
-// floor, so dots are never reused after a reap, and a stale copy of a
-// reaped version the same actor wrote that arrives later is superseded by
-// the key's next write instead of coming back as its sibling (copies of
-// other actors' versions are kept out by [Node.Reap]'s conditions only). It reports whether it deleted
-// the key; a key already absent is not an error.
+// the same transaction. When [Store.Update] writes as an actor of which
+// the key's object holds no value, it numbers the new dot above the floor
+// and lets the write's context cover the floor: dots are never reused
+// after a reap, and a late copy of a reaped version the same actor wrote
+// is superseded by that write instead of coming back as its sibling
+// (copies of other actors' versions are kept out by [Node.Reap]'s
+// conditions alone). It reports whether it deleted the key; a key already
+// absent is not an error.
 func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err

@@ -91,6 +91,32 @@ func TestStoreReap(t *testing.T) {
 	if o := put(t, s, "j", vclock.VClock{}, "y"); len(live(o)) != 2 {
 		t.Fatalf("a concurrent write to a key with a dot of n1 lost a sibling: %q", live(o))
 	}
+	// The key comes back through another replica's write whose context,
+	// read before the reap, names n1's reaped dots: n1 holds no value of
+	// its own, so its next write is still numbered above the floor.
+	s2 := openStore(t, filepath.Join(t.TempDir(), "other.db"), StoreConfig{NoSync: true})
+	defer s2.Close()
+	put(t, s2, "s", vclock.VClock{}, "a")
+	a2 := put(t, s2, "s", vclock.VClock{}, "b") // n1:2
+	gone, err := s2.Update([]byte("s"), a2.Context(), "n1", Version{Deleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s2.Reap([]byte("s"), gone); !ok || err != nil {
+		t.Fatalf("Reap = %v, %v", ok, err)
+	}
+	var elsewhere Object
+	elsewhere.Update(v1.Context(), "n2", Version{Value: []byte("n2's")}) // context {n1:1}
+	if _, err := s2.Sync([]byte("s"), elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s2.Update([]byte("s"), vclock.VClock{}, "n1", Version{Value: []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.Context().Get("n1"); c <= gone.Context().Get("n1") {
+		t.Fatalf("a write after the key came back with a stale context got n1:%d, reaped dots reach n1:%d", c, gone.Context().Get("n1"))
+	}
 }
 
 // CheckReaped accepts a delete that was reaped and the writes it
