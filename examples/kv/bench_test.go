@@ -38,9 +38,9 @@ func BenchmarkDecodeObject(b *testing.B) {
 	}
 }
 
-// BenchmarkStoreUpdate is one coordinated write of a 100-byte value, with
-// and without fsync.
-func BenchmarkStoreUpdate(b *testing.B) {
+// withFsync runs f as two sub-benchmarks, on a fresh store with fsync and
+// on one without.
+func withFsync(b *testing.B, f func(b *testing.B, s *Store)) {
 	for _, noSync := range []bool{false, true} {
 		b.Run(fmt.Sprintf("nosync=%v", noSync), func(b *testing.B) {
 			s, err := Open(filepath.Join(b.TempDir(), "kv.db"), StoreConfig{NoSync: noSync, MaxBatchDelay: 1})
@@ -48,19 +48,27 @@ func BenchmarkStoreUpdate(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			v := Version{Value: make([]byte, 100)}
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				key := fmt.Appendf(nil, "k%d", i%1000)
-				i++
-				o, _, _ := s.Get(key)
-				if _, err := s.Update(key, o.Context(), "n1.e", v); err != nil {
-					b.Fatal(err)
-				}
-			}
+			f(b, s)
 		})
 	}
+}
+
+// BenchmarkStoreUpdate is one coordinated write of a 100-byte value, with
+// and without fsync.
+func BenchmarkStoreUpdate(b *testing.B) {
+	withFsync(b, func(b *testing.B, s *Store) {
+		v := Version{Value: make([]byte, 100)}
+		i := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			key := fmt.Appendf(nil, "k%d", i%1000)
+			i++
+			o, _, _ := s.Get(key)
+			if _, err := s.Update(key, o.Context(), "n1.e", v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkNodePutGet is a read and a write-back of one key through a

@@ -280,6 +280,16 @@ func (c *clusterOn[N]) pendingHints() int {
 // whose request or response the network lost ends with it.
 const clientTimeout = 5 * time.Second
 
+// forSeeds runs f for seeds 0 to n-1, each in a subtest of its own
+// inside a synctest bubble.
+func forSeeds(t *testing.T, n uint64, f func(t *testing.T, seed uint64)) {
+	for seed := range n {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { f(t, seed) })
+		})
+	}
+}
+
 // TestClusterNoAckedWriteLost runs seeded histories of reads, writes and
 // deletes by clients with stale contexts through random coordinators, on
 // the simulated network ([simNet]: random delays, 5% of messages lost and
@@ -296,19 +306,15 @@ func TestClusterNoAckedWriteLost(t *testing.T) {
 	if *long {
 		seeds = 500
 	}
-	for seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				h := runHistory(t, seed, historyConfig{steps: 250, keys: 6, deletes: 2, repairs: true})
-				// The faults happened: messages were lost, duplicated, and
-				// dropped by partitions and crashes, and late or duplicated
-				// responses reached no caller.
-				if f := h.faults; f.Lost == 0 || f.Duplicated == 0 || f.Blocked == 0 || h.ignored == 0 {
-					t.Fatalf("seed %d: faults %+v, %d responses ignored", seed, f, h.ignored)
-				}
-			})
-		})
-	}
+	forSeeds(t, seeds, func(t *testing.T, seed uint64) {
+		h := runHistory(t, seed, historyConfig{steps: 250, keys: 6, deletes: 2, repairs: true})
+		// The faults happened: messages were lost, duplicated, and dropped
+		// by partitions and crashes, and late or duplicated responses
+		// reached no caller.
+		if f := h.faults; f.Lost == 0 || f.Duplicated == 0 || f.Blocked == 0 || h.ignored == 0 {
+			t.Fatalf("seed %d: faults %+v, %d responses ignored", seed, f, h.ignored)
+		}
+	})
 }
 
 // TestClusterReapUnderFaults runs delete-heavy histories over many keys,
@@ -322,14 +328,9 @@ func TestClusterReapUnderFaults(t *testing.T) {
 		seeds = 200
 	}
 	early := 0
-	for seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				h := runHistory(t, seed, historyConfig{steps: 300, keys: 16, deletes: 4, repairs: true})
-				early += h.reapedEarly
-			})
-		})
-	}
+	forSeeds(t, seeds, func(t *testing.T, seed uint64) {
+		early += runHistory(t, seed, historyConfig{steps: 300, keys: 16, deletes: 4, repairs: true}).reapedEarly
+	})
 	if early == 0 {
 		t.Fatalf("no key was reaped under the faults in %d histories", seeds)
 	}
@@ -568,11 +569,7 @@ func runHistory(t *testing.T, seed uint64, cfg historyConfig) history {
 // lost and 2% duplicated; the verdict is the same as for the sequential
 // histories. Goroutine scheduling makes a seed's run vary.
 func TestClusterConcurrentClients(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { runConcurrent(t, seed) })
-		})
-	}
+	forSeeds(t, 4, runConcurrent)
 }
 
 func runConcurrent(t *testing.T, seed uint64) {

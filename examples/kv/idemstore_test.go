@@ -467,35 +467,28 @@ func TestNodeRetryCoordinatorChanged(t *testing.T) {
 // a Complete of a new key (with the sweep of the key that expired), with
 // and without fsync.
 func BenchmarkIdempotencyStore(b *testing.B) {
-	for _, noSync := range []bool{false, true} {
-		b.Run(fmt.Sprintf("nosync=%v", noSync), func(b *testing.B) {
-			s, err := Open(filepath.Join(b.TempDir(), "kv.db"), StoreConfig{NoSync: noSync, MaxBatchDelay: 1})
-			if err != nil {
+	withFsync(b, func(b *testing.B, s *Store) {
+		clk := clocktest.NewManual(idemEpoch)
+		is, err := NewIdempotencyStore(s, IdempotencyConfig{Clock: clk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		fp, resp := make([]byte, 32), make([]byte, 200)
+		i := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			key := fmt.Sprint("key-", i)
+			i++
+			clk.Advance(time.Millisecond) // records expire after 1000 requests
+			if _, err := is.Claim(ctx, key, fp, time.Minute); err != nil {
 				b.Fatal(err)
 			}
-			defer s.Close()
-			clk := clocktest.NewManual(idemEpoch)
-			is, err := NewIdempotencyStore(s, IdempotencyConfig{Clock: clk})
-			if err != nil {
+			if err := is.Complete(ctx, key, resp, time.Second); err != nil {
 				b.Fatal(err)
 			}
-			ctx := context.Background()
-			fp, resp := make([]byte, 32), make([]byte, 200)
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				key := fmt.Sprint("key-", i)
-				i++
-				clk.Advance(time.Millisecond) // records expire after 1000 requests
-				if _, err := is.Claim(ctx, key, fp, time.Minute); err != nil {
-					b.Fatal(err)
-				}
-				if err := is.Complete(ctx, key, resp, time.Second); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkUpdateOnce is a coordinator's keyed write of a 100-byte value

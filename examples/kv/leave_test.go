@@ -69,11 +69,7 @@ func TestLeaveHandsOver(t *testing.T) {
 	if *long {
 		seeds = 200
 	}
-	for seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { runLeave(t, seed) })
-		})
-	}
+	forSeeds(t, seeds, runLeave)
 }
 
 func runLeave(t *testing.T, seed uint64) {
