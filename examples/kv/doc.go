@@ -110,7 +110,7 @@
 // their coordinators place them elsewhere), sends every key of the ranges
 // it replicated to the key's replicas in the ring without it (a fallback
 // with a hint for one that is down), passes every hint it holds to its
-// target or to the key's next fallback, and leaves SWIM only once every
+// target or to another node, and leaves SWIM only once every
 // key and hint found a node; otherwise it stops as a failed node would,
 // its disk the way back. Hints held for a node no longer in the ring go
 // to their keys' replicas ([Node.HandOff]).

@@ -55,10 +55,11 @@ type Handover struct {
 //     down or fails, to the key's next fallback in the new ring with a
 //     hint for it;
 //   - every hint it holds is delivered to its target or, when the target
-//     is down or fails, passed to the key's next fallback in the new ring
-//     as a hint for the same target (a hint for a node no longer in the
-//     ring goes to the key's replicas instead), and dropped here once
-//     taken.
+//     is down or fails, passed as a hint for the same target to the key's
+//     next fallback in the new ring (or, when none takes it, to another
+//     node of the new ring, the key's home replicas last); a hint for a
+//     node no longer in the ring goes to the key's replicas instead. It
+//     is dropped here once taken.
 //
 // From the moment Leave begins, the node takes no more writes: client
 // writes it receives are forwarded to another home replica, and the
@@ -191,14 +192,18 @@ func (n *Node) handOver(ctx context.Context, cur, next *ring.Ring) (Handover, er
 	return h, nil
 }
 
-// passOn hands the hint e for target t on under the ring r: to t, or to
-// the key's next fallback in r with a hint for t, or, when t is not in r
-// (stays is false), to the key's replicas in r. Once a node took it, it
-// drops the hint here (unless it grew meanwhile) and reports true.
+// passOn hands the hint e for target t on under the ring r: to t, or
+// with a hint for t to the first node that takes it among the key's
+// fallbacks in r, the rest of r's nodes in the key's order, and last the
+// key's home replicas in r; or, when t is not in r (stays is false), to
+// the key's replicas in r. Once a node took it, it drops the hint here
+// (unless it grew meanwhile) and reports true.
 func (n *Node) passOn(ctx context.Context, r *ring.Ring, t string, stays bool, e Entry) (bool, error) {
 	if stays {
-		_, fallbacks := n.placementIn(r, e.Key)
-		rep := &replication{n: n, key: e.Key, o: e.Object, fallbacks: slices.DeleteFunc(fallbacks, func(f string) bool { return f == t })}
+		order := r.Replicas(e.Key, r.Len(), nil)
+		k := min(n.quorum.N, len(order))
+		order = slices.DeleteFunc(append(order[k:], order[:k]...), func(f string) bool { return f == t || f == n.id })
+		rep := &replication{n: n, key: e.Key, o: e.Object, fallbacks: order}
 		if err := rep.send(ctx, t); err != nil {
 			n.log.Debug("hint not passed on", "key", e.Key, "target", t, "err", err)
 			return false, nil

@@ -189,6 +189,22 @@ func runLeave(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: the leaving node stored %q", seed, a.Version.Value)
 		}
 	}
+	// A node that is not a home replica forwards a write to the first
+	// live one; when that is the leaving node, to the next one.
+	for i := 0; ; i++ {
+		key := fmt.Sprintf("w%d", i)
+		home := slices.DeleteFunc(c.ring.Replicas([]byte(key), c.q.N, nil), func(id string) bool { return c.node(id) == nil })
+		others := slices.DeleteFunc(slices.Clone(c.up()), func(id string) bool { return slices.Contains(home, id) })
+		if len(home) < 2 || home[0] != L || len(others) == 0 {
+			continue
+		}
+		keys = append(keys, key)
+		if a := put(others[0], key, 0); a.Dot.ID != c.node(home[1]).Actor() {
+			t.Fatalf("seed %d: a write forwarded past the leaving node got dot %v, want one of %s", seed, a.Dot, home[1])
+		}
+		break
+	}
+	wait()
 
 	c.depart(ctx, L)
 	rounds := c.converge(ctx)
@@ -245,6 +261,50 @@ func TestLeaveAlone(t *testing.T) {
 		}
 		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil {
 			t.Fatalf("write after a failed leave: %v", err)
+		}
+	})
+}
+
+// TestLeaveHintNoFallback: in a ring of four with N = 3, a node that
+// leaves holds a hint for a node that is down, and the ring without it
+// leaves the key no fallback: the hint goes to one of the key's home
+// replicas, which hands it to its target when it returns.
+func TestLeaveHintNoFallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		var key string
+		var list []string
+		for i := 0; ; i++ {
+			key = fmt.Sprintf("k%d", i)
+			if list = c.ring.Replicas([]byte(key), 4, nil); list[0] != "n1" {
+				break
+			}
+		}
+		target, leaver := list[2], list[3] // the third home replica, the only fallback
+		c.crash(target)
+		w, err := c.node(list[0]).Put(ctx, []byte(key), vclock.VClock{}, []byte("v"), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.node(list[0]).Wait()
+		if got := c.stores[leaver].Hints(); got != 1 {
+			t.Fatalf("%s holds %d hints, want 1", leaver, got)
+		}
+		h, err := c.node(leaver).Leave(ctx)
+		if err != nil || h.Hints != 1 || h.Unplaced != 0 {
+			t.Fatalf("leave: %+v, %v; want the hint passed on", h, err)
+		}
+		c.depart(ctx, leaver)
+		c.start(target)
+		c.converge(ctx)
+		acks := []Ack{{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}}
+		if err := Check(acks, nil, c.replicas([]string{key})).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if c.pendingHints() != 0 {
+			t.Fatalf("%d hints pending", c.pendingHints())
 		}
 	})
 }

@@ -351,6 +351,9 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 				continue
 			}
 			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
+			if errors.Is(err, ErrLeaving) {
+				continue // it applied nothing: the next home replica coordinates
+			}
 			if err != nil {
 				return Written{}, fmt.Errorf("kv: coordinator %s: %w", h, err)
 			}
@@ -553,8 +556,13 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 		return response{}, err
 	}
 	var resp response
-	err = resp.unmarshal(out)
-	return resp, err
+	if err := resp.unmarshal(out); err != nil {
+		return response{}, err
+	}
+	if resp.Leaving {
+		return response{}, fmt.Errorf("%w: %w: %s", ErrUnavailable, ErrLeaving, to)
+	}
+	return resp, nil
 }
 
 // Handle serves one encoded replica RPC from another node and returns the
@@ -567,6 +575,10 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	resp, err := n.handle(ctx, &q)
+	if errors.Is(err, ErrLeaving) {
+		// Not an error of the request: the caller tries another node.
+		return (&response{Leaving: true}).marshal()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -66,11 +66,12 @@ type response struct {
 	Dot     vclock.Dot    // opCoordinate: the dot of the client's write
 	Tree    []byte        // opTree: an encoded merkle.Response
 	Entries []Entry       // opScan
+	Leaving bool          // any op: the receiver is leaving and did not apply the request
 }
 
 const (
 	requestFields  = 10
-	responseFields = 6
+	responseFields = 7
 )
 
 func (r *request) marshal() ([]byte, error) {
@@ -160,6 +161,7 @@ func (r *response) marshal() ([]byte, error) {
 	for _, en := range r.Entries {
 		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), e.Encode(en.Object))
 	}
+	err = firstErr(err, e.EncodeBool(r.Leaving))
 	return b.Bytes(), err
 }
 
@@ -198,6 +200,9 @@ func (r *response) unmarshal(b []byte) error {
 				return err
 			}
 			p.Entries = append(p.Entries, en)
+		}
+		if p.Leaving, err = d.DecodeBool(); err != nil {
+			return err
 		}
 		*r = p
 		return nil
