@@ -20,17 +20,21 @@ func Dead(o Object) bool {
 	return len(vs) > 0 && !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted })
 }
 
-// markTombstone records in tx when the object o stored under the data key
-// dk became dead, and forgets it when o has a live value again.
+// markTombstone records in tx, for a write that changed the object o
+// stored under the data key dk, when o last changed while dead, and
+// forgets it when o has a live value again. The grace period of a reap
+// runs from the last change: a dead object that merged a newer tombstone
+// may have had a live value elsewhere moments before, whose messages are
+// still in flight.
 func (s *Store) markTombstone(tx *bolt.Tx, dk []byte, o Object) error {
 	b := tx.Bucket(bucketTombs)
-	switch had := b.Get(dk) != nil; {
-	case !Dead(o) && had:
-		return b.Delete(dk)
-	case Dead(o) && !had:
-		return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
+	if !Dead(o) {
+		if b.Get(dk) != nil {
+			return b.Delete(dk)
+		}
+		return nil
 	}
-	return nil
+	return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
 }
 
 // getUint64 reads a big-endian uint64 from b, 0 when absent.
@@ -42,7 +46,7 @@ func getUint64(b *bolt.Bucket, key []byte) uint64 {
 }
 
 // Tombstones returns up to limit keys with their objects that have been
-// dead ([Dead]) on this replica since before the time before, in segment
+// dead ([Dead]) and unchanged on this replica since before the time before, in segment
 // and key order, leaving out the keys keep rejects (nil: keep all).
 func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit int) ([]Entry, error) {
 	var out []Entry
@@ -166,8 +170,8 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 const reapBatch = 1024
 
 // Reap makes one pass of tombstone reaping, as Riak does after a delete:
-// for each key whose object has been dead ([Dead]) on this node since
-// before the time before and whose first home replica this node is, it
+// for each key whose object has been dead ([Dead]) and unchanged on this
+// node since before the time before and whose first home replica this node is, it
 // asks every home replica and every fallback of the key whether it may
 // reap (its object equals this node's, or it has none, and it holds no
 // hint for the key), and if all agree it reaps the key on the other home
@@ -178,7 +182,7 @@ const reapBatch = 1024
 // it reaped and stops at the first failed call.
 //
 // before must leave time for every message about the key still in
-// flight when it died to land (replication and read repair end within the
+// flight when its dead object last changed to land (replication and read repair end within the
 // node's Timeout, an anti-entropy exchange within its own duration): a
 // stale copy of a reaped value that arrives after the reap, or a replica
 // outside the key's current home and fallbacks (after a ring change) that
