@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -301,6 +303,54 @@ func TestReapGraceFromLastChange(t *testing.T) {
 		c.converge(ctx)
 		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaps.snapshot()).Err(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// A pass of Node.Reap takes at most reapBatch due keys, and goes on from
+// where the last one stopped: keys that cannot be reaped (here, a hint
+// for each is held on a home replica) do not starve the keys after them.
+func TestReapNoStarvation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		reaper := c.node("n1")
+		var dead Object
+		dead.Update(vclock.VClock{}, "x", Version{Deleted: true})
+		var keys [][]byte
+		for i := 0; len(keys) < reapBatch+10; i++ {
+			if k := fmt.Appendf(nil, "k%05d", i); reaper.Home(k)[0] == "n1" {
+				keys = append(keys, k)
+			}
+		}
+		s := c.stores["n1"]
+		slices.SortFunc(keys, func(a, b []byte) int { return bytes.Compare(s.dataKey(a), s.dataKey(b)) })
+		last := keys[len(keys)-1] // the only key that can be reaped
+		for _, k := range keys {
+			home := reaper.Home(k)
+			for _, h := range home {
+				if _, err := c.stores[h].Sync(k, dead); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(k, last) {
+				if err := c.stores[home[1]].AddHint(home[2], k, dead); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		later := time.Now().Add(time.Hour)
+		reaped := 0
+		for range 2 {
+			k, err := reaper.Reap(ctx, later)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reaped += k
+		}
+		if _, found, _ := s.Get(last); reaped != 1 || found {
+			t.Fatalf("two passes over %d due keys reaped %d (the reapable one still held: %v), want 1", len(keys), reaped, found)
 		}
 	})
 }
