@@ -151,6 +151,13 @@ func TestCheckReaped(t *testing.T) {
 	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {newer, {}, {}}}, reaped); len(v.Diverged) != 1 {
 		t.Fatalf("a replica holding a newer tombstone than the reaped one: %+v", v)
 	}
+	// Two replicas still hold different dead objects within the reaped
+	// history: both read as absent, but the replicas did not converge.
+	var older Object
+	older.Update(vclock.VClock{}, "n1", Version{Deleted: true})
+	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {o, older, {}}}, reaped); len(v.Diverged) != 1 {
+		t.Fatalf("replicas holding different reaped tombstones: %+v", v)
+	}
 	var back Object
 	back.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
 	v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {back, back}}, reaped)
