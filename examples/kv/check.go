@@ -94,7 +94,8 @@ func Check(acks, indeterminate []Ack, replicas map[string][]Object) Verdict {
 // values, for the tombstone had replaced it ([ErrResurrected]). A
 // replica that still holds a dead object within a reaped history counts
 // as not holding the key: it reads the same, and its copy is being reaped
-// (or was sent back by anti-entropy and will be reaped again).
+// (or was sent back by anti-entropy and will be reaped again), but the
+// replicas that hold the key must still hold the same object.
 func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped map[string]vclock.VClock) Verdict {
 	v := Verdict{Keys: len(replicas), Acks: len(acks)}
 	final := make(map[string][]Version, len(replicas))
@@ -106,6 +107,7 @@ func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped
 		if len(objs) == 0 {
 			continue
 		}
+		held := slices.DeleteFunc(slices.Clone(objs), func(o Object) bool { return o.Len() == 0 })
 		objs = slices.Clone(objs)
 		for i, o := range objs {
 			if Dead(o) && reaped[key].Descends(o.Context()) {
@@ -116,13 +118,11 @@ func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped
 		h := history[key]
 		h.Merge(objs[0].Context())
 		history[key] = h
-		first, err := EncodeObject(objs[0])
-		for _, o := range objs[1:] {
-			enc, err2 := EncodeObject(o)
-			if err != nil || err2 != nil || !bytes.Equal(first, enc) {
-				v.Diverged = append(v.Diverged, key)
-				break
-			}
+		// Replicas that hold the key hold the same object, and so do all
+		// of them once a dead one within the reaped history counts as
+		// absent.
+		if !identical(held) || !identical(objs) {
+			v.Diverged = append(v.Diverged, key)
 		}
 	}
 	slices.Sort(v.Diverged)
@@ -154,4 +154,19 @@ func CheckReaped(acks, indeterminate []Ack, replicas map[string][]Object, reaped
 		v.Lost = append(v.Lost, a)
 	}
 	return v
+}
+
+// identical reports whether objs all encode to the same bytes.
+func identical(objs []Object) bool {
+	if len(objs) == 0 {
+		return true
+	}
+	first, err := EncodeObject(objs[0])
+	for _, o := range objs[1:] {
+		enc, err2 := EncodeObject(o)
+		if err != nil || err2 != nil || !bytes.Equal(first, enc) {
+			return false
+		}
+	}
+	return true
 }

@@ -121,8 +121,8 @@
 // replaces exactly the values that read returned, and a concurrent write
 // survives it as a sibling. A key whose every version is a tombstone is
 // dead; it reads as not found, but its tombstone and history stay until
-// [Node.Reap] (run by [Node.Maintain] once the key has been dead for
-// MaintainConfig.ReapAfter) finds that every home replica holds the same
+// [Node.Reap] (run by [Node.Maintain] once the key has been dead, its
+// tombstones unchanged, for MaintainConfig.ReapAfter) finds that every home replica holds the same
 // tombstone, or none, and that no fallback holds a hint for the key, and
 // then deletes it everywhere. Each store keeps a reap floor, the largest
 // counter of any object it reaped, and numbers a write above it when the

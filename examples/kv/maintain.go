@@ -20,8 +20,8 @@ type MaintainConfig struct {
 	HandOffEvery     time.Duration // 0: DefaultHandOffEvery
 	AntiEntropyEvery time.Duration // 0: DefaultAntiEntropyEvery
 	ReapEvery        time.Duration // 0: DefaultReapEvery
-	// ReapAfter is how long a key stays dead before its tombstone is
-	// reaped (the grace period of [Node.Reap]); 0: DefaultReapAfter;
+	// ReapAfter is how long a key stays dead, its tombstones unchanged,
+	// before they are reaped (the grace period of [Node.Reap]); 0: DefaultReapAfter;
 	// negative: tombstones are kept forever.
 	ReapAfter time.Duration
 }
@@ -30,7 +30,7 @@ type MaintainConfig struct {
 // hinted handoff every HandOffEvery, every AntiEntropyEvery an
 // anti-entropy exchange with the next live node of the ring (round
 // robin), and every ReapEvery a pass of [Node.Reap] over the keys dead
-// for longer than ReapAfter. Errors are logged and retried at the next period. It returns
+// and unchanged for longer than ReapAfter. Errors are logged and retried at the next period. It returns
 // when ctx is done, after the round in progress ends; it starts no
 // goroutine of its own.
 func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) {

@@ -100,6 +100,9 @@ type Node struct {
 	leaveMu   sync.RWMutex
 	departing bool // Leave has begun
 
+	reapMu   sync.Mutex // guards reapFrom
+	reapFrom []byte     // the data key the next pass of Reap starts at; nil: the first
+
 	stats nodeStats
 }
 

@@ -95,7 +95,7 @@ var (
 	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
 	bucketHints = []byte("hints") // one sub-bucket per target node: [key] → encoded Object
 	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch; keyFloor → the reap floor
-	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object became all tombstones, Unix ns BE
+	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
 )
@@ -293,8 +293,8 @@ func (s *Store) Sync(key []byte, o Object) (Object, error) {
 }
 
 // write applies f to key's object in one bbolt transaction, shared with
-// concurrent writes (one fsync for all), records when the object became
-// all tombstones, and updates key's tree once the transaction committed.
+// concurrent writes (one fsync for all), records when the object last
+// changed while all tombstones, and updates key's tree once the transaction committed.
 func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()

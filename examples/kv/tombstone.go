@@ -20,17 +20,21 @@ func Dead(o Object) bool {
 	return len(vs) > 0 && !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted })
 }
 
-// markTombstone records in tx when the object o stored under the data key
-// dk became dead, and forgets it when o has a live value again.
+// markTombstone records in tx, for a write that changed the object o
+// stored under the data key dk, when o last changed while dead, and
+// forgets it when o has a live value again. The grace period of a reap
+// runs from the last change: a dead object that merged a newer tombstone
+// may have had a live value elsewhere moments before, whose messages are
+// still in flight.
 func (s *Store) markTombstone(tx *bolt.Tx, dk []byte, o Object) error {
 	b := tx.Bucket(bucketTombs)
-	switch had := b.Get(dk) != nil; {
-	case !Dead(o) && had:
-		return b.Delete(dk)
-	case Dead(o) && !had:
-		return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
+	if !Dead(o) {
+		if b.Get(dk) != nil {
+			return b.Delete(dk)
+		}
+		return nil
 	}
-	return nil
+	return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
 }
 
 // getUint64 reads a big-endian uint64 from b, 0 when absent.
@@ -42,13 +46,34 @@ func getUint64(b *bolt.Bucket, key []byte) uint64 {
 }
 
 // Tombstones returns up to limit keys with their objects that have been
-// dead ([Dead]) on this replica since before the time before, in segment
-// and key order, leaving out the keys keep rejects (nil: keep all).
+// dead ([Dead]) and unchanged on this replica since before the time
+// before, in segment and key order, leaving out the keys keep rejects
+// (nil: keep all).
 func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit int) ([]Entry, error) {
-	var out []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	out, _, err := s.tombstonesFrom(nil, before, keep, limit)
+	return out, err
+}
+
+// tombstonesFrom is Tombstones starting at the data key from (nil: the
+// first) and wrapping around to the keys before it, so that passes that
+// each take limit keys visit every due key in turn. next is where the
+// following pass starts: after the last key returned when limit keys
+// were, and nil when the scan went all the way round.
+func (s *Store) tombstonesFrom(from []byte, before time.Time, keep func(key []byte) bool, limit int) (out []Entry, next []byte, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		data, c := tx.Bucket(bucketData), tx.Bucket(bucketTombs).Cursor()
-		for dk, at := c.First(); dk != nil && len(out) < limit; dk, at = c.Next() {
+		dk, at := c.First()
+		if from != nil {
+			dk, at = c.Seek(from)
+		}
+		for wrapped := from == nil; len(out) < limit; dk, at = c.Next() {
+			if dk == nil && !wrapped {
+				wrapped = true
+				dk, at = c.First()
+			}
+			if dk == nil || wrapped && from != nil && bytes.Compare(dk, from) >= 0 {
+				return nil // all the way round
+			}
 			if len(at) != 8 || int64(binary.BigEndian.Uint64(at)) >= before.UnixNano() {
 				continue
 			}
@@ -61,10 +86,16 @@ func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit i
 			}
 			out = append(out, Entry{Key: slices.Clone(dk[4:]), Object: o})
 		}
+		if len(out) > 0 {
+			next = s.after(out[len(out)-1].Key)
+		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
+
+// after returns the first data key after key's.
+func (s *Store) after(key []byte) []byte { return append(s.dataKey(key), 0) }
 
 // errNotReapable aborts the transaction of a reap that must not happen.
 var errNotReapable = errors.New("not reapable")
@@ -166,8 +197,10 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 const reapBatch = 1024
 
 // Reap makes one pass of tombstone reaping, as Riak does after a delete:
-// for each key whose object has been dead ([Dead]) on this node since
-// before the time before and whose first home replica this node is, it
+// for each of up to 1024 keys whose object has been dead ([Dead]) and
+// unchanged on this node since before the time before and whose first
+// home replica this node is, going on from where the last pass stopped
+// (a key that cannot be reaped does not hold back those after it), it
 // asks every home replica and every fallback of the key whether it may
 // reap (its object equals this node's, or it has none, and it holds no
 // hint for the key), and if all agree it reaps the key on the other home
@@ -178,13 +211,16 @@ const reapBatch = 1024
 // it reaped and stops at the first failed call.
 //
 // before must leave time for every message about the key still in
-// flight when it died to land (replication and read repair end within the
+// flight when its dead object last changed to land (replication and read repair end within the
 // node's Timeout, an anti-entropy exchange within its own duration): a
 // stale copy of a reaped value that arrives after the reap, or a replica
 // outside the key's current home and fallbacks (after a ring change) that
 // still holds one, brings it back, as Cassandra's gc_grace_seconds warns.
 func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
-	due, err := n.store.Tombstones(before, func(key []byte) bool { return n.Home(key)[0] == n.id }, reapBatch)
+	n.reapMu.Lock()
+	from := n.reapFrom
+	n.reapMu.Unlock()
+	due, next, err := n.store.tombstonesFrom(from, before, func(key []byte) bool { return n.Home(key)[0] == n.id }, reapBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -192,13 +228,22 @@ func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
 	for _, e := range due {
 		ok, err := n.reapKey(ctx, e)
 		if err != nil {
+			n.setReapFrom(n.store.after(e.Key)) // the next pass goes on after it
 			return reaped, fmt.Errorf("kv: reap of %q: %w", e.Key, err)
 		}
 		if ok {
 			reaped++
 		}
 	}
+	n.setReapFrom(next)
 	return reaped, nil
+}
+
+// setReapFrom sets where the next pass of [Node.Reap] starts.
+func (n *Node) setReapFrom(from []byte) {
+	n.reapMu.Lock()
+	n.reapFrom = from
+	n.reapMu.Unlock()
 }
 
 // reapKey reaps e's key on every home replica if every replica and

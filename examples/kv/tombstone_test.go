@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -149,6 +151,13 @@ func TestCheckReaped(t *testing.T) {
 	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {newer, {}, {}}}, reaped); len(v.Diverged) != 1 {
 		t.Fatalf("a replica holding a newer tombstone than the reaped one: %+v", v)
 	}
+	// Two replicas still hold different dead objects within the reaped
+	// history: both read as absent, but the replicas did not converge.
+	var older Object
+	older.Update(vclock.VClock{}, "n1", Version{Deleted: true})
+	if v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {o, older, {}}}, reaped); len(v.Diverged) != 1 {
+		t.Fatalf("replicas holding different reaped tombstones: %+v", v)
+	}
 	var back Object
 	back.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
 	v := CheckReaped([]Ack{a, del}, nil, map[string][]Object{"k": {back, back}}, reaped)
@@ -230,6 +239,125 @@ func TestClusterReap(t *testing.T) {
 		c.converge(ctx)
 		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaped).Err(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// A key's grace period runs from the last change of its dead object, not
+// from when it first died: a value written and deleted again late in the
+// grace period (never live on the reaper) still has its replication in
+// flight, and a reap that did not wait for it would let it come back.
+func TestReapGraceFromLastChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const grace = time.Minute // the node's Timeout is a second
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		reaps := &reapLog{reaped: map[string]vclock.VClock{}}
+		c.onReap = reaps.add
+		ctx := context.Background()
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		a, b := c.node(home[0]), c.node(home[1])
+		w1, err := a.Put(ctx, key, vclock.VClock{}, []byte("v1"), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d1, err := a.Delete(ctx, key, w1.Context, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks := []Ack{
+			{Key: "k", Version: Version{Value: []byte("v1")}, Dot: w1.Dot},
+			{Key: "k", Version: Version{Deleted: true}, Context: w1.Context, Dot: d1.Dot},
+		}
+		time.Sleep(grace - 500*time.Millisecond) // virtual time (synctest)
+
+		// b coordinates v2 with W = 1: applied on b, acknowledged, its
+		// replication to the other home replicas still in flight.
+		v2, err := c.stores[home[1]].Update(key, d1.Context, b.Actor(), Version{Value: []byte("v2")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2Dot := vclock.Dot{ID: b.Actor(), Counter: v2.Context().Get(b.Actor())}
+		acks = append(acks, Ack{Key: "k", Version: Version{Value: []byte("v2")}, Context: d1.Context, Dot: v2Dot})
+		// A client reads v2 from b and deletes it; the delete overtakes
+		// v2's replication.
+		d2, err := b.Delete(ctx, key, v2.Context(), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Wait()
+		acks = append(acks, Ack{Key: "k", Version: Version{Deleted: true}, Context: v2.Context(), Dot: d2.Dot})
+		time.Sleep(600 * time.Millisecond)
+		if k, err := a.Reap(ctx, time.Now().Add(-grace)); k != 0 || err != nil {
+			t.Errorf("Reap %v after the key last changed = %d, %v; want 0", 600*time.Millisecond, k, err)
+		}
+		// v2's replication lands, 700ms after it was sent.
+		for _, h := range []string{home[0], home[2]} {
+			if _, err := c.stores[h].Sync(key, v2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.converge(ctx)
+		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaps.snapshot()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// A grace period after the last change, the key goes.
+		time.Sleep(grace)
+		if k, err := a.Reap(ctx, time.Now().Add(-grace)); k != 1 || err != nil {
+			t.Fatalf("Reap a grace period after the last change = %d, %v; want 1", k, err)
+		}
+		c.converge(ctx)
+		if err := CheckReaped(acks, nil, c.replicas([]string{"k"}), reaps.snapshot()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A pass of Node.Reap takes at most reapBatch due keys, and goes on from
+// where the last one stopped: keys that cannot be reaped (here, a hint
+// for each is held on a home replica) do not starve the keys after them.
+func TestReapNoStarvation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		reaper := c.node("n1")
+		var dead Object
+		dead.Update(vclock.VClock{}, "x", Version{Deleted: true})
+		var keys [][]byte
+		for i := 0; len(keys) < reapBatch+10; i++ {
+			if k := fmt.Appendf(nil, "k%05d", i); reaper.Home(k)[0] == "n1" {
+				keys = append(keys, k)
+			}
+		}
+		s := c.stores["n1"]
+		slices.SortFunc(keys, func(a, b []byte) int { return bytes.Compare(s.dataKey(a), s.dataKey(b)) })
+		last := keys[len(keys)-1] // the only key that can be reaped
+		for _, k := range keys {
+			home := reaper.Home(k)
+			for _, h := range home {
+				if _, err := c.stores[h].Sync(k, dead); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(k, last) {
+				if err := c.stores[home[1]].AddHint(home[2], k, dead); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		later := time.Now().Add(time.Hour)
+		reaped := 0
+		for range 2 {
+			k, err := reaper.Reap(ctx, later)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reaped += k
+		}
+		if _, found, _ := s.Get(last); reaped != 1 || found {
+			t.Fatalf("two passes over %d due keys reaped %d (the reapable one still held: %v), want 1", len(keys), reaped, found)
 		}
 	})
 }
