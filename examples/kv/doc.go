@@ -122,16 +122,19 @@
 // survives it as a sibling. A key whose every version is a tombstone is
 // dead; it reads as not found, but its tombstone and history stay until
 // [Node.Reap] (run by [Node.Maintain] once the key has been dead, its
-// tombstones unchanged, for MaintainConfig.ReapAfter) finds that every home replica holds the same
-// tombstone, or none, and that no fallback holds a hint for the key, and
-// then deletes it everywhere. Each store keeps a reap floor, the largest
-// counter of any object it reaped, and numbers a write above it when the
-// key holds no value of the writing node: dots are never reused, and a
-// late copy of a reaped value that node wrote is superseded by its next
-// write of the key rather than coming back as a sibling. What
-// reaping cannot guard against is a copy of a reaped value outside the
-// key's replicas and fallbacks (after a ring change) or in a message
-// delayed past ReapAfter: keep ReapAfter well above the node's Timeout and the
-// duration of an anti-entropy exchange, as Cassandra keeps
-// gc_grace_seconds above its repair period.
+// tombstones unchanged, for MaintainConfig.ReapAfter) finds that every
+// home replica holds the same tombstone, or none, and that no fallback
+// holds a hint for the key, and then deletes it everywhere. Each store
+// keeps a reap floor, the largest counter of any object it reaped, and
+// numbers a write above it when the key holds no value of the writing
+// node: its dots are not reused, and a late copy of a reaped value that
+// node wrote is superseded by its next write of the key rather than
+// coming back as a sibling. What reaping cannot guard against is a copy
+// of a reaped value outside the key's replicas and fallbacks (after a
+// ring change) or in a message delayed past ReapAfter; such a value comes
+// back, and should it be the writing node's own and arrive before that
+// node's next write of the key, that write may reuse a reaped dot. Keep
+// ReapAfter well above the node's Timeout and the duration of an
+// anti-entropy exchange, as Cassandra keeps gc_grace_seconds above its
+// repair period.
 package kv

@@ -56,8 +56,8 @@ type Handover struct {
 //     hint for it;
 //   - every hint it holds is delivered to its target or, when the target
 //     is down or fails, passed as a hint for the same target to the key's
-//     next fallback in the new ring (or, when none takes it, to another
-//     node of the new ring, the key's home replicas last); a hint for a
+//     next fallback in the new ring (or, when none takes it, to one of the
+//     key's home replicas there); a hint for a
 //     node no longer in the ring goes to the key's replicas instead. It
 //     is dropped here once taken.
 //
@@ -194,15 +194,14 @@ func (n *Node) handOver(ctx context.Context, cur, next *ring.Ring) (Handover, er
 
 // passOn hands the hint e for target t on under the ring r: to t, or
 // with a hint for t to the first node that takes it among the key's
-// fallbacks in r, the rest of r's nodes in the key's order, and last the
-// key's home replicas in r; or, when t is not in r (stays is false), to
-// the key's replicas in r. Once a node took it, it drops the hint here
+// fallbacks in r and then its home replicas in r (the nodes [Node.Reap]
+// asks about hints before it reaps the key); or, when t is not in r
+// (stays is false), to the key's replicas in r. Once a node took it, it drops the hint here
 // (unless it grew meanwhile) and reports true.
 func (n *Node) passOn(ctx context.Context, r *ring.Ring, t string, stays bool, e Entry) (bool, error) {
 	if stays {
-		order := r.Replicas(e.Key, r.Len(), nil)
-		k := min(n.quorum.N, len(order))
-		order = slices.DeleteFunc(append(order[k:], order[:k]...), func(f string) bool { return f == t || f == n.id })
+		home, fallbacks := n.placementIn(r, e.Key)
+		order := slices.DeleteFunc(slices.Concat(fallbacks, home), func(f string) bool { return f == t || f == n.id })
 		rep := &replication{n: n, key: e.Key, o: e.Object, fallbacks: order}
 		if err := rep.send(ctx, t); err != nil {
 			n.log.Debug("hint not passed on", "key", e.Key, "target", t, "err", err)

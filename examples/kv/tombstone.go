@@ -141,11 +141,12 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // here, and that raises the store's reap floor to o's largest counter in
 // the same transaction. When [Store.Update] writes as an actor of which
 // the key's object holds no value, it numbers the new dot above the floor
-// and lets the write's context cover the floor: dots are never reused
+// and lets the write's context cover the floor: its dots are not reused
 // after a reap, and a late copy of a reaped version the same actor wrote
 // is superseded by that write instead of coming back as its sibling
 // (copies of other actors' versions are kept out by [Node.Reap]'s
-// conditions alone). It reports whether it deleted the key; a key already
+// conditions alone; see the package documentation for what they cannot
+// see). It reports whether it deleted the key; a key already
 // absent is not an error.
 func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err := checkKey(key); err != nil {
