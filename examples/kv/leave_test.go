@@ -308,3 +308,35 @@ func TestLeaveHintNoFallback(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardedWriteNotRepeated: a coordinator that applied a forwarded
+// write but missed its quorum because a replica was leaving (and no
+// fallback was up) answers with its error, not as a leaving node, so the
+// forwarding node does not have the write coordinated again by the next
+// home replica: the key holds the write once.
+func TestForwardedWriteNotRepeated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 6, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		list := c.ring.Replicas(key, 6, nil)
+		home, via := list[:3], list[5]
+		c.crash(list[3])
+		c.crash(list[4]) // no fallback is up
+		leaver := c.node(home[2])
+		leaver.leaveMu.Lock()
+		leaver.departing = true // as Leave sets it
+		leaver.leaveMu.Unlock()
+		_, err := c.node(via).Put(ctx, key, vclock.VClock{}, []byte("v"), 3)
+		if !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("put via %s: %v, want ErrNoQuorum", via, err)
+		}
+		for _, id := range home[:2] {
+			c.node(id).Wait()
+			if o, _, err := c.stores[id].Get(key); err != nil || len(Live(o)) != 1 {
+				t.Fatalf("%s holds %d values (%v), want the write once", id, len(Live(o)), err)
+			}
+		}
+	})
+}

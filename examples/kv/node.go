@@ -351,7 +351,7 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 				continue
 			}
 			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
-			if errors.Is(err, ErrLeaving) {
+			if refusedBy(err, h) {
 				continue // it applied nothing: the next home replica coordinates
 			}
 			if err != nil {
@@ -560,7 +560,7 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 		return response{}, err
 	}
 	if resp.Leaving {
-		return response{}, fmt.Errorf("%w: %w: %s", ErrUnavailable, ErrLeaving, to)
+		return response{}, &refusal{id: to}
 	}
 	return resp, nil
 }
@@ -575,7 +575,7 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	resp, err := n.handle(ctx, &q)
-	if errors.Is(err, ErrLeaving) {
+	if refusedBy(err, n.id) {
 		// Not an error of the request: the caller tries another node.
 		return (&response{Leaving: true}).marshal()
 	}
