@@ -340,3 +340,29 @@ func TestForwardedWriteNotRepeated(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteAsLeaveBegins: a client's write that a home replica was about
+// to coordinate when Leave began is forwarded to another home replica,
+// as every client write a leaving node receives is, rather than failing.
+func TestWriteAsLeaveBegins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		key := []byte("k")
+		home := c.ring.Replicas(key, 3, nil)
+		c.crash(home[0])
+		n := c.node(home[1])
+		n.alive = func(id string) bool {
+			if id == home[0] { // asked on the way to coordinating the write: Leave begins
+				n.leaveMu.Lock()
+				n.departing = true
+				n.leaveMu.Unlock()
+			}
+			return c.net.node(id) != nil
+		}
+		w, err := n.Write(context.Background(), key, vclock.VClock{}, Version{Value: []byte("v"), IdempotencyKey: "i1"}, 0)
+		if err != nil || w.Dot.ID != c.node(home[2]).Actor() {
+			t.Fatalf("write: %+v, %v; want it coordinated by %s", w, err, home[2])
+		}
+	})
+}

@@ -363,7 +363,13 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 			return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
 		}
 	}
-	return n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
+	res, err := n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
+	if refusedBy(err, n.id) {
+		// Leave began since the check above; the write, which it did not
+		// apply, is forwarded as a leaving node's are.
+		return n.Write(ctx, key, cctx, v, w)
+	}
+	return res, err
 }
 
 // coordinate applies a client's write on this home replica, unless it is
