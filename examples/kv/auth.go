@@ -20,9 +20,13 @@ const HeaderAuth = "X-KV-Auth"
 const MinClusterKeyLen = 16
 
 // AuthWindow is how far the time in a replica RPC's authenticator may be
-// from the receiver's clock: a recorded RPC replays for at most this
-// long (replica writes are merges, so a replay within it changes
-// nothing; a replayed forwarded write is a duplicate sibling at worst).
+// from the receiver's clock: a recorded RPC replays until the receiver's
+// clock is this far past the sender's when it was sent. Replica writes
+// are merges, so a replay within it changes nothing while the key lives;
+// a replayed forwarded write is a duplicate sibling; but a replayed write
+// of a key reaped since brings its value back, as any write delayed past
+// [MaintainConfig.ReapAfter] does: with a cluster key, keep ReapAfter
+// well above AuthWindow plus the nodes' clock skew.
 const AuthWindow = time.Minute
 
 // ErrUnauthenticated is returned for a replica RPC without a valid

@@ -88,7 +88,8 @@
 //     plus at most msgpack's 1 MiB read chunk.
 //   - Authentication: with a cluster key ([ServerConfig.ClusterKey]),
 //     a node serves a replica RPC only with an HMAC-SHA256 of it under
-//     the key, dated within [AuthWindow] of its clock; without one, keep
+//     the key, dated within [AuthWindow] of its clock (a recorded RPC
+//     replays within it: keep ReapAfter above it); without one, keep
 //     the nodes' addresses private. Requests are not encrypted.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for

@@ -109,9 +109,28 @@ func (n *Node) unlessLeaving(f func() error) error {
 	n.leaveMu.RLock()
 	defer n.leaveMu.RUnlock()
 	if n.departing {
-		return fmt.Errorf("%w: %w: %s", ErrUnavailable, ErrLeaving, n.id)
+		return &refusal{id: n.id}
 	}
 	return f()
+}
+
+// refusal is a leaving node's answer to a write it was asked to
+// coordinate or store: it applied nothing. It matches [ErrUnavailable]
+// and [ErrLeaving].
+type refusal struct{ id string }
+
+func (e *refusal) Error() string {
+	return fmt.Sprintf("%v: %v: %s", ErrUnavailable, ErrLeaving, e.id)
+}
+
+func (e *refusal) Is(target error) bool { return target == ErrUnavailable || target == ErrLeaving }
+
+// refusedBy reports whether err is node id's refusal as a leaving node,
+// and not an error of a write it applied that carries another node's
+// refusal (a coordinator's quorum failure wraps its replicas' errors).
+func refusedBy(err error, id string) bool {
+	var r *refusal
+	return errors.As(err, &r) && r.id == id
 }
 
 // place sends e to each of its key's home replicas in r or, for one that

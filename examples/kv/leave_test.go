@@ -308,3 +308,61 @@ func TestLeaveHintNoFallback(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardedWriteNotRepeated: a coordinator that applied a forwarded
+// write but missed its quorum because a replica was leaving (and no
+// fallback was up) answers with its error, not as a leaving node, so the
+// forwarding node does not have the write coordinated again by the next
+// home replica: the key holds the write once.
+func TestForwardedWriteNotRepeated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 6, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		list := c.ring.Replicas(key, 6, nil)
+		home, via := list[:3], list[5]
+		c.crash(list[3])
+		c.crash(list[4]) // no fallback is up
+		leaver := c.node(home[2])
+		leaver.leaveMu.Lock()
+		leaver.departing = true // as Leave sets it
+		leaver.leaveMu.Unlock()
+		_, err := c.node(via).Put(ctx, key, vclock.VClock{}, []byte("v"), 3)
+		if !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("put via %s: %v, want ErrNoQuorum", via, err)
+		}
+		for _, id := range home[:2] {
+			c.node(id).Wait()
+			if o, _, err := c.stores[id].Get(key); err != nil || len(Live(o)) != 1 {
+				t.Fatalf("%s holds %d values (%v), want the write once", id, len(Live(o)), err)
+			}
+		}
+	})
+}
+
+// TestWriteAsLeaveBegins: a client's write that a home replica was about
+// to coordinate when Leave began is forwarded to another home replica,
+// as every client write a leaving node receives is, rather than failing.
+func TestWriteAsLeaveBegins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		key := []byte("k")
+		home := c.ring.Replicas(key, 3, nil)
+		c.crash(home[0])
+		n := c.node(home[1])
+		n.alive = func(id string) bool {
+			if id == home[0] { // asked on the way to coordinating the write: Leave begins
+				n.leaveMu.Lock()
+				n.departing = true
+				n.leaveMu.Unlock()
+			}
+			return c.net.node(id) != nil
+		}
+		w, err := n.Write(context.Background(), key, vclock.VClock{}, Version{Value: []byte("v"), IdempotencyKey: "i1"}, 0)
+		if err != nil || w.Dot.ID != c.node(home[2]).Actor() {
+			t.Fatalf("write: %+v, %v; want it coordinated by %s", w, err, home[2])
+		}
+	})
+}

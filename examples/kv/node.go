@@ -354,7 +354,7 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 				continue
 			}
 			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
-			if errors.Is(err, ErrLeaving) {
+			if refusedBy(err, h) {
 				continue // it applied nothing: the next home replica coordinates
 			}
 			if err != nil {
@@ -366,7 +366,13 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 			return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
 		}
 	}
-	return n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
+	res, err := n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
+	if refusedBy(err, n.id) {
+		// Leave began since the check above; the write, which it did not
+		// apply, is forwarded as a leaving node's are.
+		return n.Write(ctx, key, cctx, v, w)
+	}
+	return res, err
 }
 
 // coordinate applies a client's write on this home replica, unless it is
@@ -563,7 +569,7 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 		return response{}, err
 	}
 	if resp.Leaving {
-		return response{}, fmt.Errorf("%w: %w: %s", ErrUnavailable, ErrLeaving, to)
+		return response{}, &refusal{id: to}
 	}
 	return resp, nil
 }
@@ -578,7 +584,7 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	resp, err := n.handle(ctx, &q)
-	if errors.Is(err, ErrLeaving) {
+	if refusedBy(err, n.id) {
 		// Not an error of the request: the caller tries another node.
 		return (&response{Leaving: true}).marshal()
 	}

@@ -298,15 +298,16 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // acknowledged write is on disk either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	hard := ctx.Err() != nil
 	var left error
-	if ctx.Err() == nil && s.node.Ring().Len() > 1 && !s.node.leaving() {
+	if !hard && s.node.Ring().Len() > 1 && !s.node.leaving() {
 		start := time.Now()
 		h, err := s.node.Leave(ctx)
 		left = err
 		s.log.Info("handed over", "keys", h.Keys, "copies", h.Copies, "failed", h.Failed, "hints", h.Hints,
 			"unplaced", h.Unplaced, "took", time.Since(start), "err", err)
 	}
-	if ctx.Err() == nil && left == nil {
+	if !hard && left == nil { // its data is on the others: leave, even if ctx ended since
 		s.swim.Leave()
 	}
 	err := s.http.Shutdown(ctx)

@@ -1,7 +1,9 @@
 package kv
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -129,5 +131,42 @@ func TestServerSWIMHealsPartition(t *testing.T) {
 			t.Fatalf("seed %d: partition not healed %v after it ended", seed, 100*probe)
 		}
 		t.Logf("seed %d: healed in %v", seed, s.now.Sub(healed))
+	}
+}
+
+// cancelOn is a log handler that calls cancel when a record with message
+// msg is logged.
+type cancelOn struct {
+	msg    string
+	cancel context.CancelFunc
+}
+
+func (h cancelOn) Enabled(context.Context, slog.Level) bool { return true }
+func (h cancelOn) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h cancelOn) WithGroup(string) slog.Handler            { return h }
+func (h cancelOn) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.cancel()
+	}
+	return nil
+}
+
+// TestShutdownLeavesAfterHandover: a Shutdown whose handover succeeded
+// leaves SWIM even when its ctx ends right after, so that the others drop
+// the node from their rings rather than keep it as failed (with hints for
+// it piling up) once its disk is discarded.
+func TestShutdownLeavesAfterHandover(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := StartServer(ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir(),
+		Members: []Member{{ID: "n2", Addr: "127.0.0.1:1"}}, Logger: slog.New(cancelOn{"handed over", cancel})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.swim.Member("n1"); m.State != swim.StateLeft {
+		t.Fatalf("after its handover, n1 is %v in SWIM, want left", m.State)
 	}
 }

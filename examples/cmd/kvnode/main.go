@@ -82,7 +82,12 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("-cluster-key-file: %w", err)
 		}
-		clusterKey = bytes.TrimSpace(b)
+		// Checked here, not only by StartServer: a blank file must not
+		// leave the key unset, which would serve RPCs unauthenticated.
+		if clusterKey = bytes.TrimSpace(b); len(clusterKey) < kv.MinClusterKeyLen {
+			return fmt.Errorf("-cluster-key-file %s: a key of %d bytes (without surrounding whitespace), want at least %d",
+				*keyFile, len(clusterKey), kv.MinClusterKeyLen)
+		}
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{

@@ -251,3 +251,47 @@ func TestJoinStreamsKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestBadClusterKeyFile: kvnode refuses to start with a cluster key file
+// it cannot read or whose key (without surrounding whitespace) is empty
+// or too short, and names the file; it never serves unauthenticated
+// instead.
+func TestBadClusterKeyFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty": "", "blank": " \n\t\n", "short": "fifteen bytes!!\n", "missing": "-"} {
+		t.Run(name, func(t *testing.T) {
+			keyFile := filepath.Join(dir, name+".key")
+			if content != "-" {
+				if err := os.WriteFile(keyFile, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(os.Args[0], "-id", "n1", "-data", filepath.Join(dir, name), "-listen", freeAddrs(t, "tcp", 1)[0],
+				"-gossip", freeAddrs(t, "udp", 1)[0], "-cluster-key-file", keyFile)
+			cmd.Env = append(os.Environ(), "KVNODE_MAIN=1")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			for sc := bufio.NewScanner(stderr); sc.Scan(); {
+				if strings.Contains(sc.Text(), `"msg":"serving"`) {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("kvnode serves with the key file %q", content)
+				}
+				out.WriteString(sc.Text() + "\n")
+			}
+			err = cmd.Wait()
+			if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out.String(), "-cluster-key-file") || !strings.Contains(out.String(), keyFile) {
+				t.Fatalf("kvnode: %v, stderr %q; want exit status 1 naming the key file", err, out.String())
+			}
+		})
+	}
+}
