@@ -18,7 +18,9 @@
 // deleted key's tombstone stays once every replica holds it.
 //
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
-// hands its data over to the other nodes and leaves the cluster.
+// hands its data over to the other nodes and leaves the cluster, within
+// -leave-timeout; otherwise, or on a second signal, it stops as a failed
+// node would, its disk kept.
 package main
 
 import (
@@ -59,6 +61,7 @@ func run(args []string) error {
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
 	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
+	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -103,8 +106,9 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	<-ctx.Done()
+	stop() // a second signal kills the process: a hard stop, which loses nothing acknowledged
 	log.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdown)
 }
