@@ -80,10 +80,11 @@ func freeAddrs(t *testing.T, network string, n int) []string {
 	return out
 }
 
-// start runs kvnode with args and returns once it logged that it serves.
-func start(t *testing.T, addr string, args ...string) *proc {
+// spawn starts kvnode with args and returns it with a scanner of its
+// log lines.
+func spawn(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-listen", addr}, args...)...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "KVNODE_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -92,7 +93,13 @@ func start(t *testing.T, addr string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(stderr)
+	return cmd, bufio.NewScanner(stderr)
+}
+
+// start runs kvnode with args and returns once it logged that it serves.
+func start(t *testing.T, addr string, args ...string) *proc {
+	t.Helper()
+	cmd, sc := spawn(t, append([]string{"-listen", addr}, args...)...)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), `"msg":"serving"`) {
 			p := &proc{cmd: cmd, addr: addr, logs: make(chan string, 1024)}
@@ -269,18 +276,10 @@ func TestBadClusterKeyFile(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cmd := exec.Command(os.Args[0], "-id", "n1", "-data", filepath.Join(dir, name), "-listen", freeAddrs(t, "tcp", 1)[0],
+			cmd, sc := spawn(t, "-id", "n1", "-data", filepath.Join(dir, name), "-listen", freeAddrs(t, "tcp", 1)[0],
 				"-gossip", freeAddrs(t, "udp", 1)[0], "-cluster-key-file", keyFile)
-			cmd.Env = append(os.Environ(), "KVNODE_MAIN=1")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
 			var out strings.Builder
-			for sc := bufio.NewScanner(stderr); sc.Scan(); {
+			for sc.Scan() {
 				if strings.Contains(sc.Text(), `"msg":"serving"`) {
 					_ = cmd.Process.Kill()
 					_ = cmd.Wait()
@@ -288,7 +287,7 @@ func TestBadClusterKeyFile(t *testing.T) {
 				}
 				out.WriteString(sc.Text() + "\n")
 			}
-			err = cmd.Wait()
+			err := cmd.Wait()
 			if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out.String(), "-cluster-key-file") || !strings.Contains(out.String(), keyFile) {
 				t.Fatalf("kvnode: %v, stderr %q; want exit status 1 naming the key file", err, out.String())
 			}
