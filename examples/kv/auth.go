@@ -59,20 +59,30 @@ func mac(key []byte, ts string, body []byte) []byte {
 // authenticate checks the HeaderAuth value auth of body under key at now;
 // errors wrap [ErrUnauthenticated].
 func authenticate(key []byte, auth string, body []byte, now time.Time) error {
-	ts, sum, ok := strings.Cut(auth, ".")
+	ts, sum, err := parseAuth(auth, now)
+	if err == nil && !hmac.Equal(sum, mac(key, ts, body)) {
+		err = fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
+	}
+	return err
+}
+
+// parseAuth splits the HeaderAuth value auth into its time and MAC and
+// checks the time against now, before the body is read; errors wrap
+// [ErrUnauthenticated].
+func parseAuth(auth string, now time.Time) (ts string, sum []byte, err error) {
+	ts, hexSum, ok := strings.Cut(auth, ".")
 	if !ok {
-		return fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
+		return "", nil, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: bad time %q", ErrUnauthenticated, ts)
+		return "", nil, fmt.Errorf("%w: bad time %q", ErrUnauthenticated, ts)
 	}
 	if d := now.Sub(time.Unix(sec, 0)).Abs(); d > AuthWindow {
-		return fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
+		return "", nil, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
-	got, err := hex.DecodeString(sum)
-	if err != nil || !hmac.Equal(got, mac(key, ts, body)) {
-		return fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
+	if sum, err = hex.DecodeString(hexSum); err != nil || len(sum) != sha256.Size {
+		return "", nil, fmt.Errorf("%w: bad MAC", ErrUnauthenticated)
 	}
-	return nil
+	return ts, sum, nil
 }

@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/distkit/distkit/quorum"
 )
 
 func TestAuthenticate(t *testing.T) {
@@ -105,4 +109,32 @@ func TestStartServerShortClusterKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cluster key") {
 		t.Fatalf("StartServer with a 5-byte cluster key: %v", err)
 	}
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct{ n int }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	r.n += len(p)
+	return len(p), nil
+}
+
+// A replica RPC without a current authenticator is refused before any of
+// its body is read.
+func TestUnauthenticatedBodyUnread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
+		defer c.close()
+		h := API(c.node("n1"), APIConfig{ClusterKey: []byte("0123456789abcdef")})
+		for _, auth := range []string{"", "12.00", authenticator([]byte("0123456789abcdef"), time.Now().Add(-2*AuthWindow), nil)} {
+			body := &countingReader{}
+			req := httptest.NewRequest(http.MethodPost, rpcPath, body)
+			req.Header.Set(HeaderAuth, auth)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || body.n != 0 {
+				t.Fatalf("authenticator %q: %d after reading %d bytes; want 401 before reading", auth, rec.Code, body.n)
+			}
+		}
+	})
 }

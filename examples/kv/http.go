@@ -172,13 +172,22 @@ type api struct {
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	if a.cfg.ClusterKey != nil {
+		// A request without a well-formed, current authenticator is
+		// refused before its body is read.
+		if _, _, err := parseAuth(r.Header.Get(HeaderAuth), now); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+	}
 	req, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRPCLen))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 		return
 	}
 	if a.cfg.ClusterKey != nil {
-		if err := authenticate(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), req, time.Now()); err != nil {
+		if err := authenticate(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), req, now); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
