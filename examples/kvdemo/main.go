@@ -4,18 +4,23 @@
 //	go run ./examples/kvdemo
 //
 // Each node is a [kv.Server] in this process, with its own bbolt file,
-// HTTP listener and SWIM failure detector on UDP; clients speak the HTTP
-// API. A partition cuts both the node's HTTP and its SWIM traffic. The
-// phases are: steady load; kill one node (a hard stop: its data stays on
-// disk); partition another from the rest; heal; with -faults ...,leave, a
-// third node leaves gracefully (it hands its keys and hints over to the
-// others, leaves the ring, and its data directory is deleted); restart
-// the killed node; with -faults ...,join, a new node joins (the ring grows
-// and moved keys are streamed); converge (hinted handoff and
-// anti-entropy). A progress
-// line per phase shows throughput and latency; the report ends with a
-// verdict computed by [kv.Check]: no acknowledged write lost and every
-// key's replicas identical. The exit status is 1 when the verdict fails.
+// HTTP listener and SWIM failure detector on UDP; the nodes authenticate
+// their replica RPCs with a random cluster key, and clients speak the
+// HTTP API: they read keys, write them back with the context they read
+// (now and then blindly, making siblings) and delete some (-deletes). A
+// partition cuts both the node's HTTP and its SWIM traffic. The phases
+// are: steady load; kill one node (a hard stop: its data stays on disk);
+// partition another from the rest; heal; with -faults ...,leave, a third
+// node leaves gracefully (it hands its keys and hints over to the others,
+// leaves the ring, and its data directory is deleted); restart the killed
+// node; with -faults ...,join, a new node joins (the ring grows and moved
+// keys are streamed); converge (hinted handoff, anti-entropy, and the
+// reaping of the keys left deleted). Tombstones are also reaped during
+// the run, once dead for -reap-after. A progress line per phase shows
+// throughput and latency; the report ends with a verdict computed by
+// [kv.CheckReaped]: no acknowledged write lost, no deleted value back,
+// and every key's replicas identical. The exit status is 1 when the
+// verdict fails.
 package main
 
 import (
@@ -665,7 +670,7 @@ func (d *demo) report(detection time.Duration, l leaving) error {
 		fmt.Fprintf(d.out, "verdict: FAIL over %d acknowledged writes, %d indeterminate, %d keys: %v\n", len(d.acks), len(d.indet), v.Keys, err)
 		return err
 	}
-	fmt.Fprintf(d.out, "verdict: PASS: none of %d acknowledged writes lost (%d indeterminate), all replicas of %d keys identical\n",
+	fmt.Fprintf(d.out, "verdict: PASS: none of %d acknowledged writes lost (%d indeterminate), no deleted value back, all replicas of %d keys identical\n",
 		len(d.acks), len(d.indet), v.Keys)
 	return nil
 }
