@@ -108,10 +108,10 @@
 // hands its data over ([Node.Leave]), as Riak's cluster leave and
 // Cassandra's decommission do, so that its disk may be discarded: it
 // stops taking writes (clients' are forwarded, replicas' refused, so
-// their coordinators place them elsewhere), sends every key of the ranges
-// it replicated to the key's replicas in the ring without it (a fallback
-// with a hint for one that is down), passes every hint it holds to its
-// target or to another node, and leaves SWIM only once every
+// their coordinators place them elsewhere), sends every key it holds to
+// the key's replicas in the ring without it (a fallback with a hint for
+// one that is down), passes every hint it holds to its target or to
+// another node, and leaves SWIM only once every
 // key and hint found a node; otherwise it stops as a failed node would,
 // its disk the way back. Hints held for a node no longer in the ring go
 // to their keys' replicas ([Node.HandOff]).

@@ -26,8 +26,8 @@ const leaveParallel = 16
 // Handover is what [Node.Leave] handed over to the nodes that remain. It
 // is a plain value; the zero Handover is a node that held nothing.
 type Handover struct {
-	// Keys is how many keys of the ranges this node replicated it sent
-	// to their replicas in the ring without it.
+	// Keys is how many keys this node held and sent to their replicas in
+	// the ring without it.
 	Keys int
 	// Copies is how many copies of them were taken, by a new replica or,
 	// for one that was down or failed, by a fallback with a hint for it.
@@ -49,11 +49,11 @@ type Handover struct {
 // cluster, as Riak's cluster leave and Cassandra's nodetool decommission
 // do, so that its disk may then be discarded:
 //
-//   - every key of a range whose replica set changes without this node
-//     ([ring.ReplicaMoves] from the ring to ring.Without(this node)) is
-//     sent to each of its replicas in the new ring or, for one that is
-//     down or fails, to the key's next fallback in the new ring with a
-//     hint for it;
+//   - every key it holds (those of the ranges it replicates, and any copy
+//     kept from an earlier ring) is sent to each of its replicas in the
+//     new ring, ring.Without(this node), or, for one that is down or
+//     fails, to the key's next fallback in the new ring with a hint for
+//     it;
 //   - every hint it holds is delivered to its target or, when the target
 //     is down or fails, passed as a hint for the same target to the key's
 //     next fallback in the new ring (or, when none takes it, to one of the
@@ -86,8 +86,7 @@ func (n *Node) Leave(ctx context.Context) (Handover, error) {
 	}
 	n.departing = true // every write from now on is refused; those before are on disk
 	n.leaveMu.Unlock()
-	cur := n.Ring()
-	h, err := n.handOver(ctx, cur, cur.Without(n.id))
+	h, err := n.handOver(ctx, n.Ring().Without(n.id))
 	if err != nil {
 		n.leaveMu.Lock()
 		n.departing = false
@@ -150,11 +149,17 @@ func (n *Node) place(ctx context.Context, r *ring.Ring, e Entry) (copies, failed
 	return copies, failed
 }
 
-// handOver streams the keys of the ranges that move from cur to next and
-// every hint to the nodes of next.
-func (n *Node) handOver(ctx context.Context, cur, next *ring.Ring) (Handover, error) {
+// handOver streams every key and every hint this node holds to the
+// nodes of next: the keys of the ranges that move from cur to next, and
+// any copy it kept of a key it no longer replicates (one a failed
+// rebalance may have left as the only copy).
+func (n *Node) handOver(ctx context.Context, next *ring.Ring) (Handover, error) {
 	var h Handover
-	keys, err := n.moved(ring.ReplicaMoves(cur, next, n.quorum.N))
+	var keys []Entry
+	err := n.store.All(func(key []byte, o Object) error {
+		keys = append(keys, Entry{Key: slices.Clone(key), Object: o.Clone()})
+		return nil
+	})
 	if err != nil {
 		return h, err
 	}
@@ -165,7 +170,7 @@ func (n *Node) handOver(ctx context.Context, cur, next *ring.Ring) (Handover, er
 	)
 	h.Keys = len(keys)
 	parallel(ctx, len(keys), func(i int) {
-		copies, failed := n.place(ctx, next, keys[i].Entry)
+		copies, failed := n.place(ctx, next, keys[i])
 		mu.Lock()
 		defer mu.Unlock()
 		h.Copies, h.Failed = h.Copies+copies, h.Failed+failed

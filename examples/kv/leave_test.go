@@ -366,3 +366,36 @@ func TestWriteAsLeaveBegins(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaveStrayCopy: a node that holds the only copy of a key it does not
+// replicate (as a failed rebalance can leave one) hands it to the key's
+// replicas when it leaves.
+func TestLeaveStrayCopy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		leaver := "n1"
+		var key string
+		for i := 0; ; i++ {
+			if key = fmt.Sprintf("k%d", i); !slices.Contains(c.ring.Replicas([]byte(key), c.q.N, nil), leaver) {
+				break
+			}
+		}
+		var o Object
+		o.Update(vclock.VClock{}, "n9.0", Version{Value: []byte("stray")})
+		if _, err := c.stores[leaver].Sync([]byte(key), o); err != nil {
+			t.Fatal(err)
+		}
+		h, err := c.node(leaver).Leave(ctx)
+		if err != nil || h.Keys != 1 || h.Copies != 3 {
+			t.Fatalf("leave: %+v, %v; want the stray key sent to its 3 replicas", h, err)
+		}
+		c.depart(ctx, leaver)
+		c.converge(ctx)
+		acks := []Ack{{Key: key, Version: Version{Value: []byte("stray")}, Dot: vclock.Dot{ID: "n9.0", Counter: 1}}}
+		if err := Check(acks, nil, c.replicas([]string{key})).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
