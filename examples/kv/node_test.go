@@ -352,3 +352,60 @@ func TestNodeRebalance(t *testing.T) {
 		}
 	})
 }
+
+// A rebalance whose new replica is down gives its copies to fallbacks
+// with hints, and goes on with the other keys; the hints reach the new
+// replica when it is back.
+func TestNodeRebalanceTargetDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		var acks []Ack
+		var keys []string
+		for i := range 60 {
+			key := fmt.Sprintf("k%d", i)
+			keys = append(keys, key)
+			w, err := c.node(c.ids[i%5]).Put(ctx, []byte(key), vclock.VClock{}, []byte(key), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
+		}
+		old := c.ring
+		next, err := old.With(ring.Node{ID: "n6", Zone: "z0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ring = next
+		c.ids = append(c.ids, "n6")
+		c.start("n6")
+		c.crash("n6")
+		sent := 0
+		for _, id := range c.ids[:5] {
+			if err := c.node(id).SetRing(next); err != nil {
+				t.Fatal(err)
+			}
+			k, err := c.node(id).Rebalance(ctx, old)
+			if err != nil {
+				t.Fatalf("%s: rebalance with the new replica down: %v", id, err)
+			}
+			sent += k
+		}
+		hinted := 0
+		for _, id := range c.ids[:5] {
+			hinted += int(c.node(id).Stats().HintsStored)
+		}
+		if sent == 0 || hinted != sent || c.pendingHints() == 0 {
+			t.Fatalf("%d copies sent, %d as hints, %d hints held; want every copy sent as a hint", sent, hinted, c.pendingHints())
+		}
+		c.start("n6")
+		c.converge(ctx)
+		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if c.pendingHints() != 0 {
+			t.Fatalf("%d hints pending", c.pendingHints())
+		}
+	})
+}

@@ -152,25 +152,38 @@ func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved in
 // included) after [Node.SetRing]. It keeps its own copies: a node never
 // drops a key it held, so the dots it coordinates stay unique should it
 // own the key again. It lists the keys to send in memory, with one scan
-// of the store, and sends them one by one; it stops at the first error.
+// of the store, and sends them one by one; a new replica that is down or
+// fails gets its copy through a fallback with a hint, as a write would.
+// It returns how many copies no node took, with the first failure, as an
+// error; those keys still have their other replicas, and anti-entropy
+// completes them.
 func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
 	moves := ring.ReplicaMoves(from, n.Ring(), n.quorum.N)
 	keys, err := n.moved(moves)
 	if err != nil {
 		return 0, err
 	}
-	sent := 0
+	sent, failed := 0, 0
+	var first error
 	for _, k := range keys {
 		m := moves[k.move]
+		_, fallbacks := n.placement(k.Key)
+		rep := &replication{n: n, key: k.Key, o: k.Object, fallbacks: slices.DeleteFunc(fallbacks, func(f string) bool { return f == n.id })}
 		for _, to := range m.To {
 			if to == n.id || slices.Contains(m.From, to) {
 				continue
 			}
-			if err := n.send(ctx, to, k.Entry); err != nil {
-				return sent, fmt.Errorf("kv: rebalance to %s: %w", to, err)
+			if err := rep.send(ctx, to); err != nil {
+				if failed++; first == nil {
+					first = fmt.Errorf("kv: rebalance of %q to %s: %w", k.Key, to, err)
+				}
+				continue
 			}
 			sent++
 		}
+	}
+	if failed > 0 {
+		return sent, fmt.Errorf("%d copies not sent, the first: %w", failed, first)
 	}
 	return sent, nil
 }
