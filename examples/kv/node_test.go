@@ -301,6 +301,22 @@ func TestNodeMaintain(t *testing.T) {
 	})
 }
 
+// writeKeys writes n keys, each through another node, each to all N
+// replicas, and returns the writes and the keys.
+func writeKeys(t *testing.T, c *cluster, n int) (acks []Ack, keys []string) {
+	t.Helper()
+	for i := range n {
+		key := fmt.Sprintf("k%d", i)
+		keys = append(keys, key)
+		w, err := c.node(c.ids[i%len(c.ids)]).Put(context.Background(), []byte(key), vclock.VClock{}, []byte(key), c.q.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
+	}
+	return acks, keys
+}
+
 // A node replaced in the ring: after SetRing, Rebalance streams every key
 // to its new replicas, even keys whose old replicas all left their set,
 // without waiting for anti-entropy.
@@ -309,17 +325,7 @@ func TestNodeRebalance(t *testing.T) {
 		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
 		defer c.close()
 		ctx := context.Background()
-		var acks []Ack
-		var keys []string
-		for i := range 60 {
-			key := fmt.Sprintf("k%d", i)
-			keys = append(keys, key)
-			w, err := c.node(c.ids[i%5]).Put(ctx, []byte(key), vclock.VClock{}, []byte(key), 3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
-		}
+		acks, keys := writeKeys(t, c, 60)
 		old := c.ring
 		next, err := old.Without("n1").With(ring.Node{ID: "n6", Zone: "z0"})
 		if err != nil {
@@ -361,17 +367,7 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
 		defer c.close()
 		ctx := context.Background()
-		var acks []Ack
-		var keys []string
-		for i := range 60 {
-			key := fmt.Sprintf("k%d", i)
-			keys = append(keys, key)
-			w, err := c.node(c.ids[i%5]).Put(ctx, []byte(key), vclock.VClock{}, []byte(key), 3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			acks = append(acks, Ack{Key: key, Version: Version{Value: []byte(key)}, Dot: w.Dot})
-		}
+		acks, keys := writeKeys(t, c, 60)
 		old := c.ring
 		next, err := old.With(ring.Node{ID: "n6", Zone: "z0"})
 		if err != nil {
