@@ -60,10 +60,11 @@
 //     context contained its dot replaced it; concurrent writes become
 //     siblings. An acknowledged write is held by W replicas, so it
 //     survives the loss of W-1 disks; with one disk lost (W = 2), the
-//     seeded cluster tests and kvdemo check it with [Check].
+//     seeded cluster tests and kvdemo check it with [CheckReaped].
 //   - Unique dots: a coordinator's actor ID includes its store's epoch,
 //     fixed when the file is created, so a node that lost its disk never
-//     reuses the dots of its lost writes.
+//     reuses the dots of its lost writes, and its reap floor keeps it
+//     from reusing those of reaped keys (see Deletes and reaping).
 //   - Convergence: Sync is commutative, associative (for stores' objects)
 //     and idempotent, so replication, read repair, handoff and
 //     anti-entropy may repeat, reorder and duplicate; once hints are
