@@ -59,30 +59,44 @@ func mac(key []byte, ts string, body []byte) []byte {
 // authenticate checks the HeaderAuth value auth of body under key at now;
 // errors wrap [ErrUnauthenticated].
 func authenticate(key []byte, auth string, body []byte, now time.Time) error {
-	ts, sum, err := parseAuth(auth, now)
-	if err == nil && !hmac.Equal(sum, mac(key, ts, body)) {
-		err = fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
+	a, err := parseAuth(auth, now)
+	if err == nil {
+		err = a.check(key, body)
 	}
 	return err
 }
 
-// parseAuth splits the HeaderAuth value auth into its time and MAC and
-// checks the time against now, before the body is read; errors wrap
-// [ErrUnauthenticated].
-func parseAuth(auth string, now time.Time) (ts string, sum []byte, err error) {
+// parsedAuth is a HeaderAuth value split into its time and its MAC.
+type parsedAuth struct {
+	ts  string
+	sum []byte
+}
+
+// parseAuth splits the HeaderAuth value auth and checks its time against
+// now, which needs no body; errors wrap [ErrUnauthenticated].
+func parseAuth(auth string, now time.Time) (parsedAuth, error) {
 	ts, hexSum, ok := strings.Cut(auth, ".")
 	if !ok {
-		return "", nil, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
+		return parsedAuth{}, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: bad time %q", ErrUnauthenticated, ts)
+		return parsedAuth{}, fmt.Errorf("%w: bad time %q", ErrUnauthenticated, ts)
 	}
 	if d := now.Sub(time.Unix(sec, 0)).Abs(); d > AuthWindow {
-		return "", nil, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
+		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
-	if sum, err = hex.DecodeString(hexSum); err != nil || len(sum) != sha256.Size {
-		return "", nil, fmt.Errorf("%w: bad MAC", ErrUnauthenticated)
+	sum, err := hex.DecodeString(hexSum)
+	if err != nil || len(sum) != sha256.Size {
+		return parsedAuth{}, fmt.Errorf("%w: bad MAC", ErrUnauthenticated)
 	}
-	return ts, sum, nil
+	return parsedAuth{ts: ts, sum: sum}, nil
+}
+
+// check compares a's MAC with that of body under key, in constant time.
+func (a parsedAuth) check(key, body []byte) error {
+	if !hmac.Equal(a.sum, mac(key, a.ts, body)) {
+		return fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
+	}
+	return nil
 }

@@ -246,23 +246,28 @@ func (c *clusterOn[N]) replicas(keys []string) map[string][]Object {
 	return out
 }
 
-// holdings returns what each node holds of keys, data and hints merged.
+// held returns what node id holds of key, data and hints merged.
+func (c *clusterOn[N]) held(id, key string) Object {
+	o, _, err := c.stores[id].Get([]byte(key))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	h, _, err := c.stores[id].HintedObject([]byte(key))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	o.Sync(h)
+	return o
+}
+
+// holdings returns what each node holds of keys ([clusterOn.held]).
 // Every node must be up.
 func (c *clusterOn[N]) holdings(keys []string) map[string]map[string]Object {
 	out := map[string]map[string]Object{}
 	for _, id := range c.ids {
 		out[id] = map[string]Object{}
 		for _, k := range keys {
-			o, _, err := c.stores[id].Get([]byte(k))
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			h, _, err := c.stores[id].HintedObject([]byte(k))
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			o.Sync(h)
-			out[id][k] = o
+			out[id][k] = c.held(id, k)
 		}
 	}
 	return out

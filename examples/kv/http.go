@@ -172,11 +172,12 @@ type api struct {
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
+	var auth parsedAuth
 	if a.cfg.ClusterKey != nil {
 		// A request without a well-formed, current authenticator is
 		// refused before its body is read.
-		if _, _, err := parseAuth(r.Header.Get(HeaderAuth), now); err != nil {
+		var err error
+		if auth, err = parseAuth(r.Header.Get(HeaderAuth), time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -187,7 +188,7 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.cfg.ClusterKey != nil {
-		if err := authenticate(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), req, now); err != nil {
+		if err := auth.check(a.cfg.ClusterKey, req); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}

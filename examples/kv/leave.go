@@ -225,8 +225,7 @@ func (n *Node) handOver(ctx context.Context, next *ring.Ring) (Handover, error) 
 func (n *Node) passOn(ctx context.Context, r *ring.Ring, t string, stays bool, e Entry) (bool, error) {
 	if stays {
 		home, fallbacks := n.placementIn(r, e.Key)
-		order := slices.DeleteFunc(slices.Concat(fallbacks, home), func(f string) bool { return f == t || f == n.id })
-		rep := &replication{n: n, key: e.Key, o: e.Object, fallbacks: order}
+		rep := &replication{n: n, key: e.Key, o: e.Object, fallbacks: without(slices.Concat(fallbacks, home), t, n.id)}
 		if err := rep.send(ctx, t); err != nil {
 			n.log.Debug("hint not passed on", "key", e.Key, "target", t, "err", err)
 			return false, nil

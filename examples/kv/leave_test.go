@@ -34,7 +34,6 @@ func (c *clusterOn[N]) depart(ctx context.Context, id string) {
 			c.t.Fatal(err)
 		}
 		_, _ = n.Rebalance(ctx, old) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
-
 	}
 }
 
@@ -43,15 +42,7 @@ func (c *clusterOn[N]) depart(ctx context.Context, id string) {
 func (c *clusterOn[N]) holders(key string, d vclock.Dot) []string {
 	var out []string
 	for _, id := range c.up() {
-		o, _, err := c.stores[id].Get([]byte(key))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		h, _, err := c.stores[id].HintedObject([]byte(key))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if o.Sync(h); o.Context().Contains(d) {
+		if c.held(id, key).Context().Contains(d) {
 			out = append(out, id)
 		}
 	}

@@ -187,6 +187,11 @@ func (n *Node) SetRing(r *ring.Ring) error {
 	return n.store.Regroup(func(key []byte) string { return groupOf(r.Replicas(key, n.quorum.N, nil)) })
 }
 
+// without returns a copy of ids without the IDs in drop.
+func without(ids []string, drop ...string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(drop, id) })
+}
+
 // groupOf names a replica set: its sorted IDs joined by commas.
 func groupOf(replicas []string) string {
 	return strings.Join(slices.Sorted(slices.Values(replicas)), ",")
@@ -392,8 +397,7 @@ func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v
 		return Written{}, err
 	}
 	res := Written{Context: o.Context(), Dot: dot}
-	others := slices.DeleteFunc(slices.Clone(home), func(h string) bool { return h == n.id })
-	fallbacks = slices.DeleteFunc(slices.Clone(fallbacks), func(h string) bool { return h == n.id })
+	others, fallbacks := without(home, n.id), without(fallbacks, n.id)
 	if len(others) == 0 {
 		return res, nil
 	}

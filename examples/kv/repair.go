@@ -168,7 +168,7 @@ func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
 	for _, k := range keys {
 		m := moves[k.move]
 		_, fallbacks := n.placement(k.Key)
-		rep := &replication{n: n, key: k.Key, o: k.Object, fallbacks: slices.DeleteFunc(fallbacks, func(f string) bool { return f == n.id })}
+		rep := &replication{n: n, key: k.Key, o: k.Object, fallbacks: without(fallbacks, n.id)}
 		for _, to := range m.To {
 			if to == n.id || slices.Contains(m.From, to) {
 				continue

@@ -146,8 +146,8 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // is superseded by that write instead of coming back as its sibling
 // (copies of other actors' versions are kept out by [Node.Reap]'s
 // conditions alone; see the package documentation for what they cannot
-// see). It reports whether it deleted the key; a key already
-// absent is not an error.
+// see). It reports whether it deleted the key; a key already absent is
+// not an error.
 func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err
@@ -212,9 +212,9 @@ const reapBatch = 1024
 // it reaped and stops at the first failed call.
 //
 // before must leave time for every message about the key still in
-// flight when its dead object last changed to land (replication and read repair end within the
-// node's Timeout, an anti-entropy exchange within its own duration): a
-// stale copy of a reaped value that arrives after the reap, or a replica
+// flight when its dead object last changed to land (replication and read
+// repair end within the node's Timeout, an anti-entropy exchange within
+// its own duration): a stale copy of a reaped value that arrives after the reap, or a replica
 // outside the key's current home and fallbacks (after a ring change) that
 // still holds one, brings it back, as Cassandra's gc_grace_seconds warns.
 func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
@@ -254,10 +254,9 @@ func (n *Node) reapKey(ctx context.Context, e Entry) (bool, error) {
 	if !slices.Contains(home, n.id) {
 		return false, nil // the ring changed since
 	}
-	notMe := func(id string) bool { return id == n.id }
-	home = slices.DeleteFunc(slices.Clone(home), notMe)
-	others := slices.Concat(home, slices.DeleteFunc(fallbacks, notMe))
-	if !all(others, n.alive) {
+	home = without(home, n.id)
+	others := slices.Concat(home, without(fallbacks, n.id))
+	if slices.ContainsFunc(others, func(id string) bool { return !n.alive(id) }) {
 		return false, nil // it may hold a stale copy or a hint
 	}
 	ask := func(o op, to string) (bool, error) {
@@ -277,11 +276,6 @@ func (n *Node) reapKey(ctx context.Context, e Entry) (bool, error) {
 		}
 	}
 	return n.reapLocal(e.Key, e.Object)
-}
-
-// all reports whether f holds for every element of s.
-func all[T any](s []T, f func(T) bool) bool {
-	return !slices.ContainsFunc(s, func(x T) bool { return !f(x) })
 }
 
 // reapLocal reaps key's dead object o from this node's store and reports
