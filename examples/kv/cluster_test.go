@@ -252,7 +252,7 @@ func (c *clusterOn[N]) held(id, key string) Object {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	h, _, err := c.stores[id].HintedObject([]byte(key))
+	h, _, err := c.stores[id].Hints().Object([]byte(key))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func (c *clusterOn[N]) holdings(keys []string) map[string]map[string]Object {
 func (c *clusterOn[N]) pendingHints() int {
 	n := 0
 	for _, s := range c.stores {
-		n += s.Hints()
+		n += s.Hints().Len()
 	}
 	return n
 }

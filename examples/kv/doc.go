@@ -13,7 +13,7 @@
 //
 //	s, err := kv.Open(path, kv.StoreConfig{})
 //	o, err := s.Update(key, ctx, "n1.7f3a", kv.Version{Value: v}) // coordinate a write
-//	o, err = s.Sync(key, fromPeer)                                 // replicate, repair, hand off
+//	o, err = s.Merge(key, fromPeer)                                // replicate, repair, hand off
 //
 // A [Node] serves one member of the cluster over a [Transport] (in
 // process for tests, [HTTPTransport] between processes). Any node takes

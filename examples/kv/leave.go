@@ -178,12 +178,12 @@ func (n *Node) handOver(ctx context.Context, next *ring.Ring) (Handover, error) 
 			unplaced = append(unplaced, fmt.Sprintf("key %q", keys[i].Key))
 		}
 	})
-	targets, err := n.store.HintTargets()
+	targets, err := n.store.Hints().Targets()
 	if err != nil {
 		return h, err
 	}
 	for _, t := range targets {
-		hints, err := n.store.HintsFor(t, math.MaxInt)
+		hints, err := n.store.Hints().For(t, math.MaxInt)
 		if err != nil {
 			return h, err
 		}
@@ -233,7 +233,7 @@ func (n *Node) passOn(ctx context.Context, r *ring.Ring, t string, stays bool, e
 	} else if copies, _ := n.place(ctx, r, e); copies == 0 {
 		return false, nil
 	}
-	_, err := n.store.DropHint(t, e.Key, e.Object)
+	_, err := n.store.Hints().Drop(t, e.Key, e.Object)
 	return true, err
 }
 
@@ -242,7 +242,7 @@ func (n *Node) passOn(ctx context.Context, r *ring.Ring, t string, stays bool, e
 // keys' replicas, and returns how many a node took. [Node.HandOff] calls
 // it.
 func (n *Node) rehome(ctx context.Context, t string) (int, error) {
-	hints, err := n.store.HintsFor(t, handOffBatch)
+	hints, err := n.store.Hints().For(t, handOffBatch)
 	if err != nil {
 		return 0, err
 	}

@@ -144,7 +144,7 @@ func runLeave(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: %s = %q held by %v, want %s alone", seed, a.Key, a.Version.Value, h, L)
 		}
 	}
-	if got := c.stores[L].Hints(); got != len(hintKeys) {
+	if got := c.stores[L].Hints().Len(); got != len(hintKeys) {
 		t.Fatalf("seed %d: %s holds %d hints, want %d", seed, L, got, len(hintKeys))
 	}
 
@@ -152,8 +152,8 @@ func runLeave(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatalf("seed %d: leave: %v (%+v)", seed, err, h)
 	}
-	if h.Hints != len(hintKeys) || h.Unplaced != 0 || h.Keys < len(uniqueKeys) || h.Copies+h.Failed != 3*h.Keys || c.stores[L].Hints() != 0 {
-		t.Fatalf("seed %d: handed over %+v, %d hints left; want %d hints, %d keys at least", seed, h, c.stores[L].Hints(), len(hintKeys), len(uniqueKeys))
+	if h.Hints != len(hintKeys) || h.Unplaced != 0 || h.Keys < len(uniqueKeys) || h.Copies+h.Failed != 3*h.Keys || c.stores[L].Hints().Len() != 0 {
+		t.Fatalf("seed %d: handed over %+v, %d hints left; want %d hints, %d keys at least", seed, h, c.stores[L].Hints().Len(), len(hintKeys), len(uniqueKeys))
 	}
 	if _, err := c.node(L).Leave(ctx); !errors.Is(err, ErrLeaving) {
 		t.Fatalf("seed %d: second leave: %v, want ErrLeaving", seed, err)
@@ -280,7 +280,7 @@ func TestLeaveHintNoFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.node(list[0]).Wait()
-		if got := c.stores[leaver].Hints(); got != 1 {
+		if got := c.stores[leaver].Hints().Len(); got != 1 {
 			t.Fatalf("%s holds %d hints, want 1", leaver, got)
 		}
 		h, err := c.node(leaver).Leave(ctx)
@@ -375,7 +375,7 @@ func TestLeaveStrayCopy(t *testing.T) {
 		}
 		var o Object
 		o.Update(vclock.VClock{}, "n9.0", Version{Value: []byte("stray")})
-		if _, err := c.stores[leaver].Sync([]byte(key), o); err != nil {
+		if _, err := c.stores[leaver].Merge([]byte(key), o); err != nil {
 			t.Fatal(err)
 		}
 		h, err := c.node(leaver).Leave(ctx)

@@ -230,7 +230,7 @@ func (n *Node) Stats() Stats {
 	return Stats{
 		HintsStored:    n.stats.hintsStored.Load(),
 		HintsDelivered: n.stats.hintsDelivered.Load(),
-		HintsPending:   n.store.Hints(),
+		HintsPending:   n.store.Hints().Len(),
 		ReadRepairs:    n.stats.readRepairs.Load(),
 		KeysRepaired:   n.stats.keysRepaired.Load(),
 		Reaped:         n.stats.tombstonesReaped.Load(),
@@ -605,7 +605,7 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		if err != nil {
 			return response{}, err
 		}
-		h, hinted, err := n.store.HintedObject(q.Key)
+		h, hinted, err := n.store.Hints().Object(q.Key)
 		if err != nil {
 			return response{}, err
 		}
@@ -614,9 +614,9 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 	case opWrite:
 		return response{}, n.unlessLeaving(func() error {
 			if q.Hint != "" {
-				return n.store.AddHint(q.Hint, q.Key, q.Object)
+				return n.store.Hints().Add(q.Hint, q.Key, q.Object)
 			}
-			_, err := n.store.Sync(q.Key, q.Object)
+			_, err := n.store.Merge(q.Key, q.Object)
 			return err
 		})
 	case opCoordinate:
@@ -630,7 +630,7 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		}
 		return response{Context: w.Context, Dot: w.Dot}, nil
 	case opTree:
-		t, err := n.store.Serve(q.Group, q.Tree)
+		t, err := n.store.Trees().Serve(q.Group, q.Tree)
 		return response{Tree: t}, err
 	case opScan:
 		es, err := n.store.Scan(q.Group, q.Segments)

@@ -22,7 +22,7 @@ const handOffBatch = 256
 // and the errors of the targets that failed, joined; a failed hint stays
 // for the next pass. Call it periodically.
 func (n *Node) HandOff(ctx context.Context) (int, error) {
-	targets, err := n.store.HintTargets()
+	targets, err := n.store.Hints().Targets()
 	if err != nil {
 		return 0, err
 	}
@@ -40,7 +40,7 @@ func (n *Node) HandOff(ctx context.Context) (int, error) {
 		if !n.alive(t) {
 			continue
 		}
-		hints, err := n.store.HintsFor(t, handOffBatch)
+		hints, err := n.store.Hints().For(t, handOffBatch)
 		if err != nil {
 			return delivered, err
 		}
@@ -49,7 +49,7 @@ func (n *Node) HandOff(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("kv: handoff to %s: %w", t, err))
 				break
 			}
-			dropped, err := n.store.DropHint(t, h.Key, h.Object)
+			dropped, err := n.store.Hints().Drop(t, h.Key, h.Object)
 			if err != nil {
 				return delivered, err
 			}
@@ -92,7 +92,7 @@ func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved in
 
 // exchange repairs group g with peer.
 func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved int, err error) {
-	res, err := merkle.Diff(ctx, n.store.Tree(g), merkle.PeerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
+	res, err := merkle.Diff(ctx, n.store.Trees().Tree(g), merkle.PeerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
 		resp, err := n.call(ctx, peer, &request{Op: opTree, Group: g, Tree: req})
 		return resp.Tree, err
 	}))
@@ -135,7 +135,7 @@ func (n *Node) exchange(ctx context.Context, peer, g string) (repaired, moved in
 		if _, ok := theirs[string(e.Key)]; !ok {
 			continue
 		}
-		if _, err := n.store.Sync(e.Key, e.Object); err != nil {
+		if _, err := n.store.Merge(e.Key, e.Object); err != nil {
 			return repaired, res.Bytes, err
 		}
 		if !held[string(e.Key)] {

@@ -109,11 +109,8 @@ func (s *Store) reapable(tx *bolt.Tx, key, want []byte) (ok, present bool, err e
 	if cur != nil && !bytes.Equal(cur, want) {
 		return false, true, nil
 	}
-	hinted := eachHint(tx, key, func([]byte) error { return errNotReapable })
-	if errors.Is(hinted, errNotReapable) {
-		return false, cur != nil, nil
-	}
-	return hinted == nil, cur != nil, hinted
+	hinted, err := s.hints.holds(key)
+	return !hinted && err == nil, cur != nil, err
 }
 
 // Reapable reports whether [Store.Reap] of key with o would not be
@@ -166,6 +163,9 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()
+	// No hint for key may arrive between the check and the delete.
+	s.hints.mu.Lock()
+	defer s.hints.mu.Unlock()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		ok, present, err := s.reapable(tx, key, want)
 		if err != nil || !ok || !present {
@@ -188,9 +188,7 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("kv: reap of %q: %w", key, err)
 	}
-	s.mu.Lock()
-	s.treeOf(s.group(key)).Add(key, hashBytes(want)) // toggles the entry out
-	s.mu.Unlock()
+	s.index.committed(change{key: key, old: hashBytes(want), existed: true})
 	return true, nil
 }
 
