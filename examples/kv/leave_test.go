@@ -29,11 +29,7 @@ func (c *clusterOn[N]) depart(ctx context.Context, id string) {
 	old := c.ring
 	c.ring = old.Without(id)
 	for _, x := range c.up() {
-		n := c.node(x)
-		if err := n.SetRing(c.ring); err != nil {
-			c.t.Fatal(err)
-		}
-		_, _ = n.Rebalance(ctx, old) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
+		_, _ = c.node(x).ApplyRing(ctx, c.ring) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
 	}
 }
 
@@ -240,9 +236,9 @@ func TestLeaveAlone(t *testing.T) {
 		if h, err := n.Leave(ctx); err != nil || h != (Handover{}) {
 			t.Fatalf("empty node: %+v, %v", h, err)
 		}
-		n.leaveMu.Lock()
-		n.departing = false // as if it had not left
-		n.leaveMu.Unlock()
+		n.leaver.mu.Lock()
+		n.leaver.departing = false // as if it had not left
+		n.leaver.mu.Unlock()
 		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -316,9 +312,9 @@ func TestForwardedWriteNotRepeated(t *testing.T) {
 		c.crash(list[3])
 		c.crash(list[4]) // no fallback is up
 		leaver := c.node(home[2])
-		leaver.leaveMu.Lock()
-		leaver.departing = true // as Leave sets it
-		leaver.leaveMu.Unlock()
+		leaver.leaver.mu.Lock()
+		leaver.leaver.departing = true // as Leave sets it
+		leaver.leaver.mu.Unlock()
 		_, err := c.node(via).Put(ctx, key, vclock.VClock{}, []byte("v"), 3)
 		if !errors.Is(err, quorum.ErrNoQuorum) {
 			t.Fatalf("put via %s: %v, want ErrNoQuorum", via, err)
@@ -345,9 +341,9 @@ func TestWriteAsLeaveBegins(t *testing.T) {
 		n := c.node(home[1])
 		n.alive = func(id string) bool {
 			if id == home[0] { // asked on the way to coordinating the write: Leave begins
-				n.leaveMu.Lock()
-				n.departing = true
-				n.leaveMu.Unlock()
+				n.leaver.mu.Lock()
+				n.leaver.departing = true
+				n.leaver.mu.Unlock()
 			}
 			return c.net.node(id) != nil
 		}

@@ -317,7 +317,7 @@ func writeKeys(t *testing.T, c *cluster, n int) (acks []Ack, keys []string) {
 	return acks, keys
 }
 
-// A node replaced in the ring: after SetRing, Rebalance streams every key
+// A node replaced in the ring: ApplyRing streams every key
 // to its new replicas, even keys whose old replicas all left their set,
 // without waiting for anti-entropy.
 func TestNodeRebalance(t *testing.T) {
@@ -334,14 +334,9 @@ func TestNodeRebalance(t *testing.T) {
 		c.ring = next
 		c.ids = append(c.ids, "n6")
 		c.start("n6")
-		for _, id := range c.ids[:5] {
-			if err := c.node(id).SetRing(next); err != nil {
-				t.Fatal(err)
-			}
-		}
 		sent := 0
 		for _, id := range c.ids[:5] {
-			k, err := c.node(id).Rebalance(ctx, old)
+			k, err := c.node(id).ApplyRing(ctx, next)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -353,8 +348,11 @@ func TestNodeRebalance(t *testing.T) {
 		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
 			t.Fatalf("after rebalancing: %v", err)
 		}
-		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+		if k, err := c.node("n2").ApplyRing(ctx, next); k != 0 || err != nil {
 			t.Fatalf("rebalance without a ring change: %d, %v", k, err)
+		}
+		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+			t.Fatalf("rebalance from the current ring: %d, %v", k, err)
 		}
 	})
 }
@@ -379,10 +377,7 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 		c.crash("n6")
 		sent := 0
 		for _, id := range c.ids[:5] {
-			if err := c.node(id).SetRing(next); err != nil {
-				t.Fatal(err)
-			}
-			k, err := c.node(id).Rebalance(ctx, old)
+			k, err := c.node(id).ApplyRing(ctx, next)
 			if err != nil {
 				t.Fatalf("%s: rebalance with the new replica down: %v", id, err)
 			}

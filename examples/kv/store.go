@@ -176,7 +176,13 @@ func (s *Store) Path() string { return s.db.Path() }
 // Regroup replaces the grouping of keys into anti-entropy trees (nil: one
 // group) and rebuilds every tree with one scan of the data. A node calls
 // it when the ring changes and keys change replica sets.
-func (s *Store) Regroup(group func(key []byte) string) error {
+func (s *Store) Regroup(group func(key []byte) string) error { return s.regroup(group, nil) }
+
+// regroup is Regroup that calls publish, when not nil, once the new trees
+// are in place and before any write commits again: a node publishes the
+// placement whose grouping it is there, so that no write lands in a tree
+// of the other grouping and no request sees the one without the other.
+func (s *Store) regroup(group func(key []byte) string, publish func()) error {
 	s.writing.Lock()
 	defer s.writing.Unlock()
 	err := s.index.rebuild(group, func(f func(key []byte, h uint64)) error {
@@ -189,6 +195,9 @@ func (s *Store) Regroup(group func(key []byte) string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("kv: rebuild trees: %w", err)
+	}
+	if publish != nil {
+		publish()
 	}
 	return nil
 }
