@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/vclock"
 )
@@ -424,6 +426,83 @@ func TestStoreExchange(t *testing.T) {
 		}
 		if err := merkle.Verify(a.Trees().Tree(g), b.Trees().Tree(g)); err != nil {
 			t.Errorf("group %s after repair: %v", g, err)
+		}
+	}
+}
+
+// The hints live under a lock and in a file of their own: while a hint's
+// commit holds the hint store (its fsync), writes of the data, their
+// trees and anti-entropy serves go on.
+func TestStoreHintsDoNotBlockData(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{Tree: testTree})
+	defer s.Close()
+	s.hints.mu.Lock() // as an Add holds it through its commit
+	defer s.hints.mu.Unlock()
+	o := put(t, s, "k", vclock.VClock{}, "v")
+	if _, err := s.Merge([]byte("k2"), o); err != nil {
+		t.Fatal(err)
+	}
+	if s.Trees().Tree("").Root() == 0 {
+		t.Fatal("the writes are not in the tree")
+	}
+	res, err := merkle.Diff(context.Background(), merkle.New(testTree), merkle.PeerFunc(func(_ context.Context, req []byte) ([]byte, error) {
+		return s.Trees().Serve("", req)
+	}))
+	if err != nil || len(res.Segments) == 0 {
+		t.Fatalf("an exchange against the store: %+v, %v", res, err)
+	}
+}
+
+// A data file from before hints had a file of their own keeps its hints
+// in a bucket of its own: Open moves them to the hint file, merged with
+// any held there, once.
+func TestStoreAdoptsHints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	var a Object
+	a.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
+	enc, err := EncodeObject(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketHints)
+		if err != nil {
+			return err
+		}
+		for _, target := range []string{"n2", "n3"} {
+			tb, err := b.CreateBucket([]byte(target))
+			if err != nil {
+				return err
+			}
+			if err := tb.Put([]byte("k"), enc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s := openStore(t, path, StoreConfig{})
+		if n := s.Hints().Len(); n != 2 {
+			t.Fatalf("%d hints after Open, want 2", n)
+		}
+		if o, found, err := s.Hints().Object([]byte("k")); err != nil || !found || !slices.Equal(live(o), []string{"a"}) {
+			t.Fatalf("hinted object %q, %v, %v", live(o), found, err)
+		}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketHints) != nil {
+				return errors.New("the data file still has its hint bucket")
+			}
+			return nil
+		})
+		if err := errors.Join(err, s.Close()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
