@@ -89,7 +89,7 @@ func TestWriteRoundSpares(t *testing.T) {
 func TestWriteRoundDeadline(t *testing.T) {
 	w, _ := newWriteRound(t0, []string{"a", "b"}, nil, up, 2, time.Second)
 	w.Reply(t0, 0, response{}, nil)
-	if w.Tick(t0.Add(time.Second-1)); w.Done() {
+	if w.Tick(t0.Add(time.Second - 1)); w.Done() {
 		t.Fatal("done before the deadline")
 	}
 	w.Tick(t0.Add(time.Second))
