@@ -620,6 +620,9 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 			return err
 		})
 	case opCoordinate:
+		if q.W < 1 || q.W > n.quorum.N {
+			return response{}, fmt.Errorf("%w: coordinate with w = %d, N = %d", ErrMalformed, q.W, n.quorum.N)
+		}
 		home, fallbacks := n.place.Load().of(q.Key)
 		if !slices.Contains(home, n.id) {
 			return response{}, fmt.Errorf("%w: %s is not a home replica of %q", ErrUnavailable, n.id, q.Key)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -165,6 +166,28 @@ func TestNodeNoQuorum(t *testing.T) {
 		c.crash(home[1])
 		if _, err := c.node(home[2]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); !errors.Is(err, quorum.ErrNoQuorum) {
 			t.Fatalf("Put with one node up: %v, want ErrNoQuorum", err)
+		}
+	})
+}
+
+// A forwarded write whose W is outside [1, N] is refused as malformed
+// before it is applied: a peer cannot have a write acknowledged without
+// its replication.
+func TestNodeCoordinateBadW(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		for _, w := range []int{0, -1, 4, math.MaxInt} {
+			req, err := (&request{Op: opCoordinate, Key: []byte("k"), Value: Version{Value: []byte("v")}, W: w}).marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.node("n1").Handle(context.Background(), req); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("coordinate with w = %d: %v, want ErrMalformed", w, err)
+			}
+			if _, found, _ := c.node("n1").Local([]byte("k")); found {
+				t.Fatalf("coordinate with w = %d applied the write", w)
+			}
 		}
 	})
 }
