@@ -74,6 +74,26 @@ type readRound struct {
 
 var _ round = (*readRound)(nil)
 
+// readTargets returns the order in which a read of key by node self
+// under p calls replicas: self first when it is a home replica (the
+// cheapest read), then the home replicas up says are up, then the others,
+// then the fallbacks.
+func readTargets(p *placement, key []byte, self string, up func(id string) bool) []string {
+	home, fallbacks := p.of(key)
+	targets := make([]string, 0, len(home)+len(fallbacks))
+	if slices.Contains(home, self) {
+		targets = append(targets, self)
+	}
+	for _, live := range []bool{true, false} {
+		for _, h := range home {
+			if h != self && up(h) == live {
+				targets = append(targets, h)
+			}
+		}
+	}
+	return append(targets, fallbacks...)
+}
+
 // newReadRound starts a read of need replies from targets at now and
 // returns it with its first calls.
 func newReadRound(now time.Time, targets []string, need int, timeout, hedge time.Duration) (*readRound, []call) {

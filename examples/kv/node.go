@@ -532,20 +532,9 @@ func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	home, fallbacks := n.place.Load().of(key)
-	targets := make([]string, 0, len(home)+len(fallbacks))
-	if slices.Contains(home, n.id) {
-		targets = append(targets, n.id) // the cheapest read
-	}
-	for _, up := range []bool{true, false} {
-		for _, h := range home {
-			if h != n.id && n.alive(h) == up {
-				targets = append(targets, h)
-			}
-		}
-	}
-	targets = append(targets, fallbacks...)
-	rd, first := newReadRound(time.Now(), targets, r, n.timeout, n.hedge)
+	p := n.place.Load()
+	home, _ := p.of(key)
+	rd, first := newReadRound(time.Now(), readTargets(p, key, n.id, n.alive), r, n.timeout, n.hedge)
 	n.rep.drive(ctx, rd, first, func(call) *request { return &request{Op: opRead, Key: key} }, nil)
 	merged, stale, err := rd.Result(home)
 	if err != nil {
