@@ -42,6 +42,9 @@
 //     the placement and the replies so far, they return the calls to
 //     make, when a call timed out, when to hedge or take a fallback
 //     (assigned up front), and the outcome. No locks, no I/O, no clock.
+//   - coordinator: clients' reads and writes on a node: where a write is
+//     coordinated (forwarded to the key's first live home replica, or
+//     applied here), the local apply, and which rounds to run.
 //   - replicator: drives the rounds (the I/O), fans a write out to its
 //     replicas and hints, places the copies of rebalances and handovers,
 //     passes hints on, sends read repairs.
@@ -50,8 +53,8 @@
 //     replicator.
 //   - leaver: a node's departure ([Node.Leave]) and the refusal of
 //     writes while it leaves.
-//   - [Node]: the facade: configuration, client reads and writes, the
-//     RPC dispatch ([Node.Handle]), the background goroutines, stats.
+//   - [Node]: the facade: configuration and validation, the RPC
+//     dispatch ([Node.Handle]), the background goroutines, stats.
 //   - [Store]: objects and tombstones (the reap floor, the epoch) in one
 //     bbolt file; its [HintStore] holds hints in a file and under a lock
 //     of their own; its [TreeIndex] owns the merkle trees, fed by a hook
@@ -59,9 +62,9 @@
 //   - [API] and [Server]: HTTP and the process, through Node's exported
 //     methods only.
 //
-// A write, Node.Put → Node.Write: a node that is not the key's first
-// live home replica forwards it there (opCoordinate); the coordinator
-// applies it with [Store.UpdateOnce] (the TreeIndex learns of it from
+// A write, Node.Put → Node.Write → coordinator: a node that is not the
+// key's first live home replica forwards it there (opCoordinate); that
+// node's coordinator applies it with [Store.UpdateOnce] (the TreeIndex learns of it from
 // the commit hook) and hands the object to the replicator, which starts
 // a writeRound for the other home replicas and drives it on a background
 // goroutine: each call's reply goes into the round, which answers with

@@ -69,11 +69,12 @@ type NodeConfig struct {
 // Node is one member of the replicated store, and a facade over the
 // owners of its concerns (see the package documentation for the map):
 // placement, an immutable [placement] behind one atomic pointer; the
-// coordinator core ([readRound], [writeRound]) and its driver for
-// clients' reads and writes; the replicator (fan-out and hints); the
-// maintainer (handoff, anti-entropy, reaping, rebalancing); and the
-// leaver. It coordinates clients' reads and writes of any key over the
-// key's replicas and serves other nodes' replica RPCs ([Node.Handle]).
+// coordinator of clients' reads and writes, whose decisions are the
+// coordinator core's ([readRound], [writeRound]); the replicator
+// (fan-out, hints, and the rounds' I/O); the maintainer (handoff,
+// anti-entropy, reaping, rebalancing); and the leaver. It coordinates
+// clients' reads and writes of any key over the key's replicas and
+// serves other nodes' replica RPCs ([Node.Handle]).
 //
 // A Node is safe for concurrent use. Its zero value is not usable: call
 // [NewNode]. Reads and writes start background goroutines (read repair,
@@ -96,6 +97,7 @@ type Node struct {
 	closing bool           // Close has begun
 	bg      sync.WaitGroup // background replication and repair
 
+	coord  *coordinator
 	rep    *replicator
 	maint  *maintainer
 	leaver *leaver
@@ -149,6 +151,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
 	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, place: n.place.Load, log: log}
+	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
+		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
 	n.maint = &maintainer{self: n.id, peers: n, store: n.store, rep: n.rep, place: n.place.Load, timeout: n.timeout,
 		stats: &n.stats, onReap: cfg.OnReap, log: log}
 	p := newPlacement(cfg.Ring, n.quorum.N, cmp.Or(max(cfg.Fallbacks, 0), DefaultFallbacks))
@@ -434,87 +438,7 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 	if err != nil {
 		return Written{}, err
 	}
-	for {
-		p := n.place.Load()
-		home, fallbacks := p.of(key)
-		self, leaving := slices.Contains(home, n.id), n.leaver.leaving()
-		if !self || leaving || v.IdempotencyKey != "" {
-			res, forwarded, err := n.forward(ctx, home, leaving, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
-			if forwarded || !self || leaving {
-				return res, err
-			}
-		}
-		res, err := n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
-		if refusedBy(err, n.id) {
-			// Leave began since the check above; the write, which it did
-			// not apply, is forwarded as a leaving node's are.
-			continue
-		}
-		return res, err
-	}
-}
-
-// forward sends the coordination req to the first live home replica of
-// its key before this node (all of them when this node is leaving), the
-// next one when a replica refuses it as a leaving node, and reports
-// whether one took it; when none did and this node may not coordinate
-// (it is not a home replica, or leaving), the error wraps
-// [ErrUnavailable].
-func (n *Node) forward(ctx context.Context, home []string, leaving bool, req *request) (Written, bool, error) {
-	for _, h := range home {
-		if h == n.id && !leaving {
-			return Written{}, false, nil // this node is the first live home replica
-		}
-		if h == n.id || !n.alive(h) {
-			continue
-		}
-		resp, err := n.call(ctx, h, req)
-		if refusedBy(err, h) {
-			continue // it applied nothing: the next home replica coordinates
-		}
-		if err != nil {
-			return Written{}, true, fmt.Errorf("kv: coordinator %s: %w", h, err)
-		}
-		return Written{Context: resp.Context, Dot: resp.Dot}, true, nil
-	}
-	return Written{}, false, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
-}
-
-// coordinate applies a client's write on this home replica, unless it is
-// a retry of one it holds (see [Node.Write]), and has the replicator send
-// the key's object to the other home replicas, with hints on fallbacks
-// for those that cannot take it, until w replicas (this one included)
-// hold it.
-func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
-	var (
-		o   Object
-		dot vclock.Dot
-	)
-	err := n.leaver.unlessLeaving(func() (err error) {
-		o, dot, _, err = n.store.UpdateOnce(key, cctx, n.actor, v)
-		return err
-	})
-	if err != nil {
-		return Written{}, err
-	}
-	res := Written{Context: o.Context(), Dot: dot}
-	others := without(home, n.id)
-	if len(others) == 0 {
-		return res, nil
-	}
-	decided := n.rep.replicate(ctx, key, o, others, without(fallbacks, n.id), w-1)
-	if w == 1 {
-		return res, nil
-	}
-	select {
-	case err = <-decided:
-	case <-ctx.Done():
-		err = fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
-	}
-	if err != nil {
-		return res, fmt.Errorf("kv: write of %q: %w", key, err)
-	}
-	return res, nil
+	return n.coord.write(ctx, key, cctx, v, w)
 }
 
 // Get reads key from r replicas (0: the configured R): its home replicas,
@@ -532,16 +456,7 @@ func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	p := n.place.Load()
-	home, _ := p.of(key)
-	rd, first := newReadRound(time.Now(), readTargets(p, key, n.id, n.alive), r, n.timeout, n.hedge)
-	n.rep.drive(ctx, rd, first, func(call) *request { return &request{Op: opRead, Key: key} }, nil)
-	merged, stale, err := rd.Result(home)
-	if err != nil {
-		return Result{}, fmt.Errorf("kv: read of %q: %w", key, err)
-	}
-	n.rep.repair(ctx, key, merged, stale)
-	return Result{Values: Live(merged), Context: merged.Context()}, nil
+	return n.coord.read(ctx, key, r)
 }
 
 // call sends req to node to, in process when it is this node.
@@ -616,7 +531,7 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		if !slices.Contains(home, n.id) {
 			return response{}, fmt.Errorf("%w: %s is not a home replica of %q", ErrUnavailable, n.id, q.Key)
 		}
-		w, err := n.coordinate(ctx, q.Key, q.Context, q.Value, q.W, home, fallbacks)
+		w, err := n.coord.coordinate(ctx, q.Key, q.Context, q.Value, q.W, home, fallbacks)
 		if err != nil {
 			return response{}, err
 		}
