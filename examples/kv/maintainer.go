@@ -346,13 +346,11 @@ func (m *maintainer) setReapFrom(from []byte) {
 	m.reapMu.Unlock()
 }
 
-// reapKey reaps e's key on every home replica in p if every replica and
-// fallback agrees, and reports whether it did.
+// reapKey reaps e's key, whose first home replica in p this node is, on
+// every home replica in p if every replica and fallback agrees, and
+// reports whether it did.
 func (m *maintainer) reapKey(ctx context.Context, p *placement, e Entry) (bool, error) {
 	home, fallbacks := p.of(e.Key)
-	if !slices.Contains(home, m.self) {
-		return false, nil
-	}
 	home = without(home, m.self)
 	others := slices.Concat(home, without(fallbacks, m.self))
 	if slices.ContainsFunc(others, func(id string) bool { return !m.peers.Alive(id) }) {
