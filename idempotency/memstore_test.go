@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -155,4 +156,27 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 	}
 	wg.Wait()
 	require.LessOrEqual(t, s.Len(), 200)
+}
+
+// TestMemStoreFingerprintSizes: fingerprints held in the entry and
+// fingerprints too long for it are both kept as copies.
+func TestMemStoreFingerprintSizes(t *testing.T) {
+	ctx := context.Background()
+	var s idempotency.MemStore
+	for _, n := range []int{0, 1, 64, 65, 1000} {
+		fp := make([]byte, n)
+		for i := range fp {
+			fp[i] = byte(i)
+		}
+		key := fmt.Sprint("fp-", n)
+		_, _, err := s.Claim(ctx, key, fp, time.Minute)
+		require.NoError(t, err)
+		want := bytes.Clone(fp)
+		for i := range fp {
+			fp[i] = 0xff
+		}
+		_, rec, err := s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, want, []byte(rec.Fingerprint), "%d bytes", n)
+	}
 }
