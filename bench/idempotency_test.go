@@ -132,6 +132,12 @@ func fail(failed *atomic.Pointer[error], err error) {
 	failed.CompareAndSwap(nil, &err)
 }
 
+// reportCPU reports the CPU time per operation the process spent since
+// start, GC included, as cpu-ns/op.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
 // TestIdempotencyImpls checks both implementations for what the
 // benchmarks rely on: a first call runs fn, a retry replays without
 // running it, another payload is refused.
@@ -161,11 +167,13 @@ func BenchmarkIdempotencyFirst(b *testing.B) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			keys := newIdemKeys("", 1<<14)
 			b.ReportAllocs()
+			cpu := cpuTime()
 			for b.Loop() {
 				if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -182,6 +190,7 @@ func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 			var goroutines atomic.Int64
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
+			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				keys := pools[goroutines.Add(1)-1]
 				for pb.Next() {
@@ -190,6 +199,7 @@ func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 					}
 				}
 			})
+			reportCPU(b, cpu)
 			if err := failed.Load(); err != nil {
 				b.Fatal(*err)
 			}
@@ -210,6 +220,7 @@ func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 			}
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
+			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					out, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn)
@@ -218,6 +229,7 @@ func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 					}
 				}
 			})
+			reportCPU(b, cpu)
 			if err := failed.Load(); err != nil {
 				b.Fatal(*err)
 			}

@@ -738,3 +738,30 @@ func TestGuardUntrustedRecords(t *testing.T) {
 	require.ErrorContains(t, err, "token 0")
 	require.Zero(t, runs.Load())
 }
+
+// TestGuardWaitersOutlivePanic: with Wait, when the first caller's fn
+// panics, the panic stays with that caller and a waiter runs fn itself.
+func TestGuardWaitersOutlivePanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			require.PanicsWithValue(t, "bug", func() {
+				_, _ = g.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
+					<-release
+					panic("bug")
+				})
+			})
+		})
+		synctest.Wait()
+		wg.Go(func() {
+			out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return []byte("second"), nil })
+			require.NoError(t, err)
+			require.Equal(t, "second", string(out))
+		})
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+	})
+}

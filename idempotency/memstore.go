@@ -229,18 +229,51 @@ func (s *MemStore) now() time.Time {
 	return s.Clock.Now()
 }
 
-// clone returns a deep copy of r, with both byte slices in one allocation.
+// clone returns a deep copy of r. A record of up to 384 bytes of
+// fingerprint and response is allocated together with them; a larger one
+// takes the record and one buffer for both slices.
 func (r *Record) clone() *Record {
-	c := *r
-	buf := make([]byte, len(r.Fingerprint)+len(r.Response))
+	var c *Record
+	var buf []byte
+	switch n := len(r.Fingerprint) + len(r.Response); {
+	case n <= 64:
+		b := new(recordWith64)
+		c, buf = &b.Record, b.buf[:n]
+	case n <= 128:
+		b := new(recordWith128)
+		c, buf = &b.Record, b.buf[:n]
+	case n <= 384:
+		b := new(recordWith384)
+		c, buf = &b.Record, b.buf[:n]
+	default:
+		c, buf = new(Record), make([]byte, n)
+	}
+	*c = *r
 	n := copy(buf, r.Fingerprint)
 	c.Fingerprint = buf[:n:n]
 	if r.Response != nil {
-		c.Response = buf[n:]
+		c.Response = buf[n:len(buf):len(buf)]
 		copy(c.Response, r.Response)
 	}
-	return &c
+	return c
 }
+
+// A Record (128 bytes) and the bytes its slices point to, in one
+// allocation of a size class: 192, 256 and 512 bytes.
+type (
+	recordWith64 struct {
+		Record
+		buf [64]byte
+	}
+	recordWith128 struct {
+		Record
+		buf [128]byte
+	}
+	recordWith384 struct {
+		Record
+		buf [384]byte
+	}
+)
 
 // dropped counts one more stale item in the shard's heap, and compacts
 // the heap once stale items are most of it: the heap holds at most about

@@ -1,7 +1,6 @@
 package idempotency_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -158,25 +157,37 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 	require.LessOrEqual(t, s.Len(), 200)
 }
 
-// TestMemStoreFingerprintSizes: fingerprints held in the entry and
-// fingerprints too long for it are both kept as copies.
-func TestMemStoreFingerprintSizes(t *testing.T) {
+// TestMemStoreRecordSizes: fingerprints held in the entry and too long
+// for it, and records copied in each of their allocation sizes, are all
+// kept and returned as copies.
+func TestMemStoreRecordSizes(t *testing.T) {
 	ctx := context.Background()
 	var s idempotency.MemStore
-	for _, n := range []int{0, 1, 64, 65, 1000} {
-		fp := make([]byte, n)
-		for i := range fp {
-			fp[i] = byte(i)
+	pattern := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i)
 		}
-		key := fmt.Sprint("fp-", n)
-		_, _, err := s.Claim(ctx, key, fp, time.Minute)
+		return b
+	}
+	for _, n := range []int{0, 1, 32, 64, 65, 100, 300, 1000} {
+		key := fmt.Sprint("size-", n)
+		fp, resp := pattern(n, 1), pattern(n, 7)
+		token, _, err := s.Claim(ctx, key, fp, time.Minute)
 		require.NoError(t, err)
-		want := bytes.Clone(fp)
-		for i := range fp {
-			fp[i] = 0xff
-		}
+		require.NoError(t, s.Complete(ctx, key, token, resp, time.Hour))
+		clear(fp)
+		clear(resp)
 		_, rec, err := s.Claim(ctx, key, nil, time.Minute)
 		require.NoError(t, err)
-		require.Equal(t, want, []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
+		require.Equal(t, len(rec.Response), cap(rec.Response), "appending to a copy cannot reach past it")
+		clear(rec.Fingerprint)
+		clear(rec.Response)
+		_, rec, err = s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
 	}
 }

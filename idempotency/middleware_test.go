@@ -138,7 +138,8 @@ func TestMiddlewareDraftStatusCodes(t *testing.T) {
 
 func TestMiddlewareMalformedKeys(t *testing.T) {
 	a := newAPI(idempotency.MiddlewareOptions{GlobalScope: true})
-	for _, key := range []string{`""`, `"unterminated`, `"bad \x escape"`, `"a" "b"`, `"a", "b"`, `a b`, `"x";A=1`, `(paren)`, `"` + strings.Repeat("k", 256) + `"`} {
+	for _, key := range []string{`""`, `"unterminated`, `"bad \x escape"`, `"a" "b"`, `"a", "b"`, `a b`, `"x";A=1`, `(paren)`, `"` + strings.Repeat("k", 256) + `"`,
+		"\"ctl\x01\"", "\"tab\there\"", "\"del\x7f\"", "nul\x00"} {
 		p := requireProblem(t, a.do("POST", "/things", key, "x"), http.StatusBadRequest)
 		require.Equal(t, "about:blank", p.Type)
 		require.Equal(t, "Bad Request", p.Title, "about:blank takes the status text")
@@ -607,26 +608,32 @@ func TestMiddlewarePrivateHeaders(t *testing.T) {
 	}
 }
 
-// shortFingerprints is a custom store that keeps only the first byte of
-// a fingerprint, as a too-narrow database column would.
-type shortFingerprints struct{ idempotency.MemStore }
-
-func (s *shortFingerprints) Claim(ctx context.Context, key string, fp []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
-	return s.MemStore.Claim(ctx, key, fp[:min(len(fp), 1)], lock)
-}
-
 // TestMiddlewareUntrustedRecord: a record whose fingerprint has another
-// length than the request's is a store fault, answered 500, not 422.
+// length than the request's, or that is another key's, is a store fault,
+// answered 500 and logged, not 422 and not a replay of someone else's
+// response.
 func TestMiddlewareUntrustedRecord(t *testing.T) {
-	var logs strings.Builder
-	h := idempotency.Middleware(idempotency.New(&shortFingerprints{}, idempotency.Config{}), idempotency.MiddlewareOptions{
-		GlobalScope: true, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-	})(http.HandlerFunc(created))
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, keyed("k"))
-	require.Equal(t, http.StatusCreated, w.Code)
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, keyed("k"))
-	requireProblem(t, w, http.StatusInternalServerError)
-	require.Contains(t, logs.String(), "fingerprint of 1 bytes")
+	for lie, want := range map[string]string{
+		"short fingerprint": "fingerprint of 1 bytes",
+		"other key":         "someone-else",
+	} {
+		var logs strings.Builder
+		s := &lyingStore{lie: func(r *idempotency.Record) {
+			if lie == "other key" {
+				r.Key = "someone-else"
+			} else {
+				r.Fingerprint = r.Fingerprint[:1]
+			}
+		}}
+		h := idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
+			GlobalScope: true, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		})(http.HandlerFunc(created))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("k"))
+		require.Equal(t, http.StatusCreated, w.Code)
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("k"))
+		requireProblem(t, w, http.StatusInternalServerError)
+		require.Contains(t, logs.String(), want, lie)
+	}
 }
