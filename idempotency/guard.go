@@ -191,8 +191,10 @@ func (g *Guard) Retain() time.Duration { return g.retain }
 //
 // fn receives a context that ends when ctx does or when the claim's lock
 // lapses, and that carries the claim's fencing token (see
-// [FencingToken]). If fn returns after the lock lapsed, Do returns its
-// result with an error wrapping ErrLockExpired. Errors from the Store are
+// [FencingToken]). If the store let the claim lapse before fn returned,
+// Do returns fn's result with an error wrapping ErrLockExpired and
+// ErrNotClaimed. Calls that wait for another's execution (Config.Wait)
+// share its result slice: treat it as read-only. Errors from the Store are
 // returned wrapped. A record the Guard cannot trust gives an error
 // wrapping ErrCorrupt: one that does not decode, that is for another key,
 // or whose fingerprint has another length than the caller's (a store that
