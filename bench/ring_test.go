@@ -82,13 +82,16 @@ func ringLocators(tb testing.TB, n, vnodes int) []locator {
 
 // rendezvousLocators builds weighted rendezvous (highest random weight)
 // hashing over n nodes, distkit's and dgryski's (keys hashed with xxhash).
-func rendezvousLocators(n int) []locator {
+func rendezvousLocators(tb testing.TB, n int) []locator {
 	ids := nodeIDs(n)
 	nodes := make([]ring.Node, n)
 	for i, id := range ids {
 		nodes[i] = ring.Node{ID: id}
 	}
-	hrw := ring.NewRendezvous(nodes)
+	hrw, err := ring.NewRendezvous(nodes)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return []locator{
 		{"distkit", func(key string) string { return hrw.Lookup([]byte(key)) }},
 		{"go-rendezvous", rendezvous.New(ids, xxhash.Sum64String).Lookup},
@@ -130,7 +133,7 @@ func BenchmarkRingLookup(b *testing.B) {
 // weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup.
 func BenchmarkRendezvousLookup(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchLookups(b, rendezvousLocators(n)) })
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchLookups(b, rendezvousLocators(b, n)) })
 	}
 }
 
@@ -195,7 +198,7 @@ func TestRingQualityTable(t *testing.T) {
 	}{
 		{"ring, 160 points", func(n int) []locator { return ringLocators(t, n, ringVNodes) }},
 		{"ring, 1024 points", func(n int) []locator { return ringLocators(t, n, 0)[:1] }},
-		{"rendezvous", rendezvousLocators},
+		{"rendezvous", func(n int) []locator { return rendezvousLocators(t, n) }},
 		{"jump", jumpLocators},
 	}
 	var rows [][]string

@@ -101,7 +101,10 @@ func BenchmarkJump(b *testing.B) {
 func BenchmarkRendezvous(b *testing.B) {
 	keys := benchKeys()
 	for _, n := range []int{10, 100} {
-		h := ring.NewRendezvous(nodes(n, 1))
+		h, err := ring.NewRendezvous(nodes(n, 1))
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run("Lookup/"+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0

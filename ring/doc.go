@@ -19,7 +19,7 @@
 //	node, err := b.Add("conn-17")
 //	moved, ok := b.Remove("conn-3")          // keys moved to keep the bound
 //
-//	h := ring.NewRendezvous(nodes)           // O(nodes) per lookup, no vnodes
+//	h, err := ring.NewRendezvous(nodes)      // O(nodes) per lookup, no vnodes
 //	bucket := ring.Jump(ring.KeyHash(key), 16)
 //
 // # Placement (frozen)

@@ -74,7 +74,10 @@ func ExampleJump() {
 }
 
 func ExampleRendezvous_LookupN() {
-	h := ring.NewRendezvous([]ring.Node{{ID: "x", Weight: 1}, {ID: "y", Weight: 2}, {ID: "z", Weight: 1}})
+	h, err := ring.NewRendezvous([]ring.Node{{ID: "x", Weight: 1}, {ID: "y", Weight: 2}, {ID: "z", Weight: 1}})
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(h.Lookup([]byte("object-42")), h.LookupN([]byte("object-42"), 2, nil))
 	// Output: x [x y]
 }

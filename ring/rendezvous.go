@@ -19,8 +19,8 @@ import (
 // splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. Lookups cost
 // O(nodes); prefer [Ring] beyond a few hundred nodes.
 //
-// A Rendezvous is immutable and safe for concurrent use. The zero value is
-// an empty set: lookups return "".
+// A Rendezvous is immutable and safe for concurrent use. The zero value
+// (and a nil *Rendezvous) is an empty set: lookups return "".
 type Rendezvous struct {
 	nodes  []Node   // sorted by ID, Weight normalised
 	seeds  []uint64 // xxhash64 of each ID
@@ -28,25 +28,30 @@ type Rendezvous struct {
 }
 
 // NewRendezvous returns the rendezvous set of nodes. The result does not
-// depend on the order of nodes. Invalid nodes are programmer misuse: it
-// panics with the error of [Validate] (check untrusted input with Validate
-// first).
-func NewRendezvous(nodes []Node) *Rendezvous {
+// depend on the order of nodes. It returns an error wrapping [ErrEmptyID],
+// [ErrDuplicateID] or [ErrWeight] when the input is invalid, and never
+// panics.
+func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 	sorted, err := validate(nodes)
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
 	h := &Rendezvous{nodes: sorted, seeds: make([]uint64, len(sorted)), weight: make([]float64, len(sorted))}
 	for i, n := range sorted {
 		h.seeds[i] = xxhash.Sum64String(n.ID)
 		h.weight[i] = n.Weight
 	}
-	return h
+	return h, nil
 }
 
 // Nodes returns a copy of the nodes sorted by ID, with a zero Weight
 // reported as 1.
-func (h *Rendezvous) Nodes() []Node { return slices.Clone(h.nodes) }
+func (h *Rendezvous) Nodes() []Node {
+	if h == nil {
+		return nil
+	}
+	return slices.Clone(h.nodes)
+}
 
 // score is node i's weighted score for a key hashed to kh.
 func (h *Rendezvous) score(kh uint64, i int) float64 {
@@ -58,6 +63,9 @@ func (h *Rendezvous) score(kh uint64, i int) float64 {
 // Lookup returns the ID of the node with the highest score for key, or ""
 // for an empty set. It does not allocate.
 func (h *Rendezvous) Lookup(key []byte) string {
+	if h == nil {
+		return ""
+	}
 	kh := xxhash.Sum64(key)
 	best, bestScore := -1, 0.0
 	for i := range h.nodes {
@@ -79,6 +87,9 @@ func (h *Rendezvous) Lookup(key []byte) string {
 // dst has capacity n and n <= 32.
 func (h *Rendezvous) LookupN(key []byte, n int, dst []string) []string {
 	dst = dst[:0]
+	if h == nil {
+		return dst
+	}
 	n = min(n, len(h.nodes))
 	if n <= 0 {
 		return dst

@@ -18,11 +18,31 @@ func TestRendezvousEmptyAndMisuse(t *testing.T) {
 	var zero ring.Rendezvous
 	require.Equal(t, "", zero.Lookup([]byte("k")))
 	require.Empty(t, zero.LookupN([]byte("k"), 3, nil))
-	require.Equal(t, "", ring.NewRendezvous(nil).Lookup([]byte("k")))
-	for _, bad := range [][]ring.Node{{{ID: ""}}, {{ID: "a"}, {ID: "a"}}, {{ID: "a", Weight: math.NaN()}}} {
-		require.Error(t, ring.Validate(bad))
-		require.PanicsWithError(t, ring.Validate(bad).Error(), func() { ring.NewRendezvous(bad) })
+	var none *ring.Rendezvous
+	require.Equal(t, "", none.Lookup([]byte("k")))
+	require.Empty(t, none.LookupN([]byte("k"), 3, nil))
+	require.Empty(t, none.Nodes())
+	require.Equal(t, "", mustRendezvous(t, nil).Lookup([]byte("k")))
+	for _, bad := range [][]ring.Node{
+		{{ID: ""}},
+		{{ID: "a"}, {ID: "a"}},
+		{{ID: "a", Weight: math.NaN()}},
+		{{ID: "a", Weight: -1}},
+		{{ID: "a", Weight: math.Inf(1)}},
+		{{ID: "a", Weight: math.Inf(-1)}},
+	} {
+		h, err := ring.NewRendezvous(bad)
+		require.Error(t, err)
+		require.Equal(t, ring.Validate(bad), err)
+		require.Nil(t, h)
 	}
+}
+
+func mustRendezvous(t testing.TB, ns []ring.Node) *ring.Rendezvous {
+	t.Helper()
+	h, err := ring.NewRendezvous(ns)
+	require.NoError(t, err)
+	return h
 }
 
 // TestRendezvousLaws on random weighted node sets: LookupN is distinct,
@@ -32,12 +52,12 @@ func TestRendezvousLaws(t *testing.T) {
 	for seed := uint64(0); seed < 20; seed++ {
 		rnd := rand.New(rand.NewPCG(seed, 6))
 		ns := randomNodes(rnd, 15)
-		h := ring.NewRendezvous(ns)
+		h := mustRendezvous(t, ns)
 		shuffled := slices.Clone(ns)
 		rnd.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		h2 := ring.NewRendezvous(shuffled)
+		h2 := mustRendezvous(t, shuffled)
 		gone := ns[rnd.IntN(len(ns))].ID
-		h3 := ring.NewRendezvous(slices.DeleteFunc(slices.Clone(ns), func(n ring.Node) bool { return n.ID == gone }))
+		h3 := mustRendezvous(t, slices.DeleteFunc(slices.Clone(ns), func(n ring.Node) bool { return n.ID == gone }))
 		for k := range 300 {
 			key := []byte(fmt.Sprintf("key-%d", k))
 			all := h.LookupN(key, len(ns)+3, nil)
@@ -57,7 +77,7 @@ func TestRendezvousLaws(t *testing.T) {
 // TestRendezvousWeights: shares are proportional to weights.
 func TestRendezvousWeights(t *testing.T) {
 	ns := []ring.Node{{ID: "a", Weight: 1}, {ID: "b", Weight: 2}, {ID: "c", Weight: 3}, {ID: "d", Weight: 4}}
-	h := ring.NewRendezvous(ns)
+	h := mustRendezvous(t, ns)
 	const keys = 100_000
 	count := map[string]int{}
 	for k := range keys {
@@ -69,7 +89,7 @@ func TestRendezvousWeights(t *testing.T) {
 }
 
 func TestRendezvousAllocs(t *testing.T) {
-	h := ring.NewRendezvous(nodes(50, 1))
+	h := mustRendezvous(t, nodes(50, 1))
 	key := []byte("k")
 	dst := make([]string, 0, 4)
 	require.Zero(t, testing.AllocsPerRun(100, func() { _ = h.Lookup(key) }))
@@ -88,7 +108,7 @@ func TestRendezvousModel(t *testing.T) {
 		return x ^ x>>31
 	}
 	ns := []ring.Node{{ID: "a", Weight: 1}, {ID: "b", Weight: 0.5}, {ID: "c", Weight: 2}, {ID: "d"}}
-	h := ring.NewRendezvous(ns)
+	h := mustRendezvous(t, ns)
 	for k := range 2000 {
 		key := []byte(strconv.Itoa(k))
 		best, bestScore := "", math.Inf(-1)
