@@ -80,20 +80,31 @@ func ringLocators(tb testing.TB, n, vnodes int) []locator {
 	return append(ls, locator{"groupcache-consistenthash", gc.Get})
 }
 
-// rendezvousLocators builds weighted rendezvous (highest random weight)
-// hashing over n nodes, distkit's and dgryski's (keys hashed with xxhash).
+// rendezvousLocators builds rendezvous (highest random weight) hashing
+// over n nodes of equal weight, distkit's and dgryski's (keys hashed with
+// xxhash).
 func rendezvousLocators(tb testing.TB, n int) []locator {
+	return rendezvousWeighted(tb, n, false)
+}
+
+// rendezvousWeighted is rendezvousLocators with, if weighted, distkit's
+// nodes given the weights 1, 2, 3, 1, 2, 3, ...; go-rendezvous has no
+// weights, so it stays the unweighted baseline.
+func rendezvousWeighted(tb testing.TB, n int, weighted bool) []locator {
 	ids := nodeIDs(n)
 	nodes := make([]ring.Node, n)
 	for i, id := range ids {
 		nodes[i] = ring.Node{ID: id}
+		if weighted {
+			nodes[i].Weight = float64(1 + i%3)
+		}
 	}
 	hrw, err := ring.NewRendezvous(nodes)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return []locator{
-		{"distkit", func(key string) string { return hrw.Lookup([]byte(key)) }},
+		{"distkit", hrw.LookupString},
 		{"go-rendezvous", rendezvous.New(ids, xxhash.Sum64String).Lookup},
 	}
 }
@@ -130,10 +141,18 @@ func BenchmarkRingLookup(b *testing.B) {
 }
 
 // BenchmarkRendezvousLookup is one key lookup by rendezvous (highest random
-// weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup.
+// weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup. In the
+// weighted cases distkit's nodes have unequal weights (a logarithm per
+// node), against go-rendezvous without weights.
 func BenchmarkRendezvousLookup(b *testing.B) {
-	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchLookups(b, rendezvousLocators(b, n)) })
+	for _, weighted := range []bool{false, true} {
+		for _, n := range []int{10, 100, 1000} {
+			name := fmt.Sprintf("nodes=%d", n)
+			if weighted {
+				name += "/weighted"
+			}
+			b.Run(name, func(b *testing.B) { benchLookups(b, rendezvousWeighted(b, n, weighted)) })
+		}
 	}
 }
 

@@ -105,6 +105,22 @@ func BenchmarkRendezvous(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		weighted := nodes(n, 1)
+		for i := range weighted {
+			weighted[i].Weight = float64(1 + i%3)
+		}
+		hw, err := ring.NewRendezvous(weighted)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("LookupWeighted/"+strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				_ = hw.Lookup(keys[i&1023])
+				i++
+			}
+		})
 		b.Run("Lookup/"+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0

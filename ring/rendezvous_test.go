@@ -102,12 +102,21 @@ func TestRendezvousAllocs(t *testing.T) {
 // u = (top 53 bits of mix64(xxhash64(key) ^ xxhash64(ID)) + 0.5) / 2^53,
 // and checks that Lookup picks its maximum.
 func TestRendezvousModel(t *testing.T) {
+	for _, ns := range [][]ring.Node{
+		{{ID: "a", Weight: 1}, {ID: "b", Weight: 0.5}, {ID: "c", Weight: 2}, {ID: "d"}},
+		{{ID: "a", Weight: 3}, {ID: "b", Weight: 3}, {ID: "c", Weight: 3}, {ID: "d", Weight: 3}}, // equal: no logarithm
+		{{ID: "a"}, {ID: "b", Weight: 1}, {ID: "c"}},
+	} {
+		rendezvousModel(t, ns)
+	}
+}
+
+func rendezvousModel(t *testing.T, ns []ring.Node) {
 	mix := func(x uint64) uint64 {
 		x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
 		x = (x ^ x>>27) * 0x94d049bb133111eb
 		return x ^ x>>31
 	}
-	ns := []ring.Node{{ID: "a", Weight: 1}, {ID: "b", Weight: 0.5}, {ID: "c", Weight: 2}, {ID: "d"}}
 	h := mustRendezvous(t, ns)
 	for k := range 2000 {
 		key := []byte(strconv.Itoa(k))
@@ -124,4 +133,86 @@ func TestRendezvousModel(t *testing.T) {
 		}
 		require.Equal(t, best, h.Lookup(key), "key %s", key)
 	}
+}
+
+// TestRendezvousParity: With and Without reach the set NewRendezvous
+// builds, the string and hash lookups agree with the byte lookups, and
+// Replicas spreads over zones with the documented order, on random weighted
+// zoned node sets.
+func TestRendezvousParity(t *testing.T) {
+	for seed := uint64(0); seed < 30; seed++ {
+		rnd := rand.New(rand.NewPCG(seed, 8))
+		ns := randomNodes(rnd, 12)
+		h := mustRendezvous(t, ns)
+		extra := ring.Node{ID: fmt.Sprint("extra-", seed), Weight: 1 + rnd.Float64(), Zone: "z9"}
+		with, err := h.With(extra)
+		require.NoError(t, err)
+		require.Equal(t, mustRendezvous(t, append(slices.Clone(ns), extra)).Nodes(), with.Nodes())
+		reweighted := ns[0]
+		reweighted.Weight = 7
+		re, err := h.With(reweighted)
+		require.NoError(t, err)
+		require.Equal(t, 7.0, re.Nodes()[slices.IndexFunc(re.Nodes(), func(n ring.Node) bool { return n.ID == ns[0].ID })].Weight)
+		require.Equal(t, len(ns), re.Len())
+		back := with.Without(extra.ID, "absent")
+		zones := map[string]string{}
+		for _, n := range ns {
+			zones[n.ID] = n.Zone
+		}
+		zones[extra.ID] = extra.Zone
+		for k := range 200 {
+			key := fmt.Sprintf("key-%d", k)
+			b := []byte(key)
+			require.Equal(t, h.LookupN(b, 5, nil), back.LookupN(b, 5, nil))
+			require.Equal(t, h.Lookup(b), h.LookupString(key))
+			require.Equal(t, h.Lookup(b), h.LookupHash(ring.KeyHash(b)))
+			require.Equal(t, h.LookupN(b, 4, nil), h.LookupNString(key, 4, nil))
+			require.Equal(t, h.Replicas(b, 4, nil), h.ReplicasString(key, 4, nil))
+
+			for _, set := range []*ring.Rendezvous{h, with} {
+				all := set.LookupN(b, set.Len(), nil)
+				reps := set.Replicas(b, set.Len(), nil)
+				// The model: the first node of each zone in score order,
+				// then the others in score order.
+				var lead, rest []string
+				seen := map[string]bool{}
+				for _, id := range all {
+					if !seen[zones[id]] {
+						seen[zones[id]] = true
+						lead = append(lead, id)
+					} else {
+						rest = append(rest, id)
+					}
+				}
+				require.Equal(t, append(lead, rest...), reps, "seed %d key %s", seed, key)
+				for n := range set.Len() {
+					require.Equal(t, reps[:n], set.Replicas(b, n, make([]string, 0, n)))
+				}
+			}
+		}
+	}
+	var none *ring.Rendezvous
+	require.Empty(t, none.Replicas([]byte("k"), 3, nil))
+	require.Zero(t, none.Len())
+	require.Equal(t, 0, none.Without("a").Len())
+	one, err := none.With(ring.Node{ID: "a"})
+	require.NoError(t, err)
+	require.Equal(t, "a", one.LookupString("k"))
+	_, err = one.With(ring.Node{ID: "b", Weight: math.NaN()})
+	require.ErrorIs(t, err, ring.ErrWeight)
+}
+
+// TestRendezvousReplicasAllocs: zone-aware lists do not allocate within
+// their documented limits, and are still right beyond them.
+func TestRendezvousReplicasAllocs(t *testing.T) {
+	h := mustRendezvous(t, nodes(50, 5))
+	dst := make([]string, 0, 8)
+	key := []byte("k")
+	require.Zero(t, testing.AllocsPerRun(100, func() { dst = h.Replicas(key, 8, dst) }))
+	big := mustRendezvous(t, nodes(3000, 40))
+	all := big.LookupN(key, 3000, nil)
+	reps := big.Replicas(key, 100, nil)
+	require.Len(t, reps, 100)
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(reps))), 100)
+	require.Equal(t, all[0], reps[0])
 }
