@@ -42,9 +42,24 @@
 //     to keep those in the dirty segments; one pass over the data per
 //     exchange, which suits rare repairs of small stores.
 //
-// Periodically rebuild a tree from the store ([Build]) and compare it with
-// the live one ([Verify]) to catch bit rot and writes that bypassed the
-// tree; replace the live tree with the rebuild when they differ.
+// Periodically rebuild a tree from the store and compare it with the live
+// one ([Verify]) to catch bit rot and writes that bypassed the tree;
+// replace the live tree with the rebuild when they differ. [Rebuild] does
+// this while writes go on, from a snapshot of the store, losing none of
+// them; [Build] suits a store that is quiet while it runs.
+//
+// Writes in flight between replicas make segments differ for a moment.
+// Before repairing, re-check the segments found with [Confirm] a little
+// later, as TicTac AAE does, and bound each round with [DiffPage] (TicTac
+// repairs at most 128 segments a round):
+//
+//	res, err := merkle.DiffPage(ctx, t, peer, next, 128)
+//	next = res.Next                              // resume here next round
+//	// ... later ...
+//	sure, err := merkle.Confirm(ctx, t, peer, res.Segments)
+//
+// A restart need not rebuild: save the tree with [Tree.MarshalBinary] and
+// load it with [Tree.UnmarshalBinary], which checks its checksum.
 //
 // # Memory and bytes
 //
