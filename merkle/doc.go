@@ -97,6 +97,15 @@
 //     proportion to their input. No response exceeds [MaxHashes] hashes.
 //   - Segment and EntryHash are defined by xxHash64 and fixed forever, so
 //     trees built by any version and process compare.
+//   - [DiffPage] returns at most its limit of segments per round, and its
+//     rounds together return exactly Diff's segments; [Confirm] returns
+//     exactly the given segments that still differ.
+//   - A [Rebuild] fed a snapshot and every later write yields the tree of
+//     the store when it finishes, whatever the interleaving.
+//   - [Tree.UnmarshalBinary] loads exactly what [Tree.MarshalBinary]
+//     saved and refuses anything else (checksum, geometry, length) with
+//     [ErrMalformed], without panicking or allocating beyond its input.
+//   - The zero Tree is the empty tree of the default geometry.
 //
 // Like a map, a Tree is not safe for concurrent use. Trees are pure data:
 // no goroutines, no I/O; Diff does I/O only through the caller's [Peer].
