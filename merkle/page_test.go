@@ -132,3 +132,37 @@ func TestToggle(t *testing.T) {
 	a.Toggle([]byte("k"), 1)
 	require.Zero(t, a.Root(), "toggling twice removes")
 }
+
+// TestServeRangesBounded: a ranges request that would make the server XOR
+// more than MaxCells hashes, or asks for ranges beyond the tree, is
+// refused before any work; Serve answers ranges with the XOR of their
+// segments.
+func TestServeRangesBounded(t *testing.T) {
+	huge := merkle.New(merkle.Config{Branches: 1024, SegmentsPerBranch: 16384}) // 2^24 segments
+	// 2^11 ranges of 2^13 segments: 2^24 segment reads.
+	req := mustMarshal(t, merkle.Request{Kind: merkle.KindRanges, Shift: 13, Spans: []merkle.Span{{0, 1 << 11}}})
+	_, err := merkle.Serve(huge, req)
+	require.ErrorIs(t, err, merkle.ErrBadRequest)
+	// Within the bound: 2^7 ranges of 2^13 segments.
+	_, err = merkle.Serve(huge, mustMarshal(t, merkle.Request{Kind: merkle.KindRanges, Shift: 13, Spans: []merkle.Span{{0, 1 << 7}}}))
+	require.NoError(t, err)
+
+	tr := newReplica(small, 1000, 16).tree // 512 segments
+	for _, bad := range []merkle.Request{
+		{Kind: merkle.KindRanges, Shift: 10, Spans: []merkle.Span{{0, 1}}}, // a range larger than the tree
+		{Kind: merkle.KindRanges, Shift: 4, Spans: []merkle.Span{{31, 2}}}, // beyond the 32 ranges
+	} {
+		_, err := merkle.Serve(tr, mustMarshal(t, bad))
+		require.ErrorIs(t, err, merkle.ErrBadRequest, "%+v", bad)
+	}
+	out, err := merkle.Serve(tr, mustMarshal(t, merkle.Request{Kind: merkle.KindRanges, Shift: 6, Spans: []merkle.Span{{1, 2}}}))
+	require.NoError(t, err)
+	var resp merkle.Response
+	require.NoError(t, resp.UnmarshalMsgpack(out))
+	var want [2]uint64
+	for s := 64; s < 192; s++ {
+		want[(s-64)/64] ^= tr.SegmentHash(s)
+	}
+	require.Equal(t, want[:], resp.Hashes)
+	require.Equal(t, tr.BranchHash(2)^tr.BranchHash(3), want[0], "a range of whole branches")
+}
