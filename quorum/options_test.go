@@ -285,18 +285,23 @@ func TestGatherHedgeAtBudget(t *testing.T) {
 		const gathers = 200
 		calls := 0
 		for g := range gathers {
+			median, _ := tr.Quantile("a", 0.5)
 			c := newCluster(slow, nil)
 			_, err := quorum.Gather(t.Context(), []string{"a", "b", "c"}, 2, c.call,
 				quorum.HedgeAt(0.5, 0.1), quorum.Track(&tr))
 			require.NoError(t, err)
 			synctest.Wait()
 			calls += int(c.calls.Load())
-			if g == 9 {
-				// The tenth Gather earned the first hedge, at the median
-				// of the latencies.
+			switch g {
+			case 0:
+				// The allowance starts with one hedge, at the median of
+				// the latencies.
 				require.Equal(t, 3, int(c.calls.Load()))
-				d, _ := tr.Quantile("a", 0.5)
-				require.Equal(t, d, c.startedAt()["c"])
+				require.Equal(t, median, c.startedAt()["c"])
+			case 1, 8:
+				require.Equal(t, 2, int(c.calls.Load()), "gather %d: no allowance left", g)
+			case 9:
+				require.Equal(t, 3, int(c.calls.Load()), "ten Gathers earned one hedge")
 			}
 		}
 		hedges := calls - 2*gathers

@@ -30,7 +30,7 @@ const MinSamples = 20
 type Tracker struct {
 	mu       sync.Mutex
 	replicas map[string]*replicaStats
-	tokens   float64 // HedgeAt's budget: hedges it may still start
+	tokens   float64 // HedgeAt's budget: hedges it may still start, less one
 }
 
 type replicaStats struct {
@@ -176,20 +176,20 @@ func (t *Tracker) hedgeDelay(replicas []string, q float64) (time.Duration, bool)
 	return d, true
 }
 
-// earn adds budget to the hedges that may start, up to one in reserve
-// beyond it.
+// earn adds budget to the hedges that may start. The allowance starts at
+// one hedge, and never holds more than one beyond a Gather's budget.
 func (t *Tracker) earn(budget float64) {
 	t.mu.Lock()
-	t.tokens = min(t.tokens+budget, 1+budget)
+	t.tokens = min(t.tokens+budget, budget)
 	t.mu.Unlock()
 }
 
-// spend takes one hedge from the budget, if there is one; the margin
+// spend takes one hedge from the allowance, if it holds one; the margin
 // absorbs the rounding of sums such as ten times 0.1.
 func (t *Tracker) spend() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.tokens < 1-1e-9 {
+	if t.tokens < -1e-9 {
 		return false
 	}
 	t.tokens--
