@@ -113,22 +113,16 @@ func BenchmarkRendezvous(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run("LookupWeighted/"+strconv.Itoa(n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				_ = hw.Lookup(keys[i&1023])
-				i++
-			}
-		})
-		b.Run("Lookup/"+strconv.Itoa(n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				_ = h.Lookup(keys[i&1023])
-				i++
-			}
-		})
+		for name, set := range map[string]*ring.Rendezvous{"Lookup": h, "LookupWeighted": hw} {
+			b.Run(name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					_ = set.Lookup(keys[i&1023])
+					i++
+				}
+			})
+		}
 		b.Run("LookupN3/"+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			dst := make([]string, 0, 3)
