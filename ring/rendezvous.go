@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"cmp"
 	"math"
 	"slices"
 
@@ -36,6 +37,7 @@ type Rendezvous struct {
 	nodes  []Node    // sorted by ID, Weight normalised
 	seeds  []uint64  // xxhash64 of each ID
 	inv    []float64 // 1/Weight of each node; nil when all weights are equal
+	heavy  []int32   // node indexes by descending weight, when unequal
 	zone   []int32   // node index -> zone index
 	nzones int
 }
@@ -57,9 +59,13 @@ func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 		}
 	}
 	if h.inv != nil {
+		h.heavy = make([]int32, len(sorted))
 		for i, n := range sorted {
 			h.inv[i] = 1 / n.Weight
+			h.heavy[i] = int32(i)
 		}
+		// Heavy nodes win more often: met first, they rule out more.
+		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
 	return h, nil
@@ -151,49 +157,58 @@ func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
 	return s, s > floor
 }
 
-// cost returns an estimate of -ln(u) for u in (0, 1) and a bound on its
-// error, together within 1e-12 relative of math.Log. For u >= 1/2 it sums
-// the first three terms of -ln(u) = 2 (t + t^3/3 + t^5/5 + ...) with
-// t = (1-u)/(1+u) <= 1/3, whose remainder is at most (9/28) t^7, below
-// 0.17 t^6 of the estimate, so no logarithm is computed for the nodes that
-// can win.
-func cost(u float64) (c, tol float64) {
-	if u < 0.5 {
-		c = -math.Log(u)
-		return c, c * 1e-12
+// cost returns bounds lo <= -ln(u) <= hi for u in (0, 1), without a
+// logarithm where it matters. For u >= 1/2, with v = 1 - u (exact), lo sums
+// the first four terms of -ln(1 - v) = v + v^2/2 + v^3/3 + ..., and the
+// rest is at most v^5 / (5 (1 - v)) <= 0.4 v^5, so the bounds lie within
+// 0.4 v^4 of each other relatively: 2.5e-4 at u = 0.9, the nodes that can
+// win. Below 1/2 it takes math.Log. Both widen by 1e-12 relative to cover
+// rounding.
+func cost(u float64) (lo, hi float64) {
+	v := 1 - u
+	if v > 0.5 {
+		c := -math.Log(u)
+		return c * (1 - 1e-12), c * (1 + 1e-12)
 	}
-	t := (1 - u) / (1 + u)
-	t2 := t * t
-	c = 2 * t * (1 + t2*(1.0/3+t2*(1.0/5)))
-	return c, c * (0.25*t2*t2*t2 + 1e-12)
+	lo = v * (1 + v*(0.5+v*(1.0/3+v*0.25)))
+	v2 := v * v
+	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
 }
 
 // lookupWeighted is Lookup for unequal weights: the node of least cost
-// -ln(u) / w, the highest score. Costs are estimated with [cost] and
-// compared by their intervals; only where two intervals overlap are the
-// exact scores computed and compared, so the result is always the
-// documented one.
+// -ln(u) / w, the highest score. It meets the nodes heaviest first. Costs
+// are bounded with [cost] and compared by their intervals; only where two
+// intervals overlap are the exact scores computed and compared, so the
+// result is always the documented one.
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
 	best, bestU := -1, 0.0
-	lo, hi, ceil := 0.0, 0.0, math.Inf(1) // best's cost is in [lo, hi]; ceil is hi less rounding
-	for i, inv := range h.inv {
-		_, u := h.u(kh, i)
-		if (1-u)*inv > ceil {
-			continue // cost >= (1 - u) / w > best's
+	lo, hi, ceil := 0.0, 0.0, math.Inf(1) // best's cost is in [lo, hi]; ceil is hi plus rounding
+	for _, i32 := range h.heavy {
+		i := int(i32)
+		inv := h.inv[i]
+		// With x the 53 bits, 1 - u > d / 2^53 for d = 2^53 - 1 - x, so
+		// the cost is above d * inv / 2^53: no need to compute u.
+		x := mix64(kh^h.seeds[i]) >> 11
+		if float64(int64(1<<53-1-x))*inv*0x1p-53 > ceil {
+			continue // cost > best's
 		}
-		c, tol := cost(u)
-		c, tol = c*inv, tol*inv
+		u := (float64(int64(x)) + 0.5) / (1 << 53)
+		cl, ch := cost(u)
+		cl, ch = cl*inv, ch*inv
 		if best >= 0 {
-			if c-tol >= hi {
+			if cl >= hi {
 				continue
 			}
 			// Overlapping intervals: the exact scores decide, and an equal
-			// score goes to the smaller ID, best.
-			if c+tol >= lo && -h.nodes[i].Weight/math.Log(u) <= -h.nodes[best].Weight/math.Log(bestU) {
-				continue
+			// score goes to the smaller ID.
+			if ch >= lo {
+				si, sb := -h.nodes[i].Weight/math.Log(u), -h.nodes[best].Weight/math.Log(bestU)
+				if si < sb || si == sb && i > best {
+					continue
+				}
 			}
 		}
-		best, bestU, lo, hi, ceil = i, u, c-tol, c+tol, (c+tol)*(1+1e-9)
+		best, bestU, lo, hi, ceil = i, u, cl, ch, ch*(1+1e-9)
 	}
 	return best
 }
