@@ -216,3 +216,23 @@ func TestRendezvousReplicasAllocs(t *testing.T) {
 	require.Len(t, slices.Compact(slices.Sorted(slices.Values(reps))), 100)
 	require.Equal(t, all[0], reps[0])
 }
+
+// TestRendezvousExtremeWeights: the smallest and largest finite weights,
+// whose reciprocals overflow or underflow, still give lookups that agree
+// with the exact scores of LookupN, and the heaviest node takes nearly
+// every key.
+func TestRendezvousExtremeWeights(t *testing.T) {
+	h := mustRendezvous(t, []ring.Node{
+		{ID: "tiny", Weight: 5e-324}, {ID: "tiny2", Weight: 5e-324}, {ID: "huge", Weight: math.MaxFloat64}, {ID: "one", Weight: 1},
+	})
+	for k := range 2000 {
+		key := []byte(strconv.Itoa(k))
+		require.Equal(t, h.LookupN(key, 1, nil)[0], h.Lookup(key), "key %s", key)
+		require.Equal(t, "huge", h.Lookup(key))
+	}
+	h = mustRendezvous(t, []ring.Node{{ID: "a", Weight: 5e-324}, {ID: "b", Weight: 5e-324 * 3}, {ID: "c", Weight: 1e-300}})
+	for k := range 2000 {
+		key := []byte(strconv.Itoa(k))
+		require.Equal(t, h.LookupN(key, 1, nil)[0], h.Lookup(key), "key %s", key)
+	}
+}
