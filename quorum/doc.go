@@ -78,7 +78,7 @@
 //     fails as soon as need successes are impossible. Its goroutines end as
 //     its documentation states. With [HedgeAt], timed hedges over the
 //     Gathers sharing a [Tracker] number at most budget times those
-//     Gathers, plus one. With [Cleanup], every success Gather does not
+//     Gathers, plus [HedgeBurst]. With [Cleanup], every success Gather does not
 //     return reaches the cleanup function once. [GatherFor] succeeds exactly when the
 //     successful replies satisfy its [Requirement].
 //

@@ -139,8 +139,8 @@ func Track(t *Tracker) Option {
 // Tail at Scale" recommends: each Gather with HedgeAt adds budget to the
 // Tracker's allowance and each timed hedge spends 1 of it, so that over any
 // run of Gathers sharing the Tracker the timed hedges number at most budget
-// times the Gathers, plus one; a hedge the allowance cannot pay for is not
-// started. Replacements of failed calls are not hedges and are not capped.
+// times the Gathers, plus [HedgeBurst]; a hedge the allowance cannot pay
+// for is not started. Replacements of failed calls are not hedges and are not capped.
 //
 // Until every replica called first has [MinSamples] latencies, the delay
 // of [Hedge] applies if it was given, and no timed hedge starts otherwise.

@@ -30,7 +30,7 @@ const MinSamples = 20
 type Tracker struct {
 	mu       sync.Mutex
 	replicas map[string]*replicaStats
-	tokens   float64 // HedgeAt's budget: hedges it may still start, less one
+	tokens   float64 // HedgeAt's allowance: hedges it may still start, less hedgeBurst
 }
 
 type replicaStats struct {
@@ -176,8 +176,13 @@ func (t *Tracker) hedgeDelay(replicas []string, q float64) (time.Duration, bool)
 	return d, true
 }
 
-// earn adds budget to the hedges that may start. The allowance starts at
-// one hedge, and never holds more than one beyond a Gather's budget.
+// HedgeBurst is the reserve of the hedge allowance of a [Tracker]: it
+// starts with HedgeBurst hedges and never holds more than HedgeBurst plus
+// one Gather's budget, so that a burst of slow calls can be hedged without
+// exceeding the budget over a long run by more than HedgeBurst hedges.
+const HedgeBurst = 10
+
+// earn adds budget to the hedges that may start.
 func (t *Tracker) earn(budget float64) {
 	t.mu.Lock()
 	t.tokens = min(t.tokens+budget, budget)
@@ -189,7 +194,7 @@ func (t *Tracker) earn(budget float64) {
 func (t *Tracker) spend() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.tokens < -1e-9 {
+	if t.tokens+HedgeBurst < 1-1e-9 {
 		return false
 	}
 	t.tokens--
