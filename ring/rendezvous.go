@@ -176,41 +176,69 @@ func cost(u float64) (lo, hi float64) {
 }
 
 // lookupWeighted is Lookup for unequal weights: the node of least cost
-// -ln(u) / w, the highest score. It meets the nodes heaviest first. Costs
-// are bounded with [cost] and compared by their intervals; only where two
-// intervals overlap are the exact scores computed and compared, so the
-// result is always the documented one.
+// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u > d / 2^53
+// for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
+// 1 - u: this bound, computed without u, rules out nearly every node once
+// a good one is known. Up to 32 nodes, a first pass finds the node of
+// least bound, nearly always the winner, and the second offers the others
+// to it; beyond, nodes are met heaviest first. Either way the result is
+// the documented one, independent of the order (see offer).
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
-	best, bestU := -1, 0.0
-	lo, hi, ceil := 0.0, 0.0, math.Inf(1) // best's cost is in [lo, hi]; ceil is hi plus rounding
-	for _, i32 := range h.heavy {
-		i := int(i32)
-		inv := h.inv[i]
-		// With x the 53 bits, 1 - u > d / 2^53 for d = 2^53 - 1 - x, so
-		// the cost is above d * inv / 2^53: no need to compute u.
-		x := mix64(kh^h.seeds[i]) >> 11
-		if float64(int64(1<<53-1-x))*inv*0x1p-53 > ceil {
-			continue // cost > best's
-		}
-		u := (float64(int64(x)) + 0.5) / (1 << 53)
-		cl, ch := cost(u)
-		cl, ch = cl*inv, ch*inv
-		if best >= 0 {
-			if cl >= hi {
-				continue
-			}
-			// Overlapping intervals: the exact scores decide, and an equal
-			// score goes to the smaller ID.
-			if ch >= lo {
-				si, sb := -h.nodes[i].Weight/math.Log(u), -h.nodes[best].Weight/math.Log(bestU)
-				if si < sb || si == sb && i > best {
-					continue
-				}
+	w := weighted{best: -1, ceil: math.Inf(1)}
+	var xs [32]uint64
+	if len(h.inv) > len(xs) {
+		for _, i := range h.heavy {
+			x := mix64(kh^h.seeds[i]) >> 11
+			if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 <= w.ceil {
+				w.offer(h, int(i), x)
 			}
 		}
-		best, bestU, lo, hi, ceil = i, u, cl, ch, ch*(1+1e-9)
+		return w.best
 	}
-	return best
+	first, least := 0, math.Inf(1)
+	for i, inv := range h.inv {
+		xs[i] = mix64(kh^h.seeds[i]) >> 11
+		if b := float64(int64(1<<53-1-xs[i])) * inv; b < least {
+			first, least = i, b
+		}
+	}
+	w.offer(h, first, xs[first])
+	for i, inv := range h.inv {
+		if i != first && float64(int64(1<<53-1-xs[i]))*inv*0x1p-53 <= w.ceil {
+			w.offer(h, i, xs[i])
+		}
+	}
+	return w.best
+}
+
+// weighted is the state of lookupWeighted: the best node so far, its u,
+// and bounds lo <= cost <= hi, with ceil = hi plus rounding.
+type weighted struct {
+	best            int
+	u, lo, hi, ceil float64
+}
+
+// offer makes node i, whose 53 bits are x, the best if its cost is lower,
+// or equal with a smaller ID. Costs are bounded with [cost] and compared
+// by their intervals, which the margins of cost keep apart unless the
+// costs are within about 1e-12 of each other; only where the intervals
+// overlap are the exact scores computed and compared.
+func (w *weighted) offer(h *Rendezvous, i int, x uint64) {
+	u := (float64(int64(x)) + 0.5) / (1 << 53)
+	lo, hi := cost(u)
+	lo, hi = lo*h.inv[i], hi*h.inv[i]
+	if w.best >= 0 {
+		if lo >= w.hi {
+			return
+		}
+		if hi >= w.lo {
+			si, sb := -h.nodes[i].Weight/math.Log(u), -h.nodes[w.best].Weight/math.Log(w.u)
+			if si < sb || si == sb && i > w.best {
+				return
+			}
+		}
+	}
+	*w = weighted{best: i, u: u, lo: lo, hi: hi, ceil: hi * (1 + 1e-9)}
 }
 
 // Lookup returns the ID of the node with the highest score for key, or ""

@@ -1,6 +1,7 @@
 package ring_test
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -234,5 +235,31 @@ func TestRendezvousExtremeWeights(t *testing.T) {
 	for k := range 2000 {
 		key := []byte(strconv.Itoa(k))
 		require.Equal(t, h.LookupN(key, 1, nil)[0], h.Lookup(key), "key %s", key)
+	}
+}
+
+// TestRendezvousManyWeighted: beyond 32 nodes Lookup takes another path
+// (heaviest first); it still picks the node of highest exact score, the
+// first of LookupN, and shares follow the weights.
+func TestRendezvousManyWeighted(t *testing.T) {
+	for _, n := range []int{31, 32, 33, 200} {
+		rnd := rand.New(rand.NewPCG(uint64(n), 10))
+		ns := make([]ring.Node, n)
+		total := 0.0
+		for i := range ns {
+			ns[i] = ring.Node{ID: fmt.Sprint("n", i), Weight: 0.1 + 5*rnd.Float64()}
+			total += ns[i].Weight
+		}
+		h := mustRendezvous(t, ns)
+		count := map[string]int{}
+		const keys = 20_000
+		for k := range keys {
+			key := []byte(strconv.Itoa(k))
+			got := h.Lookup(key)
+			require.Equal(t, h.LookupN(key, 1, nil)[0], got, "n=%d key %s", n, key)
+			count[got]++
+		}
+		heaviest := slices.MaxFunc(ns, func(a, b ring.Node) int { return cmp.Compare(a.Weight, b.Weight) })
+		require.InDelta(t, heaviest.Weight/total, float64(count[heaviest.ID])/keys, 0.02, "n=%d", n)
 	}
 }
