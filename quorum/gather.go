@@ -562,13 +562,20 @@ func GatherFor[T any](ctx context.Context, req Requirement,
 		return gatherZone(ctx, req.Zones[0], call, opts)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	replies := make([][]Reply[T], len(req.Zones))
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
 	)
+	// With KeepWinners, a success leaves the zones' context to end with
+	// the caller's, so that the winners' contexts, its children, live on.
+	keep := applyOptions(opts).keepWinners
+	defer func() {
+		if first != nil || !keep {
+			cancel()
+		}
+	}()
 	for i, z := range req.Zones {
 		wg.Go(func() {
 			var err error

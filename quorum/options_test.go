@@ -305,3 +305,32 @@ func TestGatherHedgeAtBudget(t *testing.T) {
 		require.GreaterOrEqual(t, hedges, gathers/10+quorum.HedgeBurst-1, "the budget is spent when needed")
 	})
 }
+
+// TestGatherForKeepWinners: over several zones too, the winners' contexts
+// outlive GatherFor until ctx ends.
+func TestGatherForKeepWinners(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		req, err := quorum.LevelEachQuorum.Requirement(quorum.Placement{
+			Zones: map[string][]string{"eu": {"a", "b", "c"}, "us": {"d", "e", "f"}}, Local: "eu"})
+		require.NoError(t, err)
+		var mu sync.Mutex
+		ctxs := map[string]context.Context{}
+		c := newCluster(map[string]time.Duration{"a": ms, "b": ms, "c": time.Hour, "d": ms, "e": ms, "f": time.Hour}, nil)
+		call := func(ctx context.Context, r string) (string, error) {
+			mu.Lock()
+			ctxs[r] = ctx
+			mu.Unlock()
+			return c.call(ctx, r)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		_, err = quorum.GatherFor(ctx, req, call, quorum.KeepWinners())
+		require.NoError(t, err)
+		synctest.Wait()
+		for _, r := range []string{"a", "b", "d", "e"} {
+			require.NoError(t, ctxs[r].Err(), r)
+		}
+		require.Error(t, ctxs["c"].Err())
+		cancel()
+		require.Error(t, ctxs["a"].Err())
+	})
+}
