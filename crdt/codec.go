@@ -95,8 +95,9 @@ func (d *decoder) id() (string, error) {
 	return s, nil
 }
 
-// counter reads an unsigned integer of at least 1, rejecting negative
-// integers (which msgpack would convert).
+// counter reads an unsigned integer of at least 1 and at most
+// vclock.MaxCounter, rejecting negative integers (which msgpack would
+// convert).
 func (d *decoder) counter() (uint64, error) {
 	c, err := d.PeekCode()
 	if err != nil {
@@ -106,8 +107,12 @@ func (d *decoder) counter() (uint64, error) {
 		return 0, fmt.Errorf("signed counter")
 	}
 	n, err := d.DecodeUint64()
-	if err == nil && n == 0 {
+	switch {
+	case err != nil:
+	case n == 0:
 		err = fmt.Errorf("zero counter")
+	default:
+		err = vclock.CheckCounter(n)
 	}
 	return n, err
 }

@@ -121,8 +121,16 @@
 //     mutable storage with its argument. Values of T in registers are
 //     copied by assignment.
 //   - The zero value of every type is the empty state, ready to use.
-//   - Mutators panic only on misuse: a NaN element or key, a counter or
-//     dot overflowing uint64, Prune into the replica being removed.
+//   - No counter or dot above [vclock.MaxCounter] (2^63-1) is ever held:
+//     decoders refuse one, and every mutator that draws a dot or adds to a
+//     count has a Try variant (TryInc, TryDec, TryAdd, TrySet, TryEnable,
+//     TryUpdate, TryPrune) that returns an error wrapping
+//     [vclock.ErrExhausted] and changes nothing when the bound would be
+//     passed. Use them on states merged from untrusted peers and for
+//     amounts from clients; the plain mutators panic there instead,
+//     changing nothing.
+//   - Mutators panic only on misuse: a NaN element or key, Prune into the
+//     replica being removed, and the exhaustion above.
 //
 // No type in this package is safe for concurrent use, like Go maps:
 // callers lock.

@@ -37,8 +37,13 @@ type RemovedNodePruning interface {
 	// NeedPruningFrom reports whether the state has entries of removed.
 	NeedPruningFrom(removed string) bool
 	// Prune folds removed's entries into into's (see above). It panics if
-	// removed == into.
+	// removed == into, and, changing nothing, where TryPrune returns an
+	// error.
 	Prune(removed, into string)
+	// TryPrune is Prune that returns an error wrapping
+	// vclock.ErrExhausted, changing nothing, when into's counter would
+	// pass vclock.MaxCounter. Pruning either finishes or changes nothing.
+	TryPrune(removed, into string) error
 	// PruningCleanup drops removed's entries without folding them.
 	PruningCleanup(removed string)
 }

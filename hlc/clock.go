@@ -115,8 +115,8 @@ func (c *Clock) Now() Timestamp {
 // used up. Set MaxOffset wherever peers are not trusted.
 func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 	pt := c.physical()
-	if remote>>logicalBits >= maxMicros {
-		return 0, fmt.Errorf("%w: remote %s", ErrRange, remote)
+	if err := checkWire(remote); err != nil {
+		return 0, err
 	}
 	if ahead := remote.micros() - int64(pt>>logicalBits); ahead > 0 {
 		if ahead > c.maxRemote.Load() {

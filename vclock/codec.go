@@ -11,8 +11,8 @@ import (
 
 // ErrMalformed is wrapped by every decoding error: the input is truncated,
 // is not the encoding of the type, or breaks an invariant (IDs unsorted or
-// repeated, a zero counter, more values than an ID's counter, a length
-// longer than the input).
+// repeated, a zero counter, a counter above [MaxCounter], more values than
+// an ID's counter, a length longer than the input).
 var ErrMalformed = errors.New("vclock: malformed encoding")
 
 // The wire format, all msgpack arrays:
@@ -24,7 +24,7 @@ var ErrMalformed = errors.New("vclock: malformed encoding")
 //	        values of an id newest first, the anonymous values in their
 //	        canonical order
 //
-// Counters are unsigned and at least 1. Encoders write the shortest
+// Counters are unsigned, at least 1 and at most MaxCounter. Encoders write the shortest
 // msgpack forms, so equal values encode to equal bytes.
 
 var (
@@ -48,8 +48,9 @@ func (d Dot) EncodeMsgpack(enc *msgpack.Encoder) error {
 }
 
 // DecodeMsgpack reads a Dot written by [Dot.EncodeMsgpack]. A Counter of 0
-// is accepted: it is a valid Dot value, though it names no event. Errors
-// wrap [ErrMalformed]; on error d is unchanged.
+// is accepted: it is a valid Dot value, though it names no event; one
+// above [MaxCounter] is not. Errors wrap [ErrMalformed]; on error d is
+// unchanged.
 func (d *Dot) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err := decodeTuple(dec, 2, 2); err != nil {
 		return malformed("Dot", err)
@@ -246,8 +247,8 @@ func decodeEntry(dec *msgpack.Decoder, prev []entry) (entry, error) {
 	return entry{id: id, counter: n}, nil
 }
 
-// decodeCounter reads an unsigned integer, rejecting negative ones (which
-// msgpack's DecodeUint64 would convert).
+// decodeCounter reads an unsigned integer of at most MaxCounter, rejecting
+// negative ones (which msgpack's DecodeUint64 would convert).
 func decodeCounter(dec *msgpack.Decoder) (uint64, error) {
 	c, err := dec.PeekCode()
 	if err != nil {
@@ -263,7 +264,11 @@ func decodeCounter(dec *msgpack.Decoder) (uint64, error) {
 		}
 		return uint64(i), nil
 	}
-	return dec.DecodeUint64()
+	n, err := dec.DecodeUint64()
+	if err == nil {
+		err = CheckCounter(n)
+	}
+	return n, err
 }
 
 // decodeLen reads an array length (nil: 0) and how many elements the

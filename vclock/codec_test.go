@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 		require.Equal(t, v.entries, got.entries, "seed %d", seed)
 		require.Equal(t, b, marshal(t, got), "seed %d", seed)
 
-		d := Dot{ID: string(rune('a' + r.IntN(26))), Counter: r.Uint64()}
+		d := Dot{ID: string(rune('a' + r.IntN(26))), Counter: r.Uint64N(MaxCounter + 1)}
 		var gotDot Dot
 		require.NoError(t, msgpack.Unmarshal(marshal(t, d), &gotDot))
 		require.Equal(t, d, gotDot)

@@ -78,7 +78,13 @@
 //     panic, reject unsorted or repeated IDs, zero counters and lengths
 //     longer than the input with errors wrapping [ErrMalformed], and
 //     allocate in proportion to their input.
+//   - No counter above [MaxCounter] (2^63-1) is ever held: decoders refuse
+//     one, and local ticks stop there ([VClock.TryTick] and
+//     [DVVSet.TryUpdate] return an error wrapping [ErrExhausted] and change
+//     nothing; Tick and Update panic, changing nothing). So nothing a peer
+//     or a client sends can make a later tick overflow, and every state a
+//     replica encodes, every other replica decodes. A server that takes
+//     contexts from clients uses TryUpdate.
 //
 // No type in this package is safe for concurrent use; callers lock.
-// Counters are uint64: Tick and Update panic rather than wrap around.
 package vclock

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -108,19 +109,35 @@ func (s DVVSet[V]) Clone() DVVSet[V] {
 // the newest value of id with the dot (id, max(s, ctx)[id] + 1). Times in
 // ctx are ignored.
 //
-// Update panics if id's counter is already math.MaxUint64.
+// Update panics, changing nothing, if max(s, ctx)[id] is already
+// [MaxCounter]; a server that takes contexts from clients calls
+// [DVVSet.TryUpdate] instead.
 func (s *DVVSet[V]) Update(ctx VClock, id string, v V) {
+	if err := s.TryUpdate(ctx, id, v); err != nil {
+		panic(err.Error())
+	}
+}
+
+// TryUpdate is [DVVSet.Update] that returns an error wrapping
+// [ErrExhausted], leaving s unchanged, where Update panics: when the new
+// dot's counter would pass [MaxCounter] (a client sent a context with a
+// forged counter near it, or s was decoded with one).
+func (s *DVVSet[V]) TryUpdate(ctx VClock, id string, v V) error {
+	if _, err := AddCounter(max(s.clock.Get(id), ctx.Get(id)), 1); err != nil {
+		return fmt.Errorf("vclock: update by %s: %w", strconv.Quote(id), err)
+	}
 	if s.clock.Compare(ctx) == Before {
 		s.anon = nil
 	}
 	s.syncEntries(ctx.entries, nil)
 	n := s.clock.Len()
-	i := s.clock.tickIndex(id)
+	i, _ := s.clock.tickIndex(id) // checked above
 	if s.clock.Len() > n {
 		s.vals = slices.Insert(s.vals, i, []V{v})
 	} else {
 		s.vals[i] = slices.Insert(s.vals[i], 0, v)
 	}
+	return nil
 }
 
 // Sync merges o into s (dvvset:sync/2): the histories are joined, and a
