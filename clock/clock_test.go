@@ -122,3 +122,26 @@ func TestLamportExhausted(t *testing.T) {
 		func() { m.Witness(math.MaxUint64) })
 	require.Zero(t, m.Time())
 }
+
+// TestLamportReceiveHostile: Receive refuses remote times above
+// MaxCounter (2^63, 2^63+1, 2^64-1) with ErrRange, leaving the clock
+// unchanged, and accepts MaxCounter itself; Witness panics instead; the
+// clock keeps ticking after the refusals.
+func TestLamportReceiveHostile(t *testing.T) {
+	var l clock.Lamport
+	l.Tick()
+	for _, remote := range []uint64{clock.MaxCounter + 1, clock.MaxCounter + 2, math.MaxUint64} {
+		got, err := l.Receive(remote)
+		require.ErrorIs(t, err, clock.ErrRange, "%d", remote)
+		require.Zero(t, got)
+		require.Panics(t, func() { l.Witness(remote) })
+		require.Equal(t, uint64(1), l.Time())
+	}
+	require.Equal(t, uint64(2), l.Tick())
+	got, err := l.Receive(7)
+	require.NoError(t, err)
+	require.Equal(t, uint64(8), got)
+	got, err = l.Receive(clock.MaxCounter)
+	require.NoError(t, err)
+	require.Equal(t, uint64(clock.MaxCounter+1), got)
+}

@@ -274,16 +274,95 @@ func TestUpdateRange(t *testing.T) {
 	require.Equal(t, hlc.Make(maxWall, 0), ts)
 }
 
+// TestExhausted: only a physical clock past 2112 brings a clock to the end
+// of its range, 4096 events into the last microsecond; then TryNow returns
+// ErrRange and Now panics, both leaving the clock unchanged.
 func TestExhausted(t *testing.T) {
-	c := hlc.New(hlc.Config{Source: &manual{us: 0}})
-	c.Restore(hlc.MaxTimestamp - 1)
+	c := hlc.New(hlc.Config{Source: clock.Func(func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) })})
+	for range hlc.MaxLogical {
+		c.Now()
+	}
 	require.Equal(t, hlc.MaxTimestamp, c.Now())
-	require.PanicsWithValue(t, "hlc: timestamp range exhausted", func() { c.Now() })
+	_, err := c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrRange)
+	require.Panics(t, func() { c.Now() })
+	_, err = c.Update(5)
+	require.ErrorIs(t, err, hlc.ErrRange)
 	require.Equal(t, hlc.MaxTimestamp, c.Last())
 }
 
 func TestNewPanics(t *testing.T) {
 	require.PanicsWithValue(t, "hlc: negative MaxOffset", func() { hlc.New(hlc.Config{MaxOffset: -1}) })
+	require.PanicsWithValue(t, "hlc: negative MaxRestoreAhead", func() { hlc.New(hlc.Config{MaxRestoreAhead: -1}) })
+}
+
+// TestRestoreRefuses: a floor in the last microsecond, or further ahead of
+// the physical clock than MaxRestoreAhead (default 2*MaxOffset + 1 minute),
+// is refused with a typed error and leaves the clock unchanged; a floor
+// within the limit, or behind the clock, is accepted.
+func TestRestoreRefuses(t *testing.T) {
+	pc := &manual{us: 1_800_000_000_000_000}
+	at := func(d time.Duration) hlc.Timestamp { return hlc.Make(time.UnixMicro(pc.us).Add(d), 0) }
+	for _, tc := range []struct {
+		cfg      hlc.Config
+		ok, fail time.Duration
+	}{
+		{hlc.Config{}, time.Minute, time.Minute + time.Microsecond},
+		{hlc.Config{MaxOffset: time.Second}, time.Minute + 2*time.Second, time.Minute + 2*time.Second + time.Microsecond},
+		{hlc.Config{MaxRestoreAhead: 5 * time.Second, MaxOffset: time.Hour}, 5 * time.Second, 5*time.Second + time.Microsecond},
+	} {
+		tc.cfg.Source = pc
+		c := hlc.New(tc.cfg)
+		c.Now()
+		last := c.Last()
+		for _, floor := range []hlc.Timestamp{at(tc.fail), at(50 * 365 * 24 * time.Hour), hlc.MaxTimestamp, hlc.MaxTimestamp - hlc.MaxLogical} {
+			err := c.Restore(floor)
+			require.Error(t, err, "%+v: %v", tc.cfg, floor)
+			require.Equal(t, last, c.Last(), "unchanged")
+			if floor.WallTime().Year() < 2112 {
+				var re *hlc.RestoreError
+				require.ErrorAs(t, err, &re)
+				require.ErrorIs(t, err, hlc.ErrRestoreAhead)
+				require.Equal(t, floor, re.Floor)
+			} else {
+				require.ErrorIs(t, err, hlc.ErrRange)
+			}
+		}
+		require.NoError(t, c.Restore(1))
+		require.Equal(t, last, c.Last(), "a floor behind the clock changes nothing")
+		require.NoError(t, c.Restore(at(tc.ok)))
+		require.Equal(t, at(tc.ok), c.Last())
+		require.Greater(t, c.Now(), at(tc.ok))
+	}
+}
+
+// TestEnforceUpperBound: with EnforceUpperBound, no timestamp past the
+// bound is issued: TryNow and Update return ErrUpperBound and Now panics,
+// each leaving the clock unchanged; a new bound lets the clock go on.
+// Without the option the bound is only recorded.
+func TestEnforceUpperBound(t *testing.T) {
+	pc := &manual{us: 1_800_000_000_000_000}
+	c := hlc.New(hlc.Config{Source: pc, EnforceUpperBound: true})
+	first := c.Now() // no bound set yet: nothing enforced
+	c.SetUpperBound(first + 2)
+	require.Equal(t, first+2, c.UpperBound())
+	require.Equal(t, first+1, c.Now())
+	require.Equal(t, first+2, c.Now())
+	_, err := c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	require.Panics(t, func() { c.Now() })
+	_, err = c.Update(first)
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	pc.us += 10 // the physical clock passes the bound: still refused
+	_, err = c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	require.Equal(t, first+2, c.Last())
+	c.SetUpperBound(hlc.Make(time.UnixMicro(pc.us).Add(time.Second), 0))
+	require.Equal(t, hlc.Make(time.UnixMicro(pc.us), 0), c.Now())
+
+	free := hlc.New(hlc.Config{Source: pc})
+	free.SetUpperBound(1)
+	require.Greater(t, free.Now(), hlc.Timestamp(1))
 }
 
 // TestRestart follows the pattern of the package documentation: a clock
@@ -304,7 +383,7 @@ func TestRestart(t *testing.T) {
 
 	pc.us -= 5_000_000 // restart with the physical clock stepped back
 	c = hlc.New(hlc.Config{Source: pc, MaxOffset: maxOffset})
-	c.Restore(bound)
+	require.NoError(t, c.Restore(bound))
 	require.Greater(t, c.Now(), issued)
 }
 
