@@ -75,6 +75,20 @@
 // concurrent with the remove survives, with only what it added (as
 // riak_dt_map). A key is present exactly while its value holds a dot.
 //
+// # Values
+//
+// LWWRegister and MVRegister hold values of any type T and never compare
+// them with ==. Where a join must choose between two values (an
+// LWWRegister's writes with the same timestamp and replica ID, or two
+// states holding different values under the same dot, which only a buggy
+// or forged writer produces), the larger wins in one fixed order on Go
+// values: unexported fields, fields msgpack skips and map contents
+// included, the same in every process for values built of booleans,
+// numbers, strings, slices, arrays, structs, pointers, interfaces and
+// maps; functions and channels order by address. So Merge gives the same
+// result in both argument orders for every T. Equal values are recognised
+// without allocating.
+//
 // # Pruning
 //
 // The counters and the causal types implement [RemovedNodePruning], Akka's
