@@ -89,13 +89,13 @@ func (r *LWWRegister[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 			return err
 		}
 		var err error
-		if w.v, err = wire.DecodeValue[T](d.Decoder); err != nil {
+		if w.v, err = wire.DecodeCanonical[T](d.Decoder); err != nil {
 			return err
 		}
 		if err := w.ts.DecodeMsgpack(d.Decoder); err != nil {
 			return err
 		}
-		if w.id, err = d.DecodeString(); err != nil {
+		if w.id, err = wire.String(d.Decoder); err != nil {
 			return err
 		}
 		*r = w

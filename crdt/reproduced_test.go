@@ -93,6 +93,27 @@ func TestReproducedAttacks(t *testing.T) {
 			vb, _ := ba.Get()
 			require.Equal(t, va, vb)
 		}},
+		{"a GCounter decodes only from its canonical bytes", func(t *testing.T) {
+			for name, in := range map[string][]byte{
+				"explicit zero time":   {0x91, 0x93, 0xa1, 'a', 0x01, 0x00},
+				"non-minimal integer":  {0x91, 0x92, 0xa1, 'a', 0xcc, 0x01},
+				"bin ID":               {0x91, 0x92, 0xc4, 0x01, 'a', 0x01},
+				"signed counter":       {0x91, 0x92, 0xa1, 'a', 0xd0, 0x01},
+				"long array header":    {0xdc, 0x00, 0x01, 0x92, 0xa1, 'a', 0x01},
+				"nil increments":       {0x92, 0xc0, 0x90},
+				"long string header":   {0x91, 0x92, 0xd9, 0x01, 'a', 0x01},
+				"non-minimal LWW time": {0x93, 0x01, 0xcd, 0x00, 0x05, 0xa1, 'a'},
+			} {
+				var into any = new(GCounter)
+				switch name {
+				case "nil increments":
+					into = new(PNCounter)
+				case "non-minimal LWW time":
+					into = new(LWWRegister[int])
+				}
+				require.ErrorIs(t, msgpack.Unmarshal(in, into), ErrMalformed, name)
+			}
+		}},
 		{"PNCounter.Prune changes nothing when it cannot finish", func(t *testing.T) {
 			var c PNCounter
 			c.Inc("a", 1)

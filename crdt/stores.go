@@ -170,7 +170,7 @@ func (s dotFun[T]) decodeStore(dec *decoder) (dotFun[T], error) {
 			return nil, err
 		}
 		if k == 3 {
-			if e.v, err = wire.DecodeValue[T](dec.Decoder); err != nil {
+			if e.v, err = wire.DecodeCanonical[T](dec.Decoder); err != nil {
 				return nil, err
 			}
 		}

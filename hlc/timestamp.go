@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Timestamp packs microseconds since the Unix epoch in the high 52 bits and a
@@ -236,31 +237,16 @@ func (t *Timestamp) UnmarshalBinary(data []byte) error {
 // form, so equal timestamps encode to equal bytes.
 func (t Timestamp) EncodeMsgpack(enc *msgpack.Encoder) error { return enc.EncodeUint(uint64(t)) }
 
-// DecodeMsgpack decodes a msgpack integer. It accepts every integer format,
-// signed ones only when non-negative, and rejects negative numbers and other
-// types with an error wrapping [ErrSyntax], and a timestamp in the last
-// representable microsecond (see [Timestamp.UnmarshalText]) with one
-// wrapping [ErrRange], leaving t unchanged. (A msgpack nil never reaches
-// DecodeMsgpack: the msgpack decoder stores the zero value, as it does for
-// every type.)
+// DecodeMsgpack decodes the msgpack unsigned integer
+// [Timestamp.EncodeMsgpack] writes, in its shortest form only, so that
+// whatever it accepts encodes back to the same bytes. Other integer forms
+// and other types are rejected with an error wrapping [ErrSyntax], and a
+// timestamp in the last representable microsecond (see
+// [Timestamp.UnmarshalText]) with one wrapping [ErrRange], leaving t
+// unchanged. (A msgpack nil never reaches DecodeMsgpack: the msgpack
+// decoder stores the zero value, as it does for every type.)
 func (t *Timestamp) DecodeMsgpack(dec *msgpack.Decoder) error {
-	c, err := dec.PeekCode()
-	if err != nil {
-		return err
-	}
-	var u uint64
-	switch {
-	case c <= msgpcode.PosFixedNumHigh, c >= msgpcode.Uint8 && c <= msgpcode.Uint64:
-		u, err = dec.DecodeUint64()
-	case c >= msgpcode.Int8 && c <= msgpcode.Int64:
-		var i int64
-		if i, err = dec.DecodeInt64(); err == nil && i < 0 {
-			return fmt.Errorf("%w: negative msgpack integer %d", ErrSyntax, i)
-		}
-		u = uint64(i)
-	default:
-		return fmt.Errorf("%w: msgpack code %#x is not an integer", ErrSyntax, c)
-	}
+	u, err := wire.Uint(dec)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
