@@ -93,8 +93,11 @@
 //
 // The counters and the causal types implement [RemovedNodePruning], Akka's
 // way to remove a retired replica from the state: its entries are folded
-// into another replica's. See [RemovedNodePruning] for the safety
-// precondition and the cleanup every other replica must apply.
+// into another replica's. Pruning either finishes or changes nothing. See
+// [RemovedNodePruning] for the safety precondition and the order of the
+// steps (Akka's): retire, mark, wait until every replica has seen the
+// mark, prune once, and only then clean up, on every replica, its own
+// state and every incoming one, until no pre-prune state can arrive.
 //
 // # Usage
 //

@@ -151,3 +151,40 @@ func clockOf(id string, n uint64) vclock.VClock {
 	v.Add(vclock.Dot{ID: id, Counter: n})
 	return v
 }
+
+// TestPruneAtomic: when into has too few dots or counts left below
+// vclock.MaxCounter to take over removed's, TryPrune returns ErrExhausted
+// and Prune panics, and neither changes anything, for every pruning type;
+// with room, pruning finishes.
+func TestPruneAtomic(t *testing.T) {
+	var set ORSet[string]
+	set.Add("b", "x")
+	set.Add("b", "y")
+	set.Add("a", "z")
+	set.ctx.vv.Add(vclock.Dot{ID: "a", Counter: vclock.MaxCounter - 1}) // room for one dot, not two
+	var m ORMap[string, ORSet[string]]
+	m.Update("k", func(s *ORSet[string]) ORSet[string] { return s.Add("b", "x") })
+	m.Update("l", func(s *ORSet[string]) ORSet[string] { return s.Add("b", "y") })
+	m.ctx.vv.Add(vclock.Dot{ID: "a", Counter: vclock.MaxCounter - 1})
+	var g GCounter
+	g.Inc("b", 2)
+	g.Merge(GCounter{counts: clockOf("a", vclock.MaxCounter-1)})
+	var p PNCounter
+	p.Inc("b", 1) // the increments have room, the decrements do not
+	p.Dec("b", 2)
+	p.Merge(PNCounter{n: GCounter{counts: clockOf("a", vclock.MaxCounter-1)}})
+	value := p.Value()
+	for name, s := range map[string]RemovedNodePruning{"ORSet": &set, "ORMap": &m, "GCounter": &g, "PNCounter": &p} {
+		before := encode(t, s)
+		require.ErrorIs(t, s.TryPrune("b", "a"), vclock.ErrExhausted, name)
+		require.Equal(t, before, encode(t, s), "%s: TryPrune changed the state", name)
+		require.Panics(t, func() { s.Prune("b", "a") }, name)
+		require.Equal(t, before, encode(t, s), "%s: Prune changed the state", name)
+		require.True(t, s.NeedPruningFrom("b"), name)
+		require.NoError(t, s.TryPrune("b", "c"), name) // another replica has room
+		require.False(t, s.NeedPruningFrom("b"), name)
+	}
+	require.Equal(t, []string{"x", "y", "z"}, set.Elements())
+	require.Equal(t, []string{"k", "l"}, m.Keys())
+	require.Equal(t, value, p.Value())
+}
