@@ -91,24 +91,34 @@ type Config struct {
 }
 
 // Clock is a hybrid logical clock (Kulkarni et al. 2014) over a physical
-// clock. It is lock-free: its state is one atomic word, updated with a
-// compare-and-swap loop, and Now and Update do not allocate.
+// clock. It is lock-free: its state is one atomic word. When the physical
+// clock has not passed the last timestamp (many calls within one
+// microsecond, or a clock ahead of physical time), Now and Update are
+// wait-free: one atomic add on the word gives the next timestamp, however
+// many goroutines race. Otherwise they set the word with a
+// compare-and-swap loop. Now and Update do not allocate.
 //
 // The zero Clock is ready to use: it reads the system clock and never
 // rejects a remote timestamp. A Clock is safe for concurrent use and must
 // not be copied after first use.
 type Clock struct {
-	last atomic.Uint64 // the last Timestamp issued
-	// pt is the latest physical reading in microseconds, kept only to
-	// detect backward jumps. It shares a cache line with last, which every
-	// call writes anyway, so reading it costs next to nothing.
-	pt atomic.Uint64
-
+	// Set by New, then only read: on cache lines of their own, so that
+	// reading them costs no core a miss when last or pt changes.
 	source       clock.Clock // nil: time.Now, called directly
 	maxOffset    time.Duration
 	restoreAhead time.Duration // 0: 2*maxOffset + time.Minute
 	enforce      bool
-	bound        atomic.Uint64 // the upper bound; 0: none
+	_            [64]byte
+
+	last atomic.Uint64 // the last Timestamp issued; every call writes it
+	_    [64]byte
+
+	// pt is the latest physical reading in microseconds, kept only to
+	// detect backward jumps. It changes at most once a microsecond, so on
+	// its own cache line it is read from every core's cache.
+	pt    atomic.Uint64
+	bound atomic.Uint64 // the upper bound; 0: none
+	_     [64]byte
 
 	backJumps atomic.Uint64
 	maxJump   atomic.Uint64 // µs
@@ -157,11 +167,28 @@ func (c *Clock) Now() Timestamp {
 // timestamp would pass the bound given to [Clock.SetUpperBound], and one
 // wrapping [ErrRange] when the clock's range is exhausted. Either way the
 // clock is left unchanged.
-func (c *Clock) TryNow() (Timestamp, error) {
-	pt := c.physical()
+func (c *Clock) TryNow() (Timestamp, error) { return c.advance(c.physical()) }
+
+// fastLimit bounds the wait-free path: it is taken only while last is
+// below it, two microseconds before the end of the range, so that the
+// atomic adds of goroutines racing past the check cannot wrap around
+// (that would take 8192 of them between their check and their add).
+const fastLimit = (maxMicros - 1) << logicalBits
+
+// advance issues the timestamp max(last+1, floor) and returns it. When
+// floor <= last, that is last+1 for whatever last holds at the instant of
+// the atomic add, so an add computes it exactly, without retrying. The
+// add cannot be taken back, so a clock that enforces an upper bound, or
+// is near the end of its range, checks first in a compare-and-swap loop.
+func (c *Clock) advance(floor uint64) (Timestamp, error) {
+	if !c.enforce {
+		if last := c.last.Load(); floor <= last && last < fastLimit {
+			return Timestamp(c.last.Add(1)), nil
+		}
+	}
 	for {
 		last := c.last.Load()
-		next, err := c.next(last, pt)
+		next, err := c.next(last, floor)
 		if err != nil {
 			return 0, err
 		}
@@ -221,16 +248,7 @@ func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 			}
 		}
 	}
-	for {
-		last := c.last.Load()
-		next, err := c.next(last, max(uint64(remote)+1, pt)) // remote+1: remote is not in the last microsecond
-		if err != nil {
-			return 0, err
-		}
-		if c.last.CompareAndSwap(last, next) {
-			return Timestamp(next), nil
-		}
-	}
+	return c.advance(max(uint64(remote)+1, pt)) // remote+1: remote is not in the last microsecond
 }
 
 // Last returns the last timestamp the clock issued (or was restored to),

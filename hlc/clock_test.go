@@ -456,45 +456,84 @@ func TestAllocs(t *testing.T) {
 	withSource := hlc.New(hlc.Config{Source: clock.System{}, MaxOffset: time.Second})
 	require.Zero(t, testing.AllocsPerRun(1000, func() { withSource.Now() }))
 	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = withSource.Update(withSource.Last()) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = withSource.TryNow() }))
+	enforced := hlc.New(hlc.Config{EnforceUpperBound: true})
+	enforced.SetUpperBound(hlc.Make(time.Now().Add(time.Hour), 0))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { enforced.Now() }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = enforced.Update(enforced.Last()) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = enforced.Restore(enforced.Last()) }))
 }
 
 var sink hlc.Timestamp
-var sinkTime time.Time
 
-func BenchmarkTimeNow(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		sinkTime = time.Now()
-	}
+// mutexClock is the usual way to write a hybrid logical clock, as in
+// CockroachDB's pkg/util/hlc: the physical clock read and the last
+// timestamp advanced under a mutex. It is the baseline of BenchmarkNow.
+type mutexClock struct {
+	source func() time.Time
+	mu     sync.Mutex
+	last   hlc.Timestamp
 }
 
+func (c *mutexClock) Now() hlc.Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = max(c.last+1, hlc.Make(c.source(), 0))
+	return c.last
+}
+
+// BenchmarkNow measures, in one run, Clock.Now, a mutex HLC, and the
+// physical clock both read (impl=source), each from one goroutine
+// (serial) and from GOMAXPROCS goroutines on one clock (parallel). With
+// source=system the physical clock is time.Now; with source=fixed it
+// never advances, which shows the clocks' own cost, and is the path that
+// runs wait-free: every call is a logical tick.
 func BenchmarkNow(b *testing.B) {
-	var c hlc.Clock
-	b.ReportAllocs()
-	for b.Loop() {
-		sink = c.Now()
+	fixedTime := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	fixed := func() time.Time { return fixedTime }
+	sources := []struct {
+		name string
+		now  func() time.Time
+		cfg  hlc.Config
+	}{
+		{"system", time.Now, hlc.Config{}}, // the zero Config calls time.Now directly
+		{"fixed", fixed, hlc.Config{Source: clock.Func(fixed)}},
 	}
-}
-
-func BenchmarkTimeNowParallel(b *testing.B) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		var t time.Time
-		for pb.Next() {
-			t = time.Now()
+	impls := []struct {
+		name string
+		now  func(src func() time.Time, cfg hlc.Config) func()
+	}{
+		{"hlc", func(_ func() time.Time, cfg hlc.Config) func() {
+			c := hlc.New(cfg)
+			return func() { c.Now() }
+		}},
+		{"mutex", func(src func() time.Time, _ hlc.Config) func() {
+			c := mutexClock{source: src}
+			return func() { c.Now() }
+		}},
+		{"source", func(src func() time.Time, _ hlc.Config) func() { return func() { src() } }},
+	}
+	for _, src := range sources {
+		for _, impl := range impls {
+			name := "impl=" + impl.name + "/source=" + src.name
+			b.Run(name+"/serial", func(b *testing.B) {
+				now := impl.now(src.now, src.cfg)
+				b.ReportAllocs()
+				for b.Loop() {
+					now()
+				}
+			})
+			b.Run(name+"/parallel", func(b *testing.B) {
+				now := impl.now(src.now, src.cfg)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						now()
+					}
+				})
+			})
 		}
-		_ = t
-	})
-}
-
-func BenchmarkNowParallel(b *testing.B) {
-	var c hlc.Clock
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			c.Now()
-		}
-	})
+	}
 }
 
 func BenchmarkUpdate(b *testing.B) {
@@ -513,4 +552,39 @@ func BenchmarkString(b *testing.B) {
 	for b.Loop() {
 		buf, _ = ts.AppendText(buf[:0])
 	}
+}
+
+// TestConcurrentLogicalTicks: with the physical clock standing still,
+// every Now from every goroutine is a logical tick (the wait-free path):
+// the N timestamps are exactly the N successors of the first reading, as
+// max(last+1, pt) gives them one after the other, none lost or repeated.
+func TestConcurrentLogicalTicks(t *testing.T) {
+	const goroutines, perG = 4, 2000
+	pt := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	c := hlc.New(hlc.Config{Source: clock.Func(func() time.Time { return pt })})
+	results := make([][]hlc.Timestamp, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for range perG {
+				results[g] = append(results[g], c.Now())
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[hlc.Timestamp]bool)
+	for _, rs := range results {
+		for i, ts := range rs {
+			require.False(t, seen[ts], "timestamp %v issued twice", ts)
+			seen[ts] = true
+			if i > 0 {
+				require.Greater(t, ts, rs[i-1])
+			}
+		}
+	}
+	first := hlc.Make(pt, 0)
+	for i := range hlc.Timestamp(goroutines * perG) {
+		require.True(t, seen[first+i], "missing %v", first+i)
+	}
+	require.Equal(t, first+goroutines*perG-1, c.Last())
 }

@@ -7,7 +7,9 @@
 // a logical overflow carries into the next microsecond. It covers 1970 to
 // 2112 (see [Timestamp] for the reasoning). A [Clock] issues timestamps for
 // local and send events ([Clock.Now]) and receive events ([Clock.Update]),
-// with one atomic word and no locks or allocations.
+// with one atomic word and no locks or allocations; while the physical
+// clock has not passed the last timestamp, Now and Update are wait-free
+// (one atomic add), so goroutines that stamp events at once do not retry.
 //
 // # Usage
 //
