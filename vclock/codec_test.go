@@ -153,6 +153,21 @@ func TestDecodeRejects(t *testing.T) {
 		{"set wrong value type", "92" + "91" + "93a16101" + "9101" + "90", setPtr},
 		{"set of 3", "93909090", setPtr},
 		{"set entry of 2", "92" + "91" + "92a16101" + "90", setPtr},
+		// Non-canonical forms: each decodes to a value that encodes otherwise.
+		{"clock explicit zero time", "91" + "93a1610100", clockPtr},
+		{"clock bin ID", "91" + "92c40161" + "01", clockPtr},
+		{"clock long string header", "91" + "92d90161" + "01", clockPtr},
+		{"clock non-minimal counter", "91" + "92a161" + "cc01", clockPtr},
+		{"clock signed counter", "91" + "92a161" + "d001", clockPtr},
+		{"clock long array header", "dc0001" + "92a16101", clockPtr},
+		{"clock nil entry", "91" + "c0", clockPtr},
+		{"clock non-minimal time", "91" + "93a16101" + "d1fff0", clockPtr},
+		{"dot long array header", "dc0002a16101", dotPtr},
+		{"set nil values", "92" + "91" + "93a16101" + "c0" + "90", setPtr},
+		{"set nil anonymous", "92" + "90" + "c0", setPtr},
+		{"set value as bin", "92" + "91" + "93a16101" + "91c40178" + "90", setPtr},
+		{"set anonymous unsorted", "92" + "90" + "92a179a178", setPtr},
+		{"set anonymous repeated", "92" + "90" + "92a178a178", setPtr},
 	}
 	for _, c := range cases {
 		b, err := hex.DecodeString(c.hex)
