@@ -641,6 +641,17 @@ func TestAllocations(t *testing.T) {
 	// Merging a state into an equal one allocates nothing per element.
 	o := s.Clone()
 	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { s.Merge(o) }))
+	// Equal values under the same dot, or in a full LWW tie, are told
+	// equal without encoding them.
+	var r MVRegister[[]byte]
+	r.Set("a", []byte("v"))
+	ro := r.Clone()
+	ro.store = dotFun[[]byte]{{dot: ro.store[0].dot, v: []byte("v")}}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { r.Merge(ro) }))
+	var l LWWRegister[[]byte]
+	l.Set([]byte("v"), 5, "a")
+	lo := LWWRegister[[]byte]{v: []byte("v"), ts: 5, id: "a"}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { l.Merge(lo) }))
 }
 
 func TestErrorsWrap(t *testing.T) {

@@ -130,7 +130,11 @@
 //   - No tombstones: an ORSet's encoded size is bounded by its live
 //     elements and its replicas, whatever its history.
 //   - Encodings are deterministic (for values of T that encode
-//     deterministically), and decoders accept only the canonical form.
+//     deterministically), and decoders accept only the canonical form:
+//     whatever they decode encodes back to exactly the bytes read, so
+//     equal states have equal bytes. Elements, keys and values of basic
+//     types (booleans, numbers, strings, byte slices) are checked too;
+//     values of other types are taken as msgpack decodes them.
 //     Decoders never panic: they return errors wrapping [ErrMalformed],
 //     leave the target unchanged, and allocate in proportion to their
 //     input.
