@@ -113,9 +113,10 @@ type Clock struct {
 	last atomic.Uint64 // the last Timestamp issued; every call writes it
 	_    [64]byte
 
-	// pt is the latest physical reading in microseconds, kept only to
-	// detect backward jumps. It changes at most once a microsecond, so on
-	// its own cache line it is read from every core's cache.
+	// pt is a recent physical reading in microseconds, kept only to
+	// detect backward jumps. It changes at most once a millisecond going
+	// forward (see physical), so on its own cache line it is read from
+	// every core's cache.
 	pt    atomic.Uint64
 	bound atomic.Uint64 // the upper bound; 0: none
 	_     [64]byte
@@ -297,11 +298,11 @@ func (c *Clock) UpperBound() Timestamp { return Timestamp(c.bound.Load()) }
 // for operators to alert on.
 type Stats struct {
 	// BackwardJumps counts the times the physical clock was read earlier
-	// than the reading before it, by at least a microsecond (an NTP step, a
-	// VM migration). Each jump is counted once, however many goroutines
-	// observe it. Under contention the recorded previous reading may lag
-	// the latest one slightly, so a jump smaller than that lag (a few
-	// microseconds) can go uncounted.
+	// than a reading before it (an NTP step, a VM migration). Each jump is
+	// counted once, however many goroutines observe it. The reading it is
+	// compared with is kept fresh to within a millisecond (so that calls
+	// do not all write it), hence a jump of less than a millisecond may go
+	// uncounted, and the size of one counted may be short by as much.
 	BackwardJumps uint64
 	// MaxBackwardJump is the largest of those jumps.
 	MaxBackwardJump time.Duration
@@ -323,10 +324,17 @@ func (c *Clock) Stats() Stats {
 	}
 }
 
+// ptStep is how far the physical clock must move forward before the
+// reading kept for detecting backward jumps is replaced: at most one
+// write a millisecond to that shared word, whatever the rate of calls.
+const ptStep = 1000 // µs
+
 // physical reads the physical clock and returns it as a timestamp with
-// logical counter 0, noting a backward jump. The previous reading is loaded
-// before the clock is read, so that a concurrent reading taken earlier can
-// never look like a jump.
+// logical counter 0, noting a backward jump: a reading earlier than the
+// one kept. The kept reading is replaced on a backward jump and when the
+// clock has moved ptStep forward, so it lags the latest reading by less
+// than a millisecond. It is loaded before the clock is read, so that a
+// concurrent reading taken earlier can never look like a jump.
 func (c *Clock) physical() uint64 {
 	prev := c.pt.Load()
 	var now time.Time
@@ -336,7 +344,7 @@ func (c *Clock) physical() uint64 {
 		now = c.source.Now()
 	}
 	pt, _ := unixMicros(now)
-	if pt != prev {
+	if pt < prev || pt-prev >= ptStep {
 		c.moved(prev, pt)
 	}
 	return pt << logicalBits

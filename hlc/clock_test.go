@@ -48,8 +48,7 @@ type node struct {
 	clock     *hlc.Clock
 	model     model
 	pt        int64 // physical time, µs since the epoch
-	lastPT    int64 // the physical time the clock last read
-	read      bool  // whether the clock has read its physical clock yet
+	lastPT    int64 // the physical reading the clock last recorded
 	maxPT     int64 // the largest physical time the clock has read
 	maxRemote int64 // the largest remote wall time it accepted
 	maxAhead  int64 // the largest offset (remote - pt) it accepted
@@ -62,11 +61,14 @@ type node struct {
 // readPT is what the clock's physical clock returns; it mirrors the
 // bookkeeping the Clock does on each read.
 func (n *node) readPT() int64 {
-	if n.read && n.pt < n.lastPT {
+	if n.pt < n.lastPT {
 		n.jumps++
 		n.maxJump = max(n.maxJump, n.lastPT-n.pt)
 	}
-	n.read, n.lastPT, n.maxPT = true, n.pt, max(n.maxPT, n.pt)
+	if n.pt < n.lastPT || n.pt-n.lastPT >= 1000 { // recorded going back, or a millisecond on
+		n.lastPT = n.pt
+	}
+	n.maxPT = max(n.maxPT, n.pt)
 	return n.pt
 }
 
