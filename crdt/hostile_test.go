@@ -130,16 +130,20 @@ func TestTryMutatorsAtMaxCounter(t *testing.T) {
 	_, err = g.TryInc("a", 1)
 	require.NoError(t, err)
 	var m ORMap[string, ORSet[string]]
-	m.ctx.vv = clockOf("a", vclock.MaxCounter)
+	m.Update("old", func(s *ORSet[string]) ORSet[string] { return s.Add("c", "x") })
+	m.ctx.vv.Merge(clockOf("a", vclock.MaxCounter))
 	before := encode(t, m)
-	_, err = m.TryUpdate("k", func(s *ORSet[string]) (ORSet[string], error) {
-		if _, err := s.TryAdd("b", "first"); err != nil {
-			return ORSet[string]{}, err
-		}
-		return s.TryAdd("a", "second") // fails after a first change
-	})
-	require.ErrorIs(t, err, vclock.ErrExhausted)
-	require.Equal(t, before, encode(t, m), "TryUpdate changed the map")
+	for _, k := range []string{"k", "old"} { // a new key, and one whose value f changes first
+		_, err = m.TryUpdate(k, func(s *ORSet[string]) (ORSet[string], error) {
+			if _, err := s.TryAdd("b", "first"); err != nil {
+				return ORSet[string]{}, err
+			}
+			s.Remove("x")
+			return s.TryAdd("a", "second") // fails after changes
+		})
+		require.ErrorIs(t, err, vclock.ErrExhausted)
+		require.Equal(t, before, encode(t, m), "TryUpdate of %q changed the map", k)
+	}
 	_, err = m.TryUpdate("k", func(s *ORSet[string]) (ORSet[string], error) { return s.TryAdd("b", "x") })
 	require.NoError(t, err)
 	got, _ := m.Get("k")

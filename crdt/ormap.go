@@ -60,26 +60,31 @@ type ORMap[K cmp.Ordered, V Nested[V]] struct {
 //		return s.Add("a", "apple")
 //	})
 func (m *ORMap[K, V]) Update(k K, f func(v *V) V) ORMap[K, V] {
-	return must(m.update(k, m.ctx, func(v *V) (V, error) { return f(v), nil }))
+	return must(m.update(k, false, func(v *V) (V, error) { return f(v), nil }))
 }
 
 // TryUpdate is [ORMap.Update] for an f that uses the nested types' Try
 // mutators (TryAdd, TrySet, TryEnable, TryUpdate) and returns their error:
 // then TryUpdate returns it and m is unchanged. It costs a copy of the
-// map's causal context.
+// map's causal context and of k's value.
 //
 //	delta, err := m.TryUpdate("cart", func(s *crdt.ORSet[string]) (crdt.ORSet[string], error) {
 //		return s.TryAdd("a", "apple")
 //	})
 func (m *ORMap[K, V]) TryUpdate(k K, f func(v *V) (V, error)) (ORMap[K, V], error) {
-	return m.update(k, m.ctx.clone(), f)
+	return m.update(k, true, f)
 }
 
-// update runs f on k's value under the context ctx (m's own, or a copy
-// that f's failure leaves behind) and applies the result to m.
-func (m *ORMap[K, V]) update(k K, ctx dotContext, f func(v *V) (V, error)) (ORMap[K, V], error) {
+// update runs f on k's value and applies the result to m. With copy, f
+// works on copies of the value and of the map's context, which its
+// failure leaves behind; without, on m's own storage.
+func (m *ORMap[K, V]) update(k K, copy bool, f func(v *V) (V, error)) (ORMap[K, V], error) {
 	k = normKey(k)
-	v := m.store[k].withContext(ctx)
+	v, ctx := m.store[k], m.ctx
+	if copy {
+		v, ctx = v.clone(), ctx.clone()
+	}
+	v = v.withContext(ctx)
 	d, err := f(&v)
 	if err != nil {
 		return ORMap[K, V]{}, err
