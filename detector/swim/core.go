@@ -417,20 +417,31 @@ func (c *Core) verify(now time.Time, m *member) bool {
 	return true
 }
 
+// nackTimeout is how long a ping-req helper waits for the target's ack
+// before it sends the prober a nack: 80% of the time the prober waits for
+// indirect acks (ProbeInterval - ProbeTimeout, unscaled: a prober's
+// health only lengthens its wait), so that a nack sent at the deadline
+// still reaches the prober before its period ends, with a fifth of the
+// window (100ms with the defaults) left for the round trip between
+// prober and helper. A nack that cannot arrive in time would count as
+// missed and make every failed probe raise the prober's health score.
+func (c *Core) nackTimeout() time.Duration {
+	return (c.cfg.ProbeInterval - c.cfg.ProbeTimeout) * 4 / 5
+}
+
 // finishProbe ends the period's probe: an unacknowledged target becomes
 // suspect, and the local health score grows by the nacks that did not
-// come (each missing nack hints that the local node is the slow one).
+// come. Only they are evidence about the local node (its helpers are
+// alive, yet it did not hear from them, so it is probably the slow one);
+// a failed probe whose nacks all came, or that had no helper, says
+// nothing about the local node (Lifeguard's LHA).
 func (c *Core) finishProbe(now time.Time, p *probeState) {
 	p.active = false
 	if p.acked {
 		return
 	}
 	c.stats.FailedProbes++
-	if p.nackExpected > 0 {
-		c.adjustHealth(max(p.nackExpected-p.nacks, 0))
-	} else {
-		c.adjustHealth(1)
-	}
+	c.adjustHealth(max(p.nackExpected-p.nacks, 0))
 	if t := p.target; !t.reaped && t.State.live() {
 		c.suspect(now, t.Incarnation, t.ID, c.self.ID, true)
 	}
@@ -584,7 +595,7 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 		c.seq++
 		c.relays = append(c.relays, relay{
 			seq: c.seq, origSeq: m.seq, origAddr: from, wantNack: m.nack,
-			nackAt:   now.Add(c.cfg.ProbeTimeout),
+			nackAt:   now.Add(c.nackTimeout()),
 			expireAt: now.Add(c.cfg.ProbeInterval),
 		})
 		c.send(m.addr, &message{kind: kindPing, seq: c.seq, id: m.id})

@@ -49,9 +49,17 @@
 //
 // Lifeguard adds three mechanisms, on by default: a local health score
 // (0 to AwarenessMaxMultiplier-1) multiplies the node's probe interval and
-// timeout by score+1, and grows when the node's probes fail without the
-// nacks its ping-req helpers send, or when it must refute a suspicion of
-// itself; it shrinks with each timely ack. The suspicion timeout starts at
+// timeout by score+1. It grows only on evidence about the node itself
+// (Lifeguard's LHA): by one for each nack its ping-req helpers owed it
+// and it did not receive by the end of the period, and by one when it
+// must refute a suspicion of itself; it shrinks with each timely ack. A
+// failed probe whose nacks all came is evidence against the target, not
+// the prober. A helper sends its nack 80% of the prober's indirect window
+// (ProbeInterval - ProbeTimeout) after the ping-req arrived, so that the
+// nack reaches the prober before its period ends, as in
+// swift-cluster-membership (memberlist waits a full ProbeTimeout, which
+// with its defaults is the end of the prober's period: its nacks are
+// always late). The suspicion timeout starts at
 // max = SuspicionMaxTimeoutMult*min and shrinks with each independent
 // confirmation c (a suspicion of the same member raised by another node)
 // towards min = SuspicionMult*max(1, log10(n))*ProbeInterval, as
