@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -27,10 +28,36 @@ type Stats struct {
 	FailedProbes                 int    // probes that ended without an ack
 	Implausible                  int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
 	DroppedEvents                uint64 // events dropped because the queue was full
+	// UnknownTargets counts ping-reqs refused because their target is not
+	// a known member at the address given: a node probes only members.
+	UnknownTargets int
+	// RateLimited counts push-pull requests whose reply was refused by
+	// the per-sender rate limit (see pushPullGap); their state was merged.
+	RateLimited int
 }
 
 // maxRelays bounds the ping-reqs a node serves at once; more are ignored.
 const maxRelays = 1024
+
+// replyFactor bounds the bytes a node sends in response to a received
+// packet: at most replyFactor times the packet's bytes, its piggybacked
+// updates cut to fit. The primary reply (an ack, a nack, the one ping of a
+// ping-req, a forwarded ack) is always sent, and it is smaller than any
+// request that causes it. The exception is the full state a push-pull
+// request asks for, which is rate-limited per sender instead (see
+// pushPullGap).
+const replyFactor = 4
+
+// pushPullGap is the least time, in probe intervals, between two
+// push-pull replies to one sender address; a request within it is merged
+// but not answered. A joining node resends its request every probe
+// interval, so a lost reply delays its join by at most this long.
+const pushPullGap = 5
+
+// maxPushPullSenders bounds the sender addresses whose last push-pull
+// reply is remembered; when it is full of senders still within their gap,
+// requests from new senders are not answered.
+const maxPushPullSenders = 1024
 
 // Core is the SWIM state machine of one node. It does no I/O, starts no
 // goroutines and never reads the clock: the caller passes the time to every
@@ -70,7 +97,10 @@ type Core struct {
 	tmp     []byte   // sendState's sizing buffer
 	body    []byte
 	out     []Packet
+	budget  int // bytes the current call may still send (see replyFactor)
 	stats   Stats
+
+	pushPullReplied map[string]time.Time // sender address -> when it may get the next reply
 }
 
 // probeState is the probe of the current protocol period.
@@ -106,11 +136,12 @@ func New(cfg Config, now time.Time) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{
-		cfg:  cfg,
-		rng:  rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
-		byID: make(map[string]*member),
-		enc:  newEncoder(),
-		dec:  newDecoder(),
+		cfg:             cfg,
+		rng:             rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
+		byID:            make(map[string]*member),
+		enc:             newEncoder(),
+		dec:             newDecoder(),
+		pushPullReplied: make(map[string]time.Time),
 	}
 	c.self = &member{Member: Member{ID: cfg.ID, Addr: cfg.Addr, Incarnation: cfg.Incarnation, Meta: cfg.Meta}, changed: now}
 	c.byID[cfg.ID] = c.self
@@ -243,6 +274,7 @@ func (c *Core) Deadline() time.Time {
 // the next call on c, the packets' Data are the caller's.
 func (c *Core) Tick(now time.Time) []Packet {
 	c.out = c.out[:0]
+	c.budget = math.MaxInt
 	if c.left {
 		return c.out
 	}
@@ -532,17 +564,19 @@ func (c *Core) sendState(addr string, flags uint64) {
 }
 
 // send queues a packet to addr that carries prims and as many piggybacked
-// updates as fit under the MTU.
+// updates as fit under the MTU and in the call's budget.
 func (c *Core) send(addr string, prims ...*message) {
 	body := c.body[:0]
 	for _, m := range prims {
 		body = c.enc.encodeMsg(body, m)
 	}
-	body, n := c.queue.fill(body, c.cfg.MTU-headerLen-len(body), retransmitLimit(c.cfg.RetransmitMult, c.numLive))
+	room := min(c.cfg.MTU, c.budget) - headerLen - len(body)
+	body, n := c.queue.fill(body, room, retransmitLimit(c.cfg.RetransmitMult, c.numLive))
 	data := c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n)
 	data = append(data, body...)
 	c.body = body
 	c.out = append(c.out, Packet{Addr: addr, Data: data})
+	c.budget -= len(data)
 	c.stats.PacketsSent++
 	c.stats.BytesSent += len(data)
 }
@@ -551,12 +585,18 @@ func (c *Core) send(addr string, prims ...*message) {
 // now, and returns the packets to send in response (see Tick). A packet is
 // applied whole or not at all: Receive returns an error wrapping
 // [ErrMalformed] or [ErrVersion], and changes nothing, when the packet does
-// not decode.
+// not decode (see the wire format's rules).
+//
+// The packet and its sender address are not authenticated, so what
+// Receive sends in response is bounded: at most 4 times the packet's
+// bytes, one probe at most, except a push-pull request's reply, which a
+// sender address gets at most once per 5 probe intervals.
 func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, error) {
 	c.out = c.out[:0]
 	if c.left {
 		return c.out, nil
 	}
+	c.budget = replyFactor * len(packet)
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
 	msgs, err := c.dec.decodePacket(packet, c.msgs)
@@ -567,16 +607,17 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 	}
 	// Updates first: a suspect learns of its suspicion (the buddy system)
 	// before it answers the ping that carried it, so the answer carries
-	// the refutation.
+	// the refutation. The decoder let at most one primary message through.
+	var primary *message
 	for i := range msgs {
 		if msgs[i].kind.update() {
 			c.handle(now, from, &msgs[i])
+		} else {
+			primary = &msgs[i]
 		}
 	}
-	for i := range msgs {
-		if !msgs[i].kind.update() {
-			c.handle(now, from, &msgs[i])
-		}
+	if primary != nil {
+		c.handle(now, from, primary)
 	}
 	clear(msgs)
 	return c.out, nil
@@ -589,16 +630,7 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 			c.send(from, &message{kind: kindAck, seq: m.seq})
 		}
 	case kindPingReq:
-		if len(c.relays) >= maxRelays || m.id == c.self.ID {
-			return
-		}
-		c.seq++
-		c.relays = append(c.relays, relay{
-			seq: c.seq, origSeq: m.seq, origAddr: from, wantNack: m.nack,
-			nackAt:   now.Add(c.nackTimeout()),
-			expireAt: now.Add(c.cfg.ProbeInterval),
-		})
-		c.send(m.addr, &message{kind: kindPing, seq: c.seq, id: m.id})
+		c.servePingReq(now, from, m)
 	case kindAck:
 		if i := slices.IndexFunc(c.relays, func(r relay) bool { return r.seq == m.seq }); i >= 0 {
 			r := c.relays[i]
@@ -624,10 +656,57 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 		c.dead(now, m.inc, m.id, m.from)
 	case kindPushPull:
 		c.merge(now, m.id, m.states)
-		if m.flags&ppWantReply != 0 {
+		if m.flags&ppWantReply != 0 && c.mayReplyState(now, from) {
 			c.sendState(from, 0)
 		}
 	}
+}
+
+// servePingReq serves a ping-req from the address from: one ping to the
+// target, a known member other than the local node, at the address the
+// local node knows it by. A request for any other target is refused,
+// since probing it on a stranger's word would let anyone aim the node's
+// pings; a nack, if asked for, still tells the prober that this helper is
+// up (Lifeguard counts missed nacks against the prober).
+func (c *Core) servePingReq(now time.Time, from string, m *message) {
+	t := c.byID[m.id]
+	if t == nil || t == c.self || t.Addr != m.addr {
+		c.stats.UnknownTargets++
+		if m.nack {
+			c.send(from, &message{kind: kindNack, seq: m.seq})
+		}
+		return
+	}
+	if len(c.relays) >= maxRelays {
+		return
+	}
+	c.seq++
+	c.relays = append(c.relays, relay{
+		seq: c.seq, origSeq: m.seq, origAddr: from, wantNack: m.nack,
+		nackAt:   now.Add(c.nackTimeout()),
+		expireAt: now.Add(c.cfg.ProbeInterval),
+	})
+	c.send(t.Addr, &message{kind: kindPing, seq: c.seq, id: t.ID})
+}
+
+// mayReplyState reports whether a push-pull request from the address
+// from may be answered with the full state at now, and if so records the
+// reply: at most one per sender per pushPullGap probe intervals, for at
+// most maxPushPullSenders senders at a time. Refusals are counted.
+func (c *Core) mayReplyState(now time.Time, from string) bool {
+	if next, ok := c.pushPullReplied[from]; ok && now.Before(next) {
+		c.stats.RateLimited++
+		return false
+	}
+	if len(c.pushPullReplied) >= maxPushPullSenders {
+		maps.DeleteFunc(c.pushPullReplied, func(_ string, next time.Time) bool { return !now.Before(next) })
+		if len(c.pushPullReplied) >= maxPushPullSenders {
+			c.stats.RateLimited++
+			return false
+		}
+	}
+	c.pushPullReplied[from] = now.Add(pushPullGap * c.cfg.ProbeInterval)
+	return true
 }
 
 // merge applies a remote member list. Suspicions in it do not count as
@@ -846,6 +925,7 @@ func (c *Core) event(now time.Time, kind EventKind, m *member) {
 // afterwards: Tick and Receive return nothing. Leaving twice is a no-op.
 func (c *Core) Leave(now time.Time) []Packet {
 	c.out = c.out[:0]
+	c.budget = math.MaxInt
 	if c.left {
 		return c.out
 	}

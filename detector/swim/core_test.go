@@ -180,7 +180,9 @@ func TestNoResurrection(t *testing.T) {
 }
 
 // TestMTUAndRetransmitLimit: packets never exceed the MTU, and each update
-// is piggybacked exactly RetransmitMult*ceil(log10(n+1)) times.
+// is piggybacked exactly RetransmitMult*ceil(log10(n+1)) times. The pings
+// carry updates the node knows already, as pings in a busy cluster do, so
+// that the acks may be as large as the MTU (see replyFactor).
 func TestMTUAndRetransmitLimit(t *testing.T) {
 	c := newCore(t, "a", Config{MTU: MinMTU})
 	var ups []message
@@ -196,7 +198,8 @@ func TestMTUAndRetransmitLimit(t *testing.T) {
 	require.Equal(t, 12, limit)
 	sent := map[string]int{}
 	for i := range 1000 {
-		out, err := c.Receive(t0, "x", packet(message{kind: kindPing, seq: uint64(i), id: "a"}))
+		ping := append([]message{{kind: kindPing, seq: uint64(i), id: "a"}}, ups[i%10*20:i%10*20+20]...)
+		out, err := c.Receive(t0, "x", packet(ping...))
 		require.NoError(t, err)
 		for _, p := range out {
 			require.LessOrEqual(t, len(p.Data), MinMTU)
@@ -284,7 +287,8 @@ func TestMalformed(t *testing.T) {
 // to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindPing, seq: 1, id: "a"}, message{kind: kindSuspect, inc: 2, id: "b", from: "c"}))
-	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "a", addr: "x:1", nack: true}, message{kind: kindNack, seq: 3}))
+	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "a", addr: "x:1", nack: true}, message{kind: kindDead, inc: 3, id: "b", from: "c"}))
+	f.Add(packet(message{kind: kindNack, seq: 3}, message{kind: kindAck, seq: 4}))
 	f.Add(packet(message{kind: kindAlive, inc: 9, id: "a", addr: "x", meta: []byte("m")}, message{kind: kindDead, id: "a", from: "a"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})

@@ -115,6 +115,18 @@
 //     [Stats]); ping-reqs served at once are bounded; the decoder checks
 //     every length against the remaining input before allocating, and
 //     rejects a malformed packet whole, before applying any of it.
+//   - Hostile packets: a packet carries at most one primary message (ping,
+//     ping-req, ack, nack, push-pull) and at most MaxUpdates updates, and
+//     no sequence number at or above 2^63; any other packet is rejected
+//     whole and counted in [Stats].Malformed. What a node sends in
+//     response to a packet is at most 4 times the packet's bytes (the
+//     piggybacked updates are cut to fit), with at most one probe per
+//     ping-req, and only to a known member at the address the node knows
+//     it by (other ping-reqs are counted in [Stats].UnknownTargets). The
+//     one larger response, the full state a push-pull request asks for,
+//     goes to one sender address at most once per 5 probe intervals
+//     ([Stats].RateLimited counts the refusals); a flood of requests
+//     from one address gets less back than it sends.
 //   - Load: a node sends about two packets per protocol period in a
 //     healthy cluster, independent of the cluster size, plus push-pull
 //     exchanges whose interval grows with the cluster.
