@@ -75,6 +75,13 @@ type Config struct {
 	// kept from being resurrected by stale gossip at its old incarnation).
 	// 0: 1h.
 	DeadRetention time.Duration
+	// DeadNodeReclaimTime is how long after a member was declared dead,
+	// or left, an alive message may move it to a new address (a node
+	// restarted elsewhere under the same ID, as memberlist's option of the
+	// same name). Before that, and at any time while the member is alive
+	// or suspect, such a message is refused as a conflict (see
+	// EventConflict). 0: 30s; negative: never.
+	DeadNodeReclaimTime time.Duration
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
@@ -114,6 +121,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.GossipNodes, 3)
 	defDur(&c.PushPullInterval, 30*time.Second)
 	defDur(&c.DeadRetention, time.Hour)
+	defDur(&c.DeadNodeReclaimTime, 30*time.Second)
 	def(&c.MTU, 1400)
 	def(&c.MaxEvents, 1024)
 	c.IndirectChecks = max(c.IndirectChecks, 0)

@@ -34,6 +34,9 @@ type Stats struct {
 	// RateLimited counts push-pull requests whose reply was refused by
 	// the per-sender rate limit (see pushPullGap); their state was merged.
 	RateLimited int
+	// Conflicts counts alive messages refused because they would have
+	// moved a member to another address (see EventConflict).
+	Conflicts int
 }
 
 // maxRelays bounds the ping-reqs a node serves at once; more are ignored.
@@ -786,7 +789,13 @@ func (c *Core) refute(inc uint64) {
 
 func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	if id == c.self.ID {
-		if inc > c.self.Incarnation && !c.left && !c.implausible(c.self, inc) {
+		// At another address, the claim is another node's (one ID used
+		// twice), and refuting it would only start a war of incarnations:
+		// the others refuse it as a conflict anyway.
+		switch {
+		case addr != c.self.Addr:
+			c.conflict(now, c.self, inc, addr, meta)
+		case inc > c.self.Incarnation && !c.left && !c.implausible(c.self, inc):
 			c.refute(inc)
 		}
 		return
@@ -807,6 +816,13 @@ func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	if inc <= m.Incarnation || c.implausible(m, inc) {
 		return
 	}
+	if addr != m.Addr {
+		if m.State.live() || c.cfg.DeadNodeReclaimTime < 0 || now.Sub(m.changed) < c.cfg.DeadNodeReclaimTime {
+			c.conflict(now, m, inc, addr, meta)
+			return
+		}
+		m.conflictAddr = ""
+	}
 	prev := m.State
 	changed := m.Addr != addr || !slices.Equal(m.Meta, meta)
 	m.Incarnation, m.Addr, m.Meta = inc, addr, meta
@@ -819,6 +835,19 @@ func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	case prev == StateSuspect || changed:
 		c.event(now, EventUpdated, m)
 	}
+}
+
+// conflict refuses an alive message that would move m to addr: it
+// counts it, and reports the first claim of each address as an
+// EventConflict.
+func (c *Core) conflict(now time.Time, m *member, inc uint64, addr string, meta []byte) {
+	c.stats.Conflicts++
+	if m.conflictAddr == addr {
+		return
+	}
+	m.conflictAddr = addr
+	c.event(now, EventConflict, m)
+	c.events[len(c.events)-1].Claim = Member{ID: m.ID, Addr: addr, Incarnation: inc, State: StateAlive, Meta: meta}
 }
 
 // becameLive counts m as live and inserts it at a random place in the rest

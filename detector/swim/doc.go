@@ -19,7 +19,7 @@
 //	defer udp.Close()
 //	defer node.Close()
 //	for range node.Changed() {
-//		for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated
+//		for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated, conflict
 //	}
 //
 // Driving a Core directly (a simulation, or your own event loop):
@@ -98,6 +98,14 @@
 //     push-pull, for DeadRetention; dead members learnt only from a
 //     push-pull list are remembered too. A push-pull "dead" only makes a
 //     live member suspect, so it can refute.
+//   - Stable addresses: an alive message that would move a member to
+//     another address is refused while the member is alive or suspect,
+//     and for DeadNodeReclaimTime after it was declared dead or left; the
+//     refusal is counted in [Stats].Conflicts and reported once per
+//     claimed address as an EventConflict, as memberlist's
+//     ConflictDelegate. A claim of the local node's own ID at another
+//     address is reported and not refuted, so two nodes that share an ID
+//     do not raise each other's incarnation without end.
 //   - Plausible incarnations: an update about a known member (the local
 //     one included) more than 2^32 above its known incarnation, or at
 //     math.MaxUint64, is ignored and counted in [Stats]: only the member
