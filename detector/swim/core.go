@@ -104,6 +104,7 @@ type Core struct {
 	stats   Stats
 
 	pushPullReplied map[string]time.Time // sender address -> when it may get the next reply
+	leave           leaving              // after Leave
 }
 
 // probeState is the probe of the current protocol period.
@@ -233,10 +234,14 @@ func (c *Core) PopEvents(dst []Event) []Event {
 // Deadline returns the latest time by which Tick must be called next for
 // the protocol to run on time; it may lie in the past (a confirmation
 // shortened a suspicion), which means now. Calling Tick earlier, or more
-// often, is harmless. It returns the zero time after Leave.
+// often, is harmless. After Leave it is the time of the next round of the
+// announcement, and the zero time once the core is done with it.
 func (c *Core) Deadline() time.Time {
 	if c.left {
-		return time.Time{}
+		if c.leave.done() {
+			return time.Time{}
+		}
+		return c.leave.next
 	}
 	d := c.nextProbe
 	p := &c.probe
@@ -279,6 +284,9 @@ func (c *Core) Tick(now time.Time) []Packet {
 	c.out = c.out[:0]
 	c.budget = math.MaxInt
 	if c.left {
+		if !c.leave.done() && !now.Before(c.leave.next) {
+			c.leaveRound(now)
+		}
 		return c.out
 	}
 	c.tickRelays(now)
@@ -596,9 +604,6 @@ func (c *Core) send(addr string, prims ...*message) {
 // sender address gets at most once per 5 probe intervals.
 func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, error) {
 	c.out = c.out[:0]
-	if c.left {
-		return c.out, nil
-	}
 	c.budget = replyFactor * len(packet)
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
@@ -607,6 +612,15 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 	if err != nil {
 		c.stats.Malformed++
 		return c.out, err
+	}
+	if c.left { // only acks of the announcement still count
+		for i := range msgs {
+			if msgs[i].kind == kindAck {
+				c.leave.ack(msgs[i].seq)
+			}
+		}
+		clear(msgs)
+		return c.out, nil
 	}
 	// Updates first: a suspect learns of its suspicion (the buddy system)
 	// before it answers the ping that carried it, so the answer carries
@@ -947,25 +961,4 @@ func (c *Core) event(now time.Time, kind EventKind, m *member) {
 		c.stats.DroppedEvents++
 	}
 	c.events = append(c.events, Event{Kind: kind, Member: m.Member, At: now})
-}
-
-// Leave marks the local node as left and returns packets that announce it
-// to up to the retransmit limit of random live members. The core is inert
-// afterwards: Tick and Receive return nothing. Leaving twice is a no-op.
-func (c *Core) Leave(now time.Time) []Packet {
-	c.out = c.out[:0]
-	c.budget = math.MaxInt
-	if c.left {
-		return c.out
-	}
-	c.left = true
-	c.self.State = StateLeft
-	c.self.changed = now
-	c.broadcast(c.self.ID, &message{kind: kindDead, inc: c.self.Incarnation, id: c.self.ID, from: c.self.ID})
-	peers := c.randomPeers(retransmitLimit(c.cfg.RetransmitMult, c.numLive), func(m *member) bool { return m.State.live() })
-	for _, m := range peers {
-		c.send(m.Addr)
-	}
-	c.release(peers)
-	return c.out
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -248,21 +249,73 @@ func TestEventsBounded(t *testing.T) {
 	require.Empty(t, c.PopEvents(nil))
 }
 
+// TestLeave: the announcement carries a ping per member; a member's ack,
+// sent after it applied the announcement, counts towards the
+// acknowledgements wanted; without them the announcement is repeated to
+// the members that did not answer, every ProbeInterval, at most
+// retransmit-limit rounds.
 func TestLeave(t *testing.T) {
 	c := newCore(t, "a", Config{})
-	_, err := c.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"}))
-	require.NoError(t, err)
+	for _, id := range []string{"b", "c"} {
+		_, err := c.Receive(t0, id, packet(message{kind: kindAlive, id: id, addr: id}))
+		require.NoError(t, err)
+	}
 	out := c.Leave(t0)
-	require.Len(t, out, 1)
-	require.Contains(t, decodeAll(t, out), message{kind: kindDead, id: "a", from: "a"})
-	require.Empty(t, c.Tick(t0.Add(time.Hour)))
+	require.Len(t, out, 2)
+	acked, need, done := c.LeaveStatus()
+	require.Equal(t, []any{0, 2, false}, []any{acked, need, done})
+	require.Equal(t, t0.Add(time.Second), c.Deadline())
 	b := newCore(t, "b", Config{})
-	_, err = b.Receive(t0, "a", packet(message{kind: kindAlive, id: "a", addr: "a"}))
+	_, err := b.Receive(t0, "a", packet(message{kind: kindAlive, id: "a", addr: "a"}))
 	require.NoError(t, err)
-	_, err = b.Receive(t0, "a", out[0].Data)
+	i := slices.IndexFunc(out, func(p Packet) bool { return p.Addr == "b" })
+	require.Contains(t, decodeAll(t, out[i:i+1]), message{kind: kindDead, id: "a", from: "a"})
+	ack, err := b.Receive(t0, "a", out[i].Data)
 	require.NoError(t, err)
 	m, _ := b.Member("a")
 	require.Equal(t, StateLeft, m.State)
+	require.Len(t, ack, 1)
+	_, err = c.Receive(t0, "b", ack[0].Data)
+	require.NoError(t, err)
+	_, err = c.Receive(t0, "b", ack[0].Data) // a duplicate counts once
+	require.NoError(t, err)
+	acked, _, done = c.LeaveStatus()
+	require.Equal(t, []any{1, false}, []any{acked, done})
+
+	// c did not answer: the next round goes to c only, until the rounds
+	// run out.
+	limit := retransmitLimit(4, 3)
+	for round := 2; round <= limit; round++ {
+		now := t0.Add(time.Duration(round-1) * time.Second)
+		require.Empty(t, c.Tick(now.Add(-time.Nanosecond)))
+		out = c.Tick(now)
+		require.Len(t, out, 1, "round %d", round)
+		require.Equal(t, "c", out[0].Addr)
+		require.Contains(t, decodeAll(t, out), message{kind: kindDead, id: "a", from: "a"})
+	}
+	acked, need, done = c.LeaveStatus()
+	require.Equal(t, []any{1, 2, true}, []any{acked, need, done})
+	require.True(t, c.Deadline().IsZero())
+	require.Empty(t, c.Tick(t0.Add(time.Hour)))
+
+	// A late ack of the first round still counts.
+	c2 := newCore(t, "a", Config{})
+	_, err = c2.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"}))
+	require.NoError(t, err)
+	first := c2.Leave(t0)
+	c2.Tick(t0.Add(time.Second))
+	ack, err = b.Receive(t0, "a", first[0].Data)
+	require.NoError(t, err)
+	_, err = c2.Receive(t0.Add(time.Second), "b", ack[0].Data)
+	require.NoError(t, err)
+	acked, need, done = c2.LeaveStatus()
+	require.Equal(t, []any{1, 1, true}, []any{acked, need, done})
+
+	// Alone, there is nobody to tell.
+	c3 := newCore(t, "a", Config{})
+	require.Empty(t, c3.Leave(t0))
+	_, _, done = c3.LeaveStatus()
+	require.True(t, done)
 }
 
 func TestMalformed(t *testing.T) {

@@ -17,10 +17,17 @@
 //	core, err := swim.New(swim.Config{ID: "node-1", Addr: udp.Addr(), Seeds: []string{"10.0.0.2:7946"}}, time.Now())
 //	node := swim.Start(ctx, core, udp, logger)
 //	defer udp.Close()
-//	defer node.Close()
-//	for range node.Changed() {
-//		for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated, conflict
-//	}
+//	go func() {
+//		for range node.Changed() { // ends when the node stops
+//			for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated, conflict
+//		}
+//	}()
+//	...
+//	err = node.Leave(ctx) // returns once acknowledged (or ctx ends)
+//	node.Close()
+//
+// node.Stats() and node.Health() report the traffic counters and
+// Lifeguard's local health score.
 //
 // Driving a Core directly (a simulation, or your own event loop):
 //
