@@ -17,12 +17,7 @@ import (
 // are above 0) is logged.
 func TestHealthStaysLowWithCrash(t *testing.T) {
 	for _, seed := range seeds(3) {
-		c := newCluster(t, seed, 16, Config{}, lan)
-		c.waitConverged(time.Minute)
-		c.runFor(5 * time.Second)
-		victim := c.nodes[1+c.net.Rand().IntN(15)]
-		victim.crashed = true
-		crashAt := c.net.Now()
+		c, victim, crashAt := crashOne(t, seed, 16)
 		dead := map[string]bool{}
 		c.onEvent = func(obs *simNode, e Event) {
 			if e.Kind == EventFailed && e.Member.ID == victim.cfg.ID {
