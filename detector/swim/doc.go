@@ -52,7 +52,9 @@
 // Every PushPullInterval a node exchanges its full member list with one
 // random live member, and with one random dead member, which heals
 // partitions. New nodes join by push-pull with their seeds. A node leaves
-// by announcing itself dead ("left").
+// by announcing itself dead ("left"), with a ping to each member it tells,
+// and repeats the announcement to those that do not acknowledge it until
+// GossipNodes of them did (see [Core.Leave]).
 //
 // Lifeguard adds three mechanisms, on by default: a local health score
 // (0 to AwarenessMaxMultiplier-1) multiplies the node's probe interval and
