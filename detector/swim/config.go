@@ -82,6 +82,16 @@ type Config struct {
 	// or suspect, such a message is refused as a conflict (see
 	// EventConflict). 0: 30s; negative: never.
 	DeadNodeReclaimTime time.Duration
+	// Keyring, when set, seals every packet the core sends with
+	// AES-256-GCM under its primary key, and the core accepts only
+	// packets that one of its keys opens: anything else is dropped,
+	// counted in [Stats].Unopened, and changes nothing (see [Keyring]).
+	// nil: packets are neither sealed nor authenticated.
+	Keyring *Keyring
+	// Label names the cluster; with a Keyring it is authenticated with
+	// every packet, so two clusters on one network never exchange a
+	// packet, even under the same key. At most MaxLabelLen bytes.
+	Label string
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
@@ -150,6 +160,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
+	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

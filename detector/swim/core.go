@@ -23,11 +23,14 @@ type Packet struct {
 type Stats struct {
 	PacketsSent, PacketsReceived int
 	BytesSent, BytesReceived     int
-	Malformed                    int    // packets Receive rejected
-	Probes                       int    // probes started
-	FailedProbes                 int    // probes that ended without an ack
-	Implausible                  int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
-	DroppedEvents                uint64 // events dropped because the queue was full
+	Malformed                    int // packets Receive rejected
+	// Unopened counts packets dropped because no key of the Keyring
+	// opened them (wrong key or label, altered, truncated or unsealed).
+	Unopened      int
+	Probes        int    // probes started
+	FailedProbes  int    // probes that ended without an ack
+	Implausible   int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
+	DroppedEvents uint64 // events dropped because the queue was full
 	// UnknownTargets counts ping-reqs refused because their target is not
 	// a known member at the address given: a node probes only members.
 	UnknownTargets int
@@ -101,6 +104,10 @@ type Core struct {
 	body    []byte
 	out     []Packet
 	budget  int // bytes the current call may still send (see replyFactor)
+	mtu     int // the bytes of a packet before sealing
+	label   []byte
+	opened  []byte // Receive's buffer for an opened packet
+	plain   []byte // send's buffer for a packet to seal
 	stats   Stats
 
 	pushPullReplied map[string]time.Time // sender address -> when it may get the next reply
@@ -146,6 +153,10 @@ func New(cfg Config, now time.Time) (*Core, error) {
 		enc:             newEncoder(),
 		dec:             newDecoder(),
 		pushPullReplied: make(map[string]time.Time),
+	}
+	c.mtu, c.label = cfg.MTU, []byte(cfg.Label)
+	if cfg.Keyring != nil {
+		c.mtu -= sealOverhead
 	}
 	c.self = &member{Member: Member{ID: cfg.ID, Addr: cfg.Addr, Incarnation: cfg.Incarnation, Meta: cfg.Meta}, changed: now}
 	c.byID[cfg.ID] = c.self
@@ -555,7 +566,7 @@ func (c *Core) sendState(addr string, flags uint64) {
 	// ID, address and meta limits make one state fit in MinMTU, so every
 	// packet carries at least one.
 	c.tmp = c.enc.encodeMsg(c.tmp[:0], &message{kind: kindPushPull, id: c.self.ID, flags: flags})
-	room := c.cfg.MTU - headerLen - len(c.tmp) - 2
+	room := c.mtu - headerLen - len(c.tmp) - 2
 	for rest := states; len(rest) > 0; {
 		n, size := 0, 0
 		for n < len(rest) {
@@ -581,10 +592,19 @@ func (c *Core) send(addr string, prims ...*message) {
 	for _, m := range prims {
 		body = c.enc.encodeMsg(body, m)
 	}
-	room := min(c.cfg.MTU, c.budget) - headerLen - len(body)
+	sealing := 0
+	if c.cfg.Keyring != nil {
+		sealing = sealOverhead
+	}
+	room := min(c.mtu, c.budget-sealing) - headerLen - len(body)
 	body, n := c.queue.fill(body, room, retransmitLimit(c.cfg.RetransmitMult, c.numLive))
-	data := c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n)
-	data = append(data, body...)
+	var data []byte
+	if kr := c.cfg.Keyring; kr != nil {
+		c.plain = append(c.enc.packetHeader(c.plain[:0], len(prims)+n), body...)
+		data = kr.seal(make([]byte, 0, len(c.plain)+sealing), c.plain, c.label)
+	} else {
+		data = append(c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n), body...)
+	}
 	c.body = body
 	c.out = append(c.out, Packet{Addr: addr, Data: data})
 	c.budget -= len(data)
@@ -598,6 +618,10 @@ func (c *Core) send(addr string, prims ...*message) {
 // [ErrMalformed] or [ErrVersion], and changes nothing, when the packet does
 // not decode (see the wire format's rules).
 //
+// With a Keyring, a packet that none of its keys opens is dropped with an
+// error wrapping [ErrSealed], counted in [Stats].Unopened, and causes no
+// change and no reply.
+//
 // The packet and its sender address are not authenticated, so what
 // Receive sends in response is bounded: at most 4 times the packet's
 // bytes, one probe at most, except a push-pull request's reply, which a
@@ -607,6 +631,14 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 	c.budget = replyFactor * len(packet)
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
+	if c.cfg.Keyring != nil {
+		opened, err := c.cfg.Keyring.open(c.opened[:0], packet, c.label)
+		if err != nil {
+			c.stats.Unopened++
+			return c.out, err
+		}
+		c.opened, packet = opened, opened
+	}
 	msgs, err := c.dec.decodePacket(packet, c.msgs)
 	c.msgs = msgs[:0]
 	if err != nil {

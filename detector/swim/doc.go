@@ -27,7 +27,11 @@
 //	node.Close()
 //
 // node.Stats() and node.Health() report the traffic counters and
-// Lifeguard's local health score.
+// Lifeguard's local health score. To seal and authenticate every packet,
+// give every node the cluster's keys:
+//
+//	ring, err := swim.NewKeyring(key) // 32 bytes; later AddKey, UseKey, RemoveKey
+//	cfg.Keyring, cfg.Label = ring, "prod"
 //
 // Driving a Core directly (a simulation, or your own event loop):
 //
@@ -96,7 +100,14 @@
 // # Guarantees
 //
 //   - Determinism: a Core's outputs are a function of its Config (RandSeed
-//     included) and the sequence of calls with their arguments.
+//     included) and the sequence of calls with their arguments; with a
+//     Keyring, up to the random nonces of the sealed packets.
+//   - Authenticated packets: with Config.Keyring, every packet is sealed
+//     with AES-256-GCM under the primary key, the cluster Label
+//     authenticated with it, and a packet that no installed key opens
+//     is dropped, counted in [Stats].Unopened, and changes nothing:
+//     neither membership nor an address, and it gets no reply. Keys
+//     rotate at runtime without a partition (see [Keyring]).
 //   - Incarnation precedence: for one member, an update with a higher
 //     incarnation overrides; at equal incarnation dead and left override
 //     suspect, which overrides alive. Only the member itself raises its

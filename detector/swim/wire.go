@@ -37,10 +37,11 @@ const Version = 1
 // Limits on what a packet may carry; [Config] enforces them locally and the
 // decoder rejects packets that exceed them.
 const (
-	MaxIDLen   = 128 // bytes in a member ID
-	MaxAddrLen = 128 // bytes in an address
-	MaxMetaLen = 512 // bytes of user metadata per member
-	MinMTU     = 1024
+	MaxIDLen    = 128 // bytes in a member ID
+	MaxAddrLen  = 128 // bytes in an address
+	MaxMetaLen  = 512 // bytes of user metadata per member
+	MaxLabelLen = 128 // bytes in a cluster label
+	MinMTU      = 1024
 	// MaxUpdates bounds the updates piggybacked on one packet, so the
 	// work a packet causes is bounded whatever the MTU.
 	MaxUpdates = 128
