@@ -9,7 +9,8 @@ import (
 
 // Config configures a [Core]. Zero fields mean the documented defaults,
 // which are hashicorp/memberlist's LAN defaults; ID and Addr have none, so
-// the zero Config is invalid. It is a plain value, safe to copy.
+// the zero Config is invalid. It is a plain value, safe to copy (copies
+// share the Keyring, whose changes apply to every core that uses it).
 type Config struct {
 	// ID names the local node; required, unique in the cluster, at most
 	// MaxIDLen bytes.
