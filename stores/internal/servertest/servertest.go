@@ -1,0 +1,344 @@
+// Package servertest starts throwaway PostgreSQL and Redis servers for the
+// tests of the stores module, from the binaries installed on the machine:
+// real servers, never mocks.
+//
+// # Usage
+//
+//	func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
+//
+//	func TestX(t *testing.T) {
+//		pool := servertest.Postgres(t) // a fresh database on a shared server
+//		rdb := servertest.Redis(t)     // a fresh logical database on a shared server
+//	}
+//
+// # Guarantees
+//
+//   - Each package's test binary starts at most one PostgreSQL and one
+//     Redis server, on first use, and [Main] stops both when the tests
+//     end, whatever their outcome; their files live in a temporary
+//     directory that is removed then.
+//   - PostgreSQL runs from a fresh initdb, listens only on a Unix socket
+//     in that directory, and runs with fsync on, as in production. Redis
+//     listens only on a Unix socket, without persistence.
+//   - Every call of [Postgres] returns a pool on a new, empty database,
+//     and every call of [Redis] a client on an empty logical database (16
+//     of them; a package needing more fails loudly), so tests never see
+//     each other's data and may run in parallel.
+//   - When a server's binary is missing, the test is skipped with a
+//     message naming the Debian package to install, unless the
+//     environment has CI=true: then it fails.
+//
+// As root (a CI container), PostgreSQL, which refuses to run as root,
+// runs as the "postgres" system user that the Debian package creates.
+package servertest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// startTimeout bounds a server's start; a slow CI machine gets a minute.
+const startTimeout = time.Minute
+
+// servers are the package's shared servers, started on first use.
+var servers struct {
+	mu     sync.Mutex
+	pg     *pgServer
+	pgErr  error
+	rd     *redisServer
+	rdErr  error
+	dbs    int // databases created on pg
+	rdbs   int // logical databases handed out on rd
+	stops  []func()
+	inMain bool
+}
+
+// Main runs the tests and then stops the servers they started. Call it
+// from TestMain: os.Exit(servertest.Main(m)).
+func Main(m *testing.M) int {
+	servers.mu.Lock()
+	servers.inMain = true
+	servers.mu.Unlock()
+	code := m.Run()
+	servers.mu.Lock()
+	defer servers.mu.Unlock()
+	for _, stop := range slices.Backward(servers.stops) {
+		stop()
+	}
+	return code
+}
+
+// missing skips or, in CI, fails the test for a missing binary.
+func missing(t testing.TB, what, pkg string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s not found: install the Debian package %s (apt-get install %s)", what, pkg, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// errNoBinary is returned when a server's binary is not installed.
+var errNoBinary = errors.New("servertest: binary not installed")
+
+// ---- PostgreSQL ----
+
+type pgServer struct {
+	dir    string // the socket directory; the data directory is dir/data
+	bin    string
+	cred   *syscall.Credential
+	admin  *pgxpool.Pool
+	stderr string // the server's log file
+}
+
+// PostgresDSN returns the connection string of a new, empty database on
+// the package's PostgreSQL server, starting the server on first use.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	servers.mu.Lock()
+	defer servers.mu.Unlock()
+	if !servers.inMain {
+		t.Fatal("servertest: call servertest.Main from TestMain")
+	}
+	if servers.pg == nil && servers.pgErr == nil {
+		servers.pg, servers.pgErr = startPostgres()
+		if servers.pg != nil {
+			servers.stops = append(servers.stops, servers.pg.stop)
+		}
+	}
+	if errors.Is(servers.pgErr, errNoBinary) {
+		missing(t, "PostgreSQL (pg_ctl, initdb)", "postgresql")
+	}
+	if servers.pgErr != nil {
+		t.Fatalf("servertest: start PostgreSQL: %v", servers.pgErr)
+	}
+	servers.dbs++
+	name := fmt.Sprintf("test%d", servers.dbs)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := servers.pg.admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("servertest: create database: %v", err)
+	}
+	return servers.pg.dsn(name)
+}
+
+// Postgres returns a pool on a new, empty database of the package's
+// PostgreSQL server; the pool is closed when the test ends.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), PostgresDSN(t))
+	if err != nil {
+		t.Fatalf("servertest: connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func (s *pgServer) dsn(db string) string {
+	return fmt.Sprintf("host=%s port=5432 user=postgres dbname=%s sslmode=disable", s.dir, db)
+}
+
+// pgBin finds the directory of pg_ctl and initdb: on PATH, or where the
+// Debian package puts them (/usr/lib/postgresql/<version>/bin), newest
+// version first.
+func pgBin() (string, error) {
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+		return vb - va
+	})
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+			return d, nil
+		}
+	}
+	return "", errNoBinary
+}
+
+func startPostgres() (*pgServer, error) {
+	bin, err := pgBin()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "distkit-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &pgServer{dir: dir, bin: bin, stderr: filepath.Join(dir, "postgres.log")}
+	fail := func(err error) (*pgServer, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		// initdb and postgres refuse to run as root.
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return fail(fmt.Errorf("running as root needs the postgres system user: %w", err))
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return fail(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	// initdb's own fsyncs are skipped (the directory is thrown away); the
+	// server runs with fsync on.
+	if err := s.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
+		return fail(err)
+	}
+	opts := strings.Join([]string{
+		"-k", dir, "-c", "listen_addresses=", "-p", "5432",
+		"-c", "fsync=on", "-c", "synchronous_commit=on",
+		"-c", "max_connections=200", "-c", "shared_buffers=128MB",
+	}, " ")
+	if err := s.run("pg_ctl", "-D", data, "-l", s.stderr, "-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", opts, "start"); err != nil {
+		log, _ := os.ReadFile(s.stderr)
+		return fail(fmt.Errorf("%w\n%s", err, log))
+	}
+	s.admin, err = pgxpool.New(context.Background(), s.dsn("postgres"))
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// run runs one of the server's programs as the server's user.
+func (s *pgServer) run(prog string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, prog), args...)
+	cmd.Dir = s.dir
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", prog, err, out)
+	}
+	return nil
+}
+
+func (s *pgServer) stop() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	if err := s.run("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		fmt.Fprintln(os.Stderr, "servertest: stop PostgreSQL:", err)
+	}
+	os.RemoveAll(s.dir)
+}
+
+// ---- Redis ----
+
+// redisDatabases is the number of logical databases redis-server has by
+// default.
+const redisDatabases = 16
+
+type redisServer struct {
+	dir  string
+	sock string
+	cmd  *exec.Cmd
+}
+
+// Redis returns a client on an empty logical database of the package's
+// redis-server, starting the server on first use; the client is closed
+// when the test ends.
+func Redis(t testing.TB) *redis.Client {
+	t.Helper()
+	servers.mu.Lock()
+	defer servers.mu.Unlock()
+	if !servers.inMain {
+		t.Fatal("servertest: call servertest.Main from TestMain")
+	}
+	if servers.rd == nil && servers.rdErr == nil {
+		servers.rd, servers.rdErr = startRedis()
+		if servers.rd != nil {
+			servers.stops = append(servers.stops, servers.rd.stop)
+		}
+	}
+	if errors.Is(servers.rdErr, errNoBinary) {
+		missing(t, "redis-server", "redis-server")
+	}
+	if servers.rdErr != nil {
+		t.Fatalf("servertest: start redis-server: %v", servers.rdErr)
+	}
+	if servers.rdbs == redisDatabases {
+		t.Fatalf("servertest: all %d Redis databases are in use by this package", redisDatabases)
+	}
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: servers.rd.sock, DB: servers.rdbs, PoolSize: 128})
+	servers.rdbs++
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func startRedis() (*redisServer, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errNoBinary
+	}
+	dir, err := os.MkdirTemp("", "distkit-redis-")
+	if err != nil {
+		return nil, err
+	}
+	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock")}
+	s.cmd = exec.Command(bin, "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--databases", strconv.Itoa(redisDatabases))
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.cmd.Stderr = s.cmd.Stdout
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// The server says when it accepts connections; a timer kills a server
+	// that never does, which ends the scan.
+	kill := time.AfterFunc(startTimeout, func() { s.cmd.Process.Kill() })
+	defer kill.Stop()
+	var logged strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		logged.WriteString(sc.Text() + "\n")
+		if strings.Contains(strings.ToLower(sc.Text()), "ready to accept connections") {
+			go func() { // drain the log so the server never blocks on it
+				for sc.Scan() {
+				}
+			}()
+			return s, nil
+		}
+	}
+	s.cmd.Wait()
+	os.RemoveAll(dir)
+	return nil, fmt.Errorf("redis-server exited before it was ready:\n%s", logged.String())
+}
+
+func (s *redisServer) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
