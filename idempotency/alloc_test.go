@@ -15,14 +15,15 @@ func TestAllocs(t *testing.T) {
 	}
 	ctx := context.Background()
 	s := &idempotency.MemStore{}
-	if _, err := s.Claim(ctx, "k", []byte("fp"), time.Minute); err != nil {
+	token, _, err := s.Claim(ctx, "k", []byte("fp"), time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Complete(ctx, "k", []byte("response"), time.Hour); err != nil {
+	if err := s.Complete(ctx, "k", token, []byte("response"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// The record and one buffer for both its byte slices.
-	if n := testing.AllocsPerRun(100, func() { _, _ = s.Claim(ctx, "k", nil, time.Minute) }); n != 2 {
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = s.Claim(ctx, "k", nil, time.Minute) }); n != 2 {
 		t.Errorf("MemStore.Claim of a live key: %v allocs, want 2", n)
 	}
 

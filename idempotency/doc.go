@@ -29,11 +29,16 @@
 //
 //   - At most once: for a key, fn starts only in the caller whose Claim
 //     returned ownership, and a Store hands ownership to one caller at a
-//     time. A claim lasts Lock; fn's context ends when it lapses and the
-//     Guard never records a result after that (ErrLockExpired), so a
-//     slow executor cannot overwrite the record of the one that took over.
-//     A fn that ignores its context past the lock can overlap a takeover:
-//     choose Lock above fn's longest run.
+//     time. A claim lasts Lock; fn's context ends when it lapses.
+//   - Fencing: every claim carries a token, unique in the store and
+//     greater than every earlier claim's, and the store completes or
+//     releases a claim only under its own token. A slow executor whose
+//     lock lapsed and whose key was taken over can neither overwrite its
+//     successor's record nor release its claim, whatever the clocks say
+//     (Do returns ErrLockExpired). A fn that ignores its context past the
+//     lock can still overlap a takeover in the effects it has elsewhere:
+//     choose Lock above fn's longest run, and pass [FencingToken] to
+//     systems that can refuse a stale writer.
 //   - Replay: while the record lives (Retain after completion; 24 hours by
 //     default), every call with the key and the same fingerprint returns
 //     the recorded bytes, or the recorded error as a *StoredError, without

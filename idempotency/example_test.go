@@ -67,15 +67,19 @@ func ExampleMemStore_takeover() {
 	clk := clocktest.NewManual(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	store := &idempotency.MemStore{Clock: clk}
 	ctx := context.Background()
-	_, _ = store.Claim(ctx, "k", nil, time.Minute) // and then the process died
+	crashed, _, _ := store.Claim(ctx, "k", nil, time.Minute) // and then the process died
 
-	rec, _ := store.Claim(ctx, "k", nil, time.Minute)
-	fmt.Println(rec.State, rec.LockedUntil.Format(time.TimeOnly))
+	_, rec, _ := store.Claim(ctx, "k", nil, time.Minute)
+	fmt.Println(rec.State, rec.LockedUntil.Format(time.TimeOnly), rec.Token == crashed)
 	clk.Advance(time.Minute)
-	rec, _ = store.Claim(ctx, "k", nil, time.Minute)
-	fmt.Println(rec == nil)
+	token, rec, _ := store.Claim(ctx, "k", nil, time.Minute)
+	fmt.Println(rec == nil, token > crashed)
+	// The crashed executor wakes up: its token no longer names the claim.
+	err := store.Complete(ctx, "k", crashed, []byte("late"), time.Hour)
+	fmt.Println(errors.Is(err, idempotency.ErrNotClaimed))
 	// Output:
-	// InProgress 12:01:00
+	// InProgress 12:01:00 true
+	// true true
 	// true
 }
 

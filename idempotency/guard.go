@@ -26,9 +26,10 @@ var (
 	ErrMissingKey = errors.New("idempotency: missing idempotency key")
 
 	// ErrLockExpired is returned by Guard.Do, together with fn's result,
-	// when fn returned after the claim's lock had lapsed by the Guard's
-	// clock: the result was not recorded, since another caller may own
-	// the key by now, and a retry will run fn again.
+	// when fn returned after the claim's lock had lapsed, by the Guard's
+	// clock or by the store's (then the error also wraps ErrNotClaimed):
+	// the result was not recorded, since another caller may own the key
+	// by now, and a retry will run fn again.
 	ErrLockExpired = errors.New("idempotency: lock lapsed before fn returned; result not recorded")
 )
 
@@ -120,7 +121,8 @@ func (g *Guard) Retain() time.Duration { return g.retain }
 // execution. A call that finds the key claimed elsewhere returns
 // ErrInProgress; one whose fingerprint differs from the key's record
 // returns ErrMismatch; an empty key returns ErrMissingKey. fn receives a
-// context that ends when ctx does or when the claim's lock lapses. If fn
+// context that ends when ctx does or when the claim's lock lapses, and
+// that carries the claim's fencing token (see [FencingToken]). If fn
 // returns after the lock lapsed, Do returns its result with an error
 // wrapping ErrLockExpired. Errors from the Store are returned wrapped;
 // an undecodable record gives an error wrapping ErrCorrupt. See [Guard]
@@ -163,12 +165,12 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	fn func(ctx context.Context) ([]byte, error)) *flight {
 	f := &flight{fingerprint: fingerprint}
 	deadline := g.clock.Now().Add(g.lock)
-	rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
+	token, rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
 	switch {
 	case err != nil:
 		f.err = fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case rec == nil:
-		f.out, f.err = g.run(ctx, key, deadline, fn)
+		f.out, f.err = g.run(ctx, key, token, deadline, fn)
 	case !bytes.Equal(rec.Fingerprint, fingerprint):
 		f.err = ErrMismatch
 	case rec.State == InProgress:
@@ -180,11 +182,11 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	return f
 }
 
-// run executes fn on a claim of key that lapses at deadline, and records
-// or releases the claim.
-func (g *Guard) run(ctx context.Context, key string, deadline time.Time,
+// run executes fn on the claim of key under token that lapses at
+// deadline, and records or releases the claim.
+func (g *Guard) run(ctx context.Context, key string, token uint64, deadline time.Time,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
-	fctx, cancel := context.WithTimeout(ctx, deadline.Sub(g.clock.Now()))
+	fctx, cancel := context.WithTimeout(context.WithValue(ctx, tokenKey{}, token), deadline.Sub(g.clock.Now()))
 	defer cancel()
 	// The store calls below must happen even if the caller has left.
 	bg := context.WithoutCancel(ctx)
@@ -193,7 +195,7 @@ func (g *Guard) run(ctx context.Context, key string, deadline time.Time,
 		// fn panicked or called runtime.Goexit; once the claim lapsed,
 		// another caller may own the key: leave the store alone.
 		if !returned && g.clock.Now().Before(deadline) {
-			_ = g.store.Release(bg, key)
+			_ = g.store.Release(bg, key, token)
 		}
 	}()
 	out, err = fn(fctx)
@@ -208,15 +210,33 @@ func (g *Guard) run(ctx context.Context, key string, deadline time.Time,
 		}
 		return out, err
 	case err != nil && (isRetryable(err) || fctx.Err() != nil):
-		if rerr := g.store.Release(bg, key); rerr != nil {
+		if rerr := g.store.Release(bg, key, token); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("idempotency: releasing %q: %w", key, rerr))
 		}
 		return nil, err
 	}
-	if cerr := g.store.Complete(bg, key, encodeOutcome(out, err), g.retain); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("idempotency: recording the result of %q: %w", key, cerr))
+	if cerr := g.store.Complete(bg, key, token, encodeOutcome(out, err), g.retain); cerr != nil {
+		if errors.Is(cerr, ErrNotClaimed) { // the store let the claim lapse
+			cerr = fmt.Errorf("%w: key %q: %w", ErrLockExpired, key, cerr)
+		} else {
+			cerr = fmt.Errorf("idempotency: recording the result of %q: %w", key, cerr)
+		}
+		err = errors.Join(err, cerr)
 	}
 	return out, err
+}
+
+// tokenKey is the context key of the fencing token fn runs under.
+type tokenKey struct{}
+
+// FencingToken returns the fencing token of the claim that a function run
+// by [Guard.Do] executes under, from the context Do gave it, and false for
+// any other context. Pass it to downstream systems that can refuse writes
+// from a stale owner: tokens of later claims, on any key of the same
+// store, are greater.
+func FencingToken(ctx context.Context) (uint64, bool) {
+	t, ok := ctx.Value(tokenKey{}).(uint64)
+	return t, ok
 }
 
 // StoredError is a recorded failure of fn, replayed: Do returns it,

@@ -146,7 +146,7 @@ func TestGuardReleasesOnPanic(t *testing.T) {
 // caller takes it over and runs fn.
 func TestGuardCrashTakeover(t *testing.T) {
 	g, s, clk := newGuard(t)
-	rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute) // the crashed executor
+	_, rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute) // the crashed executor
 	require.NoError(t, err)
 	require.Nil(t, rec)
 	var runs atomic.Int32
@@ -188,6 +188,64 @@ func TestGuardLockLapsed(t *testing.T) {
 	require.Equal(t, "second", string(out), "the new owner's record survives")
 }
 
+// TestGuardFencedBySkewedClock: the Guard's clock runs behind the
+// store's, so the Guard believes its claim live after the store let it
+// lapse and gave the key to another caller. The store's fencing refuses
+// the late Complete and Release: the successor's claim survives, and the
+// late caller learns that its result was not recorded.
+func TestGuardFencedBySkewedClock(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		storeClock := clocktest.NewManual(t0)
+		s := &idempotency.MemStore{Clock: storeClock}
+		g := idempotency.New(s, idempotency.Config{Lock: time.Minute, Clock: clocktest.NewManual(t0)})
+		var successor uint64
+		out, err := g.Do(bg, "k", []byte("fp"), func(ctx context.Context) ([]byte, error) {
+			storeClock.Advance(time.Minute) // a pause the Guard's clock did not see
+			var rec *idempotency.Record
+			var err error
+			successor, rec, err = s.Claim(bg, "k", []byte("fp"), time.Minute)
+			require.NoError(t, err)
+			require.Nil(t, rec)
+			if fail {
+				return nil, idempotency.Retryable(errors.New("try again")) // would Release
+			}
+			return []byte("late"), nil
+		})
+		require.ErrorIs(t, err, idempotency.ErrNotClaimed, "fail=%v", fail)
+		if !fail {
+			require.ErrorIs(t, err, idempotency.ErrLockExpired)
+			require.Equal(t, "late", string(out), "the caller still learns what fn did")
+		}
+		_, rec, err := s.Claim(bg, "k", nil, time.Minute)
+		require.NoError(t, err)
+		require.NotNil(t, rec, "fail=%v: the successor's claim was released", fail)
+		require.Equal(t, idempotency.InProgress, rec.State, "fail=%v: the successor's claim was completed", fail)
+		require.Equal(t, successor, rec.Token)
+	}
+}
+
+// TestGuardFencingToken: fn's context carries its claim's token, which
+// increases from one claim to the next.
+func TestGuardFencingToken(t *testing.T) {
+	g, s, _ := newGuard(t)
+	_, ok := idempotency.FencingToken(bg)
+	require.False(t, ok)
+	var tokens []uint64
+	for _, key := range []string{"a", "b", "c"} {
+		_, err := g.Do(bg, key, nil, func(ctx context.Context) ([]byte, error) {
+			token, ok := idempotency.FencingToken(ctx)
+			require.True(t, ok)
+			tokens = append(tokens, token)
+			return nil, nil
+		})
+		require.NoError(t, err)
+		_, rec, err := s.Claim(bg, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, tokens[len(tokens)-1], rec.Token, "the record keeps its claim's token")
+	}
+	require.IsIncreasing(t, tokens)
+}
+
 // TestGuardPanicAfterLockLapsed: fn outlives its lock, another caller
 // takes the key over, then fn panics. The first Guard must leave the new
 // owner's claim alone, as it does when fn returns; releasing it would let a
@@ -197,13 +255,13 @@ func TestGuardPanicAfterLockLapsed(t *testing.T) {
 	require.Panics(t, func() {
 		_, _ = g1.Do(bg, "k", []byte("first"), func(context.Context) ([]byte, error) {
 			clk.Advance(time.Minute)
-			rec, err := s.Claim(bg, "k", []byte("second"), time.Minute) // the takeover
+			_, rec, err := s.Claim(bg, "k", []byte("second"), time.Minute) // the takeover
 			require.NoError(t, err)
 			require.Nil(t, rec)
 			panic("bug")
 		})
 	})
-	rec, err := s.Claim(bg, "k", []byte("third"), time.Minute)
+	_, rec, err := s.Claim(bg, "k", []byte("third"), time.Minute)
 	require.NoError(t, err)
 	require.NotNil(t, rec, "the second owner's claim was released")
 	require.Equal(t, "second", string(rec.Fingerprint))
@@ -328,7 +386,9 @@ type failingStore struct{ idempotency.MemStore }
 
 var errDisk = errors.New("disk on fire")
 
-func (*failingStore) Complete(context.Context, string, []byte, time.Duration) error { return errDisk }
+func (*failingStore) Complete(context.Context, string, uint64, []byte, time.Duration) error {
+	return errDisk
+}
 
 func TestGuardCompleteFails(t *testing.T) {
 	g := idempotency.New(&failingStore{}, idempotency.Config{})
@@ -339,9 +399,9 @@ func TestGuardCompleteFails(t *testing.T) {
 
 func TestGuardCorruptRecord(t *testing.T) {
 	g, s, _ := newGuard(t)
-	_, err := s.Claim(bg, "k", nil, time.Minute)
+	token, _, err := s.Claim(bg, "k", nil, time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, s.Complete(bg, "k", []byte("not msgpack"), time.Hour))
+	require.NoError(t, s.Complete(bg, "k", token, []byte("not msgpack"), time.Hour))
 	_, err = g.Do(bg, "k", nil, nil)
 	require.ErrorIs(t, err, idempotency.ErrCorrupt)
 }

@@ -41,7 +41,8 @@ type MemStore struct {
 
 	init   sync.Once
 	seed   maphash.Seed
-	n      atomic.Int64 // records held across all shards
+	n      atomic.Int64  // records held across all shards
+	tokens atomic.Uint64 // the last fencing token granted
 	shards [memShards]memShard
 }
 
@@ -59,58 +60,63 @@ type memEntry struct {
 	idx int // position in the shard's expiryHeap
 }
 
-// Claim implements [Store.Claim]. It returns ErrFull if key is new and
-// the store already holds MaxKeys live records, an error if lock is not
-// positive, and ctx.Err() if ctx is done.
-func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (*Record, error) {
+// Claim implements [Store.Claim]. Tokens count up from 1 across the
+// whole store. It returns ErrFull if key is new and the store already
+// holds MaxKeys live records, an error if lock is not positive, and
+// ctx.Err() if ctx is done.
+func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (uint64, *Record, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if lock <= 0 {
-		return nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
+		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	now := s.now()
 	sh := s.shard(key)
-	rec, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+	token, rec, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
 		for i := range s.shards {
 			s.sweep(&s.shards[i], now)
 		}
-		rec, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+		token, rec, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	}
-	return rec, err
+	return token, rec, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (*Record, error) {
+func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (uint64, *Record, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 	if e, ok := sh.m[key]; ok { // every expired record was just swept
-		return e.rec.clone(), nil
+		return 0, e.rec.clone(), nil
 	}
 	if !s.reserve() {
-		return nil, ErrFull
+		return 0, nil, ErrFull
 	}
+	// Taken inside the shard's lock, so a claim that returned before
+	// another began has the smaller token.
+	token := s.tokens.Add(1)
 	e := &memEntry{rec: Record{
 		Key:         key,
 		Fingerprint: bytes.Clone(fingerprint),
 		State:       InProgress,
 		LockedUntil: until,
+		Token:       token,
 	}}
 	sh.m[key] = e
 	heap.Push(&sh.q, e)
-	return nil, nil
+	return token, nil, nil
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
-// ErrNotClaimed if key has no live in-progress claim, an error if retain
-// is not positive, and ctx.Err() if ctx is done.
-func (s *MemStore) Complete(ctx context.Context, key string, response []byte, retain time.Duration) error {
+// ErrNotClaimed if key has no live in-progress claim under token, an
+// error if retain is not positive, and ctx.Err() if ctx is done.
+func (s *MemStore) Complete(ctx context.Context, key string, token uint64, response []byte, retain time.Duration) error {
 	if retain <= 0 {
 		return fmt.Errorf("idempotency: Complete with non-positive retain %v", retain)
 	}
-	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, now time.Time) {
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, now time.Time) {
 		e.rec.State = Done
 		e.rec.Response = bytes.Clone(response)
 		if e.rec.Response == nil {
@@ -122,10 +128,10 @@ func (s *MemStore) Complete(ctx context.Context, key string, response []byte, re
 }
 
 // Release implements [Store.Release]. It returns an error wrapping
-// ErrNotClaimed if key has no live in-progress claim, and ctx.Err() if ctx
-// is done.
-func (s *MemStore) Release(ctx context.Context, key string) error {
-	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, _ time.Time) {
+// ErrNotClaimed if key has no live in-progress claim under token, and
+// ctx.Err() if ctx is done.
+func (s *MemStore) Release(ctx context.Context, key string, token uint64) error {
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ time.Time) {
 		heap.Remove(&sh.q, e.idx)
 		delete(sh.m, key)
 		s.n.Add(-1)
@@ -137,8 +143,8 @@ func (s *MemStore) Release(ctx context.Context, key string) error {
 func (s *MemStore) Len() int { return int(s.n.Load()) }
 
 // onClaim runs fn, with key's shard locked, on key's live in-progress
-// entry, or returns ErrNotClaimed.
-func (s *MemStore) onClaim(ctx context.Context, key string, fn func(sh *memShard, e *memEntry, now time.Time)) error {
+// entry claimed under token, or returns ErrNotClaimed.
+func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn func(sh *memShard, e *memEntry, now time.Time)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -148,8 +154,8 @@ func (s *MemStore) onClaim(ctx context.Context, key string, fn func(sh *memShard
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 	e, ok := sh.m[key]
-	if !ok || e.rec.State != InProgress {
-		return fmt.Errorf("%w: %q", ErrNotClaimed, key)
+	if !ok || e.rec.State != InProgress || e.rec.Token != token {
+		return fmt.Errorf("%w: %q under token %d", ErrNotClaimed, key, token)
 	}
 	fn(sh, e, now)
 	return nil

@@ -448,8 +448,8 @@ func TestMiddlewareNilGuard(t *testing.T) {
 // brokenStore fails every Claim.
 type brokenStore struct{ idempotency.MemStore }
 
-func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (*idempotency.Record, error) {
-	return nil, errDisk
+func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (uint64, *idempotency.Record, error) {
+	return 0, nil, errDisk
 }
 
 func TestMiddlewareStoreTrouble(t *testing.T) {
@@ -467,9 +467,9 @@ func TestMiddlewareStoreTrouble(t *testing.T) {
 
 	// A record the middleware cannot decode is a 500, not a panic.
 	s := &idempotency.MemStore{}
-	_, err := s.Claim(context.Background(), "k", nil, time.Minute)
+	token, _, err := s.Claim(context.Background(), "k", nil, time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, s.Complete(context.Background(), "k", []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
+	require.NoError(t, s.Complete(context.Background(), "k", token, []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
 	h = idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
 		Fingerprint: func(*http.Request, []byte) []byte { return nil },
 	})(http.HandlerFunc(created))

@@ -109,7 +109,7 @@ func (b *Barrier) once(ctx context.Context, key string, response []byte, fn func
 		panic("saga: Barrier without a Store")
 	}
 	lock := cmp.Or(b.Lock, DefaultBarrierLock)
-	rec, err := b.Store.Claim(ctx, key, nil, lock)
+	token, rec, err := b.Store.Claim(ctx, key, nil, lock)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("saga: barrier: claim %q: %w", key, err)
@@ -125,12 +125,12 @@ func (b *Barrier) once(ctx context.Context, key string, response []byte, fn func
 	}
 	ctx = context.WithoutCancel(ctx) // record the outcome even if ctx ended
 	if err != nil {
-		if rerr := b.Store.Release(ctx, key); rerr != nil {
+		if rerr := b.Store.Release(ctx, key, token); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("saga: barrier: release %q: %w", key, rerr))
 		}
 		return nil, err
 	}
-	if err := b.Store.Complete(ctx, key, response, cmp.Or(b.Retain, DefaultBarrierRetain)); err != nil {
+	if err := b.Store.Complete(ctx, key, token, response, cmp.Or(b.Retain, DefaultBarrierRetain)); err != nil {
 		return nil, fmt.Errorf("saga: barrier: %q succeeded but its record was not kept: %w", key, err)
 	}
 	return nil, nil
