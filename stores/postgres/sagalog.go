@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -13,7 +14,15 @@ type SagaConfig struct {
 	// Prefix starts the names of the log's tables; "": DefaultPrefix.
 	// It must match the prefix given to MigratePrefix.
 	Prefix string
+	// Writers bounds the batches written at once, each on its own
+	// connection. While that many are in flight, Appends queue for the
+	// next one. 0: DefaultSagaWriters.
+	Writers int
 }
+
+// DefaultSagaWriters is the batches a SagaLog writes at once when
+// SagaConfig.Writers is 0.
+const DefaultSagaWriters = 4
 
 // SagaLog is a [saga.Log] in PostgreSQL: every record is a row holding
 // its canonical msgpack encoding (see [saga.Record]), so the log keeps
@@ -21,11 +30,13 @@ type SagaConfig struct {
 // says where it started and whether it has a terminal record.
 //
 // Appends are group-committed: Append returns once its record is
-// committed, and while one batch is being written, the records appended
-// meanwhile queue up and go together in the next one — one statement and
-// one commit (one WAL flush) for the whole batch. The first caller that
-// finds no write in flight writes the batch; no goroutine runs in the
-// background.
+// committed, and while SagaConfig.Writers batches are being written, the
+// records appended meanwhile queue up and go together in the next one —
+// one statement and one commit (one WAL flush) for the whole batch. The
+// first caller that finds a writer free writes the batch; no goroutine
+// runs in the background. A record appended after another returned is in
+// a later batch (batches are numbered by a sequence when their statement
+// starts), so each saga's records keep their order.
 //
 // A SagaLog is safe for concurrent use. Create it with [NewSagaLog] over
 // a schema made by [Migrate]; several SagaLogs (processes) may share the
@@ -37,11 +48,22 @@ type SagaLog struct {
 	open    string
 	compact string
 
+	writers int
+
 	mu       sync.Mutex
 	cond     sync.Cond
 	next     *sagaBatch // the records waiting for the next write
-	flushing bool
+	flushing int        // batches being written
+	// seen caches the open sagas this log has appended to, whose row in
+	// the saga table exists: their records that are not terminal need not
+	// touch it. It is only a cache: a saga missing from it is upserted
+	// (and nothing changes if its row exists). It is cleared when it holds
+	// maxSeen sagas, so abandoned sagas cannot grow it without bound.
+	seen map[string]struct{}
 }
+
+// maxSeen bounds SagaLog.seen.
+const maxSeen = 1 << 16
 
 var _ saga.Log = (*SagaLog)(nil)
 
@@ -51,29 +73,35 @@ type sagaBatch struct {
 	sagas    []string
 	records  [][]byte
 	terminal []bool
+	touch    []bool
 	done     bool
 	err      error
 }
 
 // NewSagaLog returns a log on db's tables with cfg.Prefix. It returns an
-// error wrapping [ErrPrefix] for an invalid prefix.
+// error wrapping [ErrPrefix] for an invalid prefix, and an error for
+// negative Writers.
 func NewSagaLog(db DB, cfg SagaConfig) (*SagaLog, error) {
 	p, err := prefix(cfg.Prefix)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Writers < 0 {
+		return nil, fmt.Errorf("postgres: negative SagaConfig.Writers %d", cfg.Writers)
+	}
 	l := &SagaLog{
-		db: db,
+		db:      db,
+		writers: cmp.Or(cfg.Writers, DefaultSagaWriters),
 		// One statement writes a batch: its records, in order, and for
-		// each saga in it, its first position (if new) and whether it has
-		// ended.
+		// the sagas it may start or end (touch), their first position
+		// (if new) and whether they have ended.
 		insert: named(p, `
 WITH b AS (SELECT nextval('distkit_saga_batch') AS id),
-x AS (SELECT * FROM unnest($1::text[], $2::bytea[], $3::boolean[]) WITH ORDINALITY AS x(saga, record, terminal, ord)),
+x AS (SELECT * FROM unnest($1::text[], $2::bytea[], $3::boolean[], $4::boolean[]) WITH ORDINALITY AS x(saga, record, terminal, touch, ord)),
 r AS (INSERT INTO distkit_saga_record (saga, batch, ord, record) SELECT x.saga, b.id, x.ord, x.record FROM x, b)
 INSERT INTO distkit_saga AS s (saga, batch, ord, finished)
-SELECT x.saga, (SELECT id FROM b), min(x.ord), bool_or(x.terminal) FROM x GROUP BY x.saga
-ON CONFLICT (saga) DO UPDATE SET finished = s.finished OR excluded.finished`),
+SELECT x.saga, (SELECT id FROM b), min(x.ord), bool_or(x.terminal) FROM x WHERE x.touch GROUP BY x.saga
+ON CONFLICT (saga) DO UPDATE SET finished = true WHERE excluded.finished AND NOT s.finished`),
 		records: named(p, `SELECT record FROM distkit_saga_record WHERE saga = $1 ORDER BY batch, ord`),
 		open:    named(p, `SELECT saga FROM distkit_saga WHERE NOT finished ORDER BY batch, ord`),
 		compact: named(p, `
@@ -82,6 +110,7 @@ r AS (DELETE FROM distkit_saga_record WHERE saga IN (SELECT saga FROM d))
 SELECT count(*) FROM d`),
 	}
 	l.cond.L = &l.mu
+	l.seen = make(map[string]struct{})
 	return l, nil
 }
 
@@ -109,14 +138,17 @@ func (l *SagaLog) Append(ctx context.Context, r saga.Record) error {
 		l.next = new(sagaBatch)
 	}
 	b := l.next
+	terminal := r.Kind.Terminal()
+	_, seen := l.seen[r.Saga]
 	b.sagas = append(b.sagas, r.Saga)
 	b.records = append(b.records, enc)
-	b.terminal = append(b.terminal, r.Kind.Terminal())
+	b.terminal = append(b.terminal, terminal)
+	b.touch = append(b.touch, terminal || !seen)
 	for !b.done {
-		if l.flushing {
-			l.cond.Wait()
-		} else {
+		if b == l.next && l.flushing < l.writers {
 			l.flush(ctx)
+		} else {
+			l.cond.Wait()
 		}
 	}
 	return b.err
@@ -126,14 +158,27 @@ func (l *SagaLog) Append(ctx context.Context, r saga.Record) error {
 // the write.
 func (l *SagaLog) flush(ctx context.Context) {
 	b := l.next
-	l.next, l.flushing = nil, true
+	l.next = nil
+	l.flushing++
 	l.mu.Unlock()
-	_, err := l.db.Exec(context.WithoutCancel(ctx), l.insert, b.sagas, b.records, b.terminal)
+	_, err := l.db.Exec(context.WithoutCancel(ctx), l.insert, b.sagas, b.records, b.terminal, b.touch)
 	l.mu.Lock()
 	if err != nil {
 		err = fmt.Errorf("postgres: saga log: append: %w", err)
+	} else {
+		for i, id := range b.sagas {
+			switch {
+			case b.terminal[i]:
+				delete(l.seen, id)
+			case len(l.seen) >= maxSeen:
+				clear(l.seen)
+			default:
+				l.seen[id] = struct{}{}
+			}
+		}
 	}
-	b.done, b.err, l.flushing = true, err, false
+	b.done, b.err = true, err
+	l.flushing--
 	l.cond.Broadcast()
 }
 
