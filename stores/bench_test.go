@@ -18,7 +18,7 @@ import (
 
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/saga"
-	"github.com/distkit/distkit/stores/internal/servertest"
+	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/postgres"
 	"github.com/distkit/distkit/stores/redis"
 )

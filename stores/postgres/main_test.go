@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/distkit/distkit/stores/internal/servertest"
+	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/postgres"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/idempotency/idempotencytest"
-	"github.com/distkit/distkit/stores/internal/servertest"
+	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/redis"
 )
 

@@ -1,6 +1,7 @@
-// Package servertest starts throwaway PostgreSQL and Redis servers for the
-// tests of the stores module, from the binaries installed on the machine:
-// real servers, never mocks.
+// Package servertest starts throwaway PostgreSQL and Redis servers for
+// tests, from the binaries installed on the machine: real servers, never
+// mocks. The stores module and the examples test with it, and so can the
+// applications that use them.
 //
 // # Usage
 //
