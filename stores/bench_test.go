@@ -18,9 +18,9 @@ import (
 
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/saga"
-	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/postgres"
 	"github.com/distkit/distkit/stores/redis"
+	"github.com/distkit/distkit/stores/servertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }

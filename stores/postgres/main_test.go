@@ -7,8 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/postgres"
+	"github.com/distkit/distkit/stores/servertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }

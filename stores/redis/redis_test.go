@@ -10,8 +10,8 @@ import (
 	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/idempotency/idempotencytest"
-	"github.com/distkit/distkit/stores/servertest"
 	"github.com/distkit/distkit/stores/redis"
+	"github.com/distkit/distkit/stores/servertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
