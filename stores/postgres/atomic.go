@@ -203,7 +203,7 @@ func (s *IdempotencyStore) completeTx(ctx context.Context, tx pgx.Tx, key string
 	}
 	if errors.Is(rerr, idempotency.ErrNotClaimed) {
 		var done bool
-		if qerr := s.db.QueryRow(ctx, s.finished, key, int64(token)).Scan(&done); qerr == nil && done {
+		if qerr := s.db.QueryRow(ctx, s.finished, []byte(key), int64(token)).Scan(&done); qerr == nil && done {
 			return nil // the commit went through; only its reply was lost
 		}
 	}

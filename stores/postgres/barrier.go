@@ -41,7 +41,8 @@ const (
 //     compensation can never be recorded as null for an action that
 //     commits afterwards.
 //
-// Each call is one transaction at READ COMMITTED: the barrier's insert,
+// Keys are at most [MaxKeyLen] bytes ([ErrKeyTooLong] otherwise). Each
+// call is one transaction at READ COMMITTED: the barrier's insert,
 // then fn's statements on the same pgx.Tx, then the commit. If fn returns
 // an error the transaction rolls back, nothing is recorded, and a later
 // call runs fn again.
@@ -81,15 +82,15 @@ func NewBarrier(db DB, cfg BarrierConfig) (*Barrier, error) {
 // returned wrapped; after one the action may or may not have committed,
 // and a retry tells which.
 func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return b.inTx(ctx, func(tx pgx.Tx) (bool, error) {
-		tag, err := tx.Exec(ctx, b.action, key)
+	return b.inTx(ctx, key, func(tx pgx.Tx) (bool, error) {
+		tag, err := tx.Exec(ctx, b.action, []byte(key))
 		if err != nil {
 			return false, fmt.Errorf("postgres: barrier: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
 			// The row was there, or committed while we waited for it.
 			var origin int
-			if err := tx.QueryRow(ctx, b.origin, key).Scan(&origin); err != nil {
+			if err := tx.QueryRow(ctx, b.origin, []byte(key)).Scan(&origin); err != nil {
 				return false, fmt.Errorf("postgres: barrier: %w", err)
 			}
 			if origin == opCompensate {
@@ -110,8 +111,8 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 // it. If fn fails, its error is returned, the transaction rolls back, and
 // a later call runs fn again.
 func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return b.inTx(ctx, func(tx pgx.Tx) (bool, error) {
-		rows, err := tx.Query(ctx, b.compens, key)
+	return b.inTx(ctx, key, func(tx pgx.Tx) (bool, error) {
+		rows, err := tx.Query(ctx, b.compens, []byte(key))
 		if err != nil {
 			return false, fmt.Errorf("postgres: barrier: %w", err)
 		}
@@ -131,7 +132,10 @@ func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx contex
 
 // inTx runs body in a transaction, and commits it if body returns
 // (true, nil); otherwise it rolls back.
-func (b *Barrier) inTx(ctx context.Context, body func(tx pgx.Tx) (bool, error)) error {
+func (b *Barrier) inTx(ctx context.Context, key string, body func(tx pgx.Tx) (bool, error)) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: barrier: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -266,5 +267,22 @@ func TestBarrierRandomInterleavings(t *testing.T) {
 		if got, want := a.count("refund", key), map[bool]int{true: 1}[committed[key]]; got != want {
 			t.Errorf("%s: %d refunds, want %d (action committed: %v)", key, got, want, committed[key])
 		}
+	}
+}
+
+func TestBarrierHostileKeys(t *testing.T) {
+	a := newAccount(t)
+	var acts, comps int
+	for _, key := range []string{"a\x00b", "\xff"} {
+		if err := a.compensate(key, &comps); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.action(key, &acts); !errors.Is(err, saga.ErrHanging) {
+			t.Fatalf("action(%q) after its compensation: %v", key, err)
+		}
+	}
+	long := strings.Repeat("k", postgres.MaxKeyLen+1)
+	if err := a.action(long, &acts); !errors.Is(err, postgres.ErrKeyTooLong) || acts != 0 {
+		t.Fatalf("action of an oversized key: %v, ran %d", err, acts)
 	}
 }

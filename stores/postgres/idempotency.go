@@ -115,7 +115,8 @@ func micros(d time.Duration) int64 {
 }
 
 // Claim implements [idempotency.Store.Claim] in one statement. It returns
-// an error if lock is not positive, ctx.Err() if ctx is done, and the
+// an error wrapping [ErrKeyTooLong] for a key beyond MaxKeyLen, an error
+// if lock is not positive, ctx.Err() if ctx is done, and the
 // database's errors wrapped.
 func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
 	if err := ctx.Err(); err != nil {
@@ -123,6 +124,9 @@ func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []
 	}
 	if lock <= 0 {
 		return 0, nil, fmt.Errorf("postgres: Claim with non-positive lock %v", lock)
+	}
+	if err := checkKey(key); err != nil {
+		return 0, nil, err
 	}
 	if fingerprint == nil {
 		fingerprint = []byte{}
@@ -134,7 +138,7 @@ func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []
 		rec      = idempotency.Record{Key: key}
 		done     bool
 	)
-	err := s.db.QueryRow(ctx, s.claim, key, fingerprint, micros(lock), s.now()).
+	err := s.db.QueryRow(ctx, s.claim, []byte(key), fingerprint, micros(lock), s.now()).
 		Scan(&mine, &rec.Fingerprint, &done, &token, &deadline, &rec.Response)
 	if err != nil {
 		return 0, nil, fmt.Errorf("postgres: claim %q: %w", key, err)
@@ -157,7 +161,8 @@ func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []
 // Complete implements [idempotency.Store.Complete] in one statement. Under
 // a [Guard], when the function ran in a transaction, the statement runs
 // in that transaction, which then commits (see [Guard]). It returns an
-// error wrapping [idempotency.ErrNotClaimed] if key has no live claim
+// error wrapping [ErrKeyTooLong] for a key beyond MaxKeyLen, one wrapping
+// [idempotency.ErrNotClaimed] if key has no live claim
 // under token, an error if retain is not positive, ctx.Err() if ctx is
 // done, and the database's errors wrapped.
 func (s *IdempotencyStore) Complete(ctx context.Context, key string, token uint64, response []byte, retain time.Duration) error {
@@ -166,6 +171,9 @@ func (s *IdempotencyStore) Complete(ctx context.Context, key string, token uint6
 	}
 	if retain <= 0 {
 		return fmt.Errorf("postgres: Complete with non-positive retain %v", retain)
+	}
+	if err := checkKey(key); err != nil {
+		return err
 	}
 	if token > math.MaxInt64 { // never granted: tokens come from a bigint sequence
 		return fmt.Errorf("%w: %q under token %d", idempotency.ErrNotClaimed, key, token)
@@ -185,7 +193,7 @@ type execer interface {
 }
 
 func (s *IdempotencyStore) completeIn(ctx context.Context, ex execer, key string, token uint64, response []byte, retain time.Duration) error {
-	tag, err := ex.Exec(ctx, s.complete, key, int64(token), response, micros(retain), s.now())
+	tag, err := ex.Exec(ctx, s.complete, []byte(key), int64(token), response, micros(retain), s.now())
 	if err != nil {
 		return fmt.Errorf("postgres: complete %q: %w", key, err)
 	}
@@ -197,7 +205,8 @@ func (s *IdempotencyStore) completeIn(ctx context.Context, ex execer, key string
 
 // Release implements [idempotency.Store.Release] in one statement. Under a
 // [Guard], it first rolls back the function's transaction. It returns an
-// error wrapping [idempotency.ErrNotClaimed] if key has no live claim
+// error wrapping [ErrKeyTooLong] for a key beyond MaxKeyLen, one wrapping
+// [idempotency.ErrNotClaimed] if key has no live claim
 // under token, ctx.Err() if ctx is done, and the database's errors
 // wrapped.
 func (s *IdempotencyStore) Release(ctx context.Context, key string, token uint64) error {
@@ -207,10 +216,13 @@ func (s *IdempotencyStore) Release(ctx context.Context, key string, token uint64
 	if tx := phaseOf(ctx, s, token); tx != nil {
 		tx.Rollback(ctx)
 	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if token > math.MaxInt64 {
 		return fmt.Errorf("%w: %q under token %d", idempotency.ErrNotClaimed, key, token)
 	}
-	tag, err := s.db.Exec(ctx, s.release, key, int64(token), s.now())
+	tag, err := s.db.Exec(ctx, s.release, []byte(key), int64(token), s.now())
 	if err != nil {
 		return fmt.Errorf("postgres: release %q: %w", key, err)
 	}

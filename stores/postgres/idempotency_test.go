@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,5 +224,54 @@ func TestGuardLateOwnerRollsBack(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("the late owner's write committed: %d payments", n)
+	}
+}
+
+// Keys are bytes: NUL and invalid UTF-8 work; an oversized key or a
+// forged token is refused with a clear error and writes nothing.
+func TestIdempotencyStoreHostileInput(t *testing.T) {
+	pool := migrated(t)
+	s, err := postgres.NewIdempotencyStore(pool, postgres.IdempotencyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"a\x00b", "\xff\xfe", strings.Repeat("k", postgres.MaxKeyLen)} {
+		tok, _, err := s.Claim(ctx, key, []byte{0}, time.Minute)
+		if err != nil || tok == 0 {
+			t.Fatalf("Claim(%q): %d, %v", key, tok, err)
+		}
+		if err := s.Complete(ctx, key, tok, []byte{0, 1}, time.Minute); err != nil {
+			t.Fatalf("Complete(%q): %v", key, err)
+		}
+		_, rec, err := s.Claim(ctx, key, nil, time.Minute)
+		if err != nil || rec == nil || rec.Key != key || rec.Token != tok || string(rec.Response) != "\x00\x01" {
+			t.Fatalf("Claim(%q) of a done key = %+v, %v", key, rec, err)
+		}
+	}
+	long := strings.Repeat("k", postgres.MaxKeyLen+1)
+	if _, _, err := s.Claim(ctx, long, nil, time.Minute); !errors.Is(err, postgres.ErrKeyTooLong) {
+		t.Fatalf("Claim of an oversized key: %v, want ErrKeyTooLong", err)
+	}
+	if err := s.Release(ctx, long, 1); !errors.Is(err, postgres.ErrKeyTooLong) {
+		t.Fatalf("Release of an oversized key: %v, want ErrKeyTooLong", err)
+	}
+	tok, _, err := s.Claim(ctx, "k", nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, forged := range []uint64{0, tok + 1, 1 << 63, math.MaxUint64} {
+		if err := s.Complete(ctx, "k", forged, nil, time.Minute); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("Complete under forged token %d: %v, want ErrNotClaimed", forged, err)
+		}
+		if err := s.Release(ctx, "k", forged); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("Release under forged token %d: %v, want ErrNotClaimed", forged, err)
+		}
+	}
+	if err := s.Release(ctx, "k", tok); err != nil {
+		t.Fatalf("the claim did not survive the forged tokens: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM distkit_idempotency").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d rows, %v; want the 3 done keys", n, err)
 	}
 }

@@ -70,7 +70,7 @@ var _ saga.Log = (*SagaLog)(nil)
 // sagaBatch is one group commit: the records of many Appends and the
 // outcome they all share.
 type sagaBatch struct {
-	sagas    []string
+	sagas    [][]byte
 	records  [][]byte
 	terminal []bool
 	touch    []bool
@@ -97,7 +97,7 @@ func NewSagaLog(db DB, cfg SagaConfig) (*SagaLog, error) {
 		// (if new) and whether they have ended.
 		insert: named(p, `
 WITH b AS (SELECT nextval('distkit_saga_batch') AS id),
-x AS (SELECT * FROM unnest($1::text[], $2::bytea[], $3::boolean[], $4::boolean[]) WITH ORDINALITY AS x(saga, record, terminal, touch, ord)),
+x AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::boolean[], $4::boolean[]) WITH ORDINALITY AS x(saga, record, terminal, touch, ord)),
 r AS (INSERT INTO distkit_saga_record (saga, batch, ord, record) SELECT x.saga, b.id, x.ord, x.record FROM x, b)
 INSERT INTO distkit_saga AS s (saga, batch, ord, finished)
 SELECT x.saga, (SELECT id FROM b), min(x.ord), bool_or(x.terminal) FROM x WHERE x.touch GROUP BY x.saga
@@ -117,7 +117,8 @@ SELECT count(*) FROM d`),
 // Append commits r. ctx is checked only before r is queued: once queued,
 // r is written with its batch whatever happens to ctx. It returns an
 // error wrapping [saga.ErrTooLarge] for a record whose encoding exceeds
-// [saga.MaxRecordSize] (nothing is written), and the database's error,
+// [saga.MaxRecordSize] and one wrapping [ErrKeyTooLong] for a saga ID
+// beyond MaxKeyLen (nothing is written), and the database's error,
 // wrapped, for a batch that failed: its records are then all stored or
 // none (the commit of a batch whose connection died may still have
 // happened), and the log stays usable.
@@ -128,6 +129,9 @@ func (l *SagaLog) Append(ctx context.Context, r saga.Record) error {
 	enc, err := r.MarshalMsgpack()
 	if err != nil {
 		return fmt.Errorf("postgres: saga log: encode: %w", err)
+	}
+	if err := checkKey(r.Saga); err != nil {
+		return err
 	}
 	if len(enc) > saga.MaxRecordSize {
 		return fmt.Errorf("%w: %d bytes, at most %d", saga.ErrTooLarge, len(enc), saga.MaxRecordSize)
@@ -140,7 +144,7 @@ func (l *SagaLog) Append(ctx context.Context, r saga.Record) error {
 	b := l.next
 	terminal := r.Kind.Terminal()
 	_, seen := l.seen[r.Saga]
-	b.sagas = append(b.sagas, r.Saga)
+	b.sagas = append(b.sagas, []byte(r.Saga))
 	b.records = append(b.records, enc)
 	b.terminal = append(b.terminal, terminal)
 	b.touch = append(b.touch, terminal || !seen)
@@ -169,11 +173,11 @@ func (l *SagaLog) flush(ctx context.Context) {
 		for i, id := range b.sagas {
 			switch {
 			case b.terminal[i]:
-				delete(l.seen, id)
+				delete(l.seen, string(id))
 			case len(l.seen) >= maxSeen:
 				clear(l.seen)
 			default:
-				l.seen[id] = struct{}{}
+				l.seen[string(id)] = struct{}{}
 			}
 		}
 	}
@@ -185,7 +189,10 @@ func (l *SagaLog) flush(ctx context.Context) {
 // Records returns the saga's records in append order. A row that does not
 // decode gives an error wrapping [saga.ErrDecode].
 func (l *SagaLog) Records(ctx context.Context, id string) ([]saga.Record, error) {
-	rows, err := l.db.Query(ctx, l.records, id)
+	if len(id) > MaxKeyLen {
+		return nil, nil // never appended
+	}
+	rows, err := l.db.Query(ctx, l.records, []byte(id))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: saga log: records: %w", err)
 	}
@@ -217,12 +224,12 @@ func (l *SagaLog) Unfinished(ctx context.Context) ([]string, error) {
 	}
 	var ids []string
 	for rows.Next() {
-		var id string
+		var id []byte
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: saga log: unfinished: %w", err)
 		}
-		ids = append(ids, id)
+		ids = append(ids, string(id))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: saga log: unfinished: %w", err)

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/distkit/distkit/saga"
@@ -98,6 +99,29 @@ func TestSagaLogCorruptRow(t *testing.T) {
 	}
 	if _, err := l.Records(ctx, "x"); !errors.Is(err, saga.ErrDecode) {
 		t.Fatalf("Records of a damaged row: %v, want ErrDecode", err)
+	}
+}
+
+// Saga IDs are bytes; an oversized one is refused and writes nothing.
+func TestSagaLogHostileIDs(t *testing.T) {
+	l, err := postgres.NewSagaLog(migrated(t), postgres.SagaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a\x00b", "\xff", strings.Repeat("s", postgres.MaxKeyLen)} {
+		if err := l.Append(ctx, saga.Record{Kind: saga.KindStarted, Saga: id, Def: "d"}); err != nil {
+			t.Fatalf("Append(%q): %v", id, err)
+		}
+		if recs, err := l.Records(ctx, id); err != nil || len(recs) != 1 || recs[0].Saga != id {
+			t.Fatalf("Records(%q) = %v, %v", id, recs, err)
+		}
+	}
+	long := strings.Repeat("s", postgres.MaxKeyLen+1)
+	if err := l.Append(ctx, saga.Record{Kind: saga.KindStarted, Saga: long}); !errors.Is(err, postgres.ErrKeyTooLong) {
+		t.Fatalf("Append of an oversized saga ID: %v, want ErrKeyTooLong", err)
+	}
+	if ids, err := l.Unfinished(ctx); err != nil || len(ids) != 3 || ids[0] != "a\x00b" {
+		t.Fatalf("Unfinished = %q, %v", ids, err)
 	}
 }
 

@@ -19,6 +19,22 @@ const DefaultPrefix = "distkit_"
 // PostgreSQL's 63 bytes.
 const MaxPrefixLen = 32
 
+// MaxKeyLen bounds idempotency keys, saga IDs and barrier keys, in bytes,
+// well within what a PostgreSQL B-tree index entry can hold.
+const MaxKeyLen = 1024
+
+// ErrKeyTooLong is returned for a key or saga ID longer than MaxKeyLen;
+// nothing is written.
+var ErrKeyTooLong = errors.New("postgres: key longer than MaxKeyLen")
+
+// checkKey returns an error wrapping ErrKeyTooLong if key is too long.
+func checkKey(key string) error {
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(key))
+	}
+	return nil
+}
+
 // ErrPrefix is returned for a table prefix that is not a lower-case SQL
 // identifier of at most MaxPrefixLen bytes.
 var ErrPrefix = errors.New("postgres: invalid table prefix")

@@ -1,13 +1,15 @@
 -- The schema of github.com/distkit/distkit/stores/postgres, with the
 -- default table prefix "distkit_". postgres.Migrate creates it (under any
 -- prefix); this file is for those who manage their schema with their own
--- migration tool. Every statement is idempotent.
+-- migration tool. Every statement is idempotent. Keys and saga IDs are
+-- stored as bytea: any Go string is one, NUL bytes and invalid UTF-8
+-- included.
 
 -- Idempotency records: one row per key. deadline is LockedUntil while the
 -- key is in progress (done = false) and ExpiresAt once it is done; a row
 -- whose deadline has passed is treated as absent.
 CREATE TABLE IF NOT EXISTS distkit_idempotency (
-	key         text        PRIMARY KEY,
+	key         bytea       PRIMARY KEY,
 	fingerprint bytea       NOT NULL,
 	done        boolean     NOT NULL,
 	token       bigint      NOT NULL,
@@ -22,7 +24,7 @@ CREATE SEQUENCE IF NOT EXISTS distkit_idempotency_token;
 -- order (batch, ord) in which it was appended.
 CREATE SEQUENCE IF NOT EXISTS distkit_saga_batch;
 CREATE TABLE IF NOT EXISTS distkit_saga_record (
-	saga   text   NOT NULL,
+	saga   bytea  NOT NULL,
 	batch  bigint NOT NULL,
 	ord    int    NOT NULL,
 	record bytea  NOT NULL,
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS distkit_saga_record (
 -- One row per saga: where its first record is, and whether its last
 -- record is terminal.
 CREATE TABLE IF NOT EXISTS distkit_saga (
-	saga     text    PRIMARY KEY,
+	saga     bytea   PRIMARY KEY,
 	batch    bigint  NOT NULL,
 	ord      int     NOT NULL,
 	finished boolean NOT NULL
@@ -43,7 +45,7 @@ CREATE INDEX IF NOT EXISTS distkit_saga_unfinished ON distkit_saga (batch, ord) 
 -- row inserted by a compensation (origin 2) is a null compensation, and
 -- blocks the action for good.
 CREATE TABLE IF NOT EXISTS distkit_saga_barrier (
-	key        text        NOT NULL,
+	key        bytea       NOT NULL,
 	op         smallint    NOT NULL,
 	origin     smallint    NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
