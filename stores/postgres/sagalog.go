@@ -16,13 +16,15 @@ type SagaConfig struct {
 	Prefix string
 	// Writers bounds the batches written at once, each on its own
 	// connection. While that many are in flight, Appends queue for the
-	// next one. 0: DefaultSagaWriters.
+	// next one. Several writers let PostgreSQL's own group commit share
+	// one WAL flush among their commits; give the pool at least this many
+	// connections. 0: DefaultSagaWriters.
 	Writers int
 }
 
 // DefaultSagaWriters is the batches a SagaLog writes at once when
 // SagaConfig.Writers is 0.
-const DefaultSagaWriters = 4
+const DefaultSagaWriters = 16
 
 // SagaLog is a [saga.Log] in PostgreSQL: every record is a row holding
 // its canonical msgpack encoding (see [saga.Record]), so the log keeps
