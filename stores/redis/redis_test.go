@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -77,5 +78,30 @@ func TestIdempotencyStoreForeignKey(t *testing.T) {
 	}
 	if _, _, err := s.Claim(ctx, "s", nil, time.Minute); err == nil || errors.Is(err, idempotency.ErrNotClaimed) {
 		t.Fatalf("Claim of a key of another type: %v, want the server's error", err)
+	}
+}
+
+// Keys and fingerprints are bytes; forged tokens change nothing.
+func TestIdempotencyStoreHostileInput(t *testing.T) {
+	s := redis.New(servertest.Redis(t), redis.Config{})
+	key := "a\x00\xff"
+	tok, _, err := s.Claim(ctx, key, []byte{0, 0xff}, time.Minute)
+	if err != nil || tok == 0 {
+		t.Fatalf("Claim = %d, %v", tok, err)
+	}
+	for _, forged := range []uint64{0, tok + 1, 1 << 63, math.MaxUint64} {
+		if err := s.Complete(ctx, key, forged, nil, time.Minute); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("Complete under forged token %d: %v, want ErrNotClaimed", forged, err)
+		}
+		if err := s.Release(ctx, key, forged); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("Release under forged token %d: %v, want ErrNotClaimed", forged, err)
+		}
+	}
+	if err := s.Complete(ctx, key, tok, []byte{0}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, err := s.Claim(ctx, key, nil, time.Minute)
+	if err != nil || rec == nil || rec.Key != key || string(rec.Fingerprint) != "\x00\xff" || string(rec.Response) != "\x00" || rec.Token != tok {
+		t.Fatalf("record = %+v, %v", rec, err)
 	}
 }
