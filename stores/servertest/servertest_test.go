@@ -3,6 +3,8 @@ package servertest
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +38,29 @@ func TestRedis(t *testing.T) {
 	}
 	if v, err := a.Get(ctx, "k").Result(); err != nil || v != "v" {
 		t.Fatalf("Get = %q, %v", v, err)
+	}
+}
+
+// TestMissingBinary runs this test binary again with a server reported
+// missing: outside CI the test is skipped, naming the package to install;
+// with CI=true it fails.
+func TestMissingBinary(t *testing.T) {
+	if os.Getenv("SERVERTEST_HELPER") == "1" {
+		missing(t, "redis-server", "redis-server")
+		return
+	}
+	for _, ci := range []string{"", "true"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMissingBinary$", "-test.v")
+		cmd.Env = append(os.Environ(), "SERVERTEST_HELPER=1", "CI="+ci)
+		out, err := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "install the Debian package redis-server") {
+			t.Fatalf("CI=%q: the message does not name the package:\n%s", ci, out)
+		}
+		switch failed := err != nil; {
+		case ci == "true" && !failed:
+			t.Fatalf("CI=true: a missing server did not fail the test:\n%s", out)
+		case ci == "" && (failed || !strings.Contains(string(out), "--- SKIP")):
+			t.Fatalf("outside CI: a missing server did not skip the test (%v):\n%s", err, out)
+		}
 	}
 }
