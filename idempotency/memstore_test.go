@@ -156,3 +156,38 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 	wg.Wait()
 	require.LessOrEqual(t, s.Len(), 200)
 }
+
+// TestMemStoreRecordSizes: fingerprints held in the entry and too long
+// for it, and records copied in each of their allocation sizes, are all
+// kept and returned as copies.
+func TestMemStoreRecordSizes(t *testing.T) {
+	ctx := context.Background()
+	var s idempotency.MemStore
+	pattern := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i)
+		}
+		return b
+	}
+	for _, n := range []int{0, 1, 32, 64, 65, 100, 300, 1000} {
+		key := fmt.Sprint("size-", n)
+		fp, resp := pattern(n, 1), pattern(n, 7)
+		token, _, err := s.Claim(ctx, key, fp, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, key, token, resp, time.Hour))
+		clear(fp)
+		clear(resp)
+		_, rec, err := s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
+		require.Equal(t, len(rec.Response), cap(rec.Response), "appending to a copy cannot reach past it")
+		clear(rec.Fingerprint)
+		clear(rec.Response)
+		_, rec, err = s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
+	}
+}

@@ -103,11 +103,3 @@ var (
 	// MaxKeys live records.
 	ErrFull = errors.New("idempotency: store is full")
 )
-
-// deadline is the instant r stops being live.
-func (r *Record) deadline() time.Time {
-	if r.State == InProgress {
-		return r.LockedUntil
-	}
-	return r.ExpiresAt
-}

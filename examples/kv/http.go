@@ -144,8 +144,11 @@ func API(n *Node, cfg APIConfig) http.Handler {
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
 	if cfg.Guard != nil {
+		// The client API has no principals: every client may read every
+		// key, so one namespace of idempotency keys leaks nothing.
 		kv = idempotency.Middleware(cfg.Guard, idempotency.MiddlewareOptions{
 			Methods: []string{http.MethodPut, http.MethodDelete}, Optional: true, MaxBody: MaxValueLen,
+			GlobalScope: true,
 		})(kv)
 	}
 	if cfg.Metrics != nil {
