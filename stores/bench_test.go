@@ -90,19 +90,20 @@ func BenchmarkMiddleware(b *testing.B) {
 		w.WriteHeader(http.StatusCreated)
 		w.Write([]byte(`{"id":"pay_1","amount":1000}`))
 	})
+	opts := idempotency.MiddlewareOptions{GlobalScope: true}
 	stores := []struct {
 		name    string
 		handler func(b *testing.B) http.Handler
 	}{
 		{"mem", func(b *testing.B) http.Handler {
-			return idempotency.Middleware(idempotency.New(&idempotency.MemStore{}, idempotency.Config{}), idempotency.MiddlewareOptions{})(ok)
+			return idempotency.Middleware(idempotency.New(&idempotency.MemStore{}, idempotency.Config{}), opts)(ok)
 		}},
 		{"postgres", func(b *testing.B) http.Handler {
 			s, err := postgres.NewIdempotencyStore(pool(b), postgres.IdempotencyConfig{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			return idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{})(ok)
+			return idempotency.Middleware(idempotency.New(s, idempotency.Config{}), opts)(ok)
 		}},
 		{"postgres-atomic", func(b *testing.B) http.Handler {
 			p := pool(b)
@@ -113,7 +114,7 @@ func BenchmarkMiddleware(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			return postgres.NewGuard(s, idempotency.Config{}).Middleware(idempotency.MiddlewareOptions{})(
+			return postgres.NewGuard(s, idempotency.Config{}).Middleware(opts)(
 				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					tx, err := postgres.Tx(r.Context())
 					if err == nil {
@@ -128,7 +129,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		}},
 		{"redis", func(b *testing.B) http.Handler {
 			s := redis.New(servertest.Redis(b), redis.Config{})
-			return idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{})(ok)
+			return idempotency.Middleware(idempotency.New(s, idempotency.Config{}), opts)(ok)
 		}},
 	}
 	for _, st := range stores {

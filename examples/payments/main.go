@@ -80,7 +80,12 @@ func newService(ctx context.Context, pool *pgxpool.Pool) (http.Handler, error) {
 	g := postgres.NewGuard(store, idempotency.Config{Lock: 30 * time.Second})
 	s := &service{pool: pool}
 	mux := http.NewServeMux()
-	mux.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{MaxBody: 4 << 10})(http.HandlerFunc(s.pay)))
+	mux.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{
+		MaxBody: 4 << 10,
+		// One tenant: every client may replay any key. An API with
+		// several clients scopes keys by the authenticated client.
+		GlobalScope: true,
+	})(http.HandlerFunc(s.pay)))
 	mux.HandleFunc("PUT /accounts/{id}", s.open)
 	mux.HandleFunc("GET /accounts/{id}", s.account)
 	return mux, nil

@@ -15,7 +15,7 @@
 //	// as their recorded response:
 //	store, err := postgres.NewIdempotencyStore(pool, postgres.IdempotencyConfig{})
 //	g := postgres.NewGuard(store, idempotency.Config{})
-//	mux.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{})(
+//	mux.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{Scope: clientID})(
 //		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 //			tx, err := postgres.Tx(r.Context())
 //			_, err = tx.Exec(r.Context(), "INSERT INTO payment ...")

@@ -42,7 +42,9 @@ func ExampleGuard_Middleware() {
 		}
 		w.WriteHeader(http.StatusCreated) // commits with the recorded response
 	})
-	http.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{})(pay))
+	http.Handle("POST /payments", g.Middleware(idempotency.MiddlewareOptions{
+		Scope: func(r *http.Request) string { return r.Header.Get("X-Client-Id") }, // the authenticated client
+	})(pay))
 }
 
 func ExampleBarrier() {

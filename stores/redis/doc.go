@@ -8,7 +8,7 @@
 //	rdb := goredis.NewClient(&goredis.Options{Addr: "localhost:6379"})
 //	store := redis.New(rdb, redis.Config{})
 //	g := idempotency.New(store, idempotency.Config{})
-//	mux.Handle("POST /orders", idempotency.Middleware(g, idempotency.MiddlewareOptions{})(orders))
+//	mux.Handle("POST /orders", idempotency.Middleware(g, idempotency.MiddlewareOptions{Scope: clientID})(orders))
 //
 // # Guarantees
 //

@@ -9,6 +9,10 @@ import (
 	"github.com/distkit/distkit/stores/redis"
 )
 
+// clientID names the authenticated client of a request, so that two
+// clients' keys never meet.
+func clientID(r *http.Request) string { return r.Header.Get("X-Client-Id") }
+
 // The example needs a Redis server, so it is compiled but not run; the
 // package's tests run the store on a throwaway server.
 func ExampleNew() {
@@ -18,5 +22,5 @@ func ExampleNew() {
 	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 	})
-	http.Handle("POST /orders", idempotency.Middleware(g, idempotency.MiddlewareOptions{})(orders))
+	http.Handle("POST /orders", idempotency.Middleware(g, idempotency.MiddlewareOptions{Scope: clientID})(orders))
 }
