@@ -198,3 +198,21 @@ func BenchmarkSaga(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommit measures the floor under every durable Postgres
+// operation above: one autocommitted single-row INSERT (one WAL flush),
+// at 1 and 64 concurrent clients.
+func BenchmarkCommit(b *testing.B) {
+	p := pool(b)
+	if _, err := p.Exec(ctx, "CREATE TABLE floor (x bigint)"); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range concurrency {
+		b.Run(fmt.Sprintf("postgres/clients=%d", n), func(b *testing.B) {
+			clients(b, n, "commits", func(i int) error {
+				_, err := p.Exec(ctx, "INSERT INTO floor VALUES ($1)", i)
+				return err
+			})
+		})
+	}
+}
