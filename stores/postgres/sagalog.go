@@ -32,10 +32,11 @@ const DefaultSagaWriters = 16
 // says where it started and whether it has a terminal record.
 //
 // Appends are group-committed: Append returns once its record is
-// committed, and while SagaConfig.Writers batches are being written, the
-// records appended meanwhile queue up and go together in the next one —
-// one statement and one commit (one WAL flush) for the whole batch. The
-// first caller that finds a writer free writes the batch; no goroutine
+// committed, and the records appended while batches are being written
+// queue up and go together in the next one — one statement and one commit
+// for the whole batch. A caller writes the queued batch itself when no
+// batch is being written, or when it holds at least eight records and
+// fewer than SagaConfig.Writers batches are being written; no goroutine
 // runs in the background. A record appended after another returned is in
 // a later batch (batches are numbered by a sequence when their statement
 // starts), so each saga's records keep their order.
@@ -63,6 +64,10 @@ type SagaLog struct {
 	// maxSeen sagas, so abandoned sagas cannot grow it without bound.
 	seen map[string]struct{}
 }
+
+// minBatch is the records a batch needs before a second concurrent
+// writer takes it.
+const minBatch = 8
 
 // maxSeen bounds SagaLog.seen.
 const maxSeen = 1 << 16
@@ -151,7 +156,10 @@ func (l *SagaLog) Append(ctx context.Context, r saga.Record) error {
 	b.terminal = append(b.terminal, terminal)
 	b.touch = append(b.touch, terminal || !seen)
 	for !b.done {
-		if b == l.next && l.flushing < l.writers {
+		// A writer takes the batch at once if none is writing; the other
+		// writers wait for it to fill up a little, so that commits carry
+		// several records each.
+		if b == l.next && (l.flushing == 0 || l.flushing < l.writers && len(b.sagas) >= minBatch) {
 			l.flush(ctx)
 		} else {
 			l.cond.Wait()
