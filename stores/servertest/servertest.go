@@ -17,7 +17,8 @@
 //   - Each package's test binary starts at most one PostgreSQL and one
 //     Redis server, on first use, and [Main] stops both when the tests
 //     end, whatever their outcome; their files live in a temporary
-//     directory that is removed then.
+//     directory that is removed then. The servers are children of the
+//     test process and die with it, even when a test panics.
 //   - PostgreSQL runs from a fresh initdb, listens only on a Unix socket
 //     in that directory, and runs with fsync on, as in production. Redis
 //     listens only on a Unix socket, without persistence.
@@ -101,11 +102,11 @@ var errNoBinary = errors.New("servertest: binary not installed")
 // ---- PostgreSQL ----
 
 type pgServer struct {
-	dir    string // the socket directory; the data directory is dir/data
-	bin    string
-	cred   *syscall.Credential
-	admin  *pgxpool.Pool
-	stderr string // the server's log file
+	dir   string // the socket directory; the data directory is dir/data
+	bin   string
+	cred  *syscall.Credential
+	cmd   *exec.Cmd // the postmaster
+	admin *pgxpool.Pool
 }
 
 // PostgresDSN returns the connection string of a new, empty database on
@@ -185,7 +186,7 @@ func startPostgres() (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{dir: dir, bin: bin, stderr: filepath.Join(dir, "postgres.log")}
+	s := &pgServer{dir: dir, bin: bin}
 	fail := func(err error) (*pgServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
@@ -209,15 +210,19 @@ func startPostgres() (*pgServer, error) {
 	if err := s.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
 		return fail(err)
 	}
-	opts := strings.Join([]string{
+	// The postmaster runs as a child of the test process, which it
+	// follows in death (SIGQUIT: immediate shutdown), so that a test that
+	// panics leaves no server behind.
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
 		"-k", dir, "-c", "listen_addresses=", "-p", "5432",
 		"-c", "fsync=on", "-c", "synchronous_commit=on",
-		"-c", "max_connections=200", "-c", "shared_buffers=128MB",
-	}, " ")
-	if err := s.run("pg_ctl", "-D", data, "-l", s.stderr, "-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(s.stderr)
-		return fail(fmt.Errorf("%w\n%s", err, log))
+		"-c", "max_connections=200", "-c", "shared_buffers=128MB")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
+	if err := startAndWait(cmd, "database system is ready to accept connections"); err != nil {
+		return fail(fmt.Errorf("postgres: %w", err))
 	}
+	s.cmd = cmd
 	s.admin, err = pgxpool.New(context.Background(), s.dsn("postgres"))
 	if err != nil {
 		s.stop()
@@ -246,10 +251,41 @@ func (s *pgServer) stop() {
 	if s.admin != nil {
 		s.admin.Close()
 	}
-	if err := s.run("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
-		fmt.Fprintln(os.Stderr, "servertest: stop PostgreSQL:", err)
-	}
+	s.cmd.Process.Signal(syscall.SIGQUIT) // immediate shutdown: the data is thrown away
+	s.cmd.Wait()
 	os.RemoveAll(s.dir)
+}
+
+// startAndWait starts cmd and returns once a line of its output contains
+// ready, or with an error if it exits first or does not get ready within
+// startTimeout. Its output is drained afterwards, so it never blocks on a
+// full pipe.
+func startAndWait(cmd *exec.Cmd, ready string) error {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// A timer kills a server that never gets ready, which ends the scan.
+	kill := time.AfterFunc(startTimeout, func() { cmd.Process.Kill() })
+	defer kill.Stop()
+	var logged strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		logged.WriteString(sc.Text() + "\n")
+		if strings.Contains(strings.ToLower(sc.Text()), ready) {
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return nil
+		}
+	}
+	cmd.Wait()
+	return fmt.Errorf("exited before it was ready:\n%s", logged.String())
 }
 
 // ---- Redis ----
@@ -307,35 +343,12 @@ func startRedis() (*redisServer, error) {
 	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock")}
 	s.cmd = exec.Command(bin, "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--databases", strconv.Itoa(redisDatabases))
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // dies with the test process
+	if err := startAndWait(s.cmd, "ready to accept connections"); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("redis-server: %w", err)
 	}
-	s.cmd.Stderr = s.cmd.Stdout
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	// The server says when it accepts connections; a timer kills a server
-	// that never does, which ends the scan.
-	kill := time.AfterFunc(startTimeout, func() { s.cmd.Process.Kill() })
-	defer kill.Stop()
-	var logged strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		logged.WriteString(sc.Text() + "\n")
-		if strings.Contains(strings.ToLower(sc.Text()), "ready to accept connections") {
-			go func() { // drain the log so the server never blocks on it
-				for sc.Scan() {
-				}
-			}()
-			return s, nil
-		}
-	}
-	s.cmd.Wait()
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("redis-server exited before it was ready:\n%s", logged.String())
+	return s, nil
 }
 
 func (s *redisServer) stop() {
