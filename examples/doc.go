@@ -5,4 +5,10 @@
 // Run one from the repository root, for example:
 //
 //	go run ./examples/clocks
+//
+// examples/payments (an idempotent payment API whose debits commit with
+// their recorded responses) and examples/orders (a saga whose
+// participants guard their SQL with the PostgreSQL barrier) need a
+// PostgreSQL database: pass its connection string with -dsn. Their tests
+// start a throwaway server (see stores/servertest).
 package examples
