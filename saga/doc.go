@@ -53,15 +53,18 @@
 //
 // For one saga ID, with one orchestrator writing the log at a time:
 //
-//   - Write-ahead: an attempt of Do is logged before it starts, and its
-//     outcome (with its Puts) is logged, and fsync'd by [FileLog], before
-//     the saga moves on. A Log error stops the saga where it stands.
+//   - Write-ahead: every attempt, of Do and of Undo, is logged before it
+//     starts, and its outcome (with its Puts) is logged, and fsync'd by
+//     [FileLog], before the saga moves on. A Log error stops the saga
+//     where it stands.
 //   - Every saga that starts ends Committed, Compensated or Stuck, across
 //     any number of crashes followed by Recover: the forward phase takes at
-//     most Retry.Attempts() attempts per step (an attempt interrupted by a
-//     crash counts), and the backward phase at most
-//     Config.CompensationAttempts per Undo (unless that is negative:
-//     then only a Permanent error from Undo makes a saga Stuck).
+//     most Retry.Attempts() attempts per step, and the backward phase at
+//     most UndoRetry's attempts per Undo (Step.UndoRetry, whose zero
+//     fields come from Config.UndoRetry); an attempt interrupted by a
+//     crash or a panic counts. So a Do that kills the process on every
+//     try leads to Compensated, and an Undo that does to Stuck, after
+//     their attempts.
 //   - Committed: every step's Do succeeded, in order, and no Undo ran.
 //   - Compensated: the forward phase gave up at some step; then Undo ran
 //     to success for every earlier step, in reverse order, and for the

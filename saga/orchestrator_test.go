@@ -179,7 +179,7 @@ func TestCompensation(t *testing.T) {
 				require.Equal(t, []string{"do a 1", "do b 1", "do c 1", "undo a 1"}, r.calls)
 				require.Equal(t, time.Duration(0), time.Since(start))
 				require.Equal(t, "Started/0 StepStarted/0 StepDone/0 StepStarted/1 StepDone/1 StepStarted/2 "+
-					"Compensating/2 UndoDone/0 Compensated/0", kinds(t, log, "s"))
+					"Compensating/2 UndoStarted/0 UndoDone/0 Compensated/0", kinds(t, log, "s"))
 			} else {
 				require.Equal(t, []string{"do a 1", "do b 1", "do c 1", "do c 2", "do c 3", "undo c 1", "undo a 1"}, r.calls)
 				require.Equal(t, 3*time.Second, time.Since(start))
@@ -229,9 +229,9 @@ func TestStuck(t *testing.T) {
 			}}
 			log := &saga.MemLog{}
 			o := saga.New(log, saga.Config{
-				CompensationAttempts: 4,
-				Jitter:               noJitter.Jitter,
-				Logger:               slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})),
+				UndoRetry: saga.RetryPolicy{MaxAttempts: 4},
+				Jitter:    noJitter.Jitter,
+				Logger:    slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})),
 			})
 			require.NoError(t, o.Register(d))
 			out, err := o.Run(context.Background(), "d", "s", nil)

@@ -1,0 +1,454 @@
+package saga
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// run is one saga driven by an Orchestrator: by Run, Recover or Cancel.
+// Its driver goroutine, and the goroutines of a group's members, make
+// every move through append, under mu, so the log holds the records of
+// the saga in the order the state applied them.
+type run struct {
+	o      *Orchestrator
+	id     string
+	ctx    context.Context         // ends when the caller's ctx ends or Close gives up: the saga is abandoned
+	cancel context.CancelCauseFunc // ends ctx
+
+	mu sync.Mutex
+	s  *state
+	// dead is the error of a failed append (or of a record the state
+	// refused): the run is over and appends nothing more, so the log
+	// holds a prefix of the history, as after a crash.
+	dead error
+	// fwd is the context of the attempts of Do; stop ends it when the
+	// saga is cancelled. Made when the forward phase begins.
+	fwd  context.Context
+	stop context.CancelCauseFunc
+	// cancelled is set by Cancel; settled, made by the first Cancel,
+	// is closed once the cancellation is logged or the run ends.
+	cancelled bool
+	settled   chan struct{}
+	exited    bool
+}
+
+// load replays the saga's records.
+func (r *run) load(recs []Record) error {
+	p, err := r.o.plan(recs[0].Def)
+	if err != nil {
+		return fmt.Errorf("saga %q: %w", r.id, err)
+	}
+	r.s, err = replay(p, recs)
+	return err
+}
+
+func (r *run) append(rec Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.appendLocked(rec)
+}
+
+// appendLocked applies rec to the state and writes it to the log. r.mu
+// is held.
+func (r *run) appendLocked(rec Record) error {
+	if r.dead != nil {
+		return r.dead
+	}
+	if err := r.s.apply(rec); err != nil {
+		r.dead = err // a bug: the driver never makes an illegal move
+		return err
+	}
+	if err := r.o.log.Append(context.WithoutCancel(r.ctx), rec); err != nil {
+		r.dead = fmt.Errorf("saga %q: append %s: %w", r.id, rec.Kind, err)
+		return r.dead
+	}
+	if rec.Kind == KindCancelled {
+		r.closeSettled()
+	}
+	return nil
+}
+
+// requestCancel asks the driver to cancel the saga. It returns a channel
+// closed once that is logged or the run ends, or nil and the answer
+// when there is nothing to wait for.
+func (r *run) requestCancel() (<-chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.s != nil && r.s.cancelled && r.dead == nil:
+		return nil, nil
+	case r.s != nil && r.s.final != 0:
+		return nil, fmt.Errorf("%w: %q ended %s", ErrEnded, r.id, r.s.final)
+	case r.s != nil && r.s.compensating:
+		return nil, nil
+	case r.exited: // ended without the cancellation: look again
+		ch := make(chan struct{})
+		close(ch)
+		return ch, nil
+	}
+	r.cancelled = true
+	if r.settled == nil {
+		r.settled = make(chan struct{})
+	}
+	if r.stop != nil {
+		r.stop(ErrCancelled)
+	}
+	return r.settled, nil
+}
+
+func (r *run) closeSettled() {
+	if r.settled != nil {
+		select {
+		case <-r.settled:
+		default:
+			close(r.settled)
+		}
+	}
+}
+
+// exit marks the run over for a Cancel that waits for it.
+func (r *run) exit() {
+	r.mu.Lock()
+	r.exited = true
+	r.closeSettled()
+	r.mu.Unlock()
+}
+
+func (r *run) abandoned() error {
+	return fmt.Errorf("%w: saga %q left open for Recover: %w", ErrAbandoned, r.id, context.Cause(r.ctx))
+}
+
+// cancelRecord is the record that cancels s, going forward.
+func (s *state) cancelRecord() Record {
+	step := len(s.nodes)
+	if s.stage < len(s.plan.stages) {
+		step = s.plan.stages[s.stage].first
+	}
+	return Record{Kind: KindCancelled, Saga: s.id, Step: step, Err: "cancelled"}
+}
+
+// drive moves the saga to its end, one logged record at a time.
+func (r *run) drive() (Outcome, error) {
+	var cause, last error // the in-process errors behind s.cause and the stuck step's last error
+	for {
+		r.mu.Lock()
+		s := r.s
+		var rec Record
+		switch {
+		case s.final != 0:
+		case r.dead != nil:
+			err := r.dead
+			r.mu.Unlock()
+			return 0, err
+		case r.ctx.Err() != nil:
+			r.mu.Unlock()
+			return 0, r.abandoned()
+		case !s.compensating && r.cancelled:
+			rec = s.cancelRecord()
+			r.o.logger.Info("saga: cancelled, compensating", "saga", s.id, "stage", s.stage)
+		case !s.compensating && s.stage == len(s.plan.stages):
+			rec = Record{Kind: KindCommitted, Saga: s.id}
+		case s.compensating && s.stage < 0:
+			rec = Record{Kind: KindCompensated, Saga: s.id}
+		}
+		r.mu.Unlock()
+		if s.final != 0 {
+			break
+		}
+		if rec.Kind == 0 {
+			if s.compensating {
+				rec = r.backward(&last)
+			} else {
+				rec = r.forward(&cause)
+			}
+			if rec.Kind == 0 {
+				continue // the stage moved on, or stopped: look again
+			}
+		}
+		if err := r.append(rec); err != nil {
+			return 0, err
+		}
+	}
+	s := r.s
+	switch s.final {
+	case KindCommitted:
+		return Committed, nil
+	case KindCompensated:
+		if s.cancelled {
+			return Compensated, fmt.Errorf("saga %q compensated: %w", s.id, ErrCancelled)
+		}
+		return Compensated, &StepError{s.id, s.plan.nodes[s.failed].step.Name, cmp.Or(cause, errors.New(s.cause))}
+	}
+	p := &s.nodes[s.stuck]
+	e := &StuckError{s.id, s.plan.nodes[s.stuck].step.Name, p.undoAttempts, cmp.Or(last, errors.New(p.lastErr)), s.cause}
+	r.o.logger.Error("saga: stuck, compensation needs an operator", "saga", s.id, "definition", s.plan.def.Name,
+		"step", e.Step, "attempts", e.Attempts, "err", e.Err, "cause", s.cause)
+	return Stuck, e
+}
+
+// nodeEnd is how a node's loop ended.
+type nodeEnd int
+
+const (
+	finished nodeEnd = iota // Do, or Undo, succeeded
+	gaveUp                  // no attempt left: the forward phase compensates, or the saga is Stuck
+	stopped                 // the saga was abandoned, cancelled, a sibling gave up, or the log failed
+)
+
+type nodeResult struct {
+	end nodeEnd
+	err error // gaveUp: the last error
+	// permanent: the attempt that gave up failed Permanent and is still
+	// in flight in the log; the Compensating record says so.
+	permanent bool
+}
+
+// forward runs the steps of the current stage that have not succeeded,
+// and returns the record that ends the forward phase if one of them gave
+// up, or no record.
+func (r *run) forward(cause *error) Record {
+	r.mu.Lock()
+	if r.cancelled || r.dead != nil {
+		r.mu.Unlock()
+		return Record{}
+	}
+	if r.fwd == nil {
+		r.fwd, r.stop = context.WithCancelCause(r.ctx)
+	}
+	st := r.s.plan.stages[r.s.stage]
+	r.mu.Unlock()
+	var res nodeResult
+	n := st.first
+	if !st.parallel() {
+		res = r.forwardNode(r.fwd, n, false)
+	} else {
+		ctx, stop := context.WithCancelCause(r.fwd)
+		defer stop(nil)
+		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return !r.s.nodes[n].done },
+			func(n int) nodeResult {
+				res := r.forwardNode(ctx, n, true)
+				if res.end == gaveUp {
+					stop(errSiblingFailed)
+				}
+				return res
+			})
+		for i, rr := range results {
+			if rr.end == gaveUp && res.end != gaveUp {
+				res, n = rr, st.first+i
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if res.end != gaveUp || r.ctx.Err() != nil || r.dead != nil {
+		return Record{}
+	}
+	*cause = res.err
+	r.o.logger.Info("saga: compensating", "saga", r.id, "step", r.s.plan.nodes[n].step.Name,
+		"attempts", r.s.nodes[n].attempts, "err", res.err)
+	return Record{Kind: KindCompensating, Saga: r.id, Step: n, Err: res.err.Error(), Permanent: res.permanent}
+}
+
+// errSiblingFailed stops the other steps of a group when one gives up.
+var errSiblingFailed = errors.New("saga: another step of the group failed")
+
+// forwardNode makes attempts of node n's Do until one succeeds, the
+// node gives up, or ctx ends. In a group (parallel), a Permanent failure
+// is logged as a StepFailed record; alone, the Compensating record that
+// follows says it.
+func (r *run) forwardNode(ctx context.Context, n int, parallel bool) nodeResult {
+	st := r.s.plan.nodes[n].step
+	waited := false
+	var last error
+	for {
+		x, res, wait := r.nextAttempt(ctx, n, &waited, last)
+		switch {
+		case wait > 0:
+			if !r.sleep(ctx, st.Retry, wait) {
+				return nodeResult{end: stopped}
+			}
+			continue
+		case x == nil:
+			return res
+		}
+		err := call(ctx, st.Do, st.Timeout, x)
+		if err != nil && ctx.Err() != nil {
+			return nodeResult{end: stopped} // the attempt stays in flight: its effect is unknown
+		}
+		rec := Record{Kind: KindStepDone, Saga: r.id, Step: n, Attempt: x.Attempt}
+		switch {
+		case err == nil:
+			rec.Bag = x.entries()
+		case IsPermanent(err) && !parallel:
+			return nodeResult{end: gaveUp, err: err, permanent: true}
+		default:
+			rec.Kind, rec.Err, rec.Permanent = KindStepFailed, err.Error(), IsPermanent(err)
+			r.o.logger.Warn("saga: step failed", "saga", r.id, "step", st.Name, "attempt", x.Attempt, "err", err)
+		}
+		if r.append(rec) != nil {
+			return nodeResult{end: stopped}
+		}
+		if err == nil {
+			return nodeResult{end: finished}
+		}
+		last, waited = err, false
+	}
+}
+
+// nextAttempt decides node n's next move, of Do going forward and of
+// Undo compensating: an attempt, which it logs and returns the Exec of;
+// a wait after wait failed attempts (once per failure: *waited); or the
+// end of the node's loop, res. last is the in-process error of the last
+// failed attempt, if any.
+func (r *run) nextAttempt(ctx context.Context, n int, waited *bool, last error) (x *Exec, res nodeResult, wait int) {
+	r.mu.Lock()
+	defer r.mu.Unlock() // also if the log panics
+	p, nd := &r.s.nodes[n], &r.s.plan.nodes[n]
+	kind, attempts, inFlight, limit, over := KindStepStarted, p.attempts, p.inFlight, nd.step.Retry.Attempts(), p.gaveUp
+	if r.s.compensating {
+		kind, attempts, inFlight, limit, over = KindUndoStarted, p.undoAttempts, p.undoInFlight, nd.undo.Attempts(), p.undoPerm
+	}
+	switch {
+	case ctx.Err() != nil:
+		return nil, nodeResult{end: stopped}, 0
+	case p.undone:
+		return nil, nodeResult{end: finished}, 0
+	case over || attempts >= limit:
+		return nil, nodeResult{end: gaveUp, err: cmp.Or(last, lastError(p.lastErr, attempts, inFlight))}, 0
+	case attempts > 0 && !inFlight && !*waited:
+		*waited = true
+		return nil, nodeResult{}, attempts
+	}
+	x = r.s.exec(n)
+	if r.appendLocked(Record{Kind: kind, Saga: r.id, Step: n, Attempt: x.Attempt}) != nil {
+		return nil, nodeResult{end: stopped}, 0
+	}
+	return x, nodeResult{}, 0
+}
+
+// lastError is the error a step gave up with, from the log.
+func lastError(msg string, attempts int, inFlight bool) error {
+	if inFlight || msg == "" {
+		return fmt.Errorf("attempt %d interrupted", attempts)
+	}
+	return errors.New(msg)
+}
+
+// backward runs the Undos of the current stage's steps that may have
+// taken effect, and returns a Stuck record if one of them gave up, or no
+// record.
+func (r *run) backward(last *error) Record {
+	r.mu.Lock()
+	st := r.s.plan.stages[r.s.stage]
+	r.mu.Unlock()
+	var res nodeResult
+	n := st.first
+	if !st.parallel() {
+		res = r.backwardNode(r.ctx, n)
+	} else {
+		ctx, stop := context.WithCancelCause(r.ctx)
+		defer stop(nil)
+		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return r.s.needsUndo(n) },
+			func(n int) nodeResult { return r.backwardNode(ctx, n) })
+		for i, rr := range results {
+			if rr.end == gaveUp && res.end != gaveUp {
+				res, n = rr, st.first+i
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if res.end != gaveUp || r.ctx.Err() != nil || r.dead != nil {
+		return Record{}
+	}
+	*last = res.err
+	return Record{Kind: KindStuck, Saga: r.id, Step: n}
+}
+
+// backwardNode makes attempts of node n's Undo until one succeeds, the
+// node runs out of attempts, or ctx ends.
+func (r *run) backwardNode(ctx context.Context, n int) nodeResult {
+	nd := &r.s.plan.nodes[n]
+	waited := false
+	var last error
+	for {
+		x, res, wait := r.nextAttempt(ctx, n, &waited, last)
+		switch {
+		case wait > 0:
+			if !r.sleep(ctx, nd.undo, wait) {
+				return nodeResult{end: stopped}
+			}
+			continue
+		case x == nil:
+			return res
+		}
+		err := call(ctx, nd.step.Undo, nd.step.Timeout, x)
+		if err != nil && ctx.Err() != nil {
+			return nodeResult{end: stopped}
+		}
+		rec := Record{Kind: KindUndoDone, Saga: r.id, Step: n, Attempt: x.Attempt}
+		if err == nil {
+			rec.Bag = x.entries()
+		} else {
+			rec.Kind, rec.Err, rec.Permanent = KindUndoFailed, err.Error(), IsPermanent(err)
+			r.o.logger.Warn("saga: undo failed", "saga", r.id, "step", nd.step.Name, "attempt", x.Attempt, "err", err)
+		}
+		if r.append(rec) != nil {
+			return nodeResult{end: stopped}
+		}
+		if err == nil {
+			return nodeResult{end: finished}
+		}
+		last, waited = err, false
+	}
+}
+
+// group runs fn concurrently for the nodes of st that want it, and
+// returns their results by node (finished for the others). If fn panics,
+// group stops the others, waits for them and panics with the same value.
+func (r *run) group(st stage, stop context.CancelCauseFunc, want func(n int) bool, fn func(n int) nodeResult) []nodeResult {
+	results := make([]nodeResult, st.end-st.first)
+	var wg sync.WaitGroup
+	var crash panics
+	for n := st.first; n < st.end; n++ {
+		if !want(n) {
+			continue
+		}
+		wg.Go(func() {
+			defer crash.capture(stop)
+			results[n-st.first] = fn(n)
+		})
+	}
+	wg.Wait()
+	crash.reraise()
+	return results
+}
+
+// call runs fn with the step's timeout.
+func call(ctx context.Context, fn func(context.Context, *Exec) error, timeout time.Duration, x *Exec) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return fn(ctx, x)
+}
+
+// sleep waits a jittered time of at most p's ceiling after n failed
+// attempts, and reports whether ctx is still live. It uses a timer, so
+// it runs in virtual time under testing/synctest.
+func (r *run) sleep(ctx context.Context, p RetryPolicy, n int) bool {
+	if d := r.o.jitter(p.Ceiling(n)); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return ctx.Err() == nil
+}
