@@ -84,11 +84,16 @@
 //
 // For one key, a [Barrier] runs the action's body to success at most once
 // while its records are retained (and only if no compensation came
-// first), and the compensation's body to success at most once and only
-// after the action's body succeeded; every call that has nothing left to
-// do succeeds, except an action whose compensation came first, which gets
-// [ErrHanging]. (Exactly so if the store commits with the participant's
-// own change; see [Barrier] for the window otherwise.)
+// first), and the compensation's body to success at most once, whenever
+// the action's body may have taken effect: after its success, and after
+// a call of it whose outcome was never recorded (a crash, or a claim that
+// lapsed). It records a null compensation only when no call of the action
+// may have taken effect. Every call that has nothing left to do succeeds,
+// except an action whose compensation came first, which gets
+// [ErrHanging]. [Barrier] states the windows that remain when the store
+// is apart from the participant's data; a barrier whose records commit in
+// the participant's own database transaction (the stores module's
+// PostgreSQL barrier) closes them.
 //
 // # Durability
 //
