@@ -397,6 +397,58 @@ func TestMaxConcurrent(t *testing.T) {
 	})
 }
 
+// TestSlotWaitCancelled: a Run whose ctx ends while it waits for a
+// MaxConcurrent slot returns ctx's error, not ErrAbandoned, and leaves
+// nothing open: no record in the log, and the ID free for a later Run.
+// A Run whose ctx ends after its saga is in the log is abandoned.
+func TestSlotWaitCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		d := saga.Definition{Name: "d", Steps: []saga.Step{{Name: "a", Do: func(ctx context.Context, x *saga.Exec) error {
+			if x.SagaID == "holder" {
+				<-release
+			}
+			return nil
+		}}}}
+		log := &saga.MemLog{}
+		o := saga.New(log, saga.Config{MaxConcurrent: 1})
+		require.NoError(t, o.Register(d))
+		held := make(chan error)
+		go func() {
+			_, err := o.Run(context.Background(), "d", "holder", nil)
+			held <- err
+		}()
+		synctest.Wait() // holder has the only slot
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		out, err := o.Run(ctx, "d", "waiter", nil)
+		require.Equal(t, saga.Outcome(0), out)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NotErrorIs(t, err, saga.ErrAbandoned)
+		recs, err := log.Records(context.Background(), "waiter")
+		require.NoError(t, err)
+		require.Empty(t, recs, "nothing logged")
+		open, err := log.Unfinished(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, []string{"holder"}, open)
+
+		close(release)
+		require.NoError(t, <-held)
+		out, err = o.Run(context.Background(), "d", "waiter", nil)
+		require.NoError(t, err, "the ID is free")
+		require.Equal(t, saga.Committed, out)
+
+		// A ctx that ended before Run: nothing logged either.
+		done, cancelDone := context.WithCancel(context.Background())
+		cancelDone()
+		_, err = o.Run(done, "d", "late", nil)
+		require.ErrorIs(t, err, context.Canceled)
+		require.NotErrorIs(t, err, saga.ErrAbandoned)
+		recs, _ = log.Records(context.Background(), "late")
+		require.Empty(t, recs)
+	})
+}
+
 func TestRegister(t *testing.T) {
 	do := func(context.Context, *saga.Exec) error { return nil }
 	o := saga.New(&saga.MemLog{}, saga.Config{})
