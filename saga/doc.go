@@ -103,5 +103,7 @@
 // tail — a damaged last frame with no intact frame after it — and
 // refuses damage followed by intact frames with a *[CorruptError]. The
 // file grows until [FileLog.Compact] rewrites it without the finished
-// sagas (whose IDs the log then forgets).
+// sagas (whose IDs the log then forgets). A FileLog holds an exclusive
+// flock on its file while open: a second FileLog of the same file, in
+// this process or another, fails to open with [ErrLocked].
 package saga
