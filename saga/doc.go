@@ -24,6 +24,7 @@
 //	}})
 //	err = o.Recover(ctx)                      // at start: finish what a crash left open
 //	out, err := o.Run(ctx, "order", orderID, input)
+//	// elsewhere, to stop it and undo what it did: o.Cancel(ctx, orderID)
 //	// out is saga.Committed (err nil), saga.Compensated (err a *saga.StepError)
 //	// or saga.Stuck (err a *saga.StuckError)
 //	...
@@ -79,6 +80,10 @@
 //     participant).
 //   - A saga ID runs once: Run with an ID already in the log returns its
 //     recorded outcome and [ErrDuplicate].
+//   - Cancel: once [Orchestrator.Cancel] returns nil, the saga starts
+//     no new attempt of Do and ends Compensated (with [ErrCancelled]) or
+//     Stuck, also if the process crashes right after: the cancellation
+//     is in the log.
 //   - Stuck sagas are terminal in the log, logged at Error level and
 //     returned as *[StuckError]; they need an operator.
 //

@@ -368,12 +368,12 @@ func (o *Orchestrator) Cancel(ctx context.Context, id string) error {
 		r, ok := o.running[id]
 		o.mu.Unlock()
 		if !ok {
-			out, err := o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
+			_, err := o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
 				if len(recs) == 0 {
 					return 0, fmt.Errorf("%w: %q", ErrUnknownSaga, id)
 				}
 				if out := outcomeOf(recs); out != 0 {
-					return out, fmt.Errorf("%w: %q ended %s", ErrEnded, id, out)
+					return 0, fmt.Errorf("%w: %q ended %s", ErrEnded, id, out)
 				}
 				if err := r.load(recs); err != nil {
 					return 0, err
@@ -385,22 +385,28 @@ func (o *Orchestrator) Cancel(ctx context.Context, id string) error {
 				}
 				return r.drive()
 			})
+			var stepErr *StepError
 			switch {
-			case out == 0 && errors.Is(err, ErrDuplicate):
+			case errors.Is(err, ErrDuplicate):
 				continue // it started running since: cancel that run
-			case out == Compensated:
-				return nil
+			case errors.Is(err, ErrCancelled), errors.As(err, &stepErr):
+				return nil // Compensated
 			}
 			return err
 		}
-		settled, err := r.requestCancel()
-		if settled == nil {
-			return err
-		}
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return ctx.Err()
+		for {
+			settled, err := r.requestCancel()
+			if settled == nil {
+				return err
+			}
+			if settled == errRunExited {
+				break // the run ended without the cancellation: look again
+			}
+			select {
+			case <-settled:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }

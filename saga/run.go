@@ -31,9 +31,10 @@ type run struct {
 	stop context.CancelCauseFunc
 	// cancelled is set by Cancel; settled, made by the first Cancel,
 	// is closed once the cancellation is logged or the run ends.
-	cancelled bool
-	settled   chan struct{}
-	exited    bool
+	cancelled    bool
+	cancelLogged bool
+	settled      chan struct{}
+	exited       bool
 }
 
 // load replays the saga's records.
@@ -67,28 +68,28 @@ func (r *run) appendLocked(rec Record) error {
 		return r.dead
 	}
 	if rec.Kind == KindCancelled {
+		r.cancelLogged = true
 		r.closeSettled()
 	}
 	return nil
 }
 
 // requestCancel asks the driver to cancel the saga. It returns a channel
-// closed once that is logged or the run ends, or nil and the answer
-// when there is nothing to wait for.
+// closed once that is logged or the run ends, errRunExited if the run
+// ended before it was asked, or nil and the answer when there is nothing
+// to wait for.
 func (r *run) requestCancel() (<-chan struct{}, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
-	case r.s != nil && r.s.cancelled && r.dead == nil:
+	case r.cancelLogged:
 		return nil, nil
-	case r.s != nil && r.s.final != 0:
+	case r.s != nil && r.s.final != 0 && r.dead == nil:
 		return nil, fmt.Errorf("%w: %q ended %s", ErrEnded, r.id, r.s.final)
-	case r.s != nil && r.s.compensating:
+	case r.s != nil && r.s.compensating && r.dead == nil:
 		return nil, nil
-	case r.exited: // ended without the cancellation: look again
-		ch := make(chan struct{})
-		close(ch)
-		return ch, nil
+	case r.exited:
+		return errRunExited, nil
 	}
 	r.cancelled = true
 	if r.settled == nil {
@@ -99,6 +100,9 @@ func (r *run) requestCancel() (<-chan struct{}, error) {
 	}
 	return r.settled, nil
 }
+
+// errRunExited is what requestCancel returns for a run that ended.
+var errRunExited = make(chan struct{})
 
 func (r *run) closeSettled() {
 	if r.settled != nil {
