@@ -134,7 +134,7 @@ func TestCancelIdle(t *testing.T) {
 			if stage == "compensating" {
 				crashAt = 6
 			}
-			w := &world{calls: map[event]int{}}
+			w := newWorld(threeSteps, nil)
 			o := saga.New(&crashLog{Log: log, w: w, crash: crash{lostAppend, crashAt}}, noJitter)
 			require.NoError(t, o.Register(d))
 			_, err := o.Run(context.Background(), "d", "s", nil)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -83,7 +84,9 @@ func (c *crashLog) Append(ctx context.Context, r saga.Record) error {
 func (c *crashLog) store(ctx context.Context, r saga.Record) error {
 	err := c.Log.Append(ctx, r)
 	if err == nil {
+		c.w.mu.Lock()
 		c.w.trace = append(c.w.trace, event{"log " + r.Kind.String(), r.Step})
+		c.w.mu.Unlock()
 	}
 	return err
 }
@@ -93,20 +96,49 @@ type event struct {
 	step int
 }
 
-// The world's saga: three steps, each with two attempts of Do and three
-// of Undo.
+// The world's steps have two attempts of Do and three of Undo each.
 const (
-	worldSteps    = 3
 	worldAttempts = 2
 	worldUndos    = 3
 )
 
-// world is the participants of a saga of three steps: each step's Do
-// applies an effect keyed by the step (idempotently, as a service
-// deduplicating by Exec.IdempotencyKey would), and Undo removes it.
+// layout is the shape of the world's saga: its stages, each a list of
+// step numbers; a stage of more than one step is a group.
+type layout [][]int
+
+var (
+	threeSteps = layout{{0}, {1}, {2}}
+	// grouped is a step, a group of three, and a step.
+	grouped = layout{{0}, {1, 2, 3}, {4}}
+)
+
+func (l layout) steps() (n int) {
+	for _, st := range l {
+		n += len(st)
+	}
+	return n
+}
+
+// stageOf returns the stage of step i.
+func (l layout) stageOf(i int) int {
+	for k, st := range l {
+		if slices.Contains(st, i) {
+			return k
+		}
+	}
+	return -1
+}
+
+// world is the participants of a saga: each step's Do applies an effect
+// keyed by the step (idempotently, as a service deduplicating by
+// Exec.IdempotencyKey would), and Undo removes it. Steps of a group call
+// it concurrently.
 type world struct {
-	trace   []event
-	applied [worldSteps]bool
+	layout layout
+	mu     sync.Mutex
+	trace  []event
+	// applied is the steps whose effect is in place.
+	applied []bool
 	calls   map[event]int
 	// fail decides whether the n-th call (from 1) of Do or Undo of step
 	// fails, and how.
@@ -116,21 +148,27 @@ type world struct {
 	crashCall, callsHere int
 }
 
+func newWorld(l layout, fail func(what string, step, n int) error) *world {
+	return &world{layout: l, applied: make([]bool, l.steps()), calls: map[event]int{}, fail: fail, crashCall: -1}
+}
+
+func (w *world) name() string { return fmt.Sprint("saga", len(w.layout), w.layout.steps()) }
+
 func (w *world) definition() saga.Definition {
-	d := saga.Definition{Name: "three"}
-	for i := range worldSteps {
-		d.Steps = append(d.Steps, saga.Step{
+	d := saga.Definition{Name: w.name()}
+	step := func(i int) saga.Step {
+		return saga.Step{
 			Name:      fmt.Sprint("step", i),
 			Retry:     saga.RetryPolicy{MaxAttempts: worldAttempts, Initial: time.Second},
 			UndoRetry: saga.RetryPolicy{MaxAttempts: worldUndos, Initial: time.Second},
 			Do: func(ctx context.Context, x *saga.Exec) error {
 				if err := w.call("do", i, x); err != nil {
 					if errors.Is(err, errReplyLost) {
-						w.applied[i] = true
+						w.set(i, true)
 					}
 					return err
 				}
-				w.applied[i] = true
+				w.set(i, true)
 				w.maybeCrash()
 				x.Put(fmt.Sprint("did", i), []byte(x.IdempotencyKey()))
 				return nil
@@ -139,17 +177,36 @@ func (w *world) definition() saga.Definition {
 				if err := w.call("undo", i, x); err != nil {
 					return err
 				}
-				w.applied[i] = false
+				w.set(i, false)
 				w.maybeCrash()
 				return nil
 			},
-		})
+		}
+	}
+	for k, st := range w.layout {
+		if len(st) == 1 {
+			d.Steps = append(d.Steps, step(st[0]))
+			continue
+		}
+		g := saga.Step{Name: fmt.Sprint("group", k)}
+		for _, i := range st {
+			g.Parallel = append(g.Parallel, step(i))
+		}
+		d.Steps = append(d.Steps, g)
 	}
 	return d
 }
 
+func (w *world) set(i int, applied bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.applied[i] = applied
+}
+
 // maybeCrash kills the process in the call crashCall names.
 func (w *world) maybeCrash() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.callsHere++
 	if w.callsHere-1 == w.crashCall {
 		panic(errCrash)
@@ -157,19 +214,26 @@ func (w *world) maybeCrash() {
 }
 
 func (w *world) call(what string, step int, x *saga.Exec) error {
+	w.mu.Lock()
 	e := event{what, step}
 	w.trace = append(w.trace, e)
 	w.calls[e]++
+	n := w.calls[e]
+	w.mu.Unlock()
 	if x.IdempotencyKey() != fmt.Sprintf("s/step%d", step) || x.Index != step {
 		return fmt.Errorf("wrong Exec %+v", x)
 	}
-	// Every earlier step's Put is visible, across crashes.
+	// Every step of an earlier stage Put its entry, visible across
+	// crashes.
 	for j := range step {
+		if w.layout.stageOf(j) == w.layout.stageOf(step) {
+			continue
+		}
 		if v, ok := x.Get(fmt.Sprint("did", j)); !x.Compensating && (!ok || string(v) != fmt.Sprintf("s/step%d", j)) {
 			return fmt.Errorf("step %d does not see step %d's bag entry", step, j)
 		}
 	}
-	return w.fail(what, step, w.calls[e])
+	return w.fail(what, step, n)
 }
 
 // scenarios script the participants' failures.
@@ -239,8 +303,8 @@ func survive(f func() error) (err error, died bool) {
 // runWithCrashes runs saga "s", one process per crash in turn (the last
 // should be noCrash), recovering in every process after the first on the
 // log that restart returns, and returns the world and the log.
-func runWithCrashes(t *testing.T, scenario string, crashes []crash, restart func() saga.Log) (*world, saga.Log) {
-	w := &world{calls: map[event]int{}, fail: scenarios[scenario]}
+func runWithCrashes(t *testing.T, l layout, scenario string, crashes []crash, restart func() saga.Log) (*world, saga.Log) {
+	w := newWorld(l, scenarios[scenario])
 	var log saga.Log
 	cfg := saga.Config{Jitter: func(c time.Duration) time.Duration { return c }}
 	for i, c := range crashes {
@@ -253,7 +317,7 @@ func runWithCrashes(t *testing.T, scenario string, crashes []crash, restart func
 		require.NoError(t, o.Register(w.definition()))
 		err, died := survive(func() error {
 			if i == 0 {
-				_, err := o.Run(context.Background(), "three", "s", []byte("input"))
+				_, err := o.Run(context.Background(), w.name(), "s", []byte("input"))
 				return err
 			}
 			return o.Recover(context.Background())
@@ -296,31 +360,40 @@ func checkWorld(t *testing.T, w *world, log saga.Log, desc string) string {
 	}
 	// Attempts are bounded across crashes: every call was logged as an
 	// attempt before it ran.
-	for i := range worldSteps {
+	for i := range w.applied {
 		require.LessOrEqual(t, w.calls[event{"do", i}], worldAttempts, "%s: calls of Do of step %d", desc, i)
 		require.LessOrEqual(t, w.calls[event{"undo", i}], worldUndos, "%s: calls of Undo of step %d", desc, i)
 	}
 	switch last {
 	case saga.KindCommitted.String():
-		require.Equal(t, [worldSteps]bool{true, true, true}, w.applied, "%s: committed but not applied", desc)
+		for i, applied := range w.applied {
+			require.True(t, applied, "%s: committed but step %d not applied", desc, i)
+		}
 		for _, e := range w.trace {
 			require.NotEqual(t, "undo", e.what, "%s: undo in a committed saga", desc)
 		}
 	case saga.KindCompensated.String():
-		require.Equal(t, [worldSteps]bool{}, w.applied, "%s: compensated but effects remain", desc)
+		for i, applied := range w.applied {
+			require.False(t, applied, "%s: compensated but step %d's effect remains", desc, i)
+		}
 	case saga.KindStuck.String():
-		for i := stuck + 1; i < worldSteps; i++ {
-			require.False(t, w.applied[i], "%s: stuck at step %d, but step %d's effect remains", desc, stuck, i)
+		for i, applied := range w.applied {
+			later := w.layout.stageOf(i) > w.layout.stageOf(stuck)
+			require.False(t, later && applied, "%s: stuck at step %d, but step %d's effect remains", desc, stuck, i)
 		}
 	default:
 		t.Fatalf("%s: saga ended %s", desc, last)
 	}
 	undone := map[int]bool{}     // an Undo of the step was called
 	undoLogged := map[int]bool{} // its success is in the log
+	doLogged := map[int]bool{}   // the success of its Do is in the log
 	for i, e := range w.trace {
 		switch e.what {
+		case "log StepDone":
+			doLogged[e.step] = true
 		case "do":
 			require.False(t, undone[e.step], "%s: event %d: Do of step %d after its Undo", desc, i, e.step)
+			require.False(t, doLogged[e.step], "%s: event %d: Do of step %d after its success was logged", desc, i, e.step)
 		case "undo":
 			require.False(t, undoLogged[e.step], "%s: event %d: Undo of step %d after its success was logged", desc, i, e.step)
 			undone[e.step] = true
@@ -332,8 +405,8 @@ func checkWorld(t *testing.T, w *world, log saga.Log, desc string) string {
 }
 
 // boundaries counts the appends and the calls of a crash-free run.
-func boundaries(t *testing.T, scenario string) (appends, calls int) {
-	w, log := runWithCrashes(t, scenario, []crash{{mode: noCrash}}, memLog())
+func boundaries(t *testing.T, l layout, scenario string) (appends, calls int) {
+	w, log := runWithCrashes(t, l, scenario, []crash{{mode: noCrash}}, memLog())
 	recs, err := log.Records(context.Background(), "s")
 	require.NoError(t, err)
 	for _, n := range w.calls {
@@ -347,11 +420,17 @@ func boundaries(t *testing.T, scenario string) (appends, calls int) {
 // fails or the process panics, before or after the record is stored;
 // and in every call of Do and Undo, the process panics after the call
 // took effect. A fresh orchestrator on the same log then recovers.
-func TestCrashAtEveryBoundary(t *testing.T) {
+func TestCrashAtEveryBoundary(t *testing.T) { crashAtEveryBoundary(t, threeSteps) }
+
+// TestCrashAtEveryBoundaryGrouped is TestCrashAtEveryBoundary for a saga
+// whose second stage is a group of three steps.
+func TestCrashAtEveryBoundaryGrouped(t *testing.T) { crashAtEveryBoundary(t, grouped) }
+
+func crashAtEveryBoundary(t *testing.T, l layout) {
 	tried := 0
 	outcomes := map[string]int{}
 	for _, scenario := range slices.Sorted(maps.Keys(scenarios)) {
-		appends, calls := boundaries(t, scenario)
+		appends, calls := boundaries(t, l, scenario)
 		var crashes []crash
 		for k := range appends {
 			for _, m := range []crashMode{lostAppend, afterAppend, panicBefore, panicAfter} {
@@ -363,7 +442,7 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 		}
 		for _, c := range crashes {
 			synctest.Test(t, func(t *testing.T) {
-				w, log := runWithCrashes(t, scenario, []crash{c, {mode: noCrash}}, memLog())
+				w, log := runWithCrashes(t, l, scenario, []crash{c, {mode: noCrash}}, memLog())
 				end := checkWorld(t, w, log, fmt.Sprintf("%s, %s at %d", scenario, c.mode, c.at))
 				outcomes[cmp.Or(end, "never started")]++
 			})
@@ -379,7 +458,7 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 func TestCrashEveryTime(t *testing.T) {
 	for _, what := range []string{"do", "undo"} {
 		synctest.Test(t, func(t *testing.T) {
-			w := &world{calls: map[event]int{}, fail: scenarios["commit"], crashCall: -1}
+			w := newWorld(threeSteps, scenarios["commit"])
 			if what == "undo" {
 				w.fail = scenarios["permanent"]
 			}
@@ -402,7 +481,7 @@ func TestCrashEveryTime(t *testing.T) {
 				require.NoError(t, o.Register(def))
 				err, died := survive(func() error {
 					if processes == 1 {
-						_, err := o.Run(context.Background(), "three", "s", nil)
+						_, err := o.Run(context.Background(), w.name(), "s", nil)
 						return err
 					}
 					return o.Recover(context.Background())
@@ -477,7 +556,11 @@ func TestCrashRepeatedly(t *testing.T) {
 			if seed%10 == 0 {
 				restart = fileLog(t)
 			}
-			w, log := runWithCrashes(t, scenario, crashes, restart)
+			l := threeSteps
+			if seed%2 == 1 {
+				l = grouped
+			}
+			w, log := runWithCrashes(t, l, scenario, crashes, restart)
 			checkWorld(t, w, log, fmt.Sprintf("seed %d: %s, crashes %v", seed, scenario, crashes))
 		})
 	}

@@ -22,6 +22,14 @@
 //		{Name: "charge", Do: charge, Undo: refund, Retry: saga.RetryPolicy{MaxAttempts: 5}},
 //		{Name: "ship", Do: ship},
 //	}})
+//
+// A group runs its members concurrently, like a Parallel state of AWS
+// Step Functions or dtm's concurrent saga:
+//
+//	{Name: "book", Parallel: []saga.Step{
+//		{Name: "flight", Do: bookFlight, Undo: cancelFlight},
+//		{Name: "hotel", Do: bookHotel, Undo: cancelHotel},
+//	}},
 //	err = o.Recover(ctx)                      // at start: finish what a crash left open
 //	out, err := o.Run(ctx, "order", orderID, input)
 //	// elsewhere, to stop it and undo what it did: o.Cancel(ctx, orderID)
@@ -66,12 +74,17 @@
 //     crash or a panic counts. So a Do that kills the process on every
 //     try leads to Compensated, and an Undo that does to Stuck, after
 //     their attempts.
-//   - Committed: every step's Do succeeded, in order, and no Undo ran.
+//   - Committed: every step's Do succeeded, in order (the members of a
+//     group in any order), and no Undo ran.
 //   - Compensated: the forward phase gave up at some step; then Undo ran
 //     to success for every earlier step, in reverse order, and for the
 //     failed step itself unless its only attempt failed [Permanent] (a
-//     retryable failure, a timeout or a crash leaves its effect unknown). Undo may thus see a step
-//     whose Do never took effect.
+//     retryable failure, a timeout or a crash leaves its effect
+//     unknown). Undo may thus see a step whose Do never took effect. In a group, the members still running
+//     when one gives up are stopped, and every member that may have
+//     taken effect is undone, the members concurrently, before the
+//     earlier steps. Each member's attempts are logged on their own, so
+//     Recover resumes each member where it stood.
 //   - Once a saga compensates, no Do of that saga runs again, and the
 //     Undo of a step never runs after that Undo's success was logged.
 //   - Do and Undo may run more than once: an attempt whose success was
