@@ -270,12 +270,16 @@ func (l *FileLog) index(f frameRef) {
 // queued, r is written whatever happens to ctx.
 //
 // It returns an error wrapping [ErrTooLarge] for a record beyond
-// [MaxRecordSize] (nothing is written), [ErrClosed] after Close, and the
+// [MaxRecordSize] or [ErrInvalidRecord] for one its encoding cannot carry
+// (nothing is written then), [ErrClosed] after Close, and the
 // error of a failed write or fsync. After a failed write or fsync the log
 // fails every later Append with the same error (the state of the file is
 // unknown until it is reopened and recovered).
 func (l *FileLog) Append(ctx context.Context, r Record) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.check(); err != nil {
 		return err
 	}
 	l.mu.Lock()

@@ -263,7 +263,8 @@ func (o *Orchestrator) Run(ctx context.Context, def, id string, input []byte) (O
 		if r.ctx.Err() != nil {
 			return 0, context.Cause(r.ctx)
 		}
-		r.s = &state{plan: p}
+		r.st.plan = p
+		r.s = &r.st
 		start := Record{Kind: KindStarted, Saga: id, Def: p.def.Name, Input: bytes.Clone(input), Steps: p.names}
 		if err := r.append(start); err != nil {
 			return 0, err
@@ -423,13 +424,11 @@ func (o *Orchestrator) with(ctx context.Context, id string, fn func(*run, []Reco
 		o.mu.Unlock()
 		return 0, fmt.Errorf("%w: %q is running", ErrDuplicate, id)
 	}
-	r := &run{o: o, id: id}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	r := newRun(o, ctx, id)
 	o.running[id] = r
 	o.wg.Add(1)
 	o.mu.Unlock()
 	defer func() {
-		r.cancel(nil)
 		o.mu.Lock()
 		delete(o.running, id)
 		o.mu.Unlock()
@@ -478,7 +477,7 @@ func (o *Orchestrator) Close(ctx context.Context) error {
 	}
 	o.mu.Lock()
 	for _, r := range o.running {
-		r.cancel(ErrClosed)
+		r.close()
 	}
 	o.mu.Unlock()
 	<-done

@@ -105,6 +105,29 @@ const recordFields = 10
 // bytes are not a valid record.
 var ErrDecode = errors.New("saga: invalid record encoding")
 
+// ErrInvalidRecord is wrapped by the error of MemLog.Append and
+// FileLog.Append for a record its encoding cannot carry back unchanged:
+// an unknown Kind, a Step or Attempt outside [0, 2^31-1], or Bag keys
+// that are not sorted and unique.
+var ErrInvalidRecord = errors.New("saga: invalid record")
+
+// check returns an error wrapping ErrInvalidRecord unless r decodes back
+// from its encoding to the same record.
+func (r *Record) check() error {
+	switch {
+	case !r.Kind.valid():
+		return fmt.Errorf("%w: unknown kind %d", ErrInvalidRecord, r.Kind)
+	case r.Step < 0 || r.Step > math.MaxInt32 || r.Attempt < 0 || r.Attempt > math.MaxInt32:
+		return fmt.Errorf("%w: step %d, attempt %d", ErrInvalidRecord, r.Step, r.Attempt)
+	}
+	for i := 1; i < len(r.Bag); i++ {
+		if r.Bag[i-1].Key >= r.Bag[i].Key {
+			return fmt.Errorf("%w: bag keys are not sorted and unique", ErrInvalidRecord)
+		}
+	}
+	return nil
+}
+
 var (
 	_ msgpack.Marshaler   = Record{}
 	_ msgpack.Unmarshaler = (*Record)(nil)

@@ -16,25 +16,58 @@ import (
 type run struct {
 	o      *Orchestrator
 	id     string
-	ctx    context.Context         // ends when the caller's ctx ends or Close gives up: the saga is abandoned
-	cancel context.CancelCauseFunc // ends ctx
+	parent context.Context // the caller's: when it ends, the saga is abandoned
+	logCtx context.Context // parent without its cancellation, for appends
 
 	mu sync.Mutex
-	s  *state
+	// ctx is the context of the calls of Do and Undo: parent's, ended
+	// also by Close (closing) and by Cancel (cancelled; the backward
+	// phase then gets a new one).
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	closing bool
+	s       *state
+	st      state // s, without an allocation of its own
+	x       Exec  // the Exec of the attempts of a stage of one step
 	// dead is the error of a failed append (or of a record the state
 	// refused): the run is over and appends nothing more, so the log
 	// holds a prefix of the history, as after a crash.
 	dead error
-	// fwd is the context of the attempts of Do; stop ends it when the
-	// saga is cancelled. Made when the forward phase begins.
-	fwd  context.Context
-	stop context.CancelCauseFunc
 	// cancelled is set by Cancel; settled, made by the first Cancel,
 	// is closed once the cancellation is logged or the run ends.
 	cancelled    bool
 	cancelLogged bool
 	settled      chan struct{}
 	exited       bool
+}
+
+func newRun(o *Orchestrator, ctx context.Context, id string) *run {
+	r := &run{o: o, id: id, parent: ctx, logCtx: ctx}
+	if ctx.Done() != nil {
+		r.logCtx = context.WithoutCancel(ctx)
+	}
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	return r
+}
+
+// abandonedLocked reports whether the caller's ctx ended or Close gave
+// up: the saga must stop where it stands. r.mu is held.
+func (r *run) abandonedLocked() bool { return r.closing || r.parent.Err() != nil }
+
+// close ends the run's context for Close.
+func (r *run) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closing = true
+	r.cancel(ErrClosed)
+}
+
+// renewLocked gives the backward phase a live context after Cancel ended
+// the forward phase's. r.mu is held.
+func (r *run) renewLocked() {
+	if r.ctx.Err() != nil && !r.abandonedLocked() {
+		r.ctx, r.cancel = context.WithCancelCause(r.parent)
+	}
 }
 
 // load replays the saga's records.
@@ -63,7 +96,7 @@ func (r *run) appendLocked(rec Record) error {
 		r.dead = err // a bug: the driver never makes an illegal move
 		return err
 	}
-	if err := r.o.log.Append(context.WithoutCancel(r.ctx), rec); err != nil {
+	if err := r.o.log.Append(r.logCtx, rec); err != nil {
 		r.dead = fmt.Errorf("saga %q: append %s: %w", r.id, rec.Kind, err)
 		return r.dead
 	}
@@ -95,9 +128,7 @@ func (r *run) requestCancel() (<-chan struct{}, error) {
 	if r.settled == nil {
 		r.settled = make(chan struct{})
 	}
-	if r.stop != nil {
-		r.stop(ErrCancelled)
-	}
+	r.cancel(ErrCancelled)
 	return r.settled, nil
 }
 
@@ -114,16 +145,23 @@ func (r *run) closeSettled() {
 	}
 }
 
-// exit marks the run over for a Cancel that waits for it.
+// exit ends the run, and tells a Cancel that waits for it.
 func (r *run) exit() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancel(nil)
 	r.exited = true
 	r.closeSettled()
-	r.mu.Unlock()
 }
 
+// abandoned is the error of a run that stopped where it stood. r.mu is
+// held.
 func (r *run) abandoned() error {
-	return fmt.Errorf("%w: saga %q left open for Recover: %w", ErrAbandoned, r.id, context.Cause(r.ctx))
+	cause := context.Cause(r.parent)
+	if r.closing {
+		cause = ErrClosed
+	}
+	return fmt.Errorf("%w: saga %q left open for Recover: %w", ErrAbandoned, r.id, cause)
 }
 
 // cancelRecord is the record that cancels s, going forward.
@@ -148,9 +186,10 @@ func (r *run) drive() (Outcome, error) {
 			err := r.dead
 			r.mu.Unlock()
 			return 0, err
-		case r.ctx.Err() != nil:
+		case r.abandonedLocked():
+			err := r.abandoned()
 			r.mu.Unlock()
-			return 0, r.abandoned()
+			return 0, err
 		case !s.compensating && r.cancelled:
 			rec = s.cancelRecord()
 			r.o.logger.Info("saga: cancelled, compensating", "saga", s.id, "stage", s.stage)
@@ -158,6 +197,8 @@ func (r *run) drive() (Outcome, error) {
 			rec = Record{Kind: KindCommitted, Saga: s.id}
 		case s.compensating && s.stage < 0:
 			rec = Record{Kind: KindCompensated, Saga: s.id}
+		case s.compensating:
+			r.renewLocked()
 		}
 		r.mu.Unlock()
 		if s.final != 0 {
@@ -201,6 +242,7 @@ const (
 	finished nodeEnd = iota // Do, or Undo, succeeded
 	gaveUp                  // no attempt left: the forward phase compensates, or the saga is Stuck
 	stopped                 // the saga was abandoned, cancelled, a sibling gave up, or the log failed
+	attempt                 // not an end: nextAttempt's answer when the loop goes on
 )
 
 type nodeResult struct {
@@ -220,21 +262,19 @@ func (r *run) forward(cause *error) Record {
 		r.mu.Unlock()
 		return Record{}
 	}
-	if r.fwd == nil {
-		r.fwd, r.stop = context.WithCancelCause(r.ctx)
-	}
+	rctx := r.ctx
 	st := r.s.plan.stages[r.s.stage]
 	r.mu.Unlock()
 	var res nodeResult
 	n := st.first
 	if !st.parallel() {
-		res = r.forwardNode(r.fwd, n, false)
+		res = r.forwardNode(rctx, n, &r.x)
 	} else {
-		ctx, stop := context.WithCancelCause(r.fwd)
+		ctx, stop := context.WithCancelCause(rctx)
 		defer stop(nil)
 		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return !r.s.nodes[n].done },
 			func(n int) nodeResult {
-				res := r.forwardNode(ctx, n, true)
+				res := r.forwardNode(ctx, n, new(Exec))
 				if res.end == gaveUp {
 					stop(errSiblingFailed)
 				}
@@ -248,7 +288,7 @@ func (r *run) forward(cause *error) Record {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if res.end != gaveUp || r.ctx.Err() != nil || r.dead != nil {
+	if res.end != gaveUp || rctx.Err() != nil || r.dead != nil {
 		return Record{}
 	}
 	*cause = res.err
@@ -264,19 +304,20 @@ var errSiblingFailed = errors.New("saga: another step of the group failed")
 // node gives up, or ctx ends. In a group (parallel), a Permanent failure
 // is logged as a StepFailed record; alone, the Compensating record that
 // follows says it.
-func (r *run) forwardNode(ctx context.Context, n int, parallel bool) nodeResult {
+func (r *run) forwardNode(ctx context.Context, n int, x *Exec) nodeResult {
 	st := r.s.plan.nodes[n].step
+	parallel := r.s.plan.stages[r.s.plan.nodes[n].stage].parallel()
 	waited := false
 	var last error
 	for {
-		x, res, wait := r.nextAttempt(ctx, n, &waited, last)
+		res, wait := r.nextAttempt(ctx, n, x, &waited, last)
 		switch {
 		case wait > 0:
 			if !r.sleep(ctx, st.Retry, wait) {
 				return nodeResult{end: stopped}
 			}
 			continue
-		case x == nil:
+		case res.end != attempt:
 			return res
 		}
 		err := call(ctx, st.Do, st.Timeout, x)
@@ -304,11 +345,11 @@ func (r *run) forwardNode(ctx context.Context, n int, parallel bool) nodeResult 
 }
 
 // nextAttempt decides node n's next move, of Do going forward and of
-// Undo compensating: an attempt, which it logs and returns the Exec of;
-// a wait after wait failed attempts (once per failure: *waited); or the
-// end of the node's loop, res. last is the in-process error of the last
-// failed attempt, if any.
-func (r *run) nextAttempt(ctx context.Context, n int, waited *bool, last error) (x *Exec, res nodeResult, wait int) {
+// Undo compensating: an attempt, which it logs and fills x for (res.end
+// is attempt); a wait after wait failed attempts (once per failure:
+// *waited); or the end of the node's loop, res. last is the in-process
+// error of the last failed attempt, if any.
+func (r *run) nextAttempt(ctx context.Context, n int, x *Exec, waited *bool, last error) (res nodeResult, wait int) {
 	r.mu.Lock()
 	defer r.mu.Unlock() // also if the log panics
 	p, nd := &r.s.nodes[n], &r.s.plan.nodes[n]
@@ -318,20 +359,20 @@ func (r *run) nextAttempt(ctx context.Context, n int, waited *bool, last error) 
 	}
 	switch {
 	case ctx.Err() != nil:
-		return nil, nodeResult{end: stopped}, 0
+		return nodeResult{end: stopped}, 0
 	case p.undone:
-		return nil, nodeResult{end: finished}, 0
+		return nodeResult{end: finished}, 0
 	case over || attempts >= limit:
-		return nil, nodeResult{end: gaveUp, err: cmp.Or(last, lastError(p.lastErr, attempts, inFlight))}, 0
+		return nodeResult{end: gaveUp, err: cmp.Or(last, lastError(p.lastErr, attempts, inFlight))}, 0
 	case attempts > 0 && !inFlight && !*waited:
 		*waited = true
-		return nil, nodeResult{}, attempts
+		return nodeResult{end: attempt}, attempts
 	}
-	x = r.s.exec(n)
+	*x = r.s.exec(n)
 	if r.appendLocked(Record{Kind: kind, Saga: r.id, Step: n, Attempt: x.Attempt}) != nil {
-		return nil, nodeResult{end: stopped}, 0
+		return nodeResult{end: stopped}, 0
 	}
-	return x, nodeResult{}, 0
+	return nodeResult{end: attempt}, 0
 }
 
 // lastError is the error a step gave up with, from the log.
@@ -347,17 +388,18 @@ func lastError(msg string, attempts int, inFlight bool) error {
 // record.
 func (r *run) backward(last *error) Record {
 	r.mu.Lock()
+	rctx := r.ctx
 	st := r.s.plan.stages[r.s.stage]
 	r.mu.Unlock()
 	var res nodeResult
 	n := st.first
 	if !st.parallel() {
-		res = r.backwardNode(r.ctx, n)
+		res = r.backwardNode(rctx, n, &r.x)
 	} else {
-		ctx, stop := context.WithCancelCause(r.ctx)
+		ctx, stop := context.WithCancelCause(rctx)
 		defer stop(nil)
 		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return r.s.needsUndo(n) },
-			func(n int) nodeResult { return r.backwardNode(ctx, n) })
+			func(n int) nodeResult { return r.backwardNode(ctx, n, new(Exec)) })
 		for i, rr := range results {
 			if rr.end == gaveUp && res.end != gaveUp {
 				res, n = rr, st.first+i
@@ -366,7 +408,7 @@ func (r *run) backward(last *error) Record {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if res.end != gaveUp || r.ctx.Err() != nil || r.dead != nil {
+	if res.end != gaveUp || rctx.Err() != nil || r.dead != nil {
 		return Record{}
 	}
 	*last = res.err
@@ -375,19 +417,19 @@ func (r *run) backward(last *error) Record {
 
 // backwardNode makes attempts of node n's Undo until one succeeds, the
 // node runs out of attempts, or ctx ends.
-func (r *run) backwardNode(ctx context.Context, n int) nodeResult {
+func (r *run) backwardNode(ctx context.Context, n int, x *Exec) nodeResult {
 	nd := &r.s.plan.nodes[n]
 	waited := false
 	var last error
 	for {
-		x, res, wait := r.nextAttempt(ctx, n, &waited, last)
+		res, wait := r.nextAttempt(ctx, n, x, &waited, last)
 		switch {
 		case wait > 0:
 			if !r.sleep(ctx, nd.undo, wait) {
 				return nodeResult{end: stopped}
 			}
 			continue
-		case x == nil:
+		case res.end != attempt:
 			return res
 		}
 		err := call(ctx, nd.step.Undo, nd.step.Timeout, x)

@@ -98,9 +98,10 @@ type state struct {
 	// none is left). Stages with nothing to undo are skipped.
 	stage  int
 	nodes  []progress
-	failed int    // compensating: the node at which the forward phase gave up; -1 after Cancel
-	cause  string // compensating: why
-	stuck  int    // Stuck: the node whose Undo failed for good
+	small  [4]progress // backs nodes for a saga of up to four steps: a state is not copied
+	failed int         // compensating: the node at which the forward phase gave up; -1 after Cancel
+	cause  string      // compensating: why
+	stuck  int         // Stuck: the node whose Undo failed for good
 }
 
 // replay rebuilds the state of a saga of plan p from its records.
@@ -140,7 +141,11 @@ func (s *state) apply(r Record) error {
 				r.Def, r.Steps, s.plan.def.Name, s.plan.names)
 		}
 		s.started, s.id, s.input = true, r.Saga, r.Input
-		s.nodes = make([]progress, len(s.plan.nodes))
+		s.nodes = s.small[:0]
+		if len(s.plan.nodes) > len(s.small) {
+			s.nodes = make([]progress, 0, len(s.plan.nodes))
+		}
+		s.nodes = s.nodes[:len(s.plan.nodes)]
 		return nil
 	}
 	switch {
@@ -281,13 +286,13 @@ func (s *state) settle() {
 
 // exec returns the Exec for the next attempt of Do (or of Undo, when
 // compensating) of node n.
-func (s *state) exec(n int) *Exec {
+func (s *state) exec(n int) Exec {
 	p := &s.nodes[n]
 	attempt := p.attempts + 1
 	if s.compensating {
 		attempt = p.undoAttempts + 1
 	}
-	return &Exec{SagaID: s.id, Step: s.plan.nodes[n].step.Name, Index: n, Attempt: attempt,
+	return Exec{SagaID: s.id, Step: s.plan.nodes[n].step.Name, Index: n, Attempt: attempt,
 		Compensating: s.compensating, Input: s.input, bag: s.bag}
 }
 
