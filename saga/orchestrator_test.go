@@ -214,7 +214,8 @@ func TestTimeout(t *testing.T) {
 }
 
 // TestStuck: an Undo that keeps failing makes the saga Stuck after
-// CompensationAttempts, logged at Error level; a Permanent one at once.
+// UndoRetry.MaxAttempts attempts, logged at Error level; a Permanent one
+// at once.
 func TestStuck(t *testing.T) {
 	for _, permanent := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
