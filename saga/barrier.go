@@ -105,12 +105,10 @@ var (
 // errors wrapped.
 func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	action, pending := key+"/action", key+"/pending"
-	rec, err := b.claim(ctx, action, b.lock())
+	rec, err := b.claimAction(ctx, key)
 	switch {
 	case err != nil:
 		return err
-	case rec != nil && rec.State == idempotency.InProgress:
-		return fmt.Errorf("%w: %q", ErrBusy, key)
 	case rec != nil && string(rec.Response) == string(barrierDone):
 		return nil
 	case rec != nil:
@@ -132,9 +130,7 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 		}
 		return fmt.Errorf("%w: %q", ErrHanging, key)
 	}
-	fctx, cancel := context.WithTimeout(ctx, b.lock())
-	err = fn(fctx)
-	cancel()
+	err = b.call(ctx, fn)
 	ctx = context.WithoutCancel(ctx) // record the outcome even if ctx ended
 	if err != nil {
 		if !stale { // this call had no effect, and no earlier call is unaccounted for
@@ -161,12 +157,10 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 // errors wrapped.
 func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	action, pending := key+"/action", key+"/pending"
-	rec, err := b.claim(ctx, action, b.lock())
+	rec, err := b.claimAction(ctx, key)
 	switch {
 	case err != nil:
 		return err
-	case rec != nil && rec.State == idempotency.InProgress:
-		return fmt.Errorf("%w: %q", ErrBusy, key)
 	case rec != nil && string(rec.Response) == string(barrierNull):
 		return nil
 	case rec == nil:
@@ -203,14 +197,17 @@ func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx contex
 	case crec != nil:
 		return nil
 	}
-	fctx, cancel := context.WithTimeout(ctx, b.lock())
-	err = fn(fctx)
-	cancel()
-	ctx = context.WithoutCancel(ctx)
-	if err != nil {
-		return errors.Join(err, b.release(ctx, key+"/compensate"))
+	if err := b.call(ctx, fn); err != nil {
+		return errors.Join(err, b.release(context.WithoutCancel(ctx), key+"/compensate"))
 	}
-	return b.complete(ctx, key+"/compensate", barrierDone)
+	return b.complete(context.WithoutCancel(ctx), key+"/compensate", barrierDone)
+}
+
+// call runs fn with a context that ends at Lock.
+func (b *Barrier) call(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, b.lock())
+	defer cancel()
+	return fn(ctx)
 }
 
 func (b *Barrier) lock() time.Duration   { return cmp.Or(b.Lock, DefaultBarrierLock) }
@@ -227,6 +224,17 @@ func (b *Barrier) claim(ctx context.Context, key string, lock time.Duration) (*i
 		return nil, fmt.Errorf("saga: barrier: claim %q: %w", key, err)
 	}
 	return rec, nil
+}
+
+// claimAction claims key's action record: (nil, nil) if the caller owns
+// it now, the finished record, or an error wrapping ErrBusy while
+// another call holds it.
+func (b *Barrier) claimAction(ctx context.Context, key string) (*idempotency.Record, error) {
+	rec, err := b.claim(ctx, key+"/action", b.lock())
+	if err == nil && rec != nil && rec.State == idempotency.InProgress {
+		return nil, fmt.Errorf("%w: %q", ErrBusy, key)
+	}
+	return rec, err
 }
 
 // complete records response as key's outcome, for Retain.

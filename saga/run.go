@@ -265,27 +265,7 @@ func (r *run) forward(cause *error) Record {
 	rctx := r.ctx
 	st := r.s.plan.stages[r.s.stage]
 	r.mu.Unlock()
-	var res nodeResult
-	n := st.first
-	if !st.parallel() {
-		res = r.forwardNode(rctx, n, &r.x)
-	} else {
-		ctx, stop := context.WithCancelCause(rctx)
-		defer stop(nil)
-		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return !r.s.nodes[n].done },
-			func(n int) nodeResult {
-				res := r.forwardNode(ctx, n, new(Exec))
-				if res.end == gaveUp {
-					stop(errSiblingFailed)
-				}
-				return res
-			})
-		for i, rr := range results {
-			if rr.end == gaveUp && res.end != gaveUp {
-				res, n = rr, st.first+i
-			}
-		}
-	}
+	n, res := r.runStage(rctx, st, func(n int) bool { return !r.s.nodes[n].done })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if res.end != gaveUp || rctx.Err() != nil || r.dead != nil {
@@ -297,42 +277,89 @@ func (r *run) forward(cause *error) Record {
 	return Record{Kind: KindCompensating, Saga: r.id, Step: n, Err: res.err.Error(), Permanent: res.permanent}
 }
 
+// runStage makes the attempts of the nodes of stage st that want them
+// (asked with r.mu held): of a stage of one step in this goroutine, of a
+// group's members concurrently, stopping the others once one gives up.
+// It returns the first node that gave up, by position, and its result,
+// or a result that is not gaveUp. If a member panics, runStage stops
+// the others, waits for them and panics with the same value.
+func (r *run) runStage(ctx context.Context, st stage, want func(n int) bool) (int, nodeResult) {
+	if !st.parallel() {
+		return st.first, r.attempts(ctx, st.first, &r.x)
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	results := make([]nodeResult, st.end-st.first)
+	var wg sync.WaitGroup
+	var crash panics
+	for n := st.first; n < st.end; n++ {
+		r.mu.Lock()
+		ok := want(n)
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			defer crash.capture(stop)
+			res := r.attempts(ctx, n, new(Exec))
+			if res.end == gaveUp {
+				stop(errSiblingFailed)
+			}
+			results[n-st.first] = res
+		})
+	}
+	wg.Wait()
+	crash.reraise()
+	for i, res := range results {
+		if res.end == gaveUp {
+			return st.first + i, res
+		}
+	}
+	return st.first, nodeResult{end: finished}
+}
+
 // errSiblingFailed stops the other steps of a group when one gives up.
 var errSiblingFailed = errors.New("saga: another step of the group failed")
 
-// forwardNode makes attempts of node n's Do until one succeeds, the
-// node gives up, or ctx ends. In a group (parallel), a Permanent failure
-// is logged as a StepFailed record; alone, the Compensating record that
-// follows says it.
-func (r *run) forwardNode(ctx context.Context, n int, x *Exec) nodeResult {
-	st := r.s.plan.nodes[n].step
-	parallel := r.s.plan.stages[r.s.plan.nodes[n].stage].parallel()
+// attempts makes attempts of node n's Do (going forward) or Undo
+// (compensating) until one succeeds, the node gives up, or ctx ends. Going
+// forward, a Permanent failure of a step alone is logged by the
+// Compensating record that follows it; a group's member logs it as a
+// StepFailed record.
+func (r *run) attempts(ctx context.Context, n int, x *Exec) nodeResult {
+	nd := &r.s.plan.nodes[n]
+	fn, policy, done, failed, what := nd.step.Do, nd.step.Retry, KindStepDone, KindStepFailed, "saga: step failed"
+	backward := r.s.compensating // fixed while a stage runs
+	if backward {
+		fn, policy, done, failed, what = nd.step.Undo, nd.undo, KindUndoDone, KindUndoFailed, "saga: undo failed"
+	}
+	alone := !r.s.plan.stages[nd.stage].parallel()
 	waited := false
 	var last error
 	for {
 		res, wait := r.nextAttempt(ctx, n, x, &waited, last)
 		switch {
 		case wait > 0:
-			if !r.sleep(ctx, st.Retry, wait) {
+			if !r.sleep(ctx, policy, wait) {
 				return nodeResult{end: stopped}
 			}
 			continue
 		case res.end != attempt:
 			return res
 		}
-		err := call(ctx, st.Do, st.Timeout, x)
+		err := call(ctx, fn, nd.step.Timeout, x)
 		if err != nil && ctx.Err() != nil {
 			return nodeResult{end: stopped} // the attempt stays in flight: its effect is unknown
 		}
-		rec := Record{Kind: KindStepDone, Saga: r.id, Step: n, Attempt: x.Attempt}
+		rec := Record{Kind: done, Saga: r.id, Step: n, Attempt: x.Attempt}
 		switch {
 		case err == nil:
 			rec.Bag = x.entries()
-		case IsPermanent(err) && !parallel:
+		case IsPermanent(err) && alone && !backward:
 			return nodeResult{end: gaveUp, err: err, permanent: true}
 		default:
-			rec.Kind, rec.Err, rec.Permanent = KindStepFailed, err.Error(), IsPermanent(err)
-			r.o.logger.Warn("saga: step failed", "saga", r.id, "step", st.Name, "attempt", x.Attempt, "err", err)
+			rec.Kind, rec.Err, rec.Permanent = failed, err.Error(), IsPermanent(err)
+			r.o.logger.Warn(what, "saga", r.id, "step", nd.step.Name, "attempt", x.Attempt, "err", err)
 		}
 		if r.append(rec) != nil {
 			return nodeResult{end: stopped}
@@ -391,21 +418,7 @@ func (r *run) backward(last *error) Record {
 	rctx := r.ctx
 	st := r.s.plan.stages[r.s.stage]
 	r.mu.Unlock()
-	var res nodeResult
-	n := st.first
-	if !st.parallel() {
-		res = r.backwardNode(rctx, n, &r.x)
-	} else {
-		ctx, stop := context.WithCancelCause(rctx)
-		defer stop(nil)
-		results := r.group(st, stop, func(n int) bool { r.mu.Lock(); defer r.mu.Unlock(); return r.s.needsUndo(n) },
-			func(n int) nodeResult { return r.backwardNode(ctx, n, new(Exec)) })
-		for i, rr := range results {
-			if rr.end == gaveUp && res.end != gaveUp {
-				res, n = rr, st.first+i
-			}
-		}
-	}
+	n, res := r.runStage(rctx, st, r.s.needsUndo)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if res.end != gaveUp || rctx.Err() != nil || r.dead != nil {
@@ -413,65 +426,6 @@ func (r *run) backward(last *error) Record {
 	}
 	*last = res.err
 	return Record{Kind: KindStuck, Saga: r.id, Step: n}
-}
-
-// backwardNode makes attempts of node n's Undo until one succeeds, the
-// node runs out of attempts, or ctx ends.
-func (r *run) backwardNode(ctx context.Context, n int, x *Exec) nodeResult {
-	nd := &r.s.plan.nodes[n]
-	waited := false
-	var last error
-	for {
-		res, wait := r.nextAttempt(ctx, n, x, &waited, last)
-		switch {
-		case wait > 0:
-			if !r.sleep(ctx, nd.undo, wait) {
-				return nodeResult{end: stopped}
-			}
-			continue
-		case res.end != attempt:
-			return res
-		}
-		err := call(ctx, nd.step.Undo, nd.step.Timeout, x)
-		if err != nil && ctx.Err() != nil {
-			return nodeResult{end: stopped}
-		}
-		rec := Record{Kind: KindUndoDone, Saga: r.id, Step: n, Attempt: x.Attempt}
-		if err == nil {
-			rec.Bag = x.entries()
-		} else {
-			rec.Kind, rec.Err, rec.Permanent = KindUndoFailed, err.Error(), IsPermanent(err)
-			r.o.logger.Warn("saga: undo failed", "saga", r.id, "step", nd.step.Name, "attempt", x.Attempt, "err", err)
-		}
-		if r.append(rec) != nil {
-			return nodeResult{end: stopped}
-		}
-		if err == nil {
-			return nodeResult{end: finished}
-		}
-		last, waited = err, false
-	}
-}
-
-// group runs fn concurrently for the nodes of st that want it, and
-// returns their results by node (finished for the others). If fn panics,
-// group stops the others, waits for them and panics with the same value.
-func (r *run) group(st stage, stop context.CancelCauseFunc, want func(n int) bool, fn func(n int) nodeResult) []nodeResult {
-	results := make([]nodeResult, st.end-st.first)
-	var wg sync.WaitGroup
-	var crash panics
-	for n := st.first; n < st.end; n++ {
-		if !want(n) {
-			continue
-		}
-		wg.Go(func() {
-			defer crash.capture(stop)
-			results[n-st.first] = fn(n)
-		})
-	}
-	wg.Wait()
-	crash.reraise()
-	return results
 }
 
 // call runs fn with the step's timeout.
