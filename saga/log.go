@@ -43,6 +43,10 @@ type MemLog struct {
 	mu    sync.Mutex
 	sagas map[string]*memSaga
 	order []string // saga IDs in the order of their first record
+	// last is the saga of the last append, found again without hashing
+	// its ID: a saga appends its records one after the other.
+	lastID string
+	last   *memSaga
 }
 
 // memSaga is one saga's records: each a 4-byte big-endian length and the
@@ -68,11 +72,15 @@ func (l *MemLog) Append(ctx context.Context, r Record) error {
 	if l.sagas == nil {
 		l.sagas = make(map[string]*memSaga)
 	}
-	s, ok := l.sagas[r.Saga]
-	if !ok {
-		s = &memSaga{buf: make([]byte, 0, 256)} // room for a short saga's records
-		l.sagas[r.Saga] = s
-		l.order = append(l.order, r.Saga)
+	s := l.last
+	if s == nil || l.lastID != r.Saga {
+		var ok bool
+		if s, ok = l.sagas[r.Saga]; !ok {
+			s = &memSaga{buf: make([]byte, 0, 256)} // room for a short saga's records
+			l.sagas[r.Saga] = s
+			l.order = append(l.order, r.Saga)
+		}
+		l.lastID, l.last = r.Saga, s
 	}
 	start := len(s.buf)
 	s.buf = r.appendMsgpack(append(s.buf, 0, 0, 0, 0))
@@ -133,6 +141,7 @@ func (l *MemLog) Compact(ctx context.Context) (int, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lastID, l.last = "", nil
 	kept := l.order[:0]
 	for _, id := range l.order {
 		if l.sagas[id].terminal {

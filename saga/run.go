@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -272,8 +273,10 @@ func (r *run) forward(cause *error) Record {
 		return Record{}
 	}
 	*cause = res.err
-	r.o.logger.Info("saga: compensating", "saga", r.id, "step", r.s.plan.nodes[n].step.Name,
-		"attempts", r.s.nodes[n].attempts, "err", res.err)
+	if r.o.logger.Enabled(r.logCtx, slog.LevelInfo) { // spare the arguments' allocations
+		r.o.logger.Info("saga: compensating", "saga", r.id, "step", r.s.plan.nodes[n].step.Name,
+			"attempts", r.s.nodes[n].attempts, "err", res.err)
+	}
 	return Record{Kind: KindCompensating, Saga: r.id, Step: n, Err: res.err.Error(), Permanent: res.permanent}
 }
 
@@ -287,6 +290,11 @@ func (r *run) runStage(ctx context.Context, st stage, want func(n int) bool) (in
 	if !st.parallel() {
 		return st.first, r.attempts(ctx, st.first, &r.x)
 	}
+	return r.runGroup(ctx, st, want)
+}
+
+// runGroup is runStage for a group.
+func (r *run) runGroup(ctx context.Context, st stage, want func(n int) bool) (int, nodeResult) {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	results := make([]nodeResult, st.end-st.first)
@@ -359,7 +367,9 @@ func (r *run) attempts(ctx context.Context, n int, x *Exec) nodeResult {
 			return nodeResult{end: gaveUp, err: err, permanent: true}
 		default:
 			rec.Kind, rec.Err, rec.Permanent = failed, err.Error(), IsPermanent(err)
-			r.o.logger.Warn(what, "saga", r.id, "step", nd.step.Name, "attempt", x.Attempt, "err", err)
+			if r.o.logger.Enabled(r.logCtx, slog.LevelWarn) {
+				r.o.logger.Warn(what, "saga", r.id, "step", nd.step.Name, "attempt", x.Attempt, "err", err)
+			}
 		}
 		if r.append(rec) != nil {
 			return nodeResult{end: stopped}
