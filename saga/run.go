@@ -230,7 +230,8 @@ func (r *run) drive() (Outcome, error) {
 		return Compensated, &StepError{s.id, s.plan.nodes[s.failed].step.Name, cmp.Or(cause, errors.New(s.cause))}
 	}
 	p := &s.nodes[s.stuck]
-	e := &StuckError{s.id, s.plan.nodes[s.stuck].step.Name, p.undoAttempts, cmp.Or(last, errors.New(p.lastErr)), s.cause}
+	e := &StuckError{s.id, s.plan.nodes[s.stuck].step.Name, p.undoAttempts,
+		cmp.Or(last, lastError(p.lastErr, p.undoAttempts, p.undoInFlight)), s.cause}
 	r.o.logger.Error("saga: stuck, compensation needs an operator", "saga", s.id, "definition", s.plan.def.Name,
 		"step", e.Step, "attempts", e.Attempts, "err", e.Err, "cause", s.cause)
 	return Stuck, e

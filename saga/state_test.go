@@ -116,3 +116,61 @@ func FuzzOpenFileLog(f *testing.F) {
 		require.NoError(t, l.Close())
 	})
 }
+
+// TestReplayGroup: the records of a group's members interleave; a member
+// that failed Permanent on its only attempt is not undone, a member
+// interrupted in flight is; a Cancelled record names the stage.
+func TestReplayGroup(t *testing.T) {
+	nop := func(context.Context, *Exec) error { return nil }
+	d := &Definition{Name: "g", Steps: []Step{
+		{Name: "a", Do: nop, Undo: nop},
+		{Name: "grp", Parallel: []Step{{Name: "b", Do: nop, Undo: nop}, {Name: "c", Do: nop, Undo: nop}, {Name: "d", Do: nop, Undo: nop}}},
+		{Name: "e", Do: nop, Undo: nop},
+	}}
+	p := compile(d, RetryPolicy{})
+	require.Equal(t, []string{"a", "grp/b", "grp/c", "grp/d", "e"}, p.names)
+	start := Record{Kind: KindStarted, Saga: "s", Def: "g", Steps: p.names}
+	rec := func(k Kind, step, attempt int) Record {
+		return Record{Kind: k, Saga: "s", Step: step, Attempt: attempt}
+	}
+	forward := []Record{
+		start, rec(KindStepStarted, 0, 1), rec(KindStepDone, 0, 1),
+		rec(KindStepStarted, 2, 1), rec(KindStepStarted, 1, 1), rec(KindStepStarted, 3, 1),
+		rec(KindStepDone, 1, 1),
+		{Kind: KindStepFailed, Saga: "s", Step: 2, Attempt: 1, Err: "no", Permanent: true},
+	}
+	s, err := replay(p, forward)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.stage)
+	require.True(t, s.nodes[2].gaveUp)
+	require.True(t, s.nodes[3].inFlight)
+
+	recs := append(slices.Clone(forward), Record{Kind: KindCompensating, Saga: "s", Step: 2, Err: "no"},
+		rec(KindUndoStarted, 3, 1), rec(KindUndoStarted, 1, 1), rec(KindUndoDone, 3, 1))
+	s, err = replay(p, recs)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.stage, "b's undo is in flight")
+	require.False(t, s.needsUndo(2), "c's only attempt failed Permanent")
+	s, err = replay(p, append(slices.Clone(recs), rec(KindUndoDone, 1, 1), rec(KindUndoStarted, 0, 1)))
+	require.NoError(t, err)
+	require.Equal(t, 0, s.stage)
+
+	cancelled := append(slices.Clone(forward[:7]), Record{Kind: KindCancelled, Saga: "s", Step: 1})
+	s, err = replay(p, cancelled)
+	require.NoError(t, err)
+	require.True(t, s.cancelled)
+	require.Equal(t, -1, s.failed)
+	require.True(t, s.needsUndo(2) && s.needsUndo(3), "c and d were in flight")
+
+	for name, bad := range map[string][]Record{
+		"undo of c":            append(slices.Clone(recs), rec(KindUndoStarted, 2, 1)),
+		"retry after perm":     append(slices.Clone(forward), rec(KindStepStarted, 2, 2)),
+		"step of next stage":   append(slices.Clone(forward[:7]), rec(KindStepStarted, 4, 1)),
+		"cancel at a member":   append(slices.Clone(forward[:7]), Record{Kind: KindCancelled, Saga: "s", Step: 2}),
+		"undo of later stage":  append(slices.Clone(recs), rec(KindUndoStarted, 4, 1)),
+		"commit with a member": append(slices.Clone(forward[:7]), rec(KindCommitted, 0, 0)),
+	} {
+		_, err := replay(p, bad)
+		require.ErrorIs(t, err, ErrHistory, name)
+	}
+}
