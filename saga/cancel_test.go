@@ -3,11 +3,16 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/distkit/distkit/saga"
@@ -156,4 +161,61 @@ func TestCancelIdle(t *testing.T) {
 			require.ErrorIs(t, o2.Cancel(context.Background(), "s"), saga.ErrEnded)
 		})
 	}
+}
+
+// TestCancelRace cancels sagas at random moments while they run, from
+// another goroutine: a Cancel that returns nil ends its saga
+// Compensated, one that returns ErrEnded finds it Committed, and no
+// Undo runs in a committed saga.
+func TestCancelRace(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	var undos atomic.Int64
+	yield := func(ctx context.Context, x *saga.Exec) error { runtime.Gosched(); return nil }
+	step := func(name string) saga.Step {
+		return saga.Step{Name: name, Do: yield, Undo: func(ctx context.Context, x *saga.Exec) error {
+			undos.Add(1)
+			return nil
+		}}
+	}
+	d := saga.Definition{Name: "d", Steps: []saga.Step{step("a"), {Name: "g", Parallel: []saga.Step{step("b"), step("c")}}, step("d")}}
+	o := saga.New(&saga.MemLog{}, saga.Config{})
+	require.NoError(t, o.Register(d))
+	counts := map[string]int{}
+	for i := range 300 {
+		id := fmt.Sprint("s", i)
+		delay := rng.IntN(20)
+		undos.Store(0)
+		done := make(chan saga.Outcome)
+		go func() {
+			out, err := o.Run(context.Background(), "d", id, nil)
+			if out == saga.Committed {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorIs(t, err, saga.ErrCancelled) // Compensated, or 0: stopped before it was logged
+			}
+			done <- out
+		}()
+		for range delay {
+			runtime.Gosched()
+		}
+		err := o.Cancel(context.Background(), id)
+		out := <-done
+		switch {
+		case err == nil:
+			require.NotEqual(t, saga.Committed, out, "saga %s", id)
+			counts[fmt.Sprint("cancelled, ", out)]++
+		case errors.Is(err, saga.ErrEnded):
+			require.Equal(t, saga.Committed, out, "saga %s", id)
+			require.Zero(t, undos.Load(), "saga %s", id)
+			counts["committed first"]++
+		case errors.Is(err, saga.ErrUnknownSaga): // Cancel came before Run began
+			require.Equal(t, saga.Committed, out, "saga %s", id)
+			counts["not begun"]++
+		default:
+			t.Fatalf("saga %s: Cancel: %v", id, err)
+		}
+	}
+	t.Logf("%v", counts)
 }

@@ -246,7 +246,9 @@ func (o *Orchestrator) plan(name string) (*plan, error) {
 // saga ends, or the log fails, Run returns (0, an error wrapping
 // [ErrAbandoned] or the log's error) and the saga stays open in the log
 // exactly as if the process had crashed there: Recover, here or after a
-// restart, finishes it. To stop a saga and compensate it, call Cancel.
+// restart, finishes it. To stop a saga and compensate it, call Cancel; if
+// Cancel comes before the saga is logged, Run logs nothing and returns
+// (0, an error wrapping [ErrCancelled]).
 // Run also returns [ErrEmptyID], [ErrUnknownDefinition] and [ErrClosed].
 func (o *Orchestrator) Run(ctx context.Context, def, id string, input []byte) (Outcome, error) {
 	if id == "" {
@@ -260,11 +262,14 @@ func (o *Orchestrator) Run(ctx context.Context, def, id string, input []byte) (O
 		if len(recs) > 0 {
 			return outcomeOf(recs), fmt.Errorf("%w: %q is in the log", ErrDuplicate, id)
 		}
-		if r.ctx.Err() != nil {
-			return 0, context.Cause(r.ctx)
+		r.mu.Lock()
+		if err := context.Cause(r.ctx); err != nil {
+			r.mu.Unlock()
+			return 0, err // nothing was written
 		}
 		r.st.plan = p
 		r.s = &r.st
+		r.mu.Unlock()
 		start := Record{Kind: KindStarted, Saga: id, Def: p.def.Name, Input: bytes.Clone(input), Steps: p.names}
 		if err := r.append(start); err != nil {
 			return 0, err
@@ -351,7 +356,8 @@ func (o *Orchestrator) resume(ctx context.Context, id string) (Outcome, error) {
 // the saga acts on it, so after a crash Recover compensates it.
 //
 // If this orchestrator is running the saga (in Run or Recover), Cancel
-// returns nil once the cancellation is logged, and the running call
+// returns nil once the cancellation is logged (or once Run stopped before
+// it logged the saga at all), and the running call
 // compensates the saga and returns Compensated with an error wrapping
 // ErrCancelled. If the saga is open in the log and nobody runs it (a
 // crash left it), Cancel logs the cancellation and compensates it
@@ -369,12 +375,14 @@ func (o *Orchestrator) Cancel(ctx context.Context, id string) error {
 		r, ok := o.running[id]
 		o.mu.Unlock()
 		if !ok {
+			// Look before taking the ID, so that a Run of a saga that is
+			// not in the log yet never finds it taken.
+			if err := cancellable(id)(o.log.Records(ctx, id)); err != nil {
+				return err
+			}
 			_, err := o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
-				if len(recs) == 0 {
-					return 0, fmt.Errorf("%w: %q", ErrUnknownSaga, id)
-				}
-				if out := outcomeOf(recs); out != 0 {
-					return 0, fmt.Errorf("%w: %q ended %s", ErrEnded, id, out)
+				if err := cancellable(id)(recs, nil); err != nil {
+					return 0, err
 				}
 				if err := r.load(recs); err != nil {
 					return 0, err
@@ -412,6 +420,23 @@ func (o *Orchestrator) Cancel(ctx context.Context, id string) error {
 	}
 }
 
+// cancellable returns a function that returns the error of Cancel for
+// saga id with records recs (read with error err), if it cannot be
+// cancelled.
+func cancellable(id string) func(recs []Record, err error) error {
+	return func(recs []Record, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case len(recs) == 0:
+			return fmt.Errorf("%w: %q", ErrUnknownSaga, id)
+		case outcomeOf(recs) != 0:
+			return fmt.Errorf("%w: %q ended %s", ErrEnded, id, outcomeOf(recs))
+		}
+		return nil
+	}
+}
+
 // with registers saga id as running (failing with ErrDuplicate if it is
 // already), waits for a slot, reads the saga's records and calls fn.
 func (o *Orchestrator) with(ctx context.Context, id string, fn func(*run, []Record) (Outcome, error)) (Outcome, error) {
@@ -444,7 +469,10 @@ func (o *Orchestrator) with(ctx context.Context, id string, fn func(*run, []Reco
 		}
 	}
 	recs, err := o.log.Records(r.ctx, id)
-	if err != nil {
+	switch {
+	case err != nil && r.ctx.Err() != nil:
+		return 0, context.Cause(r.ctx) // nothing was written
+	case err != nil:
 		return 0, fmt.Errorf("saga %q: read log: %w", id, err)
 	}
 	return fn(r, recs)

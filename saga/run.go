@@ -77,8 +77,14 @@ func (r *run) load(recs []Record) error {
 	if err != nil {
 		return fmt.Errorf("saga %q: %w", r.id, err)
 	}
-	r.s, err = replay(p, recs)
-	return err
+	s, err := replay(p, recs)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.s = s
+	r.mu.Unlock()
+	return nil
 }
 
 func (r *run) append(rec Record) error {
@@ -121,6 +127,8 @@ func (r *run) requestCancel() (<-chan struct{}, error) {
 	case r.s != nil && r.s.final != 0 && r.dead == nil:
 		return nil, fmt.Errorf("%w: %q ended %s", ErrEnded, r.id, r.s.final)
 	case r.s != nil && r.s.compensating && r.dead == nil:
+		return nil, nil
+	case r.exited && r.cancelled && r.s == nil: // stopped before its saga was logged
 		return nil, nil
 	case r.exited:
 		return errRunExited, nil
