@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,7 +147,7 @@ func TestGuardReleasesOnPanic(t *testing.T) {
 // caller takes it over and runs fn.
 func TestGuardCrashTakeover(t *testing.T) {
 	g, s, clk := newGuard(t)
-	rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute) // the crashed executor
+	_, rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute) // the crashed executor
 	require.NoError(t, err)
 	require.Nil(t, rec)
 	var runs atomic.Int32
@@ -188,6 +189,64 @@ func TestGuardLockLapsed(t *testing.T) {
 	require.Equal(t, "second", string(out), "the new owner's record survives")
 }
 
+// TestGuardFencedBySkewedClock: the Guard's clock runs behind the
+// store's, so the Guard believes its claim live after the store let it
+// lapse and gave the key to another caller. The store's fencing refuses
+// the late Complete and Release: the successor's claim survives, and the
+// late caller learns that its result was not recorded.
+func TestGuardFencedBySkewedClock(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		storeClock := clocktest.NewManual(t0)
+		s := &idempotency.MemStore{Clock: storeClock}
+		g := idempotency.New(s, idempotency.Config{Lock: time.Minute, Clock: clocktest.NewManual(t0)})
+		var successor uint64
+		out, err := g.Do(bg, "k", []byte("fp"), func(ctx context.Context) ([]byte, error) {
+			storeClock.Advance(time.Minute) // a pause the Guard's clock did not see
+			var rec *idempotency.Record
+			var err error
+			successor, rec, err = s.Claim(bg, "k", []byte("fp"), time.Minute)
+			require.NoError(t, err)
+			require.Nil(t, rec)
+			if fail {
+				return nil, idempotency.Retryable(errors.New("try again")) // would Release
+			}
+			return []byte("late"), nil
+		})
+		require.ErrorIs(t, err, idempotency.ErrNotClaimed, "fail=%v", fail)
+		if !fail {
+			require.ErrorIs(t, err, idempotency.ErrLockExpired)
+			require.Equal(t, "late", string(out), "the caller still learns what fn did")
+		}
+		_, rec, err := s.Claim(bg, "k", nil, time.Minute)
+		require.NoError(t, err)
+		require.NotNil(t, rec, "fail=%v: the successor's claim was released", fail)
+		require.Equal(t, idempotency.InProgress, rec.State, "fail=%v: the successor's claim was completed", fail)
+		require.Equal(t, successor, rec.Token)
+	}
+}
+
+// TestGuardFencingToken: fn's context carries its claim's token, which
+// increases from one claim to the next.
+func TestGuardFencingToken(t *testing.T) {
+	g, s, _ := newGuard(t)
+	_, ok := idempotency.FencingToken(bg)
+	require.False(t, ok)
+	var tokens []uint64
+	for _, key := range []string{"a", "b", "c"} {
+		_, err := g.Do(bg, key, nil, func(ctx context.Context) ([]byte, error) {
+			token, ok := idempotency.FencingToken(ctx)
+			require.True(t, ok)
+			tokens = append(tokens, token)
+			return nil, nil
+		})
+		require.NoError(t, err)
+		_, rec, err := s.Claim(bg, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, tokens[len(tokens)-1], rec.Token, "the record keeps its claim's token")
+	}
+	require.IsIncreasing(t, tokens)
+}
+
 // TestGuardPanicAfterLockLapsed: fn outlives its lock, another caller
 // takes the key over, then fn panics. The first Guard must leave the new
 // owner's claim alone, as it does when fn returns; releasing it would let a
@@ -197,13 +256,13 @@ func TestGuardPanicAfterLockLapsed(t *testing.T) {
 	require.Panics(t, func() {
 		_, _ = g1.Do(bg, "k", []byte("first"), func(context.Context) ([]byte, error) {
 			clk.Advance(time.Minute)
-			rec, err := s.Claim(bg, "k", []byte("second"), time.Minute) // the takeover
+			_, rec, err := s.Claim(bg, "k", []byte("second"), time.Minute) // the takeover
 			require.NoError(t, err)
 			require.Nil(t, rec)
 			panic("bug")
 		})
 	})
-	rec, err := s.Claim(bg, "k", []byte("third"), time.Minute)
+	_, rec, err := s.Claim(bg, "k", []byte("third"), time.Minute)
 	require.NoError(t, err)
 	require.NotNil(t, rec, "the second owner's claim was released")
 	require.Equal(t, "second", string(rec.Fingerprint))
@@ -231,9 +290,45 @@ func TestGuardLockEndsFn(t *testing.T) {
 
 // TestGuardSharesExecution: concurrent duplicates in one process share
 // one execution and its result.
-func TestGuardSharesExecution(t *testing.T) {
+// TestGuardConflictsByDefault: concurrent calls with one key through one
+// Guard get ErrInProgress, as they would from another process.
+func TestGuardConflictsByDefault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		var runs, conflicts atomic.Int32
+		release := make(chan struct{})
+		fn := func(context.Context) ([]byte, error) {
+			runs.Add(1)
+			<-release
+			return []byte("first"), nil
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			out, err := g.Do(bg, "k", []byte("fp"), fn)
+			require.NoError(t, err)
+			require.Equal(t, "first", string(out))
+		})
+		synctest.Wait() // the first is in fn
+		for range 9 {
+			wg.Go(func() {
+				_, err := g.Do(bg, "k", []byte("fp"), fn)
+				require.ErrorIs(t, err, idempotency.ErrInProgress)
+				conflicts.Add(1)
+			})
+		}
+		synctest.Wait()
+		require.EqualValues(t, 9, conflicts.Load(), "the duplicates returned at once")
+		close(release)
+		wg.Wait()
+		require.EqualValues(t, 1, runs.Load())
+	})
+}
+
+// TestGuardSharesExecution: with Wait, concurrent calls through one
+// Guard wait for the first and get its result.
+func TestGuardSharesExecution(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
 		var runs atomic.Int32
 		release := make(chan struct{})
 		fn := func(context.Context) ([]byte, error) {
@@ -264,9 +359,43 @@ func TestGuardSharesExecution(t *testing.T) {
 // TestGuardWaitersOutliveLeader: the first caller leaves while fn runs;
 // the callers waiting on it run fn themselves instead of inheriting its
 // cancellation.
+// TestGuardWaiterLeaves: with Wait, a waiting call returns when its own
+// context ends, not when the execution it waits for does; the execution
+// goes on and is recorded.
+func TestGuardWaiterLeaves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
+				<-release
+				return []byte("first"), nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, "first", string(out))
+		})
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(bg, time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := g.Do(ctx, "k", nil, nil)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Equal(t, time.Second, time.Since(start), "the waiter left when its context ended")
+		close(release)
+		wg.Wait()
+		out, err := g.Do(bg, "k", nil, nil)
+		require.NoError(t, err)
+		require.Equal(t, "first", string(out))
+	})
+}
+
+// TestGuardWaitersOutliveLeader: with Wait, when the first caller leaves
+// and its execution is abandoned, one waiter runs fn and the others get
+// its result.
 func TestGuardWaitersOutliveLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
 		var runs atomic.Int32
 		fn := func(ctx context.Context) ([]byte, error) {
 			if runs.Add(1) == 1 {
@@ -300,8 +429,14 @@ func TestGuardWaitersOutliveLeader(t *testing.T) {
 // TestGuardWaiterOtherPayload: a concurrent duplicate with another
 // fingerprint does not get the first payload's result.
 func TestGuardWaiterOtherPayload(t *testing.T) {
+	for _, wait := range []bool{false, true} {
+		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) { testGuardWaiterOtherPayload(t, wait) })
+	}
+}
+
+func testGuardWaiterOtherPayload(t *testing.T, wait bool) {
 	synctest.Test(t, func(t *testing.T) {
-		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: wait})
 		release := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -328,7 +463,9 @@ type failingStore struct{ idempotency.MemStore }
 
 var errDisk = errors.New("disk on fire")
 
-func (*failingStore) Complete(context.Context, string, []byte, time.Duration) error { return errDisk }
+func (*failingStore) Complete(context.Context, string, uint64, []byte, time.Duration) error {
+	return errDisk
+}
 
 func TestGuardCompleteFails(t *testing.T) {
 	g := idempotency.New(&failingStore{}, idempotency.Config{})
@@ -339,9 +476,9 @@ func TestGuardCompleteFails(t *testing.T) {
 
 func TestGuardCorruptRecord(t *testing.T) {
 	g, s, _ := newGuard(t)
-	_, err := s.Claim(bg, "k", nil, time.Minute)
+	token, _, err := s.Claim(bg, "k", nil, time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, s.Complete(bg, "k", []byte("not msgpack"), time.Hour))
+	require.NoError(t, s.Complete(bg, "k", token, []byte("not msgpack"), time.Hour))
 	_, err = g.Do(bg, "k", nil, nil)
 	require.ErrorIs(t, err, idempotency.ErrCorrupt)
 }
@@ -417,4 +554,214 @@ func TestGuardModel(t *testing.T) {
 			}
 		}
 	}
+}
+
+type ctxKey struct{}
+
+// TestGuardContext: fn's context is its caller's, bounded by the lock,
+// with the token; children made from it end when the lock lapses; and
+// one kept past fn's return is cancelled, even if first used then.
+func TestGuardContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Lock: 30 * time.Second})
+		parent := context.WithValue(bg, ctxKey{}, "request value")
+		start := time.Now()
+		_, err := g.Do(parent, "lapses", nil, func(ctx context.Context) ([]byte, error) {
+			child, cancel := context.WithCancel(context.WithValue(ctx, ctxKey{}, "shadowed"))
+			defer cancel()
+			token, ok := idempotency.FencingToken(child)
+			require.True(t, ok)
+			require.NotZero(t, token)
+			require.Equal(t, "request value", ctx.Value(ctxKey{}))
+			deadline, ok := ctx.Deadline()
+			require.True(t, ok)
+			require.Equal(t, start.Add(30*time.Second), deadline)
+			<-child.Done()
+			require.Equal(t, 30*time.Second, time.Since(start))
+			require.ErrorIs(t, context.Cause(ctx), context.DeadlineExceeded)
+			return nil, child.Err()
+		})
+		require.ErrorIs(t, err, context.DeadlineExceeded, "the lock ended the child")
+
+		var kept context.Context
+		_, err = g.Do(bg, "kept", nil, func(ctx context.Context) ([]byte, error) {
+			kept = ctx // not looked at before fn returns
+			return []byte("ok"), nil
+		})
+		require.NoError(t, err)
+		select {
+		case <-kept.Done():
+		default:
+			t.Fatal("a context kept past fn's return is not done")
+		}
+		require.ErrorIs(t, kept.Err(), context.Canceled)
+
+		// With a parent that has an earlier deadline, that one holds.
+		early, cancel := context.WithTimeout(bg, time.Second)
+		defer cancel()
+		_, err = g.Do(early, "early", nil, func(ctx context.Context) ([]byte, error) {
+			deadline, _ := ctx.Deadline()
+			require.Equal(t, time.Now().Add(time.Second), deadline)
+			return nil, nil
+		})
+		require.NoError(t, err)
+	})
+}
+
+var errDeclined = errors.New("card declined")
+
+// apiError is an error that carries its code.
+type apiError struct{ code, msg string }
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Code() string  { return e.code }
+
+// TestGuardTypedReplays: a replayed failure matches the registered error
+// it matched the first time, or any Coder with its code, also through
+// another Guard (another process) with the same registrations; the
+// message and code survive, and nothing else is claimed.
+func TestGuardTypedReplays(t *testing.T) {
+	s := &idempotency.MemStore{}
+	errOther := errors.New("other")
+	cfg := idempotency.Config{Errors: map[string]error{"card_declined": errDeclined, "other": errOther}}
+	g := idempotency.New(s, cfg)
+	first := func(err error) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) { return nil, err }
+	}
+	_, err := g.Do(bg, "registered", nil, first(fmt.Errorf("charging: %w", errDeclined)))
+	require.ErrorIs(t, err, errDeclined)
+	_, err = g.Do(bg, "coded", nil, first(fmt.Errorf("charging: %w", &apiError{"insufficient_funds", "no money"})))
+	require.Error(t, err)
+	_, err = g.Do(bg, "plain", nil, first(errors.New("plain")))
+	require.Error(t, err)
+
+	for _, replayer := range []*idempotency.Guard{g, idempotency.New(s, cfg)} {
+		_, err = replayer.Do(bg, "registered", nil, nil)
+		require.ErrorIs(t, err, errDeclined)
+		require.NotErrorIs(t, err, errOther)
+		stored, ok := errors.AsType[*idempotency.StoredError](err)
+		require.True(t, ok)
+		require.Equal(t, idempotency.StoredError{Code: "card_declined", Message: "charging: card declined"},
+			idempotency.StoredError{Code: stored.Code, Message: stored.Message})
+
+		_, err = replayer.Do(bg, "coded", nil, nil)
+		require.ErrorIs(t, err, &apiError{code: "insufficient_funds"})
+		require.NotErrorIs(t, err, &apiError{code: "card_declined"})
+		require.EqualError(t, err, "charging: no money")
+
+		_, err = replayer.Do(bg, "plain", nil, nil)
+		stored, ok = errors.AsType[*idempotency.StoredError](err)
+		require.True(t, ok)
+		require.Empty(t, stored.Code)
+		require.Nil(t, errors.Unwrap(err))
+	}
+
+	// A Guard without the registration still sees the code.
+	_, err = idempotency.New(s, idempotency.Config{}).Do(bg, "registered", nil, nil)
+	require.NotErrorIs(t, err, errDeclined)
+	stored, _ := errors.AsType[*idempotency.StoredError](err)
+	require.Equal(t, "card_declined", stored.Code)
+
+	require.Panics(t, func() { idempotency.New(s, idempotency.Config{Errors: map[string]error{"": errDeclined}}) })
+	require.Panics(t, func() { idempotency.New(s, idempotency.Config{Errors: map[string]error{"x": nil}}) })
+}
+
+// TestGuardBadKeys: keys over MaxKeyBytes or with control characters are
+// refused before the store sees them.
+func TestGuardBadKeys(t *testing.T) {
+	g, s, _ := newGuard(t)
+	var runs atomic.Int32
+	for _, key := range []string{
+		strings.Repeat("k", idempotency.MaxKeyBytes+1),
+		"line\nbreak", "nul\x00", "del\x7f", "\x1b[31m",
+	} {
+		_, err := g.Do(bg, key, nil, counter(&runs, "x", nil))
+		require.ErrorIs(t, err, idempotency.ErrBadKey, "%q", key)
+	}
+	require.Zero(t, runs.Load())
+	require.Zero(t, s.Len())
+	_, err := g.Do(bg, strings.Repeat("k", idempotency.MaxKeyBytes), nil, counter(&runs, "x", nil))
+	require.NoError(t, err)
+	_, err = g.Do(bg, "ünïcödé and spaces", nil, counter(&runs, "x", nil))
+	require.NoError(t, err)
+}
+
+// lyingStore returns, for a live key, a record altered by lie.
+type lyingStore struct {
+	idempotency.MemStore
+	lie func(*idempotency.Record)
+}
+
+func (s *lyingStore) Claim(ctx context.Context, key string, fp []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
+	token, rec, err := s.MemStore.Claim(ctx, key, fp, lock)
+	if rec != nil {
+		s.lie(rec)
+	}
+	return token, rec, err
+}
+
+// zeroTokenStore grants claims under token 0.
+type zeroTokenStore struct{ idempotency.MemStore }
+
+func (s *zeroTokenStore) Claim(ctx context.Context, key string, fp []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
+	_, rec, err := s.MemStore.Claim(ctx, key, fp, lock)
+	return 0, rec, err
+}
+
+// TestGuardUntrustedRecords: a store that breaks its contract gets
+// ErrCorrupt naming the fault, never a replay or a run of fn.
+func TestGuardUntrustedRecords(t *testing.T) {
+	fp := []byte("0123456789abcdef0123456789abcdef")
+	for name, c := range map[string]struct {
+		lie  func(*idempotency.Record)
+		want string
+	}{
+		"other key":         {func(r *idempotency.Record) { r.Key = "someone-else" }, `record of "someone-else"`},
+		"short fingerprint": {func(r *idempotency.Record) { r.Fingerprint = r.Fingerprint[:16] }, "fingerprint of 16 bytes"},
+		"long fingerprint":  {func(r *idempotency.Record) { r.Fingerprint = append(r.Fingerprint, 0) }, "fingerprint of 33 bytes"},
+		"unknown state":     {func(r *idempotency.Record) { r.State = 7 }, "state State(7)"},
+		"garbage response":  {func(r *idempotency.Record) { r.Response = []byte{0x92, 0x05, 0xc0} }, "outcome kind 5"},
+	} {
+		s := &lyingStore{lie: c.lie}
+		g := idempotency.New(s, idempotency.Config{})
+		_, err := g.Do(bg, "k", fp, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+		require.NoError(t, err, name)
+		var runs atomic.Int32
+		_, err = g.Do(bg, "k", fp, counter(&runs, "again", nil))
+		require.ErrorIs(t, err, idempotency.ErrCorrupt, name)
+		require.ErrorContains(t, err, c.want, name)
+		require.Zero(t, runs.Load(), name)
+	}
+	var runs atomic.Int32
+	_, err := idempotency.New(&zeroTokenStore{}, idempotency.Config{}).Do(bg, "k", fp, counter(&runs, "x", nil))
+	require.ErrorIs(t, err, idempotency.ErrCorrupt)
+	require.ErrorContains(t, err, "token 0")
+	require.Zero(t, runs.Load())
+}
+
+// TestGuardWaitersOutlivePanic: with Wait, when the first caller's fn
+// panics, the panic stays with that caller and a waiter runs fn itself.
+func TestGuardWaitersOutlivePanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			require.PanicsWithValue(t, "bug", func() {
+				_, _ = g.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
+					<-release
+					panic("bug")
+				})
+			})
+		})
+		synctest.Wait()
+		wg.Go(func() {
+			out, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return []byte("second"), nil })
+			require.NoError(t, err)
+			require.Equal(t, "second", string(out))
+		})
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+	})
 }

@@ -2,7 +2,6 @@ package idempotency
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -24,7 +23,9 @@ const memShards = 32
 // first drops that shard's records whose deadline has passed (a min-heap
 // by deadline makes this O(log n) per removed record and O(1) when there
 // is none), so memory tracks the live records plus the expired records of
-// shards nobody has touched since.
+// shards nobody has touched since. The heap is lazy: Complete and Release
+// leave an entry's old deadline in it, to be skipped when it comes up or
+// dropped when such stale items are most of the heap.
 //
 // The zero value is an empty, unbounded store on the system clock, ready
 // to use. Set Clock and MaxKeys before first use and not after. MemStore
@@ -41,92 +42,109 @@ type MemStore struct {
 
 	init   sync.Once
 	seed   maphash.Seed
-	n      atomic.Int64 // records held across all shards
+	n      atomic.Int64  // records held across all shards
+	tokens atomic.Uint64 // the last fencing token granted
 	shards [memShards]memShard
 }
 
 var _ Store = (*MemStore)(nil)
 
 type memShard struct {
-	mu sync.Mutex
-	m  map[string]*memEntry
-	q  expiryHeap
-	_  [64 - 40]byte // pad to a cache line: shards are locked by different cores
+	mu    sync.Mutex
+	m     map[string]*memEntry
+	q     expiryHeap
+	stale int           // items in q known to be stale
+	_     [64 - 48]byte // pad to a cache line: shards are locked by different cores
 }
 
 type memEntry struct {
-	rec Record
-	idx int // position in the shard's expiryHeap
+	rec  Record
+	due  int64    // rec's deadline in Unix nanoseconds
+	gone bool     // released or evicted: no longer in the shard's map
+	fp   [64]byte // rec.Fingerprint when it fits (a SHA-512 sum does), saving an allocation
 }
 
-// Claim implements [Store.Claim]. It returns ErrFull if key is new and
-// the store already holds MaxKeys live records, an error if lock is not
-// positive, and ctx.Err() if ctx is done.
-func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (*Record, error) {
+// Claim implements [Store.Claim]. Tokens count up from 1 across the
+// whole store. It returns ErrFull if key is new and the store already
+// holds MaxKeys live records, an error if lock is not positive, and
+// ctx.Err() if ctx is done.
+func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (uint64, *Record, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if lock <= 0 {
-		return nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
+		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	now := s.now()
 	sh := s.shard(key)
-	rec, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+	token, rec, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
 		for i := range s.shards {
 			s.sweep(&s.shards[i], now)
 		}
-		rec, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+		token, rec, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	}
-	return rec, err
+	return token, rec, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (*Record, error) {
+func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (uint64, *Record, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 	if e, ok := sh.m[key]; ok { // every expired record was just swept
-		return e.rec.clone(), nil
+		return 0, e.rec.clone(), nil
 	}
 	if !s.reserve() {
-		return nil, ErrFull
+		return 0, nil, ErrFull
 	}
+	// Taken inside the shard's lock, so a claim that returned before
+	// another began has the smaller token.
+	token := s.tokens.Add(1)
 	e := &memEntry{rec: Record{
 		Key:         key,
-		Fingerprint: bytes.Clone(fingerprint),
 		State:       InProgress,
 		LockedUntil: until,
-	}}
+		Token:       token,
+	}, due: until.UnixNano()}
+	if n := len(fingerprint); n <= len(e.fp) {
+		e.rec.Fingerprint = e.fp[:n:n]
+		copy(e.rec.Fingerprint, fingerprint)
+	} else {
+		e.rec.Fingerprint = bytes.Clone(fingerprint)
+	}
 	sh.m[key] = e
-	heap.Push(&sh.q, e)
-	return nil, nil
+	sh.q.push(expiryItem{e.due, e})
+	return token, nil, nil
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
-// ErrNotClaimed if key has no live in-progress claim, an error if retain
-// is not positive, and ctx.Err() if ctx is done.
-func (s *MemStore) Complete(ctx context.Context, key string, response []byte, retain time.Duration) error {
+// ErrNotClaimed if key has no live in-progress claim under token, an
+// error if retain is not positive, and ctx.Err() if ctx is done.
+func (s *MemStore) Complete(ctx context.Context, key string, token uint64, response []byte, retain time.Duration) error {
 	if retain <= 0 {
 		return fmt.Errorf("idempotency: Complete with non-positive retain %v", retain)
 	}
-	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, now time.Time) {
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, now time.Time) {
 		e.rec.State = Done
 		e.rec.Response = bytes.Clone(response)
 		if e.rec.Response == nil {
 			e.rec.Response = []byte{}
 		}
 		e.rec.ExpiresAt = now.Add(retain)
-		heap.Fix(&sh.q, e.idx)
+		e.due = e.rec.ExpiresAt.UnixNano()
+		sh.q.push(expiryItem{e.due, e})
+		sh.dropped() // the claim's item
 	})
 }
 
 // Release implements [Store.Release]. It returns an error wrapping
-// ErrNotClaimed if key has no live in-progress claim, and ctx.Err() if ctx
-// is done.
-func (s *MemStore) Release(ctx context.Context, key string) error {
-	return s.onClaim(ctx, key, func(sh *memShard, e *memEntry, _ time.Time) {
-		heap.Remove(&sh.q, e.idx)
+// ErrNotClaimed if key has no live in-progress claim under token, and
+// ctx.Err() if ctx is done.
+func (s *MemStore) Release(ctx context.Context, key string, token uint64) error {
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ time.Time) {
+		e.gone = true
+		sh.dropped() // its item
 		delete(sh.m, key)
 		s.n.Add(-1)
 	})
@@ -137,8 +155,8 @@ func (s *MemStore) Release(ctx context.Context, key string) error {
 func (s *MemStore) Len() int { return int(s.n.Load()) }
 
 // onClaim runs fn, with key's shard locked, on key's live in-progress
-// entry, or returns ErrNotClaimed.
-func (s *MemStore) onClaim(ctx context.Context, key string, fn func(sh *memShard, e *memEntry, now time.Time)) error {
+// entry claimed under token, or returns ErrNotClaimed.
+func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn func(sh *memShard, e *memEntry, now time.Time)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -148,8 +166,8 @@ func (s *MemStore) onClaim(ctx context.Context, key string, fn func(sh *memShard
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 	e, ok := sh.m[key]
-	if !ok || e.rec.State != InProgress {
-		return fmt.Errorf("%w: %q", ErrNotClaimed, key)
+	if !ok || e.rec.State != InProgress || e.rec.Token != token {
+		return fmt.Errorf("%w: %q under token %d", ErrNotClaimed, key, token)
 	}
 	fn(sh, e, now)
 	return nil
@@ -181,9 +199,15 @@ func (s *MemStore) sweep(sh *memShard, now time.Time) {
 // sweepLocked evicts the shard's records whose deadline is at or before
 // now; sh.mu is held.
 func (s *MemStore) sweepLocked(sh *memShard, now time.Time) {
-	for len(sh.q) > 0 && !now.Before(sh.q[0].rec.deadline()) {
-		e := heap.Pop(&sh.q).(*memEntry)
-		delete(sh.m, e.rec.Key)
+	t := now.UnixNano()
+	for len(sh.q) > 0 && sh.q[0].due <= t {
+		it := sh.q.pop()
+		if it.e.gone || it.e.due != it.due {
+			sh.stale = max(sh.stale-1, 0)
+			continue
+		}
+		it.e.gone = true
+		delete(sh.m, it.e.rec.Key)
 		s.n.Add(-1)
 	}
 }
@@ -205,40 +229,130 @@ func (s *MemStore) now() time.Time {
 	return s.Clock.Now()
 }
 
-// clone returns a deep copy of r, with both byte slices in one allocation.
+// clone returns a deep copy of r. A record of up to 384 bytes of
+// fingerprint and response is allocated together with them; a larger one
+// takes the record and one buffer for both slices.
 func (r *Record) clone() *Record {
-	c := *r
-	buf := make([]byte, len(r.Fingerprint)+len(r.Response))
+	var c *Record
+	var buf []byte
+	switch n := len(r.Fingerprint) + len(r.Response); {
+	case n <= 64:
+		b := new(recordWith64)
+		c, buf = &b.Record, b.buf[:n]
+	case n <= 128:
+		b := new(recordWith128)
+		c, buf = &b.Record, b.buf[:n]
+	case n <= 384:
+		b := new(recordWith384)
+		c, buf = &b.Record, b.buf[:n]
+	default:
+		c, buf = new(Record), make([]byte, n)
+	}
+	*c = *r
 	n := copy(buf, r.Fingerprint)
 	c.Fingerprint = buf[:n:n]
 	if r.Response != nil {
-		c.Response = buf[n:]
+		c.Response = buf[n:len(buf):len(buf)]
 		copy(c.Response, r.Response)
 	}
-	return &c
+	return c
 }
 
-// expiryHeap is a min-heap of entries by deadline (container/heap).
-type expiryHeap []*memEntry
+// A Record (128 bytes) and the bytes its slices point to, in one
+// allocation of a size class: 192, 256 and 512 bytes.
+type (
+	recordWith64 struct {
+		Record
+		buf [64]byte
+	}
+	recordWith128 struct {
+		Record
+		buf [128]byte
+	}
+	recordWith384 struct {
+		Record
+		buf [384]byte
+	}
+)
 
-func (h expiryHeap) Len() int { return len(h) }
-func (h expiryHeap) Less(i, j int) bool {
-	return h[i].rec.deadline().Before(h[j].rec.deadline())
+// dropped counts one more stale item in the shard's heap, and compacts
+// the heap once stale items are most of it: the heap holds at most about
+// twice the shard's records, and compaction, O(n), is paid for by the n/2
+// operations that made items stale since the last one.
+func (sh *memShard) dropped() {
+	sh.stale++
+	if sh.stale <= 32 || sh.stale*2 <= len(sh.q) {
+		return
+	}
+	live := sh.q[:0]
+	for _, it := range sh.q {
+		if !it.e.gone && it.e.due == it.due {
+			live = append(live, it)
+		}
+	}
+	clear(sh.q[len(live):])
+	sh.q = live
+	sh.q.init()
+	sh.stale = 0
 }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx = i
-	h[j].idx = j
+
+// expiryItem is a deadline in a shard's heap. It is stale, and skipped
+// when it comes up, once its entry's deadline has changed or the entry
+// has left the shard.
+type expiryItem struct {
+	due int64
+	e   *memEntry
 }
-func (h *expiryHeap) Push(x any) {
-	e := x.(*memEntry)
-	e.idx = len(*h)
-	*h = append(*h, e)
+
+// expiryHeap is a binary min-heap of items by due time. Its comparisons
+// read the items alone, never the entries they point to.
+type expiryHeap []expiryItem
+
+func (h *expiryHeap) push(it expiryItem) {
+	*h = append(*h, it)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if q[parent].due <= q[i].due {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
+	}
 }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return e
+
+// pop removes and returns the item with the earliest due time; the heap
+// is not empty.
+func (h *expiryHeap) pop() expiryItem {
+	q := *h
+	top, last := q[0], len(q)-1
+	q[0] = q[last]
+	q[last] = expiryItem{}
+	*h = q[:last]
+	h.down(0)
+	return top
+}
+
+// init orders the heap, in O(n).
+func (h expiryHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h expiryHeap) down(i int) {
+	for {
+		child := 2*i + 1
+		if child >= len(h) {
+			return
+		}
+		if r := child + 1; r < len(h) && h[r].due < h[child].due {
+			child = r
+		}
+		if h[i].due <= h[child].due {
+			return
+		}
+		h[i], h[child] = h[child], h[i]
+		i = child
+	}
 }

@@ -31,11 +31,12 @@ func TestMemStoreConformance(t *testing.T) {
 func TestMemStoreZeroValue(t *testing.T) {
 	var s idempotency.MemStore // system clock, no bound
 	ctx := context.Background()
-	rec, err := s.Claim(ctx, "k", []byte("fp"), time.Minute)
+	token, rec, err := s.Claim(ctx, "k", []byte("fp"), time.Minute)
 	require.NoError(t, err)
 	require.Nil(t, rec)
-	require.NoError(t, s.Complete(ctx, "k", []byte("r"), time.Hour))
-	rec, err = s.Claim(ctx, "k", nil, time.Minute)
+	require.Equal(t, uint64(1), token, "tokens count from 1")
+	require.NoError(t, s.Complete(ctx, "k", token, []byte("r"), time.Hour))
+	_, rec, err = s.Claim(ctx, "k", nil, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Done, rec.State)
 	require.Equal(t, "r", string(rec.Response))
@@ -45,12 +46,12 @@ func TestMemStoreZeroValue(t *testing.T) {
 func TestMemStoreBadDurations(t *testing.T) {
 	var s idempotency.MemStore
 	ctx := context.Background()
-	_, err := s.Claim(ctx, "k", nil, 0)
+	_, _, err := s.Claim(ctx, "k", nil, 0)
 	require.Error(t, err)
-	_, err = s.Claim(ctx, "k", nil, time.Minute)
+	token, _, err := s.Claim(ctx, "k", nil, time.Minute)
 	require.NoError(t, err)
-	require.Error(t, s.Complete(ctx, "k", nil, -time.Second))
-	rec, err := s.Claim(ctx, "k", nil, time.Minute)
+	require.Error(t, s.Complete(ctx, "k", token, nil, -time.Second))
+	_, rec, err := s.Claim(ctx, "k", nil, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.InProgress, rec.State, "a rejected Complete changes nothing")
 }
@@ -64,40 +65,44 @@ func TestMemStoreFull(t *testing.T) {
 	s := &idempotency.MemStore{Clock: clk, MaxKeys: 64}
 	for i := range 64 {
 		key := fmt.Sprint("k", i)
-		rec, err := s.Claim(ctx, key, nil, time.Minute)
+		token, rec, err := s.Claim(ctx, key, nil, time.Minute)
 		require.NoError(t, err)
 		require.Nil(t, rec)
 		if i%2 == 0 { // half done with a long retention, half in progress
-			require.NoError(t, s.Complete(ctx, key, []byte("r"), time.Hour))
+			require.NoError(t, s.Complete(ctx, key, token, []byte("r"), time.Hour))
 		}
 	}
-	_, err := s.Claim(ctx, "new", nil, time.Minute)
+	_, _, err := s.Claim(ctx, "new", nil, time.Minute)
 	require.ErrorIs(t, err, idempotency.ErrFull)
 	require.Equal(t, 64, s.Len())
 	// An existing live key is still answered when full.
-	rec, err := s.Claim(ctx, "k1", nil, time.Minute)
+	_, rec, err := s.Claim(ctx, "k1", nil, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.InProgress, rec.State)
 
 	// The claims lapse; the done records live on. 32 new keys fit, not 33.
 	clk.Advance(time.Minute)
+	var new0 uint64
 	for i := range 32 {
-		rec, err := s.Claim(ctx, fmt.Sprint("new", i), nil, time.Minute)
+		token, rec, err := s.Claim(ctx, fmt.Sprint("new", i), nil, time.Minute)
 		require.NoError(t, err, "new key %d", i)
 		require.Nil(t, rec)
+		if i == 0 {
+			new0 = token
+		}
 	}
-	_, err = s.Claim(ctx, "one-more", nil, time.Minute)
+	_, _, err = s.Claim(ctx, "one-more", nil, time.Minute)
 	require.ErrorIs(t, err, idempotency.ErrFull)
 	for i := 0; i < 64; i += 2 {
-		rec, err := s.Claim(ctx, fmt.Sprint("k", i), nil, time.Minute)
+		_, rec, err := s.Claim(ctx, fmt.Sprint("k", i), nil, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, idempotency.Done, rec.State, "done record k%d was evicted", i)
 	}
 	// Releasing one claim makes room for exactly one.
-	require.NoError(t, s.Release(ctx, "new0"))
-	_, err = s.Claim(ctx, "one-more", nil, time.Minute)
+	require.NoError(t, s.Release(ctx, "new0", new0))
+	_, _, err = s.Claim(ctx, "one-more", nil, time.Minute)
 	require.NoError(t, err)
-	_, err = s.Claim(ctx, "two-more", nil, time.Minute)
+	_, _, err = s.Claim(ctx, "two-more", nil, time.Minute)
 	require.ErrorIs(t, err, idempotency.ErrFull)
 }
 
@@ -108,13 +113,13 @@ func TestMemStoreSweeps(t *testing.T) {
 	clk := clocktest.NewManual(t0)
 	s := &idempotency.MemStore{Clock: clk}
 	for i := range 1000 {
-		_, err := s.Claim(ctx, fmt.Sprint("a", i), nil, time.Second)
+		_, _, err := s.Claim(ctx, fmt.Sprint("a", i), nil, time.Second)
 		require.NoError(t, err)
 	}
 	require.Equal(t, 1000, s.Len())
 	clk.Advance(time.Second)
 	for i := range 1000 {
-		_, err := s.Claim(ctx, fmt.Sprint("b", i), nil, time.Second)
+		_, _, err := s.Claim(ctx, fmt.Sprint("b", i), nil, time.Second)
 		require.NoError(t, err)
 	}
 	// Every shard was touched by the second wave and dropped the first.
@@ -129,7 +134,7 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 		wg.Go(func() {
 			for i := range 500 {
 				key := fmt.Sprint("k", (g*31+i)%200)
-				rec, err := s.Claim(ctx, key, nil, time.Minute)
+				token, rec, err := s.Claim(ctx, key, nil, time.Minute)
 				if err != nil {
 					t.Error(err)
 					return
@@ -138,9 +143,9 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 					continue
 				}
 				if i%3 == 0 {
-					err = s.Release(ctx, key)
+					err = s.Release(ctx, key, token)
 				} else {
-					err = s.Complete(ctx, key, []byte(key), time.Hour)
+					err = s.Complete(ctx, key, token, []byte(key), time.Hour)
 				}
 				if err != nil { // nothing expires: the owner's call must succeed
 					t.Error(err)
@@ -150,4 +155,39 @@ func TestMemStoreConcurrentLifecycle(t *testing.T) {
 	}
 	wg.Wait()
 	require.LessOrEqual(t, s.Len(), 200)
+}
+
+// TestMemStoreRecordSizes: fingerprints held in the entry and too long
+// for it, and records copied in each of their allocation sizes, are all
+// kept and returned as copies.
+func TestMemStoreRecordSizes(t *testing.T) {
+	ctx := context.Background()
+	var s idempotency.MemStore
+	pattern := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i)
+		}
+		return b
+	}
+	for _, n := range []int{0, 1, 32, 64, 65, 100, 300, 1000} {
+		key := fmt.Sprint("size-", n)
+		fp, resp := pattern(n, 1), pattern(n, 7)
+		token, _, err := s.Claim(ctx, key, fp, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, key, token, resp, time.Hour))
+		clear(fp)
+		clear(resp)
+		_, rec, err := s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
+		require.Equal(t, len(rec.Response), cap(rec.Response), "appending to a copy cannot reach past it")
+		clear(rec.Fingerprint)
+		clear(rec.Response)
+		_, rec, err = s.Claim(ctx, key, nil, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, pattern(n, 1), []byte(rec.Fingerprint), "%d bytes", n)
+		require.Equal(t, pattern(n, 7), []byte(rec.Response), "%d bytes", n)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"time"
 )
 
 // Header fields the middleware reads and writes.
@@ -44,12 +46,31 @@ type MiddlewareOptions struct {
 	// (1 MiB).
 	MaxBody int64
 	// MaxKeyLen bounds the key, in bytes once unquoted; longer keys are
-	// answered 400. 0: DefaultMaxKeyLen (255, Stripe's limit).
+	// answered 400. 0: DefaultMaxKeyLen (255, Stripe's limit). At most
+	// MaxKeyBytes, less the scope's length.
 	MaxKeyLen int
 	// Scope returns the namespace of the request's key, typically the
-	// authenticated principal, so that two clients' keys never meet.
-	// nil: one namespace for all requests.
+	// authenticated principal (Stripe scopes keys by account), so that
+	// two clients who send the same key never see each other's
+	// responses. A request whose scope is empty, or that makes the scoped
+	// key longer than MaxKeyBytes or holds a control character, is
+	// answered 500: the server failed to name its principal. Middleware
+	// panics if Scope is nil and GlobalScope is not set.
 	Scope func(r *http.Request) string
+	// GlobalScope puts every request's key in one namespace, which is
+	// only right when every client may see every other client's
+	// responses (a single tenant, say). Scope must then be nil.
+	GlobalScope bool
+	// ReplayHeaders lists header fields that are recorded and replayed
+	// although they belong to one user's session: by default
+	// Set-Cookie, Set-Cookie2, Authentication-Info,
+	// Proxy-Authentication-Info and Clear-Site-Data reach the first
+	// response only, and are neither recorded nor replayed.
+	ReplayHeaders []string
+	// RetryAfter is the delay the 409 answer to a request whose key is in
+	// progress advises, in its Retry-After field (whole seconds, rounded
+	// up). 0: one second.
+	RetryAfter time.Duration
 	// Fingerprint digests the request to detect a key reused for another
 	// payload. nil: SHA-256 over the method, the path and query, and the
 	// body.
@@ -81,21 +102,37 @@ type MiddlewareOptions struct {
 //   - the handler's response, recorded, the first time a key is used;
 //   - a replay of the recorded status, header fields and body, marked
 //     "Idempotent-Replayed: true", for a retry with the same payload while
-//     the record lives (and for concurrent duplicates in this process,
-//     which share the first request's execution);
-//   - 409 while a request with the key is in progress elsewhere;
+//     the record lives (and, if the Guard has Config.Wait, for concurrent
+//     duplicates in this process, which wait for the first request's
+//     execution until their own contexts end);
+//   - 409 with Retry-After while a request with the key is in progress,
+//     in this process or any other;
 //   - 422 when the key is reused with a different payload;
-//   - 503 when the store is full, 500 when it fails.
+//   - 503 when the store is full, 500 when it fails or returns a record
+//     that cannot be trusted, or when Scope fails to name a namespace.
+//
+// Keys are scoped: the Guard sees len(scope) ":" scope key, so that keys
+// of different scopes never meet. Header fields that carry one user's
+// session are not recorded (see ReplayHeaders).
 //
 // The handler sees a request whose context ends when the claim's lock
 // lapses, and a ResponseWriter that buffers the whole response (it does
 // not implement http.Flusher; 1xx responses and trailers are dropped;
 // header fields with invalid names are dropped and control characters in
 // values become spaces, as net/http would send them). It panics if g is
-// nil.
+// nil, if opts has no Scope and no GlobalScope or both, or if MaxKeyLen
+// exceeds MaxKeyBytes.
 func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handler {
-	if g == nil {
+	switch {
+	case g == nil:
 		panic("idempotency: Middleware with a nil Guard")
+	case opts.Scope == nil && !opts.GlobalScope:
+		panic("idempotency: Middleware without a Scope: set MiddlewareOptions.Scope, " +
+			"or GlobalScope if every client may see every other's responses")
+	case opts.Scope != nil && opts.GlobalScope:
+		panic("idempotency: Middleware with both a Scope and GlobalScope")
+	case opts.MaxKeyLen > MaxKeyBytes:
+		panic(fmt.Sprintf("idempotency: Middleware with MaxKeyLen %d above MaxKeyBytes", opts.MaxKeyLen))
 	}
 	m := &middleware{MiddlewareOptions: opts, guard: g}
 	if m.Methods == nil {
@@ -116,6 +153,14 @@ func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handle
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.DiscardHandler)
 	}
+	m.private = map[string]bool{}
+	for _, k := range privateHeaders {
+		m.private[k] = true
+	}
+	for _, k := range m.ReplayHeaders {
+		delete(m.private, http.CanonicalHeaderKey(k))
+	}
+	m.retryAfter = []string{strconv.FormatInt(int64(max(time.Second, m.RetryAfter+time.Second-1)/time.Second), 10)}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			m.serve(w, r, next)
@@ -125,8 +170,16 @@ func Middleware(g *Guard, opts MiddlewareOptions) func(http.Handler) http.Handle
 
 type middleware struct {
 	MiddlewareOptions
-	guard *Guard
+	guard      *Guard
+	private    map[string]bool // header fields not recorded
+	retryAfter []string        // the Retry-After value of a 409
 }
+
+// privateHeaders are the response header fields that carry one user's
+// session and are not recorded unless MiddlewareOptions.ReplayHeaders
+// lists them.
+var privateHeaders = []string{"Set-Cookie", "Set-Cookie2", "Authentication-Info",
+	"Proxy-Authentication-Info", "Clear-Site-Data"}
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if !slices.Contains(m.Methods, r.Method) {
@@ -166,7 +219,14 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	if m.Scope != nil {
-		key = m.Scope(r) + "\x00" + key // keys hold no NUL: unambiguous
+		scope := m.Scope(r)
+		if scope == "" {
+			m.Logger.Error("idempotency: Scope returned an empty namespace", "method", r.Method, "path", r.URL.Path)
+			m.problem(w, http.StatusInternalServerError, "", "The request could not be processed.")
+			return
+		}
+		// The length makes the join unambiguous.
+		key = strconv.Itoa(len(scope)) + ":" + scope + key
 	}
 
 	var ran *response // the handler's response, if this request ran it
@@ -175,7 +235,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		if m.Retryable(ran.status) {
 			return nil, Retryable(&unrecorded{ran})
 		}
-		return ran.encode(), nil
+		return ran.recorded(m.private).encode(), nil
 	})
 	if ran != nil {
 		if _, ok := errors.AsType[*unrecorded](err); err != nil && !ok {
@@ -201,14 +261,18 @@ func (m *middleware) answer(w http.ResponseWriter, out []byte, err error) {
 		}
 		resp.writeTo(w, true)
 	case isUnrecorded:
-		u.resp.writeTo(w, true)
+		u.resp.recorded(m.private).writeTo(w, true)
 	case errors.Is(err, ErrInProgress):
+		w.Header()["Retry-After"] = m.retryAfter
 		m.problem(w, http.StatusConflict, "A request is outstanding for this Idempotency-Key",
 			"A request with the same Idempotency-Key is being processed; retry later.")
 	case errors.Is(err, ErrMismatch):
 		m.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key is already used",
 			fmt.Sprintf("This Idempotency-Key was used for a different request; keys must not be reused "+
 				"across payloads and are remembered for %v.", m.guard.Retain()))
+	case errors.Is(err, ErrBadKey): // the client's key was checked: the scope is at fault
+		m.Logger.Error("idempotency: Scope made a key the Guard refuses", "err", err)
+		m.problem(w, http.StatusInternalServerError, "", "The request could not be processed.")
 	case errors.Is(err, ErrFull):
 		m.problem(w, http.StatusServiceUnavailable, "", "Too many requests are being tracked; retry later.")
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
@@ -272,6 +336,26 @@ var nul = []byte{0}
 // retryableStatus is the default MiddlewareOptions.Retryable.
 func retryableStatus(status int) bool {
 	return status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
+}
+
+// recorded returns resp without the header fields in private, sharing
+// everything else with resp.
+func (resp *response) recorded(private map[string]bool) *response {
+	drop := false
+	for k := range resp.header {
+		drop = drop || private[k]
+	}
+	if !drop {
+		return resp
+	}
+	c := *resp
+	c.header = make(http.Header, len(resp.header))
+	for k, vs := range resp.header {
+		if !private[k] {
+			c.header[k] = vs
+		}
+	}
+	return &c
 }
 
 // unrecorded carries a response that was not recorded to the callers that

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,6 +59,9 @@ func newAPIOn(s *idempotency.MemStore, clk *clocktest.Manual, opts idempotency.M
 	mux := http.NewServeMux()
 	mux.Handle("/things", h)
 	mux.Handle("/other", h)
+	if opts.Scope == nil {
+		opts.GlobalScope = true
+	}
 	return &api{handler: idempotency.Middleware(g, opts)(mux), create: h, store: s, clock: clk}
 }
 
@@ -133,8 +137,9 @@ func TestMiddlewareDraftStatusCodes(t *testing.T) {
 }
 
 func TestMiddlewareMalformedKeys(t *testing.T) {
-	a := newAPI(idempotency.MiddlewareOptions{})
-	for _, key := range []string{`""`, `"unterminated`, `"bad \x escape"`, `"a" "b"`, `"a", "b"`, `a b`, `"x";A=1`, `(paren)`, `"` + strings.Repeat("k", 256) + `"`} {
+	a := newAPI(idempotency.MiddlewareOptions{GlobalScope: true})
+	for _, key := range []string{`""`, `"unterminated`, `"bad \x escape"`, `"a" "b"`, `"a", "b"`, `a b`, `"x";A=1`, `(paren)`, `"` + strings.Repeat("k", 256) + `"`,
+		"\"ctl\x01\"", "\"tab\there\"", "\"del\x7f\"", "nul\x00"} {
 		p := requireProblem(t, a.do("POST", "/things", key, "x"), http.StatusBadRequest)
 		require.Equal(t, "about:blank", p.Type)
 		require.Equal(t, "Bad Request", p.Title, "about:blank takes the status text")
@@ -170,11 +175,11 @@ func TestMiddlewareBodyLimit(t *testing.T) {
 func TestMiddlewareInProgress(t *testing.T) {
 	clk := clocktest.NewManual(t0)
 	s := &idempotency.MemStore{Clock: clk}
-	blocking := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
-	other := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
+	blocking := newAPIOn(s, clk, idempotency.MiddlewareOptions{GlobalScope: true})
+	other := newAPIOn(s, clk, idempotency.MiddlewareOptions{GlobalScope: true})
 	started, finish := make(chan struct{}), make(chan struct{})
 	inner := blocking.create
-	blocking.handler = idempotency.Middleware(idempotency.New(s, idempotency.Config{Clock: clk}), idempotency.MiddlewareOptions{})(
+	blocking.handler = idempotency.Middleware(idempotency.New(s, idempotency.Config{Clock: clk}), idempotency.MiddlewareOptions{GlobalScope: true})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			close(started)
 			<-finish
@@ -183,8 +188,10 @@ func TestMiddlewareInProgress(t *testing.T) {
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- blocking.do("POST", "/things", `"k"`, "x") }()
 	<-started
-	p := requireProblem(t, other.do("POST", "/things", `"k"`, "x"), http.StatusConflict)
+	w := other.do("POST", "/things", `"k"`, "x")
+	p := requireProblem(t, w, http.StatusConflict)
 	require.Equal(t, "Conflict", p.Title)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	close(finish)
 	require.Equal(t, http.StatusCreated, (<-done).Code)
 	replay := other.do("POST", "/things", `"k"`, "x")
@@ -199,7 +206,7 @@ func TestMiddlewareCrashTakeover(t *testing.T) {
 	clk := clocktest.NewManual(t0)
 	s := &idempotency.MemStore{Clock: clk}
 	started, finish := make(chan struct{}), make(chan struct{})
-	hung := idempotency.Middleware(idempotency.New(s, idempotency.Config{Lock: time.Minute, Clock: clk}), idempotency.MiddlewareOptions{})(
+	hung := idempotency.Middleware(idempotency.New(s, idempotency.Config{Lock: time.Minute, Clock: clk}), idempotency.MiddlewareOptions{GlobalScope: true})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			close(started)
 			<-finish
@@ -212,7 +219,7 @@ func TestMiddlewareCrashTakeover(t *testing.T) {
 		done <- w.Code
 	}()
 	<-started
-	healthy := newAPIOn(s, clk, idempotency.MiddlewareOptions{})
+	healthy := newAPIOn(s, clk, idempotency.MiddlewareOptions{GlobalScope: true})
 	requireProblem(t, healthy.do("POST", "/things", `"k"`, "x"), http.StatusConflict)
 	clk.Advance(time.Minute)
 	w := healthy.do("POST", "/things", `"k"`, "x")
@@ -235,7 +242,7 @@ func keyed(body string) *http.Request {
 // client's retry runs the handler again; a 4xx is the outcome and is
 // replayed.
 func TestMiddlewareServerErrorsNotRecorded(t *testing.T) {
-	a := newAPI(idempotency.MiddlewareOptions{})
+	a := newAPI(idempotency.MiddlewareOptions{GlobalScope: true})
 	a.create.status = http.StatusServiceUnavailable
 	require.Equal(t, http.StatusServiceUnavailable, a.do("POST", "/things", `"k"`, "x").Code)
 	a.create.status = http.StatusTooManyRequests
@@ -260,27 +267,54 @@ func TestMiddlewareServerErrorsNotRecorded(t *testing.T) {
 
 // TestMiddlewareConcurrentDuplicates: duplicates arriving together at one
 // process share one execution; all but one are marked replays.
+// duplicates sends n concurrent requests with one key through a
+// middleware on g with opts, to a handler that runs until all of them are
+// in, and returns their responses.
+func duplicates(t *testing.T, g *idempotency.Guard, opts idempotency.MiddlewareOptions, n int) []*httptest.ResponseRecorder {
+	var runs atomic.Int32
+	release := make(chan struct{})
+	h := idempotency.Middleware(g, opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		<-release
+		w.Header().Set("Location", "/things/1")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "one")
+	}))
+	recs, wait := serveConcurrently(h, n)
+	synctest.Wait()
+	close(release)
+	wait()
+	require.EqualValues(t, 1, runs.Load())
+	return recs
+}
+
+// TestMiddlewareConcurrentConflict: by default a duplicate that arrives
+// while the first request runs in this process gets 409 with
+// Retry-After, as it would from another process.
+func TestMiddlewareConcurrentConflict(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+		created := 0
+		for _, w := range duplicates(t, g, idempotency.MiddlewareOptions{GlobalScope: true, RetryAfter: 1500 * time.Millisecond}, 8) {
+			if w.Code == http.StatusCreated {
+				created++
+				continue
+			}
+			requireProblem(t, w, http.StatusConflict)
+			require.Equal(t, "2", w.Header().Get("Retry-After"), "1.5s rounds up")
+		}
+		require.Equal(t, 1, created)
+	})
+}
+
+// TestMiddlewareConcurrentDuplicates: with Config.Wait, duplicates in
+// this process wait for the first request and replay its response.
 func TestMiddlewareConcurrentDuplicates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &idempotency.MemStore{}
-		g := idempotency.New(s, idempotency.Config{})
-		var runs atomic.Int32
-		release := make(chan struct{})
-		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			runs.Add(1)
-			<-release
-			w.Header().Set("Location", "/things/1")
-			w.WriteHeader(http.StatusCreated)
-			_, _ = io.WriteString(w, "one")
-		}))
+		g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Wait: true})
 		const n = 8
-		recs, wait := serveConcurrently(h, n)
-		synctest.Wait()
-		close(release)
-		wait()
-		require.EqualValues(t, 1, runs.Load())
 		replays := 0
-		for _, w := range recs {
+		for _, w := range duplicates(t, g, idempotency.MiddlewareOptions{GlobalScope: true}, n) {
 			require.Equal(t, http.StatusCreated, w.Code)
 			require.Equal(t, "one", w.Body.String())
 			require.Equal(t, "/things/1", w.Header().Get("Location"))
@@ -292,17 +326,13 @@ func TestMiddlewareConcurrentDuplicates(t *testing.T) {
 	})
 }
 
-// TestMiddlewareConcurrentDuplicatesLockLapsed: when the shared execution
-// outlives its lock, its response is sent but not recorded; the duplicates
-// that shared it get that response too, not a 500 that would invite a
-// retry of an operation that already took effect.
 func TestMiddlewareConcurrentDuplicatesLockLapsed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		clk := clocktest.NewManual(t0)
-		g := idempotency.New(&idempotency.MemStore{Clock: clk}, idempotency.Config{Lock: time.Minute, Clock: clk})
+		g := idempotency.New(&idempotency.MemStore{Clock: clk}, idempotency.Config{Lock: time.Minute, Clock: clk, Wait: true})
 		var runs atomic.Int32
 		release := make(chan struct{})
-		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := idempotency.Middleware(g, idempotency.MiddlewareOptions{GlobalScope: true})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			runs.Add(1)
 			<-release
 			w.WriteHeader(http.StatusCreated)
@@ -323,7 +353,7 @@ func TestMiddlewareConcurrentDuplicatesLockLapsed(t *testing.T) {
 }
 
 func TestMiddlewareRetention(t *testing.T) {
-	a := newAPI(idempotency.MiddlewareOptions{})
+	a := newAPI(idempotency.MiddlewareOptions{GlobalScope: true})
 	a.do("POST", "/things", `"k"`, "x")
 	a.clock.Advance(24*time.Hour - time.Second)
 	require.Equal(t, "true", a.do("POST", "/things", `"k"`, "x").Header().Get(idempotency.ReplayedHeader))
@@ -360,7 +390,7 @@ func TestMiddlewareOptions(t *testing.T) {
 // TestMiddlewareRecorder: the buffered writer behaves as net/http's does.
 func TestMiddlewareRecorder(t *testing.T) {
 	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
-	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{GlobalScope: true})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("A", "1")
 		w.WriteHeader(http.StatusEarlyHints) // dropped
 		_, _ = io.WriteString(w, "implicit 200")
@@ -385,7 +415,7 @@ func TestMiddlewareRecorder(t *testing.T) {
 // for the whole retention period.
 func TestMiddlewareUnsendableHeaders(t *testing.T) {
 	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
-	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := idempotency.Middleware(g, idempotency.MiddlewareOptions{GlobalScope: true})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Note", "line1\r\nline2\x01\x7f\tend")
 		w.Header()["Bad Name"] = []string{"x"}
 		w.Header()[""] = []string{"y"}
@@ -411,7 +441,7 @@ func TestMiddlewareUnsendableHeaders(t *testing.T) {
 // TestMiddlewareOverHTTP runs the exchange through a real server and
 // client.
 func TestMiddlewareOverHTTP(t *testing.T) {
-	a := newAPI(idempotency.MiddlewareOptions{})
+	a := newAPI(idempotency.MiddlewareOptions{GlobalScope: true})
 	srv := httptest.NewServer(a.handler)
 	defer srv.Close()
 	post := func(key, body string) (*http.Response, string) {
@@ -441,25 +471,25 @@ func TestMiddlewareOverHTTP(t *testing.T) {
 
 func TestMiddlewareNilGuard(t *testing.T) {
 	require.PanicsWithValue(t, "idempotency: Middleware with a nil Guard", func() {
-		idempotency.Middleware(nil, idempotency.MiddlewareOptions{})
+		idempotency.Middleware(nil, idempotency.MiddlewareOptions{GlobalScope: true})
 	})
 }
 
 // brokenStore fails every Claim.
 type brokenStore struct{ idempotency.MemStore }
 
-func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (*idempotency.Record, error) {
-	return nil, errDisk
+func (*brokenStore) Claim(context.Context, string, []byte, time.Duration) (uint64, *idempotency.Record, error) {
+	return 0, nil, errDisk
 }
 
 func TestMiddlewareStoreTrouble(t *testing.T) {
 	clk := clocktest.NewManual(t0)
-	full := newAPIOn(&idempotency.MemStore{Clock: clk, MaxKeys: 1}, clk, idempotency.MiddlewareOptions{})
+	full := newAPIOn(&idempotency.MemStore{Clock: clk, MaxKeys: 1}, clk, idempotency.MiddlewareOptions{GlobalScope: true})
 	require.Equal(t, http.StatusCreated, full.do("POST", "/things", `"a"`, "x").Code)
 	requireProblem(t, full.do("POST", "/things", `"b"`, "x"), http.StatusServiceUnavailable)
 	require.Equal(t, "true", full.do("POST", "/things", `"a"`, "x").Header().Get(idempotency.ReplayedHeader))
 
-	h := idempotency.Middleware(idempotency.New(&brokenStore{}, idempotency.Config{}), idempotency.MiddlewareOptions{})(
+	h := idempotency.Middleware(idempotency.New(&brokenStore{}, idempotency.Config{}), idempotency.MiddlewareOptions{GlobalScope: true})(
 		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("handler ran without a claim") }))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, keyed("x"))
@@ -467,10 +497,11 @@ func TestMiddlewareStoreTrouble(t *testing.T) {
 
 	// A record the middleware cannot decode is a 500, not a panic.
 	s := &idempotency.MemStore{}
-	_, err := s.Claim(context.Background(), "k", nil, time.Minute)
+	token, _, err := s.Claim(context.Background(), "k", nil, time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, s.Complete(context.Background(), "k", []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
+	require.NoError(t, s.Complete(context.Background(), "k", token, []byte{0x92, 0x00, 0xc4, 0x01, 0xc0}, time.Hour))
 	h = idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
+		GlobalScope: true,
 		Fingerprint: func(*http.Request, []byte) []byte { return nil },
 	})(http.HandlerFunc(created))
 	w = httptest.NewRecorder()
@@ -489,4 +520,120 @@ func serveConcurrently(h http.Handler, n int) ([]*httptest.ResponseRecorder, fun
 		wg.Go(func() { h.ServeHTTP(recs[i], keyed("x")) })
 	}
 	return recs, wg.Wait
+}
+
+// userHeader names the principal in the scoping tests.
+const userHeader = "X-User"
+
+func byUser(r *http.Request) string { return r.Header.Get(userHeader) }
+
+// doAs sends a keyed POST as user.
+func (a *api) doAs(user, key, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("POST", "/things", strings.NewReader(body))
+	r.Header.Set(idempotency.KeyHeader, key)
+	if user != "" {
+		r.Header.Set(userHeader, user)
+	}
+	w := httptest.NewRecorder()
+	a.handler.ServeHTTP(w, r)
+	return w
+}
+
+// TestMiddlewareScope: two users who send the same key and body each run
+// the handler and see their own response; a retry replays each user's.
+func TestMiddlewareScope(t *testing.T) {
+	a := newAPI(idempotency.MiddlewareOptions{Scope: byUser})
+	alice := a.doAs("alice", `"k"`, "x")
+	bob := a.doAs("bob", `"k"`, "x")
+	require.Equal(t, "created 1 from x", alice.Body.String())
+	require.Equal(t, "created 2 from x", bob.Body.String())
+	require.Equal(t, "created 1 from x", a.doAs("alice", `"k"`, "x").Body.String())
+	require.Equal(t, "created 2 from x", a.doAs("bob", `"k"`, "x").Body.String())
+	// Scope and key are joined unambiguously: ("a", "bk") is not ("ab", "k").
+	require.Equal(t, "created 3 from x", a.doAs("a", `"bk"`, "x").Body.String())
+	require.Equal(t, "created 4 from x", a.doAs("ab", `"k"`, "x").Body.String())
+
+	// A request the scope cannot name is refused, never put in a shared
+	// namespace; so is one the scope makes unacceptable to the Guard.
+	requireProblem(t, a.doAs("", `"k"`, "x"), http.StatusInternalServerError)
+	requireProblem(t, a.doAs("eve\x01", `"k"`, "x"), http.StatusInternalServerError)
+	requireProblem(t, a.doAs(strings.Repeat("e", idempotency.MaxKeyBytes), `"k"`, "x"), http.StatusInternalServerError)
+	require.EqualValues(t, 4, a.create.runs.Load())
+}
+
+func TestMiddlewareRequiresScope(t *testing.T) {
+	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
+	require.PanicsWithValue(t, "idempotency: Middleware without a Scope: set MiddlewareOptions.Scope, "+
+		"or GlobalScope if every client may see every other's responses", func() {
+		idempotency.Middleware(g, idempotency.MiddlewareOptions{})
+	})
+	require.Panics(t, func() { idempotency.Middleware(g, idempotency.MiddlewareOptions{Scope: byUser, GlobalScope: true}) })
+	require.Panics(t, func() {
+		idempotency.Middleware(g, idempotency.MiddlewareOptions{GlobalScope: true, MaxKeyLen: idempotency.MaxKeyBytes + 1})
+	})
+}
+
+// TestMiddlewarePrivateHeaders: a session cookie reaches the first
+// response only, unless ReplayHeaders lists it.
+func TestMiddlewarePrivateHeaders(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "session=secret")
+		w.Header().Set("Authentication-Info", `nextnonce="n"`)
+		w.Header().Set("Location", "/things/1")
+		w.WriteHeader(http.StatusCreated)
+	})
+	for _, listed := range []bool{false, true} {
+		opts := idempotency.MiddlewareOptions{GlobalScope: true}
+		if listed {
+			opts.ReplayHeaders = []string{"set-cookie"}
+		}
+		h := idempotency.Middleware(idempotency.New(&idempotency.MemStore{}, idempotency.Config{}), opts)(handler)
+		var recs []*httptest.ResponseRecorder
+		for range 2 {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, keyed("k"))
+			recs = append(recs, w)
+		}
+		first, replay := recs[0], recs[1]
+		require.Equal(t, "session=secret", first.Header().Get("Set-Cookie"))
+		require.Equal(t, `nextnonce="n"`, first.Header().Get("Authentication-Info"))
+		require.Equal(t, "true", replay.Header().Get(idempotency.ReplayedHeader))
+		require.Equal(t, "/things/1", replay.Header().Get("Location"))
+		require.Empty(t, replay.Header().Get("Authentication-Info"))
+		if listed {
+			require.Equal(t, "session=secret", replay.Header().Get("Set-Cookie"))
+		} else {
+			require.Empty(t, replay.Header().Get("Set-Cookie"))
+		}
+	}
+}
+
+// TestMiddlewareUntrustedRecord: a record whose fingerprint has another
+// length than the request's, or that is another key's, is a store fault,
+// answered 500 and logged, not 422 and not a replay of someone else's
+// response.
+func TestMiddlewareUntrustedRecord(t *testing.T) {
+	for lie, want := range map[string]string{
+		"short fingerprint": "fingerprint of 1 bytes",
+		"other key":         "someone-else",
+	} {
+		var logs strings.Builder
+		s := &lyingStore{lie: func(r *idempotency.Record) {
+			if lie == "other key" {
+				r.Key = "someone-else"
+			} else {
+				r.Fingerprint = r.Fingerprint[:1]
+			}
+		}}
+		h := idempotency.Middleware(idempotency.New(s, idempotency.Config{}), idempotency.MiddlewareOptions{
+			GlobalScope: true, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		})(http.HandlerFunc(created))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("k"))
+		require.Equal(t, http.StatusCreated, w.Code)
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, keyed("k"))
+		requireProblem(t, w, http.StatusInternalServerError)
+		require.Contains(t, logs.String(), want, lie)
+	}
 }

@@ -42,6 +42,7 @@ type Record struct {
 	Response    []byte    // Done only: the bytes passed to Complete
 	LockedUntil time.Time // InProgress: the claim lapses then (a crashed executor)
 	ExpiresAt   time.Time // Done: the record is forgotten then
+	Token       uint64    // the fencing token of the claim that made the record
 }
 
 // Store keeps idempotency records. Implementations are safe for
@@ -55,48 +56,50 @@ type Record struct {
 // write. Records whose deadline has passed behave as absent in every
 // method, whether or not the store has deleted them yet.
 //
-// There is no fencing token: a claim is owned by whoever holds the key,
-// until LockedUntil. A caller that outlives its lock gets ErrNotClaimed
-// from Complete and Release, unless another caller has taken the key over
-// meanwhile, in which case they act on the new claim. [Guard] keeps its
-// callers out of that window by ending fn's context when the lock lapses.
+// # Fencing
+//
+// Every successful Claim returns a fencing token (Kleppmann's term): a
+// number unique within the store and greater than the token of every
+// claim the store granted before it, for any key. Complete and Release
+// name the claim they act on by its token, so a caller whose lock lapsed
+// and whose key was taken over since cannot complete or release its
+// successor's claim: it gets ErrNotClaimed and the store is unchanged.
+// The record keeps the token of the claim that made it. Callers pass the
+// token on to systems that can reject writes from a stale owner (a
+// conditional write "if token > last seen token").
 type Store interface {
 	// Claim atomically takes key for a new execution. If no live record
 	// exists for key it stores {key, a copy of fingerprint, InProgress,
-	// LockedUntil: now+lock} and returns (nil, nil): the caller owns the
-	// key. Otherwise it changes nothing and returns a copy of the live
-	// record, whatever its fingerprint; the caller decides what a
-	// different fingerprint means. lock must be positive.
-	Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (*Record, error)
+	// LockedUntil: now+lock, Token: a new token} and returns (token, nil,
+	// nil): the caller owns the key under token, which is never 0.
+	// Otherwise it changes nothing and returns (0, a copy of the live
+	// record, nil), whatever the record's fingerprint; the caller decides
+	// what a different fingerprint means. lock must be positive.
+	Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (token uint64, existing *Record, err error)
 
-	// Complete atomically turns the live InProgress record for key into a
-	// Done record holding a copy of response that expires at now+retain.
-	// It returns an error wrapping ErrNotClaimed if there is no live
-	// InProgress record for key (it was never claimed, was released, its
-	// lock lapsed or it is already Done). retain must be positive.
-	Complete(ctx context.Context, key string, response []byte, retain time.Duration) error
+	// Complete atomically turns the live InProgress record for key made
+	// by the claim under token into a Done record that keeps its
+	// fingerprint and token, holds a copy of response and expires at
+	// now+retain. It changes nothing and returns an error wrapping
+	// ErrNotClaimed if there is no such record: key was never claimed,
+	// was released, its lock lapsed, it is already Done, or it is claimed
+	// under another token. retain must be positive.
+	Complete(ctx context.Context, key string, token uint64, response []byte, retain time.Duration) error
 
-	// Release atomically deletes the live InProgress record for key, so
-	// that the next Claim owns the key. It returns an error wrapping
-	// ErrNotClaimed, and changes nothing, if there is no live InProgress
-	// record for key; in particular it never deletes a Done record.
-	Release(ctx context.Context, key string) error
+	// Release atomically deletes the live InProgress record for key made
+	// by the claim under token, so that the next Claim owns the key. It
+	// changes nothing and returns an error wrapping ErrNotClaimed if there
+	// is no such record; in particular it never deletes a Done record or
+	// another token's claim.
+	Release(ctx context.Context, key string, token uint64) error
 }
 
 var (
 	// ErrNotClaimed is returned by Complete and Release when the key has
-	// no live in-progress claim.
+	// no live in-progress claim under the caller's token.
 	ErrNotClaimed = errors.New("idempotency: key is not claimed")
 
 	// ErrFull is returned by MemStore.Claim when a new key would exceed
 	// MaxKeys live records.
 	ErrFull = errors.New("idempotency: store is full")
 )
-
-// deadline is the instant r stops being live.
-func (r *Record) deadline() time.Time {
-	if r.State == InProgress {
-		return r.LockedUntil
-	}
-	return r.ExpiresAt
-}

@@ -2,74 +2,91 @@ package idempotency
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
-
-	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// ErrCorrupt is returned when a recorded result or response does not
-// decode: it was not written by this package, or was damaged in the store.
+// ErrCorrupt is returned when a record from the store cannot be trusted:
+// its result or response does not decode (it was not written by this
+// package, or was damaged in the store), or the store broke its contract
+// (a record for another key, a fingerprint of another length than the
+// caller's, a claim granted under token 0).
 var ErrCorrupt = errors.New("idempotency: corrupt stored record")
 
-// The stored forms, both msgpack with deterministic bytes:
+// The stored forms, both msgpack with deterministic bytes (the shortest
+// encoding of every length and integer):
 //
 //	outcome  = [0, bin | nil]                  fn returned (out, nil)
-//	         | [1, str]                        fn returned (nil, err): err.Error()
+//	         | [1, str message]                fn returned (nil, err), err without a code
+//	         | [1, str message, str code]      fn returned (nil, err), err with a code
 //	response = [status, {name: [value, ...]}, bin body]   names sorted, unique
+//
+// They are written and read by the few functions below rather than by a
+// general msgpack codec: a replay decodes its record without allocating.
 const (
 	outcomeOK  = 0
 	outcomeErr = 1
 )
 
-// encodeOutcome encodes what fn returned, for Store.Complete.
-func encodeOutcome(out []byte, err error) []byte {
-	if err != nil {
-		msg := err.Error()
-		return encode(len(msg)+8, func(enc *msgpack.Encoder) error {
-			return firstErr(enc.EncodeArrayLen(2), enc.EncodeUint(outcomeErr), enc.EncodeString(msg))
-		})
+// appendOutcome appends the encoding of what fn returned, for
+// Store.Complete: out when err is nil, else err's message and code.
+func appendOutcome(b, out []byte, err error, code string) []byte {
+	if err == nil {
+		b = append(b, 0x92, outcomeOK)
+		return appendBin(b, out)
 	}
-	return encode(len(out)+8, func(enc *msgpack.Encoder) error {
-		return firstErr(enc.EncodeArrayLen(2), enc.EncodeUint(outcomeOK), enc.EncodeBytes(out))
-	})
+	if code == "" {
+		b = append(b, 0x92, outcomeErr)
+		return appendStr(b, err.Error())
+	}
+	b = append(b, 0x93, outcomeErr)
+	return appendStr(appendStr(b, err.Error()), code)
 }
 
-// decodeOutcome decodes an encodeOutcome. A stored error comes back as a
-// *StoredError. out aliases b.
-func decodeOutcome(b []byte) (out []byte, err error) {
-	r := newWireReader(b)
-	defer r.close()
-	if err := r.arrayLen(2); err != nil {
-		return nil, err
+// decodeOutcome decodes an appendOutcome: fn's bytes, aliasing b, or the
+// recorded error as a *StoredError.
+func decodeOutcome(b []byte) (out []byte, stored *StoredError, err error) {
+	r := wireReader{buf: b}
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, nil, err
 	}
 	kind, err := r.uint()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	switch kind {
-	case outcomeOK:
+	switch {
+	case kind == outcomeOK && n == 2:
 		if out, err = r.bin(true); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return out, r.end()
-	case outcomeErr:
+		return out, nil, r.end()
+	case kind == outcomeErr && (n == 2 || n == 3):
 		msg, err := r.str()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		var code []byte
+		if n == 3 {
+			if code, err = r.str(); err != nil {
+				return nil, nil, err
+			}
+			if len(code) == 0 {
+				return nil, nil, fmt.Errorf("%w: empty error code", ErrCorrupt)
+			}
 		}
 		if err := r.end(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, &StoredError{Message: string(msg)}
+		return nil, &StoredError{Message: string(msg), Code: string(code)}, nil
 	}
-	return nil, fmt.Errorf("%w: unknown outcome kind %d", ErrCorrupt, kind)
+	return nil, nil, fmt.Errorf("%w: outcome kind %d in an array of %d", ErrCorrupt, kind, n)
 }
 
 // response is an HTTP response as the middleware records and replays it.
@@ -88,21 +105,21 @@ func (resp *response) encode() []byte {
 			size += len(v) + 4
 		}
 	}
+	b := make([]byte, 0, size)
+	b = appendUint(append(b, 0x93), uint64(resp.status))
+	b = appendLen(b, len(names), 0x80, 16, mapCodes)
+	for _, k := range names {
+		vs := resp.header[k]
+		b = appendLen(appendStr(b, k), len(vs), 0x90, 16, arrayCodes)
+		for _, v := range vs {
+			b = appendStr(b, v)
+		}
+	}
 	body := resp.body
 	if body == nil {
 		body = []byte{}
 	}
-	return encode(size, func(enc *msgpack.Encoder) error {
-		err := firstErr(enc.EncodeArrayLen(3), enc.EncodeUint(uint64(resp.status)), enc.EncodeMapLen(len(names)))
-		for _, k := range names {
-			vs := resp.header[k]
-			err = firstErr(err, enc.EncodeString(k), enc.EncodeArrayLen(len(vs)))
-			for _, v := range vs {
-				err = firstErr(err, enc.EncodeString(v))
-			}
-		}
-		return firstErr(err, enc.EncodeBytes(body))
-	})
+	return appendBin(b, body)
 }
 
 // decodeResponse decodes a response.encode, checking that the status is a
@@ -110,10 +127,9 @@ func (resp *response) encode() []byte {
 // no control characters, so that replaying it can neither panic nor
 // split a response. body aliases b.
 func decodeResponse(b []byte) (*response, error) {
-	r := newWireReader(b)
-	defer r.close()
-	if err := r.arrayLen(3); err != nil {
-		return nil, err
+	r := wireReader{buf: b}
+	if n, err := r.arrayLen(); err != nil || n != 3 {
+		return nil, wantArray(err, n, 3)
 	}
 	status, err := r.uint()
 	if err != nil {
@@ -140,7 +156,7 @@ func decodeResponse(b []byte) (*response, error) {
 			return nil, fmt.Errorf("%w: header name %q", ErrCorrupt, name)
 		}
 		prev = name
-		nv, err := r.len(r.dec.DecodeArrayLen)
+		nv, err := r.arrayLen()
 		if err != nil {
 			return nil, err
 		}
@@ -163,142 +179,191 @@ func decodeResponse(b []byte) (*response, error) {
 	return resp, r.end()
 }
 
-// encode runs fn on a pooled encoder writing to a buffer of sizeHint bytes.
-func encode(sizeHint int, fn func(*msgpack.Encoder) error) []byte {
-	var buf bytes.Buffer
-	buf.Grow(sizeHint)
-	enc := msgpack.GetEncoder()
-	enc.Reset(&buf)
-	err := fn(enc)
-	msgpack.PutEncoder(enc)
-	if err != nil { // unreachable: writes to a bytes.Buffer do not fail
-		panic("idempotency: encoding to memory: " + err.Error())
+func wantArray(err error, n, want int) error {
+	if err != nil {
+		return err
 	}
-	return buf.Bytes()
+	return fmt.Errorf("%w: array of %d, want %d", ErrCorrupt, n, want)
 }
 
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+// The codes of the 8-, 16- and 32-bit length forms of the msgpack types
+// the stored forms use (0: no such form).
+var (
+	arrayCodes = [3]byte{0, 0xdc, 0xdd}
+	mapCodes   = [3]byte{0, 0xde, 0xdf}
+	strCodes   = [3]byte{0xd9, 0xda, 0xdb}
+	binCodes   = [3]byte{0xc4, 0xc5, 0xc6}
+)
+
+// appendLen appends the header of an array, map or string of n elements
+// or bytes: the fixed form, with code fix, when n is below fixN, else
+// the shortest of the length forms in codes.
+func appendLen(b []byte, n int, fix, fixN byte, codes [3]byte) []byte {
+	switch {
+	case n < int(fixN):
+		return append(b, fix|byte(n))
+	case n <= math.MaxUint8 && codes[0] != 0:
+		return append(b, codes[0], byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, codes[1]), uint16(n))
 	}
-	return nil
+	return binary.BigEndian.AppendUint32(append(b, codes[2]), uint32(n))
 }
 
-// wireReader decodes msgpack from memory with a pooled decoder, checking
-// every declared length against the bytes that remain before using it, so
-// that hostile input can make it neither panic nor over-allocate. Strings
-// and byte strings are returned as subslices of the input.
+func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v <= 0x7f:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
+}
+
+func appendStr(b []byte, s string) []byte {
+	return append(appendLen(b, len(s), 0xa0, 32, strCodes), s...)
+}
+
+// appendBin appends p as a msgpack bin, or nil if p is nil.
+func appendBin(b, p []byte) []byte {
+	if p == nil {
+		return append(b, 0xc0)
+	}
+	return append(appendLen(b, len(p), 0, 0, binCodes), p...)
+}
+
+// wireReader reads the msgpack subset of the stored forms from memory,
+// checking every declared length against the bytes that remain before
+// using it, so that hostile input can make it neither panic nor
+// over-allocate. Strings and byte strings are returned as subslices of
+// the input. Its errors wrap ErrCorrupt.
 type wireReader struct {
 	buf []byte
-	rd  bytes.Reader
-	dec *msgpack.Decoder
+	off int
 }
 
-func newWireReader(b []byte) *wireReader {
-	r := &wireReader{buf: b, dec: msgpack.GetDecoder()}
-	r.rd.Reset(b)
-	r.dec.Reset(&r.rd) // a bytes.Reader is an io.ByteScanner: no buffering
-	return r
-}
-
-func (r *wireReader) close() { msgpack.PutDecoder(r.dec) }
-
-func (r *wireReader) peek() (byte, error) {
-	c, err := r.dec.PeekCode()
-	if err != nil {
-		return 0, corrupt(err)
+func (r *wireReader) fail(what string) error {
+	if r.off >= len(r.buf) {
+		return fmt.Errorf("%w: truncated before %s", ErrCorrupt, what)
 	}
-	return c, nil
+	return fmt.Errorf("%w: code %#x at offset %d is not %s", ErrCorrupt, r.buf[r.off], r.off, what)
 }
 
-// len reads a length with read and checks that at least that many bytes
-// remain (every element takes at least one byte).
-func (r *wireReader) len(read func() (int, error)) (int, error) {
-	n, err := read()
-	if err != nil {
-		return 0, corrupt(err)
+// next returns the next n bytes, or nil and false if fewer remain.
+func (r *wireReader) next(n uint64) ([]byte, bool) {
+	if n > uint64(len(r.buf)-r.off) {
+		return nil, false
 	}
-	if n < 0 || n > r.rd.Len() {
-		return 0, fmt.Errorf("%w: length %d with %d bytes left", ErrCorrupt, n, r.rd.Len())
-	}
-	return n, nil
+	b := r.buf[r.off : r.off+int(n) : r.off+int(n)]
+	r.off += int(n)
+	return b, true
 }
 
-func (r *wireReader) arrayLen(want int) error {
-	n, err := r.len(r.dec.DecodeArrayLen)
-	if err == nil && n != want {
-		err = fmt.Errorf("%w: array of %d, want %d", ErrCorrupt, n, want)
+// size reads the big-endian length or integer of width bytes after the
+// code byte.
+func (r *wireReader) size(width int) (uint64, bool) {
+	b, ok := r.next(uint64(width))
+	if !ok {
+		return 0, false
 	}
-	return err
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v, true
 }
 
-func (r *wireReader) mapLen() (int, error) { return r.len(r.dec.DecodeMapLen) }
+// header reads a code in [fixLo, fixLo+fixN) holding its length in its
+// low bits, or one of codes (the 8-, 16- and 32-bit forms, 0 where a form
+// does not exist) followed by the length, and checks that the length fits
+// in what remains, each element taking at least one byte.
+func (r *wireReader) header(what string, fixLo, fixN byte, codes [3]byte) (int, error) {
+	if r.off >= len(r.buf) {
+		return 0, r.fail(what)
+	}
+	c := r.buf[r.off]
+	var n uint64
+	switch {
+	case c >= fixLo && c-fixLo < fixN:
+		r.off++
+		n = uint64(c - fixLo)
+	case c == codes[0] && c != 0, c == codes[1], c == codes[2]:
+		width := 1 << (slices.Index(codes[:], c)) // 1, 2, 4
+		r.off++
+		v, ok := r.size(width)
+		if !ok {
+			return 0, r.fail(what)
+		}
+		n = v
+	default:
+		return 0, r.fail(what)
+	}
+	if n > uint64(len(r.buf)-r.off) {
+		return 0, fmt.Errorf("%w: %s of length %d with %d bytes left", ErrCorrupt, what, n, len(r.buf)-r.off)
+	}
+	return int(n), nil
+}
+
+func (r *wireReader) arrayLen() (int, error) {
+	return r.header("an array", 0x90, 16, arrayCodes)
+}
+
+func (r *wireReader) mapLen() (int, error) {
+	return r.header("a map", 0x80, 16, mapCodes)
+}
 
 func (r *wireReader) uint() (uint64, error) {
-	c, err := r.peek()
-	if err != nil {
-		return 0, err
+	if r.off >= len(r.buf) {
+		return 0, r.fail("an unsigned integer")
 	}
-	if c > msgpcode.PosFixedNumHigh && c != msgpcode.Uint8 && c != msgpcode.Uint16 &&
-		c != msgpcode.Uint32 && c != msgpcode.Uint64 {
-		return 0, fmt.Errorf("%w: code %#x is not an unsigned integer", ErrCorrupt, c)
+	c := r.buf[r.off]
+	if c <= 0x7f {
+		r.off++
+		return uint64(c), nil
 	}
-	v, err := r.dec.DecodeUint64()
-	return v, corrupt(err)
+	if c < 0xcc || c > 0xcf {
+		return 0, r.fail("an unsigned integer")
+	}
+	r.off++
+	v, ok := r.size(1 << (c - 0xcc))
+	if !ok {
+		return 0, r.fail("an unsigned integer")
+	}
+	return v, nil
 }
 
 func (r *wireReader) str() ([]byte, error) {
-	c, err := r.peek()
+	n, err := r.header("a string", 0xa0, 32, strCodes)
 	if err != nil {
 		return nil, err
 	}
-	if !msgpcode.IsString(c) {
-		return nil, fmt.Errorf("%w: code %#x is not a string", ErrCorrupt, c)
-	}
-	return r.raw()
+	b, _ := r.next(uint64(n)) // header checked the length
+	return b, nil
 }
 
 // bin reads a byte string, or nil if nilOK and the value is nil.
 func (r *wireReader) bin(nilOK bool) ([]byte, error) {
-	c, err := r.peek()
+	if nilOK && r.off < len(r.buf) && r.buf[r.off] == 0xc0 {
+		r.off++
+		return nil, nil
+	}
+	n, err := r.header("binary", 0, 0, binCodes)
 	if err != nil {
 		return nil, err
 	}
-	if nilOK && c == msgpcode.Nil {
-		return nil, corrupt(r.dec.DecodeNil())
-	}
-	if !msgpcode.IsBin(c) {
-		return nil, fmt.Errorf("%w: code %#x is not binary", ErrCorrupt, c)
-	}
-	return r.raw()
-}
-
-func (r *wireReader) raw() ([]byte, error) {
-	n, err := r.len(r.dec.DecodeBytesLen)
-	if err != nil {
-		return nil, err
-	}
-	off := len(r.buf) - r.rd.Len()
-	if _, err := r.rd.Seek(int64(n), io.SeekCurrent); err != nil {
-		return nil, corrupt(err)
-	}
-	return r.buf[off : off+n : off+n], nil
+	b, _ := r.next(uint64(n))
+	return b, nil
 }
 
 func (r *wireReader) end() error {
-	if r.rd.Len() != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, r.rd.Len())
+	if n := len(r.buf) - r.off; n != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, n)
 	}
 	return nil
-}
-
-func corrupt(err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrCorrupt, err)
 }
 
 // isToken reports whether b is an RFC 9110 token: one or more tchar.

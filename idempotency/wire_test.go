@@ -3,8 +3,10 @@ package idempotency
 import (
 	"bytes"
 	"errors"
+	"math"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -16,12 +18,68 @@ func TestResponseGolden(t *testing.T) {
 	if got := resp.encode(); !bytes.Equal(got, want) {
 		t.Fatalf("encode = % x, want % x", got, want)
 	}
-	// [0, bin "ok"] and [1, "no"]
-	if got := encodeOutcome([]byte("ok"), nil); !bytes.Equal(got, []byte{0x92, 0x00, 0xc4, 0x02, 'o', 'k'}) {
-		t.Fatalf("encodeOutcome ok = % x", got)
+	// [0, bin "ok"], [0, nil], [1, "no"] and [1, "no", "c"]
+	for _, c := range []struct {
+		out  []byte
+		err  error
+		code string
+		want []byte
+	}{
+		{[]byte("ok"), nil, "", []byte{0x92, 0x00, 0xc4, 0x02, 'o', 'k'}},
+		{nil, nil, "", []byte{0x92, 0x00, 0xc0}},
+		{nil, errors.New("no"), "", []byte{0x92, 0x01, 0xa2, 'n', 'o'}},
+		{nil, errors.New("no"), "c", []byte{0x93, 0x01, 0xa2, 'n', 'o', 0xa1, 'c'}},
+	} {
+		if got := appendOutcome(nil, c.out, c.err, c.code); !bytes.Equal(got, c.want) {
+			t.Errorf("appendOutcome(%q, %v, %q) = % x, want % x", c.out, c.err, c.code, got, c.want)
+		}
 	}
-	if got := encodeOutcome(nil, errors.New("no")); !bytes.Equal(got, []byte{0x92, 0x01, 0xa2, 'n', 'o'}) {
-		t.Fatalf("encodeOutcome err = % x", got)
+}
+
+// TestWireLengths pins every width of the lengths and integers the
+// writer chooses, and that the reader takes each back.
+func TestWireLengths(t *testing.T) {
+	for _, n := range []int{0, 15, 16, 31, 32, 255, 256, 65535, 65536} {
+		s := strings.Repeat("x", n)
+		b := appendBin(appendStr(appendUint(appendLen(nil, n, 0x90, 16, arrayCodes), uint64(n)), s), []byte(s))
+		r := wireReader{buf: append(b, make([]byte, n)...)} // room for n array elements
+		if got, err := r.arrayLen(); err != nil || got != n {
+			t.Fatalf("n=%d: arrayLen %d, %v", n, got, err)
+		}
+		if got, err := r.uint(); err != nil || got != uint64(n) {
+			t.Fatalf("n=%d: uint %d, %v", n, got, err)
+		}
+		if got, err := r.str(); err != nil || string(got) != s {
+			t.Fatalf("n=%d: str of %d bytes, %v", n, len(got), err)
+		}
+		if got, err := r.bin(false); err != nil || string(got) != s {
+			t.Fatalf("n=%d: bin of %d bytes, %v", n, len(got), err)
+		}
+	}
+	for _, v := range []uint64{0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffffff, 0x100000000, math.MaxUint64} {
+		r := wireReader{buf: appendUint(nil, v)}
+		if got, err := r.uint(); err != nil || got != v || r.end() != nil {
+			t.Fatalf("uint %d: %d, %v", v, got, err)
+		}
+	}
+}
+
+func TestDecodeOutcomeRejects(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"empty":          {},
+		"ok with 3":      {0x93, 0x00, 0xc0, 0xc0},
+		"error with 4":   {0x94, 0x01, 0xa1, 'x', 0xa1, 'c', 0xc0},
+		"empty code":     {0x93, 0x01, 0xa1, 'x', 0xa0},
+		"bin code":       {0x93, 0x01, 0xa1, 'x', 0xc4, 0x01, 'c'},
+		"unknown kind":   {0x92, 0x02, 0xc0},
+		"str result":     {0x92, 0x00, 0xa1, 'x'},
+		"huge result":    {0x92, 0x00, 0xc6, 0xff, 0xff, 0xff, 0xff},
+		"truncated uint": {0x92, 0xcd, 0x00},
+		"trailing":       {0x92, 0x00, 0xc0, 0x00},
+	} {
+		if _, _, err := decodeOutcome(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
 	}
 }
 
@@ -98,24 +156,25 @@ func FuzzDecodeResponse(f *testing.F) {
 }
 
 func FuzzDecodeOutcome(f *testing.F) {
-	f.Add(encodeOutcome([]byte("result"), nil))
-	f.Add(encodeOutcome(nil, nil))
-	f.Add(encodeOutcome(nil, errors.New("declined")))
+	f.Add(appendOutcome(nil, []byte("result"), nil, ""))
+	f.Add(appendOutcome(nil, nil, nil, ""))
+	f.Add(appendOutcome(nil, nil, errors.New("declined"), ""))
+	f.Add(appendOutcome(nil, nil, errors.New("declined"), "card_declined"))
 	f.Add([]byte{0x92, 0x02, 0xc0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := decodeOutcome(b)
-		var stored *StoredError
+		out, stored, err := decodeOutcome(b)
 		switch {
-		case errors.As(err, &stored):
-			if !bytes.Equal(encodeOutcome(nil, stored), b) {
-				t.Fatalf("stored error %q does not re-encode to the input", stored.Message)
-			}
 		case err != nil:
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
+		case stored != nil:
+			_, again, err := decodeOutcome(appendOutcome(nil, nil, stored, stored.Code))
+			if err != nil || again == nil || *again != *stored {
+				t.Fatalf("round trip of %+v gave %+v, %v", stored, again, err)
+			}
 		default:
-			again, err := decodeOutcome(encodeOutcome(out, nil))
+			again, _, err := decodeOutcome(appendOutcome(nil, out, nil, ""))
 			if err != nil || !bytes.Equal(again, out) || (again == nil) != (out == nil) {
 				t.Fatalf("round trip of %q gave %q, %v", out, again, err)
 			}

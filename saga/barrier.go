@@ -105,7 +105,7 @@ var (
 // errors wrapped.
 func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	action, pending := key+"/action", key+"/pending"
-	rec, err := b.claimAction(ctx, key)
+	ta, rec, err := b.claimAction(ctx, key)
 	switch {
 	case err != nil:
 		return err
@@ -116,13 +116,15 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 	}
 	// The key is ours. A pending record in progress is an earlier call
 	// of fn whose outcome was never recorded: it may have taken effect.
-	prec, err := b.claim(ctx, pending, b.retain())
+	tp, prec, err := b.claim(ctx, pending, b.retain())
 	stale := prec != nil && prec.State == idempotency.InProgress
 	switch {
 	case err != nil:
-		return errors.Join(err, b.release(ctx, action))
-	case prec != nil && !stale: // the outcome of an earlier call, whose action record was lost
-		if err := b.complete(ctx, action, prec.Response); err != nil {
+		return errors.Join(err, b.release(ctx, action, ta))
+	case stale:
+		tp = prec.Token // this call finishes the lapsed one's pending record
+	case prec != nil: // the outcome of an earlier call, whose action record was lost
+		if err := b.complete(ctx, action, ta, prec.Response); err != nil {
 			return err
 		}
 		if string(prec.Response) == string(barrierDone) {
@@ -134,17 +136,17 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 	ctx = context.WithoutCancel(ctx) // record the outcome even if ctx ended
 	if err != nil {
 		if !stale { // this call had no effect, and no earlier call is unaccounted for
-			err = errors.Join(err, b.release(ctx, pending))
+			err = errors.Join(err, b.release(ctx, pending, tp))
 		}
-		return errors.Join(err, b.release(ctx, action))
+		return errors.Join(err, b.release(ctx, action, ta))
 	}
-	if err := b.complete(ctx, pending, barrierDone); err != nil {
+	if err := b.complete(ctx, pending, tp, barrierDone); err != nil {
 		if errors.Is(err, idempotency.ErrNotClaimed) {
 			return fmt.Errorf("%w: %q", ErrLapsed, key)
 		}
 		return err
 	}
-	return b.complete(ctx, action, barrierDone)
+	return b.complete(ctx, action, ta, barrierDone)
 }
 
 // Compensate runs fn once for key, if the action of key may have taken
@@ -157,7 +159,7 @@ func (b *Barrier) Action(ctx context.Context, key string, fn func(ctx context.Co
 // errors wrapped.
 func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	action, pending := key+"/action", key+"/pending"
-	rec, err := b.claimAction(ctx, key)
+	ta, rec, err := b.claimAction(ctx, key)
 	switch {
 	case err != nil:
 		return err
@@ -166,29 +168,29 @@ func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx contex
 	case rec == nil:
 		// No call of the action runs now: ask the pending record whether
 		// one may have taken effect.
-		prec, err := b.claim(ctx, pending, b.retain())
+		tp, prec, err := b.claim(ctx, pending, b.retain())
 		if err != nil {
-			return errors.Join(err, b.release(ctx, action))
+			return errors.Join(err, b.release(ctx, action, ta))
 		}
 		outcome := barrierNull
 		switch {
 		case prec == nil:
 		case prec.State == idempotency.InProgress: // a call lapsed unfinished: fence it off
-			if err := b.complete(ctx, pending, barrierLapsed); err != nil {
-				return errors.Join(err, b.release(ctx, action))
+			if err := b.complete(ctx, pending, prec.Token, barrierLapsed); err != nil {
+				return errors.Join(err, b.release(ctx, action, ta))
 			}
 			outcome = barrierLapsed
 		default:
 			outcome = prec.Response
 		}
-		if err := b.complete(ctx, action, outcome); err != nil {
+		if err := b.complete(ctx, action, ta, outcome); err != nil {
 			return err
 		}
 		if prec == nil {
-			return b.release(ctx, pending)
+			return b.release(ctx, pending, tp)
 		}
 	}
-	crec, err := b.claim(ctx, key+"/compensate", b.lock())
+	tc, crec, err := b.claim(ctx, key+"/compensate", b.lock())
 	switch {
 	case err != nil:
 		return err
@@ -198,9 +200,53 @@ func (b *Barrier) Compensate(ctx context.Context, key string, fn func(ctx contex
 		return nil
 	}
 	if err := b.call(ctx, fn); err != nil {
-		return errors.Join(err, b.release(context.WithoutCancel(ctx), key+"/compensate"))
+		return errors.Join(err, b.release(context.WithoutCancel(ctx), key+"/compensate", tc))
 	}
-	return b.complete(context.WithoutCancel(ctx), key+"/compensate", barrierDone)
+	return b.complete(context.WithoutCancel(ctx), key+"/compensate", tc, barrierDone)
+}
+
+func (b *Barrier) lock() time.Duration   { return cmp.Or(b.Lock, DefaultBarrierLock) }
+func (b *Barrier) retain() time.Duration { return cmp.Or(b.Retain, DefaultBarrierRetain) }
+
+// claim claims key for lock: (its token, nil, nil) if the caller owns it
+// now, or (0, the live record, nil).
+func (b *Barrier) claim(ctx context.Context, key string, lock time.Duration) (uint64, *idempotency.Record, error) {
+	if b.Store == nil {
+		panic("saga: Barrier without a Store")
+	}
+	token, rec, err := b.Store.Claim(ctx, key, nil, lock)
+	if err != nil {
+		return 0, nil, fmt.Errorf("saga: barrier: claim %q: %w", key, err)
+	}
+	return token, rec, nil
+}
+
+// claimAction claims key's action record: (its token, nil, nil) if the
+// caller owns it now, the finished record, or an error wrapping ErrBusy
+// while another call holds it.
+func (b *Barrier) claimAction(ctx context.Context, key string) (uint64, *idempotency.Record, error) {
+	token, rec, err := b.claim(ctx, key+"/action", b.lock())
+	if err == nil && rec != nil && rec.State == idempotency.InProgress {
+		return 0, nil, fmt.Errorf("%w: %q", ErrBusy, key)
+	}
+	return token, rec, err
+}
+
+// complete records response as the outcome of the claim of key under
+// token, for Retain.
+func (b *Barrier) complete(ctx context.Context, key string, token uint64, response []byte) error {
+	if err := b.Store.Complete(ctx, key, token, response, b.retain()); err != nil {
+		return fmt.Errorf("saga: barrier: record the outcome of %q: %w", key, err)
+	}
+	return nil
+}
+
+// release gives up the claim of key under token.
+func (b *Barrier) release(ctx context.Context, key string, token uint64) error {
+	if err := b.Store.Release(ctx, key, token); err != nil {
+		return fmt.Errorf("saga: barrier: release %q: %w", key, err)
+	}
+	return nil
 }
 
 // call runs fn with a context that ends at Lock.
@@ -208,47 +254,4 @@ func (b *Barrier) call(ctx context.Context, fn func(context.Context) error) erro
 	ctx, cancel := context.WithTimeout(ctx, b.lock())
 	defer cancel()
 	return fn(ctx)
-}
-
-func (b *Barrier) lock() time.Duration   { return cmp.Or(b.Lock, DefaultBarrierLock) }
-func (b *Barrier) retain() time.Duration { return cmp.Or(b.Retain, DefaultBarrierRetain) }
-
-// claim claims key for lock: (nil, nil) if the caller owns it now, or
-// the live record.
-func (b *Barrier) claim(ctx context.Context, key string, lock time.Duration) (*idempotency.Record, error) {
-	if b.Store == nil {
-		panic("saga: Barrier without a Store")
-	}
-	rec, err := b.Store.Claim(ctx, key, nil, lock)
-	if err != nil {
-		return nil, fmt.Errorf("saga: barrier: claim %q: %w", key, err)
-	}
-	return rec, nil
-}
-
-// claimAction claims key's action record: (nil, nil) if the caller owns
-// it now, the finished record, or an error wrapping ErrBusy while
-// another call holds it.
-func (b *Barrier) claimAction(ctx context.Context, key string) (*idempotency.Record, error) {
-	rec, err := b.claim(ctx, key+"/action", b.lock())
-	if err == nil && rec != nil && rec.State == idempotency.InProgress {
-		return nil, fmt.Errorf("%w: %q", ErrBusy, key)
-	}
-	return rec, err
-}
-
-// complete records response as key's outcome, for Retain.
-func (b *Barrier) complete(ctx context.Context, key string, response []byte) error {
-	if err := b.Store.Complete(ctx, key, response, b.retain()); err != nil {
-		return fmt.Errorf("saga: barrier: record the outcome of %q: %w", key, err)
-	}
-	return nil
-}
-
-// release gives up the claim of key.
-func (b *Barrier) release(ctx context.Context, key string) error {
-	if err := b.Store.Release(ctx, key); err != nil {
-		return fmt.Errorf("saga: barrier: release %q: %w", key, err)
-	}
-	return nil
 }

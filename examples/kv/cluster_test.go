@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -22,7 +24,10 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-var long = flag.Bool("long", false, "run the cluster histories over many more seeds")
+var (
+	long        = flag.Bool("long", false, "run the cluster histories over many more seeds")
+	replaySeeds = flag.Uint64("replay-seeds", 4, "seeds TestClusterReplaysSeed runs twice each")
+)
 
 var errUnreachable = errors.New("unreachable")
 
@@ -252,7 +257,7 @@ func (c *clusterOn[N]) held(id, key string) Object {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	h, _, err := c.stores[id].HintedObject([]byte(key))
+	h, _, err := c.stores[id].Hints().Object([]byte(key))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -276,7 +281,7 @@ func (c *clusterOn[N]) holdings(keys []string) map[string]map[string]Object {
 func (c *clusterOn[N]) pendingHints() int {
 	n := 0
 	for _, s := range c.stores {
-		n += s.Hints()
+		n += s.Hints().Len()
 	}
 	return n
 }
@@ -341,28 +346,39 @@ func TestClusterReapUnderFaults(t *testing.T) {
 	}
 }
 
-// TestClusterReplaysSeed runs sequential histories twice: a seed gives the
-// same operations, the same faults on the same messages, and so the same
-// outcomes (acknowledged and failed writes with their dots, failed reads)
-// and network counters up to the final convergence. The histories run
-// without repair passes: where a repair sends a hint depends on a race
-// (see [simNet]), so with them a seed replays only approximately.
+// TestClusterReplaysSeed runs each seed's histories twice, a sequential
+// one with handoff, anti-entropy and reap passes under the faults, and
+// one with concurrent clients, and checks that the two runs of a seed
+// are the same byte for byte: every operation's outcome, dot, context
+// and values, at the same virtual time, and the network's counters.
+// With -replay-seeds it runs more seeds.
 func TestClusterReplaysSeed(t *testing.T) {
-	for seed := range uint64(4) {
-		var runs [2]history
+	for seed := range *replaySeeds {
+		var runs [2][]byte
 		for i := range runs {
 			t.Run(fmt.Sprintf("%d/%d", seed, i), func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					runs[i] = runHistory(t, seed, historyConfig{steps: 250, keys: 6, deletes: 2})
+					h := runHistory(t, seed, historyConfig{steps: 250, keys: 6, deletes: 2, repairs: true})
+					runs[i] = fmt.Appendf(h.transcript, "network %+v, %d ignored\n", h.faults, h.ignored)
 				})
+				synctest.Test(t, func(t *testing.T) { runs[i] = append(runs[i], runConcurrent(t, seed)...) })
 			})
 		}
-		a, b := runs[0], runs[1]
-		if a.failed != b.failed || a.faults != b.faults || fmt.Sprint(a.acks, a.indeterminate) != fmt.Sprint(b.acks, b.indeterminate) {
-			t.Errorf("seed %d replayed differently: %d and %d acks, %d and %d failed operations, network %+v and %+v",
-				seed, len(a.acks), len(b.acks), a.failed, b.failed, a.faults, b.faults)
+		if a, b := runs[0], runs[1]; !bytes.Equal(a, b) {
+			t.Errorf("seed %d replayed differently:\n%s", seed, firstDiff(a, b))
 		}
 	}
+}
+
+// firstDiff returns the first line where a and b differ, in both.
+func firstDiff(a, b []byte) string {
+	la, lb := bytes.Split(a, []byte("\n")), bytes.Split(b, []byte("\n"))
+	for i := range min(len(la), len(lb)) {
+		if !bytes.Equal(la[i], lb[i]) {
+			return fmt.Sprintf("line %d:\n  %s\n  %s", i+1, la[i], lb[i])
+		}
+	}
+	return fmt.Sprintf("%d and %d lines", len(la), len(lb))
 }
 
 // history is what a run of [runHistory] observed.
@@ -373,6 +389,7 @@ type history struct {
 	ignored             int          // responses that reached no caller (late or duplicated)
 	reapedEarly         int          // keys reaped under the faults
 	reapedLate          int          // keys reaped after convergence
+	transcript          []byte       // every operation's outcome, one line each, at its virtual time
 }
 
 // reapGrace is how long the histories let a key stay dead before it is
@@ -428,6 +445,7 @@ func runHistory(t *testing.T, seed uint64, cfg historyConfig) history {
 		contexts[i] = map[string]vclock.VClock{}
 	}
 	var h history
+	start := time.Now()
 	var side []string // partitioned nodes
 	sinceWipe := 0    // acks before the disk loss
 	for step := range steps {
@@ -476,6 +494,7 @@ func runHistory(t *testing.T, seed uint64, cfg historyConfig) history {
 		switch op := rng.IntN(10); {
 		case op < 4:
 			res, err := coord.Get(ctx, []byte(key), 0)
+			h.transcript = fmt.Appendf(h.transcript, "%v %s c%d get %s: %s\n", time.Since(start), coord.ID(), cl, key, outcome(res, err))
 			if err != nil {
 				h.failed++
 				break
@@ -492,6 +511,7 @@ func runHistory(t *testing.T, seed uint64, cfg historyConfig) history {
 				w, err = coord.Put(ctx, []byte(key), contexts[cl][key], v.Value, 0)
 			}
 			a := Ack{Key: key, Version: v, Context: contexts[cl][key], Dot: w.Dot}
+			h.transcript = fmt.Appendf(h.transcript, "%v %s c%d write %s %q: %s\n", time.Since(start), coord.ID(), cl, key, v.Value, written(w, err))
 			if err != nil {
 				h.failed++
 				h.indeterminate = append(h.indeterminate, a)
@@ -572,18 +592,23 @@ func runHistory(t *testing.T, seed uint64, cfg historyConfig) history {
 // coordinators race on the same keys, between rounds of crashes,
 // restarts and partitions, on the simulated network with 2% of messages
 // lost and 2% duplicated; the verdict is the same as for the sequential
-// histories. Goroutine scheduling makes a seed's run vary.
+// histories, and a seed replays exactly (TestClusterReplaysSeed).
 func TestClusterConcurrentClients(t *testing.T) {
-	forSeeds(t, 4, runConcurrent)
+	forSeeds(t, 4, func(t *testing.T, seed uint64) { runConcurrent(t, seed) })
 }
 
-func runConcurrent(t *testing.T, seed uint64) {
+// runConcurrent runs a history of concurrent clients and returns its
+// transcript: every operation's outcome at its virtual time, in time and
+// client order, and the network's counters.
+func runConcurrent(t *testing.T, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 3))
 	c := newSimCluster(t, seed, 5, quorum.Config{N: 3, R: 2, W: 2}, simLink(0.02, 0.02))
 	defer c.close()
 	keys := []string{"a", "b", "c"}
 	var mu sync.Mutex
 	var acks, indeterminate []Ack
+	var lines []string
+	start := time.Now()
 	for round := range 8 {
 		switch rng.IntN(4) {
 		case 0:
@@ -605,12 +630,21 @@ func runConcurrent(t *testing.T, seed uint64) {
 			coord := c.node(up[rng.IntN(len(up))])
 			crng := rand.New(rand.NewPCG(seed, uint64(round*10+cl)))
 			wg.Go(func() {
+				// Clients do not start at the same instant: each starts in
+				// a millisecond of its own, at a seeded offset in it (virtual
+				// time: the bubble's clock jumps there), so that no two of
+				// them touch a node at once and the run replays.
+				time.Sleep(time.Duration(cl)*time.Millisecond + time.Duration(crng.Int64N(int64(time.Millisecond))))
 				for op := range 10 {
 					key := []byte(keys[crng.IntN(len(keys))])
 					ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 					res, err := coord.Get(ctx, key, 0)
+					line := fmt.Sprintf("%015d %d c%d.%d %s get %s: %s", time.Since(start).Nanoseconds(), round, cl, op, coord.ID(), key, outcome(res, err))
 					if err != nil {
 						cancel()
+						mu.Lock()
+						lines = append(lines, line)
+						mu.Unlock()
 						continue
 					}
 					a := Ack{Key: string(key), Version: Version{Value: fmt.Appendf(nil, "%d/%d/%d", round, cl, op)}, Context: res.Context}
@@ -618,6 +652,7 @@ func runConcurrent(t *testing.T, seed uint64) {
 					cancel()
 					a.Dot = w.Dot
 					mu.Lock()
+					lines = append(lines, line, fmt.Sprintf("%015d %d c%d.%d %s write %s %q: %s", time.Since(start).Nanoseconds(), round, cl, op, coord.ID(), key, a.Version.Value, written(w, err)))
 					if err != nil {
 						indeterminate = append(indeterminate, a)
 					} else {
@@ -637,4 +672,22 @@ func runConcurrent(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d: only %d writes acknowledged", seed, len(acks))
 	}
 	t.Logf("seed %d: %d acks, %d indeterminate, network %+v", seed, len(acks), len(indeterminate), c.net.stats())
+	slices.Sort(lines) // by time, then client: the same instant's lines in a fixed order
+	return fmt.Appendf([]byte(strings.Join(lines, "\n")), "\nnetwork %+v, %d ignored\n", c.net.stats(), c.net.ignoredResponses())
+}
+
+// outcome is a read's result in a transcript.
+func outcome(res Result, err error) string {
+	if err != nil {
+		return "error"
+	}
+	return fmt.Sprintf("%q %v", res.Values, res.Context)
+}
+
+// written is a write's result in a transcript.
+func written(w Written, err error) string {
+	if err != nil {
+		return fmt.Sprintf("error, dot %v", w.Dot)
+	}
+	return fmt.Sprintf("dot %v context %v", w.Dot, w.Context)
 }

@@ -1,6 +1,6 @@
 // Package kv is a Dynamo-style replicated key-value store assembled from
 // distkit's primitives: placement on a [ring] with vnodes and zones, W/R
-// quorums with [quorum.Gather], siblings and causal contexts with
+// quorums ([quorum.Config]) counted by a pure coordinator core, siblings and causal contexts with
 // [vclock.DVVSet], anti-entropy with [merkle] trees, failure detection
 // with [swim] over UDP, idempotent writes with [idempotency], and bbolt
 // for durable storage.
@@ -13,7 +13,7 @@
 //
 //	s, err := kv.Open(path, kv.StoreConfig{})
 //	o, err := s.Update(key, ctx, "n1.7f3a", kv.Version{Value: v}) // coordinate a write
-//	o, err = s.Sync(key, fromPeer)                                 // replicate, repair, hand off
+//	o, err = s.Merge(key, fromPeer)                                // replicate, repair, hand off
 //
 // A [Node] serves one member of the cluster over a [Transport] (in
 // process for tests, [HTTPTransport] between processes). Any node takes
@@ -24,12 +24,55 @@
 //	w, err := n.Put(ctx, key, res.Context, value, 0) // w.Context, w.Dot
 //	_, err = n.Delete(ctx, key, w.Context, 0)
 //	go n.Maintain(ctx, kv.MaintainConfig{})          // handoff and anti-entropy
+//	k, err := n.ApplyRing(ctx, next)                 // a ring change: regroup, then rebalance
 //
 // [API] is the HTTP API (PUT/GET/DELETE /kv/{key} with X-Context and
 // Idempotency-Key, /cluster, /healthz, /readyz, /metrics), and
 // [StartServer] runs a whole node as cmd/kvnode does. [Check] is the
 // verdict over a finished run: no acknowledged write lost, every key's
 // replicas identical.
+//
+// # Who owns what
+//
+//   - placement: the ring, N, the fallbacks and the replica groups of
+//     a node, immutable, behind one atomic pointer in [Node];
+//     [Node.ApplyRing] publishes a new one together with the trees of
+//     its groups, then rebalances.
+//   - readRound and writeRound, the coordinator core: given a request,
+//     the placement and the replies so far, they return the calls to
+//     make, when a call timed out, when to hedge or take a fallback
+//     (assigned up front), and the outcome. No locks, no I/O, no clock.
+//   - coordinator: clients' reads and writes on a node: where a write is
+//     coordinated (forwarded to the key's first live home replica, or
+//     applied here), the local apply, and which rounds to run.
+//   - replicator: drives the rounds (the I/O), fans a write out to its
+//     replicas and hints, places the copies of rebalances and handovers,
+//     passes hints on, sends read repairs.
+//   - maintainer: hinted handoff, anti-entropy, reaping and rebalancing,
+//     over a narrow interface to the other nodes (peers) and the
+//     replicator.
+//   - leaver: a node's departure ([Node.Leave]) and the refusal of
+//     writes while it leaves.
+//   - [Node]: the facade: configuration and validation, the RPC
+//     dispatch ([Node.Handle]), the background goroutines, stats.
+//   - [Store]: objects and tombstones (the reap floor, the epoch) in one
+//     bbolt file; its [HintStore] holds hints in a file and under a lock
+//     of their own; its [TreeIndex] owns the merkle trees, fed by a hook
+//     after each commit. [IdempotencyStore] shares the data file.
+//   - [API] and [Server]: HTTP and the process, through Node's exported
+//     methods only.
+//
+// A write, Node.Put → Node.Write → coordinator: a node that is not the
+// key's first live home replica forwards it there (opCoordinate); that
+// node's coordinator applies it with [Store.UpdateOnce] (the TreeIndex learns of it from
+// the commit hook) and hands the object to the replicator, which starts
+// a writeRound for the other home replicas and drives it on a background
+// goroutine: each call's reply goes into the round, which answers with
+// the next calls (a fallback with a hint for a replica down or failed)
+// and, once W-1 replicas took it, decides the write; the coordinator
+// answers the client then, while the round goes on until every replica
+// is settled or the timeout passed. A replica applies the object with
+// [Store.Merge], a fallback with [HintStore.Add].
 //
 // # How a write and a read go
 //
@@ -38,14 +81,14 @@
 // replica forwards a write to the first live home replica, which applies
 // it with [Store.Update] under its actor ID (node ID and store epoch,
 // "n1.7f3a"), fsyncs it, and sends the resulting object to the other home
-// replicas, each on a goroutine of its own; a home replica that is down
-// or fails has its copy taken by a fallback as a hint (sloppy quorum).
-// quorum.Gather counts the acknowledgements: the write succeeds once W
-// replicas, the coordinator included, hold it durably, while the others
-// still receive it. A read gathers R replies (this node first, then live
-// home replicas, hedging on failures and after HedgeDelay), merges them
-// with DVVSet.Sync, and sends the merge back to the home replicas whose
-// reply was older (read repair, in the background). [Node.HandOff] returns
+// replicas at once; a home replica that is down or fails has its copy
+// taken by a fallback as a hint (sloppy quorum), each replica's fallback
+// chosen before the first call. The write succeeds once W replicas, the
+// coordinator included, hold it durably, while the others still receive
+// it. A read gathers R replies (this node first, then live home
+// replicas, hedging on failures and after HedgeDelay), merges them with
+// DVVSet.Sync, and sends the merge back to the home replicas whose reply
+// was older (read repair, in the background). [Node.HandOff] returns
 // hints to their home when it is alive again; [Node.AntiEntropy] diffs the
 // merkle trees of each replica set two nodes share (the union of the ring
 // ranges with that preference list) and syncs exactly the keys of the
@@ -65,7 +108,7 @@
 //     fixed when the file is created, so a node that lost its disk never
 //     reuses the dots of its lost writes, and its reap floor keeps it
 //     from reusing those of reaped keys (see Deletes and reaping).
-//   - Convergence: Sync is commutative, associative (for stores' objects)
+//   - Convergence: Merge is commutative, associative (for stores' objects)
 //     and idempotent, so replication, read repair, handoff and
 //     anti-entropy may repeat, reorder and duplicate; once hints are
 //     handed off and every pair of replicas ran an exchange without
@@ -100,9 +143,9 @@
 //
 // Membership: [Server] runs SWIM over UDP. A member that joins (with its
 // HTTP address and zone in its SWIM metadata) is added to the ring and
-// one that leaves is removed ([Node.SetRing]); every node then streams
-// the keys whose replica set changed to their new replicas
-// ([Node.Rebalance], from ring.ReplicaMoves). A member that fails stays
+// one that leaves is removed ([Node.ApplyRing]), and every node streams
+// the keys whose replica set changed to their new replicas (from
+// ring.ReplicaMoves). A member that fails stays
 // in the ring: its writes go to fallbacks with hints until it returns.
 //
 // Leaving: a node that shuts down gracefully ([Server.Shutdown]) first

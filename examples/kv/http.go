@@ -144,8 +144,11 @@ func API(n *Node, cfg APIConfig) http.Handler {
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
 	if cfg.Guard != nil {
+		// The client API has no principals: every client may read every
+		// key, so one namespace of idempotency keys leaks nothing.
 		kv = idempotency.Middleware(cfg.Guard, idempotency.MiddlewareOptions{
 			Methods: []string{http.MethodPut, http.MethodDelete}, Optional: true, MaxBody: MaxValueLen,
+			GlobalScope: true,
 		})(kv)
 	}
 	if cfg.Metrics != nil {
@@ -366,14 +369,15 @@ type ownedRange struct {
 func (a *api) serveCluster(w http.ResponseWriter, _ *http.Request) {
 	n := a.n
 	r := n.Ring()
-	v := clusterView{ID: n.id, N: n.quorum.N, R: n.quorum.R, W: n.quorum.W, Stats: n.Stats()}
+	q := n.Quorum()
+	v := clusterView{ID: n.ID(), N: q.N, R: q.R, W: q.W, Stats: n.Stats()}
 	var swimMembers []swim.Member
 	if a.cfg.Membership != nil {
 		swimMembers = a.cfg.Membership()
 	}
 	for _, m := range r.Nodes() {
 		mv := memberView{ID: m.ID, Zone: m.Zone, State: "alive"}
-		if !n.alive(m.ID) {
+		if !n.Alive(m.ID) {
 			mv.State = "down"
 		}
 		if i := slices.IndexFunc(swimMembers, func(s swim.Member) bool { return s.ID == m.ID }); i >= 0 {
@@ -382,9 +386,9 @@ func (a *api) serveCluster(w http.ResponseWriter, _ *http.Request) {
 		}
 		v.Members = append(v.Members, mv)
 	}
-	for _, m := range ring.ReplicaMoves(nil, r, n.quorum.N) {
+	for _, m := range ring.ReplicaMoves(nil, r, q.N) {
 		for _, id := range m.To {
-			if id == n.id {
+			if id == n.ID() {
 				v.Ranges = append(v.Ranges, ownedRange{Start: m.Start, End: m.End, Replicas: m.To})
 			}
 		}

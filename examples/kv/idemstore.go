@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -114,6 +115,8 @@ type IdempotencyConfig struct {
 var (
 	bucketIdem   = []byte("idempotency")        // idempotency key → encoded record
 	bucketExpiry = []byte("idempotency-expiry") // [deadline uint64 BE][key] → empty
+	bucketTokens = []byte("idempotency-token")  // keyLastToken → uint64 BE
+	keyLastToken = []byte("last")
 )
 
 // idempotencySweep is how many expired records a Claim deletes at most.
@@ -128,11 +131,12 @@ func NewIdempotencyStore(s *Store, cfg IdempotencyConfig) (*IdempotencyStore, er
 		cfg.Clock = clock.System{}
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketIdem)
-		if err == nil {
-			_, err = tx.CreateBucketIfNotExists(bucketExpiry)
+		for _, name := range [][]byte{bucketIdem, bucketExpiry, bucketTokens} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv: idempotency store: %w", err)
@@ -140,53 +144,82 @@ func NewIdempotencyStore(s *Store, cfg IdempotencyConfig) (*IdempotencyStore, er
 	return &IdempotencyStore{db: s.db, clock: cfg.Clock}, nil
 }
 
-// Claim implements [idempotency.Store.Claim]. It returns an error for a
-// non-positive lock, an empty key or one longer than bbolt allows,
-// ctx.Err() if ctx is done, and bbolt's errors.
-func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (*idempotency.Record, error) {
+// Claim implements [idempotency.Store.Claim]. Its fencing tokens count
+// up from 1 in a counter kept in the file and advanced in the claim's
+// transaction, so a token is never granted twice, across restarts
+// included. It returns an error for a non-positive lock, an empty key or
+// one longer than bbolt allows, an error wrapping ErrMalformed if the
+// counter is damaged or exhausted, ctx.Err() if ctx is done, and bbolt's
+// errors.
+func (s *IdempotencyStore) Claim(ctx context.Context, key string, fingerprint []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
 	if lock <= 0 {
-		return nil, fmt.Errorf("kv: Claim with non-positive lock %v", lock)
+		return 0, nil, fmt.Errorf("kv: Claim with non-positive lock %v", lock)
 	}
-	var live *idempotency.Record
+	var (
+		live  *idempotency.Record
+		token uint64
+	)
 	err := s.batch(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
-		live = cur
+		// Batch may run this again after a failed batch: set every result afresh.
+		live, token = cur, 0
 		if cur != nil {
 			return nil
 		}
 		if err := s.sweep(tx, now); err != nil {
 			return err
 		}
-		return s.put(tx, &idempotency.Record{Key: key, Fingerprint: fingerprint, LockedUntil: now.Add(lock)})
+		t, err := nextToken(tx)
+		if err != nil {
+			return err
+		}
+		token = t
+		return s.put(tx, &idempotency.Record{Key: key, Fingerprint: fingerprint, LockedUntil: now.Add(lock), Token: token})
 	})
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return live, nil
+	return token, live, nil
+}
+
+// nextToken advances the file's token counter and returns its new value.
+func nextToken(tx *bolt.Tx) (uint64, error) {
+	b := tx.Bucket(bucketTokens)
+	var last uint64
+	if v := b.Get(keyLastToken); v != nil {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("%w: idempotency token counter of %d bytes", ErrMalformed, len(v))
+		}
+		last = binary.BigEndian.Uint64(v)
+	}
+	if last == math.MaxUint64 {
+		return 0, fmt.Errorf("%w: idempotency token counter exhausted", ErrMalformed)
+	}
+	return last + 1, b.Put(keyLastToken, binary.BigEndian.AppendUint64(nil, last+1))
 }
 
 // Complete implements [idempotency.Store.Complete]: the record is on disk
 // when it returns. It returns an error wrapping idempotency.ErrNotClaimed
-// when key has no live claim, an error for a non-positive retain,
-// ctx.Err() if ctx is done, and bbolt's errors.
-func (s *IdempotencyStore) Complete(ctx context.Context, key string, response []byte, retain time.Duration) error {
+// when key has no live claim under token, an error for a non-positive
+// retain, ctx.Err() if ctx is done, and bbolt's errors.
+func (s *IdempotencyStore) Complete(ctx context.Context, key string, token uint64, response []byte, retain time.Duration) error {
 	if retain <= 0 {
 		return fmt.Errorf("kv: Complete with non-positive retain %v", retain)
 	}
-	return s.onClaim(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
+	return s.onClaim(ctx, key, token, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
 		if response == nil {
 			response = []byte{}
 		}
 		done := &idempotency.Record{Key: key, Fingerprint: cur.Fingerprint, State: idempotency.Done,
-			Response: response, ExpiresAt: now.Add(retain)}
+			Response: response, ExpiresAt: now.Add(retain), Token: token}
 		return errors.Join(s.remove(tx, []byte(key)), s.put(tx, done))
 	})
 }
 
 // Release implements [idempotency.Store.Release]. It returns an error
-// wrapping idempotency.ErrNotClaimed when key has no live claim, ctx.Err()
-// if ctx is done, and bbolt's errors.
-func (s *IdempotencyStore) Release(ctx context.Context, key string) error {
-	return s.onClaim(ctx, key, func(tx *bolt.Tx, _ time.Time, _ *idempotency.Record) error {
+// wrapping idempotency.ErrNotClaimed when key has no live claim under
+// token, ctx.Err() if ctx is done, and bbolt's errors.
+func (s *IdempotencyStore) Release(ctx context.Context, key string, token uint64) error {
+	return s.onClaim(ctx, key, token, func(tx *bolt.Tx, _ time.Time, _ *idempotency.Record) error {
 		return s.remove(tx, []byte(key))
 	})
 }
@@ -202,18 +235,19 @@ func (s *IdempotencyStore) Len() (int, error) {
 	return n, err
 }
 
-// onClaim runs f on key's live in-progress record, or returns ErrNotClaimed.
-func (s *IdempotencyStore) onClaim(ctx context.Context, key string, f func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error) error {
+// onClaim runs f on key's live in-progress record claimed under token,
+// or returns ErrNotClaimed.
+func (s *IdempotencyStore) onClaim(ctx context.Context, key string, token uint64, f func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error) error {
 	claimed := false
 	err := s.batch(ctx, key, func(tx *bolt.Tx, now time.Time, cur *idempotency.Record) error {
-		claimed = cur != nil && cur.State == idempotency.InProgress
+		claimed = cur != nil && cur.State == idempotency.InProgress && cur.Token == token
 		if !claimed {
 			return nil
 		}
 		return f(tx, now, cur)
 	})
 	if err == nil && !claimed {
-		err = fmt.Errorf("%w: %q", idempotency.ErrNotClaimed, key)
+		err = fmt.Errorf("%w: %q under token %d", idempotency.ErrNotClaimed, key, token)
 	}
 	return err
 }
@@ -305,11 +339,12 @@ func expiryTime(k []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^1<<63))
 }
 
-const recordFields = 4
+const recordFields = 5
 
 // encodeRecord writes rec as the array [state uint, deadline int (Unix
-// nanoseconds), fingerprint bin, response bin]; an in-progress record has
-// an empty response. Its key is the record's bbolt key.
+// nanoseconds), fingerprint bin, response bin, token uint]; an
+// in-progress record has an empty response. Its key is the record's bbolt
+// key.
 func encodeRecord(rec *idempotency.Record) ([]byte, error) {
 	var b bytes.Buffer
 	e := msgpack.NewEncoder(&b)
@@ -319,6 +354,7 @@ func encodeRecord(rec *idempotency.Record) ([]byte, error) {
 		e.EncodeInt(deadline(rec).UnixNano()),
 		e.EncodeBytes(rec.Fingerprint),
 		e.EncodeBytes(rec.Response),
+		e.EncodeUint(rec.Token),
 	)
 	return b.Bytes(), err
 }
@@ -345,6 +381,9 @@ func decodeRecord(key string, b []byte) (*idempotency.Record, error) {
 			return err
 		}
 		if rec.Response, err = decodeBin(d); err != nil {
+			return err
+		}
+		if rec.Token, err = d.DecodeUint64(); err != nil {
 			return err
 		}
 		if rec.State == idempotency.InProgress {

@@ -3,8 +3,10 @@ package kv
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/idempotency"
@@ -70,25 +73,25 @@ func (r *reopening) reopen() {
 	r.s, r.is = openIdem(r.t, r.path, r.clk)
 }
 
-func (r *reopening) Claim(ctx context.Context, key string, fp []byte, lock time.Duration) (*idempotency.Record, error) {
+func (r *reopening) Claim(ctx context.Context, key string, fp []byte, lock time.Duration) (uint64, *idempotency.Record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reopen()
 	return r.is.Claim(ctx, key, fp, lock)
 }
 
-func (r *reopening) Complete(ctx context.Context, key string, resp []byte, retain time.Duration) error {
+func (r *reopening) Complete(ctx context.Context, key string, token uint64, resp []byte, retain time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reopen()
-	return r.is.Complete(ctx, key, resp, retain)
+	return r.is.Complete(ctx, key, token, resp, retain)
 }
 
-func (r *reopening) Release(ctx context.Context, key string) error {
+func (r *reopening) Release(ctx context.Context, key string, token uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reopen()
-	return r.is.Release(ctx, key)
+	return r.is.Release(ctx, key, token)
 }
 
 func TestIdempotencyStoreConformanceReopened(t *testing.T) {
@@ -115,7 +118,8 @@ func TestIdempotencyStoreCrash(t *testing.T) {
 	if err != nil || string(out) != "first" {
 		t.Fatalf("Do: %q, %v", out, err)
 	}
-	if rec, err := is.Claim(ctx, "crashed", []byte("fp"), 10*time.Second); rec != nil || err != nil {
+	crashed, rec, err := is.Claim(ctx, "crashed", []byte("fp"), 10*time.Second)
+	if rec != nil || err != nil {
 		t.Fatalf("Claim: %+v, %v", rec, err)
 	}
 	if err := s.Close(); err != nil { // the crash: no Complete, no Release
@@ -133,19 +137,68 @@ func TestIdempotencyStoreCrash(t *testing.T) {
 		t.Fatalf("retry of a crashed claim within its lock: %v, ran %d; want ErrInProgress", err, ran)
 	}
 	clk.Advance(10 * time.Second)
-	if err := is.Complete(ctx, "crashed", []byte("late"), time.Hour); !errors.Is(err, idempotency.ErrNotClaimed) {
+	if err := is.Complete(ctx, "crashed", crashed, []byte("late"), time.Hour); !errors.Is(err, idempotency.ErrNotClaimed) {
 		t.Fatalf("Complete of the lapsed claim: %v, want ErrNotClaimed", err)
+	}
+	var takeover uint64
+	fn = func(ctx context.Context) ([]byte, error) {
+		ran++
+		takeover, _ = idempotency.FencingToken(ctx)
+		// The crashed execution wakes up: its token no longer names the claim.
+		if err := is.Release(ctx, "crashed", crashed); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Errorf("Release under the crashed claim's token after the takeover: %v, want ErrNotClaimed", err)
+		}
+		return []byte("again"), nil
 	}
 	if out, err := g.Do(ctx, "crashed", []byte("fp"), fn); err != nil || string(out) != "again" || ran != 1 {
 		t.Fatalf("takeover after the lock: %q, %v, ran %d", out, err, ran)
+	}
+	if takeover <= crashed {
+		t.Fatalf("the takeover after a restart got token %d, not above the crashed claim's %d", takeover, crashed)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s, is = openIdem(t, path, clk)
-	rec, err := is.Claim(ctx, "crashed", []byte("other"), time.Second)
-	if err != nil || rec == nil || rec.State != idempotency.Done || !bytes.Equal(rec.Fingerprint, []byte("fp")) {
+	_, rec, err = is.Claim(ctx, "crashed", []byte("other"), time.Second)
+	if err != nil || rec == nil || rec.State != idempotency.Done || !bytes.Equal(rec.Fingerprint, []byte("fp")) || rec.Token != takeover {
 		t.Fatalf("the takeover's record after another restart: %+v, %v", rec, err)
+	}
+}
+
+// The token counter lives in the file: tokens go on increasing across a
+// reopen, and a damaged or exhausted counter fails Claim with
+// ErrMalformed instead of granting a token again.
+func TestIdempotencyStoreTokenCounter(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktest.NewManual(idemEpoch)
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s, is := openIdem(t, path, clk)
+	var last uint64
+	for i := range 6 {
+		if i%2 == 0 {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s, is = openIdem(t, path, clk)
+		}
+		token, _, err := is.Claim(ctx, fmt.Sprint("k", i), nil, time.Minute)
+		if err != nil || token <= last {
+			t.Fatalf("claim %d: token %d after %d, %v", i, token, last, err)
+		}
+		last = token
+	}
+	defer func() { s.Close() }()
+	for name, v := range map[string][]byte{
+		"short":     {1, 2, 3},
+		"exhausted": binary.BigEndian.AppendUint64(nil, math.MaxUint64),
+	} {
+		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Put(keyLastToken, v) }); err != nil {
+			t.Fatal(err)
+		}
+		if token, _, err := is.Claim(ctx, "new-"+name, nil, time.Minute); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s counter: Claim granted %d, %v; want ErrMalformed", name, token, err)
+		}
 	}
 }
 
@@ -159,10 +212,11 @@ func TestIdempotencyStoreSweep(t *testing.T) {
 	const n = 100
 	for i := range n {
 		key := fmt.Sprint("old-", i)
-		if _, err := is.Claim(ctx, key, nil, time.Minute); err != nil {
+		token, _, err := is.Claim(ctx, key, nil, time.Minute)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := is.Complete(ctx, key, []byte("r"), time.Hour+time.Duration(i)*time.Millisecond); err != nil {
+		if err := is.Complete(ctx, key, token, []byte("r"), time.Hour+time.Duration(i)*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -176,7 +230,7 @@ func TestIdempotencyStoreSweep(t *testing.T) {
 	}
 	clk.Advance(time.Hour + n/2*time.Millisecond) // the first half expired
 	for i := range 4 {
-		if _, err := is.Claim(ctx, fmt.Sprint("new-", i), nil, time.Minute); err != nil {
+		if _, _, err := is.Claim(ctx, fmt.Sprint("new-", i), nil, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := length(), n-min((i+1)*idempotencySweep, n/2+1)+i+1; got != want {
@@ -185,7 +239,7 @@ func TestIdempotencyStoreSweep(t *testing.T) {
 	}
 	// The sweep took the oldest: the live half is all there.
 	for i := n/2 + 1; i < n; i++ {
-		if rec, err := is.Claim(ctx, fmt.Sprint("old-", i), nil, time.Minute); err != nil || rec == nil || rec.State != idempotency.Done {
+		if _, rec, err := is.Claim(ctx, fmt.Sprint("old-", i), nil, time.Minute); err != nil || rec == nil || rec.State != idempotency.Done {
 			t.Fatalf("live record old-%d: %+v, %v", i, rec, err)
 		}
 	}
@@ -199,22 +253,23 @@ func TestIdempotencyRecordHostile(t *testing.T) {
 		}
 		return b
 	}
-	good, err := encodeRecord(&idempotency.Record{Key: "k", State: idempotency.Done, Response: []byte("r"), ExpiresAt: idemEpoch})
+	good, err := encodeRecord(&idempotency.Record{Key: "k", State: idempotency.Done, Response: []byte("r"), ExpiresAt: idemEpoch, Token: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := decodeRecord("k", good); err != nil || rec.State != idempotency.Done || string(rec.Response) != "r" || !rec.ExpiresAt.Equal(idemEpoch) {
+	if rec, err := decodeRecord("k", good); err != nil || rec.State != idempotency.Done || string(rec.Response) != "r" || !rec.ExpiresAt.Equal(idemEpoch) || rec.Token != 7 {
 		t.Fatalf("decode: %+v, %v", rec, err)
 	}
 	for name, b := range map[string][]byte{
 		"empty":                  nil,
 		"trailing":               append(good[:len(good):len(good)], 0),
 		"truncated":              good[:len(good)-1],
-		"unknown state":          enc(2, 0, []byte{}, []byte{}),
-		"in progress, response":  enc(0, 0, []byte{}, []byte("r")),
-		"three fields":           enc(1, 0, []byte{}),
-		"huge fingerprint":       {0x94, 0x01, 0x00, 0xc6, 0x7f, 0xff, 0xff, 0xff},
-		"string for a deadline:": enc(1, "x", []byte{}, []byte{}),
+		"unknown state":          enc(2, 0, []byte{}, []byte{}, 1),
+		"in progress, response":  enc(0, 0, []byte{}, []byte("r"), 1),
+		"no token":               enc(1, 0, []byte{}, []byte{}),
+		"huge fingerprint":       {0x95, 0x01, 0x00, 0xc6, 0x7f, 0xff, 0xff, 0xff},
+		"string for a deadline:": enc(1, "x", []byte{}, []byte{}, 1),
+		"string for a token":     enc(1, 0, []byte{}, []byte{}, "x"),
 	} {
 		if _, err := decodeRecord("k", b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
@@ -226,13 +281,13 @@ func TestIdempotencyRecordHostile(t *testing.T) {
 // decodes re-encodes to the same bytes' meaning.
 func FuzzIdempotencyRecord(f *testing.F) {
 	for _, rec := range []*idempotency.Record{
-		{Key: "k", Fingerprint: []byte("fp"), LockedUntil: idemEpoch},
-		{Key: "k", State: idempotency.Done, Response: []byte{}, ExpiresAt: idemEpoch.Add(-time.Hour)},
+		{Key: "k", Fingerprint: []byte("fp"), LockedUntil: idemEpoch, Token: 1},
+		{Key: "k", State: idempotency.Done, Response: []byte{}, ExpiresAt: idemEpoch.Add(-time.Hour), Token: math.MaxUint64},
 	} {
 		b, _ := encodeRecord(rec)
 		f.Add(b)
 	}
-	f.Add([]byte{0x94, 0x01, 0x00, 0xc0, 0xc0})
+	f.Add([]byte{0x95, 0x01, 0x00, 0xc0, 0xc0, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := decodeRecord("k", b)
 		if err != nil {
@@ -481,10 +536,11 @@ func BenchmarkIdempotencyStore(b *testing.B) {
 			key := fmt.Sprint("key-", i)
 			i++
 			clk.Advance(time.Millisecond) // records expire after 1000 requests
-			if _, err := is.Claim(ctx, key, fp, time.Minute); err != nil {
+			token, _, err := is.Claim(ctx, key, fp, time.Minute)
+			if err != nil {
 				b.Fatal(err)
 			}
-			if err := is.Complete(ctx, key, resp, time.Second); err != nil {
+			if err := is.Complete(ctx, key, token, resp, time.Second); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -29,11 +29,7 @@ func (c *clusterOn[N]) depart(ctx context.Context, id string) {
 	old := c.ring
 	c.ring = old.Without(id)
 	for _, x := range c.up() {
-		n := c.node(x)
-		if err := n.SetRing(c.ring); err != nil {
-			c.t.Fatal(err)
-		}
-		_, _ = n.Rebalance(ctx, old) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
+		_, _ = c.node(x).ApplyRing(ctx, c.ring) // fails for crashed nodes, as on a Server (which logs it); anti-entropy completes
 	}
 }
 
@@ -144,7 +140,7 @@ func runLeave(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: %s = %q held by %v, want %s alone", seed, a.Key, a.Version.Value, h, L)
 		}
 	}
-	if got := c.stores[L].Hints(); got != len(hintKeys) {
+	if got := c.stores[L].Hints().Len(); got != len(hintKeys) {
 		t.Fatalf("seed %d: %s holds %d hints, want %d", seed, L, got, len(hintKeys))
 	}
 
@@ -152,8 +148,8 @@ func runLeave(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatalf("seed %d: leave: %v (%+v)", seed, err, h)
 	}
-	if h.Hints != len(hintKeys) || h.Unplaced != 0 || h.Keys < len(uniqueKeys) || h.Copies+h.Failed != 3*h.Keys || c.stores[L].Hints() != 0 {
-		t.Fatalf("seed %d: handed over %+v, %d hints left; want %d hints, %d keys at least", seed, h, c.stores[L].Hints(), len(hintKeys), len(uniqueKeys))
+	if h.Hints != len(hintKeys) || h.Unplaced != 0 || h.Keys < len(uniqueKeys) || h.Copies+h.Failed != 3*h.Keys || c.stores[L].Hints().Len() != 0 {
+		t.Fatalf("seed %d: handed over %+v, %d hints left; want %d hints, %d keys at least", seed, h, c.stores[L].Hints().Len(), len(hintKeys), len(uniqueKeys))
 	}
 	if _, err := c.node(L).Leave(ctx); !errors.Is(err, ErrLeaving) {
 		t.Fatalf("seed %d: second leave: %v, want ErrLeaving", seed, err)
@@ -240,9 +236,9 @@ func TestLeaveAlone(t *testing.T) {
 		if h, err := n.Leave(ctx); err != nil || h != (Handover{}) {
 			t.Fatalf("empty node: %+v, %v", h, err)
 		}
-		n.leaveMu.Lock()
-		n.departing = false // as if it had not left
-		n.leaveMu.Unlock()
+		n.leaver.mu.Lock()
+		n.leaver.departing = false // as if it had not left
+		n.leaver.mu.Unlock()
 		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +276,7 @@ func TestLeaveHintNoFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.node(list[0]).Wait()
-		if got := c.stores[leaver].Hints(); got != 1 {
+		if got := c.stores[leaver].Hints().Len(); got != 1 {
 			t.Fatalf("%s holds %d hints, want 1", leaver, got)
 		}
 		h, err := c.node(leaver).Leave(ctx)
@@ -316,9 +312,9 @@ func TestForwardedWriteNotRepeated(t *testing.T) {
 		c.crash(list[3])
 		c.crash(list[4]) // no fallback is up
 		leaver := c.node(home[2])
-		leaver.leaveMu.Lock()
-		leaver.departing = true // as Leave sets it
-		leaver.leaveMu.Unlock()
+		leaver.leaver.mu.Lock()
+		leaver.leaver.departing = true // as Leave sets it
+		leaver.leaver.mu.Unlock()
 		_, err := c.node(via).Put(ctx, key, vclock.VClock{}, []byte("v"), 3)
 		if !errors.Is(err, quorum.ErrNoQuorum) {
 			t.Fatalf("put via %s: %v, want ErrNoQuorum", via, err)
@@ -345,9 +341,9 @@ func TestWriteAsLeaveBegins(t *testing.T) {
 		n := c.node(home[1])
 		n.alive = func(id string) bool {
 			if id == home[0] { // asked on the way to coordinating the write: Leave begins
-				n.leaveMu.Lock()
-				n.departing = true
-				n.leaveMu.Unlock()
+				n.leaver.mu.Lock()
+				n.leaver.departing = true
+				n.leaver.mu.Unlock()
 			}
 			return c.net.node(id) != nil
 		}
@@ -375,7 +371,7 @@ func TestLeaveStrayCopy(t *testing.T) {
 		}
 		var o Object
 		o.Update(vclock.VClock{}, "n9.0", Version{Value: []byte("stray")})
-		if _, err := c.stores[leaver].Sync([]byte(key), o); err != nil {
+		if _, err := c.stores[leaver].Merge([]byte(key), o); err != nil {
 			t.Fatal(err)
 		}
 		h, err := c.node(leaver).Leave(ctx)

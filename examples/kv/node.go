@@ -1,7 +1,7 @@
 package kv
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,10 +66,15 @@ type NodeConfig struct {
 	Logger *slog.Logger // nil: discard
 }
 
-// Node is one member of the replicated store: it coordinates clients'
-// reads and writes of any key over the key's replicas, serves other
-// nodes' replica RPCs ([Node.Handle]), hands hints off ([Node.HandOff])
-// and runs anti-entropy exchanges ([Node.AntiEntropy]).
+// Node is one member of the replicated store, and a facade over the
+// owners of its concerns (see the package documentation for the map):
+// placement, an immutable [placement] behind one atomic pointer; the
+// coordinator of clients' reads and writes, whose decisions are the
+// coordinator core's ([readRound], [writeRound]); the replicator
+// (fan-out, hints, and the rounds' I/O); the maintainer (handoff,
+// anti-entropy, reaping, rebalancing); and the leaver. It coordinates
+// clients' reads and writes of any key over the key's replicas and
+// serves other nodes' replica RPCs ([Node.Handle]).
 //
 // A Node is safe for concurrent use. Its zero value is not usable: call
 // [NewNode]. Reads and writes start background goroutines (read repair,
@@ -82,28 +87,21 @@ type Node struct {
 	transport Transport
 	quorum    quorum.Config
 	alive     func(string) bool
-	fallbacks int
 	timeout   time.Duration
 	hedge     time.Duration
-	onReap    func([]byte, Object)
-	log       *slog.Logger
 
-	ring    atomic.Pointer[ring.Ring]
-	groups  atomic.Pointer[[]string] // the ring's replica sets, as groupOf names them
-	bgMu    sync.Mutex               // guards closing, so no goroutine starts once Close waits
-	closing bool                     // Close has begun
-	bg      sync.WaitGroup           // background replication and repair
+	place  atomic.Pointer[placement]
+	ringMu sync.Mutex // serialises ring changes
 
-	// leaveMu is held shared by every local write from its check of
-	// departing to its commit, and exclusively by Leave to set departing,
-	// so that each write is either on disk before Leave scans or refused.
-	leaveMu   sync.RWMutex
-	departing bool // Leave has begun
+	bgMu    sync.Mutex     // guards closing, so no goroutine starts once Close waits
+	closing bool           // Close has begun
+	bg      sync.WaitGroup // background replication and repair
 
-	reapMu   sync.Mutex // guards reapFrom
-	reapFrom []byte     // the data key the next pass of Reap starts at; nil: the first
-
-	stats nodeStats
+	coord  *coordinator
+	rep    *replicator
+	maint  *maintainer
+	leaver *leaver
+	stats  nodeStats
 }
 
 // nodeStats are a node's counters.
@@ -137,26 +135,28 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("%w: Store, Transport and Ring are required", ErrBadConfig)
 	case cfg.ID == "" || strings.Contains(cfg.ID, ","):
 		return nil, fmt.Errorf("%w: ID %q", ErrBadConfig, cfg.ID)
-	case !slices.ContainsFunc(cfg.Ring.Nodes(), func(n ring.Node) bool { return n.ID == cfg.ID }):
+	case !inRing(cfg.Ring, cfg.ID):
 		return nil, fmt.Errorf("%w: %q is not in the ring", ErrBadConfig, cfg.ID)
 	}
 	n := &Node{
 		id: cfg.ID, actor: cfg.ID + "." + cfg.Store.Epoch(), store: cfg.Store, transport: cfg.Transport, quorum: cfg.Quorum,
-		alive: cfg.Alive, fallbacks: cfg.Fallbacks, timeout: cfg.Timeout, hedge: cfg.HedgeDelay, onReap: cfg.OnReap, log: cfg.Logger,
+		alive: cfg.Alive, timeout: cmp.Or(max(cfg.Timeout, 0), DefaultTimeout), hedge: cfg.HedgeDelay,
 	}
 	if n.alive == nil {
 		n.alive = func(string) bool { return true }
 	}
-	if n.fallbacks <= 0 {
-		n.fallbacks = DefaultFallbacks
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if n.timeout <= 0 {
-		n.timeout = DefaultTimeout
-	}
-	if n.log == nil {
-		n.log = slog.New(slog.DiscardHandler)
-	}
-	if err := n.SetRing(cfg.Ring); err != nil {
+	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
+	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, place: n.place.Load, log: log}
+	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
+		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
+	n.maint = &maintainer{self: n.id, peers: n, store: n.store, rep: n.rep, place: n.place.Load, timeout: n.timeout,
+		stats: &n.stats, onReap: cfg.OnReap, log: log}
+	p := newPlacement(cfg.Ring, n.quorum.N, cmp.Or(max(cfg.Fallbacks, 0), DefaultFallbacks))
+	if err := n.store.regroup(p.group, func() { n.place.Store(p) }); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -169,32 +169,29 @@ func (n *Node) ID() string { return n.id }
 // its ID and its store's epoch, "ID.epoch".
 func (n *Node) Actor() string { return n.actor }
 
+// Quorum returns the node's default N, R and W.
+func (n *Node) Quorum() quorum.Config { return n.quorum }
+
 // Ring returns the current ring.
-func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
+func (n *Node) Ring() *ring.Ring { return n.place.Load().ring }
 
-// SetRing makes r the placement and regroups the store's anti-entropy
-// trees by r's replica sets.
-func (n *Node) SetRing(r *ring.Ring) error {
-	// The plan from an empty ring lists every range with its replicas.
-	var groups []string
-	for _, m := range ring.ReplicaMoves(nil, r, n.quorum.N) {
-		groups = append(groups, groupOf(m.To))
+// ApplyRing makes next the ring, in one call that does in order what a
+// ring change needs: it builds the anti-entropy trees of next's replica
+// groups, publishes the new placement and the new trees together (no
+// write commits in between, and no request sees one without the other),
+// and then streams the keys this node holds whose replica set changed to
+// the nodes that became their replicas (see [Node.Rebalance] for how and
+// what it returns). Ring changes are serialised: a second ApplyRing
+// waits for the first.
+func (n *Node) ApplyRing(ctx context.Context, next *ring.Ring) (int, error) {
+	n.ringMu.Lock()
+	defer n.ringMu.Unlock()
+	from := n.place.Load()
+	p := newPlacement(next, from.n, from.fallbacks)
+	if err := n.store.regroup(p.group, func() { n.place.Store(p) }); err != nil {
+		return 0, err
 	}
-	slices.Sort(groups)
-	groups = slices.Compact(groups)
-	n.ring.Store(r)
-	n.groups.Store(&groups)
-	return n.store.Regroup(func(key []byte) string { return groupOf(r.Replicas(key, n.quorum.N, nil)) })
-}
-
-// without returns a copy of ids without the IDs in drop.
-func without(ids []string, drop ...string) []string {
-	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(drop, id) })
-}
-
-// groupOf names a replica set: its sorted IDs joined by commas.
-func groupOf(replicas []string) string {
-	return strings.Join(slices.Sorted(slices.Values(replicas)), ",")
+	return n.maint.rebalance(ctx, from, p)
 }
 
 // Wait blocks until the node's background replication and read repairs
@@ -230,7 +227,7 @@ func (n *Node) Stats() Stats {
 	return Stats{
 		HintsStored:    n.stats.hintsStored.Load(),
 		HintsDelivered: n.stats.hintsDelivered.Load(),
-		HintsPending:   n.store.Hints(),
+		HintsPending:   n.store.Hints().Len(),
 		ReadRepairs:    n.stats.readRepairs.Load(),
 		KeysRepaired:   n.stats.keysRepaired.Load(),
 		Reaped:         n.stats.tombstonesReaped.Load(),
@@ -246,20 +243,113 @@ func (n *Node) Local(key []byte) (Object, bool, error) { return n.store.Get(key)
 
 // Home returns the key's home replicas under the current ring, its first
 // N distinct nodes.
-func (n *Node) Home(key []byte) []string { return n.Ring().Replicas(key, n.quorum.N, nil) }
+func (n *Node) Home(key []byte) []string { return n.place.Load().home(key) }
 
-// placement returns the key's home replicas and its fallbacks, the nodes
-// that follow them on the ring.
-func (n *Node) placement(key []byte) (home, fallbacks []string) {
-	return n.placementIn(n.Ring(), key)
+// HandOff makes one pass of hinted handoff ([maintainer.handOff]): it
+// sends the hints held for every live target back to it, and drops each
+// hint the target took (and that did not grow meanwhile). Hints for a
+// node no longer in the ring (one that left) go to their keys' replicas
+// instead. It returns how many hints it delivered, and the errors of the
+// targets that failed, joined; a failed hint stays for the next pass.
+// Call it periodically.
+func (n *Node) HandOff(ctx context.Context) (int, error) { return n.maint.handOff(ctx) }
+
+// AntiEntropy runs one exchange with peer over every replica set of the
+// ring that holds both: a [merkle.Diff] of their trees finds the dirty
+// segments, both sides list those segments' keys, and each key whose
+// objects differ is merged both ways. It returns the number of keys
+// repaired and the exchange's bytes, and stops at the first error.
+func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
+	return n.maint.antiEntropy(ctx, peer)
 }
 
-// placementIn is placement under the ring r.
-func (n *Node) placementIn(r *ring.Ring, key []byte) (home, fallbacks []string) {
-	all := r.Replicas(key, n.quorum.N+n.fallbacks, nil)
-	k := min(n.quorum.N, len(all))
-	return all[:k], all[k:]
+// Rebalance streams the keys this node holds whose replica set differs
+// between the ring from and the node's current ring ([ring.ReplicaMoves])
+// to the nodes that became their replicas, and returns how many copies it
+// sent. [Node.ApplyRing] calls it after a ring change; call it directly
+// only to repeat a rebalance. It keeps its own copies: a node never drops
+// a key it held, so the dots it coordinates stay unique should it own the
+// key again. It lists the keys to send in memory, with one scan of the
+// store, and sends them one by one; a new replica that is down or fails
+// gets its copy through a fallback with a hint, as a write would. It
+// returns how many copies no node took, with the first failure, as an
+// error; those keys still have their other replicas, and anti-entropy
+// completes them.
+func (n *Node) Rebalance(ctx context.Context, from *ring.Ring) (int, error) {
+	p := n.place.Load()
+	return n.maint.rebalance(ctx, newPlacement(from, p.n, p.fallbacks), p)
 }
+
+// Reap makes one pass of tombstone reaping, as Riak does after a delete:
+// for each of up to 1024 keys whose object has been dead ([Dead]) and
+// unchanged on this node since before the time before and whose first
+// home replica this node is, going on from where the last pass stopped
+// (a key that cannot be reaped does not hold back those after it), it
+// asks every home replica and every fallback of the key whether it may
+// reap (its object equals this node's, or it has none, and it holds no
+// hint for the key), and if all agree it reaps the key on the other home
+// replicas and then on itself. A key is skipped when a replica or
+// fallback is believed down or disagrees; a partial reap is harmless: the
+// replicas that still hold the tombstone send it back through
+// anti-entropy and the next pass reaps it again. It returns how many keys
+// it reaped and stops at the first failed call.
+//
+// before must leave time for every message about the key still in
+// flight when its dead object last changed to land (replication and read
+// repair end within the node's Timeout, an anti-entropy exchange within
+// its own duration): a stale copy of a reaped value that arrives after the reap, or a replica
+// outside the key's current home and fallbacks (after a ring change) that
+// still holds one, brings it back, as Cassandra's gc_grace_seconds warns.
+func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
+	return n.maint.reap(ctx, before)
+}
+
+// Maintain runs the node's periodic repair until ctx is done: a pass of
+// hinted handoff every HandOffEvery, every AntiEntropyEvery an
+// anti-entropy exchange with the next live node of the ring (round
+// robin), and every ReapEvery a pass of [Node.Reap] over the keys dead
+// and unchanged for longer than ReapAfter. Errors are logged and retried
+// at the next period. It returns when ctx is done, after the round in
+// progress ends; it starts no goroutine of its own.
+func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) { n.maint.run(ctx, cfg) }
+
+// Leave hands this node's data over to the others before it leaves the
+// cluster, as Riak's cluster leave and Cassandra's nodetool decommission
+// do, so that its disk may then be discarded:
+//
+//   - every key it holds (those of the ranges it replicates, and any copy
+//     kept from an earlier ring) is sent to each of its replicas in the
+//     new ring, ring.Without(this node), or, for one that is down or
+//     fails, to the key's next fallback in the new ring with a hint for
+//     it;
+//   - every hint it holds is delivered to its target or, when the target
+//     is down or fails, passed as a hint for the same target to the key's
+//     next fallback in the new ring (or, when none takes it, to one of the
+//     key's home replicas there); a hint for a
+//     node no longer in the ring goes to the key's replicas instead. It
+//     is dropped here once taken.
+//
+// From the moment Leave begins, the node takes no more writes: client
+// writes it receives are forwarded to another home replica, and the
+// writes it is asked to coordinate or to store (replication, read repair,
+// hints) fail with [ErrUnavailable] and [ErrLeaving], so that their
+// coordinators place them elsewhere, with hints for this node that
+// [Node.HandOff] sends to the key's replicas once this node left the
+// ring. Every write it took before is in Leave's scan. Once Leave
+// succeeded the node stays so; the caller then leaves the membership
+// ([Server.Shutdown] leaves SWIM) and exits.
+//
+// Leave returns what it handed over. It fails, and the node takes writes
+// again, with an error wrapping [ErrNotPlaced] when a key or a hint could
+// not be placed on any node (the caller decides whether to exit anyway),
+// with ctx's error when ctx ends first, and with the store's errors; a
+// second Leave fails with [ErrLeaving]. Its goroutines (up to 16 keys at
+// once) end before it returns. It keeps its own copies: the store is
+// unchanged but for the hints it dropped.
+func (n *Node) Leave(ctx context.Context) (Handover, error) { return n.leaver.leave(ctx) }
+
+// Leaving reports whether [Node.Leave] has begun (and not failed).
+func (n *Node) Leaving() bool { return n.leaver.leaving() }
 
 // Result is what a read returns: the key's live values (siblings when
 // there are several; none when it is absent or deleted) and the context
@@ -348,144 +438,16 @@ func (n *Node) Write(ctx context.Context, key []byte, cctx vclock.VClock, v Vers
 	if err != nil {
 		return Written{}, err
 	}
-	home, fallbacks := n.placement(key)
-	self, leaving := slices.Contains(home, n.id), n.leaving()
-	if !self || leaving || v.IdempotencyKey != "" {
-		for _, h := range home {
-			if h == n.id && !leaving {
-				break // this node is the first live home replica
-			}
-			if h == n.id || !n.alive(h) {
-				continue
-			}
-			resp, err := n.call(ctx, h, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
-			if refusedBy(err, h) {
-				continue // it applied nothing: the next home replica coordinates
-			}
-			if err != nil {
-				return Written{}, fmt.Errorf("kv: coordinator %s: %w", h, err)
-			}
-			return Written{Context: resp.Context, Dot: resp.Dot}, nil
-		}
-		if !self || leaving {
-			return Written{}, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
-		}
-	}
-	res, err := n.coordinate(ctx, key, cctx, v, w, home, fallbacks)
-	if refusedBy(err, n.id) {
-		// Leave began since the check above; the write, which it did not
-		// apply, is forwarded as a leaving node's are.
-		return n.Write(ctx, key, cctx, v, w)
-	}
-	return res, err
-}
-
-// coordinate applies a client's write on this home replica, unless it is
-// a retry of one it holds (see [Node.Write]), and replicates the key's
-// object to the other home replicas, with hints on fallbacks for those
-// that cannot take it, until w replicas (this one included) hold it.
-func (n *Node) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
-	var (
-		o   Object
-		dot vclock.Dot
-	)
-	err := n.unlessLeaving(func() (err error) {
-		o, dot, _, err = n.store.UpdateOnce(key, cctx, n.actor, v)
-		return err
-	})
-	if err != nil {
-		return Written{}, err
-	}
-	res := Written{Context: o.Context(), Dot: dot}
-	others, fallbacks := without(home, n.id), without(fallbacks, n.id)
-	if len(others) == 0 {
-		return res, nil
-	}
-	// Every other replica gets the write, on a goroutine of its own that
-	// outlives the quorum (bounded by the node's timeout); Gather only
-	// counts the acknowledgements.
-	rep := &replication{n: n, key: key, o: o, fallbacks: fallbacks}
-	acks := make(map[string]chan error, len(others))
-	for _, h := range others {
-		ack := make(chan error, 1)
-		acks[h] = ack
-		if !n.spawn(func() { ack <- rep.send(context.WithoutCancel(ctx), h) }) {
-			ack <- fmt.Errorf("%w: %s is shutting down", ErrUnavailable, n.id)
-		}
-	}
-	if w == 1 {
-		return res, nil
-	}
-	_, err = quorum.Gather(ctx, others, w-1, func(ctx context.Context, h string) (struct{}, error) {
-		select {
-		case err := <-acks[h]:
-			return struct{}{}, err
-		case <-ctx.Done():
-			return struct{}{}, ctx.Err()
-		}
-	})
-	if err != nil {
-		return res, fmt.Errorf("kv: write of %q: %w", key, err)
-	}
-	return res, nil
-}
-
-// replication is one write's fan-out to the other home replicas, sharing
-// the key's fallbacks between the replicas that need one.
-type replication struct {
-	n   *Node
-	key []byte
-	o   Object
-
-	mu        sync.Mutex
-	fallbacks []string // not yet used
-}
-
-// send sends the write to the home replica h or, when h is down or fails,
-// to the next unused live fallback with a hint for h, within the node's
-// timeout.
-func (r *replication) send(ctx context.Context, h string) error {
-	n := r.n
-	ctx, cancel := context.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	err := fmt.Errorf("%s believed down", h)
-	if n.alive(h) {
-		if _, err = n.call(ctx, h, &request{Op: opWrite, Key: r.key, Object: r.o}); err == nil {
-			return nil
-		}
-	}
-	for {
-		fb, ok := r.nextFallback()
-		if !ok {
-			return err
-		}
-		if _, ferr := n.call(ctx, fb, &request{Op: opWrite, Key: r.key, Object: r.o, Hint: h}); ferr != nil {
-			err = errors.Join(err, fmt.Errorf("fallback %s: %w", fb, ferr))
-			continue
-		}
-		n.stats.hintsStored.Add(1)
-		return nil
-	}
-}
-
-func (r *replication) nextFallback() (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for len(r.fallbacks) > 0 {
-		fb := r.fallbacks[0]
-		r.fallbacks = r.fallbacks[1:]
-		if r.n.alive(fb) {
-			return fb, true
-		}
-	}
-	return "", false
+	return n.coord.write(ctx, key, cctx, v, w)
 }
 
 // Get reads key from r replicas (0: the configured R): its home replicas,
 // this node first if it is one, then the live ones, then its fallbacks,
-// one more for each failure (and each HedgeDelay). It returns the merge of the replies; replicas whose reply
-// was older get the merged object in the background (read repair). It
-// returns quorum.ErrNoQuorum when fewer than r replicas answered.
+// one more for each failure (and each HedgeDelay), each call bounded by
+// the node's Timeout ([readRound] decides which and when). It returns the
+// merge of the replies; replicas whose reply was older get the merged
+// object in the background (read repair). It returns quorum.ErrNoQuorum
+// when fewer than r replicas answered.
 func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	if err := checkKey(key); err != nil {
 		return Result{}, err
@@ -494,65 +456,7 @@ func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	home, fallbacks := n.placement(key)
-	targets := make([]string, 0, len(home)+len(fallbacks))
-	if slices.Contains(home, n.id) {
-		targets = append(targets, n.id) // the cheapest read
-	}
-	for _, up := range []bool{true, false} {
-		for _, h := range home {
-			if h != n.id && n.alive(h) == up {
-				targets = append(targets, h)
-			}
-		}
-	}
-	targets = append(targets, fallbacks...)
-	opts := []quorum.Option{quorum.Hedge(0)}
-	if n.hedge > 0 {
-		opts[0] = quorum.Hedge(n.hedge)
-	}
-	replies, err := quorum.Gather(ctx, targets, r, func(ctx context.Context, to string) (response, error) {
-		ctx, cancel := context.WithTimeout(ctx, n.timeout)
-		defer cancel()
-		return n.call(ctx, to, &request{Op: opRead, Key: key})
-	}, opts...)
-	if err != nil {
-		return Result{}, fmt.Errorf("kv: read of %q: %w", key, err)
-	}
-	var merged Object
-	for _, rep := range replies {
-		if rep.Err == nil {
-			merged.Sync(rep.Value.Object)
-		}
-	}
-	n.readRepair(ctx, key, merged, home, replies)
-	return Result{Values: Live(merged), Context: merged.Context()}, nil
-}
-
-// readRepair sends merged to every home replica whose reply differed, in
-// the background.
-func (n *Node) readRepair(ctx context.Context, key []byte, merged Object, home []string, replies []quorum.Reply[response]) {
-	want, err := EncodeObject(merged)
-	if err != nil {
-		return
-	}
-	for _, rep := range replies {
-		if rep.Err != nil || !slices.Contains(home, rep.Replica) {
-			continue
-		}
-		if got, err := EncodeObject(rep.Value.Object); err == nil && bytes.Equal(got, want) {
-			continue
-		}
-		n.spawn(func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.timeout)
-			defer cancel()
-			if _, err := n.call(ctx, rep.Replica, &request{Op: opWrite, Key: key, Object: merged}); err != nil {
-				n.log.Debug("read repair failed", "key", key, "replica", rep.Replica, "err", err)
-				return
-			}
-			n.stats.readRepairs.Add(1)
-		})
-	}
+	return n.coord.read(ctx, key, r)
 }
 
 // call sends req to node to, in process when it is this node.
@@ -605,32 +509,35 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		if err != nil {
 			return response{}, err
 		}
-		h, hinted, err := n.store.HintedObject(q.Key)
+		h, hinted, err := n.store.Hints().Object(q.Key)
 		if err != nil {
 			return response{}, err
 		}
 		o.Sync(h)
 		return response{Found: found || hinted, Object: o}, nil
 	case opWrite:
-		return response{}, n.unlessLeaving(func() error {
+		return response{}, n.leaver.unlessLeaving(func() error {
 			if q.Hint != "" {
-				return n.store.AddHint(q.Hint, q.Key, q.Object)
+				return n.store.Hints().Add(q.Hint, q.Key, q.Object)
 			}
-			_, err := n.store.Sync(q.Key, q.Object)
+			_, err := n.store.Merge(q.Key, q.Object)
 			return err
 		})
 	case opCoordinate:
-		home, fallbacks := n.placement(q.Key)
+		if q.W < 1 || q.W > n.quorum.N {
+			return response{}, fmt.Errorf("%w: coordinate with w = %d, N = %d", ErrMalformed, q.W, n.quorum.N)
+		}
+		home, fallbacks := n.place.Load().of(q.Key)
 		if !slices.Contains(home, n.id) {
 			return response{}, fmt.Errorf("%w: %s is not a home replica of %q", ErrUnavailable, n.id, q.Key)
 		}
-		w, err := n.coordinate(ctx, q.Key, q.Context, q.Value, q.W, home, fallbacks)
+		w, err := n.coord.coordinate(ctx, q.Key, q.Context, q.Value, q.W, home, fallbacks)
 		if err != nil {
 			return response{}, err
 		}
 		return response{Context: w.Context, Dot: w.Dot}, nil
 	case opTree:
-		t, err := n.store.Serve(q.Group, q.Tree)
+		t, err := n.store.Trees().Serve(q.Group, q.Tree)
 		return response{Tree: t}, err
 	case opScan:
 		es, err := n.store.Scan(q.Group, q.Segments)
@@ -639,7 +546,7 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		ok, err := n.store.Reapable(q.Key, q.Object)
 		return response{Found: ok}, err
 	case opReap:
-		ok, err := n.reapLocal(q.Key, q.Object)
+		ok, err := n.maint.reapLocal(q.Key, q.Object)
 		return response{Found: ok}, err
 	}
 	return response{}, fmt.Errorf("%w: op %v", ErrMalformed, q.Op)

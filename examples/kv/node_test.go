@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -169,6 +170,28 @@ func TestNodeNoQuorum(t *testing.T) {
 	})
 }
 
+// A forwarded write whose W is outside [1, N] is refused as malformed
+// before it is applied: a peer cannot have a write acknowledged without
+// its replication.
+func TestNodeCoordinateBadW(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		for _, w := range []int{0, -1, 4, math.MaxInt} {
+			req, err := (&request{Op: opCoordinate, Key: []byte("k"), Value: Version{Value: []byte("v")}, W: w}).marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.node("n1").Handle(context.Background(), req); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("coordinate with w = %d: %v, want ErrMalformed", w, err)
+			}
+			if _, found, _ := c.node("n1").Local([]byte("k")); found {
+				t.Fatalf("coordinate with w = %d applied the write", w)
+			}
+		}
+	})
+}
+
 // A read that finds a stale replica sends it the merged object.
 func TestNodeReadRepair(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -317,7 +340,7 @@ func writeKeys(t *testing.T, c *cluster, n int) (acks []Ack, keys []string) {
 	return acks, keys
 }
 
-// A node replaced in the ring: after SetRing, Rebalance streams every key
+// A node replaced in the ring: ApplyRing streams every key
 // to its new replicas, even keys whose old replicas all left their set,
 // without waiting for anti-entropy.
 func TestNodeRebalance(t *testing.T) {
@@ -334,14 +357,9 @@ func TestNodeRebalance(t *testing.T) {
 		c.ring = next
 		c.ids = append(c.ids, "n6")
 		c.start("n6")
-		for _, id := range c.ids[:5] {
-			if err := c.node(id).SetRing(next); err != nil {
-				t.Fatal(err)
-			}
-		}
 		sent := 0
 		for _, id := range c.ids[:5] {
-			k, err := c.node(id).Rebalance(ctx, old)
+			k, err := c.node(id).ApplyRing(ctx, next)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -353,8 +371,11 @@ func TestNodeRebalance(t *testing.T) {
 		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
 			t.Fatalf("after rebalancing: %v", err)
 		}
-		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+		if k, err := c.node("n2").ApplyRing(ctx, next); k != 0 || err != nil {
 			t.Fatalf("rebalance without a ring change: %d, %v", k, err)
+		}
+		if k, err := c.node("n2").Rebalance(ctx, next); k != 0 || err != nil {
+			t.Fatalf("rebalance from the current ring: %d, %v", k, err)
 		}
 	})
 }
@@ -379,10 +400,7 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 		c.crash("n6")
 		sent := 0
 		for _, id := range c.ids[:5] {
-			if err := c.node(id).SetRing(next); err != nil {
-				t.Fatal(err)
-			}
-			k, err := c.node(id).Rebalance(ctx, old)
+			k, err := c.node(id).ApplyRing(ctx, next)
 			if err != nil {
 				t.Fatalf("%s: rebalance with the new replica down: %v", id, err)
 			}

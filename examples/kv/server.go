@@ -40,7 +40,7 @@ type ServerConfig struct {
 	// absent; its Addr is ignored); nil: this node alone. The ring then
 	// follows SWIM: a node that joins with its address in its metadata is
 	// added, one that leaves is removed, and moved keys are streamed to
-	// their new replicas ([Node.Rebalance]). A failed node stays: its
+	// their new replicas ([Node.ApplyRing]). A failed node stays: its
 	// writes go to fallbacks with hints until it returns.
 	Members []Member
 	Quorum  quorum.Config
@@ -202,7 +202,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	s.wg.Go(func() { s.node.Maintain(ctx, cfg.Maintain) })
 	s.wg.Go(func() { s.watch(ctx, log) })
 	s.ready.Store(true)
-	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.quorum.N, "r", s.node.quorum.R, "w", s.node.quorum.W)
+	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
 	return s, nil
 }
 
@@ -237,11 +237,7 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 		if next == cur {
 			continue
 		}
-		if err := s.node.SetRing(next); err != nil {
-			log.Error("ring change", "err", err)
-			continue
-		}
-		k, err := s.node.Rebalance(ctx, cur)
+		k, err := s.node.ApplyRing(ctx, next)
 		log.Info("ring changed", "members", next.Len(), "streamed", k, "err", err)
 	}
 }
@@ -251,7 +247,7 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 // removed; a failed one stays.
 func (s *Server) follow(r *ring.Ring, e swim.Event, log *slog.Logger) *ring.Ring {
 	id := e.Member.ID
-	if id == s.node.id {
+	if id == s.node.ID() {
 		return r
 	}
 	in := slices.ContainsFunc(r.Nodes(), func(n ring.Node) bool { return n.ID == id })
@@ -300,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	hard := ctx.Err() != nil
 	var left error
-	if !hard && s.node.Ring().Len() > 1 && !s.node.leaving() {
+	if !hard && s.node.Ring().Len() > 1 && !s.node.Leaving() {
 		start := time.Now()
 		h, err := s.node.Leave(ctx)
 		left = err
@@ -308,7 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			"unplaced", h.Unplaced, "took", time.Since(start), "err", err)
 	}
 	if !hard && left == nil { // its data is on the others: leave, even if ctx ended since
-		s.swim.Leave()
+		s.swim.Leave(ctx)
 	}
 	err := s.http.Shutdown(ctx)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-// ErrHintsFull is returned by [Store.AddHint] when the store already holds
+// ErrHintsFull is returned by [HintStore.Add] when the store already holds
 // [StoreConfig.MaxHints] hints: the write is refused rather than buffered
 // without bound, and the coordinator counts the replica as failed.
 var ErrHintsFull = errors.New("kv: hint store full")
@@ -67,11 +67,14 @@ type StoreConfig struct {
 	Epoch string
 }
 
-// Store is one replica's durable state on bbolt: every key's [Object],
-// anti-entropy trees kept up to date on every write and rebuilt from disk
-// at [Open], and a bounded, durable set of hints held for other nodes.
-// Every write is fsync'd before it returns, so an acknowledged write
-// survives a crash of the process or the machine.
+// Store is one replica's durable state on bbolt: every key's [Object]
+// with the tombstone bookkeeping of reaping (when each dead object last
+// changed, the reap floor) and the store's epoch, in one file. Two
+// owners sit beside the objects: the anti-entropy index ([Store.Trees]),
+// fed by a hook after every commit, and the hints held for other nodes
+// ([Store.Hints]), in a file and under a lock of their own. Every write is
+// fsync'd before it returns, so an acknowledged write survives a crash of
+// the process or the machine.
 //
 // A Store is safe for concurrent use. Its zero value is not usable: call
 // [Open].
@@ -80,28 +83,26 @@ type Store struct {
 	cfg  StoreConfig
 	tree *merkle.Tree // geometry only: Segment of a key
 
-	// writing is held shared by a write from its transaction to its tree
-	// update, and exclusively by Regroup's scan, so that every committed
-	// write is in the trees exactly once.
+	// writing is held shared by a write from its transaction to its
+	// commit hook, and exclusively by Regroup's scan, so that every
+	// committed write is in the index exactly once.
 	writing sync.RWMutex
 	epoch   string
-	mu      sync.Mutex // guards the fields below
-	group   func(key []byte) string
-	trees   map[string]*merkle.Tree // by group; absent: empty
-	hints   int                     // hints held, across targets
+	index   *TreeIndex
+	hints   *HintStore
 }
 
 var (
 	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
-	bucketHints = []byte("hints") // one sub-bucket per target node: [key] → encoded Object
 	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch; keyFloor → the reap floor
 	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
 )
 
-// Open opens (creating if needed) the store in the bbolt file at path and
-// rebuilds its trees from the data. It returns an error wrapping
+// Open opens (creating if needed) the store in the bbolt file at path,
+// with its hints in path+".hints", and rebuilds its trees from the data.
+// It returns an error wrapping
 // merkle.ErrConfig for an invalid tree geometry, and any error of bbolt
 // (such as a file locked by another process, after a one-second wait).
 func Open(path string, cfg StoreConfig) (*Store, error) {
@@ -123,9 +124,15 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree)}
+	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
+	if s.hints, err = openHints(path+".hints", cfg); err != nil {
+		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketData, bucketHints, bucketMeta, bucketTombs} {
+		if err := s.hints.adopt(tx); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketData, bucketMeta, bucketTombs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -144,16 +151,8 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if err == nil {
 		err = s.Regroup(cfg.Group)
 	}
-	if err == nil {
-		err = db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
-				s.hints += tx.Bucket(bucketHints).Bucket(name).Stats().KeyN
-				return nil
-			})
-		})
-	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), db.Close())
+		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), s.hints.close(), db.Close())
 	}
 	return s, nil
 }
@@ -161,9 +160,15 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 // Epoch returns the store's incarnation (see [StoreConfig.Epoch]).
 func (s *Store) Epoch() string { return s.epoch }
 
-// Close closes the bbolt file. Calls after Close fail with bbolt's
+// Close closes the bbolt files. Calls after Close fail with bbolt's
 // ErrDatabaseNotOpen.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.hints.close(), s.db.Close()) }
+
+// Trees returns the store's anti-entropy index.
+func (s *Store) Trees() *TreeIndex { return s.index }
+
+// Hints returns the hints the store holds for other nodes.
+func (s *Store) Hints() *HintStore { return s.hints }
 
 // Path returns the bbolt file's path.
 func (s *Store) Path() string { return s.db.Path() }
@@ -171,32 +176,29 @@ func (s *Store) Path() string { return s.db.Path() }
 // Regroup replaces the grouping of keys into anti-entropy trees (nil: one
 // group) and rebuilds every tree with one scan of the data. A node calls
 // it when the ring changes and keys change replica sets.
-func (s *Store) Regroup(group func(key []byte) string) error {
-	if group == nil {
-		group = func([]byte) string { return "" }
-	}
+func (s *Store) Regroup(group func(key []byte) string) error { return s.regroup(group, nil) }
+
+// regroup is Regroup that calls publish, when not nil, once the new trees
+// are in place and before any write commits again: a node publishes the
+// placement whose grouping it is there, so that no write lands in a tree
+// of the other grouping and no request sees the one without the other.
+func (s *Store) regroup(group func(key []byte) string, publish func()) error {
 	s.writing.Lock()
 	defer s.writing.Unlock()
-	trees := map[string]*merkle.Tree{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
-			key := k[4:]
-			g := group(key)
-			t := trees[g]
-			if t == nil {
-				t = merkle.New(s.cfg.Tree)
-				trees[g] = t
-			}
-			t.Add(key, hashBytes(v))
-			return nil
+	err := s.index.rebuild(group, func(f func(key []byte, h uint64)) error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
+				f(k[4:], hashBytes(v))
+				return nil
+			})
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("kv: rebuild trees: %w", err)
 	}
-	s.mu.Lock()
-	s.group, s.trees = group, trees
-	s.mu.Unlock()
+	if publish != nil {
+		publish()
+	}
 	return nil
 }
 
@@ -242,7 +244,7 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // Update is a coordinated write on this replica: it applies the client's
 // write v with the context ctx it read (the zero VClock for a blind write)
 // as actor, with [vclock.DVVSet.Update], stores the result durably and
-// returns it, to be replicated to the other replicas with [Store.Sync].
+// returns it, to be replicated to the other replicas with [Store.Merge].
 // Only a replica that holds the key's data may coordinate with its own
 // actor ID: the new dot is unique because this store has seen every dot
 // of that actor for the key, or, when it holds no value of that actor,
@@ -282,10 +284,10 @@ func holdsValueOf(o Object, actor string) bool {
 	return false
 }
 
-// Sync merges o into key's object with [vclock.DVVSet.Sync] (replication,
+// Merge merges o into key's object with [vclock.DVVSet.Sync] (replication,
 // read repair, anti-entropy, handoff) and returns the merged object. It
 // writes only if the object changed.
-func (s *Store) Sync(key []byte, o Object) (Object, error) {
+func (s *Store) Merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
@@ -294,7 +296,8 @@ func (s *Store) Sync(key []byte, o Object) (Object, error) {
 
 // write applies f to key's object in one bbolt transaction, shared with
 // concurrent writes (one fsync for all), records when the object last
-// changed while all tombstones, and updates key's tree once the transaction committed.
+// changed while all tombstones, and feeds the change to the index once
+// the transaction committed.
 func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
@@ -335,58 +338,8 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error
 	if err != nil || !changed {
 		return out, err
 	}
-	s.mu.Lock()
-	t := s.treeOf(s.group(key))
-	if existed {
-		t.Update(key, oldHash, newHash)
-	} else {
-		t.Add(key, newHash)
-	}
-	s.mu.Unlock()
+	s.index.committed(change{key: key, old: oldHash, new: newHash, existed: existed, exists: true})
 	return out, nil
-}
-
-// treeOf returns group g's tree, creating it empty. s.mu must be held.
-func (s *Store) treeOf(g string) *merkle.Tree {
-	t := s.trees[g]
-	if t == nil {
-		t = merkle.New(s.cfg.Tree)
-		s.trees[g] = t
-	}
-	return t
-}
-
-// Tree returns a copy of group g's anti-entropy tree (empty if the group
-// has no keys here), for [merkle.Diff] against a peer's.
-func (s *Store) Tree(g string) *merkle.Tree {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := s.trees[g]; t != nil {
-		return t.Clone()
-	}
-	return merkle.New(s.cfg.Tree)
-}
-
-// Serve answers an encoded merkle request from group g's tree: the serving
-// side of an exchange (see [merkle.Serve] for its errors).
-func (s *Store) Serve(g string, req []byte) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return merkle.Serve(s.treeOf(g), req)
-}
-
-// Groups returns the groups this store holds keys in, sorted.
-func (s *Store) Groups() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gs := make([]string, 0, len(s.trees))
-	for g, t := range s.trees {
-		if t.Root() != 0 {
-			gs = append(gs, g)
-		}
-	}
-	slices.Sort(gs)
-	return gs
 }
 
 // Entry is one key and its object. It is a plain value; the zero Entry
@@ -400,9 +353,7 @@ type Entry struct {
 // tree geometry), the keys an exchange found dirty, in segment and key
 // order. It reads each segment's keys with one range scan.
 func (s *Store) Scan(g string, segments []int) ([]Entry, error) {
-	s.mu.Lock()
-	group := s.group
-	s.mu.Unlock()
+	group := s.index.grouping()
 	var out []Entry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketData).Cursor()
@@ -438,155 +389,4 @@ func (s *Store) All(f func(key []byte, o Object) error) error {
 			return f(k[4:], o)
 		})
 	})
-}
-
-func checkTarget(target string) error {
-	if target == "" || len(target) > bolt.MaxKeySize || bytes.IndexByte([]byte(target), 0) >= 0 {
-		return fmt.Errorf("%w: hint target %q", ErrBadKey, target)
-	}
-	return nil
-}
-
-// AddHint durably keeps o for key on behalf of the node target, which
-// could not take the write (sloppy quorum), merging it with any hint
-// already held for the same target and key. It returns [ErrHintsFull] when
-// the hint would be a new one beyond [StoreConfig.MaxHints], and
-// [ErrBadKey] for an invalid key or target.
-func (s *Store) AddHint(target string, key []byte, o Object) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := checkTarget(target); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	added := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bucketHints).CreateBucketIfNotExists([]byte(target))
-		if err != nil {
-			return err
-		}
-		cur := o
-		if old := b.Get(key); old != nil {
-			if cur, err = DecodeObject(old); err != nil {
-				return err
-			}
-			cur.Sync(o)
-		} else if s.hints >= s.cfg.MaxHints {
-			return fmt.Errorf("%w: %d hints", ErrHintsFull, s.hints)
-		} else {
-			added = true
-		}
-		enc, err := EncodeObject(cur)
-		if err != nil {
-			return err
-		}
-		return b.Put(key, enc)
-	})
-	if err == nil && added {
-		s.hints++
-	}
-	return err
-}
-
-// Hints returns the number of hints held, across targets.
-func (s *Store) Hints() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hints
-}
-
-// HintTargets returns the nodes this store holds hints for, sorted.
-func (s *Store) HintTargets() ([]string, error) {
-	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
-			if tx.Bucket(bucketHints).Bucket(name).Stats().KeyN > 0 {
-				out = append(out, string(name))
-			}
-			return nil
-		})
-	})
-	return out, err
-}
-
-// HintsFor returns up to limit hints held for target, in key order.
-func (s *Store) HintsFor(target string, limit int) ([]Entry, error) {
-	var out []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHints).Bucket([]byte(target))
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			o, err := DecodeObject(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, Entry{Key: slices.Clone(k), Object: o})
-		}
-		return nil
-	})
-	return out, err
-}
-
-// HintedObject returns the merge of every hint held for key, whatever the
-// target, and false if there is none: what this node knows of a key it
-// holds only as a fallback.
-func (s *Store) HintedObject(key []byte) (Object, bool, error) {
-	var (
-		o     Object
-		found bool
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return eachHint(tx, key, func(v []byte) error {
-			h, err := DecodeObject(v)
-			if err != nil {
-				return err
-			}
-			o.Sync(h)
-			found = true
-			return nil
-		})
-	})
-	return o, found, err
-}
-
-// eachHint calls f with the encoded hint held for key for each target
-// that has one, stopping at f's first error.
-func eachHint(tx *bolt.Tx, key []byte, f func(v []byte) error) error {
-	hb := tx.Bucket(bucketHints)
-	return hb.ForEachBucket(func(name []byte) error {
-		if v := hb.Bucket(name).Get(key); v != nil {
-			return f(v)
-		}
-		return nil
-	})
-}
-
-// DropHint removes the hint for target and key once it was delivered, but
-// only if it is still delivered, the object given: a hint that grew since
-// is kept for the next delivery. It reports whether it removed the hint.
-func (s *Store) DropHint(target string, key []byte, delivered Object) (bool, error) {
-	want, err := EncodeObject(delivered)
-	if err != nil {
-		return false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dropped := false
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHints).Bucket([]byte(target))
-		if b == nil || !bytes.Equal(b.Get(key), want) {
-			return nil
-		}
-		dropped = true
-		return b.Delete(key)
-	})
-	if err == nil && dropped {
-		s.hints--
-	}
-	return dropped, err
 }

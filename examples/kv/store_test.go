@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/vclock"
 )
@@ -107,7 +109,7 @@ func TestStoreBadInput(t *testing.T) {
 		}
 	}
 	for _, target := range []string{"", "a\x00b"} {
-		if err := s.AddHint(target, []byte("k"), Object{}); !errors.Is(err, ErrBadKey) {
+		if err := s.Hints().Add(target, []byte("k"), Object{}); !errors.Is(err, ErrBadKey) {
 			t.Errorf("AddHint(%q) = %v, want ErrBadKey", target, err)
 		}
 	}
@@ -186,7 +188,7 @@ func TestStoreModel(t *testing.T) {
 					m := model[k].Clone()
 					m.Sync(remote[k])
 					model[k] = m
-					got, err = s.Sync([]byte(k), remote[k])
+					got, err = s.Merge([]byte(k), remote[k])
 				}
 				if err != nil {
 					t.Fatalf("seed %d step %d: %v", seed, i, err)
@@ -245,7 +247,7 @@ func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string
 		}
 		want[g].Add([]byte(k), hashBytes(enc))
 	}
-	if got, wantGroups := s.Groups(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, wantGroups) {
+	if got, wantGroups := s.Trees().Groups(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, wantGroups) {
 		t.Errorf("Groups() = %q, want %q", got, wantGroups)
 	}
 	all := make([]int, cfg.Tree.Branches*cfg.Tree.SegmentsPerBranch)
@@ -253,7 +255,7 @@ func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string
 		all[i] = i
 	}
 	for g, w := range want {
-		if err := merkle.Verify(s.Tree(g), w); err != nil {
+		if err := merkle.Verify(s.Trees().Tree(g), w); err != nil {
 			t.Errorf("group %q: %v", g, err)
 		}
 		es, err := s.Scan(g, all)
@@ -328,11 +330,11 @@ func TestStoreHints(t *testing.T) {
 		target, key string
 		o           Object
 	}{{"n4", "k1", a}, {"n4", "k2", a}, {"n5", "k1", b}, {"n4", "k1", b}} { // the last merges
-		if err := s.AddHint(h.target, []byte(h.key), h.o); err != nil {
+		if err := s.Hints().Add(h.target, []byte(h.key), h.o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddHint("n5", []byte("k9"), a); !errors.Is(err, ErrHintsFull) {
+	if err := s.Hints().Add("n5", []byte("k9"), a); !errors.Is(err, ErrHintsFull) {
 		t.Fatalf("fourth hint: %v, want ErrHintsFull", err)
 	}
 	if err := s.Close(); err != nil {
@@ -341,33 +343,33 @@ func TestStoreHints(t *testing.T) {
 
 	s = openStore(t, path, cfg)
 	defer s.Close()
-	if s.Hints() != 3 {
-		t.Fatalf("after reopen: %d hints, want 3", s.Hints())
+	if s.Hints().Len() != 3 {
+		t.Fatalf("after reopen: %d hints, want 3", s.Hints().Len())
 	}
-	if got, err := s.HintTargets(); err != nil || !slices.Equal(got, []string{"n4", "n5"}) {
+	if got, err := s.Hints().Targets(); err != nil || !slices.Equal(got, []string{"n4", "n5"}) {
 		t.Fatalf("HintTargets() = %q, %v", got, err)
 	}
-	hs, err := s.HintsFor("n4", 10)
+	hs, err := s.Hints().For("n4", 10)
 	if err != nil || len(hs) != 2 || string(hs[0].Key) != "k1" || string(hs[1].Key) != "k2" {
 		t.Fatalf("HintsFor(n4) = %v, %v", hs, err)
 	}
 	if got := live(hs[0].Object); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("merged hint: %q, want [a b]", got)
 	}
-	if o, found, err := s.HintedObject([]byte("k1")); err != nil || !found || !slices.Equal(live(o), []string{"a", "b"}) {
+	if o, found, err := s.Hints().Object([]byte("k1")); err != nil || !found || !slices.Equal(live(o), []string{"a", "b"}) {
 		t.Fatalf("HintedObject(k1) = %q, %v, %v", live(o), found, err)
 	}
 	// A stale delivery does not drop a hint that grew; a current one does.
-	if ok, err := s.DropHint("n4", []byte("k1"), a); ok || err != nil {
+	if ok, err := s.Hints().Drop("n4", []byte("k1"), a); ok || err != nil {
 		t.Fatalf("DropHint of an outdated hint = %v, %v", ok, err)
 	}
-	if ok, err := s.DropHint("n4", []byte("k1"), hs[0].Object); !ok || err != nil {
+	if ok, err := s.Hints().Drop("n4", []byte("k1"), hs[0].Object); !ok || err != nil {
 		t.Fatalf("DropHint = %v, %v", ok, err)
 	}
-	if s.Hints() != 2 {
-		t.Fatalf("%d hints after a drop, want 2", s.Hints())
+	if s.Hints().Len() != 2 {
+		t.Fatalf("%d hints after a drop, want 2", s.Hints().Len())
 	}
-	if err := s.AddHint("n5", []byte("k9"), a); err != nil {
+	if err := s.Hints().Add("n5", []byte("k9"), a); err != nil {
 		t.Fatalf("hint after room was made: %v", err)
 	}
 }
@@ -386,7 +388,7 @@ func TestStoreExchange(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%10 != 0 { // b misses every tenth write
-			if _, err := b.Sync(fmt.Appendf(nil, "x%d", i), o); err != nil {
+			if _, err := b.Merge(fmt.Appendf(nil, "x%d", i), o); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -395,8 +397,8 @@ func TestStoreExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, g := range []string{"x", "y"} {
-		res, err := merkle.Diff(context.Background(), a.Tree(g), merkle.PeerFunc(func(_ context.Context, req []byte) ([]byte, error) {
-			return b.Serve(g, req)
+		res, err := merkle.Diff(context.Background(), a.Trees().Tree(g), merkle.PeerFunc(func(_ context.Context, req []byte) ([]byte, error) {
+			return b.Trees().Serve(g, req)
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -410,20 +412,97 @@ func TestStoreExchange(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range fromA {
-			if _, err := b.Sync(e.Key, e.Object); err != nil {
+			if _, err := b.Merge(e.Key, e.Object); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for _, e := range fromB {
-			if _, err := a.Sync(e.Key, e.Object); err != nil {
+			if _, err := a.Merge(e.Key, e.Object); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if g == "y" && (len(fromA) != 0 || len(fromB) != 1) {
 			t.Errorf("group y: scanned %d and %d keys, want 0 and 1", len(fromA), len(fromB))
 		}
-		if err := merkle.Verify(a.Tree(g), b.Tree(g)); err != nil {
+		if err := merkle.Verify(a.Trees().Tree(g), b.Trees().Tree(g)); err != nil {
 			t.Errorf("group %s after repair: %v", g, err)
+		}
+	}
+}
+
+// The hints live under a lock and in a file of their own: while a hint's
+// commit holds the hint store (its fsync), writes of the data, their
+// trees and anti-entropy serves go on.
+func TestStoreHintsDoNotBlockData(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{Tree: testTree})
+	defer s.Close()
+	s.hints.mu.Lock() // as an Add holds it through its commit
+	defer s.hints.mu.Unlock()
+	o := put(t, s, "k", vclock.VClock{}, "v")
+	if _, err := s.Merge([]byte("k2"), o); err != nil {
+		t.Fatal(err)
+	}
+	if s.Trees().Tree("").Root() == 0 {
+		t.Fatal("the writes are not in the tree")
+	}
+	res, err := merkle.Diff(context.Background(), merkle.New(testTree), merkle.PeerFunc(func(_ context.Context, req []byte) ([]byte, error) {
+		return s.Trees().Serve("", req)
+	}))
+	if err != nil || len(res.Segments) == 0 {
+		t.Fatalf("an exchange against the store: %+v, %v", res, err)
+	}
+}
+
+// A data file from before hints had a file of their own keeps its hints
+// in a bucket of its own: Open moves them to the hint file, merged with
+// any held there, once.
+func TestStoreAdoptsHints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	var a Object
+	a.Update(vclock.VClock{}, "n1", Version{Value: []byte("a")})
+	enc, err := EncodeObject(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketHints)
+		if err != nil {
+			return err
+		}
+		for _, target := range []string{"n2", "n3"} {
+			tb, err := b.CreateBucket([]byte(target))
+			if err != nil {
+				return err
+			}
+			if err := tb.Put([]byte("k"), enc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s := openStore(t, path, StoreConfig{})
+		if n := s.Hints().Len(); n != 2 {
+			t.Fatalf("%d hints after Open, want 2", n)
+		}
+		if o, found, err := s.Hints().Object([]byte("k")); err != nil || !found || !slices.Equal(live(o), []string{"a"}) {
+			t.Fatalf("hinted object %q, %v, %v", live(o), found, err)
+		}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketHints) != nil {
+				return errors.New("the data file still has its hint bucket")
+			}
+			return nil
+		})
+		if err := errors.Join(err, s.Close()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

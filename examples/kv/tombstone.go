@@ -3,7 +3,6 @@ package kv
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -109,11 +108,8 @@ func (s *Store) reapable(tx *bolt.Tx, key, want []byte) (ok, present bool, err e
 	if cur != nil && !bytes.Equal(cur, want) {
 		return false, true, nil
 	}
-	hinted := eachHint(tx, key, func([]byte) error { return errNotReapable })
-	if errors.Is(hinted, errNotReapable) {
-		return false, cur != nil, nil
-	}
-	return hinted == nil, cur != nil, hinted
+	hinted, err := s.hints.holds(key)
+	return !hinted && err == nil, cur != nil, err
 }
 
 // Reapable reports whether [Store.Reap] of key with o would not be
@@ -166,6 +162,9 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()
+	// No hint for key may arrive between the check and the delete.
+	s.hints.mu.Lock()
+	defer s.hints.mu.Unlock()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		ok, present, err := s.reapable(tx, key, want)
 		if err != nil || !ok || !present {
@@ -188,110 +187,6 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("kv: reap of %q: %w", key, err)
 	}
-	s.mu.Lock()
-	s.treeOf(s.group(key)).Add(key, hashBytes(want)) // toggles the entry out
-	s.mu.Unlock()
+	s.index.committed(change{key: key, old: hashBytes(want), existed: true})
 	return true, nil
-}
-
-// reapBatch is how many due tombstones [Node.Reap] takes per pass.
-const reapBatch = 1024
-
-// Reap makes one pass of tombstone reaping, as Riak does after a delete:
-// for each of up to 1024 keys whose object has been dead ([Dead]) and
-// unchanged on this node since before the time before and whose first
-// home replica this node is, going on from where the last pass stopped
-// (a key that cannot be reaped does not hold back those after it), it
-// asks every home replica and every fallback of the key whether it may
-// reap (its object equals this node's, or it has none, and it holds no
-// hint for the key), and if all agree it reaps the key on the other home
-// replicas and then on itself. A key is skipped when a replica or
-// fallback is believed down or disagrees; a partial reap is harmless: the
-// replicas that still hold the tombstone send it back through
-// anti-entropy and the next pass reaps it again. It returns how many keys
-// it reaped and stops at the first failed call.
-//
-// before must leave time for every message about the key still in
-// flight when its dead object last changed to land (replication and read
-// repair end within the node's Timeout, an anti-entropy exchange within
-// its own duration): a stale copy of a reaped value that arrives after the reap, or a replica
-// outside the key's current home and fallbacks (after a ring change) that
-// still holds one, brings it back, as Cassandra's gc_grace_seconds warns.
-func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
-	n.reapMu.Lock()
-	from := n.reapFrom
-	n.reapMu.Unlock()
-	due, next, err := n.store.tombstonesFrom(from, before, func(key []byte) bool { return n.Home(key)[0] == n.id }, reapBatch)
-	if err != nil {
-		return 0, err
-	}
-	reaped := 0
-	for _, e := range due {
-		ok, err := n.reapKey(ctx, e)
-		if err != nil {
-			n.setReapFrom(n.store.after(e.Key)) // the next pass goes on after it
-			return reaped, fmt.Errorf("kv: reap of %q: %w", e.Key, err)
-		}
-		if ok {
-			reaped++
-		}
-	}
-	n.setReapFrom(next)
-	return reaped, nil
-}
-
-// setReapFrom sets where the next pass of [Node.Reap] starts.
-func (n *Node) setReapFrom(from []byte) {
-	n.reapMu.Lock()
-	n.reapFrom = from
-	n.reapMu.Unlock()
-}
-
-// reapKey reaps e's key on every home replica if every replica and
-// fallback agrees, and reports whether it did.
-func (n *Node) reapKey(ctx context.Context, e Entry) (bool, error) {
-	home, fallbacks := n.placement(e.Key)
-	if !slices.Contains(home, n.id) {
-		return false, nil // the ring changed since
-	}
-	home = without(home, n.id)
-	others := slices.Concat(home, without(fallbacks, n.id))
-	if slices.ContainsFunc(others, func(id string) bool { return !n.alive(id) }) {
-		return false, nil // it may hold a stale copy or a hint
-	}
-	ask := func(o op, to string) (bool, error) {
-		ctx, cancel := context.WithTimeout(ctx, n.timeout)
-		defer cancel()
-		resp, err := n.call(ctx, to, &request{Op: o, Key: e.Key, Object: e.Object})
-		return resp.Found, err
-	}
-	for _, to := range others {
-		if ok, err := ask(opReapable, to); err != nil || !ok {
-			return false, err
-		}
-	}
-	for _, to := range home {
-		if ok, err := ask(opReap, to); err != nil || !ok {
-			return false, err
-		}
-	}
-	return n.reapLocal(e.Key, e.Object)
-}
-
-// reapLocal reaps key's dead object o from this node's store and reports
-// whether the key is now absent here.
-func (n *Node) reapLocal(key []byte, o Object) (bool, error) {
-	reaped, err := n.store.Reap(key, o)
-	if err != nil {
-		return false, err
-	}
-	if reaped {
-		n.stats.tombstonesReaped.Add(1)
-		if n.onReap != nil {
-			n.onReap(key, o)
-		}
-		return true, nil
-	}
-	_, found, err := n.store.Get(key)
-	return !found, err
 }

@@ -46,7 +46,7 @@ func TestStoreReap(t *testing.T) {
 	if ok, err := s.Reap(k, other); ok || err != nil {
 		t.Fatalf("Reap of another object = %v, %v", ok, err)
 	}
-	if err := s.AddHint("n3", k, v1); err != nil {
+	if err := s.Hints().Add("n3", k, v1); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.Reapable(k, dead); ok || err != nil {
@@ -55,7 +55,7 @@ func TestStoreReap(t *testing.T) {
 	if ok, err := s.Reap(k, dead); ok || err != nil {
 		t.Fatalf("Reap with a hint held = %v, %v", ok, err)
 	}
-	if _, err := s.DropHint("n3", k, v1); err != nil {
+	if _, err := s.Hints().Drop("n3", k, v1); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.Reap(k, dead); !ok || err != nil {
@@ -67,7 +67,7 @@ func TestStoreReap(t *testing.T) {
 	if ok, err := s.Reapable(k, dead); !ok || err != nil {
 		t.Fatalf("Reapable of an absent key = %v, %v; want true", ok, err)
 	}
-	if s.Tree("").Root() != 0 {
+	if s.Trees().Tree("").Root() != 0 {
 		t.Fatal("the tree still has the reaped key")
 	}
 	if due, _ := s.Tombstones(time.Now().Add(time.Hour), nil, 10); len(due) != 0 {
@@ -82,7 +82,7 @@ func TestStoreReap(t *testing.T) {
 	if c := next.Context().Get("n1"); c != dead.Context().Get("n1")+1 {
 		t.Fatalf("the first write after the reap got counter %d, want %d", c, dead.Context().Get("n1")+1)
 	}
-	got, err := s.Sync(k, v1) // a stale copy of a reaped version
+	got, err := s.Merge(k, v1) // a stale copy of a reaped version
 	if err != nil || !slices.Equal(live(got), []string{"v3"}) {
 		t.Fatalf("after a stale copy arrives: %q, %v; want [v3]", live(got), err)
 	}
@@ -109,7 +109,7 @@ func TestStoreReap(t *testing.T) {
 	}
 	var elsewhere Object
 	elsewhere.Update(v1.Context(), "n2", Version{Value: []byte("n2's")}) // context {n1:1}
-	if _, err := s2.Sync([]byte("s"), elsewhere); err != nil {
+	if _, err := s2.Merge([]byte("s"), elsewhere); err != nil {
 		t.Fatal(err)
 	}
 	o, err := s2.Update([]byte("s"), vclock.VClock{}, "n1", Version{Value: []byte("c")})
@@ -294,7 +294,7 @@ func TestReapGraceFromLastChange(t *testing.T) {
 		}
 		// v2's replication lands, 700ms after it was sent.
 		for _, h := range []string{home[0], home[2]} {
-			if _, err := c.stores[h].Sync(key, v2); err != nil {
+			if _, err := c.stores[h].Merge(key, v2); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -337,12 +337,12 @@ func TestReapNoStarvation(t *testing.T) {
 		for _, k := range keys {
 			home := reaper.Home(k)
 			for _, h := range home {
-				if _, err := c.stores[h].Sync(k, dead); err != nil {
+				if _, err := c.stores[h].Merge(k, dead); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if !bytes.Equal(k, last) {
-				if err := c.stores[home[1]].AddHint(home[2], k, dead); err != nil {
+				if err := c.stores[home[1]].Hints().Add(home[2], k, dead); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,0 +1,126 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/vclock"
+)
+
+// coordinator owns the coordination of clients' reads and writes on a
+// node: where a write is coordinated (forwarded to the key's first live
+// home replica, or applied here), the local apply, and the rounds of the
+// coordinator core ([readRound], [writeRound]) that the replicator
+// drives. It is safe for concurrent use.
+type coordinator struct {
+	self, actor string
+	store       *Store
+	peers       peers
+	place       func() *placement
+	rep         *replicator
+	leaver      *leaver
+	timeout     time.Duration
+	hedge       time.Duration
+}
+
+// write is [Node.Write] of a validated request.
+func (c *coordinator) write(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int) (Written, error) {
+	for {
+		p := c.place()
+		home, fallbacks := p.of(key)
+		self, leaving := slices.Contains(home, c.self), c.leaver.leaving()
+		if !self || leaving || v.IdempotencyKey != "" {
+			res, forwarded, err := c.forward(ctx, home, leaving, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
+			if forwarded || !self || leaving {
+				return res, err
+			}
+		}
+		res, err := c.coordinate(ctx, key, cctx, v, w, home, fallbacks)
+		if refusedBy(err, c.self) {
+			// Leave began since the check above; the write, which it did
+			// not apply, is forwarded as a leaving node's are.
+			continue
+		}
+		return res, err
+	}
+}
+
+// forward sends the coordination req to the first live home replica of
+// its key before this node (all of them when this node is leaving), the
+// next one when a replica refuses it as a leaving node, and reports
+// whether one took it; when none did and this node may not coordinate
+// (it is not a home replica, or leaving), the error wraps
+// [ErrUnavailable].
+func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, req *request) (Written, bool, error) {
+	for _, h := range home {
+		if h == c.self && !leaving {
+			return Written{}, false, nil // this node is the first live home replica
+		}
+		if h == c.self || !c.peers.Alive(h) {
+			continue
+		}
+		resp, err := c.peers.call(ctx, h, req)
+		if refusedBy(err, h) {
+			continue // it applied nothing: the next home replica coordinates
+		}
+		if err != nil {
+			return Written{}, true, fmt.Errorf("kv: coordinator %s: %w", h, err)
+		}
+		return Written{Context: resp.Context, Dot: resp.Dot}, true, nil
+	}
+	return Written{}, false, fmt.Errorf("%w: home replicas %v", ErrUnavailable, home)
+}
+
+// coordinate applies a client's write on this home replica, unless it is
+// a retry of one it holds (see [Node.Write]), and has the replicator send
+// the key's object to the other home replicas, with hints on fallbacks
+// for those that cannot take it, until w replicas (this one included)
+// hold it.
+func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
+	var (
+		o   Object
+		dot vclock.Dot
+	)
+	err := c.leaver.unlessLeaving(func() (err error) {
+		o, dot, _, err = c.store.UpdateOnce(key, cctx, c.actor, v)
+		return err
+	})
+	if err != nil {
+		return Written{}, err
+	}
+	res := Written{Context: o.Context(), Dot: dot}
+	others := without(home, c.self)
+	if len(others) == 0 {
+		return res, nil
+	}
+	decided := c.rep.replicate(ctx, key, o, others, without(fallbacks, c.self), w-1)
+	if w == 1 {
+		return res, nil
+	}
+	select {
+	case err = <-decided:
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
+	}
+	if err != nil {
+		return res, fmt.Errorf("kv: write of %q: %w", key, err)
+	}
+	return res, nil
+}
+
+// read is [Node.Get] of a validated request.
+func (c *coordinator) read(ctx context.Context, key []byte, r int) (Result, error) {
+	p := c.place()
+	home, _ := p.of(key)
+	rd, first := newReadRound(time.Now(), readTargets(p, key, c.self, c.peers.Alive), r, c.timeout, c.hedge)
+	c.rep.drive(ctx, rd, first, func(call) *request { return &request{Op: opRead, Key: key} }, nil)
+	merged, stale, err := rd.Result(home)
+	if err != nil {
+		return Result{}, fmt.Errorf("kv: read of %q: %w", key, err)
+	}
+	c.rep.repair(ctx, key, merged, stale)
+	return Result{Values: Live(merged), Context: merged.Context()}, nil
+}

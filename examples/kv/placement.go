@@ -1,0 +1,71 @@
+package kv
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/distkit/distkit/ring"
+)
+
+// placement is where keys live under one ring: a key's home replicas are
+// the first n nodes of ring.Replicas (distinct zones first), its
+// fallbacks the next few, and its replica group the name of its home
+// set. A placement is immutable once built, so every request, repair and
+// handover that loaded one sees ring, N, fallbacks and groups that agree;
+// a [Node] publishes a new one with a single atomic store.
+type placement struct {
+	ring      *ring.Ring
+	n         int      // home replicas per key
+	fallbacks int      // fallbacks per key, after the home replicas
+	groups    []string // the ring's replica sets, sorted, as groupOf names them
+}
+
+// newPlacement returns the placement of r with n home replicas and
+// fallbacks fallbacks per key.
+func newPlacement(r *ring.Ring, n, fallbacks int) *placement {
+	// The plan from an empty ring lists every range with its replicas.
+	var groups []string
+	for _, m := range ring.ReplicaMoves(nil, r, n) {
+		groups = append(groups, groupOf(m.To))
+	}
+	slices.Sort(groups)
+	return &placement{ring: r, n: n, fallbacks: fallbacks, groups: slices.Compact(groups)}
+}
+
+// of returns key's home replicas and its fallbacks.
+func (p *placement) of(key []byte) (home, fallbacks []string) {
+	all := p.ring.Replicas(key, p.n+p.fallbacks, nil)
+	k := min(p.n, len(all))
+	return all[:k], all[k:]
+}
+
+// home returns key's home replicas.
+func (p *placement) home(key []byte) []string { return p.ring.Replicas(key, p.n, nil) }
+
+// group returns the name of key's replica group: the anti-entropy tree
+// its replicas keep it in.
+func (p *placement) group(key []byte) string { return groupOf(p.home(key)) }
+
+// has reports whether node id is in the ring.
+func (p *placement) has(id string) bool { return inRing(p.ring, id) }
+
+// without returns the placement of the ring without node id, with the
+// same N and fallbacks: where a leaving node's data goes.
+func (p *placement) without(id string) *placement {
+	return newPlacement(p.ring.Without(id), p.n, p.fallbacks)
+}
+
+// inRing reports whether node id is in r.
+func inRing(r *ring.Ring, id string) bool {
+	return slices.ContainsFunc(r.Nodes(), func(m ring.Node) bool { return m.ID == id })
+}
+
+// groupOf names a replica set: its sorted IDs joined by commas.
+func groupOf(replicas []string) string {
+	return strings.Join(slices.Sorted(slices.Values(replicas)), ",")
+}
+
+// without returns a copy of ids without the IDs in drop.
+func without(ids []string, drop ...string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(drop, id) })
+}
