@@ -190,3 +190,129 @@ func TestBarrierRace(t *testing.T) {
 	}
 	t.Logf("%d of %d actions arrived after their compensation", hanging, keys)
 }
+
+// errDied is a participant's process dying inside the action's body.
+var errDied = errors.New("participant died")
+
+// died runs f and reports whether it panicked with errDied.
+func died(f func()) (dead bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != errDied {
+				panic(v)
+			}
+			dead = true
+		}
+	}()
+	f()
+	return false
+}
+
+// TestBarrierLapsedAction: the action's body takes effect and its
+// process dies before the outcome is recorded, so its claim lapses. The
+// compensation that comes after the lapse must undo the effect, not
+// record a null compensation; a late retry of the action is refused.
+func TestBarrierLapsedAction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		a := newAccount()
+		a.b.Lock = time.Second
+		require.True(t, died(func() {
+			a.b.Action(ctx, "s/k", func(context.Context) error {
+				a.actions++
+				a.reserved++
+				panic(errDied)
+			})
+		}))
+		require.ErrorIs(t, a.release(ctx, "s/k"), saga.ErrBusy, "the claim is live")
+		time.Sleep(time.Second) // virtual: the claim lapses
+		require.NoError(t, a.release(ctx, "s/k"))
+		require.Equal(t, 1, a.undos, "the compensation ran")
+		require.Equal(t, 0, a.reserved, "nothing stays reserved")
+		require.NoError(t, a.release(ctx, "s/k"))
+		require.Equal(t, 1, a.undos, "once")
+		require.ErrorIs(t, a.reserve(ctx, "s/k"), saga.ErrHanging, "a late retry of the action is refused")
+		require.Equal(t, 1, a.actions)
+	})
+}
+
+// TestBarrierOverrun: the action's body takes effect, then outlives
+// Lock (a slow reply from its database), and the compensation arrives
+// after the lapse. The compensation undoes the effect, and the late body
+// learns that it was compensated.
+func TestBarrierOverrun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		a := newAccount()
+		a.b.Lock = time.Second
+		done := make(chan error)
+		applied := make(chan struct{})
+		go func() {
+			done <- a.b.Action(ctx, "s/k", func(context.Context) error {
+				a.actions++
+				a.reserved++
+				close(applied)
+				time.Sleep(3 * time.Second) // ignores its context
+				return nil
+			})
+		}()
+		<-applied
+		time.Sleep(2 * time.Second)
+		require.NoError(t, a.release(ctx, "s/k"))
+		require.Equal(t, 1, a.undos)
+		require.Equal(t, 0, a.reserved)
+		require.ErrorIs(t, <-done, saga.ErrLapsed)
+		require.ErrorIs(t, a.reserve(ctx, "s/k"), saga.ErrHanging)
+		require.Equal(t, 1, a.actions)
+		require.Equal(t, 0, a.reserved)
+	})
+}
+
+// TestBarrierRetryAfterLapse: after a lapsed call of the action, a retry
+// runs the body again (it may not have taken effect) and succeeds; the
+// compensation then undoes it. A retry that fails keeps the lapsed call
+// visible, so the compensation still runs.
+func TestBarrierRetryAfterLapse(t *testing.T) {
+	for _, retryFails := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			ctx := context.Background()
+			a := newAccount()
+			a.b.Lock = time.Second
+			require.True(t, died(func() {
+				a.b.Action(ctx, "s/k", func(context.Context) error { a.actions++; a.reserved = 1; panic(errDied) })
+			}))
+			time.Sleep(time.Second)
+			boom := errors.New("boom")
+			err := a.b.Action(ctx, "s/k", func(context.Context) error {
+				a.actions++
+				if retryFails {
+					return boom
+				}
+				a.reserved = 1 // idempotent: a repeat changes nothing
+				return nil
+			})
+			if retryFails {
+				require.ErrorIs(t, err, boom)
+			} else {
+				require.NoError(t, err)
+				require.NoError(t, a.reserve(ctx, "s/k"), "a duplicate")
+			}
+			require.Equal(t, 2, a.actions)
+			require.NoError(t, a.release(ctx, "s/k"))
+			require.Equal(t, 1, a.undos, "the compensation ran")
+			require.Equal(t, 0, a.reserved)
+		})
+	}
+}
+
+// TestBarrierCleanFailure: an action whose body failed cleanly took no
+// effect: the compensation is a null one, and the body of the
+// compensation does not run.
+func TestBarrierCleanFailure(t *testing.T) {
+	ctx := context.Background()
+	a := newAccount()
+	require.Error(t, a.b.Action(ctx, "s/k", func(context.Context) error { return errors.New("declined") }))
+	require.NoError(t, a.release(ctx, "s/k"))
+	require.Equal(t, 0, a.undos)
+	require.ErrorIs(t, a.reserve(ctx, "s/k"), saga.ErrHanging)
+}

@@ -22,8 +22,17 @@
 //		{Name: "charge", Do: charge, Undo: refund, Retry: saga.RetryPolicy{MaxAttempts: 5}},
 //		{Name: "ship", Do: ship},
 //	}})
+//
+// A group runs its members concurrently, like a Parallel state of AWS
+// Step Functions or dtm's concurrent saga:
+//
+//	{Name: "book", Parallel: []saga.Step{
+//		{Name: "flight", Do: bookFlight, Undo: cancelFlight},
+//		{Name: "hotel", Do: bookHotel, Undo: cancelHotel},
+//	}},
 //	err = o.Recover(ctx)                      // at start: finish what a crash left open
 //	out, err := o.Run(ctx, "order", orderID, input)
+//	// elsewhere, to stop it and undo what it did: o.Cancel(ctx, orderID)
 //	// out is saga.Committed (err nil), saga.Compensated (err a *saga.StepError)
 //	// or saga.Stuck (err a *saga.StuckError)
 //	...
@@ -53,21 +62,29 @@
 //
 // For one saga ID, with one orchestrator writing the log at a time:
 //
-//   - Write-ahead: an attempt of Do is logged before it starts, and its
-//     outcome (with its Puts) is logged, and fsync'd by [FileLog], before
-//     the saga moves on. A Log error stops the saga where it stands.
+//   - Write-ahead: every attempt, of Do and of Undo, is logged before it
+//     starts, and its outcome (with its Puts) is logged, and fsync'd by
+//     [FileLog], before the saga moves on. A Log error stops the saga
+//     where it stands.
 //   - Every saga that starts ends Committed, Compensated or Stuck, across
 //     any number of crashes followed by Recover: the forward phase takes at
-//     most Retry.Attempts() attempts per step (an attempt interrupted by a
-//     crash counts), and the backward phase at most
-//     Config.CompensationAttempts per Undo (unless that is negative:
-//     then only a Permanent error from Undo makes a saga Stuck).
-//   - Committed: every step's Do succeeded, in order, and no Undo ran.
+//     most Retry.Attempts() attempts per step, and the backward phase at
+//     most UndoRetry's attempts per Undo (Step.UndoRetry, whose zero
+//     fields come from Config.UndoRetry); an attempt interrupted by a
+//     crash or a panic counts. So a Do that kills the process on every
+//     try leads to Compensated, and an Undo that does to Stuck, after
+//     their attempts.
+//   - Committed: every step's Do succeeded, in order (the members of a
+//     group in any order), and no Undo ran.
 //   - Compensated: the forward phase gave up at some step; then Undo ran
 //     to success for every earlier step, in reverse order, and for the
 //     failed step itself unless its only attempt failed [Permanent] (a
-//     retryable failure, a timeout or a crash leaves its effect unknown). Undo may thus see a step
-//     whose Do never took effect.
+//     retryable failure, a timeout or a crash leaves its effect
+//     unknown). Undo may thus see a step whose Do never took effect. In a group, the members still running
+//     when one gives up are stopped, and every member that may have
+//     taken effect is undone, the members concurrently, before the
+//     earlier steps. Each member's attempts are logged on their own, so
+//     Recover resumes each member where it stood.
 //   - Once a saga compensates, no Do of that saga runs again, and the
 //     Undo of a step never runs after that Undo's success was logged.
 //   - Do and Undo may run more than once: an attempt whose success was
@@ -76,16 +93,25 @@
 //     participant).
 //   - A saga ID runs once: Run with an ID already in the log returns its
 //     recorded outcome and [ErrDuplicate].
+//   - Cancel: once [Orchestrator.Cancel] returns nil, the saga starts
+//     no new attempt of Do and ends Compensated (with [ErrCancelled]) or
+//     Stuck, also if the process crashes right after: the cancellation
+//     is in the log.
 //   - Stuck sagas are terminal in the log, logged at Error level and
 //     returned as *[StuckError]; they need an operator.
 //
 // For one key, a [Barrier] runs the action's body to success at most once
 // while its records are retained (and only if no compensation came
-// first), and the compensation's body to success at most once and only
-// after the action's body succeeded; every call that has nothing left to
-// do succeeds, except an action whose compensation came first, which gets
-// [ErrHanging]. (Exactly so if the store commits with the participant's
-// own change; see [Barrier] for the window otherwise.)
+// first), and the compensation's body to success at most once, whenever
+// the action's body may have taken effect: after its success, and after
+// a call of it whose outcome was never recorded (a crash, or a claim that
+// lapsed). It records a null compensation only when no call of the action
+// may have taken effect. Every call that has nothing left to do succeeds,
+// except an action whose compensation came first, which gets
+// [ErrHanging]. [Barrier] states the windows that remain when the store
+// is apart from the participant's data; a barrier whose records commit in
+// the participant's own database transaction (the stores module's
+// PostgreSQL barrier) closes them.
 //
 // # Durability
 //
@@ -95,5 +121,7 @@
 // tail — a damaged last frame with no intact frame after it — and
 // refuses damage followed by intact frames with a *[CorruptError]. The
 // file grows until [FileLog.Compact] rewrites it without the finished
-// sagas (whose IDs the log then forgets).
+// sagas (whose IDs the log then forgets). A FileLog holds an exclusive
+// flock on its file while open: a second FileLog of the same file, in
+// this process or another, fails to open with [ErrLocked].
 package saga

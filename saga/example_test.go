@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/saga"
@@ -129,4 +131,77 @@ func ExampleBarrier() {
 	// action: <nil>
 	// duplicate: <nil>
 	// stock: 9
+}
+
+// A group books the flight and the hotel at once; the payment after it
+// is declined, so both bookings are cancelled, concurrently, and then
+// the reservation before the group.
+func ExampleStep_parallel() {
+	var mu sync.Mutex
+	var undone []string
+	step := func(name string) saga.Step {
+		return saga.Step{
+			Name: name,
+			Do:   func(context.Context, *saga.Exec) error { return nil },
+			Undo: func(context.Context, *saga.Exec) error {
+				mu.Lock()
+				defer mu.Unlock()
+				undone = append(undone, name)
+				return nil
+			},
+		}
+	}
+	pay := saga.Step{Name: "pay", Do: func(context.Context, *saga.Exec) error {
+		return saga.Permanent(errors.New("card declined"))
+	}}
+	o := saga.New(&saga.MemLog{}, saga.Config{})
+	err := o.Register(saga.Definition{Name: "trip", Steps: []saga.Step{
+		step("reserve"),
+		{Name: "book", Parallel: []saga.Step{step("flight"), step("hotel")}},
+		pay,
+	}})
+	if err != nil {
+		panic(err)
+	}
+	out, err := o.Run(context.Background(), "trip", "trip-8", nil)
+	fmt.Println(out, err)
+	slices.Sort(undone[:2]) // the group's undos ran concurrently
+	fmt.Println(undone)
+	// Output:
+	// Compensated saga "trip-8" compensated: step "pay" failed: card declined
+	// [flight hotel reserve]
+}
+
+// Cancel stops a running saga: the step in progress sees its context
+// end, and what the saga did is undone.
+func ExampleOrchestrator_Cancel() {
+	started := make(chan struct{})
+	o := saga.New(&saga.MemLog{}, saga.Config{})
+	err := o.Register(saga.Definition{Name: "order", Steps: []saga.Step{
+		{Name: "reserve", Do: func(context.Context, *saga.Exec) error { return nil },
+			Undo: func(context.Context, *saga.Exec) error { fmt.Println("release"); return nil }},
+		{Name: "wait for payment", Do: func(ctx context.Context, x *saga.Exec) error {
+			close(started)
+			<-ctx.Done()
+			fmt.Println("payment wait stopped:", context.Cause(ctx))
+			return ctx.Err()
+		}},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := o.Run(context.Background(), "order", "order-9", nil)
+		done <- err
+	}()
+	<-started
+	if err := o.Cancel(context.Background(), "order-9"); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-done)
+	// Output:
+	// payment wait stopped: saga: cancelled
+	// release
+	// saga "order-9" compensated: saga: cancelled
 }

@@ -11,15 +11,19 @@ import (
 // The bag is a small key-value map persisted in the log: the Puts of an
 // attempt that succeeds are written with its success, so later steps and
 // compensations, also after a crash and in another process, Get what
-// earlier steps Put. The Puts of a failed attempt are discarded.
+// earlier steps Put. The Puts of a failed attempt are discarded. The
+// members of a group see the bag as it was when the group began, not
+// each other's Puts.
 //
 // The orchestrator makes Execs; a zero Exec (in a test of a step, say)
 // has an empty bag and accepts Puts. An Exec is valid only during the
-// call it was passed to, and is not safe for concurrent use.
+// call it was passed to (the orchestrator reuses it for the next
+// attempt: copy what a goroutine started by the call needs), and is not
+// safe for concurrent use.
 type Exec struct {
 	SagaID       string
 	Step         string // the step's name
-	Index        int    // the step's index in the definition
+	Index        int    // the step's index in the definition, a group's members numbered in turn (Record.Step)
 	Attempt      int    // 1 for the first attempt of this Do, or of this Undo
 	Compensating bool   // true in Undo
 	Input        []byte // the saga's input; do not modify

@@ -42,6 +42,9 @@ var (
 	// ErrClosed is returned by the methods of a closed FileLog or
 	// Orchestrator.
 	ErrClosed = errors.New("saga: closed")
+	// ErrLocked is wrapped by the error of OpenFileLog when another
+	// FileLog, in this process or another, has the file open.
+	ErrLocked = errors.New("saga: log file is in use by another FileLog")
 )
 
 // CorruptError locates the damage in a log file. It wraps [ErrCorrupt].
@@ -70,8 +73,12 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 // unfinished sagas, and reads records back from the file.
 //
 // A FileLog is safe for concurrent use. Its zero value is not usable:
-// call [OpenFileLog]. At most one FileLog (one process) may have a file
-// open at a time; nothing enforces this.
+// call [OpenFileLog]. At most one FileLog may have a file open at a time:
+// it holds an exclusive flock on the file from OpenFileLog to Close, so
+// a second OpenFileLog of the file, in this process or another (the next
+// version of a service in a rolling deploy, say), fails with [ErrLocked]
+// instead of interleaving its writes. (Where the system has no flock,
+// nothing enforces this.)
 type FileLog struct {
 	f        *os.File
 	path     string
@@ -119,7 +126,8 @@ type span struct {
 // disk that persisted the end of one group-commit write but not its
 // middle looks the same, and is refused too: truncating the file at the
 // reported offset loses only unacknowledged records then.) Recovery reads
-// the whole file once.
+// the whole file once. If another FileLog has the file open, OpenFileLog
+// returns an error wrapping [ErrLocked] that names the file.
 func OpenFileLog(path string) (*FileLog, error) { return openFileLog(path, (*os.File).Sync) }
 
 // openFileLog is OpenFileLog with syncFile in place of (*os.File).Sync,
@@ -129,6 +137,10 @@ func openFileLog(path string, syncFile func(*os.File) error) (*FileLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("saga: open log: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrLocked, path, err)
 	}
 	l := &FileLog{f: f, path: path, syncFile: syncFile, sagas: make(map[string][]span), open: make(map[string]int64)}
 	l.cond.L = &l.mu
@@ -258,12 +270,16 @@ func (l *FileLog) index(f frameRef) {
 // queued, r is written whatever happens to ctx.
 //
 // It returns an error wrapping [ErrTooLarge] for a record beyond
-// [MaxRecordSize] (nothing is written), [ErrClosed] after Close, and the
+// [MaxRecordSize] or [ErrInvalidRecord] for one its encoding cannot carry
+// (nothing is written then), [ErrClosed] after Close, and the
 // error of a failed write or fsync. After a failed write or fsync the log
 // fails every later Append with the same error (the state of the file is
 // unknown until it is reopened and recovered).
 func (l *FileLog) Append(ctx context.Context, r Record) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.check(); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -463,7 +479,11 @@ func (l *FileLog) rewrite(keep []span) (compacted, error) {
 	}
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
-		if _, err = f.Write(buf); err == nil {
+		// The new file takes the lock before it takes the path.
+		if err = lockFile(f); err == nil {
+			_, err = f.Write(buf)
+		}
+		if err == nil {
 			if err = l.syncFile(f); err == nil {
 				err = os.Rename(tmp, l.path)
 			}

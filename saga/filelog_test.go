@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -482,4 +483,55 @@ func TestFileLogCloseDuringRecords(t *testing.T) {
 	for err := range errs {
 		require.ErrorIs(t, err, ErrClosed)
 	}
+}
+
+// TestFileLogLocked: while a FileLog has a file open, a second open of
+// it fails with ErrLocked and an error naming the file, in this process
+// and in another one (a copy of this test binary), also after Compact
+// replaced the file; after Close it opens again.
+func TestFileLogLocked(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "solaris" || runtime.GOOS == "aix" || runtime.GOOS == "illumos" {
+		t.Skip("no flock on", runtime.GOOS)
+	}
+	path := filepath.Join(t.TempDir(), "sagas.log")
+	l, err := OpenFileLog(path)
+	require.NoError(t, err)
+	appendAll(t, l, history())
+
+	check := func() {
+		t.Helper()
+		_, err := OpenFileLog(path)
+		require.ErrorIs(t, err, ErrLocked)
+		require.Contains(t, err.Error(), path)
+
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFileLogLockedHelper$")
+		cmd.Env = append(os.Environ(), "SAGA_LOCKED_HELPER="+path)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, "the other process opened the file: %s", out)
+		require.Contains(t, string(out), "in use by another FileLog: "+path)
+	}
+	check()
+	_, err = l.Compact(context.Background())
+	require.NoError(t, err)
+	check()
+	require.NoError(t, l.Close())
+	l2, err := OpenFileLog(path)
+	require.NoError(t, err)
+	requireContents(t, l2, openRecords(history()))
+	require.NoError(t, l2.Close())
+}
+
+// TestFileLogLockedHelper is the other process of TestFileLogLocked: it
+// opens the file SAGA_LOCKED_HELPER names and fails if it cannot.
+func TestFileLogLockedHelper(t *testing.T) {
+	path := os.Getenv("SAGA_LOCKED_HELPER")
+	if path == "" {
+		t.Skip("run by TestFileLogLocked")
+	}
+	l, err := OpenFileLog(path)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(3)
+	}
+	l.Close()
 }

@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
 )
 
@@ -31,45 +32,89 @@ var (
 )
 
 // MemLog is a [Log] in memory, for tests and for sagas that need not
-// survive the process. Append keeps r as it is: the caller must not
-// modify r's slices afterwards.
+// survive the process. It keeps each saga's records encoded, one after
+// the other, in one byte slice (a few dozen bytes per record, with no
+// pointers for the garbage collector to follow), and Records decodes
+// them: the records it returns are copies.
 //
 // The zero MemLog is empty and ready to use. It is safe for concurrent
 // use and must not be copied after first use.
 type MemLog struct {
 	mu    sync.Mutex
-	sagas map[string][]Record
+	sagas map[string]*memSaga
 	order []string // saga IDs in the order of their first record
+	// last is the saga of the last append, found again without hashing
+	// its ID: a saga appends its records one after the other.
+	lastID string
+	last   *memSaga
 }
 
-// Append adds r to the log. It fails only if ctx is done.
+// memSaga is one saga's records: each a 4-byte big-endian length and the
+// record's msgpack encoding.
+type memSaga struct {
+	buf      []byte
+	n        int
+	terminal bool
+}
+
+// Append adds r to the log. It fails only if ctx is done, or with an
+// error wrapping [ErrInvalidRecord] (see [Record]) if the record cannot
+// be encoded faithfully.
 func (l *MemLog) Append(ctx context.Context, r Record) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.check(); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sagas == nil {
-		l.sagas = make(map[string][]Record)
+		l.sagas = make(map[string]*memSaga)
 	}
-	recs, ok := l.sagas[r.Saga]
-	if !ok {
-		l.order = append(l.order, r.Saga)
-		recs = make([]Record, 0, 8) // a saga of three steps writes eight records
+	s := l.last
+	if s == nil || l.lastID != r.Saga {
+		var ok bool
+		if s, ok = l.sagas[r.Saga]; !ok {
+			s = &memSaga{buf: make([]byte, 0, 256)} // room for a short saga's records
+			l.sagas[r.Saga] = s
+			l.order = append(l.order, r.Saga)
+		}
+		l.lastID, l.last = r.Saga, s
 	}
-	l.sagas[r.Saga] = append(recs, r)
+	start := len(s.buf)
+	s.buf = r.appendMsgpack(append(s.buf, 0, 0, 0, 0))
+	binary.BigEndian.PutUint32(s.buf[start:], uint32(len(s.buf)-start-4))
+	s.n++
+	s.terminal = r.Kind.Terminal()
 	return nil
 }
 
-// Records returns a copy of the list of the saga's records.
+// Records returns copies of the saga's records.
 func (l *MemLog) Records(ctx context.Context, saga string) ([]Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	recs := l.sagas[saga]
-	return append([]Record(nil), recs...), nil
+	s, ok := l.sagas[saga]
+	var buf []byte
+	var n int
+	if ok {
+		buf, n = s.buf, s.n // appends never change the bytes already there
+	}
+	l.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	out := make([]Record, n)
+	for i := range out {
+		size := binary.BigEndian.Uint32(buf)
+		if err := out[i].UnmarshalMsgpack(buf[4 : 4+size]); err != nil {
+			return nil, err // a bug: Append checked the record
+		}
+		buf = buf[4+size:]
+	}
+	return out, nil
 }
 
 // Unfinished returns the sagas without a terminal record, oldest first.
@@ -81,7 +126,7 @@ func (l *MemLog) Unfinished(ctx context.Context) ([]string, error) {
 	defer l.mu.Unlock()
 	var out []string
 	for _, id := range l.order {
-		if recs := l.sagas[id]; !recs[len(recs)-1].Kind.Terminal() {
+		if !l.sagas[id].terminal {
 			out = append(out, id)
 		}
 	}
@@ -96,9 +141,10 @@ func (l *MemLog) Compact(ctx context.Context) (int, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lastID, l.last = "", nil
 	kept := l.order[:0]
 	for _, id := range l.order {
-		if recs := l.sagas[id]; recs[len(recs)-1].Kind.Terminal() {
+		if l.sagas[id].terminal {
 			delete(l.sagas, id)
 		} else {
 			kept = append(kept, id)

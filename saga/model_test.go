@@ -126,7 +126,7 @@ func TestModel(t *testing.T) {
 				d.Steps = append(d.Steps, st)
 			}
 			log := &saga.MemLog{}
-			o := saga.New(log, saga.Config{CompensationAttempts: s.undoLimit})
+			o := saga.New(log, saga.Config{UndoRetry: saga.RetryPolicy{MaxAttempts: s.undoLimit}})
 			require.NoError(t, o.Register(d))
 			out, err := o.Run(context.Background(), "d", "s", nil)
 			require.Equal(t, wantOut, out, "seed %d", seed)

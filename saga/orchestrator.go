@@ -1,12 +1,14 @@
 package saga
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,10 +65,19 @@ var (
 	ErrEmptyID = errors.New("saga: empty saga ID")
 	// ErrStuck is wrapped by every *StuckError.
 	ErrStuck = errors.New("saga: stuck")
-	// ErrAbandoned is wrapped by the error of Run and Recover when ctx
-	// ended, or Close gave up waiting, before the saga did: the saga is
-	// left open in the log, as a crash would leave it, for Recover.
+	// ErrAbandoned is wrapped by the error of Run, Recover and Cancel
+	// when ctx ended, or Close gave up waiting, after the saga was in the
+	// log and before it ended: the saga is left open in the log, as a
+	// crash would leave it, for Recover.
 	ErrAbandoned = errors.New("saga: abandoned before it ended")
+	// ErrCancelled is wrapped by the error of a saga that [Orchestrator.Cancel]
+	// stopped and that was then Compensated.
+	ErrCancelled = errors.New("saga: cancelled")
+	// ErrUnknownSaga is returned by Cancel for a saga ID the log does not
+	// hold.
+	ErrUnknownSaga = errors.New("saga: no such saga in the log")
+	// ErrEnded is returned by Cancel for a saga that already ended.
+	ErrEnded = errors.New("saga: saga already ended")
 )
 
 // StepError is the error of a saga that was Compensated: the step whose
@@ -110,21 +121,22 @@ type Config struct {
 	// Logger receives step failures and retries (Warn), compensations
 	// and recoveries (Info), and stuck sagas (Error). nil: discard.
 	Logger *slog.Logger
-	// MaxConcurrent bounds the sagas that Run and Recover drive at once;
-	// the others wait for a slot. 0: no bound.
+	// MaxConcurrent bounds the sagas that Run, Recover and Cancel drive
+	// at once; the others wait for a slot. 0: no bound.
 	MaxConcurrent int
-	// CompensationAttempts bounds the attempts of each Undo before the
-	// saga is Stuck. 0: 10; negative: retry until Undo succeeds or ctx
-	// ends.
-	CompensationAttempts int
+	// UndoRetry fills the zero fields of every Step.UndoRetry: its
+	// MaxAttempts bounds the attempts of each Undo before the saga is
+	// Stuck (0: [DefaultCompensationAttempts]), its Initial and Max pace
+	// them (0: the defaults of [RetryPolicy]).
+	UndoRetry RetryPolicy
 	// Jitter picks the wait before a retry given its ceiling (see
 	// [RetryPolicy]). nil: uniformly random in [0, ceiling), which is
 	// full jitter. It must be safe for concurrent use.
 	Jitter func(ceiling time.Duration) time.Duration
 }
 
-// DefaultCompensationAttempts is the attempts of each Undo when
-// Config.CompensationAttempts is 0.
+// DefaultCompensationAttempts is the attempts of each Undo when neither
+// Step.UndoRetry nor Config.UndoRetry sets MaxAttempts.
 const DefaultCompensationAttempts = 10
 
 // Orchestrator runs sagas, writing their progress to a [Log] before
@@ -133,21 +145,21 @@ const DefaultCompensationAttempts = 10
 // Only one Orchestrator may write to a Log at a time. An Orchestrator is
 // safe for concurrent use; it must be created with [New].
 type Orchestrator struct {
-	log       Log
-	logger    *slog.Logger
-	jitter    func(time.Duration) time.Duration
-	undoLimit int           // <= 0: none
-	slots     chan struct{} // nil: no concurrency bound
+	log    Log
+	logger *slog.Logger
+	jitter func(time.Duration) time.Duration
+	undo   RetryPolicy
+	slots  chan struct{} // nil: no concurrency bound
 
 	mu      sync.Mutex
-	defs    map[string]*Definition
-	running map[string]context.CancelCauseFunc
+	plans   map[string]*plan
+	running map[string]*run
 	closed  bool
 	wg      sync.WaitGroup // running sagas
 }
 
-// New returns an orchestrator writing to log. It panics if log is nil or
-// cfg.MaxConcurrent is negative.
+// New returns an orchestrator writing to log. It panics if log is nil,
+// cfg.MaxConcurrent is negative or cfg.UndoRetry has a negative field.
 func New(log Log, cfg Config) *Orchestrator {
 	if log == nil {
 		panic("saga: New with a nil Log")
@@ -155,13 +167,16 @@ func New(log Log, cfg Config) *Orchestrator {
 	if cfg.MaxConcurrent < 0 {
 		panic("saga: negative Config.MaxConcurrent")
 	}
+	if err := cfg.UndoRetry.validate(); err != nil {
+		panic("saga: Config.UndoRetry: " + err.Error())
+	}
 	o := &Orchestrator{
-		log:       log,
-		logger:    cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
-		jitter:    cfg.Jitter,
-		undoLimit: cmp.Or(cfg.CompensationAttempts, DefaultCompensationAttempts),
-		defs:      make(map[string]*Definition),
-		running:   make(map[string]context.CancelCauseFunc),
+		log:     log,
+		logger:  cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		jitter:  cfg.Jitter,
+		undo:    cfg.UndoRetry,
+		plans:   make(map[string]*plan),
+		running: make(map[string]*run),
 	}
 	if o.jitter == nil {
 		o.jitter = func(c time.Duration) time.Duration {
@@ -186,67 +201,80 @@ func (o *Orchestrator) Register(d Definition) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	d.Steps = append([]Step(nil), d.Steps...)
+	d.Steps = slices.Clone(d.Steps)
+	for i := range d.Steps {
+		d.Steps[i].Parallel = slices.Clone(d.Steps[i].Parallel)
+	}
+	p := compile(&d, o.undo)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.defs[d.Name]; ok {
+	if _, ok := o.plans[d.Name]; ok {
 		return fmt.Errorf("%w: %q is already registered", ErrInvalidDefinition, d.Name)
 	}
-	o.defs[d.Name] = &d
+	o.plans[d.Name] = p
 	return nil
 }
 
-func (o *Orchestrator) definition(name string) (*Definition, error) {
+func (o *Orchestrator) plan(name string) (*plan, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d, ok := o.defs[name]
+	p, ok := o.plans[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDefinition, name)
 	}
-	return d, nil
+	return p, nil
 }
 
 // Run starts saga id of the registered definition def with input, and
-// drives it to its end: the steps in order, each attempt of Do logged
-// before it starts and its outcome logged before the next move, retries
-// after a backoff, and, when a step fails for good, the compensations in
-// reverse order.
+// drives it to its end: the steps in order (the members of a group
+// concurrently), each attempt of Do logged before it starts and its
+// outcome logged before the next move, retries after a backoff, and,
+// when a step fails for good, the compensations in reverse order, each
+// attempt of Undo logged before it starts too.
 //
-// It returns (Committed, nil); (Compensated, a *[StepError]); or (Stuck,
-// a *[StuckError]), after logging the stuck saga at Error level. A saga
-// ID is used once: if id is in the log already, Run returns the outcome
-// recorded for it (0 while it is open) and an error wrapping
-// [ErrDuplicate], and runs nothing. (The log remembers finished sagas
-// until it is compacted.)
+// It returns (Committed, nil); (Compensated, a *[StepError]), or an
+// error wrapping [ErrCancelled] if [Orchestrator.Cancel] stopped it;
+// or (Stuck, a *[StuckError]), after logging the stuck saga at Error
+// level. A saga ID is used once: if id is in the log already, Run
+// returns the outcome recorded for it (0 while it is open) and an error
+// wrapping [ErrDuplicate], and runs nothing. (The log remembers finished
+// sagas until it is compacted.)
 //
-// If ctx ends, or Close stops waiting, before the saga ends, or the log
-// fails, Run returns (0, an error wrapping [ErrAbandoned] or the log's
-// error) and the saga stays open in the log exactly as if the process had
-// crashed there: Recover, here or after a restart, finishes it. Cancel a
-// saga by making a step fail, not by cancelling ctx. Run also returns
-// [ErrEmptyID], [ErrUnknownDefinition] and [ErrClosed].
+// If ctx ends before the saga is in the log (while Run waits for a
+// MaxConcurrent slot, say), Run returns (0, ctx's error) and nothing is
+// logged. If ctx ends, or Close stops waiting, after that and before the
+// saga ends, or the log fails, Run returns (0, an error wrapping
+// [ErrAbandoned] or the log's error) and the saga stays open in the log
+// exactly as if the process had crashed there: Recover, here or after a
+// restart, finishes it. To stop a saga and compensate it, call Cancel; if
+// Cancel comes before the saga is logged, Run logs nothing and returns
+// (0, an error wrapping [ErrCancelled]).
+// Run also returns [ErrEmptyID], [ErrUnknownDefinition] and [ErrClosed].
 func (o *Orchestrator) Run(ctx context.Context, def, id string, input []byte) (Outcome, error) {
 	if id == "" {
 		return 0, ErrEmptyID
 	}
-	d, err := o.definition(def)
+	p, err := o.plan(def)
 	if err != nil {
 		return 0, err
 	}
-	return o.with(ctx, id, func(ctx context.Context, recs []Record) (Outcome, error) {
+	return o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
 		if len(recs) > 0 {
 			return outcomeOf(recs), fmt.Errorf("%w: %q is in the log", ErrDuplicate, id)
 		}
-		s := &state{def: d}
-		names := make([]string, len(d.Steps))
-		for i, st := range d.Steps {
-			names[i] = st.Name
+		r.mu.Lock()
+		if err := context.Cause(r.ctx); err != nil {
+			r.mu.Unlock()
+			return 0, err // nothing was written
 		}
-		start := Record{Kind: KindStarted, Saga: id, Def: d.Name, Input: append([]byte(nil), input...), Steps: names}
-		if err := o.append(ctx, s, start); err != nil {
+		r.st.plan = p
+		r.s = &r.st
+		r.mu.Unlock()
+		start := Record{Kind: KindStarted, Saga: id, Def: p.def.Name, Input: bytes.Clone(input), Steps: p.names}
+		if err := r.append(start); err != nil {
 			return 0, err
 		}
-		return o.drive(ctx, s)
+		return r.drive()
 	})
 }
 
@@ -255,22 +283,28 @@ func (o *Orchestrator) Run(ctx context.Context, def, id string, input []byte) (O
 // Config.MaxConcurrent at a time, and returns when all have ended. A saga
 // interrupted during an attempt of Do whose step has attempts left runs
 // Do again (a new attempt: this is why Do must be idempotent); one whose
-// step has none left, or that was compensating, is compensated.
+// step has none left, or that was compensating or cancelled, is
+// compensated. An attempt of Undo interrupted by a crash counts as a
+// failed one, so an Undo that kills the process every time makes the
+// saga Stuck after its attempts.
 //
 // It returns nil if every saga ended Committed or Compensated, and
 // otherwise the errors of the others joined: *[StuckError],
 // [ErrUnknownDefinition] (register every definition first), [ErrHistory]
 // (records no orchestrator writes, or a changed definition), [ErrAbandoned]
-// and log errors.
+// or ctx's error, and log errors. If a Do or Undo panics, Recover lets
+// the other sagas end and then panics with the same value in its
+// caller's goroutine.
 func (o *Orchestrator) Recover(ctx context.Context) error {
 	ids, err := o.log.Unfinished(ctx)
 	if err != nil {
 		return fmt.Errorf("saga: list unfinished sagas: %w", err)
 	}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		errs  []error
+		crash panics
 		// With a concurrency bound, start no more goroutines than may run:
 		// a log with many open sagas must not cost a goroutine each.
 		started chan struct{}
@@ -286,6 +320,7 @@ func (o *Orchestrator) Recover(ctx context.Context) error {
 			if started != nil {
 				defer func() { <-started }()
 			}
+			defer crash.capture(nil)
 			out, err := o.resume(ctx, id)
 			if err != nil && out != Compensated && !errors.Is(err, ErrDuplicate) {
 				mu.Lock()
@@ -295,31 +330,116 @@ func (o *Orchestrator) Recover(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	crash.reraise()
 	return errors.Join(errs...)
 }
 
 func (o *Orchestrator) resume(ctx context.Context, id string) (Outcome, error) {
-	return o.with(ctx, id, func(ctx context.Context, recs []Record) (Outcome, error) {
+	return o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
 		if len(recs) == 0 || recs[len(recs)-1].Kind.Terminal() {
 			return outcomeOf(recs), nil // it ended since Unfinished
 		}
-		d, err := o.definition(recs[0].Def)
-		if err != nil {
-			return 0, fmt.Errorf("saga %q: %w", id, err)
-		}
-		s, err := replay(d, recs)
-		if err != nil {
+		if err := r.load(recs); err != nil {
 			return 0, err
 		}
-		o.logger.Info("saga: recovering", "saga", id, "definition", d.Name,
-			"step", s.step, "attempts", s.attempts, "compensating", s.compensating)
-		return o.drive(ctx, s)
+		o.logger.Info("saga: recovering", "saga", id, "definition", r.s.plan.def.Name,
+			"stage", r.s.stage, "compensating", r.s.compensating)
+		return r.drive()
 	})
+}
+
+// Cancel stops saga id and compensates it, like Temporal's workflow
+// cancellation and AWS Step Functions' StopExecution: the saga takes no
+// new step, an attempt of Do in progress sees its context end with cause
+// [ErrCancelled], and every step that may have taken effect is undone in
+// reverse order. The cancellation is logged (a Cancelled record) before
+// the saga acts on it, so after a crash Recover compensates it.
+//
+// If this orchestrator is running the saga (in Run or Recover), Cancel
+// returns nil once the cancellation is logged (or once Run stopped before
+// it logged the saga at all), and the running call
+// compensates the saga and returns Compensated with an error wrapping
+// ErrCancelled. If the saga is open in the log and nobody runs it (a
+// crash left it), Cancel logs the cancellation and compensates it
+// itself, like Recover, and returns nil once it is Compensated, or the
+// error Recover would. Cancelling a saga that is compensating already
+// changes nothing and returns nil.
+//
+// It returns an error wrapping [ErrUnknownSaga] for an ID the log does
+// not hold, [ErrEnded] for a saga that ended (before the cancellation
+// was logged), ctx's error if ctx ends first (the cancellation may still
+// be logged then), [ErrClosed], and log errors.
+func (o *Orchestrator) Cancel(ctx context.Context, id string) error {
+	for {
+		o.mu.Lock()
+		r, ok := o.running[id]
+		o.mu.Unlock()
+		if !ok {
+			// Look before taking the ID, so that a Run of a saga that is
+			// not in the log yet never finds it taken.
+			if err := cancellable(id)(o.log.Records(ctx, id)); err != nil {
+				return err
+			}
+			_, err := o.with(ctx, id, func(r *run, recs []Record) (Outcome, error) {
+				if err := cancellable(id)(recs, nil); err != nil {
+					return 0, err
+				}
+				if err := r.load(recs); err != nil {
+					return 0, err
+				}
+				if !r.s.compensating {
+					if err := r.append(r.s.cancelRecord()); err != nil {
+						return 0, err
+					}
+				}
+				return r.drive()
+			})
+			var stepErr *StepError
+			switch {
+			case errors.Is(err, ErrDuplicate):
+				continue // it started running since: cancel that run
+			case errors.Is(err, ErrCancelled), errors.As(err, &stepErr):
+				return nil // Compensated
+			}
+			return err
+		}
+		for {
+			settled, err := r.requestCancel()
+			if settled == nil {
+				return err
+			}
+			if settled == errRunExited {
+				break // the run ended without the cancellation: look again
+			}
+			select {
+			case <-settled:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// cancellable returns a function that returns the error of Cancel for
+// saga id with records recs (read with error err), if it cannot be
+// cancelled.
+func cancellable(id string) func(recs []Record, err error) error {
+	return func(recs []Record, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case len(recs) == 0:
+			return fmt.Errorf("%w: %q", ErrUnknownSaga, id)
+		case outcomeOf(recs) != 0:
+			return fmt.Errorf("%w: %q ended %s", ErrEnded, id, outcomeOf(recs))
+		}
+		return nil
+	}
 }
 
 // with registers saga id as running (failing with ErrDuplicate if it is
 // already), waits for a slot, reads the saga's records and calls fn.
-func (o *Orchestrator) with(ctx context.Context, id string, fn func(context.Context, []Record) (Outcome, error)) (Outcome, error) {
+func (o *Orchestrator) with(ctx context.Context, id string, fn func(*run, []Record) (Outcome, error)) (Outcome, error) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -329,186 +449,42 @@ func (o *Orchestrator) with(ctx context.Context, id string, fn func(context.Cont
 		o.mu.Unlock()
 		return 0, fmt.Errorf("%w: %q is running", ErrDuplicate, id)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	o.running[id] = cancel
+	r := newRun(o, ctx, id)
+	o.running[id] = r
 	o.wg.Add(1)
 	o.mu.Unlock()
 	defer func() {
-		cancel(nil)
 		o.mu.Lock()
 		delete(o.running, id)
 		o.mu.Unlock()
+		r.exit()
 		o.wg.Done()
 	}()
 	if o.slots != nil {
 		select {
 		case o.slots <- struct{}{}:
 			defer func() { <-o.slots }()
-		case <-ctx.Done():
-			return 0, o.abandoned(ctx, id)
+		case <-r.ctx.Done():
+			return 0, context.Cause(r.ctx) // nothing was read or written
 		}
 	}
-	recs, err := o.log.Records(ctx, id)
-	if err != nil {
+	recs, err := o.log.Records(r.ctx, id)
+	switch {
+	case err != nil && r.ctx.Err() != nil:
+		return 0, context.Cause(r.ctx) // nothing was written
+	case err != nil:
 		return 0, fmt.Errorf("saga %q: read log: %w", id, err)
 	}
-	return fn(ctx, recs)
+	return fn(r, recs)
 }
 
-func (o *Orchestrator) abandoned(ctx context.Context, id string) error {
-	return fmt.Errorf("%w: saga %q left open for Recover: %w", ErrAbandoned, id, context.Cause(ctx))
-}
-
-// append checks that r may follow s, writes it to the log and applies it.
-func (o *Orchestrator) append(ctx context.Context, s *state, r Record) error {
-	next := *s
-	if err := next.apply(r); err != nil {
-		return err // a bug: the driver never makes an illegal move
-	}
-	if err := o.log.Append(context.WithoutCancel(ctx), r); err != nil {
-		return fmt.Errorf("saga %q: append %s: %w", r.Saga, r.Kind, err)
-	}
-	*s = next
-	return nil
-}
-
-// drive moves s to its end, one logged record at a time.
-func (o *Orchestrator) drive(ctx context.Context, s *state) (Outcome, error) {
-	var cause, last error // the in-process errors behind s.cause and s.lastErr
-	for s.final == 0 {
-		if ctx.Err() != nil {
-			return 0, o.abandoned(ctx, s.id)
-		}
-		var r Record
-		var err error
-		if !s.compensating {
-			r, err = o.forward(ctx, s, &cause)
-		} else {
-			r, err = o.backward(ctx, s, &last)
-		}
-		if err != nil {
-			return 0, err
-		}
-		if err := o.append(ctx, s, r); err != nil {
-			return 0, err
-		}
-	}
-	switch s.final {
-	case KindCommitted:
-		return Committed, nil
-	case KindCompensated:
-		return Compensated, &StepError{s.id, s.def.Steps[s.failed].Name, cmp.Or(cause, errors.New(s.cause))}
-	}
-	e := &StuckError{s.id, s.def.Steps[s.step].Name, s.attempts, cmp.Or(last, errors.New(s.lastErr)), s.cause}
-	o.logger.Error("saga: stuck, compensation needs an operator", "saga", s.id, "definition", s.def.Name,
-		"step", e.Step, "attempts", e.Attempts, "err", e.Err, "cause", s.cause)
-	return Stuck, e
-}
-
-// forward makes the next move of a saga in its forward phase and returns
-// the record of its outcome.
-func (o *Orchestrator) forward(ctx context.Context, s *state, cause *error) (Record, error) {
-	if s.step == len(s.def.Steps) {
-		return Record{Kind: KindCommitted, Saga: s.id}, nil
-	}
-	st := &s.def.Steps[s.step]
-	if s.attempts >= st.Retry.Attempts() {
-		msg := s.lastErr
-		if s.inFlight {
-			msg = fmt.Sprintf("attempt %d interrupted", s.attempts)
-		}
-		o.logger.Info("saga: compensating", "saga", s.id, "step", st.Name, "attempts", s.attempts, "err", msg)
-		return Record{Kind: KindCompensating, Saga: s.id, Step: s.step, Err: msg}, nil
-	}
-	if s.attempts > 0 && !s.inFlight {
-		if err := o.backoff(ctx, s, st); err != nil {
-			return Record{}, err
-		}
-	}
-	x := s.exec()
-	if err := o.append(ctx, s, Record{Kind: KindStepStarted, Saga: s.id, Step: x.Index, Attempt: x.Attempt}); err != nil {
-		return Record{}, err
-	}
-	err := call(ctx, st.Do, st.Timeout, x)
-	switch {
-	case err == nil:
-		return Record{Kind: KindStepDone, Saga: s.id, Step: x.Index, Attempt: x.Attempt, Bag: x.entries()}, nil
-	case ctx.Err() != nil:
-		return Record{}, o.abandoned(ctx, s.id)
-	case IsPermanent(err):
-		*cause = err
-		o.logger.Info("saga: compensating", "saga", s.id, "step", st.Name, "attempt", x.Attempt, "err", err)
-		return Record{Kind: KindCompensating, Saga: s.id, Step: x.Index, Err: err.Error(), Permanent: true}, nil
-	}
-	*cause = err
-	o.logger.Warn("saga: step failed", "saga", s.id, "step", st.Name, "attempt", x.Attempt, "err", err)
-	return Record{Kind: KindStepFailed, Saga: s.id, Step: x.Index, Attempt: x.Attempt, Err: err.Error()}, nil
-}
-
-// backward makes the next move of a compensating saga and returns the
-// record of its outcome.
-func (o *Orchestrator) backward(ctx context.Context, s *state, last *error) (Record, error) {
-	if s.step < 0 {
-		return Record{Kind: KindCompensated, Saga: s.id}, nil
-	}
-	st := &s.def.Steps[s.step]
-	if s.permanent || o.undoLimit > 0 && s.attempts >= o.undoLimit {
-		return Record{Kind: KindStuck, Saga: s.id, Step: s.step}, nil
-	}
-	if s.attempts > 0 {
-		if err := o.backoff(ctx, s, st); err != nil {
-			return Record{}, err
-		}
-	}
-	x := s.exec()
-	err := call(ctx, st.Undo, st.Timeout, x)
-	switch {
-	case err == nil:
-		return Record{Kind: KindUndoDone, Saga: s.id, Step: x.Index, Attempt: x.Attempt, Bag: x.entries()}, nil
-	case ctx.Err() != nil:
-		return Record{}, o.abandoned(ctx, s.id)
-	}
-	*last = err
-	o.logger.Warn("saga: undo failed", "saga", s.id, "step", st.Name, "attempt", x.Attempt, "err", err)
-	return Record{Kind: KindUndoFailed, Saga: s.id, Step: x.Index, Attempt: x.Attempt, Err: err.Error(), Permanent: IsPermanent(err)}, nil
-}
-
-// call runs fn with the step's timeout.
-func call(ctx context.Context, fn func(context.Context, *Exec) error, timeout time.Duration, x *Exec) error {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	return fn(ctx, x)
-}
-
-// backoff waits a jittered time of at most the step's backoff ceiling
-// after s.attempts failures, or returns an ErrAbandoned error when ctx
-// ends first. It uses a timer, so it runs in virtual time under
-// testing/synctest.
-func (o *Orchestrator) backoff(ctx context.Context, s *state, st *Step) error {
-	if d := o.jitter(st.Retry.Ceiling(s.attempts)); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
-	if ctx.Err() != nil {
-		return o.abandoned(ctx, s.id)
-	}
-	return nil
-}
-
-// Close stops Run and Recover from starting sagas (they return
+// Close stops Run, Recover and Cancel from starting sagas (they return
 // [ErrClosed]) and waits for the running sagas to end. If ctx ends first,
-// Close cancels them: each stops at its next move, before it logs
-// anything more (a Do or Undo in progress sees its context cancelled), and
-// stays open in the log for Recover. Close returns once every saga
-// returned, with ctx's error if it cancelled them. It does not close the
-// Log. Later calls return [ErrClosed] at once.
+// Close cancels their contexts: each stops at its next move, before it
+// logs anything more (a Do or Undo in progress sees its context
+// cancelled), and stays open in the log for Recover. Close returns once
+// every saga returned, with ctx's error if it cancelled them. It does
+// not close the Log. Later calls return [ErrClosed] at once.
 func (o *Orchestrator) Close(ctx context.Context) error {
 	o.mu.Lock()
 	if o.closed {
@@ -528,10 +504,45 @@ func (o *Orchestrator) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	o.mu.Lock()
-	for _, cancel := range o.running {
-		cancel(ErrClosed)
+	for _, r := range o.running {
+		r.close()
 	}
 	o.mu.Unlock()
 	<-done
 	return ctx.Err()
 }
+
+// panics keeps the first panic of a set of goroutines, to raise it again
+// in the goroutine that waits for them.
+type panics struct {
+	mu  sync.Mutex
+	val any
+	hit bool
+}
+
+// capture, deferred, recovers a panic, keeps it if it is the first and
+// calls stop (if not nil) so that the other goroutines end soon.
+func (p *panics) capture(stop context.CancelCauseFunc) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	p.mu.Lock()
+	if !p.hit {
+		p.val, p.hit = v, true
+	}
+	p.mu.Unlock()
+	if stop != nil {
+		stop(errCrashed)
+	}
+}
+
+// reraise panics with the kept value, if any.
+func (p *panics) reraise() {
+	if p.hit {
+		panic(p.val)
+	}
+}
+
+// errCrashed stops the other steps of a group when one panics.
+var errCrashed = errors.New("saga: a step of the group panicked")

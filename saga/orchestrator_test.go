@@ -179,7 +179,7 @@ func TestCompensation(t *testing.T) {
 				require.Equal(t, []string{"do a 1", "do b 1", "do c 1", "undo a 1"}, r.calls)
 				require.Equal(t, time.Duration(0), time.Since(start))
 				require.Equal(t, "Started/0 StepStarted/0 StepDone/0 StepStarted/1 StepDone/1 StepStarted/2 "+
-					"Compensating/2 UndoDone/0 Compensated/0", kinds(t, log, "s"))
+					"Compensating/2 UndoStarted/0 UndoDone/0 Compensated/0", kinds(t, log, "s"))
 			} else {
 				require.Equal(t, []string{"do a 1", "do b 1", "do c 1", "do c 2", "do c 3", "undo c 1", "undo a 1"}, r.calls)
 				require.Equal(t, 3*time.Second, time.Since(start))
@@ -214,7 +214,8 @@ func TestTimeout(t *testing.T) {
 }
 
 // TestStuck: an Undo that keeps failing makes the saga Stuck after
-// CompensationAttempts, logged at Error level; a Permanent one at once.
+// UndoRetry.MaxAttempts attempts, logged at Error level; a Permanent one
+// at once.
 func TestStuck(t *testing.T) {
 	for _, permanent := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
@@ -229,9 +230,9 @@ func TestStuck(t *testing.T) {
 			}}
 			log := &saga.MemLog{}
 			o := saga.New(log, saga.Config{
-				CompensationAttempts: 4,
-				Jitter:               noJitter.Jitter,
-				Logger:               slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})),
+				UndoRetry: saga.RetryPolicy{MaxAttempts: 4},
+				Jitter:    noJitter.Jitter,
+				Logger:    slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})),
 			})
 			require.NoError(t, o.Register(d))
 			out, err := o.Run(context.Background(), "d", "s", nil)
@@ -394,6 +395,58 @@ func TestMaxConcurrent(t *testing.T) {
 		wg.Wait()
 		require.Equal(t, 3, peak)
 		require.Equal(t, 4*time.Second, time.Since(start), "10 sagas of 1s, 3 at a time")
+	})
+}
+
+// TestSlotWaitCancelled: a Run whose ctx ends while it waits for a
+// MaxConcurrent slot returns ctx's error, not ErrAbandoned, and leaves
+// nothing open: no record in the log, and the ID free for a later Run.
+// A Run whose ctx ends after its saga is in the log is abandoned.
+func TestSlotWaitCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		d := saga.Definition{Name: "d", Steps: []saga.Step{{Name: "a", Do: func(ctx context.Context, x *saga.Exec) error {
+			if x.SagaID == "holder" {
+				<-release
+			}
+			return nil
+		}}}}
+		log := &saga.MemLog{}
+		o := saga.New(log, saga.Config{MaxConcurrent: 1})
+		require.NoError(t, o.Register(d))
+		held := make(chan error)
+		go func() {
+			_, err := o.Run(context.Background(), "d", "holder", nil)
+			held <- err
+		}()
+		synctest.Wait() // holder has the only slot
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		out, err := o.Run(ctx, "d", "waiter", nil)
+		require.Equal(t, saga.Outcome(0), out)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NotErrorIs(t, err, saga.ErrAbandoned)
+		recs, err := log.Records(context.Background(), "waiter")
+		require.NoError(t, err)
+		require.Empty(t, recs, "nothing logged")
+		open, err := log.Unfinished(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, []string{"holder"}, open)
+
+		close(release)
+		require.NoError(t, <-held)
+		out, err = o.Run(context.Background(), "d", "waiter", nil)
+		require.NoError(t, err, "the ID is free")
+		require.Equal(t, saga.Committed, out)
+
+		// A ctx that ended before Run: nothing logged either.
+		done, cancelDone := context.WithCancel(context.Background())
+		cancelDone()
+		_, err = o.Run(done, "d", "late", nil)
+		require.ErrorIs(t, err, context.Canceled)
+		require.NotErrorIs(t, err, saga.ErrAbandoned)
+		recs, _ = log.Records(context.Background(), "late")
+		require.Empty(t, recs)
 	})
 }
 

@@ -14,22 +14,30 @@ import (
 // Kind says what a [Record] records. The zero Kind is none of the kinds.
 type Kind uint8
 
-// The kinds of record, in the order a saga writes them. A saga's history
-// is Started, then for each step one or more attempts (StepStarted, then
-// StepDone or StepFailed, or nothing if the process died), then either
-// Committed, or Compensating followed by UndoDone and UndoFailed records
-// and finally Compensated or Stuck.
+// The kinds of record. A saga's history is Started; then, stage by
+// stage (a step, or a group of steps that run concurrently), for each
+// step one or more attempts of Do (StepStarted, then StepDone or
+// StepFailed, or nothing if the process died or the attempt was
+// stopped); then either Committed, or Compensating or Cancelled followed,
+// for each step to undo, by attempts of Undo (UndoStarted, then UndoDone
+// or UndoFailed, or nothing) and finally Compensated or Stuck. The
+// records of the steps of one group interleave.
+//
+// The terminal kinds are contiguous; kinds added later take the next
+// free numbers so that older records keep their meaning.
 const (
 	KindStarted      Kind = iota + 1 // Def, Input, Steps
 	KindStepStarted                  // Step, Attempt: an attempt of Do began
 	KindStepDone                     // Step, Attempt, Bag: Do succeeded; Bag holds its Puts
-	KindStepFailed                   // Step, Attempt, Err: a retryable attempt of Do failed
+	KindStepFailed                   // Step, Attempt, Err, Permanent: an attempt of Do failed (Permanent only in a group)
 	KindCompensating                 // Step, Err, Permanent: the forward phase gave up at Step
 	KindUndoDone                     // Step, Attempt, Bag: Undo succeeded
 	KindUndoFailed                   // Step, Attempt, Err, Permanent: an attempt of Undo failed
 	KindCommitted                    // every step succeeded
 	KindCompensated                  // every step that may have taken effect was undone
 	KindStuck                        // Step: the step's Undo failed for good
+	KindUndoStarted                  // Step, Attempt: an attempt of Undo began
+	KindCancelled                    // Step, Err: Cancel stopped the forward phase before stage Step; Err: why
 )
 
 var kindNames = [...]string{
@@ -43,6 +51,8 @@ var kindNames = [...]string{
 	KindCommitted:    "Committed",
 	KindCompensated:  "Compensated",
 	KindStuck:        "Stuck",
+	KindUndoStarted:  "UndoStarted",
+	KindCancelled:    "Cancelled",
 }
 
 // String returns the kind's name, or "Kind(n)" for an unknown kind.
@@ -53,7 +63,7 @@ func (k Kind) String() string {
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-func (k Kind) valid() bool { return k >= KindStarted && k <= KindStuck }
+func (k Kind) valid() bool { return k >= KindStarted && k <= KindCancelled }
 
 // Terminal reports whether k ends a saga: Committed, Compensated or Stuck.
 func (k Kind) Terminal() bool { return k >= KindCommitted && k <= KindStuck }
@@ -80,12 +90,12 @@ type Record struct {
 	Saga      string   // the saga's ID
 	Def       string   // Started: the definition's name
 	Input     []byte   // Started: the saga's input
-	Steps     []string // Started: the definition's step names, to detect a changed definition
-	Step      int      // the step's index in the definition
+	Steps     []string // Started: the definition's step names, a group's members as "group/member", to detect a changed definition
+	Step      int      // the step's index in Steps of the saga's Started record
 	Attempt   int      // 1 for the first attempt of Do or of Undo
 	Bag       []Entry  // StepDone, UndoDone: the Puts of the attempt, sorted by key
-	Err       string   // StepFailed, Compensating, UndoFailed: the error's text
-	Permanent bool     // Compensating, UndoFailed: the error was Permanent (a failed Do with no earlier attempt is then not undone)
+	Err       string   // StepFailed, Compensating, UndoFailed, Cancelled: the error's text, or the reason
+	Permanent bool     // StepFailed, Compensating, UndoFailed: the error was Permanent (a failed Do with no earlier attempt is then not undone)
 }
 
 // recordFields is the length of a Record's msgpack array.
@@ -94,6 +104,29 @@ const recordFields = 10
 // ErrDecode is wrapped by the errors of [Record.UnmarshalMsgpack]: the
 // bytes are not a valid record.
 var ErrDecode = errors.New("saga: invalid record encoding")
+
+// ErrInvalidRecord is wrapped by the error of MemLog.Append and
+// FileLog.Append for a record its encoding cannot carry back unchanged:
+// an unknown Kind, a Step or Attempt outside [0, 2^31-1], or Bag keys
+// that are not sorted and unique.
+var ErrInvalidRecord = errors.New("saga: invalid record")
+
+// check returns an error wrapping ErrInvalidRecord unless r decodes back
+// from its encoding to the same record.
+func (r *Record) check() error {
+	switch {
+	case !r.Kind.valid():
+		return fmt.Errorf("%w: unknown kind %d", ErrInvalidRecord, r.Kind)
+	case r.Step < 0 || r.Step > math.MaxInt32 || r.Attempt < 0 || r.Attempt > math.MaxInt32:
+		return fmt.Errorf("%w: step %d, attempt %d", ErrInvalidRecord, r.Step, r.Attempt)
+	}
+	for i := 1; i < len(r.Bag); i++ {
+		if r.Bag[i-1].Key >= r.Bag[i].Key {
+			return fmt.Errorf("%w: bag keys are not sorted and unique", ErrInvalidRecord)
+		}
+	}
+	return nil
+}
 
 var (
 	_ msgpack.Marshaler   = Record{}

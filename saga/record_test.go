@@ -27,7 +27,7 @@ func randomRecord(r *rand.Rand) Record {
 		return b
 	}
 	rec := Record{
-		Kind: Kind(1 + r.IntN(int(KindStuck))), Saga: str(), Def: str(), Input: bin(),
+		Kind: Kind(1 + r.IntN(int(KindCancelled))), Saga: str(), Def: str(), Input: bin(),
 		Step: r.IntN(1 << 20), Attempt: r.IntN(1 << 17), Err: str(), Permanent: r.IntN(2) == 0,
 	}
 	for i := range r.IntN(20) {
