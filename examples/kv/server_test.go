@@ -30,7 +30,10 @@ func newSwimSim(t *testing.T, seed uint64, nodes int, cfg ServerConfig) *swimSim
 	for i := range nodes {
 		c := cfg
 		c.ID, c.Join = fmt.Sprintf("n%d", i+1), s.addrs
-		sc := swimConfig(c, s.addrs[i], nil)
+		sc, err := swimConfig(c, s.addrs[i], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sc.RandSeed = seed*1000 + uint64(i)
 		core, err := swim.New(sc, s.now)
 		if err != nil {
