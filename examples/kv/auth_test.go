@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/quorum"
 )
 
@@ -137,4 +139,26 @@ func TestUnauthenticatedBodyUnread(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGossipKey: the gossip key is HMAC-SHA256 of "distkit kv gossip key
+// v1" under the cluster key (the vector from `openssl dgst -sha256
+// -hmac`), a swim key in size, and neither the cluster key nor the key of
+// another cluster.
+func TestGossipKey(t *testing.T) {
+	clusterKey := []byte("a secret the three nodes share")
+	got := GossipKey(clusterKey)
+	want, err := hex.DecodeString("30870c4431a7c0b51afb6053f9dcacd58dcdce53590d25c77f2a139c742445cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("GossipKey = %x, want %x", got, want)
+	}
+	if len(got) != swim.KeySize {
+		t.Fatalf("GossipKey has %d bytes, want %d", len(got), swim.KeySize)
+	}
+	if other := GossipKey([]byte("a secret the three nodes sharE")); bytes.Equal(other, got) || bytes.Equal(got[:len(clusterKey)], clusterKey) {
+		t.Fatal("the gossip key does not depend on the cluster key alone")
+	}
 }

@@ -3,8 +3,6 @@ package kv
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -77,20 +75,6 @@ type ServerConfig struct {
 	// Config.Label), so two clusters sharing a key never merge; at most
 	// 128 bytes. Empty: "kv". Used only with a ClusterKey.
 	ClusterName string
-}
-
-// gossipKeyContext separates the gossip key from every other use of the
-// cluster key.
-const gossipKeyContext = "distkit kv gossip key v1"
-
-// GossipKey returns the key that seals SWIM's packets between nodes
-// sharing clusterKey: HMAC-SHA256(clusterKey, "distkit kv gossip key v1").
-// It differs from the key of the replica RPCs' HMAC (the cluster key
-// itself), and one does not reveal the other.
-func GossipKey(clusterKey []byte) []byte {
-	m := hmac.New(sha256.New, clusterKey)
-	m.Write([]byte(gossipKeyContext))
-	return m.Sum(nil)
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.

@@ -142,6 +142,60 @@ func request(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// keyedCluster is three kvnode processes, n1 to n3, sharing a cluster
+// key, each with the others as its -peers and -join.
+type keyedCluster struct {
+	ids, addrs, gossip []string
+	args               func(i int) []string // the arguments of node i
+	procs              []*proc
+}
+
+// startKeyed starts a keyedCluster; the test's cleanup kills the
+// processes still running.
+func startKeyed(t *testing.T) *keyedCluster {
+	dir := t.TempDir()
+	c := &keyedCluster{ids: []string{"n1", "n2", "n3"}, addrs: freeAddrs(t, "tcp", 3), gossip: freeAddrs(t, "udp", 3)}
+	var peers []string
+	for i, id := range c.ids {
+		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, c.addrs[i], i))
+	}
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.args = func(i int) []string {
+		return []string{"-id", c.ids[i], "-data", dir + "/" + c.ids[i], "-peers", strings.Join(peers, ","),
+			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", keyFile}
+	}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			if p != nil && p.cmd.ProcessState == nil {
+				_ = p.cmd.Process.Kill()
+				_ = p.cmd.Wait()
+			}
+		}
+	})
+	c.procs = make([]*proc, 3)
+	for i := range c.ids {
+		c.procs[i] = start(t, c.addrs[i], c.args(i)...)
+	}
+	return c
+}
+
+// leave stops nodes i with SIGTERM, one after the other, and fails the
+// test unless each exits cleanly.
+func (c *keyedCluster) leave(t *testing.T, i ...int) {
+	t.Helper()
+	for _, i := range i {
+		if err := c.procs[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.procs[i].cmd.Wait(); err != nil {
+			t.Fatalf("%s after SIGTERM: %v", c.ids[i], err)
+		}
+	}
+}
+
 // Three kvnode processes sharing a cluster key; one is killed with
 // SIGKILL after acknowledging writes, restarted on its data directory, and
 // serves them alone once the others shut down cleanly on SIGTERM.
@@ -149,33 +203,8 @@ func TestKillAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	dir := t.TempDir()
-	addrs, gossip := freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
-	ids := []string{"n1", "n2", "n3"}
-	var peers []string
-	for i, id := range ids {
-		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
-	}
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := func(i int) []string {
-		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-cluster-key-file", keyFile}
-	}
-	procs := make([]*proc, 3)
-	for i := range ids {
-		procs[i] = start(t, addrs[i], args(i)...)
-	}
-	defer func() {
-		for _, p := range procs {
-			if p.cmd.ProcessState == nil {
-				_ = p.cmd.Process.Kill()
-				_ = p.cmd.Wait()
-			}
-		}
-	}()
+	c := startKeyed(t)
+	addrs, procs := c.addrs, c.procs
 
 	for k := range 20 {
 		if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/k%d?w=3", addrs[0], k), fmt.Sprint("v", k)); code != http.StatusNoContent {
@@ -191,20 +220,13 @@ func TestKillAndRestart(t *testing.T) {
 			t.Fatalf("PUT k%d with n2 down: %d %s", k, code, body)
 		}
 	}
-	procs[1] = start(t, addrs[1], args(1)...)
+	procs[1] = start(t, addrs[1], c.args(1)...)
 	for k := range 30 {
 		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
 			t.Fatalf("GET k%d via the restarted node: %d %q", k, code, body)
 		}
 	}
-	for _, i := range []int{0, 2} {
-		if err := procs[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := procs[i].cmd.Wait(); err != nil {
-			t.Fatalf("%s after SIGTERM: %v", ids[i], err)
-		}
-	}
+	c.leave(t, 0, 2)
 	for k := range 20 { // acknowledged by n2 before the SIGKILL
 		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d?r=1", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
 			t.Fatalf("GET k%d from n2 alone: %d %q", k, code, body)
@@ -365,31 +387,8 @@ func TestGossipImpostor(t *testing.T) {
 	defer fake.Close()
 	fakeAddr := strings.TrimPrefix(fake.URL, "http://")
 
-	dir := t.TempDir()
-	addrs, gossip := freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
-	ids := []string{"n1", "n2", "n3"}
-	var peers []string
-	for i, id := range ids {
-		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
-	}
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	procs := make([]*proc, 3)
-	for i := range ids {
-		procs[i] = start(t, addrs[i], "-id", ids[i], "-data", dir+"/"+ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-cluster-key-file", keyFile)
-	}
-	defer func() {
-		for _, p := range procs {
-			if p.cmd.ProcessState == nil {
-				_ = p.cmd.Process.Kill()
-				_ = p.cmd.Wait()
-			}
-		}
-	}()
-
+	c := startKeyed(t)
+	ids, addrs, gossip := c.ids, c.addrs, c.gossip
 	otherKey, err := swim.NewKeyring([]byte("another key, of thirty-two bytes"))
 	if err != nil {
 		t.Fatal(err)
@@ -420,20 +419,13 @@ func TestGossipImpostor(t *testing.T) {
 	refused := make([]int, 3)
 	for _, i := range []int{0, 2} {
 		refused[i] = metric(t, addrs[i], "kv_gossip_packets_unopened_total")
-		if c := metric(t, addrs[i], "kv_gossip_conflicts_total"); c != 0 {
-			t.Errorf("%s: %d gossip conflicts: an unauthenticated claim was read", ids[i], c)
+		if n := metric(t, addrs[i], "kv_gossip_conflicts_total"); n != 0 {
+			t.Errorf("%s: %d gossip conflicts: an unauthenticated claim was read", ids[i], n)
 		}
 	}
 	// n1 and n3 leave, handing their keys over to the one other member
 	// of their ring, n2.
-	for _, i := range []int{0, 2} {
-		if err := procs[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := procs[i].cmd.Wait(); err != nil {
-			t.Fatalf("%s after SIGTERM: %v", ids[i], err)
-		}
-	}
+	c.leave(t, 0, 2)
 	for k := range 40 {
 		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d?r=1", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
 			t.Fatalf("GET k%d from n2 alone: %d %q", k, code, body)
