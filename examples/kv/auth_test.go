@@ -113,6 +113,24 @@ func TestStartServerShortClusterKey(t *testing.T) {
 	}
 }
 
+// StartServer refuses a cluster name too long for a gossip label, and
+// closes what it opened (the store in the same directory opens again).
+func TestStartServerLongClusterName(t *testing.T) {
+	cfg := ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir(),
+		ClusterKey: []byte("a secret of the cluster"), ClusterName: strings.Repeat("x", swim.MaxLabelLen+1)}
+	if _, err := StartServer(cfg); err == nil || !strings.Contains(err.Error(), "Label") {
+		t.Fatalf("StartServer with a %d-byte cluster name: %v", len(cfg.ClusterName), err)
+	}
+	cfg.ClusterName = strings.Repeat("x", swim.MaxLabelLen)
+	s, err := StartServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // countingReader counts the bytes read from it.
 type countingReader struct{ n int }
 

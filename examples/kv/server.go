@@ -69,6 +69,10 @@ type ServerConfig struct {
 	// ([GossipKey]) and the cluster's name, so membership and every
 	// replica address come only from nodes holding the key: a packet
 	// from anyone else is dropped and counted (kv_gossip_* in /metrics).
+	// Nodes with and without a key, or with different keys or names, do
+	// not see each other: set the key on every node of a cluster at once
+	// (a node restarted with it alone joins no one, and the others take
+	// it for failed). To change it, restart every node with the new key.
 	// nil: neither RPCs nor gossip are authenticated.
 	ClusterKey []byte
 	// ClusterName names the cluster in its sealed gossip (swim's
