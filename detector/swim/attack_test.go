@@ -13,16 +13,15 @@ import (
 // attackTarget returns a core that knows 20 members with 40 bytes of
 // metadata each (its full state takes two packets) and has updates
 // queued to piggyback.
-func attackTarget(t *testing.T) *Core {
-	c := newCore(t, "a", Config{})
-	var ups []message
+func attackTarget(t *testing.T) *Core { return attackTargetWith(t, Config{}) }
+
+// attackTargetWith is attackTarget with cfg (sealing packets with its
+// Keyring, if any).
+func attackTargetWith(t *testing.T, cfg Config) *Core {
+	c := newCore(t, "a", cfg)
 	for i := range 20 {
 		id := fmt.Sprintf("member-%02d", i)
-		ups = append(ups, message{kind: kindAlive, id: id, addr: id + ":7946", meta: bytes.Repeat([]byte{'m'}, 40)})
-	}
-	for _, u := range ups {
-		_, err := c.Receive(t0, "member-00:7946", packet(u))
-		require.NoError(t, err)
+		c.alive(t0, 0, id, id+":7946", bytes.Repeat([]byte{'m'}, 40))
 	}
 	c.PopEvents(nil)
 	return c

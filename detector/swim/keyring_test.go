@@ -161,3 +161,65 @@ func FuzzReceiveSealed(f *testing.F) {
 		}
 	})
 }
+
+// TestSealedBadInput: packets that open under the cluster's key and label
+// but carry an oversized payload (metadata above MaxMetaLen, more than
+// MaxUpdates updates, a body larger than any datagram) are dropped whole
+// and counted as malformed; a flood from one member (a captured packet
+// replayed 1000 times, then 1000 alive messages bumping its own
+// incarnation) changes the membership once at most, keeps one queued
+// update for that member, and costs replies within replyFactor of its
+// bytes. Nothing panics.
+func TestSealedBadInput(t *testing.T) {
+	kr, err := NewKeyring(key(1))
+	require.NoError(t, err)
+	label := []byte("prod")
+	seal := func(plain []byte) []byte { return kr.seal(nil, plain, label) }
+	c := attackTargetWith(t, Config{Keyring: kr, Label: "prod"})
+	before := c.Members(nil)
+	var many []message
+	for i := range MaxUpdates + 1 {
+		many = append(many, message{kind: kindAlive, id: fmt.Sprint("new-", i), addr: fmt.Sprint("new-", i)})
+	}
+	oversized := map[string][]byte{
+		"metadata above MaxMetaLen": seal(packet(message{kind: kindAlive, inc: 9, id: "member-01", addr: "member-01:7946",
+			meta: make([]byte, MaxMetaLen+1)})),
+		"more than MaxUpdates updates": seal(packet(many...)),
+		"a body above MaxMTU":          seal(append(packet(message{kind: kindPing, seq: 1, id: "a"}), make([]byte, MaxMTU)...)),
+	}
+	for name, p := range oversized {
+		out, err := c.Receive(t0, "member-01:7946", p)
+		require.ErrorIs(t, err, ErrMalformed, name)
+		require.Empty(t, out, name)
+		require.Equal(t, before, c.Members(nil), name)
+	}
+	require.Equal(t, len(oversized), c.Stats().Malformed)
+	require.Zero(t, c.Stats().Unopened)
+	require.Empty(t, c.PopEvents(nil))
+
+	// One member floods: a captured packet (an update of its metadata
+	// and a ping) replayed, then its own incarnation bumped a thousand
+	// times.
+	meta := []byte("new metadata")
+	captured := seal(packet(message{kind: kindAlive, inc: 1, id: "member-01", addr: "member-01:7946", meta: meta},
+		message{kind: kindPing, seq: 7, id: "a"}))
+	var flood [][]byte
+	for range 1000 {
+		flood = append(flood, captured)
+	}
+	for i := range 1000 {
+		flood = append(flood, seal(packet(message{kind: kindAlive, inc: uint64(2 + i), id: "member-01", addr: "member-01:7946", meta: meta})))
+	}
+	in, out, to := amplification(t, c, "member-01:7946", flood...)
+	t.Logf("a flood of %d packets from one member: %d bytes in, %d bytes in %d packets out: %.2fx", len(flood), in, out, to["member-01:7946"], ratio(in, out))
+	require.LessOrEqual(t, out, replyFactor*in)
+	require.Equal(t, 1000, to["member-01:7946"], "one ack per replayed ping, nothing else")
+	events := c.PopEvents(nil)
+	require.Len(t, events, 1, "one update of member-01's metadata")
+	require.Equal(t, EventUpdated, events[0].Kind)
+	require.Equal(t, len(before), len(c.Members(nil)))
+	m, _ := c.Member("member-01")
+	require.Equal(t, uint64(1001), m.Incarnation)
+	require.LessOrEqual(t, c.queue.Len(), len(before), "one queued update per member at most")
+	require.Equal(t, len(oversized), c.Stats().Malformed)
+}

@@ -42,6 +42,20 @@ func checkClusterKey(key []byte) error {
 	return nil
 }
 
+// gossipKeyContext separates the gossip key from every other use of the
+// cluster key.
+const gossipKeyContext = "distkit kv gossip key v1"
+
+// GossipKey returns the key that seals SWIM's packets between nodes
+// sharing clusterKey: HMAC-SHA256(clusterKey, "distkit kv gossip key v1").
+// It differs from the key of the replica RPCs' HMAC (the cluster key
+// itself), and one does not reveal the other.
+func GossipKey(clusterKey []byte) []byte {
+	m := hmac.New(sha256.New, clusterKey)
+	m.Write([]byte(gossipKeyContext))
+	return m.Sum(nil)
+}
+
 // authenticator returns the HeaderAuth value of body under key at now.
 func authenticator(key []byte, now time.Time, body []byte) string {
 	ts := strconv.FormatInt(now.Unix(), 10)

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/quorum"
 )
 
@@ -111,6 +113,24 @@ func TestStartServerShortClusterKey(t *testing.T) {
 	}
 }
 
+// StartServer refuses a cluster name too long for a gossip label, and
+// closes what it opened (the store in the same directory opens again).
+func TestStartServerLongClusterName(t *testing.T) {
+	cfg := ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir(),
+		ClusterKey: []byte("a secret of the cluster"), ClusterName: strings.Repeat("x", swim.MaxLabelLen+1)}
+	if _, err := StartServer(cfg); err == nil || !strings.Contains(err.Error(), "Label") {
+		t.Fatalf("StartServer with a %d-byte cluster name: %v", len(cfg.ClusterName), err)
+	}
+	cfg.ClusterName = strings.Repeat("x", swim.MaxLabelLen)
+	s, err := StartServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // countingReader counts the bytes read from it.
 type countingReader struct{ n int }
 
@@ -137,4 +157,26 @@ func TestUnauthenticatedBodyUnread(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGossipKey: the gossip key is HMAC-SHA256 of "distkit kv gossip key
+// v1" under the cluster key (the vector from `openssl dgst -sha256
+// -hmac`), a swim key in size, and neither the cluster key nor the key of
+// another cluster.
+func TestGossipKey(t *testing.T) {
+	clusterKey := []byte("a secret the three nodes share")
+	got := GossipKey(clusterKey)
+	want, err := hex.DecodeString("30870c4431a7c0b51afb6053f9dcacd58dcdce53590d25c77f2a139c742445cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("GossipKey = %x, want %x", got, want)
+	}
+	if len(got) != swim.KeySize {
+		t.Fatalf("GossipKey has %d bytes, want %d", len(got), swim.KeySize)
+	}
+	if other := GossipKey([]byte("a secret the three nodes sharE")); bytes.Equal(other, got) || bytes.Equal(got[:len(clusterKey)], clusterKey) {
+		t.Fatal("the gossip key does not depend on the cluster key alone")
+	}
 }

@@ -135,6 +135,12 @@
 //     the key, dated within [AuthWindow] of its clock (a recorded RPC
 //     replays within it: keep ReapAfter above it); without one, keep
 //     the nodes' addresses private. Requests are not encrypted.
+//     SWIM's packets are then sealed (AES-256-GCM, swim.Keyring) under
+//     [GossipKey] of the cluster key, with [ServerConfig.ClusterName] as
+//     their label: a packet that does not open is dropped and counted
+//     (kv_gossip_packets_unopened_total in /metrics), so no member, no
+//     replica address and no ring change comes from a process without
+//     the key, and clusters of other names never merge.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.

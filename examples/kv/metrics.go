@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/distkit/distkit/detector/swim"
 )
 
 // latencyBuckets are the upper bounds, in seconds, of the request latency
@@ -18,14 +20,17 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 // Metrics counts a node's client requests by method and status, their
 // latencies by method, and membership changes, and exposes them with the
-// node's [Stats] in the Prometheus text format. It is safe for concurrent
-// use; the zero value is ready.
+// node's [Stats] (and, in a [Server], the gossip packets SWIM refused) in
+// the Prometheus text format. It is safe for concurrent use; the zero
+// value is ready.
 type Metrics struct {
 	mu        sync.Mutex
 	requests  map[requestClass]int64
 	latencies map[string]*histogram // by method
 
 	membership atomic.Int64
+	// gossip, when set (before serving), reports SWIM's counters.
+	gossip func() swim.Stats
 }
 
 type requestClass struct {
@@ -138,6 +143,19 @@ func (m *Metrics) write(w http.ResponseWriter, s Stats) {
 		{"kv_tombstones_reaped_total", "Dead keys whose tombstones this replica reaped.", "counter", s.Reaped},
 		{"kv_membership_changes_total", "Changes of the cluster's membership.", "counter", m.membership.Load()},
 	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", c.name, c.help, c.name, c.kind, c.name, c.v)
+		writeMetric(w, c.name, c.help, c.kind, c.v)
 	}
+	if m.gossip == nil {
+		return
+	}
+	g := m.gossip()
+	writeMetric(w, "kv_gossip_packets_unopened_total", "Gossip packets dropped because the cluster's key and name did not open them.", "counter", int64(g.Unopened))
+	writeMetric(w, "kv_gossip_packets_malformed_total", "Gossip packets dropped as malformed.", "counter", int64(g.Malformed))
+	writeMetric(w, "kv_gossip_conflicts_total", "Gossip claims refused because they would have moved a live member to another address.", "counter", int64(g.Conflicts))
+}
+
+// writeMetric writes one sample of a metric without labels, with its
+// help and type.
+func writeMetric(w http.ResponseWriter, name, help, kind string, v int64) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, kind, name, v)
 }

@@ -30,7 +30,10 @@ func newSwimSim(t *testing.T, seed uint64, nodes int, cfg ServerConfig) *swimSim
 	for i := range nodes {
 		c := cfg
 		c.ID, c.Join = fmt.Sprintf("n%d", i+1), s.addrs
-		sc := swimConfig(c, s.addrs[i], nil)
+		sc, err := swimConfig(c, s.addrs[i], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sc.RandSeed = seed*1000 + uint64(i)
 		core, err := swim.New(sc, s.now)
 		if err != nil {
@@ -107,11 +110,16 @@ func (s *swimSim) allAlive() bool {
 // at SWIM's default 30s, so after a partition healed, the partitioned node
 // and the rest kept each other dead (dead members are not probed) for up to
 // 30s, and the hints held for them could not be delivered. A partition must
-// heal within the 100 probe intervals kvdemo's convergence allows.
+// heal within the 100 probe intervals kvdemo's convergence allows, with
+// sealed gossip (a cluster key) as without.
 func TestServerSWIMHealsPartition(t *testing.T) {
 	const probe = 100 * time.Millisecond
 	for seed := range uint64(20) {
-		s := newSwimSim(t, seed, 5, ServerConfig{ProbeInterval: probe})
+		cfg := ServerConfig{ProbeInterval: probe}
+		if seed%2 == 1 {
+			cfg.ClusterKey = []byte("a secret the five nodes share")
+		}
+		s := newSwimSim(t, seed, 5, cfg)
 		if !s.run(s.now.Add(50*probe), s.allAlive) {
 			t.Fatalf("seed %d: the cluster did not form", seed)
 		}

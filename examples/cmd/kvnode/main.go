@@ -13,8 +13,11 @@
 //	    -join 127.0.0.1:7101
 //
 // With -cluster-key-file, the nodes authenticate their replica RPCs with
-// the secret in that file (the same on every node); without it, keep
-// their HTTP addresses on a private network. -reap-after sets how long a
+// the secret in that file (the same on every node), and seal their gossip
+// with a key derived from it and the -cluster-name, so that membership
+// and replica addresses come only from nodes holding the key; gossip
+// packets refused are counted in /metrics (kv_gossip_*). Without it, keep
+// their HTTP and gossip addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
 //
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
@@ -61,6 +64,7 @@ func run(args []string) error {
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
 	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
+	clusterName := fs.String("cluster-name", "kv", "the cluster's name, authenticated in its gossip with -cluster-key-file, so two clusters sharing a key never merge")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
 	if err := fs.Parse(args); err != nil {
@@ -98,7 +102,7 @@ func run(args []string) error {
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store:      kv.StoreConfig{NoSync: *noSync},
 		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter},
-		ClusterKey: clusterKey,
+		ClusterKey: clusterKey, ClusterName: *clusterName,
 	})
 	if err != nil {
 		return err

@@ -2,19 +2,25 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distkit/distkit/detector/swim"
 )
 
 // The test binary doubles as kvnode: with KVNODE_MAIN set it runs main.
@@ -136,6 +142,60 @@ func request(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// keyedCluster is three kvnode processes, n1 to n3, sharing a cluster
+// key, each with the others as its -peers and -join.
+type keyedCluster struct {
+	ids, addrs, gossip []string
+	args               func(i int) []string // the arguments of node i
+	procs              []*proc
+}
+
+// startKeyed starts a keyedCluster; the test's cleanup kills the
+// processes still running.
+func startKeyed(t *testing.T) *keyedCluster {
+	dir := t.TempDir()
+	c := &keyedCluster{ids: []string{"n1", "n2", "n3"}, addrs: freeAddrs(t, "tcp", 3), gossip: freeAddrs(t, "udp", 3)}
+	var peers []string
+	for i, id := range c.ids {
+		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, c.addrs[i], i))
+	}
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.args = func(i int) []string {
+		return []string{"-id", c.ids[i], "-data", dir + "/" + c.ids[i], "-peers", strings.Join(peers, ","),
+			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", keyFile}
+	}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			if p != nil && p.cmd.ProcessState == nil {
+				_ = p.cmd.Process.Kill()
+				_ = p.cmd.Wait()
+			}
+		}
+	})
+	c.procs = make([]*proc, 3)
+	for i := range c.ids {
+		c.procs[i] = start(t, c.addrs[i], c.args(i)...)
+	}
+	return c
+}
+
+// leave stops nodes i with SIGTERM, one after the other, and fails the
+// test unless each exits cleanly.
+func (c *keyedCluster) leave(t *testing.T, i ...int) {
+	t.Helper()
+	for _, i := range i {
+		if err := c.procs[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.procs[i].cmd.Wait(); err != nil {
+			t.Fatalf("%s after SIGTERM: %v", c.ids[i], err)
+		}
+	}
+}
+
 // Three kvnode processes sharing a cluster key; one is killed with
 // SIGKILL after acknowledging writes, restarted on its data directory, and
 // serves them alone once the others shut down cleanly on SIGTERM.
@@ -143,33 +203,8 @@ func TestKillAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	dir := t.TempDir()
-	addrs, gossip := freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
-	ids := []string{"n1", "n2", "n3"}
-	var peers []string
-	for i, id := range ids {
-		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
-	}
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := func(i int) []string {
-		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-cluster-key-file", keyFile}
-	}
-	procs := make([]*proc, 3)
-	for i := range ids {
-		procs[i] = start(t, addrs[i], args(i)...)
-	}
-	defer func() {
-		for _, p := range procs {
-			if p.cmd.ProcessState == nil {
-				_ = p.cmd.Process.Kill()
-				_ = p.cmd.Wait()
-			}
-		}
-	}()
+	c := startKeyed(t)
+	addrs, procs := c.addrs, c.procs
 
 	for k := range 20 {
 		if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/k%d?w=3", addrs[0], k), fmt.Sprint("v", k)); code != http.StatusNoContent {
@@ -185,20 +220,13 @@ func TestKillAndRestart(t *testing.T) {
 			t.Fatalf("PUT k%d with n2 down: %d %s", k, code, body)
 		}
 	}
-	procs[1] = start(t, addrs[1], args(1)...)
+	procs[1] = start(t, addrs[1], c.args(1)...)
 	for k := range 30 {
 		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
 			t.Fatalf("GET k%d via the restarted node: %d %q", k, code, body)
 		}
 	}
-	for _, i := range []int{0, 2} {
-		if err := procs[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := procs[i].cmd.Wait(); err != nil {
-			t.Fatalf("%s after SIGTERM: %v", ids[i], err)
-		}
-	}
+	c.leave(t, 0, 2)
 	for k := range 20 { // acknowledged by n2 before the SIGKILL
 		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d?r=1", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
 			t.Fatalf("GET k%d from n2 alone: %d %q", k, code, body)
@@ -293,4 +321,124 @@ func TestBadClusterKeyFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metric returns the value of the unlabelled metric name in the /metrics
+// of the node at addr.
+func metric(t *testing.T, addr, name string) int {
+	t.Helper()
+	code, body := request(t, "GET", "http://"+addr+"/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics of %s: %d %s", addr, code, body)
+	}
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("/metrics of %s: %q", addr, line)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/metrics of %s has no %s:\n%s", addr, name, body)
+	return 0
+}
+
+// impostor runs a SWIM node in this process that claims to be id, alive
+// at incarnation 1000 (above the real node's), at gossipAddr (empty: its
+// own), with httpAddr as its HTTP address, joining through seeds; keyring
+// nil gossips unsealed.
+func impostor(t *testing.T, id, gossipAddr, httpAddr string, keyring *swim.Keyring, seeds []string) *swim.Node {
+	t.Helper()
+	udp, err := swim.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := json.Marshal(map[string]string{"http": httpAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := swim.New(swim.Config{ID: id, Addr: cmp.Or(gossipAddr, udp.Addr()), Incarnation: 1000, Meta: meta, Seeds: seeds,
+		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond, Keyring: keyring, Label: "kv"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := swim.Start(t.Context(), core, udp, nil)
+	t.Cleanup(func() { _ = n.Close(); _ = udp.Close() })
+	return n
+}
+
+// Three nodes keyed with a cluster key, and two impostors in this process
+// that gossip as n2 at a higher incarnation with this process's HTTP
+// address: one without a key, at n2's own gossip address, and one with
+// another key, at its own. The nodes refuse their packets and count them
+// in /metrics; no write, read or handover ever reaches the impostors'
+// HTTP listener, and the real n2 ends up with every key.
+func TestGossipImpostor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	var reached atomic.Int64
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		t.Errorf("the impostor received %s %s", r.Method, r.URL)
+		http.Error(w, "impostor", http.StatusServiceUnavailable)
+	}))
+	defer fake.Close()
+	fakeAddr := strings.TrimPrefix(fake.URL, "http://")
+
+	c := startKeyed(t)
+	ids, addrs, gossip := c.ids, c.addrs, c.gossip
+	otherKey, err := swim.NewKeyring([]byte("another key, of thirty-two bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := []string{gossip[0], gossip[2]}
+	unkeyed := impostor(t, "n2", gossip[1], fakeAddr, nil, seeds)
+	wrongKey := impostor(t, "n2", "", fakeAddr, otherKey, seeds)
+	// Both impostors keep asking n1 and n3 to push-pull until they hear
+	// back, which they never do; wait until each node refused packets.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, i := range []int{0, 2} {
+		for metric(t, addrs[i], "kv_gossip_packets_unopened_total") < 4 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s refused no gossip packets", ids[i])
+			}
+			<-time.After(50 * time.Millisecond)
+		}
+	}
+
+	for k := range 40 {
+		if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/k%d?w=3", addrs[0], k), fmt.Sprint("v", k)); code != http.StatusNoContent {
+			t.Fatalf("PUT k%d: %d %s", k, code, body)
+		}
+		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d?r=3", addrs[2], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
+			t.Fatalf("GET k%d: %d %q", k, code, body)
+		}
+	}
+	refused := make([]int, 3)
+	for _, i := range []int{0, 2} {
+		refused[i] = metric(t, addrs[i], "kv_gossip_packets_unopened_total")
+		if n := metric(t, addrs[i], "kv_gossip_conflicts_total"); n != 0 {
+			t.Errorf("%s: %d gossip conflicts: an unauthenticated claim was read", ids[i], n)
+		}
+	}
+	// n1 and n3 leave, handing their keys over to the one other member
+	// of their ring, n2.
+	c.leave(t, 0, 2)
+	for k := range 40 {
+		if code, body := request(t, "GET", fmt.Sprintf("http://%s/kv/k%d?r=1", addrs[1], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
+			t.Fatalf("GET k%d from n2 alone: %d %q", k, code, body)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the impostors' HTTP listener received %d requests", n)
+	}
+	for name, n := range map[string]*swim.Node{"unkeyed": unkeyed, "wrong-key": wrongKey} {
+		if live := n.NumLive(); live != 1 {
+			t.Errorf("the %s impostor sees %d live members, want only itself", name, live)
+		}
+	}
+	t.Logf("impostors' HTTP requests: %d; gossip packets refused: n1 %d, n3 %d; 40 w=3 writes, 40 r=3 reads and the handovers of n1 and n3 all went to the real n2",
+		reached.Load(), refused[0], refused[2])
 }
