@@ -13,6 +13,8 @@
 //   - [EWFlag]: an enable-wins flag (riak_dt_od_flag).
 //   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag or
 //     ORMap values with observed-remove semantics (riak_dt_map).
+//   - [Text] and [List]: replicated sequences (a replicated growable array
+//     with FugueMax's ordering), for collaborative editing.
 //
 // Every replica names itself with a replica ID, a string unique among the
 // replicas that ever update the data (a node name, not a client name). A

@@ -1,0 +1,276 @@
+package crdt
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// refItem is one element of the reference sequence.
+type refItem struct {
+	id, left, right elemID
+	r               rune
+	dead            bool
+}
+
+// refDoc is the reference model: a plain slice of elements, integrated one
+// at a time by Gentle's YjsMod rule written out element by element (as in
+// the reference-crdts collection), with linear searches. Elements must
+// arrive after their origins.
+type refDoc struct{ items []refItem }
+
+func (d *refDoc) index(id elemID, missing int) int {
+	if id.isZero() {
+		return missing
+	}
+	for i, it := range d.items {
+		if it.id == id {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("reference: element %v missing", id))
+}
+
+func (d *refDoc) integrate(x refItem) {
+	left := d.index(x.left, -1)
+	right := d.index(x.right, len(d.items))
+	dest, scanning := left+1, false
+	for i := left + 1; ; i++ {
+		if !scanning {
+			dest = i
+		}
+		if i == len(d.items) || i == right {
+			break
+		}
+		o := d.items[i]
+		oleft, oright := d.index(o.left, -1), d.index(o.right, len(d.items))
+		if oleft < left {
+			break
+		}
+		if oleft == left {
+			if oright < right {
+				scanning = true
+				continue
+			}
+			if oright == right && x.id.replica < o.id.replica {
+				break
+			}
+			scanning = false
+		}
+	}
+	d.items = slices.Insert(d.items, dest, x)
+}
+
+func (d *refDoc) delete(id elemID) { d.items[d.index(id, 0)].dead = true }
+
+func (d *refDoc) String() string {
+	var b strings.Builder
+	for _, it := range d.items {
+		if !it.dead {
+			b.WriteRune(it.r)
+		}
+	}
+	return b.String()
+}
+
+// refOf adds the elements of the delta of an insert to d, and applies the
+// deletions of the delta of a delete.
+func refOf(d *refDoc, delta Text) {
+	for _, p := range delta.s.pending {
+		for k := range p.n {
+			it := refItem{id: elemID{p.id.replica, p.id.seq + uint64(k)}, left: p.left, right: p.right, r: p.items[k]}
+			if k > 0 {
+				it.left = elemID{p.id.replica, it.id.seq - 1}
+			}
+			d.integrate(it)
+		}
+	}
+	for r, rs := range delta.s.dead {
+		for _, rg := range rs {
+			for c := rg.lo; c < rg.hi; c++ {
+				d.delete(elemID{r, c})
+			}
+		}
+	}
+}
+
+// history runs a random editing history over n replicas: each step a
+// replica inserts or deletes at a random place, or merges a random delta
+// made so far (so deltas arrive late, duplicated and out of order). It
+// returns the replicas and the deltas in the order they were made.
+func history(r *rand.Rand, n, steps int) ([]Text, []Text) {
+	reps := make([]Text, n)
+	var log []Text
+	for range steps {
+		i := r.IntN(n)
+		t := &reps[i]
+		switch k := r.IntN(10); {
+		case k < 4 || t.Len() == 0:
+			pos := r.IntN(t.Len() + 1)
+			s := strings.Repeat(string(rune('a'+i)), 1+r.IntN(4))
+			if r.IntN(4) == 0 {
+				s = "é" + s // a multi-byte rune
+			}
+			log = append(log, t.Insert(replicaIDs[i%len(replicaIDs)]+fmt.Sprint(i), pos, s))
+		case k < 6:
+			pos := r.IntN(t.Len())
+			log = append(log, t.Delete(pos, 1+r.IntN(min(3, t.Len()-pos))))
+		default:
+			if len(log) > 0 {
+				t.Merge(log[r.IntN(len(log))])
+			}
+		}
+	}
+	return reps, log
+}
+
+func TestTextConvergesOnRandomHistories(t *testing.T) {
+	for seed := range seeds() {
+		r := rand.New(rand.NewPCG(seed, 0x7e47))
+		n := 3 + r.IntN(3)
+		reps, log := history(r, n, 200)
+		var ref refDoc
+		for _, d := range log {
+			refOf(&ref, d)
+		}
+		want := ref.String()
+		for i := range reps {
+			for _, j := range r.Perm(len(log)) {
+				reps[i].Merge(log[j])
+			}
+			if got := reps[i].String(); got != want {
+				t.Fatalf("seed %d: replica %d: %q, want %q", seed, i, got, want)
+			}
+			if reps[i].Pending() != 0 || len(reps[i].s.dead) != 0 {
+				t.Fatalf("seed %d: replica %d: %d pending, dead %v after every delta", seed, i, reps[i].Pending(), reps[i].s.dead)
+			}
+			checkTree(t, &reps[i].s)
+		}
+		// Deltas joined in random groups, in random orders, into a fresh
+		// replica, also give the text.
+		var fresh Text
+		perm := r.Perm(len(log))
+		for len(perm) > 0 {
+			k := 1 + r.IntN(len(perm))
+			var group Text
+			for _, j := range perm[:k] {
+				group.Merge(log[j])
+			}
+			checkTree(t, &group.s)
+			fresh.Merge(group)
+			perm = perm[k:]
+		}
+		if got := fresh.String(); got != want {
+			t.Fatalf("seed %d: grouped deltas: %q, want %q", seed, got, want)
+		}
+	}
+}
+
+// checkTree checks the invariants of the tree and the index.
+func checkTree[T any](t *testing.T, s *seq[T]) {
+	t.Helper()
+	if s.root == nil {
+		return
+	}
+	var walk func(n *node[T]) (int, int)
+	walk = func(n *node[T]) (vis, all int) {
+		if n.inner {
+			for _, k := range n.kids {
+				if k.parent != n {
+					t.Fatal("bad parent")
+				}
+				v, a := walk(k)
+				vis, all = vis+v, all+a
+			}
+		} else {
+			for _, sp := range n.spans {
+				if sp.leaf != n {
+					t.Fatal("bad leaf")
+				}
+				if !sp.dead && len(sp.items) != sp.n {
+					t.Fatalf("span %v: %d items, n %d", sp.id, len(sp.items), sp.n)
+				}
+				if s.index[sp.id.replica].find(sp.id.seq) != sp {
+					t.Fatalf("span %v not indexed", sp.id)
+				}
+				vis, all = vis+sp.visible(), all+sp.n
+			}
+		}
+		if vis != n.vis || all != n.all {
+			t.Fatalf("counts %d/%d, want %d/%d", n.vis, n.all, vis, all)
+		}
+		return vis, all
+	}
+	walk(s.root)
+}
+
+// trace is an editing trace: see testdata/editing-traces/README.md.
+type trace struct {
+	EndContent string `json:"endContent"`
+	Txns       []struct {
+		Patches [][3]json.RawMessage `json:"patches"`
+	} `json:"txns"`
+}
+
+// patch is one edit of a trace: at pos, delete del runes, insert ins.
+type patch struct {
+	pos, del int
+	ins      string
+}
+
+func loadTrace(tb testing.TB, name string) ([]patch, string) {
+	tb.Helper()
+	f, err := os.Open("testdata/editing-traces/" + name + ".json.gz")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var tr trace
+	if err := json.NewDecoder(z).Decode(&tr); err != nil {
+		tb.Fatal(err)
+	}
+	var ps []patch
+	for _, txn := range tr.Txns {
+		for _, p := range txn.Patches {
+			var q patch
+			if json.Unmarshal(p[0], &q.pos) != nil || json.Unmarshal(p[1], &q.del) != nil || json.Unmarshal(p[2], &q.ins) != nil {
+				tb.Fatalf("bad patch %s", p)
+			}
+			ps = append(ps, q)
+		}
+	}
+	return ps, tr.EndContent
+}
+
+func replay(ps []patch) *Text {
+	var t Text
+	for _, p := range ps {
+		if p.del > 0 {
+			t.Delete(p.pos, p.del)
+		}
+		if p.ins != "" {
+			t.Insert("a", p.pos, p.ins)
+		}
+	}
+	return &t
+}
+
+func TestTextTraces(t *testing.T) {
+	for _, name := range []string{"automerge-paper", "seph-blog1"} {
+		ps, end := loadTrace(t, name)
+		got := replay(ps)
+		if got.String() != end {
+			t.Fatalf("%s: replay differs from endContent", name)
+		}
+		checkTree(t, &got.s)
+	}
+}
