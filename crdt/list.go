@@ -2,8 +2,10 @@ package crdt
 
 import (
 	"iter"
+	"slices"
 
 	"github.com/distkit/distkit/vclock"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // List is a replicated list of values of type T: a sequence CRDT in which
@@ -28,7 +30,7 @@ func (l *List[T]) Insert(id string, pos int, xs ...T) List[T] {
 		}
 		return d
 	}
-	d.s.addPending(l.s.insert(id, pos, xs))
+	d.s.deltaOf(l.s.insert(id, pos, slices.Clone(xs)))
 	return d
 }
 
@@ -93,3 +95,13 @@ func (l *List[T]) Compact(stable vclock.VClock) int { return l.s.compact(stable)
 // Pending returns the number of elements that arrived before one of their
 // origins and wait, invisible, for it.
 func (l List[T]) Pending() int { return l.s.pendingLen() }
+
+// EncodeMsgpack writes l in the canonical, run-length encoded form
+// described in the package's wire format.
+func (l List[T]) EncodeMsgpack(enc *msgpack.Encoder) error { return l.s.encode(enc, encodeValues[T]) }
+
+// DecodeMsgpack reads a List. Errors wrap [ErrMalformed] and leave l
+// unchanged.
+func (l *List[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
+	return l.s.decode(dec, decodeValues[T])
+}

@@ -425,7 +425,8 @@ func (s *seq[T]) indexFor(replica string) *spanIndex[T] {
 }
 
 // insert inserts xs at pos as replica id and returns the new span, a copy
-// outside the tree: the delta.
+// outside the tree: the delta. The tree keeps xs, which it only appends to
+// beyond the delta's items.
 func (s *seq[T]) insert(id string, pos int, xs []T) *span[T] {
 	if pos < 0 || pos > s.Len() {
 		panic("crdt: insert position out of range")
@@ -447,17 +448,23 @@ func (s *seq[T]) insert(id string, pos int, xs []T) *span[T] {
 			prev, next = s.prev(sp), sp
 		}
 	}
-	sp := &span[T]{id: elemID{r, first}, n: len(xs), items: slices.Clone(xs)}
+	delta := &span[T]{id: elemID{r, first}, n: len(xs), items: xs[:len(xs):len(xs)]}
 	if prev != nil {
-		sp.left = prev.lastID()
+		delta.left = prev.lastID()
 	}
 	if next != nil {
-		sp.right = next.id
+		delta.right = next.id
 	}
-	delta := *sp
-	delta.items = slices.Clone(xs)
-	s.insertAfter(prev, sp)
-	return &delta
+	if prev != nil && delta.follows(prev) {
+		prev.n += delta.n
+		prev.items = append(prev.items, xs...)
+		addCounts(prev.leaf, delta.n, delta.n)
+	} else {
+		sp := *delta
+		sp.items = xs
+		s.insertAfter(prev, &sp)
+	}
+	return delta
 }
 
 // remove deletes the n visible elements from pos and returns their IDs.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // refItem is one element of the reference sequence.
@@ -81,7 +83,9 @@ func (d *refDoc) String() string {
 // refOf adds the elements of the delta of an insert to d, and applies the
 // deletions of the delta of a delete.
 func refOf(d *refDoc, delta Text) {
-	for _, p := range delta.s.pending {
+	spans := delta.s.pending
+	delta.s.each(func(sp *span[rune]) bool { spans = append(spans, sp); return true })
+	for _, p := range spans {
 		for k := range p.n {
 			it := refItem{id: elemID{p.id.replica, p.id.seq + uint64(k)}, left: p.left, right: p.right, r: p.items[k]}
 			if k > 0 {
@@ -150,7 +154,11 @@ func TestTextConvergesOnRandomHistories(t *testing.T) {
 				t.Fatalf("seed %d: replica %d: %d pending, dead %v after every delta", seed, i, reps[i].Pending(), reps[i].s.dead)
 			}
 			checkTree(t, &reps[i].s)
+			if i > 0 && encode(t, reps[i]) != encode(t, reps[0]) {
+				t.Fatalf("seed %d: replicas 0 and %d converged to different encodings", seed, i)
+			}
 		}
+		roundTripText(t, seed, reps[0])
 		// Deltas joined in random groups, in random orders, into a fresh
 		// replica, also give the text.
 		var fresh Text
@@ -162,6 +170,7 @@ func TestTextConvergesOnRandomHistories(t *testing.T) {
 				group.Merge(log[j])
 			}
 			checkTree(t, &group.s)
+			roundTripText(t, seed, group)
 			fresh.Merge(group)
 			perm = perm[k:]
 		}
@@ -169,6 +178,21 @@ func TestTextConvergesOnRandomHistories(t *testing.T) {
 			t.Fatalf("seed %d: grouped deltas: %q, want %q", seed, got, want)
 		}
 	}
+}
+
+// roundTripText checks that x decodes from its encoding to a state with the
+// same encoding and text.
+func roundTripText(t *testing.T, seed uint64, x Text) {
+	t.Helper()
+	b := encode(t, x)
+	var back Text
+	if err := msgpack.Unmarshal([]byte(b), &back); err != nil {
+		t.Fatalf("seed %d: decode: %v", seed, err)
+	}
+	if encode(t, back) != b || back.String() != x.String() || back.Pending() != x.Pending() {
+		t.Fatalf("seed %d: encoding does not round-trip", seed)
+	}
+	checkTree(t, &back.s)
 }
 
 // checkTree checks the invariants of the tree and the index.
@@ -272,5 +296,37 @@ func TestTextTraces(t *testing.T) {
 			t.Fatalf("%s: replay differs from endContent", name)
 		}
 		checkTree(t, &got.s)
+	}
+}
+
+func BenchmarkTextTrace(b *testing.B) {
+	for _, name := range []string{"automerge-paper", "seph-blog1"} {
+		ps, _ := loadTrace(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				replay(ps)
+			}
+		})
+	}
+}
+
+func BenchmarkTextTraceLoad(b *testing.B) {
+	for _, name := range []string{"automerge-paper", "seph-blog1"} {
+		ps, end := loadTrace(b, name)
+		buf, err := msgpack.Marshal(replay(ps))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var t Text
+				if err := msgpack.Unmarshal(buf, &t); err != nil || t.Len() != len([]rune(end)) {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(buf)), "bytes")
+		})
 	}
 }

@@ -41,8 +41,8 @@ func (s *seq[T]) clone() seq[T] {
 	}
 	c.dead = s.dead.clone()
 	c.stable = s.stable.Clone()
-	c.max = maps.Clone(s.max)
 	c.names = maps.Clone(s.names)
+	c.recount()
 	return c
 }
 
@@ -93,8 +93,8 @@ func (s *seq[T]) merge(o *seq[T]) {
 		*s = o.clone()
 		return
 	}
-	for r, m := range o.max {
-		s.seen(s.intern(r), m)
+	for r, c := range o.stable.All() {
+		s.seen(s.intern(r), c)
 	}
 	var work []*span[T]
 	var dels idRanges
@@ -197,6 +197,7 @@ func (s *seq[T]) integrateAll(work []*span[T]) {
 		for len(stack) > 0 {
 			j := stack[len(stack)-1]
 			p := work[j]
+			s.seen(p.id.replica, p.end()-1)
 			dep, blocked := -1, false
 			for _, o := range [2]elemID{p.left, p.right} {
 				if o.isZero() || s.has(o) {
@@ -348,11 +349,32 @@ func (s *seq[T]) version() vclock.VClock {
 	return v
 }
 
-// addPending makes s the delta of the local insert p: p waits in pending
-// until merged into a replica that holds its origins.
-func (s *seq[T]) addPending(p *span[T]) {
-	s.pending = []*span[T]{p}
+// deltaOf makes the empty s the delta of the local insert p: p waits in
+// pending for its origins, unless it has none.
+func (s *seq[T]) deltaOf(p *span[T]) {
+	if p.left.isZero() && p.right.isZero() {
+		s.build([]*span[T]{p})
+	} else {
+		s.pending = []*span[T]{p}
+	}
 	s.seen(p.id.replica, p.end()-1)
+}
+
+// recount sets max from the elements, pending elements and stable.
+func (s *seq[T]) recount() {
+	s.max = nil
+	for r, x := range s.index {
+		if n := len(x.blocks); n > 0 {
+			blk := x.blocks[n-1]
+			s.seen(r, blk[len(blk)-1].end()-1)
+		}
+	}
+	for _, p := range s.pending {
+		s.seen(p.id.replica, p.end()-1)
+	}
+	for r, c := range s.stable.All() {
+		s.seen(r, c)
+	}
 }
 
 func (s *seq[T]) pendingLen() int {

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/distkit/distkit/vclock"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Text is a replicated text: a sequence CRDT of Unicode code points in
@@ -39,7 +40,7 @@ func (t *Text) Insert(id string, pos int, s string) Text {
 		}
 		return d
 	}
-	d.s.addPending(t.s.insert(id, pos, []rune(s)))
+	d.s.deltaOf(t.s.insert(id, pos, []rune(s)))
 	return d
 }
 
@@ -98,3 +99,11 @@ func (t *Text) Compact(stable vclock.VClock) int { return t.s.compact(stable) }
 // Pending returns the number of runes that arrived before one of their
 // origins and wait, invisible, for it.
 func (t Text) Pending() int { return t.s.pendingLen() }
+
+// EncodeMsgpack writes t in the canonical, run-length encoded form
+// described in the package's wire format.
+func (t Text) EncodeMsgpack(enc *msgpack.Encoder) error { return t.s.encode(enc, encodeRunes) }
+
+// DecodeMsgpack reads a Text. Errors wrap [ErrMalformed] and leave t
+// unchanged.
+func (t *Text) DecodeMsgpack(dec *msgpack.Decoder) error { return t.s.decode(dec, decodeRunes) }
