@@ -3,12 +3,14 @@ package crdt
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"unicode/utf8"
 
 	"github.com/distkit/distkit/internal/wire"
 	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // The wire format of Text and List, all msgpack:
@@ -247,6 +249,18 @@ func (d *decoder) ints() ([]int64, error) {
 	}
 	out := make([]int64, 0, prealloc)
 	for range n {
+		c, err := d.PeekCode()
+		if err != nil {
+			return nil, err
+		}
+		if c == msgpcode.Uint64 {
+			if u, err := d.DecodeUint64(); err != nil || u > math.MaxInt64 {
+				return nil, fmt.Errorf("integer %d out of range", u)
+			} else {
+				out = append(out, int64(u))
+			}
+			continue
+		}
 		v, err := d.DecodeInt64()
 		if err != nil {
 			return nil, err
@@ -562,9 +576,6 @@ func (s *seq[T]) decodeFrom(d *decoder, content func(d *decoder, n int) ([]T, er
 		}
 	}
 	for _, sp := range spans {
-		if sp.dead && s.stable.Get(sp.id.replica) >= sp.id.seq {
-			return fmt.Errorf("tombstone %v covered by the frontier", sp.id)
-		}
 		// Origins are held, or discarded by compaction.
 		for _, o := range [2]elemID{sp.left, sp.right} {
 			if !o.isZero() && !s.has(o) && s.stable.Get(o.replica) < o.seq {

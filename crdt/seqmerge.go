@@ -123,10 +123,7 @@ func (s *seq[T]) merge(o *seq[T]) {
 		}
 	}
 	s.normalizePending()
-	if !s.stable.Descends(o.stable) {
-		s.stable.Merge(o.stable)
-		s.discard()
-	}
+	s.stable.Merge(o.stable)
 }
 
 // missing appends to work the parts of sp that s neither holds nor has
@@ -234,17 +231,14 @@ func (s *seq[T]) integrateAll(work []*span[T]) {
 // deleteIDs deletes the elements [lo, hi) of replica: those held become
 // tombstones, the others are remembered in dead unless discarded.
 func (s *seq[T]) deleteIDs(replica string, lo, hi uint64) {
-	lo = max(lo, s.stable.Get(replica)+1)
-	if lo >= hi {
-		return
-	}
 	hits := s.index[replica].overlapping(lo, hi)
+	gone := s.stable.Get(replica) + 1 // below: held or discarded
 	c := lo
 	for _, t := range hits {
-		s.dead.add(replica, c, t.id.seq)
+		s.dead.add(replica, max(c, gone), t.id.seq)
 		c = max(c, t.end())
 	}
-	s.dead.add(replica, c, hi)
+	s.dead.add(replica, max(c, gone), hi)
 	for _, t := range hits {
 		if t.dead {
 			continue

@@ -79,12 +79,15 @@ func (t Text) Version() vclock.VClock { return t.s.version() }
 
 // Compact records stable as causally stable and discards the tombstones of
 // the runes it covers (stable is first limited to Version()); it returns
-// how many. The state remembers stable, and a merge of a state with a later
-// frontier compacts to it too.
+// how many. The state remembers stable, and merges join it: a replica then
+// ignores the runes stable covers that it does not hold, which are the
+// discarded ones. Compaction is local: it changes what a replica keeps, not
+// the text, so replicas that compacted differently hold the same text but
+// may encode differently, until they compact with the same frontier.
 //
 // Compact is safe, that is, replicas still converge to the same text, when
 //  1. every replica has merged every insert that stable covers, and the
-//     deletion of every rune any replica has deleted among them; and
+//     deletion of every rune this replica discards; and
 //  2. every insert not covered by stable that will still reach this
 //     replica was made by a replica that had already compacted with stable
 //     (a new insert names its neighbours, tombstones included, as origins,
