@@ -427,7 +427,7 @@ func (s *seq[T]) indexFor(replica string) *spanIndex[T] {
 // insert inserts xs at pos as replica id and returns the new span, a copy
 // outside the tree: the delta. The tree keeps xs, which it only appends to
 // beyond the delta's items.
-func (s *seq[T]) insert(id string, pos int, xs []T) *span[T] {
+func (s *seq[T]) insert(id string, pos int, xs []T) span[T] {
 	if pos < 0 || pos > s.Len() {
 		panic("crdt: insert position out of range")
 	}
@@ -448,19 +448,19 @@ func (s *seq[T]) insert(id string, pos int, xs []T) *span[T] {
 			prev, next = s.prev(sp), sp
 		}
 	}
-	delta := &span[T]{id: elemID{r, first}, n: len(xs), items: xs[:len(xs):len(xs)]}
+	delta := span[T]{id: elemID{r, first}, n: len(xs), items: xs[:len(xs):len(xs)]}
 	if prev != nil {
 		delta.left = prev.lastID()
 	}
 	if next != nil {
 		delta.right = next.id
 	}
-	if prev != nil && delta.follows(prev) {
+	if prev != nil && (&delta).follows(prev) {
 		prev.n += delta.n
 		prev.items = append(prev.items, xs...)
 		addCounts(prev.leaf, delta.n, delta.n)
 	} else {
-		sp := *delta
+		sp := delta
 		sp.items = xs
 		s.insertAfter(prev, &sp)
 	}

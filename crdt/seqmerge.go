@@ -337,37 +337,46 @@ func (s *seq[T]) discard() int {
 // version returns the largest counter s has seen from each replica.
 func (s *seq[T]) version() vclock.VClock {
 	var v vclock.VClock
-	for r, c := range s.max {
-		v.Add(vclock.Dot{ID: r, Counter: c})
-	}
+	s.highest(func(r string, c uint64) { v.Add(vclock.Dot{ID: r, Counter: c}) })
 	return v
 }
 
 // deltaOf makes the empty s the delta of the local insert p: p waits in
 // pending for its origins, unless it has none.
-func (s *seq[T]) deltaOf(p *span[T]) {
+func (s *seq[T]) deltaOf(p span[T]) {
+	// One allocation for the run and the slice that holds it.
+	one := &struct {
+		sp  span[T]
+		ptr [1]*span[T]
+	}{sp: p}
+	one.ptr[0] = &one.sp
 	if p.left.isZero() && p.right.isZero() {
-		s.build([]*span[T]{p})
+		s.build(one.ptr[:])
 	} else {
-		s.pending = []*span[T]{p}
+		s.pending = one.ptr[:]
 	}
-	s.seen(p.id.replica, p.end()-1)
 }
 
 // recount sets max from the elements, pending elements and stable.
 func (s *seq[T]) recount() {
 	s.max = nil
+	s.highest(s.seen)
+}
+
+// highest calls f with the largest counter of each replica among the
+// elements, pending elements and stable (more than once for some).
+func (s *seq[T]) highest(f func(replica string, c uint64)) {
 	for r, x := range s.index {
 		if n := len(x.blocks); n > 0 {
 			blk := x.blocks[n-1]
-			s.seen(r, blk[len(blk)-1].end()-1)
+			f(r, blk[len(blk)-1].end()-1)
 		}
 	}
 	for _, p := range s.pending {
-		s.seen(p.id.replica, p.end()-1)
+		f(p.id.replica, p.end()-1)
 	}
 	for r, c := range s.stable.All() {
-		s.seen(r, c)
+		f(r, c)
 	}
 }
 
