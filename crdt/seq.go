@@ -313,20 +313,14 @@ func (s *seq[T]) unplace(sp *span[T]) {
 func (s *seq[T]) split(n *node[T]) {
 	m := &node[T]{parent: n.parent, inner: n.inner}
 	if n.inner {
-		h := len(n.kids) / 2
-		m.kids = slices.Clone(n.kids[h:])
-		clear(n.kids[h:])
-		n.kids = n.kids[:h]
+		m.kids = upperHalf(&n.kids)
 		for _, k := range m.kids {
 			k.parent = m
 			m.vis += k.vis
 			m.all += k.all
 		}
 	} else {
-		h := len(n.spans) / 2
-		m.spans = slices.Clone(n.spans[h:])
-		clear(n.spans[h:])
-		n.spans = n.spans[:h]
+		m.spans = upperHalf(&n.spans)
 		for _, sp := range m.spans {
 			sp.leaf = m
 			m.vis += sp.visible()
@@ -351,6 +345,15 @@ func (s *seq[T]) split(n *node[T]) {
 	if len(p.kids) > innerMax {
 		s.split(p)
 	}
+}
+
+// upperHalf moves the upper half of *xs to a new slice and returns it.
+func upperHalf[E any](xs *[]E) []E {
+	h := len(*xs) / 2
+	up := slices.Clone((*xs)[h:])
+	clear((*xs)[h:])
+	*xs = (*xs)[:h]
+	return up
 }
 
 // splitAt splits sp before its element k, 0 < k < sp.n, and returns the

@@ -52,10 +52,7 @@ func (x *spanIndex[T]) insert(sp *span[T]) {
 	blk := x.blocks[b]
 	blk = slices.Insert(blk, upTo(blk, sp.id.seq), sp)
 	if len(blk) > indexBlock {
-		h := len(blk) / 2
-		x.blocks = slices.Insert(x.blocks, b+1, slices.Clone(blk[h:]))
-		clear(blk[h:])
-		blk = blk[:h]
+		x.blocks = slices.Insert(x.blocks, b+1, upperHalf(&blk))
 	}
 	x.blocks[b] = blk
 }
