@@ -84,6 +84,17 @@
 // into another replica's. See [RemovedNodePruning] for the safety
 // precondition and the cleanup every other replica must apply.
 //
+// # Sequences
+//
+// [Text] and [List] are replicated sequences for collaborative editing:
+// each element has an ID and remembers its neighbours at insertion, and
+// FugueMax's rule orders concurrent inserts so that concurrently typed
+// runs never interleave. Their Merge is a join that needs nothing from
+// delivery: an element whose neighbours have not arrived waits,
+// invisible. Deleted elements leave tombstones, kept in runs, until
+// Compact discards those every replica has seen (see [Text.Compact] for
+// when that is safe).
+//
 // # Usage
 //
 //	var a, b crdt.ORSet[string]           // replicas "a" and "b"
@@ -124,7 +135,8 @@
 //     copied by assignment.
 //   - The zero value of every type is the empty state, ready to use.
 //   - Mutators panic only on misuse: a NaN element or key, a counter or
-//     dot overflowing uint64, Prune into the replica being removed.
+//     dot overflowing uint64, Prune into the replica being removed, a
+//     sequence position out of range.
 //
 // No type in this package is safe for concurrent use, like Go maps:
 // callers lock.

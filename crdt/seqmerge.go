@@ -86,8 +86,8 @@ func (s *seq[T]) build(spans []*span[T]) {
 // merge joins o into s. o is not changed and shares nothing with s
 // afterwards.
 func (s *seq[T]) merge(o *seq[T]) {
-	if s == o {
-		return
+	if s == o || s.root != nil && s.root == o.root {
+		return // a state merged into itself: the join changes nothing
 	}
 	if s.empty() {
 		*s = o.clone()

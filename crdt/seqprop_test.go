@@ -202,6 +202,11 @@ func TestListAgainstSlice(t *testing.T) {
 		if !slices.Equal(back.Items(), model) || encode(t, back) != string(b) {
 			t.Fatalf("seed %d: round trip", seed)
 		}
+		before := encode(t, l)
+		l.Merge(l)
+		if encode(t, l) != before {
+			t.Fatalf("seed %d: merging a list into itself changed it", seed)
+		}
 		c := l.Clone()
 		c.Insert("b", 0, 1)
 		if slices.Equal(c.Items(), l.Items()) {
