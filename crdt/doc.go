@@ -10,7 +10,9 @@
 //   - [LWWRegister]: a last-writer-wins register on [hlc.Timestamp]s, ties
 //     to the larger replica ID (riak_dt_lwwreg).
 //   - [MVRegister]: a multi-value register that keeps concurrent writes.
-//   - [EWFlag]: an enable-wins flag (riak_dt_od_flag).
+//   - [EWFlag]: an enable-wins flag (riak_dt_od_flag), and [DWFlag], its
+//     disable-wins dual.
+//   - [MaxRegister]: the largest value set anywhere.
 //   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag or
 //     ORMap values with observed-remove semantics (riak_dt_map).
 //   - [Text] and [List]: replicated sequences (a replicated growable array
