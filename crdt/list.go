@@ -93,7 +93,10 @@ func (l List[T]) Version() vclock.VClock { return l.s.version() }
 func (l *List[T]) Compact(stable vclock.VClock) int { return l.s.compact(stable) }
 
 // Pending returns the number of elements that arrived before one of their
-// origins and wait, invisible, for it.
+// origins and wait, invisible, for it. Every Merge retries them, at a cost
+// in proportion to their number: a count that keeps growing means deltas
+// whose predecessors were lost (merge a full state from a peer) or a
+// forged state.
 func (l List[T]) Pending() int { return l.s.pendingLen() }
 
 // EncodeMsgpack writes l in the canonical, run-length encoded form

@@ -100,7 +100,10 @@ func (t Text) Version() vclock.VClock { return t.s.version() }
 func (t *Text) Compact(stable vclock.VClock) int { return t.s.compact(stable) }
 
 // Pending returns the number of runes that arrived before one of their
-// origins and wait, invisible, for it.
+// origins and wait, invisible, for it. Every Merge retries them, at a cost
+// in proportion to their number: a count that keeps growing means deltas
+// whose predecessors were lost (merge a full state from a peer) or a
+// forged state.
 func (t Text) Pending() int { return t.s.pendingLen() }
 
 // EncodeMsgpack writes t in the canonical, run-length encoded form
