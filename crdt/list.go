@@ -21,7 +21,8 @@ type List[T any] struct {
 
 // Insert inserts xs before the element at pos (at the end when pos is
 // Len()) as replica id, and returns the delta. It panics when pos is out of
-// range, or when id's element counter would reach 2^63.
+// range, or when id's element counter would pass 2^64-1 (after 2^63
+// inserts at least, as counters from the wire stay below 2^63).
 func (l *List[T]) Insert(id string, pos int, xs ...T) List[T] {
 	var d List[T]
 	if len(xs) == 0 {

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"cmp"
+	"math"
 	"slices"
 
 	"github.com/distkit/distkit/vclock"
@@ -435,10 +436,10 @@ func (s *seq[T]) insert(id string, pos int, xs []T) span[T] {
 		panic("crdt: insert position out of range")
 	}
 	r := s.intern(id)
-	first := s.max[r] + 1
-	if uint64(len(xs)) > maxCounter-first+1 {
+	if s.max[r] > math.MaxUint64-uint64(len(xs)) {
 		panic("crdt: element counter overflow")
 	}
+	first := s.max[r] + 1
 	s.seen(r, first+uint64(len(xs))-1)
 	var prev, next *span[T]
 	if pos == s.Len() {

@@ -5,8 +5,9 @@ import (
 	"sort"
 )
 
-// maxCounter is the largest element counter: counters stay below 2^63,
-// so that no counter from the wire can make a local insert overflow.
+// maxCounter is the largest element counter a decoder accepts: counters
+// from the wire stay below 2^63, so that no remote input can make a local
+// insert, whose counters may go on to 2^64-1, overflow.
 const maxCounter = 1<<63 - 1
 
 // spanIndex holds the spans of one replica in the tree, by counter, in

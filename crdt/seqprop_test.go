@@ -295,3 +295,38 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+// TestTextCounterFromTheWire: a state naming this replica's counter at
+// 2^63-1, the largest a decoder accepts, leaves room for local inserts.
+func TestTextCounterFromTheWire(t *testing.T) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	_ = enc.EncodeArrayLen(7)
+	_ = enc.Encode([]string{"a"})
+	_ = enc.Encode([]any{flagID + 16, 0, uint64(maxCounter - 1)})
+	_ = enc.EncodeString("x")
+	_ = enc.Encode([]int{})
+	_ = enc.EncodeString("")
+	_ = enc.Encode([]int{})
+	_ = enc.Encode([]int{})
+	var x Text
+	if err := msgpack.Unmarshal(buf.Bytes(), &x); err != nil {
+		t.Fatal(err)
+	}
+	if v := x.Version().Get("a"); v != maxCounter {
+		t.Fatalf("version %d, want 2^63-1", v)
+	}
+	d := x.Insert("a", 1, "yz")
+	if x.String() != "xyz" || d.Version().Get("a") != maxCounter+2 {
+		t.Fatalf("%q, delta version %d", x.String(), d.Version().Get("a"))
+	}
+	var y Text
+	y.Insert("b", 0, "q")
+	y.Merge(x.Clone()) // merges in memory; only the wire refuses such counters
+	if y.Len() != 4 {
+		t.Fatalf("merged %q", y.String())
+	}
+	if _, err := msgpack.Marshal(x); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -31,7 +31,8 @@ type Text struct {
 
 // Insert inserts s before the rune at pos (at the end when pos is Len())
 // as replica id, and returns the delta. It panics when pos is out of range,
-// or when id's element counter would reach 2^63.
+// or when id's element counter would pass 2^64-1 (after 2^63 inserts at
+// least, as counters from the wire stay below 2^63).
 func (t *Text) Insert(id string, pos int, s string) Text {
 	var d Text
 	if s == "" {
