@@ -16,8 +16,9 @@
 // (anti-entropy trees, with transparency-dev/merkle), vclock_test.go,
 // ring_test.go (serialx/hashring, stathat/consistent,
 // groupcache/consistenthash, go-rendezvous, go-jump), quorum_test.go,
-// crdt_test.go, idempotency_test.go, saga_test.go and swim_test.go
-// (hashicorp/memberlist). Quality comparisons that are not timings (load
+// crdt_test.go, idempotency_test.go, saga_test.go, swim_test.go
+// (hashicorp/memberlist) and seq_test.go (Yjs and Automerge, run under
+// node from seqjs/ on the editing traces). Quality comparisons that are not timings (load
 // balance, keys moved, state size, fan-out behaviour, failure detection)
 // are Test functions named ...Table that log a markdown table; the
 // -tables flag also appends the tables to a file, and -long enables the

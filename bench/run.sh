@@ -28,6 +28,14 @@ BENCHSTAT=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9
 tables=$(mktemp)
 trap 'rm -f "$tables"' EXIT
 
+# Yjs and Automerge, for the editing-trace table, run under node from a
+# bench-local node_modules.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+	(cd seqjs && npm ci --no-audit --no-fund --silent)
+else
+	echo "run.sh: node or npm not found: the editing-trace table will show distkit alone" >&2
+fi
+
 go test -count 1 -timeout 1h -run . . -args -long -tables "$tables" >/dev/null
 tee=(tee results.txt)
 if [[ ${APPEND:-} == 1 ]]; then

@@ -23,6 +23,12 @@ func writeTable(t *testing.T, title string, header []string, rows [][]string) {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
 	}
 	t.Log(b.String())
+	appendTables(t, b.String())
+}
+
+// appendTables appends text to the -tables file, if any.
+func appendTables(t *testing.T, text string) {
+	t.Helper()
 	if *tablesOut == "" {
 		return
 	}
@@ -31,7 +37,7 @@ func writeTable(t *testing.T, title string, header []string, rows [][]string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString(b.String()); err != nil {
+	if _, err := f.WriteString(text); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,9 +10,13 @@
 //   - [LWWRegister]: a last-writer-wins register on [hlc.Timestamp]s, ties
 //     to the larger replica ID (riak_dt_lwwreg).
 //   - [MVRegister]: a multi-value register that keeps concurrent writes.
-//   - [EWFlag]: an enable-wins flag (riak_dt_od_flag).
+//   - [EWFlag]: an enable-wins flag (riak_dt_od_flag), and [DWFlag], its
+//     disable-wins dual.
+//   - [MaxRegister]: the largest value set anywhere.
 //   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag or
 //     ORMap values with observed-remove semantics (riak_dt_map).
+//   - [Text] and [List]: replicated sequences (a replicated growable array
+//     with FugueMax's ordering), for collaborative editing.
 //
 // Every replica names itself with a replica ID, a string unique among the
 // replicas that ever update the data (a node name, not a client name). A
@@ -99,6 +103,17 @@
 // mark, prune once, and only then clean up, on every replica, its own
 // state and every incoming one, until no pre-prune state can arrive.
 //
+// # Sequences
+//
+// [Text] and [List] are replicated sequences for collaborative editing:
+// each element has an ID and remembers its neighbours at insertion, and
+// FugueMax's rule orders concurrent inserts so that concurrently typed
+// runs never interleave. Their Merge is a join that needs nothing from
+// delivery: an element whose neighbours have not arrived waits,
+// invisible. Deleted elements leave tombstones, kept in runs, until
+// Compact discards those every replica has seen (see [Text.Compact] for
+// when that is safe).
+//
 // # Usage
 //
 //	var a, b crdt.ORSet[string]           // replicas "a" and "b"
@@ -150,8 +165,12 @@
 //     passed. Use them on states merged from untrusted peers and for
 //     amounts from clients; the plain mutators panic there instead,
 //     changing nothing.
+//     Text and List are the exception: their decoders refuse such
+//     counters too, but a local insert may draw one, so that no counter
+//     from the wire can make an insert panic; see [Text.Insert].
 //   - Mutators panic only on misuse: a NaN element or key, Prune into the
-//     replica being removed, and the exhaustion above.
+//     replica being removed, a sequence position out of range, and the
+//     exhaustion above.
 //
 // No type in this package is safe for concurrent use, like Go maps:
 // callers lock.

@@ -114,3 +114,31 @@ func ExampleGCounter_Prune() {
 	fmt.Println(a.ModifiedBy(), a.Value(), c.ModifiedBy(), c.Value())
 	// Output: [a] 7 [a] 7
 }
+
+func ExampleText() {
+	var a, b crdt.Text // replicas "a" and "b"
+	d1 := a.Insert("a", 0, "hello world")
+	b.Merge(d1)
+	d2 := a.Insert("a", 5, ",")     // "hello, world"
+	d3 := b.Delete(6, 5)            // concurrently, b deletes "world"
+	d4 := b.Insert("b", 6, "there") // and types "there"
+	a.Merge(d3)
+	a.Merge(d4)
+	b.Merge(d2)
+	fmt.Println(a.String())
+	fmt.Println(b.String())
+	// Output:
+	// hello, there
+	// hello, there
+}
+
+func ExampleList() {
+	var a, b crdt.List[int]
+	b.Merge(a.Insert("a", 0, 1, 2, 3))
+	da := a.Insert("a", 3, 4) // both append concurrently
+	db := b.Insert("b", 3, 5)
+	a.Merge(db)
+	b.Merge(da)
+	fmt.Println(a.Items(), b.Items())
+	// Output: [1 2 3 4 5] [1 2 3 4 5]
+}
