@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -107,15 +106,6 @@ type seqResult struct {
 	LoadCPU   float64 `json:"load_cpu_ms"`
 	Heap      int64   `json:"heap_bytes"`
 	External  int64   `json:"external_bytes"`
-}
-
-// cpuTime returns the user and system CPU time of the process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measure runs f n times and returns the medians of its wall and CPU time,

@@ -21,18 +21,30 @@ type List[T any] struct {
 
 // Insert inserts xs before the element at pos (at the end when pos is
 // Len()) as replica id, and returns the delta. It panics when pos is out of
-// range, or when id's element counter would pass 2^64-1 (after 2^63
-// inserts at least, as counters from the wire stay below 2^63).
+// range, or, changing nothing, when id's element counter would pass
+// [vclock.MaxCounter]; [List.TryInsert] returns that error instead.
 func (l *List[T]) Insert(id string, pos int, xs ...T) List[T] {
+	return must(l.TryInsert(id, pos, xs...))
+}
+
+// TryInsert is [List.Insert] that returns an error wrapping
+// [vclock.ErrExhausted], leaving l unchanged, when id's element counter
+// would pass [vclock.MaxCounter] (which only a forged counter from a peer
+// can bring about). It panics when pos is out of range.
+func (l *List[T]) TryInsert(id string, pos int, xs ...T) (List[T], error) {
 	var d List[T]
 	if len(xs) == 0 {
 		if pos < 0 || pos > l.Len() {
 			panic("crdt: insert position out of range")
 		}
-		return d
+		return d, nil
 	}
-	d.s.deltaOf(l.s.insert(id, pos, slices.Clone(xs)))
-	return d
+	sp, err := l.s.insert(id, pos, slices.Clone(xs))
+	if err != nil {
+		return d, err
+	}
+	d.s.deltaOf(sp)
+	return d, nil
 }
 
 // Delete deletes the n elements from pos and returns the delta. It panics

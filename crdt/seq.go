@@ -2,7 +2,7 @@ package crdt
 
 import (
 	"cmp"
-	"math"
+	"fmt"
 	"slices"
 
 	"github.com/distkit/distkit/vclock"
@@ -430,15 +430,17 @@ func (s *seq[T]) indexFor(replica string) *spanIndex[T] {
 
 // insert inserts xs at pos as replica id and returns the new span, a copy
 // outside the tree: the delta. The tree keeps xs, which it only appends to
-// beyond the delta's items.
-func (s *seq[T]) insert(id string, pos int, xs []T) span[T] {
+// beyond the delta's items. It returns an error wrapping
+// [vclock.ErrExhausted], changing nothing, when id's counters would pass
+// [vclock.MaxCounter].
+func (s *seq[T]) insert(id string, pos int, xs []T) (span[T], error) {
 	if pos < 0 || pos > s.Len() {
 		panic("crdt: insert position out of range")
 	}
-	r := s.intern(id)
-	if s.max[r] > math.MaxUint64-uint64(len(xs)) {
-		panic("crdt: element counter overflow")
+	if _, err := vclock.AddCounter(s.max[id], uint64(len(xs))); err != nil {
+		return span[T]{}, fmt.Errorf("crdt: insert by %q: %w", id, err)
 	}
+	r := s.intern(id)
 	first := s.max[r] + 1
 	s.seen(r, first+uint64(len(xs))-1)
 	var prev, next *span[T]
@@ -468,7 +470,7 @@ func (s *seq[T]) insert(id string, pos int, xs []T) span[T] {
 		sp.items = xs
 		s.insertAfter(prev, &sp)
 	}
-	return delta
+	return delta, nil
 }
 
 // remove deletes the n visible elements from pos and returns their IDs.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -297,7 +298,10 @@ func mustHex(s string) []byte {
 }
 
 // TestTextCounterFromTheWire: a state naming this replica's counter at
-// 2^63-1, the largest a decoder accepts, leaves room for local inserts.
+// 2^63-1, the largest a decoder accepts, makes this replica's next insert
+// fail with ErrExhausted and change nothing (no panic from TryInsert, and
+// no counter past the bound that other replicas would refuse), while other
+// replicas go on inserting.
 func TestTextCounterFromTheWire(t *testing.T) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
@@ -316,17 +320,23 @@ func TestTextCounterFromTheWire(t *testing.T) {
 	if v := x.Version().Get("a"); v != maxCounter {
 		t.Fatalf("version %d, want 2^63-1", v)
 	}
-	d := x.Insert("a", 1, "yz")
-	if x.String() != "xyz" || d.Version().Get("a") != maxCounter+2 {
-		t.Fatalf("%q, delta version %d", x.String(), d.Version().Get("a"))
+	before, _ := msgpack.Marshal(x)
+	if _, err := x.TryInsert("a", 1, "yz"); !errors.Is(err, vclock.ErrExhausted) {
+		t.Fatalf("TryInsert at the bound: %v, want ErrExhausted", err)
+	}
+	if after, _ := msgpack.Marshal(x); !bytes.Equal(before, after) {
+		t.Fatal("a refused insert changed the state")
+	}
+	d := x.Insert("b", 1, "yz")
+	if x.String() != "xyz" || d.Version().Get("b") != 2 {
+		t.Fatalf("%q, delta version %d", x.String(), d.Version().Get("b"))
+	}
+	enc2, err := msgpack.Marshal(x)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var y Text
-	y.Insert("b", 0, "q")
-	y.Merge(x.Clone()) // merges in memory; only the wire refuses such counters
-	if y.Len() != 4 {
-		t.Fatalf("merged %q", y.String())
-	}
-	if _, err := msgpack.Marshal(x); err != nil {
-		t.Fatal(err)
+	if err := msgpack.Unmarshal(enc2, &y); err != nil || y.String() != "xyz" {
+		t.Fatalf("decoded %q, %v", y.String(), err)
 	}
 }

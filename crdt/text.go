@@ -31,18 +31,28 @@ type Text struct {
 
 // Insert inserts s before the rune at pos (at the end when pos is Len())
 // as replica id, and returns the delta. It panics when pos is out of range,
-// or when id's element counter would pass 2^64-1 (after 2^63 inserts at
-// least, as counters from the wire stay below 2^63).
-func (t *Text) Insert(id string, pos int, s string) Text {
+// or, changing nothing, when id's element counter would pass
+// [vclock.MaxCounter]; [Text.TryInsert] returns that error instead.
+func (t *Text) Insert(id string, pos int, s string) Text { return must(t.TryInsert(id, pos, s)) }
+
+// TryInsert is [Text.Insert] that returns an error wrapping
+// [vclock.ErrExhausted], leaving t unchanged, when id's element counter
+// would pass [vclock.MaxCounter] (which only a forged counter from a peer
+// can bring about). It panics when pos is out of range.
+func (t *Text) TryInsert(id string, pos int, s string) (Text, error) {
 	var d Text
 	if s == "" {
 		if pos < 0 || pos > t.Len() {
 			panic("crdt: insert position out of range")
 		}
-		return d
+		return d, nil
 	}
-	d.s.deltaOf(t.s.insert(id, pos, []rune(s)))
-	return d
+	sp, err := t.s.insert(id, pos, []rune(s))
+	if err != nil {
+		return d, err
+	}
+	d.s.deltaOf(sp)
+	return d, nil
 }
 
 // Delete deletes the n runes from pos and returns the delta. It panics when
