@@ -52,7 +52,9 @@ func ExampleClock_Update() {
 func ExampleClock_Restore() {
 	persisted := hlc.Make(time.Date(2026, 11, 27, 12, 0, 5, 0, time.UTC), 0)
 	c := hlc.New(hlc.Config{Source: fixed("2026-11-27T12:00:00Z")}) // the clock was stepped back
-	c.Restore(persisted)
+	if err := c.Restore(persisted); err != nil {                    // a corrupt file or a bound decades ahead
+		panic(err)
+	}
 	fmt.Println(c.Now())
 	// Output: 2026-11-27T12:00:05.000000Z,1
 }
