@@ -170,7 +170,8 @@
 // tombstones unchanged, for MaintainConfig.ReapAfter) finds that every
 // home replica holds the same tombstone, or none, and that no fallback
 // holds a hint for the key, and then deletes it everywhere. Each store
-// keeps a reap floor, the largest counter of any object it reaped, and
+// keeps a reap floor, the largest counter of its own dots (those of its
+// actor IDs, with its epoch) in any object it reaped, and
 // numbers a write above it when the key holds no value of the writing
 // node: its dots are not reused, and a late copy of a reaped value that
 // node wrote is superseded by its next write of the key rather than

@@ -41,7 +41,10 @@ const (
 	DefaultHandOffEvery     = time.Second
 	DefaultAntiEntropyEvery = 5 * time.Second
 	DefaultReapEvery        = 10 * time.Second
-	DefaultReapAfter        = time.Minute
+	// DefaultReapAfter is ten times [AuthWindow], so that a recorded
+	// replica RPC cannot be replayed after the tombstones it predates
+	// were reaped.
+	DefaultReapAfter = 10 * AuthWindow
 )
 
 // MaintainConfig sets the periods of [Node.Maintain]; zero fields take

@@ -361,8 +361,10 @@ type Result struct {
 }
 
 // Written is what an acknowledged write returns: the context to send with
-// the next write, and the dot the write got, which identifies it. It is a
-// plain value; a zero Dot means the dot is unknown.
+// the next write, and the dot the write got, which identifies it. The
+// context covers what the write's own context covered and the write
+// itself, never a sibling its client did not read (see [writeContext]).
+// It is a plain value; a zero Dot means the dot is unknown.
 type Written struct {
 	Context vclock.VClock
 	Dot     vclock.Dot

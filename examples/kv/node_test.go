@@ -423,3 +423,51 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 		}
 	})
 }
+
+// The context a write returns covers what its client read and the write,
+// never a concurrent sibling its client did not see: B writes from c0, A
+// writes from c0, then A writes again with the context its first write
+// returned, and B's acknowledged value is still there.
+func TestNodeWriteContextOwnOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		_, other := homeAndOther(c, "k")
+		n := c.node(other)
+		w0, err := n.Put(ctx, key, vclock.VClock{}, []byte("c0"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Put(ctx, key, w0.Context, []byte("b"), 0); err != nil {
+			t.Fatal(err)
+		}
+		a1, err := n.Put(ctx, key, w0.Context, []byte("a1"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Put(ctx, key, a1.Context, []byte("a2"), 0); err != nil {
+			t.Fatal(err)
+		}
+		r, err := n.Get(ctx, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := values(r); !slices.Contains(got, "b") || slices.Contains(got, "c0") {
+			t.Fatalf("after A's second write: %q; want b kept and c0 replaced", got)
+		}
+		// A write whose context covers everything it may replace answers
+		// with that context and its own dot: the next write replaces both.
+		w, err := n.Put(ctx, key, r.Context, []byte("resolved"), 0)
+		if err != nil || !w.Context.Contains(w.Dot) {
+			t.Fatalf("a resolving write: %v, context %v dot %v; want the dot covered", err, w.Context, w.Dot)
+		}
+		if _, err := n.Put(ctx, key, w.Context, []byte("last"), 3); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := n.Get(ctx, key, 3); err != nil || !slices.Equal(values(r), []string{"last"}) {
+			t.Fatalf("after writes each with the last one's context: %q, %v; want [last]", values(r), err)
+		}
+	})
+}

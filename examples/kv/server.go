@@ -67,6 +67,8 @@ type ServerConfig struct {
 	// authenticated with it (see [APIConfig.ClusterKey]). nil: they are
 	// not.
 	ClusterKey []byte
+	// Limits are the HTTP API's bounds on clients ([APIConfig.Limits]).
+	Limits Limits
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -184,7 +186,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Limits: cfg.Limits, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},

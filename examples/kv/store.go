@@ -246,10 +246,19 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // as actor, with [vclock.DVVSet.Update], stores the result durably and
 // returns it, to be replicated to the other replicas with [Store.Merge].
 // Only a replica that holds the key's data may coordinate with its own
-// actor ID: the new dot is unique because this store has seen every dot
-// of that actor for the key, or, when it holds no value of that actor,
-// because the new dot is numbered above the store's reap floor (see
-// [Store.Reap]).
+// actor ID, "<node ID>.<epoch>" ([Store.Epoch]): the new dot is unique
+// because this store has seen every dot of that actor for the key, or,
+// when it holds no value of that actor, because the new dot is numbered
+// above the store's reap floor (see [Store.Reap]).
+//
+// ctx is trusted only as far as this copy of the key vouches for it: an entry naming a writer the copy has not seen is dropped,
+// and a counter above the copy's is cut down to it. A forged context
+// therefore supersedes nothing the copy does not hold and never enters
+// the key's history; an honest one read from replicas ahead of this one
+// leaves the values this copy has not seen yet as siblings, for the next
+// read to return and the client to resolve. A write whose dot would pass
+// [vclock.MaxCounter] is refused with an error wrapping
+// [vclock.ErrExhausted], and nothing is written.
 func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
@@ -257,21 +266,59 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	return s.write(key, func(tx *bolt.Tx, o *Object) { update(tx, o, ctx, actor, v) })
 }
 
+// seen returns the part of ctx that o has seen: each of ctx's counters
+// cut down to o's for the same writer, and the writers o has never seen
+// left out. A context that o descends from is returned whole.
+func seen(o Object, ctx vclock.VClock) vclock.VClock {
+	have := o.Context()
+	var out vclock.VClock
+	for id, c := range ctx.All() {
+		out.Add(vclock.Dot{ID: id, Counter: min(c, have.Get(id))})
+	}
+	return out
+}
+
 // update applies a coordinated write to o within tx, the write
-// transaction of its key.
+// transaction of its key, with the part of ctx that o has seen. When the
+// write's dot would pass vclock.MaxCounter it leaves o unchanged and
+// unwinds to the enclosing [Store.write] (see [writeRefused]), which returns
+// the error.
 func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) {
+	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
-		// each at most the floor and covered by the reaped tombstone. (Its
-		// counter in o may be lower than its reaped dots: a context from
-		// before the reap names them.) The new write supersedes them all,
-		// so its dot is new and a straggler cannot come back as a sibling.
+		// each at most the floor and covered by the reaped tombstone. The
+		// new write supersedes them all, so its dot is new and a straggler
+		// cannot come back as a sibling.
 		if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
-			ctx = ctx.Clone()
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
-	o.Update(ctx, actor, v)
+	if err := o.TryUpdate(ctx, actor, v); err != nil {
+		panic(writeRefused{err})
+	}
+}
+
+// writeRefused carries a write refused inside its bbolt transaction, such as
+// an update whose dot would pass vclock.MaxCounter, out of the functions
+// that apply writes (which return nothing) to [Store.write], the only
+// place that recovers it.
+type writeRefused struct{ err error }
+
+// apply calls f on o within tx and returns the error of a [writeRefused] it
+// raised; any other panic goes on.
+func apply(f func(tx *bolt.Tx, o *Object), tx *bolt.Tx, o *Object) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ref, ok := r.(writeRefused)
+			if !ok {
+				panic(r)
+			}
+			err = ref.err
+		}
+	}()
+	f(tx, o)
+	return nil
 }
 
 // holdsValueOf reports whether o has a value written by actor.
@@ -320,7 +367,9 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error
 				return err
 			}
 		}
-		f(tx, &o)
+		if err := apply(f, tx, &o); err != nil {
+			return err
+		}
 		enc, err := EncodeObject(o)
 		if err != nil {
 			return err

@@ -17,6 +17,11 @@
 // their HTTP addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
 //
+// Clients' input is bounded: -max-context-bytes and -max-context-entries
+// bound a write's X-Context (refused with 431 and 400). A context's
+// writers and counters beyond what the coordinator's copy of the key has
+// seen are pruned, never merged into the key.
+//
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
 // hands its data over to the other nodes and leaves the cluster, within
 // -leave-timeout; otherwise, or on a second signal, it stops as a failed
@@ -63,6 +68,10 @@ func run(args []string) error {
 	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
+	reapEvery := fs.Duration("reap-every", kv.DefaultReapEvery, "how often a pass of reaping looks for tombstones due")
+	var limits kv.Limits
+	fs.IntVar(&limits.MaxContextLen, "max-context-bytes", kv.DefaultMaxContextLen, "longest X-Context field a write may send, in bytes (longer: 431)")
+	fs.IntVar(&limits.MaxContextEntries, "max-context-entries", kv.DefaultMaxContextEntries, "most writers an X-Context may name (more: 400)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,8 +106,9 @@ func run(args []string) error {
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store:      kv.StoreConfig{NoSync: *noSync},
-		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter},
+		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery},
 		ClusterKey: clusterKey,
+		Limits:     limits,
 	})
 	if err != nil {
 		return err
