@@ -471,3 +471,61 @@ func TestNodeWriteContextOwnOnly(t *testing.T) {
 		}
 	})
 }
+
+// A W=2 write acknowledged by its coordinator and a hint, then a join that
+// takes the hint's target out of the key's replicas, then the loss of the
+// coordinator's disk: handoff gives the hint to the key's current
+// replicas, not to its old target, and the write survives.
+func TestNodeHintRetargetedAfterJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		next, err := c.ring.With(ring.Node{ID: "n5", Zone: "z1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A key whose second home replica leaves its home set as n5 joins.
+		before, after := newPlacement(c.ring, c.q.N, DefaultFallbacks), newPlacement(next, c.q.N, DefaultFallbacks)
+		var (
+			key             string
+			home, fallbacks []string
+		)
+		for i := 0; key == ""; i++ {
+			k := fmt.Sprint("k", i)
+			if h, f := before.of([]byte(k)); len(f) == 1 && !slices.Contains(after.home([]byte(k)), h[1]) {
+				key, home, fallbacks = k, h, f
+			}
+		}
+		c.crash(home[1])                  // down: the one fallback takes its copy as a hint
+		c.net.partitioned[home[2]] = true // unreachable, no fallback left for it
+		w, err := c.node(home[0]).Put(ctx, []byte(key), vclock.VClock{}, []byte("v"), 2)
+		if err != nil {
+			t.Fatalf("W=2 write with a hint: %v", err)
+		}
+		c.node(home[0]).Wait()
+		if targets, err := c.stores[fallbacks[0]].Hints().Targets(); err != nil || !slices.Equal(targets, []string{home[1]}) {
+			t.Fatalf("hints on the fallback for %v, %v; want one for %s", targets, err, home[1])
+		}
+		c.crash(home[0]) // before the join, so it streams nothing
+		c.net.heal()
+		c.ring = next
+		c.ids = append(c.ids, "n5")
+		c.start("n5")
+		for _, id := range c.up() {
+			if _, err := c.node(id).ApplyRing(ctx, next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.start(home[0])
+		c.wipe(home[0]) // the coordinator's disk is lost
+		c.converge(ctx)
+		ack := Ack{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}
+		if err := Check([]Ack{ack}, nil, c.replicas([]string{key})).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if c.pendingHints() != 0 {
+			t.Fatalf("%d hints pending", c.pendingHints())
+		}
+	})
+}
