@@ -31,6 +31,11 @@ func (c *coordinator) write(ctx context.Context, key []byte, cctx vclock.VClock,
 	for {
 		p := c.place()
 		home, fallbacks := p.of(key)
+		if len(home) < w {
+			// A ring of fewer nodes than w cannot hold w copies: refused
+			// before anything is written, as a read of more is.
+			return Written{}, fmt.Errorf("%w: w = %d but the ring has %d replicas of %q", quorum.ErrNoQuorum, w, len(home), key)
+		}
 		self, leaving := slices.Contains(home, c.self), c.leaver.leaving()
 		if !self || leaving || v.IdempotencyKey != "" {
 			res, forwarded, err := c.forward(ctx, home, leaving, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})

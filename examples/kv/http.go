@@ -80,8 +80,9 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 // Call POSTs req to node to and returns the response body. A status other
 // than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
 // for 422, the node's answer to a write that reused an idempotency key,
-// and [ErrUnauthenticated] for 401, its answer to a call without the
-// cluster key.
+// [ErrUnauthenticated] for 401, its answer to a call without the cluster
+// key, and [ErrTooManySiblings] for 409 and [ErrObjectTooLarge] for 413,
+// its answers to a write its key cannot take.
 func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.mu.RLock()
 	addr, ok := t.addrs[to]
@@ -114,6 +115,10 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
 		case http.StatusUnauthorized:
 			err = fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		case http.StatusConflict:
+			err = fmt.Errorf("%w: %w", ErrTooManySiblings, err)
+		case http.StatusRequestEntityTooLarge:
+			err = fmt.Errorf("%w: %w", ErrObjectTooLarge, err)
 		}
 		return nil, err
 	}
@@ -278,6 +283,10 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	case errors.Is(err, ErrKeyReused):
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	case errors.Is(err, ErrTooManySiblings):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrObjectTooLarge):
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	default:
@@ -324,7 +333,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	res, err := a.n.Get(r.Context(), key, q)
 	if err != nil {
-		writeError(w, err)
+		readError(w, err)
 		return
 	}
 	if res.Context.Len() > 0 {
@@ -442,12 +451,17 @@ func idempotencyKey(r *http.Request) (string, error) {
 }
 
 // writeError answers err: 400 for bad input, 409 for a write whose dot
-// would pass the counter bound, 422 for an idempotency key reused with
-// another value, 503 for too few replicas.
+// would pass the counter bound or that would leave too many siblings, 413
+// for one that would make the key too large, 422 for an idempotency key
+// reused with another value, 503 for too few replicas.
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadKey), errors.Is(err, quorum.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, ErrTooManySiblings):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrObjectTooLarge):
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 	case errors.Is(err, vclock.ErrExhausted):
 		http.Error(w, err.Error()+"\nthe key's history holds a counter at its bound; nothing was written", http.StatusConflict)
 	case errors.Is(err, ErrKeyReused):
@@ -456,6 +470,16 @@ func writeError(w http.ResponseWriter, err error) {
 		http.Error(w, "too few replicas answered: "+err.Error()+
 			"\nthe outcome is indeterminate; a retry with the same Idempotency-Key is safe", http.StatusServiceUnavailable)
 	}
+}
+
+// readError answers the error of a read: 400 for bad input, 503 for too
+// few replicas.
+func readError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrBadKey) || errors.Is(err, quorum.ErrInvalid) {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	http.Error(w, "too few replicas answered: "+err.Error()+"\nretry, or read with a smaller ?r=", http.StatusServiceUnavailable)
 }
 
 // clusterView is the JSON of GET /cluster.

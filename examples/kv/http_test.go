@@ -285,3 +285,45 @@ func TestAPIForgedContext(t *testing.T) {
 		}
 	})
 }
+
+// A write that would leave a key with more siblings than MaxSiblings, or
+// more bytes of values than MaxObjectLen, is refused (409, 413) with a
+// body that says to read and resolve, through any node; the write that
+// resolves them with the read's context passes.
+func TestAPIKeyLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		c.limits = StoreConfig{MaxSiblings: 3, MaxObjectLen: 20}
+		for _, id := range c.ids {
+			c.crash(id)
+			c.start(id)
+		}
+		other := c.node("n1").Home([]byte("k"))[1] // a node that forwards
+		h := API(c.node(other), APIConfig{})
+		for i := range 3 {
+			if rec := do(h, "PUT", "/kv/k", fmt.Sprint("v", i)); rec.Code != http.StatusNoContent {
+				t.Fatalf("blind PUT %d: %d %q", i, rec.Code, rec.Body)
+			}
+		}
+		rec := do(h, "PUT", "/kv/k", "v3")
+		if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "resolve") {
+			t.Fatalf("a fourth sibling: %d %q; want 409 saying to resolve", rec.Code, rec.Body)
+		}
+		read := do(h, "GET", "/kv/k?r=3", "")
+		if read.Code != http.StatusMultipleChoices || strings.Contains(read.Body.String(), "djM") { // "v3" in base64
+			t.Fatalf("GET after the refusal: %d %q; want the three siblings", read.Code, read.Body)
+		}
+		if rec := do(h, "PUT", "/kv/k", "resolved", HeaderContext, read.Header().Get(HeaderContext)); rec.Code != http.StatusNoContent {
+			t.Fatalf("the resolving PUT: %d %q", rec.Code, rec.Body)
+		}
+		rec = do(h, "PUT", "/kv/k", "thirteen bytes")
+		if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "resolve") {
+			t.Fatalf("a sibling past 20 bytes of values: %d %q; want 413", rec.Code, rec.Body)
+		}
+		read = do(h, "GET", "/kv/k?r=3", "")
+		if rec := do(h, "PUT", "/kv/k", "thirteen bytes", HeaderContext, read.Header().Get(HeaderContext)); rec.Code != http.StatusNoContent {
+			t.Fatalf("the same bytes replacing the value: %d %q", rec.Code, rec.Body)
+		}
+	})
+}

@@ -247,9 +247,11 @@ func (n *Node) Home(key []byte) []string { return n.place.Load().home(key) }
 
 // HandOff makes one pass of hinted handoff ([maintainer.handOff]): it
 // sends the hints held for every live target back to it, and drops each
-// hint the target took (and that did not grow meanwhile). Hints for a
-// node no longer in the ring (one that left) go to their keys' replicas
-// instead. It returns how many hints it delivered, and the errors of the
+// hint the target took (and that did not grow meanwhile). A hint whose
+// target is no longer a home replica of its key under the current ring
+// (a node joined or left since, or the target left) goes to the key's
+// current home replicas instead, and is dropped only once one of them
+// stored it. It returns how many hints it delivered, and the errors of the
 // targets that failed, joined; a failed hint stays for the next pass.
 // Call it periodically.
 func (n *Node) HandOff(ctx context.Context) (int, error) { return n.maint.handOff(ctx) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -414,13 +415,7 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 			t.Fatalf("%d copies sent, %d as hints, %d hints held; want every copy sent as a hint", sent, hinted, c.pendingHints())
 		}
 		c.start("n6")
-		c.converge(ctx)
-		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if c.pendingHints() != 0 {
-			t.Fatalf("%d hints pending", c.pendingHints())
-		}
+		c.settled(ctx, acks, keys)
 	})
 }
 
@@ -519,13 +514,31 @@ func TestNodeHintRetargetedAfterJoin(t *testing.T) {
 		}
 		c.start(home[0])
 		c.wipe(home[0]) // the coordinator's disk is lost
-		c.converge(ctx)
-		ack := Ack{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}
-		if err := Check([]Ack{ack}, nil, c.replicas([]string{key})).Err(); err != nil {
-			t.Fatal(err)
+		c.settled(ctx, []Ack{{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}}, []string{key})
+	})
+}
+
+// Small refusals: a one-node ring refuses w=3 before writing anything,
+// as a read of r=3 fails; a failed read gives no write advice; a data
+// file locked by another process says so.
+func TestNodeSmallRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		n := c.node("n1")
+		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 3); !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("w=3 on a one-node ring: %v, want ErrNoQuorum", err)
 		}
-		if c.pendingHints() != 0 {
-			t.Fatalf("%d hints pending", c.pendingHints())
+		if _, found, _ := c.stores["n1"].Get([]byte("k")); found {
+			t.Fatal("the refused write was applied")
+		}
+		rec := do(API(n, APIConfig{}), "GET", "/kv/k?r=3", "")
+		if rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), "Idempotency-Key") {
+			t.Fatalf("GET r=3 on a one-node ring: %d %q; want 503 without write advice", rec.Code, rec.Body)
+		}
+		if _, err := Open(c.stores["n1"].Path(), StoreConfig{}); err == nil || !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("opening a data file in use: %v; want it to say locked", err)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/vclock"
@@ -25,6 +26,18 @@ var ErrHintsFull = errors.New("kv: hint store full")
 // or an empty or NUL-containing node ID as a hint target.
 var ErrBadKey = errors.New("kv: bad key")
 
+// ErrTooManySiblings is returned for a coordinated write that would leave
+// its key with more than [StoreConfig.MaxSiblings] siblings: nothing was
+// written. The client reads the key and writes the value it resolves
+// the siblings to, with the read's context. The HTTP API answers 409.
+var ErrTooManySiblings = errors.New("kv: too many siblings")
+
+// ErrObjectTooLarge is returned for a coordinated write that would make
+// its key's values, siblings included, longer than
+// [StoreConfig.MaxObjectLen]: nothing was written. The HTTP API answers
+// 413.
+var ErrObjectTooLarge = errors.New("kv: object too large")
+
 // MaxKeyLen is the longest key the store accepts, in bytes.
 const MaxKeyLen = 1024
 
@@ -32,6 +45,11 @@ const MaxKeyLen = 1024
 const (
 	DefaultMaxHints      = 100_000
 	DefaultMaxBatchDelay = 200 * time.Microsecond
+	// DefaultMaxSiblings is Riak's max_siblings.
+	DefaultMaxSiblings = 100
+	// DefaultMaxObjectLen keeps an object, clocks included, well inside
+	// one replica RPC ([MaxRPCLen]).
+	DefaultMaxObjectLen = 16 << 20
 )
 
 // DefaultTree is the geometry of the store's anti-entropy trees unless
@@ -59,6 +77,18 @@ type StoreConfig struct {
 	// --unsafe-no-fsync: a write then survives a crash of the process but
 	// not of the machine. For tests only.
 	NoSync bool
+	// MaxSiblings bounds the siblings of a key that a coordinated write
+	// ([Store.Update]) may leave: a write that would leave more, and more
+	// than the key had, is refused with [ErrTooManySiblings] (a write
+	// that resolves siblings always passes). Merges from other replicas
+	// are never refused, so concurrent coordinators may together pass
+	// the bound; the next write through either then has to resolve.
+	// 0: DefaultMaxSiblings.
+	MaxSiblings int
+	// MaxObjectLen bounds the bytes of a key's values and idempotency
+	// keys, siblings included, in the same way, with [ErrObjectTooLarge].
+	// 0: DefaultMaxObjectLen.
+	MaxObjectLen int
 	// Epoch names this store's incarnation in the actor IDs of the writes
 	// it coordinates; it is used only when the file is created, and kept
 	// in it. Empty: 8 random hex digits. A node whose disk was lost comes
@@ -98,6 +128,11 @@ var (
 	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
+	// keyMaxSiblings and keyMaxObject hold, as uint64 BE, the bounds of
+	// coordinated writes the store was opened with, so that a write's
+	// transaction reads them where it reads the floor.
+	keyMaxSiblings = []byte("max-siblings")
+	keyMaxObject   = []byte("max-object")
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path,
@@ -118,7 +153,16 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxBatchDelay <= 0 {
 		cfg.MaxBatchDelay = DefaultMaxBatchDelay
 	}
+	if cfg.MaxSiblings <= 0 {
+		cfg.MaxSiblings = DefaultMaxSiblings
+	}
+	if cfg.MaxObjectLen <= 0 {
+		cfg.MaxObjectLen = DefaultMaxObjectLen
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("kv: open %s: locked by another process (a node running on the same data directory?): %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", path, err)
 	}
@@ -138,6 +182,11 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		for k, v := range map[string]int{string(keyMaxSiblings): cfg.MaxSiblings, string(keyMaxObject): cfg.MaxObjectLen} {
+			if err := meta.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
+				return err
+			}
+		}
 		if e := meta.Get(keyEpoch); e != nil {
 			s.epoch = string(e)
 			return nil
@@ -258,7 +307,9 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // leaves the values this copy has not seen yet as siblings, for the next
 // read to return and the client to resolve. A write whose dot would pass
 // [vclock.MaxCounter] is refused with an error wrapping
-// [vclock.ErrExhausted], and nothing is written.
+// [vclock.ErrExhausted], one that would pass [StoreConfig.MaxSiblings] or
+// [StoreConfig.MaxObjectLen] with [ErrTooManySiblings] or
+// [ErrObjectTooLarge], and nothing is written.
 func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
@@ -294,9 +345,28 @@ func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) 
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
+	meta := tx.Bucket(bucketMeta)
+	maxSiblings, maxLen := getUint64(meta, keyMaxSiblings), getUint64(meta, keyMaxObject)
+	siblings, size := o.Len(), valuesLen(*o)
 	if err := o.TryUpdate(ctx, actor, v); err != nil {
 		panic(writeRefused{err})
 	}
+	if n := o.Len(); uint64(n) > maxSiblings && n > siblings {
+		panic(writeRefused{fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)})
+	}
+	if n := valuesLen(*o); uint64(n) > maxLen && n > size {
+		panic(writeRefused{fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)})
+	}
+}
+
+// valuesLen returns the bytes of o's values and idempotency keys,
+// siblings included: what [StoreConfig.MaxObjectLen] bounds.
+func valuesLen(o Object) int {
+	n := 0
+	for _, v := range o.Values() {
+		n += len(v.Value) + len(v.IdempotencyKey)
+	}
+	return n
 }
 
 // writeRefused carries a write refused inside its bbolt transaction, such as

@@ -373,3 +373,13 @@ func TestForgedContext(t *testing.T) {
 		}
 	}
 }
+
+// Quorum sizes below one are refused, not replaced by defaults.
+func TestZeroQuorumFlags(t *testing.T) {
+	for _, flag := range []string{"-n", "-r", "-w"} {
+		err := run([]string{"-id", "n1", "-data", t.TempDir(), flag, "0"})
+		if err == nil || !strings.Contains(err.Error(), "at least 1") {
+			t.Errorf("%s 0: %v, want a refusal", flag, err)
+		}
+	}
+}
