@@ -3,7 +3,6 @@ package kv
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -29,7 +28,7 @@ var (
 	replaySeeds = flag.Uint64("replay-seeds", 4, "seeds TestClusterReplaysSeed runs twice each")
 )
 
-var errUnreachable = errors.New("unreachable")
+var errUnreachable = fmt.Errorf("unreachable: %w", ErrNotDelivered)
 
 // fabric is the network a test cluster's nodes talk over. It routes calls
 // to attached nodes; a node detached (crashed) gets no calls and makes

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -55,7 +56,8 @@ func (c *coordinator) write(ctx context.Context, key []byte, cctx vclock.VClock,
 
 // forward sends the coordination req to the first live home replica of
 // its key before this node (all of them when this node is leaving), the
-// next one when a replica refuses it as a leaving node, and reports
+// next one at once when a replica refuses it as a leaving node or the
+// request never reached it ([ErrNotDelivered]), and reports
 // whether one took it; when none did and this node may not coordinate
 // (it is not a home replica, or leaving), the error wraps
 // [ErrUnavailable].
@@ -68,7 +70,7 @@ func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, 
 			continue
 		}
 		resp, err := c.peers.call(ctx, h, req)
-		if refusedBy(err, h) {
+		if refusedBy(err, h) || errors.Is(err, ErrNotDelivered) {
 			continue // it applied nothing: the next home replica coordinates
 		}
 		if err != nil {

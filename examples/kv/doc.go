@@ -134,7 +134,21 @@
 //     a node serves a replica RPC only with an HMAC-SHA256 of it under
 //     the key, dated within [AuthWindow] of its clock (a recorded RPC
 //     replays within it: keep ReapAfter above it); without one, keep
-//     the nodes' addresses private. Requests are not encrypted.
+//     the nodes' addresses private. Requests are not encrypted. The
+//     authenticator covers the body's length and digest, so it is
+//     checked before the body is read: a sender without the key makes
+//     a node read nothing.
+//   - Hostile clients: a write's context counts only as far as its
+//     coordinator's copy of the key has seen it (after catching up from
+//     the other home replicas): writers that copy never saw are pruned
+//     and larger counters cut down, so a forged context supersedes
+//     nothing and never enters a key's history, and the reap floor
+//     counts only the store's own dots. Contexts, siblings per key, the
+//     bytes of a key's values, concurrent requests and the time a body
+//     may take are bounded ([Limits], [StoreConfig.MaxSiblings],
+//     [StoreConfig.MaxObjectLen]); what passes a bound is refused with a
+//     4xx status (503 with Retry-After for load) and a body that says
+//     what to do.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -77,7 +78,8 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 	t.addrs[id] = addr
 }
 
-// Call POSTs req to node to and returns the response body. A status other
+// Call POSTs req to node to and returns the response body. An error of
+// dialling wraps [ErrNotDelivered]. A status other
 // than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
 // for 422, the node's answer to a write that reused an idempotency key,
 // [ErrUnauthenticated] for 401, its answer to a call without the cluster
@@ -103,6 +105,9 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 		c = http.DefaultClient
 	}
 	resp, err := c.Do(hr)
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err) // no connection, no request
+	}
 	if err != nil {
 		return nil, err
 	}

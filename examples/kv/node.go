@@ -21,13 +21,19 @@ import (
 // replica of the key can coordinate the write.
 var ErrUnavailable = errors.New("kv: no replica of the key is reachable")
 
+// ErrNotDelivered is wrapped by the errors of a [Transport] call whose
+// request certainly never reached its node: nothing was applied there.
+var ErrNotDelivered = errors.New("kv: request not delivered")
+
 // ErrBadConfig is returned by [NewNode] for an invalid [NodeConfig].
 var ErrBadConfig = errors.New("kv: invalid node config")
 
 // Transport carries replica RPCs between nodes: Call delivers an encoded
 // request to the node to, which answers it with [Node.Handle], and returns
-// the encoded response or an error. It must honour ctx and be safe for
-// concurrent use.
+// the encoded response or an error. An error wrapping [ErrNotDelivered]
+// says that the request never reached the node (a refused connection, no
+// route), so that a forwarded write goes to the next home replica at
+// once. It must honour ctx and be safe for concurrent use.
 type Transport interface {
 	Call(ctx context.Context, to string, req []byte) ([]byte, error)
 }

@@ -542,3 +542,23 @@ func TestNodeSmallRefusals(t *testing.T) {
 		}
 	})
 }
+
+// A forwarded write that never reached the key's first home replica (it
+// is unreachable, though not yet believed down) goes to the next home
+// replica at once, and succeeds there.
+func TestNodeForwardFailsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		home, other := homeAndOther(c, "k")
+		c.net.partitioned[home[0]] = true
+		w, err := c.node(other).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)
+		if err != nil {
+			t.Fatalf("write with the first home replica unreachable: %v", err)
+		}
+		if want := c.node(home[1]).Actor(); w.Dot.ID != want {
+			t.Fatalf("coordinated by %s, want %s, the next home replica", w.Dot.ID, want)
+		}
+	})
+}
