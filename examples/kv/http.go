@@ -210,8 +210,11 @@ func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("kv: overloaded: %d requests in progress; retry after a second", n), http.StatusServiceUnavailable)
 			return
 		}
-		// Unsupported by some writers (a recorder in tests): no deadline.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		if r.Body != nil && r.Body != http.NoBody {
+			// Unsupported by some writers (a recorder in tests): no
+			// deadline. readBody lifts it once the body is in.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
 		h.ServeHTTP(w, r)
 	})
 }
@@ -421,11 +424,18 @@ func (a *api) context(w http.ResponseWriter, h string) (vclock.VClock, error) {
 	return c, err
 }
 
-// readBody reads r's body, of at most limit bytes, or answers the
+// readBody reads r's body, of at most limit bytes, and lifts its read
+// deadline, or answers the
 // request with 413 for a longer body, or 408 for one that did not arrive
 // within the read deadline ([Limits.BodyTimeout]), and reports false.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		// The body is in: the rest of the request (a quorum, a scan) is
+		// bounded by its own timeouts, and the server's check for a
+		// closed connection must not see the body's deadline pass.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
