@@ -12,8 +12,14 @@ import (
 )
 
 // HeaderAuth carries the authenticator of a replica RPC between nodes that
-// share a cluster key: "<unix seconds>.<hex HMAC-SHA256 of the seconds, a
-// '.', and the request body>".
+// share a cluster key: "<unix seconds>.<body length>.<hex SHA-256 of the
+// body>.<hex HMAC-SHA256 under the key of the three fields before it,
+// dot-separated>". The MAC covers the body through its digest, so the
+// receiver checks it from the header alone, before it reads a byte of
+// the body, and then reads exactly the declared length and compares the
+// digest: a sender without the key makes a node read nothing, and one
+// replaying a recorded header within [AuthWindow] makes it read at most
+// the length a node declared.
 const HeaderAuth = "X-KV-Auth"
 
 // MinClusterKeyLen is the shortest cluster key accepted, in bytes.
@@ -58,59 +64,76 @@ func GossipKey(clusterKey []byte) []byte {
 
 // authenticator returns the HeaderAuth value of body under key at now.
 func authenticator(key []byte, now time.Time, body []byte) string {
-	ts := strconv.FormatInt(now.Unix(), 10)
-	return ts + "." + hex.EncodeToString(mac(key, ts, body))
+	digest := sha256.Sum256(body)
+	signed := strconv.FormatInt(now.Unix(), 10) + "." + strconv.Itoa(len(body)) + "." + hex.EncodeToString(digest[:])
+	return signed + "." + hex.EncodeToString(mac(key, signed))
 }
 
-func mac(key []byte, ts string, body []byte) []byte {
+func mac(key []byte, signed string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
+	m.Write([]byte(signed))
 	return m.Sum(nil)
 }
 
 // authenticate checks the HeaderAuth value auth of body under key at now;
 // errors wrap [ErrUnauthenticated].
 func authenticate(key []byte, auth string, body []byte, now time.Time) error {
-	a, err := parseAuth(auth, now)
+	a, err := parseAuth(key, auth, now)
 	if err == nil {
-		err = a.check(key, body)
+		err = a.check(body)
 	}
 	return err
 }
 
-// parsedAuth is a HeaderAuth value split into its time and its MAC.
+// parsedAuth is a HeaderAuth value whose time and MAC were checked: the
+// length and digest of the body it vouches for.
 type parsedAuth struct {
-	ts  string
-	sum []byte
+	n      int64
+	digest [sha256.Size]byte
 }
 
-// parseAuth splits the HeaderAuth value auth and checks its time against
-// now, which needs no body; errors wrap [ErrUnauthenticated].
-func parseAuth(auth string, now time.Time) (parsedAuth, error) {
-	ts, hexSum, ok := strings.Cut(auth, ".")
-	if !ok {
+// parseAuth checks the HeaderAuth value auth under key at now, which
+// needs no body: its time is within AuthWindow of now and its MAC is
+// right. It returns the body length and digest the sender declared;
+// errors wrap [ErrUnauthenticated].
+func parseAuth(key []byte, auth string, now time.Time) (parsedAuth, error) {
+	i := strings.LastIndexByte(auth, '.')
+	if i < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
 	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
+	signed, hexSum := auth[:i], auth[i+1:]
+	fields := strings.Split(signed, ".")
+	if len(fields) != 3 {
+		return parsedAuth{}, fmt.Errorf("%w: %d fields before the MAC, want 3", ErrUnauthenticated, len(fields))
+	}
+	sec, err := strconv.ParseInt(fields[0], 10, 64)
 	if err != nil {
-		return parsedAuth{}, fmt.Errorf("%w: bad time %q", ErrUnauthenticated, ts)
+		return parsedAuth{}, fmt.Errorf("%w: bad time %q", ErrUnauthenticated, fields[0])
 	}
 	if d := now.Sub(time.Unix(sec, 0)).Abs(); d > AuthWindow {
 		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
 	sum, err := hex.DecodeString(hexSum)
-	if err != nil || len(sum) != sha256.Size {
-		return parsedAuth{}, fmt.Errorf("%w: bad MAC", ErrUnauthenticated)
+	if err != nil || len(sum) != sha256.Size || !hmac.Equal(sum, mac(key, signed)) {
+		return parsedAuth{}, fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
 	}
-	return parsedAuth{ts: ts, sum: sum}, nil
+	// Past the MAC, the fields are a node's own.
+	var a parsedAuth
+	if a.n, err = strconv.ParseInt(fields[1], 10, 64); err != nil || a.n < 0 {
+		return parsedAuth{}, fmt.Errorf("%w: bad length %q", ErrUnauthenticated, fields[1])
+	}
+	d, err := hex.DecodeString(fields[2])
+	if err != nil || len(d) != sha256.Size {
+		return parsedAuth{}, fmt.Errorf("%w: bad digest", ErrUnauthenticated)
+	}
+	a.digest = [sha256.Size]byte(d)
+	return a, nil
 }
 
-// check compares a's MAC with that of body under key, in constant time.
-func (a parsedAuth) check(key, body []byte) error {
-	if !hmac.Equal(a.sum, mac(key, a.ts, body)) {
-		return fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
+// check reports whether body is the one a vouches for.
+func (a parsedAuth) check(body []byte) error {
+	if int64(len(body)) != a.n || sha256.Sum256(body) != a.digest {
+		return fmt.Errorf("%w: the body is not the one authenticated", ErrUnauthenticated)
 	}
 	return nil
 }

@@ -1,12 +1,16 @@
 package kv
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -42,6 +46,8 @@ func TestAuthenticate(t *testing.T) {
 		{"bad time", key, "x." + good[strings.IndexByte(good, '.')+1:], body, now, false},
 		{"bad hex", key, "1800000000.zz", body, now, false},
 		{"truncated MAC", key, good[:len(good)-2], body, now, false},
+		{"another declared length", key, strings.Replace(good, ".7.", ".8.", 1), append(body, 'x'), now, false},
+		{"the old form", key, "1800000000." + good[strings.LastIndexByte(good, '.')+1:], body, now, false},
 	} {
 		err := authenticate(c.key, c.auth, c.body, c.at)
 		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrUnauthenticated) {
@@ -139,14 +145,23 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// A replica RPC without a current authenticator is refused before any of
-// its body is read.
+// A replica RPC without a current authenticator under the cluster key is
+// refused before any of its body is read, whatever length it claims; one
+// with an authenticator is read up to the length it declared, no further.
 func TestUnauthenticatedBodyUnread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
 		defer c.close()
-		h := API(c.node("n1"), APIConfig{ClusterKey: []byte("0123456789abcdef")})
-		for _, auth := range []string{"", "12.00", authenticator([]byte("0123456789abcdef"), time.Now().Add(-2*AuthWindow), nil)} {
+		key := []byte("0123456789abcdef")
+		h := API(c.node("n1"), APIConfig{ClusterKey: key})
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		hex64 := strings.Repeat("ab", 32)
+		for _, auth := range []string{
+			"", "12.00", authenticator(key, time.Now().Add(-2*AuthWindow), nil),
+			now + "." + hex64, // a fresh time and any MAC
+			now + ".67108864." + hex64 + "." + hex64,
+			authenticator([]byte("another key of 16"), time.Now(), make([]byte, 1<<20)),
+		} {
 			body := &countingReader{}
 			req := httptest.NewRequest(http.MethodPost, rpcPath, body)
 			req.Header.Set(HeaderAuth, auth)
@@ -155,6 +170,14 @@ func TestUnauthenticatedBodyUnread(t *testing.T) {
 			if rec.Code != http.StatusUnauthorized || body.n != 0 {
 				t.Fatalf("authenticator %q: %d after reading %d bytes; want 401 before reading", auth, rec.Code, body.n)
 			}
+		}
+		body := &countingReader{}
+		req := httptest.NewRequest(http.MethodPost, rpcPath, body)
+		req.Header.Set(HeaderAuth, authenticator(key, time.Now(), make([]byte, 10)))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusRequestEntityTooLarge || body.n > 11 {
+			t.Fatalf("a body longer than the authenticated 10 bytes: %d after reading %d bytes; want 413 after at most 11", rec.Code, body.n)
 		}
 	})
 }
@@ -178,5 +201,75 @@ func TestGossipKey(t *testing.T) {
 	}
 	if other := GossipKey([]byte("a secret the three nodes sharE")); bytes.Equal(other, got) || bytes.Equal(got[:len(clusterKey)], clusterKey) {
 		t.Fatal("the gossip key does not depend on the cluster key alone")
+	}
+}
+
+// blockingReader blocks its reads until release is closed, then ends.
+type blockingReader struct{ release chan struct{} }
+
+func (r blockingReader) Read([]byte) (int, error) {
+	<-r.release
+	return 0, io.EOF
+}
+
+// Beyond MaxConcurrent client requests, or MaxConcurrentRPC replica
+// RPCs, a request is answered 503 with Retry-After at once, and served
+// again once a slot is free.
+func TestConcurrencyLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
+		defer c.close()
+		h := API(c.node("n1"), APIConfig{Limits: Limits{MaxConcurrent: 1, MaxConcurrentRPC: 1}})
+		for _, path := range []string{"/kv/k", rpcPath} {
+			method := http.MethodPut
+			if path == rpcPath {
+				method = http.MethodPost
+			}
+			stuck := blockingReader{make(chan struct{})}
+			done := make(chan int)
+			go func() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(method, path, stuck))
+				done <- rec.Code
+			}()
+			synctest.Wait()
+			rec := do(h, method, path, "v")
+			if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "overloaded") {
+				t.Fatalf("%s %s beyond the limit: %d %v %q; want 503 with Retry-After", method, path, rec.Code, rec.Header(), rec.Body)
+			}
+			close(stuck.release)
+			<-done
+			if path == "/kv/k" {
+				if rec := do(h, method, path, "v"); rec.Code != http.StatusNoContent {
+					t.Fatalf("PUT once the slot is free: %d %q", rec.Code, rec.Body)
+				}
+			}
+		}
+	})
+}
+
+// A body that does not arrive within BodyTimeout is answered 408 and its
+// connection closed, on a real listener.
+func TestBodyTimeout(t *testing.T) {
+	c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
+	defer c.close()
+	srv := httptest.NewServer(API(c.node("n1"), APIConfig{Limits: Limits{BodyTimeout: 100 * time.Millisecond}}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound for a broken server, not a timing
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("a stalled body: %d, want 408", resp.StatusCode)
 	}
 }

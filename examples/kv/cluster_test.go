@@ -3,7 +3,6 @@ package kv
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -29,7 +28,7 @@ var (
 	replaySeeds = flag.Uint64("replay-seeds", 4, "seeds TestClusterReplaysSeed runs twice each")
 )
 
-var errUnreachable = errors.New("unreachable")
+var errUnreachable = fmt.Errorf("unreachable: %w", ErrNotDelivered)
 
 // fabric is the network a test cluster's nodes talk over. It routes calls
 // to attached nodes; a node detached (crashed) gets no calls and makes
@@ -114,6 +113,8 @@ type clusterOn[N fabric] struct {
 	wipes  int // disks lost so far, for fresh epochs
 	// onReap, when set, is every node's NodeConfig.OnReap.
 	onReap func(key []byte, tombstone Object)
+	// limits are the bounds of the stores started from now on.
+	limits StoreConfig
 }
 
 // cluster is the in-process cluster of the unit tests.
@@ -148,7 +149,7 @@ func newClusterOn[N fabric](t testing.TB, net N, nodes int, q quorum.Config) *cl
 
 func (c *clusterOn[N]) start(id string) {
 	s, err := Open(filepath.Join(c.dir, id+".db"), StoreConfig{Tree: testTree, NoSync: true,
-		MaxBatchDelay: time.Nanosecond, Epoch: fmt.Sprint(c.wipes)})
+		MaxBatchDelay: time.Nanosecond, Epoch: fmt.Sprint(c.wipes), MaxSiblings: c.limits.MaxSiblings, MaxObjectLen: c.limits.MaxObjectLen})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -234,6 +235,19 @@ func (c *clusterOn[N]) converge(ctx context.Context) (rounds int) {
 	}
 	c.t.Fatalf("no convergence after %d rounds", rounds)
 	return rounds
+}
+
+// settled converges the cluster and fails the test unless every key's
+// home replicas hold every write of acks and no hint is left.
+func (c *clusterOn[N]) settled(ctx context.Context, acks []Ack, keys []string) {
+	c.t.Helper()
+	c.converge(ctx)
+	if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	if n := c.pendingHints(); n != 0 {
+		c.t.Fatalf("%d hints pending", n)
+	}
 }
 
 // replicas returns every key's objects on its home replicas.

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -31,6 +32,11 @@ func (c *coordinator) write(ctx context.Context, key []byte, cctx vclock.VClock,
 	for {
 		p := c.place()
 		home, fallbacks := p.of(key)
+		if len(home) < w {
+			// A ring of fewer nodes than w cannot hold w copies: refused
+			// before anything is written, as a read of more is.
+			return Written{}, fmt.Errorf("%w: w = %d but the ring has %d replicas of %q", quorum.ErrNoQuorum, w, len(home), key)
+		}
 		self, leaving := slices.Contains(home, c.self), c.leaver.leaving()
 		if !self || leaving || v.IdempotencyKey != "" {
 			res, forwarded, err := c.forward(ctx, home, leaving, &request{Op: opCoordinate, Key: key, Context: cctx, Value: v, W: w})
@@ -50,7 +56,8 @@ func (c *coordinator) write(ctx context.Context, key []byte, cctx vclock.VClock,
 
 // forward sends the coordination req to the first live home replica of
 // its key before this node (all of them when this node is leaving), the
-// next one when a replica refuses it as a leaving node, and reports
+// next one at once when a replica refuses it as a leaving node or the
+// request never reached it ([ErrNotDelivered]), and reports
 // whether one took it; when none did and this node may not coordinate
 // (it is not a home replica, or leaving), the error wraps
 // [ErrUnavailable].
@@ -63,7 +70,7 @@ func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, 
 			continue
 		}
 		resp, err := c.peers.call(ctx, h, req)
-		if refusedBy(err, h) {
+		if refusedBy(err, h) || errors.Is(err, ErrNotDelivered) {
 			continue // it applied nothing: the next home replica coordinates
 		}
 		if err != nil {
@@ -84,6 +91,7 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 		o   Object
 		dot vclock.Dot
 	)
+	c.catchUp(ctx, key, cctx, home)
 	err := c.leaver.unlessLeaving(func() (err error) {
 		o, dot, _, err = c.store.UpdateOnce(key, cctx, c.actor, v)
 		return err
@@ -91,7 +99,7 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 	if err != nil {
 		return Written{}, err
 	}
-	res := Written{Context: o.Context(), Dot: dot}
+	res := Written{Context: writeContext(o, cctx, dot), Dot: dot}
 	others := without(home, c.self)
 	if len(others) == 0 {
 		return res, nil
@@ -109,6 +117,53 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 		return res, fmt.Errorf("kv: write of %q: %w", key, err)
 	}
 	return res, nil
+}
+
+// catchUp brings this replica's copy of key up to the client's context
+// cctx before a write applies it: when the copy has not seen all of cctx
+// (the client read replicas ahead of this one), it merges the copies of
+// the other live home replicas, one at a time, each call bounded by the
+// node's timeout, until the copy has. A write's context counts only as
+// far as the copy has seen it ([Store.Update]), so this keeps a write
+// from leaving what its client read as a sibling; a context no replica
+// vouches for (forged) costs one read of each home replica and is pruned.
+func (c *coordinator) catchUp(ctx context.Context, key []byte, cctx vclock.VClock, home []string) {
+	cur, _, err := c.store.Get(key)
+	for _, h := range home {
+		if err != nil || cur.Context().Descends(cctx) {
+			return
+		}
+		if h == c.self || !c.peers.Alive(h) {
+			continue
+		}
+		callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+		resp, cerr := c.peers.call(callCtx, h, &request{Op: opRead, Key: key})
+		cancel()
+		if cerr == nil && resp.Found {
+			cur, err = c.store.Merge(key, resp.Object)
+		}
+	}
+}
+
+// writeContext returns the context a write with the client's context
+// cctx and the dot dot answers with, given the key's object o after it:
+// what cctx covered of o's history plus dot, as Riak answers a write, so
+// that a later write with it replaces the write and what its client
+// read, and nothing else. A clock cannot cover dot without covering the
+// same writer's lower dots, so when o holds a sibling that would be
+// covered that way (another client's concurrent write through the same
+// coordinator), the context leaves dot out: the next write keeps this
+// one as a sibling instead of dropping a value its client never saw.
+func writeContext(o Object, cctx vclock.VClock, dot vclock.Dot) vclock.VClock {
+	read := seen(o, cctx)
+	with := read.Clone()
+	with.Add(dot)
+	for d := range o.Dotted() {
+		if d != dot && with.Contains(d) {
+			return read
+		}
+	}
+	return with
 }
 
 // read is [Node.Get] of a validated request.

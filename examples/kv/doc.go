@@ -141,6 +141,21 @@
 //     (kv_gossip_packets_unopened_total in /metrics), so no member, no
 //     replica address and no ring change comes from a process without
 //     the key, and clusters of other names never merge.
+//     the nodes' addresses private. Requests are not encrypted. The
+//     authenticator covers the body's length and digest, so it is
+//     checked before the body is read: a sender without the key makes
+//     a node read nothing.
+//   - Hostile clients: a write's context counts only as far as its
+//     coordinator's copy of the key has seen it (after catching up from
+//     the other home replicas): writers that copy never saw are pruned
+//     and larger counters cut down, so a forged context supersedes
+//     nothing and never enters a key's history, and the reap floor
+//     counts only the store's own dots. Contexts, siblings per key, the
+//     bytes of a key's values, concurrent requests and the time a body
+//     may take are bounded ([Limits], [StoreConfig.MaxSiblings],
+//     [StoreConfig.MaxObjectLen]); what passes a bound is refused with a
+//     4xx status (503 with Retry-After for load) and a body that says
+//     what to do.
 //
 // [Store], [Node], [HTTPTransport], [Metrics] and [Server] are safe for
 // concurrent use.
@@ -176,7 +191,8 @@
 // tombstones unchanged, for MaintainConfig.ReapAfter) finds that every
 // home replica holds the same tombstone, or none, and that no fallback
 // holds a hint for the key, and then deletes it everywhere. Each store
-// keeps a reap floor, the largest counter of any object it reaped, and
+// keeps a reap floor, the largest counter of its own dots (those of its
+// actor IDs, with its epoch) in any object it reaped, and
 // numbers a write above it when the key holds no value of the writing
 // node: its dots are not reused, and a late copy of a reaped value that
 // node wrote is superseded by its next write of the key rather than

@@ -2,12 +2,14 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -32,10 +34,22 @@ const (
 
 // Limits of the HTTP API.
 const (
-	MaxValueLen   = 1 << 20  // bytes in a PUT body
-	MaxRPCLen     = 64 << 20 // bytes in a replica RPC
-	rpcPath       = "/internal/rpc"
-	maxErrorBytes = 4096
+	// DefaultMaxContextLen bounds an X-Context field, in bytes, unless
+	// [APIConfig.MaxContextLen] says otherwise.
+	DefaultMaxContextLen = 16 << 10
+	// DefaultMaxContextEntries bounds the writers an X-Context names,
+	// unless [APIConfig.MaxContextEntries] says otherwise.
+	DefaultMaxContextEntries = 256
+	// DefaultMaxConcurrent, DefaultMaxConcurrentRPC and
+	// DefaultBodyTimeout are the defaults of [Limits]: at most 512 MiB of
+	// client bodies in memory at once, and a 64 MiB RPC at 2 MiB/s.
+	DefaultMaxConcurrent    = 512
+	DefaultMaxConcurrentRPC = 512
+	DefaultBodyTimeout      = 30 * time.Second
+	MaxValueLen             = 1 << 20  // bytes in a PUT body
+	MaxRPCLen               = 64 << 20 // bytes in a replica RPC
+	rpcPath                 = "/internal/rpc"
+	maxErrorBytes           = 4096
 )
 
 // HTTPTransport is a [Transport] over HTTP: a call POSTs the request to
@@ -64,11 +78,13 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 	t.addrs[id] = addr
 }
 
-// Call POSTs req to node to and returns the response body. A status other
+// Call POSTs req to node to and returns the response body. An error of
+// dialling wraps [ErrNotDelivered]. A status other
 // than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
 // for 422, the node's answer to a write that reused an idempotency key,
-// and [ErrUnauthenticated] for 401, its answer to a call without the
-// cluster key.
+// [ErrUnauthenticated] for 401, its answer to a call without the cluster
+// key, and [ErrTooManySiblings] for 409 and [ErrObjectTooLarge] for 413,
+// its answers to a write its key cannot take.
 func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.mu.RLock()
 	addr, ok := t.addrs[to]
@@ -89,6 +105,9 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 		c = http.DefaultClient
 	}
 	resp, err := c.Do(hr)
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err) // no connection, no request
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +120,10 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
 		case http.StatusUnauthorized:
 			err = fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		case http.StatusConflict:
+			err = fmt.Errorf("%w: %w", ErrTooManySiblings, err)
+		case http.StatusRequestEntityTooLarge:
+			err = fmt.Errorf("%w: %w", ErrObjectTooLarge, err)
 		}
 		return nil, err
 	}
@@ -133,6 +156,67 @@ type APIConfig struct {
 	// key authenticates requests; it does not encrypt them (put TLS in
 	// front of the listeners for that).
 	ClusterKey []byte
+	// Limits bound what a client or an unauthenticated sender may make
+	// the node do; zero fields take the defaults.
+	Limits Limits
+}
+
+// Limits are the HTTP API's bounds on its clients, each refused with a
+// 4xx status and a body saying what was exceeded. The zero value means
+// the defaults. It is a plain value.
+type Limits struct {
+	// MaxContextLen bounds the X-Context field of a PUT or DELETE, in
+	// bytes; a longer one is refused with 431. 0: DefaultMaxContextLen.
+	MaxContextLen int
+	// MaxContextEntries bounds the writers an X-Context names; more are
+	// refused with 400. 0: DefaultMaxContextEntries.
+	MaxContextEntries int
+	// MaxConcurrent bounds the client requests (/kv/) served at once;
+	// one more is answered 503 with Retry-After at once, unread.
+	// 0: DefaultMaxConcurrent.
+	MaxConcurrent int
+	// MaxConcurrentRPC bounds the replica RPCs served at once, apart
+	// from clients' so that clients cannot starve replication; one more
+	// is answered 503 (its caller counts the replica as failed).
+	// 0: DefaultMaxConcurrentRPC.
+	MaxConcurrentRPC int
+	// BodyTimeout bounds the reading of a request's body, from the end of
+	// its header; a body that does not arrive in time is answered 408
+	// and its connection closed. 0: DefaultBodyTimeout.
+	BodyTimeout time.Duration
+}
+
+// withDefaults returns l with its zero fields set to the defaults.
+func (l Limits) withDefaults() Limits {
+	l.MaxContextLen = cmp.Or(l.MaxContextLen, DefaultMaxContextLen)
+	l.MaxContextEntries = cmp.Or(l.MaxContextEntries, DefaultMaxContextEntries)
+	l.MaxConcurrent = cmp.Or(l.MaxConcurrent, DefaultMaxConcurrent)
+	l.MaxConcurrentRPC = cmp.Or(l.MaxConcurrentRPC, DefaultMaxConcurrentRPC)
+	l.BodyTimeout = cmp.Or(l.BodyTimeout, DefaultBodyTimeout)
+	return l
+}
+
+// bounded returns h served at most n at once, each with its body's
+// read deadline set to timeout from now; a request beyond n is
+// answered 503 with Retry-After before anything reads its body.
+func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("kv: overloaded: %d requests in progress; retry after a second", n), http.StatusServiceUnavailable)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			// Unsupported by some writers (a recorder in tests): no
+			// deadline. readBody lifts it once the body is in.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // API returns the HTTP handler of node n: the client API on /kv/{key}
@@ -140,6 +224,7 @@ type APIConfig struct {
 // replica RPCs on /internal/rpc, /cluster, /healthz, /readyz and, with
 // cfg.Metrics, /metrics.
 func API(n *Node, cfg APIConfig) http.Handler {
+	cfg.Limits = cfg.Limits.withDefaults()
 	a := &api{n: n, cfg: cfg}
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
@@ -151,12 +236,13 @@ func API(n *Node, cfg APIConfig) http.Handler {
 			GlobalScope: true,
 		})(kv)
 	}
+	kv = bounded(cfg.Limits.MaxConcurrent, cfg.Limits.BodyTimeout, kv)
 	if cfg.Metrics != nil {
 		kv = cfg.Metrics.instrument(kv)
 		mux.Handle("GET /metrics", cfg.Metrics.handler(n))
 	}
 	mux.Handle("/kv/{key}", kv)
-	mux.HandleFunc("POST "+rpcPath, a.serveRPC)
+	mux.Handle("POST "+rpcPath, bounded(cfg.Limits.MaxConcurrentRPC, cfg.Limits.BodyTimeout, http.HandlerFunc(a.serveRPC)))
 	mux.HandleFunc("GET /cluster", a.serveCluster)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -175,23 +261,29 @@ type api struct {
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
+	limit := int64(MaxRPCLen)
 	var auth parsedAuth
 	if a.cfg.ClusterKey != nil {
-		// A request without a well-formed, current authenticator is
-		// refused before its body is read.
+		// A request without a current authenticator under the key is
+		// refused before its body is read; one with it is read up to the
+		// length it declared, no further.
 		var err error
-		if auth, err = parseAuth(r.Header.Get(HeaderAuth), time.Now()); err != nil {
+		if auth, err = parseAuth(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
+		if auth.n > limit {
+			http.Error(w, fmt.Sprintf("kv: a replica RPC of %d bytes, want at most %d", auth.n, limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		limit = auth.n
 	}
-	req, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRPCLen))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+	req, ok := readBody(w, r, limit)
+	if !ok {
 		return
 	}
 	if a.cfg.ClusterKey != nil {
-		if err := auth.check(a.cfg.ClusterKey, req); err != nil {
+		if err := auth.check(req); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -202,6 +294,10 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	case errors.Is(err, ErrKeyReused):
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	case errors.Is(err, ErrTooManySiblings):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrObjectTooLarge):
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	default:
@@ -248,7 +344,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	res, err := a.n.Get(r.Context(), key, q)
 	if err != nil {
-		writeError(w, err)
+		readError(w, err)
 		return
 	}
 	if res.Context.Len() > 0 {
@@ -277,8 +373,7 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	var cctx vclock.VClock
 	if h := r.Header.Get(HeaderContext); h != "" {
-		if cctx, err = DecodeContext(h); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		if cctx, err = a.context(w, h); err != nil {
 			return
 		}
 	} else if r.Method == http.MethodDelete {
@@ -291,8 +386,8 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, key []byte) {
 		return
 	}
 	if !v.Deleted {
-		if v.Value, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueLen)); err != nil {
-			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		var ok bool
+		if v.Value, ok = readBody(w, r, MaxValueLen); !ok {
 			return
 		}
 	}
@@ -306,6 +401,52 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	w.Header().Set(HeaderContext, EncodeContext(res.Context))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// context decodes the X-Context field h of a write, or answers the
+// request with its refusal and returns the error: 431 for a field longer
+// than MaxContextLen, 400 for a malformed one (a counter above
+// vclock.MaxCounter included) or one naming more than MaxContextEntries
+// writers. Writers the coordinator's copy of the key has not seen, and
+// counters above its own, are pruned there ([Store.Update]), not
+// refused: a client cannot tell them from a context read from replicas
+// ahead of the coordinator.
+func (a *api) context(w http.ResponseWriter, h string) (vclock.VClock, error) {
+	if len(h) > a.cfg.Limits.MaxContextLen {
+		err := fmt.Errorf("kv: X-Context of %d bytes, want at most %d; send the context of a read of this key", len(h), a.cfg.Limits.MaxContextLen)
+		http.Error(w, err.Error(), http.StatusRequestHeaderFieldsTooLarge)
+		return vclock.VClock{}, err
+	}
+	c, err := DecodeContext(h)
+	if err == nil && c.Len() > a.cfg.Limits.MaxContextEntries {
+		err = fmt.Errorf("%w: X-Context names %d writers, want at most %d", ErrMalformed, c.Len(), a.cfg.Limits.MaxContextEntries)
+	}
+	if err != nil {
+		http.Error(w, err.Error()+"\nsend the X-Context of a read of this key, unchanged", http.StatusBadRequest)
+	}
+	return c, err
+}
+
+// readBody reads r's body, of at most limit bytes, and lifts its read
+// deadline, or answers the
+// request with 413 for a longer body, or 408 for one that did not arrive
+// within the read deadline ([Limits.BodyTimeout]), and reports false.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		// The body is in: the rest of the request (a quorum, a scan) is
+		// bounded by its own timeouts, and the server's check for a
+		// closed connection must not see the body's deadline pass.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("kv: a body of more than %d bytes", limit), http.StatusRequestEntityTooLarge)
+	case err != nil:
+		http.Error(w, "kv: reading the body: "+err.Error(), http.StatusRequestTimeout)
+	}
+	return b, err == nil
 }
 
 // idempotencyKey returns the request's Idempotency-Key field as sent
@@ -327,18 +468,36 @@ func idempotencyKey(r *http.Request) (string, error) {
 	return k, nil
 }
 
-// writeError answers err: 400 for bad input, 422 for an idempotency key
+// writeError answers err: 400 for bad input, 409 for a write whose dot
+// would pass the counter bound or that would leave too many siblings, 413
+// for one that would make the key too large, 422 for an idempotency key
 // reused with another value, 503 for too few replicas.
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadKey), errors.Is(err, quorum.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, ErrTooManySiblings):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrObjectTooLarge):
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+	case errors.Is(err, vclock.ErrExhausted):
+		http.Error(w, err.Error()+"\nthe key's history holds a counter at its bound; nothing was written", http.StatusConflict)
 	case errors.Is(err, ErrKeyReused):
 		http.Error(w, err.Error()+"\nthis Idempotency-Key was used for a different value", http.StatusUnprocessableEntity)
 	default:
 		http.Error(w, "too few replicas answered: "+err.Error()+
 			"\nthe outcome is indeterminate; a retry with the same Idempotency-Key is safe", http.StatusServiceUnavailable)
 	}
+}
+
+// readError answers the error of a read: 400 for bad input, 503 for too
+// few replicas.
+func readError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrBadKey) || errors.Is(err, quorum.ErrInvalid) {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	http.Error(w, "too few replicas answered: "+err.Error()+"\nretry, or read with a smaller ?r=", http.StatusServiceUnavailable)
 }
 
 // clusterView is the JSON of GET /cluster.

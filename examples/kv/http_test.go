@@ -2,7 +2,9 @@ package kv
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"github.com/distkit/distkit/idempotency"
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/ring"
+	"github.com/distkit/distkit/vclock"
 )
 
 // do serves one request through h and returns the recorded response.
@@ -201,4 +204,126 @@ func TestHTTPTransport(t *testing.T) {
 		t.Fatalf("malformed RPC: %v %v", bad, err)
 	}
 	bad.Body.Close()
+}
+
+// Contexts from clients are hostile: a counter past the bound, an
+// oversized field or too many writers is refused with 400 or 431 and a
+// body saying what to send; a forged writer never enters the key's
+// history, a forged counter of the coordinator's own writer neither
+// breaks the key nor raises the reap floor, and the key stays writable
+// and reapable afterwards.
+func TestAPIForgedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		n := c.node(c.node("n1").Home([]byte("k"))[0])
+		h := API(n, APIConfig{Limits: Limits{MaxContextEntries: 8, MaxContextLen: 1024}})
+		forged := func(entries ...vclock.Dot) string {
+			var v vclock.VClock
+			for _, d := range entries {
+				v.Add(d)
+			}
+			return EncodeContext(v)
+		}
+		// 2^64-1, by hand: the encoder refuses to write it.
+		over := base64.RawURLEncoding.EncodeToString([]byte{0x91, 0x92, 0xa4, 'e', 'v', 'i', 'l', 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		var many []vclock.Dot
+		for i := range 9 {
+			many = append(many, vclock.Dot{ID: fmt.Sprint("w", i), Counter: 1})
+		}
+		for name, tc := range map[string]struct {
+			ctx  string
+			code int
+		}{
+			"counter past the bound": {over, http.StatusBadRequest},
+			"too many writers":       {forged(many...), http.StatusBadRequest},
+			"too long":               {strings.Repeat("A", 1025), http.StatusRequestHeaderFieldsTooLarge},
+		} {
+			rec := do(h, "PUT", "/kv/k", "v", HeaderContext, tc.ctx)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), "X-Context") || strings.Contains(rec.Body.String(), "not an array") {
+				t.Errorf("PUT with a context %s: %d %q, want %d", name, rec.Code, rec.Body, tc.code)
+			}
+		}
+		own := n.Actor()
+		rec := do(h, "PUT", "/kv/k", "v1", HeaderContext,
+			forged(vclock.Dot{ID: "evil", Counter: vclock.MaxCounter}, vclock.Dot{ID: own, Counter: vclock.MaxCounter - 1}))
+		if rec.Code != http.StatusNoContent {
+			t.Fatalf("PUT with forged writers: %d %q", rec.Code, rec.Body)
+		}
+		for i := range 3 {
+			rec := do(h, "GET", "/kv/k", "")
+			if rec.Code != http.StatusOK {
+				t.Fatalf("GET %d: %d %q", i, rec.Code, rec.Body)
+			}
+			got, err := DecodeContext(rec.Header().Get(HeaderContext))
+			if err != nil || got.Get("evil") != 0 || got.Get(own) != uint64(i+1) {
+				t.Fatalf("context after write %d: %v, %v; want only %s:%d", i, got, err, own, i+1)
+			}
+			if i == 2 {
+				break
+			}
+			if rec := do(h, "PUT", "/kv/k", fmt.Sprint("v", i+2), HeaderContext, rec.Header().Get(HeaderContext)); rec.Code != http.StatusNoContent {
+				t.Fatalf("PUT %d: %d %q", i+2, rec.Code, rec.Body)
+			}
+		}
+		// A delete with a forged own counter, then a reap: the floor stays
+		// at the key's own dots and the next write is numbered just above.
+		rec = do(h, "GET", "/kv/k?r=3", "")
+		got, _ := DecodeContext(rec.Header().Get(HeaderContext))
+		got.Add(vclock.Dot{ID: own, Counter: vclock.MaxCounter - 1})
+		if rec := do(h, "DELETE", "/kv/k?w=3", "", HeaderContext, EncodeContext(got)); rec.Code != http.StatusNoContent {
+			t.Fatalf("DELETE: %d %q", rec.Code, rec.Body)
+		}
+		synctest.Wait() // the replication after the acknowledgement
+		if reaped, err := n.Reap(context.Background(), time.Now().Add(time.Hour)); err != nil || reaped != 1 {
+			t.Fatalf("Reap = %d, %v; want 1", reaped, err)
+		}
+		rec = do(h, "PUT", "/kv/k", "again")
+		dot, err := DecodeDot(rec.Header().Get(HeaderDot))
+		if rec.Code != http.StatusNoContent || err != nil || dot != (vclock.Dot{ID: own, Counter: 5}) {
+			t.Fatalf("PUT after the reap: %d %q, dot %v (%v); want %s:5", rec.Code, rec.Body, dot, err, own)
+		}
+	})
+}
+
+// A write that would leave a key with more siblings than MaxSiblings, or
+// more bytes of values than MaxObjectLen, is refused (409, 413) with a
+// body that says to read and resolve, through any node; the write that
+// resolves them with the read's context passes.
+func TestAPIKeyLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		c.limits = StoreConfig{MaxSiblings: 3, MaxObjectLen: 20}
+		for _, id := range c.ids {
+			c.crash(id)
+			c.start(id)
+		}
+		other := c.node("n1").Home([]byte("k"))[1] // a node that forwards
+		h := API(c.node(other), APIConfig{})
+		for i := range 3 {
+			if rec := do(h, "PUT", "/kv/k", fmt.Sprint("v", i)); rec.Code != http.StatusNoContent {
+				t.Fatalf("blind PUT %d: %d %q", i, rec.Code, rec.Body)
+			}
+		}
+		rec := do(h, "PUT", "/kv/k", "v3")
+		if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "resolve") {
+			t.Fatalf("a fourth sibling: %d %q; want 409 saying to resolve", rec.Code, rec.Body)
+		}
+		read := do(h, "GET", "/kv/k?r=3", "")
+		if read.Code != http.StatusMultipleChoices || strings.Contains(read.Body.String(), "djM") { // "v3" in base64
+			t.Fatalf("GET after the refusal: %d %q; want the three siblings", read.Code, read.Body)
+		}
+		if rec := do(h, "PUT", "/kv/k", "resolved", HeaderContext, read.Header().Get(HeaderContext)); rec.Code != http.StatusNoContent {
+			t.Fatalf("the resolving PUT: %d %q", rec.Code, rec.Body)
+		}
+		rec = do(h, "PUT", "/kv/k", "thirteen bytes")
+		if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "resolve") {
+			t.Fatalf("a sibling past 20 bytes of values: %d %q; want 413", rec.Code, rec.Body)
+		}
+		read = do(h, "GET", "/kv/k?r=3", "")
+		if rec := do(h, "PUT", "/kv/k", "thirteen bytes", HeaderContext, read.Header().Get(HeaderContext)); rec.Code != http.StatusNoContent {
+			t.Fatalf("the same bytes replacing the value: %d %q", rec.Code, rec.Body)
+		}
+	})
 }

@@ -285,14 +285,7 @@ func TestLeaveHintNoFallback(t *testing.T) {
 		}
 		c.depart(ctx, leaver)
 		c.start(target)
-		c.converge(ctx)
-		acks := []Ack{{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}}
-		if err := Check(acks, nil, c.replicas([]string{key})).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if c.pendingHints() != 0 {
-			t.Fatalf("%d hints pending", c.pendingHints())
-		}
+		c.settled(ctx, []Ack{{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}}, []string{key})
 	})
 }
 

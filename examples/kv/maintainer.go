@@ -41,7 +41,10 @@ const (
 	DefaultHandOffEvery     = time.Second
 	DefaultAntiEntropyEvery = 5 * time.Second
 	DefaultReapEvery        = 10 * time.Second
-	DefaultReapAfter        = time.Minute
+	// DefaultReapAfter is ten times [AuthWindow], so that a recorded
+	// replica RPC cannot be replayed after the tombstones it predates
+	// were reaped.
+	DefaultReapAfter = 10 * AuthWindow
 )
 
 // MaintainConfig sets the periods of [Node.Maintain]; zero fields take
@@ -121,25 +124,35 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 	delivered := 0
 	var errs []error
 	for _, t := range targets {
-		if !p.has(t) {
-			k, err := m.rehome(ctx, p, t)
-			delivered += k
-			if err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		if !m.peers.Alive(t) {
-			continue
-		}
 		hints, err := m.store.Hints().For(t, handOffBatch)
 		if err != nil {
 			return delivered, err
 		}
+		alive, stranded := p.has(t) && m.peers.Alive(t), 0
 		for _, h := range hints {
+			if !slices.Contains(p.home(h.Key), t) {
+				// The ring changed since the hint was taken: t is no
+				// longer a home replica of the key (or no longer in the
+				// ring), so the key's current replicas take it instead.
+				ok, err := m.rep.passOn(ctx, p, t, h)
+				if err != nil {
+					return delivered, err
+				}
+				if !ok {
+					stranded++
+					continue
+				}
+				delivered++
+				m.stats.hintsDelivered.Add(1)
+				continue
+			}
+			if !alive {
+				continue
+			}
 			if err := m.rep.send(ctx, t, h); err != nil {
 				errs = append(errs, fmt.Errorf("kv: handoff to %s: %w", t, err))
-				break
+				alive = false // the rest wait for the next pass
+				continue
 			}
 			dropped, err := m.store.Hints().Drop(t, h.Key, h.Object)
 			if err != nil {
@@ -150,33 +163,11 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 				m.stats.hintsDelivered.Add(1)
 			}
 		}
+		if stranded > 0 {
+			errs = append(errs, fmt.Errorf("kv: %d hints held for %s, no longer their keys' replica, found no current replica", stranded, t))
+		}
 	}
 	return delivered, errors.Join(errs...)
-}
-
-// rehome sends a batch of the hints held for t, a node no longer in the
-// placement p (it left, and may have refused writes while it left), to
-// their keys' replicas, and returns how many a node took.
-func (m *maintainer) rehome(ctx context.Context, p *placement, t string) (int, error) {
-	hints, err := m.store.Hints().For(t, handOffBatch)
-	if err != nil {
-		return 0, err
-	}
-	passed := 0
-	for _, e := range hints {
-		ok, err := m.rep.passOn(ctx, p, t, e)
-		if err != nil {
-			return passed, err
-		}
-		if ok {
-			passed++
-			m.stats.hintsDelivered.Add(1)
-		}
-	}
-	if passed < len(hints) {
-		return passed, fmt.Errorf("kv: %d hints for %s, which left, found no replica", len(hints)-passed, t)
-	}
-	return passed, nil
 }
 
 // antiEntropy is [Node.AntiEntropy].

@@ -21,13 +21,19 @@ import (
 // replica of the key can coordinate the write.
 var ErrUnavailable = errors.New("kv: no replica of the key is reachable")
 
+// ErrNotDelivered is wrapped by the errors of a [Transport] call whose
+// request certainly never reached its node: nothing was applied there.
+var ErrNotDelivered = errors.New("kv: request not delivered")
+
 // ErrBadConfig is returned by [NewNode] for an invalid [NodeConfig].
 var ErrBadConfig = errors.New("kv: invalid node config")
 
 // Transport carries replica RPCs between nodes: Call delivers an encoded
 // request to the node to, which answers it with [Node.Handle], and returns
-// the encoded response or an error. It must honour ctx and be safe for
-// concurrent use.
+// the encoded response or an error. An error wrapping [ErrNotDelivered]
+// says that the request never reached the node (a refused connection, no
+// route), so that a forwarded write goes to the next home replica at
+// once. It must honour ctx and be safe for concurrent use.
 type Transport interface {
 	Call(ctx context.Context, to string, req []byte) ([]byte, error)
 }
@@ -247,9 +253,11 @@ func (n *Node) Home(key []byte) []string { return n.place.Load().home(key) }
 
 // HandOff makes one pass of hinted handoff ([maintainer.handOff]): it
 // sends the hints held for every live target back to it, and drops each
-// hint the target took (and that did not grow meanwhile). Hints for a
-// node no longer in the ring (one that left) go to their keys' replicas
-// instead. It returns how many hints it delivered, and the errors of the
+// hint the target took (and that did not grow meanwhile). A hint whose
+// target is no longer a home replica of its key under the current ring
+// (a node joined or left since, or the target left) goes to the key's
+// current home replicas instead, and is dropped only once one of them
+// stored it. It returns how many hints it delivered, and the errors of the
 // targets that failed, joined; a failed hint stays for the next pass.
 // Call it periodically.
 func (n *Node) HandOff(ctx context.Context) (int, error) { return n.maint.handOff(ctx) }
@@ -361,8 +369,10 @@ type Result struct {
 }
 
 // Written is what an acknowledged write returns: the context to send with
-// the next write, and the dot the write got, which identifies it. It is a
-// plain value; a zero Dot means the dot is unknown.
+// the next write, and the dot the write got, which identifies it. The
+// context covers what the write's own context covered and the write
+// itself, never a sibling its client did not read (see [writeContext]).
+// It is a plain value; a zero Dot means the dot is unknown.
 type Written struct {
 	Context vclock.VClock
 	Dot     vclock.Dot

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -414,12 +415,150 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 			t.Fatalf("%d copies sent, %d as hints, %d hints held; want every copy sent as a hint", sent, hinted, c.pendingHints())
 		}
 		c.start("n6")
-		c.converge(ctx)
-		if err := Check(acks, nil, c.replicas(keys)).Err(); err != nil {
+		c.settled(ctx, acks, keys)
+	})
+}
+
+// The context a write returns covers what its client read and the write,
+// never a concurrent sibling its client did not see: B writes from c0, A
+// writes from c0, then A writes again with the context its first write
+// returned, and B's acknowledged value is still there.
+func TestNodeWriteContextOwnOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		key := []byte("k")
+		_, other := homeAndOther(c, "k")
+		n := c.node(other)
+		w0, err := n.Put(ctx, key, vclock.VClock{}, []byte("c0"), 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if c.pendingHints() != 0 {
-			t.Fatalf("%d hints pending", c.pendingHints())
+		if _, err := n.Put(ctx, key, w0.Context, []byte("b"), 0); err != nil {
+			t.Fatal(err)
+		}
+		a1, err := n.Put(ctx, key, w0.Context, []byte("a1"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Put(ctx, key, a1.Context, []byte("a2"), 0); err != nil {
+			t.Fatal(err)
+		}
+		r, err := n.Get(ctx, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := values(r); !slices.Contains(got, "b") || slices.Contains(got, "c0") {
+			t.Fatalf("after A's second write: %q; want b kept and c0 replaced", got)
+		}
+		// A write whose context covers everything it may replace answers
+		// with that context and its own dot: the next write replaces both.
+		w, err := n.Put(ctx, key, r.Context, []byte("resolved"), 0)
+		if err != nil || !w.Context.Contains(w.Dot) {
+			t.Fatalf("a resolving write: %v, context %v dot %v; want the dot covered", err, w.Context, w.Dot)
+		}
+		if _, err := n.Put(ctx, key, w.Context, []byte("last"), 3); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := n.Get(ctx, key, 3); err != nil || !slices.Equal(values(r), []string{"last"}) {
+			t.Fatalf("after writes each with the last one's context: %q, %v; want [last]", values(r), err)
+		}
+	})
+}
+
+// A W=2 write acknowledged by its coordinator and a hint, then a join that
+// takes the hint's target out of the key's replicas, then the loss of the
+// coordinator's disk: handoff gives the hint to the key's current
+// replicas, not to its old target, and the write survives.
+func TestNodeHintRetargetedAfterJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		next, err := c.ring.With(ring.Node{ID: "n5", Zone: "z1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A key whose second home replica leaves its home set as n5 joins.
+		before, after := newPlacement(c.ring, c.q.N, DefaultFallbacks), newPlacement(next, c.q.N, DefaultFallbacks)
+		var (
+			key             string
+			home, fallbacks []string
+		)
+		for i := 0; key == ""; i++ {
+			k := fmt.Sprint("k", i)
+			if h, f := before.of([]byte(k)); len(f) == 1 && !slices.Contains(after.home([]byte(k)), h[1]) {
+				key, home, fallbacks = k, h, f
+			}
+		}
+		c.crash(home[1])                  // down: the one fallback takes its copy as a hint
+		c.net.partitioned[home[2]] = true // unreachable, no fallback left for it
+		w, err := c.node(home[0]).Put(ctx, []byte(key), vclock.VClock{}, []byte("v"), 2)
+		if err != nil {
+			t.Fatalf("W=2 write with a hint: %v", err)
+		}
+		c.node(home[0]).Wait()
+		if targets, err := c.stores[fallbacks[0]].Hints().Targets(); err != nil || !slices.Equal(targets, []string{home[1]}) {
+			t.Fatalf("hints on the fallback for %v, %v; want one for %s", targets, err, home[1])
+		}
+		c.crash(home[0]) // before the join, so it streams nothing
+		c.net.heal()
+		c.ring = next
+		c.ids = append(c.ids, "n5")
+		c.start("n5")
+		for _, id := range c.up() {
+			if _, err := c.node(id).ApplyRing(ctx, next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.start(home[0])
+		c.wipe(home[0]) // the coordinator's disk is lost
+		c.settled(ctx, []Ack{{Key: key, Version: Version{Value: []byte("v")}, Dot: w.Dot}}, []string{key})
+	})
+}
+
+// Small refusals: a one-node ring refuses w=3 before writing anything,
+// as a read of r=3 fails; a failed read gives no write advice; a data
+// file locked by another process says so.
+func TestNodeSmallRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		n := c.node("n1")
+		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 3); !errors.Is(err, quorum.ErrNoQuorum) {
+			t.Fatalf("w=3 on a one-node ring: %v, want ErrNoQuorum", err)
+		}
+		if _, found, _ := c.stores["n1"].Get([]byte("k")); found {
+			t.Fatal("the refused write was applied")
+		}
+		rec := do(API(n, APIConfig{}), "GET", "/kv/k?r=3", "")
+		if rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), "Idempotency-Key") {
+			t.Fatalf("GET r=3 on a one-node ring: %d %q; want 503 without write advice", rec.Code, rec.Body)
+		}
+		if _, err := Open(c.stores["n1"].Path(), StoreConfig{}); err == nil || !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("opening a data file in use: %v; want it to say locked", err)
+		}
+	})
+}
+
+// A forwarded write that never reached the key's first home replica (it
+// is unreachable, though not yet believed down) goes to the next home
+// replica at once, and succeeds there.
+func TestNodeForwardFailsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
+		defer c.close()
+		ctx := context.Background()
+		home, other := homeAndOther(c, "k")
+		c.net.partitioned[home[0]] = true
+		w, err := c.node(other).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)
+		if err != nil {
+			t.Fatalf("write with the first home replica unreachable: %v", err)
+		}
+		if want := c.node(home[1]).Actor(); w.Dot.ID != want {
+			t.Fatalf("coordinated by %s, want %s, the next home replica", w.Dot.ID, want)
 		}
 	})
 }

@@ -95,20 +95,23 @@ func (r *replicator) send(ctx context.Context, to string, e Entry) error {
 	return err
 }
 
-// passOn hands the hint e for target t on under the placement p: to t,
-// or with a hint for t to the first node that takes it among the key's
-// fallbacks in p and then its home replicas in p (the nodes a reap asks
-// about hints before it reaps the key); or, when t is not in p, to the
-// key's replicas in p. Once a node took it, it drops the hint here
-// (unless it grew meanwhile) and reports true.
+// passOn hands the hint e for target t on under the placement p: when t
+// is one of the key's home replicas in p, to t, or with a hint for t to
+// the first node that takes it among the key's fallbacks in p and then
+// its home replicas in p (the nodes a reap asks about hints before it
+// reaps the key); otherwise (the ring changed, or t left it), to the
+// key's home replicas in p themselves, without fallbacks, so that the
+// hint leaves this node only once a current replica stored the write
+// durably. Once a node took it, it drops the hint here (unless it grew
+// meanwhile) and reports true.
 func (r *replicator) passOn(ctx context.Context, p *placement, t string, e Entry) (bool, error) {
 	home, fallbacks := p.of(e.Key)
-	if p.has(t) {
+	if slices.Contains(home, t) {
 		if taken, _ := r.place(ctx, e.Key, e.Object, []string{t}, without(slices.Concat(fallbacks, home), t, r.self)); len(taken) == 0 {
 			r.log.Debug("hint not passed on", "key", e.Key, "target", t)
 			return false, nil
 		}
-	} else if taken, _ := r.place(ctx, e.Key, e.Object, home, fallbacks); len(taken) == 0 {
+	} else if taken, _ := r.place(ctx, e.Key, e.Object, home, nil); len(taken) == 0 {
 		return false, nil
 	}
 	_, err := r.store.Hints().Drop(t, e.Key, e.Object)

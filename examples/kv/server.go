@@ -79,6 +79,8 @@ type ServerConfig struct {
 	// Config.Label), so two clusters sharing a key never merge; at most
 	// 128 bytes. Empty: "kv". Used only with a ClusterKey.
 	ClusterName string
+	// Limits are the HTTP API's bounds on clients ([APIConfig.Limits]).
+	Limits Limits
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -211,7 +213,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Limits: cfg.Limits, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
@@ -228,9 +230,34 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	})
 	s.wg.Go(func() { s.node.Maintain(ctx, cfg.Maintain) })
 	s.wg.Go(func() { s.watch(ctx, log) })
+	if len(cfg.Join) > 0 {
+		s.wg.Go(func() { s.warnUnjoined(ctx, log, cfg.Join, joinGrace*cmp.Or(cfg.ProbeInterval, time.Second)) })
+	}
 	s.ready.Store(true)
 	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
 	return s, nil
+}
+
+// joinGrace is how many probe intervals a node waits to have seen
+// another member through its join addresses before it warns.
+const joinGrace = 10
+
+// warnUnjoined logs a warning when no other member has been seen after
+// wait (the join addresses are unreachable, or wrong), and again each
+// wait until one has or ctx is done.
+func (s *Server) warnUnjoined(ctx context.Context, log *slog.Logger, join []string, wait time.Duration) {
+	t := time.NewTicker(wait)
+	defer t.Stop()
+	for !s.joined.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !s.joined.Load() {
+				log.Warn("no member reached through the join addresses", "join", join, "waited", wait)
+			}
+		}
+	}
 }
 
 // nodeMeta is what a node tells the cluster about itself in its SWIM

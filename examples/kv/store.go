@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/vclock"
@@ -25,6 +26,18 @@ var ErrHintsFull = errors.New("kv: hint store full")
 // or an empty or NUL-containing node ID as a hint target.
 var ErrBadKey = errors.New("kv: bad key")
 
+// ErrTooManySiblings is returned for a coordinated write that would leave
+// its key with more than [StoreConfig.MaxSiblings] siblings: nothing was
+// written. The client reads the key and writes the value it resolves
+// the siblings to, with the read's context. The HTTP API answers 409.
+var ErrTooManySiblings = errors.New("kv: too many siblings")
+
+// ErrObjectTooLarge is returned for a coordinated write that would make
+// its key's values, siblings included, longer than
+// [StoreConfig.MaxObjectLen]: nothing was written. The HTTP API answers
+// 413.
+var ErrObjectTooLarge = errors.New("kv: object too large")
+
 // MaxKeyLen is the longest key the store accepts, in bytes.
 const MaxKeyLen = 1024
 
@@ -32,6 +45,11 @@ const MaxKeyLen = 1024
 const (
 	DefaultMaxHints      = 100_000
 	DefaultMaxBatchDelay = 200 * time.Microsecond
+	// DefaultMaxSiblings is Riak's max_siblings.
+	DefaultMaxSiblings = 100
+	// DefaultMaxObjectLen keeps an object, clocks included, well inside
+	// one replica RPC ([MaxRPCLen]).
+	DefaultMaxObjectLen = 16 << 20
 )
 
 // DefaultTree is the geometry of the store's anti-entropy trees unless
@@ -59,6 +77,18 @@ type StoreConfig struct {
 	// --unsafe-no-fsync: a write then survives a crash of the process but
 	// not of the machine. For tests only.
 	NoSync bool
+	// MaxSiblings bounds the siblings of a key that a coordinated write
+	// ([Store.Update]) may leave: a write that would leave more, and more
+	// than the key had, is refused with [ErrTooManySiblings] (a write
+	// that resolves siblings always passes). Merges from other replicas
+	// are never refused, so concurrent coordinators may together pass
+	// the bound; the next write through either then has to resolve.
+	// 0: DefaultMaxSiblings.
+	MaxSiblings int
+	// MaxObjectLen bounds the bytes of a key's values and idempotency
+	// keys, siblings included, in the same way, with [ErrObjectTooLarge].
+	// 0: DefaultMaxObjectLen.
+	MaxObjectLen int
 	// Epoch names this store's incarnation in the actor IDs of the writes
 	// it coordinates; it is used only when the file is created, and kept
 	// in it. Empty: 8 random hex digits. A node whose disk was lost comes
@@ -98,6 +128,11 @@ var (
 	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
+	// keyMaxSiblings and keyMaxObject hold, as uint64 BE, the bounds of
+	// coordinated writes the store was opened with, so that a write's
+	// transaction reads them where it reads the floor.
+	keyMaxSiblings = []byte("max-siblings")
+	keyMaxObject   = []byte("max-object")
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path,
@@ -118,7 +153,16 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxBatchDelay <= 0 {
 		cfg.MaxBatchDelay = DefaultMaxBatchDelay
 	}
+	if cfg.MaxSiblings <= 0 {
+		cfg.MaxSiblings = DefaultMaxSiblings
+	}
+	if cfg.MaxObjectLen <= 0 {
+		cfg.MaxObjectLen = DefaultMaxObjectLen
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("kv: open %s: locked by another process (a node running on the same data directory?): %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", path, err)
 	}
@@ -138,6 +182,11 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		for k, v := range map[string]int{string(keyMaxSiblings): cfg.MaxSiblings, string(keyMaxObject): cfg.MaxObjectLen} {
+			if err := meta.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
+				return err
+			}
+		}
 		if e := meta.Get(keyEpoch); e != nil {
 			s.epoch = string(e)
 			return nil
@@ -246,10 +295,21 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 // as actor, with [vclock.DVVSet.Update], stores the result durably and
 // returns it, to be replicated to the other replicas with [Store.Merge].
 // Only a replica that holds the key's data may coordinate with its own
-// actor ID: the new dot is unique because this store has seen every dot
-// of that actor for the key, or, when it holds no value of that actor,
-// because the new dot is numbered above the store's reap floor (see
-// [Store.Reap]).
+// actor ID, "<node ID>.<epoch>" ([Store.Epoch]): the new dot is unique
+// because this store has seen every dot of that actor for the key, or,
+// when it holds no value of that actor, because the new dot is numbered
+// above the store's reap floor (see [Store.Reap]).
+//
+// ctx is trusted only as far as this copy of the key vouches for it: an entry naming a writer the copy has not seen is dropped,
+// and a counter above the copy's is cut down to it. A forged context
+// therefore supersedes nothing the copy does not hold and never enters
+// the key's history; an honest one read from replicas ahead of this one
+// leaves the values this copy has not seen yet as siblings, for the next
+// read to return and the client to resolve. A write whose dot would pass
+// [vclock.MaxCounter] is refused with an error wrapping
+// [vclock.ErrExhausted], one that would pass [StoreConfig.MaxSiblings] or
+// [StoreConfig.MaxObjectLen] with [ErrTooManySiblings] or
+// [ErrObjectTooLarge], and nothing is written.
 func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
@@ -257,21 +317,78 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	return s.write(key, func(tx *bolt.Tx, o *Object) { update(tx, o, ctx, actor, v) })
 }
 
+// seen returns the part of ctx that o has seen: each of ctx's counters
+// cut down to o's for the same writer, and the writers o has never seen
+// left out. A context that o descends from is returned whole.
+func seen(o Object, ctx vclock.VClock) vclock.VClock {
+	have := o.Context()
+	var out vclock.VClock
+	for id, c := range ctx.All() {
+		out.Add(vclock.Dot{ID: id, Counter: min(c, have.Get(id))})
+	}
+	return out
+}
+
 // update applies a coordinated write to o within tx, the write
-// transaction of its key.
+// transaction of its key, with the part of ctx that o has seen. When the
+// write's dot would pass vclock.MaxCounter it leaves o unchanged and
+// unwinds to the enclosing [Store.write] (see [writeRefused]), which returns
+// the error.
 func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) {
+	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
-		// each at most the floor and covered by the reaped tombstone. (Its
-		// counter in o may be lower than its reaped dots: a context from
-		// before the reap names them.) The new write supersedes them all,
-		// so its dot is new and a straggler cannot come back as a sibling.
+		// each at most the floor and covered by the reaped tombstone. The
+		// new write supersedes them all, so its dot is new and a straggler
+		// cannot come back as a sibling.
 		if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
-			ctx = ctx.Clone()
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
-	o.Update(ctx, actor, v)
+	meta := tx.Bucket(bucketMeta)
+	maxSiblings, maxLen := getUint64(meta, keyMaxSiblings), getUint64(meta, keyMaxObject)
+	siblings, size := o.Len(), valuesLen(*o)
+	if err := o.TryUpdate(ctx, actor, v); err != nil {
+		panic(writeRefused{err})
+	}
+	if n := o.Len(); uint64(n) > maxSiblings && n > siblings {
+		panic(writeRefused{fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)})
+	}
+	if n := valuesLen(*o); uint64(n) > maxLen && n > size {
+		panic(writeRefused{fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)})
+	}
+}
+
+// valuesLen returns the bytes of o's values and idempotency keys,
+// siblings included: what [StoreConfig.MaxObjectLen] bounds.
+func valuesLen(o Object) int {
+	n := 0
+	for _, v := range o.Values() {
+		n += len(v.Value) + len(v.IdempotencyKey)
+	}
+	return n
+}
+
+// writeRefused carries a write refused inside its bbolt transaction, such as
+// an update whose dot would pass vclock.MaxCounter, out of the functions
+// that apply writes (which return nothing) to [Store.write], the only
+// place that recovers it.
+type writeRefused struct{ err error }
+
+// apply calls f on o within tx and returns the error of a [writeRefused] it
+// raised; any other panic goes on.
+func apply(f func(tx *bolt.Tx, o *Object), tx *bolt.Tx, o *Object) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ref, ok := r.(writeRefused)
+			if !ok {
+				panic(r)
+			}
+			err = ref.err
+		}
+	}()
+	f(tx, o)
+	return nil
 }
 
 // holdsValueOf reports whether o has a value written by actor.
@@ -320,7 +437,9 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error
 				return err
 			}
 		}
-		f(tx, &o)
+		if err := apply(f, tx, &o); err != nil {
+			return err
+		}
 		enc, err := EncodeObject(o)
 		if err != nil {
 			return err

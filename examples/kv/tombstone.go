@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,20 @@ func (s *Store) tombstonesFrom(from []byte, before time.Time, keep func(key []by
 // after returns the first data key after key's.
 func (s *Store) after(key []byte) []byte { return append(s.dataKey(key), 0) }
 
+// ownFloor returns the largest counter in o's history of an actor of
+// this store, "<node ID>.<epoch>" with this store's epoch: the dots it
+// numbered itself. Other writers' counters, which a peer or a client
+// may have chosen, never raise the floor.
+func (s *Store) ownFloor(o Object) uint64 {
+	var floor uint64
+	for id, c := range o.Context().All() {
+		if strings.HasSuffix(id, "."+s.epoch) {
+			floor = max(floor, c)
+		}
+	}
+	return floor
+}
+
 // errNotReapable aborts the transaction of a reap that must not happen.
 var errNotReapable = errors.New("not reapable")
 
@@ -134,8 +149,9 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // Reap deletes key's dead object o, the tombstone every replica of the
 // key holds, from this store: it is a compare-and-delete that happens
 // only if the stored object still equals o and no hint for key is held
-// here, and that raises the store's reap floor to o's largest counter in
-// the same transaction. When [Store.Update] writes as an actor of which
+// here, and that raises the store's reap floor to the largest counter of
+// this store's own actors in o ([Store.ownFloor]) in the same
+// transaction. When [Store.Update] writes as an actor of which
 // the key's object holds no value, it numbers the new dot above the floor
 // and lets the write's context cover the floor: its dots are not reused
 // after a reap, and a late copy of a reaped version the same actor wrote
@@ -155,10 +171,7 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var floor uint64
-	for _, c := range o.Context().All() {
-		floor = max(floor, c)
-	}
+	floor := s.ownFloor(o)
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()

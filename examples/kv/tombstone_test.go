@@ -15,21 +15,32 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
+// putOwn is put as the store's own actor, "n1.<epoch>", whose dots its
+// reap floor counts.
+func putOwn(t *testing.T, s *Store, key string, ctx vclock.VClock, v string) Object {
+	t.Helper()
+	o, err := s.Update([]byte(key), ctx, "n1."+s.Epoch(), Version{Value: []byte(v)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // A replica reaps a dead key only with the object every replica agreed on
 // and no hint held for it; the reap floor, kept across reopening, numbers
 // the key's next write above every reaped dot, so a stale copy of a
 // reaped version that arrives afterwards is superseded, not resurrected.
 func TestStoreReap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kv.db")
-	s := openStore(t, path, StoreConfig{NoSync: true})
+	s := openStore(t, path, StoreConfig{NoSync: true, Epoch: "e"})
 	defer func() { s.Close() }()
 	k := []byte("k")
-	v1 := put(t, s, "k", vclock.VClock{}, "v1")
-	v2 := put(t, s, "k", v1.Context(), "v2")
+	v1 := putOwn(t, s, "k", vclock.VClock{}, "v1")
+	v2 := putOwn(t, s, "k", v1.Context(), "v2")
 	if _, err := s.Reap(k, v2); err == nil {
 		t.Fatal("Reap of a live object succeeded")
 	}
-	dead, err := s.Update(k, v2.Context(), "n1", Version{Deleted: true})
+	dead, err := s.Update(k, v2.Context(), "n1.e", Version{Deleted: true})
 	if err != nil || !Dead(dead) {
 		t.Fatalf("delete: %v, dead %v", err, Dead(dead))
 	}
@@ -77,30 +88,30 @@ func TestStoreReap(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, path, StoreConfig{NoSync: true})
-	next := put(t, s, "k", vclock.VClock{}, "v3") // a blind write
-	if c := next.Context().Get("n1"); c != dead.Context().Get("n1")+1 {
-		t.Fatalf("the first write after the reap got counter %d, want %d", c, dead.Context().Get("n1")+1)
+	s = openStore(t, path, StoreConfig{NoSync: true, Epoch: "e"})
+	next := putOwn(t, s, "k", vclock.VClock{}, "v3") // a blind write
+	if c := next.Context().Get("n1.e"); c != dead.Context().Get("n1.e")+1 {
+		t.Fatalf("the first write after the reap got counter %d, want %d", c, dead.Context().Get("n1.e")+1)
 	}
 	got, err := s.Merge(k, v1) // a stale copy of a reaped version
 	if err != nil || !slices.Equal(live(got), []string{"v3"}) {
 		t.Fatalf("after a stale copy arrives: %q, %v; want [v3]", live(got), err)
 	}
 	// A key that was never reaped keeps its own numbering.
-	if o := put(t, s, "j", vclock.VClock{}, "x"); o.Context().Get("n1") != dead.Context().Get("n1")+1 {
-		t.Fatalf("a fresh key under a floor of %d got counter %d", dead.Context().Get("n1"), o.Context().Get("n1"))
+	if o := putOwn(t, s, "j", vclock.VClock{}, "x"); o.Context().Get("n1.e") != dead.Context().Get("n1.e")+1 {
+		t.Fatalf("a fresh key under a floor of %d got counter %d", dead.Context().Get("n1.e"), o.Context().Get("n1.e"))
 	}
-	if o := put(t, s, "j", vclock.VClock{}, "y"); len(live(o)) != 2 {
+	if o := putOwn(t, s, "j", vclock.VClock{}, "y"); len(live(o)) != 2 {
 		t.Fatalf("a concurrent write to a key with a dot of n1 lost a sibling: %q", live(o))
 	}
 	// The key comes back through another replica's write whose context,
 	// read before the reap, names n1's reaped dots: n1 holds no value of
 	// its own, so its next write is still numbered above the floor.
-	s2 := openStore(t, filepath.Join(t.TempDir(), "other.db"), StoreConfig{NoSync: true})
+	s2 := openStore(t, filepath.Join(t.TempDir(), "other.db"), StoreConfig{NoSync: true, Epoch: "e"})
 	defer s2.Close()
-	put(t, s2, "s", vclock.VClock{}, "a")
-	a2 := put(t, s2, "s", vclock.VClock{}, "b") // n1:2
-	gone, err := s2.Update([]byte("s"), a2.Context(), "n1", Version{Deleted: true})
+	putOwn(t, s2, "s", vclock.VClock{}, "a")
+	a2 := putOwn(t, s2, "s", vclock.VClock{}, "b") // n1:2
+	gone, err := s2.Update([]byte("s"), a2.Context(), "n1.e", Version{Deleted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,12 +123,12 @@ func TestStoreReap(t *testing.T) {
 	if _, err := s2.Merge([]byte("s"), elsewhere); err != nil {
 		t.Fatal(err)
 	}
-	o, err := s2.Update([]byte("s"), vclock.VClock{}, "n1", Version{Value: []byte("c")})
+	o, err := s2.Update([]byte("s"), vclock.VClock{}, "n1.e", Version{Value: []byte("c")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := o.Context().Get("n1"); c <= gone.Context().Get("n1") {
-		t.Fatalf("a write after the key came back with a stale context got n1:%d, reaped dots reach n1:%d", c, gone.Context().Get("n1"))
+	if c := o.Context().Get("n1.e"); c <= gone.Context().Get("n1.e") {
+		t.Fatalf("a write after the key came back with a stale context got n1:%d, reaped dots reach n1:%d", c, gone.Context().Get("n1.e"))
 	}
 }
 

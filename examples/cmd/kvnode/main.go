@@ -20,6 +20,16 @@
 // their HTTP and gossip addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
 //
+// Clients' input is bounded: -max-context-bytes and -max-context-entries
+// bound a write's X-Context (refused with 431 and 400); -max-concurrent
+// and -max-concurrent-rpc bound the requests served at once (503 with
+// Retry-After beyond), and -body-timeout the reading of a body (408).
+// -max-siblings and -max-object-bytes bound a key: a write that would
+// grow it past either is refused (409, 413) until a client reads the key
+// and writes the value it resolves the siblings to. A context's
+// writers and counters beyond what the coordinator's copy of the key has
+// seen are pruned, never merged into the key.
+//
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
 // hands its data over to the other nodes and leaves the cluster, within
 // -leave-timeout; otherwise, or on a second signal, it stops as a failed
@@ -67,12 +77,24 @@ func run(args []string) error {
 	clusterName := fs.String("cluster-name", "kv", "the cluster's name, authenticated in its gossip with -cluster-key-file, so two clusters sharing a key never merge")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
+	maxSiblings := fs.Int("max-siblings", kv.DefaultMaxSiblings, "most siblings a write may leave a key with (more: 409, read and resolve)")
+	maxObject := fs.Int("max-object-bytes", kv.DefaultMaxObjectLen, "most bytes of values a key may hold, siblings included (more: 413)")
+	reapEvery := fs.Duration("reap-every", kv.DefaultReapEvery, "how often a pass of reaping looks for tombstones due")
+	var limits kv.Limits
+	fs.IntVar(&limits.MaxContextLen, "max-context-bytes", kv.DefaultMaxContextLen, "longest X-Context field a write may send, in bytes (longer: 431)")
+	fs.IntVar(&limits.MaxContextEntries, "max-context-entries", kv.DefaultMaxContextEntries, "most writers an X-Context may name (more: 400)")
+	fs.IntVar(&limits.MaxConcurrent, "max-concurrent", kv.DefaultMaxConcurrent, "most client requests served at once (more: 503 with Retry-After)")
+	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
+	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *id == "" || *data == "" {
 		fs.Usage()
 		return fmt.Errorf("-id and -data are required")
+	}
+	if *n < 1 || *r < 1 || *w < 1 {
+		return fmt.Errorf("-n %d -r %d -w %d: each must be at least 1", *n, *r, *w)
 	}
 	members, err := parsePeers(*peers, *id)
 	if err != nil {
@@ -100,9 +122,10 @@ func run(args []string) error {
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
-		Store:      kv.StoreConfig{NoSync: *noSync},
-		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter},
+		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
+		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery},
 		ClusterKey: clusterKey, ClusterName: *clusterName,
+		Limits: limits,
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/detector/swim"
+	"github.com/distkit/distkit/examples/kv"
+	"github.com/distkit/distkit/vclock"
 )
 
 // The test binary doubles as kvnode: with KVNODE_MAIN set it runs main.
@@ -441,4 +444,89 @@ func TestGossipImpostor(t *testing.T) {
 	}
 	t.Logf("impostors' HTTP requests: %d; gossip packets refused: n1 %d, n3 %d; 40 w=3 writes, 40 r=3 reads and the handovers of n1 and n3 all went to the real n2",
 		reached.Load(), refused[0], refused[2])
+}
+
+// A client's forged X-Context cannot break a node: a counter past the
+// bound or too many writers is refused with 400, and a context naming a
+// foreign writer at the bound and this node's own writer just below it,
+// then a delete with it and a reap, leave the key and the node writable,
+// across a restart.
+func TestForgedContext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	addr, gossip := freeAddrs(t, "tcp", 1)[0], freeAddrs(t, "udp", 1)[0]
+	args := []string{"-id", "n1", "-data", dir + "/n1", "-gossip", gossip, "-n", "1", "-r", "1", "-w", "1",
+		"-reap-after", "1ms", "-reap-every", "50ms", "-max-context-entries", "4"}
+	p := start(t, addr, args...)
+	defer func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }()
+	url := "http://" + addr + "/kv/k"
+	put := func(ctx, body string) (int, string, http.Header) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctx != "" {
+			req.Header.Set(kv.HeaderContext, ctx)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	// {"evil": 2^64-1}, by hand: the encoder refuses to write it.
+	over := base64.RawURLEncoding.EncodeToString([]byte{0x91, 0x92, 0xa4, 'e', 'v', 'i', 'l', 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	var many vclock.VClock
+	for i := range 5 {
+		many.Add(vclock.Dot{ID: fmt.Sprint("w", i), Counter: 1})
+	}
+	for name, ctx := range map[string]string{"a counter past the bound": over, "too many writers": kv.EncodeContext(many)} {
+		if code, body, _ := put(ctx, "v"); code != http.StatusBadRequest || !strings.Contains(body, "X-Context") {
+			t.Errorf("PUT with %s: %d %q, want 400 naming X-Context", name, code, body)
+		}
+	}
+	code, body, h := put("", "v0")
+	dot, err := kv.DecodeDot(h.Get(kv.HeaderDot))
+	if code != http.StatusNoContent || err != nil {
+		t.Fatalf("PUT: %d %q %v", code, body, err)
+	}
+	var forged vclock.VClock
+	forged.Add(vclock.Dot{ID: "evil", Counter: vclock.MaxCounter})
+	forged.Add(vclock.Dot{ID: dot.ID, Counter: vclock.MaxCounter - 1})
+	if code, body, _ := put(kv.EncodeContext(forged), "v1"); code != http.StatusNoContent {
+		t.Fatalf("PUT with a forged context: %d %q", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	req.Header.Set(kv.HeaderContext, kv.EncodeContext(forged))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE with a forged context: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	p.waitLog(t, `"msg":"reap"`, `"reaped":1`)
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p = start(t, addr, args...)
+	for i := range 3 {
+		code, body, h := put("", fmt.Sprint("after", i))
+		d, err := kv.DecodeDot(h.Get(kv.HeaderDot))
+		if code != http.StatusNoContent || err != nil || d.Counter > 10 {
+			t.Fatalf("PUT %d after the reap and a restart: %d %q, dot %v %v", i, code, body, d, err)
+		}
+	}
+}
+
+// Quorum sizes below one are refused, not replaced by defaults.
+func TestZeroQuorumFlags(t *testing.T) {
+	for _, flag := range []string{"-n", "-r", "-w"} {
+		err := run([]string{"-id", "n1", "-data", t.TempDir(), flag, "0"})
+		if err == nil || !strings.Contains(err.Error(), "at least 1") {
+			t.Errorf("%s 0: %v, want a refusal", flag, err)
+		}
+	}
 }
