@@ -104,7 +104,9 @@ func Cleanup(ctx context.Context) error {
 		}
 		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 		if strings.HasPrefix(name, Prefix) {
-			if err := run(ctx, "ip", "link", "delete", name); err != nil {
+			// A veth whose peer's namespace was just deleted may vanish
+			// on its own meanwhile.
+			if err := run(ctx, "ip", "link", "delete", name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 				errs = append(errs, err)
 			}
 		}
