@@ -42,10 +42,14 @@ func (f Fault) String() string {
 	return fmt.Sprintf("%s %v", f.Kind, f.Targets)
 }
 
-// schedule returns the faults of seed: count faults, every kind once per
+// Schedule returns the faults of seed: count faults, every kind once per
 // round of numKinds in a seeded order, each with seeded targets among n
-// slots.
-func schedule(seed uint64, count, n int) []Fault {
+// slots. It returns nil for fewer than 3 slots: a non-transitive
+// partition needs three.
+func Schedule(seed uint64, count, n int) []Fault {
+	if n < 3 {
+		return nil
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x6a657073656e))
 	var out []Fault
 	for len(out) < count {

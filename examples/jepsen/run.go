@@ -96,6 +96,9 @@ func (r *Result) Err() error {
 // [Result.Err].
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cfg = cfg.withDefaults()
+	if cfg.Nodes < 3 || cfg.Nodes > 200 {
+		return nil, fmt.Errorf("jepsen: %d nodes, want 3 to 200", cfg.Nodes)
+	}
 	if err := Cleanup(ctx); err != nil {
 		return nil, fmt.Errorf("leftovers of an earlier run: %w", err)
 	}
@@ -135,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		fmt.Fprintf(cfg.Log, "cluster of %d formed in %v\n", cfg.Nodes, d.Round(time.Millisecond))
 	}
 
-	res = &Result{Seed: cfg.Seed, Faults: schedule(cfg.Seed, cfg.Faults, cfg.Nodes), Calm: cfg.Calm}
+	res = &Result{Seed: cfg.Seed, Faults: Schedule(cfg.Seed, cfg.Faults, cfg.Nodes), Calm: cfg.Calm}
 	rec := &recorder{start: time.Now()}
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
