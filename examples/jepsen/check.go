@@ -3,6 +3,7 @@ package jepsen
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"time"
@@ -49,8 +50,19 @@ func checkReads(ops []Op, calm func(from, to time.Duration) bool) []StaleRead {
 				if o.OK {
 					acked = append(acked, o)
 				}
-				if o.OK && o.Kind == Put {
+				if o.OK && o.Kind == Put && o.Dot.Counter > 0 { // the store reports a dot with every acknowledgement
 					dots[string(o.Value)] = o.Dot
+				}
+			}
+		}
+		// From when on each acknowledged write may have been replaced: the
+		// earliest invocation of a write whose context has its dot.
+		replacedFrom := make([]time.Duration, len(acked))
+		for i, w := range acked {
+			replacedFrom[i] = time.Duration(math.MaxInt64)
+			for _, s := range writes {
+				if s.Context.Contains(w.Dot) {
+					replacedFrom[i] = min(replacedFrom[i], s.Invoke)
 				}
 			}
 		}
@@ -58,12 +70,12 @@ func checkReads(ops []Op, calm func(from, to time.Duration) bool) []StaleRead {
 			if r.Kind != Read || !r.OK {
 				continue
 			}
-			for _, w := range acked {
+			for i, w := range acked {
 				if w.Complete >= r.Invoke {
 					continue
 				}
-				if w.Kind == Put && !slices.ContainsFunc(r.Values, func(v []byte) bool { return bytes.Equal(v, w.Value) }) &&
-					!superseded(w, writes, r.Complete) {
+				if w.Kind == Put && replacedFrom[i] >= r.Complete &&
+					!slices.ContainsFunc(r.Values, func(v []byte) bool { return bytes.Equal(v, w.Value) }) {
 					stale = append(stale, StaleRead{Read: r, Write: w, Calm: calm(r.Invoke, r.Complete)})
 				}
 				// w replaced what its context covered: no read that began after it returns that.
@@ -78,16 +90,6 @@ func checkReads(ops []Op, calm func(from, to time.Duration) bool) []StaleRead {
 	}
 	slices.SortFunc(stale, func(a, b StaleRead) int { return int(a.Read.Invoke - b.Read.Invoke) })
 	return stale
-}
-
-// superseded reports whether a write invoked before `before` may have
-// replaced w: its context contains w's dot, or it failed before the
-// node could tell it whether it did (no dot reported; its context, taken
-// from a read, is then still known and decides).
-func superseded(w Op, writes []Op, before time.Duration) bool {
-	return slices.ContainsFunc(writes, func(s Op) bool {
-		return s.Invoke < before && s.Context.Contains(w.Dot)
-	})
 }
 
 // acks splits the history's writes into kv.Check's acknowledged and

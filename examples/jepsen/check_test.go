@@ -188,3 +188,23 @@ func TestReport(t *testing.T) {
 		t.Fatalf("SVG shades %d rectangles, want 2 (a fault in two panels)", n)
 	}
 }
+
+// A change in any answering node's view is noticed; a node that did not
+// answer before or does not answer now is no evidence.
+func TestNoticed(t *testing.T) {
+	before := map[string]string{"n0": "n0=alive,n1=alive", "n1": "n0=alive,n1=alive"}
+	for _, c := range []struct {
+		now  map[string]string
+		want bool
+	}{
+		{map[string]string{"n0": "n0=alive,n1=alive"}, false},
+		{map[string]string{}, false},
+		{map[string]string{"n2": "n0=alive"}, false},
+		{map[string]string{"n0": "n0=alive,n1=suspect"}, true},
+		{map[string]string{"n1": "n1=alive"}, true},
+	} {
+		if got := noticed(before, c.now); got != c.want {
+			t.Errorf("noticed(%v, %v) = %v", before, c.now, got)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -175,6 +176,41 @@ func (c *cluster) view(ctx context.Context, s *slot) (clusterView, error) {
 		return v, fmt.Errorf("/cluster of %s: %s", s.id, resp.Status)
 	}
 	return v, json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v)
+}
+
+// views returns what every running node that answers within
+// probeInterval sees: member=state, sorted, by node.
+func (c *cluster) views(ctx context.Context) map[string]string {
+	out := map[string]string{}
+	for _, s := range c.slots {
+		if s.cmd == nil {
+			continue
+		}
+		vctx, cancel := context.WithTimeout(ctx, probeInterval)
+		v, err := c.view(vctx, s)
+		cancel()
+		if err != nil {
+			continue
+		}
+		var ms []string
+		for _, m := range v.Members {
+			ms = append(ms, m.ID+"="+m.State)
+		}
+		slices.Sort(ms)
+		out[s.id] = strings.Join(ms, ",")
+	}
+	return out
+}
+
+// noticed reports whether a node answering in now sees the cluster
+// otherwise than it did in before.
+func noticed(before, now map[string]string) bool {
+	for id, v := range now {
+		if b, ok := before[id]; ok && b != v {
+			return true
+		}
+	}
+	return false
 }
 
 // converged reports whether every running node sees exactly the running

@@ -171,14 +171,17 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	for i := range res.Faults {
 		f := &res.Faults[i]
+		before := c.views(ctx)
 		f.Start = since()
 		fmt.Fprintf(cfg.Log, "%7.1fs inject %v\n", f.Start.Seconds(), f)
 		if err := c.inject(ctx, *f); err != nil {
 			return nil, fmt.Errorf("inject %v: %w", f, err)
 		}
+		// Detected: a node that answers sees the cluster otherwise than
+		// before the fault.
 		hold := holdFor(f.Kind, cfg.Hold)
 		for end := time.Now().Add(hold); time.Now().Before(end); {
-			if f.Detected == 0 && c.converged(ctx) != nil {
+			if f.Detected == 0 && noticed(before, c.views(ctx)) {
 				f.Detected = since()
 			}
 			if err := wait(ctx, probeInterval); err != nil {
