@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -70,7 +72,8 @@ func inNS(ctx context.Context, ns string, stdin []byte, args ...string) error {
 
 // Cleanup removes everything a run of the harness may have left: the
 // processes inside its namespaces (killed), the namespaces (with their
-// nft tables and qdiscs), the veths and the bridge. It touches only names
+// nft tables and qdiscs), the veths and the bridge, and the temporary
+// working directories of runs. It touches only names
 // starting with [Prefix] and returns the errors of what it could not
 // remove.
 func Cleanup(ctx context.Context) error {
@@ -109,6 +112,13 @@ func Cleanup(ctx context.Context) error {
 			if err := run(ctx, "ip", "link", "delete", name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 				errs = append(errs, err)
 			}
+		}
+	}
+	// The working directories of runs that were killed.
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), Prefix+"run*"))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

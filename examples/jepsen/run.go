@@ -109,10 +109,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}()
 	if cfg.Dir == "" {
+		// Removed by the deferred Cleanup.
 		if cfg.Dir, err = os.MkdirTemp("", Prefix+"run"); err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(cfg.Dir)
 	}
 	if cfg.Bin == "" {
 		if cfg.Bin, err = buildKVNode(ctx, cfg.Dir); err != nil {
