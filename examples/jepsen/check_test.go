@@ -208,3 +208,13 @@ func TestNoticed(t *testing.T) {
 		}
 	}
 }
+
+// A configuration that would make the clients or the schedule misbehave
+// is refused before anything is created.
+func TestRunRefusesBadConfig(t *testing.T) {
+	for _, c := range []Config{{Nodes: 2}, {Nodes: 500}, {Keys: -1}, {Clients: -3}, {MaxOps: -1}, {Hold: -time.Second}} {
+		if _, err := Run(t.Context(), c); err == nil || !strings.Contains(err.Error(), "jepsen: ") {
+			t.Errorf("Run(%+v) = %v, want a configuration error", c, err)
+		}
+	}
+}

@@ -26,7 +26,8 @@
 // namespaces, so the clients keep reaching every node that runs. Every
 // name starts with [Prefix]; [Cleanup] removes them all (it runs before
 // and after each run, also when the run fails or is interrupted) and
-// nothing else.
+// nothing else. Hence one run at a time per machine: a run's first
+// Cleanup removes another's network.
 //
 // # Faults
 //

@@ -30,8 +30,8 @@ func (k Kind) String() string { return [...]string{"read", "put", "delete"}[k] }
 // Op is one operation of the history, as a client saw it: invocation
 // and completion times (since the run began), the node it went to, and
 // its outcome. A write carries the value it wrote, the context it sent
-// and the dot the store reported; a read the values it returned. It is a
-// plain value.
+// (from the read before it) and the dot the store reported; a read the
+// values and the context it returned. It is a plain value.
 type Op struct {
 	Client           int
 	Kind             Kind
@@ -42,7 +42,7 @@ type Op struct {
 	Err              string // why not
 	Value            []byte // a put's value
 	Values           [][]byte
-	Context          vclock.VClock // a write's context as sent
+	Context          vclock.VClock // a write's context as sent, a read's as returned
 	Dot              vclock.Dot    // a write's dot, when the node reported it
 }
 

@@ -99,6 +99,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.Nodes < 3 || cfg.Nodes > 200 {
 		return nil, fmt.Errorf("jepsen: %d nodes, want 3 to 200", cfg.Nodes)
 	}
+	if cfg.Clients < 1 || cfg.Keys < 1 || cfg.MaxOps < 1 || cfg.Hold < 0 || cfg.Calm < 0 {
+		return nil, fmt.Errorf("jepsen: %d clients, %d keys, %d operations per client, hold %v, calm %v: want positive counts and non-negative durations",
+			cfg.Clients, cfg.Keys, cfg.MaxOps, cfg.Hold, cfg.Calm)
+	}
 	if err := Cleanup(ctx); err != nil {
 		return nil, fmt.Errorf("leftovers of an earlier run: %w", err)
 	}
