@@ -16,6 +16,8 @@
 // the secret in that file (the same on every node); without it, keep
 // their HTTP addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
+// -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
+// default); the failure detector's timeouts scale with it.
 //
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
 // hands its data over to the other nodes and leaves the cluster, within
@@ -70,6 +72,9 @@ func run(args []string) error {
 	if *id == "" || *data == "" {
 		fs.Usage()
 		return fmt.Errorf("-id and -data are required")
+	}
+	if *probeInterval <= 0 {
+		return fmt.Errorf("-probe-interval %v: want a positive duration", *probeInterval)
 	}
 	members, err := parsePeers(*peers, *id)
 	if err != nil {
