@@ -80,17 +80,31 @@ func ringLocators(tb testing.TB, n, vnodes int) []locator {
 	return append(ls, locator{"groupcache-consistenthash", gc.Get})
 }
 
-// rendezvousLocators builds weighted rendezvous (highest random weight)
-// hashing over n nodes, distkit's and dgryski's (keys hashed with xxhash).
-func rendezvousLocators(n int) []locator {
+// rendezvousLocators builds rendezvous (highest random weight) hashing
+// over n nodes of equal weight, distkit's and dgryski's (keys hashed with
+// xxhash).
+func rendezvousLocators(tb testing.TB, n int) []locator {
+	return rendezvousWeighted(tb, n, false)
+}
+
+// rendezvousWeighted is rendezvousLocators with, if weighted, distkit's
+// nodes given the weights 1, 2, 3, 1, 2, 3, ...; go-rendezvous has no
+// weights, so it stays the unweighted baseline.
+func rendezvousWeighted(tb testing.TB, n int, weighted bool) []locator {
 	ids := nodeIDs(n)
 	nodes := make([]ring.Node, n)
 	for i, id := range ids {
 		nodes[i] = ring.Node{ID: id}
+		if weighted {
+			nodes[i].Weight = float64(1 + i%3)
+		}
 	}
-	hrw := ring.NewRendezvous(nodes)
+	hrw, err := ring.NewRendezvous(nodes)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return []locator{
-		{"distkit", func(key string) string { return hrw.Lookup([]byte(key)) }},
+		{"distkit", hrw.LookupString},
 		{"go-rendezvous", rendezvous.New(ids, xxhash.Sum64String).Lookup},
 	}
 }
@@ -127,10 +141,18 @@ func BenchmarkRingLookup(b *testing.B) {
 }
 
 // BenchmarkRendezvousLookup is one key lookup by rendezvous (highest random
-// weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup.
+// weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup. In the
+// weighted cases distkit's nodes have unequal weights (a logarithm per
+// node), against go-rendezvous without weights.
 func BenchmarkRendezvousLookup(b *testing.B) {
-	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchLookups(b, rendezvousLocators(n)) })
+	for _, weighted := range []bool{false, true} {
+		for _, n := range []int{10, 100, 1000} {
+			name := fmt.Sprintf("nodes=%d", n)
+			if weighted {
+				name += "/weighted"
+			}
+			b.Run(name, func(b *testing.B) { benchLookups(b, rendezvousWeighted(b, n, weighted)) })
+		}
 	}
 }
 
@@ -195,7 +217,7 @@ func TestRingQualityTable(t *testing.T) {
 	}{
 		{"ring, 160 points", func(n int) []locator { return ringLocators(t, n, ringVNodes) }},
 		{"ring, 1024 points", func(n int) []locator { return ringLocators(t, n, 0)[:1] }},
-		{"rendezvous", rendezvousLocators},
+		{"rendezvous", func(n int) []locator { return rendezvousLocators(t, n) }},
 		{"jump", jumpLocators},
 	}
 	var rows [][]string

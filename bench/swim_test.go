@@ -21,12 +21,17 @@ import (
 // inside a testing/synctest bubble (virtual time): one-way delays uniform
 // in 10 to 50 ms, a loss rate, and a slowed node whose packets, sent or
 // received, take 5 times longer (50 to 250 ms), as in the swim package's
-// own simulations. It counts the packets each node sends.
+// own simulations. A stalled node models a process starved of CPU
+// (Lifeguard's anomaly): during each of its stalls it processes no
+// message, so packets to it wait until the stall ends, and so do the
+// packets its timers made it send, and its stream connections fail. It
+// counts the packets each node sends.
 type swimNet struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	loss    float64
 	slow    string
+	stalls  map[string][]swimStall // each stalled node's stalls, in time order
 	down    map[string]bool
 	sent    int // packets written
 	streams int // memberlist stream connections opened
@@ -39,8 +44,41 @@ func newSwimNet(seed uint64) *swimNet {
 		inbox: map[string]func(string, []byte){}, accept: map[string]chan net.Conn{}}
 }
 
+// swimStall is a time during which the stalled node processes nothing.
+type swimStall struct{ start, end time.Time }
+
+// stall makes node stall from now until until, for 1 to 5 s at a time
+// (uniform), with gapMin to gapMax of normal work between stalls.
+func (s *swimNet) stall(node string, until time.Time, gapMin, gapMax time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stalls == nil {
+		s.stalls = map[string][]swimStall{}
+	}
+	span := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1)) }
+	var stalls []swimStall
+	for t := time.Now().Add(span(gapMin, gapMax)); t.Before(until); {
+		end := t.Add(span(time.Second, 5*time.Second))
+		stalls = append(stalls, swimStall{t, end})
+		t = end.Add(span(gapMin, gapMax))
+	}
+	s.stalls[node] = stalls
+}
+
+// stallEnd returns the end of the stall of node at t, or t if node is not
+// stalled then. The caller holds s.mu.
+func (s *swimNet) stallEnd(node string, t time.Time) time.Time {
+	stalls := s.stalls[node]
+	i, _ := slices.BinarySearchFunc(stalls, t, func(st swimStall, t time.Time) int { return st.end.Compare(t) })
+	if i < len(stalls) && !t.Before(stalls[i].start) && t.Before(stalls[i].end) {
+		return stalls[i].end
+	}
+	return t
+}
+
 // send delivers a copy of data from one address to another after the
-// link's delay, unless it is lost or either end is down.
+// link's delay, unless it is lost or either end is down; a stalled
+// sender sends, and a stalled receiver receives, when its stall ends.
 func (s *swimNet) send(from, to string, data []byte) {
 	s.mu.Lock()
 	s.sent++
@@ -50,12 +88,14 @@ func (s *swimNet) send(from, to string, data []byte) {
 	if from == s.slow || to == s.slow {
 		delay *= 5
 	}
+	now := time.Now()
+	at := s.stallEnd(to, s.stallEnd(from, now).Add(delay))
 	s.mu.Unlock()
 	if lost {
 		return
 	}
 	buf := slices.Clone(data)
-	time.AfterFunc(delay, func() { deliver(from, buf) })
+	time.AfterFunc(at.Sub(now), func() { deliver(from, buf) })
 }
 
 func (s *swimNet) set(f func(s *swimNet)) {
@@ -92,6 +132,17 @@ func swimID(i int) string   { return fmt.Sprintf("node-%d", i) }
 // startDistkitSWIM starts n distkit SWIM nodes (default config, the same
 // defaults as memberlist's LAN config) joining through node 0.
 func startDistkitSWIM(t *testing.T, nw *swimNet, n int) *swimCluster {
+	return startDistkit(t, nw, n, swim.Config{})
+}
+
+// startPlainSWIM starts n distkit SWIM nodes with Lifeguard turned off.
+func startPlainSWIM(t *testing.T, nw *swimNet, n int) *swimCluster {
+	return startDistkit(t, nw, n, swim.Config{DisableLifeguard: true})
+}
+
+// startDistkit starts n distkit SWIM nodes configured by base (ID,
+// address, seed and seeds set per node) joining through node 0.
+func startDistkit(t *testing.T, nw *swimNet, n int, base swim.Config) *swimCluster {
 	ctx, cancel := context.WithCancel(t.Context())
 	c := &swimCluster{net: nw}
 	var nodes []*swim.Node
@@ -108,7 +159,8 @@ func startDistkitSWIM(t *testing.T, nw *swimNet, n int) *swimCluster {
 				}
 			}
 		})
-		cfg := swim.Config{ID: swimID(i), Addr: addr, RandSeed: uint64(i)}
+		cfg := base
+		cfg.ID, cfg.Addr, cfg.RandSeed = swimID(i), addr, uint64(i)
 		if i > 0 {
 			cfg.Seeds = []string{swimAddr(0)}
 		}
@@ -227,7 +279,9 @@ func (t *mlTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn,
 	var dst chan net.Conn
 	t.net.set(func(s *swimNet) {
 		s.streams++
-		if !s.down[t.addr] && !s.down[addr] {
+		now := time.Now()
+		stalled := s.stallEnd(t.addr, now) != now || s.stallEnd(addr, now) != now
+		if !s.down[t.addr] && !s.down[addr] && !stalled {
 			dst = s.accept[addr]
 		}
 	})
@@ -272,7 +326,7 @@ func (c *swimCluster) converge(n int, limit time.Duration) bool {
 var swimImpls = []struct {
 	name  string
 	start func(t *testing.T, nw *swimNet, n int) *swimCluster
-}{{"distkit", startDistkitSWIM}, {"memberlist", startMemberlist}}
+}{{"distkit", startDistkitSWIM}, {"memberlist", startMemberlist}, {"distkit, Lifeguard off", startPlainSWIM}}
 
 // swimTraffic runs n healthy nodes of impl on a loss-free network and
 // returns the packets and stream connections per member per protocol
@@ -301,13 +355,16 @@ func swimTraffic(t *testing.T, impl int, n int) (packets, streams float64, ok bo
 	return packets, streams, ok
 }
 
-// swimLossy is the Lifeguard scenario: 32 nodes converge, then the network
-// loses 10% of packets and node-1 is slowed 5x for 200 periods; it counts
-// the dead verdicts (summed over observers) about the normal nodes and
-// about node-1. Then node-5 crashes (all its packets are lost) and it
-// measures how long the first and the last live observer took to declare
-// it dead, and how many did within 60 s.
-func swimLossy(t *testing.T, impl int) (normal, slow int, first, last time.Duration, detected int) {
+// swimScenario runs 32 nodes of impl: they converge, then anomaly
+// applies for 200 periods, and the dead verdicts (summed over observers)
+// about the healthy nodes and about the anomalous ones it returns are
+// counted. Then the anomaly ends, and three nodes crash one after the
+// other, a minute apart (all their packets lost): it returns the mean
+// time the first and the last live observer took to declare a crashed
+// node dead, and of how many crashes every live observer did within the
+// minute. The mean over three crashes smooths out the luck of when a
+// crashed node is first probed.
+func swimScenario(t *testing.T, impl int, anomaly func(s *swimNet, until time.Time) []string) (healthy, anomalous int, first, last time.Duration, detected int) {
 	const n = 32
 	synctest.Test(t, func(t *testing.T) {
 		nw := newSwimNet(32)
@@ -319,38 +376,87 @@ func swimLossy(t *testing.T, impl int) (normal, slow int, first, last time.Durat
 		c.mu.Lock()
 		c.verdicts = nil
 		c.mu.Unlock()
-		nw.set(func(s *swimNet) { s.loss, s.slow = 0.1, swimAddr(1) })
-		wait(200 * time.Second)
-		crashed := time.Now()
-		nw.set(func(s *swimNet) { s.down[swimAddr(5)] = true })
-		wait(60 * time.Second)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		seen := map[string]bool{}
-		for _, v := range c.verdicts {
-			switch {
-			case v.at.Before(crashed) && v.target == swimID(1):
-				slow++
-			case v.at.Before(crashed):
-				normal++
-			case v.target == swimID(5) && !seen[v.observer] && v.observer != swimID(5):
-				seen[v.observer] = true
-				if detected == 0 {
-					first = v.at.Sub(crashed)
+		end := time.Now().Add(swimPeriods * time.Second)
+		odd := anomaly(nw, end)
+		wait(swimPeriods * time.Second)
+		for i, victim := range swimVictims {
+			crashed := end.Add(time.Duration(i) * time.Minute)
+			nw.set(func(s *swimNet) { s.down[swimAddr(victim)] = true })
+			wait(time.Minute)
+			c.mu.Lock()
+			seen := map[string]bool{}
+			var lastAt time.Duration
+			for _, v := range c.verdicts {
+				switch {
+				case i > 0 || !v.at.Before(end):
+				case slices.Contains(odd, v.target):
+					anomalous++
+				default:
+					healthy++
 				}
-				last, detected = v.at.Sub(crashed), detected+1
+				// Observers are the members still up: 31, 30, 29. (A
+				// crashed node runs on, cut off, and finds everyone dead.)
+				down := slices.ContainsFunc(swimVictims[:i+1], func(x int) bool { return swimID(x) == v.observer })
+				if v.target == swimID(victim) && !v.at.Before(crashed) && !down && !seen[v.observer] {
+					seen[v.observer] = true
+					if len(seen) == 1 {
+						first += v.at.Sub(crashed) / time.Duration(len(swimVictims))
+					}
+					lastAt = v.at.Sub(crashed)
+				}
+			}
+			c.mu.Unlock()
+			last += lastAt / time.Duration(len(swimVictims))
+			if len(seen) == n-1-i {
+				detected++
 			}
 		}
 	})
-	return normal, slow, first, last, detected
+	return healthy, anomalous, first, last, detected
 }
 
-// TestSWIMTable runs distkit's SWIM and hashicorp/memberlist, both with
-// their default (LAN) configuration, on the same simulated network in
-// virtual time: traffic per member per period at 16, 64 and 256 members,
-// and the Lifeguard scenario of swimLossy. It runs only with -long. It
-// asserts for distkit: convergence, no dead verdict about a healthy
-// normal node, and the crash detected by every live node within 60 s.
+// swimScenarios0 names the first scenario's row.
+const swimScenarios0 = "dead verdicts about healthy nodes: normal / slowed (32 members, 200 periods, 10% loss, one node 5x slower)"
+
+// swimVictims are the nodes swimScenario crashes, one a minute, after
+// the anomaly.
+var swimVictims = []int{5, 17, 29}
+
+// swimPeriods is how long the anomalies of swimScenario last, in 1 s
+// protocol periods.
+const swimPeriods = 200
+
+// swimLossy is the first scenario: 10% packet loss, and node-1 slowed 5x.
+func swimLossy(s *swimNet, _ time.Time) []string {
+	s.set(func(s *swimNet) { s.loss, s.slow = 0.1, swimAddr(1) })
+	return []string{swimID(1)}
+}
+
+// swimStalled returns Lifeguard's anomaly: k members (node-1 to node-k)
+// each stall 1 to 5 s at a time, with 1 to 5 s of normal work between
+// stalls (see swimNet.stall), on a network that loses 10% of packets.
+func swimStalled(k int) func(s *swimNet, until time.Time) []string {
+	return func(s *swimNet, until time.Time) []string {
+		s.set(func(s *swimNet) { s.loss = 0.1 })
+		var odd []string
+		for i := 1; i <= k; i++ {
+			s.stall(swimAddr(i), until, time.Second, 5*time.Second)
+			odd = append(odd, swimID(i))
+		}
+		return odd
+	}
+}
+
+// TestSWIMTable runs distkit's SWIM, hashicorp/memberlist and distkit's
+// SWIM with Lifeguard off, all with their default (LAN) configuration, on
+// the same simulated network in virtual time: traffic per member per
+// period at 16, 64 and 256 members, and two scenarios of swimScenario:
+// packet loss with a slow node, and a node whose processing stalls 1 to
+// 5 s at a time (false dead verdicts per 1000 member-periods: 32 members
+// for 200 periods are 6400). It runs only with -long. It asserts for
+// distkit: convergence, no dead verdict about a healthy node under loss,
+// fewer false dead verdicts than memberlist and than Lifeguard off with a
+// stalled node, and the crash detected by every live node within 60 s.
 func TestSWIMTable(t *testing.T) {
 	if !*long || raceEnabled {
 		t.Skip("a minute or more of CPU: runs with -long, without -race (bench/run.sh passes -long)")
@@ -373,16 +479,43 @@ func TestSWIMTable(t *testing.T) {
 		}
 		rows = append(rows, row)
 	}
-	fp := []string{"dead verdicts about healthy nodes: normal / slowed (32 members, 200 periods, 10% loss, one node 5x slower)"}
-	det := []string{"crashed node declared dead: first / last observer (detected by)"}
-	for i, impl := range swimImpls {
-		normal, slow, first, last, detected := swimLossy(t, i)
-		fp = append(fp, fmt.Sprintf("%d / %d", normal, slow))
-		det = append(det, fmt.Sprintf("%v / %v (%d of 31)", first.Round(time.Millisecond), last.Round(time.Millisecond), detected))
-		if impl.name == "distkit" && (normal > 0 || detected < 31) {
-			t.Errorf("distkit: %d dead verdicts about healthy normal nodes; crash detected by %d of 31", normal, detected)
+	const memberPeriods = 32 * swimPeriods / 1000.0
+	for _, sc := range []struct {
+		name    string
+		anomaly func(*swimNet, time.Time) []string
+		fp      string
+	}{
+		{"the loss scenario", swimLossy, swimScenarios0},
+		{"one stalled member", swimStalled(1), "false dead verdicts per 1000 member-periods, about healthy / stalled members (32 members, 200 periods, 10% loss, one member stalled 1-5 s at a time)"},
+		{"8 stalled members", swimStalled(8), "the same with 8 of the 32 members stalled"},
+	} {
+		fp := []string{sc.fp}
+		det := []string{"crashed node declared dead, mean of 3 crashes after " + sc.name + ": first / last observer (crashes detected by all)"}
+		var healthy []int
+		for i := range swimImpls {
+			h, a, first, last, detected := swimScenario(t, i, sc.anomaly)
+			if sc.fp == swimScenarios0 {
+				fp = append(fp, fmt.Sprintf("%d / %d", h, a))
+			} else {
+				fp = append(fp, fmt.Sprintf("%.2f / %.2f (%d / %d)", float64(h)/memberPeriods, float64(a)/memberPeriods, h, a))
+			}
+			det = append(det, fmt.Sprintf("%v / %v (%d of %d)", first.Round(time.Millisecond), last.Round(time.Millisecond), detected, len(swimVictims)))
+			healthy = append(healthy, h)
+			if i == 0 && detected < len(swimVictims) {
+				t.Errorf("distkit, %s: %d of %d crashes detected by every live node within a minute", sc.name, detected, len(swimVictims))
+			}
 		}
+		switch {
+		case sc.fp == swimScenarios0 && healthy[0] > 0:
+			t.Errorf("distkit: %d dead verdicts about healthy normal nodes under loss", healthy[0])
+		case healthy[0] > healthy[1] || healthy[2] > 0 && healthy[0] >= healthy[2]:
+			t.Errorf("%s: false dead verdicts about healthy nodes: distkit %d, memberlist %d, Lifeguard off %d", sc.name, healthy[0], healthy[1], healthy[2])
+		}
+		rows = append(rows, fp, det)
 	}
-	writeTable(t, "SWIM vs memberlist (virtual time, default LAN configs, delays 10-50 ms)",
-		[]string{"measure", "distkit", "memberlist"}, append(rows, fp, det))
+	header := []string{"measure"}
+	for _, impl := range swimImpls {
+		header = append(header, impl.name)
+	}
+	writeTable(t, "SWIM vs memberlist (virtual time, default LAN configs, delays 10-50 ms)", header, rows)
 }

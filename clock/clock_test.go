@@ -41,7 +41,7 @@ func TestLamportModel(t *testing.T) {
 				model++
 				got = l.Tick()
 			} else {
-				remote := r.Uint64N(2 * (model + 10))
+				remote := r.Uint64N(2*min(model, clock.MaxCounter/4) + 20)
 				model = max(model, remote) + 1
 				got = l.Witness(remote)
 				if got <= remote {
@@ -111,12 +111,37 @@ func BenchmarkLamportWitness(b *testing.B) {
 // earlier ones, and keeps its time.
 func TestLamportExhausted(t *testing.T) {
 	var l clock.Lamport
-	require.Equal(t, uint64(math.MaxUint64), l.Witness(math.MaxUint64-1))
-	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { l.Tick() })
-	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { l.Witness(3) })
-	require.Equal(t, uint64(math.MaxUint64), l.Time())
+	require.Equal(t, uint64(clock.MaxCounter+1), l.Witness(clock.MaxCounter))
+	for range 3 {
+		l.Tick()
+	}
+	require.Equal(t, uint64(clock.MaxCounter+4), l.Time())
 
 	var m clock.Lamport
-	require.PanicsWithValue(t, "clock: Lamport time exhausted", func() { m.Witness(math.MaxUint64) })
+	require.PanicsWithValue(t, "clock: Lamport time out of range: remote time 18446744073709551615 above 9223372036854775807",
+		func() { m.Witness(math.MaxUint64) })
 	require.Zero(t, m.Time())
+}
+
+// TestLamportReceiveHostile: Receive refuses remote times above
+// MaxCounter (2^63, 2^63+1, 2^64-1) with ErrRange, leaving the clock
+// unchanged, and accepts MaxCounter itself; Witness panics instead; the
+// clock keeps ticking after the refusals.
+func TestLamportReceiveHostile(t *testing.T) {
+	var l clock.Lamport
+	l.Tick()
+	for _, remote := range []uint64{clock.MaxCounter + 1, clock.MaxCounter + 2, math.MaxUint64} {
+		got, err := l.Receive(remote)
+		require.ErrorIs(t, err, clock.ErrRange, "%d", remote)
+		require.Zero(t, got)
+		require.Panics(t, func() { l.Witness(remote) })
+		require.Equal(t, uint64(1), l.Time())
+	}
+	require.Equal(t, uint64(2), l.Tick())
+	got, err := l.Receive(7)
+	require.NoError(t, err)
+	require.Equal(t, uint64(8), got)
+	got, err = l.Receive(clock.MaxCounter)
+	require.NoError(t, err)
+	require.Equal(t, uint64(clock.MaxCounter+1), got)
 }

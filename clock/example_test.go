@@ -1,6 +1,7 @@
 package clock_test
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,4 +25,18 @@ func ExampleFunc() {
 	var c clock.Clock = clock.Func(func() time.Time { return fixed })
 	fmt.Println(c.Now().Format(time.RFC3339))
 	// Output: 2026-11-27T12:00:00Z
+}
+
+// A time read from the network goes to Receive, which refuses one no honest
+// clock sends and leaves the clock as it was.
+func ExampleLamport_Receive() {
+	var l clock.Lamport
+	l.Tick()
+	t, err := l.Receive(41)
+	fmt.Println(t, err)
+	_, err = l.Receive(1 << 63)
+	fmt.Println(errors.Is(err, clock.ErrRange), l.Time())
+	// Output:
+	// 42 <nil>
+	// true 42
 }

@@ -308,7 +308,9 @@ func TestCounters(t *testing.T) {
 	assert.Equal(t, uint64(9), merged(a, b).Value())
 	assert.Equal(t, uint64(9), merged(d, b).Value()) // the delta carries A's count
 	assert.Equal(t, GCounter{}, a.Inc("a", 0))
-	assert.PanicsWithValue(t, `crdt: count of "a" overflows`, func() { a.Inc("a", math.MaxUint64) })
+	assert.PanicsWithValue(t, `crdt: count of "a": vclock: counter exhausted: 5 + 18446744073709551615 above the maximum 9223372036854775807`,
+		func() { a.Inc("a", math.MaxUint64) })
+	assert.Equal(t, uint64(5), a.Count("a"))
 
 	var p, q PNCounter
 	p.Inc("a", 10)
@@ -595,16 +597,24 @@ func TestDecodeRejects(t *testing.T) {
 	assert.Equal(t, before, encode(t, s))
 }
 
-// Dot counters that would overflow panic rather than wrap, whether the
-// largest dot is in the version vector or in the dot cloud.
-func TestDotOverflowPanics(t *testing.T) {
+// Dot counters stop at vclock.MaxCounter, whether the largest dot is in
+// the version vector or in the dot cloud: TryEnable returns ErrExhausted
+// and Enable panics, both leaving the flag unchanged.
+func TestDotExhausted(t *testing.T) {
+	const msg = `crdt: dot of "a": vclock: counter exhausted: 9223372036854775807 + 1 above the maximum 9223372036854775807`
 	var f EWFlag
-	f.ctx.vv.Add(vclock.Dot{ID: "a", Counter: math.MaxUint64})
-	assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { f.Enable("a") })
-	for _, cloud := range [][]vclock.Dot{{{ID: "a", Counter: math.MaxUint64}}, {{ID: "a", Counter: 5}, {ID: "a", Counter: math.MaxUint64}}} {
+	f.ctx.vv.Add(vclock.Dot{ID: "a", Counter: vclock.MaxCounter})
+	assert.PanicsWithValue(t, msg, func() { f.Enable("a") })
+	for _, cloud := range [][]vclock.Dot{{{ID: "a", Counter: vclock.MaxCounter}}, {{ID: "a", Counter: 5}, {ID: "a", Counter: vclock.MaxCounter}}} {
 		var g EWFlag
 		g.ctx.cloud = cloud
-		assert.PanicsWithValue(t, `crdt: dot counter of "a" overflows`, func() { g.Enable("a") }, "cloud %v", cloud)
+		before := encode(t, g)
+		_, err := g.TryEnable("a")
+		assert.ErrorIs(t, err, vclock.ErrExhausted, "cloud %v", cloud)
+		assert.PanicsWithValue(t, msg, func() { g.Enable("a") }, "cloud %v", cloud)
+		assert.Equal(t, before, encode(t, g))
+		g.Enable("b")
+		assert.True(t, g.Value())
 	}
 }
 
@@ -631,6 +641,17 @@ func TestAllocations(t *testing.T) {
 	// Merging a state into an equal one allocates nothing per element.
 	o := s.Clone()
 	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { s.Merge(o) }))
+	// Equal values under the same dot, or in a full LWW tie, are told
+	// equal without encoding them.
+	var r MVRegister[[]byte]
+	r.Set("a", []byte("v"))
+	ro := r.Clone()
+	ro.store = dotFun[[]byte]{{dot: ro.store[0].dot, v: []byte("v")}}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { r.Merge(ro) }))
+	var l LWWRegister[[]byte]
+	l.Set([]byte("v"), 5, "a")
+	lo := LWWRegister[[]byte]{v: []byte("v"), ts: 5, id: "a"}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { l.Merge(lo) }))
 }
 
 func TestErrorsWrap(t *testing.T) {

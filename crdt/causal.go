@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"cmp"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -59,17 +60,12 @@ func (c *dotContext) contains(d vclock.Dot) bool {
 }
 
 // next adds and returns a new dot for id: one past the largest dot of id
-// in the context. It panics if the counter would overflow.
-func (c *dotContext) next(id string) vclock.Dot {
-	n := c.vv.Get(id)
-	switch i, found := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots); {
-	case found:
-		n = math.MaxUint64
-	case i > 0 && c.cloud[i-1].ID == id:
-		n = c.cloud[i-1].Counter
-	}
-	if n == math.MaxUint64 {
-		panic("crdt: dot counter of " + strconv.Quote(id) + " overflows")
+// in the context. It returns an error wrapping vclock.ErrExhausted,
+// changing nothing, if that dot's counter would pass vclock.MaxCounter.
+func (c *dotContext) next(id string) (vclock.Dot, error) {
+	n := c.last(id)
+	if _, err := vclock.AddCounter(n, 1); err != nil {
+		return vclock.Dot{}, fmt.Errorf("crdt: dot of %s: %w", strconv.Quote(id), err)
 	}
 	d := vclock.Dot{ID: id, Counter: n + 1}
 	if n == c.vv.Get(id) {
@@ -78,7 +74,16 @@ func (c *dotContext) next(id string) vclock.Dot {
 		i, _ := slices.BinarySearchFunc(c.cloud, d, compareDots)
 		c.cloud = slices.Insert(c.cloud, i, d)
 	}
-	return d
+	return d, nil
+}
+
+// last returns the largest counter of id's dots in the context, 0 if none.
+func (c *dotContext) last(id string) uint64 {
+	i, _ := slices.BinarySearchFunc(c.cloud, vclock.Dot{ID: id, Counter: math.MaxUint64}, compareDots)
+	if i > 0 && c.cloud[i-1].ID == id {
+		return c.cloud[i-1].Counter
+	}
+	return c.vv.Get(id)
 }
 
 // merge adds every dot of o. o may be c itself.
@@ -235,19 +240,34 @@ func (c *causal[S]) NeedPruningFrom(removed string) bool { return c.ctx.has(remo
 
 // Prune gives every live dot of the replica removed a new dot of into, so
 // what removed wrote stays, and forgets removed's dots; see
-// [RemovedNodePruning] for when this is safe. It panics if removed ==
-// into.
-func (c *causal[S]) Prune(removed, into string) {
+// [RemovedNodePruning] for when this is safe. It panics, changing
+// nothing, where TryPrune returns an error, and if removed == into.
+func (c *causal[S]) Prune(removed, into string) { must(struct{}{}, c.TryPrune(removed, into)) }
+
+// TryPrune is Prune that returns an error wrapping vclock.ErrExhausted,
+// changing nothing, when into has too few dots left to take over removed's
+// live ones. It panics if removed == into.
+func (c *causal[S]) TryPrune(removed, into string) error {
 	if removed == into {
 		panic("crdt: Prune into the removed replica " + strconv.Quote(removed))
+	}
+	live := uint64(0)
+	for d := range c.store.dots {
+		if d.ID == removed {
+			live++
+		}
+	}
+	if _, err := vclock.AddCounter(c.ctx.last(into), live); err != nil {
+		return fmt.Errorf("crdt: prune %s into %s: %w", strconv.Quote(removed), strconv.Quote(into), err)
 	}
 	c.store = c.store.mapDots(func(d vclock.Dot) (vclock.Dot, bool) {
 		if d.ID != removed {
 			return d, true
 		}
-		return c.ctx.next(into), true
+		return must(c.ctx.next(into)), true // checked above
 	})
 	c.ctx.drop(removed)
+	return nil
 }
 
 // PruningCleanup forgets every dot of removed, live or not: what a replica
@@ -260,14 +280,27 @@ func (c *causal[S]) PruningCleanup(removed string) {
 
 // write replaces the store old of one element with a single new dot of id
 // carrying v. It returns the new store and the delta's context: the new dot
-// and the dots it supersedes.
-func write[T any](ctx *dotContext, old dotFun[T], id string, v T) (dotFun[T], dotContext) {
-	d := ctx.next(id)
+// and the dots it supersedes. It returns an error wrapping
+// vclock.ErrExhausted, changing nothing, when id has no dot left.
+func write[T any](ctx *dotContext, old dotFun[T], id string, v T) (dotFun[T], dotContext, error) {
+	d, err := ctx.next(id)
+	if err != nil {
+		return nil, dotContext{}, err
+	}
 	seen := make([]vclock.Dot, 0, len(old)+1)
 	for _, e := range old {
 		seen = append(seen, e.dot)
 	}
-	return dotFun[T]{{dot: d, v: v}}, contextOf(append(seen, d))
+	return dotFun[T]{{dot: d, v: v}}, contextOf(append(seen, d)), nil
+}
+
+// must returns x, or panics with err's message: how a mutator whose
+// signature has no error reports what its Try variant returns.
+func must[X any](x X, err error) X {
+	if err != nil {
+		panic(err.Error())
+	}
+	return x
 }
 
 // collect returns the dots of a store.

@@ -9,14 +9,14 @@ import (
 	"github.com/distkit/distkit/internal/wire"
 	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // ErrMalformed is wrapped by every decoding error: the input is truncated,
 // is not the encoding of the type, or is not in canonical form (unsorted or
-// repeated elements, keys or dots, zero or negative counters, times in a
-// version vector, NaN elements, a live dot missing from the causal
-// context, a length longer than the input).
+// repeated elements, keys or dots, zero or negative counters, counters
+// above vclock.MaxCounter, times in a version vector, NaN or -0.0
+// elements, a live dot missing from the causal context, a length longer
+// than the input, a msgpack form longer than needed, a bin ID).
 var ErrMalformed = errors.New("crdt: malformed encoding")
 
 // The wire format, all msgpack:
@@ -36,7 +36,14 @@ var ErrMalformed = errors.New("crdt: malformed encoding")
 // its store without a context (the map's context covers it). Every
 // encoder writes the canonical form, so equal states encode to equal
 // bytes (as long as values of T encode deterministically), and decoders
-// accept only the canonical form.
+// accept only the canonical form: the shortest msgpack headers and
+// integers, str (never bin) IDs, no nil where an array or map belongs,
+// elements, keys and values of basic types (booleans, numbers, strings,
+// byte slices) exactly as msgpack's default encoder writes them. So
+// whatever a decoder accepts encodes back to the bytes it read, and equal
+// states have equal bytes, which Merkle hashing of states relies on.
+// Values of other types (structs, maps, any) are decoded as msgpack reads
+// them and are canonical only if their writer's encoding was.
 
 // encoder is the msgpack encoder; the alias keeps signatures short.
 type encoder = msgpack.Encoder
@@ -51,7 +58,7 @@ type decoder struct {
 
 // arrayLen reads an array header and checks it; see [wire.CheckLen].
 func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
-	n, err := d.DecodeArrayLen()
+	n, err := wire.ArrayLen(d.Decoder)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -60,7 +67,7 @@ func (d *decoder) arrayLen(minSize int) (count, prealloc int, err error) {
 
 // mapLen reads a map header and checks it; see [wire.CheckLen].
 func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
-	n, err := d.DecodeMapLen()
+	n, err := wire.MapLen(d.Decoder)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -69,7 +76,7 @@ func (d *decoder) mapLen(minSize int) (count, prealloc int, err error) {
 
 // tuple reads the header of an array of exactly n elements.
 func (d *decoder) tuple(n int) error {
-	k, err := d.DecodeArrayLen()
+	k, err := wire.ArrayLen(d.Decoder)
 	if err != nil {
 		return err
 	}
@@ -81,7 +88,7 @@ func (d *decoder) tuple(n int) error {
 
 // id reads a replica ID, interned.
 func (d *decoder) id() (string, error) {
-	s, err := d.DecodeString()
+	s, err := wire.String(d.Decoder)
 	if err != nil {
 		return "", err
 	}
@@ -95,19 +102,16 @@ func (d *decoder) id() (string, error) {
 	return s, nil
 }
 
-// counter reads an unsigned integer of at least 1, rejecting negative
-// integers (which msgpack would convert).
+// counter reads an unsigned integer of at least 1 and at most
+// vclock.MaxCounter.
 func (d *decoder) counter() (uint64, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return 0, err
-	}
-	if msgpcode.IsFixedNum(c) && int8(c) < 0 || c >= msgpcode.Int8 && c <= msgpcode.Int64 {
-		return 0, fmt.Errorf("signed counter")
-	}
-	n, err := d.DecodeUint64()
-	if err == nil && n == 0 {
+	n, err := wire.Uint(d.Decoder)
+	switch {
+	case err != nil:
+	case n == 0:
 		err = fmt.Errorf("zero counter")
+	default:
+		err = vclock.CheckCounter(n)
 	}
 	return n, err
 }
@@ -122,19 +126,23 @@ func (d *decoder) dotFields() (vclock.Dot, error) {
 	return vclock.Dot{ID: id, Counter: n}, err
 }
 
-// decodeKey reads an element or key, rejecting NaN; see normKey. Like
-// every value of a type parameter, it is read through wire.DecodeValue, so
-// a length it claims must be backed by input before anything is allocated
-// for it (a K may have its own decoder).
+// decodeKey reads an element or key in canonical form, rejecting NaN and
+// -0.0; see normKey. Like every value of a type parameter, it is read
+// through wire.DecodeCanonical, so a length it claims must be backed by
+// input before anything is allocated for it (a K may have its own
+// decoder).
 func decodeKey[K cmp.Ordered](d *decoder) (K, error) {
-	k, err := wire.DecodeValue[K](d.Decoder)
+	k, err := wire.DecodeCanonical[K](d.Decoder)
 	if err != nil {
 		return k, err
 	}
 	if k != k {
 		return k, fmt.Errorf("NaN element")
 	}
-	return normKey(k), nil
+	if n := normKey(k); wire.Compare(&n, &k) != 0 {
+		return k, fmt.Errorf("negative zero element")
+	}
+	return k, nil
 }
 
 // normKey returns the form of x that sets and maps keep: -0.0 becomes
@@ -156,7 +164,7 @@ func normKey[K cmp.Ordered](x K) K {
 // times, so an entry that carries one is not canonical.
 func (d *decoder) clock() (vclock.VClock, error) {
 	var v vclock.VClock
-	if err := d.Decode(&v); err != nil {
+	if err := v.DecodeMsgpack(d.Decoder); err != nil {
 		return v, err
 	}
 	for id := range v.All() {

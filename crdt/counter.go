@@ -1,7 +1,8 @@
 package crdt
 
 import (
-	"math"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/distkit/distkit/vclock"
@@ -21,20 +22,26 @@ type GCounter struct {
 
 // Inc adds n to the count of replica id and returns the delta: the counter
 // holding only id's new count. Inc(id, 0) changes nothing and returns the
-// empty counter. Inc panics if id's count would exceed math.MaxUint64.
-func (c *GCounter) Inc(id string, n uint64) GCounter {
+// empty counter. Inc panics, changing nothing, where [GCounter.TryInc]
+// returns an error.
+func (c *GCounter) Inc(id string, n uint64) GCounter { return must(c.TryInc(id, n)) }
+
+// TryInc is [GCounter.Inc] that returns an error wrapping
+// [vclock.ErrExhausted], leaving c unchanged, when id's count would exceed
+// [vclock.MaxCounter]: an n from a client, or a count a peer forged.
+func (c *GCounter) TryInc(id string, n uint64) (GCounter, error) {
 	if n == 0 {
-		return GCounter{}
+		return GCounter{}, nil
 	}
-	cur := c.counts.Get(id)
-	if n > math.MaxUint64-cur {
-		panic("crdt: count of " + strconv.Quote(id) + " overflows")
+	next, err := vclock.AddCounter(c.counts.Get(id), n)
+	if err != nil {
+		return GCounter{}, fmt.Errorf("crdt: count of %s: %w", strconv.Quote(id), err)
 	}
-	d := vclock.Dot{ID: id, Counter: cur + n}
+	d := vclock.Dot{ID: id, Counter: next}
 	c.counts.Add(d)
 	var delta GCounter
 	delta.counts.Add(d)
-	return delta
+	return delta, nil
 }
 
 // Value returns the sum of all replicas' counts, modulo 2^64.
@@ -68,16 +75,35 @@ func (c GCounter) ModifiedBy() []string {
 func (c GCounter) NeedPruningFrom(removed string) bool { return c.counts.Get(removed) > 0 }
 
 // Prune folds the count of removed into the count of into, keeping the
-// value; see [RemovedNodePruning] for when this is safe. It panics if
-// removed == into or into's count would overflow.
-func (c *GCounter) Prune(removed, into string) {
+// value; see [RemovedNodePruning] for when this is safe. It panics,
+// changing nothing, where [GCounter.TryPrune] returns an error, and if
+// removed == into.
+func (c *GCounter) Prune(removed, into string) { must(struct{}{}, c.TryPrune(removed, into)) }
+
+// TryPrune is [GCounter.Prune] that returns an error wrapping
+// [vclock.ErrExhausted], changing nothing, when into's count would exceed
+// [vclock.MaxCounter]. It panics if removed == into.
+func (c *GCounter) TryPrune(removed, into string) error {
+	if err := c.checkPrune(removed, into); err != nil {
+		return err
+	}
+	if n := c.counts.Get(removed); n > 0 {
+		must(c.TryInc(into, n)) // checked above
+		c.counts.Delete(removed)
+	}
+	return nil
+}
+
+// checkPrune reports whether Prune(removed, into) would fail, changing
+// nothing.
+func (c *GCounter) checkPrune(removed, into string) error {
 	if removed == into {
 		panic("crdt: Prune into the removed replica " + strconv.Quote(removed))
 	}
-	if n := c.counts.Get(removed); n > 0 {
-		c.Inc(into, n) // first: it panics before changing anything
-		c.counts.Delete(removed)
+	if _, err := vclock.AddCounter(c.counts.Get(into), c.counts.Get(removed)); err != nil {
+		return fmt.Errorf("crdt: prune %s into %s: %w", strconv.Quote(removed), strconv.Quote(into), err)
 	}
+	return nil
 }
 
 // PruningCleanup drops the count of removed without folding it anywhere:
@@ -111,13 +137,21 @@ type PNCounter struct {
 }
 
 // Inc adds n on replica id and returns the delta; see [GCounter.Inc].
-func (c *PNCounter) Inc(id string, n uint64) PNCounter {
-	return PNCounter{p: c.p.Inc(id, n)}
+func (c *PNCounter) Inc(id string, n uint64) PNCounter { return must(c.TryInc(id, n)) }
+
+// TryInc is [PNCounter.Inc] that returns an error; see [GCounter.TryInc].
+func (c *PNCounter) TryInc(id string, n uint64) (PNCounter, error) {
+	d, err := c.p.TryInc(id, n)
+	return PNCounter{p: d}, err
 }
 
 // Dec subtracts n on replica id and returns the delta; see [GCounter.Inc].
-func (c *PNCounter) Dec(id string, n uint64) PNCounter {
-	return PNCounter{n: c.n.Inc(id, n)}
+func (c *PNCounter) Dec(id string, n uint64) PNCounter { return must(c.TryDec(id, n)) }
+
+// TryDec is [PNCounter.Dec] that returns an error; see [GCounter.TryInc].
+func (c *PNCounter) TryDec(id string, n uint64) (PNCounter, error) {
+	d, err := c.n.TryInc(id, n)
+	return PNCounter{n: d}, err
 }
 
 // Value returns the increments minus the decrements, modulo 2^64 as an
@@ -147,9 +181,19 @@ func (c PNCounter) NeedPruningFrom(removed string) bool {
 }
 
 // Prune folds the counts of removed into into's; see [GCounter.Prune].
-func (c *PNCounter) Prune(removed, into string) {
-	c.p.Prune(removed, into)
-	c.n.Prune(removed, into)
+// It folds both or, panicking, neither.
+func (c *PNCounter) Prune(removed, into string) { must(struct{}{}, c.TryPrune(removed, into)) }
+
+// TryPrune is [PNCounter.Prune] that returns an error wrapping
+// [vclock.ErrExhausted] when either of into's counts would exceed
+// [vclock.MaxCounter]; then it changes neither.
+func (c *PNCounter) TryPrune(removed, into string) error {
+	if err := errors.Join(c.p.checkPrune(removed, into), c.n.checkPrune(removed, into)); err != nil {
+		return err
+	}
+	must(struct{}{}, c.p.TryPrune(removed, into)) // checked above
+	must(struct{}{}, c.n.TryPrune(removed, into))
+	return nil
 }
 
 // PruningCleanup drops the counts of removed; see

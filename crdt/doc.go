@@ -75,12 +75,29 @@
 // concurrent with the remove survives, with only what it added (as
 // riak_dt_map). A key is present exactly while its value holds a dot.
 //
+// # Values
+//
+// LWWRegister and MVRegister hold values of any type T and never compare
+// them with ==. Where a join must choose between two values (an
+// LWWRegister's writes with the same timestamp and replica ID, or two
+// states holding different values under the same dot, which only a buggy
+// or forged writer produces), the larger wins in one fixed order on Go
+// values: unexported fields, fields msgpack skips and map contents
+// included, the same in every process for values built of booleans,
+// numbers, strings, slices, arrays, structs, pointers, interfaces and
+// maps; functions and channels order by address. So Merge gives the same
+// result in both argument orders for every T. Equal values are recognised
+// without allocating.
+//
 // # Pruning
 //
 // The counters and the causal types implement [RemovedNodePruning], Akka's
 // way to remove a retired replica from the state: its entries are folded
-// into another replica's. See [RemovedNodePruning] for the safety
-// precondition and the cleanup every other replica must apply.
+// into another replica's. Pruning either finishes or changes nothing. See
+// [RemovedNodePruning] for the safety precondition and the order of the
+// steps (Akka's): retire, mark, wait until every replica has seen the
+// mark, prune once, and only then clean up, on every replica, its own
+// state and every incoming one, until no pre-prune state can arrive.
 //
 // # Usage
 //
@@ -113,7 +130,11 @@
 //   - No tombstones: an ORSet's encoded size is bounded by its live
 //     elements and its replicas, whatever its history.
 //   - Encodings are deterministic (for values of T that encode
-//     deterministically), and decoders accept only the canonical form.
+//     deterministically), and decoders accept only the canonical form:
+//     whatever they decode encodes back to exactly the bytes read, so
+//     equal states have equal bytes. Elements, keys and values of basic
+//     types (booleans, numbers, strings, byte slices) are checked too;
+//     values of other types are taken as msgpack decodes them.
 //     Decoders never panic: they return errors wrapping [ErrMalformed],
 //     leave the target unchanged, and allocate in proportion to their
 //     input.
@@ -121,8 +142,16 @@
 //     mutable storage with its argument. Values of T in registers are
 //     copied by assignment.
 //   - The zero value of every type is the empty state, ready to use.
-//   - Mutators panic only on misuse: a NaN element or key, a counter or
-//     dot overflowing uint64, Prune into the replica being removed.
+//   - No counter or dot above [vclock.MaxCounter] (2^63-1) is ever held:
+//     decoders refuse one, and every mutator that draws a dot or adds to a
+//     count has a Try variant (TryInc, TryDec, TryAdd, TrySet, TryEnable,
+//     TryUpdate, TryPrune) that returns an error wrapping
+//     [vclock.ErrExhausted] and changes nothing when the bound would be
+//     passed. Use them on states merged from untrusted peers and for
+//     amounts from clients; the plain mutators panic there instead,
+//     changing nothing.
+//   - Mutators panic only on misuse: a NaN element or key, Prune into the
+//     replica being removed, and the exhaustion above.
 //
 // No type in this package is safe for concurrent use, like Go maps:
 // callers lock.

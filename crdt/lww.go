@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"bytes"
 	"cmp"
 	"strings"
 
@@ -15,8 +14,11 @@ import (
 // broken by the larger replica ID. Writes should take their timestamps
 // from an [hlc.Clock], which never issues the same timestamp twice, so
 // that (timestamp, ID) identifies a write. If two different values are
-// nevertheless written with the same timestamp and ID, the one with the
-// larger msgpack encoding wins, so Merge stays commutative.
+// nevertheless written with the same timestamp and ID, the larger wins in
+// the package's fixed order on values (see "Values" in the package
+// documentation), so Merge agrees with itself in both argument orders for
+// every T, including maps, structs with unexported fields and values
+// msgpack cannot encode.
 //
 // The zero LWWRegister holds the zero value of T at timestamp 0 and is
 // ready to use. Values are copied by assignment: a T holding pointers,
@@ -52,14 +54,12 @@ func (r *LWWRegister[T]) Merge(o LWWRegister[T]) {
 }
 
 // newer reports whether r's write beats o's: by timestamp, then ID, then
-// encoded value. A value that cannot be encoded never wins a full tie.
+// value (see LWWRegister).
 func (r *LWWRegister[T]) newer(o *LWWRegister[T]) bool {
 	if c := cmp.Or(r.ts.Compare(o.ts), strings.Compare(r.id, o.id)); c != 0 {
 		return c > 0
 	}
-	a, err1 := msgpack.Marshal(r.v)
-	b, err2 := msgpack.Marshal(o.v)
-	return err1 == nil && err2 == nil && bytes.Compare(a, b) > 0
+	return wire.Compare(&r.v, &o.v) > 0
 }
 
 // Clone returns a copy of r.
@@ -89,13 +89,13 @@ func (r *LWWRegister[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 			return err
 		}
 		var err error
-		if w.v, err = wire.DecodeValue[T](d.Decoder); err != nil {
+		if w.v, err = wire.DecodeCanonical[T](d.Decoder); err != nil {
 			return err
 		}
 		if err := w.ts.DecodeMsgpack(d.Decoder); err != nil {
 			return err
 		}
-		if w.id, err = d.DecodeString(); err != nil {
+		if w.id, err = wire.String(d.Decoder); err != nil {
 			return err
 		}
 		*r = w

@@ -51,16 +51,44 @@ type ORMap[K cmp.Ordered, V Nested[V]] struct {
 // only through its mutators (Add, Remove, Set, Enable, Disable, Update of
 // the nested type), which then draw their dots from the map's context, and
 // return their delta, or the Merge of their deltas when it calls several.
-// f must not keep the pointer. Update panics if k is NaN.
+// f must not keep the pointer. Update panics if k is NaN; a nested mutator
+// that panics leaves m in an unspecified state: where a replica's dots may
+// be exhausted by a forged counter, use [ORMap.TryUpdate].
 //
 //	var m crdt.ORMap[string, crdt.ORSet[string]]
 //	delta := m.Update("cart", func(s *crdt.ORSet[string]) crdt.ORSet[string] {
 //		return s.Add("a", "apple")
 //	})
 func (m *ORMap[K, V]) Update(k K, f func(v *V) V) ORMap[K, V] {
+	return must(m.update(k, false, func(v *V) (V, error) { return f(v), nil }))
+}
+
+// TryUpdate is [ORMap.Update] for an f that uses the nested types' Try
+// mutators (TryAdd, TrySet, TryEnable, TryUpdate) and returns their error:
+// then TryUpdate returns it and m is unchanged. It costs a copy of the
+// map's causal context and of k's value.
+//
+//	delta, err := m.TryUpdate("cart", func(s *crdt.ORSet[string]) (crdt.ORSet[string], error) {
+//		return s.TryAdd("a", "apple")
+//	})
+func (m *ORMap[K, V]) TryUpdate(k K, f func(v *V) (V, error)) (ORMap[K, V], error) {
+	return m.update(k, true, f)
+}
+
+// update runs f on k's value and applies the result to m. With copy, f
+// works on copies of the value and of the map's context, which its
+// failure leaves behind; without, on m's own storage.
+func (m *ORMap[K, V]) update(k K, copy bool, f func(v *V) (V, error)) (ORMap[K, V], error) {
 	k = normKey(k)
-	v := m.store[k].withContext(m.ctx)
-	d := f(&v)
+	v, ctx := m.store[k], m.ctx
+	if copy {
+		v, ctx = v.clone(), ctx.clone()
+	}
+	v = v.withContext(ctx)
+	d, err := f(&v)
+	if err != nil {
+		return ORMap[K, V]{}, err
+	}
 	m.ctx = v.context()
 	if v.empty() {
 		delete(m.store, k)
@@ -74,7 +102,7 @@ func (m *ORMap[K, V]) Update(k K, f func(v *V) V) ORMap[K, V] {
 	if !d.empty() {
 		delta.store = dotMap[K, V]{k: d.withContext(dotContext{})}
 	}
-	return delta
+	return delta, nil
 }
 
 // Remove removes k and returns the delta: no keys, and a context of the

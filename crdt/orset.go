@@ -34,13 +34,23 @@ type ORSet[T cmp.Ordered] struct {
 
 // Add adds x on replica id with a new dot and returns the delta: x with
 // that dot, and a context of the new dot and the dots of x it supersedes.
-// It panics if x is NaN.
-func (s *ORSet[T]) Add(id string, x T) ORSet[T] {
+// It panics if x is NaN, and, changing nothing, where [ORSet.TryAdd]
+// returns an error.
+func (s *ORSet[T]) Add(id string, x T) ORSet[T] { return must(s.TryAdd(id, x)) }
+
+// TryAdd is [ORSet.Add] that returns an error wrapping
+// [vclock.ErrExhausted], leaving s unchanged, when id's dots have reached
+// [vclock.MaxCounter] (which only a forged counter from a peer can bring
+// about). It panics if x is NaN.
+func (s *ORSet[T]) TryAdd(id string, x T) (ORSet[T], error) {
 	x = normKey(x)
 	old := s.store[x]
-	ds, ctx := write(&s.ctx, old, id, struct{}{})
+	ds, ctx, err := write(&s.ctx, old, id, struct{}{})
+	if err != nil {
+		return ORSet[T]{}, err
+	}
 	s.set(x, old, ds)
-	return ORSet[T]{causal: causal[dotMap[T, dotSet]]{store: dotMap[T, dotSet]{x: ds}, ctx: ctx}}
+	return ORSet[T]{causal: causal[dotMap[T, dotSet]]{store: dotMap[T, dotSet]{x: ds}, ctx: ctx}}, nil
 }
 
 // Remove removes x and returns the delta: no elements, and a context of
@@ -135,10 +145,19 @@ func (s *ORSet[T]) mergeDelta(o *ORSet[T], seen []vclock.Dot) {
 // Prune is [RemovedNodePruning.Prune]; see there for when it is safe. An
 // element that held dots of both removed and into is left with two dots
 // of into (so that a concurrent Remove that saw only one of them does not
-// remove it) until into adds it again.
-func (s *ORSet[T]) Prune(removed, into string) {
+// remove it) until into adds it again. It panics, changing nothing, where
+// [ORSet.TryPrune] returns an error, and if removed == into.
+func (s *ORSet[T]) Prune(removed, into string) { must(struct{}{}, s.TryPrune(removed, into)) }
+
+// TryPrune is [ORSet.Prune] that returns an error wrapping
+// [vclock.ErrExhausted], changing nothing, when into has too few dots left
+// below [vclock.MaxCounter] to take over removed's.
+func (s *ORSet[T]) TryPrune(removed, into string) error {
+	if err := s.causal.TryPrune(removed, into); err != nil {
+		return err
+	}
 	s.byDot = nil
-	s.causal.Prune(removed, into)
+	return nil
 }
 
 // PruningCleanup is [RemovedNodePruning.PruningCleanup].

@@ -25,10 +25,21 @@ type MVRegister[T any] struct {
 // Set writes v on replica id, replacing every value r holds, and returns
 // the delta: v with its new dot, and a context of that dot and the dots of
 // the values it replaces.
-func (r *MVRegister[T]) Set(id string, v T) MVRegister[T] {
-	st, ctx := write(&r.ctx, r.store, id, v)
+//
+// Set panics, changing nothing, where [MVRegister.TrySet] returns an error.
+func (r *MVRegister[T]) Set(id string, v T) MVRegister[T] { return must(r.TrySet(id, v)) }
+
+// TrySet is [MVRegister.Set] that returns an error wrapping
+// [vclock.ErrExhausted], leaving r unchanged, when id's dots have reached
+// [vclock.MaxCounter] (which only a forged counter from a peer can bring
+// about).
+func (r *MVRegister[T]) TrySet(id string, v T) (MVRegister[T], error) {
+	st, ctx, err := write(&r.ctx, r.store, id, v)
+	if err != nil {
+		return MVRegister[T]{}, err
+	}
 	r.store = st
-	return MVRegister[T]{causal[dotFun[T]]{store: st, ctx: ctx}}
+	return MVRegister[T]{causal[dotFun[T]]{store: st, ctx: ctx}}, nil
 }
 
 // Values returns the current values, one per concurrent write, ordered by
@@ -88,11 +99,21 @@ type EWFlag struct {
 }
 
 // Enable enables f on replica id and returns the delta: a new dot, and a
-// context of it and the dots it supersedes.
-func (f *EWFlag) Enable(id string) EWFlag {
-	st, ctx := write(&f.ctx, f.store, id, struct{}{})
+// context of it and the dots it supersedes. It panics, changing nothing,
+// where [EWFlag.TryEnable] returns an error.
+func (f *EWFlag) Enable(id string) EWFlag { return must(f.TryEnable(id)) }
+
+// TryEnable is [EWFlag.Enable] that returns an error wrapping
+// [vclock.ErrExhausted], leaving f unchanged, when id's dots have reached
+// [vclock.MaxCounter] (which only a forged counter from a peer can bring
+// about).
+func (f *EWFlag) TryEnable(id string) (EWFlag, error) {
+	st, ctx, err := write(&f.ctx, f.store, id, struct{}{})
+	if err != nil {
+		return EWFlag{}, err
+	}
 	f.store = st
-	return EWFlag{causal[dotSet]{store: st, ctx: ctx}}
+	return EWFlag{causal[dotSet]{store: st, ctx: ctx}}, nil
 }
 
 // Disable disables f and returns the delta: no dot, and a context of the

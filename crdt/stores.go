@@ -52,6 +52,14 @@ func (s dotFun[T]) join(sc *dotContext, o dotFun[T], oc *dotContext) dotFun[T] {
 			c = compareDots(s[i].dot, o[j].dot)
 		}
 		switch {
+		case c == 0 && wire.Compare(&o[j].v, &s[i].v) > 0:
+			// The same dot with another value: only a corrupt or forged
+			// state has one, as a dot names one write. The larger value
+			// wins, so that the join stays commutative.
+			change(i)
+			out = append(out, o[j])
+			i++
+			j++
 		case c == 0:
 			if changed {
 				out = append(out, s[i])
@@ -162,7 +170,7 @@ func (s dotFun[T]) decodeStore(dec *decoder) (dotFun[T], error) {
 			return nil, err
 		}
 		if k == 3 {
-			if e.v, err = wire.DecodeValue[T](dec.Decoder); err != nil {
+			if e.v, err = wire.DecodeCanonical[T](dec.Decoder); err != nil {
 				return nil, err
 			}
 		}

@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"math/rand/v2"
@@ -149,7 +148,8 @@ func (lwwView) model(ws []lwwWrite) any {
 	var best lwwWrite
 	for _, w := range ws {
 		if c := cmp.Or(cmp.Compare(w.ts, best.ts), strings.Compare(w.id, best.id)); c > 0 ||
-			c == 0 && bytes.Compare(mustMarshal(w.v), mustMarshal(best.v)) > 0 {
+			c == 0 && w.v > best.v { // full ties: the larger value
+
 			best = w
 		}
 	}

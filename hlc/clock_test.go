@@ -48,8 +48,7 @@ type node struct {
 	clock     *hlc.Clock
 	model     model
 	pt        int64 // physical time, µs since the epoch
-	lastPT    int64 // the physical time the clock last read
-	read      bool  // whether the clock has read its physical clock yet
+	lastPT    int64 // the physical reading the clock last recorded
 	maxPT     int64 // the largest physical time the clock has read
 	maxRemote int64 // the largest remote wall time it accepted
 	maxAhead  int64 // the largest offset (remote - pt) it accepted
@@ -62,11 +61,14 @@ type node struct {
 // readPT is what the clock's physical clock returns; it mirrors the
 // bookkeeping the Clock does on each read.
 func (n *node) readPT() int64 {
-	if n.read && n.pt < n.lastPT {
+	if n.pt < n.lastPT {
 		n.jumps++
 		n.maxJump = max(n.maxJump, n.lastPT-n.pt)
 	}
-	n.read, n.lastPT, n.maxPT = true, n.pt, max(n.maxPT, n.pt)
+	if n.pt < n.lastPT || n.pt-n.lastPT >= 1000 { // recorded going back, or a millisecond on
+		n.lastPT = n.pt
+	}
+	n.maxPT = max(n.maxPT, n.pt)
 	return n.pt
 }
 
@@ -274,16 +276,95 @@ func TestUpdateRange(t *testing.T) {
 	require.Equal(t, hlc.Make(maxWall, 0), ts)
 }
 
+// TestExhausted: only a physical clock past 2112 brings a clock to the end
+// of its range, 4096 events into the last microsecond; then TryNow returns
+// ErrRange and Now panics, both leaving the clock unchanged.
 func TestExhausted(t *testing.T) {
-	c := hlc.New(hlc.Config{Source: &manual{us: 0}})
-	c.Restore(hlc.MaxTimestamp - 1)
+	c := hlc.New(hlc.Config{Source: clock.Func(func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) })})
+	for range hlc.MaxLogical {
+		c.Now()
+	}
 	require.Equal(t, hlc.MaxTimestamp, c.Now())
-	require.PanicsWithValue(t, "hlc: timestamp range exhausted", func() { c.Now() })
+	_, err := c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrRange)
+	require.Panics(t, func() { c.Now() })
+	_, err = c.Update(5)
+	require.ErrorIs(t, err, hlc.ErrRange)
 	require.Equal(t, hlc.MaxTimestamp, c.Last())
 }
 
 func TestNewPanics(t *testing.T) {
 	require.PanicsWithValue(t, "hlc: negative MaxOffset", func() { hlc.New(hlc.Config{MaxOffset: -1}) })
+	require.PanicsWithValue(t, "hlc: negative MaxRestoreAhead", func() { hlc.New(hlc.Config{MaxRestoreAhead: -1}) })
+}
+
+// TestRestoreRefuses: a floor in the last microsecond, or further ahead of
+// the physical clock than MaxRestoreAhead (default 2*MaxOffset + 1 minute),
+// is refused with a typed error and leaves the clock unchanged; a floor
+// within the limit, or behind the clock, is accepted.
+func TestRestoreRefuses(t *testing.T) {
+	pc := &manual{us: 1_800_000_000_000_000}
+	at := func(d time.Duration) hlc.Timestamp { return hlc.Make(time.UnixMicro(pc.us).Add(d), 0) }
+	for _, tc := range []struct {
+		cfg      hlc.Config
+		ok, fail time.Duration
+	}{
+		{hlc.Config{}, time.Minute, time.Minute + time.Microsecond},
+		{hlc.Config{MaxOffset: time.Second}, time.Minute + 2*time.Second, time.Minute + 2*time.Second + time.Microsecond},
+		{hlc.Config{MaxRestoreAhead: 5 * time.Second, MaxOffset: time.Hour}, 5 * time.Second, 5*time.Second + time.Microsecond},
+	} {
+		tc.cfg.Source = pc
+		c := hlc.New(tc.cfg)
+		c.Now()
+		last := c.Last()
+		for _, floor := range []hlc.Timestamp{at(tc.fail), at(50 * 365 * 24 * time.Hour), hlc.MaxTimestamp, hlc.MaxTimestamp - hlc.MaxLogical} {
+			err := c.Restore(floor)
+			require.Error(t, err, "%+v: %v", tc.cfg, floor)
+			require.Equal(t, last, c.Last(), "unchanged")
+			if floor.WallTime().Year() < 2112 {
+				var re *hlc.RestoreError
+				require.ErrorAs(t, err, &re)
+				require.ErrorIs(t, err, hlc.ErrRestoreAhead)
+				require.Equal(t, floor, re.Floor)
+			} else {
+				require.ErrorIs(t, err, hlc.ErrRange)
+			}
+		}
+		require.NoError(t, c.Restore(1))
+		require.Equal(t, last, c.Last(), "a floor behind the clock changes nothing")
+		require.NoError(t, c.Restore(at(tc.ok)))
+		require.Equal(t, at(tc.ok), c.Last())
+		require.Greater(t, c.Now(), at(tc.ok))
+	}
+}
+
+// TestEnforceUpperBound: with EnforceUpperBound, no timestamp past the
+// bound is issued: TryNow and Update return ErrUpperBound and Now panics,
+// each leaving the clock unchanged; a new bound lets the clock go on.
+// Without the option the bound is only recorded.
+func TestEnforceUpperBound(t *testing.T) {
+	pc := &manual{us: 1_800_000_000_000_000}
+	c := hlc.New(hlc.Config{Source: pc, EnforceUpperBound: true})
+	first := c.Now() // no bound set yet: nothing enforced
+	c.SetUpperBound(first + 2)
+	require.Equal(t, first+2, c.UpperBound())
+	require.Equal(t, first+1, c.Now())
+	require.Equal(t, first+2, c.Now())
+	_, err := c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	require.Panics(t, func() { c.Now() })
+	_, err = c.Update(first)
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	pc.us += 10 // the physical clock passes the bound: still refused
+	_, err = c.TryNow()
+	require.ErrorIs(t, err, hlc.ErrUpperBound)
+	require.Equal(t, first+2, c.Last())
+	c.SetUpperBound(hlc.Make(time.UnixMicro(pc.us).Add(time.Second), 0))
+	require.Equal(t, hlc.Make(time.UnixMicro(pc.us), 0), c.Now())
+
+	free := hlc.New(hlc.Config{Source: pc})
+	free.SetUpperBound(1)
+	require.Greater(t, free.Now(), hlc.Timestamp(1))
 }
 
 // TestRestart follows the pattern of the package documentation: a clock
@@ -304,7 +385,7 @@ func TestRestart(t *testing.T) {
 
 	pc.us -= 5_000_000 // restart with the physical clock stepped back
 	c = hlc.New(hlc.Config{Source: pc, MaxOffset: maxOffset})
-	c.Restore(bound)
+	require.NoError(t, c.Restore(bound))
 	require.Greater(t, c.Now(), issued)
 }
 
@@ -377,45 +458,84 @@ func TestAllocs(t *testing.T) {
 	withSource := hlc.New(hlc.Config{Source: clock.System{}, MaxOffset: time.Second})
 	require.Zero(t, testing.AllocsPerRun(1000, func() { withSource.Now() }))
 	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = withSource.Update(withSource.Last()) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = withSource.TryNow() }))
+	enforced := hlc.New(hlc.Config{EnforceUpperBound: true})
+	enforced.SetUpperBound(hlc.Make(time.Now().Add(time.Hour), 0))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { enforced.Now() }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = enforced.Update(enforced.Last()) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = enforced.Restore(enforced.Last()) }))
 }
 
 var sink hlc.Timestamp
-var sinkTime time.Time
 
-func BenchmarkTimeNow(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		sinkTime = time.Now()
-	}
+// mutexClock is the usual way to write a hybrid logical clock, as in
+// CockroachDB's pkg/util/hlc: the physical clock read and the last
+// timestamp advanced under a mutex. It is the baseline of BenchmarkNow.
+type mutexClock struct {
+	source func() time.Time
+	mu     sync.Mutex
+	last   hlc.Timestamp
 }
 
+func (c *mutexClock) Now() hlc.Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = max(c.last+1, hlc.Make(c.source(), 0))
+	return c.last
+}
+
+// BenchmarkNow measures, in one run, Clock.Now, a mutex HLC, and the
+// physical clock both read (impl=source), each from one goroutine
+// (serial) and from GOMAXPROCS goroutines on one clock (parallel). With
+// source=system the physical clock is time.Now; with source=fixed it
+// never advances, which shows the clocks' own cost, and is the path that
+// runs wait-free: every call is a logical tick.
 func BenchmarkNow(b *testing.B) {
-	var c hlc.Clock
-	b.ReportAllocs()
-	for b.Loop() {
-		sink = c.Now()
+	fixedTime := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	fixed := func() time.Time { return fixedTime }
+	sources := []struct {
+		name string
+		now  func() time.Time
+		cfg  hlc.Config
+	}{
+		{"system", time.Now, hlc.Config{}}, // the zero Config calls time.Now directly
+		{"fixed", fixed, hlc.Config{Source: clock.Func(fixed)}},
 	}
-}
-
-func BenchmarkTimeNowParallel(b *testing.B) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		var t time.Time
-		for pb.Next() {
-			t = time.Now()
+	impls := []struct {
+		name string
+		now  func(src func() time.Time, cfg hlc.Config) func()
+	}{
+		{"hlc", func(_ func() time.Time, cfg hlc.Config) func() {
+			c := hlc.New(cfg)
+			return func() { c.Now() }
+		}},
+		{"mutex", func(src func() time.Time, _ hlc.Config) func() {
+			c := mutexClock{source: src}
+			return func() { c.Now() }
+		}},
+		{"source", func(src func() time.Time, _ hlc.Config) func() { return func() { src() } }},
+	}
+	for _, src := range sources {
+		for _, impl := range impls {
+			name := "impl=" + impl.name + "/source=" + src.name
+			b.Run(name+"/serial", func(b *testing.B) {
+				now := impl.now(src.now, src.cfg)
+				b.ReportAllocs()
+				for b.Loop() {
+					now()
+				}
+			})
+			b.Run(name+"/parallel", func(b *testing.B) {
+				now := impl.now(src.now, src.cfg)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						now()
+					}
+				})
+			})
 		}
-		_ = t
-	})
-}
-
-func BenchmarkNowParallel(b *testing.B) {
-	var c hlc.Clock
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			c.Now()
-		}
-	})
+	}
 }
 
 func BenchmarkUpdate(b *testing.B) {
@@ -434,4 +554,39 @@ func BenchmarkString(b *testing.B) {
 	for b.Loop() {
 		buf, _ = ts.AppendText(buf[:0])
 	}
+}
+
+// TestConcurrentLogicalTicks: with the physical clock standing still,
+// every Now from every goroutine is a logical tick (the wait-free path):
+// the N timestamps are exactly the N successors of the first reading, as
+// max(last+1, pt) gives them one after the other, none lost or repeated.
+func TestConcurrentLogicalTicks(t *testing.T) {
+	const goroutines, perG = 4, 2000
+	pt := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	c := hlc.New(hlc.Config{Source: clock.Func(func() time.Time { return pt })})
+	results := make([][]hlc.Timestamp, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for range perG {
+				results[g] = append(results[g], c.Now())
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[hlc.Timestamp]bool)
+	for _, rs := range results {
+		for i, ts := range rs {
+			require.False(t, seen[ts], "timestamp %v issued twice", ts)
+			seen[ts] = true
+			if i > 0 {
+				require.Greater(t, ts, rs[i-1])
+			}
+		}
+	}
+	first := hlc.Make(pt, 0)
+	for i := range hlc.Timestamp(goroutines * perG) {
+		require.True(t, seen[first+i], "missing %v", first+i)
+	}
+	require.Equal(t, first+goroutines*perG-1, c.Last())
 }

@@ -7,7 +7,9 @@
 // a logical overflow carries into the next microsecond. It covers 1970 to
 // 2112 (see [Timestamp] for the reasoning). A [Clock] issues timestamps for
 // local and send events ([Clock.Now]) and receive events ([Clock.Update]),
-// with one atomic word and no locks or allocations.
+// with one atomic word and no locks or allocations; while the physical
+// clock has not passed the last timestamp, Now and Update are wait-free
+// (one atomic add), so goroutines that stamp events at once do not retry.
 //
 // # Usage
 //
@@ -47,9 +49,17 @@
 //   - [Clock.Stats] counts backward jumps of the physical clock, the largest
 //     offset a remote timestamp had, and rejections, so operators can alert
 //     on skew.
-//   - Now and Update panic only if the clock reaches [MaxTimestamp]: after
-//     2112, or when a clock without MaxOffset accepted a remote timestamp
-//     from the end of the range and then used it up.
+//   - No timestamp from another process can exhaust the clock: every
+//     decoder, Update and Restore refuse a timestamp in the last
+//     representable microsecond with an error wrapping [ErrRange]. Only a
+//     physical clock past 2112 brings a clock to [MaxTimestamp]; then
+//     TryNow and Update return errors and Now panics.
+//   - Restore refuses a floor further ahead of the physical clock than
+//     Config.MaxRestoreAhead with a [*RestoreError], leaving the clock
+//     unchanged.
+//   - With Config.EnforceUpperBound, no timestamp past the bound given to
+//     SetUpperBound is issued: TryNow and Update return an error wrapping
+//     [ErrUpperBound] and Now panics, leaving the clock unchanged.
 //
 // # Restart safety
 //
@@ -64,9 +74,12 @@
 //	// Every interval, before the bound runs out, persist a new one:
 //	bound := hlc.Make(c.Now().WallTime().Add(2*interval+maxOffset), 0)
 //	store(bound)
+//	c.SetUpperBound(bound)
 //	// At start, before issuing any timestamp:
 //	c := hlc.New(cfg)
-//	c.Restore(load())
+//	if err := c.Restore(load()); err != nil { // implausible: see below
+//		return err
+//	}
 //
 // The bound holds as long as the persisting loop runs at least every
 // interval: timestamps run ahead of the physical clock by at most
@@ -75,4 +88,14 @@
 // the interval small relative to the peers' MaxOffset, or, like
 // CockroachDB, wait until the physical clock has passed the bound before
 // serving (time.Sleep(time.Until(bound.WallTime()))).
+//
+// Restore refuses a floor further ahead of the physical clock than
+// Config.MaxRestoreAhead (default 2*MaxOffset + 1 minute; set it to
+// 2*interval + 2*MaxOffset), so that a corrupt or forged bound cannot move
+// the clock years ahead. If the persisting loop stalls, timestamps may
+// pass the last persisted bound and so could repeat after a crash. With
+// Config.EnforceUpperBound the clock refuses instead, as CockroachDB's
+// does: past the bound given to SetUpperBound, TryNow and Update return
+// an error wrapping [ErrUpperBound] and Now panics. Set the first bound
+// before serving.
 package hlc

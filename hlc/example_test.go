@@ -52,7 +52,9 @@ func ExampleClock_Update() {
 func ExampleClock_Restore() {
 	persisted := hlc.Make(time.Date(2026, 11, 27, 12, 0, 5, 0, time.UTC), 0)
 	c := hlc.New(hlc.Config{Source: fixed("2026-11-27T12:00:00Z")}) // the clock was stepped back
-	c.Restore(persisted)
+	if err := c.Restore(persisted); err != nil {                    // a corrupt file or a bound decades ahead
+		panic(err)
+	}
 	fmt.Println(c.Now())
 	// Output: 2026-11-27T12:00:05.000000Z,1
 }
@@ -69,4 +71,19 @@ func ExampleTimestamp() {
 	// 2026-11-27T14:06:57.123456Z,3 3 true <nil>
 	// 0x6614292b1c480003 66 14 29 2b 1c 48 00 03
 	// 2026-11-27T14:06:57.123457Z,0 -1
+}
+
+// With EnforceUpperBound the clock issues no timestamp past the bound the
+// process persisted last: when the persisting loop stalls, TryNow says so
+// instead of handing out timestamps a restart could repeat.
+func ExampleClock_SetUpperBound() {
+	c := hlc.New(hlc.Config{Source: fixed("2026-11-27T12:00:00Z"), EnforceUpperBound: true})
+	first := c.Now()
+	c.SetUpperBound(first + 1) // persisted, then set
+	fmt.Println(c.Now())
+	_, err := c.TryNow()
+	fmt.Println(errors.Is(err, hlc.ErrUpperBound), c.Last())
+	// Output:
+	// 2026-11-27T12:00:00.000000Z,1
+	// true 2026-11-27T12:00:00.000000Z,1
 }

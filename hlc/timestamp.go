@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Timestamp packs microseconds since the Unix epoch in the high 52 bits and a
@@ -121,6 +122,20 @@ func MakeChecked(wall time.Time, logical uint16) (Timestamp, error) {
 	return Timestamp(us<<logicalBits | uint64(logical)), nil
 }
 
+// inLastMicrosecond reports whether t's wall part is the last
+// representable microsecond, from which a clock cannot advance: no clock
+// reads it before 2112, and no decoder or receive accepts it.
+func (t Timestamp) inLastMicrosecond() bool { return t>>logicalBits >= maxMicros }
+
+// checkWire returns an error wrapping ErrRange if t may not come from
+// another process (see inLastMicrosecond).
+func checkWire(t Timestamp) error {
+	if t.inLastMicrosecond() {
+		return fmt.Errorf("%w: %s is in the last representable microsecond", ErrRange, t)
+	}
+	return nil
+}
+
 // micros returns the wall part: microseconds since the Unix epoch.
 func (t Timestamp) micros() int64 { return int64(t >> logicalBits) }
 
@@ -161,8 +176,11 @@ func (t Timestamp) appendText(b []byte) []byte {
 // wall time (other zone offsets denote the same instant) and rejects, with
 // an error wrapping [ErrSyntax] or [ErrRange], anything it cannot represent
 // exactly: a malformed text, sub-microsecond digits that are not zero, a wall
-// time before 1970 or after 2112, a logical counter above [MaxLogical]. On
-// error t is unchanged.
+// time before 1970 or after 2112, a logical counter above [MaxLogical]. Like
+// every decoder of a Timestamp, it also rejects a wall time in the last
+// representable microsecond (2112-09-17T23:53:47.370495Z), where no clock
+// can advance: a value only a corrupt or hostile peer sends. On error t is
+// unchanged.
 func (t *Timestamp) UnmarshalText(text []byte) error {
 	i := bytes.LastIndexByte(text, ',')
 	if i < 0 {
@@ -180,6 +198,9 @@ func (t *Timestamp) UnmarshalText(text []byte) error {
 		return fmt.Errorf("%w: %q: logical part: %w", ErrSyntax, text, err)
 	}
 	u, err := MakeChecked(wall, uint16(logical))
+	if err == nil {
+		err = checkWire(u)
+	}
 	if err != nil {
 		return fmt.Errorf("%q: %w", text, err)
 	}
@@ -197,12 +218,18 @@ func (t Timestamp) AppendBinary(b []byte) ([]byte, error) {
 func (t Timestamp) MarshalBinary() ([]byte, error) { return t.AppendBinary(make([]byte, 0, 8)) }
 
 // UnmarshalBinary decodes the 8 bytes [Timestamp.MarshalBinary] produces.
-// Any other length is an error wrapping [ErrSyntax], and t is unchanged.
+// Any other length is an error wrapping [ErrSyntax], a timestamp in the
+// last representable microsecond (see [Timestamp.UnmarshalText]) one
+// wrapping [ErrRange]; on error t is unchanged.
 func (t *Timestamp) UnmarshalBinary(data []byte) error {
 	if len(data) != 8 {
 		return fmt.Errorf("%w: %d bytes, want 8", ErrSyntax, len(data))
 	}
-	*t = Timestamp(binary.BigEndian.Uint64(data))
+	u := Timestamp(binary.BigEndian.Uint64(data))
+	if err := checkWire(u); err != nil {
+		return err
+	}
+	*t = u
 	return nil
 }
 
@@ -210,31 +237,21 @@ func (t *Timestamp) UnmarshalBinary(data []byte) error {
 // form, so equal timestamps encode to equal bytes.
 func (t Timestamp) EncodeMsgpack(enc *msgpack.Encoder) error { return enc.EncodeUint(uint64(t)) }
 
-// DecodeMsgpack decodes a msgpack integer. It accepts every integer format,
-// signed ones only when non-negative, and rejects negative numbers and other
-// types with an error wrapping [ErrSyntax], leaving t unchanged. (A msgpack
-// nil never reaches DecodeMsgpack: the msgpack decoder stores the zero
-// value, as it does for every type.)
+// DecodeMsgpack decodes the msgpack unsigned integer
+// [Timestamp.EncodeMsgpack] writes, in its shortest form only, so that
+// whatever it accepts encodes back to the same bytes. Other integer forms
+// and other types are rejected with an error wrapping [ErrSyntax], and a
+// timestamp in the last representable microsecond (see
+// [Timestamp.UnmarshalText]) with one wrapping [ErrRange], leaving t
+// unchanged. (A msgpack nil never reaches DecodeMsgpack: the msgpack
+// decoder stores the zero value, as it does for every type.)
 func (t *Timestamp) DecodeMsgpack(dec *msgpack.Decoder) error {
-	c, err := dec.PeekCode()
-	if err != nil {
-		return err
-	}
-	var u uint64
-	switch {
-	case c <= msgpcode.PosFixedNumHigh, c >= msgpcode.Uint8 && c <= msgpcode.Uint64:
-		u, err = dec.DecodeUint64()
-	case c >= msgpcode.Int8 && c <= msgpcode.Int64:
-		var i int64
-		if i, err = dec.DecodeInt64(); err == nil && i < 0 {
-			return fmt.Errorf("%w: negative msgpack integer %d", ErrSyntax, i)
-		}
-		u = uint64(i)
-	default:
-		return fmt.Errorf("%w: msgpack code %#x is not an integer", ErrSyntax, c)
-	}
+	u, err := wire.Uint(dec)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	if err := checkWire(Timestamp(u)); err != nil {
+		return err
 	}
 	*t = Timestamp(u)
 	return nil

@@ -88,12 +88,41 @@ func TestOrder(t *testing.T) {
 
 func TestTextRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, ts := range append([]hlc.Timestamp{0, 1, hlc.MaxTimestamp}, randomTimestamps(r, 1000)...) {
+	for _, ts := range append([]hlc.Timestamp{0, 1, hlc.MaxTimestamp - hlc.MaxLogical - 1}, randomTimestamps(r, 1000)...) {
 		text, err := ts.MarshalText()
 		require.NoError(t, err)
 		require.Equal(t, ts.String(), string(text))
 		var got hlc.Timestamp
 		require.NoError(t, got.UnmarshalText(text), string(text))
+		require.Equal(t, ts, got)
+	}
+}
+
+// TestDecodeLastMicrosecond: every decoder refuses a timestamp in the last
+// representable microsecond, where no clock can advance (2^64-1 is
+// MaxTimestamp), with ErrRange, leaving the receiver unchanged; the
+// microsecond before it, and 2^63 and 2^63+1 (wall times in 2041), decode.
+func TestDecodeLastMicrosecond(t *testing.T) {
+	last := hlc.MaxTimestamp - hlc.MaxLogical
+	for _, ts := range []hlc.Timestamp{last, last + 1, hlc.MaxTimestamp} {
+		text, _ := ts.MarshalText()
+		bin, _ := ts.MarshalBinary()
+		mp, err := msgpack.Marshal(ts)
+		require.NoError(t, err)
+		for name, decode := range map[string]func(*hlc.Timestamp) error{
+			"text":    func(t *hlc.Timestamp) error { return t.UnmarshalText(text) },
+			"binary":  func(t *hlc.Timestamp) error { return t.UnmarshalBinary(bin) },
+			"msgpack": func(t *hlc.Timestamp) error { return msgpack.Unmarshal(mp, t) },
+		} {
+			got := hlc.Timestamp(42)
+			require.ErrorIs(t, decode(&got), hlc.ErrRange, "%s %v", name, ts)
+			require.Equal(t, hlc.Timestamp(42), got, "%s %v", name, ts)
+		}
+	}
+	for _, ts := range []hlc.Timestamp{last - 1, 1 << 63, 1<<63 + 1} {
+		bin, _ := ts.MarshalBinary()
+		var got hlc.Timestamp
+		require.NoError(t, got.UnmarshalBinary(bin))
 		require.Equal(t, ts, got)
 	}
 }
@@ -147,12 +176,12 @@ func TestBinary(t *testing.T) {
 
 func TestMsgpack(t *testing.T) {
 	for ts, want := range map[hlc.Timestamp][]byte{
-		0:                  {0x00},
-		0x7f:               {0x7f},
-		0x80:               {0xcc, 0x80},
-		0x1234:             {0xcd, 0x12, 0x34},
-		hlc.MaxTimestamp:   {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-		0x0102030405060708: {0xcf, 1, 2, 3, 4, 5, 6, 7, 8},
+		0:                                     {0x00},
+		0x7f:                                  {0x7f},
+		0x80:                                  {0xcc, 0x80},
+		0x1234:                                {0xcd, 0x12, 0x34},
+		hlc.MaxTimestamp - hlc.MaxLogical - 1: {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xef, 0xff},
+		0x0102030405060708:                    {0xcf, 1, 2, 3, 4, 5, 6, 7, 8},
 	} {
 		b, err := msgpack.Marshal(ts)
 		require.NoError(t, err)
@@ -161,15 +190,13 @@ func TestMsgpack(t *testing.T) {
 		require.NoError(t, msgpack.Unmarshal(b, &got))
 		require.Equal(t, ts, got)
 	}
-	// Non-negative signed integers are accepted, whatever the encoder chose.
-	for b, want := range map[string]hlc.Timestamp{
-		"\xd0\x05":                             5,
-		"\xd1\x01\x00":                         256,
-		"\xd3\x00\x00\x00\x00\x00\x00\x00\x09": 9,
-	} {
-		var got hlc.Timestamp
-		require.NoError(t, msgpack.Unmarshal([]byte(b), &got), "%x", b)
-		require.Equal(t, want, got)
+	// Only the canonical form is accepted: signed integers and longer
+	// forms than needed are not, so every decoded timestamp re-encodes to
+	// the bytes it came from.
+	for _, b := range []string{"\xd0\x05", "\xd1\x01\x00", "\xd3\x00\x00\x00\x00\x00\x00\x00\x09", "\xcc\x05", "\xcd\x00\xff", "\xcf\x00\x00\x00\x00\xff\xff\xff\xff"} {
+		got := hlc.Timestamp(42)
+		require.ErrorIs(t, msgpack.Unmarshal([]byte(b), &got), hlc.ErrSyntax, "%x", b)
+		require.Equal(t, hlc.Timestamp(42), got)
 	}
 	// msgpack itself decodes nil into the zero value of any type.
 	nilTS := hlc.Timestamp(42)
@@ -231,8 +258,12 @@ func FuzzUnmarshalBinary(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var ts hlc.Timestamp
 		err := ts.UnmarshalBinary(b)
-		if len(b) != 8 {
+		switch {
+		case len(b) != 8:
 			require.ErrorIs(t, err, hlc.ErrSyntax)
+			return
+		case binary.BigEndian.Uint64(b) > uint64(hlc.MaxTimestamp-hlc.MaxLogical-1):
+			require.ErrorIs(t, err, hlc.ErrRange)
 			return
 		}
 		require.NoError(t, err)
@@ -248,15 +279,16 @@ func FuzzDecodeMsgpack(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var ts hlc.Timestamp
-		dec := msgpack.NewDecoder(bytes.NewReader(b))
-		if err := dec.Decode(&ts); err != nil {
+		r := bytes.NewReader(b)
+		if err := ts.DecodeMsgpack(msgpack.NewDecoder(r)); err != nil {
+			if !errors.Is(err, hlc.ErrSyntax) && !errors.Is(err, hlc.ErrRange) {
+				t.Fatalf("%x: unexpected error %v", b, err)
+			}
 			return
 		}
-		// A decoded value re-encodes canonically and decodes to itself.
+		// A decoded value re-encodes to exactly the bytes it came from.
 		out, err := msgpack.Marshal(ts)
 		require.NoError(t, err)
-		var again hlc.Timestamp
-		require.NoError(t, msgpack.Unmarshal(out, &again))
-		require.Equal(t, ts, again)
+		require.Equal(t, b[:len(b)-r.Len()], out)
 	})
 }

@@ -64,8 +64,9 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	// Bytes: root 4+14, all 64 branch hashes 6+519, the 64 segment hashes
-	// of each of the two dirty branches 8+1031.
+	// Calls: the root, then the hashes of 16 ranges of 256 segments, of
+	// the 16 subranges of each of the 2 that differ, and of the 16
+	// segments of each of the 2 subranges that differ: 1+16+32+32 hashes.
 	fmt.Println("dirty segments:", len(res.Segments), "calls:", res.Calls, "bytes:", res.Bytes)
 
 	theirs := map[string]uint64{}
@@ -78,7 +79,7 @@ func Example() {
 		}
 	}
 	// Output:
-	// dirty segments: 2 calls: 3 bytes: 1582
+	// dirty segments: 2 calls: 4 bytes: 704
 	// differs: user:0042
 	// differs: user:0777
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -106,20 +107,52 @@ func TestDiffFindsExactlyTheDirtySegments(t *testing.T) {
 			branches[s/256] = true
 		}
 		db := len(branches)
-		wantCalls, minBytes := 1, 8 // the root
-		if d > 0 {
-			segCalls := (db + merkle.MaxHashes/256 - 1) / (merkle.MaxHashes / 256)
-			wantCalls += 1 + segCalls
-			minBytes += 8 * (4096 + 256*db)
-		}
-		require.Equal(t, wantCalls, res.Calls, "seed %d", seed)
-		maxBytes := minBytes + 2*messageOverhead*res.Calls + 6*db
+		d := predict(rep.tree.Config(), want)
+		require.Equal(t, d.calls, res.Calls, "seed %d", seed)
+		minBytes := 8 * d.hashes
+		maxBytes := minBytes + 2*messageOverhead*res.Calls + 6*d.spans
 		require.True(t, minBytes <= res.Bytes && res.Bytes <= maxBytes,
 			"seed %d: %d bytes not in [%d, %d]", seed, res.Bytes, minBytes, maxBytes)
 		require.GreaterOrEqual(t, res.Bytes, prev, "bytes grow with the differences")
 		prev = res.Bytes
 		t.Logf("%10d %10d %8d %6d %12d", d, len(res.Segments), db, res.Calls, res.Bytes)
 	}
+}
+
+// descent is the predicted cost of a Diff: round trips, hashes received
+// and spans sent.
+type descent struct{ calls, hashes, spans int }
+
+// predict models Diff's documented descent over a tree with cfg whose
+// differing segments are dirty (increasing): the root, then at each level
+// the 16 (at the first level 16 to 128) subranges of every differing
+// range, in requests of at most MaxHashes hashes and MaxCells cells.
+func predict(cfg merkle.Config, dirty []int) descent {
+	segBits := bits.TrailingZeros(uint(cfg.Branches * cfg.SegmentsPerBranch))
+	branchBits := bits.TrailingZeros(uint(cfg.SegmentsPerBranch))
+	d := descent{calls: 1, hashes: 1}
+	parents := 0 // differing ranges at shift
+	if len(dirty) > 0 {
+		parents = 1
+	}
+	for shift := segBits; shift > 0 && parents > 0; {
+		next := max(0, (shift-4)/4*4)
+		children := parents << (shift - next)
+		cost := 1 << next
+		if next >= branchBits {
+			cost = 1 << (next - branchBits)
+		}
+		batch := min(merkle.MaxHashes, merkle.MaxCells/cost)
+		d.calls += (children + batch - 1) / batch
+		d.hashes += children
+		d.spans += parents + (children+batch-1)/batch // a split batch may cut a span
+		ranges := map[int]bool{}
+		for _, s := range dirty {
+			ranges[s>>next] = true
+		}
+		parents, shift = len(ranges), next
+	}
+	return d
 }
 
 // TestDiffBytesIndependentOfSize runs the same divergence on trees of
@@ -229,22 +262,25 @@ func TestDiffConfigMismatch(t *testing.T) {
 	require.ErrorIs(t, err, merkle.ErrConfigMismatch)
 }
 
-// TestDiffManyBranches uses more branches than fit one response, so that
-// the branch level takes several calls.
+// TestDiffManyBranches uses a tree of 2^16 single-segment branches and
+// enough differences that the last levels need several requests.
 func TestDiffManyBranches(t *testing.T) {
 	cfg := merkle.Config{Branches: 1 << 16, SegmentsPerBranch: 1}
 	a := merkle.New(cfg)
 	b := a.Clone()
 	var keys [][]byte
-	for i := range 50 {
+	for i := range 5000 {
 		k := fmt.Appendf(nil, "k%d", i)
 		b.Add(k, 1)
 		keys = append(keys, k)
 	}
 	res, err := merkle.Diff(context.Background(), a, merkle.Loopback(b))
 	require.NoError(t, err)
-	require.Equal(t, segmentsOf(a, keys), res.Segments)
-	require.Equal(t, 1+4+1, res.Calls)
+	want := segmentsOf(a, keys)
+	require.Equal(t, want, res.Segments)
+	d := predict(cfg, want)
+	require.Equal(t, d.calls, res.Calls)
+	require.Greater(t, d.calls, 5, "a level split over requests")
 }
 
 func TestDiffPeerFailures(t *testing.T) {

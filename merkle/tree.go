@@ -7,6 +7,7 @@ import (
 	"iter"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -91,9 +92,10 @@ func powerOfTwo(n int) bool { return n > 0 && n&(n-1) == 0 }
 // entries' contributions, a branch's hash the XOR of its segments, and the
 // root the XOR of the branches. Adding an entry twice therefore removes it.
 //
-// The zero Tree has no geometry and is not usable: create trees with [New]
-// or [Build]. A Tree is not safe for concurrent use: callers serialise
-// writes, and reads (including [Serve]) must not overlap writes.
+// The zero Tree is an empty tree with the default geometry (the zero
+// Config), ready to use; it allocates its 8 MiB on the first write. [New]
+// gives other geometries. A Tree is not safe for concurrent use: callers
+// serialise writes, and reads (including [Serve]) must not overlap writes.
 type Tree struct {
 	cfg         Config
 	segBits     uint // log2 of the number of segments
@@ -133,7 +135,28 @@ func Build(cfg Config, entries iter.Seq2[[]byte, uint64]) *Tree {
 }
 
 // Config returns the tree's geometry, with defaults applied.
-func (t *Tree) Config() Config { return t.cfg }
+func (t *Tree) Config() Config { return t.read().cfg }
+
+// emptyDefault is the empty tree of the default geometry, which reads of a
+// zero Tree see; it is never written.
+var emptyDefault = sync.OnceValue(func() *Tree { return New(Config{}) })
+
+// read returns t, or for a zero Tree the empty tree it stands for, for
+// reading only: a zero Tree is not written by reads, so concurrent reads
+// stay safe.
+func (t *Tree) read() *Tree {
+	if t.segments == nil {
+		return emptyDefault()
+	}
+	return t
+}
+
+// write gives a zero Tree its default geometry before its first write.
+func (t *Tree) write() {
+	if t.segments == nil {
+		*t = *New(Config{})
+	}
+}
 
 // EntryHash is the contribution of the entry (key, valueHash) to its
 // segment: xxHash64 (seed 0) of the 16 bytes xxHash64(key) ‖ valueHash,
@@ -155,29 +178,40 @@ func entryHash(keyHash, valueHash uint64) uint64 {
 // to branch s / SegmentsPerBranch. The mapping is fixed forever, so a
 // store may persist a key's segment next to the key.
 func (t *Tree) Segment(key []byte) int {
-	return t.segmentOf(xxhash.Sum64(key))
+	return t.read().segmentOf(xxhash.Sum64(key))
 }
 
 func (t *Tree) segmentOf(keyHash uint64) int {
 	return int(keyHash >> (64 - t.segBits)) // a shift by 64 yields 0: one segment
 }
 
-// Add toggles the entry (key, valueHash): it inserts an absent entry and
-// removes a present one, in O(1) without allocating.
-func (t *Tree) Add(key []byte, valueHash uint64) {
+// Toggle toggles the entry (key, valueHash): it inserts the entry if it is
+// absent and removes it if it is present, in O(1) without allocating. The
+// tree cannot tell which: it stores no keys, and XORing the entry's hash
+// in and out are the same operation. So inserting an entry that is
+// already present removes it, and removing one that is absent inserts it:
+// call Toggle exactly once per insert and once per delete, with the value
+// hash the entry had, and [Tree.Update] to change a value.
+func (t *Tree) Toggle(key []byte, valueHash uint64) {
 	kh := xxhash.Sum64(key)
-	t.flip(t.segmentOf(kh), entryHash(kh, valueHash))
+	t.flip(t.read().segmentOf(kh), entryHash(kh, valueHash))
 }
 
+// Add is [Tree.Toggle], under the name it first had: it does not add an
+// entry that is present, it removes it. Insert and delete both call it.
+func (t *Tree) Add(key []byte, valueHash uint64) { t.Toggle(key, valueHash) }
+
 // Update replaces key's value hash oldHash with newHash in O(1) without
-// allocating: Add(key, oldHash) then Add(key, newHash), hashing key once.
+// allocating: Toggle(key, oldHash) then Toggle(key, newHash), hashing key
+// once.
 func (t *Tree) Update(key []byte, oldHash, newHash uint64) {
 	kh := xxhash.Sum64(key)
-	t.flip(t.segmentOf(kh), entryHash(kh, oldHash)^entryHash(kh, newHash))
+	t.flip(t.read().segmentOf(kh), entryHash(kh, oldHash)^entryHash(kh, newHash))
 }
 
 // flip XORs h into segment s, its branch and the root.
 func (t *Tree) flip(s int, h uint64) {
+	t.write()
 	t.segments[s] ^= h
 	t.branches[s>>t.branchShift] ^= h
 	t.root ^= h
@@ -189,18 +223,20 @@ func (t *Tree) Root() uint64 { return t.root }
 
 // BranchHash returns the hash of branch b, the XOR of its segments. It
 // panics if b is out of range.
-func (t *Tree) BranchHash(b int) uint64 { return t.branches[b] }
+func (t *Tree) BranchHash(b int) uint64 { return t.read().branches[b] }
 
 // SegmentHash returns the hash of segment s, the XOR of its entries. It
 // panics if s is out of range.
-func (t *Tree) SegmentHash(s int) uint64 { return t.segments[s] }
+func (t *Tree) SegmentHash(s int) uint64 { return t.read().segments[s] }
 
 // Merge XORs o into t, so that t becomes the tree of the union of both key
 // sets when they are disjoint (for example the trees of two partitions of a
 // key range). Entries present in both cancel out. It panics if the configs
 // differ.
 func (t *Tree) Merge(o *Tree) {
+	o = o.read()
 	t.mustMatch(o, "Merge")
+	t.write()
 	for i, h := range o.segments {
 		t.segments[i] ^= h
 	}
@@ -212,7 +248,7 @@ func (t *Tree) Merge(o *Tree) {
 
 // Clone returns an independent copy of t.
 func (t *Tree) Clone() *Tree {
-	c := *t
+	c := *t.read()
 	c.branches = slices.Clone(t.branches)
 	c.segments = slices.Clone(t.segments)
 	return &c
@@ -220,6 +256,7 @@ func (t *Tree) Clone() *Tree {
 
 // Equal reports whether t and o have the same config and the same hashes.
 func (t *Tree) Equal(o *Tree) bool {
+	t, o = t.read(), o.read()
 	return t.cfg == o.cfg && t.root == o.root &&
 		slices.Equal(t.branches, o.branches) && slices.Equal(t.segments, o.segments)
 }
@@ -229,6 +266,7 @@ func (t *Tree) Equal(o *Tree) bool {
 // only. It compares every branch and the segments of differing branches.
 // It panics if the configs differ.
 func (t *Tree) Differences(o *Tree) []int {
+	t, o = t.read(), o.read()
 	t.mustMatch(o, "Differences")
 	var dirty []int
 	for _, b := range differing(nil, 0, t.branches, o.branches) {
@@ -250,7 +288,7 @@ func differing(dst []int, offset int, a, b []uint64) []int {
 }
 
 func (t *Tree) mustMatch(o *Tree, op string) {
-	if t.cfg != o.cfg {
+	if t.read().cfg != o.cfg {
 		panic(fmt.Sprintf("merkle: %s of trees with configs %+v and %+v", op, t.cfg, o.cfg))
 	}
 }
@@ -277,6 +315,7 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 // [*CorruptError] listing the differing segments otherwise; repair by
 // replacing the live tree with the rebuild.
 func Verify(live, rebuilt *Tree) error {
+	live, rebuilt = live.read(), rebuilt.read()
 	if live.cfg != rebuilt.cfg {
 		return fmt.Errorf("%w: %+v and %+v", ErrConfigMismatch, live.cfg, rebuilt.cfg)
 	}

@@ -32,10 +32,18 @@ const (
 	// KindSegments asks for the segment hashes of the branches in the
 	// spans: SegmentsPerBranch hashes per branch, in segment order.
 	KindSegments
+	// KindRanges asks for the hashes of ranges of 2^Shift consecutive
+	// segments, range r holding segments [r·2^Shift, (r+1)·2^Shift): the
+	// XOR of their hashes, one per range in the spans. With Shift 0 the
+	// ranges are single segments. [Diff] descends the tree with it.
+	KindRanges
 )
 
-// String returns "root", "branches" or "segments", and "Kind(n)" for any
-// other value.
+// maxShift bounds [Request].Shift: a range is at most the whole tree.
+const maxShift = 24 // log2(MaxSegments)
+
+// String returns "root", "branches", "segments" or "ranges", and "Kind(n)"
+// for any other value.
 func (k Kind) String() string {
 	switch k {
 	case KindRoot:
@@ -44,12 +52,15 @@ func (k Kind) String() string {
 		return "branches"
 	case KindSegments:
 		return "segments"
+	case KindRanges:
+		return "ranges"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// Span is the range of branch indices [Start, Start+Len). The zero Span is
-// empty, which no valid [Request] holds. It is a plain value.
+// Span is the range of branch indices [Start, Start+Len), or of range
+// indices for [KindRanges]. The zero Span is empty, which no valid
+// [Request] holds. It is a plain value.
 type Span struct {
 	Start, Len int
 }
@@ -64,12 +75,16 @@ type Span struct {
 type Request struct {
 	Kind  Kind
 	Spans []Span
+	// Shift is, for KindRanges, log2 of the number of segments per range
+	// (at most 24); it is 0 for the other kinds.
+	Shift int
 }
 
 // Response answers a [Request]. It carries the serving tree's geometry so
 // that the asking side detects mismatched configs, and the hashes asked
 // for, in request order: one for [KindRoot], one per branch for
-// [KindBranches], SegmentsPerBranch per branch for [KindSegments].
+// [KindBranches], SegmentsPerBranch per branch for [KindSegments], one per
+// range for [KindRanges].
 //
 // The zero Response is invalid. Responses are values: safe for concurrent
 // use when not mutated.
@@ -79,9 +94,10 @@ type Response struct {
 	Hashes []uint64
 }
 
-// Encoding. A Request is the msgpack array [kind, spans] where spans is a
-// bin of unsigned varint pairs (gap, len), gap being Start minus the end of
-// the previous span (0 before the first). A Response is the array [kind,
+// Encoding. A Request is the msgpack array [kind, spans], or [kind, spans,
+// shift] for KindRanges, where spans is a bin of unsigned varint pairs
+// (gap, len), gap being Start minus the end of the previous span (0 before
+// the first). A Response is the array [kind,
 // branches, segmentsPerBranch, hashes] where hashes is a bin of 8-byte
 // little-endian words. Integers use msgpack's shortest form, so equal
 // messages encode to equal bytes.
@@ -98,20 +114,32 @@ func (r Request) MarshalMsgpack() ([]byte, error) {
 		end = s.Start + s.Len
 	}
 	return encode(r.validate(), 8+len(spans), func(e *msgpack.Encoder) error {
+		if r.Kind == KindRanges {
+			return errors.Join(e.EncodeArrayLen(3), e.EncodeUint(uint64(r.Kind)), e.EncodeBytes(spans), e.EncodeUint(uint64(r.Shift)))
+		}
 		return errors.Join(e.EncodeArrayLen(2), e.EncodeUint(uint64(r.Kind)), e.EncodeBytes(spans))
 	})
 }
 
 func (r Request) validate() error {
-	if r.Kind < KindRoot || r.Kind > KindSegments {
+	if r.Kind < KindRoot || r.Kind > KindRanges {
 		return fmt.Errorf("request kind %d", r.Kind)
 	}
 	if r.Kind == KindRoot && len(r.Spans) > 0 {
 		return errors.New("root request with spans")
 	}
+	limit := MaxBranches // indices run below limit
+	switch {
+	case r.Kind == KindRanges && (r.Shift < 0 || r.Shift > maxShift):
+		return fmt.Errorf("shift %d", r.Shift)
+	case r.Kind == KindRanges:
+		limit = MaxSegments >> r.Shift
+	case r.Shift != 0:
+		return fmt.Errorf("shift %d on a %v request", r.Shift, r.Kind)
+	}
 	end := -1 // spans must leave a gap: the next starts after end
 	for _, s := range r.Spans {
-		if s.Start <= end || s.Len < 1 || s.Len > MaxBranches || s.Start > MaxBranches-s.Len {
+		if s.Start <= end || s.Len < 1 || s.Len > limit || s.Start > limit-s.Len {
 			return fmt.Errorf("span %+v after branch %d", s, end)
 		}
 		end = s.Start + s.Len
@@ -125,16 +153,27 @@ func (r Request) validate() error {
 func (r *Request) UnmarshalMsgpack(b []byte) error {
 	var req Request
 	err := decode(b, func(d *decoder) error {
-		if err := d.tuple(2); err != nil {
-			return err
-		}
-		kind, err := d.uint(uint64(KindSegments))
+		n, err := d.DecodeArrayLen()
 		if err != nil {
 			return err
+		}
+		kind, err := d.uint(uint64(KindRanges))
+		if err != nil {
+			return err
+		}
+		if want := 2 + btoi(Kind(kind) == KindRanges); n != want {
+			return fmt.Errorf("array of %d elements, want %d", n, want)
 		}
 		raw, err := d.bin()
 		if err != nil {
 			return err
+		}
+		if n == 3 {
+			shift, err := d.uint(maxShift)
+			if err != nil {
+				return err
+			}
+			req.Shift = int(shift)
 		}
 		req.Kind = Kind(kind)
 		end := 0
@@ -148,8 +187,8 @@ func (r *Request) UnmarshalMsgpack(b []byte) error {
 				return errors.New("bad varint")
 			}
 			raw = raw[n1+n2:]
-			if gap > MaxBranches || length > MaxBranches {
-				return fmt.Errorf("span (%d, %d) beyond %d branches", gap, length, MaxBranches)
+			if gap > MaxSegments || length > MaxSegments {
+				return fmt.Errorf("span (%d, %d) beyond %d", gap, length, MaxSegments)
 			}
 			s := Span{Start: end + int(gap), Len: int(length)}
 			req.Spans = append(req.Spans, s)
@@ -184,7 +223,7 @@ func (r Response) MarshalMsgpack() ([]byte, error) {
 
 func (r Response) validate() error {
 	switch {
-	case r.Kind < KindRoot || r.Kind > KindSegments:
+	case r.Kind < KindRoot || r.Kind > KindRanges:
 		return fmt.Errorf("response kind %d", r.Kind)
 	case r.Config.Branches == 0 || r.Config.SegmentsPerBranch == 0:
 		return fmt.Errorf("response config %+v", r.Config)
@@ -205,7 +244,7 @@ func (r *Response) UnmarshalMsgpack(b []byte) error {
 		if err := d.tuple(4); err != nil {
 			return err
 		}
-		kind, err := d.uint(uint64(KindSegments))
+		kind, err := d.uint(uint64(KindRanges))
 		if err != nil {
 			return err
 		}
@@ -322,3 +361,11 @@ func decode(b []byte, body func(d *decoder) error) error {
 }
 
 func malformed(err error) error { return fmt.Errorf("%w: %w", ErrMalformed, err) }
+
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -42,7 +42,11 @@ func TestWireRejectsInvalidMessages(t *testing.T) {
 	cfg := merkle.Config{Branches: 16, SegmentsPerBranch: 16}
 	for _, bad := range []interface{ MarshalMsgpack() ([]byte, error) }{
 		merkle.Request{},
-		merkle.Request{Kind: 4},
+		merkle.Request{Kind: 5},
+		merkle.Request{Kind: merkle.KindRanges, Spans: []merkle.Span{{0, 1}}, Shift: 25},
+		merkle.Request{Kind: merkle.KindRanges, Spans: []merkle.Span{{0, 3}}, Shift: 23},
+		merkle.Request{Kind: merkle.KindRanges, Spans: []merkle.Span{{0, 1}}, Shift: -1},
+		merkle.Request{Kind: merkle.KindBranches, Spans: []merkle.Span{{0, 1}}, Shift: 1},
 		merkle.Request{Kind: merkle.KindRoot, Spans: []merkle.Span{{0, 1}}},
 		merkle.Request{Kind: merkle.KindBranches, Spans: []merkle.Span{{0, 0}}},
 		merkle.Request{Kind: merkle.KindBranches, Spans: []merkle.Span{{-1, 2}}},
@@ -75,6 +79,10 @@ func TestWireRejectsInvalidMessages(t *testing.T) {
 		"span beyond limit":  {0x92, 0x02, 0xc4, 0x04, 0x80, 0x80, 0x04, 0x01},
 		"root with spans":    {0x92, 0x01, 0xc4, 0x02, 0x00, 0x01},
 		"varint overflowing": {0x92, 0x02, 0xc4, 0x0b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"ranges, no shift":   {0x92, 0x04, 0xc4, 0x00},
+		"ranges, shift 25":   {0x93, 0x04, 0xc4, 0x00, 0x19},
+		"branches, shift":    {0x93, 0x02, 0xc4, 0x00, 0x00},
+		"ranges beyond tree": {0x93, 0x04, 0xc4, 0x02, 0x00, 0x03, 0x17},
 	} {
 		var q merkle.Request
 		require.ErrorIs(t, q.UnmarshalMsgpack(in), merkle.ErrMalformed, name)
@@ -139,6 +147,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte{0x92, 0x02, 0xc4, 0x03, 0x00, 0x80, 0x20})
 	f.Add([]byte{0x92, 0x03, 0xc4, 0x04, 0x05, 0x01, 0x03, 0x02})
 	f.Add([]byte{0x92, 0x02, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00})
+	f.Add([]byte{0x93, 0x04, 0xc4, 0x02, 0x00, 0x03, 0x02})
+	f.Add([]byte{0x93, 0x04, 0xc4, 0x02, 0x05, 0x01, 0x00})
 	tr := merkle.New(merkle.Config{Branches: 64, SegmentsPerBranch: 512})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var q merkle.Request

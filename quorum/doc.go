@@ -42,6 +42,22 @@
 //		}, quorum.Hedge(20*time.Millisecond))
 //	if errors.Is(err, quorum.ErrNoQuorum) { ... }
 //
+// Adaptive hedging, Cassandra's speculative_retry = 99p: one Tracker per
+// cluster records per-replica latencies; a read hedges once its calls
+// have run for the replicas' 99th percentile, on at most 10% of reads, and
+// calls the idle, fast replicas first:
+//
+//	var tr quorum.Tracker
+//	replies, err := quorum.Gather(ctx, replicas, 2, get, quorum.Track(&tr),
+//		quorum.HedgeAt(0.99, 0.1), quorum.Prefer(quorum.LeastLoaded))
+//
+// Replies that hold resources (streams, bodies): KeepWinners leaves the
+// winners' contexts running until ctx ends, and Cleanup releases the
+// successes that arrive too late to be returned:
+//
+//	replies, err := quorum.Gather(ctx, replicas, 2, open, quorum.KeepWinners(),
+//		quorum.Cleanup(func(r quorum.Reply[io.ReadCloser]) { r.Value.Close() }))
+//
 // # Guarantees
 //
 //   - Overlapping is R + W > N; exactly then [StaleProbability] is 0 for
@@ -60,8 +76,12 @@
 //   - [Gather] never reports success with fewer than need successful replies,
 //     never calls a replica twice, never starts a call after it returned, and
 //     fails as soon as need successes are impossible. Its goroutines end as
-//     its documentation states. [GatherFor] succeeds exactly when the
+//     its documentation states. With [HedgeAt], timed hedges over the
+//     Gathers sharing a [Tracker] number at most budget times those
+//     Gathers, plus [HedgeBurst]. With [Cleanup], every success Gather does not
+//     return reaches the cleanup function once. [GatherFor] succeeds exactly when the
 //     successful replies satisfy its [Requirement].
 //
-// Everything except Gather and GatherFor is pure: no goroutines, no clock, no I/O.
+// Everything except Gather, GatherFor and the [Tracker] they record into
+// is pure: no goroutines, no clock, no I/O.
 package quorum

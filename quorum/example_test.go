@@ -130,3 +130,14 @@ func ExampleGatherFor() {
 	// e ok <nil>
 	// f ok <nil>
 }
+
+func ExampleHedgeAt() {
+	var tr quorum.Tracker // shared by every read of the cluster
+	for range quorum.MinSamples {
+		tr.Observe("a", 2*time.Millisecond)
+		tr.Observe("b", 3*time.Millisecond)
+	}
+	p99, _ := tr.Quantile("b", 0.99)
+	fmt.Println(p99)
+	// Output: 3ms
+}

@@ -101,15 +101,28 @@ func BenchmarkJump(b *testing.B) {
 func BenchmarkRendezvous(b *testing.B) {
 	keys := benchKeys()
 	for _, n := range []int{10, 100} {
-		h := ring.NewRendezvous(nodes(n, 1))
-		b.Run("Lookup/"+strconv.Itoa(n), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				_ = h.Lookup(keys[i&1023])
-				i++
-			}
-		})
+		h, err := ring.NewRendezvous(nodes(n, 1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		weighted := nodes(n, 1)
+		for i := range weighted {
+			weighted[i].Weight = float64(1 + i%3)
+		}
+		hw, err := ring.NewRendezvous(weighted)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for name, set := range map[string]*ring.Rendezvous{"Lookup": h, "LookupWeighted": hw} {
+			b.Run(name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					_ = set.Lookup(keys[i&1023])
+					i++
+				}
+			})
+		}
 		b.Run("LookupN3/"+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			dst := make([]string, 0, 3)

@@ -194,6 +194,47 @@ func (b *Bounded) Remove(key string) ([]Reassignment, bool) {
 	return b.moved, true
 }
 
+// Rebalance moves the assignment onto r, the ring after a membership or
+// weight change, with as few moves as the bound allows, and reports the
+// moves, as Remove does; the slice is valid until the next call on b. A key
+// moves only if its node left, or if its node now holds more than its
+// Capacity on r (then the last keys in its internal list move): the moves
+// number exactly the keys of departed nodes plus each remaining node's
+// excess. Moved keys go, in the order reported, to the first node with
+// room on their walk of r. Keys that stay keep their node even where r
+// would place them elsewhere, as after Remove; so a node that joins takes
+// keys only as other nodes overflow or leave, and new arrivals.
+//
+// Rebalance returns an error wrapping [ErrEmptyRing], and leaves b
+// unchanged, if r has no nodes.
+func (b *Bounded) Rebalance(r *Ring) ([]Reassignment, error) {
+	next, err := NewBounded(r, b.c)
+	if err != nil {
+		return nil, err
+	}
+	m := len(b.where)
+	next.where = make(map[string]slot, m)
+	moved := b.moved[:0] // first the keys to place, From set
+	for i, ks := range b.keys {
+		from := b.ring.nodes[i].ID
+		j, ok := r.nodeIndex(from)
+		for _, k := range ks {
+			if ok && len(next.keys[j]) < next.capacity(r.counts[j], m) {
+				next.where[k] = slot{int32(j), int32(len(next.keys[j]))}
+				next.keys[j] = append(next.keys[j], k)
+				continue
+			}
+			moved = append(moved, Reassignment{Key: k, From: from})
+		}
+	}
+	for i := range moved {
+		moved[i].To = r.nodes[next.place(moved[i].Key, m)].ID
+	}
+	*b = *next
+	b.moved = moved
+	return moved, nil
+}
+
 // unlink removes key, held at s, from its node.
 func (b *Bounded) unlink(key string, s slot) {
 	ks := b.keys[s.node]

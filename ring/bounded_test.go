@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -197,4 +198,96 @@ func TestBoundedHugeLoadFactor(t *testing.T) {
 			require.Empty(t, moved)
 		}
 	}
+}
+
+// TestBoundedRebalance follows random membership and weight changes of
+// assignments built by random arrivals: after each Rebalance every key is
+// placed, no node exceeds its capacity on the new ring, the reported moves
+// are exactly the keys whose node changed, and they number exactly the
+// keys of departed nodes plus each remaining node's excess, the fewest the
+// bound allows.
+func TestBoundedRebalance(t *testing.T) {
+	moves := 0
+	for seed := uint64(0); seed < 20; seed++ {
+		rnd := rand.New(rand.NewPCG(seed, 7))
+		t.Logf("seed %d", seed)
+		ns := nodes(2+rnd.IntN(8), 1)
+		r := mustNew(t, ns, 16)
+		c := 1 + rnd.Float64()
+		b, err := ring.NewBounded(r, c)
+		require.NoError(t, err)
+		where := map[string]string{}
+		for k := range 50 + rnd.IntN(300) {
+			key := fmt.Sprint("k", k)
+			where[key], err = b.Add(key)
+			require.NoError(t, err)
+		}
+		for step := range 6 {
+			var next *ring.Ring
+			switch cur := r.Nodes(); {
+			case len(cur) > 1 && rnd.IntN(3) == 0:
+				next = r.Without(cur[rnd.IntN(len(cur))].ID)
+			case rnd.IntN(2) == 0:
+				next, err = r.With(ring.Node{ID: fmt.Sprint("new-", seed, "-", step), Weight: 0.5 + rnd.Float64()})
+			default:
+				n := cur[rnd.IntN(len(cur))]
+				n.Weight = 0.25 + 2*rnd.Float64()
+				next, err = r.With(n)
+			}
+			require.NoError(t, err)
+			// The fewest moves the bound allows.
+			loads := map[string]int{}
+			for _, id := range where {
+				loads[id]++
+			}
+			forced := 0
+			prev := b
+			for id, load := range loads {
+				if !slices.ContainsFunc(next.Nodes(), func(n ring.Node) bool { return n.ID == id }) {
+					forced += load
+				}
+			}
+			moved, err := b.Rebalance(next)
+			require.NoError(t, err)
+			require.Same(t, prev, b)
+			for id := range loads {
+				if cap := b.Capacity(id); cap > 0 {
+					forced += max(0, loads[id]-cap)
+				}
+			}
+			require.Len(t, moved, forced, "seed %d step %d: moves", seed, step)
+			for _, mv := range moved {
+				require.Equal(t, where[mv.Key], mv.From)
+				require.NotEqual(t, mv.From, mv.To)
+				where[mv.Key] = mv.To
+			}
+			require.Equal(t, len(where), b.Len())
+			for key, id := range where {
+				got, ok := b.Locate(key)
+				require.True(t, ok)
+				require.Equal(t, id, got, "seed %d step %d: key %s", seed, step, key)
+			}
+			for _, n := range next.Nodes() {
+				require.LessOrEqual(t, b.Load(n.ID), b.Capacity(n.ID), "seed %d step %d: %s", seed, step, n.ID)
+			}
+			moves += len(moved)
+			r = next
+		}
+		// Arrivals and departures go on over the new ring.
+		_, err = b.Add("after")
+		require.NoError(t, err)
+		_, ok := b.Remove("after")
+		require.True(t, ok)
+	}
+	require.Positive(t, moves)
+
+	b, err := ring.NewBounded(mustNew(t, nodes(3, 1), 8), 1.25)
+	require.NoError(t, err)
+	_, err = b.Add("k")
+	require.NoError(t, err)
+	_, err = b.Rebalance(nil)
+	require.ErrorIs(t, err, ring.ErrEmptyRing)
+	got, ok := b.Locate("k")
+	require.True(t, ok, "unchanged after the error")
+	require.NotEmpty(t, got)
 }

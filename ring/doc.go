@@ -18,14 +18,26 @@
 //	b, err := ring.NewBounded(r, 1.25)       // no node above 1.25x the average
 //	node, err := b.Add("conn-17")
 //	moved, ok := b.Remove("conn-3")          // keys moved to keep the bound
+//	moved, err = b.Rebalance(next)           // follow a membership change
 //
-//	h := ring.NewRendezvous(nodes)           // O(nodes) per lookup, no vnodes
+//	h, err := ring.NewRendezvous(nodes)      // O(nodes) per lookup, no vnodes
+//	prefs = h.Replicas(key, 3, prefs[:0])    // zone-aware, as Ring.Replicas
 //	bucket := ring.Jump(ring.KeyHash(key), 16)
+//
+//	owner = r.LookupHash(ring.KeyedHash(secret, key)) // clients cannot aim keys
 //
 // # Placement (frozen)
 //
 // Placement must agree between processes and across versions, so it is
 // defined exactly here and pinned by testdata/golden.txt:
+//
+// The placement hash is public and unkeyed: anyone who knows the node IDs
+// can compute where a key lands, and so choose many keys that land on one
+// node. Where clients choose keys and that matters, place a secret-keyed
+// hash of each key instead, [KeyedHash] (SipHash-2-4) with the Hash
+// variants of the lookups ([Ring.LookupHash], [Ring.ReplicasHash],
+// [Rendezvous.LookupHash], [Rendezvous.ReplicasHash]); every process then
+// needs the same secret.
 //
 //   - A key's position is xxhash64 (seed 0) of its bytes ([KeyHash]).
 //   - A node of weight w (zero meaning 1) has max(1, round(w*VNodes)) points;
@@ -80,10 +92,16 @@
 //   - Moves(from, to) holds a hash exactly when its owner differs between the
 //     rings, with those owners.
 //   - [Bounded] never lets a node hold more than ceil(c * m * share) of m
-//     keys, through any sequence of arrivals and departures; a load factor
-//     that cannot fit (c < 1) is an error, never a panic.
+//     keys, through any sequence of arrivals, departures and ring changes
+//     ([Bounded.Rebalance], which moves only the keys of departed nodes and
+//     each node's excess); a load factor that cannot fit (c < 1) is an
+//     error, never a panic.
+//   - [Rendezvous] has the same With, Without, zone-aware Replicas and
+//     string and hash lookups as [Ring]; invalid nodes are an error from
+//     [NewRendezvous], never a panic, and a nil *Rendezvous is empty.
 //   - Jump reproduces Lamping and Veach's reference code exactly.
 //
-// Invalid input to [New] and [Ring.With] is an error: [ErrEmptyID],
+// Invalid input to [New], [Ring.With], [NewRendezvous] and
+// [Rendezvous.With] is an error: [ErrEmptyID],
 // [ErrDuplicateID], [ErrWeight], [ErrVNodes], [ErrTooLarge].
 package ring

@@ -74,7 +74,23 @@ func ExampleJump() {
 }
 
 func ExampleRendezvous_LookupN() {
-	h := ring.NewRendezvous([]ring.Node{{ID: "x", Weight: 1}, {ID: "y", Weight: 2}, {ID: "z", Weight: 1}})
+	h, err := ring.NewRendezvous([]ring.Node{{ID: "x", Weight: 1}, {ID: "y", Weight: 2}, {ID: "z", Weight: 1}})
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(h.Lookup([]byte("object-42")), h.LookupN([]byte("object-42"), 2, nil))
 	// Output: x [x y]
+}
+
+func ExampleRendezvous_Replicas() {
+	h, err := ring.NewRendezvous([]ring.Node{
+		{ID: "a1", Zone: "a"}, {ID: "a2", Zone: "a"}, {ID: "b1", Zone: "b"}, {ID: "b2", Zone: "b"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	// The two best scores are both in zone b; Replicas takes zone a's best
+	// second.
+	fmt.Println(h.LookupNString("object-1", 2, nil), h.ReplicasString("object-1", 2, nil))
+	// Output: [b1 b2] [b1 a2]
 }

@@ -28,6 +28,7 @@ func FuzzRing(f *testing.F) {
 			}
 			ns = append(ns, ring.Node{ID: string(part), Weight: w, Zone: string(rune('a' + i%3))})
 		}
+		checkRendezvous(t, ns, key, int(n))
 		points := 0.0
 		for _, n := range ns {
 			points += n.Weight * float64(cmp.Or(int(vnodes), ring.DefaultVNodes))
@@ -66,6 +67,29 @@ func FuzzRing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkRendezvous: NewRendezvous errors exactly on invalid nodes and never
+// panics; otherwise Lookup, LookupN and Replicas agree and Replicas is
+// distinct.
+func checkRendezvous(t *testing.T, ns []ring.Node, key []byte, n int) {
+	h, err := ring.NewRendezvous(ns)
+	if (err != nil) != (ring.Validate(ns) != nil) {
+		t.Fatalf("NewRendezvous(%v): %v, Validate: %v", ns, err, ring.Validate(ns))
+	}
+	if err != nil {
+		return
+	}
+	top, reps := h.LookupN(key, n, nil), h.Replicas(key, n, nil)
+	if len(top) != min(n, len(ns)) || len(reps) != len(top) {
+		t.Fatalf("LookupN %v, Replicas %v for %d nodes", top, reps, len(ns))
+	}
+	if len(top) > 0 && (top[0] != h.Lookup(key) || reps[0] != top[0]) {
+		t.Fatalf("Lookup %s, LookupN %v, Replicas %v", h.Lookup(key), top, reps)
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(reps)))) != len(reps) {
+		t.Fatalf("Replicas not distinct: %v", reps)
+	}
 }
 
 // splitBytes splits b at every sep byte.

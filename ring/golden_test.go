@@ -41,7 +41,8 @@ func golden(t *testing.T) string {
 	}
 	def := mustNew(t, goldenNodes, 0)
 	small := mustNew(t, goldenNodes, 16)
-	h := ring.NewRendezvous(goldenNodes)
+	h, err := ring.NewRendezvous(goldenNodes)
+	require.NoError(t, err)
 	for k := range 200 {
 		key := fmt.Appendf(nil, "user:%d", k*7919)
 		fmt.Fprintf(&b, "key\t%s\t%#016x\t%s\t%s\t%s\t%s\t%d\n", key, ring.KeyHash(key),

@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"cmp"
 	"math"
 	"slices"
 
@@ -16,102 +17,425 @@ import (
 // smaller node ID.
 //
 // The per-node hash is mix(KeyHash(key) ^ xxhash64(ID)), where mix is the
-// splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. Lookups cost
-// O(nodes); prefer [Ring] beyond a few hundred nodes.
+// splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. When every node
+// has the same weight the score grows with those 53 bits, so lookups take
+// the largest and compute no logarithm (where rounding would make two
+// scores equal, the larger hash wins). Otherwise Lookup rules most nodes
+// out with the bound -ln(u) >= 1 - u and 1/w_i computed once, estimates
+// -ln(u) without a logarithm for the rest, and computes exact scores only
+// to separate estimates too close to call, so its result is the documented
+// one. Lookups cost O(nodes); prefer [Ring] beyond a few hundred nodes.
 //
-// A Rendezvous is immutable and safe for concurrent use. The zero value is
-// an empty set: lookups return "".
+// The hash is public and unkeyed, like the [Ring]'s: whoever knows the node
+// IDs can compute where a key lands and choose keys that all land on one
+// node. Where clients choose keys and that matters, look up a secret-keyed
+// hash of the key instead ([KeyedHash] with [Rendezvous.LookupHash]).
+//
+// A Rendezvous is immutable and safe for concurrent use. The zero value
+// (and a nil *Rendezvous) is an empty set: lookups return "".
 type Rendezvous struct {
-	nodes  []Node   // sorted by ID, Weight normalised
-	seeds  []uint64 // xxhash64 of each ID
-	weight []float64
+	nodes  []Node    // sorted by ID, Weight normalised
+	seeds  []uint64  // xxhash64 of each ID
+	inv    []float64 // 1/Weight of each node; nil when all weights are equal
+	heavy  []int32   // node indexes by descending weight, when unequal
+	zone   []int32   // node index -> zone index
+	nzones int
 }
 
 // NewRendezvous returns the rendezvous set of nodes. The result does not
-// depend on the order of nodes. Invalid nodes are programmer misuse: it
-// panics with the error of [Validate] (check untrusted input with Validate
-// first).
-func NewRendezvous(nodes []Node) *Rendezvous {
+// depend on the order of nodes. It returns an error wrapping [ErrEmptyID],
+// [ErrDuplicateID] or [ErrWeight] when the input is invalid, and never
+// panics.
+func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 	sorted, err := validate(nodes)
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	h := &Rendezvous{nodes: sorted, seeds: make([]uint64, len(sorted)), weight: make([]float64, len(sorted))}
+	h := &Rendezvous{nodes: sorted, seeds: make([]uint64, len(sorted))}
 	for i, n := range sorted {
 		h.seeds[i] = xxhash.Sum64String(n.ID)
-		h.weight[i] = n.Weight
+		if n.Weight != sorted[0].Weight && h.inv == nil {
+			h.inv = make([]float64, len(sorted))
+		}
 	}
-	return h
+	if h.inv != nil {
+		h.heavy = make([]int32, len(sorted))
+		for i, n := range sorted {
+			h.inv[i] = 1 / n.Weight
+			h.heavy[i] = int32(i)
+		}
+		// Heavy nodes win more often: met first, they rule out more.
+		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
+	}
+	h.zone, h.nzones = zoneIndex(sorted)
+	return h, nil
+}
+
+// zoneIndex numbers the distinct zones of nodes in order of first
+// appearance and returns each node's zone number and the number of zones.
+func zoneIndex(nodes []Node) ([]int32, int) {
+	zone := make([]int32, len(nodes))
+	ids := map[string]int32{}
+	for i, n := range nodes {
+		z, ok := ids[n.Zone]
+		if !ok {
+			z = int32(len(ids))
+			ids[n.Zone] = z
+		}
+		zone[i] = z
+	}
+	return zone, len(ids)
+}
+
+// With returns a set with nodes added; a node whose ID is already in h
+// replaces it (to change its weight or zone). h is unchanged. It returns
+// the errors of [NewRendezvous].
+func (h *Rendezvous) With(nodes ...Node) (*Rendezvous, error) {
+	return NewRendezvous(mergeNodes(h.Nodes(), nodes))
+}
+
+// mergeNodes returns cur with the nodes of add appended, each replacing the
+// node of cur with its ID.
+func mergeNodes(cur, add []Node) []Node {
+	merged := make([]Node, 0, len(cur)+len(add))
+	for _, n := range cur {
+		if !slices.ContainsFunc(add, func(m Node) bool { return m.ID == n.ID }) {
+			merged = append(merged, n)
+		}
+	}
+	return append(merged, add...)
+}
+
+// Without returns a set without the nodes with the given IDs; IDs not in h
+// are ignored. h is unchanged.
+func (h *Rendezvous) Without(ids ...string) *Rendezvous {
+	rest := slices.DeleteFunc(h.Nodes(), func(n Node) bool { return slices.Contains(ids, n.ID) })
+	out, _ := NewRendezvous(rest) // a subset of valid nodes is valid
+	return out
 }
 
 // Nodes returns a copy of the nodes sorted by ID, with a zero Weight
 // reported as 1.
-func (h *Rendezvous) Nodes() []Node { return slices.Clone(h.nodes) }
+func (h *Rendezvous) Nodes() []Node {
+	if h == nil {
+		return nil
+	}
+	return slices.Clone(h.nodes)
+}
 
-// score is node i's weighted score for a key hashed to kh.
-func (h *Rendezvous) score(kh uint64, i int) float64 {
-	x := mix64(kh ^ h.seeds[i])
-	u := (float64(x>>11) + 0.5) / (1 << 53)
-	return -h.weight[i] / math.Log(u)
+// Len returns the number of nodes.
+func (h *Rendezvous) Len() int {
+	if h == nil {
+		return 0
+	}
+	return len(h.nodes)
+}
+
+// u is node i's u for a key hashed to kh, as documented, and x its 53 bits.
+func (h *Rendezvous) u(kh uint64, i int) (x, u float64) {
+	x = float64(int64(mix64(kh^h.seeds[i]) >> 11)) // exact: 53 bits
+	return x, (x + 0.5) / (1 << 53)
+}
+
+// score returns node i's score for a key hashed to kh and true, or false,
+// without computing it, when the score is certainly at most floor. The
+// score is the documented -w / ln(u), or for equal weights the 53 bits u
+// derives from, which order alike. Since -ln(u) >= 1 - u, a weighted score
+// is at most w / (1 - u), which rules out all but the few nodes whose u is
+// close to 1 once a good score is known; the margin of 1e-9 covers
+// rounding.
+func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
+	x, u := h.u(kh, i)
+	if h.inv == nil {
+		return x, x > floor
+	}
+	w := h.nodes[i].Weight
+	if (1-u)*floor > w*(1+1e-9) {
+		return 0, false
+	}
+	s := -w / math.Log(u)
+	return s, s > floor
+}
+
+// cost returns bounds lo <= -ln(u) <= hi for u in (0, 1), without a
+// logarithm where it matters. For u >= 1/2, with v = 1 - u (exact), lo sums
+// the first four terms of -ln(1 - v) = v + v^2/2 + v^3/3 + ..., and the
+// rest is at most v^5 / (5 (1 - v)) <= 0.4 v^5, so the bounds lie within
+// 0.4 v^4 of each other relatively: 2.5e-4 at u = 0.9, the nodes that can
+// win. Below 1/2 it takes math.Log. Both widen by 1e-12 relative to cover
+// rounding.
+func cost(u float64) (lo, hi float64) {
+	v := 1 - u
+	if v > 0.5 {
+		c := -math.Log(u)
+		return c * (1 - 1e-12), c * (1 + 1e-12)
+	}
+	lo = v * (1 + v*(0.5+v*(1.0/3+v*0.25)))
+	v2 := v * v
+	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
+}
+
+// lookupWeighted is Lookup for unequal weights: the node of least cost
+// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u > d / 2^53
+// for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
+// 1 - u: this bound, computed without u, rules out nearly every node once
+// a good one is known. Up to 32 nodes, a first pass finds the node of
+// least bound, nearly always the winner, and the second offers the others
+// to it; beyond, nodes are met heaviest first. Either way the result is
+// the documented one, independent of the order (see offer).
+func (h *Rendezvous) lookupWeighted(kh uint64) int {
+	w := weighted{best: -1, ceil: math.Inf(1)}
+	var xs [32]uint64
+	if len(h.inv) > len(xs) {
+		for _, i := range h.heavy {
+			x := mix64(kh^h.seeds[i]) >> 11
+			if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 <= w.ceil {
+				w.offer(h, int(i), x)
+			}
+		}
+		return w.best
+	}
+	first, least := 0, math.Inf(1)
+	for i, inv := range h.inv {
+		xs[i] = mix64(kh^h.seeds[i]) >> 11
+		if b := float64(int64(1<<53-1-xs[i])) * inv; b < least {
+			first, least = i, b
+		}
+	}
+	w.offer(h, first, xs[first])
+	for i, inv := range h.inv {
+		if i != first && float64(int64(1<<53-1-xs[i]))*inv*0x1p-53 <= w.ceil {
+			w.offer(h, i, xs[i])
+		}
+	}
+	return w.best
+}
+
+// weighted is the state of lookupWeighted: the best node so far, its u,
+// and bounds lo <= cost <= hi, with ceil = hi plus rounding.
+type weighted struct {
+	best            int
+	u, lo, hi, ceil float64
+}
+
+// offer makes node i, whose 53 bits are x, the best if its cost is lower,
+// or equal with a smaller ID. Costs are bounded with [cost] and compared
+// by their intervals, which the margins of cost keep apart unless the
+// costs are within about 1e-12 of each other; only where the intervals
+// overlap are the exact scores computed and compared.
+func (w *weighted) offer(h *Rendezvous, i int, x uint64) {
+	u := (float64(int64(x)) + 0.5) / (1 << 53)
+	lo, hi := cost(u)
+	lo, hi = lo*h.inv[i], hi*h.inv[i]
+	if w.best >= 0 {
+		if lo >= w.hi {
+			return
+		}
+		if hi >= w.lo {
+			si, sb := -h.nodes[i].Weight/math.Log(u), -h.nodes[w.best].Weight/math.Log(w.u)
+			if si < sb || si == sb && i > w.best {
+				return
+			}
+		}
+	}
+	*w = weighted{best: i, u: u, lo: lo, hi: hi, ceil: hi * (1 + 1e-9)}
 }
 
 // Lookup returns the ID of the node with the highest score for key, or ""
 // for an empty set. It does not allocate.
-func (h *Rendezvous) Lookup(key []byte) string {
-	kh := xxhash.Sum64(key)
-	best, bestScore := -1, 0.0
-	for i := range h.nodes {
-		if s := h.score(kh, i); best < 0 || s > bestScore {
-			best, bestScore = i, s
-		}
-	}
-	if best < 0 {
+func (h *Rendezvous) Lookup(key []byte) string { return h.LookupHash(xxhash.Sum64(key)) }
+
+// LookupString is Lookup for a string key, hashed without conversion.
+func (h *Rendezvous) LookupString(key string) string {
+	return h.LookupHash(xxhash.Sum64String(key))
+}
+
+// LookupHash is Lookup for a key whose [KeyHash] (or [KeyedHash]) is kh.
+func (h *Rendezvous) LookupHash(kh uint64) string {
+	if h == nil || len(h.nodes) == 0 {
 		return ""
 	}
-	return h.nodes[best].ID
+	best := 0
+	if h.inv == nil {
+		// Equal weights: the largest hash wins, the first (smallest ID) on
+		// a tie.
+		top := mix64(kh^h.seeds[0]) >> 11
+		for i, s := range h.seeds[1:] {
+			if x := mix64(kh^s) >> 11; x > top {
+				best, top = i+1, x
+			}
+		}
+		return h.nodes[best].ID
+	}
+	return h.nodes[h.lookupWeighted(kh)].ID
 }
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs
 // with the highest scores, best first, so that LookupN(key, 1)[0] ==
 // Lookup(key) and LookupN(key, n) is a prefix of LookupN(key, n+1). Removing
 // a node removes it from every list and shifts the rest up; nothing else
-// changes. The result is stored in dst[:0]; LookupN does not allocate when
-// dst has capacity n and n <= 32.
+// changes. Zones are ignored; [Rendezvous.Replicas] spreads over them. The
+// result is stored in dst[:0]; LookupN does not allocate when dst has
+// capacity n and n <= 32.
 func (h *Rendezvous) LookupN(key []byte, n int, dst []string) []string {
+	return h.LookupNHash(xxhash.Sum64(key), n, dst)
+}
+
+// LookupNString is LookupN for a string key, hashed without conversion.
+func (h *Rendezvous) LookupNString(key string, n int, dst []string) []string {
+	return h.LookupNHash(xxhash.Sum64String(key), n, dst)
+}
+
+// LookupNHash is LookupN for a key whose [KeyHash] (or [KeyedHash]) is kh.
+func (h *Rendezvous) LookupNHash(kh uint64, n int, dst []string) []string {
 	dst = dst[:0]
-	n = min(n, len(h.nodes))
-	if n <= 0 {
+	if h == nil {
 		return dst
 	}
-	type ranked struct {
-		score float64
-		node  int
-	}
 	var buf [32]ranked
-	top := buf[:0]
-	if n > len(buf) {
-		top = make([]ranked, 0, n)
-	}
-	kh := xxhash.Sum64(key)
-	for i := range h.nodes {
-		s := h.score(kh, i)
-		if len(top) == n && s <= top[n-1].score {
-			continue
-		}
-		// Insert after every entry with a score >= s: earlier (smaller) IDs
-		// win ties.
-		at := len(top)
-		for at > 0 && top[at-1].score < s {
-			at--
-		}
-		if len(top) < n {
-			top = append(top, ranked{})
-		}
-		copy(top[at+1:], top[at:len(top)-1])
-		top[at] = ranked{s, i}
-	}
+	top := h.best(kh, min(n, len(h.nodes)), buf[:0], func(int) bool { return true })
 	for _, t := range top {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
 	return dst
+}
+
+type ranked struct {
+	score float64
+	node  int
+}
+
+// best returns the up to n nodes accepted by keep with the highest scores
+// for kh, best first (ties to the smaller ID), stored in buf[:0] when it
+// has room.
+func (h *Rendezvous) best(kh uint64, n int, buf []ranked, keep func(int) bool) []ranked {
+	if n <= 0 {
+		return buf[:0]
+	}
+	top := buf[:0]
+	if n > cap(buf) {
+		top = make([]ranked, 0, n)
+	}
+	for i := range h.nodes {
+		if !keep(i) {
+			continue
+		}
+		floor := math.Inf(-1)
+		if len(top) == n {
+			floor = top[n-1].score
+		}
+		if s, ok := h.score(kh, i, floor); ok {
+			top = insertRanked(top, n, ranked{s, i})
+		}
+	}
+	return top
+}
+
+// insertRanked inserts r into top, kept sorted by descending score and of
+// length at most n, after every entry with a score >= r's: nodes are
+// offered in ID order, so earlier (smaller) IDs win ties.
+func insertRanked(top []ranked, n int, r ranked) []ranked {
+	at := len(top)
+	for at > 0 && top[at-1].score < r.score {
+		at--
+	}
+	if at == n {
+		return top
+	}
+	if len(top) < n {
+		top = append(top, ranked{})
+	}
+	copy(top[at+1:], top[at:len(top)-1])
+	top[at] = r
+	return top
+}
+
+// Replicas returns the zone-aware preference list of key, as
+// [Ring.Replicas] does for a ring: min(n, nodes) distinct node IDs, first
+// the best-scoring node of each zone, by descending score, then the other
+// nodes by descending score. Its first min(n, zones) entries lie in
+// distinct zones, Replicas(key, 1)[0] == Lookup(key), Replicas(key, n) is a
+// prefix of Replicas(key, n+1), and with a single zone it equals LookupN.
+// Removing a node removes it from every list and promotes its zone's next
+// node; nodes of other zones keep their relative order.
+//
+// The result is stored in dst[:0]. Replicas does not allocate when dst has
+// capacity n, n <= 32 and zones <= 32.
+func (h *Rendezvous) Replicas(key []byte, n int, dst []string) []string {
+	return h.ReplicasHash(xxhash.Sum64(key), n, dst)
+}
+
+// ReplicasString is Replicas for a string key, hashed without conversion.
+func (h *Rendezvous) ReplicasString(key string, n int, dst []string) []string {
+	return h.ReplicasHash(xxhash.Sum64String(key), n, dst)
+}
+
+// ReplicasHash is Replicas for a key whose [KeyHash] (or [KeyedHash]) is kh.
+func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
+	dst = dst[:0]
+	if h == nil {
+		return dst
+	}
+	n = min(n, len(h.nodes))
+	if n <= 0 {
+		return dst
+	}
+	// The best node of each zone.
+	var zbuf [32]ranked
+	leaders := zbuf[:0]
+	if h.nzones > len(zbuf) {
+		leaders = make([]ranked, 0, h.nzones)
+	}
+	leaders = leaders[:h.nzones]
+	for z := range leaders {
+		leaders[z] = ranked{math.Inf(-1), -1}
+	}
+	for i := range h.nodes {
+		z := h.zone[i]
+		if s, ok := h.score(kh, i, leaders[z].score); ok || leaders[z].node < 0 {
+			leaders[z] = ranked{s, i}
+		}
+	}
+	var buf [32]ranked
+	top := buf[:0]
+	if k := min(n, h.nzones); k > len(buf) {
+		top = make([]ranked, 0, k)
+	}
+	var leader [32]uint64 // one bit per node, up to 2048 nodes
+	isLeader := func(i int) bool { return i < 64*len(leader) && leader[i/64]&(1<<(i%64)) != 0 }
+	slices.SortFunc(leaders, byScore)
+	for _, l := range leaders {
+		if len(top) < n {
+			top = append(top, l)
+		}
+		if l.node < 64*len(leader) {
+			leader[l.node/64] |= 1 << (l.node % 64)
+		}
+	}
+	for _, t := range top {
+		dst = append(dst, h.nodes[t.node].ID)
+	}
+	if len(dst) == n {
+		return dst
+	}
+	// The others, best first.
+	if len(h.nodes) > 64*len(leader) {
+		isLeader = func(i int) bool { return slices.ContainsFunc(leaders, func(l ranked) bool { return l.node == i }) }
+	}
+	for _, t := range h.best(kh, n-len(dst), buf[:0], func(i int) bool { return !isLeader(i) }) {
+		dst = append(dst, h.nodes[t.node].ID)
+	}
+	return dst
+}
+
+// byScore orders ranked nodes best first: descending score, then
+// ascending node index.
+func byScore(a, b ranked) int {
+	switch {
+	case a.score > b.score:
+		return -1
+	case a.score < b.score:
+		return 1
+	}
+	return a.node - b.node
 }

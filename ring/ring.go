@@ -214,18 +214,8 @@ func (r *Ring) assemble(pts []point) {
 		r.counts[p.owner]++
 	}
 
-	r.zone = make([]int32, len(r.nodes))
-	zoneIDs := map[string]int32{}
-	for i, n := range r.nodes {
-		z, ok := zoneIDs[n.Zone]
-		if !ok {
-			z = int32(len(zoneIDs))
-			zoneIDs[n.Zone] = z
-		}
-		r.zone[i] = z
-	}
-	r.nzones = len(zoneIDs)
-	seen := make([]bool, len(zoneIDs))
+	r.zone, r.nzones = zoneIndex(r.nodes)
+	seen := make([]bool, r.nzones)
 	for i, c := range r.counts {
 		if c > 0 {
 			r.live++
@@ -407,13 +397,7 @@ func (r *Ring) With(nodes ...Node) (*Ring, error) {
 	if r != nil {
 		cur, vnodes = r.nodes, r.vnodes
 	}
-	merged := make([]Node, 0, len(cur)+len(nodes))
-	for _, n := range cur {
-		if !slices.ContainsFunc(nodes, func(m Node) bool { return m.ID == n.ID }) {
-			merged = append(merged, n)
-		}
-	}
-	return New(append(merged, nodes...), Config{VNodes: vnodes})
+	return New(mergeNodes(cur, nodes), Config{VNodes: vnodes})
 }
 
 // Without returns a ring without the nodes with the given IDs; IDs not in r

@@ -439,7 +439,7 @@ func TestAllocs(t *testing.T) {
 // look up keys while others derive new rings; run with -race.
 func TestConcurrent(t *testing.T) {
 	r := mustNew(t, nodes(20, 3), 64)
-	h := ring.NewRendezvous(nodes(20, 3))
+	h := mustRendezvous(t, nodes(20, 3))
 	want := make([][]string, 200)
 	for k := range want {
 		want[k] = r.ReplicasString(strconv.Itoa(k), 3, nil)

@@ -6,13 +6,12 @@ import (
 
 	"github.com/distkit/distkit/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // ErrMalformed is wrapped by every decoding error: the input is truncated,
 // is not the encoding of the type, or breaks an invariant (IDs unsorted or
-// repeated, a zero counter, more values than an ID's counter, a length
-// longer than the input).
+// repeated, a zero counter, a counter above [MaxCounter], more values than
+// an ID's counter, a length longer than the input).
 var ErrMalformed = errors.New("vclock: malformed encoding")
 
 // The wire format, all msgpack arrays:
@@ -24,8 +23,11 @@ var ErrMalformed = errors.New("vclock: malformed encoding")
 //	        values of an id newest first, the anonymous values in their
 //	        canonical order
 //
-// Counters are unsigned and at least 1. Encoders write the shortest
-// msgpack forms, so equal values encode to equal bytes.
+// Counters are unsigned, at least 1 and at most MaxCounter. Encoders
+// write the shortest msgpack forms, so equal values encode to equal bytes,
+// and decoders accept only those forms (no nil for an array, no bin for a
+// string, no integer in a longer or signed form, no explicit zero time):
+// whatever they decode encodes back to the bytes read.
 
 var (
 	_ msgpack.CustomEncoder = Dot{}
@@ -48,13 +50,14 @@ func (d Dot) EncodeMsgpack(enc *msgpack.Encoder) error {
 }
 
 // DecodeMsgpack reads a Dot written by [Dot.EncodeMsgpack]. A Counter of 0
-// is accepted: it is a valid Dot value, though it names no event. Errors
-// wrap [ErrMalformed]; on error d is unchanged.
+// is accepted: it is a valid Dot value, though it names no event; one
+// above [MaxCounter] is not. Errors wrap [ErrMalformed]; on error d is
+// unchanged.
 func (d *Dot) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err := decodeTuple(dec, 2, 2); err != nil {
 		return malformed("Dot", err)
 	}
-	id, err := dec.DecodeString()
+	id, err := wire.String(dec)
 	if err != nil {
 		return malformed("Dot", err)
 	}
@@ -95,8 +98,9 @@ func (v VClock) EncodeMsgpack(enc *msgpack.Encoder) error {
 }
 
 // DecodeMsgpack reads a VClock written by [VClock.EncodeMsgpack],
-// replacing v's contents; msgpack nil reads as the empty clock. Errors
-// wrap [ErrMalformed]; on error v is unchanged.
+// replacing v's contents. (A msgpack nil never reaches it: msgpack stores
+// the empty clock; called directly, it rejects nil.) Errors wrap
+// [ErrMalformed]; on error v is unchanged.
 func (v *VClock) DecodeMsgpack(dec *msgpack.Decoder) error {
 	n, prealloc, err := decodeLen(dec, 3) // an entry takes at least 3 bytes
 	if err != nil {
@@ -116,8 +120,11 @@ func (v *VClock) DecodeMsgpack(dec *msgpack.Decoder) error {
 			return malformed("VClock entry", err)
 		}
 		if k == 3 {
-			if e.time, err = dec.DecodeInt64(); err != nil {
+			if e.time, err = wire.Int(dec); err != nil {
 				return malformed("VClock entry time", err)
+			}
+			if e.time == 0 {
+				return malformed("VClock entry time", fmt.Errorf("explicit zero time of %q", e.id))
 			}
 		}
 		es = append(es, e)
@@ -157,9 +164,11 @@ func (s DVVSet[V]) EncodeMsgpack(enc *msgpack.Encoder) error {
 // length inside it must be backed by input, so that hostile input cannot
 // make msgpack preallocate for it. Values are then decoded with dec when it
 // reads from an [io.Seeker] (as [msgpack.Unmarshal] does), and from other
-// readers with msgpack's default settings. The anonymous values are put in
-// canonical order (sorted and deduplicated by encoding). Errors wrap
-// [ErrMalformed]; on error s is unchanged.
+// readers with msgpack's default settings. Values of basic types (booleans,
+// numbers, strings, byte slices) must be in the form msgpack's default
+// encoder writes. The anonymous values must be in canonical order (see
+// [DVVSet]), without duplicates. Errors wrap [ErrMalformed]; on error s is
+// unchanged.
 func (s *DVVSet[V]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err := decodeTuple(dec, 2, 2); err != nil {
 		return malformed("DVVSet", err)
@@ -193,7 +202,11 @@ func (s *DVVSet[V]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if out.anon, err = decodeValues[V](dec); err != nil {
 		return malformed("DVVSet anonymous values", err)
 	}
-	out.anon = canonical(out.anon)
+	for i := 1; i < len(out.anon); i++ {
+		if wire.Compare(&out.anon[i-1], &out.anon[i]) >= 0 {
+			return malformed("DVVSet anonymous values", fmt.Errorf("value %d not in canonical order or repeated", i))
+		}
+	}
 	*s = out
 	return nil
 }
@@ -217,7 +230,7 @@ func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
 	}
 	vs := make([]V, 0, prealloc)
 	for range n {
-		v, err := wire.DecodeValue[V](dec)
+		v, err := wire.DecodeCanonical[V](dec)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +242,7 @@ func decodeValues[V any](dec *msgpack.Decoder) ([]V, error) {
 // decodeEntry reads an entry's ID and counter and checks them against the
 // entries before it.
 func decodeEntry(dec *msgpack.Decoder, prev []entry) (entry, error) {
-	id, err := dec.DecodeString()
+	id, err := wire.String(dec)
 	if err != nil {
 		return entry{}, err
 	}
@@ -246,30 +259,20 @@ func decodeEntry(dec *msgpack.Decoder, prev []entry) (entry, error) {
 	return entry{id: id, counter: n}, nil
 }
 
-// decodeCounter reads an unsigned integer, rejecting negative ones (which
-// msgpack's DecodeUint64 would convert).
+// decodeCounter reads an unsigned integer of at most MaxCounter, in its
+// canonical form.
 func decodeCounter(dec *msgpack.Decoder) (uint64, error) {
-	c, err := dec.PeekCode()
-	if err != nil {
-		return 0, err
+	n, err := wire.Uint(dec)
+	if err == nil {
+		err = CheckCounter(n)
 	}
-	if msgpcode.IsFixedNum(c) && int8(c) < 0 || c >= msgpcode.Int8 && c <= msgpcode.Int64 {
-		i, err := dec.DecodeInt64()
-		if err != nil {
-			return 0, err
-		}
-		if i < 0 {
-			return 0, fmt.Errorf("negative counter %d", i)
-		}
-		return uint64(i), nil
-	}
-	return dec.DecodeUint64()
+	return n, err
 }
 
-// decodeLen reads an array length (nil: 0) and how many elements the
-// caller may preallocate; see [wire.CheckLen].
+// decodeLen reads an array length and how many elements the caller may
+// preallocate; see [wire.CheckLen].
 func decodeLen(dec *msgpack.Decoder, minSize int) (n, prealloc int, err error) {
-	if n, err = dec.DecodeArrayLen(); err != nil {
+	if n, err = wire.ArrayLen(dec); err != nil {
 		return 0, 0, err
 	}
 	return wire.CheckLen(dec, n, minSize)
@@ -282,7 +285,7 @@ func decodeTuple(dec *msgpack.Decoder, lo, hi int) error {
 }
 
 func decodeTupleLen(dec *msgpack.Decoder, lo, hi int) (int, error) {
-	n, err := dec.DecodeArrayLen()
+	n, err := wire.ArrayLen(dec)
 	if err != nil {
 		return 0, err
 	}

@@ -56,6 +56,19 @@
 //	v.TickAt("n1", now)
 //	v.Prune(now, vclock.RiakPrunePolicy())
 //
+// # Values
+//
+// A DVVSet holds values of any type V and never compares them with ==.
+// Where it must choose between values, it uses one fixed order on Go
+// values: anonymous values are kept sorted and deduplicated in it, and
+// should two sets hold different values for the same dot (a dot names one
+// write, so only a corrupt or forged set does), Sync keeps the larger. The
+// order looks at values as Go sees them, unexported fields, fields msgpack
+// skips and map contents included, and is the same in every process for
+// values built of booleans, numbers, strings, slices, arrays, structs,
+// pointers, interfaces and maps; functions and channels order by address.
+// So Sync gives the same result in both argument orders for every V.
+//
 // # Guarantees
 //
 //   - Compare is a partial order: v.Compare(v) is Equal; Before and After
@@ -70,15 +83,21 @@
 //     only when the result outgrows v's capacity.
 //   - Prune removes the same entries whatever order the clock was built
 //     in: ties in time are broken by ID.
-//   - DVVSet.Sync is commutative and idempotent, and associative for sets
-//     without anonymous values. After Update(ctx, id, v) the set holds v
+//   - DVVSet.Sync is commutative (for every V; see Values) and idempotent,
+//     and associative for sets without anonymous values. After Update(ctx, id, v) the set holds v
 //     and exactly the values whose dots ctx does not contain.
 //   - Encodings are deterministic: equal clocks and sets (with
 //     deterministically encoded values) give equal bytes. Decoders never
 //     panic, reject unsorted or repeated IDs, zero counters and lengths
 //     longer than the input with errors wrapping [ErrMalformed], and
 //     allocate in proportion to their input.
+//   - No counter above [MaxCounter] (2^63-1) is ever held: decoders refuse
+//     one, and local ticks stop there ([VClock.TryTick] and
+//     [DVVSet.TryUpdate] return an error wrapping [ErrExhausted] and change
+//     nothing; Tick and Update panic, changing nothing). So nothing a peer
+//     or a client sends can make a later tick overflow, and every state a
+//     replica encodes, every other replica decodes. A server that takes
+//     contexts from clients uses TryUpdate.
 //
 // No type in this package is safe for concurrent use; callers lock.
-// Counters are uint64: Tick and Update panic rather than wrap around.
 package vclock

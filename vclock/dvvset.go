@@ -1,13 +1,12 @@
 package vclock
 
 import (
-	"bytes"
 	"fmt"
 	"iter"
 	"slices"
-	"strings"
+	"strconv"
 
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // DVVSet is Riak's dotted version vector set (dvvset.erl, after Preguiça,
@@ -19,8 +18,12 @@ import (
 // are still live, newest first: the k-th value (from 0) of an ID with
 // counter n is the event (ID, n-k). Values without a dot ("anonymous"
 // values, from [NewDVVSet], [DVVSet.Reconcile] or [DVVSet.LWW]) are kept
-// apart, sorted and deduplicated by their msgpack encoding so that equal
-// sets are equal value by value and encode to the same bytes.
+// apart, sorted and deduplicated in a fixed order on values of any V (the
+// order of Go values, unexported fields and map contents included; see
+// "Values" in the package documentation), so that equal sets are equal
+// value by value and encode to the same bytes, and Sync agrees with itself
+// in both argument orders for every V, including maps, structs with
+// unexported or skipped fields, and values msgpack cannot encode.
 //
 // The zero DVVSet is empty and ready to use. A DVVSet is not safe for
 // concurrent use. Like [VClock] it refers to shared storage when copied:
@@ -108,19 +111,35 @@ func (s DVVSet[V]) Clone() DVVSet[V] {
 // the newest value of id with the dot (id, max(s, ctx)[id] + 1). Times in
 // ctx are ignored.
 //
-// Update panics if id's counter is already math.MaxUint64.
+// Update panics, changing nothing, if max(s, ctx)[id] is already
+// [MaxCounter]; a server that takes contexts from clients calls
+// [DVVSet.TryUpdate] instead.
 func (s *DVVSet[V]) Update(ctx VClock, id string, v V) {
+	if err := s.TryUpdate(ctx, id, v); err != nil {
+		panic(err.Error())
+	}
+}
+
+// TryUpdate is [DVVSet.Update] that returns an error wrapping
+// [ErrExhausted], leaving s unchanged, where Update panics: when the new
+// dot's counter would pass [MaxCounter] (a client sent a context with a
+// forged counter near it, or s was decoded with one).
+func (s *DVVSet[V]) TryUpdate(ctx VClock, id string, v V) error {
+	if _, err := AddCounter(max(s.clock.Get(id), ctx.Get(id)), 1); err != nil {
+		return fmt.Errorf("vclock: update by %s: %w", strconv.Quote(id), err)
+	}
 	if s.clock.Compare(ctx) == Before {
 		s.anon = nil
 	}
 	s.syncEntries(ctx.entries, nil)
 	n := s.clock.Len()
-	i := s.clock.tickIndex(id)
+	i, _ := s.clock.tickIndex(id) // checked above
 	if s.clock.Len() > n {
 		s.vals = slices.Insert(s.vals, i, []V{v})
 	} else {
 		s.vals[i] = slices.Insert(s.vals[i], 0, v)
 	}
+	return nil
 }
 
 // Sync merges o into s (dvvset:sync/2): the histories are joined, and a
@@ -182,12 +201,23 @@ func (s *DVVSet[V]) syncEntries(oe []entry, ovals [][]V) {
 // syncValues returns the live values of one ID present in both sets, with
 // counters n1 and n2 and values l1 and l2 (dvvset's merge/5): the values of
 // the side with the larger counter whose dots the other side either holds
-// or has not seen. A list taken from the second side is copied.
+// or has not seen. On equal counters both sides hold the same dots; should
+// they hold different values for a dot (a dot names one write, so only a
+// corrupt or forged state does), the larger in the order of wire.Compare
+// is kept, so that Sync stays commutative. A list taken from the second
+// side is copied.
 func syncValues[V any](n1 uint64, l1 []V, n2 uint64, l2 []V) []V {
 	if n1 < n2 {
 		return slices.Clone(l2[:live(n2, len(l2), n1, len(l1))])
 	}
 	k := live(n1, len(l1), n2, len(l2))
+	if n1 == n2 {
+		for i := range k {
+			if wire.Compare(&l2[i], &l1[i]) > 0 {
+				l1[i] = l2[i]
+			}
+		}
+	}
 	clear(l1[k:])
 	return l1[:k]
 }
@@ -263,39 +293,20 @@ func (s *DVVSet[V]) dropValues() {
 	s.anon = nil
 }
 
-// canonical sorts vs by encoding and removes duplicates, in place.
+// canonical sorts vs in the order of wire.Compare and removes duplicates
+// (values equal in that order), in place.
 func canonical[V any](vs []V) []V {
 	if len(vs) < 2 {
 		return vs
 	}
-	type keyed struct {
-		key string
-		v   V
+	slices.SortFunc(vs, func(x, y V) int { return wire.Compare(&x, &y) })
+	k := 1
+	for i := 1; i < len(vs); i++ {
+		if wire.Compare(&vs[k-1], &vs[i]) != 0 {
+			vs[k] = vs[i]
+			k++
+		}
 	}
-	ks := make([]keyed, len(vs))
-	for i, v := range vs {
-		ks[i] = keyed{anonKey(v), v}
-	}
-	slices.SortStableFunc(ks, func(x, y keyed) int { return strings.Compare(x.key, y.key) })
-	ks = slices.CompactFunc(ks, func(x, y keyed) bool { return x.key == y.key })
-	clear(vs[len(ks):])
-	vs = vs[:len(ks)]
-	for i, k := range ks {
-		vs[i] = k.v
-	}
-	return vs
-}
-
-// anonKey is the sort and identity key of an anonymous value: its msgpack
-// encoding with sorted map keys. A value msgpack cannot encode falls back to
-// its Go syntax after a 0xFF byte, which cannot collide with an encoding
-// (0xFF alone is the complete encoding of -1).
-func anonKey[V any](v V) string {
-	var b bytes.Buffer
-	enc := msgpack.NewEncoder(&b)
-	enc.SetSortMapKeys(true)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Sprintf("\xff%#v", v)
-	}
-	return b.String()
+	clear(vs[k:])
+	return vs[:k]
 }

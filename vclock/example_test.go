@@ -2,6 +2,7 @@ package vclock_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -131,4 +132,17 @@ func ExampleDVVSet_EncodeMsgpack() {
 	again, _ := msgpack.Marshal(back)
 	fmt.Println(len(back.Values()), back.Context(), bytes.Equal(b, again))
 	// Output: 2 {"n1":1, "n2":1} true
+}
+
+// A server that takes contexts from clients writes with TryUpdate: a forged
+// context that would exhaust the server's counter is refused, and the key
+// stays as it was.
+func ExampleDVVSet_TryUpdate() {
+	var s vclock.DVVSet[string]
+	s.Update(vclock.VClock{}, "n1", "v1")
+	var forged vclock.VClock
+	forged.Add(vclock.Dot{ID: "n1", Counter: vclock.MaxCounter})
+	err := s.TryUpdate(forged, "n1", "evil")
+	fmt.Println(errors.Is(err, vclock.ErrExhausted), s.Values(), s.Context())
+	// Output: true [v1] {"n1":1}
 }

@@ -2,13 +2,55 @@ package vclock
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"iter"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/distkit/distkit/clock"
 )
+
+// MaxCounter is the largest counter of a [Dot], a [VClock] entry or a
+// [DVVSet] entry: 2^63-1, the bound of [clock.MaxCounter], shared by every
+// package of distkit that counts events.
+//
+// Decoders refuse a larger counter (see [CheckCounter]), and local ticks
+// stop at MaxCounter: the error-returning ones ([VClock.TryTick],
+// [DVVSet.TryUpdate], and in package crdt the Try mutators) return an
+// error wrapping [ErrExhausted] and change nothing. So no counter that
+// crosses the wire or the disk is ever above MaxCounter, and what one
+// replica encodes every other replica decodes.
+const MaxCounter = clock.MaxCounter
+
+// ErrExhausted is wrapped by the errors of local ticks that would take a
+// counter past [MaxCounter]; the state is left unchanged. Honest replicas
+// never get there: it takes 2^63 events of one ID, or a forged counter
+// near MaxCounter that a peer or client sent.
+var ErrExhausted = errors.New("vclock: counter exhausted")
+
+// CheckCounter returns an error if n is above [MaxCounter]: what every
+// decoder of a counter calls before it accepts one. The error does not
+// wrap ErrMalformed; decoders wrap it in their own package's.
+func CheckCounter(n uint64) error {
+	if n > MaxCounter {
+		return fmt.Errorf("counter %d above the maximum %d", n, uint64(MaxCounter))
+	}
+	return nil
+}
+
+// AddCounter returns cur + n, or an error wrapping [ErrExhausted] if that
+// would exceed [MaxCounter]: how a local tick or increment advances a
+// counter. cur must be at most MaxCounter.
+func AddCounter(cur, n uint64) (uint64, error) {
+	if n > MaxCounter-cur {
+		return 0, fmt.Errorf("%w: %d + %d above the maximum %d", ErrExhausted, cur, n, uint64(MaxCounter))
+	}
+	return cur + n, nil
+}
 
 // Dot names one event: the Counter-th event of the actor ID. Dots start at
 // 1; the zero Counter names no event. A Dot is a plain value, safe to copy
@@ -111,43 +153,74 @@ func (v VClock) Contains(d Dot) bool { return d.Counter <= v.Get(d.ID) }
 // Tick records a new event of id and returns its dot: id's counter plus
 // one. The entry records no time (see [VClock.TickAt]).
 //
-// Tick panics if id's counter is already math.MaxUint64.
-func (v *VClock) Tick(id string) Dot { return v.tick(id, 0) }
+// Tick panics, changing nothing, if id's counter is already [MaxCounter];
+// use [VClock.TryTick] on a clock that merged counters from other
+// processes.
+func (v *VClock) Tick(id string) Dot { return must(v.TryTick(id)) }
+
+// TryTick is [VClock.Tick] that returns an error wrapping [ErrExhausted],
+// changing nothing, instead of panicking when id's counter is already
+// [MaxCounter].
+func (v *VClock) TryTick(id string) (Dot, error) { return v.tick(id, 0) }
 
 // TickAt is [VClock.Tick] that also records now as the entry's time, for
 // [VClock.Prune]. The Unix epoch itself cannot be recorded: it reads as
 // "no time". Times are kept with nanosecond precision and saturate outside
-// the years 1678 to 2262.
-func (v *VClock) TickAt(id string, now time.Time) Dot { return v.tick(id, unixNano(now)) }
+// the years 1678 to 2262. Like Tick, it panics at [MaxCounter].
+func (v *VClock) TickAt(id string, now time.Time) Dot { return must(v.TryTickAt(id, now)) }
 
-func (v *VClock) tick(id string, t int64) Dot {
-	i := v.tickIndex(id)
+// TryTickAt is [VClock.TickAt] that returns an error wrapping
+// [ErrExhausted], changing nothing, when id's counter is already
+// [MaxCounter].
+func (v *VClock) TryTickAt(id string, now time.Time) (Dot, error) {
+	return v.tick(id, unixNano(now))
+}
+
+func (v *VClock) tick(id string, t int64) (Dot, error) {
+	i, err := v.tickIndex(id)
+	if err != nil {
+		return Dot{}, err
+	}
 	v.entries[i].time = t
-	return Dot{ID: id, Counter: v.entries[i].counter}
+	return Dot{ID: id, Counter: v.entries[i].counter}, nil
+}
+
+// must returns d, or panics with err's message.
+func must(d Dot, err error) Dot {
+	if err != nil {
+		panic(err.Error())
+	}
+	return d
 }
 
 // tickIndex increments id's counter, inserting the entry if needed, and
-// returns its index.
-func (v *VClock) tickIndex(id string) int {
+// returns its index, or an error wrapping ErrExhausted, changing nothing,
+// if the counter is already MaxCounter.
+func (v *VClock) tickIndex(id string) (int, error) {
 	i, ok := v.search(id)
 	if !ok {
 		v.entries = slices.Insert(v.entries, i, entry{id: id, counter: 1})
-		return i
+		return i, nil
 	}
-	if v.entries[i].counter == math.MaxUint64 {
-		panic("vclock: counter of " + strconv.Quote(id) + " overflows")
+	n, err := AddCounter(v.entries[i].counter, 1)
+	if err != nil {
+		return 0, fmt.Errorf("vclock: counter of %s: %w", strconv.Quote(id), err)
 	}
-	v.entries[i].counter++
-	return i
+	v.entries[i].counter = n
+	return i, nil
 }
 
 // Add extends v to cover the event d and everything before it on d.ID:
 // id's counter becomes max(v.Get(d.ID), d.Counter). It is Merge with the
 // one-entry clock {d} (which has no time). A dot with Counter 0 changes
-// nothing.
+// nothing. Add panics if d.Counter is above [MaxCounter], which no decoded
+// or ticked dot is: such a dot can only be made by hand.
 func (v *VClock) Add(d Dot) {
 	if d.Counter == 0 {
 		return
+	}
+	if err := CheckCounter(d.Counter); err != nil {
+		panic("vclock: Add: " + err.Error())
 	}
 	i, ok := v.search(d.ID)
 	switch {

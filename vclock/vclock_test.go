@@ -359,11 +359,25 @@ func TestDelete(t *testing.T) {
 	require.Equal(t, want, got)
 }
 
-func TestTickOverflowPanics(t *testing.T) {
+// TestTickAtMaxCounter: a counter stops at MaxCounter. TryTick and
+// TryTickAt return ErrExhausted, Tick and TickAt panic, and none of them
+// changes the clock; other IDs tick on.
+func TestTickAtMaxCounter(t *testing.T) {
 	var v VClock
-	v.Add(Dot{ID: "a", Counter: math.MaxUint64})
-	require.PanicsWithValue(t, `vclock: counter of "a" overflows`, func() { v.Tick("a") })
-	require.Equal(t, uint64(math.MaxUint64), v.Get("a"))
+	v.Add(Dot{ID: "a", Counter: MaxCounter - 1})
+	require.Equal(t, Dot{ID: "a", Counter: MaxCounter}, v.Tick("a"))
+	before := v.Clone()
+	_, err := v.TryTick("a")
+	require.ErrorIs(t, err, ErrExhausted)
+	_, err = v.TryTickAt("a", time.Unix(5, 0))
+	require.ErrorIs(t, err, ErrExhausted)
+	msg := `vclock: counter of "a": vclock: counter exhausted: 9223372036854775807 + 1 above the maximum 9223372036854775807`
+	require.PanicsWithValue(t, msg, func() { v.Tick("a") })
+	require.PanicsWithValue(t, msg, func() { v.TickAt("a", time.Unix(5, 0)) })
+	require.Equal(t, before, v)
+	require.Equal(t, Dot{ID: "b", Counter: 1}, v.Tick("b"))
+	require.PanicsWithValue(t, "vclock: Add: counter 18446744073709551615 above the maximum 9223372036854775807",
+		func() { v.Add(Dot{ID: "c", Counter: math.MaxUint64}) })
 }
 
 func TestStrings(t *testing.T) {

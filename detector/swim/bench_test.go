@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -96,6 +97,25 @@ func BenchmarkDecodeCompound(b *testing.B) {
 	for b.Loop() {
 		var err error
 		if dst, err = d.decodePacket(p, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSealOpen seals a 200-byte packet with AES-256-GCM under the
+// primary key of a keyring of two and opens it again.
+func BenchmarkSealOpen(b *testing.B) {
+	k, err := NewKeyring(bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, label := make([]byte, 200), []byte("prod")
+	var sealed, opened []byte
+	b.SetBytes(int64(len(plain)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sealed = k.seal(sealed[:0], plain, label)
+		if opened, err = k.open(opened[:0], sealed, label); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -33,9 +33,9 @@ func (q *broadcastQueue) enqueue(id string, msg []byte) {
 	q.items = append(q.items, b)
 }
 
-// fill appends to dst as many queued updates as fit in room bytes, counts
-// a transmission for each, drops those that reached limit, and returns dst
-// and the number of updates appended.
+// fill appends to dst as many queued updates as fit in room bytes, at most
+// MaxUpdates, counts a transmission for each, drops those that reached
+// limit, and returns dst and the number of updates appended.
 func (q *broadcastQueue) fill(dst []byte, room, limit int) ([]byte, int) {
 	slices.SortFunc(q.items, func(a, b broadcast) int {
 		if c := cmp.Compare(a.transmits, b.transmits); c != 0 {
@@ -46,6 +46,9 @@ func (q *broadcastQueue) fill(dst []byte, room, limit int) ([]byte, int) {
 	n := 0
 	for i := range q.items {
 		b := &q.items[i]
+		if n == MaxUpdates {
+			break
+		}
 		if len(b.msg) > room {
 			continue
 		}

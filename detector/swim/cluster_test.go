@@ -215,6 +215,18 @@ func quantile(xs []float64, q float64) float64 {
 	return xs[min(max(i, 0), len(xs)-1)]
 }
 
+// crashOne starts a cluster of n with the default Config on the LAN,
+// lets it converge and settle for 5 s, and crashes a random node other
+// than the seed.
+func crashOne(t *testing.T, seed uint64, n int) (c *cluster, victim *simNode, crashAt time.Time) {
+	c = newCluster(t, seed, n, Config{}, lan)
+	c.waitConverged(time.Minute)
+	c.runFor(5 * time.Second)
+	victim = c.nodes[1+c.net.Rand().IntN(n-1)]
+	victim.crashed = true
+	return c, victim, c.net.Now()
+}
+
 // TestCrashDetected64 crashes one node of 64: every other node declares it
 // dead, and no other node is ever suspected. It reports the time to the
 // first suspicion anywhere (SWIM's first detection, e/(e-1) ~ 1.58 periods
@@ -224,12 +236,7 @@ func quantile(xs []float64, q float64) float64 {
 func TestCrashDetected64(t *testing.T) {
 	var firsts, all []float64
 	for _, seed := range seeds(3) {
-		c := newCluster(t, seed, 64, Config{}, lan)
-		c.waitConverged(time.Minute)
-		c.runFor(5 * time.Second)
-		victim := c.nodes[1+c.net.Rand().IntN(63)]
-		victim.crashed = true
-		crashAt := c.net.Now()
+		c, victim, crashAt := crashOne(t, seed, 64)
 		first := time.Time{}
 		verdicts := map[string]time.Time{}
 		c.onEvent = func(obs *simNode, e Event) {

@@ -9,7 +9,8 @@ import (
 
 // Config configures a [Core]. Zero fields mean the documented defaults,
 // which are hashicorp/memberlist's LAN defaults; ID and Addr have none, so
-// the zero Config is invalid. It is a plain value, safe to copy.
+// the zero Config is invalid. It is a plain value, safe to copy (copies
+// share the Keyring, whose changes apply to every core that uses it).
 type Config struct {
 	// ID names the local node; required, unique in the cluster, at most
 	// MaxIDLen bytes.
@@ -75,6 +76,23 @@ type Config struct {
 	// kept from being resurrected by stale gossip at its old incarnation).
 	// 0: 1h.
 	DeadRetention time.Duration
+	// DeadNodeReclaimTime is how long after a member was declared dead,
+	// or left, an alive message may move it to a new address (a node
+	// restarted elsewhere under the same ID, as memberlist's option of the
+	// same name). Before that, and at any time while the member is alive
+	// or suspect, such a message is refused as a conflict (see
+	// EventConflict). 0: 30s; negative: never.
+	DeadNodeReclaimTime time.Duration
+	// Keyring, when set, seals every packet the core sends with
+	// AES-256-GCM under its primary key, and the core accepts only
+	// packets that one of its keys opens: anything else is dropped,
+	// counted in [Stats].Unopened, and changes nothing (see [Keyring]).
+	// nil: packets are neither sealed nor authenticated.
+	Keyring *Keyring
+	// Label names the cluster; with a Keyring it is authenticated with
+	// every packet, so two clusters on one network never exchange a
+	// packet, even under the same key. At most MaxLabelLen bytes.
+	Label string
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
@@ -114,6 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.GossipNodes, 3)
 	defDur(&c.PushPullInterval, 30*time.Second)
 	defDur(&c.DeadRetention, time.Hour)
+	defDur(&c.DeadNodeReclaimTime, 30*time.Second)
 	def(&c.MTU, 1400)
 	def(&c.MaxEvents, 1024)
 	c.IndirectChecks = max(c.IndirectChecks, 0)
@@ -142,6 +161,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
+	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

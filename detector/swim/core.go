@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -22,15 +23,47 @@ type Packet struct {
 type Stats struct {
 	PacketsSent, PacketsReceived int
 	BytesSent, BytesReceived     int
-	Malformed                    int    // packets Receive rejected
-	Probes                       int    // probes started
-	FailedProbes                 int    // probes that ended without an ack
-	Implausible                  int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
-	DroppedEvents                uint64 // events dropped because the queue was full
+	Malformed                    int // packets Receive rejected
+	// Unopened counts packets dropped because no key of the Keyring
+	// opened them (wrong key or label, altered, truncated or unsealed).
+	Unopened      int
+	Probes        int    // probes started
+	FailedProbes  int    // probes that ended without an ack
+	Implausible   int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
+	DroppedEvents uint64 // events dropped because the queue was full
+	// UnknownTargets counts ping-reqs refused because their target is not
+	// a known member at the address given: a node probes only members.
+	UnknownTargets int
+	// RateLimited counts push-pull requests whose reply was refused by
+	// the per-sender rate limit (see pushPullGap); their state was merged.
+	RateLimited int
+	// Conflicts counts alive messages refused because they would have
+	// moved a member to another address (see EventConflict).
+	Conflicts int
 }
 
 // maxRelays bounds the ping-reqs a node serves at once; more are ignored.
 const maxRelays = 1024
+
+// replyFactor bounds the bytes a node sends in response to a received
+// packet: at most replyFactor times the packet's bytes, its piggybacked
+// updates cut to fit. The primary reply (an ack, a nack, the one ping of a
+// ping-req, a forwarded ack) is always sent, and it is smaller than any
+// request that causes it. The exception is the full state a push-pull
+// request asks for, which is rate-limited per sender instead (see
+// pushPullGap).
+const replyFactor = 4
+
+// pushPullGap is the least time, in probe intervals, between two
+// push-pull replies to one sender address; a request within it is merged
+// but not answered. A joining node resends its request every probe
+// interval, so a lost reply delays its join by at most this long.
+const pushPullGap = 5
+
+// maxPushPullSenders bounds the sender addresses whose last push-pull
+// reply is remembered; when it is full of senders still within their gap,
+// requests from new senders are not answered.
+const maxPushPullSenders = 1024
 
 // Core is the SWIM state machine of one node. It does no I/O, starts no
 // goroutines and never reads the clock: the caller passes the time to every
@@ -70,7 +103,15 @@ type Core struct {
 	tmp     []byte   // sendState's sizing buffer
 	body    []byte
 	out     []Packet
+	budget  int // bytes the current call may still send (see replyFactor)
+	mtu     int // the bytes of a packet before sealing
+	label   []byte
+	opened  []byte // Receive's buffer for an opened packet
+	plain   []byte // send's buffer for a packet to seal
 	stats   Stats
+
+	pushPullReplied map[string]time.Time // sender address -> when it may get the next reply
+	leave           leaving              // after Leave
 }
 
 // probeState is the probe of the current protocol period.
@@ -106,11 +147,16 @@ func New(cfg Config, now time.Time) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{
-		cfg:  cfg,
-		rng:  rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
-		byID: make(map[string]*member),
-		enc:  newEncoder(),
-		dec:  newDecoder(),
+		cfg:             cfg,
+		rng:             rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
+		byID:            make(map[string]*member),
+		enc:             newEncoder(),
+		dec:             newDecoder(),
+		pushPullReplied: make(map[string]time.Time),
+	}
+	c.mtu, c.label = cfg.MTU, []byte(cfg.Label)
+	if cfg.Keyring != nil {
+		c.mtu -= sealOverhead
 	}
 	c.self = &member{Member: Member{ID: cfg.ID, Addr: cfg.Addr, Incarnation: cfg.Incarnation, Meta: cfg.Meta}, changed: now}
 	c.byID[cfg.ID] = c.self
@@ -199,10 +245,14 @@ func (c *Core) PopEvents(dst []Event) []Event {
 // Deadline returns the latest time by which Tick must be called next for
 // the protocol to run on time; it may lie in the past (a confirmation
 // shortened a suspicion), which means now. Calling Tick earlier, or more
-// often, is harmless. It returns the zero time after Leave.
+// often, is harmless. After Leave it is the time of the next round of the
+// announcement, and the zero time once the core is done with it.
 func (c *Core) Deadline() time.Time {
 	if c.left {
-		return time.Time{}
+		if c.leave.done() {
+			return time.Time{}
+		}
+		return c.leave.next
 	}
 	d := c.nextProbe
 	p := &c.probe
@@ -243,7 +293,11 @@ func (c *Core) Deadline() time.Time {
 // the next call on c, the packets' Data are the caller's.
 func (c *Core) Tick(now time.Time) []Packet {
 	c.out = c.out[:0]
+	c.budget = math.MaxInt
 	if c.left {
+		if !c.leave.done() && !now.Before(c.leave.next) {
+			c.leaveRound(now)
+		}
 		return c.out
 	}
 	c.tickRelays(now)
@@ -417,20 +471,31 @@ func (c *Core) verify(now time.Time, m *member) bool {
 	return true
 }
 
+// nackTimeout is how long a ping-req helper waits for the target's ack
+// before it sends the prober a nack: 80% of the time the prober waits for
+// indirect acks (ProbeInterval - ProbeTimeout, unscaled: a prober's
+// health only lengthens its wait), so that a nack sent at the deadline
+// still reaches the prober before its period ends, with a fifth of the
+// window (100ms with the defaults) left for the round trip between
+// prober and helper. A nack that cannot arrive in time would count as
+// missed and make every failed probe raise the prober's health score.
+func (c *Core) nackTimeout() time.Duration {
+	return (c.cfg.ProbeInterval - c.cfg.ProbeTimeout) * 4 / 5
+}
+
 // finishProbe ends the period's probe: an unacknowledged target becomes
 // suspect, and the local health score grows by the nacks that did not
-// come (each missing nack hints that the local node is the slow one).
+// come. Only they are evidence about the local node (its helpers are
+// alive, yet it did not hear from them, so it is probably the slow one);
+// a failed probe whose nacks all came, or that had no helper, says
+// nothing about the local node (Lifeguard's LHA).
 func (c *Core) finishProbe(now time.Time, p *probeState) {
 	p.active = false
 	if p.acked {
 		return
 	}
 	c.stats.FailedProbes++
-	if p.nackExpected > 0 {
-		c.adjustHealth(max(p.nackExpected-p.nacks, 0))
-	} else {
-		c.adjustHealth(1)
-	}
+	c.adjustHealth(max(p.nackExpected-p.nacks, 0))
 	if t := p.target; !t.reaped && t.State.live() {
 		c.suspect(now, t.Incarnation, t.ID, c.self.ID, true)
 	}
@@ -501,7 +566,7 @@ func (c *Core) sendState(addr string, flags uint64) {
 	// ID, address and meta limits make one state fit in MinMTU, so every
 	// packet carries at least one.
 	c.tmp = c.enc.encodeMsg(c.tmp[:0], &message{kind: kindPushPull, id: c.self.ID, flags: flags})
-	room := c.cfg.MTU - headerLen - len(c.tmp) - 2
+	room := c.mtu - headerLen - len(c.tmp) - 2
 	for rest := states; len(rest) > 0; {
 		n, size := 0, 0
 		for n < len(rest) {
@@ -521,17 +586,28 @@ func (c *Core) sendState(addr string, flags uint64) {
 }
 
 // send queues a packet to addr that carries prims and as many piggybacked
-// updates as fit under the MTU.
+// updates as fit under the MTU and in the call's budget.
 func (c *Core) send(addr string, prims ...*message) {
 	body := c.body[:0]
 	for _, m := range prims {
 		body = c.enc.encodeMsg(body, m)
 	}
-	body, n := c.queue.fill(body, c.cfg.MTU-headerLen-len(body), retransmitLimit(c.cfg.RetransmitMult, c.numLive))
-	data := c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n)
-	data = append(data, body...)
+	sealing := 0
+	if c.cfg.Keyring != nil {
+		sealing = sealOverhead
+	}
+	room := min(c.mtu, c.budget-sealing) - headerLen - len(body)
+	body, n := c.queue.fill(body, room, retransmitLimit(c.cfg.RetransmitMult, c.numLive))
+	var data []byte
+	if kr := c.cfg.Keyring; kr != nil {
+		c.plain = append(c.enc.packetHeader(c.plain[:0], len(prims)+n), body...)
+		data = kr.seal(make([]byte, 0, len(c.plain)+sealing), c.plain, c.label)
+	} else {
+		data = append(c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n), body...)
+	}
 	c.body = body
 	c.out = append(c.out, Packet{Addr: addr, Data: data})
+	c.budget -= len(data)
 	c.stats.PacketsSent++
 	c.stats.BytesSent += len(data)
 }
@@ -540,32 +616,57 @@ func (c *Core) send(addr string, prims ...*message) {
 // now, and returns the packets to send in response (see Tick). A packet is
 // applied whole or not at all: Receive returns an error wrapping
 // [ErrMalformed] or [ErrVersion], and changes nothing, when the packet does
-// not decode.
+// not decode (see the wire format's rules).
+//
+// With a Keyring, a packet that none of its keys opens is dropped with an
+// error wrapping [ErrSealed], counted in [Stats].Unopened, and causes no
+// change and no reply.
+//
+// The packet and its sender address are not authenticated, so what
+// Receive sends in response is bounded: at most 4 times the packet's
+// bytes, one probe at most, except a push-pull request's reply, which a
+// sender address gets at most once per 5 probe intervals.
 func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, error) {
 	c.out = c.out[:0]
-	if c.left {
-		return c.out, nil
-	}
+	c.budget = replyFactor * len(packet)
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
+	if c.cfg.Keyring != nil {
+		opened, err := c.cfg.Keyring.open(c.opened[:0], packet, c.label)
+		if err != nil {
+			c.stats.Unopened++
+			return c.out, err
+		}
+		c.opened, packet = opened, opened
+	}
 	msgs, err := c.dec.decodePacket(packet, c.msgs)
 	c.msgs = msgs[:0]
 	if err != nil {
 		c.stats.Malformed++
 		return c.out, err
 	}
+	if c.left { // only acks of the announcement still count
+		for i := range msgs {
+			if msgs[i].kind == kindAck {
+				c.leave.ack(msgs[i].seq)
+			}
+		}
+		clear(msgs)
+		return c.out, nil
+	}
 	// Updates first: a suspect learns of its suspicion (the buddy system)
 	// before it answers the ping that carried it, so the answer carries
-	// the refutation.
+	// the refutation. The decoder let at most one primary message through.
+	var primary *message
 	for i := range msgs {
 		if msgs[i].kind.update() {
 			c.handle(now, from, &msgs[i])
+		} else {
+			primary = &msgs[i]
 		}
 	}
-	for i := range msgs {
-		if !msgs[i].kind.update() {
-			c.handle(now, from, &msgs[i])
-		}
+	if primary != nil {
+		c.handle(now, from, primary)
 	}
 	clear(msgs)
 	return c.out, nil
@@ -578,16 +679,7 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 			c.send(from, &message{kind: kindAck, seq: m.seq})
 		}
 	case kindPingReq:
-		if len(c.relays) >= maxRelays || m.id == c.self.ID {
-			return
-		}
-		c.seq++
-		c.relays = append(c.relays, relay{
-			seq: c.seq, origSeq: m.seq, origAddr: from, wantNack: m.nack,
-			nackAt:   now.Add(c.cfg.ProbeTimeout),
-			expireAt: now.Add(c.cfg.ProbeInterval),
-		})
-		c.send(m.addr, &message{kind: kindPing, seq: c.seq, id: m.id})
+		c.servePingReq(now, from, m)
 	case kindAck:
 		if i := slices.IndexFunc(c.relays, func(r relay) bool { return r.seq == m.seq }); i >= 0 {
 			r := c.relays[i]
@@ -613,10 +705,57 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 		c.dead(now, m.inc, m.id, m.from)
 	case kindPushPull:
 		c.merge(now, m.id, m.states)
-		if m.flags&ppWantReply != 0 {
+		if m.flags&ppWantReply != 0 && c.mayReplyState(now, from) {
 			c.sendState(from, 0)
 		}
 	}
+}
+
+// servePingReq serves a ping-req from the address from: one ping to the
+// target, a known member other than the local node, at the address the
+// local node knows it by. A request for any other target is refused,
+// since probing it on a stranger's word would let anyone aim the node's
+// pings; a nack, if asked for, still tells the prober that this helper is
+// up (Lifeguard counts missed nacks against the prober).
+func (c *Core) servePingReq(now time.Time, from string, m *message) {
+	t := c.byID[m.id]
+	if t == nil || t == c.self || t.Addr != m.addr {
+		c.stats.UnknownTargets++
+		if m.nack {
+			c.send(from, &message{kind: kindNack, seq: m.seq})
+		}
+		return
+	}
+	if len(c.relays) >= maxRelays {
+		return
+	}
+	c.seq++
+	c.relays = append(c.relays, relay{
+		seq: c.seq, origSeq: m.seq, origAddr: from, wantNack: m.nack,
+		nackAt:   now.Add(c.nackTimeout()),
+		expireAt: now.Add(c.cfg.ProbeInterval),
+	})
+	c.send(t.Addr, &message{kind: kindPing, seq: c.seq, id: t.ID})
+}
+
+// mayReplyState reports whether a push-pull request from the address
+// from may be answered with the full state at now, and if so records the
+// reply: at most one per sender per pushPullGap probe intervals, for at
+// most maxPushPullSenders senders at a time. Refusals are counted.
+func (c *Core) mayReplyState(now time.Time, from string) bool {
+	if next, ok := c.pushPullReplied[from]; ok && now.Before(next) {
+		c.stats.RateLimited++
+		return false
+	}
+	if len(c.pushPullReplied) >= maxPushPullSenders {
+		maps.DeleteFunc(c.pushPullReplied, func(_ string, next time.Time) bool { return !now.Before(next) })
+		if len(c.pushPullReplied) >= maxPushPullSenders {
+			c.stats.RateLimited++
+			return false
+		}
+	}
+	c.pushPullReplied[from] = now.Add(pushPullGap * c.cfg.ProbeInterval)
+	return true
 }
 
 // merge applies a remote member list. Suspicions in it do not count as
@@ -696,7 +835,13 @@ func (c *Core) refute(inc uint64) {
 
 func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	if id == c.self.ID {
-		if inc > c.self.Incarnation && !c.left && !c.implausible(c.self, inc) {
+		// At another address, the claim is another node's (one ID used
+		// twice), and refuting it would only start a war of incarnations:
+		// the others refuse it as a conflict anyway.
+		switch {
+		case addr != c.self.Addr:
+			c.conflict(now, c.self, inc, addr, meta)
+		case inc > c.self.Incarnation && !c.left && !c.implausible(c.self, inc):
 			c.refute(inc)
 		}
 		return
@@ -717,6 +862,13 @@ func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	if inc <= m.Incarnation || c.implausible(m, inc) {
 		return
 	}
+	if addr != m.Addr {
+		if m.State.live() || c.cfg.DeadNodeReclaimTime < 0 || now.Sub(m.changed) < c.cfg.DeadNodeReclaimTime {
+			c.conflict(now, m, inc, addr, meta)
+			return
+		}
+		m.conflictAddr = ""
+	}
 	prev := m.State
 	changed := m.Addr != addr || !slices.Equal(m.Meta, meta)
 	m.Incarnation, m.Addr, m.Meta = inc, addr, meta
@@ -729,6 +881,19 @@ func (c *Core) alive(now time.Time, inc uint64, id, addr string, meta []byte) {
 	case prev == StateSuspect || changed:
 		c.event(now, EventUpdated, m)
 	}
+}
+
+// conflict refuses an alive message that would move m to addr: it
+// counts it, and reports the first claim of each address as an
+// EventConflict.
+func (c *Core) conflict(now time.Time, m *member, inc uint64, addr string, meta []byte) {
+	c.stats.Conflicts++
+	if m.conflictAddr == addr {
+		return
+	}
+	m.conflictAddr = addr
+	c.event(now, EventConflict, m)
+	c.events[len(c.events)-1].Claim = Member{ID: m.ID, Addr: addr, Incarnation: inc, State: StateAlive, Meta: meta}
 }
 
 // becameLive counts m as live and inserts it at a random place in the rest
@@ -828,24 +993,4 @@ func (c *Core) event(now time.Time, kind EventKind, m *member) {
 		c.stats.DroppedEvents++
 	}
 	c.events = append(c.events, Event{Kind: kind, Member: m.Member, At: now})
-}
-
-// Leave marks the local node as left and returns packets that announce it
-// to up to the retransmit limit of random live members. The core is inert
-// afterwards: Tick and Receive return nothing. Leaving twice is a no-op.
-func (c *Core) Leave(now time.Time) []Packet {
-	c.out = c.out[:0]
-	if c.left {
-		return c.out
-	}
-	c.left = true
-	c.self.State = StateLeft
-	c.self.changed = now
-	c.broadcast(c.self.ID, &message{kind: kindDead, inc: c.self.Incarnation, id: c.self.ID, from: c.self.ID})
-	peers := c.randomPeers(retransmitLimit(c.cfg.RetransmitMult, c.numLive), func(m *member) bool { return m.State.live() })
-	for _, m := range peers {
-		c.send(m.Addr)
-	}
-	c.release(peers)
-	return c.out
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -180,7 +181,9 @@ func TestNoResurrection(t *testing.T) {
 }
 
 // TestMTUAndRetransmitLimit: packets never exceed the MTU, and each update
-// is piggybacked exactly RetransmitMult*ceil(log10(n+1)) times.
+// is piggybacked exactly RetransmitMult*ceil(log10(n+1)) times. The pings
+// carry updates the node knows already, as pings in a busy cluster do, so
+// that the acks may be as large as the MTU (see replyFactor).
 func TestMTUAndRetransmitLimit(t *testing.T) {
 	c := newCore(t, "a", Config{MTU: MinMTU})
 	var ups []message
@@ -196,7 +199,8 @@ func TestMTUAndRetransmitLimit(t *testing.T) {
 	require.Equal(t, 12, limit)
 	sent := map[string]int{}
 	for i := range 1000 {
-		out, err := c.Receive(t0, "x", packet(message{kind: kindPing, seq: uint64(i), id: "a"}))
+		ping := append([]message{{kind: kindPing, seq: uint64(i), id: "a"}}, ups[i%10*20:i%10*20+20]...)
+		out, err := c.Receive(t0, "x", packet(ping...))
 		require.NoError(t, err)
 		for _, p := range out {
 			require.LessOrEqual(t, len(p.Data), MinMTU)
@@ -245,21 +249,73 @@ func TestEventsBounded(t *testing.T) {
 	require.Empty(t, c.PopEvents(nil))
 }
 
+// TestLeave: the announcement carries a ping per member; a member's ack,
+// sent after it applied the announcement, counts towards the
+// acknowledgements wanted; without them the announcement is repeated to
+// the members that did not answer, every ProbeInterval, at most
+// retransmit-limit rounds.
 func TestLeave(t *testing.T) {
 	c := newCore(t, "a", Config{})
-	_, err := c.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"}))
-	require.NoError(t, err)
+	for _, id := range []string{"b", "c"} {
+		_, err := c.Receive(t0, id, packet(message{kind: kindAlive, id: id, addr: id}))
+		require.NoError(t, err)
+	}
 	out := c.Leave(t0)
-	require.Len(t, out, 1)
-	require.Contains(t, decodeAll(t, out), message{kind: kindDead, id: "a", from: "a"})
-	require.Empty(t, c.Tick(t0.Add(time.Hour)))
+	require.Len(t, out, 2)
+	acked, need, done := c.LeaveStatus()
+	require.Equal(t, []any{0, 2, false}, []any{acked, need, done})
+	require.Equal(t, t0.Add(time.Second), c.Deadline())
 	b := newCore(t, "b", Config{})
-	_, err = b.Receive(t0, "a", packet(message{kind: kindAlive, id: "a", addr: "a"}))
+	_, err := b.Receive(t0, "a", packet(message{kind: kindAlive, id: "a", addr: "a"}))
 	require.NoError(t, err)
-	_, err = b.Receive(t0, "a", out[0].Data)
+	i := slices.IndexFunc(out, func(p Packet) bool { return p.Addr == "b" })
+	require.Contains(t, decodeAll(t, out[i:i+1]), message{kind: kindDead, id: "a", from: "a"})
+	ack, err := b.Receive(t0, "a", out[i].Data)
 	require.NoError(t, err)
 	m, _ := b.Member("a")
 	require.Equal(t, StateLeft, m.State)
+	require.Len(t, ack, 1)
+	_, err = c.Receive(t0, "b", ack[0].Data)
+	require.NoError(t, err)
+	_, err = c.Receive(t0, "b", ack[0].Data) // a duplicate counts once
+	require.NoError(t, err)
+	acked, _, done = c.LeaveStatus()
+	require.Equal(t, []any{1, false}, []any{acked, done})
+
+	// c did not answer: the next round goes to c only, until the rounds
+	// run out.
+	limit := retransmitLimit(4, 3)
+	for round := 2; round <= limit; round++ {
+		now := t0.Add(time.Duration(round-1) * time.Second)
+		require.Empty(t, c.Tick(now.Add(-time.Nanosecond)))
+		out = c.Tick(now)
+		require.Len(t, out, 1, "round %d", round)
+		require.Equal(t, "c", out[0].Addr)
+		require.Contains(t, decodeAll(t, out), message{kind: kindDead, id: "a", from: "a"})
+	}
+	acked, need, done = c.LeaveStatus()
+	require.Equal(t, []any{1, 2, true}, []any{acked, need, done})
+	require.True(t, c.Deadline().IsZero())
+	require.Empty(t, c.Tick(t0.Add(time.Hour)))
+
+	// A late ack of the first round still counts.
+	c2 := newCore(t, "a", Config{})
+	_, err = c2.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"}))
+	require.NoError(t, err)
+	first := c2.Leave(t0)
+	c2.Tick(t0.Add(time.Second))
+	ack, err = b.Receive(t0, "a", first[0].Data)
+	require.NoError(t, err)
+	_, err = c2.Receive(t0.Add(time.Second), "b", ack[0].Data)
+	require.NoError(t, err)
+	acked, need, done = c2.LeaveStatus()
+	require.Equal(t, []any{1, 1, true}, []any{acked, need, done})
+
+	// Alone, there is nobody to tell.
+	c3 := newCore(t, "a", Config{})
+	require.Empty(t, c3.Leave(t0))
+	_, _, done = c3.LeaveStatus()
+	require.True(t, done)
 }
 
 func TestMalformed(t *testing.T) {
@@ -284,7 +340,8 @@ func TestMalformed(t *testing.T) {
 // to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindPing, seq: 1, id: "a"}, message{kind: kindSuspect, inc: 2, id: "b", from: "c"}))
-	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "a", addr: "x:1", nack: true}, message{kind: kindNack, seq: 3}))
+	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "a", addr: "x:1", nack: true}, message{kind: kindDead, inc: 3, id: "b", from: "c"}))
+	f.Add(packet(message{kind: kindNack, seq: 3}, message{kind: kindAck, seq: 4}))
 	f.Add(packet(message{kind: kindAlive, inc: 9, id: "a", addr: "x", meta: []byte("m")}, message{kind: kindDead, id: "a", from: "a"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
@@ -374,67 +431,97 @@ func TestRoundRobin(t *testing.T) {
 	require.Zero(t, c.Stats().FailedProbes)
 }
 
-// TestIndirectProbe: a missed direct ack leads to IndirectChecks
-// ping-reqs; a helper pings the target under its own sequence number,
-// forwards the ack under the prober's, and nacks when the target is
-// silent. Missing nacks raise the prober's local health score.
-func TestIndirectProbe(t *testing.T) {
+// indirectProber returns a prober that knows "t" and four helpers, and
+// runs probe periods (acking every other target) until it pings "t"; it
+// returns the ping and when it was sent.
+func indirectProber(t *testing.T) (*Core, message, time.Time) {
 	prober := newCore(t, "p", Config{RandSeed: 1})
 	for _, id := range []string{"t", "h1", "h2", "h3", "h4"} {
 		_, err := prober.Receive(t0, id, packet(message{kind: kindAlive, id: id, addr: id}))
 		require.NoError(t, err)
 	}
-	// Probe periods until "t" is the target.
-	now := t0
-	var ping message
-	for ping.id != "t" {
+	for now := t0; ; now = now.Add(time.Second) {
 		for _, m := range decodeAll(t, prober.Tick(now)) {
-			if m.kind == kindPing {
-				ping = m
-				if m.id != "t" {
-					_, err := prober.Receive(now, m.id, packet(message{kind: kindAck, seq: m.seq}))
-					require.NoError(t, err)
-				}
+			if m.kind != kindPing {
+				continue
 			}
-		}
-		if ping.id != "t" {
-			now = now.Add(time.Second)
+			if m.id == "t" {
+				return prober, m, now
+			}
+			_, err := prober.Receive(now, m.id, packet(message{kind: kindAck, seq: m.seq}))
+			require.NoError(t, err)
 		}
 	}
-	out := prober.Tick(now.Add(500 * time.Millisecond))
-	require.Len(t, out, 3, "IndirectChecks ping-reqs")
-	for _, p := range out {
-		require.NotEqual(t, "t", p.Addr)
-		m := decodeAll(t, []Packet{p})[0]
-		require.Equal(t, message{kind: kindPingReq, seq: ping.seq, id: "t", addr: "t", nack: true}, m)
+}
+
+// nackIn returns the packet of out that carries a nack, or nil.
+func nackIn(t *testing.T, out []Packet) *Packet {
+	for i := range out {
+		if decodeAll(t, out[i:i+1])[0].kind == kindNack {
+			return &out[i]
+		}
 	}
+	return nil
+}
 
-	// A helper serves the first ping-req.
-	helper := newCore(t, out[0].Addr, Config{})
-	relayed, err := helper.Receive(now, "p", out[0].Data)
-	require.NoError(t, err)
-	require.Len(t, relayed, 1)
-	require.Equal(t, "t", relayed[0].Addr)
-	hp := decodeAll(t, relayed)[0]
-	require.Equal(t, kindPing, hp.kind)
-	fwd, err := helper.Receive(now, "t", packet(message{kind: kindAck, seq: hp.seq}))
-	require.NoError(t, err)
-	require.Equal(t, "p", fwd[0].Addr)
-	require.Equal(t, message{kind: kindAck, seq: ping.seq}, decodeAll(t, fwd)[0])
-	// Another request, never answered, is nacked after ProbeTimeout.
-	_, err = helper.Receive(now, "p", packet(message{kind: kindPingReq, seq: 77, id: "t", addr: "t", nack: true}))
-	require.NoError(t, err)
-	nack := decodeAll(t, helper.Tick(now.Add(500*time.Millisecond)))
-	require.Equal(t, message{kind: kindNack, seq: 77}, nack[0])
-
-	// The prober gets one nack of three and no ack: the probe fails, "t"
-	// becomes suspect, and the two missing nacks raise the health score.
-	_, err = prober.Receive(now, out[1].Addr, packet(message{kind: kindNack, seq: ping.seq}))
-	require.NoError(t, err)
-	prober.Tick(now.Add(time.Second))
-	m, _ := prober.Member("t")
-	require.Equal(t, StateSuspect, m.State)
-	require.Equal(t, 2, prober.Health())
+// TestIndirectProbe: a missed direct ack leads to IndirectChecks
+// ping-reqs; a helper pings the target under its own sequence number and
+// forwards the ack under the prober's. A helper whose target is silent
+// sends a nack 80% of the prober's indirect window after the ping-req
+// arrived, so with LAN delays it reaches the prober before the period
+// ends: when all nacks come, the failed probe is evidence against the
+// target only, and the prober's health score stays 0; each nack that does
+// not come raises it by one.
+func TestIndirectProbe(t *testing.T) {
+	const delay = 5 * time.Millisecond // one way, on every link
+	for _, nacks := range []int{3, 1} {
+		prober, ping, now := indirectProber(t)
+		reqAt := now.Add(500 * time.Millisecond)
+		out := prober.Tick(reqAt)
+		require.Len(t, out, 3, "IndirectChecks ping-reqs")
+		for _, p := range out {
+			require.NotEqual(t, "t", p.Addr)
+			m := decodeAll(t, []Packet{p})[0]
+			require.Equal(t, message{kind: kindPingReq, seq: ping.seq, id: "t", addr: "t", nack: true}, m)
+		}
+		for i, req := range out[:nacks] {
+			helper := newCore(t, req.Addr, Config{})
+			_, err := helper.Receive(now, "t", packet(message{kind: kindAlive, id: "t", addr: "t"}))
+			require.NoError(t, err)
+			arrive := reqAt.Add(delay)
+			relayed, err := helper.Receive(arrive, "p", req.Data)
+			require.NoError(t, err)
+			require.Len(t, relayed, 1)
+			require.Equal(t, "t", relayed[0].Addr)
+			hp := decodeAll(t, relayed)[0]
+			require.Equal(t, message{kind: kindPing, seq: hp.seq, id: "t"}, hp)
+			if nacks == 1 && i == 0 {
+				// An ack from the target is forwarded under the prober's seq
+				// (not delivered here: the probe is to fail).
+				fwd, err := helper.Receive(arrive, "t", packet(message{kind: kindAck, seq: hp.seq}))
+				require.NoError(t, err)
+				require.Equal(t, "p", fwd[0].Addr)
+				require.Equal(t, message{kind: kindAck, seq: ping.seq}, decodeAll(t, fwd)[0])
+				_, err = helper.Receive(arrive, "p", req.Data) // the same request, unanswered this time
+				require.NoError(t, err)
+				hp = decodeAll(t, helper.Tick(arrive))[0]
+			}
+			nackAt := arrive.Add(400 * time.Millisecond)
+			require.Nil(t, nackIn(t, helper.Tick(nackAt.Add(-time.Nanosecond))), "nack before its time")
+			nack := nackIn(t, helper.Tick(nackAt))
+			require.NotNil(t, nack, "no nack at its time")
+			require.Equal(t, message{kind: kindNack, seq: ping.seq}, decodeAll(t, []Packet{*nack})[0])
+			// The nack arrives before the prober's period ends.
+			at := nackAt.Add(delay)
+			require.True(t, at.Before(prober.Deadline()), "nack at %v, period ends at %v", at.Sub(now), prober.Deadline().Sub(now))
+			_, err = prober.Receive(at, req.Addr, nack.Data)
+			require.NoError(t, err)
+		}
+		prober.Tick(now.Add(time.Second))
+		m, _ := prober.Member("t")
+		require.Equal(t, StateSuspect, m.State)
+		require.Equal(t, 3-nacks, prober.Health(), "%d of 3 nacks", nacks)
+	}
 }
 
 // TestReceiveKnownUpdatesAllocs: a packet of updates the node already

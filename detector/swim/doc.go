@@ -17,10 +17,21 @@
 //	core, err := swim.New(swim.Config{ID: "node-1", Addr: udp.Addr(), Seeds: []string{"10.0.0.2:7946"}}, time.Now())
 //	node := swim.Start(ctx, core, udp, logger)
 //	defer udp.Close()
-//	defer node.Close()
-//	for range node.Changed() {
-//		for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated
-//	}
+//	go func() {
+//		for range node.Changed() { // ends when the node stops
+//			for _, e := range node.PopEvents(nil) { ... } // joined, suspected, failed, left, updated, conflict
+//		}
+//	}()
+//	...
+//	err = node.Leave(ctx) // returns once acknowledged (or ctx ends)
+//	node.Close()
+//
+// node.Stats() and node.Health() report the traffic counters and
+// Lifeguard's local health score. To seal and authenticate every packet,
+// give every node the cluster's keys:
+//
+//	ring, err := swim.NewKeyring(key) // 32 bytes; later AddKey, UseKey, RemoveKey
+//	cfg.Keyring, cfg.Label = ring, "prod"
 //
 // Driving a Core directly (a simulation, or your own event loop):
 //
@@ -45,13 +56,23 @@
 // Every PushPullInterval a node exchanges its full member list with one
 // random live member, and with one random dead member, which heals
 // partitions. New nodes join by push-pull with their seeds. A node leaves
-// by announcing itself dead ("left").
+// by announcing itself dead ("left"), with a ping to each member it tells,
+// and repeats the announcement to those that do not acknowledge it until
+// GossipNodes of them did (see [Core.Leave]).
 //
 // Lifeguard adds three mechanisms, on by default: a local health score
 // (0 to AwarenessMaxMultiplier-1) multiplies the node's probe interval and
-// timeout by score+1, and grows when the node's probes fail without the
-// nacks its ping-req helpers send, or when it must refute a suspicion of
-// itself; it shrinks with each timely ack. The suspicion timeout starts at
+// timeout by score+1. It grows only on evidence about the node itself
+// (Lifeguard's LHA): by one for each nack its ping-req helpers owed it
+// and it did not receive by the end of the period, and by one when it
+// must refute a suspicion of itself; it shrinks with each timely ack. A
+// failed probe whose nacks all came is evidence against the target, not
+// the prober. A helper sends its nack 80% of the prober's indirect window
+// (ProbeInterval - ProbeTimeout) after the ping-req arrived, so that the
+// nack reaches the prober before its period ends, as in
+// swift-cluster-membership (memberlist waits a full ProbeTimeout, which
+// with its defaults is the end of the prober's period: its nacks are
+// always late). The suspicion timeout starts at
 // max = SuspicionMaxTimeoutMult*min and shrinks with each independent
 // confirmation c (a suspicion of the same member raised by another node)
 // towards min = SuspicionMult*max(1, log10(n))*ProbeInterval, as
@@ -79,7 +100,14 @@
 // # Guarantees
 //
 //   - Determinism: a Core's outputs are a function of its Config (RandSeed
-//     included) and the sequence of calls with their arguments.
+//     included) and the sequence of calls with their arguments; with a
+//     Keyring, up to the random nonces of the sealed packets.
+//   - Authenticated packets: with Config.Keyring, every packet is sealed
+//     with AES-256-GCM under the primary key, the cluster Label
+//     authenticated with it, and a packet that no installed key opens
+//     is dropped, counted in [Stats].Unopened, and changes nothing:
+//     neither membership nor an address, and it gets no reply. Keys
+//     rotate at runtime without a partition (see [Keyring]).
 //   - Incarnation precedence: for one member, an update with a higher
 //     incarnation overrides; at equal incarnation dead and left override
 //     suspect, which overrides alive. Only the member itself raises its
@@ -90,6 +118,14 @@
 //     push-pull, for DeadRetention; dead members learnt only from a
 //     push-pull list are remembered too. A push-pull "dead" only makes a
 //     live member suspect, so it can refute.
+//   - Stable addresses: an alive message that would move a member to
+//     another address is refused while the member is alive or suspect,
+//     and for DeadNodeReclaimTime after it was declared dead or left; the
+//     refusal is counted in [Stats].Conflicts and reported once per
+//     claimed address as an EventConflict, as memberlist's
+//     ConflictDelegate. A claim of the local node's own ID at another
+//     address is reported and not refuted, so two nodes that share an ID
+//     do not raise each other's incarnation without end.
 //   - Plausible incarnations: an update about a known member (the local
 //     one included) more than 2^32 above its known incarnation, or at
 //     math.MaxUint64, is ignored and counted in [Stats]: only the member
@@ -107,6 +143,18 @@
 //     [Stats]); ping-reqs served at once are bounded; the decoder checks
 //     every length against the remaining input before allocating, and
 //     rejects a malformed packet whole, before applying any of it.
+//   - Hostile packets: a packet carries at most one primary message (ping,
+//     ping-req, ack, nack, push-pull) and at most MaxUpdates updates, and
+//     no sequence number at or above 2^63; any other packet is rejected
+//     whole and counted in [Stats].Malformed. What a node sends in
+//     response to a packet is at most 4 times the packet's bytes (the
+//     piggybacked updates are cut to fit), with at most one probe per
+//     ping-req, and only to a known member at the address the node knows
+//     it by (other ping-reqs are counted in [Stats].UnknownTargets). The
+//     one larger response, the full state a push-pull request asks for,
+//     goes to one sender address at most once per 5 probe intervals
+//     ([Stats].RateLimited counts the refusals); a flood of requests
+//     from one address gets less back than it sends.
 //   - Load: a node sends about two packets per protocol period in a
 //     healthy cluster, independent of the cluster size, plus push-pull
 //     exchanges whose interval grows with the cluster.

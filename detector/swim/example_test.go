@@ -1,6 +1,7 @@
 package swim_test
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -43,4 +44,45 @@ func Example() {
 	// joined a
 	// suspected a
 	// failed a
+}
+
+// Two nodes on loopback UDP: b joins through a, a leaves, and b's loop
+// over Changed ends when b is closed.
+func ExampleStart() {
+	ctx := context.Background()
+	start := func(id string, seeds ...string) (*swim.Node, *swim.UDP) {
+		udp, err := swim.ListenUDP("127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		core, err := swim.New(swim.Config{ID: id, Addr: udp.Addr(), Seeds: seeds}, time.Now())
+		if err != nil {
+			panic(err)
+		}
+		return swim.Start(ctx, core, udp, nil), udp
+	}
+	a, udpA := start("a")
+	defer udpA.Close()
+	defer a.Close()
+	b, udpB := start("b", udpA.Addr())
+	defer udpB.Close()
+
+	for range b.Changed() {
+		for _, e := range b.PopEvents(nil) {
+			fmt.Println(e.Kind, e.Member.ID)
+			switch e.Kind {
+			case swim.EventJoined:
+				if err := a.Leave(ctx); err != nil { // returns once b acknowledged it
+					fmt.Println(err)
+				}
+			case swim.EventLeft:
+				b.Close() // closes Changed: the loop ends
+			}
+		}
+	}
+	fmt.Println("b stopped")
+	// Output:
+	// joined a
+	// left a
+	// b stopped
 }

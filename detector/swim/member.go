@@ -54,11 +54,18 @@ const (
 	EventFailed                         // a member was declared dead
 	EventLeft                           // a member left
 	EventUpdated                        // a member refuted a suspicion, or changed its address or metadata
+	// EventConflict: an alive message claimed a member's ID at another
+	// address and was refused (two nodes with one ID, or an impostor).
+	// Event.Member is the member as known, Event.Claim the refused claim.
+	// It is reported once per claimed address; [Stats].Conflicts counts
+	// every refusal.
+	EventConflict
 )
 
-var eventNames = [...]string{"", "joined", "suspected", "failed", "left", "updated"}
+var eventNames = [...]string{"", "joined", "suspected", "failed", "left", "updated", "conflict"}
 
-// String returns "joined", "suspected", "failed", "left" or "updated".
+// String returns "joined", "suspected", "failed", "left", "updated" or
+// "conflict".
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {
 		return eventNames[k]
@@ -73,6 +80,7 @@ type Event struct {
 	Kind   EventKind
 	Member Member
 	At     time.Time
+	Claim  Member // EventConflict only: the refused claim (its ID, address, incarnation, metadata)
 }
 
 // member is the local record of a member.
@@ -81,4 +89,7 @@ type member struct {
 	changed time.Time  // when State last changed (for reaping tombstones)
 	susp    *suspicion // non-nil while State == StateSuspect
 	reaped  bool       // removed from the member list
+	// conflictAddr is the address of the last conflicting claim reported
+	// (see EventConflict), so each is reported once.
+	conflictAddr string
 }

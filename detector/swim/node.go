@@ -3,6 +3,7 @@ package swim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -30,8 +31,11 @@ type Inbound struct {
 }
 
 // Node runs a [Core] over a [Transport] with the real clock: one goroutine
-// ticks the core at its deadlines and feeds it received packets. It is safe
-// for concurrent use. Create it with [Start]; the zero value is not usable.
+// ticks the core at its deadlines, feeds it received packets and sends
+// what it returns, without holding the lock that the Node's other methods
+// take (a slow WriteTo, such as one that resolves a host name, stalls
+// neither queries nor the protocol's state). It is safe for concurrent
+// use. Create it with [Start]; the zero value is not usable.
 type Node struct {
 	tr      Transport
 	log     *slog.Logger
@@ -39,28 +43,57 @@ type Node struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu     sync.Mutex
-	core   *Core
-	events []Event
+	leaveReq  chan struct{} // Leave asks the goroutine to leave (buffered)
+	leaveOnce sync.Once
+	leftDone  chan struct{} // closed when the core is done announcing the leave
+	out       []Packet      // the goroutine's copy of a call's packets
+
+	mu      sync.Mutex
+	core    *Core
+	events  []Event
+	dropped uint64 // events trimmed from events
+	leftErr error  // Leave's result, set before leftDone is closed
 }
+
+// ErrClosed is returned by [Node.Leave] when the node stopped (Close, or
+// the context given to Start ended) before the leave was done.
+var ErrClosed = errors.New("swim: node closed")
+
+// ErrLeaveUnacknowledged is returned (wrapped) by [Node.Leave] when the
+// announcement was sent in every round but fewer members than wanted
+// acknowledged it (see [Core.Leave]): the others will learn of the leave
+// from those that heard it, or take the node for failed.
+var ErrLeaveUnacknowledged = errors.New("swim: leave not acknowledged")
 
 // Start runs core over tr until ctx is done or Close is called, in one
 // goroutine that has ended when Close returns. log may be nil (discard).
 // The node owns core from now on: use the Node's methods, not core's.
+// tr's WriteTo is called from that goroutine only.
 func Start(ctx context.Context, core *Core, tr Transport, log *slog.Logger) *Node {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	n := &Node{tr: tr, log: log, core: core, changed: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	n := &Node{tr: tr, log: log, core: core, changed: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
+		leaveReq: make(chan struct{}, 1), leftDone: make(chan struct{})}
 	go n.run(ctx)
 	return n
 }
 
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
+	defer close(n.changed)
+	defer func() {
+		// A Leave that came with the stop still sends its first round.
+		select {
+		case <-n.leaveReq:
+			n.step(func(now time.Time) ([]Packet, error) { return n.core.Leave(now), nil })
+		default:
+		}
+	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	leaving := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -72,9 +105,19 @@ func (n *Node) run(ctx context.Context) {
 				return
 			}
 			n.step(func(now time.Time) ([]Packet, error) { return n.core.Receive(now, in.From, in.Data) })
+		case <-n.leaveReq:
+			leaving = true
+			n.step(func(now time.Time) ([]Packet, error) { return n.core.Leave(now), nil })
 		}
 		n.mu.Lock()
 		d := n.core.Deadline()
+		if acked, need, done := n.core.LeaveStatus(); leaving && done {
+			leaving = false
+			if acked < need {
+				n.leftErr = fmt.Errorf("%w: by %d of the %d members wanted", ErrLeaveUnacknowledged, acked, need)
+			}
+			close(n.leftDone)
+		}
 		n.mu.Unlock()
 		if d.IsZero() { // left: nothing more to time
 			d = time.Now().Add(time.Hour)
@@ -83,22 +126,30 @@ func (n *Node) run(ctx context.Context) {
 	}
 }
 
-// step runs one call on the core under the lock, sends its packets and
-// moves its events to the node's queue.
+// step runs one call on the core under the lock, moves its events to the
+// node's queue, and then, without the lock, sends its packets and signals
+// Changed.
 func (n *Node) step(call func(now time.Time) ([]Packet, error)) {
 	n.mu.Lock()
 	out, err := call(time.Now())
-	if err != nil {
-		n.log.Debug("swim: dropped packet", "err", err)
-	}
-	n.send(out)
+	n.out = append(n.out[:0], out...) // the core reuses its slice; the Data are ours
 	before := len(n.events)
 	n.events = n.core.PopEvents(n.events)
 	if over := len(n.events) - n.core.cfg.MaxEvents; over > 0 {
 		n.events = n.events[over:]
+		n.dropped += uint64(over)
 	}
 	grew := len(n.events) > before
 	n.mu.Unlock()
+	if err != nil {
+		n.log.Debug("swim: dropped packet", "err", err)
+	}
+	for i, p := range n.out {
+		if err := n.tr.WriteTo(p.Data, p.Addr); err != nil {
+			n.log.Debug("swim: send failed", "addr", p.Addr, "err", err)
+		}
+		n.out[i] = Packet{}
+	}
 	if grew {
 		select {
 		case n.changed <- struct{}{}:
@@ -107,21 +158,18 @@ func (n *Node) step(call func(now time.Time) ([]Packet, error)) {
 	}
 }
 
-// send writes packets; the caller holds n.mu.
-func (n *Node) send(out []Packet) {
-	for _, p := range out {
-		if err := n.tr.WriteTo(p.Data, p.Addr); err != nil {
-			n.log.Debug("swim: send failed", "addr", p.Addr, "err", err)
-		}
-	}
-}
-
 // Changed returns a channel that receives a value after new events were
-// queued (coalesced: one value may stand for many events).
+// queued (coalesced: one value may stand for many events). It is closed
+// when the node stops (Close, or the end of Start's context), so
+//
+//	for range node.Changed() { events = node.PopEvents(events[:0]); ... }
+//
+// ends then; events queued before remain for PopEvents.
 func (n *Node) Changed() <-chan struct{} { return n.changed }
 
 // PopEvents appends the queued events (at most Config.MaxEvents, oldest
-// dropped) to dst, empties the queue and returns dst.
+// dropped and counted in [Node.Stats]) to dst, empties the queue and
+// returns dst.
 func (n *Node) PopEvents(dst []Event) []Event {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -151,6 +199,24 @@ func (n *Node) NumLive() int {
 	return n.core.NumLive()
 }
 
+// Health returns Lifeguard's local health score (see [Core.Health]).
+func (n *Node) Health() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Health()
+}
+
+// Stats returns the core's counters (see [Core.Stats]); DroppedEvents
+// also counts the events the node's own queue dropped because nobody
+// popped them in time.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.core.Stats()
+	s.DroppedEvents += n.dropped
+	return s
+}
+
 // UpdateMeta replaces the local metadata (see [Core.UpdateMeta]); it
 // returns an error wrapping [ErrMetaSize] if meta is too long.
 func (n *Node) UpdateMeta(meta []byte) error {
@@ -159,16 +225,33 @@ func (n *Node) UpdateMeta(meta []byte) error {
 	return n.core.UpdateMeta(meta)
 }
 
-// Leave announces that the node leaves (see [Core.Leave]); the node then
-// stays inert until Close.
-func (n *Node) Leave() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.send(n.core.Leave(time.Now()))
+// Leave announces that the node leaves (see [Core.Leave]) and waits until
+// min(GossipNodes, live members) members acknowledged the announcement,
+// which they pass on to the others; the node then takes no part in the
+// protocol until Close. Leave returns nil then; an error wrapping
+// [ErrLeaveUnacknowledged] if every round of the announcement was sent
+// with fewer acknowledgements; ctx's error if ctx ends first (the
+// announcement goes on until Close, and its first round is sent even if
+// Close comes at once); or [ErrClosed] if the node had stopped. Calling
+// it again waits for the same leave.
+func (n *Node) Leave(ctx context.Context) error {
+	n.leaveOnce.Do(func() { n.leaveReq <- struct{}{} })
+	select {
+	case <-n.leftDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+	}
+	select {
+	case <-n.leftDone:
+		return n.leftErr
+	default:
+		return ErrClosed
+	}
 }
 
-// Close stops the node's goroutine and waits for it to end. It does not
-// close the transport. Close is idempotent.
+// Close stops the node's goroutine and waits for it to end; Changed is
+// closed then. It does not close the transport. Close is idempotent.
 func (n *Node) Close() error {
 	n.cancel()
 	<-n.done

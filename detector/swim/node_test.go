@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -114,7 +115,14 @@ func runNodes(t *testing.T, cfg Config, listen func(i int) (Transport, string, f
 	// node4 crashes, node3 leaves.
 	nodes[4].Close()
 	closers[4]()
-	nodes[3].Leave()
+	if err := nodes[3].Leave(ctx); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	for i := range 3 { // three acknowledgements wanted, and node4 cannot give one
+		if state(i, "node3") != StateLeft {
+			t.Fatalf("Leave returned before node%d applied it", i)
+		}
+	}
 	waitFor(t, nodes, timeout, "node4 dead and node3 left at nodes 0-2", func() bool {
 		for i := range 3 {
 			if state(i, "node4") != StateDead || state(i, "node3") != StateLeft {
@@ -322,6 +330,131 @@ func TestUDPResolveCache(t *testing.T) {
 			if n := len(u.resolved); n > maxResolved {
 				t.Fatalf("%d cached names", n)
 			}
+		}
+	})
+}
+
+// blockingTransport is a memNet transport whose WriteTo blocks, after
+// block is called, until unblock.
+type blockingTransport struct {
+	*chanTransport
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (t *blockingTransport) block() {
+	ch := make(chan struct{})
+	t.gate.Store(&ch)
+}
+
+func (t *blockingTransport) unblock() { close(*t.gate.Swap(nil)) }
+
+func (t *blockingTransport) WriteTo(p []byte, addr string) error {
+	if g := t.gate.Load(); g != nil {
+		<-*g
+	}
+	return t.chanTransport.WriteTo(p, addr)
+}
+
+// TestNodeAPI: a blocked WriteTo stalls neither Members nor Stats (no
+// I/O under the state lock); Health and Stats report the core's;
+// events nobody pops are dropped and counted; Leave returns once the
+// leave is acknowledged, with ctx's error when it cannot be, and with
+// ErrClosed after Close; Close closes Changed.
+func TestNodeAPI(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		net := &memNet{ports: map[string]*chanTransport{}}
+		start := func(id string, cfg Config, tr Transport) *Node {
+			cfg.ID, cfg.Addr = id, id
+			if cfg.Seeds == nil && id != "a" {
+				cfg.Seeds = []string{"a"}
+			}
+			core, err := New(cfg, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Start(ctx, core, tr, nil)
+		}
+		a := start("a", Config{MaxEvents: 2}, net.listen("a"))
+		btr := &blockingTransport{chanTransport: net.listen("b")}
+		b := start("b", Config{}, btr)
+		cn := start("c", Config{}, net.listen("c"))
+		time.Sleep(5 * time.Second) // virtual time
+		synctest.Wait()
+		if a.NumLive() != 3 || b.NumLive() != 3 {
+			t.Fatalf("not joined: %d, %d", a.NumLive(), b.NumLive())
+		}
+		if s := a.Stats(); s.DroppedEvents != 0 || s.PacketsReceived == 0 || a.Health() != 0 {
+			t.Fatalf("stats %+v, health %d", s, a.Health())
+		}
+		// c's two joins fill a's queue of 2; one more event drops one.
+		cn.Close()
+		net.close("c")
+		time.Sleep(time.Minute)
+		if got := a.Stats().DroppedEvents; got == 0 {
+			t.Fatal("no dropped event counted")
+		}
+		if ev := a.PopEvents(nil); len(ev) != 2 {
+			t.Fatalf("%d events kept, want 2", len(ev))
+		}
+
+		btr.block() // b's next send blocks
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		done := make(chan struct{})
+		go func() {
+			b.Members(nil)
+			b.Stats()
+			b.Health()
+			close(done)
+		}()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("queries wait for a send")
+		}
+		btr.unblock()
+
+		// a leaves; b acknowledges.
+		if err := a.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Leave(ctx); err != nil {
+			t.Fatal("a second Leave waits for the same leave:", err)
+		}
+		if m, _ := b.Member("a"); m.State != StateLeft {
+			t.Fatalf("a is %v at b", m.State)
+		}
+		// e joins b and crashes; b leaves with only e to tell: ctx ends
+		// first, then the rounds run out.
+		e := start("e", Config{Seeds: []string{"b"}}, net.listen("e"))
+		time.Sleep(2 * time.Second)
+		if m, _ := b.Member("e"); m.State != StateAlive {
+			t.Fatalf("e is %v at b", m.State)
+		}
+		e.Close()
+		net.close("e")
+		tctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		if err := b.Leave(tctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Leave: %v", err)
+		}
+		if err := b.Leave(ctx); !errors.Is(err, ErrLeaveUnacknowledged) {
+			t.Fatalf("Leave: %v", err)
+		}
+		for _, n := range []*Node{a, b} {
+			go n.Close()
+			for range n.Changed() {
+			}
+		}
+		if err := a.Leave(ctx); err != nil {
+			t.Fatal("a's leave was done before Close:", err)
+		}
+		n := start("d", Config{}, net.listen("d"))
+		n.Close()
+		if err := n.Leave(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Leave after Close: %v", err)
 		}
 	})
 }

@@ -24,9 +24,12 @@ import (
 //	push-pull [8, senderID, flags, [[id, addr, incarnation, state, meta], ...]]
 //
 // A packet carries at most one ping, ping-req, ack, nack or push-pull (the
-// primary message) followed by as many piggybacked alive, suspect and dead
-// updates as fit under the MTU. Decoding is all or nothing: a malformed
-// packet is rejected whole, before any of it is applied.
+// primary message) and at most MaxUpdates piggybacked alive, suspect and
+// dead updates, in any order. Decoding is all or nothing: a malformed
+// packet is rejected whole, before any of it is applied. Malformed
+// includes a packet with more than one primary message or more than
+// MaxUpdates updates, and a sequence number at or above 2^63 (no node
+// ever sends one: they count up from 0).
 
 // Version is the wire format version this package writes and accepts.
 const Version = 1
@@ -34,10 +37,14 @@ const Version = 1
 // Limits on what a packet may carry; [Config] enforces them locally and the
 // decoder rejects packets that exceed them.
 const (
-	MaxIDLen   = 128 // bytes in a member ID
-	MaxAddrLen = 128 // bytes in an address
-	MaxMetaLen = 512 // bytes of user metadata per member
-	MinMTU     = 1024
+	MaxIDLen    = 128 // bytes in a member ID
+	MaxAddrLen  = 128 // bytes in an address
+	MaxMetaLen  = 512 // bytes of user metadata per member
+	MaxLabelLen = 128 // bytes in a cluster label
+	MinMTU      = 1024
+	// MaxUpdates bounds the updates piggybacked on one packet, so the
+	// work a packet causes is bounded whatever the MTU.
+	MaxUpdates = 128
 	// MaxMTU is the largest UDP payload over IPv4 (65535 less the 8-byte
 	// UDP and 20-byte IPv4 headers): a larger packet cannot be sent.
 	MaxMTU = 65507
@@ -207,13 +214,25 @@ func (d *decoder) decodePacket(data []byte, msgs []message) ([]message, error) {
 	if n, err = d.arrayLen(); err != nil {
 		return msgs, err
 	}
+	if n > 1+MaxUpdates {
+		return msgs, malformed("%d messages in one packet, limit %d", n, 1+MaxUpdates)
+	}
 	msgs = msgs[:0]
+	primaries := 0
 	for range n {
 		var m message
 		if err := d.decodeMsg(&m); err != nil {
 			return msgs, err
 		}
+		if !m.kind.update() {
+			if primaries++; primaries > 1 {
+				return msgs, malformed("more than one primary message in a packet")
+			}
+		}
 		msgs = append(msgs, m)
+	}
+	if n-primaries > MaxUpdates {
+		return msgs, malformed("%d updates in one packet, limit %d", n-primaries, MaxUpdates)
 	}
 	if d.r.Len() != 0 {
 		return msgs, malformed("%d trailing bytes", d.r.Len())
@@ -242,12 +261,12 @@ func (d *decoder) decodeMsg(m *message) error {
 	}
 	switch m.kind {
 	case kindPing:
-		m.seq, err = d.uint()
+		m.seq, err = d.seq()
 		if err == nil {
 			m.id, err = d.id()
 		}
 	case kindPingReq:
-		m.seq, err = d.uint()
+		m.seq, err = d.seq()
 		if err == nil {
 			m.id, err = d.id()
 		}
@@ -258,7 +277,7 @@ func (d *decoder) decodeMsg(m *message) error {
 			m.nack, err = d.dec.DecodeBool()
 		}
 	case kindAck, kindNack:
-		m.seq, err = d.uint()
+		m.seq, err = d.seq()
 	case kindAlive:
 		m.inc, err = d.uint()
 		if err == nil {
@@ -338,6 +357,16 @@ func (d *decoder) uint() (uint64, error) {
 		return 0, malformed("%v", err)
 	}
 	return v, nil
+}
+
+// seq decodes a sequence number, below 2^63 (convention for every counter
+// from the wire: local ones count up from 0 and never reach it).
+func (d *decoder) seq() (uint64, error) {
+	v, err := d.uint()
+	if err == nil && v >= 1<<63 {
+		return 0, malformed("sequence number %d at or above 2^63", v)
+	}
+	return v, err
 }
 
 // arrayLen decodes an array header whose elements (at least one byte each)

@@ -304,7 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			"unplaced", h.Unplaced, "took", time.Since(start), "err", err)
 	}
 	if !hard && left == nil { // its data is on the others: leave, even if ctx ended since
-		s.swim.Leave()
+		s.swim.Leave(ctx)
 	}
 	err := s.http.Shutdown(ctx)
 	if err != nil {

@@ -1,4 +1,6 @@
-// Package wire holds msgpack decoding helpers shared by distkit's codecs.
+// Package wire holds msgpack decoding helpers shared by distkit's codecs,
+// and [Compare], the fixed order on values of any type with which merges
+// break ties.
 //
 // msgpack/v5 preallocates a slice, []any or map inside a value by the
 // length its header claims, whatever limits the decoder was given, so a
