@@ -152,15 +152,17 @@ func (r *Result) SVG() []byte {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="16" font-size="13">kvnode under faults, seed %d: operations per second (top), latency p50/p99 (bottom)</text>`+"\n", left, r.Seed)
 	colors := []string{"#f4a261", "#e76f51", "#e9c46a", "#2a9d8f", "#8ab17d", "#b56576", "#6d597a"}
-	for _, f := range r.Faults {
+	for i, f := range r.Faults {
 		from, to := f.window()
 		x0, x1 := x(from.Seconds()), x(to.Seconds())
 		c := colors[int(f.Kind)%len(colors)]
 		for _, p := range [][2]float64{{top1, bottom1}, {top2, bottom2}} {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="%s" fill-opacity="0.3"/>`+"\n", x0, p[0], x1-x0, p[1]-p[0], c)
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10" transform="rotate(-30 %.1f %.0f)">%s</text>`+"\n",
-			x0, top1-2, x0, top1-2, html.EscapeString(f.String()))
+		// Inside the top panel, staggered so that neighbours' names do
+		// not overlap.
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10">%s</text>`+"\n",
+			x0+2, top1+12+float64(i%2)*12, html.EscapeString(f.String()))
 	}
 	poly := func(color string, pts func(i int) (float64, bool)) {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="`, color)
