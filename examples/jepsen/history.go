@@ -84,6 +84,7 @@ func runClients(ctx context.Context, seed uint64, w workload, addrs []string, id
 		wg.Go(func() {
 			cl := &client{id: c, rng: rand.New(rand.NewPCG(seed, uint64(c)+1)), w: w, rec: rec,
 				http: &http.Client{Timeout: w.timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
+			defer cl.http.CloseIdleConnections()
 			for seq := range w.maxOps {
 				if ctx.Err() != nil {
 					return
