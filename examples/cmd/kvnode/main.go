@@ -19,6 +19,8 @@
 // packets refused are counted in /metrics (kv_gossip_*). Without it, keep
 // their HTTP and gossip addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
+// -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
+// default); the failure detector's timeouts scale with it.
 //
 // Clients' input is bounded: -max-context-bytes and -max-context-entries
 // bound a write's X-Context (refused with 431 and 400); -max-concurrent
@@ -86,6 +88,7 @@ func run(args []string) error {
 	fs.IntVar(&limits.MaxConcurrent, "max-concurrent", kv.DefaultMaxConcurrent, "most client requests served at once (more: 503 with Retry-After)")
 	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
 	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
+	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +98,9 @@ func run(args []string) error {
 	}
 	if *n < 1 || *r < 1 || *w < 1 {
 		return fmt.Errorf("-n %d -r %d -w %d: each must be at least 1", *n, *r, *w)
+	}
+	if *probeInterval <= 0 {
+		return fmt.Errorf("-probe-interval %v: want a positive duration", *probeInterval)
 	}
 	members, err := parsePeers(*peers, *id)
 	if err != nil {
@@ -125,7 +131,8 @@ func run(args []string) error {
 		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
 		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery},
 		ClusterKey: clusterKey, ClusterName: *clusterName,
-		Limits: limits,
+		ProbeInterval: *probeInterval,
+		Limits:        limits,
 	})
 	if err != nil {
 		return err
