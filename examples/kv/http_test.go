@@ -327,3 +327,34 @@ func TestAPIKeyLimits(t *testing.T) {
 		}
 	})
 }
+
+// Requests with invented methods are counted under one "other" label, so
+// no client can grow /metrics: the number of series after 200 junk
+// methods is the number after the first.
+func TestMetricsMethodsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
+		defer c.close()
+		h := API(c.node("n1"), APIConfig{Metrics: &Metrics{}})
+		series := func() int {
+			n := 0
+			for line := range strings.Lines(do(h, "GET", "/metrics", "").Body.String()) {
+				if !strings.HasPrefix(line, "#") {
+					n++
+				}
+			}
+			return n
+		}
+		do(h, "BAZ0", "/kv/k", "")
+		before := series()
+		for i := range 200 {
+			do(h, fmt.Sprintf("BAZ%d", 7729+i), "/kv/k", "")
+		}
+		if after := series(); after != before {
+			t.Fatalf("/metrics went from %d to %d series after 200 invented methods", before, after)
+		}
+		if body := do(h, "GET", "/metrics", "").Body.String(); !strings.Contains(body, `kv_requests_total{method="other",code="405"} 201`) {
+			t.Fatalf("invented methods not counted as other:\n%s", body)
+		}
+	})
+}

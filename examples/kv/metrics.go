@@ -92,8 +92,19 @@ func (m *Metrics) instrument(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		m.observe(r.Method, cmp.Or(rec.code, http.StatusOK), time.Since(start))
+		m.observe(methodLabel(r.Method), cmp.Or(rec.code, http.StatusOK), time.Since(start))
 	})
+}
+
+// methodLabel is the label a request's method is counted under: the
+// methods the API serves by name, and "other" for any other, so that
+// clients cannot add series to /metrics by inventing methods.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodDelete:
+		return method
+	}
+	return "other"
 }
 
 // handler serves the metrics of m and n in the Prometheus text format.
