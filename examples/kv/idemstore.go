@@ -38,7 +38,7 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 	if err := checkKey(key); err != nil {
 		return Object{}, vclock.Dot{}, false, err
 	}
-	o, werr := s.write(key, func(tx *bolt.Tx, o *Object) {
+	o, werr := s.write(key, func(tx *bolt.Tx, o *Object) error {
 		// Batch may run this again after a failed batch: set every result afresh.
 		dot, applied, err = vclock.Dot{}, false, nil
 		if v.IdempotencyKey != "" {
@@ -50,11 +50,14 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 				if !prev.Same(v) {
 					err = fmt.Errorf("%w: %q holds another write with key %q (dot %v)", ErrKeyReused, key, v.IdempotencyKey, dot)
 				}
-				return
+				return nil
 			}
 		}
-		update(tx, o, ctx, actor, v)
+		if err := update(tx, o, ctx, actor, v); err != nil {
+			return err
+		}
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true
+		return nil
 	})
 	return o, dot, applied, errors.Join(werr, err)
 }

@@ -314,7 +314,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(tx *bolt.Tx, o *Object) { update(tx, o, ctx, actor, v) })
+	return s.write(key, func(tx *bolt.Tx, o *Object) error { return update(tx, o, ctx, actor, v) })
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -330,11 +330,10 @@ func seen(o Object, ctx vclock.VClock) vclock.VClock {
 }
 
 // update applies a coordinated write to o within tx, the write
-// transaction of its key, with the part of ctx that o has seen. When the
-// write's dot would pass vclock.MaxCounter it leaves o unchanged and
-// unwinds to the enclosing [Store.write] (see [writeRefused]), which returns
-// the error.
-func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) {
+// transaction of its key, with the part of ctx that o has seen. It
+// returns the error of a write [Store.Update] refuses; the enclosing
+// [Store.write] then rolls the transaction back, so nothing is written.
+func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
 	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
@@ -349,14 +348,15 @@ func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) 
 	maxSiblings, maxLen := getUint64(meta, keyMaxSiblings), getUint64(meta, keyMaxObject)
 	siblings, size := o.Len(), valuesLen(*o)
 	if err := o.TryUpdate(ctx, actor, v); err != nil {
-		panic(writeRefused{err})
+		return err
 	}
 	if n := o.Len(); uint64(n) > maxSiblings && n > siblings {
-		panic(writeRefused{fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)})
+		return fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)
 	}
 	if n := valuesLen(*o); uint64(n) > maxLen && n > size {
-		panic(writeRefused{fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)})
+		return fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)
 	}
+	return nil
 }
 
 // valuesLen returns the bytes of o's values and idempotency keys,
@@ -367,28 +367,6 @@ func valuesLen(o Object) int {
 		n += len(v.Value) + len(v.IdempotencyKey)
 	}
 	return n
-}
-
-// writeRefused carries a write refused inside its bbolt transaction, such as
-// an update whose dot would pass vclock.MaxCounter, out of the functions
-// that apply writes (which return nothing) to [Store.write], the only
-// place that recovers it.
-type writeRefused struct{ err error }
-
-// apply calls f on o within tx and returns the error of a [writeRefused] it
-// raised; any other panic goes on.
-func apply(f func(tx *bolt.Tx, o *Object), tx *bolt.Tx, o *Object) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ref, ok := r.(writeRefused)
-			if !ok {
-				panic(r)
-			}
-			err = ref.err
-		}
-	}()
-	f(tx, o)
-	return nil
 }
 
 // holdsValueOf reports whether o has a value written by actor.
@@ -408,14 +386,14 @@ func (s *Store) Merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(_ *bolt.Tx, cur *Object) { cur.Sync(o) })
+	return s.write(key, func(_ *bolt.Tx, cur *Object) error { cur.Sync(o); return nil })
 }
 
 // write applies f to key's object in one bbolt transaction, shared with
 // concurrent writes (one fsync for all), records when the object last
 // changed while all tombstones, and feeds the change to the index once
 // the transaction committed.
-func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error) {
+func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()
@@ -437,7 +415,7 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object)) (Object, error
 				return err
 			}
 		}
-		if err := apply(f, tx, &o); err != nil {
+		if err := f(tx, &o); err != nil {
 			return err
 		}
 		enc, err := EncodeObject(o)
