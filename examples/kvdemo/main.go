@@ -50,6 +50,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h printed the usage, as asked
+		}
 		fmt.Fprintln(os.Stderr, "kvdemo:", err)
 		os.Exit(1)
 	}

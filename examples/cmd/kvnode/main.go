@@ -41,6 +41,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h printed the usage, as asked
+		}
 		fmt.Fprintln(os.Stderr, "kvnode:", err)
 		os.Exit(1)
 	}

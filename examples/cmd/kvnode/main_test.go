@@ -540,3 +540,21 @@ func TestBadProbeInterval(t *testing.T) {
 		}
 	}
 }
+
+// -h prints the usage and exits 0; an unknown flag exits 1.
+func TestHelpExitStatus(t *testing.T) {
+	for args, want := range map[string]int{"-h": 0, "-no-such-flag": 1} {
+		cmd := exec.Command(os.Args[0], args)
+		cmd.Env = append(os.Environ(), "KVNODE_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if exit, ok := err.(*exec.ExitError); ok {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != want || !strings.Contains(string(out), "-cluster-key-file") {
+			t.Errorf("kvnode %s: exit %d, want %d; output %q", args, code, want, out)
+		}
+	}
+}
