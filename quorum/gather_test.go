@@ -68,6 +68,25 @@ func (c *cluster) call(ctx context.Context, replica string) (string, error) {
 }
 
 // startedAt returns when each call started, once the bubble is quiet.
+// recording returns c's call, wrapped to keep the context each replica
+// was called with, and a lookup of those contexts.
+func (c *cluster) recording() (call func(context.Context, string) (string, error), ctxs func(replica string) context.Context) {
+	var mu sync.Mutex
+	seen := map[string]context.Context{}
+	call = func(ctx context.Context, r string) (string, error) {
+		mu.Lock()
+		seen[r] = ctx
+		mu.Unlock()
+		return c.call(ctx, r)
+	}
+	ctxs = func(r string) context.Context {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[r]
+	}
+	return call, ctxs
+}
+
 func (c *cluster) startedAt() map[string]time.Duration {
 	synctest.Wait()
 	c.mu.Lock()

@@ -19,15 +19,8 @@ import (
 func TestGatherKeepWinners(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
-			var mu sync.Mutex
-			ctxs := map[string]context.Context{}
 			c := newCluster(map[string]time.Duration{"a": ms, "b": 2 * ms, "c": time.Hour}, nil)
-			call := func(ctx context.Context, r string) (string, error) {
-				mu.Lock()
-				ctxs[r] = ctx
-				mu.Unlock()
-				return c.call(ctx, r)
-			}
+			call, ctxs := c.recording()
 			ctx, cancel := context.WithCancel(t.Context())
 			var opts []quorum.Option
 			if keep {
@@ -37,35 +30,28 @@ func TestGatherKeepWinners(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "a=a b=b", summary(rs))
 			synctest.Wait()
-			require.Equal(t, keep, ctxs["a"].Err() == nil, "keep=%v: winner a", keep)
-			require.Equal(t, keep, ctxs["b"].Err() == nil, "keep=%v: winner b", keep)
-			require.ErrorIs(t, ctxs["c"].Err(), context.Canceled, "the loser is cancelled")
+			require.Equal(t, keep, ctxs("a").Err() == nil, "keep=%v: winner a", keep)
+			require.Equal(t, keep, ctxs("b").Err() == nil, "keep=%v: winner b", keep)
+			require.ErrorIs(t, ctxs("c").Err(), context.Canceled, "the loser is cancelled")
 			require.Equal(t, context.Canceled, c.results()["c"])
 			cancel()
-			require.Error(t, ctxs["a"].Err(), "the winners end with ctx")
-			require.Error(t, ctxs["b"].Err())
+			require.Error(t, ctxs("a").Err(), "the winners end with ctx")
+			require.Error(t, ctxs("b").Err())
 		})
 	}
 	// A failed Gather keeps the successes it returns alive too, and cancels
 	// the rest.
 	synctest.Test(t, func(t *testing.T) {
 		boom := errors.New("boom")
-		var mu sync.Mutex
-		ctxs := map[string]context.Context{}
 		c := newCluster(map[string]time.Duration{"a": ms, "b": 2 * ms, "c": 3 * ms, "d": time.Hour}, map[string]error{"b": boom, "c": boom})
-		call := func(ctx context.Context, r string) (string, error) {
-			mu.Lock()
-			ctxs[r] = ctx
-			mu.Unlock()
-			return c.call(ctx, r)
-		}
+		call, ctxs := c.recording()
 		rs, err := quorum.Gather(t.Context(), []string{"a", "b", "c", "d"}, 3, call, quorum.KeepWinners())
 		require.ErrorIs(t, err, quorum.ErrNoQuorum)
 		require.Equal(t, "a=a b:boom c:boom", summary(rs))
 		synctest.Wait()
-		require.NoError(t, ctxs["a"].Err())
-		require.Error(t, ctxs["b"].Err())
-		require.Error(t, ctxs["d"].Err())
+		require.NoError(t, ctxs("a").Err())
+		require.Error(t, ctxs("b").Err())
+		require.Error(t, ctxs("d").Err())
 	})
 }
 
@@ -313,24 +299,17 @@ func TestGatherForKeepWinners(t *testing.T) {
 		req, err := quorum.LevelEachQuorum.Requirement(quorum.Placement{
 			Zones: map[string][]string{"eu": {"a", "b", "c"}, "us": {"d", "e", "f"}}, Local: "eu"})
 		require.NoError(t, err)
-		var mu sync.Mutex
-		ctxs := map[string]context.Context{}
 		c := newCluster(map[string]time.Duration{"a": ms, "b": ms, "c": time.Hour, "d": ms, "e": ms, "f": time.Hour}, nil)
-		call := func(ctx context.Context, r string) (string, error) {
-			mu.Lock()
-			ctxs[r] = ctx
-			mu.Unlock()
-			return c.call(ctx, r)
-		}
+		call, ctxs := c.recording()
 		ctx, cancel := context.WithCancel(t.Context())
 		_, err = quorum.GatherFor(ctx, req, call, quorum.KeepWinners())
 		require.NoError(t, err)
 		synctest.Wait()
 		for _, r := range []string{"a", "b", "d", "e"} {
-			require.NoError(t, ctxs[r].Err(), r)
+			require.NoError(t, ctxs(r).Err(), r)
 		}
-		require.Error(t, ctxs["c"].Err())
+		require.Error(t, ctxs("c").Err())
 		cancel()
-		require.Error(t, ctxs["a"].Err())
+		require.Error(t, ctxs("a").Err())
 	})
 }
