@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/crdt"
+	"github.com/distkit/distkit/internal/editingtrace"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -26,54 +26,18 @@ const traceDir = "../crdt/testdata/editing-traces"
 
 var traceNames = []string{"automerge-paper", "seph-blog1"}
 
-// edit is one patch of a trace: at pos, delete del runes, insert ins.
-type edit struct {
-	pos, del int
-	ins      string
-}
-
-func readTrace(tb testing.TB, name string) ([]edit, string) {
+func readTrace(tb testing.TB, name string) ([]editingtrace.Patch, string) {
 	tb.Helper()
-	raw, err := os.ReadFile(filepath.Join(traceDir, name+".json.gz"))
+	ps, end, err := editingtrace.Load(filepath.Join(traceDir, name+".json.gz"), 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	z, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var tr struct {
-		EndContent string `json:"endContent"`
-		Txns       []struct {
-			Patches [][3]json.RawMessage `json:"patches"`
-		} `json:"txns"`
-	}
-	if err := json.NewDecoder(z).Decode(&tr); err != nil {
-		tb.Fatal(err)
-	}
-	var es []edit
-	for _, txn := range tr.Txns {
-		for _, p := range txn.Patches {
-			var e edit
-			if json.Unmarshal(p[0], &e.pos) != nil || json.Unmarshal(p[1], &e.del) != nil || json.Unmarshal(p[2], &e.ins) != nil {
-				tb.Fatalf("%s: bad patch %s", name, p)
-			}
-			es = append(es, e)
-		}
-	}
-	return es, tr.EndContent
+	return ps, end
 }
 
-func replayText(es []edit) *crdt.Text {
+func replayText(ps []editingtrace.Patch) *crdt.Text {
 	var t crdt.Text
-	for _, e := range es {
-		if e.del > 0 {
-			t.Delete(e.pos, e.del)
-		}
-		if e.ins != "" {
-			t.Insert("a", e.pos, e.ins)
-		}
-	}
+	editingtrace.Apply(ps, func(pos, n int) { t.Delete(pos, n) }, func(pos int, s string) { t.Insert("a", pos, s) })
 	return &t
 }
 

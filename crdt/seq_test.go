@@ -1,15 +1,13 @@
 package crdt
 
 import (
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/distkit/distkit/internal/editingtrace"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -233,78 +231,20 @@ func checkTree[T any](t *testing.T, s *seq[T]) {
 	walk(s.root)
 }
 
-// patch is one edit of a trace: at pos, delete del runes, insert ins.
-type patch struct {
-	pos, del int
-	ins      string
-}
-
 // loadTrace reads the first limit edits (all when limit is 0) of a trace
-// and its endContent; see testdata/editing-traces/README.md. It streams
-// the JSON, so that a prefix costs only its own decoding.
-func loadTrace(tb testing.TB, name string, limit int) ([]patch, string) {
+// and its endContent; see testdata/editing-traces/README.md.
+func loadTrace(tb testing.TB, name string, limit int) ([]editingtrace.Patch, string) {
 	tb.Helper()
-	f, err := os.Open("testdata/editing-traces/" + name + ".json.gz")
+	ps, end, err := editingtrace.Load("testdata/editing-traces/"+name+".json.gz", limit)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dec := json.NewDecoder(z)
-	var end string
-	var ps []patch
-	must := func(err error) {
-		if err != nil {
-			tb.Fatalf("%s: %v", name, err)
-		}
-	}
-	_, err = dec.Token() // {
-	must(err)
-	for dec.More() {
-		key, err := dec.Token()
-		must(err)
-		switch key {
-		case "endContent":
-			must(dec.Decode(&end))
-		case "txns":
-			_, err = dec.Token() // [
-			must(err)
-			for dec.More() && (limit == 0 || len(ps) < limit) {
-				var txn struct{ Patches [][3]any }
-				must(dec.Decode(&txn))
-				for _, p := range txn.Patches {
-					pos, _ := p[0].(float64)
-					del, _ := p[1].(float64)
-					ins, _ := p[2].(string)
-					ps = append(ps, patch{int(pos), int(del), ins})
-				}
-			}
-			if limit > 0 && len(ps) >= limit {
-				return ps[:limit], end
-			}
-			_, err = dec.Token() // ]
-			must(err)
-		default:
-			var skip any
-			must(dec.Decode(&skip))
-		}
 	}
 	return ps, end
 }
 
-func replay(ps []patch) *Text {
+func replay(ps []editingtrace.Patch) *Text {
 	var t Text
-	for _, p := range ps {
-		if p.del > 0 {
-			t.Delete(p.pos, p.del)
-		}
-		if p.ins != "" {
-			t.Insert("a", p.pos, p.ins)
-		}
-	}
+	editingtrace.Apply(ps, func(pos, n int) { t.Delete(pos, n) }, func(pos int, s string) { t.Insert("a", pos, s) })
 	return &t
 }
 
@@ -321,7 +261,7 @@ func TestTextTraces(t *testing.T) {
 		if !*long {
 			var model []rune
 			for _, p := range ps {
-				model = slices.Replace(model, p.pos, p.pos+p.del, []rune(p.ins)...)
+				model = slices.Replace(model, p.Pos, p.Pos+p.Del, []rune(p.Ins)...)
 			}
 			end = string(model)
 		}
