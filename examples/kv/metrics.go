@@ -372,8 +372,8 @@ var (
 	descHintsPending = prometheus.NewDesc("kv_hints_pending", "Hints held now, by target.", []string{"target"}, nil)
 	descHintAge      = prometheus.NewDesc("kv_hints_oldest_age_seconds",
 		"Age of the oldest hint held for each target: since its hints last went from none to some (for hints already in the file at start, since the file was opened).", []string{"target"}, nil)
-	descFileBytes = prometheus.NewDesc("kv_bbolt_file_bytes", "Size of the node's bbolt files (data, hints).", []string{"file"}, nil)
-	descSwimState = prometheus.NewDesc("kv_swim_members", "Members SWIM knows, by state.", []string{"state"}, nil)
+	descFileBytes  = prometheus.NewDesc("kv_bbolt_file_bytes", "Size of the node's bbolt files (data, hints).", []string{"file"}, nil)
+	descSwimState  = prometheus.NewDesc("kv_swim_members", "Members SWIM knows, by state.", []string{"state"}, nil)
 	descSwimHealth = prometheus.NewDesc("kv_swim_health_score",
 		"Lifeguard's local health score: 0 is healthy; higher scales this node's probe timeouts up because it is missing acks.", nil, nil)
 	nodeCounters = []struct {

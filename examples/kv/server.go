@@ -299,12 +299,14 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
-			Health:     func() error { return s.health.check(time.Now(), loopStallProbes*cmp.Or(cfg.ProbeInterval, time.Second)) },
+			Health: func() error {
+				return s.health.check(time.Now(), loopStallProbes*cmp.Or(cfg.ProbeInterval, time.Second))
+			},
 			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Room for the longest X-Context allowed, and no more.
 		MaxHeaderBytes: 64<<10 + 2*cmp.Or(cfg.Limits.MaxContextLen, DefaultMaxContextLen),
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
