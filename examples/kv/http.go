@@ -523,12 +523,15 @@ func readError(w http.ResponseWriter, err error) {
 // serverError answers a failure that is not the client's: 503
 // [ProblemNoQuorum] when too few replicas answered (quorum.ErrNoQuorum,
 // [ErrUnavailable], [ErrLeaving]), with advice appended to its detail;
-// 500 [ProblemStorage] when this node's own storage failed; 500
-// [ProblemInternal] for anything else.
+// 502 [ProblemCoordinator] when the node a write was forwarded to failed
+// it otherwise; 500 [ProblemStorage] when this node's own storage failed;
+// 500 [ProblemInternal] for anything else.
 func serverError(w http.ResponseWriter, err error, advice string) {
 	switch {
 	case errors.Is(err, quorum.ErrNoQuorum), errors.Is(err, ErrUnavailable), errors.Is(err, ErrLeaving):
 		problem(w, ProblemNoQuorum, http.StatusServiceUnavailable, "too few replicas answered: "+err.Error()+advice)
+	case errors.Is(err, errCoordinator):
+		problem(w, ProblemCoordinator, http.StatusBadGateway, err.Error()+advice)
 	case isStorage(err):
 		problem(w, ProblemStorage, http.StatusInternalServerError, err.Error()+"; this node's disk failed: send the request to another node")
 	default:

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -20,6 +21,10 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// errCoordinator wraps the error of a write forwarded to its
+// coordinator that the coordinator answered with.
+var errCoordinator = errors.New("kv: coordinator")
+
 // ProblemContentType is the media type of a [Problem] body.
 const ProblemContentType = "application/problem+json"
 
@@ -32,8 +37,12 @@ const (
 	// ProblemStorage (500): this node's own disk failed; nothing was
 	// written through it.
 	ProblemStorage = "tag:distkit.dev,2026:kv/storage"
-	// ProblemInternal (500): any other failure of the node, or of the
-	// node it forwarded the write to.
+	// ProblemCoordinator (502): the node this one forwarded the write to
+	// (the key's coordinator) failed it for a reason of its own, its disk
+	// for example; the write may be applied there. Retry, with the same
+	// Idempotency-Key.
+	ProblemCoordinator = "tag:distkit.dev,2026:kv/coordinator-failed"
+	// ProblemInternal (500): any other failure of the node.
 	ProblemInternal = "tag:distkit.dev,2026:kv/internal"
 	// ProblemTooManySiblings (409) and ProblemObjectTooLarge (413): the
 	// write would grow the key past a bound; read it and write the value
@@ -54,6 +63,7 @@ const (
 var problemTitles = map[string]string{
 	ProblemNoQuorum:         "Too few replicas answered",
 	ProblemStorage:          "Local storage failed",
+	ProblemCoordinator:      "The write's coordinator failed",
 	ProblemInternal:         "Internal error",
 	ProblemTooManySiblings:  "Too many siblings",
 	ProblemObjectTooLarge:   "Object too large",
