@@ -82,40 +82,39 @@ var (
 func (m *Metrics) init() {
 	m.once.Do(func() {
 		m.reg = prometheus.NewRegistry()
-		peer := []string{"peer"}
-		m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_requests_total",
-			Help: "HTTP requests by route, method and status code; unknown routes and methods are \"other\"."}, []string{"route", "method", "code"})
-		m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kv_request_duration_seconds",
-			Help: "HTTP request latency by route and method.", Buckets: latencyBuckets}, []string{"route", "method"})
+		m.requests = counterVec("kv_requests_total",
+			"HTTP requests by route, method and status code; unknown routes and methods are \"other\".", "route", "method", "code")
+		m.latency = histogramVec("kv_request_duration_seconds", "HTTP request latency by route and method.", latencyBuckets, "route", "method")
 		m.siblings = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kv_read_siblings",
 			Help: "Values a successful client read returned (0: not found; more than 1: siblings).", Buckets: []float64{0, 1, 2, 3, 5, 10, 20, 50}})
-		m.rpcDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kv_peer_round_trip_time_seconds",
-			Help: "Round-trip time of replica RPCs to each peer, successful or failed (not cancelled).", Buckets: latencyBuckets}, peer)
-		m.rpcFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_peer_rpc_failures_total",
-			Help: "Replica RPCs to each peer that failed (cancelled calls, such as hedged reads' losers, excluded)."}, peer)
-		m.rpcSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_peer_sent_bytes_total",
-			Help: "Bytes of replica RPC requests sent to each peer."}, peer)
-		m.rpcReceived = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_peer_received_bytes_total",
-			Help: "Bytes of replica RPC responses received from each peer."}, peer)
-		m.aeExchanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_antientropy_exchanges_total",
-			Help: "Anti-entropy exchanges with each peer, by result (ok, error)."}, []string{"peer", "result"})
-		m.aeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kv_antientropy_exchange_duration_seconds",
-			Help: "Duration of anti-entropy exchanges with each peer.", Buckets: exchangeBuckets}, peer)
+		m.rpcDuration = histogramVec("kv_peer_round_trip_time_seconds",
+			"Round-trip time of replica RPCs to each peer, successful or failed (not cancelled).", latencyBuckets, "peer")
+		m.rpcFailures = counterVec("kv_peer_rpc_failures_total",
+			"Replica RPCs to each peer that failed (cancelled calls, such as hedged reads' losers, excluded).", "peer")
+		m.rpcSent = counterVec("kv_peer_sent_bytes_total", "Bytes of replica RPC requests sent to each peer.", "peer")
+		m.rpcReceived = counterVec("kv_peer_received_bytes_total", "Bytes of replica RPC responses received from each peer.", "peer")
+		m.aeExchanges = counterVec("kv_antientropy_exchanges_total", "Anti-entropy exchanges with each peer, by result (ok, error).", "peer", "result")
+		m.aeDuration = histogramVec("kv_antientropy_exchange_duration_seconds", "Duration of anti-entropy exchanges with each peer.", exchangeBuckets, "peer")
 		m.aeLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kv_antientropy_last_success_timestamp_seconds",
-			Help: "Unix time at which the last successful anti-entropy exchange with each peer ended."}, peer)
-		m.aeRepaired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_antientropy_peer_keys_repaired_total",
-			Help: "Keys anti-entropy with each peer found different and repaired."}, peer)
-		m.aeBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_antientropy_tree_bytes_total",
-			Help: "Bytes of Merkle tree levels anti-entropy with each peer moved."}, peer)
+			Help: "Unix time at which the last successful anti-entropy exchange with each peer ended."}, []string{"peer"})
+		m.aeRepaired = counterVec("kv_antientropy_peer_keys_repaired_total", "Keys anti-entropy with each peer found different and repaired.", "peer")
+		m.aeBytes = counterVec("kv_antientropy_tree_bytes_total", "Bytes of Merkle tree levels anti-entropy with each peer moved.", "peer")
 		m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kv_bbolt_commit_write_duration_seconds",
 			Help: "Time each commit of the data file spent writing its pages and meta page, fsyncs included (bbolt's TxStats.WriteTime).", Buckets: commitBuckets})
-		m.membership = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kv_swim_events_total",
-			Help: "SWIM membership events by kind (joined, suspected, failed, left, updated, conflict)."}, []string{"event"})
+		m.membership = counterVec("kv_swim_events_total", "SWIM membership events by kind (joined, suspected, failed, left, updated, conflict).", "event")
 		m.reg.MustRegister(m.requests, m.latency, m.siblings, m.rpcDuration, m.rpcFailures, m.rpcSent, m.rpcReceived,
 			m.aeExchanges, m.aeDuration, m.aeLast, m.aeRepaired, m.aeBytes, m.commit, m.membership,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			(*nodeCollector)(m))
 	})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 }
 
 // Registry returns the registry the metrics are registered in, to add
