@@ -198,3 +198,37 @@ func keysOf(m map[string]string) []string {
 	}
 	return out
 }
+
+// A Server's /healthz says ok while its disk takes the probe's write and
+// read, and 503 with the reason once its data file fails (here: closed
+// under it), as the periodic probe finds.
+func TestServerHealthz(t *testing.T) {
+	s, err := StartServer(ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.Shutdown(ctx)
+	}()
+	get := func() (int, string) {
+		resp, err := http.Get("http://" + s.Addr() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != http.StatusOK {
+		t.Fatalf("/healthz of a fresh server: %d %s", code, body)
+	}
+	if err := s.store.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.health.probedAt(time.Now(), s.store.Probe()) // what the next probe of probeDisk records
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "disk") || !strings.Contains(body, "database not open") {
+		t.Fatalf("/healthz with the data file closed: %d %s", code, body)
+	}
+}
