@@ -74,15 +74,18 @@ func isStorage(err error) bool {
 		errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS)
 }
 
-// commitHook returns the function tx runs once committed: it reports the
-// commit's write and sync time to [StoreConfig.OnCommit], once per
-// transaction however many writes a batch shares it among.
-func (s *Store) commitHook(tx *bolt.Tx) func() {
+// reportCommit has tx, once committed, report its write and sync time to
+// [StoreConfig.OnCommit], once per transaction however many writes a
+// batch shares it among. Without an OnCommit it does nothing.
+func (s *Store) reportCommit(tx *bolt.Tx) {
+	if s.cfg.OnCommit == nil {
+		return
+	}
 	id := int64(tx.ID())
-	return func() {
-		if s.cfg.OnCommit != nil && s.lastCommit.Swap(id) != id {
+	tx.OnCommit(func() {
+		if s.lastCommit.Swap(id) != id {
 			st := tx.Stats()
 			s.cfg.OnCommit(st.GetWriteTime())
 		}
-	}
+	})
 }

@@ -412,7 +412,7 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 	// Batch may run the function again after a failed batch: it sets every
 	// result afresh.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		tx.OnCommit(s.commitHook(tx))
+		s.reportCommit(tx)
 		b := tx.Bucket(bucketData)
 		old := b.Get(dk)
 		var o Object
