@@ -147,7 +147,7 @@ func errorText(resp *http.Response) string {
 type APIConfig struct {
 	// Guard, when set, makes PUT and DELETE requests that carry an
 	// Idempotency-Key apply once per key on this node, replaying the
-	// first recorded answer (a 503 is not recorded: its retry runs again).
+	// first recorded answer (a 5xx is not recorded: its retry runs again).
 	// Give it a durable store, [NewIdempotencyStore], so that records
 	// survive a crash. With or without a Guard, the key also travels with
 	// the write to its coordinator, which deduplicates retries sent
