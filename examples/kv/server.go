@@ -149,7 +149,7 @@ const (
 	loopStallProbes = pushPullProbes
 )
 
-// probed records the result of a probe of the disk that ended at now.
+// probedAt records the result of a probe of the disk that ended at now.
 func (h *health) probedAt(now time.Time, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -184,19 +184,24 @@ func (h *health) check(now time.Time, stall time.Duration) error {
 }
 
 // probeDisk probes the store's disk every [ProbeDiskEvery] until ctx is
-// done.
+// done, and logs when the probes start failing and when they pass again.
 func (s *Server) probeDisk(ctx context.Context) {
 	t := time.NewTicker(ProbeDiskEvery)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			err := s.store.Probe()
-			if err != nil {
-				s.log.Error("disk probe", "err", err)
+			switch {
+			case err != nil && !failing:
+				s.log.Error("disk probe failed: /healthz answers 503", "err", err)
+			case err == nil && failing:
+				s.log.Info("disk probe passed again")
 			}
+			failing = err != nil
 			s.health.probedAt(time.Now(), err)
 		}
 	}
