@@ -310,16 +310,15 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap gives http.ResponseController the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// instrument counts and times every request next serves, by route (the
-// pattern of the handler mux chose) and method.
+// instrument counts and times every request mux serves, by route (the
+// pattern mux matched, which it records in the request) and method.
 func (m *Metrics) instrument(mux *http.ServeMux) http.Handler {
 	m.init()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		_, pattern := mux.Handler(r)
 		mux.ServeHTTP(rec, r)
-		route, method := routeLabel(pattern), methodLabel(r.Method)
+		route, method := routeLabel(r.Pattern), methodLabel(r.Method)
 		m.requests.WithLabelValues(route, method, codeLabel(cmp.Or(rec.code, http.StatusOK))).Inc()
 		m.latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	})
