@@ -115,6 +115,8 @@ type clusterOn[N fabric] struct {
 	onReap func(key []byte, tombstone Object)
 	// limits are the bounds of the stores started from now on.
 	limits StoreConfig
+	// metrics are the nodes' NodeConfig.Metrics from their next start.
+	metrics map[string]*Metrics
 }
 
 // cluster is the in-process cluster of the unit tests.
@@ -154,7 +156,7 @@ func (c *clusterOn[N]) start(id string) {
 		c.t.Fatal(err)
 	}
 	n, err := NewNode(NodeConfig{ID: id, Ring: c.ring, Store: s, Transport: c.net.transport(id), Quorum: c.q,
-		Alive: func(id string) bool { return c.net.node(id) != nil }, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond,
+		Alive: func(id string) bool { return c.net.node(id) != nil }, Timeout: time.Second, HedgeDelay: 100 * time.Millisecond, Metrics: c.metrics[id],
 		OnReap: func(key []byte, o Object) {
 			if c.onReap != nil {
 				c.onReap(key, o)

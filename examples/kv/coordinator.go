@@ -74,7 +74,7 @@ func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, 
 			continue // it applied nothing: the next home replica coordinates
 		}
 		if err != nil {
-			return Written{}, true, fmt.Errorf("kv: coordinator %s: %w", h, err)
+			return Written{}, true, fmt.Errorf("%w %s: %w", errCoordinator, h, err)
 		}
 		return Written{Context: resp.Context, Dot: resp.Dot}, true, nil
 	}

@@ -28,7 +28,12 @@
 //
 // [API] is the HTTP API (PUT/GET/DELETE /kv/{key} with X-Context and
 // Idempotency-Key, /cluster, /healthz, /readyz, /metrics), and
-// [StartServer] runs a whole node as cmd/kvnode does. [Check] is the
+// [StartServer] runs a whole node as cmd/kvnode does. Every error
+// response of the API is a [Problem] (RFC 9457), its status saying whose
+// fault it is: 4xx the client's, 503 too few replicas, 500 this node's
+// disk, 502 the coordinator a write was forwarded to. [Metrics] exports
+// the node on Prometheus' client library with labels bounded by the
+// routes, the methods and the ring's members. [Check] is the
 // verdict over a finished run: no acknowledged write lost, every key's
 // replicas identical.
 //

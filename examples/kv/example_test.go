@@ -1,11 +1,18 @@
 package kv_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/distkit/distkit/examples/kv"
+	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -43,4 +50,66 @@ func ExampleStore() {
 	// ["apple,fig" "apple,pear"] {"n1.e1":3}
 	// [] {"n1.e1":4}
 	// true 1 {"n1.e1":4} e1
+}
+
+// noPeers is the transport of a cluster of one node: it never calls out.
+type noPeers struct{}
+
+func (noPeers) Call(context.Context, string, []byte) ([]byte, error) {
+	return nil, errors.New("no peers")
+}
+
+// The HTTP API in five requests, on a one-node cluster: a PUT, a second
+// blind PUT that leaves two siblings (300), a PUT with the read's
+// X-Context that resolves them, a DELETE (which needs a context: 428
+// without, with a problem body), and an Idempotency-Key retry, replayed.
+func ExampleAPI() {
+	dir, err := os.MkdirTemp("", "kv-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := kv.Open(filepath.Join(dir, "kv.db"), kv.StoreConfig{Epoch: "e1", NoSync: true})
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+	r, _ := ring.New([]ring.Node{{ID: "n1"}}, ring.Config{})
+	n, err := kv.NewNode(kv.NodeConfig{ID: "n1", Ring: r, Store: s, Transport: noPeers{}, Quorum: quorum.Config{N: 1, R: 1, W: 1}})
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	h := kv.API(n, kv.APIConfig{Guard: idempotency.New(&idempotency.MemStore{}, idempotency.Config{})})
+	do := func(method, body string, header ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "/kv/greeting", strings.NewReader(body))
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(strings.TrimSpace(fmt.Sprintf("%s %q -> %d %s", method, body, rec.Code, strings.TrimSpace(rec.Body.String()))))
+		return rec
+	}
+	do("PUT", "hello")
+	do("PUT", "hello") // blind: no X-Context
+	read := do("GET", "")
+	do("PUT", "hello, world", kv.HeaderContext, read.Header().Get(kv.HeaderContext))
+	read = do("GET", "")
+	do("DELETE", "")
+	do("DELETE", "", kv.HeaderContext, read.Header().Get(kv.HeaderContext))
+	do("PUT", "paid", "Idempotency-Key", `"order-42"`)
+	retry := do("PUT", "paid", "Idempotency-Key", `"order-42"`)
+	fmt.Println("replayed:", retry.Header().Get("Idempotent-Replayed"))
+	// Output:
+	// PUT "hello" -> 204
+	// PUT "hello" -> 204
+	// GET "" -> 300 {"siblings":["aGVsbG8=","aGVsbG8="]}
+	// PUT "hello, world" -> 204
+	// GET "" -> 200 hello, world
+	// DELETE "" -> 428 {"type":"about:blank","title":"Precondition Required","status":428,"detail":"DELETE needs the X-Context of a read"}
+	// DELETE "" -> 204
+	// PUT "paid" -> 204
+	// PUT "paid" -> 204
+	// replayed: true
 }

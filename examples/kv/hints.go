@@ -28,8 +28,10 @@ type HintStore struct {
 	// mu serialises the changes of the set, so that the count below is
 	// exact, and is held by [Store.Reap] across its check that no hint for
 	// the key is held and its delete, so that no hint arrives between them.
-	mu    sync.Mutex
-	count int // hints held, across targets
+	mu     sync.Mutex
+	count  int                  // hints held, across targets
+	since  map[string]time.Time // target → when its hints last went from none to some
+	opened time.Time
 }
 
 // bucketHints holds one sub-bucket per target node: [key] → encoded
@@ -45,7 +47,7 @@ func openHints(path string, cfg StoreConfig) (*HintStore, error) {
 		return nil, err
 	}
 	db.NoSync = cfg.NoSync
-	h := &HintStore{db: db, max: cfg.MaxHints}
+	h := &HintStore{db: db, max: cfg.MaxHints, opened: time.Now()}
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketHints)
 		return err
@@ -172,6 +174,7 @@ func (h *HintStore) Add(target string, key []byte, o Object) error {
 	})
 	if err == nil && added {
 		h.count++
+		h.noteHeld(target)
 	}
 	return err
 }
@@ -281,16 +284,71 @@ func (h *HintStore) Drop(target string, key []byte, delivered Object) (bool, err
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	dropped := false
+	var emptied []byte // the first key left for target; nil: none
 	err = h.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHints).Bucket([]byte(target))
 		if b == nil || !bytes.Equal(b.Get(key), want) {
 			return nil
 		}
 		dropped = true
-		return b.Delete(key)
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+		emptied, _ = b.Cursor().First()
+		return nil
 	})
 	if err == nil && dropped {
 		h.count--
+		if emptied == nil {
+			delete(h.since, target)
+		}
 	}
 	return dropped, err
 }
+
+// noteHeld records that target holds hints from now on, unless it
+// already did. h.mu must be held.
+func (h *HintStore) noteHeld(target string) {
+	if _, ok := h.since[target]; ok {
+		return
+	}
+	if h.since == nil {
+		h.since = map[string]time.Time{}
+	}
+	h.since[target] = time.Now()
+}
+
+// Pending is the hints held for one target. It is a plain value.
+type Pending struct {
+	Target string
+	Count  int
+	// Since is when the target's hints last went from none to some: an
+	// upper bound on the time its oldest hint was taken (for hints
+	// already in the file when it was opened, the time it was opened).
+	Since time.Time
+}
+
+// Pending returns the hints held per target, in target order. It reads
+// every target's count from the file: a cost proportional to the hints
+// held (at most [StoreConfig.MaxHints]).
+func (h *HintStore) Pending() ([]Pending, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Pending
+	err := h.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
+			if k := tx.Bucket(bucketHints).Bucket(name).Stats().KeyN; k > 0 {
+				since, ok := h.since[string(name)]
+				if !ok {
+					since = h.opened
+				}
+				out = append(out, Pending{Target: string(name), Count: k, Since: since})
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Path returns the path of the hint file.
+func (h *HintStore) Path() string { return h.db.Path() }

@@ -113,8 +113,7 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-		err := fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, bytes.TrimSpace(text))
+		err := fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, errorText(resp))
 		switch resp.StatusCode {
 		case http.StatusUnprocessableEntity:
 			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
@@ -124,10 +123,23 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 			err = fmt.Errorf("%w: %w", ErrTooManySiblings, err)
 		case http.StatusRequestEntityTooLarge:
 			err = fmt.Errorf("%w: %w", ErrObjectTooLarge, err)
+		case http.StatusServiceUnavailable:
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return nil, err
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
+}
+
+// errorText returns the reason of an error response: the detail of a
+// [Problem] body, or the body's text, at most maxErrorBytes of it.
+func errorText(resp *http.Response) string {
+	text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+	var p Problem
+	if resp.Header.Get("Content-Type") == ProblemContentType && json.Unmarshal(text, &p) == nil && p.Detail != "" {
+		return p.Detail
+	}
+	return string(bytes.TrimSpace(text))
 }
 
 // APIConfig configures [API]. The zero value has no idempotency keys and
@@ -135,14 +147,21 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 type APIConfig struct {
 	// Guard, when set, makes PUT and DELETE requests that carry an
 	// Idempotency-Key apply once per key on this node, replaying the
-	// first recorded answer (a 503 is not recorded: its retry runs again).
+	// first recorded answer (a 5xx is not recorded: its retry runs again).
 	// Give it a durable store, [NewIdempotencyStore], so that records
 	// survive a crash. With or without a Guard, the key also travels with
 	// the write to its coordinator, which deduplicates retries sent
 	// through any node (see [Node.Write]).
 	Guard *idempotency.Guard
-	// Metrics, when set, counts the requests and their latencies.
+	// Metrics, when set, counts the requests and their latencies, the
+	// values of reads, and serves /metrics with the node's counters.
 	Metrics *Metrics
+	// Health, when set, is what /healthz checks: nil means healthy, an
+	// error is answered 503 with the error as the reason. It must be
+	// cheap: clients may call it at any rate (a [Server] reports its last
+	// periodic probe of the disk and the liveness of its membership
+	// loop). nil: always healthy.
+	Health func() error
 	// Ready reports readiness for /readyz; nil: always ready.
 	Ready func() bool
 	// Membership lists the failure detector's members for /cluster; nil:
@@ -222,7 +241,7 @@ func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
 // API returns the HTTP handler of node n: the client API on /kv/{key}
 // (PUT, GET, DELETE with X-Context, Idempotency-Key, ?w= and ?r=), the
 // replica RPCs on /internal/rpc, /cluster, /healthz, /readyz and, with
-// cfg.Metrics, /metrics.
+// cfg.Metrics, /metrics. Every error response is a [Problem].
 func API(n *Node, cfg APIConfig) http.Handler {
 	cfg.Limits = cfg.Limits.withDefaults()
 	a := &api{n: n, cfg: cfg}
@@ -236,15 +255,10 @@ func API(n *Node, cfg APIConfig) http.Handler {
 			GlobalScope: true,
 		})(kv)
 	}
-	kv = bounded(cfg.Limits.MaxConcurrent, cfg.Limits.BodyTimeout, kv)
-	if cfg.Metrics != nil {
-		kv = cfg.Metrics.instrument(kv)
-		mux.Handle("GET /metrics", cfg.Metrics.handler(n))
-	}
-	mux.Handle("/kv/{key}", kv)
+	mux.Handle("/kv/{key}", bounded(cfg.Limits.MaxConcurrent, cfg.Limits.BodyTimeout, kv))
 	mux.Handle("POST "+rpcPath, bounded(cfg.Limits.MaxConcurrentRPC, cfg.Limits.BodyTimeout, http.HandlerFunc(a.serveRPC)))
 	mux.HandleFunc("GET /cluster", a.serveCluster)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if cfg.Ready != nil && !cfg.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -252,7 +266,12 @@ func API(n *Node, cfg APIConfig) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	return mux
+	if cfg.Metrics == nil {
+		return problems(mux)
+	}
+	cfg.Metrics.node.Store(n)
+	mux.Handle("GET /metrics", cfg.Metrics.handler())
+	return problems(cfg.Metrics.instrument(mux))
 }
 
 type api struct {
@@ -299,7 +318,7 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrObjectTooLarge):
 		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		serverError(w, err, "")
 	default:
 		w.Header().Set("Content-Type", "application/msgpack")
 		_, _ = w.Write(resp)
@@ -347,6 +366,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		readError(w, err)
 		return
 	}
+	a.cfg.Metrics.observeRead(len(res.Values))
 	if res.Context.Len() > 0 {
 		w.Header().Set(HeaderContext, EncodeContext(res.Context))
 	}
@@ -468,46 +488,81 @@ func idempotencyKey(r *http.Request) (string, error) {
 	return k, nil
 }
 
-// writeError answers err: 400 for bad input, 409 for a write whose dot
-// would pass the counter bound or that would leave too many siblings, 413
-// for one that would make the key too large, 422 for an idempotency key
-// reused with another value, 503 for too few replicas.
+// writeError answers the error of a write: 400 for bad input, 409 for a
+// write whose dot would pass the counter bound or that would leave too
+// many siblings, 413 for one that would make the key too large, 422 for
+// an idempotency key reused with another value, and otherwise
+// [serverError].
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadKey), errors.Is(err, quorum.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	case errors.Is(err, ErrTooManySiblings):
-		http.Error(w, err.Error(), http.StatusConflict)
+		problem(w, ProblemTooManySiblings, http.StatusConflict, err.Error()+"; read the key and write the value that resolves its siblings")
 	case errors.Is(err, ErrObjectTooLarge):
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		problem(w, ProblemObjectTooLarge, http.StatusRequestEntityTooLarge, err.Error()+"; read the key and write the value that resolves its siblings")
 	case errors.Is(err, vclock.ErrExhausted):
-		http.Error(w, err.Error()+"\nthe key's history holds a counter at its bound; nothing was written", http.StatusConflict)
+		problem(w, ProblemCounterExhausted, http.StatusConflict, err.Error()+"; the key's history holds a counter at its bound; nothing was written")
 	case errors.Is(err, ErrKeyReused):
-		http.Error(w, err.Error()+"\nthis Idempotency-Key was used for a different value", http.StatusUnprocessableEntity)
+		problem(w, ProblemKeyReused, http.StatusUnprocessableEntity, err.Error()+"; this Idempotency-Key was used for a different value")
 	default:
-		http.Error(w, "too few replicas answered: "+err.Error()+
-			"\nthe outcome is indeterminate; a retry with the same Idempotency-Key is safe", http.StatusServiceUnavailable)
+		serverError(w, err, "; the outcome is indeterminate; a retry with the same Idempotency-Key is safe")
 	}
 }
 
-// readError answers the error of a read: 400 for bad input, 503 for too
-// few replicas.
+// readError answers the error of a read: 400 for bad input, and otherwise
+// [serverError].
 func readError(w http.ResponseWriter, err error) {
 	if errors.Is(err, ErrBadKey) || errors.Is(err, quorum.ErrInvalid) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	http.Error(w, "too few replicas answered: "+err.Error()+"\nretry, or read with a smaller ?r=", http.StatusServiceUnavailable)
+	serverError(w, err, "; retry, or read with a smaller ?r=")
 }
 
-// clusterView is the JSON of GET /cluster.
+// serverError answers a failure that is not the client's: 503
+// [ProblemNoQuorum] when too few replicas answered (quorum.ErrNoQuorum,
+// [ErrUnavailable], [ErrLeaving]), with advice appended to its detail;
+// 502 [ProblemCoordinator] when the node a write was forwarded to failed
+// it otherwise; 500 [ProblemStorage] when this node's own storage failed;
+// 500 [ProblemInternal] for anything else.
+func serverError(w http.ResponseWriter, err error, advice string) {
+	switch {
+	case errors.Is(err, quorum.ErrNoQuorum), errors.Is(err, ErrUnavailable), errors.Is(err, ErrLeaving):
+		problem(w, ProblemNoQuorum, http.StatusServiceUnavailable, "too few replicas answered: "+err.Error()+advice)
+	case errors.Is(err, errCoordinator):
+		problem(w, ProblemCoordinator, http.StatusBadGateway, err.Error()+advice)
+	case isStorage(err):
+		problem(w, ProblemStorage, http.StatusInternalServerError, err.Error()+"; this node's disk failed: send the request to another node")
+	default:
+		problem(w, ProblemInternal, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// serveHealth answers /healthz: 200 "ok", or 503 [ProblemUnhealthy] with
+// the reason.
+func (a *api) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	if a.cfg.Health == nil {
+		fmt.Fprintln(w, "ok")
+		return
+	}
+	if err := a.cfg.Health(); err != nil {
+		problem(w, ProblemUnhealthy, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// clusterView is the JSON of GET /cluster: a summary per member of the
+// ring, as nodetool status gives, and with ?ranges=1 the hash ranges this
+// node replicates.
 type clusterView struct {
 	ID      string       `json:"id"`
 	N       int          `json:"n"`
 	R       int          `json:"r"`
 	W       int          `json:"w"`
 	Members []memberView `json:"members"`
-	Ranges  []ownedRange `json:"ranges"`
+	Ranges  []ownedRange `json:"ranges,omitempty"`
 	Stats   Stats        `json:"stats"`
 }
 
@@ -517,6 +572,16 @@ type memberView struct {
 	State       string `json:"state"`            // as the failure detector sees it
 	Incarnation uint64 `json:"incarnation"`      // SWIM's; 0 without SWIM
 	Gossip      string `json:"gossip,omitempty"` // SWIM address
+	// Owns is the member's effective ownership, in percent: the share of
+	// the hash space it is one of the N replicas of (the members' shares
+	// add up to N × 100).
+	Owns float64 `json:"owns_percent"`
+	// HintsPending are the hints this node holds for the member.
+	HintsPending int `json:"hints_pending"`
+	// LastAntiEntropy is when this node's last successful anti-entropy
+	// exchange with the member ended (with metrics; absent: none since it
+	// joined, or this node itself).
+	LastAntiEntropy *time.Time `json:"last_anti_entropy,omitempty"`
 }
 
 type ownedRange struct {
@@ -525,17 +590,38 @@ type ownedRange struct {
 	Replicas []string `json:"replicas"`
 }
 
-func (a *api) serveCluster(w http.ResponseWriter, _ *http.Request) {
+// serveCluster answers GET /cluster; ?ranges=1 adds the hash ranges this
+// node replicates, which number about the ring's points.
+func (a *api) serveCluster(w http.ResponseWriter, r *http.Request) {
 	n := a.n
-	r := n.Ring()
+	rg := n.Ring()
 	q := n.Quorum()
 	v := clusterView{ID: n.ID(), N: q.N, R: q.R, W: q.W, Stats: n.Stats()}
 	var swimMembers []swim.Member
 	if a.cfg.Membership != nil {
 		swimMembers = a.cfg.Membership()
 	}
-	for _, m := range r.Nodes() {
-		mv := memberView{ID: m.ID, Zone: m.Zone, State: "alive"}
+	hints := map[string]int{}
+	if pending, err := n.store.Hints().Pending(); err == nil {
+		for _, p := range pending {
+			hints[p.Target] = p.Count
+		}
+	}
+	owned := map[string]float64{} // replica → width of the hash space it replicates
+	for _, m := range ring.ReplicaMoves(nil, rg, q.N) {
+		width := float64(m.End - m.Start)
+		if m.End == m.Start {
+			width = 1 << 64 // one range around the whole ring
+		}
+		for _, id := range m.To {
+			owned[id] += width
+			if id == n.ID() && r.URL.Query().Get("ranges") != "" {
+				v.Ranges = append(v.Ranges, ownedRange{Start: m.Start, End: m.End, Replicas: m.To})
+			}
+		}
+	}
+	for _, m := range rg.Nodes() {
+		mv := memberView{ID: m.ID, Zone: m.Zone, State: "alive", Owns: 100 * owned[m.ID] / (1 << 64), HintsPending: hints[m.ID]}
 		if !n.Alive(m.ID) {
 			mv.State = "down"
 		}
@@ -543,14 +629,10 @@ func (a *api) serveCluster(w http.ResponseWriter, _ *http.Request) {
 			sm := swimMembers[i]
 			mv.State, mv.Incarnation, mv.Gossip = sm.State.String(), sm.Incarnation, sm.Addr
 		}
-		v.Members = append(v.Members, mv)
-	}
-	for _, m := range ring.ReplicaMoves(nil, r, q.N) {
-		for _, id := range m.To {
-			if id == n.ID() {
-				v.Ranges = append(v.Ranges, ownedRange{Start: m.Start, End: m.End, Replicas: m.To})
-			}
+		if t, ok := a.cfg.Metrics.LastExchange(m.ID); ok {
+			mv.LastAntiEntropy = &t
 		}
+		v.Members = append(v.Members, mv)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

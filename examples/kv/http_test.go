@@ -94,15 +94,27 @@ func TestAPI(t *testing.T) {
 		c.net.partitioned["n1"] = false
 
 		rec = do(h, "GET", "/metrics", "")
-		for _, want := range []string{`kv_requests_total{method="PUT",code="204"} 4`, `kv_requests_total{method="GET",code="300"} 1`,
-			`kv_request_duration_seconds_count{method="PUT"}`, "kv_hints_pending ", "kv_read_repairs_total "} {
+		for _, want := range []string{`kv_requests_total{code="204",method="PUT",route="/kv/{key}"} 4`,
+			`kv_requests_total{code="300",method="GET",route="/kv/{key}"} 1`, `kv_read_siblings_bucket{le="2"} 3`,
+			`kv_request_duration_seconds_count{method="PUT",route="/kv/{key}"}`, "kv_hints_stored_total ", "kv_read_repairs_total ",
+			"go_goroutines ", "process_start_time_seconds "} {
 			if !strings.Contains(rec.Body.String(), want) {
 				t.Errorf("/metrics lacks %q:\n%s", want, rec.Body)
 			}
 		}
 		var view clusterView
-		if rec := do(h, "GET", "/cluster", ""); json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.Members) != 5 || len(view.Ranges) == 0 {
+		if rec := do(h, "GET", "/cluster", ""); json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.Members) != 5 || len(view.Ranges) != 0 {
 			t.Fatalf("/cluster: %s", rec.Body)
+		}
+		owns := 0.0
+		for _, m := range view.Members {
+			owns += m.Owns
+		}
+		if owns < 299.999 || owns > 300.001 {
+			t.Errorf("/cluster: the members own %v%% of the hash space together, want N × 100 = 300", owns)
+		}
+		if rec := do(h, "GET", "/cluster?ranges=1", ""); json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.Ranges) == 0 {
+			t.Fatalf("/cluster?ranges=1: %s", rec.Body)
 		}
 		if rec := do(h, "GET", "/healthz", ""); rec.Code != http.StatusOK {
 			t.Errorf("/healthz: %d", rec.Code)
@@ -346,6 +358,7 @@ func TestMetricsMethodsBounded(t *testing.T) {
 			return n
 		}
 		do(h, "BAZ0", "/kv/k", "")
+		series() // the first scrape adds the series of /metrics itself
 		before := series()
 		for i := range 200 {
 			do(h, fmt.Sprintf("BAZ%d", 7729+i), "/kv/k", "")
@@ -353,7 +366,7 @@ func TestMetricsMethodsBounded(t *testing.T) {
 		if after := series(); after != before {
 			t.Fatalf("/metrics went from %d to %d series after 200 invented methods", before, after)
 		}
-		if body := do(h, "GET", "/metrics", "").Body.String(); !strings.Contains(body, `kv_requests_total{method="other",code="405"} 201`) {
+		if body := do(h, "GET", "/metrics", "").Body.String(); !strings.Contains(body, `kv_requests_total{code="405",method="other",route="/kv/{key}"} 201`) {
 			t.Fatalf("invented methods not counted as other:\n%s", body)
 		}
 	})

@@ -31,6 +31,7 @@ type maintainer struct {
 	stats   *nodeStats
 	onReap  func(key []byte, tombstone Object)
 	log     *slog.Logger
+	metrics *Metrics // nil: none
 
 	reapMu   sync.Mutex // guards reapFrom
 	reapFrom []byte     // the data key the next pass of reap starts at; nil: the first
@@ -172,6 +173,7 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 
 // antiEntropy is [Node.AntiEntropy].
 func (m *maintainer) antiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
+	defer m.metrics.exchanged(peer, time.Now(), &repaired, &moved, &err)
 	for _, g := range m.place().groups {
 		if ids := strings.Split(g, ","); !slices.Contains(ids, peer) || !slices.Contains(ids, m.self) {
 			continue

@@ -70,6 +70,10 @@ type NodeConfig struct {
 	// block.
 	OnReap func(key []byte, tombstone Object)
 	Logger *slog.Logger // nil: discard
+	// Metrics, if set, records the node's anti-entropy exchanges per
+	// peer. (Replica RPCs are counted by wrapping the Transport with
+	// [Metrics.Transport].)
+	Metrics *Metrics
 }
 
 // Node is one member of the replicated store, and a facade over the
@@ -160,7 +164,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
 	n.maint = &maintainer{self: n.id, peers: n, store: n.store, rep: n.rep, place: n.place.Load, timeout: n.timeout,
-		stats: &n.stats, onReap: cfg.OnReap, log: log}
+		stats: &n.stats, onReap: cfg.OnReap, log: log, metrics: cfg.Metrics}
 	p := newPlacement(cfg.Ring, n.quorum.N, cmp.Or(max(cfg.Fallbacks, 0), DefaultFallbacks))
 	if err := n.store.regroup(p.group, func() { n.place.Store(p) }); err != nil {
 		return nil, err

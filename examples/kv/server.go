@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -121,6 +122,89 @@ type Server struct {
 	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
 	ready   atomic.Bool    // serving
 	joined  atomic.Bool    // has seen another live member
+	health  health
+}
+
+// health is what /healthz of a [Server] reports: the last probe of the
+// disk ([Store.Probe]) and what the membership loop is busy with. It is
+// safe for concurrent use.
+type health struct {
+	mu        sync.Mutex
+	disk      error     // of the last probe
+	probed    time.Time // when the last probe ended
+	busy      string    // what the membership loop is doing; "": waiting for events
+	busySince time.Time
+}
+
+// Health checks of a [Server].
+const (
+	// ProbeDiskEvery is how often a server probes its disk.
+	ProbeDiskEvery = 2 * time.Second
+	// DiskProbeStale is how long the last probe may have ended before
+	// /healthz takes the disk for hung.
+	DiskProbeStale = 5 * ProbeDiskEvery
+	// loopStallProbes is how many probe intervals the membership loop may
+	// spend on one batch of events (a ring change's rebalance included)
+	// before /healthz reports it stuck.
+	loopStallProbes = pushPullProbes
+)
+
+// probedAt records the result of a probe of the disk that ended at now.
+func (h *health) probedAt(now time.Time, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.disk, h.probed = err, now
+}
+
+// setBusy records what the membership loop is doing from now on; "":
+// waiting for events.
+func (h *health) setBusy(now time.Time, what string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.busy, h.busySince = what, now
+}
+
+// check returns why the server is unhealthy at now, or nil: the last
+// probe of the disk failed or ended more than [DiskProbeStale] ago, or the
+// membership loop has been busy with one thing for longer than stall.
+func (h *health) check(now time.Time, stall time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	if h.disk != nil {
+		errs = append(errs, fmt.Errorf("disk: %w", h.disk))
+	}
+	if age := now.Sub(h.probed); age > DiskProbeStale {
+		errs = append(errs, fmt.Errorf("disk: no probe ended for %v (hung?)", age.Round(time.Millisecond)))
+	}
+	if d := now.Sub(h.busySince); h.busy != "" && d > stall {
+		errs = append(errs, fmt.Errorf("membership loop: %s for %v, more than %v", h.busy, d.Round(time.Millisecond), stall))
+	}
+	return errors.Join(errs...)
+}
+
+// probeDisk probes the store's disk every [ProbeDiskEvery] until ctx is
+// done, and logs when the probes start failing and when they pass again.
+func (s *Server) probeDisk(ctx context.Context) {
+	t := time.NewTicker(ProbeDiskEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := s.store.Probe()
+			switch {
+			case err != nil && !failing:
+				s.log.Error("disk probe failed: /healthz answers 503", "err", err)
+			case err == nil && failing:
+				s.log.Info("disk probe passed again")
+			}
+			failing = err != nil
+			s.health.probedAt(time.Now(), err)
+		}
+	}
 }
 
 // StartServer opens the store in cfg.Data, joins the SWIM cluster,
@@ -161,6 +245,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		return nil, err
 	}
 	s = &Server{metrics: &Metrics{}, tr: tr, log: log}
+	cfg.Store.OnCommit = s.metrics.ObserveCommit
 	var closers []func() error // undone in reverse on failure
 	defer func() {
 		if err != nil {
@@ -173,6 +258,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.store.Close)
+	s.health.probedAt(time.Now(), s.store.Probe())
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
@@ -199,12 +285,13 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	s.swim = swim.Start(context.Background(), core, gossip, log)
 	closers = append(closers, s.swim.Close)
-	s.metrics.gossip = s.swim.Stats
+	s.metrics.swim.Store(s.swim)
+	s.metrics.SetPeers(ids(r))
 	alive := func(id string) bool {
 		m, known := s.swim.Member(id)
 		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
 	}
-	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: tr, Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Logger: log}); err != nil {
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: s.metrics.Transport(tr), Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Logger: log, Metrics: s.metrics}); err != nil {
 		return nil, err
 	}
 	idem, err := NewIdempotencyStore(s.store, IdempotencyConfig{})
@@ -217,9 +304,14 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
+			Health: func() error {
+				return s.health.check(time.Now(), loopStallProbes*cmp.Or(cfg.ProbeInterval, time.Second))
+			},
 			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Room for the longest X-Context allowed, and no more.
+		MaxHeaderBytes: 64<<10 + 2*cmp.Or(cfg.Limits.MaxContextLen, DefaultMaxContextLen),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -230,6 +322,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	})
 	s.wg.Go(func() { s.node.Maintain(ctx, cfg.Maintain) })
 	s.wg.Go(func() { s.watch(ctx, log) })
+	s.wg.Go(func() { s.probeDisk(ctx) })
 	if len(cfg.Join) > 0 {
 		s.wg.Go(func() { s.warnUnjoined(ctx, log, cfg.Join, joinGrace*cmp.Or(cfg.ProbeInterval, time.Second)) })
 	}
@@ -278,21 +371,33 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 		case <-s.swim.Changed():
 		}
 		events = s.swim.PopEvents(events[:0])
+		s.health.setBusy(time.Now(), fmt.Sprintf("following %d membership events", len(events)))
 		if s.swim.NumLive() > 1 {
 			s.joined.Store(true)
 		}
 		cur := s.node.Ring()
 		next := cur
 		for _, e := range events {
-			s.metrics.MembershipChanged()
-			log.Info("membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
+			s.metrics.MembershipChanged(e.Kind)
+			level := slog.LevelInfo
+			if e.Kind == swim.EventSuspected || e.Kind == swim.EventFailed || e.Kind == swim.EventConflict {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
 			next = s.follow(next, e, log)
 		}
-		if next == cur {
-			continue
+		if next != cur {
+			s.health.setBusy(time.Now(), fmt.Sprintf("rebalancing to a ring of %d members", next.Len()))
+			s.metrics.SetPeers(ids(next))
+			start := time.Now()
+			k, err := s.node.ApplyRing(ctx, next)
+			if err != nil {
+				log.Error("ring changed, rebalance failed", "members", next.Len(), "streamed", k, "took", time.Since(start), "err", err)
+			} else {
+				log.Info("ring changed", "members", next.Len(), "streamed", k, "took", time.Since(start))
+			}
 		}
-		k, err := s.node.ApplyRing(ctx, next)
-		log.Info("ring changed", "members", next.Len(), "streamed", k, "err", err)
+		s.health.setBusy(time.Now(), "")
 	}
 }
 
@@ -326,6 +431,15 @@ func (s *Server) follow(r *ring.Ring, e swim.Event, log *slog.Logger) *ring.Ring
 	return r
 }
 
+// ids returns the IDs of r's nodes.
+func ids(r *ring.Ring) []string {
+	var out []string
+	for _, n := range r.Nodes() {
+		out = append(out, n.ID)
+	}
+	return out
+}
+
 // Node returns the server's node.
 func (s *Server) Node() *Node { return s.node }
 
@@ -354,8 +468,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		start := time.Now()
 		h, err := s.node.Leave(ctx)
 		left = err
-		s.log.Info("handed over", "keys", h.Keys, "copies", h.Copies, "failed", h.Failed, "hints", h.Hints,
-			"unplaced", h.Unplaced, "took", time.Since(start), "err", err)
+		attrs := []any{"keys", h.Keys, "copies", h.Copies, "failed", h.Failed, "hints", h.Hints, "unplaced", h.Unplaced, "took", time.Since(start)}
+		if err != nil {
+			s.log.Error("handover failed", append(attrs, "err", err)...)
+		} else {
+			s.log.Info("handed over", attrs...)
+		}
 	}
 	if !hard && left == nil { // its data is on the others: leave, even if ctx ended since
 		s.swim.Leave(ctx)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -95,6 +96,11 @@ type StoreConfig struct {
 	// back with a new store, hence a new epoch, so that its new writes
 	// never reuse the dots of its lost ones.
 	Epoch string
+	// OnCommit, if set, is called once per committed write transaction of
+	// the data file, shared by a batch of writes, with the time bbolt
+	// spent writing its pages and meta page and syncing them
+	// (TxStats.WriteTime); it must not block.
+	OnCommit func(write time.Duration)
 }
 
 // Store is one replica's durable state on bbolt: every key's [Object]
@@ -116,10 +122,11 @@ type Store struct {
 	// writing is held shared by a write from its transaction to its
 	// commit hook, and exclusively by Regroup's scan, so that every
 	// committed write is in the index exactly once.
-	writing sync.RWMutex
-	epoch   string
-	index   *TreeIndex
-	hints   *HintStore
+	writing    sync.RWMutex
+	epoch      string
+	lastCommit atomic.Int64 // the transaction OnCommit last reported
+	index      *TreeIndex
+	hints      *HintStore
 }
 
 var (
@@ -405,6 +412,7 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 	// Batch may run the function again after a failed batch: it sets every
 	// result afresh.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		s.reportCommit(tx)
 		b := tx.Bucket(bucketData)
 		old := b.Get(dk)
 		var o Object

@@ -32,7 +32,11 @@
 // writers and counters beyond what the coordinator's copy of the key has
 // seen are pruned, never merged into the key.
 //
-// It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
+// It logs JSON lines with log/slog to stderr, at -log-level and above
+// (durations as strings such as "1.5s"; failures at warn or error), and
+// serves /metrics (Prometheus), /healthz (503 with the reason when its
+// disk or its membership loop fails), /readyz and /cluster (a summary per
+// node; ?ranges=1 adds the hash ranges it replicates). On SIGTERM or SIGINT, it
 // hands its data over to the other nodes and leaves the cluster, within
 // -leave-timeout; otherwise, or on a second signal, it stops as a failed
 // node would, its disk kept.
@@ -44,6 +48,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -93,6 +98,8 @@ func run(args []string) error {
 	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
 	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
+	var level slog.Level
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "the least severe level logged: debug (each failed copy of a write), info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,7 +135,7 @@ func run(args []string) error {
 				*keyFile, len(clusterKey), kv.MinClusterKeyLen)
 		}
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := newLogger(os.Stderr, level)
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
@@ -174,4 +181,16 @@ func parsePeers(s, id string) ([]kv.Member, error) {
 		out = append(out, kv.Member{ID: name, Addr: addr, Zone: z})
 	}
 	return out, nil
+}
+
+// newLogger returns a logger of JSON lines to w at level and above, with
+// durations as Go duration strings ("1.5s"), not nanoseconds.
+func newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}}))
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -243,7 +244,7 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatalf("/readyz of the last member: %d", code)
 	}
 	// The others left: the ring follows, n2 replicates everything alone.
-	code, body := request(t, "GET", "http://"+addrs[1]+"/cluster", "")
+	code, body := request(t, "GET", "http://"+addrs[1]+"/cluster?ranges=1", "")
 	var view struct {
 		Members []struct{ ID, State string }
 		Ranges  []struct{ Replicas []string }
@@ -556,5 +557,26 @@ func TestHelpExitStatus(t *testing.T) {
 		if code != want || !strings.Contains(string(out), "-cluster-key-file") {
 			t.Errorf("kvnode %s: exit %d, want %d; output %q", args, code, want, out)
 		}
+	}
+}
+
+// Log lines carry durations as readable strings, and -log-level sets the
+// least severe level written; an unknown level is refused.
+func TestLogLevelAndDurations(t *testing.T) {
+	var out strings.Builder
+	log := newLogger(&out, slog.LevelWarn)
+	log.Info("hidden", "took", time.Second)
+	log.Warn("shown", "took", 1500*time.Millisecond, "n", 3)
+	if got, want := out.String(), `"msg":"shown","took":"1.5s","n":3}`; strings.Contains(got, "hidden") || !strings.Contains(got, want) {
+		t.Fatalf("log at warn: %q, want only the warning, with %s", got, want)
+	}
+	out.Reset()
+	newLogger(&out, slog.LevelDebug).Debug("copy failed")
+	if !strings.Contains(out.String(), `"level":"DEBUG"`) {
+		t.Fatalf("log at debug: %q", out.String())
+	}
+	err := run([]string{"-id", "n1", "-data", t.TempDir(), "-log-level", "loud"})
+	if err == nil || !strings.Contains(err.Error(), "log-level") {
+		t.Fatalf("-log-level loud: %v, want a refusal naming the flag", err)
 	}
 }
