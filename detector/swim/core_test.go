@@ -244,8 +244,9 @@ func TestEventsBounded(t *testing.T) {
 	}
 	ev := c.PopEvents(nil)
 	require.Len(t, ev, 3)
-	require.Equal(t, "2", ev[0].Member.ID, "the oldest events are dropped")
-	require.Equal(t, uint64(2), c.Stats().DroppedEvents)
+	require.Equal(t, EventResync, ev[0].Kind, "the consumer is told to resynchronise")
+	require.Equal(t, "3", ev[1].Member.ID, "the oldest events are dropped")
+	require.Equal(t, uint64(3), c.Stats().DroppedEvents)
 	require.Empty(t, c.PopEvents(nil))
 }
 
