@@ -14,9 +14,9 @@ import (
 // that every other member delivers each broadcast exactly once and that
 // each member sends each exactly the retransmit limit of times (so that
 // n*limit copies go out per broadcast, whatever the loss), and returns
-// the periods until the last delivery and the packets sent beyond the
-// probes' two per member and period.
-func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (last float64, extra int) {
+// the periods until the last delivery and the number of gossip packets
+// (packets without a probe, an ack or another primary message).
+func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (last float64, gossip int) {
 	t.Helper()
 	c := newCluster(t, seed, n, Config{}, link)
 	c.waitConverged(5 * time.Minute)
@@ -25,11 +25,20 @@ func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (la
 		sn.core.PopMessages(nil)
 	}
 	copies := map[string]int{} // per sender and payload
-	packets := 0
+	d := newDecoder()
+	var msgs []message
 	c.onSend = func(from *simNode, p Packet) {
-		packets++
-		for _, m := range broadcastsIn(t, []Packet{p}) {
-			copies[from.cfg.ID+"/"+string(m.payload)]++
+		var err error
+		if msgs, err = d.decodePacket(p.Data, msgs[:0]); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(msgs, func(m message) bool { return !m.kind.update() }) {
+			gossip++
+		}
+		for _, m := range msgs {
+			if m.kind == kindBroadcast {
+				copies[from.cfg.ID+"/"+string(m.payload)]++
+			}
 		}
 	}
 	origin := c.nodes[c.net.Rand().IntN(n)]
@@ -62,15 +71,15 @@ func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (la
 			}
 		}
 	}
-	return last, packets - 2*n*periods
+	return last, gossip
 }
 
 // TestBroadcastDissemination: a broadcast reaches every member within a
 // bounded number of protocol periods, on a LAN and with 10% loss; every
 // member delivers it once and sends it exactly RetransmitMult*
-// ceil(log10(n+1)) times, and the traffic it adds is bounded by gossip:
-// at most GossipNodes packets per gossip round, and no more rounds than
-// the retransmit limit needs.
+// ceil(log10(n+1)) times, and the traffic it adds is bounded: gossip
+// packets (the only ones a broadcast adds) number at most GossipNodes per
+// round, in no more rounds than the retransmit limit needs.
 func TestBroadcastDissemination(t *testing.T) {
 	lossy := lan
 	lossy.Loss = 0.1
@@ -86,20 +95,62 @@ func TestBroadcastDissemination(t *testing.T) {
 		for _, n := range sizes {
 			for _, seed := range seeds(2) {
 				bcasts := []int{1, 10}[seed%2]
-				last, extra := disseminate(t, seed, n, bcasts, tc.link)
+				last, gossip := disseminate(t, seed, n, bcasts, tc.link)
 				limit := retransmitLimit(4, n)
 				// A gossip packet carries every queued broadcast (ten of
 				// a few bytes fit), so a member's are done after
 				// ceil(limit/GossipNodes) rounds of GossipNodes packets.
 				bound := n * 3 * ((limit + 2) / 3)
-				t.Logf("%s, %d members, %d broadcasts, seed %d: all delivered after %.2f periods; %d packets beyond the probes' (bound %d without loss)",
-					tc.name, n, bcasts, seed, last, extra, bound)
+				t.Logf("%s, %d members, %d broadcasts, seed %d: all delivered after %.2f periods; %d gossip packets (bound %d without loss)",
+					tc.name, n, bcasts, seed, last, gossip, bound)
 				if last > tc.periods {
 					t.Errorf("%s, %d members, seed %d: last delivery after %.2f periods, want <= %v", tc.name, n, seed, last, tc.periods)
 				}
-				if tc.link.Loss == 0 && extra > bound {
-					t.Errorf("%s, %d members, seed %d: %d packets beyond the probes', bound %d", tc.name, n, seed, extra, bound)
+				if tc.link.Loss == 0 && gossip > bound {
+					t.Errorf("%s, %d members, seed %d: %d gossip packets, bound %d", tc.name, n, seed, gossip, bound)
 				}
+			}
+		}
+	}
+}
+
+// TestMetaDissemination: metadata updated on one member reaches every
+// other member, as an EventUpdated with the new metadata at the new
+// incarnation, within a period, on a LAN and with 10% loss.
+func TestMetaDissemination(t *testing.T) {
+	lossy := lan
+	lossy.Loss = 0.1
+	for _, link := range []simnet.Link{lan, lossy} {
+		for _, seed := range seeds(2) {
+			c := newCluster(t, seed, 32, Config{}, link)
+			c.waitConverged(5 * time.Minute)
+			c.runFor(30 * time.Second)
+			origin := c.nodes[c.net.Rand().IntN(len(c.nodes))]
+			updated := map[string]time.Time{}
+			c.onEvent = func(sn *simNode, e Event) {
+				if e.Kind == EventUpdated && e.Member.ID == origin.cfg.ID && string(e.Member.Meta) == "v2" {
+					if e.Member.Incarnation != origin.core.Local().Incarnation {
+						t.Fatalf("seed %d: %s saw incarnation %d", seed, sn.cfg.ID, e.Member.Incarnation)
+					}
+					updated[sn.cfg.ID] = e.At
+				}
+			}
+			start := c.net.Now()
+			if err := origin.core.UpdateMeta([]byte("v2")); err != nil {
+				t.Fatal(err)
+			}
+			c.runFor(5 * c.period())
+			last := 0.0
+			for _, sn := range c.nodes {
+				at, ok := updated[sn.cfg.ID]
+				if sn != origin && !ok {
+					t.Fatalf("seed %d, loss %v: %s never saw the update", seed, link.Loss, sn.cfg.ID)
+				}
+				last = max(last, c.periods(at)-c.periods(start))
+			}
+			t.Logf("loss %v, seed %d: every member saw the metadata after %.2f periods", link.Loss, seed, last)
+			if last > 1 {
+				t.Errorf("loss %v, seed %d: last update seen after %.2f periods", link.Loss, seed, last)
 			}
 		}
 	}

@@ -293,7 +293,7 @@ func TestUserMessage(t *testing.T) {
 	require.ErrorIs(t, err, ErrLeft)
 }
 
-// TestUserBadInput: an oversized payload or name, a counter at or above
+// TestUserBadInput: an oversized payload, name or metadata, a counter at or above
 // 2^63 (up to 2^64-1) in a new field, a broadcast from a non-member or
 // from an epoch far ahead: each is a drop and a counter, never a panic,
 // never a membership change.
@@ -313,6 +313,7 @@ func TestUserBadInput(t *testing.T) {
 		{"epoch an hour and a second ahead", message{kind: kindBroadcast, id: "b", epoch: epochAt(t0.Add(time.Hour + time.Second)), seq: 1}, func(s Stats) int { return s.UserRefused }},
 		{"origin not a member", message{kind: kindBroadcast, id: "x", epoch: 1, seq: 1}, func(s Stats) int { return s.UserRefused }},
 		{"sender not a member", message{kind: kindUserMsg, id: "x"}, func(s Stats) int { return s.UserRefused }},
+		{"oversized metadata", message{kind: kindAlive, inc: 2, id: "b", addr: "b", meta: make([]byte, MaxMetaLen+1)}, func(s Stats) int { return s.Malformed }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
