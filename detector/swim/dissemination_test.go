@@ -155,3 +155,109 @@ func TestMetaDissemination(t *testing.T) {
 		}
 	}
 }
+
+// flooder sends every node of a cluster, every 100ms until end, a packet
+// of MaxUpdates fresh broadcasts that claim the member origin.
+type flooder struct {
+	c      *cluster
+	origin string
+	epoch  uint64
+	seq    uint64
+	next   time.Time
+	end    time.Time
+	enc    *encoder
+}
+
+func (f *flooder) Deliver(simnet.Message[[]byte]) {}
+
+func (f *flooder) Deadline() time.Time {
+	if !f.next.Before(f.end) {
+		return time.Time{}
+	}
+	return f.next
+}
+
+func (f *flooder) Tick(now time.Time) {
+	f.next = now.Add(100 * time.Millisecond)
+	for _, sn := range f.c.nodes {
+		if sn.cfg.ID == f.origin {
+			continue
+		}
+		var body []byte
+		for range MaxUpdates {
+			f.seq++
+			body = f.enc.encodeMsg(body, &message{kind: kindBroadcast, id: f.origin, epoch: f.epoch, seq: f.seq, payload: []byte("flood")})
+		}
+		f.c.net.Send("evil", sn.cfg.Addr, append(f.enc.packetHeader(nil, MaxUpdates), body...))
+	}
+}
+
+// TestBroadcastFloodSimulated: while a sender floods every member with
+// fresh broadcasts in a member's name (1280 per member per period), a
+// broadcast from another member still reaches everyone within a period;
+// the queues stay within their bounds, the flood's evictions are counted,
+// each member sends no more gossip packets than GossipNodes per gossip
+// round, and membership does not change.
+func TestBroadcastFloodSimulated(t *testing.T) {
+	for _, seed := range seeds(2) {
+		const n = 16
+		c := newCluster(t, seed, n, Config{}, lan)
+		c.waitConverged(5 * time.Minute)
+		c.runFor(30 * time.Second)
+		changed := 0
+		c.onEvent = func(*simNode, Event) { changed++ }
+		honest, victim := c.nodes[1], c.nodes[2]
+		start := c.net.Now()
+		const periods = 3
+		f := &flooder{c: c, origin: victim.cfg.ID, epoch: victim.core.user.epoch, next: start, end: start.Add(periods * c.period()), enc: newEncoder()}
+		c.sim.Add("evil", f)
+		gossip := map[string]int{}
+		d := newDecoder()
+		var msgs []message
+		c.onSend = func(from *simNode, p Packet) {
+			var err error
+			if msgs, err = d.decodePacket(p.Data, msgs[:0]); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(msgs, func(m message) bool { return !m.kind.update() }) {
+				gossip[from.cfg.ID]++
+			}
+		}
+		if err := honest.core.Broadcast("", []byte("honest"), nil); err != nil {
+			t.Fatal(err)
+		}
+		c.runFor(periods * c.period())
+		last := 0.0
+		for _, sn := range c.nodes {
+			core := sn.core
+			if q := core.user.queue.Len(); q > core.cfg.MaxBroadcasts || core.user.queue.count(victim.cfg.ID) > share(core.cfg.MaxBroadcasts) {
+				t.Fatalf("seed %d: %s queues %d broadcasts", seed, sn.cfg.ID, q)
+			}
+			got := core.PopMessages(nil)
+			if len(got) > core.cfg.MaxMessages {
+				t.Fatalf("seed %d: %s holds %d messages", seed, sn.cfg.ID, len(got))
+			}
+			if sn == honest {
+				continue
+			}
+			i := slices.IndexFunc(got, func(m Message) bool { return m.From == honest.cfg.ID })
+			if i < 0 {
+				t.Fatalf("seed %d: %s never delivered the honest broadcast", seed, sn.cfg.ID)
+			}
+			last = max(last, c.periods(got[i].At)-c.periods(start))
+			if sn != victim && (core.Stats().BroadcastsEvicted == 0 || core.Stats().DroppedMessages == 0) {
+				t.Fatalf("seed %d: %s counted no eviction: %+v", seed, sn.cfg.ID, core.Stats().UserStats)
+			}
+			if g, bound := gossip[sn.cfg.ID], periods*3*int(c.period()/core.cfg.GossipInterval); g > bound {
+				t.Fatalf("seed %d: %s sent %d gossip packets in %d periods, bound %d", seed, sn.cfg.ID, g, periods, bound)
+			}
+		}
+		t.Logf("seed %d: the honest broadcast reached every member after %.2f periods; %s's stats %+v", seed, last, c.nodes[3].cfg.ID, c.nodes[3].core.Stats().UserStats)
+		if last > 1 {
+			t.Errorf("seed %d: the honest broadcast took %.2f periods", seed, last)
+		}
+		if changed != 0 || !c.converged() {
+			t.Errorf("seed %d: %d membership events during the flood", seed, changed)
+		}
+	}
+}
