@@ -152,8 +152,8 @@ func (c *Core) Broadcast(name string, payload []byte, finished func()) error {
 	}
 	c.user.seq++
 	m := message{kind: kindBroadcast, id: c.self.ID, epoch: c.user.epoch, seq: c.user.seq, name: name, payload: payload}
-	c.stats.BroadcastsEvicted += q.enqueue(userBroadcast{origin: c.self.ID, name: name, epoch: m.epoch, seq: m.seq,
-		msg: c.enc.encodeMsg(nil, &m), finished: finished}, c.cfg.MaxBroadcasts)
+	c.stats.BroadcastsEvicted += q.enqueue(userBroadcast{broadcast: broadcast{id: c.self.ID, msg: c.enc.encodeMsg(nil, &m)},
+		name: name, epoch: m.epoch, seq: m.seq, finished: finished}, c.cfg.MaxBroadcasts)
 	return nil
 }
 
@@ -226,8 +226,8 @@ func (c *Core) receiveBroadcast(now time.Time, m *message) {
 		return
 	}
 	c.deliver(Message{From: o.ID, Name: m.name, Payload: m.payload, At: now})
-	c.stats.BroadcastsEvicted += c.user.queue.enqueue(userBroadcast{origin: o.ID, name: m.name, epoch: m.epoch, seq: m.seq,
-		msg: c.enc.encodeMsg(nil, m)}, c.cfg.MaxBroadcasts)
+	c.stats.BroadcastsEvicted += c.user.queue.enqueue(userBroadcast{broadcast: broadcast{id: o.ID, msg: c.enc.encodeMsg(nil, m)},
+		name: m.name, epoch: m.epoch, seq: m.seq}, c.cfg.MaxBroadcasts)
 }
 
 // receiveUserMsg delivers a message from a live member. Without a
@@ -251,15 +251,14 @@ func (c *Core) deliver(m Message) {
 // piggybacked.
 func (c *Core) disseminating() bool { return c.queue.Len() > 0 || c.user.queue.Len() > 0 }
 
-// userBroadcast is a user broadcast waiting to be piggybacked, encoded.
+// userBroadcast is a user broadcast waiting to be piggybacked, encoded;
+// its id is its origin's.
 type userBroadcast struct {
-	origin, name string
-	epoch, seq   uint64
-	msg          []byte
-	transmits    int
-	order        uint64 // enqueue order: newer broadcasts go first among equals
-	rank         int    // fill's: the broadcast's place among its origin's
-	finished     func() // local broadcasts only; may be nil
+	broadcast
+	name       string
+	epoch, seq uint64
+	rank       int    // fill's: the broadcast's place among its origin's
+	finished   func() // local broadcasts only; may be nil
 }
 
 // done calls b's finished function, if any.
@@ -292,7 +291,7 @@ func (q *userQueue) Len() int { return len(q.items) }
 func (q *userQueue) count(origin string) int {
 	n := 0
 	for i := range q.items {
-		if q.items[i].origin == origin {
+		if q.items[i].id == origin {
 			n++
 		}
 	}
@@ -300,7 +299,7 @@ func (q *userQueue) count(origin string) int {
 }
 
 func (q *userQueue) has(origin, name string) bool {
-	return slices.ContainsFunc(q.items, func(b userBroadcast) bool { return b.origin == origin && b.name == name })
+	return slices.ContainsFunc(q.items, func(b userBroadcast) bool { return b.id == origin && b.name == name })
 }
 
 // enqueue adds b to a queue of at most capacity broadcasts and returns how
@@ -312,7 +311,7 @@ func (q *userQueue) has(origin, name string) bool {
 func (q *userQueue) enqueue(b userBroadcast, capacity int) (evicted int) {
 	if b.name != "" {
 		// At most one broadcast per origin and name is queued.
-		i := slices.IndexFunc(q.items, func(o userBroadcast) bool { return o.origin == b.origin && o.name == b.name })
+		i := slices.IndexFunc(q.items, func(o userBroadcast) bool { return o.id == b.id && o.name == b.name })
 		if i >= 0 && q.items[i].newer(&b) {
 			b.done()
 			return 0
@@ -322,8 +321,8 @@ func (q *userQueue) enqueue(b userBroadcast, capacity int) (evicted int) {
 			q.items = slices.Delete(q.items, i, i+1)
 		}
 	}
-	if q.count(b.origin) >= share(capacity) {
-		q.evict(b.origin)
+	if q.count(b.id) >= share(capacity) {
+		q.evict(b.id)
 		evicted++
 	} else if len(q.items) >= capacity {
 		q.evict(q.largestOrigin())
@@ -340,7 +339,7 @@ func (q *userQueue) evict(origin string) {
 	worst := -1
 	for i := range q.items {
 		b := &q.items[i]
-		if b.origin == origin && (worst < 0 || lessValuable(b, &q.items[worst])) {
+		if b.id == origin && (worst < 0 || lessValuable(b, &q.items[worst])) {
 			worst = i
 		}
 	}
@@ -358,8 +357,8 @@ func lessValuable(a, b *userBroadcast) bool {
 func (q *userQueue) largestOrigin() string {
 	best, most := "", 0
 	for i := range q.items {
-		if n := q.count(q.items[i].origin); n > most {
-			best, most = q.items[i].origin, n
+		if n := q.count(q.items[i].id); n > most {
+			best, most = q.items[i].id, n
 		}
 	}
 	return best
@@ -375,36 +374,18 @@ func (q *userQueue) fill(dst []byte, room, limit, n int) ([]byte, int) {
 	if len(q.items) == 0 {
 		return dst, 0
 	}
-	slices.SortFunc(q.items, func(a, b userBroadcast) int {
-		if c := cmp.Compare(a.transmits, b.transmits); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.order, a.order)
-	})
+	slices.SortFunc(q.items, func(a, b userBroadcast) int { return byTransmits(&a.broadcast, &b.broadcast) })
 	if q.rank == nil {
 		q.rank = make(map[string]int)
 	}
 	for i := range q.items {
 		b := &q.items[i]
-		b.rank = q.rank[b.origin]
-		q.rank[b.origin]++
+		b.rank = q.rank[b.id]
+		q.rank[b.id]++
 	}
 	clear(q.rank)
 	slices.SortStableFunc(q.items, func(a, b userBroadcast) int { return cmp.Compare(a.rank, b.rank) })
-	added := 0
-	for i := range q.items {
-		b := &q.items[i]
-		if added == n {
-			break
-		}
-		if len(b.msg) > room {
-			continue
-		}
-		dst = append(dst, b.msg...)
-		room -= len(b.msg)
-		b.transmits++
-		added++
-	}
+	dst, added := pack(q.items, func(b *userBroadcast) *broadcast { return &b.broadcast }, dst, room, n)
 	q.items = slices.DeleteFunc(q.items, func(b userBroadcast) bool {
 		if b.transmits >= limit {
 			b.done()

@@ -114,7 +114,7 @@ func TestBroadcastOrder(t *testing.T) {
 	add := func(origin string, seq uint64) {
 		e := newEncoder()
 		msg := e.encodeMsg(nil, &message{kind: kindBroadcast, id: origin, epoch: 1, seq: seq, payload: make([]byte, 100)})
-		q.enqueue(userBroadcast{origin: origin, epoch: 1, seq: seq, msg: msg}, 64)
+		q.enqueue(userBroadcast{broadcast: broadcast{id: origin, msg: msg}, epoch: 1, seq: seq}, 64)
 	}
 	add("quiet", 1)
 	for seq := range uint64(8) {
@@ -136,7 +136,7 @@ func TestBroadcastQueueBounds(t *testing.T) {
 	var q userQueue
 	finished := 0
 	add := func(origin string, seq uint64) int {
-		return q.enqueue(userBroadcast{origin: origin, epoch: 1, seq: seq, finished: func() { finished++ }}, 16)
+		return q.enqueue(userBroadcast{broadcast: broadcast{id: origin}, epoch: 1, seq: seq, finished: func() { finished++ }}, 16)
 	}
 	evicted := 0
 	for seq := range uint64(5) {
