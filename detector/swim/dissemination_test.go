@@ -2,6 +2,7 @@ package swim
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -30,17 +31,18 @@ func isGossip(msgs []message) bool {
 }
 
 // disseminate lets a cluster of n converge on link, then has one random
-// member broadcast bcasts payloads at once and runs 20 periods. It checks
-// that every other member delivers each broadcast exactly once and that
-// each member sends each exactly the retransmit limit of times (so that
-// n*limit copies go out per broadcast, whatever the loss), and returns
-// the periods until the last delivery and the number of gossip packets
-// (packets without a probe, an ack or another primary message).
-func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (last float64, gossip int) {
+// member broadcast bcasts payloads at once and runs 8 periods. It checks
+// that no member delivers a broadcast twice, or its own, and that each
+// member that delivered one sent it exactly the retransmit limit of times
+// (so that the copies sent do not depend on loss). It returns the
+// periods until the last delivery, the (member, broadcast) pairs never
+// delivered, and the number of gossip packets (packets without a probe,
+// an ack or another primary message).
+func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (last float64, missed, gossip int) {
 	t.Helper()
 	c := newCluster(t, seed, n, Config{}, link)
 	c.waitConverged(5 * time.Minute)
-	c.runFor(30 * time.Second) // let join traffic drain
+	c.runFor(10 * time.Second) // let join traffic drain
 	for _, sn := range c.nodes {
 		sn.core.PopMessages(nil)
 	}
@@ -62,38 +64,44 @@ func disseminate(t *testing.T, seed uint64, n, bcasts int, link simnet.Link) (la
 			t.Fatal(err)
 		}
 	}
-	const periods = 20
-	c.runFor(periods * c.period())
+	c.runFor(8 * c.period())
 	limit := retransmitLimit(4, n)
-	var want []string
-	for i := range bcasts {
-		want = append(want, fmt.Sprintf("b%03d", i))
-	}
 	for _, sn := range c.nodes {
-		var got []string
+		got := map[string]bool{}
 		for _, m := range sn.core.PopMessages(nil) {
-			got = append(got, string(m.Payload))
+			if got[string(m.Payload)] || sn == origin {
+				t.Fatalf("seed %d: %s delivered %s again, or its own", seed, sn.cfg.ID, m.Payload)
+			}
+			got[string(m.Payload)] = true
 			last = max(last, c.periods(m.At)-c.periods(start))
 		}
-		slices.Sort(got)
-		if sn == origin && len(got) != 0 || sn != origin && !slices.Equal(got, want) {
-			t.Fatalf("seed %d: %s delivered %q", seed, sn.cfg.ID, got)
-		}
-		for _, p := range want {
-			if k := copies[sn.cfg.ID+"/"+p]; k != limit {
-				t.Fatalf("seed %d: %s sent %s %d times, want exactly %d", seed, sn.cfg.ID, p, k, limit)
+		for i := range bcasts {
+			p := fmt.Sprintf("b%03d", i)
+			want := limit
+			if !got[p] && sn != origin {
+				missed++
+				want = 0
+			}
+			if k := copies[sn.cfg.ID+"/"+p]; k != want {
+				t.Fatalf("seed %d: %s sent %s %d times, want exactly %d", seed, sn.cfg.ID, p, k, want)
 			}
 		}
 	}
-	return last, gossip
+	return last, missed, gossip
 }
 
-// TestBroadcastDissemination: a broadcast reaches every member within a
+// TestBroadcastDissemination: a broadcast reaches the members within a
 // bounded number of protocol periods, on a LAN and with 10% loss; every
 // member delivers it once and sends it exactly RetransmitMult*
 // ceil(log10(n+1)) times, and the traffic it adds is bounded: gossip
 // packets (the only ones a broadcast adds) number at most GossipNodes per
 // round, in no more rounds per broadcast than the retransmit limit needs.
+//
+// Delivery is best effort, as memberlist's: the n*limit copies sent land
+// on random members, so a member receives about limit*(1-loss) of them
+// and misses all with probability about e^-(limit*(1-loss)) (3e-4 with
+// 64 members and no loss, 7e-4 with 10% loss). The test allows three
+// times the expected misses, plus one.
 func TestBroadcastDissemination(t *testing.T) {
 	lossy := lan
 	lossy.Loss = 0.1
@@ -107,10 +115,16 @@ func TestBroadcastDissemination(t *testing.T) {
 		periods float64 // bound on the last delivery
 	}{{"lan", lan, 1}, {"10% loss", lossy, 2}} {
 		for _, n := range sizes {
-			for _, seed := range seeds(2) {
+			runs := seeds(2)
+			if n > 16 || tc.link.Loss > 0 {
+				runs = seeds(1)
+			}
+			for _, seed := range runs {
 				bcasts := []int{1, 10}[seed%2]
-				last, gossip := disseminate(t, seed, n, bcasts, tc.link)
+				last, missed, gossip := disseminate(t, seed, n, bcasts, tc.link)
 				limit := retransmitLimit(4, n)
+				pairs := (n - 1) * bcasts
+				allowed := 1 + int(math.Ceil(3*float64(pairs)*math.Exp(-float64(limit)*(1-tc.link.Loss))))
 				// A gossip packet carries every queued broadcast (ten of
 				// a few bytes fit), so a broadcast is done at a member
 				// after at most ceil(limit/GossipNodes) rounds of
@@ -118,8 +132,11 @@ func TestBroadcastDissemination(t *testing.T) {
 				// some in an ack cut to its reply budget, need rounds of
 				// their own.)
 				bound := n * 3 * ((limit + 2) / 3) * bcasts
-				t.Logf("%s, %d members, %d broadcasts, seed %d: all delivered after %.2f periods; %d gossip packets (bound %d without loss)",
-					tc.name, n, bcasts, seed, last, gossip, bound)
+				t.Logf("%s, %d members, %d broadcasts, seed %d: %d of %d deliveries missed (allowed %d), the last after %.2f periods; %d gossip packets (bound %d without loss)",
+					tc.name, n, bcasts, seed, missed, pairs, allowed, last, gossip, bound)
+				if missed > allowed {
+					t.Errorf("%s, %d members, seed %d: %d deliveries missed, allowed %d", tc.name, n, seed, missed, allowed)
+				}
 				if last > tc.periods {
 					t.Errorf("%s, %d members, seed %d: last delivery after %.2f periods, want <= %v", tc.name, n, seed, last, tc.periods)
 				}
@@ -138,10 +155,10 @@ func TestMetaDissemination(t *testing.T) {
 	lossy := lan
 	lossy.Loss = 0.1
 	for _, link := range []simnet.Link{lan, lossy} {
-		for _, seed := range seeds(2) {
+		for _, seed := range seeds(1) {
 			c := newCluster(t, seed, 32, Config{}, link)
 			c.waitConverged(5 * time.Minute)
-			c.runFor(30 * time.Second)
+			c.runFor(10 * time.Second)
 			origin := c.nodes[c.net.Rand().IntN(len(c.nodes))]
 			updated := map[string]time.Time{}
 			c.onEvent = func(sn *simNode, e Event) {
@@ -216,16 +233,16 @@ func (f *flooder) Tick(now time.Time) {
 // each member sends no more gossip packets than GossipNodes per gossip
 // round, and membership does not change.
 func TestBroadcastFloodSimulated(t *testing.T) {
-	for _, seed := range seeds(2) {
+	for _, seed := range seeds(1) {
 		const n = 16
 		c := newCluster(t, seed, n, Config{}, lan)
 		c.waitConverged(5 * time.Minute)
-		c.runFor(30 * time.Second)
+		c.runFor(10 * time.Second)
 		changed := 0
 		c.onEvent = func(*simNode, Event) { changed++ }
 		honest, victim := c.nodes[1], c.nodes[2]
 		start := c.net.Now()
-		const periods = 3
+		const periods = 2
 		f := &flooder{c: c, origin: victim.cfg.ID, epoch: victim.core.user.epoch, next: start, end: start.Add(periods * c.period()), enc: newEncoder()}
 		c.sim.Add("evil", f)
 		gossip := map[string]int{}
