@@ -369,3 +369,44 @@ func TestBroadcastFloodBounded(t *testing.T) {
 	require.Empty(t, c.PopEvents(nil))
 	require.Equal(t, before, c.Members(nil))
 }
+
+// BenchmarkReceiveBroadcast: receiving a packet with one fresh broadcast
+// of 100 bytes: decode, window, delivery to the application's queue and
+// the relay queue.
+func BenchmarkReceiveBroadcast(b *testing.B) {
+	c := joined(b, Config{}, "b")
+	packets := make([][]byte, 1024)
+	for i := range packets {
+		packets[i] = packet(message{kind: kindBroadcast, id: "b", epoch: 1, seq: uint64(i + 1), payload: make([]byte, 100)})
+	}
+	var msgs []Message
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%len(packets) == 0 {
+			c.user.queue = userQueue{}
+			c.byID["b"].bcasts = nil
+		}
+		if _, err := c.Receive(t0, "b", packets[i%len(packets)]); err != nil {
+			b.Fatal(err)
+		}
+		msgs = c.PopMessages(msgs[:0])
+	}
+}
+
+// BenchmarkPiggybackBroadcasts: building a gossip packet that carries 10
+// queued broadcasts of 100 bytes.
+func BenchmarkPiggybackBroadcasts(b *testing.B) {
+	c := joined(b, Config{RetransmitMult: 1 << 20}, "b")
+	c.queue = broadcastQueue{}
+	for i := range 10 {
+		if err := c.Broadcast(fmt.Sprint(i), make([]byte, 100), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := piggyback(c, "b"); len(out[0].Data) < 1000 {
+			b.Fatalf("%d bytes", len(out[0].Data))
+		}
+	}
+}
