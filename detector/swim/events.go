@@ -19,7 +19,7 @@ package swim
 // stale until the next change of each member; dropping the oldest and
 // telling the consumer keeps the latest changes and gives it everything
 // it needs to repair its view from one snapshot.
-const EventResync = EventConflict + 1
+const EventResync EventKind = EventConflict + 1
 
 // pushEvent appends e to q, which holds at most max events (max >= 1). On
 // overflow the oldest events are dropped and one EventResync, at e.At,
