@@ -212,5 +212,7 @@ func TestNodeUserData(t *testing.T) {
 			n.Close()
 		}
 		require.True(t, errors.Is(a.SendTo(ctx, "b", nil), ErrClosed))
+		_, err = a.Broadcast("", nil)
+		require.ErrorIs(t, err, ErrClosed)
 	})
 }

@@ -200,8 +200,13 @@ func (n *Node) PopMessages(dst []Message) []Message {
 // broadcast has left the local queue: sent the retransmit limit of times,
 // invalidated by a newer one of its name, or evicted (or never, if the
 // node stops first). The node keeps a copy of payload. Errors are
-// [Core.Broadcast]'s.
+// [Core.Broadcast]'s, and [ErrClosed] once the node stopped.
 func (n *Node) Broadcast(name string, payload []byte) (<-chan struct{}, error) {
+	select {
+	case <-n.done:
+		return nil, ErrClosed
+	default:
+	}
 	done := make(chan struct{})
 	n.mu.Lock()
 	err := n.core.Broadcast(name, payload, func() { close(done) })
