@@ -183,13 +183,18 @@
 //     semantics; origins take turns in each packet. A broadcast is
 //     delivered at most once by each member, and never after a newer one
 //     of its name from the same origin; one older than the origin's 64
-//     latest is not delivered. Delivery is best effort, as memberlist's:
-//     a member that misses every copy does not get it. In this package's
-//     simulations (16 to 256 members, 20 seeds) every member delivered
-//     every broadcast within 0.5 periods on a LAN and within 1 period
-//     with 10% loss. A broadcast whose origin is not a known member, and
-//     a message whose sender is not a live member (without a Keyring: at
-//     its known address), is refused and counted.
+//     latest is not delivered, nor one from an earlier start of the
+//     origin (a node restarted with its clock set back is not heard
+//     until the members forget it). Delivery is best effort, as
+//     memberlist's: a member that misses every copy (probability about
+//     e^-(limit*(1-loss)) per member) does not get it. In this package's
+//     simulations on a LAN (16 to 256 members, 40 runs, 19140
+//     deliveries) none was missed and the last came within 0.5 periods;
+//     with 10% loss (16 and 64 members, 20 runs), 1 of 4290 was missed
+//     and the last came within 1.1 periods. A broadcast whose origin is
+//     not a known member, and a message whose sender is not a live
+//     member (without a Keyring: at its known address), is refused and
+//     counted.
 //   - Load: a node sends about two packets per protocol period in a
 //     healthy cluster, independent of the cluster size, plus push-pull
 //     exchanges whose interval grows with the cluster.
