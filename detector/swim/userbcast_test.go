@@ -55,17 +55,26 @@ func TestUserLimitsFit(t *testing.T) {
 	require.LessOrEqual(t, len(ping)+len(bcast), room)
 	require.LessOrEqual(t, len(msg), room)
 
-	// And the core sends it so.
+	// And the core sends them so.
 	ring, err := NewKeyring(key(1))
 	require.NoError(t, err)
 	c := newCore(t, id, Config{MTU: MinMTU, Keyring: ring})
 	c.alive(t0, 1, "b", "b", nil)
 	require.NoError(t, c.Broadcast(strings.Repeat("n", MaxNameLen), make([]byte, MaxPayloadLen), nil))
 	c.queue = broadcastQueue{} // no membership update competes for the room
+	opened := func(p Packet) []Packet {
+		require.LessOrEqual(t, len(p.Data), MinMTU)
+		plain, err := ring.open(nil, p.Data, nil)
+		require.NoError(t, err)
+		return []Packet{{Data: plain}}
+	}
+	c.out, c.budget = c.out[:0], math.MaxInt
+	c.send("b", &message{kind: kindPing, seq: 1<<63 - 1, id: id})
+	require.Len(t, broadcastsIn(t, opened(c.out[0])), 1, "the broadcast rides on the ping")
 	out, err := c.SendTo("b", make([]byte, MaxPayloadLen))
 	require.NoError(t, err)
 	require.Len(t, out, 1)
-	require.LessOrEqual(t, len(out[0].Data), MinMTU)
+	require.Equal(t, kindUserMsg, decodeAll(t, opened(out[0]))[0].kind)
 }
 
 // TestBroadcastQueue: memberlist's TransmitLimitedQueue semantics. Each
