@@ -37,16 +37,33 @@ func (q *broadcastQueue) enqueue(id string, msg []byte) {
 // MaxUpdates, counts a transmission for each, drops those that reached
 // limit, and returns dst and the number of updates appended.
 func (q *broadcastQueue) fill(dst []byte, room, limit int) ([]byte, int) {
-	slices.SortFunc(q.items, func(a, b broadcast) int {
-		if c := cmp.Compare(a.transmits, b.transmits); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.order, a.order)
-	})
-	n := 0
-	for i := range q.items {
-		b := &q.items[i]
-		if n == MaxUpdates {
+	slices.SortFunc(q.items, func(a, b broadcast) int { return byTransmits(&a, &b) })
+	dst, n := pack(q.items, func(b *broadcast) *broadcast { return b }, dst, room, MaxUpdates)
+	q.items = slices.DeleteFunc(q.items, func(b broadcast) bool { return b.transmits >= limit })
+	return dst, n
+}
+
+// Len returns the number of queued updates.
+func (q *broadcastQueue) Len() int { return len(q.items) }
+
+// byTransmits orders broadcasts as memberlist's TransmitLimitedQueue:
+// fewest transmissions first, then newest.
+func byTransmits(a, b *broadcast) int {
+	if c := cmp.Compare(a.transmits, b.transmits); c != 0 {
+		return c
+	}
+	return cmp.Compare(b.order, a.order)
+}
+
+// pack appends to dst, in the order of items, the messages of the
+// broadcasts (at returns each item's) that fit in room bytes, at most n,
+// counts a transmission for each, and returns dst and the number
+// appended.
+func pack[T any](items []T, at func(*T) *broadcast, dst []byte, room, n int) ([]byte, int) {
+	added := 0
+	for i := range items {
+		b := at(&items[i])
+		if added == n {
 			break
 		}
 		if len(b.msg) > room {
@@ -55,11 +72,7 @@ func (q *broadcastQueue) fill(dst []byte, room, limit int) ([]byte, int) {
 		dst = append(dst, b.msg...)
 		room -= len(b.msg)
 		b.transmits++
-		n++
+		added++
 	}
-	q.items = slices.DeleteFunc(q.items, func(b broadcast) bool { return b.transmits >= limit })
-	return dst, n
+	return dst, added
 }
-
-// Len returns the number of queued updates.
-func (q *broadcastQueue) Len() int { return len(q.items) }

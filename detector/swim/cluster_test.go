@@ -29,6 +29,8 @@ type cluster struct {
 	start time.Time
 	// onEvent, when set, sees every membership event as it happens.
 	onEvent func(observer *simNode, e Event)
+	// onSend, when set, sees every packet a node sends.
+	onSend func(from *simNode, p Packet)
 }
 
 // simNode is a SWIM core as a simnet.Process.
@@ -62,6 +64,9 @@ func (sn *simNode) Tick(now time.Time) { sn.after(sn.core.Tick(now)) }
 // after sends a call's packets and passes its events on.
 func (sn *simNode) after(out []Packet) {
 	for _, p := range out {
+		if sn.c.onSend != nil {
+			sn.c.onSend(sn, p)
+		}
 		sn.c.net.Send(sn.cfg.Addr, p.Addr, p.Data)
 	}
 	for _, e := range sn.core.PopEvents(nil) {

@@ -96,9 +96,18 @@ type Config struct {
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
-	// MaxEvents bounds the event queue; when it is full the oldest event
-	// is dropped and counted in [Stats]. 0: 1024.
+	// MaxEvents bounds the event queue; when it is full the oldest events
+	// are dropped, counted in [Stats], and an EventResync tells the
+	// consumer. 0: 1024.
 	MaxEvents int
+	// MaxBroadcasts bounds the queue of user broadcasts to disseminate,
+	// the local node's and those it relays; one origin's take at most an
+	// eighth of it (see [Core.Broadcast]). 0: 256.
+	MaxBroadcasts int
+	// MaxMessages bounds the queue of received user broadcasts and
+	// messages for the application, an eighth of it per sender (see
+	// [Core.PopMessages]). 0: 1024.
+	MaxMessages int
 	// DisableLifeguard turns off Lifeguard: no local health multiplier, no
 	// nacks, a fixed suspicion timeout (the minimum), no buddy system. For
 	// comparison with plain SWIM.
@@ -135,6 +144,8 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.DeadNodeReclaimTime, 30*time.Second)
 	def(&c.MTU, 1400)
 	def(&c.MaxEvents, 1024)
+	def(&c.MaxBroadcasts, 256)
+	def(&c.MaxMessages, 1024)
 	c.IndirectChecks = max(c.IndirectChecks, 0)
 
 	var errs []error
@@ -161,6 +172,8 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
+	check(c.MaxBroadcasts > 0, "MaxBroadcasts %d must be positive", c.MaxBroadcasts)
+	check(c.MaxMessages > 0, "MaxMessages %d must be positive", c.MaxMessages)
 	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)

@@ -30,7 +30,7 @@ type Stats struct {
 	Probes        int    // probes started
 	FailedProbes  int    // probes that ended without an ack
 	Implausible   int    // updates ignored for an implausible incarnation (see maxIncarnationJump)
-	DroppedEvents uint64 // events dropped because the queue was full
+	DroppedEvents uint64 // events dropped because the queue was full (see EventResync)
 	// UnknownTargets counts ping-reqs refused because their target is not
 	// a known member at the address given: a node probes only members.
 	UnknownTargets int
@@ -40,6 +40,7 @@ type Stats struct {
 	// Conflicts counts alive messages refused because they would have
 	// moved a member to another address (see EventConflict).
 	Conflicts int
+	UserStats
 }
 
 // maxRelays bounds the ping-reqs a node serves at once; more are ignored.
@@ -88,6 +89,8 @@ type Core struct {
 	suspects []*member
 	queue    broadcastQueue
 	events   []Event
+	queued   uint64 // events and user messages queued so far, for Node
+	user     userState
 	numLive  int // alive and suspect members, self included
 
 	nextGossip   time.Time
@@ -170,6 +173,7 @@ func New(cfg Config, now time.Time) (*Core, error) {
 	}
 	c.nextJoin = now
 	c.nextGossip = now
+	c.user.epoch = epochAt(now)
 	c.broadcastAlive(c.self)
 	return c, nil
 }
@@ -234,7 +238,10 @@ func (c *Core) Health() int { return c.awareness }
 func (c *Core) Stats() Stats { return c.stats }
 
 // PopEvents appends the queued membership events to dst in the order they
-// happened, empties the queue, and returns dst.
+// happened, empties the queue, and returns dst. The queue holds at most
+// Config.MaxEvents events and never blocks the protocol: when it is full
+// the oldest are dropped and an EventResync heads the queue (see
+// [EventResync] for what the consumer must do).
 func (c *Core) PopEvents(dst []Event) []Event {
 	dst = append(dst, c.events...)
 	clear(c.events)
@@ -328,14 +335,15 @@ func (c *Core) Tick(now time.Time) []Packet {
 }
 
 // gossiping reports whether a gossip round is due at nextGossip.
-func (c *Core) gossiping() bool { return c.cfg.GossipInterval > 0 && c.queue.Len() > 0 }
+func (c *Core) gossiping() bool { return c.cfg.GossipInterval > 0 && c.disseminating() }
 
-// gossip sends the queued updates to GossipNodes random live members.
+// gossip sends the queued updates and user broadcasts to GossipNodes
+// random live members.
 func (c *Core) gossip(now time.Time) {
 	c.nextGossip = now.Add(c.cfg.GossipInterval)
 	peers := c.randomPeers(c.cfg.GossipNodes, func(m *member) bool { return m.State.live() })
 	for _, m := range peers {
-		if c.queue.Len() == 0 {
+		if !c.disseminating() {
 			break
 		}
 		c.send(m.Addr)
@@ -586,7 +594,8 @@ func (c *Core) sendState(addr string, flags uint64) {
 }
 
 // send queues a packet to addr that carries prims and as many piggybacked
-// updates as fit under the MTU and in the call's budget.
+// updates as fit under the MTU and in the call's budget, then as many user
+// broadcasts as fit in the space left.
 func (c *Core) send(addr string, prims ...*message) {
 	body := c.body[:0]
 	for _, m := range prims {
@@ -597,7 +606,11 @@ func (c *Core) send(addr string, prims ...*message) {
 		sealing = sealOverhead
 	}
 	room := min(c.mtu, c.budget-sealing) - headerLen - len(body)
-	body, n := c.queue.fill(body, room, retransmitLimit(c.cfg.RetransmitMult, c.numLive))
+	limit := retransmitLimit(c.cfg.RetransmitMult, c.numLive)
+	start := len(body)
+	body, n := c.queue.fill(body, room, limit)
+	body, u := c.user.queue.fill(body, room-(len(body)-start), limit, MaxUpdates-n) // in the space left
+	n += u
 	var data []byte
 	if kr := c.cfg.Keyring; kr != nil {
 		c.plain = append(c.enc.packetHeader(c.plain[:0], len(prims)+n), body...)
@@ -703,6 +716,10 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 		c.suspect(now, m.inc, m.id, m.from, true)
 	case kindDead:
 		c.dead(now, m.inc, m.id, m.from)
+	case kindBroadcast:
+		c.receiveBroadcast(now, m)
+	case kindUserMsg:
+		c.receiveUserMsg(now, from, m)
 	case kindPushPull:
 		c.merge(now, m.id, m.states)
 		if m.flags&ppWantReply != 0 && c.mayReplyState(now, from) {
@@ -892,8 +909,8 @@ func (c *Core) conflict(now time.Time, m *member, inc uint64, addr string, meta 
 		return
 	}
 	m.conflictAddr = addr
-	c.event(now, EventConflict, m)
-	c.events[len(c.events)-1].Claim = Member{ID: m.ID, Addr: addr, Incarnation: inc, State: StateAlive, Meta: meta}
+	c.pushEvent(Event{Kind: EventConflict, Member: m.Member, At: now,
+		Claim: Member{ID: m.ID, Addr: addr, Incarnation: inc, State: StateAlive, Meta: meta}})
 }
 
 // becameLive counts m as live and inserts it at a random place in the rest
@@ -988,9 +1005,13 @@ func (c *Core) broadcast(id string, m *message) {
 }
 
 func (c *Core) event(now time.Time, kind EventKind, m *member) {
-	if len(c.events) >= c.cfg.MaxEvents {
-		c.events = slices.Delete(c.events, 0, 1)
-		c.stats.DroppedEvents++
-	}
-	c.events = append(c.events, Event{Kind: kind, Member: m.Member, At: now})
+	c.pushEvent(Event{Kind: kind, Member: m.Member, At: now})
+}
+
+// pushEvent queues e (see EventResync for the overflow policy).
+func (c *Core) pushEvent(e Event) {
+	var dropped uint64
+	c.events, dropped = pushEvent(c.events, e, c.cfg.MaxEvents)
+	c.stats.DroppedEvents += dropped
+	c.queued++
 }

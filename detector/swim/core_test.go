@@ -244,8 +244,9 @@ func TestEventsBounded(t *testing.T) {
 	}
 	ev := c.PopEvents(nil)
 	require.Len(t, ev, 3)
-	require.Equal(t, "2", ev[0].Member.ID, "the oldest events are dropped")
-	require.Equal(t, uint64(2), c.Stats().DroppedEvents)
+	require.Equal(t, EventResync, ev[0].Kind, "the consumer is told to resynchronise")
+	require.Equal(t, "3", ev[1].Member.ID, "the oldest events are dropped")
+	require.Equal(t, uint64(3), c.Stats().DroppedEvents)
 	require.Empty(t, c.PopEvents(nil))
 }
 
@@ -345,6 +346,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindAlive, inc: 9, id: "a", addr: "x", meta: []byte("m")}, message{kind: kindDead, id: "a", from: "a"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add(packet(message{kind: kindUserMsg, id: "a", payload: []byte("p")}, message{kind: kindBroadcast, id: "b", epoch: 1, seq: 2, name: "n", payload: []byte("q")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs, err := newDecoder().decodePacket(data, nil)
 		if err != nil {
@@ -552,6 +554,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add(packet(message{kind: kindPingReq, seq: 1, id: "b", addr: "b", nack: true}, message{kind: kindDead, inc: 1, id: "b", from: "c"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "a", Incarnation: 5, State: StateDead}}}))
 	f.Add(packet(message{kind: kindSuspect, id: "a", from: "b"}, message{kind: kindPing, id: "a"}))
+	f.Add(packet(message{kind: kindBroadcast, id: "b", epoch: 1, seq: 1, name: "n"}, message{kind: kindUserMsg, id: "b", payload: []byte("p")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newCore(t, "a", Config{})
 		if _, err := c.Receive(t0, "b", packet(message{kind: kindAlive, id: "b", addr: "b"})); err != nil {

@@ -62,10 +62,10 @@ const (
 	EventConflict
 )
 
-var eventNames = [...]string{"", "joined", "suspected", "failed", "left", "updated", "conflict"}
+var eventNames = [...]string{"", "joined", "suspected", "failed", "left", "updated", "conflict", "resync"}
 
-// String returns "joined", "suspected", "failed", "left", "updated" or
-// "conflict".
+// String returns "joined", "suspected", "failed", "left", "updated",
+// "conflict" or "resync".
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {
 		return eventNames[k]
@@ -92,4 +92,5 @@ type member struct {
 	// conflictAddr is the address of the last conflicting claim reported
 	// (see EventConflict), so each is reported once.
 	conflictAddr string
+	bcasts       *window // the member's user broadcasts seen; nil before the first
 }

@@ -44,15 +44,22 @@ type Node struct {
 	done    chan struct{}
 
 	leaveReq  chan struct{} // Leave asks the goroutine to leave (buffered)
+	wake      chan struct{} // the core's deadline may have moved (buffered)
+	sends     chan sendReq  // SendTo's requests
 	leaveOnce sync.Once
 	leftDone  chan struct{} // closed when the core is done announcing the leave
 	out       []Packet      // the goroutine's copy of a call's packets
 
 	mu      sync.Mutex
 	core    *Core
-	events  []Event
-	dropped uint64 // events trimmed from events
-	leftErr error  // Leave's result, set before leftDone is closed
+	leftErr error // Leave's result, set before leftDone is closed
+}
+
+// sendReq is a SendTo call for the node's goroutine.
+type sendReq struct {
+	id      string
+	payload []byte
+	err     chan error // buffered
 }
 
 // ErrClosed is returned by [Node.Leave] when the node stopped (Close, or
@@ -75,7 +82,7 @@ func Start(ctx context.Context, core *Core, tr Transport, log *slog.Logger) *Nod
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := &Node{tr: tr, log: log, core: core, changed: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
-		leaveReq: make(chan struct{}, 1), leftDone: make(chan struct{})}
+		leaveReq: make(chan struct{}, 1), leftDone: make(chan struct{}), wake: make(chan struct{}, 1), sends: make(chan sendReq)}
 	go n.run(ctx)
 	return n
 }
@@ -108,6 +115,13 @@ func (n *Node) run(ctx context.Context) {
 		case <-n.leaveReq:
 			leaving = true
 			n.step(func(now time.Time) ([]Packet, error) { return n.core.Leave(now), nil })
+		case r := <-n.sends:
+			n.step(func(time.Time) ([]Packet, error) {
+				out, err := n.core.SendTo(r.id, r.payload)
+				r.err <- err
+				return out, nil
+			})
+		case <-n.wake:
 		}
 		n.mu.Lock()
 		d := n.core.Deadline()
@@ -126,20 +140,15 @@ func (n *Node) run(ctx context.Context) {
 	}
 }
 
-// step runs one call on the core under the lock, moves its events to the
-// node's queue, and then, without the lock, sends its packets and signals
-// Changed.
+// step runs one call on the core under the lock, and then, without the
+// lock, sends its packets and signals Changed if it queued events or
+// messages.
 func (n *Node) step(call func(now time.Time) ([]Packet, error)) {
 	n.mu.Lock()
+	before := n.core.queued
 	out, err := call(time.Now())
 	n.out = append(n.out[:0], out...) // the core reuses its slice; the Data are ours
-	before := len(n.events)
-	n.events = n.core.PopEvents(n.events)
-	if over := len(n.events) - n.core.cfg.MaxEvents; over > 0 {
-		n.events = n.events[over:]
-		n.dropped += uint64(over)
-	}
-	grew := len(n.events) > before
+	grew := n.core.queued != before
 	n.mu.Unlock()
 	if err != nil {
 		n.log.Debug("swim: dropped packet", "err", err)
@@ -158,24 +167,80 @@ func (n *Node) step(call func(now time.Time) ([]Packet, error)) {
 	}
 }
 
-// Changed returns a channel that receives a value after new events were
-// queued (coalesced: one value may stand for many events). It is closed
-// when the node stops (Close, or the end of Start's context), so
+// Changed returns a channel that receives a value after new events or
+// user messages were queued (coalesced: one value may stand for many).
+// It is closed when the node stops (Close, or the end of Start's
+// context), so
 //
 //	for range node.Changed() { events = node.PopEvents(events[:0]); ... }
 //
-// ends then; events queued before remain for PopEvents.
+// ends then; events and messages queued before remain for PopEvents and
+// PopMessages. The protocol never waits for the consumer.
 func (n *Node) Changed() <-chan struct{} { return n.changed }
 
-// PopEvents appends the queued events (at most Config.MaxEvents, oldest
-// dropped and counted in [Node.Stats]) to dst, empties the queue and
-// returns dst.
+// PopEvents appends the queued events to dst, empties the queue and
+// returns dst (see [Core.PopEvents]: at most Config.MaxEvents are kept,
+// and an EventResync says that older ones were dropped).
 func (n *Node) PopEvents(dst []Event) []Event {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	dst = append(dst, n.events...)
-	n.events = n.events[:0]
-	return dst
+	return n.core.PopEvents(dst)
+}
+
+// PopMessages appends the received user broadcasts and messages to dst,
+// empties the queue and returns dst (see [Core.PopMessages]).
+func (n *Node) PopMessages(dst []Message) []Message {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.PopMessages(dst)
+}
+
+// Broadcast queues payload for dissemination to every member (see
+// [Core.Broadcast]) and returns a channel that is closed once the
+// broadcast has left the local queue: sent the retransmit limit of times,
+// invalidated by a newer one of its name, or evicted (or never, if the
+// node stops first). The node keeps a copy of payload. Errors are
+// [Core.Broadcast]'s, and [ErrClosed] once the node stopped.
+func (n *Node) Broadcast(name string, payload []byte) (<-chan struct{}, error) {
+	select {
+	case <-n.done:
+		return nil, ErrClosed
+	default:
+	}
+	done := make(chan struct{})
+	n.mu.Lock()
+	err := n.core.Broadcast(name, payload, func() { close(done) })
+	n.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	n.poke()
+	return done, nil
+}
+
+// SendTo sends payload to the live member id alone, best effort (see
+// [Core.SendTo]), and returns once the packet was handed to the
+// transport. It returns [Core.SendTo]'s errors, ctx's error if ctx ends
+// before the node's goroutine took the request, or [ErrClosed] if the
+// node stopped.
+func (n *Node) SendTo(ctx context.Context, id string, payload []byte) error {
+	r := sendReq{id: id, payload: payload, err: make(chan error, 1)}
+	select {
+	case n.sends <- r:
+		return <-r.err // the goroutine answers before anything else
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrClosed
+	}
+}
+
+// poke makes the node's goroutine look at the core's deadline again.
+func (n *Node) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Members appends every known member to dst (see [Core.Members]).
@@ -206,23 +271,22 @@ func (n *Node) Health() int {
 	return n.core.Health()
 }
 
-// Stats returns the core's counters (see [Core.Stats]); DroppedEvents
-// also counts the events the node's own queue dropped because nobody
-// popped them in time.
+// Stats returns the core's counters (see [Core.Stats]).
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.core.Stats()
-	s.DroppedEvents += n.dropped
-	return s
+	return n.core.Stats()
 }
 
-// UpdateMeta replaces the local metadata (see [Core.UpdateMeta]); it
-// returns an error wrapping [ErrMetaSize] if meta is too long.
+// UpdateMeta replaces the local metadata (see [Core.UpdateMeta]) and
+// disseminates it at once; it returns an error wrapping [ErrMetaSize] if
+// meta is too long.
 func (n *Node) UpdateMeta(meta []byte) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.core.UpdateMeta(meta)
+	err := n.core.UpdateMeta(meta)
+	n.mu.Unlock()
+	n.poke()
+	return err
 }
 
 // Leave announces that the node leaves (see [Core.Leave]) and waits until

@@ -22,13 +22,15 @@ import (
 //	suspect   [6, incarnation, id, from]
 //	dead      [7, incarnation, id, from]              (from == id: left)
 //	push-pull [8, senderID, flags, [[id, addr, incarnation, state, meta], ...]]
+//	broadcast [10, originID, epoch, seq, name, payload]  (user data, see userbcast.go)
+//	message   [11, senderID, payload]                    (user data to one member)
 //
-// A packet carries at most one ping, ping-req, ack, nack or push-pull (the
-// primary message) and at most MaxUpdates piggybacked alive, suspect and
-// dead updates, in any order. Decoding is all or nothing: a malformed
+// A packet carries at most one ping, ping-req, ack, nack, push-pull or
+// message (the primary message) and at most MaxUpdates piggybacked alive,
+// suspect, dead and broadcast updates, in any order. Decoding is all or nothing: a malformed
 // packet is rejected whole, before any of it is applied. Malformed
 // includes a packet with more than one primary message or more than
-// MaxUpdates updates, and a sequence number at or above 2^63 (no node
+// MaxUpdates updates, and a sequence number or epoch at or above 2^63 (no node
 // ever sends one: they count up from 0).
 
 // Version is the wire format version this package writes and accepts.
@@ -72,10 +74,13 @@ const (
 )
 
 // update reports whether k is a disseminated membership update.
-func (k kind) update() bool { return k == kindAlive || k == kindSuspect || k == kindDead }
+func (k kind) update() bool {
+	return k == kindAlive || k == kindSuspect || k == kindDead || k == kindBroadcast
+}
 
 // fieldCount is the array length of each message kind on the wire.
-var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4}
+var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4,
+	kindBroadcast: 6, kindUserMsg: 3}
 
 // ppWantReply is the push-pull flag asking the receiver to reply with its
 // own state.
@@ -94,6 +99,10 @@ type message struct {
 	nack   bool
 	flags  uint64
 	states []Member
+	// user data (kindBroadcast, kindUserMsg); id is the origin or sender
+	epoch   uint64
+	name    string
+	payload []byte
 }
 
 // encoder appends msgpack to a reusable buffer.
@@ -135,6 +144,11 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 			dst = e.encodeState(dst, &m.states[i])
 			e.buf.Reset()
 		}
+	case kindBroadcast:
+		err = errors.Join(x.EncodeArrayLen(6), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.epoch),
+			x.EncodeUint(m.seq), x.EncodeString(m.name), x.EncodeBytes(m.payload))
+	case kindUserMsg:
+		err = errors.Join(x.EncodeArrayLen(3), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeBytes(m.payload))
 	default:
 		panic(fmt.Sprintf("swim: encoding unknown message kind %d", m.kind))
 	}
@@ -299,6 +313,8 @@ func (d *decoder) decodeMsg(m *message) error {
 		}
 	case kindPushPull:
 		err = d.pushPull(m)
+	case kindBroadcast, kindUserMsg:
+		err = d.decodeUser(m)
 	}
 	if err != nil && !errors.Is(err, ErrMalformed) {
 		err = fmt.Errorf("%w: %w", ErrMalformed, err)
