@@ -71,17 +71,19 @@ func (m *maintainer) exchange(ctx context.Context, peer, g string) (repaired, mo
 		if err != nil {
 			return repaired, moved, err
 		}
-		k, b := 0, 0
 		if len(res.Segments) > 0 {
-			k, b, err = m.repair(ctx, peer, g, res.Segments)
+			k, b, err := m.repair(ctx, peer, g, res.Segments)
 			repaired, moved = repaired+k, moved+b
+			if err != nil {
+				return repaired, moved, err
+			}
 		}
 		// Next is computed here, past the last segment found: the rounds
 		// advance whatever the peer answers.
 		next := cmp.Or(res.Next, m.segments())
-		t.advance(int64(next-from), int64(k), int64(res.Bytes+b), "peer", peer)
-		if err != nil || res.Next == 0 {
-			return repaired, moved, err
+		t.advance(int64(next-from), 0, int64(res.Bytes), "peer", peer)
+		if res.Next == 0 {
+			return repaired, moved, nil
 		}
 		from = res.Next
 	}
@@ -99,14 +101,22 @@ func (m *maintainer) callPage(ctx context.Context, peer string, req *request) (r
 // in segment and key order, a page of each at a time, sends the peer in
 // batches the objects it lacks or holds differently, and merges in
 // batches those this node lacks or holds differently. It returns how
-// many keys differed and the bytes of the pages fetched and sent. Its
-// memory is four pages: one of each side, one batch of each direction.
+// many keys differed and the bytes of the pages fetched and sent, and
+// counts them in the progress of anti-entropy as it goes. Its memory is
+// four pages: one of each side, one batch of each direction.
 func (m *maintainer) repair(ctx context.Context, peer, g string, segments []int) (repaired, moved int, err error) {
 	limit := m.cfg.PageBytes
+	counted := 0 // repaired keys counted in the progress
+	count := func(bytes int) {
+		moved += bytes
+		m.progress.antiEntropy.advance(0, int64(repaired-counted), int64(bytes), "peer", peer)
+		counted = repaired
+	}
+	defer count(0)
 	mine := pager{next: func(after []byte) (page, error) { return m.store.scanPage(g, segments, after, limit) }}
 	theirs := pager{next: func(after []byte) (page, error) {
 		p, err := m.fetch(ctx, peer, g, segments, after, limit)
-		moved += p.size
+		count(p.size)
 		if err == nil {
 			err = m.aeRate.wait(ctx, p.size)
 		}
@@ -122,7 +132,7 @@ func (m *maintainer) repair(ctx context.Context, peer, g string, segments []int)
 			if _, err := m.callPage(ctx, peer, &request{Op: opMerge, Group: g, Entries: es}); err != nil {
 				return err
 			}
-			moved += push.size
+			count(push.size)
 			push = page{limit: limit}
 		}
 		if len(pull.items) > 0 && (force || pull.full) {

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	long       = flag.Bool("long", false, "run the measurements of TestLostDiskRepair")
+	repairMiB  = flag.Int("repair-mib", 80, "MiB of values the node that lost its disk gets back, in TestLostDiskRepair")
+	repairRate = flag.String("repair-rate", "16MiB", "the -anti-entropy-rate of TestLostDiskRepair's nodes")
+)
+
+// TestLostDiskRepair measures, on three kvnode processes (N = 3), the
+// repair of a node that lost its disk while holding -repair-mib MiB,
+// under anti-entropy throttled at -repair-rate: how long until it holds
+// every key again, the peak RSS of it and of a node that sends, and the
+// latency of a client of another node while the repair runs against
+// while the cluster is idle. It asserts only that the repair completes.
+//
+//	go test ./examples/cmd/kvnode -run TestLostDiskRepair -long -v
+func TestLostDiskRepair(t *testing.T) {
+	if !*long {
+		t.Skip("a measurement: run with -long")
+	}
+	dir := t.TempDir()
+	ids, addrs, gossip := []string{"n1", "n2", "n3"}, freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
+	var peers []string
+	for i, id := range ids {
+		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, addrs[i], i))
+	}
+	args := func(i int) []string {
+		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
+			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-anti-entropy-every", "1s",
+			"-anti-entropy-rate", *repairRate, "-handover-rate", *repairRate, "-progress-every", "5s"}
+	}
+	procs := make([]*proc, 3)
+	t.Cleanup(func() {
+		for _, p := range procs {
+			if p != nil && p.cmd.ProcessState == nil {
+				_ = p.cmd.Process.Kill()
+				_ = p.cmd.Wait()
+			}
+		}
+	})
+	for i := range ids {
+		procs[i] = start(t, addrs[i], args(i)...)
+	}
+
+	const valueSize = 64 << 10
+	keys := *repairMiB << 20 / valueSize
+	value := strings.Repeat("v", valueSize)
+	loadStart := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for k := w; k < keys; k += 8 {
+				if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/big%06d?w=3", addrs[k%3], k), value); code != http.StatusNoContent {
+					t.Errorf("PUT big%06d: %d %s", k, code, body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("loaded %d keys of %d KiB (%d MiB) on each node in %v", keys, valueSize>>10, keys*valueSize>>20, time.Since(loadStart).Round(time.Millisecond))
+
+	const phase = 10 * time.Second
+	idle := clientLatencies(t, addrs[0], "idle", func(start time.Time) bool { return time.Since(start) < phase })
+
+	if err := procs[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = procs[2].cmd.Wait()
+	if err := os.RemoveAll(dir + "/n3"); err != nil {
+		t.Fatal(err)
+	}
+	repairStart := time.Now()
+	procs[2] = start(t, addrs[2], args(2)...)
+	var (
+		done      atomic.Bool
+		repairing []time.Duration
+	)
+	wg.Go(func() {
+		repairing = clientLatencies(t, addrs[0], "repairing", func(time.Time) bool { return !done.Load() })
+	})
+	for next := 0; next < keys; {
+		if time.Since(repairStart) > 10*time.Minute {
+			t.Fatalf("after 10 minutes n3 holds %d of %d keys", next, keys)
+		}
+		time.Sleep(200 * time.Millisecond) // polling a real process
+		for ; next < keys; next++ {
+			code, _ := request(t, "GET", fmt.Sprintf("http://%s/kv/big%06d?r=1", addrs[2], next), "")
+			if code != http.StatusOK {
+				break
+			}
+		}
+	}
+	repaired := time.Since(repairStart)
+	done.Store(true)
+	wg.Wait()
+	t.Logf("n3 holds all %d keys (%d MiB) %v after it restarted with an empty disk, anti-entropy at %s/s per node",
+		keys, keys*valueSize>>20, repaired.Round(time.Millisecond), *repairRate)
+	for i, p := range procs {
+		t.Logf("%s: peak RSS %s", ids[i], peakRSS(t, p.cmd.Process.Pid))
+	}
+	t.Logf("client of n1, PUT and GET of 100 bytes: idle %s; during the repair %s", summary(idle), summary(repairing))
+}
+
+// clientLatencies runs one client of the node at addr, alternating PUTs
+// and GETs of small keys, while more(start) holds, and returns each
+// request's latency; a request that fails is an error of the test.
+func clientLatencies(t *testing.T, addr, name string, more func(start time.Time) bool) []time.Duration {
+	var out []time.Duration
+	start := time.Now()
+	for i := 0; more(start); i++ {
+		method, body, want := "PUT", strings.Repeat("x", 100), http.StatusNoContent
+		if i%2 == 1 {
+			method, body, want = "GET", "", http.StatusOK
+		}
+		req, err := http.NewRequest(method, fmt.Sprintf("http://%s/kv/%s%d", addr, name, i/2%100), strings.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return out
+		}
+		began := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != want && resp.StatusCode != http.StatusMultipleChoices {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		if err != nil {
+			t.Errorf("%s %s during %s: %v", method, req.URL, name, err)
+		}
+		out = append(out, time.Since(began))
+	}
+	return out
+}
+
+// summary gives the count, p50 and p99 of ls.
+func summary(ls []time.Duration) string {
+	if len(ls) == 0 {
+		return "no requests"
+	}
+	s := slices.Sorted(slices.Values(ls))
+	q := func(p float64) time.Duration {
+		return s[min(len(s)-1, int(p*float64(len(s))))].Round(10 * time.Microsecond)
+	}
+	return fmt.Sprintf("%d requests, p50 %v, p99 %v, max %v", len(s), q(0.5), q(0.99), s[len(s)-1].Round(10*time.Microsecond))
+}
+
+// peakRSS returns the VmHWM of process pid.
+func peakRSS(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.Atoi(f[0]); err == nil {
+				return fmt.Sprintf("%d MiB", kb>>10)
+			}
+		}
+	}
+	return "unknown"
+}
