@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -377,5 +378,39 @@ func TestLeaveStrayCopy(t *testing.T) {
 		if err := Check(acks, nil, c.replicas([]string{key})).Err(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestLeaveRetriesUnplaced: a leaving node whose first copy of each key
+// fails on every node (timeouts on a loaded cluster) tries again, and
+// leaves with every key placed instead of failing with ErrNotPlaced.
+func TestLeaveRetriesUnplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 3})
+		defer c.close()
+		ctx := context.Background()
+		acks, keys := writeKeys(t, c, 10)
+		var mu sync.Mutex
+		tried := map[string]bool{} // the keys whose copies failed once
+		c.net.serve = func(ctx context.Context, to string, req []byte, n *Node) ([]byte, error) {
+			var q request
+			if err := q.unmarshal(req); err == nil && q.Op == opWrite {
+				mu.Lock()
+				first := !tried[to+"/"+string(q.Key)]
+				tried[to+"/"+string(q.Key)] = true
+				mu.Unlock()
+				if first {
+					return nil, context.DeadlineExceeded
+				}
+			}
+			return n.Handle(ctx, req)
+		}
+		h, err := c.node("n1").Leave(ctx)
+		if err != nil || h.Keys != len(keys) || h.Copies != 2*len(keys) || h.Unplaced != 0 {
+			t.Fatalf("leave with every first copy failing: %+v, %v", h, err)
+		}
+		c.net.serve = nil
+		c.depart(ctx, "n1")
+		c.settled(ctx, acks, keys)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // ErrLeaving is returned, wrapped together with [ErrUnavailable], by a
@@ -20,6 +21,29 @@ var ErrNotPlaced = errors.New("kv: leaving node could not place data on any othe
 
 // leaveParallel is how many keys Leave hands over at once.
 const leaveParallel = 16
+
+// Leave tries to place a key or a hint that no node took up to
+// placeAttempts times, waiting placeBackoff, then twice as long, between
+// attempts: a copy that timed out on every replica of a loaded cluster is
+// not a reason to stay.
+const (
+	placeAttempts = 3
+	placeBackoff  = 250 * time.Millisecond
+)
+
+// attempt calls place until it reports success, up to placeAttempts
+// times, with backoff between attempts, unless ctx ends.
+func attempt(ctx context.Context, place func() bool) {
+	wait := placeBackoff
+	for i := 1; !place() && i < placeAttempts; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
 
 // Handover is what [Node.Leave] handed over to the nodes that remain. It
 // is a plain value; the zero Handover is a node that held nothing.
@@ -148,7 +172,14 @@ func (l *leaver) handOver(ctx context.Context, next *placement) (Handover, error
 		if l.mover.rate.wait(ctx, it.size()*len(home)) != nil {
 			return 0
 		}
-		taken, failed := l.rep.place(ctx, it.Key, it.Object, home, fallbacks)
+		var (
+			taken  []string
+			failed map[string]error
+		)
+		attempt(ctx, func() bool {
+			taken, failed = l.rep.place(ctx, it.Key, it.Object, home, fallbacks)
+			return len(taken) > 0
+		})
 		for id, err := range failed {
 			l.log.Debug("handover copy failed", "key", it.Key, "replica", id, "err", err)
 		}
@@ -196,7 +227,14 @@ func (l *leaver) handOverHints(ctx context.Context, next *placement, t *task, do
 			if l.mover.rate.wait(ctx, it.size()) != nil {
 				return 0
 			}
-			passed, err := l.rep.passOn(ctx, next, target, it.Entry)
+			var (
+				passed bool
+				err    error
+			)
+			attempt(ctx, func() bool {
+				passed, err = l.rep.passOn(ctx, next, target, it.Entry)
+				return passed || err != nil
+			})
 			done(target, it, passed, err)
 			if passed {
 				return 1
