@@ -158,6 +158,16 @@ type cluster = clusterOn[*memNet]
 
 var testTree = merkle.Config{Branches: 16, SegmentsPerBranch: 16}
 
+// inCluster runs f in a synctest bubble on a new in-process cluster of
+// nodes with quorum q, and closes the cluster when f returns.
+func inCluster(t *testing.T, nodes int, q quorum.Config, f func(t *testing.T, c *cluster, ctx context.Context)) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, nodes, q)
+		defer c.close()
+		f(t, c, context.Background())
+	})
+}
+
 // newCluster starts a cluster of nodes on a [memNet]. The seed is unused:
 // memNet draws nothing at random.
 func newCluster(t testing.TB, _ uint64, nodes int, q quorum.Config) *cluster {

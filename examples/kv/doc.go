@@ -92,7 +92,8 @@
 // hints to their home when it is alive again; [Node.AntiEntropy] diffs the
 // merkle trees of each replica set two nodes share (the union of the ring
 // ranges with that preference list) and syncs exactly the keys of the
-// dirty segments.
+// dirty segments, in rounds of a bounded number of segments, walking both
+// sides' keys a page at a time.
 //
 // # Guarantees
 //
@@ -124,6 +125,16 @@
 //     replicas hold the write. A key reused with another value gets 422.
 //     A retry is applied again only when its coordinator never saw the
 //     first attempt or a later write superseded it ([Node.Write]).
+//   - Bounded bulk work: anti-entropy, rebalances and handovers move
+//     pages of at most [RepairConfig.PageBytes] (plus one object) and
+//     hold a few pages in memory, whatever the data, so a replica that
+//     lost its disk in a group of any size is repaired; a peer's page is
+//     refused unless its keys are of the group and segments asked for,
+//     each after the one before, within the limit, so an exchange always
+//     advances; each of its calls is bounded by [RepairConfig.PageTimeout],
+//     a failing group does not stop the others, and the bytes per second
+//     are bounded by [RepairConfig.AntiEntropyRate] and HandoverRate.
+//     [Node.Progress] counts the work.
 //   - Trees: each replica set's tree equals merkle.Build over its keys
 //     with the xxHash64 of their encoded objects, after any sequence of
 //     writes, reopenings and regroupings.

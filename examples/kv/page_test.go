@@ -10,33 +10,25 @@ const testPage = 64
 // scanPages lists group g's entries in segments, page by page.
 func scanPages(t testing.TB, s *Store, g string, segments []int) []Entry {
 	t.Helper()
-	var (
-		out   []Entry
-		after []byte
-	)
-	for {
-		p, err := s.scanPage(g, segments, after, testPage)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkPage(t, p)
-		out = append(out, entries(p.items)...)
-		if !p.full {
-			return out
-		}
-		after = p.items[len(p.items)-1].Key
-	}
+	return pages(t, func(after []byte) (page, error) { return s.scanPage(g, segments, after, testPage) })
 }
 
 // allPages lists every key the store holds, page by page.
 func allPages(t testing.TB, s *Store) []Entry {
+	t.Helper()
+	return pages(t, func(after []byte) (page, error) { return s.pageFrom(after, testPage, nil) })
+}
+
+// pages lists the entries of the pages next returns, each after the last
+// key of the one before, checking each page.
+func pages(t testing.TB, next func(after []byte) (page, error)) []Entry {
 	t.Helper()
 	var (
 		out   []Entry
 		after []byte
 	)
 	for {
-		p, err := s.pageFrom(after, testPage, nil)
+		p, err := next(after)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -108,10 +108,7 @@ func sharedGroups(c *cluster, a, b string) []string {
 // A group whose exchange fails does not stop the others: every other
 // group shared with the peer is repaired, and the error names the group.
 func TestAntiEntropyFailingGroupGoesOn(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 1, W: 1})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		keys := fillKeys(t, c, 120, 16)
 		groups := sharedGroups(c, "n2", "n3")
 		if len(groups) < 2 {
@@ -191,11 +188,8 @@ func TestExchangeHostilePeer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 1, W: 1})
-				defer c.close()
+			inCluster(t, 3, quorum.Config{N: 3, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 				c.repair.PageTimeout = 3 * time.Second
-				ctx := context.Background()
 				keys := fillKeys(t, c, 40, 16)
 				c.wipe("n3")
 				c.net.serve = func(ctx context.Context, to string, req []byte, n *Node) ([]byte, error) {
@@ -235,9 +229,7 @@ func TestExchangeHostilePeer(t *testing.T) {
 // node serving it, and one asking for a huge page gets a page cut at the
 // server's own limit.
 func TestServeScanRefuses(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 1, W: 1})
-		defer c.close()
+	inCluster(t, 3, quorum.Config{N: 3, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		fillKeys(t, c, 40, 16)
 		m := c.node("n1").maint
 		g := sharedGroups(c, "n1", "n2")[0]

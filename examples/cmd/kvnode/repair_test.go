@@ -115,7 +115,7 @@ func TestLostDiskRepair(t *testing.T) {
 	repaired := time.Since(repairStart)
 	done.Store(true)
 	wg.Wait()
-	t.Logf("n3 holds all %d keys (%d MiB) %v after it restarted with an empty disk, anti-entropy at %s/s per node",
+	t.Logf("n3 holds all %d keys (%d MiB) %v after it restarted with an empty disk, -anti-entropy-rate %s on each node",
 		keys, keys*valueSize>>20, repaired.Round(time.Millisecond), *repairRate)
 	for i, p := range procs {
 		t.Logf("%s: peak RSS %d MiB (its bbolt file is mapped)", ids[i], status(t, p.cmd.Process.Pid, "VmHWM")>>10)
