@@ -124,6 +124,10 @@ func (m *maintainer) antiEntropyLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
+// handOffBatch is how many hints a pass of handoff sends per target, at
+// most.
+const handOffBatch = 256
+
 // handOff is [Node.HandOff].
 func (m *maintainer) handOff(ctx context.Context) (int, error) {
 	targets, err := m.store.Hints().Targets()
@@ -134,14 +138,14 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 	delivered := 0
 	var errs []error
 	for _, t := range targets {
-		// One page a pass per target: its memory is bounded by the page,
-		// not by the hints held.
+		// At most one page a pass per target: its memory is bounded by
+		// the page, not by the hints held.
 		hints, err := m.store.Hints().page(t, nil, m.cfg.PageBytes)
 		if err != nil {
 			return delivered, err
 		}
 		alive, stranded := p.has(t) && m.peers.Alive(t), 0
-		for _, it := range hints.items {
+		for _, it := range hints.items[:min(len(hints.items), handOffBatch)] {
 			h := it.Entry
 			if !slices.Contains(p.home(h.Key), t) {
 				// The ring changed since the hint was taken: t is no

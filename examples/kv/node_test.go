@@ -338,6 +338,11 @@ func TestNodeRebalance(t *testing.T) {
 				t.Fatal(err)
 			}
 			sent += k
+			held, _ := c.stores[id].count()
+			// Every key held was passed, those moved were counted as sent.
+			if p := c.node(id).Progress().Rebalance; p.Runs != 1 || p.Failures != 0 || p.Keys != int64(k) || p.Done != int64(held) || p.Total != int64(held) {
+				t.Fatalf("%s: rebalance progress %+v, after %d copies sent of %d keys held", id, p, k, held)
+			}
 		}
 		if sent == 0 {
 			t.Fatal("nothing streamed though n1 left and n6 joined")
