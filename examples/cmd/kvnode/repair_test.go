@@ -20,6 +20,7 @@ var (
 	long       = flag.Bool("long", false, "run the measurements of TestLostDiskRepair")
 	repairMiB  = flag.Int("repair-mib", 80, "MiB of values the node that lost its disk gets back, in TestLostDiskRepair")
 	repairRate = flag.String("repair-rate", "16MiB", "the -anti-entropy-rate of TestLostDiskRepair's nodes")
+	repairStop = flag.Duration("repair-pause", 3*time.Second, "how long TestLostDiskRepair pauses n2 (SIGSTOP), two seconds into the repair")
 )
 
 // TestLostDiskRepair measures, on three kvnode processes (N = 3), the
@@ -27,7 +28,9 @@ var (
 // under anti-entropy throttled at -repair-rate: how long until it holds
 // every key again, the peak RSS of it and of a node that sends, and the
 // latency of a client of another node while the repair runs against
-// while the cluster is idle. It asserts only that the repair completes.
+// while the cluster is idle. Two seconds into the repair, n2 is paused
+// (SIGSTOP) for -repair-pause, a process stalled in the middle of
+// exchanges. It asserts only that the repair completes.
 //
 //	go test ./examples/cmd/kvnode -run TestLostDiskRepair -long -v
 func TestLostDiskRepair(t *testing.T) {
@@ -99,7 +102,12 @@ func TestLostDiskRepair(t *testing.T) {
 		repairing = clientLatencies(t, addrs[0], "repairing", func(time.Time) bool { return !done.Load() })
 	})
 	anon := 0 // the largest anonymous RSS of n3 seen: its heap, not its mapped file
+	paused := false
 	for next := 0; next < keys; {
+		if !paused && time.Since(repairStart) > 2*time.Second && *repairStop > 0 {
+			paused = true
+			pause(t, procs[1].cmd.Process.Pid, *repairStop)
+		}
 		if time.Since(repairStart) > 10*time.Minute {
 			t.Fatalf("after 10 minutes n3 holds %d of %d keys", next, keys)
 		}
@@ -121,7 +129,24 @@ func TestLostDiskRepair(t *testing.T) {
 		t.Logf("%s: peak RSS %d MiB (its bbolt file is mapped)", ids[i], status(t, p.cmd.Process.Pid, "VmHWM")>>10)
 	}
 	t.Logf("n3: largest anonymous RSS seen during the repair (sampled every 200ms) %d MiB", anon>>10)
+	for _, line := range procs[2].tail(1000) {
+		if strings.Contains(line, `anti-entropy progress"`) || strings.Contains(line, `anti-entropy failed"`) {
+			t.Log("n3:", line)
+		}
+	}
 	t.Logf("client of n1, PUT and GET of 100 bytes: idle %s; during the repair %s", summary(idle), summary(repairing))
+}
+
+// pause stops process pid with SIGSTOP for d, then lets it go on.
+func pause(t *testing.T, pid int, d time.Duration) {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d) // a real process, paused for real
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("n2 paused for %v", d)
 }
 
 // clientLatencies runs one client of the node at addr, alternating PUTs
