@@ -185,7 +185,8 @@ func (m *maintainer) repair(ctx context.Context, peer, g string, segments []int)
 			return repaired, moved, err
 		}
 	}
-	return repaired, moved, flush(true)
+	err = flush(true) // before moved is read: the last batch counts
+	return repaired, moved, err
 }
 
 // fetch asks peer for the page of group g's entries in segments after the

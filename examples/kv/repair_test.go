@@ -80,6 +80,9 @@ func TestAntiEntropyGroupLargerThanRPC(t *testing.T) {
 			if moved < 200*512 {
 				t.Fatalf("%d bytes moved to repair %d bytes of values", moved, 200*512)
 			}
+			if p := c.node(dir.from).Progress().AntiEntropy; p.Bytes != int64(moved) || p.Keys != int64(k) || p.Runs != 1 {
+				t.Fatalf("%s's progress %+v after an exchange of %d keys and %d bytes", dir.from, p, k, moved)
+			}
 			if held := sameAs(t, c, "n3", keys); held != len(keys) {
 				t.Fatalf("n3 holds %d of %d keys", held, len(keys))
 			}
