@@ -210,3 +210,23 @@ func status(t *testing.T, pid int, field string) int {
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
+
+// The size flags take plain numbers and binary or decimal units, and
+// refuse anything else, negative sizes and sizes past 2 TiB.
+func TestByteSizeFlag(t *testing.T) {
+	for in, want := range map[string]int{"0": 0, "512": 512, "8MiB": 8 << 20, "8M": 8 << 20, "1.5KiB": 1536, "2GB": 2e9, "64KB": 64e3, "3B": 3, "8 MiB": 8 << 20} {
+		var n int
+		if err := (byteSize{&n}).Set(in); err != nil || n != want {
+			t.Errorf("%q: %d, %v; want %d", in, n, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "8XB", "1e30", "3TiB", "NaN"} {
+		n := 7
+		if err := (byteSize{&n}).Set(in); err == nil || n != 7 {
+			t.Errorf("%q: %d, %v; want an error and nothing set", in, n, err)
+		}
+	}
+	if err := run([]string{"-id", "n1", "-data", t.TempDir(), "-repair-page-bytes", "0"}); err == nil || !strings.Contains(err.Error(), "-repair-page-bytes 0") {
+		t.Errorf("-repair-page-bytes 0: %v", err)
+	}
+}
