@@ -32,12 +32,12 @@
 // writers and counters beyond what the coordinator's copy of the key has
 // seen are pruned, never merged into the key.
 //
-// Bulk repair is paged and may be throttled: -anti-entropy-rate and
+// Bulk repair is paged and may be throttled. -anti-entropy-rate and
 // -handover-rate bound the bytes per second of anti-entropy exchanges and
-// of rebalances and handovers (sizes such as 8MiB; 0: no bound),
-// -repair-page-bytes the keys and objects one page of them carries, and
-// -progress-every how often a long one logs its progress, and
-// -anti-entropy-every how often an exchange starts.
+// of rebalances and handovers (sizes such as 8MiB; 0: no bound);
+// -repair-page-bytes bounds the keys and objects one page of them
+// carries; -anti-entropy-every sets how often an exchange starts, and
+// -progress-every how often a long one logs its progress.
 //
 // It logs JSON lines with log/slog to stderr and, on SIGTERM or SIGINT,
 // hands its data over to the other nodes and leaves the cluster, within
