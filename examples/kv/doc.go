@@ -50,9 +50,12 @@
 //     passes hints on, sends read repairs.
 //   - maintainer: hinted handoff, anti-entropy, reaping and rebalancing,
 //     over a narrow interface to the other nodes (peers) and the
-//     replicator.
+//     replicator; it serves the pages of other nodes' exchanges.
 //   - leaver: a node's departure ([Node.Leave]) and the refusal of
 //     writes while it leaves.
+//   - mover: the paging and the bandwidth of rebalances and handovers,
+//     shared by the maintainer and the leaver; the progress of bulk
+//     work ([Node.Progress]) is counted and logged by one task per kind.
 //   - [Node]: the facade: configuration and validation, the RPC
 //     dispatch ([Node.Handle]), the background goroutines, stats.
 //   - [Store]: objects and tombstones (the reap floor, the epoch) in one
