@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	long       = flag.Bool("long", false, "run the measurements of TestLostDiskRepair")
+	long       = flag.Bool("long", false, "run TestLostDiskRepair as a measurement, with -repair-mib of data")
 	repairMiB  = flag.Int("repair-mib", 80, "MiB of values the node that lost its disk gets back, in TestLostDiskRepair")
 	repairRate = flag.String("repair-rate", "16MiB", "the -anti-entropy-rate of TestLostDiskRepair's nodes")
 	repairStop = flag.Duration("repair-pause", 3*time.Second, "how long TestLostDiskRepair pauses n2 (SIGSTOP), two seconds into the repair")
@@ -30,14 +30,25 @@ var (
 // latency of a client of another node while the repair runs against
 // while the cluster is idle. Two seconds into the repair, n2 is paused
 // (SIGSTOP) for -repair-pause, a process stalled in the middle of
-// exchanges. It asserts only that the repair completes.
+// exchanges. It asserts only that the repair completes. Without -long it
+// repairs 1 MiB, with no idle phase and no pause: a check that the
+// flags reach the nodes and that paged exchanges work over
+// authenticated HTTP.
 //
 //	go test ./examples/cmd/kvnode -run TestLostDiskRepair -long -v
 func TestLostDiskRepair(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	mib, phase, pauseFor, pageBytes := *repairMiB, 10*time.Second, *repairStop, "1MiB"
 	if !*long {
-		t.Skip("a measurement: run with -long")
+		mib, phase, pauseFor, pageBytes = 1, 0, 0, "64KiB"
 	}
 	dir := t.TempDir()
+	keyFile := dir + "/cluster.key"
+	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ids, addrs, gossip := []string{"n1", "n2", "n3"}, freeAddrs(t, "tcp", 3), freeAddrs(t, "udp", 3)
 	var peers []string
 	for i, id := range ids {
@@ -46,7 +57,8 @@ func TestLostDiskRepair(t *testing.T) {
 	args := func(i int) []string {
 		return []string{"-id", ids[i], "-data", dir + "/" + ids[i], "-peers", strings.Join(peers, ","),
 			"-gossip", gossip[i], "-join", strings.Join(gossip, ","), "-anti-entropy-every", "1s",
-			"-anti-entropy-rate", *repairRate, "-handover-rate", *repairRate, "-progress-every", "5s"}
+			"-anti-entropy-rate", *repairRate, "-handover-rate", *repairRate, "-progress-every", "5s",
+			"-repair-page-bytes", pageBytes, "-cluster-key-file", keyFile}
 	}
 	procs := make([]*proc, 3)
 	t.Cleanup(func() {
@@ -62,15 +74,15 @@ func TestLostDiskRepair(t *testing.T) {
 	}
 
 	const valueSize = 64 << 10
-	keys := *repairMiB << 20 / valueSize
+	keys := mib << 20 / valueSize
 	value := strings.Repeat("v", valueSize)
 	loadStart := time.Now()
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
 			for k := w; k < keys; k += 8 {
-				if code, body := request(t, "PUT", fmt.Sprintf("http://%s/kv/big%06d?w=3", addrs[k%3], k), value); code != http.StatusNoContent {
-					t.Errorf("PUT big%06d: %d %s", k, code, body)
+				if err := timed(fmt.Sprintf("http://%s/kv/big%06d?w=3", addrs[k%3], k), "PUT", value, http.StatusNoContent); err != nil {
+					t.Error(err)
 					return
 				}
 			}
@@ -82,7 +94,6 @@ func TestLostDiskRepair(t *testing.T) {
 	}
 	t.Logf("loaded %d keys of %d KiB (%d MiB) on each node in %v", keys, valueSize>>10, keys*valueSize>>20, time.Since(loadStart).Round(time.Millisecond))
 
-	const phase = 10 * time.Second
 	idle := clientLatencies(t, addrs[0], "idle", func(start time.Time) bool { return time.Since(start) < phase })
 
 	if err := procs[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -104,9 +115,9 @@ func TestLostDiskRepair(t *testing.T) {
 	anon := 0 // the largest anonymous RSS of n3 seen: its heap, not its mapped file
 	paused := false
 	for next := 0; next < keys; {
-		if !paused && time.Since(repairStart) > 2*time.Second && *repairStop > 0 {
+		if !paused && time.Since(repairStart) > 2*time.Second && pauseFor > 0 {
 			paused = true
-			pause(t, procs[1].cmd.Process.Pid, *repairStop)
+			pause(t, procs[1].cmd.Process.Pid, pauseFor)
 		}
 		if time.Since(repairStart) > 10*time.Minute {
 			t.Fatalf("after 10 minutes n3 holds %d of %d keys", next, keys)
@@ -160,26 +171,32 @@ func clientLatencies(t *testing.T, addr, name string, more func(start time.Time)
 		if i%2 == 1 {
 			method, body, want = "GET", "", http.StatusOK
 		}
-		req, err := http.NewRequest(method, fmt.Sprintf("http://%s/kv/%s%d", addr, name, i/2%100), strings.NewReader(body))
-		if err != nil {
-			t.Error(err)
-			return out
-		}
 		began := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != want && resp.StatusCode != http.StatusMultipleChoices {
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-		}
-		if err != nil {
-			t.Errorf("%s %s during %s: %v", method, req.URL, name, err)
+		if err := timed(fmt.Sprintf("http://%s/kv/%s%d", addr, name, i/2), method, body, want); err != nil {
+			t.Errorf("during %s: %v", name, err)
 		}
 		out = append(out, time.Since(began))
 	}
 	return out
+}
+
+// timed makes one request and returns an error unless it got the status
+// want; it may run on any goroutine.
+func timed(url, method, body string, want int) error {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	if err == nil && resp.StatusCode != want {
+		err = fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, text)
+	}
+	return err
 }
 
 // summary gives the count, p50 and p99 of ls.
