@@ -137,7 +137,7 @@ func TestLostDiskRepair(t *testing.T) {
 	t.Logf("n3 holds all %d keys (%d MiB) %v after it restarted with an empty disk, -anti-entropy-rate %s on each node",
 		keys, keys*valueSize>>20, repaired.Round(time.Millisecond), *repairRate)
 	for i, p := range procs {
-		t.Logf("%s: peak RSS %d MiB (its bbolt file is mapped)", ids[i], status(t, p.cmd.Process.Pid, "VmHWM")>>10)
+		t.Logf("%s: peak RSS %d MiB (its bbolt file is mapped), CPU time %v", ids[i], status(t, p.cmd.Process.Pid, "VmHWM")>>10, cpuTime(t, p.cmd.Process.Pid))
 	}
 	t.Logf("n3: largest anonymous RSS seen during the repair (sampled every 200ms) %d MiB", anon>>10)
 	for _, line := range procs[2].tail(1000) {
@@ -209,6 +209,24 @@ func summary(ls []time.Duration) string {
 		return s[min(len(s)-1, int(p*float64(len(s))))].Round(10 * time.Microsecond)
 	}
 	return fmt.Sprintf("%d requests, p50 %v, p99 %v, max %v", len(s), q(0.5), q(0.99), s[len(s)-1].Round(10*time.Microsecond))
+}
+
+// cpuTime returns the user and system CPU time process pid used so far,
+// from /proc/pid/stat, in clock ticks of 10ms.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command's name, which ends with the last ')':
+	// state is the first, utime the 12th and stime the 13th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	user, err1 := strconv.Atoi(f[11])
+	sys, err2 := strconv.Atoi(f[12])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	return time.Duration(user+sys) * 10 * time.Millisecond
 }
 
 // status returns the field (in KiB) of /proc/pid/status.
