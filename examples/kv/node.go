@@ -367,7 +367,8 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) { n.maint.run(c
 //
 // Leave returns what it handed over. It fails, and the node takes writes
 // again, with an error wrapping [ErrNotPlaced] when a key or a hint could
-// not be placed on any node (the caller decides whether to exit anyway),
+// not be placed on any node, in three attempts 250 and 500 ms apart (the
+// caller decides whether to exit anyway),
 // with ctx's error when ctx ends first, and with the store's errors; a
 // second Leave fails with [ErrLeaving]. It reads the keys and hints a page
 // at a time ([RepairConfig.PageBytes]) and holds one page in memory,
