@@ -149,9 +149,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 // refused before any of its body is read, whatever length it claims; one
 // with an authenticator is read up to the length it declared, no further.
 func TestUnauthenticatedBodyUnread(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
-		defer c.close()
+	inCluster(t, 1, quorum.Config{N: 1, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("0123456789abcdef")
 		h := API(c.node("n1"), APIConfig{ClusterKey: key})
 		now := strconv.FormatInt(time.Now().Unix(), 10)
@@ -216,9 +214,7 @@ func (r blockingReader) Read([]byte) (int, error) {
 // RPCs, a request is answered 503 with Retry-After at once, and served
 // again once a slot is free.
 func TestConcurrencyLimit(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
-		defer c.close()
+	inCluster(t, 1, quorum.Config{N: 1, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		h := API(c.node("n1"), APIConfig{Limits: Limits{MaxConcurrent: 1, MaxConcurrentRPC: 1}})
 		for _, path := range []string{"/kv/k", rpcPath} {
 			method := http.MethodPut

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -54,6 +55,13 @@ type memNet struct {
 	mu          sync.Mutex
 	nodes       map[string]*Node // nil: crashed
 	partitioned map[string]bool
+	// limit, when positive, fails a call whose request or response is
+	// longer, as a transport does past its RPC limit.
+	limit int
+	// largest is the longest request or response carried.
+	largest int
+	// serve, when set, answers the calls to its node instead of it.
+	serve func(ctx context.Context, to string, req []byte, n *Node) ([]byte, error)
 }
 
 func (m *memNet) transport(from string) Transport { return memTransport{m, from} }
@@ -67,11 +75,36 @@ func (t memTransport) Call(ctx context.Context, to string, req []byte) ([]byte, 
 	t.m.mu.Lock()
 	n := t.m.nodes[to]
 	open := n != nil && t.m.nodes[t.from] != nil && t.m.partitioned[t.from] == t.m.partitioned[to]
+	serve := t.m.serve
 	t.m.mu.Unlock()
 	if !open {
 		return nil, fmt.Errorf("%s -> %s: %w", t.from, to, errUnreachable)
 	}
-	return n.Handle(ctx, req)
+	if err := t.m.carry(req); err != nil {
+		return nil, err
+	}
+	var resp []byte
+	var err error
+	if serve != nil {
+		resp, err = serve(ctx, to, req, n)
+	} else {
+		resp, err = n.Handle(ctx, req)
+	}
+	if err == nil {
+		err = t.m.carry(resp)
+	}
+	return resp, err
+}
+
+// carry records the length of a message and refuses one past the limit.
+func (m *memNet) carry(msg []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.largest = max(m.largest, len(msg))
+	if m.limit > 0 && len(msg) > m.limit {
+		return fmt.Errorf("a message of %d bytes, past the limit of %d", len(msg), m.limit)
+	}
+	return nil
 }
 
 func (m *memNet) node(id string) *Node {
@@ -117,12 +150,25 @@ type clusterOn[N fabric] struct {
 	limits StoreConfig
 	// metrics are the nodes' NodeConfig.Metrics from their next start.
 	metrics map[string]*Metrics
+	// repair and logger are those of the nodes started from now on.
+	repair RepairConfig
+	logger *slog.Logger
 }
 
 // cluster is the in-process cluster of the unit tests.
 type cluster = clusterOn[*memNet]
 
 var testTree = merkle.Config{Branches: 16, SegmentsPerBranch: 16}
+
+// inCluster runs f in a synctest bubble on a new in-process cluster of
+// nodes with quorum q, and closes the cluster when f returns.
+func inCluster(t *testing.T, nodes int, q quorum.Config, f func(t *testing.T, c *cluster, ctx context.Context)) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, nodes, q)
+		defer c.close()
+		f(t, c, context.Background())
+	})
+}
 
 // newCluster starts a cluster of nodes on a [memNet]. The seed is unused:
 // memNet draws nothing at random.
@@ -142,7 +188,8 @@ func newClusterOn[N fabric](t testing.TB, net N, nodes int, q quorum.Config) *cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clusterOn[N]{t: t, dir: t.TempDir(), ring: r, q: q, ids: ids, net: net, stores: map[string]*Store{}}
+	c := &clusterOn[N]{t: t, dir: t.TempDir(), ring: r, q: q, ids: ids, net: net, stores: map[string]*Store{},
+		repair: RepairConfig{PageBytes: testPage, PageSegments: 4}} // pages of a few keys, so that every test pages
 	for _, id := range ids {
 		c.start(id)
 	}
@@ -161,7 +208,7 @@ func (c *clusterOn[N]) start(id string) {
 			if c.onReap != nil {
 				c.onReap(key, o)
 			}
-		}})
+		}, Repair: c.repair, Logger: c.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -55,9 +55,12 @@
 //     passes hints on, sends read repairs.
 //   - maintainer: hinted handoff, anti-entropy, reaping and rebalancing,
 //     over a narrow interface to the other nodes (peers) and the
-//     replicator.
+//     replicator; it serves the pages of other nodes' exchanges.
 //   - leaver: a node's departure ([Node.Leave]) and the refusal of
 //     writes while it leaves.
+//   - mover: the paging and the bandwidth of rebalances and handovers,
+//     shared by the maintainer and the leaver; the progress of bulk
+//     work ([Node.Progress]) is counted and logged by one task per kind.
 //   - [Node]: the facade: configuration and validation, the RPC
 //     dispatch ([Node.Handle]), the background goroutines, stats.
 //   - [Store]: objects and tombstones (the reap floor, the epoch) in one
@@ -97,7 +100,8 @@
 // hints to their home when it is alive again; [Node.AntiEntropy] diffs the
 // merkle trees of each replica set two nodes share (the union of the ring
 // ranges with that preference list) and syncs exactly the keys of the
-// dirty segments.
+// dirty segments, in rounds of a bounded number of segments, walking both
+// sides' keys a page at a time.
 //
 // # Guarantees
 //
@@ -129,6 +133,16 @@
 //     replicas hold the write. A key reused with another value gets 422.
 //     A retry is applied again only when its coordinator never saw the
 //     first attempt or a later write superseded it ([Node.Write]).
+//   - Bounded bulk work: anti-entropy, rebalances and handovers move
+//     pages of at most [RepairConfig.PageBytes] (plus one object) and
+//     hold a few pages in memory, whatever the data, so a replica that
+//     lost its disk in a group of any size is repaired; a peer's page is
+//     refused unless its keys are of the group and segments asked for,
+//     each after the one before, within the limit, so an exchange always
+//     advances; each of its calls is bounded by [RepairConfig.PageTimeout],
+//     a failing group does not stop the others, and the bytes per second
+//     are bounded by [RepairConfig.AntiEntropyRate] and HandoverRate.
+//     [Node.Progress] counts the work.
 //   - Trees: each replica set's tree equals merkle.Build over its keys
 //     with the xxHash64 of their encoded objects, after any sequence of
 //     writes, reopenings and regroupings.

@@ -33,9 +33,7 @@ func do(h http.Handler, method, target, body string, header ...string) *httptest
 }
 
 func TestAPI(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		metrics := &Metrics{}
 		guard := idempotency.New(&idempotency.MemStore{}, idempotency.Config{})
 		h := API(c.node("n1"), APIConfig{Guard: guard, Metrics: metrics})
@@ -225,9 +223,7 @@ func TestHTTPTransport(t *testing.T) {
 // breaks the key nor raises the reap floor, and the key stays writable
 // and reapable afterwards.
 func TestAPIForgedContext(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		n := c.node(c.node("n1").Home([]byte("k"))[0])
 		h := API(n, APIConfig{Limits: Limits{MaxContextEntries: 8, MaxContextLen: 1024}})
 		forged := func(entries ...vclock.Dot) string {
@@ -303,9 +299,7 @@ func TestAPIForgedContext(t *testing.T) {
 // body that says to read and resolve, through any node; the write that
 // resolves them with the read's context passes.
 func TestAPIKeyLimits(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		c.limits = StoreConfig{MaxSiblings: 3, MaxObjectLen: 20}
 		for _, id := range c.ids {
 			c.crash(id)
@@ -344,9 +338,7 @@ func TestAPIKeyLimits(t *testing.T) {
 // no client can grow /metrics: the number of series after 200 junk
 // methods is the number after the first.
 func TestMetricsMethodsBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
-		defer c.close()
+	inCluster(t, 1, quorum.Config{N: 1, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		h := API(c.node("n1"), APIConfig{Metrics: &Metrics{}})
 		series := func() int {
 			n := 0

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -408,9 +407,7 @@ func holding(t *testing.T, c *cluster, ids []string, key string, d vclock.Dot) (
 // key ends with exactly one sibling. The key with another value is
 // refused with 422.
 func TestAPIRetryThroughAnotherNode(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		home, other := homeAndOther(c, "k")
 		api := map[string]http.Handler{}
 		for _, id := range c.ids {
@@ -477,10 +474,7 @@ func TestAPIRetryThroughAnotherNode(t *testing.T) {
 func TestNodeRetryCoordinatorChanged(t *testing.T) {
 	for _, replicated := range []bool{true, false} {
 		t.Run(fmt.Sprint("replicated=", replicated), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-				defer c.close()
-				ctx := context.Background()
+			inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 				all := c.ring.Replicas([]byte("k"), c.q.N+DefaultFallbacks, nil)
 				home, _ := homeAndOther(c, "k")
 				cut := all[2:] // the third home replica and the fallbacks

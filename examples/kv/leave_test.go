@@ -8,8 +8,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
-	"testing/synctest"
 
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/vclock"
@@ -207,19 +207,17 @@ func runLeave(t *testing.T, seed uint64) {
 // TestLeaveCanceled: a Leave whose ctx ends fails with ctx's error, and
 // the node takes writes again.
 func TestLeaveCanceled(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		n := c.node("n1")
-		if _, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
+		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		canceled, cancel := context.WithCancel(ctx)
 		cancel()
-		if h, err := n.Leave(ctx); !errors.Is(err, context.Canceled) || h.Copies != 0 {
+		if h, err := n.Leave(canceled); !errors.Is(err, context.Canceled) || h.Copies != 0 {
 			t.Fatalf("leave: %+v, %v; want context.Canceled and no copy", h, err)
 		}
-		if w, err := n.Put(context.Background(), []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil || w.Dot.ID != n.Actor() {
+		if w, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v2"), 0); err != nil || w.Dot.ID != n.Actor() {
 			t.Fatalf("write after a canceled leave: %v, %v", w, err)
 		}
 	})
@@ -228,10 +226,7 @@ func TestLeaveCanceled(t *testing.T) {
 // TestLeaveAlone: a node alone in its ring has nowhere to place its data:
 // Leave fails with ErrNotPlaced and the node takes writes again.
 func TestLeaveAlone(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 1, quorum.Config{N: 1, R: 1, W: 1})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 1, quorum.Config{N: 1, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		n := c.node("n1")
 		if h, err := n.Leave(ctx); err != nil || h != (Handover{}) {
 			t.Fatalf("empty node: %+v, %v", h, err)
@@ -257,10 +252,7 @@ func TestLeaveAlone(t *testing.T) {
 // leaves the key no fallback: the hint goes to one of the key's home
 // replicas, which hands it to its target when it returns.
 func TestLeaveHintNoFallback(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 3})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 4, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
 		var key string
 		var list []string
 		for i := 0; ; i++ {
@@ -295,10 +287,7 @@ func TestLeaveHintNoFallback(t *testing.T) {
 // forwarding node does not have the write coordinated again by the next
 // home replica: the key holds the write once.
 func TestForwardedWriteNotRepeated(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 6, quorum.Config{N: 3, R: 2, W: 3})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 6, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		list := c.ring.Replicas(key, 6, nil)
 		home, via := list[:3], list[5]
@@ -325,9 +314,7 @@ func TestForwardedWriteNotRepeated(t *testing.T) {
 // to coordinate when Leave began is forwarded to another home replica,
 // as every client write a leaving node receives is, rather than failing.
 func TestWriteAsLeaveBegins(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 4, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		home := c.ring.Replicas(key, 3, nil)
 		c.crash(home[0])
@@ -351,10 +338,7 @@ func TestWriteAsLeaveBegins(t *testing.T) {
 // replicate (as a failed rebalance can leave one) hands it to the key's
 // replicas when it leaves.
 func TestLeaveStrayCopy(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		leaver := "n1"
 		var key string
 		for i := 0; ; i++ {
@@ -377,5 +361,36 @@ func TestLeaveStrayCopy(t *testing.T) {
 		if err := Check(acks, nil, c.replicas([]string{key})).Err(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestLeaveRetriesUnplaced: a leaving node whose first copy of each key
+// fails on every node (timeouts on a loaded cluster) tries again, and
+// leaves with every key placed instead of failing with ErrNotPlaced.
+func TestLeaveRetriesUnplaced(t *testing.T) {
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
+		acks, keys := writeKeys(t, c, 10)
+		var mu sync.Mutex
+		tried := map[string]bool{} // the keys whose copies failed once
+		c.net.serve = func(ctx context.Context, to string, req []byte, n *Node) ([]byte, error) {
+			var q request
+			if err := q.unmarshal(req); err == nil && q.Op == opWrite {
+				mu.Lock()
+				first := !tried[to+"/"+string(q.Key)]
+				tried[to+"/"+string(q.Key)] = true
+				mu.Unlock()
+				if first {
+					return nil, context.DeadlineExceeded
+				}
+			}
+			return n.Handle(ctx, req)
+		}
+		h, err := c.node("n1").Leave(ctx)
+		if err != nil || h.Keys != len(keys) || h.Copies != 2*len(keys) || h.Unplaced != 0 {
+			t.Fatalf("leave with every first copy failing: %+v, %v", h, err)
+		}
+		c.net.serve = nil
+		c.depart(ctx, "n1")
+		c.settled(ctx, acks, keys)
 	})
 }

@@ -1,13 +1,13 @@
 package kv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"slices"
 	"sync"
+	"time"
 )
 
 // ErrLeaving is returned, wrapped together with [ErrUnavailable], by a
@@ -21,6 +21,29 @@ var ErrNotPlaced = errors.New("kv: leaving node could not place data on any othe
 
 // leaveParallel is how many keys Leave hands over at once.
 const leaveParallel = 16
+
+// Leave tries to place a key or a hint that no node took up to
+// placeAttempts times, waiting placeBackoff, then twice as long, between
+// attempts: a copy that timed out on every replica of a loaded cluster is
+// not a reason to stay.
+const (
+	placeAttempts = 3
+	placeBackoff  = 250 * time.Millisecond
+)
+
+// attempt calls place until it reports success, up to placeAttempts
+// times, with backoff between attempts, unless ctx ends.
+func attempt(ctx context.Context, place func() bool) {
+	wait := placeBackoff
+	for i := 1; !place() && i < placeAttempts; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
 
 // Handover is what [Node.Leave] handed over to the nodes that remain. It
 // is a plain value; the zero Handover is a node that held nothing.
@@ -49,11 +72,13 @@ type Handover struct {
 // the node holds over to the nodes that remain, through the replicator.
 // It is safe for concurrent use.
 type leaver struct {
-	self  string
-	store *Store
-	rep   *replicator
-	place func() *placement
-	log   *slog.Logger
+	self     string
+	store    *Store
+	rep      *replicator
+	mover    *mover
+	place    func() *placement
+	progress *progress
+	log      *slog.Logger
 
 	// mu is held shared by every local write from its check of departing
 	// to its commit, and exclusively by leave to set departing, so that
@@ -120,91 +145,105 @@ func refusedBy(err error, id string) bool {
 // handOver streams every key and every hint this node holds to the
 // nodes of the placement next: the keys of the ranges it replicates, and
 // any copy it kept of a key it no longer replicates (one a failed
-// rebalance may have left as the only copy).
+// rebalance may have left as the only copy). It reads them a page at a
+// time and holds one page in memory, whatever the data.
 func (l *leaver) handOver(ctx context.Context, next *placement) (Handover, error) {
-	var h Handover
-	var keys []Entry
-	err := l.store.All(func(key []byte, o Object) error {
-		keys = append(keys, Entry{Key: slices.Clone(key), Object: o.Clone()})
-		return nil
-	})
+	var (
+		mu       sync.Mutex // guards h, unplaced, first and failure
+		h        Handover
+		first    string // the first of the keys and hints not placed, in order
+		failure  error  // the first error of a hint's hand-on
+		unplaced = func(what string) {
+			if h.Unplaced++; first == "" || what < first {
+				first = what
+			}
+		}
+	)
+	keys, err := l.store.count()
 	if err != nil {
 		return h, err
 	}
-	var (
-		mu       sync.Mutex // guards h, unplaced and errs
-		unplaced []string
-		errs     []error
-	)
-	h.Keys = len(keys)
-	parallel(ctx, len(keys), func(i int) {
-		home, fallbacks := next.of(keys[i].Key)
-		taken, failed := l.rep.place(ctx, keys[i].Key, keys[i].Object, home, fallbacks)
+	t := &l.progress.handover
+	t.begin(int64(keys + l.store.Hints().Len()))
+	h.Copies, err = l.mover.pages(ctx, t, func(after []byte) (page, error) {
+		return l.store.pageFrom(after, l.mover.pageBytes, nil)
+	}, func(it item) int {
+		home, fallbacks := next.of(it.Key)
+		if l.mover.rate.wait(ctx, it.size()*len(home)) != nil {
+			return 0
+		}
+		var (
+			taken  []string
+			failed map[string]error
+		)
+		attempt(ctx, func() bool {
+			taken, failed = l.rep.place(ctx, it.Key, it.Object, home, fallbacks)
+			return len(taken) > 0
+		})
 		for id, err := range failed {
-			l.log.Debug("handover copy failed", "key", keys[i].Key, "replica", id, "err", err)
+			l.log.Debug("handover copy failed", "key", it.Key, "replica", id, "err", err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		h.Copies, h.Failed = h.Copies+len(taken), h.Failed+len(failed)
+		h.Keys, h.Failed = h.Keys+1, h.Failed+len(failed)
 		if len(taken) == 0 {
-			unplaced = append(unplaced, fmt.Sprintf("key %q", keys[i].Key))
+			unplaced(fmt.Sprintf("key %q", it.Key))
 		}
+		return len(taken)
 	})
-	targets, err := l.store.Hints().Targets()
-	if err != nil {
-		return h, err
-	}
-	for _, t := range targets {
-		hints, err := l.store.Hints().For(t, math.MaxInt)
-		if err != nil {
-			return h, err
-		}
-		parallel(ctx, len(hints), func(i int) {
-			passed, err := l.rep.passOn(ctx, next, t, hints[i])
+	if err == nil {
+		err = l.handOverHints(ctx, next, t, func(target string, it item, passed bool, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if passed {
 				h.Hints++
 			} else {
-				unplaced = append(unplaced, fmt.Sprintf("hint for %s of %q", t, hints[i].Key))
+				unplaced(fmt.Sprintf("hint for %s of %q", target, it.Key))
 			}
-			if err != nil {
-				errs = append(errs, err)
+			if failure == nil {
+				failure = err
 			}
 		})
 	}
-	h.Unplaced = len(unplaced)
-	if err := errors.Join(errs...); err != nil {
-		return h, err
+	err = cmp.Or(err, failure, ctx.Err())
+	if err == nil && h.Unplaced > 0 {
+		err = fmt.Errorf("%w: %d, first the %s", ErrNotPlaced, h.Unplaced, first)
 	}
-	if err := ctx.Err(); err != nil {
-		return h, err
-	}
-	if len(unplaced) > 0 {
-		slices.Sort(unplaced)
-		return h, fmt.Errorf("%w: %d, first the %s", ErrNotPlaced, len(unplaced), unplaced[0])
-	}
-	return h, nil
+	t.end(err)
+	return h, err
 }
 
-// parallel calls f(i) for every i in [0, count), on up to leaveParallel
-// goroutines at once, and returns once they ended; it starts none once
-// ctx is done.
-func parallel(ctx context.Context, count int, f func(i int)) {
-	sem := make(chan struct{}, leaveParallel)
-	var wg sync.WaitGroup
-	for i := range count {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			f(i)
-		})
+// handOverHints passes every hint held on under the placement next, a
+// page at a time, and reports each outcome to done.
+func (l *leaver) handOverHints(ctx context.Context, next *placement, t *task, done func(target string, it item, passed bool, err error)) error {
+	targets, err := l.store.Hints().Targets()
+	if err != nil {
+		return err
 	}
-	wg.Wait()
+	for _, target := range targets {
+		_, err := l.mover.pages(ctx, t, func(after []byte) (page, error) {
+			return l.store.Hints().page(target, after, l.mover.pageBytes)
+		}, func(it item) int {
+			if l.mover.rate.wait(ctx, it.size()) != nil {
+				return 0
+			}
+			var (
+				passed bool
+				err    error
+			)
+			attempt(ctx, func() bool {
+				passed, err = l.rep.passOn(ctx, next, target, it.Entry)
+				return passed || err != nil
+			})
+			done(target, it, passed, err)
+			if passed {
+				return 1
+			}
+			return 0
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

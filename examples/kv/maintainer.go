@@ -1,18 +1,15 @@
 package kv
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/distkit/distkit/merkle"
 	"github.com/distkit/distkit/ring"
 )
 
@@ -22,16 +19,20 @@ import (
 // copies through the replicator; the placement it works under is the one
 // place returns when a pass begins. It is safe for concurrent use.
 type maintainer struct {
-	self    string
-	peers   peers
-	store   *Store
-	rep     *replicator
-	place   func() *placement
-	timeout time.Duration
-	stats   *nodeStats
-	onReap  func(key []byte, tombstone Object)
-	log     *slog.Logger
-	metrics *Metrics // nil: none
+	self     string
+	peers    peers
+	store    *Store
+	rep      *replicator
+	mover    *mover
+	place    func() *placement
+	timeout  time.Duration
+	cfg      RepairConfig // with its defaults
+	aeRate   throttle     // the bandwidth of anti-entropy
+	stats    *nodeStats
+	progress *progress
+	onReap   func(key []byte, tombstone Object)
+	log      *slog.Logger
+	metrics  *Metrics // nil: none
 
 	reapMu   sync.Mutex // guards reapFrom
 	reapFrom []byte     // the data key the next pass of reap starts at; nil: the first
@@ -62,10 +63,13 @@ type MaintainConfig struct {
 
 // run is [Node.Maintain].
 func (m *maintainer) run(ctx context.Context, cfg MaintainConfig) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Exchanges run on their own: a long one (a replica that lost its
+	// disk, a throttled repair) holds back neither handoff nor reaping.
+	wg.Go(func() { m.antiEntropyLoop(ctx, cmp.Or(cfg.AntiEntropyEvery, DefaultAntiEntropyEvery)) })
 	handOff := time.NewTicker(cmp.Or(cfg.HandOffEvery, DefaultHandOffEvery))
 	defer handOff.Stop()
-	antiEntropy := time.NewTicker(cmp.Or(cfg.AntiEntropyEvery, DefaultAntiEntropyEvery))
-	defer antiEntropy.Stop()
 	var reapC <-chan time.Time // nil: never
 	grace := cmp.Or(cfg.ReapAfter, DefaultReapAfter)
 	if grace > 0 {
@@ -73,7 +77,6 @@ func (m *maintainer) run(ctx context.Context, cfg MaintainConfig) {
 		defer reap.Stop()
 		reapC = reap.C
 	}
-	next := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,24 +86,6 @@ func (m *maintainer) run(ctx context.Context, cfg MaintainConfig) {
 				m.log.Warn("hinted handoff", "delivered", d, "err", err)
 			} else if d > 0 {
 				m.log.Info("hinted handoff", "delivered", d)
-			}
-		case <-antiEntropy.C:
-			var peers []string
-			for _, x := range m.place().ring.Nodes() {
-				if x.ID != m.self && m.peers.Alive(x.ID) {
-					peers = append(peers, x.ID)
-				}
-			}
-			if len(peers) == 0 {
-				continue
-			}
-			peer := peers[next%len(peers)]
-			next++
-			k, moved, err := m.antiEntropy(ctx, peer)
-			if err != nil {
-				m.log.Warn("anti-entropy", "peer", peer, "err", err)
-			} else if k > 0 {
-				m.log.Info("anti-entropy", "peer", peer, "repaired", k, "bytes", moved)
 			}
 		case now := <-reapC:
 			if k, err := m.reap(ctx, now.Add(-grace)); err != nil {
@@ -112,7 +97,36 @@ func (m *maintainer) run(ctx context.Context, cfg MaintainConfig) {
 	}
 }
 
-// handOffBatch is how many hints a pass of handoff sends per target.
+// antiEntropyLoop runs an exchange every period with the next live node
+// of the ring, round robin, until ctx is done; each exchange logs its
+// progress and its outcome.
+func (m *maintainer) antiEntropyLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	next := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var peers []string
+		for _, x := range m.place().ring.Nodes() {
+			if x.ID != m.self && m.peers.Alive(x.ID) {
+				peers = append(peers, x.ID)
+			}
+		}
+		if len(peers) == 0 {
+			continue
+		}
+		peer := peers[next%len(peers)]
+		next++
+		_, _, _ = m.antiEntropy(ctx, peer)
+	}
+}
+
+// handOffBatch is how many hints a pass of handoff sends per target, at
+// most.
 const handOffBatch = 256
 
 // handOff is [Node.HandOff].
@@ -125,12 +139,15 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 	delivered := 0
 	var errs []error
 	for _, t := range targets {
-		hints, err := m.store.Hints().For(t, handOffBatch)
+		// At most one page a pass per target: its memory is bounded by
+		// the page, not by the hints held.
+		hints, err := m.store.Hints().page(t, nil, m.cfg.PageBytes)
 		if err != nil {
 			return delivered, err
 		}
 		alive, stranded := p.has(t) && m.peers.Alive(t), 0
-		for _, h := range hints {
+		for _, it := range hints.items[:min(len(hints.items), handOffBatch)] {
+			h := it.Entry
 			if !slices.Contains(p.home(h.Key), t) {
 				// The ring changed since the hint was taken: t is no
 				// longer a home replica of the key (or no longer in the
@@ -171,137 +188,49 @@ func (m *maintainer) handOff(ctx context.Context) (int, error) {
 	return delivered, errors.Join(errs...)
 }
 
-// antiEntropy is [Node.AntiEntropy].
-func (m *maintainer) antiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
-	defer m.metrics.exchanged(peer, time.Now(), &repaired, &moved, &err)
-	for _, g := range m.place().groups {
-		if ids := strings.Split(g, ","); !slices.Contains(ids, peer) || !slices.Contains(ids, m.self) {
-			continue
-		}
-		k, b, err := m.exchange(ctx, peer, g)
-		repaired, moved = repaired+k, moved+b
-		if err != nil {
-			return repaired, moved, fmt.Errorf("kv: anti-entropy with %s: %w", peer, err)
-		}
-	}
-	m.stats.keysRepaired.Add(int64(repaired))
-	return repaired, moved, nil
-}
-
-// exchange repairs group g with peer.
-func (m *maintainer) exchange(ctx context.Context, peer, g string) (repaired, moved int, err error) {
-	res, err := merkle.Diff(ctx, m.store.Trees().Tree(g), merkle.PeerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
-		resp, err := m.peers.call(ctx, peer, &request{Op: opTree, Group: g, Tree: req})
-		return resp.Tree, err
-	}))
-	if err != nil || len(res.Segments) == 0 {
-		return 0, res.Bytes, err
-	}
-	mine, err := m.store.Scan(g, res.Segments)
-	if err != nil {
-		return 0, res.Bytes, err
-	}
-	resp, err := m.peers.call(ctx, peer, &request{Op: opScan, Group: g, Segments: res.Segments})
-	if err != nil {
-		return 0, res.Bytes, err
-	}
-	theirs := make(map[string][]byte, len(resp.Entries))
-	for _, e := range resp.Entries {
-		enc, err := EncodeObject(e.Object)
-		if err != nil {
-			return 0, res.Bytes, err
-		}
-		theirs[string(e.Key)] = enc
-	}
-	held := make(map[string]bool, len(mine))
-	for _, e := range mine {
-		held[string(e.Key)] = true
-		enc, err := EncodeObject(e.Object)
-		if err != nil {
-			return repaired, res.Bytes, err
-		}
-		if t, ok := theirs[string(e.Key)]; ok && bytes.Equal(t, enc) {
-			delete(theirs, string(e.Key))
-			continue
-		}
-		if err := m.rep.send(ctx, peer, e); err != nil {
-			return repaired, res.Bytes, err
-		}
-		repaired++
-	}
-	for _, e := range resp.Entries {
-		if _, ok := theirs[string(e.Key)]; !ok {
-			continue
-		}
-		if _, err := m.store.Merge(e.Key, e.Object); err != nil {
-			return repaired, res.Bytes, err
-		}
-		if !held[string(e.Key)] {
-			repaired++ // a key this node lacked; one it held differently was counted above
-		}
-	}
-	return repaired, res.Bytes, nil
-}
-
 // rebalance is [Node.Rebalance] from the placement from to to.
 func (m *maintainer) rebalance(ctx context.Context, from, to *placement) (int, error) {
 	moves := ring.ReplicaMoves(from.ring, to.ring, to.n)
-	keys, err := m.moved(moves)
-	if err != nil {
-		return 0, err
+	if len(moves) == 0 {
+		return 0, nil
 	}
-	sent, failed := 0, 0
-	var first error
-	for _, k := range keys {
-		mv := moves[k.move]
+	moveOf := func(key []byte) int {
+		h := ring.KeyHash(key)
+		return slices.IndexFunc(moves, func(mv ring.ReplicaMove) bool { return mv.Contains(h) })
+	}
+	var (
+		mu     sync.Mutex // guards failed and first
+		failed int
+		first  error
+	)
+	sent, err := m.mover.each(ctx, &m.progress.rebalance, func(key []byte) bool { return moveOf(key) >= 0 }, func(it item) int {
+		mv := moves[moveOf(it.Key)]
 		var targets []string
 		for _, id := range mv.To {
 			if id != m.self && !slices.Contains(mv.From, id) {
 				targets = append(targets, id)
 			}
 		}
-		if len(targets) == 0 {
-			continue
+		if len(targets) == 0 || m.mover.rate.wait(ctx, it.size()*len(targets)) != nil {
+			return 0
 		}
-		_, fallbacks := to.of(k.Key)
-		taken, errs := m.rep.place(ctx, k.Key, k.Object, targets, without(fallbacks, m.self))
-		sent += len(taken)
+		_, fallbacks := to.of(it.Key)
+		taken, errs := m.rep.place(ctx, it.Key, it.Object, targets, without(fallbacks, m.self))
+		mu.Lock()
+		defer mu.Unlock()
 		for _, id := range targets {
 			if err, ok := errs[id]; ok {
 				if failed++; first == nil {
-					first = fmt.Errorf("kv: rebalance of %q to %s: %w", k.Key, id, err)
+					first = fmt.Errorf("kv: rebalance of %q to %s: %w", it.Key, id, err)
 				}
 			}
 		}
-	}
-	if failed > 0 {
-		return sent, fmt.Errorf("%d copies not sent, the first: %w", failed, first)
-	}
-	return sent, nil
-}
-
-// movedKey is a key this node holds in a range of a plan, with its object
-// and the index of its move.
-type movedKey struct {
-	Entry
-	move int
-}
-
-// moved lists the keys this node holds whose hash lies in one of moves,
-// in memory, with one scan of the store.
-func (m *maintainer) moved(moves []ring.ReplicaMove) ([]movedKey, error) {
-	if len(moves) == 0 {
-		return nil, nil
-	}
-	var out []movedKey
-	err := m.store.All(func(key []byte, o Object) error {
-		h := ring.KeyHash(key)
-		if i := slices.IndexFunc(moves, func(mv ring.ReplicaMove) bool { return mv.Contains(h) }); i >= 0 {
-			out = append(out, movedKey{Entry{Key: slices.Clone(key), Object: o.Clone()}, i})
-		}
-		return nil
+		return len(taken)
 	})
-	return out, err
+	if err == nil && failed > 0 {
+		err = fmt.Errorf("%d copies not sent, the first: %w", failed, first)
+	}
+	return sent, err
 }
 
 // reapBatch is how many due tombstones a pass of reaping takes.

@@ -69,6 +69,9 @@ type NodeConfig struct {
 	// tombstone ([Node.Reap]), for audit logs and checkers; it must not
 	// block.
 	OnReap func(key []byte, tombstone Object)
+	// Repair sets the pages, timeouts and bandwidth of anti-entropy,
+	// rebalances and handovers.
+	Repair RepairConfig
 	Logger *slog.Logger // nil: discard
 	// Metrics, if set, records the node's anti-entropy exchanges per
 	// peer. (Replica RPCs are counted by wrapping the Transport with
@@ -107,11 +110,12 @@ type Node struct {
 	closing bool           // Close has begun
 	bg      sync.WaitGroup // background replication and repair
 
-	coord  *coordinator
-	rep    *replicator
-	maint  *maintainer
-	leaver *leaver
-	stats  nodeStats
+	coord    *coordinator
+	rep      *replicator
+	maint    *maintainer
+	leaver   *leaver
+	stats    nodeStats
+	progress *progress
 }
 
 // nodeStats are a node's counters.
@@ -159,12 +163,16 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	repair := cfg.Repair.withDefaults()
+	n.progress = newProgress(log, repair.ProgressEvery)
+	mv := &mover{store: n.store, pageBytes: repair.PageBytes, rate: newThrottle(repair.HandoverRate, repair.PageBytes)}
 	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
-	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, place: n.place.Load, log: log}
+	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, progress: n.progress, log: log}
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
-	n.maint = &maintainer{self: n.id, peers: n, store: n.store, rep: n.rep, place: n.place.Load, timeout: n.timeout,
-		stats: &n.stats, onReap: cfg.OnReap, log: log, metrics: cfg.Metrics}
+	n.maint = &maintainer{self: n.id, peers: n, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, timeout: n.timeout,
+		cfg: repair, aeRate: newThrottle(repair.AntiEntropyRate, repair.PageBytes), stats: &n.stats, progress: n.progress,
+		onReap: cfg.OnReap, log: log, metrics: cfg.Metrics}
 	p := newPlacement(cfg.Ring, n.quorum.N, cmp.Or(max(cfg.Fallbacks, 0), DefaultFallbacks))
 	if err := n.store.regroup(p.group, func() { n.place.Store(p) }); err != nil {
 		return nil, err
@@ -267,10 +275,18 @@ func (n *Node) Home(key []byte) []string { return n.place.Load().home(key) }
 func (n *Node) HandOff(ctx context.Context) (int, error) { return n.maint.handOff(ctx) }
 
 // AntiEntropy runs one exchange with peer over every replica set of the
-// ring that holds both: a [merkle.Diff] of their trees finds the dirty
-// segments, both sides list those segments' keys, and each key whose
-// objects differ is merged both ways. It returns the number of keys
-// repaired and the exchange's bytes, and stops at the first error.
+// ring that holds both. For each, in rounds, [merkle.DiffPage] finds the
+// next dirty segments of their trees (at most [RepairConfig.PageSegments]),
+// both sides' keys in those segments are walked side by side a page at a
+// time ([RepairConfig.PageBytes]; the peer's pages are checked to hold
+// only keys of the group and segments asked for, each after the one
+// before), and each key whose objects differ is merged both ways, in
+// batches of a page. Its memory is a copy of one tree and four pages,
+// whatever the data; each call is bounded by [RepairConfig.PageTimeout]
+// and its bytes by [RepairConfig.AntiEntropyRate]. A group that fails
+// does not stop the others: it returns the number of keys repaired and
+// the bytes moved over every group, and the failed groups' errors,
+// joined.
 func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved int, err error) {
 	return n.maint.antiEntropy(ctx, peer)
 }
@@ -281,8 +297,9 @@ func (n *Node) AntiEntropy(ctx context.Context, peer string) (repaired, moved in
 // sent. [Node.ApplyRing] calls it after a ring change; call it directly
 // only to repeat a rebalance. It keeps its own copies: a node never drops
 // a key it held, so the dots it coordinates stay unique should it own the
-// key again. It lists the keys to send in memory, with one scan of the
-// store, and sends them one by one; a new replica that is down or fails
+// key again. It reads the store a page at a time, holding one page in
+// memory, and sends up to 16 keys at once, within
+// [RepairConfig.HandoverRate]; a new replica that is down or fails
 // gets its copy through a fallback with a hint, as a write would. It
 // returns how many copies no node took, with the first failure, as an
 // error; those keys still have their other replicas, and anti-entropy
@@ -321,8 +338,9 @@ func (n *Node) Reap(ctx context.Context, before time.Time) (int, error) {
 // anti-entropy exchange with the next live node of the ring (round
 // robin), and every ReapEvery a pass of [Node.Reap] over the keys dead
 // and unchanged for longer than ReapAfter. Errors are logged and retried
-// at the next period. It returns when ctx is done, after the round in
-// progress ends; it starts no goroutine of its own.
+// at the next period. Exchanges run on a goroutine of their own, so that
+// a long one holds back neither handoff nor reaping. It returns when ctx
+// is done, once the rounds in progress ended.
 func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) { n.maint.run(ctx, cfg) }
 
 // Leave hands this node's data over to the others before it leaves the
@@ -353,10 +371,14 @@ func (n *Node) Maintain(ctx context.Context, cfg MaintainConfig) { n.maint.run(c
 //
 // Leave returns what it handed over. It fails, and the node takes writes
 // again, with an error wrapping [ErrNotPlaced] when a key or a hint could
-// not be placed on any node (the caller decides whether to exit anyway),
+// not be placed on any node, in three attempts 250 and 500 ms apart (the
+// caller decides whether to exit anyway),
 // with ctx's error when ctx ends first, and with the store's errors; a
-// second Leave fails with [ErrLeaving]. Its goroutines (up to 16 keys at
-// once) end before it returns. It keeps its own copies: the store is
+// second Leave fails with [ErrLeaving]. It reads the keys and hints a page
+// at a time ([RepairConfig.PageBytes]) and holds one page in memory,
+// whatever the data, and moves at most [RepairConfig.HandoverRate] bytes
+// per second. Its goroutines (up to 16 keys at once) end before it
+// returns. It keeps its own copies: the store is
 // unchanged but for the hints it dropped.
 func (n *Node) Leave(ctx context.Context) (Handover, error) { return n.leaver.leave(ctx) }
 
@@ -554,8 +576,9 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		t, err := n.store.Trees().Serve(q.Group, q.Tree)
 		return response{Tree: t}, err
 	case opScan:
-		es, err := n.store.Scan(q.Group, q.Segments)
-		return response{Entries: es}, err
+		return n.maint.serveScan(q)
+	case opMerge:
+		return response{}, n.leaver.unlessLeaving(func() error { return n.maint.serveMerge(q) })
 	case opReapable:
 		ok, err := n.store.Reapable(q.Key, q.Object)
 		return response{Found: ok}, err

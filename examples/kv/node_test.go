@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/quorum"
@@ -38,10 +37,7 @@ func values(r Result) []string {
 }
 
 func TestNodeWriteReadDelete(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		home, other := homeAndOther(c, "k")
 
@@ -95,10 +91,7 @@ func TestNodeWriteReadDelete(t *testing.T) {
 // A write with a home replica down goes to a fallback with a hint, which
 // is handed back when the replica returns.
 func TestNodeSloppyQuorumHandoff(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		home, _ := homeAndOther(c, "k")
 		c.crash(home[2])
@@ -141,10 +134,7 @@ func TestNodeSloppyQuorumHandoff(t *testing.T) {
 // write (it may surface later) but reports no quorum, with the write's
 // dot.
 func TestNodeNoQuorum(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		home, _ := homeAndOther(c, "k")
 		c.net.partitioned[home[0]] = true
 		w, err := c.node(home[0]).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)
@@ -175,9 +165,7 @@ func TestNodeNoQuorum(t *testing.T) {
 // before it is applied: a peer cannot have a write acknowledged without
 // its replication.
 func TestNodeCoordinateBadW(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		for _, w := range []int{0, -1, 4, math.MaxInt} {
 			req, err := (&request{Op: opCoordinate, Key: []byte("k"), Value: Version{Value: []byte("v")}, W: w}).marshal()
 			if err != nil {
@@ -195,10 +183,7 @@ func TestNodeCoordinateBadW(t *testing.T) {
 
 // A read that finds a stale replica sends it the merged object.
 func TestNodeReadRepair(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 3, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 3, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		home, _ := homeAndOther(c, "k")
 		w, err := c.node(home[0]).Put(ctx, key, vclock.VClock{}, []byte("v1"), 3)
@@ -229,10 +214,7 @@ func TestNodeReadRepair(t *testing.T) {
 // A node whose disk is lost comes back with a new epoch: its new writes
 // get dots of a new actor and never collide with its lost writes' dots.
 func TestNodeLostDiskNewEpoch(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		home, _ := homeAndOther(c, "k")
 		before := c.node(home[0]).Actor()
@@ -260,10 +242,7 @@ func TestNodeLostDiskNewEpoch(t *testing.T) {
 // Anti-entropy repairs exactly the keys a replica missed, and the
 // exchange moves bytes that grow with the differences.
 func TestNodeAntiEntropy(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 3, quorum.Config{N: 3, R: 1, W: 1})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 3, quorum.Config{N: 3, R: 1, W: 1}, func(t *testing.T, c *cluster, ctx context.Context) {
 		c.net.partitioned["n3"] = true
 		for i := range 40 {
 			if _, err := c.node("n1").Put(ctx, []byte{'a' + byte(i%26), byte('0' + i/26)}, vclock.VClock{}, []byte("v"), 1); err != nil {
@@ -291,10 +270,7 @@ func TestNodeAntiEntropy(t *testing.T) {
 // Maintain hands hints back and repairs by anti-entropy on its own, in
 // virtual time, and returns when its context ends.
 func TestNodeMaintain(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		home, _ := homeAndOther(c, "k")
 		c.crash(home[2])
 		c.net.partitioned[home[1]] = true // misses the write; nobody notices
@@ -345,10 +321,7 @@ func writeKeys(t *testing.T, c *cluster, n int) (acks []Ack, keys []string) {
 // to its new replicas, even keys whose old replicas all left their set,
 // without waiting for anti-entropy.
 func TestNodeRebalance(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
 		acks, keys := writeKeys(t, c, 60)
 		old := c.ring
 		next, err := old.Without("n1").With(ring.Node{ID: "n6", Zone: "z0"})
@@ -365,6 +338,11 @@ func TestNodeRebalance(t *testing.T) {
 				t.Fatal(err)
 			}
 			sent += k
+			held, _ := c.stores[id].count()
+			// Every key held was passed, those moved were counted as sent.
+			if p := c.node(id).Progress().Rebalance; p.Runs != 1 || p.Failures != 0 || p.Keys != int64(k) || p.Done != int64(held) || p.Total != int64(held) {
+				t.Fatalf("%s: rebalance progress %+v, after %d copies sent of %d keys held", id, p, k, held)
+			}
 		}
 		if sent == 0 {
 			t.Fatal("nothing streamed though n1 left and n6 joined")
@@ -385,10 +363,7 @@ func TestNodeRebalance(t *testing.T) {
 // with hints, and goes on with the other keys; the hints reach the new
 // replica when it is back.
 func TestNodeRebalanceTargetDown(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 3})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 3}, func(t *testing.T, c *cluster, ctx context.Context) {
 		acks, keys := writeKeys(t, c, 60)
 		old := c.ring
 		next, err := old.With(ring.Node{ID: "n6", Zone: "z0"})
@@ -424,10 +399,7 @@ func TestNodeRebalanceTargetDown(t *testing.T) {
 // writes from c0, then A writes again with the context its first write
 // returned, and B's acknowledged value is still there.
 func TestNodeWriteContextOwnOnly(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		key := []byte("k")
 		_, other := homeAndOther(c, "k")
 		n := c.node(other)
@@ -472,10 +444,7 @@ func TestNodeWriteContextOwnOnly(t *testing.T) {
 // coordinator's disk: handoff gives the hint to the key's current
 // replicas, not to its old target, and the write survives.
 func TestNodeHintRetargetedAfterJoin(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 4, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 4, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		next, err := c.ring.With(ring.Node{ID: "n5", Zone: "z1"})
 		if err != nil {
 			t.Fatal(err)
@@ -522,10 +491,7 @@ func TestNodeHintRetargetedAfterJoin(t *testing.T) {
 // as a read of r=3 fails; a failed read gives no write advice; a data
 // file locked by another process says so.
 func TestNodeSmallRefusals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 1, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 1, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		n := c.node("n1")
 		if _, err := n.Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 3); !errors.Is(err, quorum.ErrNoQuorum) {
 			t.Fatalf("w=3 on a one-node ring: %v, want ErrNoQuorum", err)
@@ -547,10 +513,7 @@ func TestNodeSmallRefusals(t *testing.T) {
 // is unreachable, though not yet believed down) goes to the next home
 // replica at once, and succeeds there.
 func TestNodeForwardFailsOver(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		home, other := homeAndOther(c, "k")
 		c.net.partitioned[home[0]] = true
 		w, err := c.node(other).Put(ctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)

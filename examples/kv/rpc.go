@@ -20,6 +20,7 @@ const (
 	opScan                     // list Group's entries in Segments
 	opReapable                 // may the dead Object of Key be reaped here?
 	opReap                     // reap the dead Object of Key
+	opMerge                    // merge Entries, all of Group, into the store
 	opMax
 )
 
@@ -39,6 +40,8 @@ func (o op) String() string {
 		return "reapable"
 	case opReap:
 		return "reap"
+	case opMerge:
+		return "merge"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -55,7 +58,10 @@ type request struct {
 	W        int           // opCoordinate: the acknowledgements to wait for
 	Group    string        // opTree, opScan
 	Tree     []byte        // opTree: an encoded merkle.Request
-	Segments []int         // opScan
+	Segments []int         // opScan: increasing
+	After    []byte        // opScan: the key the page starts after; empty: the first
+	Limit    int           // opScan: the bytes of keys and objects after which the page ends
+	Entries  []Entry       // opMerge
 }
 
 // response answers a request.
@@ -67,11 +73,12 @@ type response struct {
 	Tree    []byte        // opTree: an encoded merkle.Response
 	Entries []Entry       // opScan
 	Leaving bool          // any op: the receiver is leaving and did not apply the request
+	More    bool          // opScan: the page ended at its limit; entries may follow its last
 }
 
 const (
-	requestFields  = 10
-	responseFields = 7
+	requestFields  = 13
+	responseFields = 8
 )
 
 func (r *request) marshal() ([]byte, error) {
@@ -93,6 +100,7 @@ func (r *request) marshal() ([]byte, error) {
 	for _, s := range r.Segments {
 		err = firstErr(err, e.EncodeInt(int64(s)))
 	}
+	err = firstErr(err, e.EncodeBytes(r.After), e.EncodeInt(int64(r.Limit)), encodeEntries(e, r.Entries))
 	return b.Bytes(), err
 }
 
@@ -141,6 +149,15 @@ func (r *request) unmarshal(b []byte) error {
 			}
 			q.Segments = append(q.Segments, s)
 		}
+		if q.After, err = decodeBin(d); err != nil {
+			return err
+		}
+		if q.Limit, err = d.DecodeInt(); err != nil {
+			return err
+		}
+		if q.Entries, err = decodeEntries(d); err != nil {
+			return err
+		}
 		*r = q
 		return nil
 	})
@@ -156,12 +173,10 @@ func (r *response) marshal() ([]byte, error) {
 		e.Encode(r.Context),
 		e.Encode(r.Dot),
 		e.EncodeBytes(r.Tree),
-		e.EncodeArrayLen(len(r.Entries)),
+		encodeEntries(e, r.Entries),
+		e.EncodeBool(r.Leaving),
+		e.EncodeBool(r.More),
 	)
-	for _, en := range r.Entries {
-		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), e.Encode(en.Object))
-	}
-	err = firstErr(err, e.EncodeBool(r.Leaving))
 	return b.Bytes(), err
 }
 
@@ -184,29 +199,50 @@ func (r *response) unmarshal(b []byte) error {
 		if p.Tree, err = decodeBin(d); err != nil {
 			return err
 		}
-		n, err := decodeLen(d, 3)
-		if err != nil {
+		if p.Entries, err = decodeEntries(d); err != nil {
 			return err
 		}
-		for range n {
-			if k, err := d.DecodeArrayLen(); err != nil || k != 2 {
-				return fmt.Errorf("entry of %d fields (%v), want 2", k, err)
-			}
-			var en Entry
-			if en.Key, err = decodeBin(d); err != nil {
-				return err
-			}
-			if err := d.Decode(&en.Object); err != nil {
-				return err
-			}
-			p.Entries = append(p.Entries, en)
-		}
 		if p.Leaving, err = d.DecodeBool(); err != nil {
+			return err
+		}
+		if p.More, err = d.DecodeBool(); err != nil {
 			return err
 		}
 		*r = p
 		return nil
 	})
+}
+
+// encodeEntries encodes entries as an array of [key, object] pairs.
+func encodeEntries(e *msgpack.Encoder, entries []Entry) error {
+	err := e.EncodeArrayLen(len(entries))
+	for _, en := range entries {
+		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), e.Encode(en.Object))
+	}
+	return err
+}
+
+// decodeEntries decodes what encodeEntries encodes.
+func decodeEntries(d *msgpack.Decoder) ([]Entry, error) {
+	n, err := decodeLen(d, 3)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for range n {
+		if k, err := d.DecodeArrayLen(); err != nil || k != 2 {
+			return nil, fmt.Errorf("entry of %d fields (%v), want 2", k, err)
+		}
+		var en Entry
+		if en.Key, err = decodeBin(d); err != nil {
+			return nil, err
+		}
+		if err := d.Decode(&en.Object); err != nil {
+			return nil, err
+		}
+		out = append(out, en)
+	}
+	return out, nil
 }
 
 // decodeMessage decodes the array of fields fields in b with body,

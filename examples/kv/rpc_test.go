@@ -14,9 +14,10 @@ func sampleMessages() (request, response) {
 	var ctx vclock.VClock
 	ctx.Tick("n2.0")
 	q := request{Op: opCoordinate, Key: []byte("k"), Object: o, Hint: "n3", Context: ctx,
-		Value: Version{Value: []byte("x"), IdempotencyKey: "K"}, W: 2, Group: "n1,n2,n3", Tree: []byte{1, 2}, Segments: []int{0, 7, 255}}
+		Value: Version{Value: []byte("x"), IdempotencyKey: "K"}, W: 2, Group: "n1,n2,n3", Tree: []byte{1, 2}, Segments: []int{0, 7, 255},
+		After: []byte("a"), Limit: 1 << 20, Entries: []Entry{{Key: []byte("k"), Object: o}}}
 	p := response{Found: true, Object: o, Context: ctx, Dot: vclock.Dot{ID: "n1.0", Counter: 1},
-		Tree: []byte{3}, Entries: []Entry{{Key: []byte("k"), Object: o}}}
+		Tree: []byte{3}, Entries: []Entry{{Key: []byte("k"), Object: o}}, More: true}
 	return q, p
 }
 
@@ -44,12 +45,14 @@ func TestRPCRoundTrip(t *testing.T) {
 	if again, _ := p2.marshal(); !bytes.Equal(pb, again) {
 		t.Fatalf("response re-encodes differently")
 	}
-	if p2.Dot != p.Dot || !p2.Found || len(p2.Entries) != 1 || q2.W != 2 || q2.Op != opCoordinate || q2.Value.IdempotencyKey != "K" {
+	if p2.Dot != p.Dot || !p2.Found || len(p2.Entries) != 1 || !p2.More || q2.W != 2 || q2.Op != opCoordinate || q2.Value.IdempotencyKey != "K" ||
+		string(q2.After) != "a" || q2.Limit != 1<<20 || len(q2.Entries) != 1 {
 		t.Fatalf("decoded %+v / %+v", q2, p2)
 	}
 	for name, b := range map[string][]byte{
 		"truncated": qb[:len(qb)-1], "trailing": append(qb[:len(qb):len(qb)], 0), "op 0": append([]byte{0x9a, 0x00}, qb[2:]...),
-		"huge segments": append(qb[:len(qb)-5:len(qb)-5], 0xdd, 0x7f, 0xff, 0xff, 0xff),
+		// The array of segments claims 2^31-1 elements, more than the bytes left.
+		"huge segments": bytes.Replace(qb, []byte{0x93, 0x00, 0x07, 0xcc, 0xff}, []byte{0xdd, 0x7f, 0xff, 0xff, 0xff}, 1),
 	} {
 		if err := new(request).unmarshal(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
@@ -64,6 +67,8 @@ func FuzzRequest(f *testing.F) {
 	b, _ = (&request{Op: opRead, Key: []byte("k")}).marshal()
 	f.Add(b)
 	b, _ = (&request{Op: opCoordinate, Key: []byte("k"), Value: Version{Deleted: true, IdempotencyKey: `"a"`}, W: 1}).marshal()
+	f.Add(b)
+	b, _ = (&request{Op: opScan, Group: "a,b", Segments: []int{1, 2}, After: []byte("x"), Limit: 10}).marshal()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var q request

@@ -61,6 +61,9 @@ type ServerConfig struct {
 	WrapGossip func(swim.Transport) swim.Transport
 	Maintain   MaintainConfig
 	Store      StoreConfig // Group is set by the node
+	// Repair is the node's [NodeConfig.Repair]: the pages and bandwidth
+	// of anti-entropy, rebalances and handovers.
+	Repair RepairConfig
 	// OnReap is the node's [NodeConfig.OnReap].
 	OnReap func(key []byte, tombstone Object)
 	// ClusterKey, when set (at least [MinClusterKeyLen] bytes), is the
@@ -291,7 +294,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		m, known := s.swim.Member(id)
 		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
 	}
-	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: s.metrics.Transport(tr), Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Logger: log, Metrics: s.metrics}); err != nil {
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: s.metrics.Transport(tr), Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Repair: cfg.Repair, Logger: log, Metrics: s.metrics}); err != nil {
 		return nil, err
 	}
 	idem, err := NewIdempotencyStore(s.store, IdempotencyConfig{})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -405,46 +404,52 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 	s.writing.RLock()
 	defer s.writing.RUnlock()
 	var (
-		out              Object
-		oldHash, newHash uint64
-		existed, changed bool
+		out     Object
+		c       change
+		changed bool
 	)
 	// Batch may run the function again after a failed batch: it sets every
 	// result afresh.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		s.reportCommit(tx)
-		b := tx.Bucket(bucketData)
-		old := b.Get(dk)
-		var o Object
-		existed, changed = old != nil, false
-		if existed {
-			var err error
-			if o, err = DecodeObject(old); err != nil {
-				return err
-			}
-		}
-		if err := f(tx, &o); err != nil {
-			return err
-		}
-		enc, err := EncodeObject(o)
-		if err != nil {
-			return err
-		}
-		out = o
-		if bytes.Equal(enc, old) {
-			return nil
-		}
-		changed, oldHash, newHash = true, hashBytes(old), hashBytes(enc)
-		if err := s.markTombstone(tx, dk, o); err != nil {
-			return err
-		}
-		return b.Put(dk, enc)
+		var err error
+		out, c, changed, err = s.apply(tx, dk, key, f)
+		return err
 	})
 	if err != nil || !changed {
 		return out, err
 	}
-	s.index.committed(change{key: key, old: oldHash, new: newHash, existed: existed, exists: true})
+	s.index.committed(c)
 	return out, nil
+}
+
+// apply applies f to the object of key, whose data key is dk, within the
+// write transaction tx, and stores the result and its tombstone
+// bookkeeping if it changed. It returns the object and, when it changed,
+// the change for the index, which the caller feeds to it once tx
+// committed.
+func (s *Store) apply(tx *bolt.Tx, dk, key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, change, bool, error) {
+	b := tx.Bucket(bucketData)
+	old := b.Get(dk)
+	var o Object
+	if old != nil {
+		var err error
+		if o, err = DecodeObject(old); err != nil {
+			return o, change{}, false, err
+		}
+	}
+	if err := f(tx, &o); err != nil {
+		return o, change{}, false, err
+	}
+	enc, err := EncodeObject(o)
+	if err != nil || bytes.Equal(enc, old) {
+		return o, change{}, false, err
+	}
+	c := change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}
+	if err := s.markTombstone(tx, dk, o); err != nil {
+		return o, change{}, false, err
+	}
+	return o, c, true, b.Put(dk, enc)
 }
 
 // Entry is one key and its object. It is a plain value; the zero Entry
@@ -452,46 +457,4 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 type Entry struct {
 	Key    []byte
 	Object Object
-}
-
-// Scan returns the entries of group g in the given segments (of the
-// tree geometry), the keys an exchange found dirty, in segment and key
-// order. It reads each segment's keys with one range scan.
-func (s *Store) Scan(g string, segments []int) ([]Entry, error) {
-	group := s.index.grouping()
-	var out []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketData).Cursor()
-		var prefix [4]byte
-		for _, seg := range segments {
-			binary.BigEndian.PutUint32(prefix[:], uint32(seg))
-			for k, v := c.Seek(prefix[:]); k != nil && bytes.HasPrefix(k, prefix[:]); k, v = c.Next() {
-				if group(k[4:]) != g {
-					continue
-				}
-				o, err := DecodeObject(v)
-				if err != nil {
-					return err
-				}
-				out = append(out, Entry{Key: slices.Clone(k[4:]), Object: o})
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// All calls f for every key stored here with its object, in segment
-// order, within one read transaction; f must not write to the store. It
-// stops at f's first error and returns it.
-func (s *Store) All(f func(key []byte, o Object) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
-			o, err := DecodeObject(v)
-			if err != nil {
-				return err
-			}
-			return f(k[4:], o)
-		})
-	})
 }

@@ -256,10 +256,7 @@ func checkAgainstModel(t *testing.T, s *Store, cfg StoreConfig, model map[string
 		if err := merkle.Verify(s.Trees().Tree(g), w); err != nil {
 			t.Errorf("group %q: %v", g, err)
 		}
-		es, err := s.Scan(g, all)
-		if err != nil {
-			t.Fatal(err)
-		}
+		es := scanPages(t, s, g, all)
 		n := 0
 		for k := range model {
 			if cfg.Group([]byte(k)) == g {
@@ -303,13 +300,9 @@ func TestStoreConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	model := map[string]Object{}
 	total := 0
-	err := s.All(func(key []byte, o Object) error {
-		model[string(key)] = o.Clone()
-		total += o.Len()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, e := range allPages(t, s) {
+		model[string(e.Key)] = e.Object
+		total += e.Object.Len()
 	}
 	if total != writers*writes { // blind writes: every one is a sibling
 		t.Fatalf("%d values stored, want %d", total, writers*writes)
@@ -401,14 +394,7 @@ func TestStoreExchange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fromA, err := a.Scan(g, res.Segments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fromB, err := b.Scan(g, res.Segments)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fromA, fromB := scanPages(t, a, g, res.Segments), scanPages(t, b, g, res.Segments)
 		for _, e := range fromA {
 			if _, err := b.Merge(e.Key, e.Object); err != nil {
 				t.Fatal(err)

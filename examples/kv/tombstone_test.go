@@ -183,16 +183,13 @@ func TestCheckReaped(t *testing.T) {
 // holds the reap back until it is handed off: reaped earlier, the hint
 // would bring the value back.
 func TestClusterReap(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		reaped := map[string]vclock.VClock{}
 		c.onReap = func(key []byte, o Object) {
 			h := reaped[string(key)]
 			h.Merge(o.Context())
 			reaped[string(key)] = h
 		}
-		ctx := context.Background()
 		key := []byte("k")
 		home, _ := homeAndOther(c, "k")
 		c.crash(home[2])
@@ -329,10 +326,7 @@ func TestReapGraceFromLastChange(t *testing.T) {
 // where the last one stopped: keys that cannot be reaped (here, a hint
 // for each is held on a home replica) do not starve the keys after them.
 func TestReapNoStarvation(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newCluster(t, 1, 5, quorum.Config{N: 3, R: 2, W: 2})
-		defer c.close()
-		ctx := context.Background()
+	inCluster(t, 5, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
 		reaper := c.node("n1")
 		var dead Object
 		dead.Update(vclock.VClock{}, "x", Version{Deleted: true})

@@ -32,6 +32,13 @@
 // writers and counters beyond what the coordinator's copy of the key has
 // seen are pruned, never merged into the key.
 //
+// Bulk repair is paged and may be throttled. -anti-entropy-rate and
+// -handover-rate bound the bytes per second of anti-entropy exchanges and
+// of rebalances and handovers (sizes such as 8MiB; 0: no bound);
+// -repair-page-bytes bounds the keys and objects one page of them
+// carries; -anti-entropy-every sets how often an exchange starts, and
+// -progress-every how often a long one logs its progress.
+//
 // It logs JSON lines with log/slog to stderr, at -log-level and above
 // (durations as strings such as "1.5s"; failures at warn or error), and
 // serves /metrics (Prometheus), /healthz (503 with the reason when its
@@ -50,12 +57,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/quorum"
@@ -97,6 +107,13 @@ func run(args []string) error {
 	fs.IntVar(&limits.MaxConcurrent, "max-concurrent", kv.DefaultMaxConcurrent, "most client requests served at once (more: 503 with Retry-After)")
 	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
 	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
+	var repair kv.RepairConfig
+	fs.Var(byteSize{&repair.AntiEntropyRate}, "anti-entropy-rate", "most bytes per second anti-entropy exchanges move, such as 8MiB; 0: no bound")
+	fs.Var(byteSize{&repair.HandoverRate}, "handover-rate", "most bytes per second rebalances and handovers send, such as 8MiB; 0: no bound")
+	repair.PageBytes = kv.DefaultPageBytes
+	fs.Var(byteSize{&repair.PageBytes}, "repair-page-bytes", "most bytes of keys and objects in one page of an exchange, rebalance or handover")
+	fs.DurationVar(&repair.ProgressEvery, "progress-every", kv.DefaultProgressLog, "how often a running exchange, rebalance or handover logs its progress")
+	antiEntropyEvery := fs.Duration("anti-entropy-every", kv.DefaultAntiEntropyEvery, "how often an anti-entropy exchange starts with the next live node")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "the least severe level logged: debug (each failed copy of a write), info, warn or error")
@@ -109,6 +126,10 @@ func run(args []string) error {
 	}
 	if *n < 1 || *r < 1 || *w < 1 {
 		return fmt.Errorf("-n %d -r %d -w %d: each must be at least 1", *n, *r, *w)
+	}
+	if repair.PageBytes < 1 || repair.ProgressEvery <= 0 || *antiEntropyEvery <= 0 {
+		return fmt.Errorf("-repair-page-bytes %d -progress-every %v -anti-entropy-every %v: each must be positive",
+			repair.PageBytes, repair.ProgressEvery, *antiEntropyEvery)
 	}
 	if *probeInterval <= 0 {
 		return fmt.Errorf("-probe-interval %v: want a positive duration", *probeInterval)
@@ -140,10 +161,11 @@ func run(args []string) error {
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
-		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery},
+		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery, AntiEntropyEvery: *antiEntropyEvery},
 		ClusterKey: clusterKey, ClusterName: *clusterName,
 		ProbeInterval: *probeInterval,
 		Limits:        limits,
+		Repair:        repair,
 	})
 	if err != nil {
 		return err
@@ -156,6 +178,31 @@ func run(args []string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// byteSize is a flag of a number of bytes, with an optional unit: B, KiB,
+// MiB, GiB (or K, M, G, the same), or KB, MB, GB (powers of 1000).
+type byteSize struct{ n *int }
+
+var byteUnits = map[string]int{"": 1, "B": 1, "K": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20,
+	"G": 1 << 30, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+func (b byteSize) String() string {
+	if b.n == nil {
+		return "0"
+	}
+	return strconv.Itoa(*b.n)
+}
+
+func (b byteSize) Set(s string) error {
+	num := strings.TrimRightFunc(s, unicode.IsLetter)
+	unit, ok := byteUnits[s[len(num):]]
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || n < 0 || n*float64(unit) > math.MaxInt32*float64(1<<10) {
+		return fmt.Errorf("%q: want a number of bytes such as 512KiB or 8MiB", s)
+	}
+	*b.n = int(n * float64(unit))
+	return nil
 }
 
 // splitList splits a comma-separated flag, dropping empty items.

@@ -60,6 +60,20 @@ func (p *proc) waitLog(t *testing.T, parts ...string) {
 	}
 }
 
+// tail returns the last n of the log lines not yet read, once none came
+// for a moment.
+func (p *proc) tail(n int) []string {
+	var lines []string
+	for {
+		select {
+		case line := <-p.logs:
+			lines = append(lines, line)
+		case <-time.After(500 * time.Millisecond):
+			return lines[max(0, len(lines)-n):]
+		}
+	}
+}
+
 // freeAddrs returns n loopback addresses free for network ("tcp" or
 // "udp") a moment ago.
 func freeAddrs(t *testing.T, network string, n int) []string {
@@ -195,7 +209,7 @@ func (c *keyedCluster) leave(t *testing.T, i ...int) {
 			t.Fatal(err)
 		}
 		if err := c.procs[i].cmd.Wait(); err != nil {
-			t.Fatalf("%s after SIGTERM: %v", c.ids[i], err)
+			t.Fatalf("%s after SIGTERM: %v; its last lines:\n%s", c.ids[i], err, strings.Join(c.procs[i].tail(20), "\n"))
 		}
 	}
 }
