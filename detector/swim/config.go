@@ -93,6 +93,12 @@ type Config struct {
 	// every packet, so two clusters on one network never exchange a
 	// packet, even under the same key. At most MaxLabelLen bytes.
 	Label string
+	// UserState, when set, exchanges an application state on every
+	// push-pull (see [StateDelegate]). nil: none.
+	UserState StateDelegate
+	// MaxStateLen bounds a user state, sent or merged, in bytes. 0: the
+	// most that fits in one packet, MTU - 256; at most that.
+	MaxStateLen int
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
@@ -160,6 +166,11 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.GossipNodes > 0, "GossipNodes %d must be positive", c.GossipNodes)
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
+	if c.MaxStateLen == 0 {
+		c.MaxStateLen = c.MTU - pushPullOverhead
+	}
+	check(c.MaxStateLen > 0 && c.MaxStateLen <= c.MTU-pushPullOverhead,
+		"MaxStateLen %d outside [1, MTU-%d]", c.MaxStateLen, pushPullOverhead)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {

@@ -223,7 +223,7 @@ func TestMTUAndRetransmitLimit(t *testing.T) {
 		_, err := c2.Receive(t0, "x", packet(ups[i:i+20]...))
 		require.NoError(t, err)
 	}
-	out, err := c2.Receive(t0, "z", packet(message{kind: kindPushPull, id: "z", flags: ppWantReply}))
+	out, err := c2.Receive(t0, "z", c2.pullRequest(t0, "z"))
 	require.NoError(t, err)
 	states := 0
 	for _, p := range out {
@@ -344,6 +344,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindNack, seq: 3}, message{kind: kindAck, seq: 4}))
 	f.Add(packet(message{kind: kindAlive, inc: 9, id: "a", addr: "x", meta: []byte("m")}, message{kind: kindDead, id: "a", from: "a"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
+	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 3, cookie: make([]byte, cookieLen), state: []byte("user")}))
+	f.Add(packet(message{kind: kindCookie, cookie: make([]byte, cookieLen)}))
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs, err := newDecoder().decodePacket(data, nil)

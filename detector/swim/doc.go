@@ -55,7 +55,8 @@
 // GossipNodes random members every GossipInterval while any are queued.
 // Every PushPullInterval a node exchanges its full member list with one
 // random live member, and with one random dead member, which heals
-// partitions. New nodes join by push-pull with their seeds. A node leaves
+// partitions. New nodes join by push-pull with their seeds. A push-pull
+// exchange can carry an application's state ([StateDelegate]). A node leaves
 // by announcing itself dead ("left"), with a ping to each member it tells,
 // and repeats the announcement to those that do not acknowledge it until
 // GossipNodes of them did (see [Core.Leave]).
@@ -100,8 +101,9 @@
 // # Guarantees
 //
 //   - Determinism: a Core's outputs are a function of its Config (RandSeed
-//     included) and the sequence of calls with their arguments; with a
-//     Keyring, up to the random nonces of the sealed packets.
+//     included) and the sequence of calls with their arguments, up to the
+//     bytes of its address validation cookies (under a random secret)
+//     and, with a Keyring, the random nonces of the sealed packets.
 //   - Authenticated packets: with Config.Keyring, every packet is sealed
 //     with AES-256-GCM under the primary key, the cluster Label
 //     authenticated with it, and a packet that no installed key opens
@@ -144,17 +146,32 @@
 //     every length against the remaining input before allocating, and
 //     rejects a malformed packet whole, before applying any of it.
 //   - Hostile packets: a packet carries at most one primary message (ping,
-//     ping-req, ack, nack, push-pull) and at most MaxUpdates updates, and
+//     ping-req, ack, nack, push-pull, cookie) and at most MaxUpdates updates, and
 //     no sequence number at or above 2^63; any other packet is rejected
 //     whole and counted in [Stats].Malformed. What a node sends in
 //     response to a packet is at most 4 times the packet's bytes (the
 //     piggybacked updates are cut to fit), with at most one probe per
 //     ping-req, and only to a known member at the address the node knows
-//     it by (other ping-reqs are counted in [Stats].UnknownTargets). The
-//     one larger response, the full state a push-pull request asks for,
-//     goes to one sender address at most once per 5 probe intervals
-//     ([Stats].RateLimited counts the refusals); a flood of requests
-//     from one address gets less back than it sends.
+//     it by (other ping-reqs are counted in [Stats].UnknownTargets).
+//   - Address validation: the one larger response, the full state a
+//     push-pull request asks for, goes only to a sender address that
+//     proved it receives packets sent there. A request is first answered
+//     with a cookie (HMAC-SHA256 under a random per-core secret of the
+//     source address and a time bucket of 5 probe intervals, as DNS
+//     cookies and QUIC's Retry), a packet of about 25 bytes, never more
+//     than 4 times the request; only a request that echoes a cookie
+//     issued to its own source address in the current or the previous
+//     bucket gets the state ([Stats].Cookies, [Stats].BadCookies). So a
+//     flood of requests from spoofed addresses gets cookies back, at
+//     most 4 times its bytes and in practice less than 2 (measured by
+//     TestAttackSpoofedPushPulls), whether or not the cluster has a
+//     Keyring. A node answers only cookies from addresses it asked, once
+//     per request. A validated address gets the state at most once per 5
+//     probe intervals ([Stats].RateLimited counts the refusals). Only an
+//     attacker who reads the packets sent to an address can obtain its
+//     cookie. The validation costs every push-pull, a join included, one
+//     more round trip of two small packets; the requester's own state
+//     travels with its first request as before.
 //   - Load: a node sends about two packets per protocol period in a
 //     healthy cluster, independent of the cluster size, plus push-pull
 //     exchanges whose interval grows with the cluster.

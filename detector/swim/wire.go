@@ -21,7 +21,13 @@ import (
 //	alive     [5, incarnation, id, addr, meta]
 //	suspect   [6, incarnation, id, from]
 //	dead      [7, incarnation, id, from]              (from == id: left)
-//	push-pull [8, senderID, flags, [[id, addr, incarnation, state, meta], ...]]
+//	push-pull [8, senderID, flags, cookie, userState, [[id, addr, incarnation, state, meta], ...]]
+//	cookie    [9, cookie]
+//
+// A push-pull request that wants the full state back (flag 1) is answered
+// with it only if it echoes a cookie the receiver issued to the request's
+// source address (see pushpull.go); otherwise the answer is a cookie
+// message. Flag 2 marks the exchange of a joining node.
 //
 // A packet carries at most one ping, ping-req, ack, nack or push-pull (the
 // primary message) and at most MaxUpdates piggybacked alive, suspect and
@@ -69,17 +75,21 @@ const (
 	kindSuspect
 	kindDead
 	kindPushPull
+	kindCookie
 )
 
 // update reports whether k is a disseminated membership update.
 func (k kind) update() bool { return k == kindAlive || k == kindSuspect || k == kindDead }
 
 // fieldCount is the array length of each message kind on the wire.
-var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4}
+var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 6, kindCookie: 2}
 
-// ppWantReply is the push-pull flag asking the receiver to reply with its
-// own state.
-const ppWantReply = 1
+// Push-pull flags: ppWantReply asks the receiver to reply with its own
+// state; ppJoin marks the exchange of a joining node (see StateDelegate).
+const (
+	ppWantReply = 1
+	ppJoin      = 2
+)
 
 // message is the decoded form of every message kind; each kind uses the
 // fields its wire form lists.
@@ -93,6 +103,8 @@ type message struct {
 	meta   []byte
 	nack   bool
 	flags  uint64
+	cookie []byte // push-pull, cookie: the address validation cookie
+	state  []byte // push-pull: the user state (see StateDelegate)
 	states []Member
 }
 
@@ -121,6 +133,8 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 			x.EncodeString(m.addr), x.EncodeBool(m.nack))
 	case kindAck, kindNack:
 		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq))
+	case kindCookie:
+		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeBytes(m.cookie))
 	case kindAlive:
 		err = errors.Join(x.EncodeArrayLen(5), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.addr), x.EncodeBytes(m.meta))
@@ -128,8 +142,8 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.from))
 	case kindPushPull:
-		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
-			x.EncodeArrayLen(len(m.states)))
+		err = errors.Join(x.EncodeArrayLen(6), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
+			x.EncodeBytes(m.cookie), x.EncodeBytes(m.state), x.EncodeArrayLen(len(m.states)))
 		for i := range m.states {
 			dst = append(dst, e.buf.Bytes()...)
 			dst = e.encodeState(dst, &m.states[i])
@@ -278,6 +292,8 @@ func (d *decoder) decodeMsg(m *message) error {
 		}
 	case kindAck, kindNack:
 		m.seq, err = d.seq()
+	case kindCookie:
+		m.cookie, err = d.bytes(cookieLen)
 	case kindAlive:
 		m.inc, err = d.uint()
 		if err == nil {
@@ -312,6 +328,14 @@ func (d *decoder) pushPull(m *message) error {
 		return err
 	}
 	if m.flags, err = d.uint(); err != nil {
+		return err
+	}
+	if m.cookie, err = d.bytes(cookieLen); err != nil {
+		return err
+	}
+	// The user state's bound is the packet's; the core refuses more than
+	// Config.MaxStateLen.
+	if m.state, err = d.bytes(MaxMTU); err != nil {
 		return err
 	}
 	n, err := d.arrayLen()

@@ -1,0 +1,153 @@
+package swim
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestAttackSpoofedPushPulls: push-pull requests from 2000 spoofed
+// sender addresses, one a packet, cost the node at most replyFactor times
+// their bytes in replies: without proof that a sender receives at its
+// address, a request gets at most a cookie back, never the full state.
+func TestAttackSpoofedPushPulls(t *testing.T) {
+	c := attackTarget(t)
+	p := packet(message{kind: kindPushPull, id: "evil", flags: ppWantReply})
+	var in, out int
+	for i := range 2000 {
+		n, o, _ := amplification(t, c, fmt.Sprintf("victim-%d:1", i), p)
+		in, out = in+n, out+o
+	}
+	t.Logf("2000 push-pull requests from spoofed addresses: %d bytes in, %d bytes out: %.2fx", in, out, ratio(in, out))
+	require.LessOrEqual(t, ratio(in, out), float64(replyFactor))
+	require.Equal(t, 2000, c.Stats().Cookies, "a cookie each, nothing else")
+	require.Zero(t, c.Stats().RateLimited)
+
+}
+
+// TestCookies: the state goes to an address that echoes its own cookie
+// from the current or the previous bucket; a forged cookie, one issued
+// to another address, one two buckets old, and a cookie nobody asked for
+// get nothing and are counted. Cookies of another length do not decode.
+func TestCookies(t *testing.T) {
+	c := attackTarget(t)
+	life := c.cookieLife()
+	want := func(now time.Time, from string, p []byte, packets int) {
+		t.Helper()
+		out, err := c.Receive(now, from, p)
+		require.NoError(t, err)
+		require.Len(t, out, packets)
+		clear(c.pp.replied)
+	}
+	want(t0, "b:1", c.pullRequest(t0, "b:1"), 2)
+	want(t0.Add(life), "b:1", c.pullRequest(t0, "b:1"), 2)
+	want(t0.Add(2*life), "b:1", c.pullRequest(t0, "b:1"), 0)
+	want(t0, "b:1", c.pullRequest(t0, "a:1"), 0)
+	forged := bytes.Repeat([]byte{7}, cookieLen)
+	want(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: ppWantReply, cookie: forged}), 0)
+	want(t0, "b:1", packet(message{kind: kindCookie, cookie: forged}), 0)
+	require.Equal(t, 4, c.Stats().BadCookies)
+	for _, n := range []int{cookieLen + 1, 1 << 16} {
+		_, err := c.Receive(t0, "b:1", packet(message{kind: kindCookie, cookie: make([]byte, n)}))
+		require.ErrorIs(t, err, ErrMalformed)
+		_, err = c.Receive(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: ppWantReply, cookie: make([]byte, n)}))
+		require.ErrorIs(t, err, ErrMalformed)
+	}
+	// A cookie from an address this core asked is echoed, once.
+	c.requestState(t0, "b:1", ppWantReply)
+	cookie := packet(message{kind: kindCookie, cookie: forged})
+	want(t0, "b:1", cookie, 1)
+	want(t0, "b:1", cookie, 0)
+	c.requestState(t0, "b:1", ppWantReply)
+	want(t0.Add(life+1), "b:1", cookie, 0)
+	require.Equal(t, 6, c.Stats().BadCookies)
+}
+
+// exchange delivers packets between cores (addressed by ID) until none
+// is left, and returns how many it delivered.
+func exchange(t *testing.T, now time.Time, from string, out []Packet, cores ...*Core) int {
+	byAddr := map[string]*Core{}
+	for _, c := range cores {
+		byAddr[c.Local().Addr] = c
+	}
+	type inflight struct {
+		from string
+		p    Packet
+	}
+	var queue []inflight
+	for _, p := range out {
+		queue = append(queue, inflight{from, p})
+	}
+	n := 0
+	for ; len(queue) > 0; n++ {
+		f := queue[0]
+		queue = queue[1:]
+		c := byAddr[f.p.Addr]
+		if c == nil {
+			continue
+		}
+		reply, err := c.Receive(now, f.from, f.p.Data)
+		require.NoError(t, err)
+		for _, p := range reply {
+			queue = append(queue, inflight{c.Local().Addr, Packet{p.Addr, bytes.Clone(p.Data)}})
+		}
+	}
+	return n
+}
+
+// TestPushPullExchange: anti-entropy between two members still ends with
+// both knowing every member either knew, through the cookie round trip:
+// the request (the requester's state), the cookie, the pull, the state.
+func TestPushPullExchange(t *testing.T) {
+	a := newCore(t, "a", Config{GossipInterval: -1})
+	b := newCore(t, "b", Config{GossipInterval: -1})
+	for i := range 40 {
+		id := fmt.Sprint("a-", i)
+		a.alive(t0, 1, id, id, bytes.Repeat([]byte{'m'}, 30))
+		id = fmt.Sprint("b-", i)
+		b.alive(t0, 1, id, id, nil)
+	}
+	a.alive(t0, 0, "b", "b", nil)
+	a.queue = broadcastQueue{}
+	a.out = a.out[:0]
+	a.requestState(t0, "b", ppWantReply)
+	n := exchange(t, t0, "a", slices.Clone(a.out), a, b)
+	require.Len(t, a.Members(nil), 82)
+	require.Equal(t, a.Members(nil), b.Members(nil))
+	require.Equal(t, 1, b.Stats().Cookies)
+	t.Logf("%d packets exchanged", n)
+}
+
+// joinFresh converges n nodes, then boots one more that joins through
+// n000, and returns the protocol periods until every node sees every
+// other alive.
+func joinFresh(t *testing.T, seed uint64, n int, cfg Config) float64 {
+	c := newCluster(t, seed, n, cfg, lan)
+	c.waitConverged(time.Minute)
+	c.runFor(10 * time.Second)
+	nc := cfg
+	nc.ID = fmt.Sprintf("n%03d", n)
+	nc.Addr, nc.RandSeed, nc.Seeds = nc.ID, seed<<16|uint64(n), []string{"n000"}
+	sn := &simNode{c: c, cfg: nc}
+	c.nodes = append(c.nodes, sn)
+	c.sim.Add(nc.Addr, sn)
+	start := c.net.Now()
+	c.boot(sn)
+	c.waitConverged(time.Minute)
+	return float64(c.net.Now().Sub(start)) / float64(c.period())
+}
+
+// TestJoinFresh: a fresh node joins a converged cluster of 16 through
+// one seed; the periods until everyone sees everyone are logged.
+func TestJoinFresh(t *testing.T) {
+	var ps []float64
+	for _, seed := range seeds(5) {
+		ps = append(ps, joinFresh(t, seed, 16, Config{}))
+	}
+	slices.Sort(ps)
+	t.Logf("a fresh node joins 16: converged after %.2f to %.2f periods (median %.2f, %d seeds)", ps[0], ps[len(ps)-1], quantile(ps, 0.5), len(ps))
+}
