@@ -89,6 +89,15 @@ type Config struct {
 	// counted in [Stats].Unopened, and changes nothing (see [Keyring]).
 	// nil: packets are neither sealed nor authenticated.
 	Keyring *Keyring
+	// ReplayWindow, with a Keyring, is how far from the receiver's clock,
+	// either way, the time a packet was sealed may lie: a packet outside
+	// it, or one accepted before, is dropped (see [ErrReplay]). Set it
+	// above the largest clock skew between two members plus the longest
+	// delivery delay: a node whose clock is further off is cut off from
+	// the cluster (its packets are counted in [Stats].Stale by the
+	// others). A captured packet can be delivered once to each node, and
+	// only within the window. 0: 30s.
+	ReplayWindow time.Duration
 	// Label names the cluster; with a Keyring it is authenticated with
 	// every packet, so two clusters on one network never exchange a
 	// packet, even under the same key. At most MaxLabelLen bytes.
@@ -140,6 +149,7 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.DeadRetention, time.Hour)
 	defDur(&c.DeadNodeReclaimTime, 30*time.Second)
 	def(&c.MTU, 1400)
+	defDur(&c.ReplayWindow, 30*time.Second)
 	def(&c.MaxEvents, 1024)
 	c.IndirectChecks = max(c.IndirectChecks, 0)
 
@@ -171,6 +181,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	check(c.MaxStateLen > 0 && c.MaxStateLen <= c.MTU-pushPullOverhead,
 		"MaxStateLen %d outside [1, MTU-%d]", c.MaxStateLen, pushPullOverhead)
+	check(c.ReplayWindow > 0, "ReplayWindow %v must be positive", c.ReplayWindow)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {

@@ -44,6 +44,11 @@ type Stats struct {
 	// refused: echoed by another address or too late, forged, or not
 	// asked for (see the package doc's guarantees).
 	Cookies, BadCookies int
+	// Replayed counts sealed packets dropped because they were accepted
+	// before; Stale those sealed further than Config.ReplayWindow from the
+	// receiver's clock, or older than its replay cache remembers (see
+	// ErrReplay).
+	Replayed, Stale int
 	// OversizedStates counts user states above Config.MaxStateLen,
 	// local ones not sent and remote ones not merged.
 	OversizedStates int
@@ -106,8 +111,10 @@ type Core struct {
 	plain   []byte // send's buffer for a packet to seal
 	stats   Stats
 
-	pp    pushPulls // push-pull address validation and rate limits
-	leave leaving   // after Leave
+	pp    pushPulls   // push-pull address validation and rate limits
+	seen  replayCache // sealed packets accepted within the ReplayWindow
+	now   time.Time   // the latest call's time, which stamps sealed packets
+	leave leaving     // after Leave
 }
 
 // probeState is the probe of the current protocol period.
@@ -290,6 +297,7 @@ func (c *Core) Deadline() time.Time {
 func (c *Core) Tick(now time.Time) []Packet {
 	c.out = c.out[:0]
 	c.budget = math.MaxInt
+	c.now = now
 	if c.left {
 		if !c.leave.done() && !now.Before(c.leave.next) {
 			c.leaveRound(now)
@@ -548,7 +556,7 @@ func (c *Core) send(addr string, prims ...*message) {
 	body, n := c.queue.fill(body, room, retransmitLimit(c.cfg.RetransmitMult, c.numLive))
 	var data []byte
 	if kr := c.cfg.Keyring; kr != nil {
-		c.plain = append(c.enc.packetHeader(c.plain[:0], len(prims)+n), body...)
+		c.plain = append(c.enc.packetHeader(stamp(c.plain[:0], c.now), len(prims)+n), body...)
 		data = kr.seal(make([]byte, 0, len(c.plain)+sealing), c.plain, c.label)
 	} else {
 		data = append(c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n), body...)
@@ -568,7 +576,9 @@ func (c *Core) send(addr string, prims ...*message) {
 //
 // With a Keyring, a packet that none of its keys opens is dropped with an
 // error wrapping [ErrSealed], counted in [Stats].Unopened, and causes no
-// change and no reply.
+// change and no reply; so is a packet that opens but was sealed more than
+// ReplayWindow away from now, or was accepted before, with an error
+// wrapping [ErrReplay], counted in [Stats].Stale or [Stats].Replayed.
 //
 // The packet and its sender address are not authenticated, so what
 // Receive sends in response is bounded: at most 4 times the packet's
@@ -578,6 +588,7 @@ func (c *Core) send(addr string, prims ...*message) {
 func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, error) {
 	c.out = c.out[:0]
 	c.budget = replyFactor * len(packet)
+	c.now = now
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
 	if c.cfg.Keyring != nil {
@@ -586,7 +597,10 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 			c.stats.Unopened++
 			return c.out, err
 		}
-		c.opened, packet = opened, opened
+		if err := c.fresh(now, packet, opened); err != nil {
+			return c.out, err
+		}
+		c.opened, packet = opened, opened[stampLen:]
 	}
 	msgs, err := c.dec.decodePacket(packet, c.msgs)
 	c.msgs = msgs[:0]

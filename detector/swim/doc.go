@@ -110,6 +110,17 @@
 //     is dropped, counted in [Stats].Unopened, and changes nothing:
 //     neither membership nor an address, and it gets no reply. Keys
 //     rotate at runtime without a partition (see [Keyring]).
+//   - No replays: with a Keyring, a packet carries, sealed, the time it
+//     was sealed (the caller's now), and a node accepts it once, and only
+//     within Config.ReplayWindow of its own now (either way, so set the
+//     window above the clocks' skew plus the delivery delay). A replayed
+//     or stale packet is dropped like an unopened one, counted in
+//     [Stats].Replayed or [Stats].Stale: a captured alive message of a
+//     member that was since forgotten cannot bring it back. The nonces of
+//     accepted packets are remembered in a bounded cache (8192); when it
+//     overflows, packets sealed at or before the oldest forgotten nonce
+//     are refused too, so no replay gets through. A captured packet can
+//     still reach each other node once within the window.
 //   - Incarnation precedence: for one member, an update with a higher
 //     incarnation overrides; at equal incarnation dead and left override
 //     suspect, which overrides alive. Only the member itself raises its
