@@ -3,6 +3,7 @@ package swim
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ func TestCookies(t *testing.T) {
 	want(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: ppWantReply, cookie: forged}), 0)
 	want(t0, "b:1", packet(message{kind: kindCookie, cookie: forged}), 0)
 	require.Equal(t, 4, c.Stats().BadCookies)
+	// Every flag set: a request, of a joining node, without a cookie.
+	want(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: math.MaxUint64}), 1)
+	require.Equal(t, 1, c.Stats().Cookies)
 	for _, n := range []int{cookieLen + 1, 1 << 16} {
 		_, err := c.Receive(t0, "b:1", packet(message{kind: kindCookie, cookie: make([]byte, n)}))
 		require.ErrorIs(t, err, ErrMalformed)
@@ -123,9 +127,9 @@ func TestPushPullExchange(t *testing.T) {
 }
 
 // joinFresh converges n nodes, then boots one more that joins through
-// n000, and returns the protocol periods until every node sees every
-// other alive.
-func joinFresh(t *testing.T, seed uint64, n int, cfg Config) float64 {
+// n000, and returns the protocol periods until it knows every node
+// (learnt) and until every node sees every other alive (converged).
+func joinFresh(t *testing.T, seed uint64, n int, cfg Config) (learnt, converged float64) {
 	c := newCluster(t, seed, n, cfg, lan)
 	c.waitConverged(time.Minute)
 	c.runFor(10 * time.Second)
@@ -137,17 +141,29 @@ func joinFresh(t *testing.T, seed uint64, n int, cfg Config) float64 {
 	c.sim.Add(nc.Addr, sn)
 	start := c.net.Now()
 	c.boot(sn)
+	since := func() float64 { return float64(c.net.Now().Sub(start)) / float64(c.period()) }
+	require.True(t, c.runUntil(start.Add(time.Minute), func() bool { return sn.core.NumLive() == n+1 }))
+	learnt = since()
 	c.waitConverged(time.Minute)
-	return float64(c.net.Now().Sub(start)) / float64(c.period())
+	return learnt, since()
 }
 
 // TestJoinFresh: a fresh node joins a converged cluster of 16 through
-// one seed; the periods until everyone sees everyone are logged.
+// one seed, without and with a keyring; the periods until everyone sees
+// everyone are logged.
 func TestJoinFresh(t *testing.T) {
-	var ps []float64
-	for _, seed := range seeds(5) {
-		ps = append(ps, joinFresh(t, seed, 16, Config{}))
+	kr, err := NewKeyring(key(1))
+	require.NoError(t, err)
+	for _, cfg := range []Config{{}, {Keyring: kr, Label: "prod"}} {
+		var learnt, converged []float64
+		for _, seed := range seeds(5) {
+			l, c := joinFresh(t, seed, 16, cfg)
+			learnt, converged = append(learnt, l), append(converged, c)
+		}
+		slices.Sort(learnt)
+		slices.Sort(converged)
+		t.Logf("a fresh node joins 16 (keyring %v), %d seeds: it knows all after %.3f to %.3f periods (median %.3f); all converged after %.3f to %.3f (median %.3f)",
+			cfg.Keyring != nil, len(learnt), learnt[0], learnt[len(learnt)-1], quantile(learnt, 0.5),
+			converged[0], converged[len(converged)-1], quantile(converged, 0.5))
 	}
-	slices.Sort(ps)
-	t.Logf("a fresh node joins 16: converged after %.2f to %.2f periods (median %.2f, %d seeds)", ps[0], ps[len(ps)-1], quantile(ps, 0.5), len(ps))
 }
