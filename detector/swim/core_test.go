@@ -320,14 +320,14 @@ func TestLeave(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	c := newCore(t, "a", Config{})
-	for _, p := range [][]byte{nil, {0x90}, {0x92, 0x02, 0x90}, []byte("garbage"), append(packet(message{kind: kindAck, seq: 1}), 0)} {
+	for _, p := range [][]byte{nil, {0x90}, {0x92, 0x01, 0x90}, []byte("garbage"), append(packet(message{kind: kindAck, seq: 1}), 0)} {
 		_, err := c.Receive(t0, "x", p)
 		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) {
 			t.Fatalf("%x: err %v", p, err)
 		}
 	}
-	_, err := c.Receive(t0, "x", []byte{0x92, 0x02, 0x90})
-	require.ErrorIs(t, err, ErrVersion)
+	_, err := c.Receive(t0, "x", []byte{0x92, 0x01, 0x90})
+	require.ErrorIs(t, err, ErrVersion, "version 1")
 	// A packet is applied whole or not at all.
 	bad := append(packet(message{kind: kindAlive, id: "b", addr: "b"}), 0xc1)
 	_, err = c.Receive(t0, "x", bad)
@@ -346,7 +346,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 3, cookie: make([]byte, cookieLen), state: []byte("user")}))
 	f.Add(packet(message{kind: kindCookie, cookie: make([]byte, cookieLen)}))
-	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x92, 0x02, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs, err := newDecoder().decodePacket(data, nil)
 		if err != nil {

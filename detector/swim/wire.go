@@ -8,7 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Wire format, version 1. A packet is one msgpack array:
+// Wire format, version 2. A packet is one msgpack array:
 //
 //	[version, [msg, msg, ...]]
 //
@@ -27,18 +27,19 @@ import (
 // A push-pull request that wants the full state back (flag 1) is answered
 // with it only if it echoes a cookie the receiver issued to the request's
 // source address (see pushpull.go); otherwise the answer is a cookie
-// message. Flag 2 marks the exchange of a joining node.
+// message. Flag 2 marks the exchange of a joining node. (Version 1 had
+// neither cookies nor user states: its push-pull had 4 fields.)
 //
-// A packet carries at most one ping, ping-req, ack, nack or push-pull (the
-// primary message) and at most MaxUpdates piggybacked alive, suspect and
-// dead updates, in any order. Decoding is all or nothing: a malformed
+// A packet carries at most one ping, ping-req, ack, nack, push-pull or
+// cookie (the primary message) and at most MaxUpdates piggybacked alive,
+// suspect and dead updates, in any order. Decoding is all or nothing: a malformed
 // packet is rejected whole, before any of it is applied. Malformed
 // includes a packet with more than one primary message or more than
 // MaxUpdates updates, and a sequence number at or above 2^63 (no node
 // ever sends one: they count up from 0).
 
 // Version is the wire format version this package writes and accepts.
-const Version = 1
+const Version = 2
 
 // Limits on what a packet may carry; [Config] enforces them locally and the
 // decoder rejects packets that exceed them.
