@@ -32,6 +32,11 @@
 //
 //	ring, err := swim.NewKeyring(key) // 32 bytes; later AddKey, UseKey, RemoveKey
 //	cfg.Keyring, cfg.Label = ring, "prod"
+//	cfg.ReplayWindow = 30 * time.Second // above the clocks' skew; the default
+//
+// To exchange an application's state on every push-pull (memberlist's
+// LocalState and MergeRemoteState), set cfg.UserState to a
+// [StateDelegate].
 //
 // Driving a Core directly (a simulation, or your own event loop):
 //
@@ -176,8 +181,10 @@
 //     flood of requests from spoofed addresses gets cookies back, at
 //     most 4 times its bytes and in practice less than 2 (measured by
 //     TestAttackSpoofedPushPulls), whether or not the cluster has a
-//     Keyring. A node answers only cookies from addresses it asked, once
-//     per request. A validated address gets the state at most once per 5
+//     Keyring. A node answers only a cookie that echoes the random token
+//     of one of its own unanswered requests, once, with a small pull to
+//     the address the cookie came from (so a seed may be named by a host
+//     name). A validated address gets the state at most once per 5
 //     probe intervals ([Stats].RateLimited counts the refusals). Only an
 //     attacker who reads the packets sent to an address can obtain its
 //     cookie. The validation costs every push-pull, a join included, one

@@ -93,7 +93,7 @@ func TestSealedPackets(t *testing.T) {
 // sendStateTo returns c's push-pull request to addr, its first packet.
 func (c *Core) sendStateTo(t *testing.T, addr string) []byte {
 	c.out = c.out[:0]
-	c.sendState(addr, ppWantReply)
+	c.sendState(addr, ppWantReply, nil)
 	require.NotEmpty(t, c.out)
 	return c.out[0].Data
 }

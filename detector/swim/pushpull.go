@@ -23,10 +23,22 @@ import (
 // recomputes the MAC, for the current bucket and the one before. A
 // spoofed request therefore costs its victim at most a cookie, and a
 // cookie is worth nothing at another address or after two buckets.
+//
+// The requester's side, as a DNS client cookie: each request carries a
+// random token, which the cookie message echoes, and a core answers only
+// a cookie that echoes the token of a request it made and has not yet
+// answered, with one pull to the address the cookie came from. Matching
+// by token rather than by address lets a node join through a seed named
+// by a host name (the cookie comes from its IP), and an attacker who
+// does not see the request can neither make the node pull from a victim
+// nor spend its request with a forged cookie.
 
 // cookieLen is the length of an address validation cookie: a truncated
 // HMAC-SHA256.
 const cookieLen = 16
+
+// tokenLen is the length of a requester's token: random bits.
+const tokenLen = 8
 
 // cookieBucket is the life of a cookie bucket, in probe intervals: a
 // cookie is accepted in the bucket it was issued in and the next.
@@ -50,10 +62,10 @@ type pushPulls struct {
 	// replied maps a sender address to the time it may get its next
 	// state (see mayReplyState).
 	replied map[string]time.Time
-	// asked maps the addresses this core sent a state request to, until
-	// the reply is due, to the flags of the pull that answers their
-	// cookie. Only the core's own requests add to it.
-	asked map[string]askedPull
+	// asked maps the tokens of this core's state requests whose cookie
+	// has not come, until it is due, to the flags of the pull that
+	// answers it. Only the core's own requests add to it.
+	asked map[[tokenLen]byte]askedPull
 }
 
 type askedPull struct {
@@ -64,7 +76,7 @@ type askedPull struct {
 func newPushPulls() pushPulls {
 	secret := make([]byte, 32)
 	rand.Read(secret) // never fails (crypto/rand)
-	return pushPulls{mac: hmac.New(sha256.New, secret), replied: map[string]time.Time{}, asked: map[string]askedPull{}}
+	return pushPulls{mac: hmac.New(sha256.New, secret), replied: map[string]time.Time{}, asked: map[[tokenLen]byte]askedPull{}}
 }
 
 // pushPull sends the full state to one random live member and to one
@@ -84,9 +96,11 @@ func (c *Core) pushPull(now time.Time) {
 // requestState pushes the full state to addr and asks for its state in
 // return: addr answers with a cookie, which handleCookie echoes.
 func (c *Core) requestState(now time.Time, addr string, flags uint64) {
-	maps.DeleteFunc(c.pp.asked, func(_ string, a askedPull) bool { return now.After(a.until) })
-	c.pp.asked[addr] = askedPull{until: now.Add(c.cookieLife()), flags: flags}
-	c.sendState(addr, flags)
+	maps.DeleteFunc(c.pp.asked, func(_ [tokenLen]byte, a askedPull) bool { return now.After(a.until) })
+	var token [tokenLen]byte
+	rand.Read(token[:]) // never fails (crypto/rand)
+	c.pp.asked[token] = askedPull{until: now.Add(c.cookieLife()), flags: flags}
+	c.sendState(addr, flags, token[:])
 }
 
 // handlePushPull merges a push-pull message from the address from and
@@ -99,31 +113,36 @@ func (c *Core) handlePushPull(now time.Time, from string, m *message) {
 	switch {
 	case m.flags&ppWantReply == 0:
 	case m.cookie == nil:
-		c.sendCookie(now, from)
+		c.sendCookie(now, from, m.token)
 	case !c.validCookie(now, from, m.cookie):
 		c.stats.BadCookies++
 	case c.mayReplyState(now, from):
-		c.sendState(from, m.flags&ppJoin)
+		c.sendState(from, m.flags&ppJoin, nil)
 	}
 }
 
-// handleCookie answers a cookie from an address this core asked for its
-// state with a pull request that echoes it; any other cookie is refused.
+// handleCookie answers a cookie that echoes the token of one of this
+// core's unanswered state requests with a pull request that echoes the
+// cookie, to the address the cookie came from; any other cookie is
+// refused.
 func (c *Core) handleCookie(now time.Time, from string, m *message) {
-	a, ok := c.pp.asked[from]
-	if !ok || now.After(a.until) {
+	var token [tokenLen]byte
+	copy(token[:], m.token)
+	a, ok := c.pp.asked[token]
+	if !ok || len(m.token) != tokenLen || now.After(a.until) {
 		c.stats.BadCookies++
 		return
 	}
-	delete(c.pp.asked, from)
+	delete(c.pp.asked, token)
 	c.send(from, &message{kind: kindPushPull, id: c.self.ID, flags: a.flags, cookie: m.cookie})
 }
 
-// sendCookie answers a state request from the address from with a
-// cookie for it, if the reply fits in the call's budget (a cookie packet
-// is about 25 bytes, a request at least 12, and the budget 4 times that).
-func (c *Core) sendCookie(now time.Time, from string) {
-	m := message{kind: kindCookie, cookie: c.cookie(now, from, 0)}
+// sendCookie answers a state request from the address from, which
+// carried token, with a cookie for from, if the reply fits in the call's
+// budget (a cookie packet is at most 35 bytes, a request at least 13,
+// and the budget 4 times that).
+func (c *Core) sendCookie(now time.Time, from string, token []byte) {
+	m := message{kind: kindCookie, token: token, cookie: c.cookie(now, from, 0)}
 	c.tmp = c.enc.encodeMsg(c.tmp[:0], &m)
 	if headerLen+len(c.tmp)+c.sealing() > c.budget {
 		return
@@ -176,13 +195,14 @@ func (c *Core) mayReplyState(now time.Time, from string) bool {
 }
 
 // sendState sends every known member to addr in as many push-pull packets
-// as the MTU requires; only the first carries flags and the user state.
-func (c *Core) sendState(addr string, flags uint64) {
+// as the MTU requires; only the first carries flags, the request's token
+// (nil for a reply) and the user state.
+func (c *Core) sendState(addr string, flags uint64, token []byte) {
 	states := c.states[:0]
 	for _, m := range c.all {
 		states = append(states, m.Member)
 	}
-	head := message{kind: kindPushPull, id: c.self.ID, flags: flags, state: c.localState(flags&ppJoin != 0)}
+	head := message{kind: kindPushPull, id: c.self.ID, flags: flags, token: token, state: c.localState(flags&ppJoin != 0)}
 	for rest, first := states, true; first || len(rest) > 0; first = false {
 		// Room for the states in this packet: the MTU less the packet
 		// header, the empty push-pull message and the growth of its array

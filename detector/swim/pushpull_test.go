@@ -33,7 +33,8 @@ func TestAttackSpoofedPushPulls(t *testing.T) {
 // TestCookies: the state goes to an address that echoes its own cookie
 // from the current or the previous bucket; a forged cookie, one issued
 // to another address, one two buckets old, and a cookie nobody asked for
-// get nothing and are counted. Cookies of another length do not decode.
+// get nothing and are counted. Cookies and tokens longer than theirs do
+// not decode.
 func TestCookies(t *testing.T) {
 	c := attackTarget(t)
 	life := c.cookieLife()
@@ -56,19 +57,42 @@ func TestCookies(t *testing.T) {
 	want(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: math.MaxUint64}), 1)
 	require.Equal(t, 1, c.Stats().Cookies)
 	for _, n := range []int{cookieLen + 1, 1 << 16} {
-		_, err := c.Receive(t0, "b:1", packet(message{kind: kindCookie, cookie: make([]byte, n)}))
-		require.ErrorIs(t, err, ErrMalformed)
-		_, err = c.Receive(t0, "b:1", packet(message{kind: kindPushPull, id: "b", flags: ppWantReply, cookie: make([]byte, n)}))
-		require.ErrorIs(t, err, ErrMalformed)
+		for _, m := range []message{
+			{kind: kindCookie, cookie: make([]byte, n)},
+			{kind: kindCookie, token: make([]byte, n)},
+			{kind: kindPushPull, id: "b", flags: ppWantReply, cookie: make([]byte, n)},
+			{kind: kindPushPull, id: "b", flags: ppWantReply, token: make([]byte, n)},
+		} {
+			_, err := c.Receive(t0, "b:1", packet(m))
+			require.ErrorIs(t, err, ErrMalformed)
+		}
 	}
-	// A cookie from an address this core asked is echoed, once.
-	c.requestState(t0, "b:1", ppWantReply)
-	cookie := packet(message{kind: kindCookie, cookie: forged})
-	want(t0, "b:1", cookie, 1)
-	want(t0, "b:1", cookie, 0)
-	c.requestState(t0, "b:1", ppWantReply)
-	want(t0.Add(life+1), "b:1", cookie, 0)
-	require.Equal(t, 6, c.Stats().BadCookies)
+	// A cookie that echoes the token of a request this core made is
+	// answered, once, with a pull to the address it came from (the seed's
+	// IP, where the request went to its host name); a cookie with another
+	// token, or after the request's time, is refused.
+	token := func() []byte {
+		c.out = c.out[:0]
+		c.requestState(t0, "seed.example:7946", ppWantReply)
+		return decodeAll(t, c.out[:1])[0].token
+	}
+	tok := token()
+	require.Len(t, tok, tokenLen)
+	cookie := packet(message{kind: kindCookie, token: tok, cookie: forged})
+	out, err := c.Receive(t0, "10.0.0.2:7946", cookie)
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	require.Equal(t, "10.0.0.2:7946", out[0].Addr)
+	require.Equal(t, message{kind: kindPushPull, id: "a", flags: ppWantReply, cookie: forged, states: []Member{}}, decodeAll(t, out)[0])
+	want(t0, "10.0.0.2:7946", cookie, 0)
+	other := append(bytes.Clone(token()), 0)[1:]
+	want(t0, "10.0.0.2:7946", packet(message{kind: kindCookie, token: other, cookie: forged}), 0)
+	want(t0, "10.0.0.2:7946", packet(message{kind: kindCookie, token: tok[:4], cookie: forged}), 0)
+	want(t0.Add(life+1), "10.0.0.2:7946", packet(message{kind: kindCookie, token: token(), cookie: forged}), 0)
+	require.Equal(t, 8, c.Stats().BadCookies)
+	require.Len(t, c.pp.asked, 2, "unanswered requests, until they expire")
+	c.requestState(t0.Add(life+1), "b:1", ppWantReply)
+	require.Len(t, c.pp.asked, 1)
 }
 
 // exchange delivers packets between cores (addressed by ID) until none

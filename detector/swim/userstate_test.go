@@ -74,7 +74,7 @@ func TestUserStateBounds(t *testing.T) {
 
 	r.state = make([]byte, 101)
 	c.out = c.out[:0]
-	c.sendState("x", ppWantReply)
+	c.sendState("x", ppWantReply, nil)
 	for _, m := range decodeAll(t, c.out) {
 		require.Nil(t, m.state)
 	}

@@ -21,13 +21,13 @@ import (
 //	alive     [5, incarnation, id, addr, meta]
 //	suspect   [6, incarnation, id, from]
 //	dead      [7, incarnation, id, from]              (from == id: left)
-//	push-pull [8, senderID, flags, cookie, userState, [[id, addr, incarnation, state, meta], ...]]
-//	cookie    [9, cookie]
+//	push-pull [8, senderID, flags, token, cookie, userState, [[id, addr, incarnation, state, meta], ...]]
+//	cookie    [9, token, cookie]
 //
 // A push-pull request that wants the full state back (flag 1) is answered
 // with it only if it echoes a cookie the receiver issued to the request's
 // source address (see pushpull.go); otherwise the answer is a cookie
-// message. Flag 2 marks the exchange of a joining node. (Version 1 had
+// message, which echoes the request's token. Flag 2 marks the exchange of a joining node. (Version 1 had
 // neither cookies nor user states: its push-pull had 4 fields.)
 //
 // A packet carries at most one ping, ping-req, ack, nack, push-pull or
@@ -83,7 +83,7 @@ const (
 func (k kind) update() bool { return k == kindAlive || k == kindSuspect || k == kindDead }
 
 // fieldCount is the array length of each message kind on the wire.
-var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 6, kindCookie: 2}
+var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 7, kindCookie: 3}
 
 // Push-pull flags: ppWantReply asks the receiver to reply with its own
 // state; ppJoin marks the exchange of a joining node (see StateDelegate).
@@ -104,6 +104,7 @@ type message struct {
 	meta   []byte
 	nack   bool
 	flags  uint64
+	token  []byte // push-pull, cookie: the requester's token, echoed with the cookie
 	cookie []byte // push-pull, cookie: the address validation cookie
 	state  []byte // push-pull: the user state (see StateDelegate)
 	states []Member
@@ -135,7 +136,7 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 	case kindAck, kindNack:
 		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq))
 	case kindCookie:
-		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeBytes(m.cookie))
+		err = errors.Join(x.EncodeArrayLen(3), x.EncodeUint(uint64(m.kind)), x.EncodeBytes(m.token), x.EncodeBytes(m.cookie))
 	case kindAlive:
 		err = errors.Join(x.EncodeArrayLen(5), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.addr), x.EncodeBytes(m.meta))
@@ -143,8 +144,8 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.from))
 	case kindPushPull:
-		err = errors.Join(x.EncodeArrayLen(6), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
-			x.EncodeBytes(m.cookie), x.EncodeBytes(m.state), x.EncodeArrayLen(len(m.states)))
+		err = errors.Join(x.EncodeArrayLen(7), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
+			x.EncodeBytes(m.token), x.EncodeBytes(m.cookie), x.EncodeBytes(m.state), x.EncodeArrayLen(len(m.states)))
 		for i := range m.states {
 			dst = append(dst, e.buf.Bytes()...)
 			dst = e.encodeState(dst, &m.states[i])
@@ -294,7 +295,10 @@ func (d *decoder) decodeMsg(m *message) error {
 	case kindAck, kindNack:
 		m.seq, err = d.seq()
 	case kindCookie:
-		m.cookie, err = d.bytes(cookieLen)
+		m.token, err = d.bytes(tokenLen)
+		if err == nil {
+			m.cookie, err = d.bytes(cookieLen)
+		}
 	case kindAlive:
 		m.inc, err = d.uint()
 		if err == nil {
@@ -329,6 +333,9 @@ func (d *decoder) pushPull(m *message) error {
 		return err
 	}
 	if m.flags, err = d.uint(); err != nil {
+		return err
+	}
+	if m.token, err = d.bytes(tokenLen); err != nil {
 		return err
 	}
 	if m.cookie, err = d.bytes(cookieLen); err != nil {
