@@ -174,8 +174,8 @@
 //     proved it receives packets sent there. A request is first answered
 //     with a cookie (HMAC-SHA256 under a random per-core secret of the
 //     source address and a time bucket of 5 probe intervals, as DNS
-//     cookies and QUIC's Retry), a packet of about 25 bytes, never more
-//     than 4 times the request; only a request that echoes a cookie
+//     cookies and QUIC's Retry), a packet of at most 33 bytes, never
+//     more than 4 times the request, piggybacked updates included; only a request that echoes a cookie
 //     issued to its own source address in the current or the previous
 //     bucket gets the state ([Stats].Cookies, [Stats].BadCookies). So a
 //     flood of requests from spoofed addresses gets cookies back, at

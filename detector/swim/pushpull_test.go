@@ -28,6 +28,23 @@ func TestAttackSpoofedPushPulls(t *testing.T) {
 	require.Equal(t, 2000, c.Stats().Cookies, "a cookie each, nothing else")
 	require.Zero(t, c.Stats().RateLimited)
 
+	// The shortest request that decodes (12 bytes), to a node with small
+	// updates queued: each reply, its cookie and the piggybacked updates
+	// that fit, within replyFactor of the request's bytes.
+	small := newCore(t, "a", Config{})
+	for i := range 50 {
+		small.alive(t0, 0, fmt.Sprint(i), fmt.Sprint(i), nil)
+	}
+	short := packet(message{kind: kindPushPull, id: "e", flags: ppWantReply})
+	require.Len(t, short, 12)
+	for i := range 100 {
+		out, err := small.Receive(t0, fmt.Sprintf("victim-%d:1", i), short)
+		require.NoError(t, err)
+		require.Len(t, out, 1)
+		require.LessOrEqual(t, len(out[0].Data), replyFactor*len(short))
+		require.Greater(t, len(out[0].Data), 24, "with updates piggybacked")
+	}
+
 }
 
 // TestCookies: the state goes to an address that echoes its own cookie
