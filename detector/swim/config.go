@@ -96,7 +96,7 @@ type Config struct {
 	// delivery delay: a node whose clock is further off is cut off from
 	// the cluster (its packets are counted in [Stats].Stale by the
 	// others). A captured packet can be delivered once to each node, and
-	// only within the window. 0: 30s.
+	// only within the window. 0: 30s; at most 24h.
 	ReplayWindow time.Duration
 	// Label names the cluster; with a Keyring it is authenticated with
 	// every packet, so two clusters on one network never exchange a
@@ -181,7 +181,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	check(c.MaxStateLen > 0 && c.MaxStateLen <= c.MTU-pushPullOverhead,
 		"MaxStateLen %d outside [1, MTU-%d]", c.MaxStateLen, pushPullOverhead)
-	check(c.ReplayWindow > 0, "ReplayWindow %v must be positive", c.ReplayWindow)
+	check(c.ReplayWindow > 0 && c.ReplayWindow <= 24*time.Hour, "ReplayWindow %v outside (0, 24h]", c.ReplayWindow)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	check(len(c.Label) <= MaxLabelLen, "Label has %d bytes, limit %d", len(c.Label), MaxLabelLen)
 	if err := errors.Join(errs...); err != nil {

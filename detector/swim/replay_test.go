@@ -89,6 +89,16 @@ func TestReplayOutsideWindow(t *testing.T) {
 	require.Zero(t, c.Stats().Replayed)
 }
 
+func TestReplayWindowConfig(t *testing.T) {
+	for _, w := range []time.Duration{-1, 24*time.Hour + 1, math.MaxInt64} {
+		_, err := New(Config{ID: "a", Addr: "a", ReplayWindow: w}, t0)
+		require.ErrorIs(t, err, ErrConfig, w)
+	}
+	c, err := New(Config{ID: "a", Addr: "a"}, t0)
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, c.cfg.ReplayWindow)
+}
+
 // TestReplaySkewedSender: a member whose clock is off by less than the
 // window, either way, is heard; further off, it is not.
 func TestReplaySkewedSender(t *testing.T) {
