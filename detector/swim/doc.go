@@ -158,13 +158,17 @@
 //     dead by every member that keeps receiving updates.
 //   - Bounded resources: every packet is at most MTU bytes; the event
 //     queue holds at most MaxEvents (the oldest dropped, counted in
-//     [Stats]); ping-reqs served at once are bounded; the decoder checks
-//     every length against the remaining input before allocating, and
-//     rejects a malformed packet whole, before applying any of it.
+//     [Stats]); ping-reqs served at once are bounded, and so are the
+//     replay cache (8192 nonces), the push-pull rate limit's table (1024
+//     sender addresses) and the unanswered push-pull requests (the
+//     node's own, for 5 probe intervals each); a user state is at most
+//     MaxStateLen bytes; the decoder checks every length against the
+//     remaining input before allocating, and rejects a malformed packet
+//     whole, before applying any of it.
 //   - Hostile packets: a packet carries at most one primary message (ping,
-//     ping-req, ack, nack, push-pull, cookie) and at most MaxUpdates updates, and
-//     no sequence number at or above 2^63; any other packet is rejected
-//     whole and counted in [Stats].Malformed. What a node sends in
+//     ping-req, ack, nack, push-pull, cookie) and at most MaxUpdates
+//     updates, and no sequence number at or above 2^63; any other packet
+//     is rejected whole and counted in [Stats].Malformed. What a node sends in
 //     response to a packet is at most 4 times the packet's bytes (the
 //     piggybacked updates are cut to fit), with at most one probe per
 //     ping-req, and only to a known member at the address the node knows
