@@ -1,7 +1,6 @@
 package swim
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,23 +55,52 @@ type replayEntry struct {
 	nonce [nonceSize]byte
 }
 
-// replayHeap is a min-heap of entries by time (container/heap).
+// replayHeap is a binary min-heap of entries by time. (Written out
+// rather than through container/heap, whose Push boxes every entry in an
+// interface: an allocation per packet received.)
 type replayHeap []replayEntry
 
-func (h replayHeap) Len() int           { return len(h) }
-func (h replayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h replayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *replayHeap) Push(x any)        { *h = append(*h, x.(replayEntry)) }
-func (h *replayHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+// push adds e.
+func (h *replayHeap) push(e replayEntry) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if a[parent].at <= a[i].at {
+			break
+		}
+		a[parent], a[i] = a[i], a[parent]
+		i = parent
+	}
+}
+
+// pop removes and returns the oldest entry; h is not empty.
+func (h *replayHeap) pop() replayEntry {
+	a := *h
+	top, last := a[0], len(a)-1
+	a[0] = a[last]
+	a = a[:last]
+	for i := 0; ; {
+		m, l, r := i, 2*i+1, 2*i+2
+		if l < len(a) && a[l].at < a[m].at {
+			m = l
+		}
+		if r < len(a) && a[r].at < a[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
 }
 
 // forgetOldest drops the oldest nonce, raising the floor to its time.
 func (r *replayCache) forgetOldest() {
-	e := heap.Pop(&r.byAge).(replayEntry)
+	e := r.byAge.pop()
 	delete(r.seen, e.nonce)
 	r.floor = max(r.floor, e.at)
 }
@@ -86,7 +114,7 @@ func (c *Core) fresh(now time.Time, sealed, plain []byte) error {
 	r := &c.seen
 	window := int64(c.cfg.ReplayWindow)
 	at, t := binary.BigEndian.Uint64(plain), now.UnixNano()
-	for r.byAge.Len() > 0 && r.byAge[0].at < t-window {
+	for len(r.byAge) > 0 && r.byAge[0].at < t-window {
 		r.forgetOldest()
 	}
 	if at >= 1<<63 || int64(at) < t-window || int64(at) > t+window || int64(at) <= r.floor {
@@ -103,10 +131,10 @@ func (c *Core) fresh(now time.Time, sealed, plain []byte) error {
 	if r.seen == nil {
 		r.seen = make(map[[nonceSize]byte]struct{})
 	}
-	if r.byAge.Len() >= replayCacheSize {
+	if len(r.byAge) >= replayCacheSize {
 		r.forgetOldest()
 	}
 	r.seen[nonce] = struct{}{}
-	heap.Push(&r.byAge, replayEntry{at: int64(at), nonce: nonce})
+	r.byAge.push(replayEntry{at: int64(at), nonce: nonce})
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -157,25 +159,65 @@ func TestReplayCacheBounded(t *testing.T) {
 	receiveDropped(t, d, t0, old, "after the clock stepped back")
 }
 
-// BenchmarkReceiveSealed receives a sealed ping, fresh each time (sealed
-// in the loop too), through a replay cache kept full: open, replay check,
-// decode, and the sealed ack.
-func BenchmarkReceiveSealed(b *testing.B) {
+// sealedReceiver returns a core with a keyring and a function that
+// seals a ping to it, fresh each time (a microsecond later), and has the
+// core receive it: open, replay check, decode, and the sealed ack.
+func sealedReceiver(tb testing.TB) (*Core, func()) {
 	kr, err := NewKeyring(key(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := newCore(b, "a", Config{Keyring: kr})
+	require.NoError(tb, err)
+	c := newCore(tb, "a", Config{Keyring: kr})
 	ping := packet(message{kind: kindPing, seq: 1, id: "a"})
 	var plain, sealed []byte
 	now := t0
-	b.ReportAllocs()
-	for b.Loop() {
+	return c, func() {
 		now = now.Add(time.Microsecond)
 		plain = append(stamp(plain[:0], now), ping...)
 		sealed = kr.seal(sealed[:0], plain, nil)
 		if _, err := c.Receive(now, "b", sealed); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReceiveSealed receives sealed pings (see sealedReceiver),
+// sealing included, the replay cache full after the first 8192.
+func BenchmarkReceiveSealed(b *testing.B) {
+	_, receive := sealedReceiver(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		receive()
+	}
+}
+
+// TestReplayHeap: over random pushes and pops (seeded), the heap pops
+// entries in time order, as a sorted list would.
+func TestReplayHeap(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	var h replayHeap
+	var model []int64
+	for range 10000 {
+		if len(model) > 0 && rng.IntN(3) == 0 {
+			slices.Sort(model)
+			require.Equal(t, model[0], h.pop().at, "seed %d", seed)
+			model = model[1:]
+			continue
+		}
+		at := rng.Int64N(1000)
+		h.push(replayEntry{at: at})
+		model = append(model, at)
+	}
+	require.Len(t, h, len(model))
+}
+
+// TestReceiveSealedAllocs: receiving a sealed ping, with the replay cache
+// full, allocates only the sealed ack's bytes, which the caller owns.
+func TestReceiveSealedAllocs(t *testing.T) {
+	c, receive := sealedReceiver(t)
+	for range replayCacheSize + 100 {
+		receive()
+	}
+	require.Len(t, c.seen.byAge, replayCacheSize)
+	require.Equal(t, 1.0, testing.AllocsPerRun(1000, receive))
 }
