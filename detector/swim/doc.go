@@ -107,8 +107,9 @@
 //
 //   - Determinism: a Core's outputs are a function of its Config (RandSeed
 //     included) and the sequence of calls with their arguments, up to the
-//     bytes of its address validation cookies (under a random secret)
-//     and, with a Keyring, the random nonces of the sealed packets.
+//     bytes of its address validation cookies (under a random secret) and
+//     push-pull tokens (random) and, with a Keyring, the random nonces of
+//     the sealed packets.
 //   - Authenticated packets: with Config.Keyring, every packet is sealed
 //     with AES-256-GCM under the primary key, the cluster Label
 //     authenticated with it, and a packet that no installed key opens
