@@ -25,7 +25,7 @@ import (
 // (Lifeguard's anomaly): during each of its stalls it processes no
 // message, so packets to it wait until the stall ends, and so do the
 // packets its timers made it send, and its stream connections fail. It
-// counts the packets each node sends.
+// counts the packets and bytes the nodes send, streams included.
 type swimNet struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -33,8 +33,11 @@ type swimNet struct {
 	slow    string
 	stalls  map[string][]swimStall // each stalled node's stalls, in time order
 	down    map[string]bool
-	sent    int // packets written
-	streams int // memberlist stream connections opened
+	sent    int        // packets written
+	bytes   int        // bytes written, in packets and on streams
+	streams int        // memberlist stream connections opened
+	conns   []net.Conn // the streams' ends, closed when the cluster stops
+	stopped bool       // the cluster stopped: no more streams
 	inbox   map[string]func(from string, data []byte)
 	accept  map[string]chan net.Conn // memberlist nodes' stream listeners
 }
@@ -82,6 +85,7 @@ func (s *swimNet) stallEnd(node string, t time.Time) time.Time {
 func (s *swimNet) send(from, to string, data []byte) {
 	s.mu.Lock()
 	s.sent++
+	s.bytes += len(data)
 	deliver := s.inbox[to]
 	lost := deliver == nil || s.down[from] || s.down[to] || s.rng.Float64() < s.loss
 	delay := 10*time.Millisecond + time.Duration(s.rng.Int64N(int64(40*time.Millisecond)+1))
@@ -212,6 +216,12 @@ func (t *swimTransport) Packets() <-chan swim.Inbound { return t.packets }
 // startMemberlist starts n hashicorp/memberlist nodes with
 // DefaultLANConfig, joining through node 0, over mlTransport.
 func startMemberlist(t *testing.T, nw *swimNet, n int) *swimCluster {
+	return startMemberlistWith(t, nw, n, func(*memberlist.Config) {})
+}
+
+// startMemberlistWith is startMemberlist with each node's config changed
+// by configure.
+func startMemberlistWith(t *testing.T, nw *swimNet, n int, configure func(*memberlist.Config)) *swimCluster {
 	c := &swimCluster{net: nw}
 	var mls []*memberlist.Memberlist
 	for i := range n {
@@ -235,6 +245,7 @@ func startMemberlist(t *testing.T, nw *swimNet, n int) *swimCluster {
 		cfg.AdvertiseAddr, cfg.AdvertisePort = ip.String(), 7946
 		cfg.LogOutput = io.Discard
 		cfg.Events = &mlEvents{c: c, observer: cfg.Name}
+		configure(cfg)
 		m, err := memberlist.Create(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -251,6 +262,14 @@ func startMemberlist(t *testing.T, nw *swimNet, n int) *swimCluster {
 		for _, m := range mls {
 			m.Shutdown()
 		}
+		// Stopped nodes read their streams no more: close them, as their
+		// exit would, so that writers blocked on them return.
+		nw.set(func(s *swimNet) {
+			s.stopped = true
+			for _, c := range s.conns {
+				c.Close()
+			}
+		})
 		wait(time.Minute) // probes in flight end at their timeouts
 	}
 	return c
@@ -281,7 +300,7 @@ func (t *mlTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn,
 		s.streams++
 		now := time.Now()
 		stalled := s.stallEnd(t.addr, now) != now || s.stallEnd(addr, now) != now
-		if !s.down[t.addr] && !s.down[addr] && !stalled {
+		if !s.down[t.addr] && !s.down[addr] && !stalled && !s.stopped {
 			dst = s.accept[addr]
 		}
 	})
@@ -289,9 +308,15 @@ func (t *mlTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn,
 		return nil, fmt.Errorf("dial %s: unreachable", addr)
 	}
 	a, b := net.Pipe()
+	t.net.set(func(s *swimNet) {
+		s.conns = append(s.conns, a, b)
+		if s.stopped { // stopped since the check above
+			a.Close()
+		}
+	})
 	select {
-	case dst <- b:
-		return a, nil
+	case dst <- countedConn{b, t.net}:
+		return countedConn{a, t.net}, nil
 	case <-time.After(timeout):
 		return nil, fmt.Errorf("dial %s: timeout", addr)
 	}
@@ -299,6 +324,18 @@ func (t *mlTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn,
 
 func (t *mlTransport) StreamCh() <-chan net.Conn { return t.streams }
 func (t *mlTransport) Shutdown() error           { return nil }
+
+// countedConn counts the bytes written on a stream in swimNet.bytes.
+type countedConn struct {
+	net.Conn
+	net *swimNet
+}
+
+func (c countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.net.set(func(s *swimNet) { s.bytes += n })
+	return n, err
+}
 
 type mlEvents struct {
 	c        *swimCluster
@@ -323,36 +360,64 @@ func (c *swimCluster) converge(n int, limit time.Duration) bool {
 	return false
 }
 
-var swimImpls = []struct {
+// swimImpl is a SWIM implementation with its configuration.
+type swimImpl struct {
 	name  string
 	start func(t *testing.T, nw *swimNet, n int) *swimCluster
-}{{"distkit", startDistkitSWIM}, {"memberlist", startMemberlist}, {"distkit, Lifeguard off", startPlainSWIM}}
+}
+
+var swimImpls = []swimImpl{{"distkit", startDistkitSWIM}, {"memberlist", startMemberlist}, {"distkit, Lifeguard off", startPlainSWIM}}
+
+// swimLoad is the traffic of a healthy cluster, per member per protocol
+// period.
+type swimLoad struct{ packets, bytes, streams float64 }
 
 // swimTraffic runs n healthy nodes of impl on a loss-free network and
-// returns the packets and stream connections per member per protocol
-// period (1 s) over 60 periods, from 30 s after convergence (memberlist's
-// first push-pull comes 30 to 60 s after its start; both push-pull every
-// 30 s up to 32 members, less often beyond). ok is false if the cluster
-// did not converge within 3 minutes.
-func swimTraffic(t *testing.T, impl int, n int) (packets, streams float64, ok bool) {
+// returns the packets, bytes (streams included) and stream connections
+// per member per protocol period (1 s) over 60 periods, from 30 s after
+// convergence (memberlist's first push-pull comes 30 to 60 s after its
+// start; both push-pull every 30 s up to 32 members, less often beyond).
+// ok is false if the cluster did not converge within 3 minutes.
+func swimTraffic(t *testing.T, impl swimImpl, n int) (load swimLoad, ok bool) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := newSwimNet(uint64(n))
-		c := swimImpls[impl].start(t, nw, n)
+		c := impl.start(t, nw, n)
 		defer c.stop()
 		if ok = c.converge(n, 3*time.Minute); !ok {
 			return
 		}
 		wait(30 * time.Second)
-		var sent0, streams0 int
-		nw.set(func(s *swimNet) { sent0, streams0 = s.sent, s.streams })
+		var sent0, bytes0, streams0 int
+		nw.set(func(s *swimNet) { sent0, bytes0, streams0 = s.sent, s.bytes, s.streams })
 		const periods = 60
 		wait(periods * time.Second)
 		nw.set(func(s *swimNet) {
-			packets = float64(s.sent-sent0) / float64(n*periods)
-			streams = float64(s.streams-streams0) / float64(n*periods)
+			per := float64(n * periods)
+			load = swimLoad{float64(s.sent-sent0) / per, float64(s.bytes-bytes0) / per, float64(s.streams-streams0) / per}
 		})
 	})
-	return packets, streams, ok
+	return load, ok
+}
+
+// swimTrafficRow runs swimTraffic for each of impls at n members and
+// returns a table row: title, then each load as format gives it. A
+// cluster that does not converge is reported so, and fails the test if
+// its implementation is named must.
+func swimTrafficRow(t *testing.T, impls []swimImpl, n int, title, must string, format func(swimLoad) string) []string {
+	row := []string{title}
+	for _, impl := range impls {
+		load, ok := swimTraffic(t, impl, n)
+		switch {
+		case ok:
+			row = append(row, format(load))
+		case impl.name == must:
+			t.Errorf("%s, %d nodes: not converged after 3 minutes", impl.name, n)
+			fallthrough
+		default:
+			row = append(row, "not converged after 3 min")
+		}
+	}
+	return row
 }
 
 // swimScenario runs 32 nodes of impl: they converge, then anomaly
@@ -364,14 +429,14 @@ func swimTraffic(t *testing.T, impl int, n int) (packets, streams float64, ok bo
 // node dead, and of how many crashes every live observer did within the
 // minute. The mean over three crashes smooths out the luck of when a
 // crashed node is first probed.
-func swimScenario(t *testing.T, impl int, anomaly func(s *swimNet, until time.Time) []string) (healthy, anomalous int, first, last time.Duration, detected int) {
+func swimScenario(t *testing.T, impl swimImpl, anomaly func(s *swimNet, until time.Time) []string) (healthy, anomalous int, first, last time.Duration, detected int) {
 	const n = 32
 	synctest.Test(t, func(t *testing.T) {
 		nw := newSwimNet(32)
-		c := swimImpls[impl].start(t, nw, n)
+		c := impl.start(t, nw, n)
 		defer c.stop()
 		if !c.converge(n, 2*time.Minute) {
-			t.Fatalf("%s: not converged after 2 minutes", swimImpls[impl].name)
+			t.Fatalf("%s: not converged after 2 minutes", impl.name)
 		}
 		c.mu.Lock()
 		c.verdicts = nil
@@ -461,23 +526,10 @@ func TestSWIMTable(t *testing.T) {
 	if !*long || raceEnabled {
 		t.Skip("a minute or more of CPU: runs with -long, without -race (bench/run.sh passes -long)")
 	}
-	sizes := []int{16, 64, 256}
 	rows := [][]string{}
-	for _, n := range sizes {
-		row := []string{fmt.Sprintf("packets (streams) per member per period, %d members", n)}
-		for i, impl := range swimImpls {
-			p, s, ok := swimTraffic(t, i, n)
-			switch {
-			case ok:
-				row = append(row, fmt.Sprintf("%.2f (%.3f)", p, s))
-			case impl.name == "distkit":
-				t.Errorf("distkit, %d nodes: not converged after 3 minutes", n)
-				fallthrough
-			default:
-				row = append(row, "not converged after 3 min")
-			}
-		}
-		rows = append(rows, row)
+	for _, n := range []int{16, 64, 256} {
+		rows = append(rows, swimTrafficRow(t, swimImpls, n, fmt.Sprintf("packets (streams) per member per period, %d members", n), "distkit",
+			func(l swimLoad) string { return fmt.Sprintf("%.2f (%.3f)", l.packets, l.streams) }))
 	}
 	const memberPeriods = 32 * swimPeriods / 1000.0
 	for _, sc := range []struct {
@@ -492,8 +544,8 @@ func TestSWIMTable(t *testing.T) {
 		fp := []string{sc.fp}
 		det := []string{"crashed node declared dead, mean of 3 crashes after " + sc.name + ": first / last observer (crashes detected by all)"}
 		var healthy []int
-		for i := range swimImpls {
-			h, a, first, last, detected := swimScenario(t, i, sc.anomaly)
+		for i, impl := range swimImpls {
+			h, a, first, last, detected := swimScenario(t, impl, sc.anomaly)
 			if sc.fp == swimScenarios0 {
 				fp = append(fp, fmt.Sprintf("%d / %d", h, a))
 			} else {

@@ -88,18 +88,18 @@ func TestAttackPackedPacket(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestAttackPushPullFlood: 200 push-pull requests, each in its own packet,
-// from one sender address get one reply (the state, two packets): the rest
-// are rate-limited and counted. The sender gets its next reply after
-// pushPullGap probe intervals.
+// TestAttackPushPullFlood: 200 push-pull requests, each in its own packet
+// and echoing a valid cookie, from one sender address get one reply (the
+// state, two packets): the rest are rate-limited and counted. The sender
+// gets its next reply after pushPullGap probe intervals.
 func TestAttackPushPullFlood(t *testing.T) {
 	c := attackTarget(t)
 	var ps [][]byte
 	for range 200 {
-		ps = append(ps, packet(message{kind: kindPushPull, id: "evil", flags: ppWantReply}))
+		ps = append(ps, c.pullRequest(t0, "victim:1"))
 	}
 	in, out, to := amplification(t, c, "victim:1", ps...)
-	t.Logf("200 push-pull requests, one a packet: %d bytes in, %d bytes in %d packets out: %.2fx", in, out, to["victim:1"], ratio(in, out))
+	t.Logf("200 push-pull requests with a cookie, one a packet: %d bytes in, %d bytes in %d packets out: %.2fx", in, out, to["victim:1"], ratio(in, out))
 	require.Equal(t, 2, to["victim:1"], "one reply of two packets")
 	require.Equal(t, 199, c.Stats().RateLimited)
 	require.LessOrEqual(t, ratio(in, out), 1.0)
@@ -107,23 +107,32 @@ func TestAttackPushPullFlood(t *testing.T) {
 	out1, err := c.Receive(next.Add(-time.Nanosecond), "victim:1", ps[0])
 	require.NoError(t, err)
 	require.Empty(t, out1)
-	out1, err = c.Receive(next, "victim:1", ps[0])
+	out1, err = c.Receive(next, "victim:1", c.pullRequest(next, "victim:1"))
 	require.NoError(t, err)
 	require.Len(t, out1, 2)
 
 	// The table of senders is bounded: when it is full of senders within
 	// their gap, a new sender gets no reply.
 	for i := range maxPushPullSenders {
-		_, err := c.Receive(next, fmt.Sprint("s", i), ps[0])
+		from := fmt.Sprint("s", i)
+		_, err := c.Receive(next, from, c.pullRequest(next, from))
 		require.NoError(t, err)
 	}
-	require.Len(t, c.pushPullReplied, maxPushPullSenders)
-	out1, err = c.Receive(next, "one-more", ps[0])
+	require.Len(t, c.pp.replied, maxPushPullSenders)
+	out1, err = c.Receive(next, "one-more", c.pullRequest(next, "one-more"))
 	require.NoError(t, err)
 	require.Empty(t, out1)
-	out1, err = c.Receive(next.Add(pushPullGap*time.Second), "one-more", ps[0])
+	later := next.Add(pushPullGap * time.Second)
+	out1, err = c.Receive(later, "one-more", c.pullRequest(later, "one-more"))
 	require.NoError(t, err)
 	require.Len(t, out1, 2, "answered once the others' gaps have passed")
+}
+
+// pullRequest returns a push-pull request that echoes c's cookie for the
+// address from at now, as a requester sends it after c's cookie reached
+// it.
+func (c *Core) pullRequest(now time.Time, from string) []byte {
+	return packet(message{kind: kindPushPull, id: "evil", flags: ppWantReply, cookie: bytes.Clone(c.cookie(now, from, 0))})
 }
 
 // TestAttackPingReq: ping-reqs, each in its own packet, for a target that

@@ -220,11 +220,11 @@ func quantile(xs []float64, q float64) float64 {
 	return xs[min(max(i, 0), len(xs)-1)]
 }
 
-// crashOne starts a cluster of n with the default Config on the LAN,
-// lets it converge and settle for 5 s, and crashes a random node other
-// than the seed.
-func crashOne(t *testing.T, seed uint64, n int) (c *cluster, victim *simNode, crashAt time.Time) {
-	c = newCluster(t, seed, n, Config{}, lan)
+// crashOne starts a cluster of n with cfg (the default Config if zero) on
+// the LAN, lets it converge and settle for 5 s, and crashes a random node
+// other than the seed.
+func crashOne(t *testing.T, seed uint64, n int, cfg Config) (c *cluster, victim *simNode, crashAt time.Time) {
+	c = newCluster(t, seed, n, cfg, lan)
 	c.waitConverged(time.Minute)
 	c.runFor(5 * time.Second)
 	victim = c.nodes[1+c.net.Rand().IntN(n-1)]
@@ -237,11 +237,21 @@ func crashOne(t *testing.T, seed uint64, n int) (c *cluster, victim *simNode, cr
 // first suspicion anywhere (SWIM's first detection, e/(e-1) ~ 1.58 periods
 // expected after the crash plus up to one period until the next probe of
 // the node ends) and the median and p99 over all nodes of the time to the
-// dead verdict.
+// dead verdict, without and with a keyring.
 func TestCrashDetected64(t *testing.T) {
+	kr, err := NewKeyring(key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []Config{{}, {Keyring: kr, Label: "prod"}} {
+		crashDetected(t, cfg)
+	}
+}
+
+func crashDetected(t *testing.T, cfg Config) {
 	var firsts, all []float64
 	for _, seed := range seeds(3) {
-		c, victim, crashAt := crashOne(t, seed, 64)
+		c, victim, crashAt := crashOne(t, seed, 64, cfg)
 		first := time.Time{}
 		verdicts := map[string]time.Time{}
 		c.onEvent = func(obs *simNode, e Event) {
@@ -270,8 +280,8 @@ func TestCrashDetected64(t *testing.T) {
 	}
 	slices.Sort(firsts)
 	slices.Sort(all)
-	t.Logf("64 nodes, %d seeds: first suspicion median %.2f periods (max %.2f); dead verdict median %.2f, p99 %.2f, max %.2f periods",
-		len(firsts), quantile(firsts, 0.5), firsts[len(firsts)-1], quantile(all, 0.5), quantile(all, 0.99), all[len(all)-1])
+	t.Logf("64 nodes, keyring %v, %d seeds: first suspicion median %.2f periods (max %.2f); dead verdict median %.2f, p99 %.2f, max %.2f periods",
+		cfg.Keyring != nil, len(firsts), quantile(firsts, 0.5), firsts[len(firsts)-1], quantile(all, 0.5), quantile(all, 0.99), all[len(all)-1])
 }
 
 // falsePositives runs n healthy nodes for the given periods on a network

@@ -89,10 +89,25 @@ type Config struct {
 	// counted in [Stats].Unopened, and changes nothing (see [Keyring]).
 	// nil: packets are neither sealed nor authenticated.
 	Keyring *Keyring
+	// ReplayWindow, with a Keyring, is how far from the receiver's clock,
+	// either way, the time a packet was sealed may lie: a packet outside
+	// it, or one accepted before, is dropped (see [ErrReplay]). Set it
+	// above the largest clock skew between two members plus the longest
+	// delivery delay: a node whose clock is further off is cut off from
+	// the cluster (its packets are counted in [Stats].Stale by the
+	// others). A captured packet can be delivered once to each node, and
+	// only within the window. 0: 30s; at most 24h.
+	ReplayWindow time.Duration
 	// Label names the cluster; with a Keyring it is authenticated with
 	// every packet, so two clusters on one network never exchange a
 	// packet, even under the same key. At most MaxLabelLen bytes.
 	Label string
+	// UserState, when set, exchanges an application state on every
+	// push-pull (see [StateDelegate]). nil: none.
+	UserState StateDelegate
+	// MaxStateLen bounds a user state, sent or merged, in bytes. 0: the
+	// most that fits in one packet, MTU - 256; at most that.
+	MaxStateLen int
 	// MTU bounds every packet the core builds, in bytes. 0: 1400; from
 	// MinMTU to MaxMTU.
 	MTU int
@@ -143,6 +158,7 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.DeadRetention, time.Hour)
 	defDur(&c.DeadNodeReclaimTime, 30*time.Second)
 	def(&c.MTU, 1400)
+	defDur(&c.ReplayWindow, 30*time.Second)
 	def(&c.MaxEvents, 1024)
 	def(&c.MaxBroadcasts, 256)
 	def(&c.MaxMessages, 1024)
@@ -171,6 +187,12 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.GossipNodes > 0, "GossipNodes %d must be positive", c.GossipNodes)
 	check(c.DeadRetention > 0, "DeadRetention %v must be positive", c.DeadRetention)
 	check(c.MTU >= MinMTU && c.MTU <= MaxMTU, "MTU %d outside [MinMTU %d, MaxMTU %d] (MaxMTU is the largest UDP payload over IPv4)", c.MTU, MinMTU, MaxMTU)
+	if c.MaxStateLen == 0 {
+		c.MaxStateLen = c.MTU - pushPullOverhead
+	}
+	check(c.MaxStateLen > 0 && c.MaxStateLen <= c.MTU-pushPullOverhead,
+		"MaxStateLen %d outside [1, MTU-%d]", c.MaxStateLen, pushPullOverhead)
+	check(c.ReplayWindow > 0 && c.ReplayWindow <= 24*time.Hour, "ReplayWindow %v outside (0, 24h]", c.ReplayWindow)
 	check(c.MaxEvents > 0, "MaxEvents %d must be positive", c.MaxEvents)
 	check(c.MaxBroadcasts > 0, "MaxBroadcasts %d must be positive", c.MaxBroadcasts)
 	check(c.MaxMessages > 0, "MaxMessages %d must be positive", c.MaxMessages)

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -41,6 +40,19 @@ type Stats struct {
 	// moved a member to another address (see EventConflict).
 	Conflicts int
 	UserStats
+	// Cookies counts push-pull requests answered with an address
+	// validation cookie instead of the state; BadCookies counts cookies
+	// refused: echoed by another address or too late, forged, or not
+	// asked for (see the package doc's guarantees).
+	Cookies, BadCookies int
+	// Replayed counts sealed packets dropped because they were accepted
+	// before; Stale those sealed further than Config.ReplayWindow from the
+	// receiver's clock, or older than its replay cache remembers (see
+	// ErrReplay).
+	Replayed, Stale int
+	// OversizedStates counts user states above Config.MaxStateLen,
+	// local ones not sent and remote ones not merged.
+	OversizedStates int
 }
 
 // maxRelays bounds the ping-reqs a node serves at once; more are ignored.
@@ -51,20 +63,9 @@ const maxRelays = 1024
 // updates cut to fit. The primary reply (an ack, a nack, the one ping of a
 // ping-req, a forwarded ack) is always sent, and it is smaller than any
 // request that causes it. The exception is the full state a push-pull
-// request asks for, which is rate-limited per sender instead (see
-// pushPullGap).
+// request asks for, which goes only to a sender address that proved it
+// receives there, at most once per pushPullGap.
 const replyFactor = 4
-
-// pushPullGap is the least time, in probe intervals, between two
-// push-pull replies to one sender address; a request within it is merged
-// but not answered. A joining node resends its request every probe
-// interval, so a lost reply delays its join by at most this long.
-const pushPullGap = 5
-
-// maxPushPullSenders bounds the sender addresses whose last push-pull
-// reply is remembered; when it is full of senders still within their gap,
-// requests from new senders are not answered.
-const maxPushPullSenders = 1024
 
 // Core is the SWIM state machine of one node. It does no I/O, starts no
 // goroutines and never reads the clock: the caller passes the time to every
@@ -113,8 +114,10 @@ type Core struct {
 	plain   []byte // send's buffer for a packet to seal
 	stats   Stats
 
-	pushPullReplied map[string]time.Time // sender address -> when it may get the next reply
-	leave           leaving              // after Leave
+	pp    pushPulls   // push-pull address validation and rate limits
+	seen  replayCache // sealed packets accepted within the ReplayWindow
+	now   time.Time   // the latest call's time, which stamps sealed packets
+	leave leaving     // after Leave
 }
 
 // probeState is the probe of the current protocol period.
@@ -150,12 +153,12 @@ func New(cfg Config, now time.Time) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{
-		cfg:             cfg,
-		rng:             rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
-		byID:            make(map[string]*member),
-		enc:             newEncoder(),
-		dec:             newDecoder(),
-		pushPullReplied: make(map[string]time.Time),
+		cfg:  cfg,
+		rng:  rand.New(rand.NewPCG(cfg.RandSeed, 0x5717_1f3)),
+		byID: make(map[string]*member),
+		enc:  newEncoder(),
+		dec:  newDecoder(),
+		pp:   newPushPulls(),
 	}
 	c.mtu, c.label = cfg.MTU, []byte(cfg.Label)
 	if cfg.Keyring != nil {
@@ -301,6 +304,7 @@ func (c *Core) Deadline() time.Time {
 func (c *Core) Tick(now time.Time) []Packet {
 	c.out = c.out[:0]
 	c.budget = math.MaxInt
+	c.now = now
 	if c.left {
 		if !c.leave.done() && !now.Before(c.leave.next) {
 			c.leaveRound(now)
@@ -320,7 +324,7 @@ func (c *Core) Tick(now time.Time) []Packet {
 	if c.joining() && !now.Before(c.nextJoin) {
 		for _, addr := range c.cfg.Seeds {
 			if addr != c.self.Addr {
-				c.sendState(addr, ppWantReply)
+				c.requestState(now, addr, ppWantReply|ppJoin)
 			}
 		}
 		c.nextJoin = now.Add(c.cfg.ProbeInterval)
@@ -548,51 +552,6 @@ func (c *Core) reap(now time.Time) {
 	})
 }
 
-// pushPull sends the full state to one random live member and to one
-// random dead member (which may be alive on the other side of a healed
-// partition).
-func (c *Core) pushPull(now time.Time) {
-	c.nextPushPull = now.Add(pushPullScale(c.cfg.PushPullInterval, c.numLive))
-	for _, want := range []State{StateAlive, StateDead} {
-		peers := c.randomPeers(1, func(m *member) bool { return m.State == want })
-		for _, m := range peers {
-			c.sendState(m.Addr, ppWantReply)
-		}
-		c.release(peers)
-	}
-}
-
-// sendState sends every known member to addr in as many push-pull packets
-// as the MTU requires; only the first carries flags.
-func (c *Core) sendState(addr string, flags uint64) {
-	states := c.states[:0]
-	for _, m := range c.all {
-		states = append(states, m.Member)
-	}
-	// Room for the states in one packet: the MTU less the packet header,
-	// the empty push-pull message and the growth of its array header. The
-	// ID, address and meta limits make one state fit in MinMTU, so every
-	// packet carries at least one.
-	c.tmp = c.enc.encodeMsg(c.tmp[:0], &message{kind: kindPushPull, id: c.self.ID, flags: flags})
-	room := c.mtu - headerLen - len(c.tmp) - 2
-	for rest := states; len(rest) > 0; {
-		n, size := 0, 0
-		for n < len(rest) {
-			c.tmp = c.enc.encodeState(c.tmp[:0], &rest[n])
-			if size+len(c.tmp) > room {
-				break
-			}
-			size += len(c.tmp)
-			n++
-		}
-		c.send(addr, &message{kind: kindPushPull, id: c.self.ID, flags: flags, states: rest[:n]})
-		rest = rest[n:]
-		flags = 0
-	}
-	clear(states)
-	c.states = states[:0]
-}
-
 // send queues a packet to addr that carries prims and as many piggybacked
 // updates as fit under the MTU and in the call's budget, then as many user
 // broadcasts as fit in the space left.
@@ -601,10 +560,7 @@ func (c *Core) send(addr string, prims ...*message) {
 	for _, m := range prims {
 		body = c.enc.encodeMsg(body, m)
 	}
-	sealing := 0
-	if c.cfg.Keyring != nil {
-		sealing = sealOverhead
-	}
+	sealing := c.sealing()
 	room := min(c.mtu, c.budget-sealing) - headerLen - len(body)
 	limit := retransmitLimit(c.cfg.RetransmitMult, c.numLive)
 	start := len(body)
@@ -613,7 +569,7 @@ func (c *Core) send(addr string, prims ...*message) {
 	n += u
 	var data []byte
 	if kr := c.cfg.Keyring; kr != nil {
-		c.plain = append(c.enc.packetHeader(c.plain[:0], len(prims)+n), body...)
+		c.plain = append(c.enc.packetHeader(stamp(c.plain[:0], c.now), len(prims)+n), body...)
 		data = kr.seal(make([]byte, 0, len(c.plain)+sealing), c.plain, c.label)
 	} else {
 		data = append(c.enc.packetHeader(make([]byte, 0, headerLen+len(body)), len(prims)+n), body...)
@@ -633,15 +589,19 @@ func (c *Core) send(addr string, prims ...*message) {
 //
 // With a Keyring, a packet that none of its keys opens is dropped with an
 // error wrapping [ErrSealed], counted in [Stats].Unopened, and causes no
-// change and no reply.
+// change and no reply; so is a packet that opens but was sealed more than
+// ReplayWindow away from now, or was accepted before, with an error
+// wrapping [ErrReplay], counted in [Stats].Stale or [Stats].Replayed.
 //
 // The packet and its sender address are not authenticated, so what
 // Receive sends in response is bounded: at most 4 times the packet's
-// bytes, one probe at most, except a push-pull request's reply, which a
-// sender address gets at most once per 5 probe intervals.
+// bytes, one probe at most, except a push-pull request's reply, which
+// only a sender address that echoed its cookie gets, at most once per 5
+// probe intervals.
 func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, error) {
 	c.out = c.out[:0]
 	c.budget = replyFactor * len(packet)
+	c.now = now
 	c.stats.PacketsReceived++
 	c.stats.BytesReceived += len(packet)
 	if c.cfg.Keyring != nil {
@@ -650,7 +610,10 @@ func (c *Core) Receive(now time.Time, from string, packet []byte) ([]Packet, err
 			c.stats.Unopened++
 			return c.out, err
 		}
-		c.opened, packet = opened, opened
+		if err := c.fresh(now, packet, opened); err != nil {
+			return c.out, err
+		}
+		c.opened, packet = opened, opened[stampLen:]
 	}
 	msgs, err := c.dec.decodePacket(packet, c.msgs)
 	c.msgs = msgs[:0]
@@ -721,10 +684,9 @@ func (c *Core) handle(now time.Time, from string, m *message) {
 	case kindUserMsg:
 		c.receiveUserMsg(now, from, m)
 	case kindPushPull:
-		c.merge(now, m.id, m.states)
-		if m.flags&ppWantReply != 0 && c.mayReplyState(now, from) {
-			c.sendState(from, 0)
-		}
+		c.handlePushPull(now, from, m)
+	case kindCookie:
+		c.handleCookie(now, from, m)
 	}
 }
 
@@ -753,26 +715,6 @@ func (c *Core) servePingReq(now time.Time, from string, m *message) {
 		expireAt: now.Add(c.cfg.ProbeInterval),
 	})
 	c.send(t.Addr, &message{kind: kindPing, seq: c.seq, id: t.ID})
-}
-
-// mayReplyState reports whether a push-pull request from the address
-// from may be answered with the full state at now, and if so records the
-// reply: at most one per sender per pushPullGap probe intervals, for at
-// most maxPushPullSenders senders at a time. Refusals are counted.
-func (c *Core) mayReplyState(now time.Time, from string) bool {
-	if next, ok := c.pushPullReplied[from]; ok && now.Before(next) {
-		c.stats.RateLimited++
-		return false
-	}
-	if len(c.pushPullReplied) >= maxPushPullSenders {
-		maps.DeleteFunc(c.pushPullReplied, func(_ string, next time.Time) bool { return !now.Before(next) })
-		if len(c.pushPullReplied) >= maxPushPullSenders {
-			c.stats.RateLimited++
-			return false
-		}
-	}
-	c.pushPullReplied[from] = now.Add(pushPullGap * c.cfg.ProbeInterval)
-	return true
 }
 
 // merge applies a remote member list. Suspicions in it do not count as

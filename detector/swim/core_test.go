@@ -223,7 +223,7 @@ func TestMTUAndRetransmitLimit(t *testing.T) {
 		_, err := c2.Receive(t0, "x", packet(ups[i:i+20]...))
 		require.NoError(t, err)
 	}
-	out, err := c2.Receive(t0, "z", packet(message{kind: kindPushPull, id: "z", flags: ppWantReply}))
+	out, err := c2.Receive(t0, "z", c2.pullRequest(t0, "z"))
 	require.NoError(t, err)
 	states := 0
 	for _, p := range out {
@@ -321,14 +321,14 @@ func TestLeave(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	c := newCore(t, "a", Config{})
-	for _, p := range [][]byte{nil, {0x90}, {0x92, 0x02, 0x90}, []byte("garbage"), append(packet(message{kind: kindAck, seq: 1}), 0)} {
+	for _, p := range [][]byte{nil, {0x90}, {0x92, 0x01, 0x90}, []byte("garbage"), append(packet(message{kind: kindAck, seq: 1}), 0)} {
 		_, err := c.Receive(t0, "x", p)
 		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) {
 			t.Fatalf("%x: err %v", p, err)
 		}
 	}
-	_, err := c.Receive(t0, "x", []byte{0x92, 0x02, 0x90})
-	require.ErrorIs(t, err, ErrVersion)
+	_, err := c.Receive(t0, "x", []byte{0x92, 0x01, 0x90})
+	require.ErrorIs(t, err, ErrVersion, "version 1")
 	// A packet is applied whole or not at all.
 	bad := append(packet(message{kind: kindAlive, id: "b", addr: "b"}), 0xc1)
 	_, err = c.Receive(t0, "x", bad)
@@ -345,7 +345,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(packet(message{kind: kindNack, seq: 3}, message{kind: kindAck, seq: 4}))
 	f.Add(packet(message{kind: kindAlive, inc: 9, id: "a", addr: "x", meta: []byte("m")}, message{kind: kindDead, id: "a", from: "a"}))
 	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 1, states: []Member{{ID: "a", Addr: "b", State: StateLeft}}}))
-	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add(packet(message{kind: kindPushPull, id: "z", flags: 3, cookie: make([]byte, cookieLen), state: []byte("user")}))
+	f.Add(packet(message{kind: kindCookie, cookie: make([]byte, cookieLen)}))
+	f.Add([]byte{0x92, 0x02, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add(packet(message{kind: kindUserMsg, id: "a", payload: []byte("p")}, message{kind: kindBroadcast, id: "b", epoch: 1, seq: 2, name: "n", payload: []byte("q")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs, err := newDecoder().decodePacket(data, nil)

@@ -44,6 +44,11 @@
 //
 //	ring, err := swim.NewKeyring(key) // 32 bytes; later AddKey, UseKey, RemoveKey
 //	cfg.Keyring, cfg.Label = ring, "prod"
+//	cfg.ReplayWindow = 30 * time.Second // above the clocks' skew; the default
+//
+// To exchange an application's state on every push-pull (memberlist's
+// LocalState and MergeRemoteState), set cfg.UserState to a
+// [StateDelegate].
 //
 // Driving a Core directly (a simulation, or your own event loop):
 //
@@ -53,7 +58,7 @@
 //	events = core.PopEvents(events[:0])
 //	msgs = core.PopMessages(msgs[:0])
 //	err = core.Broadcast("config", payload, nil)   // sent by the next calls
-//	out, err = core.SendTo("node-2", payload)
+//	out, err = core.SendTo(now, "node-2", payload)
 //
 // # Protocol
 //
@@ -70,7 +75,8 @@
 // GossipNodes random members every GossipInterval while any are queued.
 // Every PushPullInterval a node exchanges its full member list with one
 // random live member, and with one random dead member, which heals
-// partitions. New nodes join by push-pull with their seeds. A node leaves
+// partitions. New nodes join by push-pull with their seeds. A push-pull
+// exchange can carry an application's state ([StateDelegate]). A node leaves
 // by announcing itself dead ("left"), with a ping to each member it tells,
 // and repeats the announcement to those that do not acknowledge it until
 // GossipNodes of them did (see [Core.Leave]).
@@ -115,14 +121,27 @@
 // # Guarantees
 //
 //   - Determinism: a Core's outputs are a function of its Config (RandSeed
-//     included) and the sequence of calls with their arguments; with a
-//     Keyring, up to the random nonces of the sealed packets.
+//     included) and the sequence of calls with their arguments, up to the
+//     bytes of its address validation cookies (under a random secret) and
+//     push-pull tokens (random) and, with a Keyring, the random nonces of
+//     the sealed packets.
 //   - Authenticated packets: with Config.Keyring, every packet is sealed
 //     with AES-256-GCM under the primary key, the cluster Label
 //     authenticated with it, and a packet that no installed key opens
 //     is dropped, counted in [Stats].Unopened, and changes nothing:
 //     neither membership nor an address, and it gets no reply. Keys
 //     rotate at runtime without a partition (see [Keyring]).
+//   - No replays: with a Keyring, a packet carries, sealed, the time it
+//     was sealed (the caller's now), and a node accepts it once, and only
+//     within Config.ReplayWindow of its own now (either way, so set the
+//     window above the clocks' skew plus the delivery delay). A replayed
+//     or stale packet is dropped like an unopened one, counted in
+//     [Stats].Replayed or [Stats].Stale: a captured alive message of a
+//     member that was since forgotten cannot bring it back. The nonces of
+//     accepted packets are remembered in a bounded cache (8192); when it
+//     overflows, packets sealed at or before the oldest forgotten nonce
+//     are refused too, so no replay gets through. A captured packet can
+//     still reach each other node once within the window.
 //   - Incarnation precedence: for one member, an update with a higher
 //     incarnation overrides; at equal incarnation dead and left override
 //     suspect, which overrides alive. Only the member itself raises its
@@ -161,21 +180,42 @@
 //     oldest evicted first, counted in [Stats]), so one member's flood
 //     neither grows memory nor crowds out the others' data; a user
 //     payload is at most MaxPayloadLen bytes, a broadcast's name
-//     MaxNameLen; ping-reqs served at once are bounded; the decoder checks
-//     every length against the remaining input before allocating, and
-//     rejects a malformed packet whole, before applying any of it.
+//     MaxNameLen, a user state MaxStateLen; ping-reqs served at once are
+//     bounded, and so are the replay cache (8192 nonces), the push-pull
+//     rate limit's table (1024 sender addresses) and the unanswered
+//     push-pull requests (the node's own, for 5 probe intervals each); the
+//     decoder checks every length against the remaining input before
+//     allocating, and rejects a malformed packet whole, before applying
+//     any of it.
 //   - Hostile packets: a packet carries at most one primary message (ping,
-//     ping-req, ack, nack, push-pull) and at most MaxUpdates updates, and
-//     no sequence number at or above 2^63; any other packet is rejected
-//     whole and counted in [Stats].Malformed. What a node sends in
+//     ping-req, ack, nack, push-pull, cookie, message) and at most MaxUpdates
+//     updates, and no sequence number at or above 2^63; any other packet
+//     is rejected whole and counted in [Stats].Malformed. What a node sends in
 //     response to a packet is at most 4 times the packet's bytes (the
 //     piggybacked updates are cut to fit), with at most one probe per
 //     ping-req, and only to a known member at the address the node knows
-//     it by (other ping-reqs are counted in [Stats].UnknownTargets). The
-//     one larger response, the full state a push-pull request asks for,
-//     goes to one sender address at most once per 5 probe intervals
-//     ([Stats].RateLimited counts the refusals); a flood of requests
-//     from one address gets less back than it sends.
+//     it by (other ping-reqs are counted in [Stats].UnknownTargets).
+//   - Address validation: the one larger response, the full state a
+//     push-pull request asks for, goes only to a sender address that
+//     proved it receives packets sent there. A request is first answered
+//     with a cookie (HMAC-SHA256 under a random per-core secret of the
+//     source address and a time bucket of 5 probe intervals, as DNS
+//     cookies and QUIC's Retry), a packet of at most 33 bytes, never
+//     more than 4 times the request, piggybacked updates included; only a request that echoes a cookie
+//     issued to its own source address in the current or the previous
+//     bucket gets the state ([Stats].Cookies, [Stats].BadCookies). So a
+//     flood of requests from spoofed addresses gets cookies back, at
+//     most 4 times its bytes and in practice less than 2 (measured by
+//     TestAttackSpoofedPushPulls), whether or not the cluster has a
+//     Keyring. A node answers only a cookie that echoes the random token
+//     of one of its own unanswered requests, once, with a small pull to
+//     the address the cookie came from (so a seed may be named by a host
+//     name). A validated address gets the state at most once per 5
+//     probe intervals ([Stats].RateLimited counts the refusals). Only an
+//     attacker who reads the packets sent to an address can obtain its
+//     cookie. The validation costs every push-pull, a join included, one
+//     more round trip of two small packets; the requester's own state
+//     travels with its first request as before.
 //   - User broadcasts: disseminated like membership updates (each member
 //     that receives one delivers it once and sends it
 //     RetransmitMult*ceil(log10(n+1)) times, piggybacked in the room the

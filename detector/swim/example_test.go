@@ -134,7 +134,7 @@ func ExampleCore_Broadcast() {
 
 	a.Broadcast("config", []byte("v1"), func() { fmt.Println("v1 finished") })
 	a.Broadcast("config", []byte("v2"), func() { fmt.Println("v2 finished") })
-	out, _ := cores["b"].SendTo("c", []byte("hello"))
+	out, _ := cores["b"].SendTo(now, "c", []byte("hello"))
 	deliver("b", out)
 	run(3 * time.Second)
 	for _, id := range ids {

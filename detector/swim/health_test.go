@@ -17,7 +17,7 @@ import (
 // are above 0) is logged.
 func TestHealthStaysLowWithCrash(t *testing.T) {
 	for _, seed := range seeds(3) {
-		c, victim, crashAt := crashOne(t, seed, 16)
+		c, victim, crashAt := crashOne(t, seed, 16, Config{})
 		dead := map[string]bool{}
 		c.onEvent = func(obs *simNode, e Event) {
 			if e.Kind == EventFailed && e.Member.ID == victim.cfg.ID {

@@ -16,12 +16,12 @@ const KeySize = 32
 
 // Sealed packets are [sealVersion, nonce (12 bytes), ciphertext and GCM
 // tag (16 bytes)], with the cluster label as additional authenticated
-// data.
+// data. The plaintext starts with the time it was sealed (see stamp).
 const (
-	sealVersion  = 1
+	sealVersion  = 2
 	nonceSize    = 12
 	tagSize      = 16
-	sealOverhead = 1 + nonceSize + tagSize
+	sealOverhead = 1 + nonceSize + tagSize + stampLen
 )
 
 // ErrKey is returned (wrapped) by the [Keyring] methods for a key of the

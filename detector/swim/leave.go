@@ -51,6 +51,7 @@ func (l *leaving) ack(seq uint64) {
 func (c *Core) Leave(now time.Time) []Packet {
 	c.out = c.out[:0]
 	c.budget = math.MaxInt
+	c.now = now
 	if c.left {
 		return c.out
 	}

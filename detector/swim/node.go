@@ -116,8 +116,8 @@ func (n *Node) run(ctx context.Context) {
 			leaving = true
 			n.step(func(now time.Time) ([]Packet, error) { return n.core.Leave(now), nil })
 		case r := <-n.sends:
-			n.step(func(time.Time) ([]Packet, error) {
-				out, err := n.core.SendTo(r.id, r.payload)
+			n.step(func(now time.Time) ([]Packet, error) {
+				out, err := n.core.SendTo(now, r.id, r.payload)
 				r.err <- err
 				return out, nil
 			})

@@ -157,8 +157,8 @@ func (c *Core) Broadcast(name string, payload []byte, finished func()) error {
 	return nil
 }
 
-// SendTo returns the packet that carries payload to the live member id
-// alone, best effort (memberlist's SendBestEffort): it may be lost, and
+// SendTo returns the packet, sent at now, that carries payload to the
+// live member id alone, best effort (memberlist's SendBestEffort): it may be lost, and
 // is not retransmitted. The member delivers it as a [Message] with Direct
 // set. Like every packet, it is sealed when the core has a Keyring, and
 // carries piggybacked updates. The packets returned are valid until the
@@ -167,7 +167,8 @@ func (c *Core) Broadcast(name string, payload []byte, finished func()) error {
 // SendTo returns an error wrapping [ErrPayloadSize] for a payload over
 // MaxPayloadLen, wrapping [ErrUnknownMember] when id is not a live member
 // other than the local node, or [ErrLeft] after Leave.
-func (c *Core) SendTo(id string, payload []byte) ([]Packet, error) {
+func (c *Core) SendTo(now time.Time, id string, payload []byte) ([]Packet, error) {
+	c.now = now // the sealing time
 	c.out = c.out[:0]
 	c.budget = math.MaxInt
 	if err := checkUser("", payload); err != nil {

@@ -66,12 +66,12 @@ func TestUserLimitsFit(t *testing.T) {
 		require.LessOrEqual(t, len(p.Data), MinMTU)
 		plain, err := ring.open(nil, p.Data, nil)
 		require.NoError(t, err)
-		return []Packet{{Data: plain}}
+		return []Packet{{Data: plain[stampLen:]}}
 	}
 	c.out, c.budget = c.out[:0], math.MaxInt
 	c.send("b", &message{kind: kindPing, seq: 1<<63 - 1, id: id})
 	require.Len(t, broadcastsIn(t, opened(c.out[0])), 1, "the broadcast rides on the ping")
-	out, err := c.SendTo("b", make([]byte, MaxPayloadLen))
+	out, err := c.SendTo(t0, "b", make([]byte, MaxPayloadLen))
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	require.Equal(t, kindUserMsg, decodeAll(t, opened(out[0]))[0].kind)
@@ -261,7 +261,7 @@ func TestUserMessage(t *testing.T) {
 	a := joined(t, Config{}, "b")
 	b := newCore(t, "b", Config{})
 	b.alive(t0, 1, "a", "a", nil)
-	out, err := a.SendTo("b", []byte("hello"))
+	out, err := a.SendTo(t0, "b", []byte("hello"))
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	require.Equal(t, "b", out[0].Addr)
@@ -269,11 +269,11 @@ func TestUserMessage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []Message{{From: "a", Payload: []byte("hello"), Direct: true, At: t0}}, b.PopMessages(nil))
 
-	_, err = a.SendTo("nobody", nil)
+	_, err = a.SendTo(t0, "nobody", nil)
 	require.ErrorIs(t, err, ErrUnknownMember)
-	_, err = a.SendTo("a", nil)
+	_, err = a.SendTo(t0, "a", nil)
 	require.ErrorIs(t, err, ErrUnknownMember)
-	_, err = a.SendTo("b", make([]byte, MaxPayloadLen+1))
+	_, err = a.SendTo(t0, "b", make([]byte, MaxPayloadLen+1))
 	require.ErrorIs(t, err, ErrPayloadSize)
 
 	for _, p := range []struct{ from, id string }{{"x", "x"}, {"x", "a"}} {
@@ -291,14 +291,14 @@ func TestUserMessage(t *testing.T) {
 	ka := joined(t, Config{Keyring: ring}, "b")
 	kb := newCore(t, "b", Config{Keyring: ring})
 	kb.alive(t0, 1, "a", "a", nil)
-	out, err = ka.SendTo("b", []byte("secret"))
+	out, err = ka.SendTo(t0, "b", []byte("secret"))
 	require.NoError(t, err)
 	require.False(t, bytes.Contains(out[0].Data, []byte("secret")))
 	_, err = kb.Receive(t0, "10.0.0.1:7946", out[0].Data)
 	require.NoError(t, err)
 	require.Len(t, kb.PopMessages(nil), 1)
 	ka.Leave(t0)
-	_, err = ka.SendTo("b", nil)
+	_, err = ka.SendTo(t0, "b", nil)
 	require.ErrorIs(t, err, ErrLeft)
 }
 

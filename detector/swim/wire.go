@@ -8,7 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Wire format, version 1. A packet is one msgpack array:
+// Wire format, version 2. A packet is one msgpack array:
 //
 //	[version, [msg, msg, ...]]
 //
@@ -21,20 +21,29 @@ import (
 //	alive     [5, incarnation, id, addr, meta]
 //	suspect   [6, incarnation, id, from]
 //	dead      [7, incarnation, id, from]              (from == id: left)
-//	push-pull [8, senderID, flags, [[id, addr, incarnation, state, meta], ...]]
+//	push-pull [8, senderID, flags, token, cookie, userState, [[id, addr, incarnation, state, meta], ...]]
+//	cookie    [9, token, cookie]
 //	broadcast [10, originID, epoch, seq, name, payload]  (user data, see userbcast.go)
 //	message   [11, senderID, payload]                    (user data to one member)
 //
-// A packet carries at most one ping, ping-req, ack, nack, push-pull or
-// message (the primary message) and at most MaxUpdates piggybacked alive,
-// suspect, dead and broadcast updates, in any order. Decoding is all or nothing: a malformed
+// A push-pull request that wants the full state back (flag 1) is answered
+// with it only if it echoes a cookie the receiver issued to the request's
+// source address (see pushpull.go); otherwise the answer is a cookie
+// message, which echoes the request's token. Flag 2 marks the exchange of
+// a joining node. (Version 1 had neither cookies nor user states: its
+// push-pull had 4 fields.)
+//
+// A packet carries at most one ping, ping-req, ack, nack, push-pull,
+// cookie or message (the primary message) and at most MaxUpdates
+// piggybacked alive, suspect, dead and broadcast updates, in any order.
+// Decoding is all or nothing: a malformed
 // packet is rejected whole, before any of it is applied. Malformed
 // includes a packet with more than one primary message or more than
 // MaxUpdates updates, and a sequence number or epoch at or above 2^63 (no node
 // ever sends one: they count up from 0).
 
 // Version is the wire format version this package writes and accepts.
-const Version = 1
+const Version = 2
 
 // Limits on what a packet may carry; [Config] enforces them locally and the
 // decoder rejects packets that exceed them.
@@ -71,6 +80,7 @@ const (
 	kindSuspect
 	kindDead
 	kindPushPull
+	kindCookie
 )
 
 // update reports whether k is a disseminated membership update.
@@ -79,12 +89,15 @@ func (k kind) update() bool {
 }
 
 // fieldCount is the array length of each message kind on the wire.
-var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 4,
+var fieldCount = [...]int{kindPing: 3, kindPingReq: 5, kindAck: 2, kindNack: 2, kindAlive: 5, kindSuspect: 4, kindDead: 4, kindPushPull: 7, kindCookie: 3,
 	kindBroadcast: 6, kindUserMsg: 3}
 
-// ppWantReply is the push-pull flag asking the receiver to reply with its
-// own state.
-const ppWantReply = 1
+// Push-pull flags: ppWantReply asks the receiver to reply with its own
+// state; ppJoin marks the exchange of a joining node (see StateDelegate).
+const (
+	ppWantReply = 1
+	ppJoin      = 2
+)
 
 // message is the decoded form of every message kind; each kind uses the
 // fields its wire form lists.
@@ -98,6 +111,9 @@ type message struct {
 	meta   []byte
 	nack   bool
 	flags  uint64
+	token  []byte // push-pull, cookie: the requester's token, echoed with the cookie
+	cookie []byte // push-pull, cookie: the address validation cookie
+	state  []byte // push-pull: the user state (see StateDelegate)
 	states []Member
 	// user data (kindBroadcast, kindUserMsg); id is the origin or sender
 	epoch   uint64
@@ -130,6 +146,8 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 			x.EncodeString(m.addr), x.EncodeBool(m.nack))
 	case kindAck, kindNack:
 		err = errors.Join(x.EncodeArrayLen(2), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.seq))
+	case kindCookie:
+		err = errors.Join(x.EncodeArrayLen(3), x.EncodeUint(uint64(m.kind)), x.EncodeBytes(m.token), x.EncodeBytes(m.cookie))
 	case kindAlive:
 		err = errors.Join(x.EncodeArrayLen(5), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.addr), x.EncodeBytes(m.meta))
@@ -137,8 +155,8 @@ func (e *encoder) encodeMsg(dst []byte, m *message) []byte {
 		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeUint(m.inc), x.EncodeString(m.id),
 			x.EncodeString(m.from))
 	case kindPushPull:
-		err = errors.Join(x.EncodeArrayLen(4), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
-			x.EncodeArrayLen(len(m.states)))
+		err = errors.Join(x.EncodeArrayLen(7), x.EncodeUint(uint64(m.kind)), x.EncodeString(m.id), x.EncodeUint(m.flags),
+			x.EncodeBytes(m.token), x.EncodeBytes(m.cookie), x.EncodeBytes(m.state), x.EncodeArrayLen(len(m.states)))
 		for i := range m.states {
 			dst = append(dst, e.buf.Bytes()...)
 			dst = e.encodeState(dst, &m.states[i])
@@ -292,6 +310,11 @@ func (d *decoder) decodeMsg(m *message) error {
 		}
 	case kindAck, kindNack:
 		m.seq, err = d.seq()
+	case kindCookie:
+		m.token, err = d.bytes(tokenLen)
+		if err == nil {
+			m.cookie, err = d.bytes(cookieLen)
+		}
 	case kindAlive:
 		m.inc, err = d.uint()
 		if err == nil {
@@ -328,6 +351,17 @@ func (d *decoder) pushPull(m *message) error {
 		return err
 	}
 	if m.flags, err = d.uint(); err != nil {
+		return err
+	}
+	if m.token, err = d.bytes(tokenLen); err != nil {
+		return err
+	}
+	if m.cookie, err = d.bytes(cookieLen); err != nil {
+		return err
+	}
+	// The user state's bound is the packet's; the core refuses more than
+	// Config.MaxStateLen.
+	if m.state, err = d.bytes(MaxMTU); err != nil {
 		return err
 	}
 	n, err := d.arrayLen()
