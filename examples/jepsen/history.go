@@ -15,17 +15,15 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-// Kind is an operation's kind.
-type Kind uint8
+// Kind is an operation's kind, as package kv's checks know it.
+type Kind = kv.OpKind
 
 // The operations a client runs.
 const (
-	Read Kind = iota
-	Put
-	Delete
+	Read   = kv.OpGet
+	Put    = kv.OpPut
+	Delete = kv.OpDelete
 )
-
-func (k Kind) String() string { return [...]string{"read", "put", "delete"}[k] }
 
 // Op is one operation of the history, as a client saw it: invocation
 // and completion times (since the run began), the node it went to, and

@@ -2,9 +2,12 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"time"
 
 	"github.com/distkit/distkit/vclock"
 )
@@ -169,4 +172,162 @@ func identical(objs []Object) bool {
 		}
 	}
 	return true
+}
+
+// OpKind is the kind of a client's operation in a history.
+type OpKind uint8
+
+// The operations a client makes.
+const (
+	OpGet OpKind = iota
+	OpPut
+	OpDelete
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpGet:
+		return "get"
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("OpKind(%d)", uint8(k))
+}
+
+// Op is one operation of a client's history, as the client saw it: its
+// invocation and completion times (from any fixed origin) and its
+// outcome. A write carries the value it wrote (unique in the history),
+// the context it sent and the dot the store reported with its answer
+// (Counter 0: none); a get carries the values and the context it
+// returned. It is a plain value.
+type Op struct {
+	Kind             OpKind
+	Key              string
+	Invoke, Complete time.Duration
+	OK               bool          // acknowledged: a write answered 204; a get 200, 300 or 404
+	Value            []byte        // a put's value
+	Values           [][]byte      // a get's values
+	Context          vclock.VClock // a write's context as sent, a get's as returned
+	Dot              vclock.Dot    // a write's dot
+}
+
+// Acks splits the writes of history into the acknowledged ones and the
+// indeterminate ones (their request failed: they may or may not have
+// taken effect), as [Check] and [CheckReaped] take them.
+func Acks(history []Op) (acked, indeterminate []Ack) {
+	for _, o := range history {
+		if o.Kind == OpGet {
+			continue
+		}
+		a := Ack{Key: o.Key, Version: Version{Value: o.Value, Deleted: o.Kind == OpDelete}, Context: o.Context, Dot: o.Dot}
+		if o.OK {
+			acked = append(acked, a)
+		} else {
+			indeterminate = append(indeterminate, a)
+		}
+	}
+	return acked, indeterminate
+}
+
+// StaleRead is a get of a history that broke the read rule of
+// [CheckReads]: Read and Write are indices into the history. Back
+// false: the get missed the acknowledged put Write; Back true: it
+// returned a value that the acknowledged write Write had replaced. It
+// is a plain value.
+type StaleRead struct {
+	Read, Write int
+	Back        bool
+}
+
+// CheckReads returns the stale reads of history, ordered by the get's
+// invocation, then by the write's index. The rule: a successful get
+// returns every acknowledged put of its key that completed before the
+// get was invoked, unless a write of the key (acknowledged or not)
+// invoked before the get completed had the put's dot in its context, and
+// so may have replaced it; and it returns no value whose acknowledged put's
+// dot is in the context of an acknowledged write of the key that
+// completed before the get was invoked. An acknowledged put whose dot is
+// unknown is not checked for misses. Failed gets are not checked.
+//
+// A linearizable register of DVV sets passes it: each operation takes
+// effect at one instant within its interval, so a put that completed
+// before the get began took effect before the get, and only a write
+// that took effect before the get could have replaced it — one invoked
+// before the get completed. Dynamo's R + W > N read quorums pass it
+// when no fault is active; sloppy quorums during a fault may not.
+func CheckReads(history []Op) []StaleRead {
+	byKey := map[string][]int{}
+	for i, o := range history {
+		byKey[o.Key] = append(byKey[o.Key], i)
+	}
+	var stale []StaleRead
+	for _, idx := range byKey {
+		var writes, acked []int
+		dots := map[string]vclock.Dot{} // an acknowledged put's value → its dot
+		for _, i := range idx {
+			o := history[i]
+			if o.Kind == OpGet {
+				continue
+			}
+			writes = append(writes, i)
+			if o.OK {
+				acked = append(acked, i)
+				if o.Kind == OpPut && o.Dot.Counter > 0 {
+					dots[string(o.Value)] = o.Dot
+				}
+			}
+		}
+		// From when on each acknowledged put may have been replaced: the
+		// earliest invocation of a write whose context has its dot.
+		replacedFrom := make([]time.Duration, len(acked))
+		for k, wi := range acked {
+			replacedFrom[k] = time.Duration(math.MaxInt64)
+			w := history[wi]
+			if w.Dot.Counter == 0 {
+				replacedFrom[k] = time.Duration(math.MinInt64) // unknown: not checked
+				continue
+			}
+			for _, si := range writes {
+				if s := history[si]; s.Context.Contains(w.Dot) {
+					replacedFrom[k] = min(replacedFrom[k], s.Invoke)
+				}
+			}
+		}
+		for _, ri := range idx {
+			r := history[ri]
+			if r.Kind != OpGet || !r.OK {
+				continue
+			}
+			for k, wi := range acked {
+				w := history[wi]
+				if w.Complete >= r.Invoke {
+					continue
+				}
+				if w.Kind == OpPut && replacedFrom[k] >= r.Complete &&
+					!slices.ContainsFunc(r.Values, func(v []byte) bool { return bytes.Equal(v, w.Value) }) {
+					stale = append(stale, StaleRead{Read: ri, Write: wi})
+				}
+				if slices.ContainsFunc(r.Values, func(v []byte) bool {
+					d, ok := dots[string(v)]
+					return ok && w.Context.Contains(d)
+				}) {
+					stale = append(stale, StaleRead{Read: ri, Write: wi, Back: true})
+				}
+			}
+		}
+	}
+	slices.SortFunc(stale, func(a, b StaleRead) int {
+		return cmp.Or(cmp.Compare(history[a.Read].Invoke, history[b.Read].Invoke), cmp.Compare(a.Read, b.Read),
+			cmp.Compare(a.Write, b.Write), cmp.Compare(boolInt(a.Back), boolInt(b.Back)))
+	})
+	return stale
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
