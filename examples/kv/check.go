@@ -3,10 +3,14 @@ package kv
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/distkit/distkit/vclock"
@@ -211,6 +215,51 @@ type Op struct {
 	Values           [][]byte      // a get's values
 	Context          vclock.VClock // a write's context as sent, a get's as returned
 	Dot              vclock.Dot    // a write's dot
+}
+
+// Record reads resp, the HTTP API's answer to o's request, into o: a
+// write's dot ([HeaderDot]); a get's values (one for 200, the siblings
+// for 300, none for 404) and context ([HeaderContext]). It returns nil
+// when the answer acknowledges o (204 for a write; 200, 300 or 404 for a
+// get), and otherwise an error with the status and the first line of
+// the body. It reads at most MaxValueLen plus 1 MiB of the body and does
+// not close it. It leaves o.OK, Invoke and Complete to the caller.
+func (o *Op) Record(resp *http.Response) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxValueLen+1<<20))
+	if err != nil {
+		return err
+	}
+	if h := resp.Header.Get(HeaderDot); h != "" && o.Kind != OpGet {
+		if o.Dot, err = DecodeDot(h); err != nil {
+			return err
+		}
+	}
+	var ctx vclock.VClock
+	if h := resp.Header.Get(HeaderContext); h != "" && o.Kind == OpGet {
+		if ctx, err = DecodeContext(h); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.Kind != OpGet && resp.StatusCode == http.StatusNoContent:
+		return nil
+	case o.Kind != OpGet:
+	case resp.StatusCode == http.StatusOK:
+		o.Values, o.Context = [][]byte{body}, ctx
+		return nil
+	case resp.StatusCode == http.StatusNotFound:
+		o.Values, o.Context = nil, ctx
+		return nil
+	case resp.StatusCode == http.StatusMultipleChoices:
+		var s struct{ Siblings [][]byte }
+		if err := json.Unmarshal(body, &s); err != nil {
+			return fmt.Errorf("siblings: %w", err)
+		}
+		o.Values, o.Context = s.Siblings, ctx
+		return nil
+	}
+	msg, _, _ := strings.Cut(string(body), "\n")
+	return fmt.Errorf("%s: %s", resp.Status, msg)
 }
 
 // Acks splits the writes of history into the acknowledged ones and the

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +245,53 @@ func TestCheckReadsProperties(t *testing.T) {
 		t.Fatalf("seed %d: only %d missed and %d replaced values tried", seed, missed, back)
 	}
 	t.Logf("%d dropped and %d replaced values flagged", missed, back)
+}
+
+// Record reads each of the API's answers into the operation, and a
+// refusal into an error with its status.
+func TestOpRecord(t *testing.T) {
+	ctx := upTo("n1", 3)
+	answer := func(code int, body string, hdr map[string]string) *http.Response {
+		rec := httptest.NewRecorder()
+		for k, v := range hdr {
+			rec.Header().Set(k, v)
+		}
+		rec.WriteHeader(code)
+		rec.WriteString(body)
+		return rec.Result()
+	}
+	dot := vclock.Dot{ID: "n1", Counter: 4}
+	for _, c := range []struct {
+		kind   OpKind
+		resp   *http.Response
+		values []string
+		dot    vclock.Dot
+		err    string
+	}{
+		{OpGet, answer(200, "v", map[string]string{HeaderContext: EncodeContext(ctx)}), []string{"v"}, vclock.Dot{}, ""},
+		{OpGet, answer(300, `{"siblings":["YQ==","Yg=="]}`, map[string]string{HeaderContext: EncodeContext(ctx)}), []string{"a", "b"}, vclock.Dot{}, ""},
+		{OpGet, answer(404, "not found\n", map[string]string{HeaderContext: EncodeContext(ctx)}), nil, vclock.Dot{}, ""},
+		{OpGet, answer(300, `{"siblings":`, nil), nil, vclock.Dot{}, "siblings"},
+		{OpGet, answer(200, "v", map[string]string{HeaderContext: "!!"}), nil, vclock.Dot{}, "X-Context"},
+		{OpGet, answer(503, "too few replicas answered\nmore", nil), nil, vclock.Dot{}, "503 Service Unavailable: too few replicas answered"},
+		{OpPut, answer(204, "", map[string]string{HeaderDot: EncodeDot(dot)}), nil, dot, ""},
+		{OpDelete, answer(503, "down", map[string]string{HeaderDot: EncodeDot(dot)}), nil, dot, "503"},
+	} {
+		o := Op{Kind: c.kind}
+		err := o.Record(c.resp)
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%v %s: %v, want %q", c.kind, c.resp.Status, err, c.err)
+			continue
+		}
+		var got []string
+		for _, v := range o.Values {
+			got = append(got, string(v))
+		}
+		if !slices.Equal(got, c.values) || o.Dot != c.dot {
+			t.Errorf("%v %s: values %q dot %v, want %q %v", c.kind, c.resp.Status, got, o.Dot, c.values, c.dot)
+		}
+		if c.err == "" && c.kind == OpGet && o.Context.Compare(ctx) != vclock.Equal {
+			t.Errorf("%v %s: context %v", c.kind, c.resp.Status, o.Context)
+		}
+	}
 }
