@@ -61,6 +61,9 @@ type HTTPTransport struct {
 	// Key, when set, is the cluster key every call is authenticated with
 	// ([HeaderAuth]); the receivers' [APIConfig.ClusterKey] must match.
 	Key []byte
+	// Keys, when set, replaces Key: calls are authenticated with its
+	// primary key at the time of the call.
+	Keys *ClusterKeys
 
 	mu    sync.RWMutex
 	addrs map[string]string // node ID → host:port
@@ -97,8 +100,12 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/msgpack")
-	if t.Key != nil {
-		hr.Header.Set(HeaderAuth, authenticator(t.Key, time.Now(), req))
+	key := t.Key
+	if t.Keys != nil {
+		key = t.Keys.Primary()
+	}
+	if key != nil {
+		hr.Header.Set(HeaderAuth, authenticator(key, time.Now(), req))
 	}
 	c := t.Client
 	if c == nil {
@@ -156,6 +163,9 @@ type APIConfig struct {
 	// key authenticates requests; it does not encrypt them (put TLS in
 	// front of the listeners for that).
 	ClusterKey []byte
+	// Keys, when set, replaces ClusterKey: a replica RPC is served with
+	// a valid authenticator under any of its keys at the time.
+	Keys *ClusterKeys
 	// Limits bound what a client or an unauthenticated sender may make
 	// the node do; zero fields take the defaults.
 	Limits Limits
@@ -225,6 +235,9 @@ func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
 // cfg.Metrics, /metrics.
 func API(n *Node, cfg APIConfig) http.Handler {
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.Keys == nil {
+		cfg.Keys = fixedKeys(cfg.ClusterKey)
+	}
 	a := &api{n: n, cfg: cfg}
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
@@ -263,12 +276,13 @@ type api struct {
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	limit := int64(MaxRPCLen)
 	var auth parsedAuth
-	if a.cfg.ClusterKey != nil {
-		// A request without a current authenticator under the key is
+	keys := a.cfg.Keys.all()
+	if keys != nil {
+		// A request without a current authenticator under a key is
 		// refused before its body is read; one with it is read up to the
 		// length it declared, no further.
 		var err error
-		if auth, err = parseAuth(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), time.Now()); err != nil {
+		if auth, err = parseAuth(keys, r.Header.Get(HeaderAuth), time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -282,7 +296,7 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if a.cfg.ClusterKey != nil {
+	if keys != nil {
 		if err := auth.check(req); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return

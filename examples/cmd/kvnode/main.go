@@ -13,11 +13,23 @@
 //	    -join 127.0.0.1:7101
 //
 // With -cluster-key-file, the nodes authenticate their replica RPCs with
-// the secret in that file (the same on every node), and seal their gossip
-// with a key derived from it and the -cluster-name, so that membership
-// and replica addresses come only from nodes holding the key; gossip
-// packets refused are counted in /metrics (kv_gossip_*). Without it, keep
-// their HTTP and gossip addresses on a private network. -reap-after sets how long a
+// a secret in that file, and seal their gossip with a key derived from it
+// and the -cluster-name, so that membership and replica addresses come
+// only from nodes holding the key; gossip packets refused are counted in
+// /metrics (kv_gossip_*). Without it, keep their HTTP and gossip
+// addresses on a private network. The file holds one key per line, each
+// at least 16 bytes once surrounding whitespace is dropped; blank lines
+// and lines starting with # are skipped. The first key is the primary: it
+// signs RPCs and seals gossip; every key in the file is accepted (at most
+// 8). On SIGHUP the node re-reads the file and switches to its keys; if
+// the file cannot be read or holds a bad line, it keeps the keys it has
+// and logs an error. A rotation without a partition takes three rounds,
+// each a SIGHUP on every node: append the new key to every file; move it
+// to the first line everywhere; delete the old key's line everywhere:
+//
+//	# round 1           # round 2           # round 3
+//	old-secret-key-1    new-secret-key-2    new-secret-key-2
+//	new-secret-key-2    old-secret-key-1 -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
 // -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
@@ -41,6 +53,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,7 +93,7 @@ func run(args []string) error {
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
-	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
+	keyFile := fs.String("cluster-key-file", "", "file of the secrets the cluster's nodes share to authenticate replica RPCs and seal gossip: one key per line (at least 16 bytes each, surrounding whitespace dropped; blank and # lines skipped), the first signing, all accepted; re-read on SIGHUP; empty: RPCs unauthenticated")
 	clusterName := fs.String("cluster-name", "kv", "the cluster's name, authenticated in its gossip with -cluster-key-file, so two clusters sharing a key never merge")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
@@ -115,18 +129,18 @@ func run(args []string) error {
 			*zone = members[i].Zone
 		}
 	}
-	var clusterKey []byte
+	var keys [][]byte
 	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return fmt.Errorf("-cluster-key-file: %w", err)
-		}
 		// Checked here, not only by StartServer: a blank file must not
 		// leave the key unset, which would serve RPCs unauthenticated.
-		if clusterKey = bytes.TrimSpace(b); len(clusterKey) < kv.MinClusterKeyLen {
-			return fmt.Errorf("-cluster-key-file %s: a key of %d bytes (without surrounding whitespace), want at least %d",
-				*keyFile, len(clusterKey), kv.MinClusterKeyLen)
+		if keys, err = readClusterKeys(*keyFile); err != nil {
+			return err
 		}
+	}
+	var primary []byte
+	var others [][]byte
+	if len(keys) > 0 {
+		primary, others = keys[0], keys[1:]
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{
@@ -134,7 +148,7 @@ func run(args []string) error {
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
 		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery},
-		ClusterKey: clusterKey, ClusterName: *clusterName,
+		ClusterKey: primary, OtherClusterKeys: others, ClusterName: *clusterName,
 		ProbeInterval: *probeInterval,
 		Limits:        limits,
 	})
@@ -143,12 +157,83 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			reloadKeys(srv, *keyFile, log)
+		}
+	}
 	stop() // a second signal kills the process: a hard stop, which loses nothing acknowledged
 	log.Info("shutting down")
 	shutdown, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// readClusterKeys reads a -cluster-key-file: one key per line, the first
+// the primary; surrounding whitespace is dropped, and blank lines and
+// lines starting with # are skipped. A key shorter than
+// kv.MinClusterKeyLen, a key given twice, no key or more than
+// kv.MaxClusterKeys are refused with an error naming the file and the
+// line, never the key.
+func readClusterKeys(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cluster-key-file: %w", err)
+	}
+	var keys [][]byte
+	lines := map[string]int{} // key → its line
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		key := bytes.TrimSpace(line)
+		if len(key) == 0 || key[0] == '#' {
+			continue
+		}
+		if len(key) < kv.MinClusterKeyLen {
+			return nil, fmt.Errorf("-cluster-key-file %s: line %d: a key of %d bytes (without surrounding whitespace), want at least %d",
+				path, i+1, len(key), kv.MinClusterKeyLen)
+		}
+		if j, dup := lines[string(key)]; dup {
+			return nil, fmt.Errorf("-cluster-key-file %s: line %d repeats the key of line %d", path, i+1, j)
+		}
+		lines[string(key)] = i + 1
+		keys = append(keys, key)
+	}
+	switch {
+	case len(keys) == 0:
+		return nil, fmt.Errorf("-cluster-key-file %s: no key (a key of 0 bytes), want one of at least %d bytes per line", path, kv.MinClusterKeyLen)
+	case len(keys) > kv.MaxClusterKeys:
+		return nil, fmt.Errorf("-cluster-key-file %s: %d keys, want at most %d", path, len(keys), kv.MaxClusterKeys)
+	}
+	return keys, nil
+}
+
+// reloadKeys re-reads the cluster keys from path and installs them in
+// srv; on any error it keeps the keys it has and logs why.
+func reloadKeys(srv *kv.Server, path string, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: no -cluster-key-file to reload")
+		return
+	}
+	keys, err := readClusterKeys(path)
+	if err == nil {
+		err = srv.SetClusterKeys(keys[0], keys[1:]...)
+	}
+	if err != nil {
+		log.Error("cluster keys not reloaded; the keys in use stay", "file", path, "err", err)
+		return
+	}
+	log.Info("cluster keys reloaded", "file", path, "keys", len(keys), "primary", fingerprint(keys[0]))
+}
+
+// fingerprint names a key in logs without revealing it: the first 8 hex
+// digits of its gossip key's SHA-256.
+func fingerprint(key []byte) string {
+	sum := sha256.Sum256(kv.GossipKey(key))
+	return hex.EncodeToString(sum[:4])
 }
 
 // splitList splits a comma-separated flag, dropping empty items.
