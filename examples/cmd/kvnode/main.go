@@ -29,9 +29,10 @@
 //
 //	# round 1           # round 2           # round 3
 //	old-secret-key-1    new-secret-key-2    new-secret-key-2
-//	new-secret-key-2    old-secret-key-1 -reap-after sets how long a
+//	new-secret-key-2    old-secret-key-1
 //
-// deleted key's tombstone stays once every replica holds it.
+// -reap-after sets how long a deleted key's tombstone stays once every
+// replica holds it.
 // -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
 //
