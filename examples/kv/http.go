@@ -64,6 +64,9 @@ type HTTPTransport struct {
 	// Keys, when set, replaces Key: calls are authenticated with its
 	// primary key at the time of the call.
 	Keys *ClusterKeys
+	// TLS makes calls use https; the Client then presents the node's
+	// certificate and verifies the peers' ([PeerTLS]).
+	TLS bool
 
 	mu    sync.RWMutex
 	addrs map[string]string // node ID → host:port
@@ -95,7 +98,11 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if !ok {
 		return nil, fmt.Errorf("kv: no address for node %q", to)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+rpcPath, bytes.NewReader(req))
+	scheme := "http://"
+	if t.TLS {
+		scheme = "https://"
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+rpcPath, bytes.NewReader(req))
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +167,17 @@ type APIConfig struct {
 	// ([HeaderAuth], from an [HTTPTransport] with the same Key), and is
 	// otherwise refused with 401. nil: replica RPCs are served to anyone
 	// who can reach /internal/rpc, so keep it on a private network. The
-	// key authenticates requests; it does not encrypt them (put TLS in
-	// front of the listeners for that).
+	// key authenticates requests; it does not encrypt them (serve over
+	// TLS with PeerCertificates for that, as [ServerConfig.TLS] does).
 	ClusterKey []byte
 	// Keys, when set, replaces ClusterKey: a replica RPC is served with
 	// a valid authenticator under any of its keys at the time.
 	Keys *ClusterKeys
+	// PeerCertificates, when set, serves a replica RPC only on a TLS
+	// connection whose client presented a certificate verified against
+	// the listener's client CAs ([PeerTLS]); any other is refused with
+	// 401. It adds to ClusterKey and Keys, which still apply.
+	PeerCertificates bool
 	// Limits bound what a client or an unauthenticated sender may make
 	// the node do; zero fields take the defaults.
 	Limits Limits
@@ -274,6 +286,10 @@ type api struct {
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.PeerCertificates && !peerVerified(r) {
+		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
+		return
+	}
 	limit := int64(MaxRPCLen)
 	var auth parsedAuth
 	keys := a.cfg.Keys.all()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -87,6 +88,14 @@ type ServerConfig struct {
 	ClusterName string
 	// Limits are the HTTP API's bounds on clients ([APIConfig.Limits]).
 	Limits Limits
+	// TLS, when set, makes the node serve its HTTP API over TLS and
+	// speak mutual TLS with its peers ([PeerTLS]): replica RPCs are
+	// served only to peers whose certificate chains to the CA. The
+	// cluster key, if any, still authenticates every RPC too. With TLS,
+	// Client's Transport, if set, must be an *http.Transport; the server
+	// uses a copy of it with the node's certificate. Members' addresses
+	// must be names or IP addresses that their certificates hold.
+	TLS *PeerTLS
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -158,7 +167,12 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second}
 	}
-	tr := &HTTPTransport{Client: client, Keys: keys}
+	if cfg.TLS != nil {
+		if client, err = cfg.TLS.client(client); err != nil {
+			return nil, err
+		}
+	}
+	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil}
 	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
 		if m.ID != cfg.ID {
@@ -190,6 +204,9 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.ln.Close)
+	if cfg.TLS != nil {
+		s.ln = tls.NewListener(s.ln, cfg.TLS.serverConfig())
+	}
 	if s.udp, err = swim.ListenUDP(cfg.Gossip); err != nil {
 		return nil, err
 	}
@@ -227,7 +244,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Keys: keys, Limits: cfg.Limits, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Keys: keys, Limits: cfg.Limits, PeerCertificates: cfg.TLS != nil, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
@@ -248,7 +265,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		s.wg.Go(func() { s.warnUnjoined(ctx, log, cfg.Join, joinGrace*cmp.Or(cfg.ProbeInterval, time.Second)) })
 	}
 	s.ready.Store(true)
-	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
+	log.Info("serving", "addr", s.ln.Addr().String(), "tls", cfg.TLS != nil, "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
 	return s, nil
 }
 

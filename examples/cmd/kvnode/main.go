@@ -31,6 +31,17 @@
 //	old-secret-key-1    new-secret-key-2    new-secret-key-2
 //	new-secret-key-2    old-secret-key-1
 //
+// With -tls-cert, -tls-key and -tls-ca, the node serves its HTTP API
+// over TLS (1.3) and speaks mutual TLS with the other nodes: a replica
+// RPC is served only to a peer whose certificate chains to the CA, and
+// the node verifies its peers' certificates against the CA and their
+// -peers or gossiped address, so each node's certificate must be issued
+// for both server and client authentication and name its -listen host
+// (IP or DNS). Clients of the key-value API need no certificate. A key
+// file, if given too, still authenticates every RPC; without one,
+// gossip (UDP; SWIM has no TCP part) stays unauthenticated, so use
+// -cluster-key-file as well to keep membership to the cluster's nodes.
+//
 // -reap-after sets how long a deleted key's tombstone stays once every
 // replica holds it.
 // -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
@@ -108,6 +119,9 @@ func run(args []string) error {
 	fs.IntVar(&limits.MaxConcurrent, "max-concurrent", kv.DefaultMaxConcurrent, "most client requests served at once (more: 503 with Retry-After)")
 	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
 	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate of this node, issued by -tls-ca for server and client authentication and naming its -listen host: serve HTTPS and speak mutual TLS with the other nodes (with -tls-key and -tls-ca)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
+	tlsCA := fs.String("tls-ca", "", "PEM certificate of the cluster's CA: peers' certificates must chain to it")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -144,6 +158,22 @@ func run(args []string) error {
 	if len(keys) > 0 {
 		primary, others = keys[0], keys[1:]
 	}
+	var peerTLS *kv.PeerTLS
+	set := 0
+	for _, f := range []string{*tlsCert, *tlsKey, *tlsCA} {
+		if f != "" {
+			set++
+		}
+	}
+	switch set {
+	case 0:
+	case 3:
+		if peerTLS, err = kv.LoadPeerTLS(*tlsCert, *tlsKey, *tlsCA); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-tls-cert, -tls-key and -tls-ca go together: %d of 3 set", set)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
@@ -153,6 +183,7 @@ func run(args []string) error {
 		ClusterKey: primary, OtherClusterKeys: others, ClusterName: *clusterName,
 		ProbeInterval: *probeInterval,
 		Limits:        limits,
+		TLS:           peerTLS,
 	})
 	if err != nil {
 		return err
