@@ -207,17 +207,27 @@ func run(args []string) error {
 	return srv.Shutdown(shutdown)
 }
 
-// readClusterKeys reads a -cluster-key-file: one key per line, the first
-// the primary; surrounding whitespace is dropped, and blank lines and
-// lines starting with # are skipped. A key shorter than
-// kv.MinClusterKeyLen, a key given twice, no key or more than
-// kv.MaxClusterKeys are refused with an error naming the file and the
-// line, never the key.
+// readClusterKeys reads a -cluster-key-file ([parseClusterKeys]); its
+// errors name the file.
 func readClusterKeys(path string) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("-cluster-key-file: %w", err)
 	}
+	keys, err := parseClusterKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("-cluster-key-file %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// parseClusterKeys parses the keys of a key file: one key per line, the
+// first the primary; surrounding whitespace is dropped, and blank lines
+// and lines starting with # are skipped. A key shorter than
+// kv.MinClusterKeyLen, a key given twice, no key or more than
+// kv.MaxClusterKeys are refused with an error naming the line, never the
+// key.
+func parseClusterKeys(b []byte) ([][]byte, error) {
 	var keys [][]byte
 	lines := map[string]int{} // key → its line
 	for i, line := range bytes.Split(b, []byte("\n")) {
@@ -226,20 +236,20 @@ func readClusterKeys(path string) ([][]byte, error) {
 			continue
 		}
 		if len(key) < kv.MinClusterKeyLen {
-			return nil, fmt.Errorf("-cluster-key-file %s: line %d: a key of %d bytes (without surrounding whitespace), want at least %d",
-				path, i+1, len(key), kv.MinClusterKeyLen)
+			return nil, fmt.Errorf("line %d: a key of %d bytes (without surrounding whitespace), want at least %d",
+				i+1, len(key), kv.MinClusterKeyLen)
 		}
 		if j, dup := lines[string(key)]; dup {
-			return nil, fmt.Errorf("-cluster-key-file %s: line %d repeats the key of line %d", path, i+1, j)
+			return nil, fmt.Errorf("line %d repeats the key of line %d", i+1, j)
+		}
+		if len(keys) == kv.MaxClusterKeys {
+			return nil, fmt.Errorf("line %d: more than %d keys", i+1, kv.MaxClusterKeys)
 		}
 		lines[string(key)] = i + 1
 		keys = append(keys, key)
 	}
-	switch {
-	case len(keys) == 0:
-		return nil, fmt.Errorf("-cluster-key-file %s: no key (a key of 0 bytes), want one of at least %d bytes per line", path, kv.MinClusterKeyLen)
-	case len(keys) > kv.MaxClusterKeys:
-		return nil, fmt.Errorf("-cluster-key-file %s: %d keys, want at most %d", path, len(keys), kv.MaxClusterKeys)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no key (a key of 0 bytes), want one of at least %d bytes per line", kv.MinClusterKeyLen)
 	}
 	return keys, nil
 }

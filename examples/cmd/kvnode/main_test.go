@@ -824,3 +824,45 @@ func TestTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// Key files: comments, blank lines and whitespace are skipped; junk, a
+// repeated key, too many keys or none are refused naming the line, never
+// echoing a key.
+func TestParseClusterKeys(t *testing.T) {
+	a, b := "the first secret of the cluster", "the second secret of the cluster"
+	keys, err := parseClusterKeys([]byte("# rotation, round 2\n\n  " + a + "  \r\n\t" + b + "\n"))
+	if err != nil || len(keys) != 2 || string(keys[0]) != a || string(keys[1]) != b {
+		t.Fatalf("parseClusterKeys: %q %v", keys, err)
+	}
+	var many strings.Builder
+	for i := range kv.MaxClusterKeys + 1 {
+		fmt.Fprintf(&many, "a secret of the cluster, number %d\n", i)
+	}
+	for content, want := range map[string]string{
+		a + "\njunk\n":             "line 2: a key of 4 bytes",
+		a + "\n" + b + "\n" + a:    "line 3 repeats the key of line 1",
+		"# only a comment\n\n \t ": "no key",
+		many.String():              fmt.Sprintf("line %d: more than %d keys", kv.MaxClusterKeys+1, kv.MaxClusterKeys),
+	} {
+		_, err := parseClusterKeys([]byte(content))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: %v, want %q and no key in it", content, err, want)
+		}
+	}
+}
+
+// Any file parses to keys a node accepts, or to an error; never a panic.
+func FuzzParseClusterKeys(f *testing.F) {
+	f.Add([]byte("a secret the three nodes share\n"))
+	f.Add([]byte("# c\nthe first secret of the cluster\n\nthe second secret of the cluster\n"))
+	f.Add([]byte("short\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := parseClusterKeys(b)
+		if err != nil {
+			return
+		}
+		if _, err := kv.NewClusterKeys(keys[0], keys[1:]...); err != nil {
+			t.Fatalf("parsed keys a node refuses: %v", err)
+		}
+	})
+}
