@@ -137,6 +137,7 @@ type Server struct {
 	tr      *HTTPTransport
 	keys    *ClusterKeys  // nil without a cluster key
 	keyring *swim.Keyring // gossip's, under the keys' GossipKeys
+	keysMu  sync.Mutex    // serialises SetClusterKeys
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
@@ -377,6 +378,8 @@ func (s *Server) SetClusterKeys(primary []byte, others ...[]byte) error {
 	if err != nil {
 		return err
 	}
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
 	var gossip [][]byte
 	for _, k := range next.all() {
 		g := GossipKey(k)
