@@ -347,18 +347,31 @@ func (d *demo) kill(i int) error {
 	return s.Shutdown(ctx)
 }
 
+// leaveAttempts bounds the handovers a leave tries.
+const leaveAttempts = 3
+
 // leave makes node i leave gracefully: clients stop choosing it, it hands
-// its keys and hints over ([kv.Node.Leave]) and shuts down, which leaves
-// SWIM, and its data directory is deleted. It returns what was handed
-// over, how long that took, and how long until every live node's ring had
-// dropped it after it shut down.
+// its keys and hints over ([kv.Node.Leave], up to leaveAttempts times)
+// and shuts down, which leaves SWIM, and its data directory is deleted.
+// It returns what was handed over, how long that took, and how long
+// until every live node's ring had dropped it after it shut down.
 func (d *demo) leave(i int) (h kv.Handover, took, dropped time.Duration, err error) {
 	d.mu.Lock()
 	s := d.servers[i]
 	d.servers[i], d.gone[i] = nil, true
 	d.mu.Unlock()
 	start := time.Now()
-	h, err = s.Node().Leave(context.Background())
+	// A handover that found no node for some key (all its new replicas
+	// down or too slow) changed nothing for good: the node stays, as an
+	// operator's would, and tries again.
+	for attempt := 1; ; attempt++ {
+		h, err = s.Node().Leave(context.Background())
+		if err == nil || !errors.Is(err, kv.ErrNotPlaced) || attempt == leaveAttempts {
+			break
+		}
+		fmt.Fprintf(d.out, "%-22s handover attempt %d of %d: %v; trying again\n", "leave "+d.members[i].ID, attempt, leaveAttempts, err)
+		time.Sleep(500 * time.Millisecond)
+	}
 	took = time.Since(start)
 	if err != nil {
 		return h, took, 0, errors.Join(err, s.Shutdown(context.Background()))
