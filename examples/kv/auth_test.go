@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -426,5 +427,38 @@ func TestServerSetClusterKeys(t *testing.T) {
 	defer plain.Shutdown(context.Background())
 	if err := plain.SetClusterKeys(next); !errors.Is(err, ErrNoClusterKey) {
 		t.Fatalf("SetClusterKeys on an unkeyed server: %v", err)
+	}
+}
+
+// The cost of checking an RPC's authenticator when its key is the last
+// of 1 or MaxClusterKeys installed keys (the worst case of a rotation).
+func BenchmarkParseAuth(b *testing.B) {
+	for _, n := range []int{1, MaxClusterKeys} {
+		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) {
+			keys := make([][]byte, n)
+			for i := range keys {
+				keys[i] = fmt.Appendf(nil, "a cluster key of the benchmark %d", i)
+			}
+			now := time.Now()
+			auth := authenticator(keys[n-1], now, make([]byte, 1024))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseAuth(keys, auth, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// CheckReads over a linearizable history of 8 clients, 16 keys and
+// 20,000 operations.
+func BenchmarkCheckReads(b *testing.B) {
+	h := linearizableHistory(rand.New(rand.NewPCG(1, 2)), 8, 2500, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := CheckReads(h); len(s) != 0 {
+			b.Fatalf("%d stale reads", len(s))
+		}
 	}
 }

@@ -291,14 +291,17 @@ type StaleRead struct {
 }
 
 // CheckReads returns the stale reads of history, ordered by the get's
-// invocation, then by the write's index. The rule: a successful get
-// returns every acknowledged put of its key that completed before the
-// get was invoked, unless a write of the key (acknowledged or not)
-// invoked before the get completed had the put's dot in its context, and
-// so may have replaced it; and it returns no value whose acknowledged put's
-// dot is in the context of an acknowledged write of the key that
-// completed before the get was invoked. An acknowledged put whose dot is
-// unknown is not checked for misses. Failed gets are not checked.
+// invocation, then by its index, then by the write's index. The rule: a
+// successful get returns every acknowledged put of its key that
+// completed before the get was invoked, unless a write of the key
+// (acknowledged or not) invoked before the get completed had the put's
+// dot in its context, and so may have replaced it; and it returns no
+// value whose acknowledged put's dot is in the context of an acknowledged
+// write of the key that completed before the get was invoked. Each missed
+// put is one StaleRead; each value returned although replaced is one,
+// naming the first write to complete that replaced it. An acknowledged
+// put whose dot is unknown is not checked for misses. Failed gets are not
+// checked.
 //
 // A linearizable register of DVV sets passes it: each operation takes
 // effect at one instant within its interval, so a put that completed
@@ -306,6 +309,9 @@ type StaleRead struct {
 // that took effect before the get could have replaced it — one invoked
 // before the get completed. Dynamo's R + W > N read quorums pass it
 // when no fault is active; sloppy quorums during a fault may not.
+//
+// It takes O(n log n) time for n operations of a key, plus, per get, the
+// puts not yet replaced when it began.
 func CheckReads(history []Op) []StaleRead {
 	byKey := map[string][]int{}
 	for i, o := range history {
@@ -313,65 +319,125 @@ func CheckReads(history []Op) []StaleRead {
 	}
 	var stale []StaleRead
 	for _, idx := range byKey {
-		var writes, acked []int
-		dots := map[string]vclock.Dot{} // an acknowledged put's value → its dot
-		for _, i := range idx {
-			o := history[i]
-			if o.Kind == OpGet {
-				continue
-			}
-			writes = append(writes, i)
-			if o.OK {
-				acked = append(acked, i)
-				if o.Kind == OpPut && o.Dot.Counter > 0 {
-					dots[string(o.Value)] = o.Dot
-				}
-			}
-		}
-		// From when on each acknowledged put may have been replaced: the
-		// earliest invocation of a write whose context has its dot.
-		replacedFrom := make([]time.Duration, len(acked))
-		for k, wi := range acked {
-			replacedFrom[k] = time.Duration(math.MaxInt64)
-			w := history[wi]
-			if w.Dot.Counter == 0 {
-				replacedFrom[k] = time.Duration(math.MinInt64) // unknown: not checked
-				continue
-			}
-			for _, si := range writes {
-				if s := history[si]; s.Context.Contains(w.Dot) {
-					replacedFrom[k] = min(replacedFrom[k], s.Invoke)
-				}
-			}
-		}
-		for _, ri := range idx {
-			r := history[ri]
-			if r.Kind != OpGet || !r.OK {
-				continue
-			}
-			for k, wi := range acked {
-				w := history[wi]
-				if w.Complete >= r.Invoke {
-					continue
-				}
-				if w.Kind == OpPut && replacedFrom[k] >= r.Complete &&
-					!slices.ContainsFunc(r.Values, func(v []byte) bool { return bytes.Equal(v, w.Value) }) {
-					stale = append(stale, StaleRead{Read: ri, Write: wi})
-				}
-				if slices.ContainsFunc(r.Values, func(v []byte) bool {
-					d, ok := dots[string(v)]
-					return ok && w.Context.Contains(d)
-				}) {
-					stale = append(stale, StaleRead{Read: ri, Write: wi, Back: true})
-				}
-			}
-		}
+		stale = append(stale, checkKeyReads(history, idx)...)
 	}
 	slices.SortFunc(stale, func(a, b StaleRead) int {
 		return cmp.Or(cmp.Compare(history[a.Read].Invoke, history[b.Read].Invoke), cmp.Compare(a.Read, b.Read),
 			cmp.Compare(a.Write, b.Write), cmp.Compare(boolInt(a.Back), boolInt(b.Back)))
 	})
 	return stale
+}
+
+// checkKeyReads is [CheckReads] over the operations idx of one key.
+func checkKeyReads(history []Op, idx []int) []StaleRead {
+	var writes, acked, puts, gets []int // puts: acknowledged, with a dot
+	for _, i := range idx {
+		switch o := history[i]; {
+		case o.Kind == OpGet:
+			if o.OK {
+				gets = append(gets, i)
+			}
+		default:
+			writes = append(writes, i)
+			if o.OK {
+				acked = append(acked, i)
+				if o.Kind == OpPut && o.Dot.Counter > 0 {
+					puts = append(puts, i)
+				}
+			}
+		}
+	}
+	// When each put may have begun to be replaced (the first invocation
+	// of a write whose context has its dot), and by which acknowledged
+	// write it was replaced first (the first to complete).
+	invoke := func(o Op) time.Duration { return o.Invoke }
+	complete := func(o Op) time.Duration { return o.Complete }
+	replacedFrom := firstCovering(history, writes, puts, invoke)
+	replacedBy := firstCovering(history, acked, puts, complete)
+	byValue := make(map[string]int, len(puts)) // a put's value → its position in puts
+	for k, pi := range puts {
+		byValue[string(history[pi].Value)] = k
+	}
+	slices.SortStableFunc(gets, func(a, b int) int { return cmp.Compare(history[a].Invoke, history[b].Invoke) })
+	byComplete := slices.Clone(puts)
+	slices.SortStableFunc(byComplete, func(a, b int) int { return cmp.Compare(history[a].Complete, history[b].Complete) })
+	position := make(map[int]int, len(puts)) // history index → position in puts
+	for k, pi := range puts {
+		position[pi] = k
+	}
+	var stale []StaleRead
+	var active []int // positions of the puts completed before the get began and not replaced before it
+	next := 0
+	for _, ri := range gets {
+		r := history[ri]
+		for ; next < len(byComplete) && history[byComplete[next]].Complete < r.Invoke; next++ {
+			active = append(active, position[byComplete[next]])
+		}
+		// A put replaced before this get began is free to be missed by
+		// every later one too.
+		active = slices.DeleteFunc(active, func(k int) bool { return replacedFrom[k].at < r.Invoke })
+		returned := make(map[string]bool, len(r.Values))
+		for _, v := range r.Values {
+			returned[string(v)] = true
+		}
+		for _, k := range active {
+			if w := puts[k]; replacedFrom[k].at >= r.Complete && !returned[string(history[w].Value)] {
+				stale = append(stale, StaleRead{Read: ri, Write: w})
+			}
+		}
+		for _, v := range r.Values {
+			if k, ok := byValue[string(v)]; ok && replacedBy[k].at < r.Invoke {
+				stale = append(stale, StaleRead{Read: ri, Write: replacedBy[k].by, Back: true})
+			}
+		}
+	}
+	return stale
+}
+
+// covering is the first write, by the time at of firstCovering, whose
+// context has a put's dot: its index in the history, or -1 and
+// math.MaxInt64 when none has.
+type covering struct {
+	at time.Duration
+	by int
+}
+
+// firstCovering returns, for each of puts (whose dots are known), the
+// first of writes by at whose context has the put's dot. It takes
+// O((w·e + p) log w) for w writes of at most e writers in their contexts
+// and p puts.
+func firstCovering(history []Op, writes, puts []int, at func(Op) time.Duration) []covering {
+	type mark struct {
+		counter uint64
+		c       covering
+	}
+	byWriter := map[string][]mark{}
+	for _, wi := range writes {
+		s := history[wi]
+		for id, counter := range s.Context.All() {
+			byWriter[id] = append(byWriter[id], mark{counter, covering{at(s), wi}})
+		}
+	}
+	// Per writer, by counter; then each mark holds the first covering
+	// among those of its counter or more.
+	for _, marks := range byWriter {
+		slices.SortFunc(marks, func(a, b mark) int { return cmp.Compare(a.counter, b.counter) })
+		for i := len(marks) - 2; i >= 0; i-- {
+			if n := marks[i+1].c; n.at < marks[i].c.at || n.at == marks[i].c.at && n.by < marks[i].c.by {
+				marks[i].c = n
+			}
+		}
+	}
+	out := make([]covering, len(puts))
+	for k, pi := range puts {
+		out[k] = covering{at: time.Duration(math.MaxInt64), by: -1}
+		d := history[pi].Dot
+		marks := byWriter[d.ID]
+		if i, _ := slices.BinarySearchFunc(marks, d.Counter, func(m mark, c uint64) int { return cmp.Compare(m.counter, c) }); i < len(marks) {
+			out[k] = marks[i].c
+		}
+	}
+	return out
 }
 
 func boolInt(b bool) int {
