@@ -367,6 +367,7 @@ func checkKeyReads(history []Op, idx []int) []StaleRead {
 	}
 	var stale []StaleRead
 	var active []int // positions of the puts completed before the get began and not replaced before it
+	returned := map[string]bool{} // the get's values
 	next := 0
 	for _, ri := range gets {
 		r := history[ri]
@@ -376,7 +377,7 @@ func checkKeyReads(history []Op, idx []int) []StaleRead {
 		// A put replaced before this get began is free to be missed by
 		// every later one too.
 		active = slices.DeleteFunc(active, func(k int) bool { return replacedFrom[k].at < r.Invoke })
-		returned := make(map[string]bool, len(r.Values))
+		clear(returned)
 		for _, v := range r.Values {
 			returned[string(v)] = true
 		}
