@@ -366,7 +366,7 @@ func checkKeyReads(history []Op, idx []int) []StaleRead {
 		position[pi] = k
 	}
 	var stale []StaleRead
-	var active []int // positions of the puts completed before the get began and not replaced before it
+	var active []int              // positions of the puts completed before the get began and not replaced before it
 	returned := map[string]bool{} // the get's values
 	next := 0
 	for _, ri := range gets {
