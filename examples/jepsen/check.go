@@ -1,16 +1,12 @@
 package jepsen
 
 import (
-	"bytes"
 	"fmt"
-	"math"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/ring"
-	"github.com/distkit/distkit/vclock"
 )
 
 // StaleRead is a read that missed an acknowledged write which finished
@@ -33,81 +29,31 @@ func (s StaleRead) String() string {
 		s.Read.Key, s.Read.Node, s.Read.Invoke, s.Read.Complete, what, s.Write.Kind, s.Write.Value, s.Write.Dot, s.Write.Complete, s.Read.Values)
 }
 
-// checkReads returns the history's stale reads. calm reports whether
-// a read's interval was clear of faults and their recovery.
+// checkReads returns the history's stale reads ([kv.CheckReads]). calm
+// reports whether a read's interval was clear of faults and their
+// recovery.
 func checkReads(ops []Op, calm func(from, to time.Duration) bool) []StaleRead {
-	byKey := map[string][]Op{}
-	for _, o := range ops {
-		byKey[o.Key] = append(byKey[o.Key], o)
-	}
 	var stale []StaleRead
-	for _, kops := range byKey {
-		var writes, acked []Op
-		dots := map[string]vclock.Dot{} // an acknowledged put's value → its dot
-		for _, o := range kops {
-			if o.Kind != Read {
-				writes = append(writes, o)
-				if o.OK {
-					acked = append(acked, o)
-				}
-				if o.OK && o.Kind == Put && o.Dot.Counter > 0 { // the store reports a dot with every acknowledgement
-					dots[string(o.Value)] = o.Dot
-				}
-			}
-		}
-		// From when on each acknowledged write may have been replaced: the
-		// earliest invocation of a write whose context has its dot.
-		replacedFrom := make([]time.Duration, len(acked))
-		for i, w := range acked {
-			replacedFrom[i] = time.Duration(math.MaxInt64)
-			for _, s := range writes {
-				if s.Context.Contains(w.Dot) {
-					replacedFrom[i] = min(replacedFrom[i], s.Invoke)
-				}
-			}
-		}
-		for _, r := range kops {
-			if r.Kind != Read || !r.OK {
-				continue
-			}
-			for i, w := range acked {
-				if w.Complete >= r.Invoke {
-					continue
-				}
-				if w.Kind == Put && replacedFrom[i] >= r.Complete &&
-					!slices.ContainsFunc(r.Values, func(v []byte) bool { return bytes.Equal(v, w.Value) }) {
-					stale = append(stale, StaleRead{Read: r, Write: w, Calm: calm(r.Invoke, r.Complete)})
-				}
-				// w replaced what its context covered: no read that began after it returns that.
-				if slices.ContainsFunc(r.Values, func(v []byte) bool {
-					d, ok := dots[string(v)]
-					return ok && w.Context.Contains(d)
-				}) {
-					stale = append(stale, StaleRead{Read: r, Write: w, Back: true, Calm: calm(r.Invoke, r.Complete)})
-				}
-			}
-		}
+	for _, s := range kv.CheckReads(kvHistory(ops)) {
+		r := ops[s.Read]
+		stale = append(stale, StaleRead{Read: r, Write: ops[s.Write], Back: s.Back, Calm: calm(r.Invoke, r.Complete)})
 	}
-	slices.SortFunc(stale, func(a, b StaleRead) int { return int(a.Read.Invoke - b.Read.Invoke) })
 	return stale
 }
 
-// acks splits the history's writes into kv.Check's acknowledged and
-// indeterminate ones.
-func acks(ops []Op) (acked, indeterminate []kv.Ack) {
-	for _, o := range ops {
-		if o.Kind == Read {
-			continue
-		}
-		a := kv.Ack{Key: o.Key, Version: kv.Version{Value: o.Value, Deleted: o.Kind == Delete}, Context: o.Context, Dot: o.Dot}
-		if o.OK {
-			acked = append(acked, a)
-		} else {
-			indeterminate = append(indeterminate, a)
-		}
+// kvHistory is ops as package kv's checks take them.
+func kvHistory(ops []Op) []kv.Op {
+	h := make([]kv.Op, len(ops))
+	for i, o := range ops {
+		h[i] = kv.Op{Kind: o.Kind, Key: o.Key,
+			Invoke: o.Invoke, Complete: o.Complete, OK: o.OK, Value: o.Value, Values: o.Values, Context: o.Context, Dot: o.Dot}
 	}
-	return acked, indeterminate
+	return h
 }
+
+// acks splits the history's writes into kv.Check's acknowledged and
+// indeterminate ones ([kv.Acks]).
+func acks(ops []Op) (acked, indeterminate []kv.Ack) { return kv.Acks(kvHistory(ops)) }
 
 // replicaObjects opens the stores of the members (their processes
 // stopped) and returns, for every key, the objects its home replicas

@@ -51,7 +51,7 @@
 //   - no acknowledged write lost, no deleted value back, every key's
 //     home replicas identical after heal and repair: [kv.Check], with
 //     every write whose request failed as indeterminate;
-//   - no stale read: a read includes every acknowledged put that finished
+//   - no stale read ([kv.CheckReads]): a read includes every acknowledged put that finished
 //     before it began, unless a write invoked before the read completed
 //     had that put's dot in its context (it may have replaced it), and
 //     returns no value that an acknowledged write finished before it

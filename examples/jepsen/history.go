@@ -2,9 +2,7 @@ package jepsen
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -15,17 +13,15 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-// Kind is an operation's kind.
-type Kind uint8
+// Kind is an operation's kind, as package kv's checks know it.
+type Kind = kv.OpKind
 
 // The operations a client runs.
 const (
-	Read Kind = iota
-	Put
-	Delete
+	Read   = kv.OpGet
+	Put    = kv.OpPut
+	Delete = kv.OpDelete
 )
-
-func (k Kind) String() string { return [...]string{"read", "put", "delete"}[k] }
 
 // Op is one operation of the history, as a client saw it: invocation
 // and completion times (since the run began), the node it went to, and
@@ -150,41 +146,14 @@ func (c *client) do(ctx context.Context, o Op, addr string) Op {
 	return o
 }
 
-// outcome reads resp into o.
+// outcome reads resp into o ([kv.Op.Record]).
 func (c *client) outcome(o *Op, resp *http.Response) error {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, kv.MaxValueLen+1<<20))
-	if err != nil {
-		return err
+	k := kv.Op{Kind: o.Kind}
+	err := k.Record(resp)
+	if o.Kind == Read {
+		o.Values, o.Context = k.Values, k.Context
+	} else {
+		o.Dot = k.Dot
 	}
-	if h := resp.Header.Get(kv.HeaderDot); h != "" && o.Kind != Read {
-		if o.Dot, err = kv.DecodeDot(h); err != nil {
-			return err
-		}
-	}
-	var rctx vclock.VClock
-	if h := resp.Header.Get(kv.HeaderContext); h != "" {
-		if rctx, err = kv.DecodeContext(h); err != nil {
-			return err
-		}
-	}
-	switch {
-	case o.Kind != Read && resp.StatusCode == http.StatusNoContent:
-		return nil
-	case o.Kind != Read:
-	case resp.StatusCode == http.StatusOK:
-		o.Values, o.Context = [][]byte{body}, rctx
-		return nil
-	case resp.StatusCode == http.StatusNotFound:
-		o.Context = rctx
-		return nil
-	case resp.StatusCode == http.StatusMultipleChoices:
-		var s struct{ Siblings [][]byte }
-		if err := json.Unmarshal(body, &s); err != nil {
-			return fmt.Errorf("siblings: %w", err)
-		}
-		o.Values, o.Context = s.Siblings, rctx
-		return nil
-	}
-	msg, _, _ := strings.Cut(string(body), "\n")
-	return fmt.Errorf("%s: %s", resp.Status, msg)
+	return err
 }

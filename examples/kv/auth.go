@@ -1,13 +1,16 @@
 package kv
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +42,82 @@ const AuthWindow = time.Minute
 // authenticator under the cluster key, and by [HTTPTransport.Call] when
 // the receiver refused one.
 var ErrUnauthenticated = errors.New("kv: replica RPC not authenticated")
+
+// MaxClusterKeys bounds the cluster keys a node holds at once: every
+// replica RPC's MAC and every gossip packet may be tried under each.
+const MaxClusterKeys = 8
+
+// ClusterKeys is the set of cluster keys a node holds, for a rolling
+// rotation: replica RPCs are signed with the primary key and accepted
+// under any key of the set, and [Server.SetClusterKeys] changes the set
+// while the node runs. A rotation that never partitions the cluster:
+// add the new key on every node, then make it primary on every node,
+// then remove the old one. It is safe for concurrent use; create it with
+// [NewClusterKeys].
+type ClusterKeys struct {
+	keys atomic.Pointer[[][]byte] // the primary first
+}
+
+// NewClusterKeys returns the set of primary and others. It returns the
+// errors of [ClusterKeys.Set].
+func NewClusterKeys(primary []byte, others ...[]byte) (*ClusterKeys, error) {
+	k := &ClusterKeys{}
+	if err := k.Set(primary, others...); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Set replaces the set with primary and others, or returns an error and
+// changes nothing: for a key shorter than [MinClusterKeyLen], a key
+// given twice, or more than [MaxClusterKeys] keys. It keeps copies.
+func (k *ClusterKeys) Set(primary []byte, others ...[]byte) error {
+	keys := make([][]byte, 0, 1+len(others))
+	for i, key := range append([][]byte{primary}, others...) {
+		if err := checkClusterKey(key); err != nil {
+			return fmt.Errorf("key %d: %w", i+1, err)
+		}
+		if j := slices.IndexFunc(keys, func(o []byte) bool { return bytes.Equal(o, key) }); j >= 0 {
+			return fmt.Errorf("kv: cluster key %d repeats key %d", i+1, j+1)
+		}
+		keys = append(keys, bytes.Clone(key))
+	}
+	if len(keys) > MaxClusterKeys {
+		return fmt.Errorf("kv: %d cluster keys, want at most %d", len(keys), MaxClusterKeys)
+	}
+	k.keys.Store(&keys)
+	return nil
+}
+
+// Primary returns the key that signs, nil for a nil set. The caller must
+// not change it.
+func (k *ClusterKeys) Primary() []byte {
+	if k == nil {
+		return nil
+	}
+	return (*k.keys.Load())[0]
+}
+
+// all returns the keys, the primary first, nil for a nil set. The caller
+// must not change them.
+func (k *ClusterKeys) all() [][]byte {
+	if k == nil {
+		return nil
+	}
+	return *k.keys.Load()
+}
+
+// fixedKeys is the set of the one key, unchecked (nil for nil): the
+// keys of a transport or API configured with a single key.
+func fixedKeys(key []byte) *ClusterKeys {
+	if key == nil {
+		return nil
+	}
+	k := &ClusterKeys{}
+	keys := [][]byte{key}
+	k.keys.Store(&keys)
+	return k
+}
 
 // checkClusterKey returns an error for a key too short to be a secret.
 func checkClusterKey(key []byte) error {
@@ -78,7 +157,7 @@ func mac(key []byte, signed string) []byte {
 // authenticate checks the HeaderAuth value auth of body under key at now;
 // errors wrap [ErrUnauthenticated].
 func authenticate(key []byte, auth string, body []byte, now time.Time) error {
-	a, err := parseAuth(key, auth, now)
+	a, err := parseAuth([][]byte{key}, auth, now)
 	if err == nil {
 		err = a.check(body)
 	}
@@ -92,11 +171,11 @@ type parsedAuth struct {
 	digest [sha256.Size]byte
 }
 
-// parseAuth checks the HeaderAuth value auth under key at now, which
+// parseAuth checks the HeaderAuth value auth under keys at now, which
 // needs no body: its time is within AuthWindow of now and its MAC is
-// right. It returns the body length and digest the sender declared;
-// errors wrap [ErrUnauthenticated].
-func parseAuth(key []byte, auth string, now time.Time) (parsedAuth, error) {
+// right under one of the keys. It returns the body length and digest the
+// sender declared; errors wrap [ErrUnauthenticated].
+func parseAuth(keys [][]byte, auth string, now time.Time) (parsedAuth, error) {
 	i := strings.LastIndexByte(auth, '.')
 	if i < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
@@ -114,7 +193,7 @@ func parseAuth(key []byte, auth string, now time.Time) (parsedAuth, error) {
 		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
 	sum, err := hex.DecodeString(hexSum)
-	if err != nil || len(sum) != sha256.Size || !hmac.Equal(sum, mac(key, signed)) {
+	if err != nil || len(sum) != sha256.Size || !slices.ContainsFunc(keys, func(key []byte) bool { return hmac.Equal(sum, mac(key, signed)) }) {
 		return parsedAuth{}, fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
 	}
 	// Past the MAC, the fields are a node's own.

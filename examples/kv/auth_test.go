@@ -6,10 +6,14 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/distkit/distkit/detector/swim"
 	"github.com/distkit/distkit/quorum"
+	"github.com/distkit/distkit/ring"
 )
 
 func TestAuthenticate(t *testing.T) {
@@ -267,5 +272,189 @@ func TestBodyTimeout(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("a stalled body: %d, want 408", resp.StatusCode)
+	}
+}
+
+// A set of cluster keys refuses a short key, a repeated one and too
+// many, changing nothing; the primary is the first.
+func TestClusterKeysSet(t *testing.T) {
+	a, b := []byte("the first key of the set"), []byte("the second key of the set")
+	k, err := NewClusterKeys(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := make([][]byte, MaxClusterKeys)
+	for i := range many {
+		many[i] = fmt.Appendf(nil, "a key of sixteen bytes or more %d", i)
+	}
+	for name, keys := range map[string][][]byte{"short": {a, []byte("short")}, "repeated": {b, a, b}, "too many": append([][]byte{b}, many...), "empty": {nil}} {
+		if err := k.Set(keys[0], keys[1:]...); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if !bytes.Equal(k.Primary(), a) || len(k.all()) != 2 {
+			t.Errorf("%s: the set changed to %q", name, k.all())
+		}
+	}
+	if err := k.Set(many[0], many[1:]...); err != nil {
+		t.Fatalf("%d keys: %v", MaxClusterKeys, err)
+	}
+}
+
+// A rolling rotation over HTTP: while both keys are installed, calls
+// signed under either are served; once the old key is removed, a call
+// under it is refused as ErrUnauthenticated; the transport signs with the
+// primary at the time of the call.
+func TestClusterKeysRotation(t *testing.T) {
+	old, next := []byte("the old key of the cluster"), []byte("the new key of the cluster")
+	served, err := NewClusterKeys(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(API(nodeOf(t, &HTTPTransport{}), APIConfig{Keys: served}))
+	defer srv.Close()
+	req, err := (&request{Op: opRead, Key: []byte("k")}).marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signing, err := NewClusterKeys(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := &HTTPTransport{Keys: signing}
+	caller.SetAddr("x", srv.Listener.Addr().String())
+	call := func() error { _, err := caller.Call(context.Background(), "x", req); return err }
+	if err := call(); err != nil {
+		t.Fatalf("under the old key: %v", err)
+	}
+	// The caller switches first: refused until the server installs the key.
+	if err := signing.Set(next, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("under a key the server lacks: %v", err)
+	}
+	if err := served.Set(old, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("under the added key: %v", err)
+	}
+	if err := served.Set(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("under the new primary: %v", err)
+	}
+	if err := signing.Set(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("under the removed key: %v, want ErrUnauthenticated", err)
+	}
+}
+
+// nodeOf returns a one-node Node over tr.
+func nodeOf(t *testing.T, tr Transport) *Node {
+	t.Helper()
+	r, err := ring.New([]ring.Node{{ID: "x"}}, ring.Config{VNodes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(filepath.Join(t.TempDir(), "x.db"), StoreConfig{Tree: testTree, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	n, err := NewNode(NodeConfig{ID: "x", Ring: r, Store: s, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// SetClusterKeys keeps the gossip keyring in step with the RPC keys: the
+// new keys are installed, the primary switched and the others removed;
+// a bad set changes nothing, and a server without a key refuses.
+func TestServerSetClusterKeys(t *testing.T) {
+	old, next := []byte("the old key of the cluster"), []byte("the new key of the cluster")
+	s, err := StartServer(ServerConfig{ID: "n1", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir(), ClusterKey: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	gossip := func() [][]byte { return s.keyring.Keys() }
+	for _, step := range []struct {
+		keys [][]byte
+		ok   bool
+	}{
+		{[][]byte{old, next}, true},
+		{[][]byte{next, old}, true},
+		{[][]byte{next, []byte("junk")}, false},
+		{[][]byte{next}, true},
+	} {
+		before := gossip()
+		err := s.SetClusterKeys(step.keys[0], step.keys[1:]...)
+		if (err == nil) != step.ok {
+			t.Fatalf("SetClusterKeys(%q): %v", step.keys, err)
+		}
+		want := step.keys
+		if !step.ok {
+			if !slices.EqualFunc(gossip(), before, bytes.Equal) {
+				t.Fatalf("a refused set changed the gossip keys")
+			}
+			continue
+		}
+		var wantGossip [][]byte
+		for _, k := range want {
+			wantGossip = append(wantGossip, GossipKey(k))
+		}
+		if got := gossip(); !bytes.Equal(got[0], wantGossip[0]) || len(got) != len(wantGossip) {
+			t.Fatalf("after SetClusterKeys(%q): %d gossip keys, primary right %v", step.keys, len(got), bytes.Equal(got[0], wantGossip[0]))
+		}
+		if !slices.EqualFunc(s.keys.all(), want, bytes.Equal) {
+			t.Fatalf("RPC keys %q, want %q", s.keys.all(), want)
+		}
+	}
+	plain, err := StartServer(ServerConfig{ID: "n2", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Shutdown(context.Background())
+	if err := plain.SetClusterKeys(next); !errors.Is(err, ErrNoClusterKey) {
+		t.Fatalf("SetClusterKeys on an unkeyed server: %v", err)
+	}
+}
+
+// The cost of checking an RPC's authenticator when its key is the last
+// of 1 or MaxClusterKeys installed keys (the worst case of a rotation).
+func BenchmarkParseAuth(b *testing.B) {
+	for _, n := range []int{1, MaxClusterKeys} {
+		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) {
+			keys := make([][]byte, n)
+			for i := range keys {
+				keys[i] = fmt.Appendf(nil, "a cluster key of the benchmark %d", i)
+			}
+			now := time.Now()
+			auth := authenticator(keys[n-1], now, make([]byte, 1024))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseAuth(keys, auth, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// CheckReads over a linearizable history of 8 clients, 16 keys and
+// 20,000 operations.
+func BenchmarkCheckReads(b *testing.B) {
+	h := linearizableHistory(rand.New(rand.NewPCG(1, 2)), 8, 2500, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := CheckReads(h); len(s) != 0 {
+			b.Fatalf("%d stale reads", len(s))
+		}
 	}
 }

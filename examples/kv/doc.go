@@ -35,7 +35,10 @@
 // the node on Prometheus' client library with labels bounded by the
 // routes, the methods and the ring's members. [Check] is the
 // verdict over a finished run: no acknowledged write lost, every key's
-// replicas identical.
+// replicas identical; [CheckReads] checks the reads of a client history
+// ([Op], recorded from the API's answers with [Op.Record]): each returned
+// every write acknowledged before it began that nothing could have
+// replaced since.
 //
 // # Who owns what
 //
@@ -151,19 +154,26 @@
 //     plus at most msgpack's 1 MiB read chunk.
 //   - Authentication: with a cluster key ([ServerConfig.ClusterKey]),
 //     a node serves a replica RPC only with an HMAC-SHA256 of it under
-//     the key, dated within [AuthWindow] of its clock (a recorded RPC
-//     replays within it: keep ReapAfter above it); without one, keep
-//     the nodes' addresses private. Requests are not encrypted.
-//     SWIM's packets are then sealed (AES-256-GCM, swim.Keyring) under
-//     [GossipKey] of the cluster key, with [ServerConfig.ClusterName] as
-//     their label: a packet that does not open is dropped and counted
-//     (kv_gossip_packets_unopened_total in /metrics), so no member, no
-//     replica address and no ring change comes from a process without
-//     the key, and clusters of other names never merge.
-//     the nodes' addresses private. Requests are not encrypted. The
-//     authenticator covers the body's length and digest, so it is
-//     checked before the body is read: a sender without the key makes
-//     a node read nothing.
+//     one of its keys ([ClusterKeys]: it signs with the primary and
+//     accepts any), dated within [AuthWindow] of its clock (a recorded
+//     RPC replays within it: keep ReapAfter above it); without one, keep
+//     the nodes' addresses private. The authenticator covers the body's
+//     length and digest, so it is checked before the body is read: a
+//     sender without the key makes a node read nothing. SWIM's packets
+//     are then sealed (AES-256-GCM, swim.Keyring) under [GossipKey] of
+//     the primary and opened under that of any key, with
+//     [ServerConfig.ClusterName] as their label: a packet that does not
+//     open is dropped and counted (kv_gossip_packets_unopened_total in
+//     /metrics), so no member, no replica address and no ring change
+//     comes from a process without a key, and clusters of other names
+//     never merge. [Server.SetClusterKeys] rotates the keys at runtime
+//     without a partition: add the new key everywhere, make it primary
+//     everywhere, remove the old one.
+//   - Encryption: with [ServerConfig.TLS] ([PeerTLS]), a node serves its
+//     API over TLS 1.3 and speaks mutual TLS with its peers: a replica
+//     RPC is served only to a peer whose certificate chains to the
+//     cluster's CA, and a node verifies its peers' certificates against
+//     the CA and their address. Without it, requests are not encrypted.
 //   - Hostile clients: a write's context counts only as far as its
 //     coordinator's copy of the key has seen it (after catching up from
 //     the other home replicas): writers that copy never saw are pruned

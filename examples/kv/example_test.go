@@ -113,3 +113,19 @@ func ExampleAPI() {
 	// PUT "paid" -> 204
 	// replayed: true
 }
+
+// A client history with a stale read: the second get began after the put
+// was acknowledged, and nothing could have replaced it, yet it missed it.
+func ExampleCheckReads() {
+	dot := vclock.Dot{ID: "n1", Counter: 1}
+	history := []kv.Op{
+		{Kind: kv.OpPut, Key: "k", Value: []byte("a"), Invoke: 0, Complete: 10, OK: true, Dot: dot},
+		{Kind: kv.OpGet, Key: "k", Invoke: 5, Complete: 20, OK: true},                                 // concurrent: may miss it
+		{Kind: kv.OpGet, Key: "k", Invoke: 15, Complete: 25, OK: true},                                // stale
+		{Kind: kv.OpGet, Key: "k", Invoke: 15, Complete: 25, OK: true, Values: [][]byte{[]byte("a")}}, // fine
+	}
+	for _, s := range kv.CheckReads(history) {
+		fmt.Printf("get %d missed put %d (back %v)\n", s.Read, s.Write, s.Back)
+	}
+	// Output: get 2 missed put 0 (back false)
+}

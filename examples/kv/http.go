@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,12 @@ type HTTPTransport struct {
 	// Key, when set, is the cluster key every call is authenticated with
 	// ([HeaderAuth]); the receivers' [APIConfig.ClusterKey] must match.
 	Key []byte
+	// Keys, when set, replaces Key: calls are authenticated with its
+	// primary key at the time of the call.
+	Keys *ClusterKeys
+	// TLS makes calls use https; the Client then presents the node's
+	// certificate and verifies the peers' ([PeerTLS]).
+	TLS bool
 
 	mu    sync.RWMutex
 	addrs map[string]string // node ID → host:port
@@ -79,7 +86,8 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 }
 
 // Call POSTs req to node to and returns the response body. An error of
-// dialling wraps [ErrNotDelivered]. A status other
+// dialling, or of verifying the peer's certificate, wraps
+// [ErrNotDelivered]: the request was not sent. A status other
 // than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
 // for 422, the node's answer to a write that reused an idempotency key,
 // [ErrUnauthenticated] for 401, its answer to a call without the cluster
@@ -92,21 +100,32 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if !ok {
 		return nil, fmt.Errorf("kv: no address for node %q", to)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+rpcPath, bytes.NewReader(req))
+	scheme := "http://"
+	if t.TLS {
+		scheme = "https://"
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+rpcPath, bytes.NewReader(req))
 	if err != nil {
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/msgpack")
-	if t.Key != nil {
-		hr.Header.Set(HeaderAuth, authenticator(t.Key, time.Now(), req))
+	key := t.Key
+	if t.Keys != nil {
+		key = t.Keys.Primary()
+	}
+	if key != nil {
+		hr.Header.Set(HeaderAuth, authenticator(key, time.Now(), req))
 	}
 	c := t.Client
 	if c == nil {
 		c = http.DefaultClient
 	}
 	resp, err := c.Do(hr)
-	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
-		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err) // no connection, no request
+	// No connection, or a peer whose certificate this node refused during
+	// the handshake: the request was never sent.
+	op, cert := (*net.OpError)(nil), (*tls.CertificateVerificationError)(nil)
+	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &cert) {
+		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
 	}
 	if err != nil {
 		return nil, err
@@ -172,9 +191,17 @@ type APIConfig struct {
 	// ([HeaderAuth], from an [HTTPTransport] with the same Key), and is
 	// otherwise refused with 401. nil: replica RPCs are served to anyone
 	// who can reach /internal/rpc, so keep it on a private network. The
-	// key authenticates requests; it does not encrypt them (put TLS in
-	// front of the listeners for that).
+	// key authenticates requests; it does not encrypt them (serve over
+	// TLS with PeerCertificates for that, as [ServerConfig.TLS] does).
 	ClusterKey []byte
+	// Keys, when set, replaces ClusterKey: a replica RPC is served with
+	// a valid authenticator under any of its keys at the time.
+	Keys *ClusterKeys
+	// PeerCertificates, when set, serves a replica RPC only on a TLS
+	// connection whose client presented a certificate verified against
+	// the listener's client CAs ([PeerTLS]); any other is refused with
+	// 401. It adds to ClusterKey and Keys, which still apply.
+	PeerCertificates bool
 	// Limits bound what a client or an unauthenticated sender may make
 	// the node do; zero fields take the defaults.
 	Limits Limits
@@ -244,6 +271,9 @@ func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
 // cfg.Metrics, /metrics. Every error response is a [Problem].
 func API(n *Node, cfg APIConfig) http.Handler {
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.Keys == nil {
+		cfg.Keys = fixedKeys(cfg.ClusterKey)
+	}
 	a := &api{n: n, cfg: cfg}
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
@@ -280,14 +310,19 @@ type api struct {
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.PeerCertificates && !peerVerified(r) {
+		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
+		return
+	}
 	limit := int64(MaxRPCLen)
 	var auth parsedAuth
-	if a.cfg.ClusterKey != nil {
-		// A request without a current authenticator under the key is
+	keys := a.cfg.Keys.all()
+	if keys != nil {
+		// A request without a current authenticator under a key is
 		// refused before its body is read; one with it is read up to the
 		// length it declared, no further.
 		var err error
-		if auth, err = parseAuth(a.cfg.ClusterKey, r.Header.Get(HeaderAuth), time.Now()); err != nil {
+		if auth, err = parseAuth(keys, r.Header.Get(HeaderAuth), time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -301,7 +336,7 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if a.cfg.ClusterKey != nil {
+	if keys != nil {
 		if err := auth.check(req); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return

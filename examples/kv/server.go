@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,18 +75,31 @@ type ServerConfig struct {
 	// ([GossipKey]) and the cluster's name, so membership and every
 	// replica address come only from nodes holding the key: a packet
 	// from anyone else is dropped and counted (kv_gossip_* in /metrics).
-	// Nodes with and without a key, or with different keys or names, do
-	// not see each other: set the key on every node of a cluster at once
-	// (a node restarted with it alone joins no one, and the others take
-	// it for failed). To change it, restart every node with the new key.
+	// Nodes with and without a key, or with no key in common, or with
+	// different names, do not see each other: set the key on every node
+	// of a cluster at once (a node restarted with it alone joins no one,
+	// and the others take it for failed). To change it without a
+	// partition, rotate it at runtime with [Server.SetClusterKeys].
 	// nil: neither RPCs nor gossip are authenticated.
 	ClusterKey []byte
+	// OtherClusterKeys are accepted besides ClusterKey, the primary, which
+	// alone signs RPCs and seals gossip (see [ClusterKeys]); at most
+	// MaxClusterKeys keys in all. Used only with a ClusterKey.
+	OtherClusterKeys [][]byte
 	// ClusterName names the cluster in its sealed gossip (swim's
 	// Config.Label), so two clusters sharing a key never merge; at most
 	// 128 bytes. Empty: "kv". Used only with a ClusterKey.
 	ClusterName string
 	// Limits are the HTTP API's bounds on clients ([APIConfig.Limits]).
 	Limits Limits
+	// TLS, when set, makes the node serve its HTTP API over TLS and
+	// speak mutual TLS with its peers ([PeerTLS]): replica RPCs are
+	// served only to peers whose certificate chains to the CA. The
+	// cluster key, if any, still authenticates every RPC too. With TLS,
+	// Client's Transport, if set, must be an *http.Transport; the server
+	// uses a copy of it with the node's certificate. Members' addresses
+	// must be names or IP addresses that their certificates hold.
+	TLS *PeerTLS
 }
 
 // pushPullProbes is SWIM's push-pull period in probe intervals.
@@ -99,7 +114,11 @@ func swimConfig(cfg ServerConfig, addr string, meta []byte) (swim.Config, error)
 	c := swim.Config{ID: cfg.ID, Addr: addr, Meta: meta, Seeds: cfg.Join,
 		ProbeInterval: interval, ProbeTimeout: interval / 2, PushPullInterval: pushPullProbes * interval}
 	if cfg.ClusterKey != nil {
-		kr, err := swim.NewKeyring(GossipKey(cfg.ClusterKey))
+		var others [][]byte
+		for _, k := range cfg.OtherClusterKeys {
+			others = append(others, GossipKey(k))
+		}
+		kr, err := swim.NewKeyring(GossipKey(cfg.ClusterKey), others...)
 		if err != nil {
 			return swim.Config{}, err
 		}
@@ -120,6 +139,9 @@ type Server struct {
 	swim    *swim.Node
 	metrics *Metrics
 	tr      *HTTPTransport
+	keys    *ClusterKeys  // nil without a cluster key
+	keyring *swim.Keyring // gossip's, under the keys' GossipKeys
+	keysMu  sync.Mutex    // serialises SetClusterKeys
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the events, maintenance and HTTP goroutines
@@ -218,8 +240,9 @@ func (s *Server) probeDisk(ctx context.Context) {
 // [MinClusterKeyLen]. Idempotency keys are recorded durably in the store's file
 // ([IdempotencyStore]) and kept for the Guard's default retention.
 func StartServer(cfg ServerConfig) (s *Server, err error) {
+	var keys *ClusterKeys
 	if cfg.ClusterKey != nil {
-		if err := checkClusterKey(cfg.ClusterKey); err != nil {
+		if keys, err = NewClusterKeys(cfg.ClusterKey, cfg.OtherClusterKeys...); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +255,12 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second}
 	}
-	tr := &HTTPTransport{Client: client, Key: cfg.ClusterKey}
+	if cfg.TLS != nil {
+		if client, err = cfg.TLS.client(client); err != nil {
+			return nil, err
+		}
+	}
+	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil}
 	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
 		if m.ID != cfg.ID {
@@ -247,7 +275,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Server{metrics: &Metrics{}, tr: tr, log: log}
+	s = &Server{metrics: &Metrics{}, tr: tr, keys: keys, log: log}
 	cfg.Store.OnCommit = s.metrics.ObserveCommit
 	var closers []func() error // undone in reverse on failure
 	defer func() {
@@ -266,6 +294,9 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.ln.Close)
+	if cfg.TLS != nil {
+		s.ln = tls.NewListener(s.ln, cfg.TLS.serverConfig())
+	}
 	if s.udp, err = swim.ListenUDP(cfg.Gossip); err != nil {
 		return nil, err
 	}
@@ -278,6 +309,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.keyring = swimCfg.Keyring
 	core, err := swim.New(swimCfg, time.Now())
 	if err != nil {
 		return nil, err
@@ -303,7 +335,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, ClusterKey: cfg.ClusterKey, Limits: cfg.Limits, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Keys: keys, Limits: cfg.Limits, PeerCertificates: cfg.TLS != nil, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
@@ -330,7 +362,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		s.wg.Go(func() { s.warnUnjoined(ctx, log, cfg.Join, joinGrace*cmp.Or(cfg.ProbeInterval, time.Second)) })
 	}
 	s.ready.Store(true)
-	log.Info("serving", "addr", s.ln.Addr().String(), "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
+	log.Info("serving", "addr", s.ln.Addr().String(), "tls", cfg.TLS != nil, "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
 	return s, nil
 }
 
@@ -441,6 +473,50 @@ func ids(r *ring.Ring) []string {
 		out = append(out, n.ID)
 	}
 	return out
+}
+
+// ErrNoClusterKey is returned by [Server.SetClusterKeys] on a server
+// started without a cluster key.
+var ErrNoClusterKey = errors.New("kv: the server was started without a cluster key")
+
+// SetClusterKeys replaces the server's cluster keys while it runs: primary
+// signs its replica RPCs and seals its gossip from now on, and RPCs and
+// gossip under any of primary and others are accepted. Gossip keys not
+// yet installed are added before the primary switches, and the keys no
+// longer wanted are removed last, so no packet in flight under a key
+// kept is refused. It returns [ErrNoClusterKey] on a server started
+// without a key (one cannot be added to a running unkeyed cluster), and
+// the errors of [ClusterKeys.Set], changing nothing.
+func (s *Server) SetClusterKeys(primary []byte, others ...[]byte) error {
+	if s.keys == nil {
+		return ErrNoClusterKey
+	}
+	next, err := NewClusterKeys(primary, others...)
+	if err != nil {
+		return err
+	}
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	var gossip [][]byte
+	for _, k := range next.all() {
+		g := GossipKey(k)
+		gossip = append(gossip, g)
+		if err := s.keyring.AddKey(g); err != nil {
+			return err // a GossipKey is always of the keyring's size
+		}
+	}
+	if err := s.keyring.UseKey(gossip[0]); err != nil {
+		return err
+	}
+	s.keys.keys.Store(next.keys.Load())
+	for _, g := range s.keyring.Keys() {
+		if !slices.ContainsFunc(gossip, func(w []byte) bool { return bytes.Equal(w, g) }) {
+			if err := s.keyring.RemoveKey(g); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Node returns the server's node.

@@ -13,12 +13,37 @@
 //	    -join 127.0.0.1:7101
 //
 // With -cluster-key-file, the nodes authenticate their replica RPCs with
-// the secret in that file (the same on every node), and seal their gossip
-// with a key derived from it and the -cluster-name, so that membership
-// and replica addresses come only from nodes holding the key; gossip
-// packets refused are counted in /metrics (kv_gossip_*). Without it, keep
-// their HTTP and gossip addresses on a private network. -reap-after sets how long a
-// deleted key's tombstone stays once every replica holds it.
+// a secret in that file, and seal their gossip with a key derived from it
+// and the -cluster-name, so that membership and replica addresses come
+// only from nodes holding the key; gossip packets refused are counted in
+// /metrics (kv_gossip_*). Without it, keep their HTTP and gossip
+// addresses on a private network. The file holds one key per line, each
+// at least 16 bytes once surrounding whitespace is dropped; blank lines
+// and lines starting with # are skipped. The first key is the primary: it
+// signs RPCs and seals gossip; every key in the file is accepted (at most
+// 8). On SIGHUP the node re-reads the file and switches to its keys; if
+// the file cannot be read or holds a bad line, it keeps the keys it has
+// and logs an error. A rotation without a partition takes three rounds,
+// each a SIGHUP on every node: append the new key to every file; move it
+// to the first line everywhere; delete the old key's line everywhere:
+//
+//	# round 1           # round 2           # round 3
+//	old-secret-key-1    new-secret-key-2    new-secret-key-2
+//	new-secret-key-2    old-secret-key-1
+//
+// With -tls-cert, -tls-key and -tls-ca, the node serves its HTTP API
+// over TLS (1.3) and speaks mutual TLS with the other nodes: a replica
+// RPC is served only to a peer whose certificate chains to the CA, and
+// the node verifies its peers' certificates against the CA and their
+// -peers or gossiped address, so each node's certificate must be issued
+// for both server and client authentication and name its -listen host
+// (IP or DNS). Clients of the key-value API need no certificate. A key
+// file, if given too, still authenticates every RPC; without one,
+// gossip (UDP; SWIM has no TCP part) stays unauthenticated, so use
+// -cluster-key-file as well to keep membership to the cluster's nodes.
+//
+// -reap-after sets how long a deleted key's tombstone stays once every
+// replica holds it.
 // -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
 //
@@ -52,6 +77,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -94,7 +121,7 @@ func run(args []string) error {
 	r := fs.Int("r", 2, "read quorum")
 	w := fs.Int("w", 2, "write quorum")
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
-	keyFile := fs.String("cluster-key-file", "", "file holding the secret the cluster's nodes share to authenticate replica RPCs (at least 16 bytes; surrounding whitespace is ignored); empty: RPCs unauthenticated")
+	keyFile := fs.String("cluster-key-file", "", "file of the secrets the cluster's nodes share to authenticate replica RPCs and seal gossip: one key per line (at least 16 bytes each, surrounding whitespace dropped; blank and # lines skipped), the first signing, all accepted; re-read on SIGHUP; empty: RPCs unauthenticated")
 	clusterName := fs.String("cluster-name", "kv", "the cluster's name, authenticated in its gossip with -cluster-key-file, so two clusters sharing a key never merge")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
@@ -114,6 +141,9 @@ func run(args []string) error {
 	fs.Var(byteSize{&repair.PageBytes}, "repair-page-bytes", "most bytes of keys and objects in one page of an exchange, rebalance or handover")
 	fs.DurationVar(&repair.ProgressEvery, "progress-every", kv.DefaultProgressLog, "how often a running exchange, rebalance or handover logs its progress")
 	antiEntropyEvery := fs.Duration("anti-entropy-every", kv.DefaultAntiEntropyEvery, "how often an anti-entropy exchange starts with the next live node")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate of this node, issued by -tls-ca for server and client authentication and naming its -listen host: serve HTTPS and speak mutual TLS with the other nodes (with -tls-key and -tls-ca)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
+	tlsCA := fs.String("tls-ca", "", "PEM certificate of the cluster's CA: peers' certificates must chain to it")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "the least severe level logged: debug (each failed copy of a write), info, warn or error")
@@ -143,18 +173,34 @@ func run(args []string) error {
 			*zone = members[i].Zone
 		}
 	}
-	var clusterKey []byte
+	var keys [][]byte
 	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return fmt.Errorf("-cluster-key-file: %w", err)
-		}
 		// Checked here, not only by StartServer: a blank file must not
 		// leave the key unset, which would serve RPCs unauthenticated.
-		if clusterKey = bytes.TrimSpace(b); len(clusterKey) < kv.MinClusterKeyLen {
-			return fmt.Errorf("-cluster-key-file %s: a key of %d bytes (without surrounding whitespace), want at least %d",
-				*keyFile, len(clusterKey), kv.MinClusterKeyLen)
+		if keys, err = readClusterKeys(*keyFile); err != nil {
+			return err
 		}
+	}
+	var primary []byte
+	var others [][]byte
+	if len(keys) > 0 {
+		primary, others = keys[0], keys[1:]
+	}
+	var peerTLS *kv.PeerTLS
+	set := 0
+	for _, f := range []string{*tlsCert, *tlsKey, *tlsCA} {
+		if f != "" {
+			set++
+		}
+	}
+	switch set {
+	case 0:
+	case 3:
+		if peerTLS, err = kv.LoadPeerTLS(*tlsCert, *tlsKey, *tlsCA); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-tls-cert, -tls-key and -tls-ca go together: %d of 3 set", set)
 	}
 	log := newLogger(os.Stderr, level)
 	srv, err := kv.StartServer(kv.ServerConfig{
@@ -162,17 +208,27 @@ func run(args []string) error {
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
 		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
 		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery, AntiEntropyEvery: *antiEntropyEvery},
-		ClusterKey: clusterKey, ClusterName: *clusterName,
+		ClusterKey: primary, OtherClusterKeys: others, ClusterName: *clusterName,
 		ProbeInterval: *probeInterval,
 		Limits:        limits,
 		Repair:        repair,
+		TLS:           peerTLS,
 	})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			reloadKeys(srv, *keyFile, log)
+		}
+	}
 	stop() // a second signal kills the process: a hard stop, which loses nothing acknowledged
 	log.Info("shutting down")
 	shutdown, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
@@ -203,6 +259,78 @@ func (b byteSize) Set(s string) error {
 	}
 	*b.n = int(n * float64(unit))
 	return nil
+}
+
+// readClusterKeys reads a -cluster-key-file ([parseClusterKeys]); its
+// errors name the file.
+func readClusterKeys(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cluster-key-file: %w", err)
+	}
+	keys, err := parseClusterKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("-cluster-key-file %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// parseClusterKeys parses the keys of a key file: one key per line, the
+// first the primary; surrounding whitespace is dropped, and blank lines
+// and lines starting with # are skipped. A key shorter than
+// kv.MinClusterKeyLen, a key given twice, no key or more than
+// kv.MaxClusterKeys are refused with an error naming the line, never the
+// key.
+func parseClusterKeys(b []byte) ([][]byte, error) {
+	var keys [][]byte
+	lines := map[string]int{} // key → its line
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		key := bytes.TrimSpace(line)
+		if len(key) == 0 || key[0] == '#' {
+			continue
+		}
+		if len(key) < kv.MinClusterKeyLen {
+			return nil, fmt.Errorf("line %d: a key of %d bytes (without surrounding whitespace), want at least %d",
+				i+1, len(key), kv.MinClusterKeyLen)
+		}
+		if j, dup := lines[string(key)]; dup {
+			return nil, fmt.Errorf("line %d repeats the key of line %d", i+1, j)
+		}
+		if len(keys) == kv.MaxClusterKeys {
+			return nil, fmt.Errorf("line %d: more than %d keys", i+1, kv.MaxClusterKeys)
+		}
+		lines[string(key)] = i + 1
+		keys = append(keys, key)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no key (a key of 0 bytes), want one of at least %d bytes per line", kv.MinClusterKeyLen)
+	}
+	return keys, nil
+}
+
+// reloadKeys re-reads the cluster keys from path and installs them in
+// srv; on any error it keeps the keys it has and logs why.
+func reloadKeys(srv *kv.Server, path string, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: no -cluster-key-file to reload")
+		return
+	}
+	keys, err := readClusterKeys(path)
+	if err == nil {
+		err = srv.SetClusterKeys(keys[0], keys[1:]...)
+	}
+	if err != nil {
+		log.Error("cluster keys not reloaded; the keys in use stay", "file", path, "err", err)
+		return
+	}
+	log.Info("cluster keys reloaded", "file", path, "keys", len(keys), "primary", fingerprint(keys[0]))
+}
+
+// fingerprint names a key in logs without revealing it: the first 8 hex
+// digits of its gossip key's SHA-256.
+func fingerprint(key []byte) string {
+	sum := sha256.Sum256(kv.GossipKey(key))
+	return hex.EncodeToString(sum[:4])
 }
 
 // splitList splits a comma-separated flag, dropping empty items.

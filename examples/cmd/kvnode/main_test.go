@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/detector/swim"
+	"github.com/distkit/distkit/examples/internal/testcert"
 	"github.com/distkit/distkit/examples/kv"
 	"github.com/distkit/distkit/vclock"
 )
@@ -161,12 +165,17 @@ func request(t *testing.T, method, url, body string) (int, string) {
 }
 
 // keyedCluster is three kvnode processes, n1 to n3, sharing a cluster
-// key, each with the others as its -peers and -join.
+// key (each node has its own copy of the key file), each with the others
+// as its -peers and -join.
 type keyedCluster struct {
 	ids, addrs, gossip []string
+	keyFiles           []string             // by node
 	args               func(i int) []string // the arguments of node i
 	procs              []*proc
 }
+
+// clusterSecret is the key a keyedCluster starts with.
+const clusterSecret = "a secret the three nodes share"
 
 // startKeyed starts a keyedCluster; the test's cleanup kills the
 // processes still running.
@@ -177,13 +186,15 @@ func startKeyed(t *testing.T) *keyedCluster {
 	for i, id := range c.ids {
 		peers = append(peers, fmt.Sprintf("%s=%s@z%d", id, c.addrs[i], i))
 	}
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte("a secret the three nodes share\n"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, id := range c.ids {
+		c.keyFiles = append(c.keyFiles, filepath.Join(dir, id+".key"))
+		if err := os.WriteFile(c.keyFiles[len(c.keyFiles)-1], []byte(clusterSecret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.args = func(i int) []string {
 		return []string{"-id", c.ids[i], "-data", dir + "/" + c.ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", keyFile}
+			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", c.keyFiles[i]}
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -593,4 +604,301 @@ func TestLogLevelAndDurations(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "log-level") {
 		t.Fatalf("-log-level loud: %v, want a refusal naming the flag", err)
 	}
+}
+
+// A rolling rotation of the cluster key with SIGHUP, node by node: add
+// the new key everywhere, make it primary everywhere, remove the old one.
+// A writer with w=3 (every node takes every write over authenticated
+// RPCs) runs throughout and never fails, no gossip packet is refused
+// (no partition), and the old key opens nothing at the end. A key file
+// with a junk line, or one that cannot be read, leaves a node on its keys
+// with an error logged.
+func TestKeyRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startKeyed(t)
+	const next = "the next secret of the three nodes"
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 10 * time.Second}
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/kv/r%d?w=3", c.addrs[k%3], k), strings.NewReader(fmt.Sprint("v", k)))
+			resp, err := client.Do(req)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					err = fmt.Errorf("PUT r%d: %s %s", k, resp.Status, b)
+				}
+			}
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				continue
+			}
+			ok.Add(1)
+		}
+	}()
+	// wrote waits until the writer has had n more writes acknowledged.
+	wrote := func(n int64) {
+		t.Helper()
+		want := ok.Load() + n
+		deadline := time.Now().Add(20 * time.Second)
+		for ok.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the writer is stuck: %d acknowledged, %d failed (%v)", ok.Load(), failed.Load(), firstErr.Load())
+			}
+			<-time.After(10 * time.Millisecond)
+		}
+	}
+	hup := func(i int, content string, log ...string) {
+		t.Helper()
+		if err := os.WriteFile(c.keyFiles[i], []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.procs[i].cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		c.procs[i].waitLog(t, log...)
+		wrote(5)
+	}
+	wrote(5)
+	for round, keys := range [][]string{{clusterSecret, next}, {next, clusterSecret}, {next}} {
+		for i := range c.ids {
+			hup(i, "# round "+fmt.Sprint(round+1)+"\n\n"+strings.Join(keys, "\n")+"\n", `"msg":"cluster keys reloaded"`, fmt.Sprintf(`"keys":%d`, len(keys)))
+		}
+	}
+	// Bad files: each node keeps the new key alone.
+	hup(0, next+"\njunk\n", `"level":"ERROR"`, `cluster keys not reloaded`, "line 2")
+	if err := os.Remove(c.keyFiles[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.procs[1].cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c.procs[1].waitLog(t, `"level":"ERROR"`, `cluster keys not reloaded`, "no such file")
+	wrote(5)
+	close(stop)
+	<-done
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d writes failed during the rotation, first: %v", n, n+ok.Load(), firstErr.Load())
+	}
+	for i := range c.ids {
+		if n := metric(t, c.addrs[i], "kv_gossip_packets_unopened_total"); n != 0 {
+			t.Errorf("%s refused %d gossip packets during the rotation", c.ids[i], n)
+		}
+	}
+	for key, want := range map[string]error{clusterSecret: kv.ErrUnauthenticated, next: nil} {
+		tr := &kv.HTTPTransport{Key: []byte(key)}
+		tr.SetAddr("n2", c.addrs[1])
+		_, err := tr.Call(t.Context(), "n2", []byte("not a request"))
+		if got := errors.Is(err, kv.ErrUnauthenticated); got != (want != nil) {
+			t.Errorf("an RPC under %q after the rotation: %v", key, err)
+		}
+	}
+	t.Logf("%d writes with w=3 acknowledged through the rotation, none failed; no gossip packet refused", ok.Load())
+}
+
+// tlsFiles writes a certificate for 127.0.0.1 issued by ca and valid
+// until notAfter, its key and the PEM of trust into dir, and returns the
+// kvnode flags naming them.
+func tlsFiles(t *testing.T, dir, name string, ca, trust *testcert.CA, notAfter time.Time) []string {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(name, notAfter, net.IPv4(127, 0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{}
+	for flag, b := range map[string][]byte{"-tls-cert": certPEM, "-tls-key": keyPEM, "-tls-ca": trust.PEM()} {
+		f := filepath.Join(dir, name+flag+".pem")
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, flag, f)
+	}
+	return args
+}
+
+// httpsClient trusts ca.
+func httpsClient(ca *testcert.CA) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM())
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// Three kvnode processes with certificates of one CA replicate over
+// mutual TLS (w=3 writes, r=3 reads, no cluster key). A fourth process
+// with a certificate of another CA, configured with the three as its
+// peers, has every replica RPC refused at the handshake, so its writes
+// fail and none reaches the three; an expired certificate of the right
+// CA and a plaintext call are refused as well.
+func TestMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	ca, err := testcert.NewCA("cluster CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := testcert.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, addrs, gossip := []string{"n1", "n2", "n3", "n4"}, freeAddrs(t, "tcp", 4), freeAddrs(t, "udp", 4)
+	var peers []string
+	for i, id := range ids {
+		peers = append(peers, fmt.Sprintf("%s=%s", id, addrs[i]))
+	}
+	hour := time.Now().Add(time.Hour)
+	var procs []*proc
+	t.Cleanup(func() {
+		for _, p := range procs {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	for i := range 3 {
+		procs = append(procs, start(t, addrs[i], append([]string{"-id", ids[i], "-data", filepath.Join(dir, ids[i]), "-gossip", gossip[i],
+			"-join", strings.Join(gossip[:3], ","), "-peers", strings.Join(peers[:3], ",")}, tlsFiles(t, dir, ids[i], ca, ca, hour)...)...))
+	}
+	procs = append(procs, start(t, addrs[3], append([]string{"-id", "n4", "-data", filepath.Join(dir, "n4"), "-gossip", gossip[3],
+		"-peers", strings.Join(peers, ",")}, tlsFiles(t, dir, "n4", foreign, foreign, hour)...)...))
+
+	client := httpsClient(ca)
+	do := func(c *http.Client, method, url, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for k := range 20 {
+		if code, body := do(client, "PUT", fmt.Sprintf("https://%s/kv/k%d?w=3", addrs[k%3], k), fmt.Sprint("v", k)); code != http.StatusNoContent {
+			t.Fatalf("PUT k%d over mutual TLS: %d %s", k, code, body)
+		}
+		if code, body := do(client, "GET", fmt.Sprintf("https://%s/kv/k%d?r=3", addrs[(k+1)%3], k), ""); code != http.StatusOK || body != fmt.Sprint("v", k) {
+			t.Fatalf("GET k%d over mutual TLS: %d %q", k, code, body)
+		}
+	}
+	// The impostor n4: its replica RPCs to n1-n3 are refused.
+	for k := range 5 {
+		code, body := do(httpsClient(foreign), "PUT", fmt.Sprintf("https://%s/kv/x%d?w=3", addrs[3], k), "forged")
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("PUT x%d through the node of another CA: %d %s, want 503", k, code, body)
+		}
+		if code, body := do(client, "GET", fmt.Sprintf("https://%s/kv/x%d?r=2", addrs[0], k), ""); code != http.StatusNotFound {
+			t.Fatalf("GET x%d from n1: %d %q: the node of another CA wrote it", k, code, body)
+		}
+	}
+	procs[0].waitLog(t, "TLS handshake error")
+	// Calls with another CA's certificate, an expired one, or in plaintext.
+	for name, args := range map[string][]string{
+		"another CA's certificate": tlsFiles(t, dir, "x1", foreign, ca, hour),
+		"an expired certificate":   tlsFiles(t, dir, "x2", ca, ca, time.Now().Add(-time.Minute)),
+		"a valid certificate":      tlsFiles(t, dir, "x3", ca, ca, hour),
+	} {
+		flags := map[string]string{}
+		for i := 0; i < len(args); i += 2 {
+			flags[args[i]] = args[i+1]
+		}
+		p, err := kv.LoadPeerTLS(flags["-tls-cert"], flags["-tls-key"], flags["-tls-ca"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.PEM())
+		tr := &kv.HTTPTransport{TLS: true, Client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{p.Certificate}, RootCAs: pool}}}}
+		tr.SetAddr("n2", addrs[1])
+		_, err = tr.Call(t.Context(), "n2", []byte("not a request"))
+		// A peer it trusts gets as far as the request's decoding.
+		if reached := err != nil && strings.Contains(err.Error(), "400 Bad Request"); reached != (name == "a valid certificate") {
+			t.Errorf("an RPC with %s: %v", name, err)
+		}
+	}
+	plain := &kv.HTTPTransport{}
+	plain.SetAddr("n2", addrs[1])
+	if _, err := plain.Call(t.Context(), "n2", []byte("not a request")); err == nil || !strings.Contains(err.Error(), "HTTP request to an HTTPS server") {
+		t.Errorf("a plaintext RPC: %v", err)
+	}
+}
+
+// The TLS flags go together, and files that do not load are refused
+// before anything starts.
+func TestTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-cert", missing}, "go together: 1 of 3"},
+		{[]string{"-tls-cert", missing, "-tls-key", missing}, "go together: 2 of 3"},
+		{[]string{"-tls-cert", missing, "-tls-key", missing, "-tls-ca", missing}, missing},
+	} {
+		err := run(append([]string{"-id", "n1", "-data", dir}, c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}
+
+// Key files: comments, blank lines and whitespace are skipped; junk, a
+// repeated key, too many keys or none are refused naming the line, never
+// echoing a key.
+func TestParseClusterKeys(t *testing.T) {
+	a, b := "the first secret of the cluster", "the second secret of the cluster"
+	keys, err := parseClusterKeys([]byte("# rotation, round 2\n\n  " + a + "  \r\n\t" + b + "\n"))
+	if err != nil || len(keys) != 2 || string(keys[0]) != a || string(keys[1]) != b {
+		t.Fatalf("parseClusterKeys: %q %v", keys, err)
+	}
+	var many strings.Builder
+	for i := range kv.MaxClusterKeys + 1 {
+		fmt.Fprintf(&many, "a secret of the cluster, number %d\n", i)
+	}
+	for content, want := range map[string]string{
+		a + "\njunk\n":             "line 2: a key of 4 bytes",
+		a + "\n" + b + "\n" + a:    "line 3 repeats the key of line 1",
+		"# only a comment\n\n \t ": "no key",
+		many.String():              fmt.Sprintf("line %d: more than %d keys", kv.MaxClusterKeys+1, kv.MaxClusterKeys),
+	} {
+		_, err := parseClusterKeys([]byte(content))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: %v, want %q and no key in it", content, err, want)
+		}
+	}
+}
+
+// Any file parses to keys a node accepts, or to an error; never a panic.
+func FuzzParseClusterKeys(f *testing.F) {
+	f.Add([]byte("a secret the three nodes share\n"))
+	f.Add([]byte("# c\nthe first secret of the cluster\n\nthe second secret of the cluster\n"))
+	f.Add([]byte("short\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := parseClusterKeys(b)
+		if err != nil {
+			return
+		}
+		if _, err := kv.NewClusterKeys(keys[0], keys[1:]...); err != nil {
+			t.Fatalf("parsed keys a node refuses: %v", err)
+		}
+	})
 }
