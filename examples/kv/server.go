@@ -418,6 +418,13 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 			if e.Kind == swim.EventSuspected || e.Kind == swim.EventFailed || e.Kind == swim.EventConflict {
 				level = slog.LevelWarn
 			}
+			if e.Kind == swim.EventResync {
+				log.Warn("membership events were dropped; the ring follows a snapshot of the members")
+				for _, e := range resyncEvents(s.swim.Members(nil)) {
+					next = s.follow(next, e, log)
+				}
+				continue
+			}
 			log.Log(ctx, level, "membership", "event", e.Kind.String(), "member", e.Member.ID, "incarnation", e.Member.Incarnation)
 			next = s.follow(next, e, log)
 		}
@@ -434,6 +441,24 @@ func (s *Server) watch(ctx context.Context, log *slog.Logger) {
 		}
 		s.health.setBusy(time.Now(), "")
 	}
+}
+
+// resyncEvents turns a snapshot of SWIM's members, taken when its event
+// queue overflowed ([swim.EventResync]), into the events [Server.follow]
+// brings a ring up to date with: a member that left is a leave, any other
+// a join, which adds it if the ring lacks it and refreshes its address.
+// That is the ring the dropped events would have led to: follow keeps a
+// failed member, as it keeps one that joined and then failed.
+func resyncEvents(members []swim.Member) []swim.Event {
+	events := make([]swim.Event, 0, len(members))
+	for _, m := range members {
+		kind := swim.EventJoined
+		if m.State == swim.StateLeft {
+			kind = swim.EventLeft
+		}
+		events = append(events, swim.Event{Kind: kind, Member: m})
+	}
+	return events
 }
 
 // follow returns r changed by the event e: a member that joined is added

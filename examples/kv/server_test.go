@@ -178,3 +178,25 @@ func TestShutdownLeavesAfterHandover(t *testing.T) {
 		t.Fatalf("after its handover, n1 is %v in SWIM, want left", m.State)
 	}
 }
+
+// After SWIM's event queue overflowed, the snapshot of its members becomes
+// a leave for each member that left and a join for every other, whatever
+// its state, so the ring ends where the dropped events would have led it.
+func TestResyncEvents(t *testing.T) {
+	members := []swim.Member{
+		{ID: "a", State: swim.StateAlive, Meta: []byte(`{"http":"a:1"}`)},
+		{ID: "b", State: swim.StateLeft},
+		{ID: "c", State: swim.StateDead},
+		{ID: "d", State: swim.StateSuspect},
+	}
+	want := []swim.EventKind{swim.EventJoined, swim.EventLeft, swim.EventJoined, swim.EventJoined}
+	got := resyncEvents(members)
+	if len(got) != len(want) {
+		t.Fatalf("%d events for %d members", len(got), len(members))
+	}
+	for i, e := range got {
+		if e.Kind != want[i] || e.Member.ID != members[i].ID || string(e.Member.Meta) != string(members[i].Meta) {
+			t.Errorf("event %d = %v %s, want %v %s", i, e.Kind, e.Member.ID, want[i], members[i].ID)
+		}
+	}
+}
