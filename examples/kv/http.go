@@ -655,6 +655,7 @@ func (a *api) serveCluster(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	lastAE := n.Progress().LastAntiEntropy
 	for _, m := range rg.Nodes() {
 		mv := memberView{ID: m.ID, Zone: m.Zone, State: "alive", Owns: 100 * owned[m.ID] / (1 << 64), HintsPending: hints[m.ID]}
 		if !n.Alive(m.ID) {
@@ -664,7 +665,7 @@ func (a *api) serveCluster(w http.ResponseWriter, r *http.Request) {
 			sm := swimMembers[i]
 			mv.State, mv.Incarnation, mv.Gossip = sm.State.String(), sm.Incarnation, sm.Addr
 		}
-		if t, ok := a.cfg.Metrics.LastExchange(m.ID); ok {
+		if t, ok := lastAE[m.ID]; ok {
 			mv.LastAntiEntropy = &t
 		}
 		v.Members = append(v.Members, mv)

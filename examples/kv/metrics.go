@@ -64,9 +64,8 @@ type Metrics struct {
 	node atomic.Pointer[Node]
 	swim atomic.Pointer[swim.Node]
 
-	mu       sync.Mutex
-	peers    map[string]bool      // members with series of their own
-	lastSync map[string]time.Time // peer → end of its last successful exchange
+	mu    sync.Mutex
+	peers map[string]bool // members with series of their own
 }
 
 var (
@@ -147,7 +146,6 @@ func (m *Metrics) SetPeers(ids []string) {
 	for id := range m.peers {
 		if !next[id] {
 			gone = append(gone, id)
-			delete(m.lastSync, id)
 		}
 	}
 	m.peers = next
@@ -246,26 +244,6 @@ func (m *Metrics) exchanged(peer string, start time.Time, repaired, moved *int, 
 	}
 	m.aeExchanges.WithLabelValues(p, "ok").Inc()
 	m.aeLast.WithLabelValues(p).Set(float64(end.UnixNano()) / 1e9)
-	if p != otherLabel {
-		m.mu.Lock()
-		if m.lastSync == nil {
-			m.lastSync = map[string]time.Time{}
-		}
-		m.lastSync[p] = end
-		m.mu.Unlock()
-	}
-}
-
-// LastExchange returns when the last successful anti-entropy exchange
-// with peer ended, and false if none did since the peer joined the ring.
-func (m *Metrics) LastExchange(peer string) (time.Time, bool) {
-	if m == nil {
-		return time.Time{}, false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.lastSync[peer]
-	return t, ok
 }
 
 // ObserveCommit records the time a commit of the data file spent
@@ -400,7 +378,28 @@ var (
 		{prometheus.NewDesc("kv_gossip_implausible_total", "Gossip updates ignored for an implausible incarnation.", nil, nil), func(s swim.Stats) int { return s.Implausible }},
 		{prometheus.NewDesc("kv_gossip_unknown_targets_total", "Ping-reqs refused because their target is not a known member.", nil, nil), func(s swim.Stats) int { return s.UnknownTargets }},
 		{prometheus.NewDesc("kv_gossip_rate_limited_total", "Push-pull replies refused by the per-sender rate limit.", nil, nil), func(s swim.Stats) int { return s.RateLimited }},
+		{prometheus.NewDesc("kv_gossip_cookies_total", "Push-pull requests answered with an address validation cookie instead of the state.", nil, nil), func(s swim.Stats) int { return s.Cookies }},
+		{prometheus.NewDesc("kv_gossip_bad_cookies_total", "Address validation cookies refused: forged, late, echoed by another address or not asked for.", nil, nil), func(s swim.Stats) int { return s.BadCookies }},
+		{prometheus.NewDesc("kv_gossip_packets_replayed_total", "Sealed gossip packets dropped because they were accepted before.", nil, nil), func(s swim.Stats) int { return s.Replayed }},
+		{prometheus.NewDesc("kv_gossip_packets_stale_total", "Sealed gossip packets dropped because they were sealed outside the replay window.", nil, nil), func(s swim.Stats) int { return s.Stale }},
 		{prometheus.NewDesc("kv_swim_events_dropped_total", "Membership events dropped because their queue was full.", nil, nil), func(s swim.Stats) int { return int(s.DroppedEvents) }},
+	}
+)
+
+// Bulk work (anti-entropy exchanges, rebalances, handovers), from
+// [Node.Progress], labelled by task.
+var (
+	descBulkRunning = prometheus.NewDesc("kv_bulk_running", "Runs of bulk work in progress.", []string{"task"}, nil)
+	descBulkDone    = prometheus.NewDesc("kv_bulk_done", "Units passed by the last run: keys for a rebalance or handover, tree segments for an exchange.", []string{"task"}, nil)
+	descBulkTotal   = prometheus.NewDesc("kv_bulk_total", "Units of the last run in all (see kv_bulk_done).", []string{"task"}, nil)
+	bulkCounters    = []struct {
+		desc *prometheus.Desc
+		get  func(TaskProgress) int64
+	}{
+		{prometheus.NewDesc("kv_bulk_runs_total", "Runs of bulk work started.", []string{"task"}, nil), func(t TaskProgress) int64 { return t.Runs }},
+		{prometheus.NewDesc("kv_bulk_failures_total", "Runs of bulk work that ended with an error.", []string{"task"}, nil), func(t TaskProgress) int64 { return t.Failures }},
+		{prometheus.NewDesc("kv_bulk_keys_total", "Keys repaired by exchanges, or copies sent by rebalances and handovers.", []string{"task"}, nil), func(t TaskProgress) int64 { return t.Keys }},
+		{prometheus.NewDesc("kv_bulk_bytes_total", "Bytes moved by bulk work.", []string{"task"}, nil), func(t TaskProgress) int64 { return t.Bytes }},
 	}
 )
 
@@ -429,6 +428,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		for l, k := range held {
 			ch <- prometheus.MustNewConstMetric(descHintsPending, prometheus.GaugeValue, k, l)
 			ch <- prometheus.MustNewConstMetric(descHintAge, prometheus.GaugeValue, now.Sub(oldest[l]).Seconds(), l)
+		}
+		p := n.Progress()
+		for task, t := range map[string]TaskProgress{"anti_entropy": p.AntiEntropy, "rebalance": p.Rebalance, "handover": p.Handover} {
+			ch <- prometheus.MustNewConstMetric(descBulkRunning, prometheus.GaugeValue, float64(t.Running), task)
+			ch <- prometheus.MustNewConstMetric(descBulkDone, prometheus.GaugeValue, float64(t.Done), task)
+			ch <- prometheus.MustNewConstMetric(descBulkTotal, prometheus.GaugeValue, float64(t.Total), task)
+			for _, x := range bulkCounters {
+				ch <- prometheus.MustNewConstMetric(x.desc, prometheus.CounterValue, float64(x.get(t)), task)
+			}
 		}
 		for file, path := range map[string]string{"data": n.store.Path(), "hints": n.store.Hints().Path()} {
 			if fi, err := os.Stat(path); err == nil {
