@@ -197,13 +197,16 @@ func cost(u float64) (lo, hi float64) {
 // for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
 // 1 - u, and the top 31 bits of x are those of mixHead: from the head
 // alone, this bound rules out nearly every node once a good one is
-// known. Nodes are taken heaviest first, 64 at a time: a first pass finds
-// the node of least bound (in integers: see heavyHead), nearly always the
-// winner, and the second offers it the others that the bound does not
-// rule out. The result is the
+// known. Beyond 32 nodes (fewer take few) they are taken heaviest
+// first, 64 at a time: a first pass finds the node of least bound (in
+// integers: see heavyHead), nearly always the winner, and the second
+// offers it the others that the bound does not rule out. The result is the
 // documented one, whatever the order (see offer).
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
+	if len(h.inv) <= 32 {
+		return w.few(h, kh)
+	}
 	var buf [64]uint64
 	for start := 0; start < len(h.heavy); start += len(buf) {
 		nodes := h.heavy[start:min(start+len(buf), len(h.heavy))]
@@ -218,6 +221,27 @@ func (h *Rendezvous) lookupWeighted(kh uint64) int {
 				w.offerHead(h, int(nodes[k]), z)
 				bound = w.headBound(heaviest)
 			}
+		}
+	}
+	return w.best
+}
+
+// few is lookupWeighted for up to 32 nodes, with the bound in floating
+// point: a first pass computes every node's 53 bits and finds the node of
+// least bound, and the second offers it the others the bound allows.
+func (w *weighted) few(h *Rendezvous, kh uint64) int {
+	var xs [32]uint64
+	first, least := 0, math.Inf(1)
+	for i, inv := range h.inv {
+		xs[i] = mix64(kh^h.seeds[i]) >> 11
+		if b := float64(int64(1<<53-1-xs[i])) * inv; b < least {
+			first, least = i, b
+		}
+	}
+	w.offer(h, first, xs[first])
+	for i, inv := range h.inv {
+		if i != first && float64(int64(1<<53-1-xs[i]))*inv*0x1p-53 <= w.ceil {
+			w.offer(h, i, xs[i])
 		}
 	}
 	return w.best
@@ -321,9 +345,20 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 // bits x = mix64(kh ^ seed) >> 11, the first (smallest ID) on a tie. The
 // top 31 bits of x are those of the node's mixHead, so a node whose head
 // is below bound, the best's top 31 bits, cannot win, and its tail is
-// not computed. Two nodes a round keep independent work in flight.
+// not computed; from 128 nodes on, where that saves more than the
+// branch costs. Two nodes a round keep independent work in flight.
 func (h *Rendezvous) lookupEqual(kh uint64) int {
 	best, top := 0, mix64(kh^h.seeds[0])>>11
+	if len(h.seeds) < 128 {
+		// Few nodes: a new best is frequent, and a branch on it would be
+		// mispredicted more than skipping tails saves.
+		for i, s := range h.seeds[1:] {
+			if x := mix64(kh^s) >> 11; x > top {
+				best, top = i+1, x
+			}
+		}
+		return best
+	}
 	bound := top >> 22 << 33
 	rest, i := h.seeds[1:], 1
 	for ; len(rest) >= 2; rest, i = rest[2:], i+2 {
