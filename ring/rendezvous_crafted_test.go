@@ -66,7 +66,7 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 11))
 	for round := range 3000 {
 		kh := r.Uint64()
-		n := 2 + r.IntN(200) // both sides of each size threshold
+		n := 2 + r.IntN(200)      // both sides of each size threshold
 		top := r.Uint64() | 1<<63 // the contested region: the high hashes
 		mixed := make([]uint64, n)
 		for i := range mixed {
