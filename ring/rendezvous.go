@@ -41,10 +41,11 @@ type Rendezvous struct {
 	seeds []uint64  // xxhash64 of each ID
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
 	// When weights are unequal: node indexes by descending weight, then
-	// ID, and their seeds and scales in that order.
+	// ID, and their seeds in that order.
 	heavy      []int32
-	heavyHeads []heavyHead
-	zone       []int32 // node index -> zone index
+	heavySeeds []uint64
+	groups     []weightGroup // the runs of equal weight in heavy
+	zone       []int32       // node index -> zone index
 	nzones     int
 }
 
@@ -78,10 +79,13 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		}
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
-		h.heavyHeads = make([]heavyHead, len(sorted))
+		h.heavySeeds = make([]uint64, len(sorted))
 		for k, i := range h.heavy {
-			scale := min(1<<31*sorted[h.heavy[0]].Weight*h.inv[i], 1<<32)
-			h.heavyHeads[k] = heavyHead{seeds[i], uint64(scale)}
+			h.heavySeeds[k] = seeds[i]
+			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
+				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight})
+			}
+			h.groups[len(h.groups)-1].end = k + 1
 		}
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
@@ -195,35 +199,35 @@ func cost(u float64) (lo, hi float64) {
 // lookupWeighted is Lookup for unequal weights: the node of least cost
 // -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u > d / 2^53
 // for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
-// 1 - u, and the top 31 bits of x are those of mixHead: from the head
-// alone, this bound rules out nearly every node once a good one is
-// known. Beyond 32 nodes (fewer take few) they are taken heaviest
-// first, 64 at a time: a first pass finds the node of least bound (in
-// integers: see heavyHead), nearly always the winner, and the second
-// offers it the others that the bound does not rule out. The result is the
+// 1 - u, and the top 31 bits of x are those of mixHead. Up to 32 nodes,
+// few applies the bound in two passes. Beyond, nodes are met heaviest
+// first, and within a run of one weight the bound is a bound on the top
+// bits of mixHead (see headBound), so that once a good node is known the
+// others cost about what they cost with equal weights. The result is the
 // documented one, whatever the order (see offer).
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	if len(h.inv) <= 32 {
 		return w.few(h, kh)
 	}
-	var buf [64]uint64
-	for start := 0; start < len(h.heavy); start += len(buf) {
-		nodes := h.heavy[start:min(start+len(buf), len(h.heavy))]
-		zs := buf[:len(nodes)]
-		first := leastHead(kh, h.heavyHeads[start:start+len(nodes)], zs)
-		w.offerHead(h, int(nodes[first]), zs[first])
-		// The heaviest node's bound holds for all, being the widest.
-		heaviest := h.nodes[nodes[0]].Weight
-		bound := w.headBound(heaviest)
-		for k, z := range zs {
-			if z >= bound && k != first {
-				w.offerHead(h, int(nodes[k]), z)
-				bound = w.headBound(heaviest)
+	start := 0
+	for _, g := range h.groups {
+		bound := w.headBound(g.weight)
+		for k, s := range h.heavySeeds[start:g.end] {
+			if z := mixHead(kh ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+k]), z) {
+				bound = w.headBound(g.weight)
 			}
 		}
+		start = g.end
 	}
 	return w.best
+}
+
+// weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
+// ends before index end.
+type weightGroup struct {
+	end    int
+	weight float64
 }
 
 // few is lookupWeighted for up to 32 nodes, with the bound in floating
@@ -247,35 +251,15 @@ func (w *weighted) few(h *Rendezvous, kh uint64) int {
 	return w.best
 }
 
-// heavyHead is a node's seed and its scale, 2^31 w_heaviest / w capped at
-// 2^32, by which the top bits of its mixHead bound its cost.
-type heavyHead struct{ seed, scale uint64 }
-
-// leastHead stores in zs the mixHead of kh ^ seed for each node of heads,
-// and returns the index of the node of least bound (2^31 - 1 - T) scale.
-// It is not inlined: on its own its loop keeps every value in registers.
-//
-//go:noinline
-func leastHead(kh uint64, heads []heavyHead, zs []uint64) int {
-	zs = zs[:len(heads)]
-	first, least := 0, uint64(math.MaxUint64)
-	for k, n := range heads {
-		z := mixHead(kh ^ n.seed)
-		zs[k] = z
-		if b := (1<<31 - 1 - z>>33) * n.scale; b < least {
-			first, least = k, b
-		}
-	}
-	return first
-}
-
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
-// out.
-func (w *weighted) offerHead(h *Rendezvous, i int, z uint64) {
+// out, and reports whether it did.
+func (w *weighted) offerHead(h *Rendezvous, i int, z uint64) bool {
 	x := mixTail(z) >> 11
-	if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 <= w.ceil {
-		w.offer(h, i, x)
+	if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 > w.ceil {
+		return false
 	}
+	w.offer(h, i, x)
+	return true
 }
 
 // headBound returns a bound below which the mixHead of a node of the
