@@ -15,9 +15,11 @@ import (
 
 // mapIdempotency is the idempotency store most services start with: a map
 // from key to record behind one mutex. A first call inserts an in-progress
-// record, runs fn outside the lock and stores its result; later calls get
-// the result, ErrInProgress or ErrMismatch. It has none of the Guard's
-// leases, expiry, size bound, sharding or sharing of concurrent calls.
+// record with its own copy of the fingerprint (the caller's slice is not
+// the store's to keep), runs fn outside the lock and stores its result;
+// later calls get the result, ErrInProgress or ErrMismatch. Records are
+// forgotten one key at a time, as expiry deletes them. It has none of the
+// Guard's leases, deadlines, size bound, sharding or fencing.
 type mapIdempotency struct {
 	mu sync.Mutex
 	m  map[string]*mapRecord
@@ -45,7 +47,7 @@ func (s *mapIdempotency) Do(ctx context.Context, key string, fingerprint []byte,
 	if s.m == nil {
 		s.m = map[string]*mapRecord{}
 	}
-	r := &mapRecord{fingerprint: fingerprint}
+	r := &mapRecord{fingerprint: bytes.Clone(fingerprint)}
 	s.m[key] = r
 	s.mu.Unlock()
 
@@ -60,10 +62,13 @@ func (s *mapIdempotency) Do(ctx context.Context, key string, fingerprint []byte,
 	return resp, nil
 }
 
-// forget drops every record: the map's stand-in for expiry.
-func (s *mapIdempotency) forget() {
+// forget drops the records of keys, one at a time: the map's stand-in
+// for expiry.
+func (s *mapIdempotency) forget(keys []string) {
 	s.mu.Lock()
-	clear(s.m)
+	for _, k := range keys {
+		delete(s.m, k)
+	}
 	s.mu.Unlock()
 }
 
@@ -75,11 +80,12 @@ var (
 func idemFn(context.Context) ([]byte, error) { return idemResponse, nil }
 
 // idemImpl is one implementation under benchmark: do runs a call, expire
-// forgets every finished record (distkit: the clock passes the retention).
+// forgets the finished records of keys (distkit: they expired on their
+// own, and the store evicts them as it meets them).
 type idemImpl struct {
 	name   string
 	do     func(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) ([]byte, error)
-	expire func()
+	expire func(keys []string)
 }
 
 // idemImpls returns fresh instances of distkit's Guard over a MemStore,
@@ -96,7 +102,7 @@ func idemImpls(expire bool) []idemImpl {
 	g := idempotency.New(&idempotency.MemStore{}, idempotency.Config{Lock: time.Minute, Retain: retain})
 	var m mapIdempotency
 	return []idemImpl{
-		{"distkit", g.Do, func() {}},
+		{"distkit", g.Do, func([]string) {}},
 		{"mutex-map", m.Do, m.forget},
 	}
 }
@@ -117,10 +123,10 @@ func newIdemKeys(prefix string, n int) *idemKeys {
 	return p
 }
 
-func (p *idemKeys) next(expire func()) string {
+func (p *idemKeys) next(expire func([]string)) string {
 	i := int(p.n.Add(1)-1) % len(p.keys)
 	if i == 0 {
-		expire()
+		expire(p.keys)
 	}
 	return p.keys[i]
 }
@@ -214,7 +220,7 @@ func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			keys := newIdemKeys("", 1024)
 			for range keys.keys {
-				if _, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn); err != nil {
+				if _, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -223,7 +229,7 @@ func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					out, err := impl.do(context.Background(), keys.next(func() {}), idemFingerprint, idemFn)
+					out, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn)
 					if err != nil || len(out) == 0 {
 						fail(&failed, fmt.Errorf("replay returned %q, %w", out, err))
 					}

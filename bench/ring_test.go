@@ -123,11 +123,13 @@ func benchLookups(b *testing.B, ls []locator) {
 	for _, l := range ls {
 		b.Run("impl="+l.impl, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := cpuTime()
 			i := 0
 			for b.Loop() {
 				l.lookup(ringKeys[i&(len(ringKeys)-1)])
 				i++
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }

@@ -61,8 +61,8 @@ func TestAllocs(t *testing.T) {
 		t.Errorf("Guard.Do first call: %v allocs, want 3", n)
 	}
 
-	// A replay: the record's copy, with its bytes; the result is decoded
-	// in place.
+	// A replay: the copy of the recorded result; the record is read and
+	// decoded in place.
 	g := idempotency.New(s, idempotency.Config{})
 	if _, err := g.Do(ctx, "g", fp, fn); err != nil {
 		t.Fatal(err)

@@ -126,6 +126,8 @@ type Coder interface {
 // for concurrent use.
 type Guard struct {
 	store  Store
+	mem    *MemStore // store, if it is a MemStore on clock (set by direct)
+	direct sync.Once
 	lock   time.Duration
 	retain time.Duration
 	clock  clock.Clock
@@ -162,6 +164,7 @@ func New(s Store, cfg Config) *Guard {
 		g.clock = clock.System{}
 	}
 	_, g.system = g.clock.(clock.System)
+	g.mem, _ = s.(*MemStore)
 	for code, err := range cfg.Errors {
 		if code == "" || err == nil {
 			panic(fmt.Sprintf("idempotency: New with error %v registered under code %q", err, code))
@@ -293,6 +296,14 @@ func (g *Guard) lead(ctx context.Context, key string, c *call,
 // execute claims key and runs fn, or answers from the record it finds.
 func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	g.direct.Do(func() { // the store's Clock is set by its first use
+		if g.mem != nil && !g.mem.readsClock(g.clock) {
+			g.mem = nil
+		}
+	})
+	if g.mem != nil {
+		return g.executeMem(ctx, key, fingerprint, fn)
+	}
 	start := g.clock.Now()
 	token, rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
 	switch {
@@ -303,7 +314,27 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	case token == 0:
 		return nil, fmt.Errorf("%w: the store granted %q under token 0", ErrCorrupt, key)
 	}
-	return g.run(ctx, key, token, start, fn)
+	return g.run(ctx, key, lease{token: token, start: start}, fn)
+}
+
+// executeMem is execute over a MemStore on the Guard's clock: the store
+// and the Guard share one reading of the clock per step, and a replay
+// reads the record in place instead of copying it.
+func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
+	fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
+	}
+	start := g.mem.now()
+	c, err := g.mem.claimAt(key, fingerprint, start, g.lock)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
+	case c.e == nil:
+		out, err := g.replay(key, fingerprint, &c.live)
+		return bytes.Clone(out), err // out shares the record's bytes
+	}
+	return g.run(ctx, key, lease{token: c.token, start: start, mem: c}, fn)
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live
@@ -333,11 +364,21 @@ func (g *Guard) replay(key string, fingerprint []byte, rec *Record) ([]byte, err
 	return out, nil
 }
 
-// run executes fn on the claim of key under token, taken at start by the
-// Guard's clock, and records or releases the claim.
-func (g *Guard) run(ctx context.Context, key string, token uint64, start time.Time,
+// lease is a claim the Guard holds: its token, the time by the Guard's
+// clock before it was taken, and, over a MemStore on the Guard's clock,
+// the store's handle on it.
+type lease struct {
+	token uint64
+	start time.Time
+	mem   memClaim
+}
+
+// run executes fn on the claim l of key and records or releases the
+// claim.
+func (g *Guard) run(ctx context.Context, key string, l lease,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
-	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: start.Add(g.lock)}
+	token := l.token
+	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.start.Add(g.lock)}
 	// The store calls below must happen even if the caller has left.
 	bg := ctx
 	if ctx.Done() != nil {
@@ -362,11 +403,22 @@ func (g *Guard) run(ctx context.Context, key string, token uint64, start time.Ti
 		}
 		return nil, err
 	}
-	buf := outcomeBuffers.Get().(*[]byte)
-	*buf = appendOutcome((*buf)[:0], out, err, g.code(err))
-	cerr := g.store.Complete(bg, key, token, *buf, g.retain)
-	if cap(*buf) <= maxPooledOutcome {
-		outcomeBuffers.Put(buf)
+	var cerr error
+	if l.mem.e != nil {
+		// The store keeps the buffer: it is encoded in one of its own.
+		capacity := 0 // an error's: grown as it is encoded
+		if err == nil {
+			capacity = 7 + len(out) // two bytes and a bin header of at most five
+		}
+		rec := appendOutcome(make([]byte, 0, capacity), out, err, g.code(err))
+		cerr = g.mem.completeAt(l.mem, key, rec, g.mem.now(), g.retain)
+	} else {
+		buf := outcomeBuffers.Get().(*[]byte)
+		*buf = appendOutcome((*buf)[:0], out, err, g.code(err))
+		cerr = g.store.Complete(bg, key, token, *buf, g.retain)
+		if cap(*buf) <= maxPooledOutcome {
+			outcomeBuffers.Put(buf)
+		}
 	}
 	if cerr != nil {
 		if errors.Is(cerr, ErrNotClaimed) { // the store let the claim lapse

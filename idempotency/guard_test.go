@@ -22,9 +22,30 @@ var bg = context.Background()
 
 func newGuard(t *testing.T) (*idempotency.Guard, *idempotency.MemStore, *clocktest.Manual) {
 	t.Helper()
+	return newGuardVia(t, guardPaths[0])
+}
+
+// guardPath is one of the two ways a Guard can reach a MemStore on its
+// own clock: directly, or through the Store interface alone, as it
+// reaches every other store.
+type guardPath struct {
+	name string
+	wrap func(*idempotency.MemStore) idempotency.Store
+}
+
+var guardPaths = []guardPath{
+	{"direct", func(s *idempotency.MemStore) idempotency.Store { return s }},
+	{"store-interface", func(s *idempotency.MemStore) idempotency.Store { return storeOnly{s} }},
+}
+
+// storeOnly hides what the Store is.
+type storeOnly struct{ idempotency.Store }
+
+func newGuardVia(t *testing.T, p guardPath) (*idempotency.Guard, *idempotency.MemStore, *clocktest.Manual) {
+	t.Helper()
 	clk := clocktest.NewManual(t0)
 	s := &idempotency.MemStore{Clock: clk}
-	return idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk}), s, clk
+	return idempotency.New(p.wrap(s), idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk}), s, clk
 }
 
 // counter returns an fn that counts its runs and returns out, err.
@@ -39,7 +60,13 @@ func counter(n *atomic.Int32, out string, err error) func(context.Context) ([]by
 }
 
 func TestGuardRunsOnceAndReplays(t *testing.T) {
-	g, _, clk := newGuard(t)
+	for _, p := range guardPaths {
+		t.Run(p.name, func(t *testing.T) { testGuardRunsOnceAndReplays(t, p) })
+	}
+}
+
+func testGuardRunsOnceAndReplays(t *testing.T, p guardPath) {
+	g, _, clk := newGuardVia(t, p)
 	var runs atomic.Int32
 	for range 3 {
 		out, err := g.Do(bg, "k", []byte("fp"), counter(&runs, "result", nil))
@@ -73,6 +100,25 @@ func TestGuardErrors(t *testing.T) {
 	_, err = g.Do(bg, "k", []byte("fp2"), counter(&runs, "y", nil))
 	require.ErrorIs(t, err, idempotency.ErrMismatch)
 	require.EqualValues(t, 1, runs.Load())
+}
+
+// TestGuardReplayIsACopy: a caller that writes to a replayed result
+// changes neither the record nor the next replay.
+func TestGuardReplayIsACopy(t *testing.T) {
+	for _, p := range guardPaths {
+		g, s, _ := newGuardVia(t, p)
+		_, err := g.Do(bg, "k", []byte("fp"), func(context.Context) ([]byte, error) { return []byte("result"), nil })
+		require.NoError(t, err)
+		out, err := g.Do(bg, "k", []byte("fp"), nil)
+		require.NoError(t, err)
+		copy(out, "XXXXXX")
+		out, err = g.Do(bg, "k", []byte("fp"), nil)
+		require.NoError(t, err)
+		require.Equal(t, "result", string(out), p.name)
+		_, rec, err := s.Claim(bg, "k", []byte("fp"), time.Minute)
+		require.NoError(t, err)
+		require.Contains(t, string(rec.Response), "result", p.name)
+	}
 }
 
 // TestGuardReplaysErrors: a plain error is recorded and replayed; the
@@ -168,9 +214,15 @@ func TestGuardCrashTakeover(t *testing.T) {
 // another process takes the key over meanwhile. The first Guard must not
 // touch the new owner's claim.
 func TestGuardLockLapsed(t *testing.T) {
-	g1, s, clk := newGuard(t)
-	g2 := idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
-	g3 := idempotency.New(s, idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
+	for _, p := range guardPaths {
+		t.Run(p.name, func(t *testing.T) { testGuardLockLapsed(t, p) })
+	}
+}
+
+func testGuardLockLapsed(t *testing.T, p guardPath) {
+	g1, s, clk := newGuardVia(t, p)
+	g2 := idempotency.New(p.wrap(s), idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
+	g3 := idempotency.New(p.wrap(s), idempotency.Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
 	out, err := g1.Do(bg, "k", nil, func(context.Context) ([]byte, error) {
 		clk.Advance(time.Minute)
 		// While g1's fn is paused, g2 takes the key over and is running.
@@ -499,9 +551,9 @@ func TestGuardModel(t *testing.T) {
 		failed  bool
 		expires time.Time
 	}
-	for seed := range uint64(30) {
+	for seed := range uint64(60) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		g, _, clk := newGuard(t)
+		g, _, clk := newGuardVia(t, guardPaths[seed%2])
 		model := map[string]rec{}
 		for step := range 400 {
 			key := fmt.Sprint(r.IntN(5))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +28,23 @@ const memShards = 32
 // leave an entry's old deadline in it, to be skipped when it comes up or
 // dropped when such stale items are most of the heap.
 //
+// On the system clock, the store measures time on the monotonic clock,
+// as comparisons of time.Time values do: a record's times are the wall
+// time of the store's first use plus the monotonic time elapsed since, so
+// a step of the wall clock (a manual change, an NTP step) moves no
+// deadline.
+//
+// A [Guard] over a MemStore on the Guard's own clock (the same
+// clock.Clock value, or both the system clock) reads the clock once per
+// step and lends it to the store, and answers a replay from the record
+// in place instead of a copy; other Guards use the Store methods.
+//
 // The zero value is an empty, unbounded store on the system clock, ready
 // to use. Set Clock and MaxKeys before first use and not after. MemStore
 // is safe for concurrent use and must not be copied after first use.
 type MemStore struct {
 	// Clock is the time source for lock and retention deadlines;
-	// nil means clock.System.
+	// nil means clock.System (see above for how it is read).
 	Clock clock.Clock
 	// MaxKeys bounds the number of records the store holds; Claim of a
 	// new key beyond it returns ErrFull. Expired records are evicted to
@@ -42,6 +54,7 @@ type MemStore struct {
 
 	init   sync.Once
 	seed   maphash.Seed
+	base   time.Time     // when the system clock is read: see now
 	n      atomic.Int64  // records held across all shards
 	tokens atomic.Uint64 // the last fencing token granted
 	shards [memShards]memShard
@@ -75,28 +88,49 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 	if lock <= 0 {
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
-	now := s.now()
+	c, err := s.claimAt(key, fingerprint, s.now(), lock)
+	if err != nil || c.e != nil {
+		return c.token, nil, err
+	}
+	return 0, c.live.clone(), nil
+}
+
+// memClaim is the outcome of a claimAt: either a new claim (token and
+// its shard and entry, for completeAt) or the live record, a shallow
+// copy whose slices share the entry's bytes. Those bytes are never
+// written again once the entry holds them, so the copy may be read
+// without the shard's lock, but not written.
+type memClaim struct {
+	token uint64
+	sh    *memShard
+	e     *memEntry
+	live  Record
+}
+
+// claimAt is Claim at the time now, read from the store's clock, for a
+// positive lock.
+func (s *MemStore) claimAt(key string, fingerprint []byte, now time.Time, lock time.Duration) (memClaim, error) {
 	sh := s.shard(key)
-	token, rec, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+	c, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
 		for i := range s.shards {
 			s.sweep(&s.shards[i], now)
 		}
-		token, rec, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+		c, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
 	}
-	return token, rec, err
+	return c, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (uint64, *Record, error) {
+func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 	if e, ok := sh.m[key]; ok { // every expired record was just swept
-		return 0, e.rec.clone(), nil
+		return memClaim{live: e.rec}, nil
 	}
 	if !s.reserve() {
-		return 0, nil, ErrFull
+		return memClaim{}, ErrFull
 	}
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
@@ -115,7 +149,7 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, un
 	}
 	sh.m[key] = e
 	sh.q.push(expiryItem{e.due, e})
-	return token, nil, nil
+	return memClaim{token: token, sh: sh, e: e}, nil
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
@@ -126,16 +160,43 @@ func (s *MemStore) Complete(ctx context.Context, key string, token uint64, respo
 		return fmt.Errorf("idempotency: Complete with non-positive retain %v", retain)
 	}
 	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, now time.Time) {
-		e.rec.State = Done
-		e.rec.Response = bytes.Clone(response)
-		if e.rec.Response == nil {
-			e.rec.Response = []byte{}
+		kept := bytes.Clone(response)
+		if kept == nil {
+			kept = []byte{}
 		}
-		e.rec.ExpiresAt = now.Add(retain)
-		e.due = e.rec.ExpiresAt.UnixNano()
-		sh.q.push(expiryItem{e.due, e})
-		sh.dropped() // the claim's item
+		complete(sh, e, kept, now, retain)
 	})
+}
+
+// completeAt is Complete, at the time now read from the store's clock,
+// of the claim c that claimAt made, for a positive retain. The store
+// keeps response itself, not a copy: the caller must not write to it
+// again.
+func (s *MemStore) completeAt(c memClaim, key string, response []byte, now time.Time, retain time.Duration) error {
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	s.sweepLocked(c.sh, now)
+	// An entry leaves the map for good (gone) or stays with its token.
+	if c.e.gone || c.e.rec.State != InProgress {
+		return notClaimed(key, c.token)
+	}
+	complete(c.sh, c.e, response, now, retain)
+	return nil
+}
+
+// complete turns e, a live claim, into a Done record holding response,
+// which is not nil and never written again; sh.mu is held.
+func complete(sh *memShard, e *memEntry, response []byte, now time.Time, retain time.Duration) {
+	e.rec.State = Done
+	e.rec.Response = response
+	e.rec.ExpiresAt = now.Add(retain)
+	e.due = e.rec.ExpiresAt.UnixNano()
+	sh.q.push(expiryItem{e.due, e})
+	sh.dropped() // the claim's item
+}
+
+func notClaimed(key string, token uint64) error {
+	return fmt.Errorf("%w: %q under token %d", ErrNotClaimed, key, token)
 }
 
 // Release implements [Store.Release]. It returns an error wrapping
@@ -167,7 +228,7 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 	s.sweepLocked(sh, now)
 	e, ok := sh.m[key]
 	if !ok || e.rec.State != InProgress || e.rec.Token != token {
-		return fmt.Errorf("%w: %q under token %d", ErrNotClaimed, key, token)
+		return notClaimed(key, token)
 	}
 	fn(sh, e, now)
 	return nil
@@ -213,20 +274,39 @@ func (s *MemStore) sweepLocked(sh *memShard, now time.Time) {
 }
 
 func (s *MemStore) shard(key string) *memShard {
-	s.init.Do(func() {
-		s.seed = maphash.MakeSeed()
-		for i := range s.shards {
-			s.shards[i].m = make(map[string]*memEntry)
-		}
-	})
+	s.init.Do(s.setup)
 	return &s.shards[maphash.String(s.seed, key)%memShards]
 }
 
+func (s *MemStore) setup() {
+	s.seed = maphash.MakeSeed()
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*memEntry)
+	}
+	s.base = time.Now()
+}
+
+// now reads the store's clock. The system clock is read as s.base plus
+// the monotonic time elapsed since: half the cost of time.Now, and
+// deadlines that a step of the wall clock does not move.
 func (s *MemStore) now() time.Time {
-	if s.Clock == nil {
-		return time.Now()
+	switch s.Clock.(type) {
+	case nil, clock.System:
+		s.init.Do(s.setup)
+		return s.base.Add(time.Since(s.base))
 	}
 	return s.Clock.Now()
+}
+
+// readsClock reports whether the store's clock is c: clock.System for a
+// nil Clock, or a Clock equal to c.
+func (s *MemStore) readsClock(c clock.Clock) bool {
+	mine := s.Clock
+	if mine == nil {
+		mine = clock.System{}
+	}
+	t := reflect.TypeOf(mine)
+	return t == reflect.TypeOf(c) && t.Comparable() && mine == c
 }
 
 // clone returns a deep copy of r. A record of up to 384 bytes of

@@ -21,10 +21,13 @@ import (
 // has the same weight the score grows with those 53 bits, so lookups take
 // the largest and compute no logarithm (where rounding would make two
 // scores equal, the larger hash wins). Otherwise Lookup rules most nodes
-// out with the bound -ln(u) >= 1 - u and 1/w_i computed once, estimates
-// -ln(u) without a logarithm for the rest, and computes exact scores only
-// to separate estimates too close to call, so its result is the documented
-// one. Lookups cost O(nodes); prefer [Ring] beyond a few hundred nodes.
+// out with the bound -ln(u) >= 1 - u and constants computed per node once,
+// estimates -ln(u) without a logarithm for the rest, and computes exact
+// scores only to separate estimates too close to call, so its result is
+// the documented one. Since the last step of mix leaves the top 33 bits as
+// they are, both compare most nodes by the top bits of the step before it
+// and finish the hash only for the few that can win. Lookups cost
+// O(nodes); prefer [Ring] beyond a few hundred nodes.
 //
 // The hash is public and unkeyed, like the [Ring]'s: whoever knows the node
 // IDs can compute where a key lands and choose keys that all land on one
@@ -34,12 +37,16 @@ import (
 // A Rendezvous is immutable and safe for concurrent use. The zero value
 // (and a nil *Rendezvous) is an empty set: lookups return "".
 type Rendezvous struct {
-	nodes  []Node    // sorted by ID, Weight normalised
-	seeds  []uint64  // xxhash64 of each ID
-	inv    []float64 // 1/Weight of each node; nil when all weights are equal
-	heavy  []int32   // node indexes by descending weight, when unequal
-	zone   []int32   // node index -> zone index
-	nzones int
+	nodes []Node    // sorted by ID, Weight normalised
+	seeds []uint64  // xxhash64 of each ID
+	inv   []float64 // 1/Weight of each node; nil when all weights are equal
+	// When weights are unequal: node indexes by descending weight, then
+	// ID, and their seeds in that order.
+	heavy      []int32
+	heavySeeds []uint64
+	groups     []weightGroup // the runs of equal weight in heavy
+	zone       []int32       // node index -> zone index
+	nzones     int
 }
 
 // NewRendezvous returns the rendezvous set of nodes. The result does not
@@ -51,14 +58,20 @@ func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Rendezvous{nodes: sorted, seeds: make([]uint64, len(sorted))}
+	seeds := make([]uint64, len(sorted))
 	for i, n := range sorted {
-		h.seeds[i] = xxhash.Sum64String(n.ID)
-		if n.Weight != sorted[0].Weight && h.inv == nil {
-			h.inv = make([]float64, len(sorted))
-		}
+		seeds[i] = xxhash.Sum64String(n.ID)
 	}
-	if h.inv != nil {
+	h := newRendezvous(sorted, seeds)
+	return h, nil
+}
+
+// newRendezvous returns the set of the valid nodes sorted, whose IDs hash
+// to seeds.
+func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
+	h := &Rendezvous{nodes: sorted, seeds: seeds}
+	if slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight != sorted[0].Weight }) {
+		h.inv = make([]float64, len(sorted))
 		h.heavy = make([]int32, len(sorted))
 		for i, n := range sorted {
 			h.inv[i] = 1 / n.Weight
@@ -66,9 +79,17 @@ func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 		}
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
+		h.heavySeeds = make([]uint64, len(sorted))
+		for k, i := range h.heavy {
+			h.heavySeeds[k] = seeds[i]
+			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
+				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight})
+			}
+			h.groups[len(h.groups)-1].end = k + 1
+		}
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
-	return h, nil
+	return h
 }
 
 // zoneIndex numbers the distinct zones of nodes in order of first
@@ -158,17 +179,17 @@ func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
 }
 
 // cost returns bounds lo <= -ln(u) <= hi for u in (0, 1), without a
-// logarithm where it matters. For u >= 1/2, with v = 1 - u (exact), lo sums
-// the first four terms of -ln(1 - v) = v + v^2/2 + v^3/3 + ..., and the
-// rest is at most v^5 / (5 (1 - v)) <= 0.4 v^5, so the bounds lie within
-// 0.4 v^4 of each other relatively: 2.5e-4 at u = 0.9, the nodes that can
-// win. Below 1/2 it takes math.Log. Both widen by 1e-12 relative to cover
-// rounding.
+// logarithm. For u >= 1/2, with v = 1 - u (exact), lo sums the first four
+// terms of -ln(1 - v) = v + v^2/2 + v^3/3 + ..., and the rest is at most
+// v^5 / (5 (1 - v)) <= 0.4 v^5, so the bounds lie within 0.4 v^4 of each
+// other relatively: 2.5e-4 at u = 0.9, the nodes that can win. Below 1/2,
+// where nodes rarely win, they are v <= -ln(u) <= 1/u - 1, wide but
+// enough to rule out most nodes against one that can. Both widen by 1e-12
+// relative to cover rounding.
 func cost(u float64) (lo, hi float64) {
 	v := 1 - u
 	if v > 0.5 {
-		c := -math.Log(u)
-		return c * (1 - 1e-12), c * (1 + 1e-12)
+		return v * (1 - 1e-12), v / u * (1 + 1e-12)
 	}
 	lo = v * (1 + v*(0.5+v*(1.0/3+v*0.25)))
 	v2 := v * v
@@ -178,23 +199,42 @@ func cost(u float64) (lo, hi float64) {
 // lookupWeighted is Lookup for unequal weights: the node of least cost
 // -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u > d / 2^53
 // for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
-// 1 - u: this bound, computed without u, rules out nearly every node once
-// a good one is known. Up to 32 nodes, a first pass finds the node of
-// least bound, nearly always the winner, and the second offers the others
-// to it; beyond, nodes are met heaviest first. Either way the result is
-// the documented one, independent of the order (see offer).
+// 1 - u, and the top 31 bits of x are those of mixHead. Up to 32 nodes,
+// few applies the bound in two passes. Beyond, nodes are met heaviest
+// first, and within a run of one weight the bound is a bound on the top
+// bits of mixHead (see headBound), so that once a good node is known the
+// others cost about what they cost with equal weights. The result is the
+// documented one, whatever the order (see offer).
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
-	var xs [32]uint64
-	if len(h.inv) > len(xs) {
-		for _, i := range h.heavy {
-			x := mix64(kh^h.seeds[i]) >> 11
-			if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 <= w.ceil {
-				w.offer(h, int(i), x)
+	if len(h.inv) <= 32 {
+		return w.few(h, kh)
+	}
+	start := 0
+	for _, g := range h.groups {
+		bound := w.headBound(g.weight)
+		for k, s := range h.heavySeeds[start:g.end] {
+			if z := mixHead(kh ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+k]), z) {
+				bound = w.headBound(g.weight)
 			}
 		}
-		return w.best
+		start = g.end
 	}
+	return w.best
+}
+
+// weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
+// ends before index end.
+type weightGroup struct {
+	end    int
+	weight float64
+}
+
+// few is lookupWeighted for up to 32 nodes, with the bound in floating
+// point: a first pass computes every node's 53 bits and finds the node of
+// least bound, and the second offers it the others the bound allows.
+func (w *weighted) few(h *Rendezvous, kh uint64) int {
+	var xs [32]uint64
 	first, least := 0, math.Inf(1)
 	for i, inv := range h.inv {
 		xs[i] = mix64(kh^h.seeds[i]) >> 11
@@ -209,6 +249,30 @@ func (h *Rendezvous) lookupWeighted(kh uint64) int {
 		}
 	}
 	return w.best
+}
+
+// offerHead offers node i, whose mixHead is z, unless its bound rules it
+// out, and reports whether it did.
+func (w *weighted) offerHead(h *Rendezvous, i int, z uint64) bool {
+	x := mixTail(z) >> 11
+	if float64(int64(1<<53-1-x))*h.inv[i]*0x1p-53 > w.ceil {
+		return false
+	}
+	w.offer(h, i, x)
+	return true
+}
+
+// headBound returns a bound below which the mixHead of a node of the
+// given weight cannot make the node's cost as low as w.ceil. With T the
+// head's top 31 bits, which are the top 31 of x, d >= (2^31 - 1 - T) 2^22,
+// so the cost is above ceil when T < t = 2^31 - 1 - ceil weight 2^31. The
+// bound takes T >= floor(t) - 1, a margin far above the rounding of t.
+func (w *weighted) headBound(weight float64) uint64 {
+	t := 1<<31 - 1 - w.ceil*weight*(1<<31)
+	if !(t >= 2) { // also NaN, for an infinite ceil
+		return 0
+	}
+	return (uint64(t) - 1) << 33
 }
 
 // weighted is the state of lookupWeighted: the best node so far, its u,
@@ -255,19 +319,51 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 	if h == nil || len(h.nodes) == 0 {
 		return ""
 	}
-	best := 0
 	if h.inv == nil {
-		// Equal weights: the largest hash wins, the first (smallest ID) on
-		// a tie.
-		top := mix64(kh^h.seeds[0]) >> 11
+		return h.nodes[h.lookupEqual(kh)].ID
+	}
+	return h.nodes[h.lookupWeighted(kh)].ID
+}
+
+// lookupEqual is Lookup for equal weights: the node of the largest 53
+// bits x = mix64(kh ^ seed) >> 11, the first (smallest ID) on a tie. The
+// top 31 bits of x are those of the node's mixHead, so a node whose head
+// is below bound, the best's top 31 bits, cannot win, and its tail is
+// not computed; from 128 nodes on, where that saves more than the
+// branch costs. Two nodes a round keep independent work in flight.
+func (h *Rendezvous) lookupEqual(kh uint64) int {
+	best, top := 0, mix64(kh^h.seeds[0])>>11
+	if len(h.seeds) < 128 {
+		// Few nodes: a new best is frequent, and a branch on it would be
+		// mispredicted more than skipping tails saves.
 		for i, s := range h.seeds[1:] {
 			if x := mix64(kh^s) >> 11; x > top {
 				best, top = i+1, x
 			}
 		}
-		return h.nodes[best].ID
+		return best
 	}
-	return h.nodes[h.lookupWeighted(kh)].ID
+	bound := top >> 22 << 33
+	rest, i := h.seeds[1:], 1
+	for ; len(rest) >= 2; rest, i = rest[2:], i+2 {
+		z0, z1 := mixHead(kh^rest[0]), mixHead(kh^rest[1])
+		if max(z0, z1) < bound {
+			continue
+		}
+		if x := mixTail(z0) >> 11; x > top {
+			best, top = i, x
+		}
+		if x := mixTail(z1) >> 11; x > top {
+			best, top = i+1, x
+		}
+		bound = top >> 22 << 33
+	}
+	if len(rest) == 1 {
+		if x := mix64(kh^rest[0]) >> 11; x > top {
+			best = i
+		}
+	}
+	return best
 }
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs

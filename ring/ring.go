@@ -113,11 +113,17 @@ const golden = 0x9e3779b97f4a7c15
 
 // mix64 is the SplitMix64 finaliser, a bijection on uint64 with full
 // avalanche.
-func mix64(x uint64) uint64 {
+func mix64(x uint64) uint64 { return mixTail(mixHead(x)) }
+
+// mixHead and mixTail split mix64 before its last step. mixTail leaves
+// the top 33 bits of its argument as they are, so hashes compare by the
+// top bits of their heads until those are equal.
+func mixHead(x uint64) uint64 {
 	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
+	return (x ^ x>>27) * 0x94d049bb133111eb
 }
+
+func mixTail(z uint64) uint64 { return z ^ z>>31 }
 
 // New builds a ring of nodes. The result depends only on the set of nodes
 // and cfg, never on the order of nodes.

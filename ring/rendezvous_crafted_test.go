@@ -1,0 +1,111 @@
+package ring
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// inverse returns the multiplicative inverse of an odd c modulo 2^64.
+func inverse(c uint64) uint64 {
+	inv := c
+	for range 6 {
+		inv *= 2 - c*inv
+	}
+	return inv
+}
+
+// unshift inverts v = y ^ y>>s.
+func unshift(v uint64, s uint) uint64 {
+	y := v
+	for k := s; k < 64; k += s {
+		y ^= v >> k
+	}
+	return y
+}
+
+// seedFor returns the seed whose hash with kh has the given mix64 value,
+// inverting mix64 step by step.
+func seedFor(kh, mixed uint64) uint64 {
+	z := unshift(mixed, 31)
+	z = unshift(z*inverse(0x94d049bb133111eb), 27)
+	z = unshift(z*inverse(0xbf58476d1ce4e5b9), 30)
+	return kh ^ z
+}
+
+// referenceLookup is the documented rule, computed directly: the highest
+// score -w / ln(u), u = (x + 0.5) / 2^53 with x the top 53 bits of
+// mix64(kh ^ seed), the smaller index on equal scores; with equal weights
+// the larger x, the smaller index on equal x.
+func referenceLookup(h *Rendezvous, kh uint64) int {
+	best, bestX, bestS := -1, uint64(0), math.Inf(-1)
+	for i, s := range h.seeds {
+		x := mix64(kh^s) >> 11
+		score := -h.nodes[i].Weight / math.Log((float64(x)+0.5)/(1<<53))
+		if h.inv == nil {
+			if best < 0 || x > bestX {
+				best, bestX = i, x
+			}
+		} else if best < 0 || score > bestS {
+			best, bestS = i, score
+		}
+	}
+	return best
+}
+
+// TestRendezvousCraftedHashes places nodes at crafted hashes for one key:
+// heads whose top bits tie, 53-bit values that tie, and values whose u
+// round to the same float (so that the smaller ID must win with the
+// smaller hash), and heads exactly at the bound that Lookup compares
+// them with. Lookup skips work on the top bits of mix64's head; each case
+// is where skipping wrongly would show.
+func TestRendezvousCraftedHashes(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 11))
+	for round := range 3000 {
+		kh := r.Uint64()
+		n := 2 + r.IntN(200)      // both sides of each size threshold
+		top := r.Uint64() | 1<<63 // the contested region: the high hashes
+		mixed := make([]uint64, n)
+		for i := range mixed {
+			switch r.IntN(6) {
+			case 0: // anywhere
+				mixed[i] = r.Uint64()
+			case 1: // the same top 33 bits as top, so the same head top bits
+				mixed[i] = top&^(1<<31-1) | r.Uint64()&(1<<31-1)
+			case 2: // the same 53 bits as top
+				mixed[i] = top&^(1<<11-1) | r.Uint64()&(1<<11-1)
+			case 3: // one 53-bit step below top: u may round to the same value
+				mixed[i] = top - 1<<11
+			case 4: // a head of top's top 31 bits and nothing below them
+				mixed[i] = mixTail(top &^ (1<<33 - 1))
+			default: // top itself
+				mixed[i] = top
+			}
+		}
+		nodes := make([]Node, n)
+		seeds := make([]uint64, n)
+		weights := []float64{1, 1, 2, 0.5, 3}
+		equal := r.IntN(2) == 0
+		for i := range nodes {
+			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: 1}
+			if !equal {
+				nodes[i].Weight = weights[r.IntN(len(weights))]
+			}
+			seeds[i] = seedFor(kh, mixed[i])
+			if got := mix64(kh ^ seeds[i]); got != mixed[i] {
+				t.Fatalf("seedFor: mix64 = %#x, want %#x", got, mixed[i])
+			}
+		}
+		h := newRendezvous(nodes, seeds)
+		want := referenceLookup(h, kh)
+		if got := h.LookupHash(kh); got != nodes[want].ID {
+			t.Fatalf("seed %d round %d (equal weights %v): Lookup = %s, want %s", seed, round, equal, got, nodes[want].ID)
+		}
+		if got := h.LookupNHash(kh, 1, nil); got[0] != nodes[want].ID {
+			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], nodes[want].ID)
+		}
+	}
+}
