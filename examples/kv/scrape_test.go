@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -133,6 +134,7 @@ func TestScrapeUnderLoad(t *testing.T) {
 		`^kv_bbolt_commit_write_duration_seconds_count$`, `^kv_bbolt_file_bytes\{file="data"\}$`, `^kv_bbolt_file_bytes\{file="hints"\}$`,
 		`^kv_read_siblings_count$`, `^kv_requests_total\{code="204",method="PUT",route="/kv/\{key\}"\}$`,
 		`^kv_swim_health_score$`, `^kv_swim_probes_total$`, `^kv_swim_members\{state="alive"\}$`, `^kv_gossip_packets_unopened_total$`,
+		`^kv_gossip_cookies_total$`, `^kv_gossip_packets_replayed_total$`, `^kv_bulk_running\{task="handover"\}$`,
 		`^go_goroutines$`, `^process_cpu_seconds_total$`,
 	} {
 		if !slices.ContainsFunc(keysOf(loaded), regexp.MustCompile(re).MatchString) {
@@ -141,6 +143,9 @@ func TestScrapeUnderLoad(t *testing.T) {
 	}
 	if v := loaded["kv_bbolt_commit_write_duration_seconds_count"]; v == "0" {
 		t.Error("no commit latency observed")
+	}
+	if v, _ := strconv.Atoi(loaded[`kv_bulk_runs_total{task="anti_entropy"}`]); v < 2 {
+		t.Errorf("kv_bulk_runs_total of anti-entropy = %d, want at least 2: one exchange with each peer", v)
 	}
 
 	junk := func(rounds int) {
