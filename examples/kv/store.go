@@ -70,8 +70,11 @@ type StoreConfig struct {
 	// keys both should hold. nil: one group "" for every key. It must be a
 	// pure function; change it with [Store.Regroup].
 	Group func(key []byte) string
-	// MaxBatchDelay is how long a write waits for others to share its
-	// fsync (bbolt's group commit); 0: DefaultMaxBatchDelay.
+	// MaxBatchDelay is how long a write of an idempotency record waits
+	// for others to share its fsync (bbolt's Batch); 0:
+	// DefaultMaxBatchDelay. Writes of objects wait for no timer: they
+	// are group-committed, each commit taking every write that arrived
+	// while the one before ran.
 	MaxBatchDelay time.Duration
 	// NoSync skips the fsync of each commit, like etcd's
 	// --unsafe-no-fsync: a write then survives a crash of the process but
@@ -109,9 +112,10 @@ type StoreConfig struct {
 // A Store is safe for concurrent use. Its zero value is not usable: call
 // [Open].
 type Store struct {
-	db   *bolt.DB
-	cfg  StoreConfig
-	tree *merkle.Tree // geometry only: Segment of a key
+	db      *bolt.DB
+	commits groupCommit // of db: every write of an object
+	cfg     StoreConfig
+	tree    *merkle.Tree // geometry only: Segment of a key
 
 	// writing is held shared by a write from its transaction to its
 	// commit hook, and exclusively by Regroup's scan, so that every
@@ -168,7 +172,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
+	s := &Store{db: db, commits: groupCommit{db: db}, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
 		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
 	}
@@ -390,7 +394,7 @@ func (s *Store) Merge(key []byte, o Object) (Object, error) {
 }
 
 // write applies f to key's object in one bbolt transaction, shared with
-// concurrent writes (one fsync for all), records when the object last
+// concurrent writes (one fsync for all, [groupCommit]), records when the object last
 // changed while all tombstones, and feeds the change to the index once
 // the transaction committed.
 func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, error) {
@@ -402,9 +406,9 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 		oldHash, newHash uint64
 		existed, changed bool
 	)
-	// Batch may run the function again after a failed batch: it sets every
-	// result afresh.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	// The group commit may run the function again after another write
+	// of its batch failed: it sets every result afresh.
+	err := s.commits.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketData)
 		old := b.Get(dk)
 		var o Object

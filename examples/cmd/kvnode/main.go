@@ -19,7 +19,8 @@
 // packets refused are counted in /metrics (kv_gossip_*). Without it, keep
 // their HTTP and gossip addresses on a private network. -reap-after sets how long a
 // deleted key's tombstone stays once every replica holds it.
-// -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
+// -pprof serves net/http/pprof on an address of its own (off by
+// default). -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
 //
 // Clients' input is bounded: -max-context-bytes and -max-context-entries
@@ -45,6 +46,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -92,6 +96,7 @@ func run(args []string) error {
 	fs.IntVar(&limits.MaxConcurrent, "max-concurrent", kv.DefaultMaxConcurrent, "most client requests served at once (more: 503 with Retry-After)")
 	fs.IntVar(&limits.MaxConcurrentRPC, "max-concurrent-rpc", kv.DefaultMaxConcurrentRPC, "most replica RPCs served at once (more: 503)")
 	fs.DurationVar(&limits.BodyTimeout, "body-timeout", kv.DefaultBodyTimeout, "how long a request's body may take to arrive (longer: 408)")
+	pprofAddr := fs.String("pprof", "", "address (host:port) to serve net/http/pprof on, apart from the API; empty: off. Keep it on loopback: profiles reveal the process")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,6 +134,13 @@ func run(args []string) error {
 		}
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if *pprofAddr != "" {
+		stopProfiles, err := serveProfiles(*pprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("-pprof %s: %w", *pprofAddr, err)
+		}
+		defer stopProfiles()
+	}
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
@@ -149,6 +161,31 @@ func run(args []string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// serveProfiles serves net/http/pprof's handlers on their own listener at
+// addr, never on the API's mux, and returns the function that closes it.
+func serveProfiles(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("pprof", "err", err)
+		}
+	}()
+	log.Info("serving profiles", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }
 
 // splitList splits a comma-separated flag, dropping empty items.
