@@ -24,7 +24,10 @@ import (
 // than once (when another function of its batch fails, the batch is
 // committed again without it), so it must set its results afresh each
 // time. A function that returns an error fails its own write alone:
-// nothing of it is written, and the others commit without it. It is safe
+// nothing of it is written, and the others commit without it. A function
+// reports whether it wrote: a batch in which none did is rolled back,
+// without an fsync (a replica's merge of what it already holds, as read
+// repair and anti-entropy often send, costs no disk write). It is safe
 // for concurrent use; the zero value is not: set db.
 type groupCommit struct {
 	db *bolt.DB
@@ -36,7 +39,7 @@ type groupCommit struct {
 
 // commitCall is one write in the queue.
 type commitCall struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*bolt.Tx) (wrote bool, err error)
 	done chan commitResult // receives once
 }
 
@@ -48,9 +51,10 @@ type commitResult struct {
 }
 
 // update runs fn in a write transaction shared with concurrent writes
-// and returns once the transaction committed (nil) or failed. It returns
-// fn's error when fn fails, and bbolt's errors.
-func (g *groupCommit) update(fn func(*bolt.Tx) error) error {
+// and returns once the transaction committed (nil), or was rolled back
+// because nothing in it wrote (nil), or failed. It returns fn's error
+// when fn fails, and bbolt's errors.
+func (g *groupCommit) update(fn func(*bolt.Tx) (wrote bool, err error)) error {
 	c := &commitCall{fn: fn, done: make(chan commitResult, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
@@ -86,16 +90,7 @@ func (g *groupCommit) commit(batch []*commitCall) {
 		g.handOff()
 	}()
 	for len(batch) > 0 {
-		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
-			for i, c := range batch {
-				if err := c.fn(tx); err != nil {
-					failed = i
-					return err
-				}
-			}
-			return nil
-		})
+		failed, err := g.run(batch)
 		if failed < 0 {
 			for _, c := range batch {
 				c.done <- commitResult{err: err}
@@ -108,6 +103,36 @@ func (g *groupCommit) commit(batch []*commitCall) {
 		batch[failed].done <- commitResult{err: err}
 		batch = slices.Delete(batch, failed, failed+1)
 	}
+}
+
+// run runs batch's functions in one write transaction and commits it,
+// or rolls it back when none wrote. It returns the index of the first
+// function that failed (the transaction then rolled back) with its
+// error, or -1 with the outcome of the commit.
+func (g *groupCommit) run(batch []*commitCall) (failed int, err error) {
+	tx, err := g.db.Begin(true)
+	if err != nil {
+		return -1, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
+	wrote := false
+	for i, c := range batch {
+		w, err := c.fn(tx)
+		if err != nil {
+			_ = tx.Rollback()
+			return i, err
+		}
+		wrote = wrote || w
+	}
+	if !wrote {
+		return -1, tx.Rollback()
+	}
+	return -1, tx.Commit()
 }
 
 // handOff makes the first queued write lead the next batch, or ends the

@@ -132,11 +132,6 @@ var (
 	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
-	// keyMaxSiblings and keyMaxObject hold, as uint64 BE, the bounds of
-	// coordinated writes the store was opened with, so that a write's
-	// transaction reads them where it reads the floor.
-	keyMaxSiblings = []byte("max-siblings")
-	keyMaxObject   = []byte("max-object")
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path,
@@ -163,7 +158,9 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxObjectLen <= 0 {
 		cfg.MaxObjectLen = DefaultMaxObjectLen
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// As etcd does, the freelist is not written at each commit (a smaller
+	// commit) but rebuilt by a scan when the file is opened.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("kv: open %s: locked by another process (a node running on the same data directory?): %w", path, err)
 	}
@@ -186,11 +183,6 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		for k, v := range map[string]int{string(keyMaxSiblings): cfg.MaxSiblings, string(keyMaxObject): cfg.MaxObjectLen} {
-			if err := meta.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
-				return err
-			}
-		}
 		if e := meta.Get(keyEpoch); e != nil {
 			s.epoch = string(e)
 			return nil
@@ -318,7 +310,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(tx *bolt.Tx, o *Object) error { return update(tx, o, ctx, actor, v) })
+	return s.write(key, func(tx *bolt.Tx, o *Object) error { return s.update(tx, o, ctx, actor, v) })
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -337,7 +329,7 @@ func seen(o Object, ctx vclock.VClock) vclock.VClock {
 // transaction of its key, with the part of ctx that o has seen. It
 // returns the error of a write [Store.Update] refuses; the enclosing
 // [Store.write] then rolls the transaction back, so nothing is written.
-func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
+func (s *Store) update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
 	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
@@ -348,16 +340,15 @@ func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) 
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
-	maxSiblings, maxLen := getUint64(meta, keyMaxSiblings), getUint64(meta, keyMaxObject)
+	maxSiblings, maxLen := s.cfg.MaxSiblings, s.cfg.MaxObjectLen
 	siblings, size := o.Len(), valuesLen(*o)
 	if err := o.TryUpdate(ctx, actor, v); err != nil {
 		return err
 	}
-	if n := o.Len(); uint64(n) > maxSiblings && n > siblings {
+	if n := o.Len(); n > maxSiblings && n > siblings {
 		return fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)
 	}
-	if n := valuesLen(*o); uint64(n) > maxLen && n > size {
+	if n := valuesLen(*o); n > maxLen && n > size {
 		return fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)
 	}
 	return nil
@@ -408,7 +399,7 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 	)
 	// The group commit may run the function again after another write
 	// of its batch failed: it sets every result afresh.
-	err := s.commits.update(func(tx *bolt.Tx) error {
+	err := s.commits.update(func(tx *bolt.Tx) (bool, error) {
 		b := tx.Bucket(bucketData)
 		old := b.Get(dk)
 		var o Object
@@ -416,25 +407,30 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 		if existed {
 			var err error
 			if o, err = DecodeObject(old); err != nil {
-				return err
+				return false, err
 			}
 		}
+		wasDead := existed && Dead(o)
 		if err := f(tx, &o); err != nil {
-			return err
+			return false, err
 		}
 		enc, err := EncodeObject(o)
 		if err != nil {
-			return err
+			return false, err
 		}
 		out = o
 		if bytes.Equal(enc, old) {
-			return nil
+			return false, nil
 		}
 		changed, oldHash, newHash = true, hashBytes(old), hashBytes(enc)
-		if err := s.markTombstone(tx, dk, o); err != nil {
-			return err
+		// A key has a tombstone record exactly while its object is dead:
+		// only a write to or from a dead object changes it.
+		if wasDead || Dead(o) {
+			if err := s.markTombstone(tx, dk, o); err != nil {
+				return false, err
+			}
 		}
-		return b.Put(dk, enc)
+		return true, b.Put(dk, enc)
 	})
 	if err != nil || !changed {
 		return out, err
