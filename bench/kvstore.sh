@@ -247,14 +247,16 @@ done | awk -F'|' '
 # kvstore.md itself).
 if [[ -f RESULTS.md ]]; then
 	awk -v section=kvstore.md '
-		/^<!-- kvstore -->$/ { skip = 1; next }
-		/^<!-- \/kvstore -->$/ { skip = 0; next }
-		!skip { print }
-		END {
+		function splice() {
 			print "<!-- kvstore -->"
 			while ((getline line < section) > 0) print line
 			print "<!-- /kvstore -->"
-		}' RESULTS.md >"$work/RESULTS.md"
+			done = 1
+		}
+		/^<!-- kvstore -->$/ { splice(); skip = 1; next }
+		/^<!-- \/kvstore -->$/ { skip = 0; next }
+		!skip { print }
+		END { if (!done) { print ""; splice() } }' RESULTS.md >"$work/RESULTS.md"
 	cp "$work/RESULTS.md" RESULTS.md
 fi
 cat kvstore.md

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,6 +32,9 @@ import (
 // for concurrent use; the zero value is not: set db.
 type groupCommit struct {
 	db *bolt.DB
+	// delay, when positive, is how long the write that leads a batch
+	// waits for others to join it before it commits.
+	delay time.Duration
 
 	mu      sync.Mutex
 	queue   []*commitCall // waiting for the next batch
@@ -66,6 +70,11 @@ func (g *groupCommit) update(fn func(*bolt.Tx) (wrote bool, err error)) error {
 		g.mu.Lock() // this write leads the batch it is in
 	}
 	g.leading = true
+	if g.delay > 0 {
+		g.mu.Unlock()
+		time.Sleep(g.delay)
+		g.mu.Lock()
+	}
 	batch := g.queue
 	g.queue = nil
 	g.mu.Unlock()

@@ -91,20 +91,11 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 		o   Object
 		dot vclock.Dot
 	)
-	apply := func(seenOnly bool) error {
-		return c.leaver.unlessLeaving(func() (err error) {
-			o, dot, _, err = c.store.updateOnce(key, cctx, c.actor, v, seenOnly)
-			return err
-		})
-	}
-	// Usually this copy has seen the client's context: the write applies
-	// at once. Otherwise it catches up first, and applies with what it
-	// then has seen.
-	err := apply(true)
-	if errors.Is(err, errBehind) {
-		c.catchUp(ctx, key, cctx, home)
-		err = apply(false)
-	}
+	c.catchUp(ctx, key, cctx, home)
+	err := c.leaver.unlessLeaving(func() (err error) {
+		o, dot, _, err = c.store.UpdateOnce(key, cctx, c.actor, v)
+		return err
+	})
 	if err != nil {
 		return Written{}, err
 	}

@@ -35,16 +35,6 @@ var ErrKeyReused = errors.New("kv: idempotency key reused with a different value
 // concurrent writes with one idempotency key on one store apply at most
 // once while the sibling lives. It returns [ErrBadKey] for an invalid key.
 func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Version) (o Object, dot vclock.Dot, applied bool, err error) {
-	return s.updateOnce(key, ctx, actor, v, false)
-}
-
-// errBehind is returned by [Store.updateOnce] asked to write only on a
-// copy that has seen the write's context, when the copy has not.
-var errBehind = errors.New("kv: this copy of the key has not seen the write's context")
-
-// updateOnce is UpdateOnce that, with seenOnly, writes nothing and
-// returns errBehind when key's object here does not descend ctx.
-func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Version, seenOnly bool) (o Object, dot vclock.Dot, applied bool, err error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, vclock.Dot{}, false, err
 	}
@@ -52,9 +42,6 @@ func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 		// The group commit may run this again after another write of its
 		// batch failed: set every result afresh.
 		dot, applied, err = vclock.Dot{}, false, nil
-		if seenOnly && !o.Context().Descends(ctx) {
-			return errBehind
-		}
 		if v.IdempotencyKey != "" {
 			var (
 				prev Version

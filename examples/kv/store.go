@@ -70,11 +70,13 @@ type StoreConfig struct {
 	// keys both should hold. nil: one group "" for every key. It must be a
 	// pure function; change it with [Store.Regroup].
 	Group func(key []byte) string
-	// MaxBatchDelay is how long a write of an idempotency record waits
-	// for others to share its fsync (bbolt's Batch); 0:
-	// DefaultMaxBatchDelay. Writes of objects wait for no timer: they
-	// are group-committed, each commit taking every write that arrived
-	// while the one before ran.
+	// MaxBatchDelay is how long the first write of a batch waits for
+	// others to share its fsync. 0: writes of objects wait for no timer,
+	// each commit taking the writes that arrived while the one before
+	// ran (group commit), and writes of idempotency records (bbolt's
+	// Batch) wait DefaultMaxBatchDelay. A simulation sets it to make the
+	// batches independent of the scheduler: the writes issued at one
+	// instant of its clock then commit together.
 	MaxBatchDelay time.Duration
 	// NoSync skips the fsync of each commit, like etcd's
 	// --unsafe-no-fsync: a write then survives a crash of the process but
@@ -149,6 +151,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxHints <= 0 {
 		cfg.MaxHints = DefaultMaxHints
 	}
+	commitDelay := max(cfg.MaxBatchDelay, 0)
 	if cfg.MaxBatchDelay <= 0 {
 		cfg.MaxBatchDelay = DefaultMaxBatchDelay
 	}
@@ -169,7 +172,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, commits: groupCommit{db: db}, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
+	s := &Store{db: db, commits: groupCommit{db: db, delay: commitDelay}, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
 		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
 	}
