@@ -187,12 +187,15 @@ if [[ $RMW == 1 ]]; then mode="read-modify-write"; fi
 	echo "with fsync on, the same \`kvload\` against each, one after the other:"
 	echo "$CLIENTS clients, $(awk -v r="$READS" 'BEGIN { print 100 * r }')% reads, $VALUE-byte values, $KEYS keys, $DURATION, $mode."
 	echo "Load average is the machine's just before each run (it is shared); CPU"
-	echo "is the user+system time of the store's processes during the run."
+	echo "is the user+system time of the store's processes during the run, and"
+	echo "CPU per op that divided by the operations (the figure least moved by"
+	echo "the machine's other load)."
 	echo
-	echo "| store | ops/s | p50 | p99 | p999 | errors | CPU | load average |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---|"
+	echo "| store | ops/s | p50 | p99 | p999 | errors | CPU | CPU per op | load average |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 	for r in "${runs[@]}"; do
-		echo "| ${label[$r]} | $(field "$r" ops_per_s) | $(field "$r" p50_ms) ms | $(field "$r" p99_ms) ms | $(field "$r" p999_ms) ms | $(field "$r" errors) | $(cpu "$r") ms | $(loadavg "$r") |"
+		per=$(awk -v c="$(cpu "$r")" -v n="$(field "$r" ops)" 'BEGIN { if (n > 0) printf "%.0f µs", c * 1000 / n; else print "–" }')
+		echo "| ${label[$r]} | $(field "$r" ops_per_s) | $(field "$r" p50_ms) ms | $(field "$r" p99_ms) ms | $(field "$r" p999_ms) ms | $(field "$r" errors) | $(cpu "$r") ms | $per | $(loadavg "$r") |"
 	done
 	echo
 	kv3=$(field kv3 ops_per_s) kv1=$(field kv1 ops_per_s)
