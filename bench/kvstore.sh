@@ -31,24 +31,19 @@ PORT=${PORT:-27000}
 RMW=${RMW:-0}
 
 work=$(mktemp -d /var/tmp/kvstore.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	pids=()
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+pids=() # the stores' processes, and kvload's while it runs
 
-# stop ends every process started so far and waits for it.
+# stop kills every process started so far and waits for it. The stores'
+# data is thrown away, so they are killed outright (a kvnode sent
+# SIGTERM would first try to hand its keys over to the others).
 stop() {
 	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
+trap 'stop; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 # ready waits up to 30 s for a URL to answer 2xx; $2 is curl's extra
 # arguments.
@@ -83,7 +78,13 @@ kvload_run() {
 	local name=$1 target=$2 addrs=$3 before after
 	before=$(cpu_ticks)
 	echo "load average $(cut -d' ' -f1-3 /proc/loadavg)" >"$work/$name.out"
-	"$work/kvload" -target "$target" -addrs "$addrs" "${load_flags[@]}" | tee -a "$work/$name.out" >&2
+	# In the background, so that a signal stops the script at once (bash
+	# runs traps only between foreground commands).
+	"$work/kvload" -target "$target" -addrs "$addrs" "${load_flags[@]}" >>"$work/$name.out" &
+	pids+=($!)
+	wait "$!"
+	unset 'pids[-1]'
+	sed 1d "$work/$name.out" >&2
 	after=$(cpu_ticks)
 	echo "CPU $(((after - before) * 1000 / $(getconf CLK_TCK))) ms" >>"$work/$name.out"
 }
