@@ -52,6 +52,12 @@ const (
 	DefaultMaxObjectLen = 16 << 20
 )
 
+// initialMmapSize is the address space a store's file is first mapped
+// with, as etcd's backend does: a file that grows within it is never
+// remapped, and a remap waits for every read transaction to end while
+// it holds up the writes. It reserves addresses, not memory.
+const initialMmapSize = 1 << 30
+
 // DefaultTree is the geometry of the store's anti-entropy trees unless
 // configured: 256 branches of 64 segments, 133 KiB per tree, one or two
 // keys per dirty segment up to about 16,000 keys per group.
@@ -162,8 +168,9 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 		cfg.MaxObjectLen = DefaultMaxObjectLen
 	}
 	// As etcd does, the freelist is not written at each commit (a smaller
-	// commit) but rebuilt by a scan when the file is opened.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
+	// commit) but rebuilt by a scan when the file is opened, and the
+	// file is mapped with room to grow (see initialMmapSize).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("kv: open %s: locked by another process (a node running on the same data directory?): %w", path, err)
 	}
