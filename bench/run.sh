@@ -10,7 +10,9 @@
 # output to bench/results.txt instead of replacing it, to rerun or add some
 # benchmarks with the same COUNT and BENCHTIME), REPORT (1: run no
 # benchmark, only the quality tests, and rewrite RESULTS.md from
-# bench/results.txt, with the COUNT and BENCHTIME that produced it). The raw `go test` output is kept
+# bench/results.txt, with the COUNT and BENCHTIME that produced it), KVSTORE
+# (0: skip kvstore.sh, the side-by-side run of the replicated store against
+# etcd, and keep the kvstore.md of an earlier run). The raw `go test` output is kept
 # in bench/results.txt (git-ignored), so `benchstat bench/results.txt`
 # reproduces the tables and later runs can be compared with it.
 set -euo pipefail
@@ -34,6 +36,12 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
 	(cd seqjs && npm ci --no-audit --no-fund --silent)
 else
 	echo "run.sh: node or npm not found: the editing-trace table will show distkit alone" >&2
+fi
+
+# The replicated store against etcd, on loopback: it writes kvstore.md and
+# kvstore.svg, included below.
+if [[ ${KVSTORE:-1} != 0 ]]; then
+	./kvstore.sh >/dev/null || echo "run.sh: kvstore.sh failed: RESULTS.md keeps the kvstore.md of an earlier run" >&2
 fi
 
 go test -count 1 -timeout 1h -run . . -args -long -tables "$tables" >/dev/null
@@ -145,6 +153,12 @@ HEAD
 		echo "### $name"
 		markdown "$name"
 	done
+	if [[ -f kvstore.md ]]; then
+		echo
+		echo "<!-- kvstore -->"
+		cat kvstore.md
+		echo "<!-- /kvstore -->"
+	fi
 	echo
 	echo "## Quality tables"
 	echo

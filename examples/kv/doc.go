@@ -111,6 +111,12 @@
 //   - Durability: a replica acknowledges a write only after bbolt
 //     committed and fsync'd it (unless [StoreConfig.NoSync]); a node
 //     killed with SIGKILL restarts with everything it acknowledged.
+//     Concurrent writes on a node share a commit and its fsync (group
+//     commit: a commit takes every write that arrived while the one
+//     before it ran), and each is acknowledged only once that commit
+//     is on disk. A coordinator sends a write to the other replicas only
+//     once its own copy is on disk, so a dot it handed out is never lost
+//     to its own crash and never given twice.
 //   - No silent loss: a value leaves a key only when a write whose
 //     context contained its dot replaced it; concurrent writes become
 //     siblings. An acknowledged write is held by W replicas, so it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,8 +29,11 @@ type HintStore struct {
 	// mu serialises the changes of the set, so that the count below is
 	// exact, and is held by [Store.Reap] across its check that no hint for
 	// the key is held and its delete, so that no hint arrives between them.
-	mu     sync.Mutex
-	count  int                  // hints held, across targets
+	mu sync.Mutex
+	// count is the hints held, across targets: changed under mu once a
+	// change committed, read without it by [HintStore.Object], which
+	// skips the file while it is 0.
+	count  atomic.Int64
 	since  map[string]time.Time // target → when its hints last went from none to some
 	opened time.Time
 }
@@ -65,13 +69,15 @@ func openHints(path string, cfg StoreConfig) (*HintStore, error) {
 func (h *HintStore) recount() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.count = 0
-	return h.db.View(func(tx *bolt.Tx) error {
+	n := 0
+	err := h.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketHints).ForEachBucket(func(name []byte) error {
-			h.count += tx.Bucket(bucketHints).Bucket(name).Stats().KeyN
+			n += tx.Bucket(bucketHints).Bucket(name).Stats().KeyN
 			return nil
 		})
 	})
+	h.count.Store(int64(n))
+	return err
 }
 
 // adopt moves into the hint file the hints that the data file's write
@@ -165,26 +171,22 @@ func (h *HintStore) Add(target string, key []byte, o Object) error {
 			return err
 		}
 		if b.Get(key) == nil {
-			if h.count >= h.max {
-				return fmt.Errorf("%w: %d hints", ErrHintsFull, h.count)
+			if n := h.count.Load(); n >= int64(h.max) {
+				return fmt.Errorf("%w: %d hints", ErrHintsFull, n)
 			}
 			added = true
 		}
 		return putHint(b, key, enc)
 	})
 	if err == nil && added {
-		h.count++
+		h.count.Add(1)
 		h.noteHeld(target)
 	}
 	return err
 }
 
 // Len returns the number of hints held, across targets.
-func (h *HintStore) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.count
-}
+func (h *HintStore) Len() int { return int(h.count.Load()) }
 
 // Targets returns the nodes hints are held for, sorted.
 func (h *HintStore) Targets() ([]string, error) {
@@ -225,6 +227,9 @@ func (h *HintStore) For(target string, limit int) ([]Entry, error) {
 // target, and false if there is none: what this node knows of a key it
 // holds only as a fallback.
 func (h *HintStore) Object(key []byte) (Object, bool, error) {
+	if h.count.Load() == 0 {
+		return Object{}, false, nil // the read of every key skips the file
+	}
 	var (
 		o     Object
 		found bool
@@ -298,7 +303,7 @@ func (h *HintStore) Drop(target string, key []byte, delivered Object) (bool, err
 		return nil
 	})
 	if err == nil && dropped {
-		h.count--
+		h.count.Add(-1)
 		if emptied == nil {
 			delete(h.since, target)
 		}

@@ -39,7 +39,8 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 		return Object{}, vclock.Dot{}, false, err
 	}
 	o, werr := s.write(key, func(tx *bolt.Tx, o *Object) error {
-		// Batch may run this again after a failed batch: set every result afresh.
+		// The group commit may run this again after another write of its
+		// batch failed: set every result afresh.
 		dot, applied, err = vclock.Dot{}, false, nil
 		if v.IdempotencyKey != "" {
 			var (
@@ -53,7 +54,7 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 				return nil
 			}
 		}
-		if err := update(tx, o, ctx, actor, v); err != nil {
+		if err := s.update(tx, o, ctx, actor, v); err != nil {
 			return err
 		}
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true

@@ -138,6 +138,9 @@ func (e *refusal) Is(target error) bool { return target == ErrUnavailable || tar
 // and not an error of a write it applied that carries another node's
 // refusal (a coordinator's quorum failure wraps its replicas' errors).
 func refusedBy(err error, id string) bool {
+	if err == nil {
+		return false
+	}
 	var r *refusal
 	return errors.As(err, &r) && r.id == id
 }

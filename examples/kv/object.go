@@ -167,7 +167,7 @@ func Live(o Object) [][]byte {
 // EncodeObject returns the msgpack encoding of o, the form in which
 // replicas store and exchange it. Equal objects encode to equal bytes.
 func EncodeObject(o Object) ([]byte, error) {
-	return msgpack.Marshal(o)
+	return encode(o.EncodeMsgpack)
 }
 
 // DecodeObject decodes an [Object] encoded by [EncodeObject]. It never
@@ -186,10 +186,9 @@ func DecodeObject(b []byte) (Object, error) {
 // unmarshalExact decodes all of b into v; errors, including trailing
 // bytes, wrap ErrMalformed and name what.
 func unmarshalExact(what string, b []byte, v any) error {
-	r := bytes.NewReader(b)
-	err := msgpack.NewDecoder(r).Decode(v)
-	if err == nil && r.Len() > 0 {
-		err = fmt.Errorf("%d trailing bytes", r.Len())
+	rest, err := decode(b, func(d *msgpack.Decoder) error { return d.Decode(v) })
+	if err == nil && rest > 0 {
+		err = fmt.Errorf("%d trailing bytes", rest)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)

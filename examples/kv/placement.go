@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -43,8 +44,48 @@ func (p *placement) of(key []byte) (home, fallbacks []string) {
 func (p *placement) home(key []byte) []string { return p.ring.Replicas(key, p.n, nil) }
 
 // group returns the name of key's replica group: the anti-entropy tree
-// its replicas keep it in.
-func (p *placement) group(key []byte) string { return groupOf(p.home(key)) }
+// its replicas keep it in. For N up to 8 it allocates nothing: it finds
+// the name among the placement's groups.
+func (p *placement) group(key []byte) string {
+	var buf [8]string
+	if p.n > len(buf) {
+		return groupOf(p.home(key))
+	}
+	home := p.ring.Replicas(key, p.n, buf[:0])
+	slices.Sort(home)
+	if i, ok := slices.BinarySearchFunc(p.groups, home, compareGroup); ok {
+		return p.groups[i]
+	}
+	return groupOf(home)
+}
+
+// compareGroup compares the group name g with the name of the sorted IDs
+// ids (joined by commas), without building the name.
+func compareGroup(g string, ids []string) int {
+	for i, id := range ids {
+		if i > 0 {
+			if g == "" {
+				return -1
+			}
+			if g[0] != ',' {
+				return cmp.Compare(g[0], ',')
+			}
+			g = g[1:]
+		}
+		n := min(len(g), len(id))
+		if c := strings.Compare(g[:n], id[:n]); c != 0 {
+			return c
+		}
+		if len(g) < len(id) {
+			return -1
+		}
+		g = g[len(id):]
+	}
+	if g != "" {
+		return 1
+	}
+	return 0
+}
 
 // has reports whether node id is in the ring.
 func (p *placement) has(id string) bool { return inRing(p.ring, id) }

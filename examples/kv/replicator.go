@@ -136,19 +136,24 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 		wg      sync.WaitGroup
 		results = make(chan result)
 		done    = make(chan struct{})
-		cancels = map[int]context.CancelFunc{}
-		calls   = map[int]call{}
+		cancels []context.CancelFunc // by call id (a round numbers its calls 0, 1, ...); nil once cancelled
+		calls   []call               // by call id
 	)
 	defer func() {
 		close(done)
 		for _, cancel := range cancels {
-			cancel()
+			if cancel != nil {
+				cancel()
+			}
 		}
 		wg.Wait()
 	}()
 	start := func(cs []call) {
 		for _, c := range cs {
 			cctx, cancel := context.WithCancel(ctx)
+			for len(calls) <= c.id {
+				calls, cancels = append(calls, call{}), append(cancels, nil)
+			}
 			cancels[c.id], calls[c.id] = cancel, c
 			q := req(c)
 			wg.Go(func() {
@@ -193,9 +198,9 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 		timer.Stop()
 		open := rd.Open()
 		for id, cancel := range cancels {
-			if !slices.Contains(open, id) {
+			if cancel != nil && !slices.Contains(open, id) {
 				cancel()
-				delete(cancels, id)
+				cancels[id] = nil
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -82,16 +81,18 @@ const (
 )
 
 func (r *request) marshal() ([]byte, error) {
-	var b bytes.Buffer
-	e := msgpack.NewEncoder(&b)
+	return encode(r.encode)
+}
+
+func (r *request) encode(e *msgpack.Encoder) error {
 	err := firstErr(
 		e.EncodeArrayLen(requestFields),
 		e.EncodeUint8(uint8(r.Op)),
 		e.EncodeBytes(r.Key),
-		e.Encode(r.Object),
+		r.Object.EncodeMsgpack(e),
 		e.EncodeString(r.Hint),
-		e.Encode(r.Context),
-		e.Encode(r.Value),
+		r.Context.EncodeMsgpack(e),
+		r.Value.EncodeMsgpack(e),
 		e.EncodeInt(int64(r.W)),
 		e.EncodeString(r.Group),
 		e.EncodeBytes(r.Tree),
@@ -101,7 +102,7 @@ func (r *request) marshal() ([]byte, error) {
 		err = firstErr(err, e.EncodeInt(int64(s)))
 	}
 	err = firstErr(err, e.EncodeBytes(r.After), e.EncodeInt(int64(r.Limit)), encodeEntries(e, r.Entries))
-	return b.Bytes(), err
+	return err
 }
 
 func (r *request) unmarshal(b []byte) error {
@@ -164,20 +165,22 @@ func (r *request) unmarshal(b []byte) error {
 }
 
 func (r *response) marshal() ([]byte, error) {
-	var b bytes.Buffer
-	e := msgpack.NewEncoder(&b)
+	return encode(r.encode)
+}
+
+func (r *response) encode(e *msgpack.Encoder) error {
 	err := firstErr(
 		e.EncodeArrayLen(responseFields),
 		e.EncodeBool(r.Found),
-		e.Encode(r.Object),
-		e.Encode(r.Context),
-		e.Encode(r.Dot),
+		r.Object.EncodeMsgpack(e),
+		r.Context.EncodeMsgpack(e),
+		r.Dot.EncodeMsgpack(e),
 		e.EncodeBytes(r.Tree),
 		encodeEntries(e, r.Entries),
 		e.EncodeBool(r.Leaving),
 		e.EncodeBool(r.More),
 	)
-	return b.Bytes(), err
+	return err
 }
 
 func (r *response) unmarshal(b []byte) error {
@@ -217,7 +220,7 @@ func (r *response) unmarshal(b []byte) error {
 func encodeEntries(e *msgpack.Encoder, entries []Entry) error {
 	err := e.EncodeArrayLen(len(entries))
 	for _, en := range entries {
-		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), e.Encode(en.Object))
+		err = firstErr(err, e.EncodeArrayLen(2), e.EncodeBytes(en.Key), en.Object.EncodeMsgpack(e))
 	}
 	return err
 }
@@ -248,17 +251,18 @@ func decodeEntries(d *msgpack.Decoder) ([]Entry, error) {
 // decodeMessage decodes the array of fields fields in b with body,
 // rejecting trailing bytes; errors wrap ErrMalformed.
 func decodeMessage(b []byte, what string, fields int, body func(d *msgpack.Decoder) error) error {
-	r := bytes.NewReader(b)
-	d := msgpack.NewDecoder(r)
-	n, err := d.DecodeArrayLen()
-	if err == nil && n != fields {
-		err = fmt.Errorf("%d fields, want %d", n, fields)
-	}
-	if err == nil {
-		err = body(d)
-	}
-	if err == nil && r.Len() > 0 {
-		err = fmt.Errorf("%d trailing bytes", r.Len())
+	rest, err := decode(b, func(d *msgpack.Decoder) error {
+		n, err := d.DecodeArrayLen()
+		if err == nil && n != fields {
+			err = fmt.Errorf("%d fields, want %d", n, fields)
+		}
+		if err == nil {
+			err = body(d)
+		}
+		return err
+	})
+	if err == nil && rest > 0 {
+		err = fmt.Errorf("%d trailing bytes", rest)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)

@@ -49,7 +49,8 @@ type ServerConfig struct {
 	Quorum  quorum.Config
 	Logger  *slog.Logger // nil: discard
 	// Client makes the replica RPCs; nil: a client with a 2-second
-	// timeout.
+	// timeout that keeps up to DefaultMaxConcurrentRPC idle connections
+	// per peer.
 	Client *http.Client
 	// ProbeInterval is SWIM's protocol period; 0: 1s, memberlist's LAN
 	// default. The other periods scale with it: the probe timeout is half
@@ -253,7 +254,12 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	log = log.With("node", cfg.ID)
 	client := cfg.Client
 	if client == nil {
-		client = &http.Client{Timeout: 2 * time.Second}
+		// Idle connections are kept for as many RPCs to a peer as it
+		// serves at once (Go's default keeps 2), so that replication
+		// under load reuses connections instead of dialling per call.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = DefaultMaxConcurrentRPC
+		client = &http.Client{Timeout: 2 * time.Second, Transport: t}
 	}
 	if cfg.TLS != nil {
 		if client, err = cfg.TLS.client(client); err != nil {

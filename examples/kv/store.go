@@ -52,6 +52,12 @@ const (
 	DefaultMaxObjectLen = 16 << 20
 )
 
+// initialMmapSize is the address space a store's file is first mapped
+// with, as etcd's backend does: a file that grows within it is never
+// remapped, and a remap waits for every read transaction to end while
+// it holds up the writes. It reserves addresses, not memory.
+const initialMmapSize = 1 << 30
+
 // DefaultTree is the geometry of the store's anti-entropy trees unless
 // configured: 256 branches of 64 segments, 133 KiB per tree, one or two
 // keys per dirty segment up to about 16,000 keys per group.
@@ -70,8 +76,13 @@ type StoreConfig struct {
 	// keys both should hold. nil: one group "" for every key. It must be a
 	// pure function; change it with [Store.Regroup].
 	Group func(key []byte) string
-	// MaxBatchDelay is how long a write waits for others to share its
-	// fsync (bbolt's group commit); 0: DefaultMaxBatchDelay.
+	// MaxBatchDelay is how long the first write of a batch waits for
+	// others to share its fsync. 0: writes of objects wait for no timer,
+	// each commit taking the writes that arrived while the one before
+	// ran (group commit), and writes of idempotency records (bbolt's
+	// Batch) wait DefaultMaxBatchDelay. A simulation sets it to make the
+	// batches independent of the scheduler: the writes issued at one
+	// instant of its clock then commit together.
 	MaxBatchDelay time.Duration
 	// NoSync skips the fsync of each commit, like etcd's
 	// --unsafe-no-fsync: a write then survives a crash of the process but
@@ -114,9 +125,10 @@ type StoreConfig struct {
 // A Store is safe for concurrent use. Its zero value is not usable: call
 // [Open].
 type Store struct {
-	db   *bolt.DB
-	cfg  StoreConfig
-	tree *merkle.Tree // geometry only: Segment of a key
+	db      *bolt.DB
+	commits groupCommit // of db: every write of an object
+	cfg     StoreConfig
+	tree    *merkle.Tree // geometry only: Segment of a key
 
 	// writing is held shared by a write from its transaction to its
 	// commit hook, and exclusively by Regroup's scan, so that every
@@ -134,11 +146,6 @@ var (
 	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
 	keyEpoch    = []byte("epoch")
 	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
-	// keyMaxSiblings and keyMaxObject hold, as uint64 BE, the bounds of
-	// coordinated writes the store was opened with, so that a write's
-	// transaction reads them where it reads the floor.
-	keyMaxSiblings = []byte("max-siblings")
-	keyMaxObject   = []byte("max-object")
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path,
@@ -156,6 +163,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxHints <= 0 {
 		cfg.MaxHints = DefaultMaxHints
 	}
+	commitDelay := max(cfg.MaxBatchDelay, 0)
 	if cfg.MaxBatchDelay <= 0 {
 		cfg.MaxBatchDelay = DefaultMaxBatchDelay
 	}
@@ -165,7 +173,10 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxObjectLen <= 0 {
 		cfg.MaxObjectLen = DefaultMaxObjectLen
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// As etcd does, the freelist is not written at each commit (a smaller
+	// commit) but rebuilt by a scan when the file is opened, and the
+	// file is mapped with room to grow (see initialMmapSize).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("kv: open %s: locked by another process (a node running on the same data directory?): %w", path, err)
 	}
@@ -174,7 +185,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
+	s := &Store{db: db, commits: groupCommit{db: db, delay: commitDelay}, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
 		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
 	}
@@ -188,11 +199,6 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		for k, v := range map[string]int{string(keyMaxSiblings): cfg.MaxSiblings, string(keyMaxObject): cfg.MaxObjectLen} {
-			if err := meta.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
-				return err
-			}
-		}
 		if e := meta.Get(keyEpoch); e != nil {
 			s.epoch = string(e)
 			return nil
@@ -320,7 +326,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(tx *bolt.Tx, o *Object) error { return update(tx, o, ctx, actor, v) })
+	return s.write(key, func(tx *bolt.Tx, o *Object) error { return s.update(tx, o, ctx, actor, v) })
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -339,7 +345,7 @@ func seen(o Object, ctx vclock.VClock) vclock.VClock {
 // transaction of its key, with the part of ctx that o has seen. It
 // returns the error of a write [Store.Update] refuses; the enclosing
 // [Store.write] then rolls the transaction back, so nothing is written.
-func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
+func (s *Store) update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
 	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
@@ -350,16 +356,15 @@ func update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) 
 			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
-	maxSiblings, maxLen := getUint64(meta, keyMaxSiblings), getUint64(meta, keyMaxObject)
+	maxSiblings, maxLen := s.cfg.MaxSiblings, s.cfg.MaxObjectLen
 	siblings, size := o.Len(), valuesLen(*o)
 	if err := o.TryUpdate(ctx, actor, v); err != nil {
 		return err
 	}
-	if n := o.Len(); uint64(n) > maxSiblings && n > siblings {
+	if n := o.Len(); n > maxSiblings && n > siblings {
 		return fmt.Errorf("%w: the write would leave %d siblings, at most %d may be: read the key and write the value you resolve them to, with the read's context", ErrTooManySiblings, n, maxSiblings)
 	}
-	if n := valuesLen(*o); uint64(n) > maxLen && n > size {
+	if n := valuesLen(*o); n > maxLen && n > size {
 		return fmt.Errorf("%w: the write would make the values, siblings included, %d bytes, at most %d may be: read the key and resolve its siblings", ErrObjectTooLarge, n, maxLen)
 	}
 	return nil
@@ -396,7 +401,7 @@ func (s *Store) Merge(key []byte, o Object) (Object, error) {
 }
 
 // write applies f to key's object in one bbolt transaction, shared with
-// concurrent writes (one fsync for all), records when the object last
+// concurrent writes (one fsync for all, [groupCommit]), records when the object last
 // changed while all tombstones, and feeds the change to the index once
 // the transaction committed.
 func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, error) {
@@ -408,13 +413,13 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 		c       change
 		changed bool
 	)
-	// Batch may run the function again after a failed batch: it sets every
-	// result afresh.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	// The group commit may run the function again after another write
+	// of its batch failed: it sets every result afresh.
+	err := s.commits.update(func(tx *bolt.Tx) (bool, error) {
 		s.reportCommit(tx)
 		var err error
 		out, c, changed, err = s.apply(tx, dk, key, f)
-		return err
+		return changed, err
 	})
 	if err != nil || !changed {
 		return out, err
@@ -438,6 +443,7 @@ func (s *Store) apply(tx *bolt.Tx, dk, key []byte, f func(tx *bolt.Tx, o *Object
 			return o, change{}, false, err
 		}
 	}
+	wasDead := old != nil && Dead(o)
 	if err := f(tx, &o); err != nil {
 		return o, change{}, false, err
 	}
@@ -446,8 +452,12 @@ func (s *Store) apply(tx *bolt.Tx, dk, key []byte, f func(tx *bolt.Tx, o *Object
 		return o, change{}, false, err
 	}
 	c := change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}
-	if err := s.markTombstone(tx, dk, o); err != nil {
-		return o, change{}, false, err
+	// A key has a tombstone record exactly while its object is dead: only
+	// a write to or from a dead object changes it.
+	if wasDead || Dead(o) {
+		if err := s.markTombstone(tx, dk, o); err != nil {
+			return o, change{}, false, err
+		}
 	}
 	return o, c, true, b.Put(dk, enc)
 }

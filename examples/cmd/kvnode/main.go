@@ -44,7 +44,8 @@
 //
 // -reap-after sets how long a deleted key's tombstone stays once every
 // replica holds it.
-// -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
+// -pprof serves net/http/pprof on an address of its own (off by
+// default). -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
 //
 // Clients' input is bounded: -max-context-bytes and -max-context-entries
@@ -85,6 +86,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -144,6 +148,7 @@ func run(args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate of this node, issued by -tls-ca for server and client authentication and naming its -listen host: serve HTTPS and speak mutual TLS with the other nodes (with -tls-key and -tls-ca)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	tlsCA := fs.String("tls-ca", "", "PEM certificate of the cluster's CA: peers' certificates must chain to it")
+	pprofAddr := fs.String("pprof", "", "address (host:port) to serve net/http/pprof on, apart from the API; empty: off. Keep it on loopback: profiles reveal the process")
 	probeInterval := fs.Duration("probe-interval", time.Second, "SWIM's protocol period; the probe timeout, suspicion timeouts and push-pull period (which heals partitions) scale with it")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "the least severe level logged: debug (each failed copy of a write), info, warn or error")
@@ -203,6 +208,13 @@ func run(args []string) error {
 		return fmt.Errorf("-tls-cert, -tls-key and -tls-ca go together: %d of 3 set", set)
 	}
 	log := newLogger(os.Stderr, level)
+	if *pprofAddr != "" {
+		stopProfiles, err := serveProfiles(*pprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("-pprof %s: %w", *pprofAddr, err)
+		}
+		defer stopProfiles()
+	}
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, Logger: log,
@@ -331,6 +343,31 @@ func reloadKeys(srv *kv.Server, path string, log *slog.Logger) {
 func fingerprint(key []byte) string {
 	sum := sha256.Sum256(kv.GossipKey(key))
 	return hex.EncodeToString(sum[:4])
+}
+
+// serveProfiles serves net/http/pprof's handlers on their own listener at
+// addr, never on the API's mux, and returns the function that closes it.
+func serveProfiles(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("pprof", "err", err)
+		}
+	}()
+	log.Info("serving profiles", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }
 
 // splitList splits a comma-separated flag, dropping empty items.

@@ -902,3 +902,25 @@ func FuzzParseClusterKeys(f *testing.F) {
 		}
 	})
 }
+
+// -pprof serves the profiles on their own listener, never on the API's.
+func TestPprof(t *testing.T) {
+	addrs, gossip := freeAddrs(t, "tcp", 2), freeAddrs(t, "udp", 1)
+	p := start(t, addrs[0], "-id", "n1", "-data", t.TempDir(), "-gossip", gossip[0], "-pprof", addrs[1])
+	defer func() { p.cmd.Process.Kill(); p.cmd.Wait() }()
+	if code, body := request(t, "GET", "http://"+addrs[1]+"/debug/pprof/cmdline", ""); code != 200 || !strings.Contains(body, "-pprof") {
+		t.Errorf("pprof listener: %d %q, want the command line", code, body)
+	}
+	if code, _ := request(t, "GET", "http://"+addrs[0]+"/debug/pprof/", ""); code != http.StatusNotFound {
+		t.Errorf("API listener: /debug/pprof/ answered %d, want 404", code)
+	}
+}
+
+// A -pprof address that cannot be listened on stops kvnode before it
+// serves.
+func TestBadPprofAddr(t *testing.T) {
+	err := run([]string{"-id", "n1", "-data", t.TempDir(), "-pprof", "256.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "-pprof") {
+		t.Errorf("-pprof 256.0.0.1:1: %v, want an error naming the flag", err)
+	}
+}
