@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/distkit/distkit/internal/minheap"
 	"hash/maphash"
 	"reflect"
 	"sync"
@@ -65,7 +66,7 @@ var _ Store = (*MemStore)(nil)
 type memShard struct {
 	mu    sync.Mutex
 	m     map[string]*memEntry
-	q     expiryHeap
+	q     minheap.Heap[expiryItem]
 	stale int           // items in q known to be stale
 	_     [64 - 48]byte // pad to a cache line: shards are locked by different cores
 }
@@ -148,7 +149,7 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, un
 		e.rec.Fingerprint = bytes.Clone(fingerprint)
 	}
 	sh.m[key] = e
-	sh.q.push(expiryItem{e.due, e})
+	sh.q.Push(expiryItem{e.due, e})
 	return memClaim{token: token, sh: sh, e: e}, nil
 }
 
@@ -191,7 +192,7 @@ func complete(sh *memShard, e *memEntry, response []byte, now time.Time, retain 
 	e.rec.Response = response
 	e.rec.ExpiresAt = now.Add(retain)
 	e.due = e.rec.ExpiresAt.UnixNano()
-	sh.q.push(expiryItem{e.due, e})
+	sh.q.Push(expiryItem{e.due, e})
 	sh.dropped() // the claim's item
 }
 
@@ -262,7 +263,7 @@ func (s *MemStore) sweep(sh *memShard, now time.Time) {
 func (s *MemStore) sweepLocked(sh *memShard, now time.Time) {
 	t := now.UnixNano()
 	for len(sh.q) > 0 && sh.q[0].due <= t {
-		it := sh.q.pop()
+		it := sh.q.Pop()
 		if it.e.gone || it.e.due != it.due {
 			sh.stale = max(sh.stale-1, 0)
 			continue
@@ -372,7 +373,7 @@ func (sh *memShard) dropped() {
 	}
 	clear(sh.q[len(live):])
 	sh.q = live
-	sh.q.init()
+	sh.q.Init()
 	sh.stale = 0
 }
 
@@ -384,55 +385,6 @@ type expiryItem struct {
 	e   *memEntry
 }
 
-// expiryHeap is a binary min-heap of items by due time. Its comparisons
-// read the items alone, never the entries they point to.
-type expiryHeap []expiryItem
-
-func (h *expiryHeap) push(it expiryItem) {
-	*h = append(*h, it)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if q[parent].due <= q[i].due {
-			break
-		}
-		q[i], q[parent] = q[parent], q[i]
-		i = parent
-	}
-}
-
-// pop removes and returns the item with the earliest due time; the heap
-// is not empty.
-func (h *expiryHeap) pop() expiryItem {
-	q := *h
-	top, last := q[0], len(q)-1
-	q[0] = q[last]
-	q[last] = expiryItem{}
-	*h = q[:last]
-	h.down(0)
-	return top
-}
-
-// init orders the heap, in O(n).
-func (h expiryHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h expiryHeap) down(i int) {
-	for {
-		child := 2*i + 1
-		if child >= len(h) {
-			return
-		}
-		if r := child + 1; r < len(h) && h[r].due < h[child].due {
-			child = r
-		}
-		if h[i].due <= h[child].due {
-			return
-		}
-		h[i], h[child] = h[child], h[i]
-		i = child
-	}
-}
+// Before orders a shard's heap by due time; it reads the items alone,
+// never the entries they point to.
+func (a expiryItem) Before(b expiryItem) bool { return a.due < b.due }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/distkit/distkit/internal/minheap"
 	"time"
 )
 
@@ -46,8 +47,8 @@ func stamp(dst []byte, now time.Time) []byte {
 // whose time is within the window. The zero value is empty.
 type replayCache struct {
 	seen  map[[nonceSize]byte]struct{}
-	byAge replayHeap // the same nonces, oldest time first
-	floor int64      // packets sealed at or before it are refused
+	byAge minheap.Heap[replayEntry] // the same nonces, oldest time first
+	floor int64                     // packets sealed at or before it are refused
 }
 
 type replayEntry struct {
@@ -55,52 +56,12 @@ type replayEntry struct {
 	nonce [nonceSize]byte
 }
 
-// replayHeap is a binary min-heap of entries by time. (Written out
-// rather than through container/heap, whose Push boxes every entry in an
-// interface: an allocation per packet received.)
-type replayHeap []replayEntry
-
-// push adds e.
-func (h *replayHeap) push(e replayEntry) {
-	*h = append(*h, e)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if a[parent].at <= a[i].at {
-			break
-		}
-		a[parent], a[i] = a[i], a[parent]
-		i = parent
-	}
-}
-
-// pop removes and returns the oldest entry; h is not empty.
-func (h *replayHeap) pop() replayEntry {
-	a := *h
-	top, last := a[0], len(a)-1
-	a[0] = a[last]
-	a = a[:last]
-	for i := 0; ; {
-		m, l, r := i, 2*i+1, 2*i+2
-		if l < len(a) && a[l].at < a[m].at {
-			m = l
-		}
-		if r < len(a) && a[r].at < a[m].at {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-	*h = a
-	return top
-}
+// Before orders the replay cache's entries by the time they were sealed.
+func (e replayEntry) Before(o replayEntry) bool { return e.at < o.at }
 
 // forgetOldest drops the oldest nonce, raising the floor to its time.
 func (r *replayCache) forgetOldest() {
-	e := r.byAge.pop()
+	e := r.byAge.Pop()
 	delete(r.seen, e.nonce)
 	r.floor = max(r.floor, e.at)
 }
@@ -135,6 +96,6 @@ func (c *Core) fresh(now time.Time, sealed, plain []byte) error {
 		r.forgetOldest()
 	}
 	r.seen[nonce] = struct{}{}
-	r.byAge.push(replayEntry{at: int64(at), nonce: nonce})
+	r.byAge.Push(replayEntry{at: int64(at), nonce: nonce})
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
@@ -187,28 +185,6 @@ func BenchmarkReceiveSealed(b *testing.B) {
 	for b.Loop() {
 		receive()
 	}
-}
-
-// TestReplayHeap: over random pushes and pops (seeded), the heap pops
-// entries in time order, as a sorted list would.
-func TestReplayHeap(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
-	var h replayHeap
-	var model []int64
-	for range 10000 {
-		if len(model) > 0 && rng.IntN(3) == 0 {
-			slices.Sort(model)
-			require.Equal(t, model[0], h.pop().at, "seed %d", seed)
-			model = model[1:]
-			continue
-		}
-		at := rng.Int64N(1000)
-		h.push(replayEntry{at: at})
-		model = append(model, at)
-	}
-	require.Len(t, h, len(model))
 }
 
 // TestReceiveSealedAllocs: receiving a sealed ping, with the replay cache

@@ -58,6 +58,7 @@ package simnet
 
 import (
 	"fmt"
+	"github.com/distkit/distkit/internal/minheap"
 	"math/rand/v2"
 	"time"
 )
@@ -143,7 +144,7 @@ type Network[P any] struct {
 	links   map[[2]string]Link
 	blocked map[[2]string]bool
 	isolate map[string]bool
-	queue   msgHeap[P]
+	queue   minheap.Heap[Message[P]]
 	seq     uint64
 	stats   Stats
 }
@@ -269,7 +270,7 @@ func (n *Network[P]) Send(from, to string, payload P) {
 
 func (n *Network[P]) schedule(from, to string, payload P, d time.Duration) {
 	n.seq++
-	n.queue.push(Message[P]{From: from, To: to, Payload: payload, Sent: n.now, At: n.now.Add(d), Seq: n.seq})
+	n.queue.Push(Message[P]{From: from, To: to, Payload: payload, Sent: n.now, At: n.now.Add(d), Seq: n.seq})
 }
 
 // Next returns the delivery time of the earliest message in flight, or false
@@ -297,7 +298,7 @@ func (n *Network[P]) Step() (Message[P], bool) {
 // exist, removes it and returns it if its link is open; else it counts it
 // as blocked and returns false.
 func (n *Network[P]) pop() (Message[P], bool) {
-	m := n.queue.pop()
+	m := n.queue.Pop()
 	n.now = m.At
 	if !n.Open(m.From, m.To) {
 		n.stats.Blocked++
@@ -337,51 +338,11 @@ func (n *Network[P]) Advance(d time.Duration, handle func(Message[P])) int {
 	return n.AdvanceTo(n.now.Add(d), handle)
 }
 
-// msgHeap is a binary min-heap of messages ordered by delivery time, then
-// Seq. It is typed (not container/heap) so that pushing does not box.
-type msgHeap[P any] []Message[P]
-
-func (h msgHeap[P]) less(i, j int) bool {
-	if c := h[i].At.Compare(h[j].At); c != 0 {
+// Before orders messages by delivery time, then Seq: the order the
+// network delivers them in.
+func (m Message[P]) Before(o Message[P]) bool {
+	if c := m.At.Compare(o.At); c != 0 {
 		return c < 0
 	}
-	return h[i].Seq < h[j].Seq
-}
-
-func (h *msgHeap[P]) push(m Message[P]) {
-	*h = append(*h, m)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if !q.less(i, parent) {
-			break
-		}
-		q[i], q[parent] = q[parent], q[i]
-		i = parent
-	}
-}
-
-func (h *msgHeap[P]) pop() Message[P] {
-	q := *h
-	top := q[0]
-	last := len(q) - 1
-	q[0] = q[last]
-	q[last] = Message[P]{}
-	q = q[:last]
-	for i := 0; ; {
-		small, l, r := i, 2*i+1, 2*i+2
-		if l < len(q) && q.less(l, small) {
-			small = l
-		}
-		if r < len(q) && q.less(r, small) {
-			small = r
-		}
-		if small == i {
-			break
-		}
-		q[i], q[small] = q[small], q[i]
-		i = small
-	}
-	*h = q
-	return top
+	return m.Seq < o.Seq
 }
