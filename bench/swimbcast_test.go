@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,60 +215,32 @@ func broadcastMemberlist(t *testing.T, n int) (res bcastResult) {
 		nw := newSwimNet(uint64(n))
 		var sent atomic.Int64
 		rec := &bcastRecorder{got: map[int]int{}}
-		var mls []*memberlist.Memberlist
+		var started atomic.Pointer[swimCluster] // set once every node joined
 		var delegates []*mlBroadcaster
-		for i := range n {
-			addr := swimAddr(i)
-			ip := net.IPv4(10, 0, byte(i/256), byte(i%256))
-			tr := &mlTransport{net: nw, addr: addr, ip: ip, packets: make(chan *memberlist.Packet, 8192), streams: make(chan net.Conn, 16)}
-			nw.set(func(s *swimNet) {
-				s.accept[addr] = tr.streams
-				s.inbox[addr] = func(from string, data []byte) {
-					host, _, _ := net.SplitHostPort(from)
-					select {
-					case tr.packets <- &memberlist.Packet{Buf: data, From: &net.UDPAddr{IP: net.ParseIP(host), Port: 7946}, Timestamp: time.Now()}:
-					default:
-					}
-				}
-			})
-			cfg := memberlist.DefaultLANConfig()
-			cfg.Name, cfg.Transport, cfg.LogOutput = swimID(i), countedML{tr, &sent}, io.Discard
-			cfg.AdvertiseAddr, cfg.AdvertisePort = ip.String(), 7946
-			var self atomic.Pointer[memberlist.Memberlist]
+		c := startMemberlistWith(t, nw, n, func(cfg *memberlist.Config) { // called for node 0, 1, ...
+			i := len(delegates)
+			cfg.Transport = countedML{cfg.Transport.(*mlTransport), &sent}
 			d := &mlBroadcaster{member: i, rec: rec, seen: map[string]bool{}, queue: &memberlist.TransmitLimitedQueue{
 				NumNodes: func() int {
-					if m := self.Load(); m != nil {
-						return m.NumMembers()
+					if c := started.Load(); c != nil {
+						return c.numLive(i)
 					}
-					return 1
+					return 1 // no broadcast is queued before then
 				},
 				RetransmitMult: cfg.RetransmitMult,
 			}}
 			cfg.Delegate = d
-			m, err := memberlist.Create(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			self.Store(m)
-			if i > 0 {
-				if _, err := m.Join([]string{swimAddr(0)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			mls = append(mls, m)
 			delegates = append(delegates, d)
-		}
-		res = rec.measure(t, n, &sent, func(i int) int { return mls[i].NumMembers() }, func(k int) {
+		})
+		started.Store(c)
+		res = rec.measure(t, n, &sent, c.numLive, func(k int) {
 			msg := bcastMessage(k)
 			delegates[0].mu.Lock()
 			delegates[0].seen[string(msg)] = true
 			delegates[0].mu.Unlock()
 			delegates[0].queue.QueueBroadcast(mlBroadcast(msg))
 		})
-		for _, m := range mls {
-			m.Shutdown()
-		}
-		wait(time.Minute) // probes in flight end at their timeouts
+		c.stop()
 	})
 	return res
 }
