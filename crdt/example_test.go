@@ -63,7 +63,7 @@ func ExampleMVRegister() {
 func ExampleORMap() {
 	type carts = crdt.ORMap[string, crdt.ORSet[string]]
 	add := func(m *carts, id, user, item string) carts {
-		return m.Update(user, func(s *crdt.ORSet[string]) crdt.ORSet[string] { return s.Add(id, item) })
+		return m.Update(user, func(s *crdt.ORSet[string]) { s.Add(id, item) })
 	}
 	var a, b carts
 	b.Merge(add(&a, "a", "ann", "milk"))
