@@ -115,16 +115,17 @@ func (m *ORMap[K, V]) update(k K, copy bool, f func(v *V) error) (ORMap[K, V], e
 	if copy {
 		v, ctx = v.clone(), ctx.clone()
 	}
-	var acc V
-	v = v.withContext(ctx).recordTo(&acc)
-	if err := f(&v); err != nil {
+	// The value and the log of its deltas escape to f: one allocation.
+	w := &struct{ v, log V }{}
+	w.v = v.withContext(ctx).recordTo(&w.log)
+	if err := f(&w.v); err != nil {
 		return ORMap[K, V]{}, err
 	}
-	m.ctx = v.context()
-	m.set(k, v.withContext(dotContext{}).recordTo(nil))
-	delta := ORMap[K, V]{causal: causal[dotMap[K, V]]{ctx: acc.context()}}
-	if !acc.empty() {
-		delta.store = dotMap[K, V]{k: acc.withContext(dotContext{})}
+	m.ctx = w.v.context()
+	m.set(k, w.v.withContext(dotContext{}).recordTo(nil))
+	delta := ORMap[K, V]{causal: causal[dotMap[K, V]]{ctx: w.log.context()}}
+	if !w.log.empty() {
+		delta.store = dotMap[K, V]{k: w.log.withContext(dotContext{})}
 	}
 	m.record(delta)
 	return delta, nil
@@ -177,10 +178,9 @@ func (m *ORMap[K, V]) Remove(k K) ORMap[K, V] {
 // map holds dots the copy does not know of. Change the value with
 // [ORMap.Update].
 func (m ORMap[K, V]) Get(k K) (V, bool) {
-	v, ok := m.store[k]
-	if !ok || !v.live() {
-		var zero V
-		return zero, false
+	v, ok := m.peek(k)
+	if !ok {
+		return v, false
 	}
 	v = v.clone()
 	ctx := contextOf(collect(v.dots))
@@ -188,10 +188,22 @@ func (m ORMap[K, V]) Get(k K) (V, bool) {
 	return v.withContext(ctx), true
 }
 
+// peek returns the value of k as m holds it, without a copy, and whether
+// k is present: for reads inside the package that neither change nor keep
+// the value.
+func (m ORMap[K, V]) peek(k K) (V, bool) {
+	v, ok := m.store[k]
+	if !ok || !v.live() {
+		var zero V
+		return zero, false
+	}
+	return v, true
+}
+
 // Contains reports whether k is present.
 func (m ORMap[K, V]) Contains(k K) bool {
-	v, ok := m.store[k]
-	return ok && v.live()
+	_, ok := m.peek(k)
+	return ok
 }
 
 // Keys returns the present keys in increasing order.
