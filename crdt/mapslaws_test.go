@@ -186,7 +186,7 @@ func mutLWWMap(r *rand.Rand, w *lwwmapW, id string) lwwmapW {
 type dwmapView struct{}
 
 func (dwmapView) value(m ORMap[string, DWFlag]) any { return fmt.Sprint(m.Keys()) }
-func (dwmapView) model(ks []string) any            { return fmt.Sprint(sortedSet(ks)) }
+func (dwmapView) model(ks []string) any             { return fmt.Sprint(sortedSet(ks)) }
 
 type dwmapW = pair[ORMap[string, DWFlag], *ORMap[string, DWFlag], string, dwmapView]
 

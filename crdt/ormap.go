@@ -237,9 +237,19 @@ func (m ORMap[K, V]) Len() int {
 }
 
 // Merge sets m to the join of m and o, key by key, nested values joined
-// under the two maps' contexts. It visits every key of both, as
-// [ORSet.Merge] does.
-func (m *ORMap[K, V]) Merge(o ORMap[K, V]) { m.merge(&o.causal) }
+// under the two maps' contexts. It visits every key of both, unless o
+// holds and has seen no dot (a map of counters or LWW registers, or a
+// delta of one): then it visits o's keys only, since nothing in o can
+// remove anything from m's other keys.
+func (m *ORMap[K, V]) Merge(o ORMap[K, V]) {
+	if o.ctx.vv.Len() > 0 || len(o.ctx.cloud) > 0 {
+		m.merge(&o.causal)
+		return
+	}
+	for k, ov := range o.store {
+		m.set(k, m.store[k].join(&m.ctx, ov, &o.ctx))
+	}
+}
 
 // Clone returns an independent copy of m.
 func (m ORMap[K, V]) Clone() ORMap[K, V] { return ORMap[K, V]{causal: m.copyState()} }
