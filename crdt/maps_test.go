@@ -1,7 +1,9 @@
 package crdt
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -367,4 +369,58 @@ func TestMapAllocations(t *testing.T) {
 	mm.AddBinding("a", "k", "x")
 	assert.Equal(t, 12.0, testing.AllocsPerRun(100, func() { mm.AddBinding("a", "k", "x") }))
 	assert.Zero(t, testing.AllocsPerRun(100, func() { mm.Contains("k", "x") }))
+}
+
+// TestORMapDeltaMergeIndexed: merging small deltas into a large map goes
+// through the index of live dots; the result is the generic join's, and
+// the index stays exact, over random histories with updates, removes,
+// local updates between merges, and duplicated and late deltas.
+func TestORMapDeltaMergeIndexed(t *testing.T) {
+	for seed := range seeds() / 4 {
+		r := rand.New(rand.NewPCG(seed, 0xde17a))
+		key := func() string { return fmt.Sprintf("k%02d", r.IntN(40)) }
+		var big, ref, src ORMap[string, ORSet[int]]
+		for range 200 {
+			d := src.Update(key(), func(s *ORSet[int]) { s.Add("s", r.IntN(6)) })
+			big.Merge(d)
+			ref.merge(&d.causal)
+		}
+		var deltas []ORMap[string, ORSet[int]]
+		for step := range 300 {
+			var d ORMap[string, ORSet[int]]
+			switch r.IntN(5) {
+			case 0:
+				d = src.Remove(key())
+			case 1:
+				x := r.IntN(6)
+				d = src.Update(key(), func(s *ORSet[int]) { s.Remove(x) })
+			case 2: // a local update of the indexed replica
+				k, x := key(), r.IntN(6)
+				lb := big.Update(k, func(s *ORSet[int]) { s.Add("b", x) })
+				ref.merge(&lb.causal)
+				continue
+			case 3:
+				if len(deltas) > 0 { // a duplicated or late delta
+					d = deltas[r.IntN(len(deltas))].Clone()
+					break
+				}
+				fallthrough
+			default:
+				x := r.IntN(6)
+				d = src.Update(key(), func(s *ORSet[int]) { s.Add("s", x) })
+			}
+			deltas = append(deltas, d.Clone())
+			big.Merge(d.Clone())
+			ref.merge(&d.causal)
+			require.Equal(t, encode(t, ref), encode(t, big), "seed %d step %d", seed, step)
+		}
+		require.NotNil(t, big.byDot, "seed %d: the index was never used", seed)
+		want := map[vclock.Dot]string{}
+		for k, v := range big.store {
+			for d := range v.dots {
+				want[d] = k
+			}
+		}
+		require.Equal(t, want, big.byDot, "seed %d", seed)
+	}
 }

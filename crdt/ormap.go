@@ -3,6 +3,7 @@ package crdt
 import (
 	"cmp"
 	"iter"
+	"math"
 	"slices"
 
 	"github.com/distkit/distkit/vclock"
@@ -74,7 +75,8 @@ var (
 // concurrent use.
 type ORMap[K cmp.Ordered, V Nested[V]] struct {
 	causal[dotMap[K, V]]
-	log *ORMap[K, V] // nil, or where mutators merge their deltas
+	log   *ORMap[K, V]     // nil, or where mutators merge their deltas
+	byDot map[vclock.Dot]K // nil, or the key of every live dot
 }
 
 // Update applies f to the value of k (the zero V if k is absent) and
@@ -127,8 +129,25 @@ func (m *ORMap[K, V]) update(k K, copy bool, f func(v *V) error) (ORMap[K, V], e
 	if !w.log.empty() {
 		delta.store = dotMap[K, V]{k: w.log.withContext(dotContext{})}
 	}
+	m.index(k, &delta)
 	m.record(delta)
 	return delta, nil
+}
+
+// index keeps the index of live dots, if m has one, after the value of k
+// changed by the delta d: the dots d has seen are no longer live, except
+// those d holds, which are k's. It takes time in proportion to d.
+func (m *ORMap[K, V]) index(k K, d *ORMap[K, V]) {
+	if m.byDot == nil {
+		return
+	}
+	seen, _ := d.ctx.enumerate(math.MaxInt)
+	for _, dot := range seen {
+		delete(m.byDot, dot)
+	}
+	for dot := range d.store[k].dots {
+		m.byDot[dot] = k
+	}
 }
 
 // set stores v under k, or deletes k if v is empty.
@@ -168,6 +187,7 @@ func (m *ORMap[K, V]) Remove(k K) ORMap[K, V] {
 	if !rs.empty() {
 		delta.store = dotMap[K, V]{k: rs}
 	}
+	m.index(k, &delta)
 	m.record(delta)
 	return delta
 }
@@ -237,18 +257,64 @@ func (m ORMap[K, V]) Len() int {
 }
 
 // Merge sets m to the join of m and o, key by key, nested values joined
-// under the two maps' contexts. It visits every key of both, unless o
-// holds and has seen no dot (a map of counters or LWW registers, or a
-// delta of one): then it visits o's keys only, since nothing in o can
-// remove anything from m's other keys.
+// under the two maps' contexts. Merging a full state visits every key of
+// both. A delta much smaller than m (in keys and in the dots of its
+// context) is merged in time proportional to the delta and the values of
+// the keys it changes, through an index of m's live dots, built by the
+// first such merge and dropped by a full-state merge, as [ORSet.Merge]
+// does. A map that holds and has seen no dot (of counters or LWW
+// registers) needs no index: only o's keys are visited.
 func (m *ORMap[K, V]) Merge(o ORMap[K, V]) {
-	if o.ctx.vv.Len() > 0 || len(o.ctx.cloud) > 0 {
-		m.merge(&o.causal)
+	if o.ctx.vv.Len() == 0 && len(o.ctx.cloud) == 0 {
+		for k, ov := range o.store {
+			m.set(k, m.store[k].join(&m.ctx, ov, &o.ctx))
+		}
 		return
 	}
-	for k, ov := range o.store {
-		m.set(k, m.store[k].join(&m.ctx, ov, &o.ctx))
+	if n := len(m.store) / 8; len(o.store) <= n {
+		if seen, ok := o.ctx.enumerate(n); ok {
+			m.mergeDelta(&o, seen)
+			return
+		}
 	}
+	m.byDot = nil
+	m.merge(&o.causal)
+}
+
+// mergeDelta is the join with o, whose context holds the dots seen, as
+// the generic join computes it, but visiting only the keys of o and the
+// keys of m holding a dot o has seen: no other key holds a dot o can
+// remove.
+func (m *ORMap[K, V]) mergeDelta(o *ORMap[K, V], seen []vclock.Dot) {
+	if m.byDot == nil {
+		m.byDot = make(map[vclock.Dot]K, len(m.store))
+		for k, v := range m.store {
+			for d := range v.dots {
+				m.byDot[d] = k
+			}
+		}
+	}
+	touched := make(map[K]struct{}, len(o.store))
+	for k := range o.store {
+		touched[k] = struct{}{}
+	}
+	for _, d := range seen {
+		if k, ok := m.byDot[d]; ok {
+			touched[k] = struct{}{}
+		}
+	}
+	for k := range touched {
+		old := m.store[k]
+		for d := range old.dots {
+			delete(m.byDot, d)
+		}
+		v := old.join(&m.ctx, o.store[k], &o.ctx)
+		for d := range v.dots {
+			m.byDot[d] = k
+		}
+		m.set(k, v)
+	}
+	m.ctx.merge(&o.ctx)
 }
 
 // Clone returns an independent copy of m.
@@ -291,6 +357,7 @@ func (m *ORMap[K, V]) TryPrune(removed, into string) error {
 		return err
 	}
 	*m = must(m.pruneCounts(removed, into)) // checked above
+	m.byDot = nil
 	return nil
 }
 
@@ -299,6 +366,7 @@ func (m *ORMap[K, V]) TryPrune(removed, into string) error {
 func (m *ORMap[K, V]) PruningCleanup(removed string) {
 	m.causal.PruningCleanup(removed)
 	*m = must(m.pruneCounts(removed, ""))
+	m.byDot = nil
 }
 
 // EncodeMsgpack writes m as [{key: nested state...}, context], where a
@@ -308,14 +376,20 @@ func (m ORMap[K, V]) EncodeMsgpack(enc *msgpack.Encoder) error { return m.encode
 // DecodeMsgpack replaces m with the map written by [ORMap.EncodeMsgpack].
 // Errors wrap [ErrMalformed]; on error m is unchanged.
 func (m *ORMap[K, V]) DecodeMsgpack(dec *msgpack.Decoder) error {
-	return decode(dec, "ORMap", m.decode)
+	return decode(dec, "ORMap", func(d *decoder) error {
+		err := m.decode(d)
+		if err == nil {
+			m.byDot = nil
+		}
+		return err
+	})
 }
 
 // The methods below make ORMap a value of an ORMap: they act on the
 // entries alone, the outer map's context standing for this one's.
 
 func (m ORMap[K, V]) join(mc *dotContext, o ORMap[K, V], oc *dotContext) ORMap[K, V] {
-	m.store = m.store.join(mc, o.store, oc)
+	m.store, m.byDot = m.store.join(mc, o.store, oc), nil
 	return m
 }
 func (m ORMap[K, V]) empty() bool                          { return m.store.empty() }
@@ -325,7 +399,7 @@ func (m ORMap[K, V]) encodeStore(enc *encoder) error       { return m.store.enco
 func (m ORMap[K, V]) context() dotContext                  { return m.ctx }
 func (m ORMap[K, V]) withContext(c dotContext) ORMap[K, V] { m.ctx = c; return m }
 func (m ORMap[K, V]) mapDots(f func(vclock.Dot) (vclock.Dot, bool)) ORMap[K, V] {
-	m.store = m.store.mapDots(f)
+	m.store, m.byDot = m.store.mapDots(f), nil
 	return m
 }
 func (m ORMap[K, V]) decodeStore(dec *decoder) (ORMap[K, V], error) {
