@@ -171,6 +171,17 @@ func (c *dotContext) enumerate(limit int) ([]vclock.Dot, bool) {
 	return append(out, c.cloud...), true
 }
 
+// deltaDots returns the dots of a delta's context when the delta, its
+// keys and those dots, is much smaller than a state of n keys: then
+// merging it through an index of the state's dots is cheaper than the
+// full join.
+func deltaDots(n, keys int, ctx *dotContext) ([]vclock.Dot, bool) {
+	if n /= 8; keys > n {
+		return nil, false
+	}
+	return ctx.enumerate(n)
+}
+
 // has reports whether the context holds any dot of id.
 func (c *dotContext) has(id string) bool {
 	if c.vv.Get(id) > 0 {

@@ -108,11 +108,7 @@ func (m *PNCounterMap[K]) Inc(id string, k K, n uint64) PNCounterMap[K] {
 // [vclock.ErrExhausted], changing nothing, when id's increments of k
 // would exceed [vclock.MaxCounter].
 func (m *PNCounterMap[K]) TryInc(id string, k K, n uint64) (PNCounterMap[K], error) {
-	d, err := m.m.update(k, false, func(c *ResetCounter) error {
-		_, err := c.TryInc(id, n)
-		return err
-	})
-	return PNCounterMap[K]{d}, err
+	return m.add(id, k, n, false)
 }
 
 // Dec subtracts n from the counter of k on replica id and returns the
@@ -124,9 +120,14 @@ func (m *PNCounterMap[K]) Dec(id string, k K, n uint64) PNCounterMap[K] {
 // TryDec is [PNCounterMap.Dec] that returns an error; see
 // [PNCounterMap.TryInc].
 func (m *PNCounterMap[K]) TryDec(id string, k K, n uint64) (PNCounterMap[K], error) {
+	return m.add(id, k, n, true)
+}
+
+// add adds n to id's increments of k, or decrements if dec.
+func (m *PNCounterMap[K]) add(id string, k K, n uint64, dec bool) (PNCounterMap[K], error) {
 	// A counter's failed mutator changes nothing: no copy is needed.
 	d, err := m.m.update(k, false, func(c *ResetCounter) error {
-		_, err := c.TryDec(id, n)
+		_, err := c.add(id, n, dec)
 		return err
 	})
 	return PNCounterMap[K]{d}, err

@@ -49,14 +49,3 @@ func FuzzDecodeCounterDoc(f *testing.F) {
 func FuzzMergeCounterDoc(f *testing.F) {
 	fuzzMerge[docW, *docW, docMap](f, mutDoc)
 }
-
-// FuzzMapLaws runs the law checks of TestMapLaws on the history of one
-// fuzzed seed, for the type the fuzzed kind selects.
-func FuzzMapLaws(f *testing.F) {
-	for kind := range uint8(len(mapLawChecks)) {
-		f.Add(uint64(kind)*7919, kind)
-	}
-	f.Fuzz(func(t *testing.T, seed uint64, kind uint8) {
-		mapLawChecks[int(kind)%len(mapLawChecks)].run(t, seed)
-	})
-}

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"testing"
 
 	"github.com/distkit/distkit/hlc"
 )
@@ -271,29 +270,4 @@ func mutMultiMap(r *rand.Rand, w *multiW, id string) multiW {
 		return multiW{s: w.s.Put(id, k, x, y), m: m}
 	}
 	return multiW{s: w.s.AddBinding(id, k, x), m: w.m.add(r, entry{k, x})}
-}
-
-var mapLawChecks = []lawCheck{
-	lawsOf("ResetCounter", mutResetCounter),
-	lawsOf("PNCounterMap", mutPNCounterMap),
-	lawsOf("LWWMap", mutLWWMap),
-	lawsOf("ORMap/DWFlag", mutDWMap),
-	lawsOf("ORMap/ORMap/ResetCounter", mutDoc),
-	lawsOf("ORMultiMap", mutMultiMap),
-}
-
-func TestMapLaws(t *testing.T) {
-	for _, c := range mapLawChecks {
-		t.Run(c.name, func(t *testing.T) {
-			for seed := range seeds() {
-				c.run(t, seed)
-			}
-		})
-	}
-}
-
-func TestMapDeliveryOrders(t *testing.T) {
-	for _, c := range mapLawChecks {
-		t.Run(c.name, c.perms)
-	}
 }

@@ -271,11 +271,9 @@ func (m *ORMap[K, V]) Merge(o ORMap[K, V]) {
 		}
 		return
 	}
-	if n := len(m.store) / 8; len(o.store) <= n {
-		if seen, ok := o.ctx.enumerate(n); ok {
-			m.mergeDelta(&o, seen)
-			return
-		}
+	if seen, ok := deltaDots(len(m.store), len(o.store), &o.ctx); ok {
+		m.mergeDelta(&o, seen)
+		return
 	}
 	m.byDot = nil
 	m.merge(&o.causal)
@@ -287,12 +285,7 @@ func (m *ORMap[K, V]) Merge(o ORMap[K, V]) {
 // remove.
 func (m *ORMap[K, V]) mergeDelta(o *ORMap[K, V], seen []vclock.Dot) {
 	if m.byDot == nil {
-		m.byDot = make(map[vclock.Dot]K, len(m.store))
-		for k, v := range m.store {
-			for d := range v.dots {
-				m.byDot[d] = k
-			}
-		}
+		m.byDot = m.store.index()
 	}
 	touched := make(map[K]struct{}, len(o.store))
 	for k := range o.store {

@@ -114,11 +114,9 @@ func (s ORSet[T]) Len() int { return len(s.store) }
 // dots of its context) is merged through the index of s's dots, in time
 // proportional to the delta.
 func (s *ORSet[T]) Merge(o ORSet[T]) {
-	if n := len(s.store) / 8; len(o.store) <= n {
-		if seen, ok := o.ctx.enumerate(n); ok {
-			s.mergeDelta(&o, seen)
-			return
-		}
+	if seen, ok := deltaDots(len(s.store), len(o.store), &o.ctx); ok {
+		s.mergeDelta(&o, seen)
+		return
 	}
 	s.byDot = nil
 	s.merge(&o.causal)
@@ -129,12 +127,7 @@ func (s *ORSet[T]) Merge(o ORSet[T]) {
 // the elements of s holding a dot o has seen.
 func (s *ORSet[T]) mergeDelta(o *ORSet[T], seen []vclock.Dot) {
 	if s.byDot == nil {
-		s.byDot = make(map[vclock.Dot]T, len(s.store))
-		for x, ds := range s.store {
-			for _, e := range ds {
-				s.byDot[e.dot] = x
-			}
-		}
+		s.byDot = s.store.index()
 	}
 	for x, ods := range o.store {
 		old := s.store[x]

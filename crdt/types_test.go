@@ -393,6 +393,12 @@ var lawChecks = []lawCheck{
 	lawsOf("ORMap/ORSet", mutMapSet),
 	lawsOf("ORMap/MVRegister", mutMapReg),
 	lawsOf("ORMap/ORMap/EWFlag", mutNested),
+	lawsOf("ResetCounter", mutResetCounter),
+	lawsOf("PNCounterMap", mutPNCounterMap),
+	lawsOf("LWWMap", mutLWWMap),
+	lawsOf("ORMap/DWFlag", mutDWMap),
+	lawsOf("ORMap/ORMap/ResetCounter", mutDoc),
+	lawsOf("ORMultiMap", mutMultiMap),
 }
 
 func TestLaws(t *testing.T) {
