@@ -367,7 +367,11 @@ func TestMapAllocations(t *testing.T) {
 	// The set's Add (4) and the log's merge of its delta.
 	var mm ORMultiMap[string, string]
 	mm.AddBinding("a", "k", "x")
-	assert.Equal(t, 12.0, testing.AllocsPerRun(100, func() { mm.AddBinding("a", "k", "x") }))
+	want := 12.0
+	if raceEnabled {
+		want = 14
+	}
+	assert.Equal(t, want, testing.AllocsPerRun(100, func() { mm.AddBinding("a", "k", "x") }))
 	assert.Zero(t, testing.AllocsPerRun(100, func() { mm.Contains("k", "x") }))
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/distkit/distkit/vclock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -338,5 +340,33 @@ func TestTextCounterFromTheWire(t *testing.T) {
 	var y Text
 	if err := msgpack.Unmarshal(enc2, &y); err != nil || y.String() != "xyz" {
 		t.Fatalf("decoded %q, %v", y.String(), err)
+	}
+}
+
+// TestSeqForgedOrderConverges: an element whose origins no replica could
+// have given it (its right origin at or before its left) waits for good,
+// invisible, on every replica, whatever order the merges come in; before,
+// it was placed differently by replicas that merged it before or after a
+// concurrent insert.
+func TestSeqForgedOrderConverges(t *testing.T) {
+	var base Text
+	base.Insert("x", 0, "AB")
+	q := base.Clone()
+	dq := q.Insert("z", 1, "Q")
+	for _, o := range [][2]elemID{{{"x", 1}, {"x", 1}}, {{"x", 2}, {"x", 1}}} {
+		var f Text
+		f.s.pending = []*span[rune]{{id: elemID{"y", 1}, n: 1, left: o[0], right: o[1], items: []rune{'Z'}}}
+		var forged Text
+		require.NoError(t, msgpack.Unmarshal(mustMarshal(f), &forged), "origins %v", o)
+		one, two := base.Clone(), base.Clone()
+		one.Merge(forged.Clone())
+		one.Merge(dq.Clone())
+		two.Merge(dq.Clone())
+		two.Merge(forged.Clone())
+		assert.Equal(t, "AQB", one.String(), "origins %v", o)
+		assert.Equal(t, encode(t, one), encode(t, two), "origins %v", o)
+		// A later insert after the forged element's place does not bring it in.
+		one.Insert("x", 3, "C")
+		assert.Equal(t, "AQBC", one.String())
 	}
 }
