@@ -122,12 +122,12 @@ func BenchmarkMapEncode(b *testing.B) {
 		}
 		b.Run(c.name+"/encode", func(b *testing.B) {
 			b.ReportAllocs()
-			b.ReportMetric(float64(len(buf)), "bytes")
 			for b.Loop() {
 				if _, err := msgpack.Marshal(c.v); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(len(buf)), "bytes")
 		})
 		b.Run(c.name+"/decode", func(b *testing.B) {
 			b.ReportAllocs()
