@@ -428,3 +428,16 @@ func TestORMapDeltaMergeIndexed(t *testing.T) {
 		require.Equal(t, want, big.byDot, "seed %d", seed)
 	}
 }
+
+// A counter map that has seen dots (merged from a map of another value
+// type's history, or forged) keeps them through its updates: its state
+// only grows.
+func TestCounterMapKeepsContext(t *testing.T) {
+	var m PNCounterMap[string]
+	m.m.ctx.vv.Add(vclock.Dot{ID: "x", Counter: 3})
+	m.Inc("a", "k", 1)
+	assert.Equal(t, uint64(3), m.m.ctx.vv.Get("x"))
+	_, err := m.TryInc("a", "k", vclock.MaxCounter)
+	require.ErrorIs(t, err, vclock.ErrExhausted)
+	assert.Equal(t, uint64(3), m.m.ctx.vv.Get("x"))
+}

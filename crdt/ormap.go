@@ -123,7 +123,13 @@ func (m *ORMap[K, V]) update(k K, copy bool, f func(v *V) error) (ORMap[K, V], e
 	if err := f(&w.v); err != nil {
 		return ORMap[K, V]{}, err
 	}
-	m.ctx = w.v.context()
+	// A nested mutation only adds dots to the context; a value without
+	// dots (a counter, a register) hands back none, and m keeps its own.
+	if nc := w.v.context(); nc.vv.Len() > 0 || len(nc.cloud) > 0 {
+		m.ctx = nc
+	} else {
+		m.ctx = ctx
+	}
 	m.set(k, w.v.withContext(dotContext{}).recordTo(nil))
 	delta := ORMap[K, V]{causal: causal[dotMap[K, V]]{ctx: w.log.context()}}
 	if !w.log.empty() {
