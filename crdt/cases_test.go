@@ -57,18 +57,25 @@ func TestORSetPresentButRemoved(t *testing.T) {
 	assert.Equal(t, 0, m.Len())
 }
 
+// noDotsLeft runs riak_dt's no_dots_left case: a and b each wrote Z; a
+// removes its Z after c copied it, and b its own after a merged it. The
+// join of a, b and c returned holds no Z.
+func noDotsLeft[S any, P lattice[S]](a, b S, remove func(s *S)) S {
+	c := P(&a).Clone()
+	a2 := P(&a).Clone()
+	remove(&a2)
+	a3 := merged[S, P](a2, b)
+	b2 := P(&b).Clone()
+	remove(&b2)
+	b3 := merged[S, P](b2, c)
+	return merged[S, P](a3, b3, c)
+}
+
 func TestORSetNoDotsLeft(t *testing.T) {
 	var a, b ORSet[string]
 	a.Add("a", "Z")
 	b.Add("b", "Z")
-	c := a.Clone()
-	a2 := a.Clone()
-	a2.Remove("Z")
-	a3 := merged(a2, b)
-	b2 := b.Clone()
-	b2.Remove("Z")
-	b3 := merged(b2, c)
-	m := merged(a3, b3, c)
+	m := noDotsLeft(a, b, func(s *ORSet[string]) { s.Remove("Z") })
 	assert.Empty(t, m.Elements())
 	assert.Equal(t, []string{"a", "b"}, m.ModifiedBy())
 }
