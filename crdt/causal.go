@@ -34,9 +34,13 @@ func compareDots(a, b vclock.Dot) int {
 // Invariant: cloud is sorted by compareDots, has no duplicates, and every
 // dot d in it has d.Counter > vv.Get(d.ID)+1, so equal sets of dots have
 // equal representations. vv records no times.
+//
+// A read-only context (the context of a value handed out by ORMap.Get)
+// refuses to draw dots: the map holds dots such a value does not know of.
 type dotContext struct {
-	vv    vclock.VClock
-	cloud []vclock.Dot
+	vv       vclock.VClock
+	cloud    []vclock.Dot
+	readOnly bool
 }
 
 // contextOf returns the context holding exactly ds, taking ownership of
@@ -62,7 +66,12 @@ func (c *dotContext) contains(d vclock.Dot) bool {
 // next adds and returns a new dot for id: one past the largest dot of id
 // in the context. It returns an error wrapping vclock.ErrExhausted,
 // changing nothing, if that dot's counter would pass vclock.MaxCounter.
+//
+// It panics if c is read-only: programmer misuse.
 func (c *dotContext) next(id string) (vclock.Dot, error) {
+	if c.readOnly {
+		panic("crdt: a value read with ORMap.Get cannot draw dots: change it with ORMap.Update")
+	}
 	n := c.last(id)
 	if _, err := vclock.AddCounter(n, 1); err != nil {
 		return vclock.Dot{}, fmt.Errorf("crdt: dot of %s: %w", strconv.Quote(id), err)
@@ -138,7 +147,7 @@ func (c *dotContext) compact() {
 
 // clone returns an independent copy.
 func (c *dotContext) clone() dotContext {
-	return dotContext{vv: c.vv.Clone(), cloud: slices.Clone(c.cloud)}
+	return dotContext{vv: c.vv.Clone(), cloud: slices.Clone(c.cloud), readOnly: c.readOnly}
 }
 
 // enumerate returns the dots of the context if there are at most limit.
@@ -160,6 +169,17 @@ func (c *dotContext) enumerate(limit int) ([]vclock.Dot, bool) {
 		}
 	}
 	return append(out, c.cloud...), true
+}
+
+// deltaDots returns the dots of a delta's context when the delta, its
+// keys and those dots, is much smaller than a state of n keys: then
+// merging it through an index of the state's dots is cheaper than the
+// full join.
+func deltaDots(n, keys int, ctx *dotContext) ([]vclock.Dot, bool) {
+	if n /= 8; keys > n {
+		return nil, false
+	}
+	return ctx.enumerate(n)
 }
 
 // has reports whether the context holds any dot of id.
@@ -225,6 +245,13 @@ func (c *causal[S]) merge(o *causal[S]) {
 	c.store = c.store.join(&c.ctx, o.store, &o.ctx)
 	c.ctx.merge(&o.ctx)
 }
+
+// live reports whether the store holds a dot: as a map's value, whether
+// its key is present.
+func (c causal[S]) live() bool { return !c.store.empty() }
+
+// countIDs yields nothing: a causal type's replicas are those of its dots.
+func (causal[S]) countIDs(func(string) bool) bool { return true }
 
 // copyState returns an independent copy of c.
 func (c *causal[S]) copyState() causal[S] {

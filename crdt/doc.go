@@ -13,8 +13,13 @@
 //   - [EWFlag]: an enable-wins flag (riak_dt_od_flag), and [DWFlag], its
 //     disable-wins dual.
 //   - [MaxRegister]: the largest value set anywhere.
-//   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag or
-//     ORMap values with observed-remove semantics (riak_dt_map).
+//   - [ResetCounter]: a counter whose reset takes away exactly what the
+//     resetting replica saw (the counter of maps, riak_dt_emcntr).
+//   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag,
+//     DWFlag, ResetCounter, LWWRegister or ORMap values with
+//     observed-remove and reset-remove semantics (riak_dt_map).
+//   - [LWWMap], [PNCounterMap] and [ORMultiMap]: Akka's specialised maps,
+//     over ORMap.
 //   - [Text] and [List]: replicated sequences (a replicated growable array
 //     with FugueMax's ordering), for collaborative editing.
 //
@@ -34,12 +39,14 @@
 // its last acknowledged message into one value. A full state is also a
 // valid delta, which is how a replica that missed deltas catches up.
 //
-// The counters, GSet and LWWRegister need nothing from delivery: their
+// The counters (ResetCounter too), GSet, LWWRegister and the maps of
+// counters and registers need nothing from delivery: their
 // deltas may be reordered, duplicated, batched or lost (and later
 // replaced by a full state), and the state is always the join of what
 // arrived.
 //
-// ORSet, MVRegister, EWFlag and ORMap should receive deltas in causal
+// ORSet, MVRegister, EWFlag, DWFlag, ORMultiMap and the ORMaps of these
+// should receive deltas in causal
 // order: a delta is merged only after the deltas its replica had merged
 // before making it (per-sender FIFO for a replica's own deltas plus
 // forwarding nothing out of order is enough, as is the anti-entropy
@@ -70,14 +77,32 @@
 //
 // # Maps
 //
-// ORMap[K, V] takes V among this package's causal types, as value types:
-// ORMap[string, ORSet[string]], ORMap[string, MVRegister[int]],
-// ORMap[string, ORMap[string, EWFlag]]. The constraint [Nested] has
-// unexported methods because nested values share the map's causal context.
-// [ORMap.Update] runs the nested type's own mutators inside the map.
-// Removing a key resets its value for the dots the remover saw: an update
-// concurrent with the remove survives, with only what it added (as
-// riak_dt_map). A key is present exactly while its value holds a dot.
+// ORMap[K, V] takes V among this package's map values, as value types:
+// ORMap[string, ORSet[string]], ORMap[string, ResetCounter],
+// ORMap[string, LWWRegister[int]], ORMap[string, ORMap[string, EWFlag]].
+// The constraint [Nested] has unexported methods because nested values
+// share the map's causal context and report their deltas to it.
+// [ORMap.Update] runs the nested type's own mutators inside the map and
+// returns the map's delta, collected from them: nothing for the caller to
+// forget. [ORMap.Get] returns a read-only copy, whose mutators that would
+// draw a dot panic, as the map holds dots the copy does not know of.
+//
+// Removing a key resets its value for what the remover saw, as
+// riak_dt_map does: an update concurrent with the remove survives with
+// only its own effects. A nested set keeps the elements added
+// concurrently; a nested map is reset key by key, recursively; a counter
+// keeps exactly the increments and decrements the remover did not see
+// (riak_dt_map keeps the concurrent updater's whole count); an LWW
+// register keeps a write newer than every write the remover saw. A key is
+// present exactly while its value holds such an effect. The causal
+// values leave nothing behind when removed; a removed counter keeps its
+// per-replica numbers and a removed register the timestamp it hides up
+// to, so that a concurrent update arriving later is still told apart
+// (riak_dt_map keeps such a tombstone per present field).
+//
+// [LWWMap], [PNCounterMap] and [ORMultiMap] give Akka's shapes:
+// Put/Get/Remove of values, Inc/Dec of counters by key, and
+// AddBinding/RemoveBinding/Put of sets by key.
 //
 // # Values
 //
@@ -143,7 +168,8 @@
 //     Concurrent add and remove: add wins; concurrent writes of an
 //     MVRegister are all kept; enable wins over a concurrent disable.
 //   - No tombstones: an ORSet's encoded size is bounded by its live
-//     elements and its replicas, whatever its history.
+//     elements and its replicas, whatever its history. (Removed counters
+//     and LWW registers in maps keep a bounded tombstone; see Maps.)
 //   - Encodings are deterministic (for values of T that encode
 //     deterministically), and decoders accept only the canonical form:
 //     whatever they decode encodes back to exactly the bytes read, so
@@ -160,7 +186,8 @@
 //   - No counter or dot above [vclock.MaxCounter] (2^63-1) is ever held:
 //     decoders refuse one, and every mutator that draws a dot or adds to a
 //     count has a Try variant (TryInc, TryDec, TryAdd, TrySet, TryEnable,
-//     TryUpdate, TryPrune) that returns an error wrapping
+//     TryDisable, TryUpdate, TryAddBinding, TryPut, TryPrune) that
+//     returns an error wrapping
 //     [vclock.ErrExhausted] and changes nothing when the bound would be
 //     passed. Use them on states merged from untrusted peers and for
 //     amounts from clients; the plain mutators panic there instead,
@@ -169,8 +196,8 @@
 //     counters too, but a local insert may draw one, so that no counter
 //     from the wire can make an insert panic; see [Text.Insert].
 //   - Mutators panic only on misuse: a NaN element or key, Prune into the
-//     replica being removed, a sequence position out of range, and the
-//     exhaustion above.
+//     replica being removed, a sequence position out of range, a dot drawn
+//     by a value read with ORMap.Get, and the exhaustion above.
 //
 // No type in this package is safe for concurrent use, like Go maps:
 // callers lock.

@@ -63,7 +63,7 @@ func ExampleMVRegister() {
 func ExampleORMap() {
 	type carts = crdt.ORMap[string, crdt.ORSet[string]]
 	add := func(m *carts, id, user, item string) carts {
-		return m.Update(user, func(s *crdt.ORSet[string]) crdt.ORSet[string] { return s.Add(id, item) })
+		return m.Update(user, func(s *crdt.ORSet[string]) { s.Add(id, item) })
 	}
 	var a, b carts
 	b.Merge(add(&a, "a", "ann", "milk"))
@@ -141,4 +141,94 @@ func ExampleList() {
 	b.Merge(da)
 	fmt.Println(a.Items(), b.Items())
 	// Output: [1 2 3 4 5] [1 2 3 4 5]
+}
+
+// Page views per page on two replicas. Removing a page resets its counter
+// for the views the remover saw; views counted concurrently survive, on
+// their own.
+func ExamplePNCounterMap() {
+	var a, b crdt.PNCounterMap[string]
+	b.Merge(a.Inc("a", "/home", 5))
+	rm := b.Remove("/home")     // b saw 5 views
+	d := a.Inc("a", "/home", 2) // concurrently, 2 more
+	a.Merge(rm)
+	b.Merge(d)
+	va, _ := a.Get("/home")
+	vb, _ := b.Get("/home")
+	fmt.Println(va, vb)
+	// Output: 2 2
+}
+
+// A profile as a map of maps of counters: removing the profile resets
+// everything in it that the remover saw, recursively.
+func ExampleORMap_Update() {
+	type profile = crdt.ORMap[string, crdt.ResetCounter]
+	var a, b crdt.ORMap[string, profile]
+	like := func(m *crdt.ORMap[string, profile], id, post string) crdt.ORMap[string, profile] {
+		// The map returns the delta of whatever the function does.
+		return m.Update("ann", func(p *profile) {
+			p.Update(post, func(c *crdt.ResetCounter) { c.Inc(id, 1) })
+		})
+	}
+	b.Merge(like(&a, "a", "post1"))
+	b.Merge(like(&a, "a", "post2"))
+	rm := b.Remove("ann")
+	d := like(&a, "a", "post2") // concurrent with the remove
+	a.Merge(rm)
+	b.Merge(d)
+	for _, m := range []crdt.ORMap[string, profile]{a, b} {
+		ann, _ := m.Get("ann")
+		for post, c := range ann.All() {
+			fmt.Println(post, c.Value())
+		}
+	}
+	// Output:
+	// post2 1
+	// post2 1
+}
+
+// Last-writer-wins values per key: a write concurrent with a remove
+// survives when it is newer than what the remover saw.
+func ExampleLWWMap() {
+	var a, b crdt.LWWMap[string, string]
+	b.Merge(a.Put("color", "red", hlc.Timestamp(10), "a"))
+	rm := b.Remove("color")
+	d := a.Put("color", "blue", hlc.Timestamp(11), "a")
+	a.Merge(rm)
+	b.Merge(d)
+	va, _ := a.Get("color")
+	vb, _ := b.Get("color")
+	fmt.Println(va, vb)
+	// Output: blue blue
+}
+
+func ExampleORMultiMap() {
+	var a, b crdt.ORMultiMap[string, string]
+	b.Merge(a.AddBinding("a", "ann", "admin"))
+	b.Merge(a.AddBinding("a", "ann", "dev"))
+	d1 := b.RemoveBinding("ann", "admin")
+	d2 := a.Put("a", "bob", "dev", "ops")
+	a.Merge(d1)
+	b.Merge(d2)
+	for k, es := range a.All() {
+		fmt.Println(k, es)
+	}
+	fmt.Println(b.Contains("ann", "admin"), b.Len())
+	// Output:
+	// ann [dev]
+	// bob [dev ops]
+	// false 2
+}
+
+// A counter that can be reset: the reset takes away what its replica
+// saw, not what it did not.
+func ExampleResetCounter() {
+	var a, b crdt.ResetCounter
+	b.Merge(a.Inc("a", 3))
+	rm := b.Reset()
+	d := a.Dec("a", 1)
+	a.Merge(rm)
+	b.Merge(d)
+	fmt.Println(a.Value(), b.Value())
+	// Output: -1 -1
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 
+	"github.com/distkit/distkit/vclock"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -17,8 +18,17 @@ type DWFlag struct {
 	disabled EWFlag // enabled, in the dual, means disabled here
 }
 
-// Disable disables f on replica id and returns the delta.
-func (f *DWFlag) Disable(id string) DWFlag { return DWFlag{f.disabled.Enable(id)} }
+// Disable disables f on replica id and returns the delta. It panics,
+// changing nothing, where [DWFlag.TryDisable] returns an error.
+func (f *DWFlag) Disable(id string) DWFlag { return must(f.TryDisable(id)) }
+
+// TryDisable is [DWFlag.Disable] that returns an error wrapping
+// [vclock.ErrExhausted], leaving f unchanged, when id's dots have reached
+// [vclock.MaxCounter].
+func (f *DWFlag) TryDisable(id string) (DWFlag, error) {
+	d, err := f.disabled.TryEnable(id)
+	return DWFlag{d}, err
+}
 
 // Enable enables f and returns the delta: the dots f held, removed. It
 // needs no replica ID.
@@ -39,6 +49,52 @@ func (f DWFlag) EncodeMsgpack(enc *msgpack.Encoder) error { return f.disabled.En
 // DecodeMsgpack replaces f with the flag written by [DWFlag.EncodeMsgpack].
 // Errors wrap [ErrMalformed]; on error f is unchanged.
 func (f *DWFlag) DecodeMsgpack(dec *msgpack.Decoder) error { return f.disabled.DecodeMsgpack(dec) }
+
+// ModifiedBy is [RemovedNodePruning.ModifiedBy].
+func (f *DWFlag) ModifiedBy() []string { return f.disabled.ModifiedBy() }
+
+// NeedPruningFrom is [RemovedNodePruning.NeedPruningFrom].
+func (f *DWFlag) NeedPruningFrom(removed string) bool { return f.disabled.NeedPruningFrom(removed) }
+
+// Prune is [RemovedNodePruning.Prune]; see [EWFlag.Prune].
+func (f *DWFlag) Prune(removed, into string) { f.disabled.Prune(removed, into) }
+
+// TryPrune is [RemovedNodePruning.TryPrune]; see [EWFlag.TryPrune].
+func (f *DWFlag) TryPrune(removed, into string) error { return f.disabled.TryPrune(removed, into) }
+
+// PruningCleanup is [RemovedNodePruning.PruningCleanup].
+func (f *DWFlag) PruningCleanup(removed string) { f.disabled.PruningCleanup(removed) }
+
+// The methods below make DWFlag a value of an ORMap: a key holding one is
+// present while the flag is disabled.
+
+func (f DWFlag) join(sc *dotContext, o DWFlag, oc *dotContext) DWFlag {
+	return DWFlag{f.disabled.join(sc, o.disabled, oc)}
+}
+func (f DWFlag) empty() bool                                { return f.disabled.empty() }
+func (f DWFlag) live() bool                                 { return f.disabled.live() }
+func (f DWFlag) dots(yield func(vclock.Dot) bool)           { f.disabled.dots(yield) }
+func (f DWFlag) clone() DWFlag                              { return f.Clone() }
+func (f DWFlag) encodeStore(enc *encoder) error             { return f.disabled.encodeStore(enc) }
+func (f DWFlag) context() dotContext                        { return f.disabled.ctx }
+func (f DWFlag) withContext(c dotContext) DWFlag            { return DWFlag{f.disabled.withContext(c)} }
+func (f DWFlag) countIDs(func(string) bool) bool            { return true }
+func (f DWFlag) reset() (DWFlag, []vclock.Dot)              { return DWFlag{}, collect(f.dots) }
+func (f DWFlag) pruneCounts(string, string) (DWFlag, error) { return f, nil }
+func (f DWFlag) mapDots(g func(vclock.Dot) (vclock.Dot, bool)) DWFlag {
+	return DWFlag{f.disabled.mapDots(g)}
+}
+func (f DWFlag) recordTo(log *DWFlag) DWFlag {
+	var l *EWFlag
+	if log != nil {
+		l = &log.disabled
+	}
+	return DWFlag{f.disabled.recordTo(l)}
+}
+func (f DWFlag) decodeStore(dec *decoder) (DWFlag, error) {
+	d, err := f.disabled.decodeStore(dec)
+	return DWFlag{d}, err
+}
 
 // MaxRegister holds the largest value ever set on any replica: Merge keeps
 // the larger of two. It needs no replica ID and nothing from delivery.

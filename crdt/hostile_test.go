@@ -112,7 +112,7 @@ func seed(x any) error {
 	case *EWFlag:
 		_, err = s.TryEnable("a")
 	case *ORMap[string, EWFlag]:
-		_, err = s.TryUpdate("k", func(f *EWFlag) (EWFlag, error) { return f.TryEnable("a") })
+		_, err = s.TryUpdate("k", func(f *EWFlag) error { _, err := f.TryEnable("a"); return err })
 	default:
 		panic(fmt.Sprintf("seed: %T", x))
 	}
@@ -130,21 +130,22 @@ func TestTryMutatorsAtMaxCounter(t *testing.T) {
 	_, err = g.TryInc("a", 1)
 	require.NoError(t, err)
 	var m ORMap[string, ORSet[string]]
-	m.Update("old", func(s *ORSet[string]) ORSet[string] { return s.Add("c", "x") })
+	m.Update("old", func(s *ORSet[string]) { s.Add("c", "x") })
 	m.ctx.vv.Merge(clockOf("a", vclock.MaxCounter))
 	before := encode(t, m)
 	for _, k := range []string{"k", "old"} { // a new key, and one whose value f changes first
-		_, err = m.TryUpdate(k, func(s *ORSet[string]) (ORSet[string], error) {
+		_, err = m.TryUpdate(k, func(s *ORSet[string]) error {
 			if _, err := s.TryAdd("b", "first"); err != nil {
-				return ORSet[string]{}, err
+				return err
 			}
 			s.Remove("x")
-			return s.TryAdd("a", "second") // fails after changes
+			_, err := s.TryAdd("a", "second") // fails after changes
+			return err
 		})
 		require.ErrorIs(t, err, vclock.ErrExhausted)
 		require.Equal(t, before, encode(t, m), "TryUpdate of %q changed the map", k)
 	}
-	_, err = m.TryUpdate("k", func(s *ORSet[string]) (ORSet[string], error) { return s.TryAdd("b", "x") })
+	_, err = m.TryUpdate("k", func(s *ORSet[string]) error { _, err := s.TryAdd("b", "x"); return err })
 	require.NoError(t, err)
 	got, _ := m.Get("k")
 	require.Equal(t, []string{"x"}, got.Elements())
@@ -167,8 +168,8 @@ func TestPruneAtomic(t *testing.T) {
 	set.Add("a", "z")
 	set.ctx.vv.Add(vclock.Dot{ID: "a", Counter: vclock.MaxCounter - 1}) // room for one dot, not two
 	var m ORMap[string, ORSet[string]]
-	m.Update("k", func(s *ORSet[string]) ORSet[string] { return s.Add("b", "x") })
-	m.Update("l", func(s *ORSet[string]) ORSet[string] { return s.Add("b", "y") })
+	m.Update("k", func(s *ORSet[string]) { s.Add("b", "x") })
+	m.Update("l", func(s *ORSet[string]) { s.Add("b", "y") })
 	m.ctx.vv.Add(vclock.Dot{ID: "a", Counter: vclock.MaxCounter - 1})
 	var g GCounter
 	g.Inc("b", 2)

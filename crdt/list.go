@@ -109,7 +109,8 @@ func (l *List[T]) Compact(stable vclock.VClock) int { return l.s.compact(stable)
 // origins and wait, invisible, for it. Every Merge retries them, at a cost
 // in proportion to their number: a count that keeps growing means deltas
 // whose predecessors were lost (merge a full state from a peer) or a
-// forged state.
+// forged state. An element whose right origin is not after its left one,
+// which no replica inserts, waits for good on every replica alike.
 func (l List[T]) Pending() int { return l.s.pendingLen() }
 
 // EncodeMsgpack writes l in the canonical, run-length encoded form

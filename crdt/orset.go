@@ -30,6 +30,7 @@ import (
 type ORSet[T cmp.Ordered] struct {
 	causal[dotMap[T, dotSet]]
 	byDot map[vclock.Dot]T // nil, or the element of every live dot
+	log   *ORSet[T]        // nil, or where mutators merge their deltas
 }
 
 // Add adds x on replica id with a new dot and returns the delta: x with
@@ -50,7 +51,7 @@ func (s *ORSet[T]) TryAdd(id string, x T) (ORSet[T], error) {
 		return ORSet[T]{}, err
 	}
 	s.set(x, old, ds)
-	return ORSet[T]{causal: causal[dotMap[T, dotSet]]{store: dotMap[T, dotSet]{x: ds}, ctx: ctx}}, nil
+	return s.record(ORSet[T]{causal: causal[dotMap[T, dotSet]]{store: dotMap[T, dotSet]{x: ds}, ctx: ctx}}), nil
 }
 
 // Remove removes x and returns the delta: no elements, and a context of
@@ -64,7 +65,15 @@ func (s *ORSet[T]) Remove(x T) ORSet[T] {
 		return ORSet[T]{}
 	}
 	s.set(x, ds, nil)
-	return ORSet[T]{causal: causal[dotMap[T, dotSet]]{ctx: contextOf(collect(ds.dots))}}
+	return s.record(ORSet[T]{causal: causal[dotMap[T, dotSet]]{ctx: contextOf(collect(ds.dots))}})
+}
+
+// record merges the delta d into s's log, if it has one, and returns d.
+func (s *ORSet[T]) record(d ORSet[T]) ORSet[T] {
+	if s.log != nil {
+		s.log.Merge(d)
+	}
+	return d
 }
 
 // set replaces the dots of x, old, with ds (none: x is absent), keeping
@@ -105,11 +114,9 @@ func (s ORSet[T]) Len() int { return len(s.store) }
 // dots of its context) is merged through the index of s's dots, in time
 // proportional to the delta.
 func (s *ORSet[T]) Merge(o ORSet[T]) {
-	if n := len(s.store) / 8; len(o.store) <= n {
-		if seen, ok := o.ctx.enumerate(n); ok {
-			s.mergeDelta(&o, seen)
-			return
-		}
+	if seen, ok := deltaDots(len(s.store), len(o.store), &o.ctx); ok {
+		s.mergeDelta(&o, seen)
+		return
 	}
 	s.byDot = nil
 	s.merge(&o.causal)
@@ -120,12 +127,7 @@ func (s *ORSet[T]) Merge(o ORSet[T]) {
 // the elements of s holding a dot o has seen.
 func (s *ORSet[T]) mergeDelta(o *ORSet[T], seen []vclock.Dot) {
 	if s.byDot == nil {
-		s.byDot = make(map[vclock.Dot]T, len(s.store))
-		for x, ds := range s.store {
-			for _, e := range ds {
-				s.byDot[e.dot] = x
-			}
-		}
+		s.byDot = s.store.index()
 	}
 	for x, ods := range o.store {
 		old := s.store[x]
@@ -202,6 +204,9 @@ func (s ORSet[T]) mapDots(f func(vclock.Dot) (vclock.Dot, bool)) ORSet[T] {
 	s.store, s.byDot = s.store.mapDots(f), nil
 	return s
 }
+func (s ORSet[T]) recordTo(log *ORSet[T]) ORSet[T]              { s.log = log; return s }
+func (s ORSet[T]) reset() (ORSet[T], []vclock.Dot)              { return ORSet[T]{}, collect(s.dots) }
+func (s ORSet[T]) pruneCounts(string, string) (ORSet[T], error) { return s, nil }
 func (s ORSet[T]) decodeStore(dec *decoder) (ORSet[T], error) {
 	st, err := s.store.decodeStore(dec)
 	return ORSet[T]{causal: causal[dotMap[T, dotSet]]{store: st}}, err

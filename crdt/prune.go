@@ -6,7 +6,8 @@ package crdt
 //
 // In counters the retired replica's counts are folded into another
 // replica's: GCounter {a:3, b:5} pruned from b into a becomes {a:8}, with
-// the same value. In ORSet, MVRegister, EWFlag and ORMap, every live dot of
+// the same value (a ResetCounter folds its reset parts alike, and an
+// ORMap its nested counters'). In ORSet, MVRegister, EWFlag and ORMap, every live dot of
 // the retired replica is replaced by a new dot of the other replica (what
 // it wrote stays, as if rewritten there), and its dots leave the causal
 // context.
@@ -89,4 +90,6 @@ var (
 	_ RemovedNodePruning = (*ORSet[string])(nil)
 	_ RemovedNodePruning = (*MVRegister[string])(nil)
 	_ RemovedNodePruning = (*EWFlag)(nil)
+	_ RemovedNodePruning = (*DWFlag)(nil)
+	_ RemovedNodePruning = (*ResetCounter)(nil)
 )

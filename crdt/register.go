@@ -20,6 +20,7 @@ import (
 // not safe for concurrent use.
 type MVRegister[T any] struct {
 	causal[dotFun[T]]
+	log *MVRegister[T] // nil, or where mutators merge their deltas
 }
 
 // Set writes v on replica id, replacing every value r holds, and returns
@@ -39,7 +40,11 @@ func (r *MVRegister[T]) TrySet(id string, v T) (MVRegister[T], error) {
 		return MVRegister[T]{}, err
 	}
 	r.store = st
-	return MVRegister[T]{causal[dotFun[T]]{store: st, ctx: ctx}}, nil
+	d := MVRegister[T]{causal: causal[dotFun[T]]{store: st, ctx: ctx}}
+	if r.log != nil {
+		r.log.Merge(d)
+	}
+	return d, nil
 }
 
 // Values returns the current values, one per concurrent write, ordered by
@@ -53,7 +58,7 @@ func (r *MVRegister[T]) Merge(o MVRegister[T]) { r.merge(&o.causal) }
 
 // Clone returns a copy of r that shares no state with it (values are
 // copied by assignment).
-func (r MVRegister[T]) Clone() MVRegister[T] { return MVRegister[T]{r.copyState()} }
+func (r MVRegister[T]) Clone() MVRegister[T] { return MVRegister[T]{causal: r.copyState()} }
 
 // EncodeMsgpack writes r as [[[id, counter, value]...], context].
 func (r MVRegister[T]) EncodeMsgpack(enc *msgpack.Encoder) error { return r.encode(enc) }
@@ -84,8 +89,11 @@ func (r MVRegister[T]) mapDots(f func(vclock.Dot) (vclock.Dot, bool)) MVRegister
 }
 func (r MVRegister[T]) decodeStore(dec *decoder) (MVRegister[T], error) {
 	st, err := r.store.decodeStore(dec)
-	return MVRegister[T]{causal[dotFun[T]]{store: st}}, err
+	return MVRegister[T]{causal: causal[dotFun[T]]{store: st}}, err
 }
+func (r MVRegister[T]) recordTo(log *MVRegister[T]) MVRegister[T]         { r.log = log; return r }
+func (r MVRegister[T]) reset() (MVRegister[T], []vclock.Dot)              { return MVRegister[T]{}, collect(r.dots) }
+func (r MVRegister[T]) pruneCounts(string, string) (MVRegister[T], error) { return r, nil }
 
 // EWFlag is an enable-wins flag (riak_dt_od_flag): Enable adds a dot,
 // Disable removes the dots it has seen, and a concurrent Enable survives
@@ -96,6 +104,7 @@ func (r MVRegister[T]) decodeStore(dec *decoder) (MVRegister[T], error) {
 // concurrent use.
 type EWFlag struct {
 	causal[dotSet]
+	log *EWFlag // nil, or where mutators merge their deltas
 }
 
 // Enable enables f on replica id and returns the delta: a new dot, and a
@@ -113,14 +122,22 @@ func (f *EWFlag) TryEnable(id string) (EWFlag, error) {
 		return EWFlag{}, err
 	}
 	f.store = st
-	return EWFlag{causal[dotSet]{store: st, ctx: ctx}}, nil
+	return f.record(EWFlag{causal: causal[dotSet]{store: st, ctx: ctx}}), nil
 }
 
 // Disable disables f and returns the delta: no dot, and a context of the
 // dots f held. Disable needs no replica ID: it creates no dot.
 func (f *EWFlag) Disable() EWFlag {
-	d := EWFlag{causal[dotSet]{ctx: contextOf(collect(f.store.dots))}}
+	d := EWFlag{causal: causal[dotSet]{ctx: contextOf(collect(f.store.dots))}}
 	f.store = nil
+	return f.record(d)
+}
+
+// record merges the delta d into f's log, if it has one, and returns d.
+func (f *EWFlag) record(d EWFlag) EWFlag {
+	if f.log != nil {
+		f.log.Merge(d)
+	}
 	return d
 }
 
@@ -131,7 +148,7 @@ func (f EWFlag) Value() bool { return !f.store.empty() }
 func (f *EWFlag) Merge(o EWFlag) { f.merge(&o.causal) }
 
 // Clone returns an independent copy of f.
-func (f EWFlag) Clone() EWFlag { return EWFlag{f.copyState()} }
+func (f EWFlag) Clone() EWFlag { return EWFlag{causal: f.copyState()} }
 
 // EncodeMsgpack writes f as [dots, context].
 func (f EWFlag) EncodeMsgpack(enc *msgpack.Encoder) error { return f.encode(enc) }
@@ -161,5 +178,8 @@ func (f EWFlag) mapDots(g func(vclock.Dot) (vclock.Dot, bool)) EWFlag {
 }
 func (f EWFlag) decodeStore(dec *decoder) (EWFlag, error) {
 	st, err := f.store.decodeStore(dec)
-	return EWFlag{causal[dotSet]{store: st}}, err
+	return EWFlag{causal: causal[dotSet]{store: st}}, err
 }
+func (f EWFlag) recordTo(log *EWFlag) EWFlag                { f.log = log; return f }
+func (f EWFlag) reset() (EWFlag, []vclock.Dot)              { return EWFlag{}, collect(f.dots) }
+func (f EWFlag) pruneCounts(string, string) (EWFlag, error) { return f, nil }

@@ -495,7 +495,8 @@ func (s *seq[T]) remove(pos, n int) idRanges {
 }
 
 // integrate puts the span p, which is outside the tree and whose origins
-// are in it (or zero), at its place. It scans the elements between the
+// are in it (or zero), the left before the right (see seq.inverted), at
+// its place. It scans the elements between the
 // origins, which are the ones inserted concurrently with p, span by span:
 // FugueMax's rule, in the form of Gentle's YjsMod.
 func (s *seq[T]) integrate(p *span[T]) {
@@ -519,9 +520,6 @@ func (s *seq[T]) integrate(p *span[T]) {
 	if !p.right.isZero() {
 		rsp, roff := s.find(p.right)
 		right = s.offset(rsp) + roff
-	}
-	if right <= left { // only from a forged input
-		right = left + 1
 	}
 	dest, destOff := cur, off
 	scanning := false

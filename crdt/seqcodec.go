@@ -145,8 +145,13 @@ func (s *seq[T]) encode(enc *encoder, content func(enc *encoder, runs [][]T) err
 	if err := enc.EncodeArrayLen(7); err != nil {
 		return err
 	}
-	if err := enc.Encode(w.names); err != nil {
+	if err := enc.EncodeArrayLen(len(w.names)); err != nil { // [], never nil, when empty
 		return err
+	}
+	for _, name := range w.names {
+		if err := enc.EncodeString(name); err != nil {
+			return err
+		}
 	}
 	if err := w.flush(enc); err != nil {
 		return err
@@ -326,9 +331,31 @@ func (s *seq[T]) decode(dec *msgpack.Decoder, content func(d *decoder, n int) ([
 		if err := t.decodeFrom(d, content); err != nil {
 			return err
 		}
+		if err := t.checkOrigins(); err != nil {
+			return err
+		}
 		*s = t
 		return nil
 	})
+}
+
+// checkOrigins refuses orders no replica makes: an element held between
+// its origins' places on the wrong side of one of them (FugueMax puts
+// every element between its origins), and a waiting element whose two
+// origins are one element. It takes O(log n) per run.
+func (s *seq[T]) checkOrigins() error {
+	for sp := s.firstSpan(); sp != nil; sp = s.next(sp) {
+		at := s.offset(sp)
+		if s.position(sp.left, -1) >= at || s.position(sp.right, math.MaxInt) < at+sp.n {
+			return fmt.Errorf("run %v not between its origins %v and %v", sp.id, sp.left, sp.right)
+		}
+	}
+	for _, p := range s.pending {
+		if !p.left.isZero() && p.left == p.right {
+			return fmt.Errorf("run %v with %v as both origins", p.id, p.left)
+		}
+	}
+	return nil
 }
 
 func (s *seq[T]) decodeFrom(d *decoder, content func(d *decoder, n int) ([]T, error)) error {

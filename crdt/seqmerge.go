@@ -148,6 +148,18 @@ func (s *seq[T]) missing(sp *span[T], work []*span[T]) []*span[T] {
 	return work
 }
 
+// inverted reports whether p's right origin is not after its left origin
+// in s, which holds both: no replica inserts such an element, and there
+// is no place between its origins to put it. Since the elements s holds
+// never change their order, every replica that holds p's origins finds
+// the same, so p waits in pending everywhere, and replicas still converge.
+func (s *seq[T]) inverted(p *span[T]) bool {
+	if p.left.isZero() || p.right.isZero() {
+		return false
+	}
+	return s.position(p.right, 0) <= s.position(p.left, 0)
+}
+
 // integrateAll puts the spans of work, which s does not hold, into the
 // tree, each after its origins; those whose origins are missing wait in
 // pending.
@@ -206,6 +218,9 @@ func (s *seq[T]) integrateAll(work []*span[T]) {
 					blocked = true // missing, or a cycle from a forged input
 				}
 				break
+			}
+			if !blocked && dep < 0 && s.inverted(p) {
+				blocked = true // a forged order: it waits for good, everywhere
 			}
 			switch {
 			case blocked:

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/distkit/distkit/vclock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -339,4 +341,45 @@ func TestTextCounterFromTheWire(t *testing.T) {
 	if err := msgpack.Unmarshal(enc2, &y); err != nil || y.String() != "xyz" {
 		t.Fatalf("decoded %q, %v", y.String(), err)
 	}
+}
+
+// TestSeqForgedOrderConverges: an element whose origins no replica could
+// have given it (its right origin at or before its left) waits for good,
+// invisible, on every replica, whatever order the merges come in; before,
+// it was placed differently by replicas that merged it before or after a
+// concurrent insert. A state that holds one decodes only when the decoder
+// cannot tell (origins in other states): one element as both origins, or
+// a held element outside its origins, is refused.
+func TestSeqForgedOrderConverges(t *testing.T) {
+	var base Text
+	base.Insert("x", 0, "AB")
+	q := base.Clone()
+	dq := q.Insert("z", 1, "Q")
+	for _, o := range [][2]elemID{{{"x", 1}, {"x", 1}}, {{"x", 2}, {"x", 1}}} {
+		var forged Text
+		forged.s.pending = []*span[rune]{{id: elemID{"y", 1}, n: 1, left: o[0], right: o[1], items: []rune{'Z'}}}
+		var back Text
+		if err := msgpack.Unmarshal(mustMarshal(forged), &back); o[0] == o[1] {
+			require.ErrorIs(t, err, ErrMalformed)
+		} else {
+			require.NoError(t, err)
+			require.Equal(t, encode(t, forged), encode(t, back))
+		}
+		one, two := base.Clone(), base.Clone()
+		one.Merge(forged.Clone())
+		one.Merge(dq.Clone())
+		two.Merge(dq.Clone())
+		two.Merge(forged.Clone())
+		assert.Equal(t, "AQB", one.String(), "origins %v", o)
+		assert.Equal(t, encode(t, one), encode(t, two), "origins %v", o)
+		// A later insert after the forged element's place does not bring it in.
+		one.Insert("x", 3, "C")
+		assert.Equal(t, "AQBC", one.String())
+	}
+	var held Text
+	held.Insert("x", 0, "AB")
+	held.Insert("y", 0, "Z")
+	require.NoError(t, msgpack.Unmarshal(mustMarshal(held), new(Text)))
+	held.s.firstSpan().left = elemID{"x", 2} // Z before its left origin B
+	require.ErrorIs(t, msgpack.Unmarshal(mustMarshal(held), new(Text)), ErrMalformed)
 }

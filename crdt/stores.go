@@ -252,6 +252,17 @@ func (m dotMap[K, V]) clone() dotMap[K, V] {
 	return out
 }
 
+// index returns the key of every dot of m.
+func (m dotMap[K, V]) index() map[vclock.Dot]K {
+	out := make(map[vclock.Dot]K, len(m))
+	for k, v := range m {
+		for d := range v.dots {
+			out[d] = k
+		}
+	}
+	return out
+}
+
 // keys returns the keys in increasing order.
 func (m dotMap[K, V]) keys() []K {
 	ks := make([]K, 0, len(m))

@@ -114,7 +114,8 @@ func (t *Text) Compact(stable vclock.VClock) int { return t.s.compact(stable) }
 // origins and wait, invisible, for it. Every Merge retries them, at a cost
 // in proportion to their number: a count that keeps growing means deltas
 // whose predecessors were lost (merge a full state from a peer) or a
-// forged state.
+// forged state. A rune whose right origin is not after its left one,
+// which no replica inserts, waits for good on every replica alike.
 func (t Text) Pending() int { return t.s.pendingLen() }
 
 // EncodeMsgpack writes t in the canonical, run-length encoded form

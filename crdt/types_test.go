@@ -268,10 +268,10 @@ func mutMapSet(r *rand.Rand, w *mapSetW, id string) mapSetW {
 	case 0:
 		return mapSetW{s: w.s.Remove(k), m: w.m.kill(func(e entry) bool { return e.k == k })}
 	case 1, 2:
-		d := w.s.Update(k, func(s *ORSet[int]) ORSet[int] { return s.Remove(x) })
+		d := w.s.Update(k, func(s *ORSet[int]) { s.Remove(x) })
 		return mapSetW{s: d, m: w.m.kill(func(e entry) bool { return e == entry{k, x} })}
 	}
-	d := w.s.Update(k, func(s *ORSet[int]) ORSet[int] { return s.Add(id, x) })
+	d := w.s.Update(k, func(s *ORSet[int]) { s.Add(id, x) })
 	return mapSetW{s: d, m: w.m.add(r, entry{k, x})}
 }
 
@@ -290,11 +290,10 @@ func mutMapReg(r *rand.Rand, w *mapRegW, id string) mapRegW {
 	if r.IntN(4) == 0 {
 		return mapRegW{s: w.s.Remove(k), m: killed}
 	}
-	// Two writes in one update: the delta is the Merge of both deltas.
-	d := w.s.Update(k, func(v *MVRegister[int]) MVRegister[int] {
-		d := v.Set(id, x+100)
-		d.Merge(v.Set(id, x))
-		return d
+	// Two writes in one update: the map's delta covers both.
+	d := w.s.Update(k, func(v *MVRegister[int]) {
+		v.Set(id, x+100)
+		v.Set(id, x)
 	})
 	m := w.m.add(r, entry{k, x})
 	m.join(killed)
@@ -351,17 +350,17 @@ func mutNested(r *rand.Rand, w *nestedW, id string) nestedW {
 	case 0:
 		return nestedW{s: w.s.Remove(k), m: w.m.kill(func(e entry) bool { return e.k == k })}
 	case 1:
-		d := w.s.Update(k, func(in *ORMap[string, EWFlag]) ORMap[string, EWFlag] { return in.Remove(ik) })
+		d := w.s.Update(k, func(in *ORMap[string, EWFlag]) { in.Remove(ik) })
 		return nestedW{s: d, m: w.m.kill(at)}
 	case 2:
-		d := w.s.Update(k, func(in *ORMap[string, EWFlag]) ORMap[string, EWFlag] {
-			return in.Update(ik, func(f *EWFlag) EWFlag { return f.Disable() })
+		d := w.s.Update(k, func(in *ORMap[string, EWFlag]) {
+			in.Update(ik, func(f *EWFlag) { f.Disable() })
 		})
 		return nestedW{s: d, m: w.m.kill(at)}
 	}
 	killed := w.m.kill(at)
-	d := w.s.Update(k, func(in *ORMap[string, EWFlag]) ORMap[string, EWFlag] {
-		return in.Update(ik, func(f *EWFlag) EWFlag { return f.Enable(id) })
+	d := w.s.Update(k, func(in *ORMap[string, EWFlag]) {
+		in.Update(ik, func(f *EWFlag) { f.Enable(id) })
 	})
 	m := w.m.add(r, entry{k, x})
 	m.join(killed)
@@ -394,6 +393,12 @@ var lawChecks = []lawCheck{
 	lawsOf("ORMap/ORSet", mutMapSet),
 	lawsOf("ORMap/MVRegister", mutMapReg),
 	lawsOf("ORMap/ORMap/EWFlag", mutNested),
+	lawsOf("ResetCounter", mutResetCounter),
+	lawsOf("PNCounterMap", mutPNCounterMap),
+	lawsOf("LWWMap", mutLWWMap),
+	lawsOf("ORMap/DWFlag", mutDWMap),
+	lawsOf("ORMap/ORMap/ResetCounter", mutDoc),
+	lawsOf("ORMultiMap", mutMultiMap),
 }
 
 func TestLaws(t *testing.T) {

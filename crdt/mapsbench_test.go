@@ -1,0 +1,141 @@
+package crdt
+
+import (
+	"testing"
+
+	"github.com/distkit/distkit/hlc"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The maps' benchmarks: 1000 keys written by three replicas; updates
+// cycle through the keys.
+
+const benchKeys = 1000
+
+func setsMap() ORMap[string, ORSet[string]] {
+	var m ORMap[string, ORSet[string]]
+	for i, k := range elems(benchKeys) {
+		for j := range 4 {
+			m.Update(k, func(s *ORSet[string]) { s.Add(replicaIDs[(i+j)%3], elems(4)[j]) })
+		}
+	}
+	return m
+}
+
+func countersMap() PNCounterMap[string] {
+	var m PNCounterMap[string]
+	for i, k := range elems(benchKeys) {
+		for j := range 3 {
+			m.Inc(replicaIDs[j], k, uint64(i+j+1))
+		}
+	}
+	return m
+}
+
+func lwwMap() LWWMap[string, string] {
+	var m LWWMap[string, string]
+	for i, k := range elems(benchKeys) {
+		m.Put(k, "value", hlc.Timestamp(i+1), replicaIDs[i%3])
+	}
+	return m
+}
+
+// benchKeysLoop runs f on successive keys of a 1000-key map.
+func benchKeysLoop(b *testing.B, f func(i int, k string)) {
+	ks := elems(benchKeys)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		f(i, ks[i%len(ks)])
+		i++
+	}
+}
+
+// BenchmarkMapUpdate: one nested mutation through Update, which returns
+// the map's delta.
+func BenchmarkMapUpdate(b *testing.B) {
+	b.Run("ORMap-ORSet", func(b *testing.B) {
+		m := setsMap()
+		benchKeysLoop(b, func(_ int, k string) { m.Update(k, func(s *ORSet[string]) { s.Add("a", "element-000001") }) })
+	})
+	b.Run("PNCounterMap", func(b *testing.B) {
+		m := countersMap()
+		benchKeysLoop(b, func(_ int, k string) { m.Inc("a", k, 1) })
+	})
+	b.Run("LWWMap", func(b *testing.B) {
+		m := lwwMap()
+		benchKeysLoop(b, func(i int, k string) { m.Put(k, "v", hlc.Timestamp(benchKeys+i), "a") })
+	})
+	b.Run("ORMultiMap", func(b *testing.B) {
+		m := ORMultiMap[string, string]{setsMap()}
+		benchKeysLoop(b, func(_ int, k string) { m.AddBinding("a", k, "element-000001") })
+	})
+}
+
+// BenchmarkMapMerge: a one-key delta into a 1000-key replica, and a
+// full 1000-key state into another where every key differs.
+func BenchmarkMapMerge(b *testing.B) {
+	b.Run("ORMap-ORSet/delta", func(b *testing.B) {
+		m := setsMap()
+		o := m.Clone()
+		benchKeysLoop(b, func(_ int, k string) {
+			m.Merge(o.Update(k, func(s *ORSet[string]) { s.Add("b", "element-000002") }))
+		})
+	})
+	b.Run("PNCounterMap/delta", func(b *testing.B) {
+		m := countersMap()
+		o := m.Clone()
+		benchKeysLoop(b, func(_ int, k string) { m.Merge(o.Inc("b", k, 1)) })
+	})
+	b.Run("ORMap-ORSet/full", func(b *testing.B) {
+		m := setsMap()
+		o := m.Clone()
+		for _, k := range elems(benchKeys) {
+			o.Update(k, func(s *ORSet[string]) { s.Add("c", "element-000003") })
+		}
+		benchKeysLoop(b, func(int, string) { c := m.Clone(); c.Merge(o) })
+	})
+	b.Run("PNCounterMap/full", func(b *testing.B) {
+		m := countersMap()
+		o := m.Clone()
+		for _, k := range elems(benchKeys) {
+			o.Inc("c", k, 1)
+		}
+		benchKeysLoop(b, func(int, string) { c := m.Clone(); c.Merge(o) })
+	})
+}
+
+// BenchmarkMapEncode: a 1000-key state, encoded and decoded.
+func BenchmarkMapEncode(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		v    any
+		into func() any
+	}{
+		{"ORMap-ORSet", setsMap(), func() any { return new(ORMap[string, ORSet[string]]) }},
+		{"PNCounterMap", countersMap(), func() any { return new(PNCounterMap[string]) }},
+		{"LWWMap", lwwMap(), func() any { return new(LWWMap[string, string]) }},
+	} {
+		buf, err := msgpack.Marshal(c.v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := msgpack.Marshal(c.v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(buf)), "bytes")
+		})
+		b.Run(c.name+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := msgpack.Unmarshal(buf, c.into()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
