@@ -47,9 +47,12 @@ type ServerConfig struct {
 	// writes go to fallbacks with hints until it returns.
 	Members []Member
 	Quorum  quorum.Config
-	Logger  *slog.Logger // nil: discard
-	// Client makes the replica RPCs; nil: a client with a 2-second
-	// timeout that keeps up to DefaultMaxConcurrentRPC idle connections
+	// ReplicaTimeout bounds each replica call of a read or a write (the
+	// node's NodeConfig.Timeout); 0: DefaultTimeout.
+	ReplicaTimeout time.Duration
+	Logger         *slog.Logger // nil: discard
+	// Client makes the replica RPCs; nil: a client with a timeout of 2
+	// seconds (or ReplicaTimeout, if longer) that keeps up to DefaultMaxConcurrentRPC idle connections
 	// per peer.
 	Client *http.Client
 	// ProbeInterval is SWIM's protocol period; 0: 1s, memberlist's LAN
@@ -259,7 +262,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		// under load reuses connections instead of dialling per call.
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = DefaultMaxConcurrentRPC
-		client = &http.Client{Timeout: 2 * time.Second, Transport: t}
+		client = &http.Client{Timeout: max(2*time.Second, cfg.ReplicaTimeout), Transport: t}
 	}
 	if cfg.TLS != nil {
 		if client, err = cfg.TLS.client(client); err != nil {
@@ -332,7 +335,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		m, known := s.swim.Member(id)
 		return !known || m.State == swim.StateAlive || m.State == swim.StateSuspect // unknown: presumed alive
 	}
-	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: s.metrics.Transport(tr), Quorum: cfg.Quorum, Alive: alive, OnReap: cfg.OnReap, Repair: cfg.Repair, Logger: log, Metrics: s.metrics}); err != nil {
+	if s.node, err = NewNode(NodeConfig{ID: cfg.ID, Ring: r, Store: s.store, Transport: s.metrics.Transport(tr), Quorum: cfg.Quorum, Timeout: cfg.ReplicaTimeout, Alive: alive, OnReap: cfg.OnReap, Repair: cfg.Repair, Logger: log, Metrics: s.metrics}); err != nil {
 		return nil, err
 	}
 	idem, err := NewIdempotencyStore(s.store, IdempotencyConfig{})

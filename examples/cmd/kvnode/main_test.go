@@ -557,12 +557,15 @@ func TestZeroQuorumFlags(t *testing.T) {
 	}
 }
 
-// A SWIM period that is not positive is refused before anything starts.
-func TestBadProbeInterval(t *testing.T) {
-	for _, d := range []string{"0s", "-1s"} {
-		err := run([]string{"-id", "n1", "-data", t.TempDir(), "-probe-interval", d})
-		if err == nil || !strings.Contains(err.Error(), "-probe-interval") {
-			t.Errorf("-probe-interval %s: %v, want an error naming the flag", d, err)
+// A SWIM period or a replica timeout that is not positive is refused
+// before anything starts.
+func TestBadDurations(t *testing.T) {
+	for _, flag := range []string{"-probe-interval", "-replica-timeout"} {
+		for _, d := range []string{"0s", "-1s"} {
+			err := run([]string{"-id", "n1", "-data", t.TempDir(), flag, d})
+			if err == nil || !strings.Contains(err.Error(), flag) {
+				t.Errorf("%s %s: %v, want an error naming the flag", flag, d, err)
+			}
 		}
 	}
 }
