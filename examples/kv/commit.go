@@ -1,37 +1,33 @@
 package kv
 
 import (
+	"cmp"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// groupCommit shares bbolt write transactions, hence their fsyncs,
-// between concurrent writes, as a database's group commit does: a write
-// that arrives while no commit runs commits at once, alone; the writes
-// that arrive while a commit runs wait for it and then go together in the
-// next one. The batch therefore grows with the load and the disk's
-// latency, and no write waits for a timer (bbolt's own Batch starts a new
-// batch every MaxBatchDelay, so under load its batches queue behind each
-// other, each paying its own fsyncs).
+// groupCommit shares commits, hence their fsyncs, between concurrent
+// writes, as a database's group commit does: a write that arrives while
+// no commit runs commits at once, alone; the writes that arrive while a
+// commit runs wait for it and then go together in the next one. The batch
+// therefore grows with the load and the disk's latency, and no write
+// waits for a timer (bbolt's own Batch starts a new batch every
+// MaxBatchDelay, so under load its batches queue behind each other, each
+// paying its own fsyncs).
 //
 // No goroutine runs it: the first waiting write commits each batch (it
 // leads), then hands the lead to the first write of the next batch.
+// Batches therefore commit one at a time, in order.
 //
-// A write's function runs inside the shared transaction and may run more
-// than once (when another function of its batch fails, the batch is
-// committed again without it), so it must set its results afresh each
-// time. A function that returns an error fails its own write alone:
-// nothing of it is written, and the others commit without it. A function
-// reports whether it wrote: a batch in which none did is rolled back,
-// without an fsync (a replica's merge of what it already holds, as read
-// repair and anti-entropy often send, costs no disk write). It is safe
-// for concurrent use; the zero value is not: set db.
+// run commits a batch: it runs each call's function and sets each call's
+// err. A panic of run fails every write of its batch, and the lead passes
+// on before the panic does. It is safe for concurrent use; the zero value
+// is not: set run.
 type groupCommit struct {
-	db *bolt.DB
+	run func(batch []*commitCall)
 	// delay, when positive, is how long the write that leads a batch
 	// waits for others to join it before it commits.
 	delay time.Duration
@@ -43,29 +39,23 @@ type groupCommit struct {
 
 // commitCall is one write in the queue.
 type commitCall struct {
-	fn   func(*bolt.Tx) (wrote bool, err error)
-	done chan commitResult // receives once
+	fn  func(b *batch) error
+	err error // the write's outcome, set by run
+	// done receives once: true when the write leads the next batch, false
+	// when its batch committed and err is its outcome.
+	done chan bool
 }
 
-// commitResult tells a waiting write its outcome, or that it leads the
-// next batch.
-type commitResult struct {
-	err  error
-	lead bool
-}
-
-// update runs fn in a write transaction shared with concurrent writes
-// and returns once the transaction committed (nil), or was rolled back
-// because nothing in it wrote (nil), or failed. It returns fn's error
-// when fn fails, and bbolt's errors.
-func (g *groupCommit) update(fn func(*bolt.Tx) (wrote bool, err error)) error {
-	c := &commitCall{fn: fn, done: make(chan commitResult, 1)}
+// update queues fn for the next batch and returns once the batch
+// committed, with the outcome run gave it.
+func (g *groupCommit) update(fn func(b *batch) error) error {
+	c := &commitCall{fn: fn, done: make(chan bool, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	if g.leading {
 		g.mu.Unlock()
-		if r := <-c.done; !r.lead {
-			return r.err
+		if lead := <-c.done; !lead {
+			return c.err
 		}
 		g.mu.Lock() // this write leads the batch it is in
 	}
@@ -79,69 +69,27 @@ func (g *groupCommit) update(fn func(*bolt.Tx) (wrote bool, err error)) error {
 	g.queue = nil
 	g.mu.Unlock()
 	g.commit(batch)
-	r := <-c.done
-	return r.err
+	<-c.done
+	return c.err
 }
 
-// commit commits batch and tells each write its outcome, then hands the
-// lead to the first write queued meanwhile, or gives it up. A panic of a
-// write's function fails the writes not yet told, and the lead passes
-// on before the panic does.
+// commit runs batch, tells each write its outcome, then hands the lead to
+// the first write queued meanwhile, or gives it up.
 func (g *groupCommit) commit(batch []*commitCall) {
 	defer func() {
-		if p := recover(); p != nil {
-			for _, c := range batch {
-				c.done <- commitResult{err: fmt.Errorf("kv: a write in the same commit panicked: %v", p)}
+		p := recover()
+		for _, c := range batch {
+			if p != nil {
+				c.err = fmt.Errorf("kv: a write in the same commit panicked: %v", p)
 			}
-			g.handOff()
-			panic(p)
+			c.done <- false
 		}
 		g.handOff()
-	}()
-	for len(batch) > 0 {
-		failed, err := g.run(batch)
-		if failed < 0 {
-			for _, c := range batch {
-				c.done <- commitResult{err: err}
-			}
-			batch = nil
-			return
-		}
-		// The transaction rolled back: the failed write alone gets its
-		// error; the others commit again without it.
-		batch[failed].done <- commitResult{err: err}
-		batch = slices.Delete(batch, failed, failed+1)
-	}
-}
-
-// run runs batch's functions in one write transaction and commits it,
-// or rolls it back when none wrote. It returns the index of the first
-// function that failed (the transaction then rolled back) with its
-// error, or -1 with the outcome of the commit.
-func (g *groupCommit) run(batch []*commitCall) (failed int, err error) {
-	tx, err := g.db.Begin(true)
-	if err != nil {
-		return -1, err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = tx.Rollback()
+		if p != nil {
 			panic(p)
 		}
 	}()
-	wrote := false
-	for i, c := range batch {
-		w, err := c.fn(tx)
-		if err != nil {
-			_ = tx.Rollback()
-			return i, err
-		}
-		wrote = wrote || w
-	}
-	if !wrote {
-		return -1, tx.Rollback()
-	}
-	return -1, tx.Commit()
+	g.run(batch)
 }
 
 // handOff makes the first queued write lead the next batch, or ends the
@@ -153,5 +101,193 @@ func (g *groupCommit) handOff() {
 		g.leading = false
 		return
 	}
-	g.queue[0].done <- commitResult{lead: true}
+	g.queue[0].done <- true
+}
+
+// batch is one commit of a store's writes in the making: the objects
+// written so far (staged, by data key, each read back by the later writes
+// of the batch), the reap floor, and the frame of log records that makes
+// them durable. A write that fails is rolled back to its mark, so that it
+// leaves nothing in the batch. It is used by one goroutine, the leader.
+type batch struct {
+	s      *Store
+	staged map[string]*memEntry
+	undo   []undo
+	frame  []byte // frameHeader reserved bytes, then the records
+	floor  uint64
+}
+
+// undo restores a staged key to what it was before a write.
+type undo struct {
+	dk   string
+	prev *memEntry // nil: not staged before
+}
+
+// batchMark is where a write started in its batch.
+type batchMark struct {
+	undo, frame int
+	floor       uint64
+}
+
+func (b *batch) mark() batchMark { return batchMark{len(b.undo), len(b.frame), b.floor} }
+
+// rollback undoes the writes since m.
+func (b *batch) rollback(m batchMark) {
+	for i := len(b.undo) - 1; i >= m.undo; i-- {
+		if u := b.undo[i]; u.prev == nil {
+			delete(b.staged, u.dk)
+		} else {
+			b.staged[u.dk] = u.prev
+		}
+	}
+	b.undo, b.frame, b.floor = b.undo[:m.undo], b.frame[:m.frame], m.floor
+}
+
+// lookup returns the entry of the data key dk as the batch sees it: its
+// own writes first, then the store's (see [Store.lookup]).
+func (b *batch) lookup(dk []byte) (*memEntry, error) {
+	if e, ok := b.staged[string(dk)]; ok {
+		return e, nil
+	}
+	return b.s.lookup(dk)
+}
+
+// put stages e as the entry of the data key dk, with its log record.
+func (b *batch) put(dk []byte, e *memEntry) {
+	k := string(dk)
+	b.undo = append(b.undo, undo{dk: k, prev: b.staged[k]})
+	b.staged[k] = e
+	if e.enc == nil {
+		b.frame = appendDelete(b.frame, dk)
+	} else {
+		b.frame = appendPut(b.frame, dk, e.enc, e.tomb)
+	}
+}
+
+// raiseFloor raises the reap floor to floor, with its log record.
+func (b *batch) raiseFloor(floor uint64) {
+	if floor > b.floor {
+		b.floor = floor
+		b.frame = appendFloor(b.frame, floor)
+	}
+}
+
+// commitBatch is the store's groupCommit.run: it runs the writes of calls
+// in one batch, appends the batch to the log and syncs it, and then makes
+// it visible in the memory table, all under logMu, so that batches are
+// durable and visible in the order they ran. A write that fails fails
+// alone; a failure of the log fails the batch and every write after it
+// ([Store.fail]). A batch in which nothing was written costs no disk
+// write. Once the batch is visible, it starts a checkpoint in the
+// background when the log has grown past [StoreConfig.CheckpointBytes],
+// or runs one itself, holding up the next batch, when the log has grown
+// past four times that while the last one still ran.
+func (s *Store) commitBatch(calls []*commitCall) {
+	s.logMu.Lock()
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			s.logMu.Unlock()
+		}
+	}()
+	if err := cmp.Or(s.failed, s.closedErr()); err != nil {
+		for _, c := range calls {
+			c.err = err
+		}
+		return
+	}
+	b := &batch{s: s, staged: map[string]*memEntry{}, frame: make([]byte, frameHeader, 512), floor: s.floor}
+	for _, c := range calls {
+		m := b.mark()
+		if c.err = c.fn(b); c.err != nil {
+			b.rollback(m)
+		}
+	}
+	if len(b.frame) == frameHeader {
+		return
+	}
+	start := time.Now()
+	sealFrame(b.frame)
+	if err := s.appendLog(b.frame); err != nil {
+		for _, c := range calls {
+			c.err = err
+		}
+		return
+	}
+	if s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(time.Since(start))
+	}
+	s.mu.Lock()
+	for k, e := range b.staged {
+		s.active[k] = e
+	}
+	s.mu.Unlock()
+	s.floor = b.floor
+	background, now := s.checkpointDue()
+	s.logMu.Unlock()
+	unlocked = true
+	if background {
+		go func() {
+			defer s.bg.Done()
+			_ = s.checkpoint() // a failure fails the store's writes (Store.fail)
+			s.logMu.Lock()
+			s.checkpointing = false
+			s.logMu.Unlock()
+		}()
+	}
+	if now {
+		_ = s.checkpoint()
+	}
+}
+
+// appendLog writes frame to the current segment and syncs it unless
+// NoSync. A failure fails the store. s.logMu is held.
+func (s *Store) appendLog(frame []byte) error {
+	n, err := s.log.WriteAt(frame, s.logStart+s.logSize)
+	s.logSize += int64(n)
+	if err == nil && !s.cfg.NoSync {
+		err = syncData(s.log)
+	}
+	if err != nil {
+		return s.fail(fmt.Errorf("write-ahead log %s: %w", s.log.Name(), err))
+	}
+	return nil
+}
+
+// checkpointDue reports whether the log has grown enough for a checkpoint
+// in the background (one is then counted in s.bg, and no other is started
+// until it ends) or, when it has grown past four times that while one
+// runs, for one right now. s.logMu is held.
+func (s *Store) checkpointDue() (background, now bool) {
+	limit := int64(s.cfg.CheckpointBytes)
+	switch {
+	case s.logSize < limit || s.closed:
+		return false, false
+	case !s.checkpointing:
+		s.checkpointing = true
+		s.bg.Add(1)
+		return true, false
+	}
+	return false, s.logSize >= 4*limit
+}
+
+// closedErr returns bbolt's ErrDatabaseNotOpen once Close began, and nil
+// before. s.logMu is held.
+func (s *Store) closedErr() error {
+	if s.closed {
+		return bolterrors.ErrDatabaseNotOpen
+	}
+	return nil
+}
+
+// fail makes err the failure of every later write: after a log write or
+// sync failed, what reached the disk is unknown (a later sync may report
+// success for pages the kernel already dropped), so the store takes no
+// more writes until it is reopened and recovers from what the disk
+// holds. It returns err wrapped in [ErrStorage]. s.logMu is held.
+func (s *Store) fail(err error) error {
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return s.failed
 }

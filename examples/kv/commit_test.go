@@ -6,76 +6,72 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/distkit/distkit/vclock"
 )
 
-// openCommit returns a group commit over a fresh bbolt file with one
-// bucket, "b".
-func openCommit(t *testing.T) *groupCommit {
+// openCommits returns a store without fsync and a counter of its
+// commits (log appends).
+func openCommits(t *testing.T) (*Store, *atomic.Int64) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, &bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err }); err != nil {
-		t.Fatal(err)
-	}
-	return &groupCommit{db: db}
+	var commits atomic.Int64
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{NoSync: true, OnCommit: func(time.Duration) { commits.Add(1) }})
+	t.Cleanup(func() { s.Close() })
+	return s, &commits
 }
 
-// txid returns the ID of the last committed transaction.
-func txid(t *testing.T, db *bolt.DB) int {
-	t.Helper()
-	tx, err := db.Begin(false)
-	if err != nil {
-		t.Fatal(err)
+// putKey is a blind write of key's own name to key.
+func putKey(k string) func(*batch, *Object) error {
+	return func(_ *batch, o *Object) error {
+		o.Update(vclock.VClock{}, "n1", Version{Value: []byte(k)})
+		return nil
 	}
-	defer tx.Rollback()
-	return tx.ID()
 }
 
-func putKey(k string) func(*bolt.Tx) (bool, error) {
-	return func(tx *bolt.Tx) (bool, error) {
-		return true, tx.Bucket([]byte("b")).Put([]byte(k), []byte(k))
-	}
+// write is s.write of f to key k, for the tests of the group commit.
+func write(s *Store, k string, f func(*batch, *Object) error) error {
+	_, err := s.write([]byte(k), f)
+	return err
 }
 
 // TestGroupCommitBatches checks that the writes arriving while a commit
 // runs share the next one: one commit for the first write, one for the
-// twenty queued behind it, each write in the file, one failing write
-// failing alone.
+// twenty queued behind it, each write in the store, one failing write
+// failing alone and leaving nothing.
 func TestGroupCommitBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := openCommit(t)
-		before := txid(t, g.db)
+		s, commits := openCommits(t)
 		release := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			err := g.update(func(tx *bolt.Tx) (bool, error) {
+			err := write(s, "first", func(b *batch, o *Object) error {
 				<-release // hold the first commit open
-				return putKey("first")(tx)
+				return putKey("first")(b, o)
 			})
 			if err != nil {
 				t.Error(err)
 			}
 		})
-		synctest.Wait() // the first write leads, inside its transaction
+		synctest.Wait() // the first write leads, inside its batch
 		errBad := errors.New("refused")
 		errs := make([]error, 20)
 		for i := range errs {
 			wg.Go(func() {
-				fn := putKey(fmt.Sprint("k", i))
+				k := fmt.Sprint("k", i)
+				fn := putKey(k)
 				if i == 7 {
-					fn = func(tx *bolt.Tx) (bool, error) {
-						_, _ = putKey("bad")(tx)
-						return false, errBad
+					k = "bad"
+					fn = func(b *batch, o *Object) error {
+						_ = putKey("bad")(b, o)
+						b.raiseFloor(99)
+						return errBad
 					}
 				}
-				errs[i] = g.update(fn)
+				errs[i] = write(s, k, fn)
 			})
 		}
 		synctest.Wait() // all twenty queued
@@ -90,62 +86,59 @@ func TestGroupCommitBatches(t *testing.T) {
 				t.Errorf("write %d: %v", i, err)
 			}
 		}
-		// One commit for the first, one for the nineteen good ones (the
-		// batch with the bad one rolled back and went again without it).
-		if got := txid(t, g.db) - before; got != 2 {
+		if got := commits.Load(); got != 2 {
 			t.Errorf("%d commits, want 2", got)
 		}
-		_ = g.db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket([]byte("b"))
-			if n := b.Stats().KeyN; n != 20 {
-				t.Errorf("%d keys, want 20", n)
+		for i := range 20 {
+			if _, found, err := s.Get(fmt.Append(nil, "k", i)); i != 7 && (!found || err != nil) {
+				t.Errorf("k%d: found %v, %v", i, found, err)
 			}
-			if b.Get([]byte("bad")) != nil {
-				t.Error("the failed write's put is in the file")
-			}
-			return nil
-		})
+		}
+		if _, found, _ := s.Get([]byte("bad")); found {
+			t.Error("the failed write's object is in the store")
+		}
+		if s.floor != 0 {
+			t.Errorf("the failed write raised the floor to %d", s.floor)
+		}
 	})
 }
 
 // TestGroupCommitNoWriteNoCommit checks that a batch in which nothing
-// wrote is rolled back: no transaction is committed (no fsync).
+// changed is not logged: no append, no fsync.
 func TestGroupCommitNoWriteNoCommit(t *testing.T) {
-	g := openCommit(t)
-	before := txid(t, g.db)
-	if err := g.update(func(*bolt.Tx) (bool, error) { return false, nil }); err != nil {
+	s, commits := openCommits(t)
+	o := put(t, s, "k", vclock.VClock{}, "v")
+	if got := commits.Load(); got != 1 {
+		t.Fatalf("%d commits after a write, want 1", got)
+	}
+	size := s.logSize
+	if _, err := s.Merge([]byte("k"), o); err != nil {
 		t.Fatal(err)
 	}
-	if got := txid(t, g.db); got != before {
-		t.Errorf("txid %d after a write that wrote nothing, want %d", got, before)
-	}
-	if err := g.update(putKey("k")); err != nil {
-		t.Fatal(err)
-	}
-	if got := txid(t, g.db); got != before+1 {
-		t.Errorf("txid %d after a write, want %d", got, before+1)
+	if got := commits.Load(); got != 1 || s.logSize != size {
+		t.Errorf("%d commits and %d log bytes after a merge that changed nothing, want 1 and %d", got, s.logSize, size)
 	}
 }
 
 // TestGroupCommitPanic checks that a function's panic reaches its
 // leader, fails the other writes of its batch with an error, and leaves
-// the commit usable.
+// the store usable.
 func TestGroupCommitPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := openCommit(t)
+		s, _ := openCommits(t)
 		release := make(chan struct{})
 		var wg sync.WaitGroup
 		var recovered any
 		wg.Go(func() {
 			defer func() { recovered = recover() }()
-			_ = g.update(func(*bolt.Tx) (bool, error) {
+			_ = write(s, "p", func(*batch, *Object) error {
 				<-release
 				panic("boom")
 			})
 		})
 		synctest.Wait()
 		var other error
-		wg.Go(func() { other = g.update(putKey("a")) })
+		wg.Go(func() { other = write(s, "a", putKey("a")) })
 		synctest.Wait()
 		close(release)
 		wg.Wait()
@@ -156,31 +149,32 @@ func TestGroupCommitPanic(t *testing.T) {
 		if other != nil {
 			t.Errorf("queued write: %v", other)
 		}
-		if err := g.update(putKey("b")); err != nil {
+		if err := write(s, "b", putKey("b")); err != nil {
 			t.Fatalf("write after the panic: %v", err)
 		}
 	})
 }
 
 // TestGroupCommitPanicInBatch checks that the other writes of the batch
-// a function panicked in fail with an error naming the panic.
+// a function panicked in fail with an error naming the panic, and that
+// none of the batch is written.
 func TestGroupCommitPanicInBatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := openCommit(t)
+		s, _ := openCommits(t)
 		release := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			_ = g.update(func(tx *bolt.Tx) (bool, error) { <-release; return putKey("first")(tx) })
+			_ = write(s, "first", func(b *batch, o *Object) error { <-release; return putKey("first")(b, o) })
 		})
 		synctest.Wait()
 		var recovered any
 		var other error
 		wg.Go(func() {
 			defer func() { recovered = recover() }()
-			_ = g.update(func(*bolt.Tx) (bool, error) { panic("boom") })
+			_ = write(s, "p", func(*batch, *Object) error { panic("boom") })
 		})
 		synctest.Wait() // queued first: it leads the second batch
-		wg.Go(func() { other = g.update(putKey("second")) })
+		wg.Go(func() { other = write(s, "second", putKey("second")) })
 		synctest.Wait()
 		close(release)
 		wg.Wait()
@@ -190,7 +184,10 @@ func TestGroupCommitPanicInBatch(t *testing.T) {
 		if other == nil || !strings.Contains(other.Error(), "panicked") {
 			t.Errorf("write in the panicking batch: %v, want an error naming the panic", other)
 		}
-		if err := g.update(putKey("third")); err != nil {
+		if _, found, _ := s.Get([]byte("second")); found {
+			t.Error("a write of the panicking batch is in the store")
+		}
+		if err := write(s, "third", putKey("third")); err != nil {
 			t.Fatalf("write after the panic: %v", err)
 		}
 	})

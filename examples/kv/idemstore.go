@@ -31,17 +31,14 @@ var ErrKeyReused = errors.New("kv: idempotency key reused with a different value
 // sibling's dot, with applied false, or an error wrapping [ErrKeyReused]
 // when the sibling's payload differs from v's (see [Version.Same]).
 // Otherwise it applies the write as Update does and returns the write's
-// dot, with applied true. The check and the write are one transaction, so
+// dot, with applied true. The check and the write are one commit, so
 // concurrent writes with one idempotency key on one store apply at most
 // once while the sibling lives. It returns [ErrBadKey] for an invalid key.
 func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Version) (o Object, dot vclock.Dot, applied bool, err error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, vclock.Dot{}, false, err
 	}
-	o, werr := s.write(key, func(tx *bolt.Tx, o *Object) error {
-		// The group commit may run this again after another write of its
-		// batch failed: set every result afresh.
-		dot, applied, err = vclock.Dot{}, false, nil
+	o, werr := s.write(key, func(b *batch, o *Object) error {
 		if v.IdempotencyKey != "" {
 			var (
 				prev Version
@@ -54,7 +51,7 @@ func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 				return nil
 			}
 		}
-		if err := s.update(tx, o, ctx, actor, v); err != nil {
+		if err := s.update(b, o, ctx, actor, v); err != nil {
 			return err
 		}
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true

@@ -189,9 +189,7 @@ func TestErrorsMapped(t *testing.T) {
 
 		// The coordinator's own disk fails: 500, storage, not 503.
 		local, remote := keyHomedAt(t, c.node("n1"), "n1"), keyHomedAt(t, c.node("n1"), "n2")
-		if err := c.stores["n1"].db.Close(); err != nil {
-			t.Fatal(err)
-		}
+		failStore(t, c.stores["n1"])
 		rec = do(h, "PUT", "/kv/"+local, "v")
 		if p := problemOf(t, "PUT on a closed store", rec.Code, rec.Header(), rec.Body.String()); rec.Code != 500 || p.Type != ProblemStorage {
 			t.Fatalf("PUT on a closed store: %d %+v, want 500 %s", rec.Code, p, ProblemStorage)
@@ -225,8 +223,9 @@ func TestErrorsMapped(t *testing.T) {
 	})
 }
 
-// failDisk makes every write to the open file at path fail as on a full
-// disk (ENOSPC): it puts /dev/full under the process's descriptors of it.
+// failDisk makes every write to the open file at path, and to the write-ahead
+// log of a store's file at path, fail as on a full disk (ENOSPC): it puts
+// /dev/full under the process's descriptors of them.
 func failDisk(t *testing.T, path string) {
 	if runtime.GOOS != "linux" {
 		t.Skip("failDisk needs /proc and /dev/full")
@@ -242,7 +241,7 @@ func failDisk(t *testing.T, path string) {
 	}
 	n := 0
 	for _, e := range fds {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == path {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && (target == path || strings.HasPrefix(target, path+".log.")) {
 			fd, _ := strconv.Atoi(e.Name())
 			if err := syscall.Dup3(int(full.Fd()), fd, 0); err != nil {
 				t.Fatal(err)

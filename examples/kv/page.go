@@ -78,6 +78,9 @@ func (s *Store) scanPage(g string, segments []int, after []byte, limit int) (pag
 	if after != nil {
 		start = s.after(after)
 	}
+	if err := s.checkpoint(); err != nil {
+		return p, err
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketData).Cursor()
 		for _, seg := range segments {
@@ -109,6 +112,9 @@ func (s *Store) pageFrom(after []byte, limit int, keep func(key []byte) bool) (p
 	if after != nil {
 		start = s.after(after)
 	}
+	if err := s.checkpoint(); err != nil {
+		return p, err
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return fill(tx.Bucket(bucketData).Cursor(), start, 4, always, keep, &p)
 	})
@@ -117,6 +123,9 @@ func (s *Store) pageFrom(after []byte, limit int, keep func(key []byte) bool) (p
 
 // count returns how many keys the store holds.
 func (s *Store) count() (int, error) {
+	if err := s.checkpoint(); err != nil {
+		return 0, err
+	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketData).Stats().KeyN
@@ -126,8 +135,9 @@ func (s *Store) count() (int, error) {
 }
 
 // MergeAll merges each entry's object into its key's object, as [Store.Merge]
-// does, all in one transaction with one fsync, and returns how many keys
-// changed. An invalid key fails it before anything is written.
+// does, all in one commit with one fsync, and returns how many keys
+// changed. An invalid key fails it before anything is written, and so
+// does a failure of any entry: all or nothing is written.
 func (s *Store) MergeAll(entries []Entry) (int, error) {
 	for _, e := range entries {
 		if err := checkKey(e.Key); err != nil {
@@ -137,9 +147,9 @@ func (s *Store) MergeAll(entries []Entry) (int, error) {
 	s.writing.RLock()
 	defer s.writing.RUnlock()
 	var changes []change
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commits.update(func(b *batch) error {
 		for _, e := range entries {
-			_, c, changed, err := s.apply(tx, s.dataKey(e.Key), e.Key, func(_ *bolt.Tx, o *Object) error { o.Sync(e.Object); return nil })
+			_, c, changed, err := b.apply(s.dataKey(e.Key), e.Key, func(_ *batch, o *Object) error { o.Sync(e.Object); return nil })
 			if err != nil {
 				return err
 			}

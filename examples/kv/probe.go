@@ -23,10 +23,17 @@ var bucketProbe = []byte("probe")
 
 // Probe checks that the store's files take a write and give it back: it
 // writes a fresh record to the data file and to the hint file, each
-// committed and fsync'd as every write is, and reads each back. Its
-// errors wrap [ErrStorage]. It is for health checks: every call costs
-// two commits.
+// committed and fsync'd as every write is, and reads each back, and it
+// reports a failure of the write-ahead log, which fails every write
+// until the store is reopened. Its errors wrap [ErrStorage]. It is for
+// health checks: every call costs two commits.
 func (s *Store) Probe() error {
+	s.logMu.Lock()
+	failed := s.failed
+	s.logMu.Unlock()
+	if failed != nil {
+		return failed
+	}
 	for name, db := range map[string]*bolt.DB{"data": s.db, "hints": s.hints.db} {
 		if err := probe(db); err != nil {
 			return fmt.Errorf("%w: %s file %s: %w", ErrStorage, name, db.Path(), err)
@@ -72,20 +79,4 @@ func isStorage(err error) bool {
 	return errors.Is(err, ErrStorage) || errors.As(err, &pe) ||
 		errors.Is(err, bolterrors.ErrDatabaseNotOpen) || errors.Is(err, bolterrors.ErrDatabaseReadOnly) ||
 		errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS)
-}
-
-// reportCommit has tx, once committed, report its write and sync time to
-// [StoreConfig.OnCommit], once per transaction however many writes a
-// batch shares it among. Without an OnCommit it does nothing.
-func (s *Store) reportCommit(tx *bolt.Tx) {
-	if s.cfg.OnCommit == nil {
-		return
-	}
-	id := int64(tx.ID())
-	tx.OnCommit(func() {
-		if s.lastCommit.Swap(id) != id {
-			st := tx.Stats()
-			s.cfg.OnCommit(st.GetWriteTime())
-		}
-	})
 }

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -106,38 +106,78 @@ type StoreConfig struct {
 	// back with a new store, hence a new epoch, so that its new writes
 	// never reuse the dots of its lost ones.
 	Epoch string
-	// OnCommit, if set, is called once per committed write transaction of
-	// the data file, shared by a batch of writes, with the time bbolt
-	// spent writing its pages and meta page and syncing them
-	// (TxStats.WriteTime); it must not block.
+	// OnCommit, if set, is called once per commit of a batch of writes,
+	// with the time spent appending the batch to the write-ahead log and
+	// syncing it; it must not block.
 	OnCommit func(write time.Duration)
+	// CheckpointBytes is the size the write-ahead log grows to before a
+	// checkpoint applies its writes to the bbolt file in the background
+	// and starts it afresh; it also bounds the memory the writes since the
+	// last checkpoint take (about twice their encoded size), as writes
+	// wait for a checkpoint when the log reaches four times it.
+	// 0: DefaultCheckpointBytes.
+	CheckpointBytes int
 }
 
-// Store is one replica's durable state on bbolt: every key's [Object]
-// with the tombstone bookkeeping of reaping (when each dead object last
-// changed, the reap floor) and the store's epoch, in one file. Two
-// owners sit beside the objects: the anti-entropy index ([Store.Trees]),
-// fed by a hook after every commit, and the hints held for other nodes
-// ([Store.Hints]), in a file and under a lock of their own. Every write is
-// fsync'd before it returns, so an acknowledged write survives a crash of
-// the process or the machine.
+// Store is one replica's durable state: every key's [Object] with the
+// tombstone bookkeeping of reaping (when each dead object last changed,
+// the reap floor) and the store's epoch, in a bbolt file fronted by a
+// write-ahead log, as LevelDB's memtable and log front its tables. A
+// write is appended to the log, with every write of its batch ([groupCommit]),
+// and synced before it returns, so an acknowledged write survives a
+// crash of the process or the machine; the writes since the last
+// checkpoint are also kept decoded in memory, where reads and the next
+// writes of their keys find them without a bbolt transaction or a
+// decoding. When the log has grown to [StoreConfig.CheckpointBytes], a
+// checkpoint applies it to the bbolt file in one transaction, in the
+// background, and deletes it; [Open] replays what a crash left. A read
+// sees only synced writes. Scans (anti-entropy pages, handover,
+// tombstones, Regroup) checkpoint first and read the file.
+//
+// Two owners sit beside the objects: the anti-entropy index
+// ([Store.Trees]), fed by a hook after every commit, and the hints held
+// for other nodes ([Store.Hints]), in a file and under a lock of their
+// own.
 //
 // A Store is safe for concurrent use. Its zero value is not usable: call
 // [Open].
 type Store struct {
 	db      *bolt.DB
-	commits groupCommit // of db: every write of an object
+	path    string
+	commits groupCommit // every write of an object
 	cfg     StoreConfig
 	tree    *merkle.Tree // geometry only: Segment of a key
 
-	// writing is held shared by a write from its transaction to its
-	// commit hook, and exclusively by Regroup's scan, so that every
-	// committed write is in the index exactly once.
-	writing    sync.RWMutex
-	epoch      string
-	lastCommit atomic.Int64 // the transaction OnCommit last reported
-	index      *TreeIndex
-	hints      *HintStore
+	// writing is held shared by a write from its batch to its commit
+	// hook, and exclusively by Regroup's scan, so that every committed
+	// write is in the index exactly once.
+	writing sync.RWMutex
+	epoch   string
+	index   *TreeIndex
+	hints   *HintStore
+
+	// logMu is held by a commit from its batch to its publication in the
+	// memory table, and by a rotation of the log: batches are logged and
+	// made visible in order, and a segment's records are exactly the
+	// writes of the table a checkpoint takes.
+	logMu         sync.Mutex
+	log           *os.File // the current segment
+	logSeq        uint64   // its number
+	logStart      int64    // the offset of its first frame
+	logSize       int64    // the bytes of frames in it
+	floor         uint64   // the reap floor, as committed
+	failed        error    // set once: every later write fails with it
+	closed        bool
+	checkpointing bool // a background checkpoint is counted in bg
+
+	ckptMu sync.Mutex     // serialises checkpoints
+	bg     sync.WaitGroup // background checkpoints
+
+	// mu guards the memory table: the entries of the writes since the
+	// last checkpoint (active) and those a running checkpoint applies
+	// (imm), by data key.
+	mu          sync.RWMutex
+	active, imm map[string]*memEntry
 }
 
 var (
@@ -149,10 +189,13 @@ var (
 )
 
 // Open opens (creating if needed) the store in the bbolt file at path,
-// with its hints in path+".hints", and rebuilds its trees from the data.
-// It returns an error wrapping
-// merkle.ErrConfig for an invalid tree geometry, and any error of bbolt
-// (such as a file locked by another process, after a one-second wait).
+// with its hints in path+".hints" and its write-ahead log in
+// path+".log.*", replays the log a crash left into the file, and
+// rebuilds its trees from the data. It returns an error wrapping
+// merkle.ErrConfig for an invalid tree geometry, an error for a log that
+// is corrupt other than at the end a crash may tear (or that belongs to
+// another store: its epoch differs), and any error of bbolt (such as a
+// file locked by another process, after a one-second wait).
 func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.Tree == (merkle.Config{}) {
 		cfg.Tree = DefaultTree
@@ -173,6 +216,9 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	if cfg.MaxObjectLen <= 0 {
 		cfg.MaxObjectLen = DefaultMaxObjectLen
 	}
+	if cfg.CheckpointBytes <= 0 {
+		cfg.CheckpointBytes = DefaultCheckpointBytes
+	}
 	// As etcd does, the freelist is not written at each commit (a smaller
 	// commit) but rebuilt by a scan when the file is opened, and the
 	// file is mapped with room to grow (see initialMmapSize).
@@ -185,7 +231,8 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, commits: groupCommit{db: db, delay: commitDelay}, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}}
+	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}}
+	s.commits = groupCommit{run: s.commitBatch, delay: commitDelay}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
 		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
 	}
@@ -210,9 +257,15 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 		return meta.Put(keyEpoch, []byte(s.epoch))
 	})
 	if err == nil {
+		err = s.recover()
+	}
+	if err == nil {
 		err = s.Regroup(cfg.Group)
 	}
 	if err != nil {
+		if s.log != nil {
+			err = errors.Join(err, s.log.Close())
+		}
 		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), s.hints.close(), db.Close())
 	}
 	return s, nil
@@ -221,9 +274,39 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 // Epoch returns the store's incarnation (see [StoreConfig.Epoch]).
 func (s *Store) Epoch() string { return s.epoch }
 
-// Close closes the bbolt files. Calls after Close fail with bbolt's
-// ErrDatabaseNotOpen.
-func (s *Store) Close() error { return errors.Join(s.hints.close(), s.db.Close()) }
+// Close waits for a background checkpoint, checkpoints the log's writes
+// into the bbolt file, deletes the log and closes the files. A store
+// whose log failed before ([ErrStorage]) keeps its log for the next Open
+// to replay, and Close does not report that failure again. Writes that
+// race with Close may fail; calls after Close fail with bbolt's
+// ErrDatabaseNotOpen. A second Close does nothing.
+func (s *Store) Close() error {
+	s.logMu.Lock()
+	if s.closed {
+		s.logMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	failed := s.failed != nil
+	s.logMu.Unlock()
+	s.bg.Wait()
+	var err error
+	if !failed {
+		err = s.checkpoint()
+	}
+	s.logMu.Lock()
+	if closeErr := s.log.Close(); !failed {
+		err = errors.Join(err, closeErr)
+	}
+	if err == nil && s.failed == nil {
+		err = os.Remove(segmentPath(s.path, s.logSeq)) // empty
+	}
+	s.logMu.Unlock()
+	s.mu.Lock()
+	s.active, s.imm = nil, nil
+	s.mu.Unlock()
+	return errors.Join(err, s.hints.close(), s.db.Close())
+}
 
 // Trees returns the store's anti-entropy index.
 func (s *Store) Trees() *TreeIndex { return s.index }
@@ -246,6 +329,9 @@ func (s *Store) Regroup(group func(key []byte) string) error { return s.regroup(
 func (s *Store) regroup(group func(key []byte) string, publish func()) error {
 	s.writing.Lock()
 	defer s.writing.Unlock()
+	if err := s.checkpoint(); err != nil {
+		return err
+	}
 	err := s.index.rebuild(group, func(f func(key []byte, h uint64)) error {
 		return s.db.View(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketData).ForEach(func(k, v []byte) error {
@@ -285,21 +371,11 @@ func (s *Store) Get(key []byte) (Object, bool, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, false, err
 	}
-	var (
-		o     Object
-		found bool
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketData).Get(s.dataKey(key))
-		if b == nil {
-			return nil
-		}
-		found = true
-		var err error
-		o, err = DecodeObject(b)
-		return err
-	})
-	return o, found, err
+	e, err := s.lookup(s.dataKey(key))
+	if err != nil || e == nil || e.enc == nil {
+		return Object{}, false, err
+	}
+	return e.obj.Clone(), true, nil
 }
 
 // Update is a coordinated write on this replica: it applies the client's
@@ -326,7 +402,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(tx *bolt.Tx, o *Object) error { return s.update(tx, o, ctx, actor, v) })
+	return s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) })
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -341,19 +417,18 @@ func seen(o Object, ctx vclock.VClock) vclock.VClock {
 	return out
 }
 
-// update applies a coordinated write to o within tx, the write
-// transaction of its key, with the part of ctx that o has seen. It
-// returns the error of a write [Store.Update] refuses; the enclosing
-// [Store.write] then rolls the transaction back, so nothing is written.
-func (s *Store) update(tx *bolt.Tx, o *Object, ctx vclock.VClock, actor string, v Version) error {
+// update applies a coordinated write to o within b, the batch of its
+// key's write, with the part of ctx that o has seen. It returns the error
+// of a write [Store.Update] refuses; nothing is then written.
+func (s *Store) update(b *batch, o *Object, ctx vclock.VClock, actor string, v Version) error {
 	ctx = seen(*o, ctx)
 	if !holdsValueOf(*o, actor) {
 		// actor's dots of the key are all superseded here, or were reaped:
 		// each at most the floor and covered by the reaped tombstone. The
 		// new write supersedes them all, so its dot is new and a straggler
 		// cannot come back as a sibling.
-		if floor := getUint64(tx.Bucket(bucketMeta), keyFloor); floor > ctx.Get(actor) {
-			ctx.Add(vclock.Dot{ID: actor, Counter: floor})
+		if b.floor > ctx.Get(actor) {
+			ctx.Add(vclock.Dot{ID: actor, Counter: b.floor})
 		}
 	}
 	maxSiblings, maxLen := s.cfg.MaxSiblings, s.cfg.MaxObjectLen
@@ -397,14 +472,13 @@ func (s *Store) Merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(_ *bolt.Tx, cur *Object) error { cur.Sync(o); return nil })
+	return s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil })
 }
 
-// write applies f to key's object in one bbolt transaction, shared with
-// concurrent writes (one fsync for all, [groupCommit]), records when the object last
-// changed while all tombstones, and feeds the change to the index once
-// the transaction committed.
-func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, error) {
+// write applies f to key's object in a batch shared with concurrent
+// writes (one log append and fsync for all, [groupCommit]) and feeds the
+// change to the index once the batch committed.
+func (s *Store) write(key []byte, f func(b *batch, o *Object) error) (Object, error) {
 	dk := s.dataKey(key)
 	s.writing.RLock()
 	defer s.writing.RUnlock()
@@ -413,13 +487,10 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 		c       change
 		changed bool
 	)
-	// The group commit may run the function again after another write
-	// of its batch failed: it sets every result afresh.
-	err := s.commits.update(func(tx *bolt.Tx) (bool, error) {
-		s.reportCommit(tx)
+	err := s.commits.update(func(b *batch) error {
 		var err error
-		out, c, changed, err = s.apply(tx, dk, key, f)
-		return changed, err
+		out, c, changed, err = b.apply(dk, key, f)
+		return err
 	})
 	if err != nil || !changed {
 		return out, err
@@ -429,37 +500,40 @@ func (s *Store) write(key []byte, f func(tx *bolt.Tx, o *Object) error) (Object,
 }
 
 // apply applies f to the object of key, whose data key is dk, within the
-// write transaction tx, and stores the result and its tombstone
-// bookkeeping if it changed. It returns the object and, when it changed,
-// the change for the index, which the caller feeds to it once tx
-// committed.
-func (s *Store) apply(tx *bolt.Tx, dk, key []byte, f func(tx *bolt.Tx, o *Object) error) (Object, change, bool, error) {
-	b := tx.Bucket(bucketData)
-	old := b.Get(dk)
-	var o Object
-	if old != nil {
-		var err error
-		if o, err = DecodeObject(old); err != nil {
-			return o, change{}, false, err
-		}
+// batch b, and stages the result with its tombstone time if it changed.
+// It returns the object (shared with no one) and, when it changed, the
+// change for the index, which the caller feeds to it once b committed.
+// A failure stages nothing.
+func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error) (Object, change, bool, error) {
+	cur, err := b.lookup(dk)
+	if err != nil {
+		return Object{}, change{}, false, err
 	}
-	wasDead := old != nil && Dead(o)
-	if err := f(tx, &o); err != nil {
+	var (
+		o   Object
+		old []byte
+	)
+	if cur != nil && cur.enc != nil {
+		o, old = cur.obj.Clone(), cur.enc
+	}
+	if err := f(b, &o); err != nil {
 		return o, change{}, false, err
 	}
 	enc, err := EncodeObject(o)
 	if err != nil || bytes.Equal(enc, old) {
 		return o, change{}, false, err
 	}
-	c := change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}
-	// A key has a tombstone record exactly while its object is dead: only
-	// a write to or from a dead object changes it.
-	if wasDead || Dead(o) {
-		if err := s.markTombstone(tx, dk, o); err != nil {
-			return o, change{}, false, err
-		}
+	e := &memEntry{obj: o, enc: enc}
+	// A key has a tombstone time exactly while its object is dead, and
+	// each change of a dead object restarts it: the grace period of a
+	// reap runs from the last change, as a dead object that merged a
+	// newer tombstone may have had a live value elsewhere moments before,
+	// whose messages are still in flight.
+	if Dead(o) {
+		e.tomb = time.Now().UnixNano()
 	}
-	return o, c, true, b.Put(dk, enc)
+	b.put(dk, e)
+	return o.Clone(), change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}, true, nil
 }
 
 // Entry is one key and its object. It is a plain value; the zero Entry

@@ -135,7 +135,9 @@ func TestStoreModel(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 13))
 			path := filepath.Join(t.TempDir(), "kv.db")
 			group := func(k []byte) string { return string(k[:1]) }
-			cfg := StoreConfig{Tree: merkle.Config{Branches: 16, SegmentsPerBranch: 16}, Group: group, NoSync: true, MaxBatchDelay: time.Nanosecond, Epoch: "e"}
+			// A log of a few writes: checkpoints run in the background
+			// all along the history.
+			cfg := StoreConfig{Tree: merkle.Config{Branches: 16, SegmentsPerBranch: 16}, Group: group, NoSync: true, MaxBatchDelay: time.Nanosecond, Epoch: "e", CheckpointBytes: 1 << 10}
 			s := openStore(t, path, cfg)
 			defer func() { s.Close() }()
 			model := map[string]Object{}  // this replica
@@ -194,11 +196,24 @@ func TestStoreModel(t *testing.T) {
 				if !sameObject(got, model[k]) {
 					t.Fatalf("seed %d step %d: store returned %v, model %v", seed, i, got.Values(), model[k].Values())
 				}
-				if rng.IntN(50) == 0 {
+				if o := get(t, s, k); !sameObject(o, model[k]) {
+					t.Fatalf("seed %d step %d: Get returned %v, model %v", seed, i, o.Values(), model[k].Values())
+				}
+				switch rng.IntN(100) {
+				case 0: // a clean restart
 					if err := s.Close(); err != nil {
 						t.Fatal(err)
 					}
 					s = openStore(t, path, cfg)
+				case 1: // a crash: the log's writes since the last checkpoint are replayed
+					crash(t, s)
+					s = openStore(t, path, cfg)
+				case 2:
+					if err := s.checkpoint(); err != nil {
+						t.Fatal(err)
+					}
+				case 3: // every scan, at any point of the history
+					checkAgainstModel(t, s, cfg, model)
 				}
 			}
 			checkAgainstModel(t, s, cfg, model)

@@ -20,23 +20,6 @@ func Dead(o Object) bool {
 	return len(vs) > 0 && !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted })
 }
 
-// markTombstone records in tx, for a write that changed the object o
-// stored under the data key dk, when o last changed while dead, and
-// forgets it when o has a live value again. The grace period of a reap
-// runs from the last change: a dead object that merged a newer tombstone
-// may have had a live value elsewhere moments before, whose messages are
-// still in flight.
-func (s *Store) markTombstone(tx *bolt.Tx, dk []byte, o Object) error {
-	b := tx.Bucket(bucketTombs)
-	if !Dead(o) {
-		if b.Get(dk) != nil {
-			return b.Delete(dk)
-		}
-		return nil
-	}
-	return b.Put(dk, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
-}
-
 // getUint64 reads a big-endian uint64 from b, 0 when absent.
 func getUint64(b *bolt.Bucket, key []byte) uint64 {
 	if v := b.Get(key); len(v) == 8 {
@@ -60,6 +43,9 @@ func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit i
 // following pass starts: after the last key returned when limit keys
 // were, and nil when the scan went all the way round.
 func (s *Store) tombstonesFrom(from []byte, before time.Time, keep func(key []byte) bool, limit int) (out []Entry, next []byte, err error) {
+	if err := s.checkpoint(); err != nil {
+		return nil, nil, err
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		data, c := tx.Bucket(bucketData), tx.Bucket(bucketTombs).Cursor()
 		dk, at := c.First()
@@ -111,20 +97,20 @@ func (s *Store) ownFloor(o Object) uint64 {
 	return floor
 }
 
-// errNotReapable aborts the transaction of a reap that must not happen.
+// errNotReapable fails a reap that must not happen.
 var errNotReapable = errors.New("not reapable")
 
-// reapable reports, within tx, whether key may be reaped with the dead
-// object whose encoding is want: this store holds no hint for key, and
-// its object for key is absent or encodes to want. present reports
-// whether it holds the object.
-func (s *Store) reapable(tx *bolt.Tx, key, want []byte) (ok, present bool, err error) {
-	cur := tx.Bucket(bucketData).Get(s.dataKey(key))
-	if cur != nil && !bytes.Equal(cur, want) {
+// reapable reports whether key, whose entry is cur (nil: absent), may be
+// reaped with the dead object whose encoding is want: this store holds
+// no hint for key, and its object for key is absent or encodes to want.
+// present reports whether it holds the object.
+func (s *Store) reapable(cur *memEntry, key, want []byte) (ok, present bool, err error) {
+	present = cur != nil && cur.enc != nil
+	if present && !bytes.Equal(cur.enc, want) {
 		return false, true, nil
 	}
 	hinted, err := s.hints.holds(key)
-	return !hinted && err == nil, cur != nil, err
+	return !hinted && err == nil, present, err
 }
 
 // Reapable reports whether [Store.Reap] of key with o would not be
@@ -138,11 +124,11 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 	if err != nil || !Dead(o) {
 		return false, err
 	}
-	var ok bool
-	err = s.db.View(func(tx *bolt.Tx) (err error) {
-		ok, _, err = s.reapable(tx, key, want)
-		return err
-	})
+	cur, err := s.lookup(s.dataKey(key))
+	if err != nil {
+		return false, err
+	}
+	ok, _, err := s.reapable(cur, key, want)
 	return ok, err
 }
 
@@ -178,21 +164,18 @@ func (s *Store) Reap(key []byte, o Object) (bool, error) {
 	// No hint for key may arrive between the check and the delete.
 	s.hints.mu.Lock()
 	defer s.hints.mu.Unlock()
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		ok, present, err := s.reapable(tx, key, want)
+	err = s.commits.update(func(b *batch) error {
+		cur, err := b.lookup(dk)
+		if err != nil {
+			return err
+		}
+		ok, present, err := s.reapable(cur, key, want)
 		if err != nil || !ok || !present {
 			return cmp.Or(err, errNotReapable)
 		}
-		meta := tx.Bucket(bucketMeta)
-		if floor > getUint64(meta, keyFloor) {
-			if err := meta.Put(keyFloor, binary.BigEndian.AppendUint64(nil, floor)); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bucketTombs).Delete(dk); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketData).Delete(dk)
+		b.raiseFloor(floor)
+		b.put(dk, &memEntry{})
+		return nil
 	})
 	if errors.Is(err, errNotReapable) {
 		return false, nil

@@ -1,0 +1,410 @@
+package kv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/distkit/distkit/vclock"
+)
+
+// crash abandons s as a crash of its process would: nothing more reaches
+// its files, the log is not checkpointed, and its segments stay. (Its
+// files are closed, so that the same process can open them again.)
+func crash(t testing.TB, s *Store) {
+	t.Helper()
+	s.logMu.Lock()
+	s.closed = true
+	s.logMu.Unlock()
+	s.bg.Wait()
+	s.ckptMu.Lock() // no checkpoint runs from here on
+	if err := errors.Join(s.log.Close(), s.hints.close(), s.db.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lastSegment returns the path of the newest log segment of the store at
+// path.
+func lastSegment(t *testing.T, path string) string {
+	t.Helper()
+	seqs, err := segments(path)
+	if err != nil || len(seqs) == 0 {
+		t.Fatalf("segments of %s: %v, %v", path, seqs, err)
+	}
+	return segmentPath(path, seqs[len(seqs)-1])
+}
+
+// frameEnds returns the offsets at which the frames of the segment file
+// at path end, after its header.
+func frameEnds(t *testing.T, path, epoch string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := len(logHeader(epoch))
+	var ends []int
+	at := h
+	_, torn, err := readFrames(b[h:], func(p []byte) error {
+		at += frameHeader + len(p)
+		ends = append(ends, at)
+		return nil
+	})
+	if err != nil || torn {
+		t.Fatalf("reading %s: torn %v, %v", path, torn, err)
+	}
+	return ends
+}
+
+// TestLogTornTail writes one key per commit, crashes, damages the end of
+// the log as a crash or a bad disk may, and reopens: the store holds
+// exactly the writes of the frames before the damage, never fails to
+// open for a damaged last frame, and never panics.
+func TestLogTornTail(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	damages := []struct {
+		name string
+		f    func(b []byte, start, end int) []byte // the last frame is b[start:end]
+	}{
+		{"cut", func(b []byte, start, end int) []byte { return b[:start+rng.IntN(end-start)] }},
+		{"flipped bit", func(b []byte, start, end int) []byte {
+			i := start + rng.IntN(end-start)
+			b[i] ^= 1 << rng.IntN(8)
+			return b
+		}},
+		{"garbage after", func(b []byte, start, end int) []byte {
+			g := make([]byte, 1+rng.IntN(64))
+			for i := range g {
+				g[i] = byte(rng.Uint32())
+			}
+			return append(b[:end], g...)
+		}},
+		{"zeroed", func(b []byte, start, end int) []byte { clear(b[start:end]); return b }},
+	}
+	for _, noSync := range []bool{true, false} {
+		for _, d := range damages {
+			t.Run(fmt.Sprintf("%s/nosync=%v", d.name, noSync), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "kv.db")
+				cfg := StoreConfig{NoSync: noSync, Epoch: "e"}
+				s := openStore(t, path, cfg)
+				n := 3 + rng.IntN(8)
+				for i := range n {
+					put(t, s, fmt.Sprint("k", i), vclock.VClock{}, fmt.Sprint("v", i))
+				}
+				crash(t, s)
+				seg := lastSegment(t, path)
+				ends := frameEnds(t, seg, "e")
+				if len(ends) != n {
+					t.Fatalf("%d frames for %d commits", len(ends), n)
+				}
+				b, err := os.ReadFile(seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				start, end := ends[n-2], ends[n-1]
+				b = d.f(b, start, end)
+				if err := os.WriteFile(seg, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s = openStore(t, path, cfg)
+				defer s.Close()
+				for i := range n {
+					o, found, err := s.Get(fmt.Append(nil, "k", i))
+					if err != nil {
+						t.Fatal(err)
+					}
+					// The garbage after the last frame leaves it whole.
+					want := i < n-1 || d.name == "garbage after"
+					if found != want || found && !slices.Equal(live(o), []string{fmt.Sprint("v", i)}) {
+						t.Errorf("k%d: %q, found %v; want found %v", i, live(o), found, want)
+					}
+				}
+				if segs, _ := segments(path); len(segs) != 1 {
+					t.Errorf("%d segments after recovery, want 1, fresh", len(segs))
+				}
+			})
+		}
+	}
+}
+
+// TestLogRefused checks that Open refuses a log it cannot trust, rather
+// than drop acknowledged writes: a damaged frame followed by another
+// segment, a frame whose CRC holds but whose records do not parse or
+// name a key in the wrong segment, and the log of another store.
+func TestLogRefused(t *testing.T) {
+	frame := func(records []byte) []byte {
+		b := append(make([]byte, frameHeader), records...)
+		sealFrame(b)
+		return b
+	}
+	dir := t.TempDir()
+	probe := openStore(t, filepath.Join(dir, "probe.db"), StoreConfig{NoSync: true})
+	dk := probe.dataKey([]byte("k"))
+	wrongSegment := append(slices.Clone(dk), 0)
+	wrongSegment[3]++
+	probe.Close()
+	var o Object
+	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
+	enc, _ := EncodeObject(o)
+	good := frame(appendPut(nil, dk, enc, 0))
+	for _, c := range []struct {
+		name     string
+		segments [][]byte // after the header
+		epoch    string
+	}{
+		{"damaged before the last segment", [][]byte{append(slices.Clone(good), 1, 2, 3), good}, "e"},
+		{"unknown record kind", [][]byte{frame([]byte{9, 1, 2})}, "e"},
+		{"record cut short", [][]byte{frame(appendPut(nil, dk, enc, 0)[:10])}, "e"},
+		{"key in the wrong segment", [][]byte{frame(appendPut(nil, wrongSegment, enc, 0))}, "e"},
+		{"empty key", [][]byte{frame(appendDelete(nil, dk[:4]))}, "e"},
+		{"object that does not decode", [][]byte{frame(appendPut(nil, dk, enc[:len(enc)-1], 0))}, "e"},
+		{"tombstone time past 2^63-1", [][]byte{frame(appendPut(nil, dk, enc, -1))}, "e"},
+		{"another store's log", [][]byte{good}, "f"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kv.db")
+			s := openStore(t, path, StoreConfig{NoSync: true, Epoch: "e"})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for i, b := range c.segments {
+				if err := os.WriteFile(segmentPath(path, uint64(i+1)), append(logHeader(c.epoch), b...), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := Open(path, StoreConfig{NoSync: true})
+			if err == nil {
+				s.Close()
+				t.Fatal("Open took the log")
+			}
+			if !errors.Is(err, errBadLog) {
+				t.Fatalf("Open: %v, want an error wrapping errBadLog", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// FuzzLogFrames reads arbitrary bytes as the frames of a segment: it
+// never panics, and the intact frames it reports read again alone, whole.
+func FuzzLogFrames(f *testing.F) {
+	var o Object
+	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
+	enc, _ := EncodeObject(o)
+	b := append(make([]byte, frameHeader), appendFloor(appendDelete(appendPut(nil, []byte("\x00\x00\x00\x01k"), enc, 7), []byte("\x00\x00\x00\x02j")), 3)...)
+	sealFrame(b)
+	f.Add(b)
+	f.Add(append(slices.Clone(b), b[:5]...))
+	f.Add(append(slices.Clone(b), make([]byte, 100)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got [][]byte
+		good, _, err := readFrames(b, func(p []byte) error {
+			got = append(got, p)
+			return readRecords(p, func(record) error { return nil })
+		})
+		if err != nil && !errors.Is(err, errBadLog) {
+			t.Fatalf("error %v does not wrap errBadLog", err)
+		}
+		if err != nil {
+			return
+		}
+		var again [][]byte
+		good2, torn, err := readFrames(b[:good], func(p []byte) error { again = append(again, p); return nil })
+		if err != nil || torn || good2 != good || len(again) != len(got) {
+			t.Fatalf("the intact prefix reads as %d frames, torn %v, %v; want %d whole", len(again), torn, err, len(got))
+		}
+	})
+}
+
+// FuzzLogRecovery opens a store whose log is arbitrary bytes after a
+// valid header: Open either refuses it with an error wrapping errBadLog
+// or recovers a store that serves every key it holds.
+func FuzzLogRecovery(f *testing.F) {
+	var o Object
+	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
+	enc, _ := EncodeObject(o)
+	dir := f.TempDir()
+	s, err := Open(filepath.Join(dir, "probe.db"), StoreConfig{NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	dk := s.dataKey([]byte("k"))
+	s.Close()
+	b := append(make([]byte, frameHeader), appendPut(nil, dk, enc, 0)...)
+	sealFrame(b)
+	f.Add(b)
+	f.Add(b[:len(b)-1])
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "kv.db")
+		if err := os.WriteFile(segmentPath(path, 1), append(logHeader("e"), b...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(path, StoreConfig{NoSync: true, Epoch: "e"})
+		if err != nil {
+			if !errors.Is(err, errBadLog) {
+				t.Fatalf("Open: %v, want an error wrapping errBadLog", err)
+			}
+			return
+		}
+		defer s.Close()
+		for _, e := range allPages(t, s) {
+			if _, found, err := s.Get(e.Key); !found || err != nil {
+				t.Fatalf("key %q: found %v, %v", e.Key, found, err)
+			}
+		}
+	})
+}
+
+// TestLogFailureSticks checks that a store whose log fails a write takes
+// no more writes, says so to its health probe, and recovers every
+// acknowledged write when reopened.
+func TestLogFailureSticks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s := openStore(t, path, StoreConfig{NoSync: true})
+	put(t, s, "a", vclock.VClock{}, "1")
+	s.logMu.Lock()
+	_ = s.log.Close() // the next write of the log fails
+	s.logMu.Unlock()
+	for range 2 {
+		if _, err := s.Update([]byte("b"), vclock.VClock{}, "n1", Version{Value: []byte("2")}); !errors.Is(err, ErrStorage) {
+			t.Fatalf("a write after the log failed: %v, want ErrStorage", err)
+		}
+	}
+	if err := s.Probe(); !errors.Is(err, ErrStorage) {
+		t.Fatalf("Probe: %v, want ErrStorage", err)
+	}
+	if o := get(t, s, "a"); !slices.Equal(live(o), []string{"1"}) {
+		t.Fatalf("a = %q while failed", live(o))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close of a failed store: %v", err)
+	}
+	if segs, _ := segments(path); len(segs) == 0 {
+		t.Fatal("the failed store's log is gone")
+	}
+	s = openStore(t, path, StoreConfig{NoSync: true})
+	defer s.Close()
+	if o := get(t, s, "a"); !slices.Equal(live(o), []string{"1"}) {
+		t.Fatalf("a = %q after reopening", live(o))
+	}
+	if _, found, _ := s.Get([]byte("b")); found {
+		t.Fatal("a write that failed is there")
+	}
+}
+
+// crashChildEnv names the store directory of the writer
+// [TestLogSIGKILL] runs in a child process.
+const crashChildEnv = "KV_CRASH_CHILD_DIR"
+
+// TestLogSIGKILLChild is the child of TestLogSIGKILL: it writes keys of
+// its own from four goroutines, with fsync and a small log so that
+// checkpoints run all along, and prints each write once it is
+// acknowledged, until it is killed.
+func TestLogSIGKILLChild(t *testing.T) {
+	dir := os.Getenv(crashChildEnv)
+	if dir == "" {
+		t.Skip("the child of TestLogSIGKILL")
+	}
+	s, err := Open(filepath.Join(dir, "kv.db"), StoreConfig{CheckpointBytes: 4 << 10, Epoch: "e"})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	acks := make(chan string)
+	for w := range 4 {
+		go func() {
+			for i := 0; ; i++ {
+				k := fmt.Sprintf("%s-%d-%d", os.Getenv("KV_CRASH_ROUND"), w, i)
+				if _, err := s.Update([]byte(k), vclock.VClock{}, "n1.e", Version{Value: []byte(k)}); err != nil {
+					acks <- "error " + err.Error()
+					return
+				}
+				acks <- k
+			}
+		}()
+	}
+	for a := range acks {
+		fmt.Println(a)
+	}
+}
+
+// TestLogSIGKILL kills a writing process with SIGKILL at a random point,
+// several times over the same store: after each kill, the store opens,
+// holds every write the process acknowledged, and its trees match its
+// data.
+func TestLogSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	dir := t.TempDir()
+	var acked []string
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLogSIGKILLChild$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprint("KV_CRASH_ROUND=", round))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		want := 20 + rng.IntN(200)
+		for n := 0; n < want && lines.Scan(); n++ {
+			if l := lines.Text(); strings.HasPrefix(l, "error ") || strings.HasPrefix(l, "open:") {
+				t.Fatalf("round %d: the child: %s", round, l)
+			} else if strings.HasPrefix(l, fmt.Sprint(round, "-")) {
+				acked = append(acked, l)
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		s, err := Open(filepath.Join(dir, "kv.db"), StoreConfig{Epoch: "e"})
+		if err != nil {
+			t.Fatalf("round %d: Open after SIGKILL: %v", round, err)
+		}
+		for _, k := range acked {
+			o, found, err := s.Get([]byte(k))
+			if err != nil || !found || !slices.Equal(live(o), []string{k}) {
+				t.Errorf("round %d: acknowledged %s: %q, found %v, %v", round, k, live(o), found, err)
+			}
+		}
+		model := map[string]Object{}
+		for _, e := range allPages(t, s) {
+			model[string(e.Key)] = e.Object
+		}
+		checkAgainstModel(t, s, StoreConfig{Tree: DefaultTree, Group: func([]byte) string { return "" }}, model)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d writes acknowledged so far, %d keys after recovery", round, len(acked), len(model))
+	}
+}
+
+// failStore fails s's disk as a dead disk would: its bbolt file and its
+// log are closed under it, and every later write fails.
+func failStore(t *testing.T, s *Store) {
+	t.Helper()
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if err := errors.Join(s.db.Close(), s.log.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
