@@ -215,8 +215,10 @@ func encodeValues[V any](enc *msgpack.Encoder, vs []V) error {
 	if err := enc.EncodeArrayLen(len(vs)); err != nil {
 		return err
 	}
-	for _, v := range vs {
-		if err := enc.Encode(v); err != nil {
+	for i := range vs {
+		// A pointer boxes into the interface without an allocation, and
+		// msgpack encodes what it points to.
+		if err := enc.Encode(&vs[i]); err != nil {
 			return err
 		}
 	}

@@ -34,22 +34,57 @@ type groupCommit struct {
 
 	mu      sync.Mutex
 	queue   []*commitCall // waiting for the next batch
+	spare   []*commitCall // the last batch's, empty: the next queue
 	leading bool          // a write is committing a batch
+
+	calls sync.Pool // of *commitCall, with their channels
 }
 
-// commitCall is one write in the queue.
+// commitCall is one write in the queue: fn, or the write f of the object
+// of key (data key dk), whose results run sets (see [batch.apply]). Calls
+// are pooled, so that a write allocates none.
 type commitCall struct {
-	fn  func(b *batch) error
+	fn      func(b *batch) error
+	key, dk []byte
+	f       func(b *batch, o *Object) error
+	out     Object // as stored: shared, read-only
+	change  change
+	changed bool
+
 	err error // the write's outcome, set by run
 	// done receives once: true when the write leads the next batch, false
 	// when its batch committed and err is its outcome.
 	done chan bool
 }
 
-// update queues fn for the next batch and returns once the batch
-// committed, with the outcome run gave it.
+// call returns a call to fill in and pass to do, then to release.
+func (g *groupCommit) call() *commitCall {
+	if c, ok := g.calls.Get().(*commitCall); ok {
+		return c
+	}
+	return &commitCall{done: make(chan bool, 1)}
+}
+
+// release returns c, told its outcome and no longer in any batch, to the
+// pool.
+func (g *groupCommit) release(c *commitCall) {
+	*c = commitCall{done: c.done}
+	g.calls.Put(c)
+}
+
+// update runs fn in the next batch and returns its outcome.
 func (g *groupCommit) update(fn func(b *batch) error) error {
-	c := &commitCall{fn: fn, done: make(chan bool, 1)}
+	c := g.call()
+	c.fn = fn
+	err := g.do(c)
+	g.release(c)
+	return err
+}
+
+// do queues c for the next batch and returns once the batch committed,
+// with c's outcome; run has set c's results. A panic of run leaves c told
+// and out of any batch, but not to be released.
+func (g *groupCommit) do(c *commitCall) error {
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	if g.leading {
@@ -66,7 +101,7 @@ func (g *groupCommit) update(fn func(b *batch) error) error {
 		g.mu.Lock()
 	}
 	batch := g.queue
-	g.queue = nil
+	g.queue, g.spare = g.spare, nil
 	g.mu.Unlock()
 	g.commit(batch)
 	<-c.done
@@ -84,7 +119,7 @@ func (g *groupCommit) commit(batch []*commitCall) {
 			}
 			c.done <- false
 		}
-		g.handOff()
+		g.handOff(batch)
 		if p != nil {
 			panic(p)
 		}
@@ -92,11 +127,14 @@ func (g *groupCommit) commit(batch []*commitCall) {
 	g.run(batch)
 }
 
-// handOff makes the first queued write lead the next batch, or ends the
-// lead when none is queued.
-func (g *groupCommit) handOff() {
+// handOff keeps the slice of the batch just committed for a later queue,
+// and makes the first queued write lead the next batch, or ends the lead
+// when none is queued.
+func (g *groupCommit) handOff(batch []*commitCall) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	clear(batch)
+	g.spare = batch[:0]
 	if len(g.queue) == 0 {
 		g.leading = false
 		return
@@ -108,7 +146,8 @@ func (g *groupCommit) handOff() {
 // written so far (staged, by data key, each read back by the later writes
 // of the batch), the reap floor, and the frame of log records that makes
 // them durable. A write that fails is rolled back to its mark, so that it
-// leaves nothing in the batch. It is used by one goroutine, the leader.
+// leaves nothing in the batch. It is used by the leader under the store's
+// logMu, and reused from one commit to the next.
 type batch struct {
 	s      *Store
 	staged map[string]*memEntry
@@ -141,6 +180,22 @@ func (b *batch) rollback(m batchMark) {
 		}
 	}
 	b.undo, b.frame, b.floor = b.undo[:m.undo], b.frame[:m.frame], m.floor
+}
+
+// maxFrameReuse is the largest frame buffer a batch keeps for the next
+// commit: one that grew past it for a large merge is dropped.
+const maxFrameReuse = 1 << 20
+
+// reset empties b for the next commit, which starts from the reap floor.
+func (b *batch) reset(floor uint64) {
+	clear(b.staged)
+	clear(b.undo)
+	b.undo = b.undo[:0]
+	if cap(b.frame) < frameHeader || cap(b.frame) > maxFrameReuse {
+		b.frame = make([]byte, frameHeader, 512)
+	}
+	b.frame = b.frame[:frameHeader]
+	b.floor = floor
 }
 
 // lookup returns the entry of the data key dk as the batch sees it: its
@@ -196,10 +251,16 @@ func (s *Store) commitBatch(calls []*commitCall) {
 		}
 		return
 	}
-	b := &batch{s: s, staged: map[string]*memEntry{}, frame: make([]byte, frameHeader, 512), floor: s.floor}
+	b := &s.batch
+	b.reset(s.floor)
 	for _, c := range calls {
 		m := b.mark()
-		if c.err = c.fn(b); c.err != nil {
+		if c.fn != nil {
+			c.err = c.fn(b)
+		} else {
+			c.out, c.change, c.changed, c.err = b.apply(c.dk, c.key, c.f)
+		}
+		if c.err != nil {
 			b.rollback(m)
 		}
 	}

@@ -93,7 +93,7 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 	)
 	c.catchUp(ctx, key, cctx, home)
 	err := c.leaver.unlessLeaving(func() (err error) {
-		o, dot, _, err = c.store.UpdateOnce(key, cctx, c.actor, v)
+		o, dot, _, err = c.store.updateOnce(key, cctx, c.actor, v)
 		return err
 	})
 	if err != nil {
@@ -131,7 +131,7 @@ func (c *coordinator) catchUp(ctx context.Context, key []byte, cctx vclock.VCloc
 	if cctx.Len() == 0 {
 		return // a blind write: every copy has seen the empty context
 	}
-	cur, _, err := c.store.Get(key)
+	cur, _, err := c.store.get(key)
 	for _, h := range home {
 		if err != nil || cur.Context().Descends(cctx) {
 			return
@@ -143,7 +143,7 @@ func (c *coordinator) catchUp(ctx context.Context, key []byte, cctx vclock.VCloc
 		resp, cerr := c.peers.call(callCtx, h, &request{Op: opRead, Key: key})
 		cancel()
 		if cerr == nil && resp.Found {
-			cur, err = c.store.Merge(key, resp.Object)
+			cur, err = c.store.merge(key, resp.Object)
 		}
 	}
 }

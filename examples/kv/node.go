@@ -541,7 +541,7 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 	switch q.Op {
 	case opRead:
-		o, found, err := n.store.Get(q.Key)
+		o, found, err := n.store.get(q.Key) // read-only
 		if err != nil {
 			return response{}, err
 		}
@@ -549,14 +549,17 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 		if err != nil {
 			return response{}, err
 		}
-		o.Sync(h)
+		if hinted {
+			o = o.Clone()
+			o.Sync(h)
+		}
 		return response{Found: found || hinted, Object: o}, nil
 	case opWrite:
 		return response{}, n.leaver.unlessLeaving(func() error {
 			if q.Hint != "" {
 				return n.store.Hints().Add(q.Hint, q.Key, q.Object)
 			}
-			_, err := n.store.Merge(q.Key, q.Object)
+			_, err := n.store.merge(q.Key, q.Object)
 			return err
 		})
 	case opCoordinate:

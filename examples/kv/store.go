@@ -168,7 +168,8 @@ type Store struct {
 	floor         uint64   // the reap floor, as committed
 	failed        error    // set once: every later write fails with it
 	closed        bool
-	checkpointing bool // a background checkpoint is counted in bg
+	checkpointing bool  // a background checkpoint is counted in bg
+	batch         batch // the commit's, reused
 
 	ckptMu sync.Mutex     // serialises checkpoints
 	bg     sync.WaitGroup // background checkpoints
@@ -233,6 +234,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	db.NoSync = cfg.NoSync
 	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}}
 	s.commits = groupCommit{run: s.commitBatch, delay: commitDelay}
+	s.batch = batch{s: s, staged: map[string]*memEntry{}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
 		return nil, errors.Join(fmt.Errorf("kv: open %s.hints: %w", path, err), db.Close())
 	}
@@ -359,23 +361,35 @@ func checkKey(key []byte) error {
 // dataKey is key's name in the data bucket: its segment first, so that the
 // keys of a dirty segment are one range scan.
 func (s *Store) dataKey(key []byte) []byte {
-	k := make([]byte, 4, 4+len(key))
-	binary.BigEndian.PutUint32(k, uint32(s.tree.Segment(key)))
-	return append(k, key...)
+	return s.appendDataKey(make([]byte, 0, 4+len(key)), key)
+}
+
+// appendDataKey appends key's data key to dst.
+func (s *Store) appendDataKey(dst, key []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(s.tree.Segment(key)))
+	return append(dst, key...)
 }
 
 // Get returns key's object, and false if the key has never been stored
 // here. It returns [ErrBadKey] for an invalid key and [ErrMalformed] for
 // corrupt data.
 func (s *Store) Get(key []byte) (Object, bool, error) {
+	o, found, err := s.get(key)
+	return o.Clone(), found, err
+}
+
+// get is Get that returns the object as stored: shared with the store,
+// to be read and not changed.
+func (s *Store) get(key []byte) (Object, bool, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, false, err
 	}
-	e, err := s.lookup(s.dataKey(key))
+	var buf [64]byte // most keys' data keys fit: no allocation
+	e, err := s.lookup(s.appendDataKey(buf[:0], key))
 	if err != nil || e == nil || e.enc == nil {
 		return Object{}, false, err
 	}
-	return e.obj.Clone(), true, nil
+	return e.obj, true, nil
 }
 
 // Update is a coordinated write on this replica: it applies the client's
@@ -402,7 +416,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) })
+	return owned(s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) }))
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -449,9 +463,10 @@ func (s *Store) update(b *batch, o *Object, ctx vclock.VClock, actor string, v V
 // siblings included: what [StoreConfig.MaxObjectLen] bounds.
 func valuesLen(o Object) int {
 	n := 0
-	for _, v := range o.Values() {
+	eachValue(o, func(v Version) bool {
 		n += len(v.Value) + len(v.IdempotencyKey)
-	}
+		return true
+	})
 	return n
 }
 
@@ -468,42 +483,43 @@ func holdsValueOf(o Object, actor string) bool {
 // Merge merges o into key's object with [vclock.DVVSet.Sync] (replication,
 // read repair, anti-entropy, handoff) and returns the merged object. It
 // writes only if the object changed.
-func (s *Store) Merge(key []byte, o Object) (Object, error) {
+func (s *Store) Merge(key []byte, o Object) (Object, error) { return owned(s.merge(key, o)) }
+
+// merge is Merge that returns the object as stored: shared with the
+// store, to be read and not changed.
+func (s *Store) merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
 	return s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil })
 }
 
+// owned returns a copy of o, which the store may share, with err.
+func owned(o Object, err error) (Object, error) { return o.Clone(), err }
+
 // write applies f to key's object in a batch shared with concurrent
 // writes (one log append and fsync for all, [groupCommit]) and feeds the
-// change to the index once the batch committed.
+// change to the index once the batch committed. It returns the object as
+// stored: shared with the store, to be read and not changed.
 func (s *Store) write(key []byte, f func(b *batch, o *Object) error) (Object, error) {
-	dk := s.dataKey(key)
+	c := s.commits.call()
+	c.key, c.dk, c.f = key, s.dataKey(key), f
 	s.writing.RLock()
 	defer s.writing.RUnlock()
-	var (
-		out     Object
-		c       change
-		changed bool
-	)
-	err := s.commits.update(func(b *batch) error {
-		var err error
-		out, c, changed, err = b.apply(dk, key, f)
-		return err
-	})
-	if err != nil || !changed {
-		return out, err
+	err := s.commits.do(c)
+	out, ch, changed := c.out, c.change, c.changed
+	s.commits.release(c)
+	if err == nil && changed {
+		s.index.committed(ch)
 	}
-	s.index.committed(c)
-	return out, nil
+	return out, err
 }
 
 // apply applies f to the object of key, whose data key is dk, within the
 // batch b, and stages the result with its tombstone time if it changed.
-// It returns the object (shared with no one) and, when it changed, the
-// change for the index, which the caller feeds to it once b committed.
-// A failure stages nothing.
+// It returns the object (as staged when it changed: shared, read-only)
+// and, when it changed, the change for the index, which the caller feeds
+// to it once b committed. A failure stages nothing.
 func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error) (Object, change, bool, error) {
 	cur, err := b.lookup(dk)
 	if err != nil {
@@ -533,7 +549,7 @@ func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error) (Object
 		e.tomb = time.Now().UnixNano()
 	}
 	b.put(dk, e)
-	return o.Clone(), change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}, true, nil
+	return o, change{key: key, old: hashBytes(old), new: hashBytes(enc), existed: old != nil, exists: true}, true, nil
 }
 
 // Entry is one key and its object. It is a plain value; the zero Entry

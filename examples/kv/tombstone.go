@@ -16,8 +16,32 @@ import (
 // Dead reports whether o is a deleted key: it has versions and every one
 // is a tombstone. Only dead objects are reaped.
 func Dead(o Object) bool {
-	vs := o.Values()
-	return len(vs) > 0 && !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted })
+	dead := o.Len() > 0
+	eachValue(o, func(v Version) bool {
+		dead = v.Deleted
+		return dead
+	})
+	return dead
+}
+
+// eachValue calls f with each value of o, in no particular order, until f
+// returns false. It allocates nothing for an object without anonymous
+// values, as every object built with Update and Sync is.
+func eachValue(o Object, f func(v Version) bool) {
+	dotted := 0
+	for _, v := range o.Dotted() {
+		if !f(v) {
+			return
+		}
+		dotted++
+	}
+	if anon := o.Len() - dotted; anon > 0 {
+		for _, v := range o.Values()[:anon] { // the anonymous values come first
+			if !f(v) {
+				return
+			}
+		}
+	}
 }
 
 // getUint64 reads a big-endian uint64 from b, 0 when absent.

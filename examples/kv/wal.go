@@ -325,6 +325,13 @@ func (s *Store) lookup(dk []byte) (*memEntry, error) {
 	if ok {
 		return e, nil
 	}
+	return s.read(slices.Clone(dk)) // dk itself may be on the caller's stack
+}
+
+// read returns the entry of the data key dk in the bbolt file, nil when
+// absent.
+func (s *Store) read(dk []byte) (*memEntry, error) {
+	var e *memEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketData).Get(dk)
 		if b == nil {
@@ -495,7 +502,7 @@ func (s *Store) replay(tx *bolt.Tx, r record) error {
 	if r.kind == recFloor {
 		return raiseFloor(tx.Bucket(bucketMeta), r.floor)
 	}
-	if len(r.dk) < 5 || len(r.dk) > 4+MaxKeyLen || !bytes.Equal(r.dk[:4], s.dataKey(r.dk[4:])[:4]) {
+	if len(r.dk) < 5 || len(r.dk) > 4+MaxKeyLen || !bytes.Equal(r.dk[:4], s.appendDataKey(nil, r.dk[4:])[:4]) {
 		return fmt.Errorf("%w: a record of data key %q", errBadLog, r.dk)
 	}
 	if r.kind == recPut {
