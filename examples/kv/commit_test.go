@@ -103,6 +103,58 @@ func TestGroupCommitBatches(t *testing.T) {
 	})
 }
 
+// TestCommitVisibleOnceDurable checks that a write is visible to reads
+// only once its batch is in the log: not while its batch runs, nor
+// between the log's write and sync and OnCommit's report of them.
+func TestCommitVisibleOnceDurable(t *testing.T) {
+	var (
+		s       *Store
+		visible []bool
+	)
+	s = openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{OnCommit: func(time.Duration) {
+		_, found, _ := s.Get([]byte("k"))
+		visible = append(visible, found)
+	}})
+	defer s.Close()
+	put(t, s, "k", vclock.VClock{}, "v")
+	if len(visible) != 1 || visible[0] {
+		t.Fatalf("the write is visible when its commit is reported: %v", visible)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := openCommits(t)
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := write(s, "held", func(b *batch, o *Object) error { <-release; return putKey("held")(b, o) }); err != nil {
+				t.Error(err)
+			}
+		})
+		var other error
+		synctest.Wait() // the first write holds its batch open
+		wg.Go(func() { other = write(s, "queued", putKey("queued")) })
+		synctest.Wait()
+		for _, k := range []string{"held", "queued"} {
+			if _, found, _ := s.Get([]byte(k)); found {
+				t.Errorf("%s is visible before its commit", k)
+			}
+		}
+		size := s.logSize
+		close(release)
+		wg.Wait()
+		if other != nil {
+			t.Fatal(other)
+		}
+		if s.logSize <= size {
+			t.Fatal("the writes were not logged")
+		}
+		for _, k := range []string{"held", "queued"} {
+			if _, found, _ := s.Get([]byte(k)); !found {
+				t.Errorf("%s is not visible after its commit", k)
+			}
+		}
+	})
+}
+
 // TestGroupCommitNoWriteNoCommit checks that a batch in which nothing
 // changed is not logged: no append, no fsync.
 func TestGroupCommitNoWriteNoCommit(t *testing.T) {

@@ -2,8 +2,8 @@
 // distkit's primitives: placement on a [ring] with vnodes and zones, W/R
 // quorums ([quorum.Config]) counted by a pure coordinator core, siblings and causal contexts with
 // [vclock.DVVSet], anti-entropy with [merkle] trees, failure detection
-// with [swim] over UDP, idempotent writes with [idempotency], and bbolt
-// for durable storage.
+// with [swim] over UDP, idempotent writes with [idempotency], and a
+// write-ahead log in front of bbolt for durable storage.
 //
 // # Usage
 //
@@ -67,9 +67,11 @@
 //   - [Node]: the facade: configuration and validation, the RPC
 //     dispatch ([Node.Handle]), the background goroutines, stats.
 //   - [Store]: objects and tombstones (the reap floor, the epoch) in one
-//     bbolt file; its [HintStore] holds hints in a file and under a lock
-//     of their own; its [TreeIndex] owns the merkle trees, fed by a hook
-//     after each commit. [IdempotencyStore] shares the data file.
+//     bbolt file, fronted by a write-ahead log and a memory table of the
+//     writes since its last checkpoint; its [HintStore] holds hints in a
+//     file and under a lock of their own; its [TreeIndex] owns the merkle
+//     trees, fed by a hook after each commit. [IdempotencyStore] shares
+//     the data file.
 //   - [API] and [Server]: HTTP and the process, through Node's exported
 //     methods only.
 //
@@ -108,13 +110,16 @@
 //
 // # Guarantees
 //
-//   - Durability: a replica acknowledges a write only after bbolt
-//     committed and fsync'd it (unless [StoreConfig.NoSync]); a node
-//     killed with SIGKILL restarts with everything it acknowledged.
-//     Concurrent writes on a node share a commit and its fsync (group
-//     commit: a commit takes every write that arrived while the one
-//     before it ran), and each is acknowledged only once that commit
-//     is on disk. A coordinator sends a write to the other replicas only
+//   - Durability: a replica acknowledges a write only after it is in
+//     the store's write-ahead log and the log is fsync'd (unless
+//     [StoreConfig.NoSync]); a node killed with SIGKILL at any point
+//     restarts with everything it acknowledged, replaying the log into
+//     its bbolt file, and with nothing of a commit it did not finish (a
+//     torn last record is cut; any other damage refuses the store).
+//     Reads see only what is on disk. Concurrent writes on a node share
+//     a commit and its fsync (group commit: a commit takes every write
+//     that arrived while the one before it ran), and each is
+//     acknowledged only once that commit is on disk. A coordinator sends a write to the other replicas only
 //     once its own copy is on disk, so a dot it handed out is never lost
 //     to its own crash and never given twice.
 //   - No silent loss: a value leaves a key only when a write whose

@@ -74,7 +74,7 @@ var (
 	latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
 	// exchangeBuckets are those of anti-entropy exchanges.
 	exchangeBuckets = []float64{0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60}
-	// commitBuckets are those of bbolt's commit writes and fsyncs.
+	// commitBuckets are those of the write-ahead log's appends and fsyncs.
 	commitBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 )
 
@@ -98,8 +98,8 @@ func (m *Metrics) init() {
 			Help: "Unix time at which the last successful anti-entropy exchange with each peer ended."}, []string{"peer"})
 		m.aeRepaired = counterVec("kv_antientropy_peer_keys_repaired_total", "Keys anti-entropy with each peer found different and repaired.", "peer")
 		m.aeBytes = counterVec("kv_antientropy_tree_bytes_total", "Bytes of Merkle tree levels anti-entropy with each peer moved.", "peer")
-		m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kv_bbolt_commit_write_duration_seconds",
-			Help: "Time each commit of the data file spent writing its pages and meta page, fsyncs included (bbolt's TxStats.WriteTime).", Buckets: commitBuckets})
+		m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kv_commit_write_duration_seconds",
+			Help: "Time each commit of a batch of writes spent appending it to the write-ahead log and fsyncing it.", Buckets: commitBuckets})
 		m.membership = counterVec("kv_swim_events_total", "SWIM membership events by kind (joined, suspected, failed, left, updated, conflict).", "event")
 		m.reg.MustRegister(m.requests, m.latency, m.siblings, m.rpcDuration, m.rpcFailures, m.rpcSent, m.rpcReceived,
 			m.aeExchanges, m.aeDuration, m.aeLast, m.aeRepaired, m.aeBytes, m.commit, m.membership,
@@ -246,8 +246,9 @@ func (m *Metrics) exchanged(peer string, start time.Time, repaired, moved *int, 
 	m.aeLast.WithLabelValues(p).Set(float64(end.UnixNano()) / 1e9)
 }
 
-// ObserveCommit records the time a commit of the data file spent
-// writing and syncing: a [StoreConfig.OnCommit].
+// ObserveCommit records the time a commit of a batch of writes spent
+// appending it to the write-ahead log and syncing it: a
+// [StoreConfig.OnCommit].
 func (m *Metrics) ObserveCommit(d time.Duration) {
 	if m == nil {
 		return

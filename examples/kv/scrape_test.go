@@ -131,7 +131,7 @@ func TestScrapeUnderLoad(t *testing.T) {
 	for _, re := range []string{
 		`^kv_peer_round_trip_time_seconds_count\{peer="n2"\}$`, `^kv_peer_sent_bytes_total\{peer="n3"\}$`,
 		`^kv_antientropy_exchanges_total\{peer="n2",result="ok"\}$`, `^kv_antientropy_last_success_timestamp_seconds\{peer="n3"\}$`,
-		`^kv_bbolt_commit_write_duration_seconds_count$`, `^kv_bbolt_file_bytes\{file="data"\}$`, `^kv_bbolt_file_bytes\{file="hints"\}$`,
+		`^kv_commit_write_duration_seconds_count$`, `^kv_bbolt_file_bytes\{file="data"\}$`, `^kv_bbolt_file_bytes\{file="hints"\}$`,
 		`^kv_read_siblings_count$`, `^kv_requests_total\{code="204",method="PUT",route="/kv/\{key\}"\}$`,
 		`^kv_swim_health_score$`, `^kv_swim_probes_total$`, `^kv_swim_members\{state="alive"\}$`, `^kv_gossip_packets_unopened_total$`,
 		`^kv_gossip_cookies_total$`, `^kv_gossip_packets_replayed_total$`, `^kv_bulk_running\{task="handover"\}$`,
@@ -141,7 +141,7 @@ func TestScrapeUnderLoad(t *testing.T) {
 			t.Errorf("/metrics under load lacks a series matching %s", re)
 		}
 	}
-	if v := loaded["kv_bbolt_commit_write_duration_seconds_count"]; v == "0" {
+	if v := loaded["kv_commit_write_duration_seconds_count"]; v == "0" {
 		t.Error("no commit latency observed")
 	}
 	if v, _ := strconv.Atoi(loaded[`kv_bulk_runs_total{task="anti_entropy"}`]); v < 2 {
