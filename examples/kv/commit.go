@@ -144,17 +144,32 @@ func (g *groupCommit) handOff(batch []*commitCall) {
 
 // batch is one commit of a store's writes in the making: the objects
 // written so far (staged, by data key, each read back by the later writes
-// of the batch), the reap floor, and the frame of log records that makes
+// of the batch), the reap floor, and the frames of log records that make
 // them durable. A write that fails is rolled back to its mark, so that it
-// leaves nothing in the batch. It is used by the leader under the store's
-// logMu, and reused from one commit to the next.
+// leaves nothing in the batch. A write's records are all in one frame,
+// and a frame holds writes until it passes maxFramePayload, so that a
+// frame's length fits its header however many writes a batch takes: a
+// torn batch then loses whole writes, none of which was acknowledged. It
+// is used by the leader under the store's logMu, and reused from one
+// commit to the next.
 type batch struct {
 	s      *Store
 	staged map[string]*memEntry
 	undo   []undo
-	frame  []byte // frameHeader reserved bytes, then the records
+	// frames holds the batch's frames, each frameHeader reserved bytes
+	// (sealed at the end) and its records; the last starts at last.
+	frames []byte
+	last   int
 	floor  uint64
 }
+
+// The bounds of a frame's payload: a frame takes no more writes once it
+// passes maxFramePayload, and a single write whose records pass
+// maxWritePayload is refused (its length would not fit the header).
+const (
+	maxFramePayload       = 1 << 20
+	maxWritePayload int64 = 1<<32 - 1
+)
 
 // undo restores a staged key to what it was before a write.
 type undo struct {
@@ -164,11 +179,11 @@ type undo struct {
 
 // batchMark is where a write started in its batch.
 type batchMark struct {
-	undo, frame int
-	floor       uint64
+	undo, frames int
+	floor        uint64
 }
 
-func (b *batch) mark() batchMark { return batchMark{len(b.undo), len(b.frame), b.floor} }
+func (b *batch) mark() batchMark { return batchMark{len(b.undo), len(b.frames), b.floor} }
 
 // rollback undoes the writes since m.
 func (b *batch) rollback(m batchMark) {
@@ -179,8 +194,30 @@ func (b *batch) rollback(m batchMark) {
 			b.staged[u.dk] = u.prev
 		}
 	}
-	b.undo, b.frame, b.floor = b.undo[:m.undo], b.frame[:m.frame], m.floor
+	b.undo, b.frames, b.floor = b.undo[:m.undo], b.frames[:m.frames], m.floor
 }
+
+// wrote ends a write that succeeded from its mark m: it is refused when
+// its records are too long for a frame, and the frame is ended when it
+// is full.
+func (b *batch) wrote(m batchMark) error {
+	if n := int64(len(b.frames) - m.frames); n > maxWritePayload {
+		b.rollback(m)
+		return fmt.Errorf("kv: a write of %d bytes of log records, at most %d may be", n, maxWritePayload)
+	}
+	if len(b.frames)-b.last-frameHeader > maxFramePayload {
+		b.seal()
+		b.last = len(b.frames)
+		b.frames = append(b.frames, make([]byte, frameHeader)...)
+	}
+	return nil
+}
+
+// seal fills in the header of the last frame.
+func (b *batch) seal() { sealFrame(b.frames[b.last:]) }
+
+// logged reports whether the batch holds a record.
+func (b *batch) logged() bool { return len(b.frames) > frameHeader }
 
 // maxFrameReuse is the largest frame buffer a batch keeps for the next
 // commit: one that grew past it for a large merge is dropped.
@@ -191,10 +228,10 @@ func (b *batch) reset(floor uint64) {
 	clear(b.staged)
 	clear(b.undo)
 	b.undo = b.undo[:0]
-	if cap(b.frame) < frameHeader || cap(b.frame) > maxFrameReuse {
-		b.frame = make([]byte, frameHeader, 512)
+	if cap(b.frames) < frameHeader || cap(b.frames) > maxFrameReuse {
+		b.frames = make([]byte, frameHeader, 512)
 	}
-	b.frame = b.frame[:frameHeader]
+	b.frames, b.last = b.frames[:frameHeader], 0
 	b.floor = floor
 }
 
@@ -213,9 +250,9 @@ func (b *batch) put(dk []byte, e *memEntry) {
 	b.undo = append(b.undo, undo{dk: k, prev: b.staged[k]})
 	b.staged[k] = e
 	if e.enc == nil {
-		b.frame = appendDelete(b.frame, dk)
+		b.frames = appendDelete(b.frames, dk)
 	} else {
-		b.frame = appendPut(b.frame, dk, e.enc, e.tomb)
+		b.frames = appendPut(b.frames, dk, e.enc, e.tomb)
 	}
 }
 
@@ -223,7 +260,7 @@ func (b *batch) put(dk []byte, e *memEntry) {
 func (b *batch) raiseFloor(floor uint64) {
 	if floor > b.floor {
 		b.floor = floor
-		b.frame = appendFloor(b.frame, floor)
+		b.frames = appendFloor(b.frames, floor)
 	}
 }
 
@@ -262,14 +299,20 @@ func (s *Store) commitBatch(calls []*commitCall) {
 		}
 		if c.err != nil {
 			b.rollback(m)
+		} else {
+			c.err = b.wrote(m)
 		}
 	}
-	if len(b.frame) == frameHeader {
+	if !b.logged() {
 		return
 	}
+	if len(b.frames) == b.last+frameHeader { // the last frame is empty
+		b.frames = b.frames[:b.last]
+	} else {
+		b.seal()
+	}
 	start := time.Now()
-	sealFrame(b.frame)
-	if err := s.appendLog(b.frame); err != nil {
+	if err := s.appendLog(b.frames); err != nil {
 		for _, c := range calls {
 			c.err = err
 		}
@@ -281,6 +324,7 @@ func (s *Store) commitBatch(calls []*commitCall) {
 	s.mu.Lock()
 	for k, e := range b.staged {
 		s.active[k] = e
+		s.dirty[k] = e
 	}
 	s.mu.Unlock()
 	s.floor = b.floor
@@ -301,10 +345,10 @@ func (s *Store) commitBatch(calls []*commitCall) {
 	}
 }
 
-// appendLog writes frame to the current segment and syncs it unless
+// appendLog writes frames to the current segment and syncs it unless
 // NoSync. A failure fails the store. s.logMu is held.
-func (s *Store) appendLog(frame []byte) error {
-	n, err := s.log.WriteAt(frame, s.logStart+s.logSize)
+func (s *Store) appendLog(frames []byte) error {
+	n, err := s.log.WriteAt(frames, s.logStart+s.logSize)
 	s.logSize += int64(n)
 	if err == nil && !s.cfg.NoSync {
 		err = syncData(s.log)

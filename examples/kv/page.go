@@ -78,7 +78,7 @@ func (s *Store) scanPage(g string, segments []int, after []byte, limit int) (pag
 	if after != nil {
 		start = s.after(after)
 	}
-	if err := s.checkpoint(); err != nil {
+	if err := s.flush(); err != nil {
 		return p, err
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -112,7 +112,7 @@ func (s *Store) pageFrom(after []byte, limit int, keep func(key []byte) bool) (p
 	if after != nil {
 		start = s.after(after)
 	}
-	if err := s.checkpoint(); err != nil {
+	if err := s.flush(); err != nil {
 		return p, err
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -123,7 +123,7 @@ func (s *Store) pageFrom(after []byte, limit int, keep func(key []byte) bool) (p
 
 // count returns how many keys the store holds.
 func (s *Store) count() (int, error) {
-	if err := s.checkpoint(); err != nil {
+	if err := s.flush(); err != nil {
 		return 0, err
 	}
 	n := 0

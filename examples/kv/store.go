@@ -168,8 +168,11 @@ type Store struct {
 	floor         uint64   // the reap floor, as committed
 	failed        error    // set once: every later write fails with it
 	closed        bool
-	checkpointing bool  // a background checkpoint is counted in bg
-	batch         batch // the commit's, reused
+	checkpointing bool // a background checkpoint is counted in bg
+	// dirty holds the entries of active written since the last flush or
+	// checkpoint ([Store.flush]).
+	dirty map[string]*memEntry
+	batch batch // the commit's, reused
 
 	ckptMu sync.Mutex     // serialises checkpoints
 	bg     sync.WaitGroup // background checkpoints
@@ -232,7 +235,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}}
+	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}, dirty: map[string]*memEntry{}}
 	s.commits = groupCommit{run: s.commitBatch, delay: commitDelay}
 	s.batch = batch{s: s, staged: map[string]*memEntry{}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
@@ -331,7 +334,7 @@ func (s *Store) Regroup(group func(key []byte) string) error { return s.regroup(
 func (s *Store) regroup(group func(key []byte) string, publish func()) error {
 	s.writing.Lock()
 	defer s.writing.Unlock()
-	if err := s.checkpoint(); err != nil {
+	if err := s.flush(); err != nil {
 		return err
 	}
 	err := s.index.rebuild(group, func(f func(key []byte, h uint64)) error {

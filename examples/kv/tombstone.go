@@ -67,7 +67,7 @@ func (s *Store) Tombstones(before time.Time, keep func(key []byte) bool, limit i
 // following pass starts: after the last key returned when limit keys
 // were, and nil when the scan went all the way round.
 func (s *Store) tombstonesFrom(from []byte, before time.Time, keep func(key []byte) bool, limit int) (out []Entry, next []byte, err error) {
-	if err := s.checkpoint(); err != nil {
+	if err := s.flush(); err != nil {
 		return nil, nil, err
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {

@@ -361,19 +361,8 @@ func (s *Store) checkpoint() error {
 	if err != nil || imm == nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		data, tombs, meta := tx.Bucket(bucketData), tx.Bucket(bucketTombs), tx.Bucket(bucketMeta)
-		for _, dk := range slices.Sorted(maps.Keys(imm)) { // bbolt fills pages best in order
-			if err := putEntry(data, tombs, []byte(dk), imm[dk].enc, imm[dk].tomb); err != nil {
-				return err
-			}
-		}
-		return raiseFloor(meta, floor)
-	})
-	if err != nil {
-		s.logMu.Lock()
-		defer s.logMu.Unlock()
-		return s.fail(fmt.Errorf("checkpoint to %s: %w", s.path, err))
+	if err := s.apply(imm, floor); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.imm = nil
@@ -393,19 +382,70 @@ func (s *Store) checkpoint() error {
 	return nil
 }
 
+// flush applies to the bbolt file, in one transaction, the writes
+// committed since the last flush or checkpoint, and leaves them in the
+// log and in memory: a scan of the file that follows sees every write
+// committed before the flush, at the cost of a bbolt commit and without
+// a new segment. Replaying the log over the file later changes nothing
+// it holds, as the log's records are after-images. A failure of the
+// file fails the store's later writes ([Store.fail]).
+func (s *Store) flush() error {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
+	s.logMu.Lock()
+	dirty, floor, err := s.dirty, s.floor, s.failed
+	if len(dirty) > 0 {
+		s.dirty = map[string]*memEntry{}
+	}
+	s.logMu.Unlock()
+	if err != nil || len(dirty) == 0 {
+		return err
+	}
+	return s.apply(dirty, floor)
+}
+
+// apply writes entries, by data key, and the reap floor to the bbolt
+// file in one transaction, synced unless NoSync. A failure fails the
+// store.
+func (s *Store) apply(entries map[string]*memEntry, floor uint64) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		data, tombs, meta := tx.Bucket(bucketData), tx.Bucket(bucketTombs), tx.Bucket(bucketMeta)
+		for _, dk := range slices.Sorted(maps.Keys(entries)) { // bbolt fills pages best in order
+			if err := putEntry(data, tombs, []byte(dk), entries[dk].enc, entries[dk].tomb); err != nil {
+				return err
+			}
+		}
+		return raiseFloor(meta, floor)
+	})
+	if err != nil {
+		s.logMu.Lock()
+		defer s.logMu.Unlock()
+		return s.fail(fmt.Errorf("checkpoint to %s: %w", s.path, err))
+	}
+	return nil
+}
+
 // rotate moves the memory table's entries to the table a checkpoint
 // writes (imm) and the log to a new segment, and returns those entries,
 // the reap floor and the number of the segment that holds their records.
-// It returns nil entries when the log holds no write.
+// It returns nil entries when the log holds no write. The new segment is
+// created before logMu is taken, so that commits go on meanwhile. s.ckptMu
+// is held, so that the segment number is rotate's alone to change.
 func (s *Store) rotate() (imm map[string]*memEntry, floor, old uint64, err error) {
 	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	if s.failed != nil || s.logSize == 0 {
-		return nil, 0, 0, s.failed
+	next, size, err := s.logSeq+1, s.logSize, s.failed
+	s.logMu.Unlock()
+	if err != nil || size == 0 {
+		return nil, 0, 0, err
 	}
-	f, start, err := createSegment(segmentPath(s.path, s.logSeq+1), s.epoch, s.segmentBytes(), s.cfg.NoSync)
+	f, start, err := createSegment(segmentPath(s.path, next), s.epoch, s.segmentBytes(), s.cfg.NoSync)
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
 	if err != nil {
 		return nil, 0, 0, s.fail(err)
+	}
+	if s.failed != nil {
+		return nil, 0, 0, errors.Join(s.failed, f.Close(), os.Remove(f.Name()))
 	}
 	_ = s.log.Close() // every write in it was synced as it was committed
 	old = s.logSeq
@@ -414,6 +454,7 @@ func (s *Store) rotate() (imm map[string]*memEntry, floor, old uint64, err error
 	s.imm, s.active = s.active, map[string]*memEntry{}
 	imm = s.imm
 	s.mu.Unlock()
+	clear(s.dirty) // imm holds them all
 	return imm, s.floor, old, nil
 }
 

@@ -10,8 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
+
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/distkit/distkit/vclock"
 )
@@ -406,5 +410,71 @@ func failStore(t *testing.T, s *Store) {
 	defer s.logMu.Unlock()
 	if err := errors.Join(s.db.Close(), s.log.Close()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLogBatchFrames commits a batch of three writes too large for one
+// frame: the first two go in one frame and the third in another, and a
+// crash that tears the second frame loses the third write alone.
+func TestLogBatchFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "kv.db")
+		cfg := StoreConfig{NoSync: true, Epoch: "e", CheckpointBytes: 4 * maxFramePayload} // no checkpoint
+		s := openStore(t, path, cfg)
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_ = write(s, "first", func(b *batch, o *Object) error { <-release; return putKey("first")(b, o) })
+		})
+		synctest.Wait()
+		big := make([]byte, maxFramePayload*5/8)
+		for i := range 3 {
+			wg.Go(func() {
+				if _, err := s.Update(fmt.Append(nil, "big", i), vclock.VClock{}, "n1", Version{Value: big}); err != nil {
+					t.Error(err)
+				}
+			})
+			synctest.Wait() // queued in order
+		}
+		close(release)
+		wg.Wait()
+		crash(t, s)
+		seg := lastSegment(t, path)
+		ends := frameEnds(t, seg, "e")
+		if len(ends) != 3 {
+			t.Fatalf("%d frames, want 3: the first write's and two for the batch of three", len(ends))
+		}
+		if err := os.Truncate(seg, int64(ends[2]-1)); err != nil {
+			t.Fatal(err)
+		}
+		s = openStore(t, path, cfg)
+		defer s.Close()
+		for i, want := range []bool{true, true, false} {
+			if _, found, err := s.Get(fmt.Append(nil, "big", i)); found != want || err != nil {
+				t.Errorf("big%d: found %v, %v; want %v", i, found, err, want)
+			}
+		}
+	})
+}
+
+// TestStoreClosed checks that every call after Close fails with bbolt's
+// ErrDatabaseNotOpen, and that a second Close does nothing.
+func TestStoreClosed(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{NoSync: true})
+	put(t, s, "k", vclock.VClock{}, "v")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update([]byte("k"), vclock.VClock{}, "n1", Version{}); !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		t.Errorf("Update after Close: %v", err)
+	}
+	if _, _, err := s.Get([]byte("k")); !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		t.Errorf("Get after Close: %v", err)
+	}
+	if _, err := s.pageFrom(nil, 1<<10, nil); !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		t.Errorf("a scan after Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
 	}
 }
