@@ -19,7 +19,7 @@ import (
 	"github.com/distkit/distkit/vclock"
 )
 
-func openStore(t *testing.T, path string, cfg StoreConfig) *Store {
+func openStore(t testing.TB, path string, cfg StoreConfig) *Store {
 	t.Helper()
 	s, err := Open(path, cfg)
 	if err != nil {

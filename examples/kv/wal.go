@@ -245,6 +245,11 @@ func readSegment(path, epoch string, f func(r record) error) (torn bool, err err
 	if err != nil {
 		return false, err
 	}
+	return parseSegment(b, path, epoch, f)
+}
+
+// parseSegment is readSegment of the bytes b of the segment at path.
+func parseSegment(b []byte, path, epoch string, f func(r record) error) (torn bool, err error) {
 	h := logHeader(epoch)
 	if len(b) < len(h) {
 		if string(b) != string(h[:len(b)]) {
