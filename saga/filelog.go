@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/distkit/distkit/internal/frame"
 )
 
 // The FileLog format: the 8 bytes of fileMagic, then frames. A frame is a
@@ -22,14 +22,12 @@ import (
 // payload, one msgpack-encoded Record.
 const (
 	fileMagic   = "DKSAGA\x00\x01"
-	frameHeader = 12
+	frameHeader = frame.HeaderLen
 
 	// MaxRecordSize is the largest encoded record a FileLog accepts, and
 	// the largest length it believes when reading a file.
 	MaxRecordSize = 16 << 20
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var (
 	// ErrCorrupt is wrapped by the *CorruptError of OpenFileLog and
@@ -175,27 +173,27 @@ func (l *FileLog) recover() error {
 		return &CorruptError{l.path, 0, "not a saga log (bad magic)"}
 	}
 	off := len(fileMagic)
-	for off < len(data) {
-		n, ok := intactFrame(data[off:])
-		if !ok {
-			for i := off + 1; i < len(data); i++ {
-				if _, ok := intactFrame(data[i:]); ok {
-					return &CorruptError{l.path, int64(off), fmt.Sprintf("damaged frame before an intact one at offset %d", i)}
-				}
-			}
-			if err := l.truncate(int64(off)); err != nil {
-				return err
-			}
-			break
-		}
+	end, err := frame.Scan(data[off:], MaxRecordSize, func(at int, payload []byte) error {
 		var r Record
-		if err := r.UnmarshalMsgpack(data[off+frameHeader : off+frameHeader+n]); err != nil {
-			return &CorruptError{l.path, int64(off), err.Error()}
+		if err := r.UnmarshalMsgpack(payload); err != nil {
+			return &CorruptError{l.path, int64(off + at), err.Error()}
 		}
-		l.index(frameRef{r.Saga, r.Kind.Terminal(), span{int64(off), n}})
-		off += frameHeader + n
+		l.index(frameRef{r.Saga, r.Kind.Terminal(), span{int64(off + at), len(payload)}})
+		return nil
+	})
+	end += off
+	if errors.Is(err, frame.ErrDamaged) {
+		return &CorruptError{l.path, int64(end), err.Error()}
 	}
-	l.size = int64(off)
+	if err != nil {
+		return err
+	}
+	if end < len(data) {
+		if err := l.truncate(int64(end)); err != nil {
+			return err
+		}
+	}
+	l.size = int64(end)
 	return nil
 }
 
@@ -225,31 +223,17 @@ func syncDir(dir string, sync func(*os.File) error) error {
 
 // intactFrame reports whether b starts with a whole frame whose checksums
 // match, and the length of its payload.
-func intactFrame(b []byte) (int, bool) {
-	if len(b) < frameHeader ||
-		crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:12]) {
-		return 0, false
-	}
-	n := binary.LittleEndian.Uint32(b[:4])
-	if n > MaxRecordSize || uint64(len(b)-frameHeader) < uint64(n) ||
-		crc32.Checksum(b[frameHeader:frameHeader+n], castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
-		return 0, false
-	}
-	return int(n), true
-}
+func intactFrame(b []byte) (int, bool) { return frame.Intact(b, MaxRecordSize) }
 
 // appendFrame appends r's frame to b.
 func appendFrame(b []byte, r Record) ([]byte, int, error) {
-	start := len(b)
-	b = r.appendMsgpack(append(b, make([]byte, frameHeader)...))
+	b, start := frame.Begin(b)
+	b = r.appendMsgpack(b)
 	n := len(b) - start - frameHeader
 	if n > MaxRecordSize {
 		return b[:start], 0, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, MaxRecordSize)
 	}
-	h := b[start : start+frameHeader]
-	binary.LittleEndian.PutUint32(h[0:], uint32(n))
-	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(b[start+frameHeader:], castagnoli))
-	binary.LittleEndian.PutUint32(h[8:], crc32.Checksum(h[:8], castagnoli))
+	frame.End(b, start)
 	return b, n, nil
 }
 

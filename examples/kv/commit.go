@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/distkit/distkit/internal/frame"
 )
 
 // groupCommit shares commits, hence their fsyncs, between concurrent
@@ -156,8 +158,8 @@ type batch struct {
 	s      *Store
 	staged map[string]*memEntry
 	undo   []undo
-	// frames holds the batch's frames, each frameHeader reserved bytes
-	// (sealed at the end) and its records; the last starts at last.
+	// frames holds the batch's frames, each frame.HeaderLen reserved
+	// bytes (sealed at the end) and its records; the last starts at last.
 	frames []byte
 	last   int
 	floor  uint64
@@ -165,10 +167,11 @@ type batch struct {
 
 // The bounds of a frame's payload: a frame takes no more writes once it
 // passes maxFramePayload, and a single write whose records pass
-// maxWritePayload is refused (its length would not fit the header).
+// maxWritePayload is refused, so that no frame passes maxFrame.
 const (
-	maxFramePayload       = 1 << 20
-	maxWritePayload int64 = 1<<32 - 1
+	maxFramePayload = 1 << 20
+	maxWritePayload = 1 << 30
+	maxFrame        = maxFramePayload + maxWritePayload
 )
 
 // undo restores a staged key to what it was before a write.
@@ -201,23 +204,22 @@ func (b *batch) rollback(m batchMark) {
 // its records are too long for a frame, and the frame is ended when it
 // is full.
 func (b *batch) wrote(m batchMark) error {
-	if n := int64(len(b.frames) - m.frames); n > maxWritePayload {
+	if n := len(b.frames) - m.frames; n > maxWritePayload {
 		b.rollback(m)
 		return fmt.Errorf("kv: a write of %d bytes of log records, at most %d may be", n, maxWritePayload)
 	}
-	if len(b.frames)-b.last-frameHeader > maxFramePayload {
+	if len(b.frames)-b.last-frame.HeaderLen > maxFramePayload {
 		b.seal()
-		b.last = len(b.frames)
-		b.frames = append(b.frames, make([]byte, frameHeader)...)
+		b.frames, b.last = frame.Begin(b.frames)
 	}
 	return nil
 }
 
 // seal fills in the header of the last frame.
-func (b *batch) seal() { sealFrame(b.frames[b.last:]) }
+func (b *batch) seal() { frame.End(b.frames, b.last) }
 
 // logged reports whether the batch holds a record.
-func (b *batch) logged() bool { return len(b.frames) > frameHeader }
+func (b *batch) logged() bool { return len(b.frames) > frame.HeaderLen }
 
 // maxFrameReuse is the largest frame buffer a batch keeps for the next
 // commit: one that grew past it for a large merge is dropped.
@@ -228,10 +230,10 @@ func (b *batch) reset(floor uint64) {
 	clear(b.staged)
 	clear(b.undo)
 	b.undo = b.undo[:0]
-	if cap(b.frames) < frameHeader || cap(b.frames) > maxFrameReuse {
-		b.frames = make([]byte, frameHeader, 512)
+	if cap(b.frames) > maxFrameReuse {
+		b.frames = nil
 	}
-	b.frames, b.last = b.frames[:frameHeader], 0
+	b.frames, b.last = frame.Begin(b.frames[:0])
 	b.floor = floor
 }
 
@@ -306,7 +308,7 @@ func (s *Store) commitBatch(calls []*commitCall) {
 	if !b.logged() {
 		return
 	}
-	if len(b.frames) == b.last+frameHeader { // the last frame is empty
+	if len(b.frames) == b.last+frame.HeaderLen { // the last frame is empty
 		b.frames = b.frames[:b.last]
 	} else {
 		b.seal()

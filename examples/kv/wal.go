@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"math"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/distkit/distkit/internal/frame"
 )
 
 // The write-ahead log. A commit of a batch of writes appends one frame to
@@ -28,12 +29,10 @@ import (
 // A segment is the file "<data file>.log.<16 hex digits>", numbered in
 // the order of writing. It starts with a header, logMagic followed by the
 // store's epoch as a uvarint length and its bytes, and continues with
-// frames:
-//
-//	[payload length uint32 LE][CRC-32C of the payload uint32 LE][payload]
-//
-// A payload is one batch, a sequence of records, each a record kind byte
-// and its fields:
+// frames of package internal/frame (a 12-byte header with the payload's
+// length and CRC-32C and its own CRC-32C, then the payload) up to the
+// zeros the segment was filled with. A payload is a sequence of records,
+// the writes of a batch, each a record kind byte and its fields:
 //
 //	recPut:    uvarint len, data key; uvarint len, encoded object;
 //	           uvarint tombstone time (Unix ns, 0: the object is live)
@@ -44,18 +43,16 @@ import (
 // replaying a segment over a bbolt file that already holds some of it
 // yields the same state: recovery is idempotent.
 //
-// Only one frame is ever unacknowledged, the one the current commit
-// writes: a crash can tear the last frame of the last segment and nothing
-// else. Recovery therefore cuts the last segment at its first frame that
-// is short or fails its CRC; a bad frame in any other segment, or a frame
-// whose CRC holds but whose records do not parse, is corruption, and Open
-// refuses the store rather than drop acknowledged writes.
+// Only the frames of the current commit are ever unacknowledged, and
+// they end the last segment: a crash can tear them and nothing else.
+// Recovery therefore cuts the last segment at its first frame that is
+// not intact when nothing intact follows it; a bad frame followed by an
+// intact one, a bad frame in any other segment, or an intact frame whose
+// records do not parse is damage, and Open refuses the store rather than
+// drop acknowledged writes.
 
 // logMagic starts every segment.
 const logMagic = "dkvlog\x00\x01"
-
-// frameHeader is the length of a frame's length and CRC.
-const frameHeader = 8
 
 // The kinds of record.
 const (
@@ -70,8 +67,6 @@ const DefaultCheckpointBytes = 4 << 20
 
 // errBadLog is wrapped by the errors of a log that Open refuses.
 var errBadLog = errors.New("kv: corrupt write-ahead log")
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // record is one decoded record of the log.
 type record struct {
@@ -104,49 +99,10 @@ func appendFloor(buf []byte, floor uint64) []byte {
 	return binary.AppendUvarint(append(buf, recFloor), floor)
 }
 
-// sealFrame fills in the header of the frame in buf, whose first
-// frameHeader bytes are reserved for it.
-func sealFrame(buf []byte) {
-	payload := buf[frameHeader:]
-	binary.LittleEndian.PutUint32(buf, uint32(len(payload)))
-	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(payload, castagnoli))
-}
-
 // logHeader returns the header of a segment of the store of epoch.
 func logHeader(epoch string) []byte {
 	h := binary.AppendUvarint([]byte(logMagic), uint64(len(epoch)))
 	return append(h, epoch...)
-}
-
-// readFrames calls f with the payload of each intact frame of b, the
-// frames of a segment after its header, in order, up to the zeros that
-// fill the rest of a segment. It stops at the first frame that is short
-// or fails its CRC, and returns the length of the intact frames and
-// whether it stopped early (torn). An error of f ends it and is
-// returned. It never panics and allocates nothing.
-func readFrames(b []byte, f func(payload []byte) error) (good int, torn bool, err error) {
-	for good < len(b) {
-		rest := b[good:]
-		if allZero(rest) {
-			return good, false, nil
-		}
-		if len(rest) < frameHeader {
-			return good, true, nil
-		}
-		n := binary.LittleEndian.Uint32(rest)
-		if n == 0 || uint64(n) > uint64(len(rest)-frameHeader) {
-			return good, true, nil
-		}
-		payload := rest[frameHeader : frameHeader+int(n)]
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
-			return good, true, nil
-		}
-		if err := f(payload); err != nil {
-			return good, false, err
-		}
-		good += frameHeader + int(n)
-	}
-	return good, false, nil
 }
 
 // readRecords calls f with each record of a frame's payload. Bytes that
@@ -260,11 +216,15 @@ func parseSegment(b []byte, path, epoch string, f func(r record) error) (torn bo
 	if string(b[:len(h)]) != string(h) {
 		return false, fmt.Errorf("%w: %s: not a log segment of this store (epoch %q): a log left from another data file?", errBadLog, path, epoch)
 	}
-	_, torn, err = readFrames(b[len(h):], func(payload []byte) error { return readRecords(payload, f) })
+	b = b[len(h):]
+	end, err := frame.Scan(b, maxFrame, func(_ int, payload []byte) error { return readRecords(payload, f) })
+	if errors.Is(err, frame.ErrDamaged) {
+		return false, fmt.Errorf("%w: %s: %w", errBadLog, path, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", path, err)
 	}
-	return torn, nil
+	return !allZero(b[end:]), nil
 }
 
 // createSegment creates the segment file at path with its header and

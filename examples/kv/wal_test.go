@@ -19,6 +19,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/distkit/distkit/internal/frame"
+
 	"github.com/distkit/distkit/vclock"
 )
 
@@ -58,14 +60,12 @@ func frameEnds(t *testing.T, path, epoch string) []int {
 	}
 	h := len(logHeader(epoch))
 	var ends []int
-	at := h
-	_, torn, err := readFrames(b[h:], func(p []byte) error {
-		at += frameHeader + len(p)
-		ends = append(ends, at)
+	_, err = frame.Scan(b[h:], maxFrame, func(at int, p []byte) error {
+		ends = append(ends, h+at+frame.HeaderLen+len(p))
 		return nil
 	})
-	if err != nil || torn {
-		t.Fatalf("reading %s: torn %v, %v", path, torn, err)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
 	}
 	return ends
 }
@@ -148,9 +148,10 @@ func TestLogTornTail(t *testing.T) {
 // segment, a frame whose CRC holds but whose records do not parse or
 // name a key in the wrong segment, and the log of another store.
 func TestLogRefused(t *testing.T) {
-	frame := func(records []byte) []byte {
-		b := append(make([]byte, frameHeader), records...)
-		sealFrame(b)
+	frameOf := func(records []byte) []byte {
+		b, start := frame.Begin(nil)
+		b = append(b, records...)
+		frame.End(b, start)
 		return b
 	}
 	dir := t.TempDir()
@@ -162,19 +163,22 @@ func TestLogRefused(t *testing.T) {
 	var o Object
 	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
 	enc, _ := EncodeObject(o)
-	good := frame(appendPut(nil, dk, enc, 0))
+	good := frameOf(appendPut(nil, dk, enc, 0))
+	flipped := slices.Clone(good)
+	flipped[len(flipped)-1] ^= 1
 	for _, c := range []struct {
 		name     string
 		segments [][]byte // after the header
 		epoch    string
 	}{
 		{"damaged before the last segment", [][]byte{append(slices.Clone(good), 1, 2, 3), good}, "e"},
-		{"unknown record kind", [][]byte{frame([]byte{9, 1, 2})}, "e"},
-		{"record cut short", [][]byte{frame(appendPut(nil, dk, enc, 0)[:10])}, "e"},
-		{"key in the wrong segment", [][]byte{frame(appendPut(nil, wrongSegment, enc, 0))}, "e"},
-		{"empty key", [][]byte{frame(appendDelete(nil, dk[:4]))}, "e"},
-		{"object that does not decode", [][]byte{frame(appendPut(nil, dk, enc[:len(enc)-1], 0))}, "e"},
-		{"tombstone time past 2^63-1", [][]byte{frame(appendPut(nil, dk, enc, -1))}, "e"},
+		{"damaged before an intact frame", [][]byte{append(slices.Clone(flipped), good...)}, "e"},
+		{"unknown record kind", [][]byte{frameOf([]byte{9, 1, 2})}, "e"},
+		{"record cut short", [][]byte{frameOf(appendPut(nil, dk, enc, 0)[:10])}, "e"},
+		{"key in the wrong segment", [][]byte{frameOf(appendPut(nil, wrongSegment, enc, 0))}, "e"},
+		{"empty key", [][]byte{frameOf(appendDelete(nil, dk[:4]))}, "e"},
+		{"object that does not decode", [][]byte{frameOf(appendPut(nil, dk, enc[:len(enc)-1], 0))}, "e"},
+		{"tombstone time past 2^63-1", [][]byte{frameOf(appendPut(nil, dk, enc, -1))}, "e"},
 		{"another store's log", [][]byte{good}, "f"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -201,38 +205,6 @@ func TestLogRefused(t *testing.T) {
 	}
 }
 
-// FuzzLogFrames reads arbitrary bytes as the frames of a segment: it
-// never panics, and the intact frames it reports read again alone, whole.
-func FuzzLogFrames(f *testing.F) {
-	var o Object
-	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
-	enc, _ := EncodeObject(o)
-	b := append(make([]byte, frameHeader), appendFloor(appendDelete(appendPut(nil, []byte("\x00\x00\x00\x01k"), enc, 7), []byte("\x00\x00\x00\x02j")), 3)...)
-	sealFrame(b)
-	f.Add(b)
-	f.Add(append(slices.Clone(b), b[:5]...))
-	f.Add(append(slices.Clone(b), make([]byte, 100)...))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var got [][]byte
-		good, _, err := readFrames(b, func(p []byte) error {
-			got = append(got, p)
-			return readRecords(p, func(record) error { return nil })
-		})
-		if err != nil && !errors.Is(err, errBadLog) {
-			t.Fatalf("error %v does not wrap errBadLog", err)
-		}
-		if err != nil {
-			return
-		}
-		var again [][]byte
-		good2, torn, err := readFrames(b[:good], func(p []byte) error { again = append(again, p); return nil })
-		if err != nil || torn || good2 != good || len(again) != len(got) {
-			t.Fatalf("the intact prefix reads as %d frames, torn %v, %v; want %d whole", len(again), torn, err, len(got))
-		}
-	})
-}
-
 // FuzzLogRecovery replays arbitrary bytes, after a valid header, as a
 // segment into a bbolt transaction: the replay either refuses them with
 // an error wrapping errBadLog, or leaves only objects that decode, each
@@ -243,8 +215,9 @@ func FuzzLogRecovery(f *testing.F) {
 	var o Object
 	o.Update(vclock.VClock{}, "n1", Version{Value: []byte("v")})
 	enc, _ := EncodeObject(o)
-	b := append(make([]byte, frameHeader), appendFloor(appendDelete(appendPut(nil, s.dataKey([]byte("k")), enc, 0), s.dataKey([]byte("j"))), 9)...)
-	sealFrame(b)
+	b, start := frame.Begin(nil)
+	b = appendFloor(appendDelete(appendPut(b, s.dataKey([]byte("k")), enc, 0), s.dataKey([]byte("j"))), 9)
+	frame.End(b, start)
 	f.Add(b)
 	f.Add(b[:len(b)-1])
 	f.Add([]byte("garbage"))
