@@ -5,11 +5,21 @@
 // by the payload. The header's own checksum makes a damaged length
 // detectable before it is believed.
 //
-// A log appends one frame at a time and syncs it, so a crash can tear
-// only its last frame: [Scan] reads the intact frames from the start and
-// tells a torn end (nothing intact follows the first bad frame) from
-// damage (an intact frame follows it), which a log must refuse rather
-// than drop the acknowledged records after it.
+// # Usage
+//
+//	b, start := frame.Begin(b)
+//	b = append(b, payload...)
+//	frame.End(b, start) // b now ends with the frame
+//	end, err := frame.Scan(file, max, func(off int, payload []byte) error { ... })
+//
+// # Guarantees
+//
+// A log that appends and syncs its frames in order can be torn by a
+// crash only in the frames of its last write: [Scan] reads the intact
+// frames from the start and tells a torn end (nothing intact follows the
+// first bad frame) from damage (an intact frame follows it), which a log
+// must refuse rather than drop the acknowledged records after it. Intact
+// and Scan never panic and allocate nothing, whatever the bytes.
 package frame
 
 import (
