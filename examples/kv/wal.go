@@ -332,19 +332,24 @@ func (s *Store) checkpoint() error {
 	s.mu.Lock()
 	s.imm = nil
 	s.mu.Unlock()
-	// The removal is synced before a later checkpoint removes a later
-	// segment: a segment left behind is replayed again by the next Open,
-	// which changes nothing only if every later segment is there too.
-	err = os.Remove(segmentPath(s.path, old))
-	if err == nil && !s.cfg.NoSync {
-		err = syncDir(filepath.Dir(s.path))
-	}
-	if err != nil {
+	if err := s.removeSegment(old); err != nil {
 		s.logMu.Lock()
 		defer s.logMu.Unlock()
 		return s.fail(err)
 	}
 	return nil
+}
+
+// removeSegment deletes segment seq and syncs the removal (unless
+// NoSync) before any later segment can be removed: a segment left behind
+// is replayed again by the next Open, which changes nothing only if
+// every later segment is there too.
+func (s *Store) removeSegment(seq uint64) error {
+	err := os.Remove(segmentPath(s.path, seq))
+	if err == nil && !s.cfg.NoSync {
+		err = syncDir(filepath.Dir(s.path))
+	}
+	return err
 }
 
 // flush applies to the bbolt file, in one transaction, the writes
@@ -480,11 +485,13 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
+		// Oldest first, each removal synced before the next: should a crash
+		// interrupt them, the segments left are the newest, which replay
+		// over the file to the same state.
 		for _, seq := range seqs {
-			err = errors.Join(err, os.Remove(segmentPath(s.path, seq)))
-		}
-		if err != nil {
-			return err
+			if err := s.removeSegment(seq); err != nil {
+				return err
+			}
 		}
 		next = seqs[len(seqs)-1] + 1
 	}
