@@ -43,12 +43,14 @@ type groupCommit struct {
 }
 
 // commitCall is one write in the queue: fn, or the write f of the object
-// of key (data key dk), whose results run sets (see [batch.apply]). Calls
-// are pooled, so that a write allocates none.
+// of key (data key dk), or the merge of in into it, whose results run
+// sets (see [batch.apply]). Calls are pooled, so that a write allocates
+// none.
 type commitCall struct {
 	fn      func(b *batch) error
 	key, dk []byte
 	f       func(b *batch, o *Object) error
+	in      Object
 	out     Object // as stored: shared, read-only
 	change  change
 	changed bool
@@ -297,7 +299,7 @@ func (s *Store) commitBatch(calls []*commitCall) {
 		if c.fn != nil {
 			c.err = c.fn(b)
 		} else {
-			c.out, c.change, c.changed, c.err = b.apply(c.dk, c.key, c.f)
+			c.out, c.change, c.changed, c.err = b.apply(c.dk, c.key, c.f, c.in)
 		}
 		if c.err != nil {
 			b.rollback(m)

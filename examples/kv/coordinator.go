@@ -143,7 +143,7 @@ func (c *coordinator) catchUp(ctx context.Context, key []byte, cctx vclock.VCloc
 		resp, cerr := c.peers.call(callCtx, h, &request{Op: opRead, Key: key})
 		cancel()
 		if cerr == nil && resp.Found {
-			cur, err = c.store.merge(key, resp.Object)
+			cur, err = c.store.mergeOwned(key, resp.Object) // decoded for this call alone
 		}
 	}
 }

@@ -63,7 +63,7 @@ func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 		}
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true
 		return nil
-	})
+	}, Object{})
 	return o, dot, applied, errors.Join(werr, err)
 }
 

@@ -559,7 +559,7 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 			if q.Hint != "" {
 				return n.store.Hints().Add(q.Hint, q.Key, q.Object)
 			}
-			_, err := n.store.merge(q.Key, q.Object)
+			_, err := n.store.mergeOwned(q.Key, q.Object) // decoded for this request alone
 			return err
 		})
 	case opCoordinate:

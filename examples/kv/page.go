@@ -149,7 +149,7 @@ func (s *Store) MergeAll(entries []Entry) (int, error) {
 	var changes []change
 	err := s.commits.update(func(b *batch) error {
 		for _, e := range entries {
-			_, c, changed, err := b.apply(s.dataKey(e.Key), e.Key, func(_ *batch, o *Object) error { o.Sync(e.Object); return nil })
+			_, c, changed, err := b.apply(s.dataKey(e.Key), e.Key, func(_ *batch, o *Object) error { o.Sync(e.Object); return nil }, Object{})
 			if err != nil {
 				return err
 			}

@@ -419,7 +419,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return owned(s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) }))
+	return owned(s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) }, Object{}))
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -486,27 +486,35 @@ func holdsValueOf(o Object, actor string) bool {
 // Merge merges o into key's object with [vclock.DVVSet.Sync] (replication,
 // read repair, anti-entropy, handoff) and returns the merged object. It
 // writes only if the object changed.
-func (s *Store) Merge(key []byte, o Object) (Object, error) { return owned(s.merge(key, o)) }
-
-// merge is Merge that returns the object as stored: shared with the
-// store, to be read and not changed.
-func (s *Store) merge(key []byte, o Object) (Object, error) {
+func (s *Store) Merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil })
+	return owned(s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil }, Object{}))
+}
+
+// mergeOwned is Merge of an object the caller hands over, such as one it
+// decoded from a request: o is changed and kept by the store, not
+// copied. It returns the object as stored: shared with the store, to be
+// read and not changed.
+func (s *Store) mergeOwned(key []byte, o Object) (Object, error) {
+	if err := checkKey(key); err != nil {
+		return Object{}, err
+	}
+	return s.write(key, nil, o)
 }
 
 // owned returns a copy of o, which the store may share, with err.
 func owned(o Object, err error) (Object, error) { return o.Clone(), err }
 
-// write applies f to key's object in a batch shared with concurrent
-// writes (one log append and fsync for all, [groupCommit]) and feeds the
-// change to the index once the batch committed. It returns the object as
-// stored: shared with the store, to be read and not changed.
-func (s *Store) write(key []byte, f func(b *batch, o *Object) error) (Object, error) {
+// write applies f to key's object, or merges in into it when f is nil
+// (see [batch.apply]), in a batch shared with concurrent writes (one log
+// append and fsync for all, [groupCommit]), and feeds the change to the
+// index once the batch committed. It returns the object as stored:
+// shared with the store, to be read and not changed.
+func (s *Store) write(key []byte, f func(b *batch, o *Object) error, in Object) (Object, error) {
 	c := s.commits.call()
-	c.key, c.dk, c.f = key, s.dataKey(key), f
+	c.key, c.dk, c.f, c.in = key, s.dataKey(key), f, in
 	s.writing.RLock()
 	defer s.writing.RUnlock()
 	err := s.commits.do(c)
@@ -519,11 +527,13 @@ func (s *Store) write(key []byte, f func(b *batch, o *Object) error) (Object, er
 }
 
 // apply applies f to the object of key, whose data key is dk, within the
-// batch b, and stages the result with its tombstone time if it changed.
+// batch b, or, when f is nil, merges in into it (changing in, which the
+// write hands over), and stages the result with its tombstone time if it
+// changed.
 // It returns the object (as staged when it changed: shared, read-only)
 // and, when it changed, the change for the index, which the caller feeds
 // to it once b committed. A failure stages nothing.
-func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error) (Object, change, bool, error) {
+func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error, in Object) (Object, change, bool, error) {
 	cur, err := b.lookup(dk)
 	if err != nil {
 		return Object{}, change{}, false, err
@@ -533,10 +543,22 @@ func (b *batch) apply(dk, key []byte, f func(b *batch, o *Object) error) (Object
 		old []byte
 	)
 	if cur != nil && cur.enc != nil {
-		o, old = cur.obj.Clone(), cur.enc
+		old = cur.enc
 	}
-	if err := f(b, &o); err != nil {
-		return o, change{}, false, err
+	if f == nil {
+		// Sync is commutative: in, which the write owns, takes the stored
+		// object in, rather than a copy of the stored object taking in.
+		o = in
+		if old != nil {
+			o.Sync(cur.obj)
+		}
+	} else {
+		if old != nil {
+			o = cur.obj.Clone()
+		}
+		if err := f(b, &o); err != nil {
+			return o, change{}, false, err
+		}
 	}
 	enc, err := EncodeObject(o)
 	if err != nil || bytes.Equal(enc, old) {

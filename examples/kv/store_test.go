@@ -188,7 +188,11 @@ func TestStoreModel(t *testing.T) {
 					m := model[k].Clone()
 					m.Sync(remote[k])
 					model[k] = m
-					got, err = s.Merge([]byte(k), remote[k])
+					if rng.IntN(2) == 0 {
+						got, err = s.Merge([]byte(k), remote[k])
+					} else { // as a replica merges what it decoded: in place
+						got, err = s.mergeOwned([]byte(k), remote[k].Clone())
+					}
 				}
 				if err != nil {
 					t.Fatalf("seed %d step %d: %v", seed, i, err)
