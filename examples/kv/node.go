@@ -498,7 +498,7 @@ func (n *Node) Get(ctx context.Context, key []byte, r int) (Result, error) {
 // call sends req to node to, in process when it is this node.
 func (n *Node) call(ctx context.Context, to string, req *request) (response, error) {
 	if to == n.id {
-		return n.handle(ctx, req)
+		return n.handle(ctx, req, false)
 	}
 	b, err := req.marshal()
 	if err != nil {
@@ -527,7 +527,7 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 	if err := q.unmarshal(req); err != nil {
 		return nil, err
 	}
-	resp, err := n.handle(ctx, &q)
+	resp, err := n.handle(ctx, &q, true)
 	if refusedBy(err, n.id) {
 		// Not an error of the request: the caller tries another node.
 		return (&response{Leaving: true}).marshal()
@@ -538,7 +538,10 @@ func (n *Node) Handle(ctx context.Context, req []byte) ([]byte, error) {
 	return resp.marshal()
 }
 
-func (n *Node) handle(ctx context.Context, q *request) (response, error) {
+// handle serves q. decoded says q was decoded for this call alone, so
+// that the store may keep its objects rather than copy them; a request
+// this node sends itself shares them with its sender.
+func (n *Node) handle(ctx context.Context, q *request, decoded bool) (response, error) {
 	switch q.Op {
 	case opRead:
 		o, found, err := n.store.get(q.Key) // read-only
@@ -559,7 +562,11 @@ func (n *Node) handle(ctx context.Context, q *request) (response, error) {
 			if q.Hint != "" {
 				return n.store.Hints().Add(q.Hint, q.Key, q.Object)
 			}
-			_, err := n.store.mergeOwned(q.Key, q.Object) // decoded for this request alone
+			o := q.Object
+			if !decoded {
+				o = o.Clone()
+			}
+			_, err := n.store.mergeOwned(q.Key, o)
 			return err
 		})
 	case opCoordinate:
