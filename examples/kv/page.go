@@ -70,7 +70,8 @@ func always([]byte) bool { return true }
 // keys come after the key after in segment and key order (nil: from the
 // first), as one page of at most limit bytes: the page of an exchange.
 // full says it ended at its limit, so that entries may follow its last.
-// Every entry is read in one read transaction.
+// Every entry is read in one read transaction of the bbolt file, after
+// the writes committed before the call are flushed to it.
 func (s *Store) scanPage(g string, segments []int, after []byte, limit int) (page, error) {
 	group := s.index.grouping()
 	p := page{limit: limit}

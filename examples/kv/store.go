@@ -84,9 +84,9 @@ type StoreConfig struct {
 	// batches independent of the scheduler: the writes issued at one
 	// instant of its clock then commit together.
 	MaxBatchDelay time.Duration
-	// NoSync skips the fsync of each commit, like etcd's
-	// --unsafe-no-fsync: a write then survives a crash of the process but
-	// not of the machine. For tests only.
+	// NoSync skips the fsync of each commit, checkpoint and new log
+	// segment, like etcd's --unsafe-no-fsync: a write then survives a
+	// crash of the process but not of the machine. For tests only.
 	NoSync bool
 	// MaxSiblings bounds the siblings of a key that a coordinated write
 	// ([Store.Update]) may leave: a write that would leave more, and more

@@ -160,8 +160,8 @@ func (s *Store) Reapable(key []byte, o Object) (bool, error) {
 // key holds, from this store: it is a compare-and-delete that happens
 // only if the stored object still equals o and no hint for key is held
 // here, and that raises the store's reap floor to the largest counter of
-// this store's own actors in o ([Store.ownFloor]) in the same
-// transaction. When [Store.Update] writes as an actor of which
+// this store's own actors in o ([Store.ownFloor]) in the same commit.
+// When [Store.Update] writes as an actor of which
 // the key's object holds no value, it numbers the new dot above the floor
 // and lets the write's context cover the floor: its dots are not reused
 // after a reap, and a late copy of a reaped version the same actor wrote
