@@ -36,13 +36,18 @@ func seedFor(kh, mixed uint64) uint64 {
 
 // referenceLookup is the documented rule, computed directly: the highest
 // score -w / ln(u), u = (x + 0.5) / 2^53 with x the top 53 bits of
-// mix64(kh ^ seed), the smaller index on equal scores; with equal weights
-// the larger x, the smaller index on equal x.
+// mix64(kh ^ seed), in float64, and +Inf where u rounds to 1; the smaller
+// index on equal scores; with equal weights the larger x, the smaller
+// index on equal x.
 func referenceLookup(h *Rendezvous, kh uint64) int {
 	best, bestX, bestS := -1, uint64(0), math.Inf(-1)
 	for i, s := range h.seeds {
 		x := mix64(kh^s) >> 11
-		score := -h.nodes[i].Weight / math.Log((float64(x)+0.5)/(1<<53))
+		u := (float64(x) + 0.5) / (1 << 53)
+		score := -h.nodes[i].Weight / math.Log(u)
+		if u == 1 {
+			score = math.Inf(1)
+		}
 		if h.inv == nil {
 			if best < 0 || x > bestX {
 				best, bestX = i, x
@@ -109,3 +114,99 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 		}
 	}
 }
+
+// TestRendezvousWeightedNearTies crafts, for one key, 2 to 40 nodes of
+// random weights whose scores -w / ln(u) nearly tie: each node's u is
+// placed at, or a few 53-bit steps from, the u that would give it exactly
+// the score of another node, so that scores equal after rounding or differ
+// in their last bits. Weights come from a few classes, differ from each
+// other by one ulp, or are huge or tiny (down to subnormal), where scores
+// overflow to +Inf or round to 0 and tie. Lookup and LookupN(1) must pick
+// what referenceLookup computes directly.
+func TestRendezvousWeightedNearTies(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 12))
+	for round := range 20_000 {
+		kh := r.Uint64()
+		n := 2 + r.IntN(39)
+		nodes := make([]Node, n)
+		for i := range nodes {
+			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: nearTieWeight(r, nodes[:i])}
+		}
+		xs := make([]uint64, n)
+		for i := range xs {
+			xs[i] = nearTieX(r, nodes[:i], xs[:i], nodes[i].Weight)
+		}
+		seeds := make([]uint64, n)
+		for i := range seeds {
+			seeds[i] = seedFor(kh, xs[i]<<11|r.Uint64()&(1<<11-1))
+		}
+		h := newRendezvous(nodes, seeds)
+		want := nodes[referenceLookup(h, kh)].ID
+		if got := h.LookupHash(kh); got != want {
+			t.Fatalf("seed %d round %d: %d nodes: Lookup = %s, want %s\nweights %v\nxs %v", seed, round, n, got, want, weightsOf(nodes), xs)
+		}
+		if got := h.LookupNHash(kh, 1, nil); got[0] != want {
+			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], want)
+		}
+	}
+}
+
+func weightsOf(nodes []Node) []float64 {
+	ws := make([]float64, len(nodes))
+	for i, n := range nodes {
+		ws[i] = n.Weight
+	}
+	return ws
+}
+
+// nearTieWeight draws a weight: a small class, a random one, one ulp from
+// an earlier node's, or huge or tiny.
+func nearTieWeight(r *rand.Rand, earlier []Node) float64 {
+	switch k := r.IntN(10); {
+	case k < 3:
+		return []float64{1, 2, 3, 0.5}[r.IntN(4)]
+	case k < 5:
+		return 0.01 + 100*r.Float64()
+	case k < 7 && len(earlier) > 0:
+		w := earlier[r.IntN(len(earlier))].Weight
+		if r.IntN(2) == 0 {
+			return math.Nextafter(w, math.Inf(1))
+		}
+		return math.Max(math.Nextafter(w, 0), math.SmallestNonzeroFloat64)
+	case k < 8 && extremeWeights:
+		return []float64{math.MaxFloat64, math.MaxFloat64 / 3, 1e300, 1e290, 1e280}[r.IntN(5)]
+	case k < 9 && extremeWeights:
+		return []float64{math.SmallestNonzeroFloat64, 3 * math.SmallestNonzeroFloat64, 1e-310, 0x1p-1022, 1e-300, 1e-290}[r.IntN(6)]
+	}
+	return 1
+}
+
+// nearTieX draws a node's 53 bits: anywhere, near 2^53 (u near 1, where
+// winners lie), or within a few steps of the x that gives a node of weight
+// w the exact score of an earlier node.
+func nearTieX(r *rand.Rand, earlier []Node, xs []uint64, w float64) uint64 {
+	const top = 1<<53 - 1
+	switch k := r.IntN(4); {
+	case k == 0:
+		return r.Uint64() >> 11
+	case k == 1:
+		return top - r.Uint64N(1<<uint(r.IntN(53)))
+	case len(earlier) == 0:
+		return r.Uint64() >> 11
+	default:
+		j := r.IntN(len(earlier))
+		// The same score: ln(u) = w/w_j ln(u_j).
+		uj := (float64(xs[j]) + 0.5) / (1 << 53)
+		u := math.Exp(w / earlier[j].Weight * math.Log(uj))
+		x := u*(1<<53) - 0.5
+		if !(x >= 0) {
+			x = 0
+		}
+		c := int64(min(x, top)) + r.Int64N(7) - 3
+		return uint64(min(max(c, 0), top))
+	}
+}
+
+var extremeWeights = true
