@@ -19,18 +19,18 @@ import (
 // The per-node hash is mix(KeyHash(key) ^ xxhash64(ID)), where mix is the
 // splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. Scores are
 // computed in float64 (u rounded, math.Log), and where they round to equal
-// values (also where they overflow to +Inf or lose precision as
-// subnormals, with weights above about 2e292 or below 8e-307) the smaller ID
-// wins; where u rounds to 1 (53 bits all ones), the score is +Inf. When every node has the same weight the score
-// grows with those 53 bits, so lookups take the largest and compute no
-// logarithm (where rounding would make two scores equal, the larger hash
-// wins). Otherwise Lookup rules most nodes out with the bound -ln(u) >=
-// 1 - u and constants computed per node once, estimates -ln(u) without a
-// logarithm for the rest, and computes exact scores only to separate
-// estimates too close to call, so its result is the documented one. Since
-// the last step of mix leaves the top 33 bits as they are, both compare
-// most nodes by the top bits of the step before it and finish the hash
-// only for the few that can win. Lookups cost O(nodes); prefer [Ring]
+// values (also where they overflow to +Inf or lose precision as subnormals,
+// with weights above about 2e292 or below 8e-307) the smaller ID wins; where
+// u rounds to 1 (53 bits all ones), the score is +Inf. When every node has
+// the same weight the score grows with those 53 bits, so lookups take the
+// largest and compute no logarithm (where rounding would make two scores
+// equal, the larger hash wins). Otherwise Lookup rules most nodes out with
+// the bound -ln(u) >= 1 - u and constants computed per node once, estimates
+// -ln(u) without a logarithm for the rest, and computes exact scores only to
+// separate estimates too close to call, so its result is the documented one.
+// Since the last step of mix leaves the top 33 bits as they are, both
+// compare most nodes by the top bits of the step before it and finish the
+// hash only for the few that can win. Lookups cost O(nodes); prefer [Ring]
 // beyond a few hundred nodes.
 //
 // The hash is public and unkeyed, like the [Ring]'s: whoever knows the node
