@@ -89,7 +89,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		if len(sorted) <= 32 {
 			h.lin = make([]float64, len(sorted))
 			for i, inv := range h.inv {
-				h.lin[i] = inv * 0x1p-31 * (1 - 0x1p-40)
+				h.lin[i] = inv * 0x1p-31
 			}
 		}
 		// Heavy nodes win more often: met first, they rule out more.
@@ -269,9 +269,11 @@ type weightGroup struct {
 // branches on nothing but the loop, finds the least and the second least
 // lower bound (headCost) of the nodes' costs, packed with their node index
 // into keys. The node of the least key wins when an upper bound of its
-// cost (costAbove) is below the second least bound, with the margin of
-// offer; otherwise, about once in ten lookups at 10 nodes, a second pass
-// offers it and every node the bound allows.
+// cost (costAbove) is below the second least bound, since then every
+// other cost is above its cost by more than 2^-32 relatively (see
+// headCost), far more than the rounding of scores. Otherwise, about once
+// in ten lookups at 10 nodes, a second pass offers it and every node the
+// bound allows.
 func (w *weighted) few(h *Rendezvous, kh uint64) int {
 	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	for i, s := range h.seeds {
@@ -281,7 +283,7 @@ func (w *weighted) few(h *Rendezvous, kh uint64) int {
 	}
 	first := int(least & keyMask)
 	x := mix64(kh^h.seeds[first]) >> 11
-	if math.Float64frombits(second) > costAbove(x)*h.inv[first]*(1+1e-9) {
+	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
 	w.offer(h, first, x)
@@ -306,11 +308,12 @@ func costAbove(x uint64) float64 {
 }
 
 // headCost is a lower bound of the cost of a node whose mixHead is z,
-// with lin its 1/weight times 2^-31 (1 - 2^-40): with T the head's top 31
-// bits, 1 - u >= (2^31 - 1 - T) 2^-31, the top 31 bits of ^z, and
-// -ln(u) >= 1 - u. The factor 1 - 2^-40 keeps the bound below the cost
-// through the rounding of lin and of the product and the index that key
-// writes into its low bits.
+// with lin its 1/weight times 2^-31: with T the head's top 31 bits, the
+// top 31 bits of x, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top
+// 31 bits times 2^-31, and -ln(u) >= v + v^2/2. A bound that is not zero
+// is then below the cost by a factor 1 + 2^-32 at least, which covers the
+// rounding of lin and of the product, and the index that key writes into
+// its low bits, many times over.
 func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
 
 // keyMask is the bits of a key that hold the node index.

@@ -134,6 +134,9 @@ func TestRendezvousWeightedNearTies(t *testing.T) {
 		for i := range nodes {
 			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: nearTieWeight(r, nodes[:i])}
 		}
+		if err := Validate(nodes); err != nil {
+			t.Fatal(err)
+		}
 		xs := make([]uint64, n)
 		for i := range xs {
 			xs[i] = nearTieX(r, nodes[:i], xs[:i], nodes[i].Weight)
@@ -149,6 +152,37 @@ func TestRendezvousWeightedNearTies(t *testing.T) {
 		}
 		if got := h.LookupNHash(kh, 1, nil); got[0] != want {
 			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], want)
+		}
+	}
+}
+
+// TestRendezvousWeightedRandomKeys: on node sets of every size from 2 to
+// 40 with the weights of nearTieWeight and hashed IDs, Lookup and
+// LookupN(1) agree with referenceLookup on random keys.
+func TestRendezvousWeightedRandomKeys(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 13))
+	for n := 2; n <= 40; n++ {
+		for range 20 {
+			nodes := make([]Node, n)
+			for i := range nodes {
+				nodes[i] = Node{ID: fmt.Sprintf("node-%d-%d", i, r.Uint32()), Weight: nearTieWeight(r, nodes[:i])}
+			}
+			h, err := NewRendezvous(nodes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 200 {
+				kh := r.Uint64()
+				want := h.nodes[referenceLookup(h, kh)].ID
+				if got := h.LookupHash(kh); got != want {
+					t.Fatalf("seed %d: %d nodes %v, key hash %#x: Lookup = %s, want %s", seed, n, h.nodes, kh, got, want)
+				}
+				if got := h.LookupNHash(kh, 1, nil); got[0] != want {
+					t.Fatalf("seed %d: %d nodes %v, key hash %#x: LookupN(1) = %s, want %s", seed, n, h.nodes, kh, got[0], want)
+				}
+			}
 		}
 	}
 }
@@ -172,7 +206,7 @@ func nearTieWeight(r *rand.Rand, earlier []Node) float64 {
 	case k < 7 && len(earlier) > 0:
 		w := earlier[r.IntN(len(earlier))].Weight
 		if r.IntN(2) == 0 {
-			return math.Nextafter(w, math.Inf(1))
+			return math.Nextafter(w, math.MaxFloat64)
 		}
 		return math.Max(math.Nextafter(w, 0), math.SmallestNonzeroFloat64)
 	case k < 8 && extremeWeights:
@@ -184,15 +218,20 @@ func nearTieWeight(r *rand.Rand, earlier []Node) float64 {
 }
 
 // nearTieX draws a node's 53 bits: anywhere, near 2^53 (u near 1, where
-// winners lie), or within a few steps of the x that gives a node of weight
-// w the exact score of an earlier node.
+// winners lie), with its low 22 bits all ones, just above 2^52 (u near
+// 1/2), or within a few steps of the x that gives a node of weight w the
+// exact score of an earlier node.
 func nearTieX(r *rand.Rand, earlier []Node, xs []uint64, w float64) uint64 {
 	const top = 1<<53 - 1
-	switch k := r.IntN(4); {
+	switch k := r.IntN(7); {
 	case k == 0:
 		return r.Uint64() >> 11
 	case k == 1:
 		return top - r.Uint64N(1<<uint(r.IntN(53)))
+	case k == 2: // low 22 bits all ones: the head's top 31 bits bound 1 - u tightly
+		return top - r.Uint64N(1<<uint(r.IntN(32)))<<22
+	case k == 3: // u just above 1/2, where costAbove stops
+		return 1<<52 + r.Uint64N(1<<uint(r.IntN(50)))
 	case len(earlier) == 0:
 		return r.Uint64() >> 11
 	default:
@@ -210,3 +249,25 @@ func nearTieX(r *rand.Rand, earlier []Node, xs []uint64, w float64) uint64 {
 }
 
 var extremeWeights = true
+
+// TestKeyOrder: key keeps the node index in its low bits and orders as the
+// bounds do when they differ by more than the index bits.
+func TestKeyOrder(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 14))
+	for range 100_000 {
+		c := math.Ldexp(r.Float64(), r.IntN(200)-100)
+		i, j := r.IntN(32), r.IntN(32)
+		if got := int(key(c, i) & keyMask); got != i {
+			t.Fatalf("key(%v, %d) holds index %d", c, i, got)
+		}
+		above := math.Float64frombits(math.Float64bits(c) + 64)
+		if key(c, i) >= key(above, j) {
+			t.Fatalf("key(%v, %d) >= key(%v, %d)", c, i, above, j)
+		}
+		if k := key(c, i); math.Float64frombits(k) > c*(1+1e-14) {
+			t.Fatalf("key(%v, %d) = %v, above the bound", c, i, math.Float64frombits(k))
+		}
+	}
+}
