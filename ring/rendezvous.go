@@ -44,7 +44,7 @@ type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
 	seeds []uint64  // xxhash64 of each ID
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
-	lin   []float64 // inv scaled for headCost, up to 32 nodes
+	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
 	// Some weight lies outside [minFast, maxFast]: scores may overflow or
 	// lose precision, and lookups compute every score.
 	extreme bool
@@ -86,7 +86,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			h.heavy[i] = int32(i)
 		}
 		h.extreme = slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast })
-		if len(sorted) <= 32 {
+		if len(sorted) <= keyMask+1 {
 			h.lin = make([]float64, len(sorted))
 			for i, inv := range h.inv {
 				h.lin[i] = inv * 0x1p-31
@@ -229,7 +229,7 @@ func cost(u float64) (lo, hi float64) {
 // lookupWeighted is Lookup for unequal weights: the node of least cost
 // -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u >= d / 2^53
 // for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u)
-// >= 1 - u, and the top 31 bits of x are those of mixHead. Up to 32 nodes,
+// >= 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes,
 // few applies the bound without branching on it. Beyond, nodes are met
 // heaviest first, and within a run of one weight the bound is a bound on the top
 // bits of mixHead (see headBound), so that once a good node is known the
@@ -241,10 +241,10 @@ func (h *Rendezvous) lookupWeighted(kh uint64) int {
 		var buf [1]ranked
 		return h.best(kh, 1, buf[:0], all)[0].node
 	}
-	w := weighted{best: -1, ceil: math.Inf(1)}
-	if len(h.inv) <= 32 {
-		return w.few(h, kh)
+	if h.lin != nil {
+		return h.few(kh)
 	}
+	w := weighted{best: -1, ceil: math.Inf(1)}
 	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
@@ -265,7 +265,7 @@ type weightGroup struct {
 	weight float64
 }
 
-// few is lookupWeighted for up to 32 nodes. A first pass, which
+// few is lookupWeighted for up to 64 nodes. A first pass, which
 // branches on nothing but the loop, finds the least and the second least
 // lower bound (headCost) of the nodes' costs, packed with their node index
 // into keys. The node of the least key wins when an upper bound of its
@@ -274,7 +274,7 @@ type weightGroup struct {
 // headCost), far more than the rounding of scores. Otherwise, about once
 // in ten lookups at 10 nodes, a second pass offers it and every node the
 // bound allows.
-func (w *weighted) few(h *Rendezvous, kh uint64) int {
+func (h *Rendezvous) few(kh uint64) int {
 	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	for i, s := range h.seeds {
 		k := key(headCost(mixHead(kh^s), h.lin[i]), i)
@@ -286,6 +286,7 @@ func (w *weighted) few(h *Rendezvous, kh uint64) int {
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
+	w := weighted{best: -1, ceil: math.Inf(1)}
 	w.offer(h, first, x)
 	for i, s := range h.seeds {
 		if z := mixHead(kh ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
@@ -316,16 +317,17 @@ func costAbove(x uint64) float64 {
 // its low bits, many times over.
 func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
 
-// keyMask is the bits of a key that hold the node index.
-const keyMask = 1<<5 - 1
+// keyMask is the bits of a key that hold the node index: few serves up to
+// keyMask+1 nodes.
+const keyMask = 1<<6 - 1
 
-// key packs node i (< 32) into the low bits of a cost bound c >= 0 so that
-// keys order as the bounds do, up to their last 5 bits, and the least key
-// names its node. A positive bound stays a bound (see headCost); a zero
-// bound keys as a subnormal float, below every positive bound, that few
-// only ever compares with an upper bound of zero, of a node of smaller
-// index and a cost of zero (u = 1, the first of a tie), or with a
-// positive one, which it never exceeds.
+// key packs node i (<= keyMask) into the low bits of a cost bound c >= 0
+// so that keys order as the bounds do, up to their last 6 bits, and the
+// least key names its node. A positive bound stays a bound (see
+// headCost); a zero bound keys as a subnormal float, below every positive
+// bound, that few only ever compares with an upper bound of zero, of a
+// node of smaller index and a cost of zero (u = 1, the first of a tie),
+// or with a positive one, which it never exceeds.
 func key(c float64, i int) uint64 { return math.Float64bits(c)&^keyMask | uint64(i) }
 
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
