@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -270,4 +271,45 @@ func TestKeyOrder(t *testing.T) {
 			t.Fatalf("key(%v, %d) = %v, above the bound", c, i, math.Float64frombits(k))
 		}
 	}
+}
+
+// FuzzRendezvousWeightedLookup: for any weights (as float64 bits) and any
+// 53-bit hashes the nodes get for one key, Lookup and LookupN(1) pick what
+// referenceLookup computes directly. Each node takes 16 bytes: its weight's
+// bits, then its hash's.
+func FuzzRendezvousWeightedLookup(f *testing.F) {
+	spec := func(pairs ...uint64) []byte {
+		var b []byte
+		for _, p := range pairs {
+			b = binary.LittleEndian.AppendUint64(b, p)
+		}
+		return b
+	}
+	f.Add(uint64(1), spec(math.Float64bits(1), 1<<63, math.Float64bits(2), 1<<63))
+	f.Add(uint64(2), spec(math.Float64bits(3), math.MaxUint64, math.Float64bits(1), math.MaxUint64, math.Float64bits(2), 0))
+	f.Add(uint64(3), spec(math.Float64bits(math.MaxFloat64), math.MaxUint64-1<<11, 1, math.MaxUint64))
+	f.Fuzz(func(t *testing.T, kh uint64, b []byte) {
+		var nodes []Node
+		var mixed []uint64
+		for ; len(b) >= 16 && len(nodes) < 80; b = b[16:] {
+			nodes = append(nodes, Node{ID: fmt.Sprintf("n%03d", len(nodes)), Weight: math.Float64frombits(binary.LittleEndian.Uint64(b))})
+			mixed = append(mixed, binary.LittleEndian.Uint64(b[8:]))
+		}
+		if len(nodes) == 0 || Validate(nodes) != nil {
+			return
+		}
+		sorted, _ := validate(nodes) // zero weights read as 1; IDs already sorted
+		seeds := make([]uint64, len(mixed))
+		for i, m := range mixed {
+			seeds[i] = seedFor(kh, m)
+		}
+		h := newRendezvous(sorted, seeds)
+		want := sorted[referenceLookup(h, kh)].ID
+		if got := h.LookupHash(kh); got != want {
+			t.Fatalf("Lookup = %s, want %s (weights %v)", got, want, weightsOf(sorted))
+		}
+		if got := h.LookupNHash(kh, 1, nil); got[0] != want {
+			t.Fatalf("LookupN(1) = %s, want %s", got[0], want)
+		}
+	})
 }
