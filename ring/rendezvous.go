@@ -228,14 +228,14 @@ func cost(u float64) (lo, hi float64) {
 
 // lookupWeighted is Lookup for unequal weights: the node of least cost
 // -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u >= d / 2^53
-// for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u)
-// >= 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes,
-// few applies the bound without branching on it. Beyond, nodes are met
-// heaviest first, and within a run of one weight the bound is a bound on the top
-// bits of mixHead (see headBound), so that once a good node is known the
-// others cost about what they cost with equal weights. The result is the
-// documented one, whatever the order (see offer). With weights outside
-// [minFast, maxFast] it computes every score, as LookupN does.
+// for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u) >=
+// 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes, few
+// applies the bound without branching on it. Beyond, nodes are met heaviest
+// first, and within a run of one weight the bound is a bound on the top bits
+// of mixHead (see headBound), so that once a good node is known the others
+// cost about what they cost with equal weights. The result is the documented
+// one, whatever the order (see offer). With weights outside [minFast,
+// maxFast] it computes every score, as LookupN does.
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
 	if h.extreme {
 		var buf [1]ranked
@@ -273,7 +273,8 @@ type weightGroup struct {
 // other cost is above its cost by more than 2^-32 relatively (see
 // headCost), far more than the rounding of scores. Otherwise, about once
 // in ten lookups at 10 nodes, a second pass offers it and every node the
-// bound allows.
+// bound allows. The least key only proposes a node; the check, or else the
+// second pass, decides.
 func (h *Rendezvous) few(kh uint64) int {
 	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	for i, s := range h.seeds {
@@ -308,26 +309,26 @@ func costAbove(x uint64) float64 {
 	return v * (1 + v*(0.5+v*(2.0/3)))
 }
 
-// headCost is a lower bound of the cost of a node whose mixHead is z,
-// with lin its 1/weight times 2^-31: with T the head's top 31 bits, the
-// top 31 bits of x, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top
-// 31 bits times 2^-31, and -ln(u) >= v + v^2/2. A bound that is not zero
-// is then below the cost by a factor 1 + 2^-32 at least, which covers the
-// rounding of lin and of the product, and the index that key writes into
-// its low bits, many times over.
+// headCost is a lower bound of the cost of a node whose mixHead is z, with
+// lin its 1/weight times 2^-31. With T the head's top 31 bits, which are
+// x's, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits times
+// 2^-31, so -ln(u) >= (1 - u) + (1 - u)^2/2 >= v + v^2/2. A bound that is
+// not zero is then below the cost by a factor 1 + 2^-32 at least, which
+// covers the rounding of lin and of the product, and the index that key
+// writes into its low bits, many times over.
 func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
 
 // keyMask is the bits of a key that hold the node index: few serves up to
 // keyMask+1 nodes.
 const keyMask = 1<<6 - 1
 
-// key packs node i (<= keyMask) into the low bits of a cost bound c >= 0
-// so that keys order as the bounds do, up to their last 6 bits, and the
-// least key names its node. A positive bound stays a bound (see
-// headCost); a zero bound keys as a subnormal float, below every positive
-// bound, that few only ever compares with an upper bound of zero, of a
-// node of smaller index and a cost of zero (u = 1, the first of a tie),
-// or with a positive one, which it never exceeds.
+// key packs node i (<= keyMask) into the low bits of a cost bound c >= 0 so
+// that keys order as the bounds do, up to their last 6 bits, and the least
+// key names its node. A positive bound stays a bound (see headCost). A zero
+// bound (the head's top 31 bits all ones) keys as a subnormal float, which
+// is no bound, but few's check compares it only with a positive upper bound,
+// which no subnormal exceeds, or with an upper bound of zero: that of the
+// least key, a node of u = 1 and of smaller index, which wins the tie.
 func key(c float64, i int) uint64 { return math.Float64bits(c)&^keyMask | uint64(i) }
 
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
