@@ -60,6 +60,28 @@ func referenceLookup(h *Rendezvous, kh uint64) int {
 	return best
 }
 
+// seeded returns a generator of a random seed, which it logs.
+func seeded(t testing.TB, stream uint64) *rand.Rand {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
+// checkLookup fails unless Lookup and LookupN(1) for the key hashed to kh
+// pick what referenceLookup computes.
+func checkLookup(t testing.TB, h *Rendezvous, kh uint64) {
+	t.Helper()
+	want := h.nodes[referenceLookup(h, kh)].ID
+	got, gotN := h.LookupHash(kh), h.LookupNHash(kh, 1, nil)[0]
+	if got != want || gotN != want {
+		xs := make([]uint64, len(h.seeds))
+		for i, s := range h.seeds {
+			xs[i] = mix64(kh^s) >> 11
+		}
+		t.Fatalf("key hash %#x: Lookup = %s, LookupN(1) = %s, want %s\nweights %v\n53 bits %v", kh, got, gotN, want, weightsOf(h.nodes), xs)
+	}
+}
+
 // TestRendezvousCraftedHashes places nodes at crafted hashes for one key:
 // heads whose top bits tie, 53-bit values that tie, and values whose u
 // round to the same float (so that the smaller ID must win with the
@@ -67,10 +89,8 @@ func referenceLookup(h *Rendezvous, kh uint64) int {
 // them with. Lookup skips work on the top bits of mix64's head; each case
 // is where skipping wrongly would show.
 func TestRendezvousCraftedHashes(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 11))
-	for round := range 3000 {
+	r := seeded(t, 11)
+	for range 3000 {
 		kh := r.Uint64()
 		n := 2 + r.IntN(200)      // both sides of each size threshold
 		top := r.Uint64() | 1<<63 // the contested region: the high hashes
@@ -105,14 +125,7 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 				t.Fatalf("seedFor: mix64 = %#x, want %#x", got, mixed[i])
 			}
 		}
-		h := newRendezvous(nodes, seeds)
-		want := referenceLookup(h, kh)
-		if got := h.LookupHash(kh); got != nodes[want].ID {
-			t.Fatalf("seed %d round %d (equal weights %v): Lookup = %s, want %s", seed, round, equal, got, nodes[want].ID)
-		}
-		if got := h.LookupNHash(kh, 1, nil); got[0] != nodes[want].ID {
-			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], nodes[want].ID)
-		}
+		checkLookup(t, newRendezvous(nodes, seeds), kh)
 	}
 }
 
@@ -125,10 +138,8 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 // overflow to +Inf or round to 0 and tie. Lookup and LookupN(1) must pick
 // what referenceLookup computes directly.
 func TestRendezvousWeightedNearTies(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 12))
-	for round := range 20_000 {
+	r := seeded(t, 12)
+	for range 20_000 {
 		kh := r.Uint64()
 		n := 2 + r.IntN(79) // both sides of the small-set threshold
 		nodes := make([]Node, n)
@@ -146,14 +157,7 @@ func TestRendezvousWeightedNearTies(t *testing.T) {
 		for i := range seeds {
 			seeds[i] = seedFor(kh, xs[i]<<11|r.Uint64()&(1<<11-1))
 		}
-		h := newRendezvous(nodes, seeds)
-		want := nodes[referenceLookup(h, kh)].ID
-		if got := h.LookupHash(kh); got != want {
-			t.Fatalf("seed %d round %d: %d nodes: Lookup = %s, want %s\nweights %v\nxs %v", seed, round, n, got, want, weightsOf(nodes), xs)
-		}
-		if got := h.LookupNHash(kh, 1, nil); got[0] != want {
-			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], want)
-		}
+		checkLookup(t, newRendezvous(nodes, seeds), kh)
 	}
 }
 
@@ -161,9 +165,7 @@ func TestRendezvousWeightedNearTies(t *testing.T) {
 // 80 with the weights of nearTieWeight and hashed IDs, Lookup and
 // LookupN(1) agree with referenceLookup on random keys.
 func TestRendezvousWeightedRandomKeys(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 13))
+	r := seeded(t, 13)
 	for n := 2; n <= 80; n++ {
 		for range 10 {
 			nodes := make([]Node, n)
@@ -175,14 +177,7 @@ func TestRendezvousWeightedRandomKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 200 {
-				kh := r.Uint64()
-				want := h.nodes[referenceLookup(h, kh)].ID
-				if got := h.LookupHash(kh); got != want {
-					t.Fatalf("seed %d: %d nodes %v, key hash %#x: Lookup = %s, want %s", seed, n, h.nodes, kh, got, want)
-				}
-				if got := h.LookupNHash(kh, 1, nil); got[0] != want {
-					t.Fatalf("seed %d: %d nodes %v, key hash %#x: LookupN(1) = %s, want %s", seed, n, h.nodes, kh, got[0], want)
-				}
+				checkLookup(t, h, r.Uint64())
 			}
 		}
 	}
@@ -254,9 +249,7 @@ var extremeWeights = true
 // TestKeyOrder: key keeps the node index in its low bits and orders as the
 // bounds do when they differ by more than the index bits.
 func TestKeyOrder(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 14))
+	r := seeded(t, 14)
 	for range 100_000 {
 		c := math.Ldexp(r.Float64(), r.IntN(200)-100)
 		i, j := r.IntN(keyMask+1), r.IntN(keyMask+1)
@@ -303,13 +296,6 @@ func FuzzRendezvousWeightedLookup(f *testing.F) {
 		for i, m := range mixed {
 			seeds[i] = seedFor(kh, m)
 		}
-		h := newRendezvous(sorted, seeds)
-		want := sorted[referenceLookup(h, kh)].ID
-		if got := h.LookupHash(kh); got != want {
-			t.Fatalf("Lookup = %s, want %s (weights %v)", got, want, weightsOf(sorted))
-		}
-		if got := h.LookupNHash(kh, 1, nil); got[0] != want {
-			t.Fatalf("LookupN(1) = %s, want %s", got[0], want)
-		}
+		checkLookup(t, newRendezvous(sorted, seeds), kh)
 	})
 }
