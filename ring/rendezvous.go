@@ -271,7 +271,7 @@ type weightGroup struct {
 // into keys. The node of the least key wins when an upper bound of its
 // cost (costAbove) is below the second least bound, since then every
 // other cost is above its cost by more than 2^-32 relatively (see
-// headCost), far more than the rounding of scores. Otherwise, about once
+// headCost), far more than the rounding of costAbove and of scores. Otherwise, about once
 // in ten lookups at 10 nodes, a second pass offers it and every node the
 // bound allows. The least key only proposes a node; the check, or else the
 // second pass, decides.
@@ -300,7 +300,8 @@ func (h *Rendezvous) few(kh uint64) int {
 // costAbove returns an upper bound of -ln(u) for the u of the 53 bits x:
 // with v = 1 - u <= 1/2, -ln(u) = v + v^2/2 + v^3/3 + ... <= v + v^2/2 +
 // v^3 / (3 (1 - v)) <= v + v^2/2 + 2v^3/3, above by at most v^2/3
-// relatively. For u < 1/2 it returns +Inf.
+// relatively, and below by no more than its rounding (a few ulps). For
+// u < 1/2 it returns +Inf.
 func costAbove(x uint64) float64 {
 	v := 1 - uOf(x)
 	if v > 0.5 {

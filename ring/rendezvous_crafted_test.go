@@ -299,3 +299,43 @@ func FuzzRendezvousWeightedLookup(f *testing.F) {
 		checkLookup(t, newRendezvous(sorted, seeds), kh)
 	})
 }
+
+// TestRendezvousUOne: where two nodes' 53 bits are all ones, so that their
+// u rounds to 1 and both score +Inf, the one of smaller ID wins however
+// heavy the other, on both sides of the small-set threshold and with
+// equal weights, and LookupN keeps every node, the two first.
+func TestRendezvousUOne(t *testing.T) {
+	r := seeded(t, 15)
+	const top = 1<<53 - 1
+	for _, n := range []int{2, 3, 10, 64, 65, 100} {
+		for _, equal := range []bool{false, true} {
+			kh := r.Uint64()
+			a, b := r.IntN(n-1), n-1
+			nodes := make([]Node, n)
+			seeds := make([]uint64, n)
+			for i := range nodes {
+				nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: 1}
+				if !equal {
+					nodes[i].Weight = float64(1 + i%3)
+				}
+				x := r.Uint64N(top)
+				if i == a || i == b {
+					x = top
+				}
+				seeds[i] = seedFor(kh, x<<11|r.Uint64()&(1<<11-1))
+			}
+			if !equal {
+				nodes[b].Weight = 5
+			}
+			h := newRendezvous(nodes, seeds)
+			checkLookup(t, h, kh)
+			if got := h.LookupHash(kh); got != nodes[a].ID {
+				t.Fatalf("%d nodes (equal %v): Lookup = %s, want %s", n, equal, got, nodes[a].ID)
+			}
+			all := h.LookupNHash(kh, n, nil)
+			if len(all) != n || all[0] != nodes[a].ID || all[1] != nodes[b].ID {
+				t.Fatalf("%d nodes (equal %v): LookupN = %v, want all %d starting %s, %s", n, equal, all, n, nodes[a].ID, nodes[b].ID)
+			}
+		}
+	}
+}
