@@ -31,3 +31,44 @@ func TestCostBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestCostAboveAndHeadCost: for hashes across the range, and near the ends
+// of costAbove's branch, costAbove is at least math.Log's -ln(u), up to
+// rounding, and within v^2/3 of it, and headCost (packed by key) is at most the cost, below it
+// by the stated factor 1 + 2^-32 at least.
+func TestCostAboveAndHeadCost(t *testing.T) {
+	r := seeded(t, 2)
+	const top = 1<<53 - 1
+	for range 200_000 {
+		var x uint64
+		switch r.IntN(4) {
+		case 0:
+			x = r.Uint64() >> 11
+		case 1: // near u = 1/2
+			x = 1<<52 + r.Uint64N(1<<uint(r.IntN(53))) - r.Uint64N(4)
+		case 2: // near u = 1
+			x = top - r.Uint64N(1<<uint(r.IntN(53)))
+		default: // low 22 bits all ones: headCost at its tightest
+			x = top - r.Uint64N(1<<uint(r.IntN(32)))<<22
+		}
+		x &= top
+		u := uOf(x)
+		want := -math.Log(u)
+		if v := 1 - u; v <= 0.5 {
+			if got := costAbove(x); !(got >= want*(1-1e-15) && got <= want*(1+v*v/3+1e-15)) {
+				t.Fatalf("x=%d: costAbove = %v, -ln(u) = %v", x, got, want)
+			}
+		} else if got := costAbove(x); !math.IsInf(got, 1) {
+			t.Fatalf("x=%d (u < 1/2): costAbove = %v, want +Inf", x, got)
+		}
+		w := math.Ldexp(1+r.Float64(), r.IntN(60)-30)
+		z := mixHead(seedFor(0, x<<11|r.Uint64()&(1<<11-1))) // a head whose top 31 bits are x's
+		if z>>33 != x>>22 {
+			t.Fatalf("head %#x for x=%#x", z, x)
+		}
+		c := headCost(z, 1/w*0x1p-31)
+		if k := math.Float64frombits(key(c, r.IntN(keyMask+1))); c > 0 && !(k*(1+0x1p-33) < want/w) {
+			t.Fatalf("x=%d w=%v: headCost key %v, cost %v", x, w, k, want/w)
+		}
+	}
+}

@@ -17,17 +17,21 @@ import (
 // smaller node ID.
 //
 // The per-node hash is mix(KeyHash(key) ^ xxhash64(ID)), where mix is the
-// splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. When every node
-// has the same weight the score grows with those 53 bits, so lookups take
-// the largest and compute no logarithm (where rounding would make two
-// scores equal, the larger hash wins). Otherwise Lookup rules most nodes
-// out with the bound -ln(u) >= 1 - u and constants computed per node once,
-// estimates -ln(u) without a logarithm for the rest, and computes exact
-// scores only to separate estimates too close to call, so its result is
-// the documented one. Since the last step of mix leaves the top 33 bits as
-// they are, both compare most nodes by the top bits of the step before it
-// and finish the hash only for the few that can win. Lookups cost
-// O(nodes); prefer [Ring] beyond a few hundred nodes.
+// splitmix64 finaliser, and u = (top 53 bits + 0.5) / 2^53. Scores are
+// computed in float64 (u rounded, math.Log), and where they round to equal
+// values (also where they overflow to +Inf or lose precision as subnormals,
+// with weights above about 2e292 or below 8e-307) the smaller ID wins; where
+// u rounds to 1 (53 bits all ones), the score is +Inf. When every node has
+// the same weight the score grows with those 53 bits, so lookups take the
+// largest and compute no logarithm (where rounding would make two scores
+// equal, the larger hash wins). Otherwise Lookup rules most nodes out with
+// the bound -ln(u) >= 1 - u and constants computed per node once, estimates
+// -ln(u) without a logarithm for the rest, and computes exact scores only to
+// separate estimates too close to call, so its result is the documented one.
+// Since the last step of mix leaves the top 33 bits as they are, both
+// compare most nodes by the top bits of the step before it and finish the
+// hash only for the few that can win. Lookups cost O(nodes); prefer [Ring]
+// beyond a few hundred nodes.
 //
 // The hash is public and unkeyed, like the [Ring]'s: whoever knows the node
 // IDs can compute where a key lands and choose keys that all land on one
@@ -40,6 +44,10 @@ type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
 	seeds []uint64  // xxhash64 of each ID
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
+	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
+	// Some weight lies outside [minFast, maxFast]: scores may overflow or
+	// lose precision, and lookups compute every score.
+	extreme bool
 	// When weights are unequal: node indexes by descending weight, then
 	// ID, and their seeds in that order.
 	heavy      []int32
@@ -77,6 +85,13 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			h.inv[i] = 1 / n.Weight
 			h.heavy[i] = int32(i)
 		}
+		h.extreme = slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast })
+		if len(sorted) <= keyMask+1 {
+			h.lin = make([]float64, len(sorted))
+			for i, inv := range h.inv {
+				h.lin[i] = inv * 0x1p-31
+			}
+		}
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
 		h.heavySeeds = make([]uint64, len(sorted))
@@ -91,6 +106,14 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 	h.zone, h.nzones = zoneIndex(sorted)
 	return h
 }
+
+// Between minFast and maxFast, every score, cost, bound and 1/weight that
+// lookups compute is a normal float64, so that the relative rounding
+// margins of cost and offer hold.
+const (
+	minFast = 0x1p-1000
+	maxFast = 0x1p960
+)
 
 // zoneIndex numbers the distinct zones of nodes in order of first
 // appearance and returns each node's zone number and the number of zones.
@@ -154,9 +177,12 @@ func (h *Rendezvous) Len() int {
 
 // u is node i's u for a key hashed to kh, as documented, and x its 53 bits.
 func (h *Rendezvous) u(kh uint64, i int) (x, u float64) {
-	x = float64(int64(mix64(kh^h.seeds[i]) >> 11)) // exact: 53 bits
-	return x, (x + 0.5) / (1 << 53)
+	bits := mix64(kh^h.seeds[i]) >> 11
+	return float64(int64(bits)), uOf(bits) // exact: 53 bits
 }
+
+// uOf is the documented u of the 53 bits x, rounded to float64.
+func uOf(x uint64) float64 { return (float64(int64(x)) + 0.5) / (1 << 53) }
 
 // score returns node i's score for a key hashed to kh and true, or false,
 // without computing it, when the score is certainly at most floor. The
@@ -174,9 +200,13 @@ func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
 	if (1-u)*floor > w*(1+1e-9) {
 		return 0, false
 	}
-	s := -w / math.Log(u)
+	s := logScore(w, u)
 	return s, s > floor
 }
+
+// logScore is the score of weight w at u in (0, 1]: -w / ln(u), and +Inf
+// at u = 1 (where w / -ln(u) would divide by -0 and give -Inf).
+func logScore(w, u float64) float64 { return w / (0 - math.Log(u)) }
 
 // cost returns bounds lo <= -ln(u) <= hi for u in (0, 1), without a
 // logarithm. For u >= 1/2, with v = 1 - u (exact), lo sums the first four
@@ -197,19 +227,24 @@ func cost(u float64) (lo, hi float64) {
 }
 
 // lookupWeighted is Lookup for unequal weights: the node of least cost
-// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u > d / 2^53
-// for d = 2^53 - 1 - x, so its cost is above d / (w 2^53) since -ln(u) >=
-// 1 - u, and the top 31 bits of x are those of mixHead. Up to 32 nodes,
-// few applies the bound in two passes. Beyond, nodes are met heaviest
-// first, and within a run of one weight the bound is a bound on the top
-// bits of mixHead (see headBound), so that once a good node is known the
-// others cost about what they cost with equal weights. The result is the
-// documented one, whatever the order (see offer).
+// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u >= d / 2^53
+// for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u) >=
+// 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes, few
+// applies the bound without branching on it. Beyond, nodes are met heaviest
+// first, and within a run of one weight the bound is a bound on the top bits
+// of mixHead (see headBound), so that once a good node is known the others
+// cost about what they cost with equal weights. The result is the documented
+// one, whatever the order (see offer). With weights outside [minFast,
+// maxFast] it computes every score, as LookupN does.
 func (h *Rendezvous) lookupWeighted(kh uint64) int {
-	w := weighted{best: -1, ceil: math.Inf(1)}
-	if len(h.inv) <= 32 {
-		return w.few(h, kh)
+	if h.extreme {
+		var buf [1]ranked
+		return h.best(kh, 1, buf[:0], all)[0].node
 	}
+	if h.lin != nil {
+		return h.few(kh)
+	}
+	w := weighted{best: -1, ceil: math.Inf(1)}
 	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
@@ -230,26 +265,72 @@ type weightGroup struct {
 	weight float64
 }
 
-// few is lookupWeighted for up to 32 nodes, with the bound in floating
-// point: a first pass computes every node's 53 bits and finds the node of
-// least bound, and the second offers it the others the bound allows.
-func (w *weighted) few(h *Rendezvous, kh uint64) int {
-	var xs [32]uint64
-	first, least := 0, math.Inf(1)
-	for i, inv := range h.inv {
-		xs[i] = mix64(kh^h.seeds[i]) >> 11
-		if b := float64(int64(1<<53-1-xs[i])) * inv; b < least {
-			first, least = i, b
-		}
+// few is lookupWeighted for up to 64 nodes. A first pass, which
+// branches on nothing but the loop, finds the least and the second least
+// lower bound (headCost) of the nodes' costs, packed with their node index
+// into keys. The node of the least key wins when an upper bound of its
+// cost (costAbove) is below the second least bound, since then every
+// other cost is above its cost by more than 2^-32 relatively (see
+// headCost), far more than the rounding of costAbove and of scores. Otherwise, about once
+// in ten lookups at 10 nodes, a second pass offers it and every node the
+// bound allows. The least key only proposes a node; the check, or else the
+// second pass, decides.
+func (h *Rendezvous) few(kh uint64) int {
+	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
+	for i, s := range h.seeds {
+		k := key(headCost(mixHead(kh^s), h.lin[i]), i)
+		second = min(second, max(least, k))
+		least = min(least, k)
 	}
-	w.offer(h, first, xs[first])
-	for i, inv := range h.inv {
-		if i != first && float64(int64(1<<53-1-xs[i]))*inv*0x1p-53 <= w.ceil {
-			w.offer(h, i, xs[i])
+	first := int(least & keyMask)
+	x := mix64(kh^h.seeds[first]) >> 11
+	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
+		return first
+	}
+	w := weighted{best: -1, ceil: math.Inf(1)}
+	w.offer(h, first, x)
+	for i, s := range h.seeds {
+		if z := mixHead(kh ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
+			w.offer(h, i, mixTail(z)>>11)
 		}
 	}
 	return w.best
 }
+
+// costAbove returns an upper bound of -ln(u) for the u of the 53 bits x:
+// with v = 1 - u <= 1/2, -ln(u) = v + v^2/2 + v^3/3 + ... <= v + v^2/2 +
+// v^3 / (3 (1 - v)) <= v + v^2/2 + 2v^3/3, above by at most v^2/3
+// relatively, and below by no more than its rounding (a few ulps). For
+// u < 1/2 it returns +Inf.
+func costAbove(x uint64) float64 {
+	v := 1 - uOf(x)
+	if v > 0.5 {
+		return math.Inf(1)
+	}
+	return v * (1 + v*(0.5+v*(2.0/3)))
+}
+
+// headCost is a lower bound of the cost of a node whose mixHead is z, with
+// lin its 1/weight times 2^-31. With T the head's top 31 bits, which are
+// x's, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits times
+// 2^-31, so -ln(u) >= (1 - u) + (1 - u)^2/2 >= v + v^2/2. A bound that is
+// not zero is then below the cost by a factor 1 + 2^-32 at least, which
+// covers the rounding of lin and of the product, and the index that key
+// writes into its low bits, many times over.
+func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
+
+// keyMask is the bits of a key that hold the node index: few serves up to
+// keyMask+1 nodes.
+const keyMask = 1<<6 - 1
+
+// key packs node i (<= keyMask) into the low bits of a cost bound c >= 0 so
+// that keys order as the bounds do, up to their last 6 bits, and the least
+// key names its node. A positive bound stays a bound (see headCost). A zero
+// bound (the head's top 31 bits all ones) keys as a subnormal float, which
+// is no bound, but few's check compares it only with a positive upper bound,
+// which no subnormal exceeds, or with an upper bound of zero: that of the
+// least key, a node of u = 1 and of smaller index, which wins the tie.
+func key(c float64, i int) uint64 { return math.Float64bits(c)&^keyMask | uint64(i) }
 
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
 // out, and reports whether it did.
@@ -288,15 +369,15 @@ type weighted struct {
 // costs are within about 1e-12 of each other; only where the intervals
 // overlap are the exact scores computed and compared.
 func (w *weighted) offer(h *Rendezvous, i int, x uint64) {
-	u := (float64(int64(x)) + 0.5) / (1 << 53)
+	u := uOf(x)
 	lo, hi := cost(u)
 	lo, hi = lo*h.inv[i], hi*h.inv[i]
 	if w.best >= 0 {
-		if lo >= w.hi {
+		if lo >= w.hi && lo > 0 { // a cost of 0 (u = 1) may tie
 			return
 		}
 		if hi >= w.lo {
-			si, sb := -h.nodes[i].Weight/math.Log(u), -h.nodes[w.best].Weight/math.Log(w.u)
+			si, sb := logScore(h.nodes[i].Weight, u), logScore(h.nodes[w.best].Weight, w.u)
 			if si < sb || si == sb && i > w.best {
 				return
 			}
@@ -389,12 +470,15 @@ func (h *Rendezvous) LookupNHash(kh uint64, n int, dst []string) []string {
 		return dst
 	}
 	var buf [32]ranked
-	top := h.best(kh, min(n, len(h.nodes)), buf[:0], func(int) bool { return true })
+	top := h.best(kh, min(n, len(h.nodes)), buf[:0], all)
 	for _, t := range top {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
 	return dst
 }
+
+// all keeps every node.
+func all(int) bool { return true }
 
 type ranked struct {
 	score float64

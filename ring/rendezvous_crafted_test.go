@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -36,13 +37,18 @@ func seedFor(kh, mixed uint64) uint64 {
 
 // referenceLookup is the documented rule, computed directly: the highest
 // score -w / ln(u), u = (x + 0.5) / 2^53 with x the top 53 bits of
-// mix64(kh ^ seed), the smaller index on equal scores; with equal weights
-// the larger x, the smaller index on equal x.
+// mix64(kh ^ seed), in float64, and +Inf where u rounds to 1; the smaller
+// index on equal scores; with equal weights the larger x, the smaller
+// index on equal x.
 func referenceLookup(h *Rendezvous, kh uint64) int {
 	best, bestX, bestS := -1, uint64(0), math.Inf(-1)
 	for i, s := range h.seeds {
 		x := mix64(kh^s) >> 11
-		score := -h.nodes[i].Weight / math.Log((float64(x)+0.5)/(1<<53))
+		u := (float64(x) + 0.5) / (1 << 53)
+		score := -h.nodes[i].Weight / math.Log(u)
+		if u == 1 {
+			score = math.Inf(1)
+		}
 		if h.inv == nil {
 			if best < 0 || x > bestX {
 				best, bestX = i, x
@@ -54,6 +60,28 @@ func referenceLookup(h *Rendezvous, kh uint64) int {
 	return best
 }
 
+// seeded returns a generator of a random seed, which it logs.
+func seeded(t testing.TB, stream uint64) *rand.Rand {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
+// checkLookup fails unless Lookup and LookupN(1) for the key hashed to kh
+// pick what referenceLookup computes.
+func checkLookup(t testing.TB, h *Rendezvous, kh uint64) {
+	t.Helper()
+	want := h.nodes[referenceLookup(h, kh)].ID
+	got, gotN := h.LookupHash(kh), h.LookupNHash(kh, 1, nil)[0]
+	if got != want || gotN != want {
+		xs := make([]uint64, len(h.seeds))
+		for i, s := range h.seeds {
+			xs[i] = mix64(kh^s) >> 11
+		}
+		t.Fatalf("key hash %#x: Lookup = %s, LookupN(1) = %s, want %s\nweights %v\n53 bits %v", kh, got, gotN, want, weightsOf(h.nodes), xs)
+	}
+}
+
 // TestRendezvousCraftedHashes places nodes at crafted hashes for one key:
 // heads whose top bits tie, 53-bit values that tie, and values whose u
 // round to the same float (so that the smaller ID must win with the
@@ -61,10 +89,8 @@ func referenceLookup(h *Rendezvous, kh uint64) int {
 // them with. Lookup skips work on the top bits of mix64's head; each case
 // is where skipping wrongly would show.
 func TestRendezvousCraftedHashes(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 11))
-	for round := range 3000 {
+	r := seeded(t, 11)
+	for range 3000 {
 		kh := r.Uint64()
 		n := 2 + r.IntN(200)      // both sides of each size threshold
 		top := r.Uint64() | 1<<63 // the contested region: the high hashes
@@ -99,13 +125,217 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 				t.Fatalf("seedFor: mix64 = %#x, want %#x", got, mixed[i])
 			}
 		}
-		h := newRendezvous(nodes, seeds)
-		want := referenceLookup(h, kh)
-		if got := h.LookupHash(kh); got != nodes[want].ID {
-			t.Fatalf("seed %d round %d (equal weights %v): Lookup = %s, want %s", seed, round, equal, got, nodes[want].ID)
+		checkLookup(t, newRendezvous(nodes, seeds), kh)
+	}
+}
+
+// TestRendezvousWeightedNearTies crafts, for one key, 2 to 80 nodes of
+// random weights whose scores -w / ln(u) nearly tie: each node's u is
+// placed at, or a few 53-bit steps from, the u that would give it exactly
+// the score of another node, so that scores equal after rounding or differ
+// in their last bits. Weights come from a few classes, differ from each
+// other by one ulp, or are huge or tiny (down to subnormal), where scores
+// overflow to +Inf or round to 0 and tie. Lookup and LookupN(1) must pick
+// what referenceLookup computes directly.
+func TestRendezvousWeightedNearTies(t *testing.T) {
+	r := seeded(t, 12)
+	for range 20_000 {
+		kh := r.Uint64()
+		n := 2 + r.IntN(79) // both sides of the small-set threshold
+		nodes := make([]Node, n)
+		for i := range nodes {
+			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: nearTieWeight(r, nodes[:i])}
 		}
-		if got := h.LookupNHash(kh, 1, nil); got[0] != nodes[want].ID {
-			t.Fatalf("seed %d round %d: LookupN(1) = %s, want %s", seed, round, got[0], nodes[want].ID)
+		if err := Validate(nodes); err != nil {
+			t.Fatal(err)
+		}
+		xs := make([]uint64, n)
+		for i := range xs {
+			xs[i] = nearTieX(r, nodes[:i], xs[:i], nodes[i].Weight)
+		}
+		seeds := make([]uint64, n)
+		for i := range seeds {
+			seeds[i] = seedFor(kh, xs[i]<<11|r.Uint64()&(1<<11-1))
+		}
+		checkLookup(t, newRendezvous(nodes, seeds), kh)
+	}
+}
+
+// TestRendezvousWeightedRandomKeys: on node sets of every size from 2 to
+// 80 with the weights of nearTieWeight and hashed IDs, Lookup and
+// LookupN(1) agree with referenceLookup on random keys.
+func TestRendezvousWeightedRandomKeys(t *testing.T) {
+	r := seeded(t, 13)
+	for n := 2; n <= 80; n++ {
+		for range 10 {
+			nodes := make([]Node, n)
+			for i := range nodes {
+				nodes[i] = Node{ID: fmt.Sprintf("node-%d-%d", i, r.Uint32()), Weight: nearTieWeight(r, nodes[:i])}
+			}
+			h, err := NewRendezvous(nodes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 200 {
+				checkLookup(t, h, r.Uint64())
+			}
+		}
+	}
+}
+
+func weightsOf(nodes []Node) []float64 {
+	ws := make([]float64, len(nodes))
+	for i, n := range nodes {
+		ws[i] = n.Weight
+	}
+	return ws
+}
+
+// nearTieWeight draws a weight: a small class, a random one, one ulp from
+// an earlier node's, or huge or tiny.
+func nearTieWeight(r *rand.Rand, earlier []Node) float64 {
+	switch k := r.IntN(10); {
+	case k < 3:
+		return []float64{1, 2, 3, 0.5}[r.IntN(4)]
+	case k < 5:
+		return 0.01 + 100*r.Float64()
+	case k < 7 && len(earlier) > 0:
+		w := earlier[r.IntN(len(earlier))].Weight
+		if r.IntN(2) == 0 {
+			return math.Nextafter(w, math.MaxFloat64)
+		}
+		return math.Max(math.Nextafter(w, 0), math.SmallestNonzeroFloat64)
+	case k < 8 && extremeWeights:
+		return []float64{math.MaxFloat64, math.MaxFloat64 / 3, 1e300, 1e290, 1e280}[r.IntN(5)]
+	case k < 9 && extremeWeights:
+		return []float64{math.SmallestNonzeroFloat64, 3 * math.SmallestNonzeroFloat64, 1e-310, 0x1p-1022, 1e-300, 1e-290}[r.IntN(6)]
+	}
+	return 1
+}
+
+// nearTieX draws a node's 53 bits: anywhere, near 2^53 (u near 1, where
+// winners lie), with its low 22 bits all ones, just above 2^52 (u near
+// 1/2), or within a few steps of the x that gives a node of weight w the
+// exact score of an earlier node.
+func nearTieX(r *rand.Rand, earlier []Node, xs []uint64, w float64) uint64 {
+	const top = 1<<53 - 1
+	switch k := r.IntN(7); {
+	case k == 0:
+		return r.Uint64() >> 11
+	case k == 1:
+		return top - r.Uint64N(1<<uint(r.IntN(53)))
+	case k == 2: // low 22 bits all ones: the head's top 31 bits bound 1 - u tightly
+		return top - r.Uint64N(1<<uint(r.IntN(32)))<<22
+	case k == 3: // u just above 1/2, where costAbove stops
+		return 1<<52 + r.Uint64N(1<<uint(r.IntN(50)))
+	case len(earlier) == 0:
+		return r.Uint64() >> 11
+	default:
+		j := r.IntN(len(earlier))
+		// The same score: ln(u) = w/w_j ln(u_j).
+		uj := (float64(xs[j]) + 0.5) / (1 << 53)
+		u := math.Exp(w / earlier[j].Weight * math.Log(uj))
+		x := u*(1<<53) - 0.5
+		if !(x >= 0) {
+			x = 0
+		}
+		c := int64(min(x, top)) + r.Int64N(7) - 3
+		return uint64(min(max(c, 0), top))
+	}
+}
+
+var extremeWeights = true
+
+// TestKeyOrder: key keeps the node index in its low bits and orders as the
+// bounds do when they differ by more than the index bits.
+func TestKeyOrder(t *testing.T) {
+	r := seeded(t, 14)
+	for range 100_000 {
+		c := math.Ldexp(r.Float64(), r.IntN(200)-100)
+		i, j := r.IntN(keyMask+1), r.IntN(keyMask+1)
+		if got := int(key(c, i) & keyMask); got != i {
+			t.Fatalf("key(%v, %d) holds index %d", c, i, got)
+		}
+		above := math.Float64frombits(math.Float64bits(c) + 2*keyMask + 2)
+		if key(c, i) >= key(above, j) {
+			t.Fatalf("key(%v, %d) >= key(%v, %d)", c, i, above, j)
+		}
+		if k := key(c, i); math.Float64frombits(k) > c*(1+1e-13) {
+			t.Fatalf("key(%v, %d) = %v, above the bound", c, i, math.Float64frombits(k))
+		}
+	}
+}
+
+// FuzzRendezvousWeightedLookup: for any weights (as float64 bits) and any
+// 53-bit hashes the nodes get for one key, Lookup and LookupN(1) pick what
+// referenceLookup computes directly. Each node takes 16 bytes: its weight's
+// bits, then its hash's.
+func FuzzRendezvousWeightedLookup(f *testing.F) {
+	spec := func(pairs ...uint64) []byte {
+		var b []byte
+		for _, p := range pairs {
+			b = binary.LittleEndian.AppendUint64(b, p)
+		}
+		return b
+	}
+	f.Add(uint64(1), spec(math.Float64bits(1), 1<<63, math.Float64bits(2), 1<<63))
+	f.Add(uint64(2), spec(math.Float64bits(3), math.MaxUint64, math.Float64bits(1), math.MaxUint64, math.Float64bits(2), 0))
+	f.Add(uint64(3), spec(math.Float64bits(math.MaxFloat64), math.MaxUint64-1<<11, 1, math.MaxUint64))
+	f.Fuzz(func(t *testing.T, kh uint64, b []byte) {
+		var nodes []Node
+		var mixed []uint64
+		for ; len(b) >= 16 && len(nodes) < 80; b = b[16:] {
+			nodes = append(nodes, Node{ID: fmt.Sprintf("n%03d", len(nodes)), Weight: math.Float64frombits(binary.LittleEndian.Uint64(b))})
+			mixed = append(mixed, binary.LittleEndian.Uint64(b[8:]))
+		}
+		if len(nodes) == 0 || Validate(nodes) != nil {
+			return
+		}
+		sorted, _ := validate(nodes) // zero weights read as 1; IDs already sorted
+		seeds := make([]uint64, len(mixed))
+		for i, m := range mixed {
+			seeds[i] = seedFor(kh, m)
+		}
+		checkLookup(t, newRendezvous(sorted, seeds), kh)
+	})
+}
+
+// TestRendezvousUOne: where two nodes' 53 bits are all ones, so that their
+// u rounds to 1 and both score +Inf, the one of smaller ID wins however
+// heavy the other, on both sides of the small-set threshold and with
+// equal weights, and LookupN keeps every node, the two first.
+func TestRendezvousUOne(t *testing.T) {
+	r := seeded(t, 15)
+	const top = 1<<53 - 1
+	for _, n := range []int{2, 3, 10, 64, 65, 100} {
+		for _, equal := range []bool{false, true} {
+			kh := r.Uint64()
+			a, b := r.IntN(n-1), n-1
+			nodes := make([]Node, n)
+			seeds := make([]uint64, n)
+			for i := range nodes {
+				nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: 1}
+				if !equal {
+					nodes[i].Weight = float64(1 + i%3)
+				}
+				x := r.Uint64N(top)
+				if i == a || i == b {
+					x = top
+				}
+				seeds[i] = seedFor(kh, x<<11|r.Uint64()&(1<<11-1))
+			}
+			if !equal {
+				nodes[b].Weight = 5
+			}
+			h := newRendezvous(nodes, seeds)
+			checkLookup(t, h, kh)
+			if got := h.LookupHash(kh); got != nodes[a].ID {
+				t.Fatalf("%d nodes (equal %v): Lookup = %s, want %s", n, equal, got, nodes[a].ID)
+			}
+			all := h.LookupNHash(kh, n, nil)
+			if len(all) != n || all[0] != nodes[a].ID || all[1] != nodes[b].ID {
+				t.Fatalf("%d nodes (equal %v): LookupN = %v, want all %d starting %s, %s", n, equal, all, n, nodes[a].ID, nodes[b].ID)
+			}
 		}
 	}
 }
