@@ -304,7 +304,7 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	if g.mem != nil {
 		return g.executeMem(ctx, key, fingerprint, fn)
 	}
-	start := g.clock.Now()
+	deadline := g.clock.Now().Add(g.lock)
 	token, rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
 	switch {
 	case err != nil:
@@ -314,7 +314,7 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	case token == 0:
 		return nil, fmt.Errorf("%w: the store granted %q under token 0", ErrCorrupt, key)
 	}
-	return g.run(ctx, key, lease{token: token, start: start}, fn)
+	return g.run(ctx, key, lease{token: token, deadline: deadline}, fn)
 }
 
 // executeMem is execute over a MemStore on the Guard's clock: the store
@@ -325,16 +325,21 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	start := g.mem.now()
-	c, err := g.mem.claimAt(key, fingerprint, start, g.lock)
+	c, err := g.mem.claimAt(key, fingerprint, g.mem.now(), g.lock, nil)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
-	case c.e == nil:
-		out, err := g.replay(key, fingerprint, &c.live)
-		return bytes.Clone(out), err // out shares the record's bytes
+	case c.token == 0:
+		live := c.live()
+		out, err := g.replay(key, fingerprint, &live)
+		if out == nil {
+			return nil, err
+		}
+		c := make([]byte, len(out)) // out shares the record's bytes
+		copy(c, out)
+		return c, err
 	}
-	return g.run(ctx, key, lease{token: c.token, start: start, mem: c}, fn)
+	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live
@@ -365,12 +370,13 @@ func (g *Guard) replay(key string, fingerprint []byte, rec *Record) ([]byte, err
 }
 
 // lease is a claim the Guard holds: its token, the time by the Guard's
-// clock before it was taken, and, over a MemStore on the Guard's clock,
-// the store's handle on it.
+// clock when it lapses (Lock after a reading taken before it was
+// granted), and, over a MemStore on the Guard's clock, the store's
+// handle on it.
 type lease struct {
-	token uint64
-	start time.Time
-	mem   memClaim
+	token    uint64
+	deadline time.Time
+	mem      memClaim
 }
 
 // run executes fn on the claim l of key and records or releases the
@@ -378,7 +384,7 @@ type lease struct {
 func (g *Guard) run(ctx context.Context, key string, l lease,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
 	token := l.token
-	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.start.Add(g.lock)}
+	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.deadline}
 	// The store calls below must happen even if the caller has left.
 	bg := ctx
 	if ctx.Done() != nil {
