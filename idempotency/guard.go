@@ -411,12 +411,16 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 	}
 	var cerr error
 	if l.mem.e != nil {
-		// The store keeps the buffer: it is encoded in one of its own.
-		capacity := 0 // an error's: grown as it is encoded
+		// The store keeps the buffer: it is encoded in one of its own,
+		// in the claim's entry when it fits.
+		var rec []byte
 		if err == nil {
-			capacity = 7 + len(out) // two bytes and a bin header of at most five
+			size := 7 + len(out) // two bytes and a bin header of at most five
+			if rec = l.mem.e.spare(size); rec == nil {
+				rec = make([]byte, 0, size)
+			}
 		}
-		rec := appendOutcome(make([]byte, 0, capacity), out, err, g.code(err))
+		rec = appendOutcome(rec, out, err, g.code(err)) // an error's is grown as it is encoded
 		cerr = g.mem.completeAt(l.mem, key, rec, g.mem.now(), g.retain)
 	} else {
 		buf := outcomeBuffers.Get().(*[]byte)

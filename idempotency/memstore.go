@@ -86,7 +86,21 @@ type memEntry struct {
 	due         int64 // deadline on the store's timeline (see instant): the heap's order
 	done        bool
 	gone        bool     // released or evicted: no longer in the shard's map
-	fp          [64]byte // fingerprint when it fits (a SHA-512 sum does), saving an allocation
+	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
+}
+
+// spare returns room for a response of up to n bytes in the entry's
+// buffer, after the fingerprint, or nil if it does not fit: a SHA-256
+// fingerprint and a result of up to 57 bytes (as a Guard records it)
+// make one allocation. Only the claimant, which alone knows the entry,
+// writes there, once, before it passes the bytes to completeAt; nothing
+// reads them before that.
+func (e *memEntry) spare(n int) []byte {
+	used := len(e.fingerprint)
+	if used+n > len(e.buf) {
+		return nil
+	}
+	return e.buf[used : used : used+n]
 }
 
 // record returns the entry as a Record whose slices share its bytes;
@@ -185,8 +199,8 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now ins
 	token := s.tokens.Add(1)
 	e := &memEntry{key: key, token: token}
 	e.deadline, e.due = s.after(now, lock)
-	if n := len(fingerprint); n <= len(e.fp) {
-		e.fingerprint = e.fp[:n:n]
+	if n := len(fingerprint); n <= len(e.buf) {
+		e.fingerprint = e.buf[:n:n]
 		copy(e.fingerprint, fingerprint)
 	} else {
 		e.fingerprint = bytes.Clone(fingerprint)

@@ -194,7 +194,7 @@ func TestMemStoreRecordSizes(t *testing.T) {
 		}
 		return b
 	}
-	for _, n := range []int{0, 1, 32, 64, 65, 100, 300, 1000} {
+	for _, n := range []int{0, 1, 32, 64, 65, 96, 97, 100, 300, 1000} {
 		key := fmt.Sprint("size-", n)
 		fp, resp := pattern(n, 1), pattern(n, 7)
 		token, _, err := s.Claim(ctx, key, fp, time.Minute)
