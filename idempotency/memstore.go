@@ -54,12 +54,19 @@ type MemStore struct {
 	// are. Zero or negative means no bound.
 	MaxKeys int
 
+	// Read by every call.
 	init   sync.Once
 	seed   maphash.Seed
-	system bool          // Clock is nil or clock.System: see now
-	base   time.Time     // when the system clock is read: see now
-	n      atomic.Int64  // with MaxKeys: records held across all shards
+	system bool      // Clock is nil or clock.System: see now
+	base   time.Time // when the system clock is read: see now
+
+	// Written by every claim: kept off the cache lines of the fields
+	// above, which would otherwise move between cores with them.
+	_      [64]byte
 	tokens atomic.Uint64 // the last fencing token granted
+	n      atomic.Int64  // with MaxKeys: records held across all shards
+	_      [64 - 16]byte
+
 	shards [memShards]memShard
 }
 
