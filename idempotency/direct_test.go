@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +191,54 @@ func (o *observation) observe(out []byte, err error) {
 	if stored, ok := errors.AsType[*StoredError](err); ok {
 		o.Stored = [2]string{stored.Code, stored.Message}
 	}
+}
+
+// TestDirectPathConcurrent runs Guards that share a MemStore and its
+// clock, which moves meanwhile, from many goroutines over a few keys:
+// replays read entries without the shard's lock while others claim,
+// complete, lapse and evict them. Every result returned must be the one
+// recorded under a token that the store granted for its key.
+func TestDirectPathConcurrent(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	clk := clocktest.NewManual(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	s := &MemStore{Clock: clk}
+	g := New(s, Config{Lock: time.Minute, Retain: time.Minute, Clock: clk})
+	keys := []string{"a", "b", "c", "d"}
+	var mu sync.Mutex
+	granted := map[string]bool{} // "key token"
+	var wg sync.WaitGroup
+	for w := range 8 {
+		r := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			for range 2000 {
+				if r.IntN(50) == 0 {
+					clk.Advance(time.Duration(r.IntN(20)) * time.Second)
+				}
+				key := keys[r.IntN(len(keys))]
+				out, err := g.Do(context.Background(), key, []byte("fp"), func(ctx context.Context) ([]byte, error) {
+					token, _ := FencingToken(ctx)
+					mu.Lock()
+					granted[fmt.Sprint(key, " ", token)] = true
+					mu.Unlock()
+					return []byte(fmt.Sprint(key, " ", token)), nil
+				})
+				switch {
+				case errors.Is(err, ErrInProgress), errors.Is(err, ErrLockExpired):
+				case err != nil:
+					t.Errorf("Do(%q): %v", key, err)
+					return
+				default:
+					mu.Lock()
+					ok := granted[string(out)] && strings.HasPrefix(string(out), key+" ")
+					mu.Unlock()
+					if !ok {
+						t.Errorf("Do(%q) = %q: no claim on the key made it", key, out)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
