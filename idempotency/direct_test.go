@@ -242,3 +242,31 @@ func TestDirectPathConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDirectPathEntrySizes: results that fit beside the fingerprint in
+// the claim's entry, exactly or by a byte, and those that do not, are
+// recorded whole and replayed as copies.
+func TestDirectPathEntrySizes(t *testing.T) {
+	ctx := context.Background()
+	g := New(&MemStore{}, Config{})
+	for _, fpLen := range []int{0, 32, 88, 89, 90, 96, 97} {
+		for outLen := range 100 {
+			key := fmt.Sprint(fpLen, "-", outLen)
+			fp := bytes.Repeat([]byte{byte(fpLen)}, fpLen)
+			want := bytes.Repeat([]byte{byte(outLen)}, outLen)
+			out, err := g.Do(ctx, key, fp, func(context.Context) ([]byte, error) { return bytes.Clone(want), nil })
+			require.NoError(t, err, key)
+			require.Equal(t, want, out, key)
+			clear(out)
+			for range 2 {
+				out, err = g.Do(ctx, key, fp, nil)
+				require.NoError(t, err, key)
+				require.Equal(t, want, out, key)
+				clear(out)
+			}
+			_, rec, err := g.mem.Claim(ctx, key, nil, time.Minute)
+			require.NoError(t, err, key)
+			require.Equal(t, fp, rec.Fingerprint, key)
+		}
+	}
+}
