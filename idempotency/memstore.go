@@ -38,8 +38,13 @@ const memShards = 32
 //
 // A [Guard] over a MemStore on the Guard's own clock (the same
 // clock.Clock value, or both the system clock) reads the clock once per
-// step and lends it to the store, and answers a replay from the record
-// in place instead of a copy; other Guards use the Store methods.
+// step and lends it to the store, answers a replay from the record in
+// place instead of a copy, and records a result that fits beside the
+// fingerprint (96 bytes for both, in their recorded form: a SHA-256
+// fingerprint and a result of up to 57 bytes) in the claim's own entry;
+// other Guards use the Store methods. Either way the store behaves the
+// same. A deadline beyond what the store's timeline can count (a
+// duration of centuries) is kept as the last instant it can.
 //
 // The zero value is an empty, unbounded store on the system clock, ready
 // to use. Set Clock and MaxKeys before first use and not after. MemStore
