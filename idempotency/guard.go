@@ -330,14 +330,14 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:
-		live := c.live()
+		live := c.e.view(c.done)
 		out, err := g.replay(key, fingerprint, &live)
 		if out == nil {
 			return nil, err
 		}
-		c := make([]byte, len(out)) // out shares the record's bytes
-		copy(c, out)
-		return c, err
+		copied := make([]byte, len(out)) // out shares the record's bytes
+		copy(copied, out)
+		return copied, err
 	}
 	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
 }

@@ -115,14 +115,26 @@ func (e *memEntry) spare(n int) []byte {
 	return e.buf[used : used : used+n]
 }
 
+// view returns the entry as a Record in the state done, without its
+// deadline, whose slices share the entry's bytes. Without the shard's
+// lock, done must be the state read under it, since a response is only
+// read once done.
+func (e *memEntry) view(done bool) Record {
+	r := Record{Key: e.key, Fingerprint: e.fingerprint, State: InProgress, Token: e.token}
+	if done {
+		r.State, r.Response = Done, e.response
+	}
+	return r
+}
+
 // record returns the entry as a Record whose slices share its bytes;
 // the shard's lock is held.
 func (e *memEntry) record() Record {
-	r := Record{Key: e.key, Fingerprint: e.fingerprint, Token: e.token}
+	r := e.view(e.done)
 	if e.done {
-		r.State, r.Response, r.ExpiresAt = Done, e.response, e.deadline
+		r.ExpiresAt = e.deadline
 	} else {
-		r.State, r.LockedUntil = InProgress, e.deadline
+		r.LockedUntil = e.deadline
 	}
 	return r
 }
@@ -165,16 +177,6 @@ type memClaim struct {
 	e        *memEntry
 	deadline time.Time
 	done     bool
-}
-
-// live returns the live record that c found, without its deadlines; its
-// slices share the entry's bytes.
-func (c *memClaim) live() Record {
-	r := Record{Key: c.e.key, Fingerprint: c.e.fingerprint, Token: c.e.token}
-	if c.done {
-		r.State, r.Response = Done, c.e.response
-	}
-	return r
 }
 
 // claimAt is Claim at the time now, read from the store's clock, for a
