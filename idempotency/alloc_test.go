@@ -61,6 +61,12 @@ func TestAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(500, func() { _, _ = first.Do(ctx, next(), fp, fn) }); n != 2 {
 		t.Errorf("Guard.Do first call: %v allocs, want 2", n)
 	}
+	// A caller's context that can end (a request's) costs nothing more.
+	cancellable, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if n := testing.AllocsPerRun(500, func() { _, _ = first.Do(cancellable, next(), fp, fn) }); n != 2 {
+		t.Errorf("Guard.Do first call with a cancellable context: %v allocs, want 2", n)
+	}
 	longOut := make([]byte, 58) // recorded in 65 bytes, after 39 of fingerprint
 	long := func(context.Context) ([]byte, error) { return longOut, nil }
 	if n := testing.AllocsPerRun(500, func() { _, _ = first.Do(ctx, next(), fp, long) }); n != 3 {

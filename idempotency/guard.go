@@ -385,11 +385,6 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
 	token := l.token
 	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.deadline}
-	// The store calls below must happen even if the caller has left.
-	bg := ctx
-	if ctx.Done() != nil {
-		bg = context.WithoutCancel(ctx)
-	}
 	// The store decides whether the claim is still ours: the token makes
 	// a Complete or Release of a claim taken over since fail and change
 	// nothing, whatever the Guard's clock says.
@@ -397,14 +392,14 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 	defer func() {
 		fctx.end()
 		if !returned { // fn panicked or called runtime.Goexit
-			_ = g.store.Release(bg, key, token)
+			_ = g.store.Release(detached(ctx), key, token)
 		}
 	}()
 	out, err = fn(fctx)
 	returned = true
 
 	if err != nil && (isRetryable(err) || fctx.ended()) {
-		if rerr := g.store.Release(bg, key, token); rerr != nil {
+		if rerr := g.store.Release(detached(ctx), key, token); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("idempotency: releasing %q: %w", key, rerr))
 		}
 		return nil, err
@@ -425,7 +420,7 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 	} else {
 		buf := outcomeBuffers.Get().(*[]byte)
 		*buf = appendOutcome((*buf)[:0], out, err, g.code(err))
-		cerr = g.store.Complete(bg, key, token, *buf, g.retain)
+		cerr = g.store.Complete(detached(ctx), key, token, *buf, g.retain)
 		if cap(*buf) <= maxPooledOutcome {
 			outcomeBuffers.Put(buf)
 		}
@@ -439,6 +434,16 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 		err = errors.Join(err, cerr)
 	}
 	return out, err
+}
+
+// detached returns ctx without its cancellation, for the store calls
+// that must happen even if the caller has left. It is made where a call
+// needs it: a first call that a MemStore records makes none.
+func detached(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // outcomeBuffers holds the buffers outcomes are encoded in for Complete,
