@@ -193,10 +193,11 @@ func (o *observation) observe(out []byte, err error) {
 	}
 }
 
-// TestDirectPathConcurrent runs Guards that share a MemStore and its
-// clock, which moves meanwhile, from many goroutines over a few keys:
-// replays read entries without the shard's lock while others claim,
-// complete, lapse and evict them. Every result returned must be the one
+// TestDirectPathConcurrent runs a Guard over a MemStore that shares its
+// clock, which moves meanwhile, from many goroutines over a few keys,
+// with other processes' claims and reads of the records: replays read
+// entries without the shard's lock while others claim, complete, lapse,
+// copy and evict them. Every result returned must be the one
 // recorded under a token that the store granted for its key.
 func TestDirectPathConcurrent(t *testing.T) {
 	seed := rand.Uint64()
@@ -216,6 +217,13 @@ func TestDirectPathConcurrent(t *testing.T) {
 					clk.Advance(time.Duration(r.IntN(20)) * time.Second)
 				}
 				key := keys[r.IntN(len(keys))]
+				if r.IntN(10) == 0 { // another process reads the record, or claims the key and leaves it
+					if _, _, err := s.Claim(context.Background(), key, []byte("fp"), time.Minute); err != nil {
+						t.Errorf("Claim(%q): %v", key, err)
+						return
+					}
+					continue
+				}
 				out, err := g.Do(context.Background(), key, []byte("fp"), func(ctx context.Context) ([]byte, error) {
 					token, _ := FencingToken(ctx)
 					mu.Lock()
