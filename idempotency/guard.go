@@ -325,32 +325,21 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	k, now := g.mem.key(key), g.mem.now()
-	if e := g.mem.done(k, now); e != nil { // a replay, read without a lock
-		return g.replayMem(key, fingerprint, e, true)
-	}
-	c, err := g.mem.claimAt(k, fingerprint, now, g.lock, nil)
+	c, err := g.mem.claimAt(key, fingerprint, g.mem.now(), g.lock, nil)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:
-		return g.replayMem(key, fingerprint, c.e, c.done)
+		live := c.e.view(c.done)
+		out, err := g.replay(key, fingerprint, &live)
+		if out == nil {
+			return nil, err
+		}
+		copied := make([]byte, len(out)) // out shares the record's bytes
+		copy(copied, out)
+		return copied, err
 	}
 	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
-}
-
-// replayMem answers a call for key with fingerprint from e, the key's
-// live entry in a MemStore, done or not as read under the shard's lock
-// or, if done, without it.
-func (g *Guard) replayMem(key string, fingerprint []byte, e *memEntry, done bool) ([]byte, error) {
-	live := e.view(done)
-	out, err := g.replay(key, fingerprint, &live)
-	if out == nil {
-		return nil, err
-	}
-	copied := make([]byte, len(out)) // out shares the record's bytes
-	copy(copied, out)
-	return copied, err
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live

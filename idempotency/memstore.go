@@ -15,12 +15,8 @@ import (
 	"github.com/distkit/distkit/internal/minheap"
 )
 
-// memShards is the number of independently locked shards of a MemStore:
-// the low memShardBits bits of a key's hash pick its shard.
-const (
-	memShardBits = 5
-	memShards    = 1 << memShardBits
-)
+// memShards is the number of independently locked shards of a MemStore.
+const memShards = 32
 
 // MemStore is an in-memory [Store] for a single process: tests, and
 // services that run one instance. It is sharded by key so that claims on
@@ -83,31 +79,27 @@ type MemStore struct {
 
 var _ Store = (*MemStore)(nil)
 
-// memShard is one shard of a MemStore, a cache line of its own: shards
-// are locked by different cores.
 type memShard struct {
 	mu    sync.Mutex
-	index atomic.Pointer[memIndex] // written with mu held; replays read it without
+	m     map[string]*memEntry
 	q     minheap.Heap[expiryItem]
-	stale int          // items in q known to be stale
-	used  int          // slots of index holding an entry or a tombstone
-	n     atomic.Int64 // the records in index; written with mu held
+	stale int           // items in q known to be stale
+	n     atomic.Int64  // without MaxKeys: the records in m; written with mu held
+	_     [64 - 56]byte // pad to a cache line: shards are locked by different cores
 }
 
 // memEntry is the record of one key. key, fingerprint and token never
-// change; response, deadline and due are set before done turns true and
-// never written again after; done, deadline, due and gone change with
-// the shard's lock held. A done entry may thus be read without the lock,
-// through done and due, as a replay does.
+// change; response is set once, when done turns true, and never written
+// again; done, deadline, due and gone change with the shard's lock held.
 type memEntry struct {
 	key         string
 	fingerprint []byte
 	response    []byte    // once done: the bytes of Complete
 	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
 	token       uint64
-	due         atomic.Int64 // deadline on the store's timeline (see instant): the heap's order
-	done        atomic.Bool
-	gone        bool     // released or evicted: no longer in the shard's index
+	due         int64 // deadline on the store's timeline (see instant): the heap's order
+	done        bool
+	gone        bool     // released or evicted: no longer in the shard's map
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
 }
 
@@ -140,9 +132,8 @@ func (e *memEntry) view(done bool) Record {
 // record returns the entry as a Record whose slices share its bytes;
 // the shard's lock is held.
 func (e *memEntry) record() Record {
-	done := e.done.Load()
-	r := e.view(done)
-	if done {
+	r := e.view(e.done)
+	if e.done {
 		r.ExpiresAt = e.deadline
 	} else {
 		r.LockedUntil = e.deadline
@@ -170,7 +161,7 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	var live Record
-	c, err := s.claimAt(s.key(key), fingerprint, s.now(), lock, &live)
+	c, err := s.claimAt(key, fingerprint, s.now(), lock, &live)
 	if err != nil || c.token != 0 {
 		return c.token, nil, err
 	}
@@ -190,79 +181,48 @@ type memClaim struct {
 	done     bool
 }
 
-// memKey is a key and its hash, whose low bits pick its shard and whose
-// high bits its place in the shard's index.
-type memKey struct {
-	s    string
-	hash uint64
-}
-
-func (s *MemStore) key(key string) memKey {
-	s.init.Do(s.setup)
-	return memKey{key, maphash.String(s.seed, key)}
-}
-
-func (s *MemStore) shard(k memKey) *memShard { return &s.shards[k.hash%memShards] }
-
-// done returns k's record if it is done and live at now, reading the
-// shard's index and the entry without the shard's lock, or nil. A nil
-// says nothing: the record may be in progress, absent, or just done.
-func (s *MemStore) done(k memKey, now instant) *memEntry {
-	index := s.shard(k).index.Load()
-	if index == nil {
-		return nil
-	}
-	e := index.find(k)
-	if e == nil || !e.done.Load() || e.due.Load() <= now.ns {
-		return nil
-	}
-	return e
-}
-
 // claimAt is Claim at the time now, read from the store's clock, for a
 // positive lock. If key is live and snap is not nil, *snap is set to its
 // record, sharing its bytes.
-func (s *MemStore) claimAt(k memKey, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
-	sh := s.shard(k)
-	c, err := s.claimIn(sh, k, fingerprint, now, lock, snap)
+func (s *MemStore) claimAt(key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+	sh := s.shard(key)
+	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
 		for i := range s.shards {
 			s.sweep(&s.shards[i], now.ns)
 		}
-		c, err = s.claimIn(sh, k, fingerprint, now, lock, snap)
+		c, err = s.claimIn(sh, key, fingerprint, now, lock, snap)
 	}
 	return c, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, k memKey, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now.ns)
-	if e := sh.index.Load().find(k); e != nil { // every expired record was just swept
+	if e, ok := sh.m[key]; ok { // every expired record was just swept
 		if snap != nil {
 			*snap = e.record()
 		}
-		return memClaim{e: e, done: e.done.Load()}, nil
+		return memClaim{e: e, done: e.done}, nil
 	}
-	if !s.reserve() {
+	if !s.reserve(sh) {
 		return memClaim{}, ErrFull
 	}
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
 	token := s.tokens.Add(1)
-	e := &memEntry{key: k.s, token: token}
-	var due int64
-	e.deadline, due = s.after(now, lock)
-	e.due.Store(due)
+	e := &memEntry{key: key, token: token}
+	e.deadline, e.due = s.after(now, lock)
 	if n := len(fingerprint); n <= len(e.buf) {
 		e.fingerprint = e.buf[:n:n]
 		copy(e.fingerprint, fingerprint)
 	} else {
 		e.fingerprint = bytes.Clone(fingerprint)
 	}
-	s.insert(sh, k, e)
-	sh.q.Push(expiryItem{due, e})
+	sh.m[key] = e
+	sh.q.Push(expiryItem{e.due, e})
 	return memClaim{token: token, sh: sh, e: e, deadline: e.deadline}, nil
 }
 
@@ -290,8 +250,8 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, now insta
 	c.sh.mu.Lock()
 	defer c.sh.mu.Unlock()
 	s.sweepLocked(c.sh, now.ns)
-	// An entry leaves the index for good (gone) or stays with its token.
-	if c.e.gone || c.e.done.Load() {
+	// An entry leaves the map for good (gone) or stays with its token.
+	if c.e.gone || c.e.done {
 		return notClaimed(key, c.token)
 	}
 	s.complete(c.sh, c.e, response, now, retain)
@@ -299,15 +259,12 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, now insta
 }
 
 // complete turns e, a live claim, into a Done record holding response,
-// which is not nil and never written again; sh.mu is held. done turns
-// true last, for the replays that read e without the lock.
+// which is not nil and never written again; sh.mu is held.
 func (s *MemStore) complete(sh *memShard, e *memEntry, response []byte, now instant, retain time.Duration) {
+	e.done = true
 	e.response = response
-	var due int64
-	e.deadline, due = s.after(now, retain)
-	e.due.Store(due)
-	e.done.Store(true)
-	sh.q.Push(expiryItem{due, e})
+	e.deadline, e.due = s.after(now, retain)
+	sh.q.Push(expiryItem{e.due, e})
 	sh.dropped() // the claim's item
 }
 
@@ -328,6 +285,9 @@ func (s *MemStore) Release(ctx context.Context, key string, token uint64) error 
 // Len returns the number of records the store holds, counting expired
 // records that have not been evicted yet.
 func (s *MemStore) Len() int {
+	if s.MaxKeys > 0 {
+		return int(s.n.Load())
+	}
 	n := int64(0)
 	for i := range s.shards {
 		n += s.shards[i].n.Load()
@@ -342,24 +302,24 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 		return err
 	}
 	now := s.now()
-	k := s.key(key)
-	sh := s.shard(k)
+	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now.ns)
-	e := sh.index.Load().find(k)
-	if e == nil || e.done.Load() || e.token != token {
+	e, ok := sh.m[key]
+	if !ok || e.done || e.token != token {
 		return notClaimed(key, token)
 	}
 	fn(sh, e, now)
 	return nil
 }
 
-// reserve counts one more record against MaxKeys, unless the store is
-// at MaxKeys. Without MaxKeys, records are counted by shard alone, so
-// that claims on different shards share no counter but the tokens.
-func (s *MemStore) reserve() bool {
+// reserve counts one more record in sh, unless the store is at MaxKeys;
+// sh.mu is held. Without MaxKeys, records are counted by shard, so that
+// claims on different shards share no counter but the tokens.
+func (s *MemStore) reserve(sh *memShard) bool {
 	if s.MaxKeys <= 0 {
+		sh.n.Add(1)
 		return true
 	}
 	for {
@@ -373,45 +333,15 @@ func (s *MemStore) reserve() bool {
 	}
 }
 
-// insert adds e, a new entry for k, to sh's index; sh.mu is held and k
-// is not in the index.
-func (s *MemStore) insert(sh *memShard, k memKey, e *memEntry) {
-	index := sh.index.Load()
-	if (sh.used+1)*2 > len(index.slots) { // grow, or clear out tombstones
-		index = s.rebuild(index, int(sh.n.Load())+1)
-		sh.index.Store(index)
-		sh.used = int(sh.n.Load())
-	}
-	if index.add(k, e) {
-		sh.used++
-	}
-	sh.n.Add(1)
-}
-
 // remove takes e out of sh and counts one record less; sh.mu is held.
 func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	e.gone = true
-	sh.index.Load().remove(s.key(e.key), e)
-	sh.n.Add(-1)
-	if s.MaxKeys > 0 {
+	delete(sh.m, e.key)
+	if s.MaxKeys <= 0 {
+		sh.n.Add(-1)
+	} else {
 		s.n.Add(-1)
 	}
-}
-
-// rebuild returns a new index holding the entries of index, with room
-// for n entries at most a quarter full.
-func (s *MemStore) rebuild(index *memIndex, n int) *memIndex {
-	size := 8
-	for size < 4*n {
-		size *= 2
-	}
-	fresh := &memIndex{slots: make([]atomic.Pointer[memEntry], size)}
-	for i := range index.slots {
-		if e := index.slots[i].Load(); e != nil && e != tombstone {
-			fresh.add(s.key(e.key), e)
-		}
-	}
-	return fresh
 }
 
 func (s *MemStore) sweep(sh *memShard, now int64) {
@@ -425,7 +355,7 @@ func (s *MemStore) sweep(sh *memShard, now int64) {
 func (s *MemStore) sweepLocked(sh *memShard, now int64) {
 	for len(sh.q) > 0 && sh.q[0].due <= now {
 		it := sh.q.Pop()
-		if it.e.gone || it.e.due.Load() != it.due {
+		if it.e.gone || it.e.due != it.due {
 			sh.stale = max(sh.stale-1, 0)
 			continue
 		}
@@ -433,75 +363,21 @@ func (s *MemStore) sweepLocked(sh *memShard, now int64) {
 	}
 }
 
+func (s *MemStore) shard(key string) *memShard {
+	s.init.Do(s.setup)
+	return &s.shards[maphash.String(s.seed, key)%memShards]
+}
+
 func (s *MemStore) setup() {
 	s.seed = maphash.MakeSeed()
 	for i := range s.shards {
-		s.shards[i].index.Store(&memIndex{slots: make([]atomic.Pointer[memEntry], 8)})
+		s.shards[i].m = make(map[string]*memEntry)
 	}
 	switch s.Clock.(type) {
 	case nil, clock.System:
 		s.system = true
 	}
 	s.base = time.Now()
-}
-
-// memIndex is a shard's index of its entries: an open-addressing hash
-// table with linear probing, whose slots hold an entry, a tombstone (an
-// entry removed) or nothing. It is written with the shard's lock held
-// and read without it: a slot is only ever filled, turned into a
-// tombstone, or refilled, never emptied, and it is at most half full, so
-// that a search always ends at an empty slot and finds every entry that
-// was in the index throughout it. A full or tomb-laden index is not
-// changed but replaced (rebuild), so a search that started on the old
-// one ends as well, and finds what it would have found when it began or
-// an entry that is gone since.
-type memIndex struct {
-	slots []atomic.Pointer[memEntry]
-}
-
-// tombstone marks a slot whose entry was removed. It is never written.
-var tombstone = new(memEntry)
-
-// find returns k's entry, or nil.
-func (index *memIndex) find(k memKey) *memEntry {
-	mask := uint64(len(index.slots) - 1)
-	for i := (k.hash >> memShardBits) & mask; ; i = (i + 1) & mask {
-		e := index.slots[i].Load()
-		if e == nil {
-			return nil
-		}
-		if e != tombstone && e.key == k.s {
-			return e
-		}
-	}
-}
-
-// add puts e, the entry of k, which is not in index, in the first free
-// slot of its probe sequence, and reports whether that slot was empty
-// (rather than a tombstone).
-func (index *memIndex) add(k memKey, e *memEntry) bool {
-	mask := uint64(len(index.slots) - 1)
-	for i := (k.hash >> memShardBits) & mask; ; i = (i + 1) & mask {
-		switch old := index.slots[i].Load(); old {
-		case nil, tombstone:
-			index.slots[i].Store(e)
-			return old == nil
-		}
-	}
-}
-
-// remove turns the slot of e, the entry of k, into a tombstone.
-func (index *memIndex) remove(k memKey, e *memEntry) {
-	mask := uint64(len(index.slots) - 1)
-	for i := (k.hash >> memShardBits) & mask; ; i = (i + 1) & mask {
-		switch index.slots[i].Load() {
-		case e:
-			index.slots[i].Store(tombstone)
-			return
-		case nil:
-			panic("idempotency: removing an entry that is not in its shard's index")
-		}
-	}
 }
 
 // now reads the store's clock. The system clock is read as the monotonic
@@ -600,7 +476,7 @@ func (sh *memShard) dropped() {
 	}
 	live := sh.q[:0]
 	for _, it := range sh.q {
-		if !it.e.gone && it.e.due.Load() == it.due {
+		if !it.e.gone && it.e.due == it.due {
 			live = append(live, it)
 		}
 	}
