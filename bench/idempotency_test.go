@@ -123,6 +123,13 @@ func newIdemKeys(prefix string, n int) *idemKeys {
 	return p
 }
 
+// cursor returns a pool over p's keys that starts at key i.
+func (p *idemKeys) cursor(i int) *idemKeys {
+	c := &idemKeys{keys: p.keys}
+	c.n.Store(int64(i))
+	return c
+}
+
 func (p *idemKeys) next(expire func([]string)) string {
 	i := int(p.n.Add(1)-1) % len(p.keys)
 	if i == 0 {
@@ -213,21 +220,50 @@ func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 	}
 }
 
-// BenchmarkIdempotencyReplayParallel is a retry of a finished call, from
-// GOMAXPROCS goroutines over 1024 keys.
+// finishedKeys returns a pool of 1024 keys whose calls impl has finished.
+func finishedKeys(b *testing.B, impl idemImpl) *idemKeys {
+	keys := newIdemKeys("", 1024)
+	for range keys.keys {
+		if _, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return keys
+}
+
+// BenchmarkIdempotencyReplay is a retry of a finished call, over 1024
+// keys, from one goroutine.
+func BenchmarkIdempotencyReplay(b *testing.B) {
+	for _, impl := range idemImpls(false) {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			keys := finishedKeys(b, impl)
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				out, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn)
+				if err != nil || len(out) == 0 {
+					b.Fatalf("replay returned %q, %v", out, err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkIdempotencyReplayParallel is BenchmarkIdempotencyReplay from
+// GOMAXPROCS goroutines.
 func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 	for _, impl := range idemImpls(false) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			keys := newIdemKeys("", 1024)
-			for range keys.keys {
-				if _, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn); err != nil {
-					b.Fatal(err)
-				}
-			}
+			keys := finishedKeys(b, impl)
+			var goroutines atomic.Int64
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
 			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
+				// Each goroutine has its own cursor over the keys, so that
+				// the goroutines contend on the store alone.
+				keys := keys.cursor(int(goroutines.Add(1)-1) * 509)
 				for pb.Next() {
 					out, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn)
 					if err != nil || len(out) == 0 {

@@ -304,7 +304,7 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	if g.mem != nil {
 		return g.executeMem(ctx, key, fingerprint, fn)
 	}
-	start := g.clock.Now()
+	deadline := g.clock.Now().Add(g.lock)
 	token, rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
 	switch {
 	case err != nil:
@@ -314,7 +314,7 @@ func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	case token == 0:
 		return nil, fmt.Errorf("%w: the store granted %q under token 0", ErrCorrupt, key)
 	}
-	return g.run(ctx, key, lease{token: token, start: start}, fn)
+	return g.run(ctx, key, lease{token: token, deadline: deadline}, fn)
 }
 
 // executeMem is execute over a MemStore on the Guard's clock: the store
@@ -325,16 +325,21 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	start := g.mem.now()
-	c, err := g.mem.claimAt(key, fingerprint, start, g.lock)
+	c, err := g.mem.claimAt(key, fingerprint, g.mem.now(), g.lock, nil)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
-	case c.e == nil:
-		out, err := g.replay(key, fingerprint, &c.live)
-		return bytes.Clone(out), err // out shares the record's bytes
+	case c.token == 0:
+		live := c.e.view(c.done)
+		out, err := g.replay(key, fingerprint, &live)
+		if out == nil {
+			return nil, err
+		}
+		copied := make([]byte, len(out)) // out shares the record's bytes
+		copy(copied, out)
+		return copied, err
 	}
-	return g.run(ctx, key, lease{token: c.token, start: start, mem: c}, fn)
+	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live
@@ -365,12 +370,13 @@ func (g *Guard) replay(key string, fingerprint []byte, rec *Record) ([]byte, err
 }
 
 // lease is a claim the Guard holds: its token, the time by the Guard's
-// clock before it was taken, and, over a MemStore on the Guard's clock,
-// the store's handle on it.
+// clock when it lapses (Lock after a reading taken before it was
+// granted), and, over a MemStore on the Guard's clock, the store's
+// handle on it.
 type lease struct {
-	token uint64
-	start time.Time
-	mem   memClaim
+	token    uint64
+	deadline time.Time
+	mem      memClaim
 }
 
 // run executes fn on the claim l of key and records or releases the
@@ -378,12 +384,7 @@ type lease struct {
 func (g *Guard) run(ctx context.Context, key string, l lease,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
 	token := l.token
-	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.start.Add(g.lock)}
-	// The store calls below must happen even if the caller has left.
-	bg := ctx
-	if ctx.Done() != nil {
-		bg = context.WithoutCancel(ctx)
-	}
+	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.deadline}
 	// The store decides whether the claim is still ours: the token makes
 	// a Complete or Release of a claim taken over since fail and change
 	// nothing, whatever the Guard's clock says.
@@ -391,31 +392,35 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 	defer func() {
 		fctx.end()
 		if !returned { // fn panicked or called runtime.Goexit
-			_ = g.store.Release(bg, key, token)
+			_ = g.store.Release(detached(ctx), key, token)
 		}
 	}()
 	out, err = fn(fctx)
 	returned = true
 
 	if err != nil && (isRetryable(err) || fctx.ended()) {
-		if rerr := g.store.Release(bg, key, token); rerr != nil {
+		if rerr := g.store.Release(detached(ctx), key, token); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("idempotency: releasing %q: %w", key, rerr))
 		}
 		return nil, err
 	}
 	var cerr error
 	if l.mem.e != nil {
-		// The store keeps the buffer: it is encoded in one of its own.
-		capacity := 0 // an error's: grown as it is encoded
+		// The store keeps the buffer: it is encoded in one of its own,
+		// in the claim's entry when it fits.
+		var rec []byte
 		if err == nil {
-			capacity = 7 + len(out) // two bytes and a bin header of at most five
+			size := 7 + len(out) // two bytes and a bin header of at most five
+			if rec = l.mem.e.spare(size); rec == nil {
+				rec = make([]byte, 0, size)
+			}
 		}
-		rec := appendOutcome(make([]byte, 0, capacity), out, err, g.code(err))
+		rec = appendOutcome(rec, out, err, g.code(err)) // an error's is grown as it is encoded
 		cerr = g.mem.completeAt(l.mem, key, rec, g.mem.now(), g.retain)
 	} else {
 		buf := outcomeBuffers.Get().(*[]byte)
 		*buf = appendOutcome((*buf)[:0], out, err, g.code(err))
-		cerr = g.store.Complete(bg, key, token, *buf, g.retain)
+		cerr = g.store.Complete(detached(ctx), key, token, *buf, g.retain)
 		if cap(*buf) <= maxPooledOutcome {
 			outcomeBuffers.Put(buf)
 		}
@@ -429,6 +434,16 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 		err = errors.Join(err, cerr)
 	}
 	return out, err
+}
+
+// detached returns ctx without its cancellation, for the store calls
+// that must happen even if the caller has left. It is made where a call
+// needs it: a first call that a MemStore records makes none.
+func detached(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // outcomeBuffers holds the buffers outcomes are encoded in for Complete,

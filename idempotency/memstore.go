@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/distkit/distkit/internal/minheap"
 	"hash/maphash"
+	"math"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/minheap"
 )
 
 // memShards is the number of independently locked shards of a MemStore.
@@ -37,8 +38,13 @@ const memShards = 32
 //
 // A [Guard] over a MemStore on the Guard's own clock (the same
 // clock.Clock value, or both the system clock) reads the clock once per
-// step and lends it to the store, and answers a replay from the record
-// in place instead of a copy; other Guards use the Store methods.
+// step and lends it to the store, answers a replay from the record in
+// place instead of a copy, and records a result that fits beside the
+// fingerprint (96 bytes for both, in their recorded form: a SHA-256
+// fingerprint and a result of up to 57 bytes) in the claim's own entry;
+// other Guards use the Store methods. Either way the store behaves the
+// same. A deadline beyond what the store's timeline can count (a
+// duration of centuries) is kept as the last instant it can.
 //
 // The zero value is an empty, unbounded store on the system clock, ready
 // to use. Set Clock and MaxKeys before first use and not after. MemStore
@@ -53,11 +59,21 @@ type MemStore struct {
 	// are. Zero or negative means no bound.
 	MaxKeys int
 
+	// Read by every call.
 	init   sync.Once
 	seed   maphash.Seed
-	base   time.Time     // when the system clock is read: see now
-	n      atomic.Int64  // records held across all shards
+	system bool      // Clock is nil or clock.System: see now
+	base   time.Time // when the system clock is read: see now
+
+	// Written by every claim: kept off the cache lines of the fields
+	// above, which would otherwise move between cores with them, and of
+	// the shards, which start on a cache line of their own (a MemStore
+	// fills its size class, 2304 bytes, whose objects start on one).
+	_      [64]byte
 	tokens atomic.Uint64 // the last fencing token granted
+	n      atomic.Int64  // with MaxKeys: records held across all shards
+	_      [96]byte
+
 	shards [memShards]memShard
 }
 
@@ -68,14 +84,69 @@ type memShard struct {
 	m     map[string]*memEntry
 	q     minheap.Heap[expiryItem]
 	stale int           // items in q known to be stale
-	_     [64 - 48]byte // pad to a cache line: shards are locked by different cores
+	n     atomic.Int64  // without MaxKeys: the records in m; written with mu held
+	_     [64 - 56]byte // pad to a cache line: shards are locked by different cores
 }
 
+// memEntry is the record of one key. key, fingerprint and token never
+// change; response is set once, when done turns true, and never written
+// again; done, deadline, due and gone change with the shard's lock held.
 type memEntry struct {
-	rec  Record
-	due  int64    // rec's deadline in Unix nanoseconds
-	gone bool     // released or evicted: no longer in the shard's map
-	fp   [64]byte // rec.Fingerprint when it fits (a SHA-512 sum does), saving an allocation
+	key         string
+	fingerprint []byte
+	response    []byte    // once done: the bytes of Complete
+	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
+	token       uint64
+	due         int64 // deadline on the store's timeline (see instant): the heap's order
+	done        bool
+	gone        bool     // released or evicted: no longer in the shard's map
+	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
+}
+
+// spare returns room for a response of up to n bytes in the entry's
+// buffer, after the fingerprint, or nil if it does not fit: a SHA-256
+// fingerprint and a result of up to 57 bytes (as a Guard records it)
+// make one allocation. Only the claimant, which alone knows the entry,
+// writes there, once, before it passes the bytes to completeAt; nothing
+// reads them before that.
+func (e *memEntry) spare(n int) []byte {
+	used := len(e.fingerprint)
+	if used+n > len(e.buf) {
+		return nil
+	}
+	return e.buf[used : used : used+n]
+}
+
+// view returns the entry as a Record in the state done, without its
+// deadline, whose slices share the entry's bytes. Without the shard's
+// lock, done must be the state read under it, since a response is only
+// read once done.
+func (e *memEntry) view(done bool) Record {
+	r := Record{Key: e.key, Fingerprint: e.fingerprint, State: InProgress, Token: e.token}
+	if done {
+		r.State, r.Response = Done, e.response
+	}
+	return r
+}
+
+// record returns the entry as a Record whose slices share its bytes;
+// the shard's lock is held.
+func (e *memEntry) record() Record {
+	r := e.view(e.done)
+	if e.done {
+		r.ExpiresAt = e.deadline
+	} else {
+		r.LockedUntil = e.deadline
+	}
+	return r
+}
+
+// instant is a reading of the store's clock. ns is on the store's
+// timeline: nanoseconds since s.base on the system clock, Unix
+// nanoseconds on any other; t is the reading itself on any other.
+type instant struct {
+	ns int64
+	t  time.Time
 }
 
 // Claim implements [Store.Claim]. Tokens count up from 1 across the
@@ -89,68 +160,70 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 	if lock <= 0 {
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
-	c, err := s.claimAt(key, fingerprint, s.now(), lock)
-	if err != nil || c.e != nil {
+	var live Record
+	c, err := s.claimAt(key, fingerprint, s.now(), lock, &live)
+	if err != nil || c.token != 0 {
 		return c.token, nil, err
 	}
-	return 0, c.live.clone(), nil
+	return 0, live.clone(), nil
 }
 
-// memClaim is the outcome of a claimAt: either a new claim (token and
-// its shard and entry, for completeAt) or the live record, a shallow
-// copy whose slices share the entry's bytes. Those bytes are never
-// written again once the entry holds them, so the copy may be read
-// without the shard's lock, but not written.
+// memClaim is the outcome of a claimAt: the key's entry e, and either a
+// new claim on it (token, its shard, and the claim's LockedUntil, for
+// completeAt) or, with token 0, whether the live record was done. The
+// entry's key, fingerprint and, once done, response are never written
+// again, so they may be read without the shard's lock, but not written.
 type memClaim struct {
-	token uint64
-	sh    *memShard
-	e     *memEntry
-	live  Record
+	token    uint64
+	sh       *memShard
+	e        *memEntry
+	deadline time.Time
+	done     bool
 }
 
 // claimAt is Claim at the time now, read from the store's clock, for a
-// positive lock.
-func (s *MemStore) claimAt(key string, fingerprint []byte, now time.Time, lock time.Duration) (memClaim, error) {
+// positive lock. If key is live and snap is not nil, *snap is set to its
+// record, sharing its bytes.
+func (s *MemStore) claimAt(key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh := s.shard(key)
-	c, err := s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
 		for i := range s.shards {
-			s.sweep(&s.shards[i], now)
+			s.sweep(&s.shards[i], now.ns)
 		}
-		c, err = s.claimIn(sh, key, fingerprint, now, now.Add(lock))
+		c, err = s.claimIn(sh, key, fingerprint, now, lock, snap)
 	}
 	return c, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now, until time.Time) (memClaim, error) {
+func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s.sweepLocked(sh, now)
+	s.sweepLocked(sh, now.ns)
 	if e, ok := sh.m[key]; ok { // every expired record was just swept
-		return memClaim{live: e.rec}, nil
+		if snap != nil {
+			*snap = e.record()
+		}
+		return memClaim{e: e, done: e.done}, nil
 	}
-	if !s.reserve() {
+	if !s.reserve(sh) {
 		return memClaim{}, ErrFull
 	}
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
 	token := s.tokens.Add(1)
-	e := &memEntry{rec: Record{
-		Key:         key,
-		State:       InProgress,
-		LockedUntil: until,
-		Token:       token,
-	}, due: until.UnixNano()}
-	if n := len(fingerprint); n <= len(e.fp) {
-		e.rec.Fingerprint = e.fp[:n:n]
-		copy(e.rec.Fingerprint, fingerprint)
+	e := &memEntry{key: key, token: token}
+	e.deadline, e.due = s.after(now, lock)
+	if n := len(fingerprint); n <= len(e.buf) {
+		e.fingerprint = e.buf[:n:n]
+		copy(e.fingerprint, fingerprint)
 	} else {
-		e.rec.Fingerprint = bytes.Clone(fingerprint)
+		e.fingerprint = bytes.Clone(fingerprint)
 	}
 	sh.m[key] = e
 	sh.q.Push(expiryItem{e.due, e})
-	return memClaim{token: token, sh: sh, e: e}, nil
+	return memClaim{token: token, sh: sh, e: e, deadline: e.deadline}, nil
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
@@ -160,12 +233,12 @@ func (s *MemStore) Complete(ctx context.Context, key string, token uint64, respo
 	if retain <= 0 {
 		return fmt.Errorf("idempotency: Complete with non-positive retain %v", retain)
 	}
-	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, now time.Time) {
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, now instant) {
 		kept := bytes.Clone(response)
 		if kept == nil {
 			kept = []byte{}
 		}
-		complete(sh, e, kept, now, retain)
+		s.complete(sh, e, kept, now, retain)
 	})
 }
 
@@ -173,25 +246,24 @@ func (s *MemStore) Complete(ctx context.Context, key string, token uint64, respo
 // of the claim c that claimAt made, for a positive retain. The store
 // keeps response itself, not a copy: the caller must not write to it
 // again.
-func (s *MemStore) completeAt(c memClaim, key string, response []byte, now time.Time, retain time.Duration) error {
+func (s *MemStore) completeAt(c memClaim, key string, response []byte, now instant, retain time.Duration) error {
 	c.sh.mu.Lock()
 	defer c.sh.mu.Unlock()
-	s.sweepLocked(c.sh, now)
+	s.sweepLocked(c.sh, now.ns)
 	// An entry leaves the map for good (gone) or stays with its token.
-	if c.e.gone || c.e.rec.State != InProgress {
+	if c.e.gone || c.e.done {
 		return notClaimed(key, c.token)
 	}
-	complete(c.sh, c.e, response, now, retain)
+	s.complete(c.sh, c.e, response, now, retain)
 	return nil
 }
 
 // complete turns e, a live claim, into a Done record holding response,
 // which is not nil and never written again; sh.mu is held.
-func complete(sh *memShard, e *memEntry, response []byte, now time.Time, retain time.Duration) {
-	e.rec.State = Done
-	e.rec.Response = response
-	e.rec.ExpiresAt = now.Add(retain)
-	e.due = e.rec.ExpiresAt.UnixNano()
+func (s *MemStore) complete(sh *memShard, e *memEntry, response []byte, now instant, retain time.Duration) {
+	e.done = true
+	e.response = response
+	e.deadline, e.due = s.after(now, retain)
 	sh.q.Push(expiryItem{e.due, e})
 	sh.dropped() // the claim's item
 }
@@ -204,21 +276,28 @@ func notClaimed(key string, token uint64) error {
 // ErrNotClaimed if key has no live in-progress claim under token, and
 // ctx.Err() if ctx is done.
 func (s *MemStore) Release(ctx context.Context, key string, token uint64) error {
-	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ time.Time) {
-		e.gone = true
+	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ instant) {
 		sh.dropped() // its item
-		delete(sh.m, key)
-		s.n.Add(-1)
+		s.remove(sh, e)
 	})
 }
 
 // Len returns the number of records the store holds, counting expired
 // records that have not been evicted yet.
-func (s *MemStore) Len() int { return int(s.n.Load()) }
+func (s *MemStore) Len() int {
+	if s.MaxKeys > 0 {
+		return int(s.n.Load())
+	}
+	n := int64(0)
+	for i := range s.shards {
+		n += s.shards[i].n.Load()
+	}
+	return int(n)
+}
 
 // onClaim runs fn, with key's shard locked, on key's live in-progress
 // entry claimed under token, or returns ErrNotClaimed.
-func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn func(sh *memShard, e *memEntry, now time.Time)) error {
+func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn func(sh *memShard, e *memEntry, now instant)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -226,19 +305,21 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s.sweepLocked(sh, now)
+	s.sweepLocked(sh, now.ns)
 	e, ok := sh.m[key]
-	if !ok || e.rec.State != InProgress || e.rec.Token != token {
+	if !ok || e.done || e.token != token {
 		return notClaimed(key, token)
 	}
 	fn(sh, e, now)
 	return nil
 }
 
-// reserve counts one more record, unless the store is at MaxKeys.
-func (s *MemStore) reserve() bool {
+// reserve counts one more record in sh, unless the store is at MaxKeys;
+// sh.mu is held. Without MaxKeys, records are counted by shard, so that
+// claims on different shards share no counter but the tokens.
+func (s *MemStore) reserve(sh *memShard) bool {
 	if s.MaxKeys <= 0 {
-		s.n.Add(1)
+		sh.n.Add(1)
 		return true
 	}
 	for {
@@ -252,25 +333,33 @@ func (s *MemStore) reserve() bool {
 	}
 }
 
-func (s *MemStore) sweep(sh *memShard, now time.Time) {
+// remove takes e out of sh and counts one record less; sh.mu is held.
+func (s *MemStore) remove(sh *memShard, e *memEntry) {
+	e.gone = true
+	delete(sh.m, e.key)
+	if s.MaxKeys <= 0 {
+		sh.n.Add(-1)
+	} else {
+		s.n.Add(-1)
+	}
+}
+
+func (s *MemStore) sweep(sh *memShard, now int64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now)
 }
 
 // sweepLocked evicts the shard's records whose deadline is at or before
-// now; sh.mu is held.
-func (s *MemStore) sweepLocked(sh *memShard, now time.Time) {
-	t := now.UnixNano()
-	for len(sh.q) > 0 && sh.q[0].due <= t {
+// now, on the store's timeline; sh.mu is held.
+func (s *MemStore) sweepLocked(sh *memShard, now int64) {
+	for len(sh.q) > 0 && sh.q[0].due <= now {
 		it := sh.q.Pop()
 		if it.e.gone || it.e.due != it.due {
 			sh.stale = max(sh.stale-1, 0)
 			continue
 		}
-		it.e.gone = true
-		delete(sh.m, it.e.rec.Key)
-		s.n.Add(-1)
+		s.remove(sh, it.e)
 	}
 }
 
@@ -284,19 +373,39 @@ func (s *MemStore) setup() {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*memEntry)
 	}
+	switch s.Clock.(type) {
+	case nil, clock.System:
+		s.system = true
+	}
 	s.base = time.Now()
 }
 
-// now reads the store's clock. The system clock is read as s.base plus
-// the monotonic time elapsed since: half the cost of time.Now, and
-// deadlines that a step of the wall clock does not move.
-func (s *MemStore) now() time.Time {
-	switch s.Clock.(type) {
-	case nil, clock.System:
-		s.init.Do(s.setup)
-		return s.base.Add(time.Since(s.base))
+// now reads the store's clock. The system clock is read as the monotonic
+// time elapsed since s.base, which is all a deadline needs: a third of
+// the cost of time.Now, and deadlines that a step of the wall clock does
+// not move.
+func (s *MemStore) now() instant {
+	s.init.Do(s.setup)
+	if s.system {
+		return instant{ns: int64(time.Since(s.base))}
 	}
-	return s.Clock.Now()
+	t := s.Clock.Now()
+	return instant{ns: t.UnixNano(), t: t}
+}
+
+// after returns the time d after now, as a time.Time and on the store's
+// timeline (on the system clock, s.base plus the time elapsed, with its
+// monotonic reading). The timeline saturates, so that a huge d cannot
+// wrap a deadline into the past.
+func (s *MemStore) after(now instant, d time.Duration) (time.Time, int64) {
+	due := now.ns + int64(d)
+	if due < now.ns {
+		due = math.MaxInt64
+	}
+	if s.system {
+		return s.base.Add(time.Duration(due)), due
+	}
+	return now.t.Add(d), due
 }
 
 // readsClock reports whether the store's clock is c: clock.System for a

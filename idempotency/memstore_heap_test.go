@@ -3,6 +3,7 @@ package idempotency
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestMemStoreHeapBounded: claims that are released or completed leave
@@ -31,5 +32,25 @@ func TestMemStoreHeapBounded(t *testing.T) {
 	}
 	if items > 3*(32+1) {
 		t.Fatalf("%d heap items for %d records", items, s.Len())
+	}
+}
+
+// TestMemStoreLayout: the counters every claim writes share no cache
+// line with the fields every call reads, nor with a shard, and each shard
+// has a cache line of its own in a MemStore that starts on one.
+func TestMemStoreLayout(t *testing.T) {
+	var s MemStore
+	read := unsafe.Offsetof(s.base) + unsafe.Sizeof(s.base)
+	if unsafe.Offsetof(s.tokens)/64 == (read-1)/64 {
+		t.Errorf("tokens at %d shares a cache line with the fields read before %d", unsafe.Offsetof(s.tokens), read)
+	}
+	if unsafe.Offsetof(s.n)/64 == unsafe.Offsetof(s.shards)/64 {
+		t.Errorf("n at %d shares a cache line with the shards at %d", unsafe.Offsetof(s.n), unsafe.Offsetof(s.shards))
+	}
+	if unsafe.Offsetof(s.shards)%64 != 0 || unsafe.Sizeof(s.shards[0]) != 64 {
+		t.Errorf("shards at %d, %d bytes each: not one cache line each", unsafe.Offsetof(s.shards), unsafe.Sizeof(s.shards[0]))
+	}
+	if size := unsafe.Sizeof(s); size%64 != 0 {
+		t.Errorf("a MemStore takes %d bytes, not a multiple of a cache line", size)
 	}
 }

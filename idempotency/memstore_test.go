@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,29 @@ func TestMemStoreBadDurations(t *testing.T) {
 	_, rec, err := s.Claim(ctx, "k", nil, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.InProgress, rec.State, "a rejected Complete changes nothing")
+}
+
+// TestMemStoreHugeDurations: a lock or a retention too long for a
+// deadline in Unix nanoseconds (beyond the year 2262) keeps the record
+// for as long as the store can count, on the system clock and on a
+// manual one; it does not wrap into the past and expire at once.
+func TestMemStoreHugeDurations(t *testing.T) {
+	ctx := context.Background()
+	forever := time.Duration(math.MaxInt64)
+	for _, s := range []*idempotency.MemStore{{}, {Clock: clocktest.NewManual(t0)}} {
+		token, _, err := s.Claim(ctx, "k", []byte("fp"), forever)
+		require.NoError(t, err)
+		_, rec, err := s.Claim(ctx, "k", []byte("fp"), time.Minute)
+		require.NoError(t, err)
+		require.NotNil(t, rec, "a claim locked for ever is live")
+		require.Equal(t, idempotency.InProgress, rec.State)
+		require.NoError(t, s.Complete(ctx, "k", token, []byte("r"), forever))
+		_, rec, err = s.Claim(ctx, "k", []byte("fp"), time.Minute)
+		require.NoError(t, err)
+		require.NotNil(t, rec, "a record retained for ever is live")
+		require.Equal(t, idempotency.Done, rec.State)
+		require.Equal(t, 1, s.Len())
+	}
 }
 
 // TestMemStoreFull: at MaxKeys a new key gets ErrFull; live records, in
@@ -170,7 +194,7 @@ func TestMemStoreRecordSizes(t *testing.T) {
 		}
 		return b
 	}
-	for _, n := range []int{0, 1, 32, 64, 65, 100, 300, 1000} {
+	for _, n := range []int{0, 1, 32, 64, 65, 96, 97, 100, 300, 1000} {
 		key := fmt.Sprint("size-", n)
 		fp, resp := pattern(n, 1), pattern(n, 7)
 		token, _, err := s.Claim(ctx, key, fp, time.Minute)

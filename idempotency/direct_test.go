@@ -1,0 +1,280 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/distkit/distkit/clock/clocktest"
+)
+
+// storeOnly hides that a Store is a MemStore, so a Guard reaches it
+// through the Store interface alone.
+type storeOnly struct{ Store }
+
+// observation is everything a step of a history lets a caller see.
+type observation struct {
+	Out       []byte
+	OutNil    bool
+	Err       string
+	Sentinels []bool // errors.Is(err, each of sentinels)
+	Stored    [2]string
+	Ran       bool
+	Token     uint64 // FencingToken in fn
+	TokenOK   bool
+	Nested    string // fn's own call on its key, while it runs
+	Panic     any
+	Record    *Record // a Store.Claim by another process
+	Len       int
+}
+
+var sentinels = []error{ErrInProgress, ErrMismatch, ErrMissingKey, ErrBadKey, ErrLockExpired,
+	ErrNotClaimed, ErrCorrupt, ErrFull, context.Canceled, errRegistered}
+
+var errRegistered = errors.New("registered failure")
+
+type codedError struct{ code string }
+
+func (e *codedError) Error() string { return "coded " + e.code }
+func (e *codedError) Code() string  { return e.code }
+
+// history is one side of TestDirectPathMatchesStorePath: a Guard and the
+// MemStore and clock under it.
+type history struct {
+	g   *Guard
+	s   *MemStore
+	clk *clocktest.Manual
+}
+
+func newHistory(direct bool, maxKeys int, lock, retain time.Duration) *history {
+	h := &history{clk: clocktest.NewManual(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))}
+	h.s = &MemStore{Clock: h.clk, MaxKeys: maxKeys}
+	var s Store = h.s
+	if !direct {
+		s = storeOnly{h.s}
+	}
+	h.g = New(s, Config{Lock: lock, Retain: retain, Clock: h.clk, Errors: map[string]error{"registered": errRegistered}})
+	return h
+}
+
+// TestDirectPathMatchesStorePath runs random seeded histories through
+// two Guards, one over a MemStore on its own clock (which it reaches
+// directly, lending the store its clock readings and replaying records
+// in place) and one over an identical MemStore that it reaches through
+// the Store interface alone, and requires the same observation at every
+// step: results, errors, whether fn ran and under which token, the
+// records another process reads, the store's size.
+func TestDirectPathMatchesStorePath(t *testing.T) {
+	keys := []string{"a", "b", "c", "d", strings.Repeat("k", MaxKeyBytes), "", "bad\nkey"}
+	fingerprints := [][]byte{nil, []byte("x"), []byte("y"), bytes.Repeat([]byte{1}, 32),
+		bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 64), bytes.Repeat([]byte{4}, 65), bytes.Repeat([]byte{5}, 400)}
+	sizes := []int{-1, 0, 1, 24, 200, 3000}
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 23))
+		lock := time.Duration(1+r.IntN(10)) * time.Minute
+		retain := time.Duration(1+r.IntN(60)) * time.Minute
+		maxKeys := []int{0, 0, 2, 3}[r.IntN(4)]
+		direct, iface := newHistory(true, maxKeys, lock, retain), newHistory(false, maxKeys, lock, retain)
+		var held []uint64 // claims another process made and holds
+		for step := range 250 {
+			where := fmt.Sprintf("seed %d step %d", seed, step)
+			key := keys[r.IntN(len(keys))]
+			fp := fingerprints[r.IntN(len(fingerprints))]
+			kind, size := r.IntN(12), sizes[r.IntN(len(sizes))]
+			advance := time.Duration(r.IntN(int(lock/time.Second)*2)) * time.Second
+			var got [2]observation
+			for i, h := range []*history{direct, iface} {
+				got[i] = h.step(key, fp, kind, size, lock, &held, where)
+				h.clk.Advance(advance)
+			}
+			require.Equal(t, got[0], got[1], where)
+		}
+		require.NotNil(t, direct.g.mem, "seed %d: the direct Guard took the store's fast path", seed)
+		require.Nil(t, iface.g.mem, "seed %d", seed)
+	}
+}
+
+// live returns the number of live records. The two stores hash keys to
+// shards with different seeds, so they evict expired records at
+// different times: both are swept before they are counted.
+func (h *history) live() int {
+	now := h.s.now()
+	for i := range h.s.shards {
+		h.s.sweep(&h.s.shards[i], now.ns)
+	}
+	return h.s.Len()
+}
+
+// step makes one call of a history and returns what it saw. kind picks
+// what fn does, or an operation of another process on the store.
+func (h *history) step(key string, fp []byte, kind, size int, lock time.Duration, held *[]uint64, where string) (o observation) {
+	defer func() { o.Len = h.live() }()
+	switch kind {
+	case 9: // another process claims the key and holds it
+		token, rec, err := h.s.Claim(context.Background(), key, fp, lock)
+		o.Token, o.Record = token, rec
+		o.observe(nil, err)
+		if token != 0 {
+			*held = append(*held, token)
+		}
+		return o
+	case 10: // another process finishes (or fails to finish) a held claim
+		if len(*held) == 0 {
+			return o
+		}
+		token := (*held)[0]
+		*held = (*held)[1:]
+		err := h.s.Complete(context.Background(), key, token, []byte(where), time.Hour)
+		if size > 100 {
+			err = h.s.Release(context.Background(), key, token)
+		}
+		o.observe(nil, err)
+		return o
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer func() { o.Panic = recover() }()
+	out, err := h.g.Do(ctx, key, fp, func(ctx context.Context) ([]byte, error) {
+		o.Ran = true
+		o.Token, o.TokenOK = FencingToken(ctx)
+		var result []byte
+		if size >= 0 {
+			result = bytes.Repeat([]byte{byte(size)}, size)
+		}
+		switch kind {
+		case 1:
+			return nil, errors.New(where)
+		case 2:
+			return nil, fmt.Errorf("%s: %w", where, &codedError{fmt.Sprint("c", size)})
+		case 3:
+			return nil, fmt.Errorf("%s: %w", where, errRegistered)
+		case 4:
+			return nil, Retryable(errors.New(where))
+		case 5:
+			panic(where)
+		case 6: // the lock lapses while fn runs
+			h.clk.Advance(lock)
+			if size > 100 {
+				return nil, errors.New(where)
+			}
+		case 7: // the caller leaves
+			cancel()
+			return nil, ctx.Err()
+		case 8: // a retry arrives while fn runs
+			_, nested := h.g.Do(context.Background(), key, fp, nil)
+			o.Nested = fmt.Sprint(nested)
+		case 11: // another process completes the claim with its token
+			o.Nested = fmt.Sprint(h.s.Complete(context.Background(), key, o.Token, []byte(where), time.Hour))
+		}
+		return result, nil
+	})
+	o.observe(out, err)
+	return o
+}
+
+func (o *observation) observe(out []byte, err error) {
+	o.Out, o.OutNil = out, out == nil
+	if err != nil {
+		o.Err = err.Error()
+	}
+	for _, s := range sentinels {
+		o.Sentinels = append(o.Sentinels, errors.Is(err, s))
+	}
+	if stored, ok := errors.AsType[*StoredError](err); ok {
+		o.Stored = [2]string{stored.Code, stored.Message}
+	}
+}
+
+// TestDirectPathConcurrent runs a Guard over a MemStore that shares its
+// clock, which moves meanwhile, from many goroutines over a few keys,
+// with other processes' claims and reads of the records: replays read
+// entries without the shard's lock while others claim, complete, lapse,
+// copy and evict them. Every result returned must be the one
+// recorded under a token that the store granted for its key.
+func TestDirectPathConcurrent(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	clk := clocktest.NewManual(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	s := &MemStore{Clock: clk}
+	g := New(s, Config{Lock: time.Minute, Retain: time.Minute, Clock: clk})
+	keys := []string{"a", "b", "c", "d"}
+	var mu sync.Mutex
+	granted := map[string]bool{} // "key token"
+	var wg sync.WaitGroup
+	for w := range 8 {
+		r := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			for range 2000 {
+				if r.IntN(50) == 0 {
+					clk.Advance(time.Duration(r.IntN(20)) * time.Second)
+				}
+				key := keys[r.IntN(len(keys))]
+				if r.IntN(10) == 0 { // another process reads the record, or claims the key and leaves it
+					if _, _, err := s.Claim(context.Background(), key, []byte("fp"), time.Minute); err != nil {
+						t.Errorf("Claim(%q): %v", key, err)
+						return
+					}
+					continue
+				}
+				out, err := g.Do(context.Background(), key, []byte("fp"), func(ctx context.Context) ([]byte, error) {
+					token, _ := FencingToken(ctx)
+					mu.Lock()
+					granted[fmt.Sprint(key, " ", token)] = true
+					mu.Unlock()
+					return []byte(fmt.Sprint(key, " ", token)), nil
+				})
+				switch {
+				case errors.Is(err, ErrInProgress), errors.Is(err, ErrLockExpired):
+				case err != nil:
+					t.Errorf("Do(%q): %v", key, err)
+					return
+				default:
+					mu.Lock()
+					ok := granted[string(out)] && strings.HasPrefix(string(out), key+" ")
+					mu.Unlock()
+					if !ok {
+						t.Errorf("Do(%q) = %q: no claim on the key made it", key, out)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestDirectPathEntrySizes: results that fit beside the fingerprint in
+// the claim's entry, exactly or by a byte, and those that do not, are
+// recorded whole and replayed as copies.
+func TestDirectPathEntrySizes(t *testing.T) {
+	ctx := context.Background()
+	g := New(&MemStore{}, Config{})
+	for _, fpLen := range []int{0, 32, 88, 89, 90, 96, 97} {
+		for outLen := range 100 {
+			key := fmt.Sprint(fpLen, "-", outLen)
+			fp := bytes.Repeat([]byte{byte(fpLen)}, fpLen)
+			want := bytes.Repeat([]byte{byte(outLen)}, outLen)
+			out, err := g.Do(ctx, key, fp, func(context.Context) ([]byte, error) { return bytes.Clone(want), nil })
+			require.NoError(t, err, key)
+			require.Equal(t, want, out, key)
+			clear(out)
+			for range 2 {
+				out, err = g.Do(ctx, key, fp, nil)
+				require.NoError(t, err, key)
+				require.Equal(t, want, out, key)
+				clear(out)
+			}
+			_, rec, err := g.mem.Claim(ctx, key, nil, time.Minute)
+			require.NoError(t, err, key)
+			require.Equal(t, fp, rec.Fingerprint, key)
+		}
+	}
+}
