@@ -53,7 +53,8 @@ type encoder = msgpack.Encoder
 // copy of each.
 type decoder struct {
 	*msgpack.Decoder
-	ids map[string]string
+	ids   map[string]string
+	depth int // how many Maps enclose what is being read
 }
 
 // arrayLen reads an array header and checks it; see [wire.CheckLen].
