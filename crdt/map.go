@@ -94,7 +94,7 @@ type fieldValues struct {
 	set      ORSet[string]
 	m        ORMap[string, fieldValues]
 	// active is the field an update is changing, whose context is the
-	// map's context afterwards; 0 outside updates.
+	// map's context afterwards; 0 outside updates and in their logs.
 	active FieldType
 }
 
@@ -110,14 +110,14 @@ var (
 //
 //	delta := m.UpdateCounter("likes", func(c *crdt.ResetCounter) { c.Inc("a", 1) })
 func (m *Map) UpdateCounter(name string, f func(c *ResetCounter)) Map {
-	return must(m.update(name, false, FieldCounter, func(u *fieldValues) error { f(&u.counter); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldCounter; f(&u.counter); return nil }))
 }
 
 // TryUpdateCounter is [Map.UpdateCounter] for an f that uses TryInc and
 // TryDec and returns their error: then TryUpdateCounter returns it and m
 // is unchanged.
 func (m *Map) TryUpdateCounter(name string, f func(c *ResetCounter) error) (Map, error) {
-	return m.update(name, true, FieldCounter, func(u *fieldValues) error { return f(&u.counter) })
+	return m.update(name, true, func(u *fieldValues) error { u.active = FieldCounter; return f(&u.counter) })
 }
 
 // UpdateRegister applies f to the LWW register name and returns the
@@ -125,43 +125,43 @@ func (m *Map) TryUpdateCounter(name string, f func(c *ResetCounter) error) (Map,
 //
 //	delta := m.UpdateRegister("name", func(r *crdt.LWWRegister[string]) { r.Set("Ann", now, "a") })
 func (m *Map) UpdateRegister(name string, f func(r *LWWRegister[string])) Map {
-	return must(m.update(name, false, FieldRegister, func(u *fieldValues) error { f(&u.register); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldRegister; f(&u.register); return nil }))
 }
 
 // UpdateMVRegister applies f to the MV register name and returns the
 // delta; see [Map.UpdateCounter].
 func (m *Map) UpdateMVRegister(name string, f func(r *MVRegister[string])) Map {
-	return must(m.update(name, false, FieldMVRegister, func(u *fieldValues) error { f(&u.mv); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldMVRegister; f(&u.mv); return nil }))
 }
 
 // TryUpdateMVRegister is [Map.UpdateMVRegister] for an f that uses TrySet
 // and returns its error: then it is returned and m is unchanged.
 func (m *Map) TryUpdateMVRegister(name string, f func(r *MVRegister[string]) error) (Map, error) {
-	return m.update(name, true, FieldMVRegister, func(u *fieldValues) error { return f(&u.mv) })
+	return m.update(name, true, func(u *fieldValues) error { u.active = FieldMVRegister; return f(&u.mv) })
 }
 
 // UpdateEWFlag applies f to the enable-wins flag name and returns the
 // delta; see [Map.UpdateCounter].
 func (m *Map) UpdateEWFlag(name string, f func(fl *EWFlag)) Map {
-	return must(m.update(name, false, FieldEWFlag, func(u *fieldValues) error { f(&u.ew); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldEWFlag; f(&u.ew); return nil }))
 }
 
 // TryUpdateEWFlag is [Map.UpdateEWFlag] for an f that uses TryEnable and
 // returns its error: then it is returned and m is unchanged.
 func (m *Map) TryUpdateEWFlag(name string, f func(fl *EWFlag) error) (Map, error) {
-	return m.update(name, true, FieldEWFlag, func(u *fieldValues) error { return f(&u.ew) })
+	return m.update(name, true, func(u *fieldValues) error { u.active = FieldEWFlag; return f(&u.ew) })
 }
 
 // UpdateDWFlag applies f to the disable-wins flag name and returns the
 // delta; see [Map.UpdateCounter].
 func (m *Map) UpdateDWFlag(name string, f func(fl *DWFlag)) Map {
-	return must(m.update(name, false, FieldDWFlag, func(u *fieldValues) error { f(&u.dw); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldDWFlag; f(&u.dw); return nil }))
 }
 
 // TryUpdateDWFlag is [Map.UpdateDWFlag] for an f that uses TryDisable and
 // returns its error: then it is returned and m is unchanged.
 func (m *Map) TryUpdateDWFlag(name string, f func(fl *DWFlag) error) (Map, error) {
-	return m.update(name, true, FieldDWFlag, func(u *fieldValues) error { return f(&u.dw) })
+	return m.update(name, true, func(u *fieldValues) error { u.active = FieldDWFlag; return f(&u.dw) })
 }
 
 // UpdateSet applies f to the set name and returns the delta; see
@@ -169,13 +169,13 @@ func (m *Map) TryUpdateDWFlag(name string, f func(fl *DWFlag) error) (Map, error
 //
 //	delta := m.UpdateSet("tags", func(s *crdt.ORSet[string]) { s.Add("a", "go") })
 func (m *Map) UpdateSet(name string, f func(s *ORSet[string])) Map {
-	return must(m.update(name, false, FieldSet, func(u *fieldValues) error { f(&u.set); return nil }))
+	return must(m.update(name, false, func(u *fieldValues) error { u.active = FieldSet; f(&u.set); return nil }))
 }
 
 // TryUpdateSet is [Map.UpdateSet] for an f that uses TryAdd and returns
 // its error: then it is returned and m is unchanged.
 func (m *Map) TryUpdateSet(name string, f func(s *ORSet[string]) error) (Map, error) {
-	return m.update(name, true, FieldSet, func(u *fieldValues) error { return f(&u.set) })
+	return m.update(name, true, func(u *fieldValues) error { u.active = FieldSet; return f(&u.set) })
 }
 
 // UpdateMap applies f to the nested map name and returns the delta; f
@@ -198,7 +198,8 @@ func (m *Map) TryUpdateMap(name string, f func(n *Map) error) (Map, error) {
 	if m.depth >= MaxMapDepth {
 		return Map{}, fmt.Errorf("%w: more than %d levels", ErrTooDeep, MaxMapDepth)
 	}
-	return m.update(name, true, FieldMap, func(u *fieldValues) error {
+	return m.update(name, true, func(u *fieldValues) error {
+		u.active = FieldMap
 		n := Map{m: u.m, depth: m.depth + 1}
 		err := f(&n)
 		u.m = n.m
@@ -206,13 +207,10 @@ func (m *Map) TryUpdateMap(name string, f func(n *Map) error) (Map, error) {
 	})
 }
 
-// update runs f, which changes the field of type t, on the fields of
-// name; see ORMap.update.
-func (m *Map) update(name string, copy bool, t FieldType, f func(u *fieldValues) error) (Map, error) {
-	d, err := m.m.update(name, copy, func(u *fieldValues) error {
-		u.active = t
-		return f(u)
-	})
+// update runs f on the fields of name; see ORMap.update. f marks the
+// field it changes active.
+func (m *Map) update(name string, copy bool, f func(u *fieldValues) error) (Map, error) {
+	d, err := m.m.update(name, copy, f)
 	return Map{m: d}, err
 }
 
@@ -470,20 +468,23 @@ func (u fieldValues) clone() fieldValues {
 	}
 }
 
+// context returns the context of the field an update changed: the one
+// marked active in the value the update ran on, the only one with a
+// context in the log of its deltas.
 func (u fieldValues) context() dotContext {
-	switch u.active {
-	case FieldMVRegister:
-		return u.mv.context()
-	case FieldEWFlag:
-		return u.ew.context()
-	case FieldDWFlag:
-		return u.dw.context()
-	case FieldSet:
-		return u.set.context()
-	case FieldMap:
-		return u.m.context()
+	cs := [...]*dotContext{FieldMVRegister: &u.mv.ctx, FieldEWFlag: &u.ew.ctx, FieldDWFlag: &u.dw.disabled.ctx, FieldSet: &u.set.ctx, FieldMap: &u.m.ctx}
+	if u.active != 0 {
+		if c := cs[u.active]; c != nil {
+			return *c
+		}
+		return dotContext{} // the counter and the register have no dots
 	}
-	return dotContext{} // the counter and the register have no dots
+	for _, c := range cs {
+		if c != nil && (c.vv.Len() > 0 || len(c.cloud) > 0) {
+			return *c
+		}
+	}
+	return dotContext{}
 }
 
 func (u fieldValues) withContext(c dotContext) fieldValues {
