@@ -159,20 +159,33 @@ func mutMixed(r *rand.Rand, w *mixW, id string) mixW {
 		d := mixW{s: w.s.UpdateMVRegister(name, func(reg *MVRegister[string]) { reg.Set(id, s) }), m: w.m.add(r, fieldTag{path: path, e: x})}
 		d.m.join(killed)
 		return d
-	case FieldEWFlag:
+	case FieldEWFlag, FieldDWFlag:
+		// An EWFlag's Enable and a DWFlag's Disable add a tag (replacing
+		// the ones seen); the other kills the tags seen.
+		ew := t == FieldEWFlag
+		update := func(f func(e *EWFlag, d *DWFlag)) Map {
+			if ew {
+				return w.s.UpdateEWFlag(name, func(e *EWFlag) { f(e, nil) })
+			}
+			return w.s.UpdateDWFlag(name, func(d *DWFlag) { f(nil, d) })
+		}
 		if r.IntN(3) == 0 {
-			return mixW{s: w.s.UpdateEWFlag(name, func(f *EWFlag) { f.Disable() }), m: w.m.kill(at)}
+			return mixW{s: update(func(e *EWFlag, d *DWFlag) {
+				if ew {
+					e.Disable()
+				} else {
+					d.Enable()
+				}
+			}), m: w.m.kill(at)}
 		}
 		killed := w.m.kill(at)
-		d := mixW{s: w.s.UpdateEWFlag(name, func(f *EWFlag) { f.Enable(id) }), m: w.m.add(r, fieldTag{path: path})}
-		d.m.join(killed)
-		return d
-	case FieldDWFlag:
-		if r.IntN(3) == 0 {
-			return mixW{s: w.s.UpdateDWFlag(name, func(f *DWFlag) { f.Enable() }), m: w.m.kill(at)}
-		}
-		killed := w.m.kill(at)
-		d := mixW{s: w.s.UpdateDWFlag(name, func(f *DWFlag) { f.Disable(id) }), m: w.m.add(r, fieldTag{path: path})}
+		d := mixW{s: update(func(e *EWFlag, d *DWFlag) {
+			if ew {
+				e.Enable(id)
+			} else {
+				d.Disable(id)
+			}
+		}), m: w.m.add(r, fieldTag{path: path})}
 		d.m.join(killed)
 		return d
 	case FieldSet:
