@@ -417,8 +417,14 @@ func (u fieldValues) resetField(t FieldType) (fieldValues, []vclock.Dot) {
 // The methods below make fieldValues the value of the ORMap inside Map.
 
 func (u fieldValues) join(sc *dotContext, o fieldValues, oc *dotContext) fieldValues {
-	u.counter = u.counter.join(sc, o.counter, oc)
-	u.register = u.register.join(sc, o.register, oc)
+	// The counter and the register ignore contexts: an empty one changes
+	// nothing, and is skipped.
+	if !o.counter.empty() {
+		u.counter = u.counter.join(sc, o.counter, oc)
+	}
+	if !o.register.empty() {
+		u.register = u.register.join(sc, o.register, oc)
+	}
 	u.mv = u.mv.join(sc, o.mv, oc)
 	u.ew = u.ew.join(sc, o.ew, oc)
 	u.dw = u.dw.join(sc, o.dw, oc)
@@ -446,10 +452,27 @@ func (u fieldValues) live() bool {
 }
 
 func (u fieldValues) dots(yield func(vclock.Dot) bool) {
-	for _, ds := range [...]func(func(vclock.Dot) bool){u.mv.dots, u.ew.dots, u.dw.dots, u.set.dots, u.m.dots} {
-		stop := false
-		ds(func(d vclock.Dot) bool { stop = !yield(d); return !stop })
-		if stop {
+	for _, e := range u.mv.store {
+		if !yield(e.dot) {
+			return
+		}
+	}
+	for _, s := range [...]dotSet{u.ew.store, u.dw.disabled.store} {
+		for _, e := range s {
+			if !yield(e.dot) {
+				return
+			}
+		}
+	}
+	for _, s := range u.set.store {
+		for _, e := range s {
+			if !yield(e.dot) {
+				return
+			}
+		}
+	}
+	for d := range u.m.dots {
+		if !yield(d) {
 			return
 		}
 	}
@@ -508,9 +531,10 @@ func (u fieldValues) recordTo(log *fieldValues) fieldValues {
 func (u fieldValues) reset() (fieldValues, []vclock.Dot) {
 	var out fieldValues
 	var dots []vclock.Dot
+	var none dotContext // the resets hold no dots: nothing to tell apart
 	for t := FieldCounter; t <= lastField; t++ {
 		r, ds := u.resetField(t)
-		out = out.join(nil, r, nil) // disjoint fields of dotless resets: no context needed
+		out = out.join(&none, r, &none)
 		dots = append(dots, ds...)
 	}
 	return out, dots
