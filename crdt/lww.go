@@ -26,8 +26,9 @@ import (
 // the timestamp and ID of the newest write the remover saw (a tombstone)
 // and from then on hides every write up to it, so that a concurrent
 // write survives the remove exactly when it is newer than everything the
-// remover saw. A hidden write is dropped; the register then reads as the
-// zero register. A write with timestamp 0 and ID "" is no write: in a
+// remover saw (until [ORMap.Compact] at a causally stable state discards
+// the tombstone). A hidden write is dropped; the register then reads as
+// the zero register. A write with timestamp 0 and ID "" is no write: in a
 // map it leaves its key absent.
 //
 // The zero LWWRegister holds the zero value of T at timestamp 0 and is

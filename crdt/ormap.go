@@ -70,7 +70,8 @@ var (
 // exactly as Remove would. Counters and LWW registers have no dots, so a
 // removed one stays in the state as a tombstone, its per-replica counts
 // or its newest removed timestamp, which later merges need to tell seen
-// from unseen effects (see [ResetCounter] and [LWWRegister]); the causal
+// from unseen effects (see [ResetCounter] and [LWWRegister]), until
+// [ORMap.Compact] at a causally stable state discards it; the causal
 // types leave nothing behind. A floating-point NaN cannot be a key.
 // Deltas need causal delivery for causally consistent reads; see the
 // package documentation.

@@ -28,7 +28,8 @@ import (
 // the sum of the counts minus the reset parts. The state grows with the
 // replicas that ever updated the counter, never with updates; a counter
 // reset to zero keeps these numbers (a tombstone), so that a concurrent
-// update that arrives later still counts only what the reset did not see.
+// update that arrives later still counts only what the reset did not see,
+// until [ResetCounter.Compact] at a causally stable state discards it.
 //
 // The zero ResetCounter is 0 and ready to use. A ResetCounter is not safe
 // for concurrent use.
