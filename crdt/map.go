@@ -187,7 +187,7 @@ func (m *Map) TryUpdateSet(name string, f func(s *ORSet[string]) error) (Map, er
 //		p.UpdateRegister("name", func(r *crdt.LWWRegister[string]) { r.Set("Ann", now, "a") })
 //	})
 func (m *Map) UpdateMap(name string, f func(n *Map)) Map {
-	return must(m.TryUpdateMap(name, func(n *Map) error { f(n); return nil }))
+	return must(m.updateMap(name, false, func(n *Map) error { f(n); return nil }))
 }
 
 // TryUpdateMap is [Map.UpdateMap] for an f that uses the Try updates and
@@ -195,10 +195,16 @@ func (m *Map) UpdateMap(name string, f func(n *Map)) Map {
 // It returns [ErrTooDeep], changing nothing, if the nested map would lie
 // more than [MaxMapDepth] levels below the outermost map.
 func (m *Map) TryUpdateMap(name string, f func(n *Map) error) (Map, error) {
+	return m.updateMap(name, true, f)
+}
+
+// updateMap runs f on the nested map name, on a copy if copy; see
+// ORMap.update.
+func (m *Map) updateMap(name string, copy bool, f func(n *Map) error) (Map, error) {
 	if m.depth >= MaxMapDepth {
 		return Map{}, fmt.Errorf("%w: more than %d levels", ErrTooDeep, MaxMapDepth)
 	}
-	return m.update(name, true, func(u *fieldValues) error {
+	return m.update(name, copy, func(u *fieldValues) error {
 		u.active = FieldMap
 		n := Map{m: u.m, depth: m.depth + 1}
 		err := f(&n)
