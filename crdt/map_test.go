@@ -322,3 +322,30 @@ func TestMixedMapAllocations(t *testing.T) {
 	assert.Equal(t, want, testing.AllocsPerRun(100, func() { addTo(&m, k, "a", "x") }))
 	assert.Zero(t, testing.AllocsPerRun(100, func() { m.Contains(Field{k, FieldSet}) }))
 }
+
+// Pruning a Map folds a retired replica's counts and dots, in every field
+// and nested map, into another's, keeping every value.
+func TestMapPruning(t *testing.T) {
+	var m Map
+	for _, id := range []string{"a", "b"} {
+		m.UpdateCounter("x", func(c *ResetCounter) { c.Inc(id, 2) })
+		addTo(&m, "x", id, id)
+		m.UpdateMVRegister("x", func(r *MVRegister[string]) { r.Set(id, id) })
+		m.UpdateMap("n", func(n *Map) {
+			n.UpdateCounter("c", func(c *ResetCounter) { c.Inc(id, 1) })
+			addTo(n, "s", id, id)
+		})
+	}
+	var fs []string
+	viewFields(&fs, "", m)
+	require.Equal(t, []string{"a", "b"}, m.ModifiedBy())
+	require.True(t, m.NeedPruningFrom("b"))
+	m.Prune("b", "a")
+	assert.False(t, m.NeedPruningFrom("b"))
+	assert.Equal(t, []string{"a"}, m.ModifiedBy())
+	var after []string
+	viewFields(&after, "", m)
+	assert.Equal(t, fs, after)
+	var back Map
+	require.NoError(t, msgpack.Unmarshal([]byte(encode(t, m)), &back), "the pruned state is canonical")
+}
