@@ -29,6 +29,8 @@ var ErrMalformed = errors.New("crdt: malformed encoding")
 //	MVRegister   [[[id, counter, value]...], context]
 //	EWFlag       [dots, context]
 //	ORMap        [{key: nested state...}, context]
+//	Map          [{name: {type tag: nested state...}...}, context], tags 1-7
+//	             in FieldType order, no empty field, nesting <= MaxMapDepth
 //	dots         [[id, counter]...] increasing
 //	context      [version vector (a vclock.VClock), dot cloud (dots)]
 //
@@ -53,7 +55,8 @@ type encoder = msgpack.Encoder
 // copy of each.
 type decoder struct {
 	*msgpack.Decoder
-	ids map[string]string
+	ids   map[string]string
+	depth int // how many Maps enclose what is being read
 }
 
 // arrayLen reads an array header and checks it; see [wire.CheckLen].

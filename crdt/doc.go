@@ -18,6 +18,9 @@
 //   - [ORMap]: a map from keys to nested ORSet, MVRegister, EWFlag,
 //     DWFlag, ResetCounter, LWWRegister or ORMap values with
 //     observed-remove and reset-remove semantics (riak_dt_map).
+//   - [Map]: riak_dt_map itself, fields named by a name and a type
+//     ([Field]) holding counters, LWW and MV registers, flags, sets and
+//     nested Maps under one key space, over ORMap.
 //   - [LWWMap], [PNCounterMap] and [ORMultiMap]: Akka's specialised maps,
 //     over ORMap.
 //   - [Text] and [List]: replicated sequences (a replicated growable array
@@ -100,9 +103,28 @@
 // to, so that a concurrent update arriving later is still told apart
 // (riak_dt_map keeps such a tombstone per present field).
 //
+// [Map] mixes value types under one key space as riak_dt_map does: a
+// field is named by its name and its type, so "likes" as a counter and
+// "likes" as a set are independent fields, and removing one leaves the
+// other. Typed updates return the delta (m.UpdateCounter("likes", ...),
+// m.UpdateMap("profile", ...)) and typed reads return copies
+// (m.Counter("likes").Value(), m.Map("profile").Register("name")).
+// Registers and set elements are strings, riak_dt's binaries. Maps nest
+// up to [MaxMapDepth] levels.
+//
 // [LWWMap], [PNCounterMap] and [ORMultiMap] give Akka's shapes:
 // Put/Get/Remove of values, Inc/Dec of counters by key, and
 // AddBinding/RemoveBinding/Put of sets by key.
+//
+// # Tombstones
+//
+// The tombstones of removed counters and LWW registers are collected by
+// Compact ([ORMap.Compact], [Map.Compact], [PNCounterMap.Compact],
+// [LWWMap.Compact], [ResetCounter.Compact]) given a causally stable
+// state: one every replica has merged, with every replica compacting
+// before it merges from a replica that has (in practice, at a quiescent
+// point, as for [Text.Compact]). Counter and register deltas carry the
+// tombstones they need, so a compacted replica takes them as any other.
 //
 // # Values
 //
@@ -169,7 +191,8 @@
 //     MVRegister are all kept; enable wins over a concurrent disable.
 //   - No tombstones: an ORSet's encoded size is bounded by its live
 //     elements and its replicas, whatever its history. (Removed counters
-//     and LWW registers in maps keep a bounded tombstone; see Maps.)
+//     and LWW registers in maps keep a bounded tombstone, until Compact
+//     at a stable state discards it; see Maps and Tombstones.)
 //   - Encodings are deterministic (for values of T that encode
 //     deterministically), and decoders accept only the canonical form:
 //     whatever they decode encodes back to exactly the bytes read, so
@@ -186,7 +209,8 @@
 //   - No counter or dot above [vclock.MaxCounter] (2^63-1) is ever held:
 //     decoders refuse one, and every mutator that draws a dot or adds to a
 //     count has a Try variant (TryInc, TryDec, TryAdd, TrySet, TryEnable,
-//     TryDisable, TryUpdate, TryAddBinding, TryPut, TryPrune) that
+//     TryDisable, TryUpdate, TryUpdateSet and Map's other TryUpdate
+//     methods, TryAddBinding, TryPut, TryPrune) that
 //     returns an error wrapping
 //     [vclock.ErrExhausted] and changes nothing when the bound would be
 //     passed. Use them on states merged from untrusted peers and for

@@ -232,3 +232,52 @@ func ExampleResetCounter() {
 	fmt.Println(a.Value(), b.Value())
 	// Output: -1 -1
 }
+
+// A riak_dt-style map mixes field types under one key space: "likes" as a
+// counter and "likes" as a set are two fields. Removing one leaves the
+// other, and an update concurrent with a remove keeps its own effects.
+func ExampleMap() {
+	now := hlc.Make(time.Unix(1700000000, 0), 0)
+	var a crdt.Map
+	a.UpdateCounter("likes", func(c *crdt.ResetCounter) { c.Inc("a", 3) })
+	a.UpdateSet("likes", func(s *crdt.ORSet[string]) { s.Add("a", "ann") })
+	a.UpdateMap("profile", func(p *crdt.Map) {
+		p.UpdateRegister("name", func(r *crdt.LWWRegister[string]) { r.Set("Ann", now, "a") })
+	})
+	b := a.Clone() // replica b has seen everything so far
+
+	rm := b.Remove(crdt.Field{Name: "likes", Type: crdt.FieldSet})
+	inc := a.UpdateCounter("likes", func(c *crdt.ResetCounter) { c.Inc("a", 1) })
+	add := a.UpdateSet("likes", func(s *crdt.ORSet[string]) { s.Add("a", "bob") }) // concurrent with rm
+	b.Merge(inc)
+	b.Merge(add)
+	a.Merge(rm)
+
+	name, _ := a.Map("profile").Register("name").Get()
+	fmt.Println(a.Counter("likes").Value(), a.Set("likes").Elements(), name)
+	fmt.Println(a.Fields())
+	x, _ := msgpack.Marshal(a)
+	y, _ := msgpack.Marshal(b)
+	fmt.Println(string(x) == string(y))
+	// Output:
+	// 4 [bob] Ann
+	// [{likes counter} {likes set} {profile map}]
+	// true
+}
+
+// Once every replica has merged a state (a quiescent point), each can
+// compact the tombstones of removed counters and registers it holds.
+func ExampleMap_Compact() {
+	var a crdt.Map
+	a.UpdateCounter("visits", func(c *crdt.ResetCounter) { c.Inc("a", 41) })
+	a.Remove(crdt.Field{Name: "visits", Type: crdt.FieldCounter})
+	b := a.Clone() // both replicas hold the same state: it is stable
+
+	before, _ := msgpack.Marshal(a)
+	fmt.Println(a.Compact(b), b.Compact(b))
+	after, _ := msgpack.Marshal(a)
+	fmt.Println(len(before), "->", len(after), "bytes")
+	// Output:
+	// 1 1
+	// 22 -> 5 bytes
+}

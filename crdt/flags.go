@@ -80,6 +80,7 @@ func (f DWFlag) context() dotContext                        { return f.disabled.
 func (f DWFlag) withContext(c dotContext) DWFlag            { return DWFlag{f.disabled.withContext(c)} }
 func (f DWFlag) countIDs(func(string) bool) bool            { return true }
 func (f DWFlag) reset() (DWFlag, []vclock.Dot)              { return DWFlag{}, collect(f.dots) }
+func (f DWFlag) compact(DWFlag) (DWFlag, int)               { return f, 0 }
 func (f DWFlag) pruneCounts(string, string) (DWFlag, error) { return f, nil }
 func (f DWFlag) mapDots(g func(vclock.Dot) (vclock.Dot, bool)) DWFlag {
 	return DWFlag{f.disabled.mapDots(g)}

@@ -40,6 +40,10 @@ func TestDecodeHostileLengths(t *testing.T) {
 		{"ORSet[string] element", func() any { return new(ORSet[string]) }, "92" + "81" + huge},
 		{"ORMap[string, EWFlag] key", func() any { return new(ORMap[string, EWFlag]) }, "92" + "81" + "91" + huge},
 		{"GSet[float64] element", func() any { return new(GSet[float64]) }, "91" + "81a161" + huge},
+		{"Map names", func() any { return new(Map) }, "92" + "df01000000"},
+		{"Map set field", func() any { return new(Map) }, "92" + "81a16b" + "8106" + "df01000000"},
+		{"Map nested map field", func() any { return new(Map) }, "92" + "81a16b" + "8107" + "df01000000"},
+		{"Map MV register value", func() any { return new(Map) }, "92" + "81a16b" + "8103" + "91" + "93a16101" + huge},
 	}
 	for _, c := range cases {
 		in, err := hex.DecodeString(c.in)

@@ -26,8 +26,9 @@ import (
 // the timestamp and ID of the newest write the remover saw (a tombstone)
 // and from then on hides every write up to it, so that a concurrent
 // write survives the remove exactly when it is newer than everything the
-// remover saw. A hidden write is dropped; the register then reads as the
-// zero register. A write with timestamp 0 and ID "" is no write: in a
+// remover saw (until [ORMap.Compact] at a causally stable state discards
+// the tombstone). A hidden write is dropped; the register then reads as
+// the zero register. A write with timestamp 0 and ID "" is no write: in a
 // map it leaves its key absent.
 //
 // The zero LWWRegister holds the zero value of T at timestamp 0 and is
@@ -46,12 +47,16 @@ type LWWRegister[T any] struct {
 }
 
 // Set writes v at ts on replica id and returns the delta: the register
-// holding this write. The write takes effect only if it is newer than the
+// holding this write (and, in a map, the newest write its removes hid).
+// The write takes effect only if it is newer than the
 // current one (it loses to a write with a larger timestamp) and than
 // every write a remove has hidden, and the delta has the same effect
 // wherever it is merged.
 func (r *LWWRegister[T]) Set(v T, ts hlc.Timestamp, id string) LWWRegister[T] {
-	w := LWWRegister[T]{v: v, ts: ts, id: id}
+	// The delta carries what r's removes hid, so that a write they hide
+	// stays hidden on a replica that compacted them away.
+	w := LWWRegister[T]{v: v, ts: ts, id: id, floorTS: r.floorTS, floorID: r.floorID, floored: r.floored}
+	w.dropHidden()
 	r.Merge(w)
 	if r.log != nil {
 		r.log.Merge(w)
@@ -74,6 +79,11 @@ func (r *LWWRegister[T]) Merge(o LWWRegister[T]) {
 	if o.floored && (!r.floored || cmp.Or(o.floorTS.Compare(r.floorTS), strings.Compare(o.floorID, r.floorID)) > 0) {
 		r.floorTS, r.floorID, r.floored = o.floorTS, o.floorID, true
 	}
+	r.dropHidden()
+}
+
+// dropHidden drops r's write if a remove has hidden it.
+func (r *LWWRegister[T]) dropHidden() {
 	if r.hidden() {
 		var zero T
 		r.v, r.ts, r.id = zero, 0, ""
@@ -201,6 +211,17 @@ func (r LWWRegister[T]) pruneCounts(string, string) (LWWRegister[T], error) {
 }
 func (r LWWRegister[T]) mapDots(func(vclock.Dot) (vclock.Dot, bool)) LWWRegister[T] {
 	return r
+}
+
+// compact returns r without the newest hidden write when stable holds it
+// or a newer one, and 1 if it dropped it; see ORMap.Compact.
+func (r LWWRegister[T]) compact(stable LWWRegister[T]) (LWWRegister[T], int) {
+	if !r.floored || !stable.floored ||
+		cmp.Or(r.floorTS.Compare(stable.floorTS), strings.Compare(r.floorID, stable.floorID)) > 0 {
+		return r, 0
+	}
+	r.floorTS, r.floorID, r.floored = 0, "", false
+	return r, 1
 }
 
 // reset returns the delta of a remove: the register hiding every write up

@@ -72,6 +72,10 @@ func (m LWWMap[K, V]) All() iter.Seq2[K, V] {
 // Merge sets m to the join of m and o.
 func (m *LWWMap[K, V]) Merge(o LWWMap[K, V]) { m.m.Merge(o.m) }
 
+// Compact discards the newest hidden writes of removed keys that stable
+// holds; see [ORMap.Compact] for when it is safe.
+func (m *LWWMap[K, V]) Compact(stable LWWMap[K, V]) int { return m.m.Compact(stable.m) }
+
 // Clone returns an independent copy of m.
 func (m LWWMap[K, V]) Clone() LWWMap[K, V] { return LWWMap[K, V]{m.m.Clone()} }
 
@@ -162,6 +166,10 @@ func (m PNCounterMap[K]) All() iter.Seq2[K, int64] {
 
 // Merge sets m to the join of m and o.
 func (m *PNCounterMap[K]) Merge(o PNCounterMap[K]) { m.m.Merge(o.m) }
+
+// Compact discards the counts of removed keys that stable holds; see
+// [ORMap.Compact] for when it is safe.
+func (m *PNCounterMap[K]) Compact(stable PNCounterMap[K]) int { return m.m.Compact(stable.m) }
 
 // Clone returns an independent copy of m.
 func (m PNCounterMap[K]) Clone() PNCounterMap[K] { return PNCounterMap[K]{m.m.Clone()} }

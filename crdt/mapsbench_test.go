@@ -105,8 +105,22 @@ func BenchmarkMapMerge(b *testing.B) {
 	})
 }
 
-// BenchmarkMapEncode: a 1000-key state, encoded and decoded.
+// setsAndCounters holds setsMap and countersMap: what mixedMap replaces.
+type setsAndCounters struct {
+	Sets     ORMap[string, ORSet[string]]
+	Counters PNCounterMap[string]
+}
+
+// BenchmarkMapEncode: a 1000-key state, encoded and decoded; the bytes
+// metric is the encoded size. Map/sets holds setsMap's contents, and
+// Map/sets+counters mixedMap's, which setsAndCounters holds in two maps.
 func BenchmarkMapEncode(b *testing.B) {
+	var sets Map
+	for i, k := range elems(benchKeys) {
+		for j := range 4 {
+			sets.UpdateSet(k, func(s *ORSet[string]) { s.Add(replicaIDs[(i+j)%3], elems(4)[j]) })
+		}
+	}
 	for _, c := range []struct {
 		name string
 		v    any
@@ -115,6 +129,9 @@ func BenchmarkMapEncode(b *testing.B) {
 		{"ORMap-ORSet", setsMap(), func() any { return new(ORMap[string, ORSet[string]]) }},
 		{"PNCounterMap", countersMap(), func() any { return new(PNCounterMap[string]) }},
 		{"LWWMap", lwwMap(), func() any { return new(LWWMap[string, string]) }},
+		{"Map/sets", sets, func() any { return new(Map) }},
+		{"Map/sets+counters", mixedMap(), func() any { return new(Map) }},
+		{"ORMap+PNCounterMap", setsAndCounters{setsMap(), countersMap()}, func() any { return new(setsAndCounters) }},
 	} {
 		buf, err := msgpack.Marshal(c.v)
 		if err != nil {
@@ -138,4 +155,99 @@ func BenchmarkMapEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// mixedMap is setsMap and countersMap in one Map: each of the 1000 names
+// has a set field and a counter field with the same contents.
+func mixedMap() Map {
+	var m Map
+	for i, k := range elems(benchKeys) {
+		for j := range 4 {
+			m.UpdateSet(k, func(s *ORSet[string]) { s.Add(replicaIDs[(i+j)%3], elems(4)[j]) })
+		}
+		for j := range 3 {
+			m.UpdateCounter(k, func(c *ResetCounter) { c.Inc(replicaIDs[j], uint64(i+j+1)) })
+		}
+	}
+	return m
+}
+
+// BenchmarkMixedMap: Map's mutators and merges on 1000 names with a set
+// and a counter each, as BenchmarkMapUpdate and BenchmarkMapMerge do for
+// the single-type maps.
+func BenchmarkMixedMap(b *testing.B) {
+	b.Run("UpdateSet", func(b *testing.B) {
+		m := mixedMap()
+		benchKeysLoop(b, func(_ int, k string) { m.UpdateSet(k, func(s *ORSet[string]) { s.Add("a", "element-000001") }) })
+	})
+	b.Run("UpdateCounter", func(b *testing.B) {
+		m := mixedMap()
+		benchKeysLoop(b, func(_ int, k string) { m.UpdateCounter(k, func(c *ResetCounter) { c.Inc("a", 1) }) })
+	})
+	b.Run("UpdateRegister", func(b *testing.B) {
+		m := mixedMap()
+		benchKeysLoop(b, func(i int, k string) {
+			m.UpdateRegister(k, func(r *LWWRegister[string]) { r.Set("v", hlc.Timestamp(i+1), "a") })
+		})
+	})
+	b.Run("UpdateMap", func(b *testing.B) {
+		m := mixedMap()
+		benchKeysLoop(b, func(_ int, k string) {
+			m.UpdateMap(k, func(n *Map) { n.UpdateCounter("c", func(c *ResetCounter) { c.Inc("a", 1) }) })
+		})
+	})
+	b.Run("Remove+UpdateSet", func(b *testing.B) {
+		m := mixedMap()
+		benchKeysLoop(b, func(_ int, k string) {
+			m.Remove(Field{k, FieldSet})
+			m.UpdateSet(k, func(s *ORSet[string]) { s.Add("a", "element-000001") })
+		})
+	})
+	b.Run("Merge/delta", func(b *testing.B) {
+		m := mixedMap()
+		o := m.Clone()
+		benchKeysLoop(b, func(_ int, k string) {
+			m.Merge(o.UpdateSet(k, func(s *ORSet[string]) { s.Add("b", "element-000002") }))
+		})
+	})
+	b.Run("Merge/full", func(b *testing.B) {
+		m := mixedMap()
+		o := m.Clone()
+		for _, k := range elems(benchKeys) {
+			o.UpdateSet(k, func(s *ORSet[string]) { s.Add("c", "element-000003") })
+			o.UpdateCounter(k, func(c *ResetCounter) { c.Inc("c", 1) })
+		}
+		benchKeysLoop(b, func(int, string) { c := m.Clone(); c.Merge(o) })
+	})
+}
+
+// BenchmarkCompact: Compact of mixedMap with every counter and a register
+// of each name removed, at the state itself (stable once every replica
+// has merged it); the metrics are the encoded sizes before and after.
+func BenchmarkCompact(b *testing.B) {
+	m := mixedMap()
+	for i, k := range elems(benchKeys) {
+		m.UpdateRegister(k, func(r *LWWRegister[string]) { r.Set("v", hlc.Timestamp(i+1), "a") })
+		m.Remove(Field{k, FieldCounter})
+		m.Remove(Field{k, FieldRegister})
+	}
+	before, err := msgpack.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := m.Clone()
+	if n := c.Compact(m); n != 4*benchKeys {
+		b.Fatalf("compacted %d tombstones, want %d", n, 4*benchKeys)
+	}
+	after, err := msgpack.Marshal(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c := m.Clone()
+		c.Compact(m)
+	}
+	b.ReportMetric(float64(len(before)), "bytes-before")
+	b.ReportMetric(float64(len(after)), "bytes-after")
 }

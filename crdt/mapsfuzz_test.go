@@ -49,3 +49,11 @@ func FuzzDecodeCounterDoc(f *testing.F) {
 func FuzzMergeCounterDoc(f *testing.F) {
 	fuzzMerge[docW, *docW, docMap](f, mutDoc)
 }
+
+func FuzzDecodeMap(f *testing.F) {
+	fuzzDecode[mixW, *mixW, Map](f, mutMixed)
+}
+
+func FuzzMergeMap(f *testing.F) {
+	fuzzMerge[mixW, *mixW, Map](f, mutMixed)
+}

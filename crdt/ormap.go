@@ -3,6 +3,7 @@ package crdt
 import (
 	"cmp"
 	"iter"
+	"maps"
 	"math"
 	"slices"
 
@@ -36,6 +37,9 @@ type Nested[V any] interface {
 	// into's (dropped if into is ""), or an error wrapping
 	// vclock.ErrExhausted if into's would pass vclock.MaxCounter.
 	pruneCounts(removed, into string) (V, error)
+	// compact returns the value without the tombstones stable holds as
+	// they are, in new storage where it changes, and how many it dropped.
+	compact(stable V) (V, int)
 }
 
 var (
@@ -66,7 +70,8 @@ var (
 // exactly as Remove would. Counters and LWW registers have no dots, so a
 // removed one stays in the state as a tombstone, its per-replica counts
 // or its newest removed timestamp, which later merges need to tell seen
-// from unseen effects (see [ResetCounter] and [LWWRegister]); the causal
+// from unseen effects (see [ResetCounter] and [LWWRegister]), until
+// [ORMap.Compact] at a causally stable state discards it; the causal
 // types leave nothing behind. A floating-point NaN cannot be a key.
 // Deltas need causal delivery for causally consistent reads; see the
 // package documentation.
@@ -181,12 +186,16 @@ func (m *ORMap[K, V]) record(d ORMap[K, V]) {
 // wherever it is for those effects; updates it does not cover (concurrent
 // ones) remain. Removing an absent key changes nothing and returns the
 // empty map. Remove needs no replica ID: it creates no dot.
-func (m *ORMap[K, V]) Remove(k K) ORMap[K, V] {
+func (m *ORMap[K, V]) Remove(k K) ORMap[K, V] { return m.remove(k, V.live, V.reset) }
+
+// remove is Remove of the part of k's value that live tells present and
+// reset resets.
+func (m *ORMap[K, V]) remove(k K, live func(V) bool, reset func(V) (V, []vclock.Dot)) ORMap[K, V] {
 	v, ok := m.store[k]
-	if !ok || !v.live() {
+	if !ok || !live(v) {
 		return ORMap[K, V]{}
 	}
-	rs, dots := v.reset()
+	rs, dots := reset(v)
 	rc := contextOf(dots)
 	m.set(k, v.join(&m.ctx, rs, &rc))
 	delta := ORMap[K, V]{causal: causal[dotMap[K, V]]{ctx: rc}}
@@ -208,10 +217,16 @@ func (m ORMap[K, V]) Get(k K) (V, bool) {
 	if !ok {
 		return v, false
 	}
+	return readOnly(v), true
+}
+
+// readOnly returns a copy of v whose context holds exactly its dots and
+// refuses to draw new ones.
+func readOnly[V Nested[V]](v V) V {
 	v = v.clone()
 	ctx := contextOf(collect(v.dots))
 	ctx.readOnly = true
-	return v.withContext(ctx), true
+	return v.withContext(ctx)
 }
 
 // peek returns the value of k as m holds it, without a copy, and whether
@@ -318,6 +333,42 @@ func (m *ORMap[K, V]) mergeDelta(o *ORMap[K, V], seen []vclock.Dot) {
 
 // Clone returns an independent copy of m.
 func (m ORMap[K, V]) Clone() ORMap[K, V] { return ORMap[K, V]{causal: m.copyState()} }
+
+// Compact discards the tombstones of removed counters and LWW registers
+// (and of the removed parts of counters, and of maps nested in m) that
+// stable holds as m does, and returns how many it discarded: a counter's
+// entry for a replica whose every increment and decrement a remove or
+// reset took away, and a register's newest hidden write. A key left with
+// nothing is dropped. Reads are unchanged. The causal values (sets, flags,
+// MV registers) keep no tombstones and are left as they are.
+//
+// stable is a causally stable state; Compact is safe, that is, replicas
+// still converge to the same values, when:
+//  1. every replica has merged stable;
+//  2. every state or delta this replica merges from now on was made after
+//     its sender had merged stable;
+//  3. every replica compacts with stable before it merges a state or
+//     delta from a replica that has compacted with stable (a replica whose
+//     counter entry was discarded counts from zero again, which a replica
+//     still holding the entry would not see);
+//  4. every register write made from now on is newer than the hidden
+//     writes stable holds (a write an [hlc.Clock] issues after it was
+//     updated with their timestamps is): a discarded floor no longer
+//     hides older writes.
+//
+// All hold when replicas compact at a quiescent point: every delta sent
+// has arrived, all have exchanged their states, stable is their common
+// state, and each compacts before it updates or merges again (as for
+// [Text.Compact]). Compacting otherwise can bring back what a remove took
+// away, or lose a new increment: see the package tests for both.
+// Deltas made by mutators carry what they need of the tombstones
+// (a counter's delta its replica's whole entry, a register's the newest
+// write its removes hid), so that condition 2 suffices for them.
+func (m *ORMap[K, V]) Compact(stable ORMap[K, V]) int {
+	var n int
+	*m, n = m.compact(stable)
+	return n
+}
 
 // ModifiedBy returns the IDs of the replicas whose dots or counts the
 // state holds, sorted.
@@ -439,6 +490,36 @@ func (m ORMap[K, V]) pruneCounts(removed, into string) (ORMap[K, V], error) {
 		out.set(k, nv)
 	}
 	return out, nil
+}
+
+// compact compacts every value with stable's value of its key, in new
+// storage when any changes.
+func (m ORMap[K, V]) compact(stable ORMap[K, V]) (ORMap[K, V], int) {
+	var out dotMap[K, V]
+	total := 0
+	for k, v := range m.store {
+		sv, ok := stable.store[k]
+		if !ok {
+			continue
+		}
+		nv, n := v.compact(sv)
+		if n == 0 {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m.store)
+		}
+		total += n
+		if nv.empty() {
+			delete(out, k)
+		} else {
+			out[k] = nv
+		}
+	}
+	if out != nil {
+		m.store = out
+	}
+	return m, total
 }
 
 // reset resets every key, recursively: the tombstones of the keys that

@@ -206,6 +206,7 @@ func (s ORSet[T]) mapDots(f func(vclock.Dot) (vclock.Dot, bool)) ORSet[T] {
 }
 func (s ORSet[T]) recordTo(log *ORSet[T]) ORSet[T]              { s.log = log; return s }
 func (s ORSet[T]) reset() (ORSet[T], []vclock.Dot)              { return ORSet[T]{}, collect(s.dots) }
+func (s ORSet[T]) compact(ORSet[T]) (ORSet[T], int)             { return s, 0 }
 func (s ORSet[T]) pruneCounts(string, string) (ORSet[T], error) { return s, nil }
 func (s ORSet[T]) decodeStore(dec *decoder) (ORSet[T], error) {
 	st, err := s.store.decodeStore(dec)

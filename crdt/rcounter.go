@@ -28,7 +28,8 @@ import (
 // the sum of the counts minus the reset parts. The state grows with the
 // replicas that ever updated the counter, never with updates; a counter
 // reset to zero keeps these numbers (a tombstone), so that a concurrent
-// update that arrives later still counts only what the reset did not see.
+// update that arrives later still counts only what the reset did not see,
+// until [ResetCounter.Compact] at a causally stable state discards it.
 //
 // The zero ResetCounter is 0 and ready to use. A ResetCounter is not safe
 // for concurrent use.
@@ -52,7 +53,7 @@ func (e resetCount) max(o resetCount) resetCount {
 	return resetCount{e.id, max(e.inc, o.inc), max(e.incSeen, o.incSeen), max(e.dec, o.dec), max(e.decSeen, o.decSeen)}
 }
 
-// Inc adds n on replica id and returns the delta: id's new count.
+// Inc adds n on replica id and returns the delta: id's new counts.
 // Inc(id, 0) changes nothing and returns the empty counter. Inc panics,
 // changing nothing, where [ResetCounter.TryInc] returns an error.
 func (c *ResetCounter) Inc(id string, n uint64) ResetCounter { return must(c.TryInc(id, n)) }
@@ -94,11 +95,9 @@ func (c *ResetCounter) add(id string, n uint64, dec bool) (ResetCounter, error) 
 	} else {
 		c.counts = slices.Insert(c.counts, i, e)
 	}
-	d := resetCount{id: id, inc: e.inc}
-	if dec {
-		d = resetCount{id: id, dec: e.dec}
-	}
-	return c.record(ResetCounter{counts: []resetCount{d}}), nil
+	// The delta is id's whole entry, reset parts included, so that it
+	// counts the same on a replica that compacted the entry away.
+	return c.record(ResetCounter{counts: []resetCount{e}}), nil
 }
 
 // find returns the index of id's entry, or where it belongs.
@@ -163,6 +162,58 @@ func (c *ResetCounter) Merge(o ResetCounter) {
 
 // Clone returns an independent copy of c.
 func (c ResetCounter) Clone() ResetCounter { return ResetCounter{counts: slices.Clone(c.counts)} }
+
+// Compact discards the entries of replicas whose every increment and
+// decrement a reset has taken away (tombstones), where stable holds them
+// as they are (or more), and returns how many. The value is unchanged.
+// A counter reset to zero and compacted holds nothing.
+//
+// Compact is safe, that is, replicas still converge to the same values,
+// when stable is causally stable and replicas compact in step:
+//  1. every replica has merged stable;
+//  2. every state or delta this replica merges from now on was made after
+//     its sender had merged stable;
+//  3. every replica compacts with stable before it merges a state or
+//     delta from a replica that has compacted with stable (a replica whose
+//     entry was discarded counts from zero again, which a replica still
+//     holding the entry would not see).
+//
+// All hold when replicas compact at a quiescent point: every delta sent
+// has arrived, all have exchanged their states, stable is their common
+// state, and each compacts before it updates or merges again. Compacting
+// otherwise can bring back increments a reset took away, or lose new
+// ones.
+func (c *ResetCounter) Compact(stable ResetCounter) int {
+	var n int
+	*c, n = c.compact(stable)
+	return n
+}
+
+// compact returns c without the dead entries stable covers, in new
+// storage when any is dropped, and how many were dropped.
+func (c ResetCounter) compact(stable ResetCounter) (ResetCounter, int) {
+	covered := func(e resetCount) bool {
+		if e.live() {
+			return false
+		}
+		i, ok := stable.find(e.id)
+		return ok && e.max(stable.counts[i]) == stable.counts[i]
+	}
+	n := 0
+	for _, e := range c.counts {
+		if covered(e) {
+			n++
+		}
+	}
+	if n == 0 {
+		return c, 0
+	}
+	c.counts = slices.DeleteFunc(slices.Clone(c.counts), covered)
+	if len(c.counts) == 0 {
+		c.counts = nil
+	}
+	return c, n
+}
 
 // ModifiedBy returns the IDs of the replicas that changed c, sorted.
 func (c *ResetCounter) ModifiedBy() []string {

@@ -93,6 +93,7 @@ func (r MVRegister[T]) decodeStore(dec *decoder) (MVRegister[T], error) {
 }
 func (r MVRegister[T]) recordTo(log *MVRegister[T]) MVRegister[T]         { r.log = log; return r }
 func (r MVRegister[T]) reset() (MVRegister[T], []vclock.Dot)              { return MVRegister[T]{}, collect(r.dots) }
+func (r MVRegister[T]) compact(MVRegister[T]) (MVRegister[T], int)        { return r, 0 }
 func (r MVRegister[T]) pruneCounts(string, string) (MVRegister[T], error) { return r, nil }
 
 // EWFlag is an enable-wins flag (riak_dt_od_flag): Enable adds a dot,
@@ -182,4 +183,5 @@ func (f EWFlag) decodeStore(dec *decoder) (EWFlag, error) {
 }
 func (f EWFlag) recordTo(log *EWFlag) EWFlag                { f.log = log; return f }
 func (f EWFlag) reset() (EWFlag, []vclock.Dot)              { return EWFlag{}, collect(f.dots) }
+func (f EWFlag) compact(EWFlag) (EWFlag, int)               { return f, 0 }
 func (f EWFlag) pruneCounts(string, string) (EWFlag, error) { return f, nil }

@@ -399,6 +399,7 @@ var lawChecks = []lawCheck{
 	lawsOf("ORMap/DWFlag", mutDWMap),
 	lawsOf("ORMap/ORMap/ResetCounter", mutDoc),
 	lawsOf("ORMultiMap", mutMultiMap),
+	lawsOf("Map", mutMixed),
 }
 
 func TestLaws(t *testing.T) {
