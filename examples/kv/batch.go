@@ -312,9 +312,14 @@ func readFrames(r *bufio.Reader, n int, f func(i, status int, body []byte)) erro
 		if err != nil || size > MaxRPCLen {
 			return fmt.Errorf("%w: batch frame of %d bytes (%v), want at most %d", ErrMalformed, size, err, MaxRPCLen)
 		}
-		body := make([]byte, max(size, 0))
-		if _, err := io.ReadFull(r, body); err != nil {
+		// Read as it arrives: a length that lies allocates no more than
+		// the bytes that came.
+		body, err := io.ReadAll(io.LimitReader(r, int64(max(size, 0))))
+		if err != nil {
 			return err
+		}
+		if len(body) < size {
+			return io.ErrUnexpectedEOF
 		}
 		f(i, status, body)
 	}

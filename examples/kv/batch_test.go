@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -112,7 +113,7 @@ type batchRig struct {
 	httpTr  *http.Transport
 	mu      sync.Mutex
 	posts   map[string]int
-	sizes   []int // the requests of each batch served
+	batches [][]time.Duration // the timeouts of each batch's requests, as served
 	hold    bool
 	release chan struct{}
 }
@@ -152,8 +153,12 @@ func newBatchRig(t *testing.T, cfg APIConfig, mod func(*HTTPTransport)) *batchRi
 		if r.URL.Path == batchPath {
 			body, _ := io.ReadAll(r.Body)
 			if items, err := decodeBatch(body); err == nil {
+				var timeouts []time.Duration
+				for _, it := range items {
+					timeouts = append(timeouts, it.timeout)
+				}
 				rig.mu.Lock()
-				rig.sizes = append(rig.sizes, len(items))
+				rig.batches = append(rig.batches, timeouts)
 				rig.mu.Unlock()
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -256,7 +261,7 @@ func TestBatchCoalesces(t *testing.T) {
 					}
 				}
 				if got := rig.count(batchPath); got != tc.posts {
-					t.Errorf("%d calls in %d HTTP requests (batches of %v), want %d", tc.calls, got, rig.sizes, tc.posts)
+					t.Errorf("%d calls in %d HTTP requests (%d batches served), want %d", tc.calls, got, len(rig.batches), tc.posts)
 				}
 				if got := rig.count(rpcPath); got != 0 {
 					t.Errorf("%d unbatched requests", got)
@@ -287,6 +292,58 @@ func TestBatchNoWaitAlone(t *testing.T) {
 		}
 		if got := rig.count(batchPath); got != 5 {
 			t.Errorf("%d HTTP requests, want 5", got)
+		}
+	})
+}
+
+// Each call keeps its own deadline: one that ends while the call waits in
+// the queue was not delivered and leaves in no batch; one whose caller
+// gives up once its batch left is indeterminate (here it was applied); a
+// request's timeout in its batch is what is left of its caller's
+// deadline when the batch leaves.
+func TestBatchDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rig := newBatchRig(t, APIConfig{}, func(tr *HTTPTransport) { tr.BatchesInFlight = 1 })
+		rig.hold = true
+		call := func(ctx context.Context, key string, timeout time.Duration) <-chan error {
+			out := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				_, err := rig.tr.Call(ctx, "b", batchWrite(t, key))
+				out <- err
+			}()
+			synctest.Wait()
+			return out
+		}
+		start := time.Now()
+		actx, giveUp := context.WithCancel(context.Background())
+		a := call(actx, "a", 20*time.Second)                // leaves, and is held
+		b := call(context.Background(), "b", 3*time.Second) // queued behind a
+		c := call(context.Background(), "c", 10*time.Second)
+		if err := <-b; !errors.Is(err, ErrNotDelivered) || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 3*time.Second {
+			t.Errorf("queued call at its deadline: %v after %v, want ErrNotDelivered after 3s", err, time.Since(start))
+		}
+		<-time.After(time.Second)
+		giveUp()
+		if err := <-a; errors.Is(err, ErrNotDelivered) || !errors.Is(err, context.Canceled) {
+			t.Errorf("sent call given up: %v, want an indeterminate error", err)
+		}
+		rig.mu.Lock()
+		rig.hold = false
+		rig.mu.Unlock()
+		close(rig.release)
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+		want := [][]time.Duration{{20 * time.Second}, {6 * time.Second}}
+		if !reflect.DeepEqual(rig.batches, want) {
+			t.Errorf("batches' timeouts %v, want %v", rig.batches, want)
+		}
+		for key, stored := range map[string]bool{"a": true, "b": false, "c": true} {
+			if _, found, _ := rig.node.store.Get([]byte(key)); found != stored {
+				t.Errorf("%s stored: %v, want %v", key, found, stored)
+			}
 		}
 	})
 }
@@ -596,4 +653,60 @@ func TestBatchHostileReply(t *testing.T) {
 			})
 		})
 	}
+}
+
+// decodeBatch never panics, and what it accepts encodes back to the same
+// bytes: the encoding is canonical.
+func FuzzDecodeBatch(f *testing.F) {
+	good, _ := encodeBatch([]batchItem{{time.Second, batchWrite(f, "k")}, {MaxBatchTimeout, nil}})
+	nested, _ := encodeBatch([]batchItem{{time.Second, good}})
+	f.Add(good)
+	f.Add(nested)
+	f.Add(batchBody(batchMagic, 3, func(e *msgpack.Encoder, _ int) { _, _ = e.EncodeArrayLen(2), e.EncodeInt(1); _ = e.EncodeBytes(nil) }))
+	f.Add([]byte{0x92, 0xaa})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		items, err := decodeBatch(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if len(items) > MaxBatchLen {
+			t.Fatalf("%d requests accepted", len(items))
+		}
+		for _, it := range items {
+			if it.timeout <= 0 || it.timeout > MaxBatchTimeout || bytes.HasPrefix(it.req, batchPrefix) {
+				t.Fatalf("accepted %v, %x", it.timeout, it.req)
+			}
+		}
+		again, err := encodeBatch(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := decodeBatch(again); err != nil || !reflect.DeepEqual(back, items) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+// readFrames never panics, answers each request at most once, within the
+// batch, with a valid status, and stops at the first bad frame.
+func FuzzReadFrames(f *testing.F) {
+	ok, _ := (&response{Found: true}).marshal()
+	f.Add(frames([3]any{0, 200, ok}, [3]any{2, 503, []byte("busy")}, [3]any{1, 400, nil}), 3)
+	f.Add(frames([3]any{0, 200, ok}, [3]any{0, 200, ok}), 2)
+	f.Add([]byte{0x93, 0x01, 0xcc, 200, 0xc6, 0x7f, 0xff, 0xff, 0xff}, 2)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		if n < 0 || n > MaxBatchLen {
+			return
+		}
+		seen := map[int]bool{}
+		_ = readFrames(bufio.NewReader(bytes.NewReader(b)), n, func(i, status int, body []byte) {
+			if i < 0 || i >= n || seen[i] || status < 100 || status > 599 || len(body) > len(b) {
+				t.Fatalf("frame %d (seen %v) of %d, status %d, %d bytes", i, seen[i], n, status, len(body))
+			}
+			seen[i] = true
+		})
+	})
 }
