@@ -128,7 +128,6 @@ type batchCall struct {
 	req      []byte
 	deadline time.Time        // zero: none
 	done     chan batchResult // receives the call's one result
-	sent     bool             // taken into a batch; guarded by the queue's mu
 }
 
 type batchResult struct {
@@ -136,7 +135,8 @@ type batchResult struct {
 	err  error
 }
 
-// peerQueue is the queue of calls to one peer.
+// peerQueue is the queue of calls to one peer. Calls wait in it only
+// while BatchesInFlight batches are outstanding.
 type peerQueue struct {
 	mu       sync.Mutex
 	calls    []*batchCall
@@ -149,7 +149,6 @@ func (q *peerQueue) take(max int) []*batchCall {
 	n, size := 0, 0
 	for n < len(q.calls) && n < max && (n == 0 || size+len(q.calls[n].req) <= maxBatchBytes) {
 		size += len(q.calls[n].req)
-		q.calls[n].sent = true
 		n++
 	}
 	b := slices.Clone(q.calls[:n])
@@ -178,7 +177,11 @@ func (t *HTTPTransport) queue(to string) *peerQueue {
 }
 
 // callBatched sends req to node to in a batch and waits for its answer
-// or for ctx. A call ctx ended before it left is not delivered.
+// or for ctx. Calls queue only while BatchesInFlight batches to the node
+// are outstanding, so a call that finds fewer leaves at once, alone, on
+// its caller's goroutine and under its ctx; one that queues leaves with
+// the calls queued with it once a batch ends, and if ctx ends before,
+// it was not delivered.
 func (t *HTTPTransport) callBatched(ctx context.Context, to, addr string, req []byte) ([]byte, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx))
@@ -187,16 +190,24 @@ func (t *HTTPTransport) callBatched(ctx context.Context, to, addr string, req []
 	c.deadline, _ = ctx.Deadline()
 	q := t.queue(to)
 	q.mu.Lock()
-	q.calls = append(q.calls, c)
-	var first []*batchCall
 	if q.inFlight < cmp.Or(t.BatchesInFlight, DefaultBatchesInFlight) {
 		q.inFlight++
-		first = q.take(cmp.Or(t.MaxBatch, DefaultMaxBatch))
+		q.mu.Unlock()
+		t.sendBatch(ctx, to, addr, []*batchCall{c})
+		q.mu.Lock()
+		queued := len(q.calls) > 0
+		if !queued {
+			q.inFlight--
+		}
+		q.mu.Unlock()
+		if queued {
+			go t.sendQueued(to, addr, q)
+		}
+		r := <-c.done
+		return r.resp, r.err
 	}
+	q.calls = append(q.calls, c)
 	q.mu.Unlock()
-	if first != nil {
-		go t.sendBatches(to, addr, q, first)
-	}
 	select {
 	case r := <-c.done:
 		return r.resp, r.err
@@ -211,25 +222,29 @@ func (t *HTTPTransport) callBatched(ctx context.Context, to, addr string, req []
 	return nil, fmt.Errorf("kv: node %s: %w", to, context.Cause(ctx))
 }
 
-// sendBatches sends the batch b to node to at addr, then the calls
-// queued meanwhile, batch after batch, until the queue is empty.
-func (t *HTTPTransport) sendBatches(to, addr string, q *peerQueue, b []*batchCall) {
-	for len(b) > 0 {
-		t.sendBatch(to, addr, b)
+// sendQueued sends the calls queued for node to at addr, batch after
+// batch, until the queue is empty.
+func (t *HTTPTransport) sendQueued(to, addr string, q *peerQueue) {
+	for {
 		q.mu.Lock()
-		if b = q.take(cmp.Or(t.MaxBatch, DefaultMaxBatch)); len(b) == 0 {
+		b := q.take(cmp.Or(t.MaxBatch, DefaultMaxBatch))
+		if len(b) == 0 {
 			q.inFlight--
 		}
 		q.mu.Unlock()
+		if len(b) == 0 {
+			return
+		}
+		t.sendBatch(context.Background(), to, addr, b)
 	}
 }
 
-// sendBatch makes one batch's exchange and gives every call of b its
-// result: a batch that was not sent (no connection, a refused
+// sendBatch makes one batch's exchange, within ctx, and gives every call
+// of b its result: a batch that was not sent (no connection, a refused
 // certificate) delivered none of them; one refused as a whole carries
 // the refusal to each; a reply that ends early leaves the unanswered
 // ones indeterminate.
-func (t *HTTPTransport) sendBatch(to, addr string, b []*batchCall) {
+func (t *HTTPTransport) sendBatch(ctx context.Context, to, addr string, b []*batchCall) {
 	answered := make([]bool, len(b))
 	answer := func(i int, resp []byte, err error) {
 		answered[i] = true
@@ -269,7 +284,7 @@ func (t *HTTPTransport) sendBatch(to, addr string, b []*batchCall) {
 		fail(err)
 		return
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), last)
+	ctx, cancel := context.WithDeadline(ctx, last)
 	defer cancel()
 	resp, err := t.post(ctx, to, addr, batchPath, body, t.batchClient())
 	if err != nil {
@@ -277,7 +292,7 @@ func (t *HTTPTransport) sendBatch(to, addr string, b []*batchCall) {
 		return
 	}
 	defer resp.Body.Close()
-	err = readFrames(bufio.NewReader(resp.Body), len(items), func(k, status int, text []byte) {
+	err = readFrames(resp.Body, len(items), func(k, status int, text []byte) {
 		i := idx[k]
 		if status == http.StatusOK {
 			answer(i, text, nil)
@@ -288,12 +303,33 @@ func (t *HTTPTransport) sendBatch(to, addr string, b []*batchCall) {
 	fail(fmt.Errorf("kv: node %s: the batch's reply ended without this request's answer: %w", to, cmp.Or(err, io.ErrUnexpectedEOF)))
 }
 
+// frameReader is a buffered reader of a batch's reply and a msgpack
+// decoder over it, pooled: a reply allocates only its frames' bodies.
+type frameReader struct {
+	br *bufio.Reader
+	d  *msgpack.Decoder
+}
+
+var frameReaders = sync.Pool{New: func() any {
+	f := &frameReader{br: bufio.NewReader(nil)}
+	f.d = msgpack.NewDecoder(f.br)
+	return f
+}}
+
 // readFrames reads the frames of a batch of n requests from r until each
 // has been answered once, calling f with each; it stops at the first
 // error: a frame that does not decode, an index outside [0, n) or
 // repeated, a status outside 100–599, or a body over MaxRPCLen.
-func readFrames(r *bufio.Reader, n int, f func(i, status int, body []byte)) error {
-	d := msgpack.NewDecoder(r)
+func readFrames(r io.Reader, n int, f func(i, status int, body []byte)) error {
+	fr := frameReaders.Get().(*frameReader)
+	fr.br.Reset(r)
+	fr.d.Reset(fr.br)
+	defer func() {
+		fr.br.Reset(nil)
+		fr.d.Reset(fr.br)
+		frameReaders.Put(fr)
+	}()
+	d := fr.d
 	seen := make([]bool, n)
 	for range n {
 		if k, err := d.DecodeArrayLen(); err != nil || k != 3 {
@@ -314,7 +350,7 @@ func readFrames(r *bufio.Reader, n int, f func(i, status int, body []byte)) erro
 		}
 		// Read as it arrives: a length that lies allocates no more than
 		// the bytes that came.
-		body, err := io.ReadAll(io.LimitReader(r, int64(max(size, 0))))
+		body, err := io.ReadAll(io.LimitReader(fr.br, int64(max(size, 0))))
 		if err != nil {
 			return err
 		}
@@ -376,28 +412,40 @@ func (a *api) serveBatch(w http.ResponseWriter, r *http.Request) {
 	for i := admitted; i < len(items); i++ {
 		frames <- frame{i, http.StatusServiceUnavailable, []byte(a.rpcSlots.overloaded())}
 	}
-	for i, it := range items[:admitted] {
-		go func() {
-			defer a.rpcSlots.release()
-			ctx, cancel := context.WithTimeout(r.Context(), it.timeout)
-			defer cancel()
-			resp, err := a.n.Handle(ctx, it.req)
-			if err != nil {
-				frames <- frame{i, rpcStatus(err), []byte(err.Error())}
-				return
-			}
-			frames <- frame{i, http.StatusOK, resp}
-		}()
+	serve := func(i int) {
+		ctx, cancel := context.WithTimeout(r.Context(), items[i].timeout)
+		resp, err := a.n.Handle(ctx, items[i].req)
+		cancel()
+		a.rpcSlots.release() // before its answer: once all are in, every slot is back
+		if err != nil {
+			frames <- frame{i, rpcStatus(err), []byte(err.Error())}
+			return
+		}
+		frames <- frame{i, http.StatusOK, resp}
+	}
+	if admitted == 1 {
+		serve(0) // alone: on this goroutine
+	} else {
+		for i := range admitted {
+			go serve(i)
+		}
 	}
 	w.Header().Set("Content-Type", "application/msgpack")
 	w.WriteHeader(http.StatusOK)
-	e := msgpack.NewEncoder(w)
+	p := encoders.Get().(*pooledEncoder)
+	defer putEncoder(p)
 	rc := http.NewResponseController(w)
 	var werr error
 	for left := len(items); left > 0; left-- {
 		f := <-frames
+		if werr != nil {
+			continue // the peer is gone: wait for the rest, answer none
+		}
+		p.buf.Reset()
+		p.e.Reset(&p.buf)
+		werr = firstErr(p.e.EncodeArrayLen(3), p.e.EncodeInt(int64(f.i)), p.e.EncodeInt(int64(f.status)), p.e.EncodeBytes(f.body))
 		if werr == nil {
-			werr = firstErr(e.EncodeArrayLen(3), e.EncodeInt(int64(f.i)), e.EncodeInt(int64(f.status)), e.EncodeBytes(f.body))
+			_, werr = w.Write(p.buf.Bytes())
 		}
 		if werr == nil && left > 1 && len(frames) == 0 {
 			// Nothing else is ready: send what is. The last frame goes

@@ -3,6 +3,7 @@ package kv
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -298,7 +299,7 @@ func TestBatchNoWaitAlone(t *testing.T) {
 
 // Each call keeps its own deadline: one that ends while the call waits in
 // the queue was not delivered and leaves in no batch; one whose caller
-// gives up once its batch left is indeterminate (here it was applied); a
+// gives up once its batch left is indeterminate; a
 // request's timeout in its batch is what is left of its caller's
 // deadline when the batch leaves.
 func TestBatchDeadlines(t *testing.T) {
@@ -336,11 +337,14 @@ func TestBatchDeadlines(t *testing.T) {
 		if err := <-c; err != nil {
 			t.Fatal(err)
 		}
-		want := [][]time.Duration{{20 * time.Second}, {6 * time.Second}}
-		if !reflect.DeepEqual(rig.batches, want) {
-			t.Errorf("batches' timeouts %v, want %v", rig.batches, want)
+		// a's exchange ended when its caller gave up, and c's began; a's
+		// request may not have been served at all.
+		slices.SortFunc(rig.batches, func(x, y []time.Duration) int { return cmp.Compare(x[0], y[0]) })
+		if want := [][]time.Duration{{6 * time.Second}, {20 * time.Second}}; !reflect.DeepEqual(rig.batches, want) && !reflect.DeepEqual(rig.batches, want[:1]) {
+			t.Errorf("batches' timeouts %v, want %v (or its first)", rig.batches, want)
 		}
-		for key, stored := range map[string]bool{"a": true, "b": false, "c": true} {
+		// Whether a was applied is unknown, as its error said.
+		for key, stored := range map[string]bool{"b": false, "c": true} {
 			if _, found, _ := rig.node.store.Get([]byte(key)); found != stored {
 				t.Errorf("%s stored: %v, want %v", key, found, stored)
 			}

@@ -228,9 +228,10 @@ type APIConfig struct {
 	// a replica RPC is served only with a valid authenticator under it
 	// ([HeaderAuth], from an [HTTPTransport] with the same Key), and is
 	// otherwise refused with 401. nil: replica RPCs are served to anyone
-	// who can reach /internal/rpc, so keep it on a private network. The
-	// key authenticates requests; it does not encrypt them (serve over
-	// TLS with PeerCertificates for that, as [ServerConfig.TLS] does).
+	// who can reach /internal/rpc and /internal/rpc/batch, so keep them
+	// on a private network. The key authenticates requests; it does not
+	// encrypt them (serve over TLS with PeerCertificates for that, as
+	// [ServerConfig.TLS] does).
 	ClusterKey []byte
 	// Keys, when set, replaces ClusterKey: a replica RPC is served with
 	// a valid authenticator under any of its keys at the time.
@@ -337,8 +338,8 @@ func bounded(slots limiter, timeout time.Duration, h http.Handler) http.Handler 
 
 // API returns the HTTP handler of node n: the client API on /kv/{key}
 // (PUT, GET, DELETE with X-Context, Idempotency-Key, ?w= and ?r=), the
-// replica RPCs on /internal/rpc, /cluster, /healthz, /readyz and, with
-// cfg.Metrics, /metrics. Every error response is a [Problem].
+// replica RPCs on /internal/rpc and, batched, /internal/rpc/batch,
+// /cluster, /healthz, /readyz and, with cfg.Metrics, /metrics. Every error response is a [Problem].
 func API(n *Node, cfg APIConfig) http.Handler {
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Keys == nil {
