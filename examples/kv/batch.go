@@ -16,14 +16,17 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Replica RPCs to one peer are coalesced: an [HTTPTransport] sends a call
-// at once when fewer than its BatchesInFlight batches to that peer are
-// outstanding, and otherwise queues it; when a batch's exchange ends, the
-// calls queued meanwhile leave together as the next batch, one HTTP
-// request to /internal/rpc/batch. No timer holds a call back: under light
-// load every batch carries one call, and under load a batch carries the
-// calls that arrived during one round trip, so concurrent callers share
-// the request's syscalls, headers and authenticator.
+// Limits of batched replica RPCs. Replica RPCs to one peer are
+// coalesced: an [HTTPTransport] sends a call at once, alone and on its
+// caller's goroutine, when fewer than its BatchesInFlight batches to that
+// peer are outstanding, and otherwise queues it; when a batch's exchange
+// ends, the calls queued meanwhile leave together as the next batch, one
+// HTTP request to /internal/rpc/batch. No timer holds a call back: under
+// light load every batch carries one call, and under load a batch
+// carries the calls that arrived during one round trip, so concurrent
+// callers share the request's syscalls, headers and authenticator. The
+// price is a queued call's wait for the end of an outstanding exchange:
+// a higher BatchesInFlight waits less and coalesces less.
 //
 // The batch's body is the msgpack array ["kv-batch/1", [[timeout, request],
 // ...]], authenticated as one body ([HeaderAuth]); timeout is what is left
@@ -35,8 +38,6 @@ import (
 // of [Limits.MaxConcurrentRPC] (one without a slot is answered 503), and
 // a batch of more than [MaxBatchLen] requests, a batch inside a batch, or
 // a timeout outside (0, [MaxBatchTimeout]] refuses the whole batch (400).
-
-// Limits of batched replica RPCs.
 const (
 	// DefaultMaxBatch is how many calls a batch carries at most, unless
 	// [HTTPTransport.MaxBatch] says otherwise.
