@@ -26,7 +26,9 @@ import (
 // carries the calls that arrived during one round trip, so concurrent
 // callers share the request's syscalls, headers and authenticator. The
 // price is a queued call's wait for the end of an outstanding exchange:
-// a higher BatchesInFlight waits less and coalesces less.
+// a higher BatchesInFlight waits less and coalesces less. Reads are
+// batched apart from the other calls, with BatchesInFlight of their own,
+// so that no read waits for a batch of writes.
 //
 // The batch's body is the msgpack array ["kv-batch/1", [[timeout, request],
 // ...]], authenticated as one body ([HeaderAuth]); timeout is what is left
@@ -157,10 +159,20 @@ func (q *peerQueue) take(max int) []*batchCall {
 	return b
 }
 
-// queue returns the queue of calls to node to.
-func (t *HTTPTransport) queue(to string) *peerQueue {
+// lane is a queue's part of the calls to a node: its reads, or its other
+// calls, which are batched apart so that a read never waits for the end
+// of a batch of writes (a disk's sync).
+type lane struct {
+	to    string
+	reads bool
+}
+
+// queue returns the queue of the lane of the encoded request req to node
+// to.
+func (t *HTTPTransport) queue(to string, req []byte) *peerQueue {
+	l := lane{to: to, reads: opOf(req) == opRead}
 	t.mu.RLock()
-	q := t.queues[to]
+	q := t.queues[l]
 	t.mu.RUnlock()
 	if q != nil {
 		return q
@@ -168,11 +180,11 @@ func (t *HTTPTransport) queue(to string) *peerQueue {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.queues == nil {
-		t.queues = map[string]*peerQueue{}
+		t.queues = map[lane]*peerQueue{}
 	}
-	if q = t.queues[to]; q == nil {
+	if q = t.queues[l]; q == nil {
 		q = &peerQueue{}
-		t.queues[to] = q
+		t.queues[l] = q
 	}
 	return q
 }
@@ -189,7 +201,7 @@ func (t *HTTPTransport) callBatched(ctx context.Context, to, addr string, req []
 	}
 	c := &batchCall{req: req, done: make(chan batchResult, 1)}
 	c.deadline, _ = ctx.Deadline()
-	q := t.queue(to)
+	q := t.queue(to, req)
 	q.mu.Lock()
 	if q.inFlight < cmp.Or(t.BatchesInFlight, DefaultBatchesInFlight) {
 		q.inFlight++

@@ -277,6 +277,43 @@ func TestBatchCoalesces(t *testing.T) {
 	}
 }
 
+// Reads are batched apart: with every batch slot of writes to a peer
+// held, a read still leaves at once and is answered.
+func TestBatchReadsApart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rig := newBatchRig(t, APIConfig{}, func(tr *HTTPTransport) { tr.BatchesInFlight = 1 })
+		rig.hold = true
+		write := make(chan error, 1)
+		go func() {
+			_, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "w"))
+			write <- err
+		}()
+		synctest.Wait()
+		rig.mu.Lock()
+		rig.hold = false // the write's batch stays held; what comes next is not
+		rig.mu.Unlock()
+		read, err := (&request{Op: opRead, Key: []byte("w")}).marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rig.tr.Call(context.Background(), "b", read); err != nil {
+			t.Fatalf("read behind a held write: %v", err)
+		}
+		select {
+		case err := <-write:
+			t.Fatalf("the held write returned: %v", err)
+		default:
+		}
+		close(rig.release)
+		if err := <-write; err != nil {
+			t.Fatal(err)
+		}
+		if got := rig.count(batchPath); got != 2 {
+			t.Errorf("%d HTTP requests, want 2", got)
+		}
+	})
+}
+
 // Calls made one after another each leave at once, alone: no timer holds
 // a call back for company.
 func TestBatchNoWaitAlone(t *testing.T) {

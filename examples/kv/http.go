@@ -78,8 +78,8 @@ type HTTPTransport struct {
 	BatchesInFlight int
 
 	mu     sync.RWMutex
-	addrs  map[string]string     // node ID → host:port
-	queues map[string]*peerQueue // node ID → calls waiting for a batch
+	addrs  map[string]string   // node ID → host:port
+	queues map[lane]*peerQueue // calls waiting for a batch
 
 	batchOnce sync.Once
 	batch     *http.Client // Client without its timeout
