@@ -582,7 +582,7 @@ func TestBatchHostile(t *testing.T) {
 	parts := strings.Split(big, ".")
 	parts[1] = fmt.Sprint(MaxRPCLen + 1)
 	signed := strings.Join(parts[:3], ".")
-	big = signed + "." + hex.EncodeToString(mac(key, signed))
+	big = signed + "." + hex.EncodeToString(newClusterKey(key).mac(signed))
 	if code, text := post(nil, big); code != http.StatusRequestEntityTooLarge || !strings.Contains(text, "at most") {
 		t.Errorf("oversized batch: %d %q, want 413", code, text)
 	}

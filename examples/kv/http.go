@@ -60,8 +60,9 @@ const (
 // zero value has no addresses and uses http.DefaultClient.
 type HTTPTransport struct {
 	Client *http.Client // nil: http.DefaultClient
-	// Key, when set, is the cluster key every call is authenticated with
-	// ([HeaderAuth]); the receivers' [APIConfig.ClusterKey] must match.
+	// Key, when set before the first call, is the cluster key every call
+	// is authenticated with ([HeaderAuth]); the receivers'
+	// [APIConfig.ClusterKey] must match.
 	Key []byte
 	// Keys, when set, replaces Key: calls are authenticated with its
 	// primary key at the time of the call.
@@ -83,6 +84,8 @@ type HTTPTransport struct {
 
 	batchOnce sync.Once
 	batch     *http.Client // Client without its timeout
+	keyOnce   sync.Once
+	fixed     *ClusterKeys // Key's
 }
 
 var _ Transport = (*HTTPTransport)(nil)
@@ -127,6 +130,15 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	return t.callBatched(ctx, to, addr, req)
 }
 
+// keys is the set calls are authenticated with: Keys, or else Key's.
+func (t *HTTPTransport) keys() *ClusterKeys {
+	if t.Keys != nil {
+		return t.Keys
+	}
+	t.keyOnce.Do(func() { t.fixed = fixedKeys(t.Key) })
+	return t.fixed
+}
+
 // client is the client calls are made with.
 func (t *HTTPTransport) client() *http.Client {
 	return cmp.Or(t.Client, http.DefaultClient)
@@ -145,12 +157,8 @@ func (t *HTTPTransport) post(ctx context.Context, to, addr, path string, body []
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/msgpack")
-	key := t.Key
-	if t.Keys != nil {
-		key = t.Keys.Primary()
-	}
-	if key != nil {
-		hr.Header.Set(HeaderAuth, authenticator(key, time.Now(), body))
+	if keys := t.keys(); keys != nil {
+		hr.Header.Set(HeaderAuth, keys.primary().authenticator(time.Now(), body))
 	}
 	resp, err := c.Do(hr)
 	// No connection, or a peer whose certificate this node refused during
@@ -412,7 +420,7 @@ func (a *api) rpcBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	}
 	limit := int64(MaxRPCLen)
 	var auth parsedAuth
-	keys := a.cfg.Keys.all()
+	keys := a.cfg.Keys.macs()
 	if keys != nil {
 		// A request without a current authenticator under a key is
 		// refused before its body is read; one with it is read up to the
