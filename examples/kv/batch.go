@@ -17,11 +17,12 @@ import (
 )
 
 // Limits of batched replica RPCs. Replica RPCs to one peer are
-// coalesced: an [HTTPTransport] sends a call at once, alone and on its
-// caller's goroutine, when fewer than its BatchesInFlight batches to that
-// peer are outstanding, and otherwise queues it; when a batch's exchange
-// ends, the calls queued meanwhile leave together as the next batch, one
-// HTTP request to /internal/rpc/batch. No timer holds a call back: under
+// coalesced: an [HTTPTransport] sends a call at once, alone (to
+// /internal/rpc) and on its caller's goroutine, when fewer than its
+// BatchesInFlight batches to that peer are outstanding, and otherwise
+// queues it; when a batch's exchange ends, the calls queued meanwhile
+// leave together as the next batch, one HTTP request to
+// /internal/rpc/batch (or alone, when only one waited). No timer holds a call back: under
 // light load every batch carries one call, and under load a batch
 // carries the calls that arrived during one round trip, so concurrent
 // callers share the request's syscalls, headers and authenticator. The
@@ -285,6 +286,14 @@ func (t *HTTPTransport) sendBatch(ctx context.Context, to, addr string, b []*bat
 	if len(items) == 0 {
 		return
 	}
+	ctx, cancel := context.WithDeadline(ctx, last)
+	defer cancel()
+	if len(items) == 1 {
+		// Alone: as a call without batches is sent.
+		resp, err := t.callAlone(ctx, to, addr, items[0].req, t.batchClient())
+		answer(idx[0], resp, err)
+		return
+	}
 	fail := func(err error) {
 		for _, i := range idx {
 			if !answered[i] {
@@ -297,8 +306,6 @@ func (t *HTTPTransport) sendBatch(ctx context.Context, to, addr string, b []*bat
 		fail(err)
 		return
 	}
-	ctx, cancel := context.WithDeadline(ctx, last)
-	defer cancel()
 	resp, err := t.post(ctx, to, addr, batchPath, body, t.batchClient())
 	if err != nil {
 		fail(err)

@@ -3,7 +3,6 @@ package kv
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -105,7 +104,7 @@ func (p *pipeNet) client() (*http.Client, *http.Transport) {
 
 // batchRig is node "b" served over a pipeNet at "b:80", and a transport
 // calling it from "a". Every POST it serves is counted by path, and while
-// hold is set, batches wait for release before they are served.
+// hold is set, RPCs wait for release before they are served.
 type batchRig struct {
 	t       *testing.T
 	tr      *HTTPTransport
@@ -146,7 +145,7 @@ func newBatchRig(t *testing.T, cfg APIConfig, mod func(*HTTPTransport)) *batchRi
 	rig.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rig.mu.Lock()
 		rig.posts[r.URL.Path]++
-		hold := rig.hold && r.URL.Path == batchPath
+		hold := rig.hold && (r.URL.Path == batchPath || r.URL.Path == rpcPath)
 		rig.mu.Unlock()
 		if hold {
 			<-rig.release
@@ -225,10 +224,11 @@ func writes(t testing.TB, n int) [][]byte {
 	return reqs
 }
 
-// N concurrent calls to one peer while its first batches are outstanding
-// leave in as few HTTP requests as the batch caps allow: with 2 batches
-// in flight and 128 calls per batch, 2 + ⌈(N−2)/128⌉ requests, each call
-// answered and applied.
+// N concurrent calls to one peer while its first requests are
+// outstanding leave in as few HTTP requests as the batch caps allow: with
+// 2 in flight and 128 calls per batch, 2 + ⌈(N−2)/128⌉ requests (the
+// first two alone, the rest in batches), each call sent once, answered
+// and applied.
 func TestBatchCoalesces(t *testing.T) {
 	for _, tc := range []struct {
 		calls, maxBatch, inFlight, posts int
@@ -261,11 +261,15 @@ func TestBatchCoalesces(t *testing.T) {
 						t.Fatalf("call %d: %v", i, err)
 					}
 				}
-				if got := rig.count(batchPath); got != tc.posts {
-					t.Errorf("%d calls in %d HTTP requests (%d batches served), want %d", tc.calls, got, len(rig.batches), tc.posts)
+				if got := rig.count(batchPath) + rig.count(rpcPath); got != tc.posts {
+					t.Errorf("%d calls in %d HTTP requests (%d batches), want %d", tc.calls, got, len(rig.batches), tc.posts)
 				}
-				if got := rig.count(rpcPath); got != 0 {
-					t.Errorf("%d unbatched requests", got)
+				n := rig.count(rpcPath)
+				for _, b := range rig.batches {
+					n += len(b)
+				}
+				if n != tc.calls {
+					t.Errorf("%d calls sent, want %d", n, tc.calls)
 				}
 				for i := range tc.calls {
 					if _, found, err := rig.node.store.Get(fmt.Appendf(nil, "k%d", i)); err != nil || !found {
@@ -308,7 +312,7 @@ func TestBatchReadsApart(t *testing.T) {
 		if err := <-write; err != nil {
 			t.Fatal(err)
 		}
-		if got := rig.count(batchPath); got != 2 {
+		if got := rig.count(rpcPath); got != 2 {
 			t.Errorf("%d HTTP requests, want 2", got)
 		}
 	})
@@ -328,8 +332,8 @@ func TestBatchNoWaitAlone(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Errorf("5 sequential calls took %v of the bubble's time, want 0", d)
 		}
-		if got := rig.count(batchPath); got != 5 {
-			t.Errorf("%d HTTP requests, want 5", got)
+		if p, b := rig.count(rpcPath), rig.count(batchPath); p != 5 || b != 0 {
+			t.Errorf("%d requests to %s and %d batches, want 5 and 0", p, rpcPath, b)
 		}
 	})
 }
@@ -356,9 +360,10 @@ func TestBatchDeadlines(t *testing.T) {
 		}
 		start := time.Now()
 		actx, giveUp := context.WithCancel(context.Background())
-		a := call(actx, "a", 20*time.Second)                // leaves, and is held
+		a := call(actx, "a", 20*time.Second)                // leaves alone, and is held
 		b := call(context.Background(), "b", 3*time.Second) // queued behind a
 		c := call(context.Background(), "c", 10*time.Second)
+		d := call(context.Background(), "d", 12*time.Second)
 		if err := <-b; !errors.Is(err, ErrNotDelivered) || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 3*time.Second {
 			t.Errorf("queued call at its deadline: %v after %v, want ErrNotDelivered after 3s", err, time.Since(start))
 		}
@@ -367,21 +372,19 @@ func TestBatchDeadlines(t *testing.T) {
 		if err := <-a; errors.Is(err, ErrNotDelivered) || !errors.Is(err, context.Canceled) {
 			t.Errorf("sent call given up: %v, want an indeterminate error", err)
 		}
+		synctest.Wait() // c and d left together, and are held
 		rig.mu.Lock()
 		rig.hold = false
 		rig.mu.Unlock()
 		close(rig.release)
-		if err := <-c; err != nil {
+		if err := errors.Join(<-c, <-d); err != nil {
 			t.Fatal(err)
 		}
-		// a's exchange ended when its caller gave up, and c's began; a's
-		// request may not have been served at all.
-		slices.SortFunc(rig.batches, func(x, y []time.Duration) int { return cmp.Compare(x[0], y[0]) })
-		if want := [][]time.Duration{{6 * time.Second}, {20 * time.Second}}; !reflect.DeepEqual(rig.batches, want) && !reflect.DeepEqual(rig.batches, want[:1]) {
-			t.Errorf("batches' timeouts %v, want %v (or its first)", rig.batches, want)
+		if want := [][]time.Duration{{6 * time.Second, 8 * time.Second}}; !reflect.DeepEqual(rig.batches, want) {
+			t.Errorf("batches' timeouts %v, want %v", rig.batches, want)
 		}
 		// Whether a was applied is unknown, as its error said.
-		for key, stored := range map[string]bool{"b": false, "c": true} {
+		for key, stored := range map[string]bool{"b": false, "c": true, "d": true} {
 			if _, found, _ := rig.node.store.Get([]byte(key)); found != stored {
 				t.Errorf("%s stored: %v, want %v", key, found, stored)
 			}
@@ -604,14 +607,20 @@ func TestBatchHostile(t *testing.T) {
 	}
 }
 
-// hostileReply serves every batch with reply(n), n the batch's requests;
-// the first batch waits for release.
+// hostileReply serves every batch with reply(n), n the batch's requests,
+// and every call sent alone with a found response; the first request
+// waits for release.
 func hostileReply(t *testing.T, reply func(n int) []byte, release <-chan struct{}) *HTTPTransport {
 	var pn pipeNet
 	client, httpTr := pn.client()
 	var first sync.Once
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		first.Do(func() { <-release })
+		if r.URL.Path == rpcPath {
+			ok, _ := (&response{Found: true}).marshal()
+			_, _ = w.Write(ok)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		items, err := decodeBatch(body)
 		if err != nil {
@@ -671,7 +680,8 @@ func TestBatchHostileReply(t *testing.T) {
 				release := make(chan struct{})
 				tr := hostileReply(t, tc.reply, release)
 				// Call 0 leaves alone and is held; calls 1 to 4 queue
-				// behind it in order and leave together as a batch of 4.
+				// behind it in order and leave together as a batch of 4,
+				// whose reply is the hostile one.
 				var errs [5]error
 				var wg sync.WaitGroup
 				for i := range errs {
@@ -683,7 +693,7 @@ func TestBatchHostileReply(t *testing.T) {
 				close(release)
 				wg.Wait()
 				for i, err := range errs {
-					answered := tc.answers && i < 2 // the first of each batch
+					answered := i == 0 || tc.answers && i == 1 // alone, or the batch's first
 					switch {
 					case answered && err != nil:
 						t.Errorf("call %d: %v, want an answer", i, err)

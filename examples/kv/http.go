@@ -53,10 +53,10 @@ const (
 	maxErrorBytes           = 4096
 )
 
-// HTTPTransport is a [Transport] over HTTP: calls to a node are POSTed
-// to http://addr/internal/rpc/batch of its address, concurrent calls to
-// one node coalesced into one request (see [DefaultMaxBatch]), which a
-// node serves with its [API] handler. It is safe for concurrent use; the
+// HTTPTransport is a [Transport] over HTTP: a call to a node is POSTed
+// to http://addr/internal/rpc of its address, and concurrent calls to one
+// node are coalesced into one request to /internal/rpc/batch (see
+// [DefaultMaxBatch]), which a node serves with its [API] handler. It is safe for concurrent use; the
 // zero value has no addresses and uses http.DefaultClient.
 type HTTPTransport struct {
 	Client *http.Client // nil: http.DefaultClient
@@ -100,8 +100,9 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 	t.addrs[id] = addr
 }
 
-// Call sends req to node to and returns the response body. It waits in
-// the node's queue while BatchesInFlight batches to it are outstanding;
+// Call sends req to node to and returns the response body: alone when it
+// leaves alone, in a batch otherwise. It waits in the node's queue while
+// BatchesInFlight batches to it are outstanding;
 // a call whose ctx ends there, or before the call's batch is sent, was
 // not sent. An error of dialling, or of verifying the peer's
 // certificate, wraps [ErrNotDelivered]: the request was not sent. A
@@ -120,14 +121,20 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 		return nil, fmt.Errorf("kv: no address for node %q", to)
 	}
 	if t.MaxBatch == 1 {
-		resp, err := t.post(ctx, to, addr, rpcPath, req, t.client())
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
+		return t.callAlone(ctx, to, addr, req, t.client())
 	}
 	return t.callBatched(ctx, to, addr, req)
+}
+
+// callAlone POSTs req by itself to /internal/rpc at addr, the address of
+// node to, with c, and returns the response body.
+func (t *HTTPTransport) callAlone(ctx context.Context, to, addr string, req []byte, c *http.Client) ([]byte, error) {
+	resp, err := t.post(ctx, to, addr, rpcPath, req, c)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
 }
 
 // keys is the set calls are authenticated with: Keys, or else Key's.
