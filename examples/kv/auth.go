@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -55,7 +58,32 @@ const MaxClusterKeys = 8
 // then remove the old one. It is safe for concurrent use; create it with
 // [NewClusterKeys].
 type ClusterKeys struct {
-	keys atomic.Pointer[[][]byte] // the primary first
+	keys atomic.Pointer[[]*clusterKey] // the primary first
+}
+
+// clusterKey is a cluster key with a pool of HMAC-SHA256 states keyed by
+// it: hmac.New derives the key's pads and allocates five objects at
+// every call, while a pooled state's Reset returns to the pads. The
+// states go with the key when a rotation drops it.
+type clusterKey struct {
+	key    []byte
+	states sync.Pool // of hash.Hash
+}
+
+func newClusterKey(key []byte) *clusterKey {
+	k := &clusterKey{key: key}
+	k.states.New = func() any { return hmac.New(sha256.New, key) }
+	return k
+}
+
+// mac returns the HMAC-SHA256 of signed under k.
+func (k *clusterKey) mac(signed string) []byte {
+	h := k.states.Get().(hash.Hash)
+	h.Reset()
+	_, _ = io.WriteString(h, signed)
+	sum := h.Sum(nil)
+	k.states.Put(h)
+	return sum
 }
 
 // NewClusterKeys returns the set of primary and others. It returns the
@@ -72,15 +100,15 @@ func NewClusterKeys(primary []byte, others ...[]byte) (*ClusterKeys, error) {
 // changes nothing: for a key shorter than [MinClusterKeyLen], a key
 // given twice, or more than [MaxClusterKeys] keys. It keeps copies.
 func (k *ClusterKeys) Set(primary []byte, others ...[]byte) error {
-	keys := make([][]byte, 0, 1+len(others))
+	keys := make([]*clusterKey, 0, 1+len(others))
 	for i, key := range append([][]byte{primary}, others...) {
 		if err := checkClusterKey(key); err != nil {
 			return fmt.Errorf("key %d: %w", i+1, err)
 		}
-		if j := slices.IndexFunc(keys, func(o []byte) bool { return bytes.Equal(o, key) }); j >= 0 {
+		if j := slices.IndexFunc(keys, func(o *clusterKey) bool { return bytes.Equal(o.key, key) }); j >= 0 {
 			return fmt.Errorf("kv: cluster key %d repeats key %d", i+1, j+1)
 		}
-		keys = append(keys, bytes.Clone(key))
+		keys = append(keys, newClusterKey(bytes.Clone(key)))
 	}
 	if len(keys) > MaxClusterKeys {
 		return fmt.Errorf("kv: %d cluster keys, want at most %d", len(keys), MaxClusterKeys)
@@ -95,12 +123,25 @@ func (k *ClusterKeys) Primary() []byte {
 	if k == nil {
 		return nil
 	}
-	return (*k.keys.Load())[0]
+	return k.primary().key
 }
+
+// primary returns the key that signs; k must not be nil.
+func (k *ClusterKeys) primary() *clusterKey { return (*k.keys.Load())[0] }
 
 // all returns the keys, the primary first, nil for a nil set. The caller
 // must not change them.
 func (k *ClusterKeys) all() [][]byte {
+	var out [][]byte
+	for _, c := range k.macs() {
+		out = append(out, c.key)
+	}
+	return out
+}
+
+// macs returns the keys with their HMAC states, the primary first, nil
+// for a nil set.
+func (k *ClusterKeys) macs() []*clusterKey {
 	if k == nil {
 		return nil
 	}
@@ -114,7 +155,7 @@ func fixedKeys(key []byte) *ClusterKeys {
 		return nil
 	}
 	k := &ClusterKeys{}
-	keys := [][]byte{key}
+	keys := []*clusterKey{newClusterKey(key)}
 	k.keys.Store(&keys)
 	return k
 }
@@ -141,27 +182,11 @@ func GossipKey(clusterKey []byte) []byte {
 	return m.Sum(nil)
 }
 
-// authenticator returns the HeaderAuth value of body under key at now.
-func authenticator(key []byte, now time.Time, body []byte) string {
+// authenticator returns the HeaderAuth value of body under k at now.
+func (k *clusterKey) authenticator(now time.Time, body []byte) string {
 	digest := sha256.Sum256(body)
 	signed := strconv.FormatInt(now.Unix(), 10) + "." + strconv.Itoa(len(body)) + "." + hex.EncodeToString(digest[:])
-	return signed + "." + hex.EncodeToString(mac(key, signed))
-}
-
-func mac(key []byte, signed string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(signed))
-	return m.Sum(nil)
-}
-
-// authenticate checks the HeaderAuth value auth of body under key at now;
-// errors wrap [ErrUnauthenticated].
-func authenticate(key []byte, auth string, body []byte, now time.Time) error {
-	a, err := parseAuth([][]byte{key}, auth, now)
-	if err == nil {
-		err = a.check(body)
-	}
-	return err
+	return signed + "." + hex.EncodeToString(k.mac(signed))
 }
 
 // parsedAuth is a HeaderAuth value whose time and MAC were checked: the
@@ -175,7 +200,7 @@ type parsedAuth struct {
 // needs no body: its time is within AuthWindow of now and its MAC is
 // right under one of the keys. It returns the body length and digest the
 // sender declared; errors wrap [ErrUnauthenticated].
-func parseAuth(keys [][]byte, auth string, now time.Time) (parsedAuth, error) {
+func parseAuth(keys []*clusterKey, auth string, now time.Time) (parsedAuth, error) {
 	i := strings.LastIndexByte(auth, '.')
 	if i < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: no authenticator", ErrUnauthenticated)
@@ -193,7 +218,7 @@ func parseAuth(keys [][]byte, auth string, now time.Time) (parsedAuth, error) {
 		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
 	sum, err := hex.DecodeString(hexSum)
-	if err != nil || len(sum) != sha256.Size || !slices.ContainsFunc(keys, func(key []byte) bool { return hmac.Equal(sum, mac(key, signed)) }) {
+	if err != nil || len(sum) != sha256.Size || !slices.ContainsFunc(keys, func(k *clusterKey) bool { return hmac.Equal(sum, k.mac(signed)) }) {
 		return parsedAuth{}, fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
 	}
 	// Past the MAC, the fields are a node's own.

@@ -25,6 +25,21 @@ import (
 	"github.com/distkit/distkit/ring"
 )
 
+// authenticator returns the HeaderAuth value of body under key at now.
+func authenticator(key []byte, now time.Time, body []byte) string {
+	return newClusterKey(key).authenticator(now, body)
+}
+
+// authenticate checks the HeaderAuth value auth of body under key at now
+// as a node does; errors wrap [ErrUnauthenticated].
+func authenticate(key []byte, auth string, body []byte, now time.Time) error {
+	a, err := parseAuth([]*clusterKey{newClusterKey(key)}, auth, now)
+	if err == nil {
+		err = a.check(body)
+	}
+	return err
+}
+
 func TestAuthenticate(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	body := []byte("request")
@@ -431,12 +446,12 @@ func TestServerSetClusterKeys(t *testing.T) {
 func BenchmarkParseAuth(b *testing.B) {
 	for _, n := range []int{1, MaxClusterKeys} {
 		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) {
-			keys := make([][]byte, n)
+			keys := make([]*clusterKey, n)
 			for i := range keys {
-				keys[i] = fmt.Appendf(nil, "a cluster key of the benchmark %d", i)
+				keys[i] = newClusterKey(fmt.Appendf(nil, "a cluster key of the benchmark %d", i))
 			}
 			now := time.Now()
-			auth := authenticator(keys[n-1], now, make([]byte, 1024))
+			auth := keys[n-1].authenticator(now, make([]byte, 1024))
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := parseAuth(keys, auth, now); err != nil {

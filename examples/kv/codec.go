@@ -39,10 +39,15 @@ func encode(body func(e *msgpack.Encoder) error) ([]byte, error) {
 	if err == nil {
 		out = bytes.Clone(p.buf.Bytes())
 	}
+	putEncoder(p)
+	return out, err
+}
+
+// putEncoder returns p to the pool, unless its buffer grew too large.
+func putEncoder(p *pooledEncoder) {
 	if p.buf.Cap() <= maxPooledBuffer {
 		encoders.Put(p)
 	}
-	return out, err
 }
 
 // pooledDecoder is a msgpack decoder reading from its own bytes.Reader.

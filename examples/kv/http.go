@@ -53,14 +53,16 @@ const (
 	maxErrorBytes           = 4096
 )
 
-// HTTPTransport is a [Transport] over HTTP: a call POSTs the request to
-// http://addr/internal/rpc of the target's address, which a node serves
-// with its [API] handler. It is safe for concurrent use; the zero value
-// has no addresses and uses http.DefaultClient.
+// HTTPTransport is a [Transport] over HTTP: a call to a node is POSTed
+// to http://addr/internal/rpc of its address, and concurrent calls to one
+// node are coalesced into one request to /internal/rpc/batch (see
+// [DefaultMaxBatch]), which a node serves with its [API] handler. It is safe for concurrent use; the
+// zero value has no addresses and uses http.DefaultClient.
 type HTTPTransport struct {
 	Client *http.Client // nil: http.DefaultClient
-	// Key, when set, is the cluster key every call is authenticated with
-	// ([HeaderAuth]); the receivers' [APIConfig.ClusterKey] must match.
+	// Key, when set before the first call, is the cluster key every call
+	// is authenticated with ([HeaderAuth]); the receivers'
+	// [APIConfig.ClusterKey] must match.
 	Key []byte
 	// Keys, when set, replaces Key: calls are authenticated with its
 	// primary key at the time of the call.
@@ -68,9 +70,22 @@ type HTTPTransport struct {
 	// TLS makes calls use https; the Client then presents the node's
 	// certificate and verifies the peers' ([PeerTLS]).
 	TLS bool
+	// MaxBatch bounds the calls one batch carries; 0: DefaultMaxBatch.
+	// 1 sends each call as a request of its own to /internal/rpc.
+	MaxBatch int
+	// BatchesInFlight bounds the batches outstanding to one node; a call
+	// made while that many are waits for the first to end and leaves in
+	// the next. 0: DefaultBatchesInFlight.
+	BatchesInFlight int
 
-	mu    sync.RWMutex
-	addrs map[string]string // node ID → host:port
+	mu     sync.RWMutex
+	addrs  map[string]string   // node ID → host:port
+	queues map[lane]*peerQueue // calls waiting for a batch
+
+	batchOnce sync.Once
+	batch     *http.Client // Client without its timeout
+	keyOnce   sync.Once
+	fixed     *ClusterKeys // Key's
 }
 
 var _ Transport = (*HTTPTransport)(nil)
@@ -85,14 +100,19 @@ func (t *HTTPTransport) SetAddr(id, addr string) {
 	t.addrs[id] = addr
 }
 
-// Call POSTs req to node to and returns the response body. An error of
-// dialling, or of verifying the peer's certificate, wraps
-// [ErrNotDelivered]: the request was not sent. A status other
-// than 200 is an error carrying the node's text; it wraps [ErrKeyReused]
+// Call sends req to node to and returns the response body: alone when it
+// leaves alone, in a batch otherwise. It waits in the node's queue while
+// BatchesInFlight batches to it are outstanding;
+// a call whose ctx ends there, or before the call's batch is sent, was
+// not sent. An error of dialling, or of verifying the peer's
+// certificate, wraps [ErrNotDelivered]: the request was not sent. A
+// refusal is an error carrying the node's text; it wraps [ErrKeyReused]
 // for 422, the node's answer to a write that reused an idempotency key,
 // [ErrUnauthenticated] for 401, its answer to a call without the cluster
-// key, and [ErrTooManySiblings] for 409 and [ErrObjectTooLarge] for 413,
-// its answers to a write its key cannot take.
+// key, [ErrTooManySiblings] for 409 and [ErrObjectTooLarge] for 413, its
+// answers to a write its key cannot take, and [ErrUnavailable] for 503.
+// Any other error (a connection lost, a reply cut short, ctx ending once
+// the call was sent) leaves it unknown whether the node applied it.
 func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.mu.RLock()
 	addr, ok := t.addrs[to]
@@ -100,25 +120,52 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if !ok {
 		return nil, fmt.Errorf("kv: no address for node %q", to)
 	}
+	if t.MaxBatch == 1 {
+		return t.callAlone(ctx, to, addr, req, t.client())
+	}
+	return t.callBatched(ctx, to, addr, req)
+}
+
+// callAlone POSTs req by itself to /internal/rpc at addr, the address of
+// node to, with c, and returns the response body.
+func (t *HTTPTransport) callAlone(ctx context.Context, to, addr string, req []byte, c *http.Client) ([]byte, error) {
+	resp, err := t.post(ctx, to, addr, rpcPath, req, c)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
+}
+
+// keys is the set calls are authenticated with: Keys, or else Key's.
+func (t *HTTPTransport) keys() *ClusterKeys {
+	if t.Keys != nil {
+		return t.Keys
+	}
+	t.keyOnce.Do(func() { t.fixed = fixedKeys(t.Key) })
+	return t.fixed
+}
+
+// client is the client calls are made with.
+func (t *HTTPTransport) client() *http.Client {
+	return cmp.Or(t.Client, http.DefaultClient)
+}
+
+// post POSTs body to path at addr, the address of node to, authenticated
+// under the primary key, with c, and returns the response of status 200
+// or the error of [HTTPTransport.Call].
+func (t *HTTPTransport) post(ctx context.Context, to, addr, path string, body []byte, c *http.Client) (*http.Response, error) {
 	scheme := "http://"
 	if t.TLS {
 		scheme = "https://"
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+rpcPath, bytes.NewReader(req))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/msgpack")
-	key := t.Key
-	if t.Keys != nil {
-		key = t.Keys.Primary()
-	}
-	if key != nil {
-		hr.Header.Set(HeaderAuth, authenticator(key, time.Now(), req))
-	}
-	c := t.Client
-	if c == nil {
-		c = http.DefaultClient
+	if keys := t.keys(); keys != nil {
+		hr.Header.Set(HeaderAuth, keys.primary().authenticator(time.Now(), body))
 	}
 	resp, err := c.Do(hr)
 	// No connection, or a peer whose certificate this node refused during
@@ -130,24 +177,30 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("kv: node %s: %s: %s", to, resp.Status, errorText(resp))
-		switch resp.StatusCode {
-		case http.StatusUnprocessableEntity:
-			err = fmt.Errorf("%w: %w", ErrKeyReused, err)
-		case http.StatusUnauthorized:
-			err = fmt.Errorf("%w: %w", ErrUnauthenticated, err)
-		case http.StatusConflict:
-			err = fmt.Errorf("%w: %w", ErrTooManySiblings, err)
-		case http.StatusRequestEntityTooLarge:
-			err = fmt.Errorf("%w: %w", ErrObjectTooLarge, err)
-		case http.StatusServiceUnavailable:
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return nil, err
+		defer resp.Body.Close()
+		return nil, statusError(to, resp.StatusCode, errorText(resp))
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, MaxRPCLen))
+	return resp, nil
+}
+
+// statusError is the error of node to's refusal with status and its
+// reason text.
+func statusError(to string, status int, text string) error {
+	err := fmt.Errorf("kv: node %s: %d %s: %s", to, status, http.StatusText(status), text)
+	switch status {
+	case http.StatusUnprocessableEntity:
+		err = fmt.Errorf("%w: %w", ErrKeyReused, err)
+	case http.StatusUnauthorized:
+		err = fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	case http.StatusConflict:
+		err = fmt.Errorf("%w: %w", ErrTooManySiblings, err)
+	case http.StatusRequestEntityTooLarge:
+		err = fmt.Errorf("%w: %w", ErrObjectTooLarge, err)
+	case http.StatusServiceUnavailable:
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // errorText returns the reason of an error response: the detail of a
@@ -190,9 +243,10 @@ type APIConfig struct {
 	// a replica RPC is served only with a valid authenticator under it
 	// ([HeaderAuth], from an [HTTPTransport] with the same Key), and is
 	// otherwise refused with 401. nil: replica RPCs are served to anyone
-	// who can reach /internal/rpc, so keep it on a private network. The
-	// key authenticates requests; it does not encrypt them (serve over
-	// TLS with PeerCertificates for that, as [ServerConfig.TLS] does).
+	// who can reach /internal/rpc and /internal/rpc/batch, so keep them
+	// on a private network. The key authenticates requests; it does not
+	// encrypt them (serve over TLS with PeerCertificates for that, as
+	// [ServerConfig.TLS] does).
 	ClusterKey []byte
 	// Keys, when set, replaces ClusterKey: a replica RPC is served with
 	// a valid authenticator under any of its keys at the time.
@@ -242,39 +296,71 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// bounded returns h served at most n at once, each with its body's
-// read deadline set to timeout from now; a request beyond n is
+// limiter bounds the requests served at once: a slot per request.
+type limiter chan struct{}
+
+// try takes a slot, or reports false when none is free.
+func (l limiter) try() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// release frees a slot taken by try or admit.
+func (l limiter) release() { <-l }
+
+// overloaded is the reason of a request refused for want of a slot.
+func (l limiter) overloaded() string {
+	return fmt.Sprintf("kv: overloaded: %d requests in progress; retry after a second", cap(l))
+}
+
+// admit takes a slot, or answers the request 503 with Retry-After and
+// reports false.
+func (l limiter) admit(w http.ResponseWriter) bool {
+	if l.try() {
+		return true
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, l.overloaded(), http.StatusServiceUnavailable)
+	return false
+}
+
+// setBodyDeadline sets the read deadline of r's body to timeout from now;
+// readBody lifts it once the body is in.
+func setBodyDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	if r.Body != nil && r.Body != http.NoBody {
+		// Unsupported by some writers (a recorder in tests): no deadline.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+	}
+}
+
+// bounded returns h served under a slot of slots each, with its body's
+// read deadline set to timeout from now; a request without a free slot is
 // answered 503 with Retry-After before anything reads its body.
-func bounded(n int, timeout time.Duration, h http.Handler) http.Handler {
-	slots := make(chan struct{}, n)
+func bounded(slots limiter, timeout time.Duration, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-		default:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, fmt.Sprintf("kv: overloaded: %d requests in progress; retry after a second", n), http.StatusServiceUnavailable)
+		if !slots.admit(w) {
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody {
-			// Unsupported by some writers (a recorder in tests): no
-			// deadline. readBody lifts it once the body is in.
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
-		}
+		defer slots.release()
+		setBodyDeadline(w, r, timeout)
 		h.ServeHTTP(w, r)
 	})
 }
 
 // API returns the HTTP handler of node n: the client API on /kv/{key}
 // (PUT, GET, DELETE with X-Context, Idempotency-Key, ?w= and ?r=), the
-// replica RPCs on /internal/rpc, /cluster, /healthz, /readyz and, with
-// cfg.Metrics, /metrics. Every error response is a [Problem].
+// replica RPCs on /internal/rpc and, batched, /internal/rpc/batch,
+// /cluster, /healthz, /readyz and, with cfg.Metrics, /metrics. Every error response is a [Problem].
 func API(n *Node, cfg APIConfig) http.Handler {
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Keys == nil {
 		cfg.Keys = fixedKeys(cfg.ClusterKey)
 	}
-	a := &api{n: n, cfg: cfg}
+	a := &api{n: n, cfg: cfg, rpcSlots: make(limiter, cfg.Limits.MaxConcurrentRPC)}
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
 	if cfg.Guard != nil {
@@ -285,8 +371,9 @@ func API(n *Node, cfg APIConfig) http.Handler {
 			GlobalScope: true,
 		})(kv)
 	}
-	mux.Handle("/kv/{key}", bounded(cfg.Limits.MaxConcurrent, cfg.Limits.BodyTimeout, kv))
-	mux.Handle("POST "+rpcPath, bounded(cfg.Limits.MaxConcurrentRPC, cfg.Limits.BodyTimeout, http.HandlerFunc(a.serveRPC)))
+	mux.Handle("/kv/{key}", bounded(make(limiter, cfg.Limits.MaxConcurrent), cfg.Limits.BodyTimeout, kv))
+	mux.Handle("POST "+rpcPath, bounded(a.rpcSlots, cfg.Limits.BodyTimeout, http.HandlerFunc(a.serveRPC)))
+	mux.HandleFunc("POST "+batchPath, a.serveBatch)
 	mux.HandleFunc("GET /cluster", a.serveCluster)
 	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -305,18 +392,42 @@ func API(n *Node, cfg APIConfig) http.Handler {
 }
 
 type api struct {
-	n   *Node
-	cfg APIConfig
+	n        *Node
+	cfg      APIConfig
+	rpcSlots limiter // replica RPCs', batched ones each counted
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.rpcBody(w, r)
+	if !ok {
+		return
+	}
+	resp, err := a.n.Handle(r.Context(), req)
+	switch status := rpcStatus(err); {
+	case err == nil:
+		w.Header().Set("Content-Type", "application/msgpack")
+		_, _ = w.Write(resp)
+	case status < http.StatusInternalServerError:
+		http.Error(w, err.Error(), status)
+	default:
+		serverError(w, err, "")
+	}
+}
+
+// rpcBody reads the body of a replica RPC, or a batch of them, from a
+// peer, or answers the request and reports false: 401 without a verified
+// peer certificate when they are required, or without a current
+// authenticator under a cluster key, which is checked before the body is
+// read, and then for a body other than the one it vouches for; 413 for a
+// body over MaxRPCLen or the length the authenticator declared.
+func (a *api) rpcBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if a.cfg.PeerCertificates && !peerVerified(r) {
 		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
-		return
+		return nil, false
 	}
 	limit := int64(MaxRPCLen)
 	var auth parsedAuth
-	keys := a.cfg.Keys.all()
+	keys := a.cfg.Keys.macs()
 	if keys != nil {
 		// A request without a current authenticator under a key is
 		// refused before its body is read; one with it is read up to the
@@ -324,40 +435,25 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if auth, err = parseAuth(keys, r.Header.Get(HeaderAuth), time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
+			return nil, false
 		}
 		if auth.n > limit {
 			http.Error(w, fmt.Sprintf("kv: a replica RPC of %d bytes, want at most %d", auth.n, limit), http.StatusRequestEntityTooLarge)
-			return
+			return nil, false
 		}
 		limit = auth.n
 	}
 	req, ok := readBody(w, r, limit)
 	if !ok {
-		return
+		return nil, false
 	}
 	if keys != nil {
 		if err := auth.check(req); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
+			return nil, false
 		}
 	}
-	resp, err := a.n.Handle(r.Context(), req)
-	switch {
-	case errors.Is(err, ErrMalformed):
-		http.Error(w, err.Error(), http.StatusBadRequest)
-	case errors.Is(err, ErrKeyReused):
-		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
-	case errors.Is(err, ErrTooManySiblings):
-		http.Error(w, err.Error(), http.StatusConflict)
-	case errors.Is(err, ErrObjectTooLarge):
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-	case err != nil:
-		serverError(w, err, "")
-	default:
-		w.Header().Set("Content-Type", "application/msgpack")
-		_, _ = w.Write(resp)
-	}
+	return req, true
 }
 
 func (a *api) serveKV(w http.ResponseWriter, r *http.Request) {
@@ -562,16 +658,28 @@ func readError(w http.ResponseWriter, err error) {
 // it otherwise; 500 [ProblemStorage] when this node's own storage failed;
 // 500 [ProblemInternal] for anything else.
 func serverError(w http.ResponseWriter, err error, advice string) {
+	switch status := serverStatus(err); {
+	case status == http.StatusServiceUnavailable:
+		problem(w, ProblemNoQuorum, status, "too few replicas answered: "+err.Error()+advice)
+	case status == http.StatusBadGateway:
+		problem(w, ProblemCoordinator, status, err.Error()+advice)
+	case isStorage(err):
+		problem(w, ProblemStorage, status, err.Error()+"; this node's disk failed: send the request to another node")
+	default:
+		problem(w, ProblemInternal, status, err.Error())
+	}
+}
+
+// serverStatus is the status of a failure that is not the client's, as
+// serverError answers it.
+func serverStatus(err error) int {
 	switch {
 	case errors.Is(err, quorum.ErrNoQuorum), errors.Is(err, ErrUnavailable), errors.Is(err, ErrLeaving):
-		problem(w, ProblemNoQuorum, http.StatusServiceUnavailable, "too few replicas answered: "+err.Error()+advice)
+		return http.StatusServiceUnavailable
 	case errors.Is(err, errCoordinator):
-		problem(w, ProblemCoordinator, http.StatusBadGateway, err.Error()+advice)
-	case isStorage(err):
-		problem(w, ProblemStorage, http.StatusInternalServerError, err.Error()+"; this node's disk failed: send the request to another node")
-	default:
-		problem(w, ProblemInternal, http.StatusInternalServerError, err.Error())
+		return http.StatusBadGateway
 	}
+	return http.StatusInternalServerError
 }
 
 // serveHealth answers /healthz: 200 "ok", or 503 [ProblemUnhealthy] with

@@ -133,6 +133,16 @@ func TestAPI(t *testing.T) {
 // replica RPCs under the cluster key key (nil: none), and returns them and
 // their transport, whose Key is key. Cleanup stops them.
 func httpNodes(t *testing.T, key []byte) (*HTTPTransport, []*httptest.Server) {
+	tr := &HTTPTransport{Key: key}
+	return tr, httpCluster(t, tr, nil, func(h http.Handler) http.Handler { return h })
+}
+
+// httpCluster starts nodes a, b and c over tr on loopback HTTP servers
+// that serve replica RPCs under tr.Key, their handlers wrapped by wrap,
+// and returns the servers; the nodes are in nodes, when not nil. Cleanup
+// stops them.
+func httpCluster(t testing.TB, tr *HTTPTransport, nodes *[]*Node, wrap func(http.Handler) http.Handler) []*httptest.Server {
+	key := tr.Key
 	var rn []ring.Node
 	for _, id := range []string{"a", "b", "c"} {
 		rn = append(rn, ring.Node{ID: id})
@@ -141,7 +151,6 @@ func httpNodes(t *testing.T, key []byte) (*HTTPTransport, []*httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &HTTPTransport{Key: key}
 	var servers []*httptest.Server
 	for _, m := range rn {
 		s, err := Open(filepath.Join(t.TempDir(), m.ID+".db"), StoreConfig{Tree: testTree, NoSync: true})
@@ -154,12 +163,15 @@ func httpNodes(t *testing.T, key []byte) (*HTTPTransport, []*httptest.Server) {
 			t.Fatal(err)
 		}
 		t.Cleanup(n.Close)
-		srv := httptest.NewServer(API(n, APIConfig{ClusterKey: key}))
+		if nodes != nil {
+			*nodes = append(*nodes, n)
+		}
+		srv := httptest.NewServer(wrap(API(n, APIConfig{ClusterKey: key})))
 		t.Cleanup(srv.Close)
 		servers = append(servers, srv)
 		tr.SetAddr(m.ID, srv.Listener.Addr().(*net.TCPAddr).String())
 	}
-	return tr, servers
+	return servers
 }
 
 // Three nodes on loopback HTTP servers: writes and reads through any node,

@@ -256,7 +256,7 @@ func failDisk(t *testing.T, path string) {
 
 // The overload refusal keeps its Retry-After and says why, as a problem.
 func TestOverloadIsProblem(t *testing.T) {
-	rec := do(problems(bounded(0, time.Second, http.NotFoundHandler())), "GET", "/kv/k", "")
+	rec := do(problems(bounded(make(limiter), time.Second, http.NotFoundHandler())), "GET", "/kv/k", "")
 	p := problemOf(t, "overload", rec.Code, rec.Header(), rec.Body.String())
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" || !strings.Contains(p.Detail, "overloaded") {
 		t.Fatalf("overload: %d %v %+v", rec.Code, rec.Header(), p)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/distkit/distkit/vclock"
 )
@@ -79,6 +80,15 @@ const (
 	requestFields  = 13
 	responseFields = 8
 )
+
+// opOf returns the op of an encoded request, read from its first bytes
+// as encode writes them, or 0 for bytes that do not begin as a request.
+func opOf(b []byte) op {
+	if len(b) >= 3 && b[0] == msgpcode.FixedArrayLow|requestFields && b[1] == msgpcode.Uint8 {
+		return op(b[2])
+	}
+	return 0
+}
 
 func (r *request) marshal() ([]byte, error) {
 	return encode(r.encode)

@@ -105,3 +105,22 @@ func FuzzResponse(f *testing.F) {
 		}
 	})
 }
+
+// opOf reads the op of every encoded request, and no op from bytes that
+// do not begin as one.
+func TestOpOf(t *testing.T) {
+	for o := opRead; o < opMax; o++ {
+		b, err := (&request{Op: o, Key: []byte("k")}).marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := opOf(b); got != o {
+			t.Errorf("opOf of a %v request: %v", o, got)
+		}
+	}
+	for _, b := range [][]byte{nil, {0x9d}, {0x9d, 0x01, 0x01}, {0x9c, 0xcc, 0x01}} {
+		if got := opOf(b); got != 0 {
+			t.Errorf("opOf(% x) = %v, want 0", b, got)
+		}
+	}
+}

@@ -50,7 +50,10 @@ type ServerConfig struct {
 	// ReplicaTimeout bounds each replica call of a read or a write (the
 	// node's NodeConfig.Timeout); 0: DefaultTimeout.
 	ReplicaTimeout time.Duration
-	Logger         *slog.Logger // nil: discard
+	// RPCBatch and RPCBatchesInFlight are the replica transport's
+	// [HTTPTransport.MaxBatch] and [HTTPTransport.BatchesInFlight].
+	RPCBatch, RPCBatchesInFlight int
+	Logger                       *slog.Logger // nil: discard
 	// Client makes the replica RPCs; nil: a client with a timeout of 2
 	// seconds (or ReplicaTimeout, if longer) that keeps up to DefaultMaxConcurrentRPC idle connections
 	// per peer.
@@ -269,7 +272,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 			return nil, err
 		}
 	}
-	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil}
+	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil, MaxBatch: cfg.RPCBatch, BatchesInFlight: cfg.RPCBatchesInFlight}
 	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
 		if m.ID != cfg.ID {

@@ -54,7 +54,7 @@ func caller(t *testing.T, p *PeerTLS, addr string) *HTTPTransport {
 // cluster's CA is served; one with a certificate of another CA, an
 // expired one, or none, is refused, and so is a plaintext one. The other
 // way, a node refuses a peer whose server certificate is from another CA
-// or expired, before sending it anything.
+// or expired, before sending it anything: the call was not delivered.
 func TestPeerTLS(t *testing.T) {
 	ca, err := testcert.NewCA("cluster")
 	if err != nil {
@@ -110,8 +110,8 @@ func TestPeerTLS(t *testing.T) {
 		fake.StartTLS()
 		err := call(caller(t, peerTLS(t, ca, ca, hour), fake.Listener.Addr().String()))
 		fake.Close()
-		if err == nil || reached.Load() != 0 {
-			t.Errorf("%s: %v, reached %d times", name, err, reached.Load())
+		if !errors.Is(err, ErrNotDelivered) || reached.Load() != 0 {
+			t.Errorf("%s: %v, reached %d times; want ErrNotDelivered", name, err, reached.Load())
 		}
 	}
 }

@@ -45,7 +45,9 @@
 // -reap-after sets how long a deleted key's tombstone stays once every
 // replica holds it.
 // -replica-timeout bounds the wait for each replica of a read or a write
-// (1s). -pprof serves net/http/pprof on an address of its own (off by
+// (1s). Replica RPCs to one peer made while -rpc-batches-in-flight (2)
+// batches to it are outstanding leave together in the next, up to
+// -rpc-batch (128) per HTTP request; -rpc-batch 1 sends each alone. -pprof serves net/http/pprof on an address of its own (off by
 // default). -probe-interval sets SWIM's protocol period (1s, memberlist's LAN
 // default); the failure detector's timeouts scale with it.
 //
@@ -128,6 +130,8 @@ func run(args []string) error {
 	noSync := fs.Bool("unsafe-no-fsync", false, "skip fsync: acknowledged writes may be lost in a machine crash")
 	keyFile := fs.String("cluster-key-file", "", "file of the secrets the cluster's nodes share to authenticate replica RPCs and seal gossip: one key per line (at least 16 bytes each, surrounding whitespace dropped; blank and # lines skipped), the first signing, all accepted; re-read on SIGHUP; empty: RPCs unauthenticated")
 	clusterName := fs.String("cluster-name", "kv", "the cluster's name, authenticated in its gossip with -cluster-key-file, so two clusters sharing a key never merge")
+	rpcBatch := fs.Int("rpc-batch", kv.DefaultMaxBatch, "most replica RPCs to one peer sent as one HTTP request; 1: each its own request, as nodes without batches take")
+	rpcBatches := fs.Int("rpc-batches-in-flight", kv.DefaultBatchesInFlight, "most batches of replica RPCs outstanding to one peer; RPCs made meanwhile wait for one to end and leave together")
 	replicaTimeout := fs.Duration("replica-timeout", kv.DefaultTimeout, "how long a read or a write waits for each replica's answer before it counts the replica as failed (and writes a hint for it)")
 	leaveTimeout := fs.Duration("leave-timeout", time.Minute, "how long a node shutting down may take to hand its data over before it stops as a failed node would, keeping its disk")
 	reapAfter := fs.Duration("reap-after", kv.DefaultReapAfter, "how long a deleted key's tombstone is kept once every replica has it; negative: forever")
@@ -170,6 +174,9 @@ func run(args []string) error {
 	}
 	if *probeInterval <= 0 {
 		return fmt.Errorf("-probe-interval %v: want a positive duration", *probeInterval)
+	}
+	if *rpcBatch < 1 || *rpcBatch > kv.MaxBatchLen || *rpcBatches < 1 {
+		return fmt.Errorf("-rpc-batch %d -rpc-batches-in-flight %d: want 1 to %d, and at least 1", *rpcBatch, *rpcBatches, kv.MaxBatchLen)
 	}
 	if *replicaTimeout <= 0 {
 		return fmt.Errorf("-replica-timeout %v: want a positive duration", *replicaTimeout)
@@ -223,6 +230,7 @@ func run(args []string) error {
 	srv, err := kv.StartServer(kv.ServerConfig{
 		ID: *id, Zone: *zone, Listen: *listen, Gossip: *gossip, Join: splitList(*join), Data: *data, Members: members,
 		Quorum: quorum.Config{N: *n, R: *r, W: *w}, ReplicaTimeout: *replicaTimeout, Logger: log,
+		RPCBatch: *rpcBatch, RPCBatchesInFlight: *rpcBatches,
 		Store:      kv.StoreConfig{NoSync: *noSync, MaxSiblings: *maxSiblings, MaxObjectLen: *maxObject},
 		Maintain:   kv.MaintainConfig{ReapAfter: *reapAfter, ReapEvery: *reapEvery, AntiEntropyEvery: *antiEntropyEvery},
 		ClusterKey: primary, OtherClusterKeys: others, ClusterName: *clusterName,

@@ -557,6 +557,19 @@ func TestZeroQuorumFlags(t *testing.T) {
 	}
 }
 
+// Batch sizes and batches in flight out of range are refused before
+// anything starts.
+func TestBadBatchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rpc-batch", "0"}, {"-rpc-batch", "-1"}, {"-rpc-batch", "1025"}, {"-rpc-batches-in-flight", "0"},
+	} {
+		err := run(append([]string{"-id", "n1", "-data", t.TempDir()}, args...))
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v, want an error naming the flag", args, err)
+		}
+	}
+}
+
 // A SWIM period or a replica timeout that is not positive is refused
 // before anything starts.
 func TestBadDurations(t *testing.T) {
