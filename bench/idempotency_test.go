@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/internal/cputime"
 )
 
 // mapIdempotency is the idempotency store most services start with: a map
@@ -148,7 +149,7 @@ func fail(failed *atomic.Pointer[error], err error) {
 // reportCPU reports the CPU time per operation the process spent since
 // start, GC included, as cpu-ns/op.
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // TestIdempotencyImpls checks both implementations for what the
@@ -180,7 +181,7 @@ func BenchmarkIdempotencyFirst(b *testing.B) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			keys := newIdemKeys("", 1<<14)
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				if _, err := impl.do(context.Background(), keys.next(impl.expire), idemFingerprint, idemFn); err != nil {
 					b.Fatal(err)
@@ -203,7 +204,7 @@ func BenchmarkIdempotencyFirstParallel(b *testing.B) {
 			var goroutines atomic.Int64
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				keys := pools[goroutines.Add(1)-1]
 				for pb.Next() {
@@ -238,7 +239,7 @@ func BenchmarkIdempotencyReplay(b *testing.B) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			keys := finishedKeys(b, impl)
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				out, err := impl.do(context.Background(), keys.next(func([]string) {}), idemFingerprint, idemFn)
 				if err != nil || len(out) == 0 {
@@ -259,7 +260,7 @@ func BenchmarkIdempotencyReplayParallel(b *testing.B) {
 			var goroutines atomic.Int64
 			var failed atomic.Pointer[error]
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				// Each goroutine has its own cursor over the keys, so that
 				// the goroutines contend on the store alone.

@@ -12,6 +12,7 @@ import (
 	"github.com/serialx/hashring"
 	"github.com/stathat/consistent"
 
+	"github.com/distkit/distkit/internal/cputime"
 	"github.com/distkit/distkit/ring"
 )
 
@@ -123,7 +124,7 @@ func benchLookups(b *testing.B, ls []locator) {
 	for _, l := range ls {
 		b.Run("impl="+l.impl, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			i := 0
 			for b.Loop() {
 				l.lookup(ringKeys[i&(len(ringKeys)-1)])

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/distkit/distkit/internal/cputime"
 	"github.com/distkit/distkit/saga"
 )
 
@@ -139,7 +140,7 @@ var sagaIDs atomic.Int64
 // held the cores, CPU time does not.
 func benchSagas(b *testing.B, impl sagaImpl, workers int, fail bool) {
 	first := sagaIDs.Load()
-	cpu := cpuTime()
+	cpu := cputime.Process()
 	run := func() {
 		id := strconv.FormatInt(sagaIDs.Add(1), 10)
 		if committed, err := impl.run(context.Background(), id, fail); err != nil || committed == fail {
@@ -161,7 +162,7 @@ func benchSagas(b *testing.B, impl sagaImpl, workers int, fail bool) {
 	}
 	n := sagaIDs.Load() - first
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "sagas/s")
-	if cpu := cpuTime() - cpu; cpu > 0 {
+	if cpu := cputime.Process() - cpu; cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/op")
 	}
 }

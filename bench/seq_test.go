@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/crdt"
+	"github.com/distkit/distkit/internal/cputime"
 	"github.com/distkit/distkit/internal/editingtrace"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -77,10 +78,10 @@ type seqResult struct {
 func measure(n int, f func()) (wall, cpu float64) {
 	var ws, cs []float64
 	for range n {
-		c0, t0 := cpuTime(), time.Now()
+		c0, t0 := cputime.Process(), time.Now()
 		f()
 		ws = append(ws, float64(time.Since(t0))/1e6)
-		cs = append(cs, float64(cpuTime()-c0)/1e6)
+		cs = append(cs, float64(cputime.Process()-c0)/1e6)
 	}
 	slices.Sort(ws)
 	slices.Sort(cs)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/distkit/distkit/internal/cputime"
 	"github.com/distkit/distkit/quorum"
 	"github.com/distkit/distkit/vclock"
 )
@@ -159,7 +160,7 @@ func BenchmarkHTTPReplicas(b *testing.B) {
 			b.SetParallelism(16 / runtime.GOMAXPROCS(0))
 			b.ReportAllocs()
 			posts.Store(0)
-			start := cpuTime()
+			start := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -176,7 +177,7 @@ func BenchmarkHTTPReplicas(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(posts.Load())/float64(b.N), "http/op")
 			for _, n := range nodes {
 				n.Wait()

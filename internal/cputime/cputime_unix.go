@@ -1,14 +1,14 @@
 //go:build unix
 
-package kv
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the user and system CPU time of the process so far.
-func cpuTime() time.Duration {
+// Process is the user and system CPU time of the process so far.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
