@@ -35,13 +35,15 @@ func newPlacement(r *ring.Ring, n, fallbacks int) *placement {
 
 // of returns key's home replicas and its fallbacks.
 func (p *placement) of(key []byte) (home, fallbacks []string) {
-	all := p.ring.Replicas(key, p.n+p.fallbacks, nil)
+	all := p.ring.Replicas(key, p.n+p.fallbacks, make([]string, 0, p.n+p.fallbacks))
 	k := min(p.n, len(all))
 	return all[:k], all[k:]
 }
 
 // home returns key's home replicas.
-func (p *placement) home(key []byte) []string { return p.ring.Replicas(key, p.n, nil) }
+func (p *placement) home(key []byte) []string {
+	return p.ring.Replicas(key, p.n, make([]string, 0, p.n))
+}
 
 // group returns the name of key's replica group: the anti-entropy tree
 // its replicas keep it in. For N up to 8 it allocates nothing: it finds
@@ -53,8 +55,18 @@ func (p *placement) group(key []byte) string {
 	}
 	home := p.ring.Replicas(key, p.n, buf[:0])
 	slices.Sort(home)
-	if i, ok := slices.BinarySearchFunc(p.groups, home, compareGroup); ok {
-		return p.groups[i]
+	// A search by hand: through slices.BinarySearchFunc's function value
+	// home, and so buf, would escape to the heap.
+	for lo, hi := 0, len(p.groups); lo < hi; {
+		mid := int(uint(lo+hi) >> 1)
+		switch c := compareGroup(p.groups[mid], home); {
+		case c == 0:
+			return p.groups[mid]
+		case c < 0:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
 	}
 	return groupOf(home)
 }

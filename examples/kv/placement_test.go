@@ -54,3 +54,30 @@ func TestPlacementGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestPlacementAllocs pins the allocations of a key's placement: one
+// slice for its replicas, and none to find its group.
+func TestPlacementAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r, err := ring.New([]ring.Node{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}, ring.Config{VNodes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPlacement(r, 3, 1)
+	key := []byte("k")
+	for _, tc := range []struct {
+		name string
+		f    func()
+		want float64
+	}{
+		{"of", func() { p.of(key) }, 1},
+		{"home", func() { p.home(key) }, 1},
+		{"group", func() { p.group(key) }, 0},
+	} {
+		if got := testing.AllocsPerRun(100, tc.f); got != tc.want {
+			t.Errorf("%s: %.0f allocations, want %.0f", tc.name, got, tc.want)
+		}
+	}
+}
