@@ -151,20 +151,21 @@ func (g *groupCommit) handOff(batch []*commitCall) {
 // of the batch), the reap floor, and the frames of log records that make
 // them durable. A write that fails is rolled back to its mark, so that it
 // leaves nothing in the batch. A write's records are all in one frame,
-// and a frame holds writes until it passes maxFramePayload, so that a
-// frame's length fits its header however many writes a batch takes: a
-// torn batch then loses whole writes, none of which was acknowledged. It
-// is used by the leader under the store's logMu, and reused from one
-// commit to the next.
+// and a frame takes writes until it passes maxFramePayload; then it is
+// written and synced before the batch goes on (see [Store.commitBatch]).
+// Every sync of the log thus covers one frame: a crash tears at most the
+// last frame, which recovery cuts, and a bad frame with an intact one
+// after it is damage, never a torn write. A torn frame loses whole
+// writes, none of which was acknowledged. It is used by the leader under
+// the store's logMu, and reused from one commit to the next.
 type batch struct {
 	s      *Store
 	staged map[string]*memEntry
 	undo   []undo
-	// frames holds the batch's frames, each frame.HeaderLen reserved
-	// bytes (sealed at the end) and its records; the last starts at last.
-	frames []byte
-	last   int
-	floor  uint64
+	// frame holds the frame being filled: frame.HeaderLen reserved bytes,
+	// filled in by seal, and its records.
+	frame []byte
+	floor uint64
 }
 
 // The bounds of a frame's payload: a frame takes no more writes once it
@@ -184,11 +185,11 @@ type undo struct {
 
 // batchMark is where a write started in its batch.
 type batchMark struct {
-	undo, frames int
-	floor        uint64
+	undo, frame int
+	floor       uint64
 }
 
-func (b *batch) mark() batchMark { return batchMark{len(b.undo), len(b.frames), b.floor} }
+func (b *batch) mark() batchMark { return batchMark{len(b.undo), len(b.frame), b.floor} }
 
 // rollback undoes the writes since m.
 func (b *batch) rollback(m batchMark) {
@@ -199,43 +200,41 @@ func (b *batch) rollback(m batchMark) {
 			b.staged[u.dk] = u.prev
 		}
 	}
-	b.undo, b.frames, b.floor = b.undo[:m.undo], b.frames[:m.frames], m.floor
+	b.undo, b.frame, b.floor = b.undo[:m.undo], b.frame[:m.frame], m.floor
 }
 
 // wrote ends a write that succeeded from its mark m: it is refused when
-// its records are too long for a frame, and the frame is ended when it
-// is full.
+// its records are too long for a frame.
 func (b *batch) wrote(m batchMark) error {
-	if n := len(b.frames) - m.frames; n > maxWritePayload {
+	if n := len(b.frame) - m.frame; n > maxWritePayload {
 		b.rollback(m)
 		return fmt.Errorf("kv: a write of %d bytes of log records, at most %d may be", n, maxWritePayload)
-	}
-	if len(b.frames)-b.last-frame.HeaderLen > maxFramePayload {
-		b.seal()
-		b.frames, b.last = frame.Begin(b.frames)
 	}
 	return nil
 }
 
-// seal fills in the header of the last frame.
-func (b *batch) seal() { frame.End(b.frames, b.last) }
+// full reports whether the frame takes no more writes.
+func (b *batch) full() bool { return len(b.frame)-frame.HeaderLen > maxFramePayload }
 
-// logged reports whether the batch holds a record.
-func (b *batch) logged() bool { return len(b.frames) > frame.HeaderLen }
+// seal fills in the frame's header.
+func (b *batch) seal() { frame.End(b.frame, 0) }
+
+// logged reports whether the frame holds a record.
+func (b *batch) logged() bool { return len(b.frame) > frame.HeaderLen }
 
 // maxFrameReuse is the largest frame buffer a batch keeps for the next
 // commit: one that grew past it for a large merge is dropped.
 const maxFrameReuse = 1 << 20
 
-// reset empties b for the next commit, which starts from the reap floor.
+// reset empties b for the next frame, which starts from the reap floor.
 func (b *batch) reset(floor uint64) {
 	clear(b.staged)
 	clear(b.undo)
 	b.undo = b.undo[:0]
-	if cap(b.frames) > maxFrameReuse {
-		b.frames = nil
+	if cap(b.frame) > maxFrameReuse {
+		b.frame = nil
 	}
-	b.frames, b.last = frame.Begin(b.frames[:0])
+	b.frame, _ = frame.Begin(b.frame[:0])
 	b.floor = floor
 }
 
@@ -254,9 +253,9 @@ func (b *batch) put(dk []byte, e *memEntry) {
 	b.undo = append(b.undo, undo{dk: k, prev: b.staged[k]})
 	b.staged[k] = e
 	if e.enc == nil {
-		b.frames = appendDelete(b.frames, dk)
+		b.frame = appendDelete(b.frame, dk)
 	} else {
-		b.frames = appendPut(b.frames, dk, e.enc, e.tomb)
+		b.frame = appendPut(b.frame, dk, e.enc, e.tomb)
 	}
 }
 
@@ -264,14 +263,16 @@ func (b *batch) put(dk []byte, e *memEntry) {
 func (b *batch) raiseFloor(floor uint64) {
 	if floor > b.floor {
 		b.floor = floor
-		b.frames = appendFloor(b.frames, floor)
+		b.frame = appendFloor(b.frame, floor)
 	}
 }
 
 // commitBatch is the store's groupCommit.run: it runs the writes of calls
 // in one batch, appends the batch to the log and syncs it, and then makes
 // it visible in the memory table, all under logMu, so that batches are
-// durable and visible in the order they ran. A write that fails fails
+// durable and visible in the order they ran. A batch whose records pass
+// maxFramePayload is written and synced one full frame at a time, so
+// that each sync covers one frame (see [batch]). A write that fails fails
 // alone; a failure of the log fails the batch and every write after it
 // ([Store.fail]). A batch in which nothing was written costs no disk
 // write. Once the batch is visible, it starts a checkpoint in the
@@ -294,7 +295,8 @@ func (s *Store) commitBatch(calls []*commitCall) {
 	}
 	b := &s.batch
 	b.reset(s.floor)
-	for _, c := range calls {
+	logged := 0 // calls[:logged] are in the log and visible
+	for i, c := range calls {
 		m := b.mark()
 		if c.fn != nil {
 			c.err = c.fn(b)
@@ -306,32 +308,19 @@ func (s *Store) commitBatch(calls []*commitCall) {
 		} else {
 			c.err = b.wrote(m)
 		}
-	}
-	if !b.logged() {
-		return
-	}
-	if len(b.frames) == b.last+frame.HeaderLen { // the last frame is empty
-		b.frames = b.frames[:b.last]
-	} else {
-		b.seal()
-	}
-	start := time.Now()
-	if err := s.appendLog(b.frames); err != nil {
-		for _, c := range calls {
-			c.err = err
+		if b.full() || i == len(calls)-1 && b.logged() {
+			if err := s.logFrame(b); err != nil {
+				for _, c := range calls[logged:] {
+					c.err = err
+				}
+				return
+			}
+			logged = i + 1
 		}
+	}
+	if logged == 0 {
 		return
 	}
-	if s.cfg.OnCommit != nil {
-		s.cfg.OnCommit(time.Since(start))
-	}
-	s.mu.Lock()
-	for k, e := range b.staged {
-		s.active[k] = e
-		s.dirty[k] = e
-	}
-	s.mu.Unlock()
-	s.floor = b.floor
 	background, now := s.checkpointDue()
 	s.logMu.Unlock()
 	unlocked = true
@@ -347,6 +336,29 @@ func (s *Store) commitBatch(calls []*commitCall) {
 	if now {
 		_ = s.checkpoint()
 	}
+}
+
+// logFrame writes b's frame to the log and syncs it, makes its writes
+// visible in the memory table, and starts b's next frame. s.logMu is
+// held.
+func (s *Store) logFrame(b *batch) error {
+	b.seal()
+	start := time.Now()
+	if err := s.appendLog(b.frame); err != nil {
+		return err
+	}
+	if s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(time.Since(start))
+	}
+	s.mu.Lock()
+	for k, e := range b.staged {
+		s.active[k] = e
+		s.dirty[k] = e
+	}
+	s.mu.Unlock()
+	s.floor = b.floor
+	b.reset(s.floor)
+	return nil
 }
 
 // appendLog writes frames to the current segment and syncs it unless

@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -392,12 +394,15 @@ func failStore(t *testing.T, s *Store) {
 }
 
 // TestLogBatchFrames commits a batch of three writes too large for one
-// frame: the first two go in one frame and the third in another, and a
-// crash that tears the second frame loses the third write alone.
+// frame: the first two go in one frame and the third in another, each
+// written and synced on its own, and a crash that tears the second frame
+// loses the third write alone.
 func TestLogBatchFrames(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "kv.db")
-		cfg := StoreConfig{NoSync: true, Epoch: "e", CheckpointBytes: 4 * maxFramePayload} // no checkpoint
+		var logWrites atomic.Int64
+		cfg := StoreConfig{NoSync: true, Epoch: "e", CheckpointBytes: 4 * maxFramePayload, // no checkpoint
+			OnCommit: func(time.Duration) { logWrites.Add(1) }}
 		s := openStore(t, path, cfg)
 		release := make(chan struct{})
 		var wg sync.WaitGroup
@@ -421,6 +426,12 @@ func TestLogBatchFrames(t *testing.T) {
 		ends := frameEnds(t, seg, "e")
 		if len(ends) != 3 {
 			t.Fatalf("%d frames, want 3: the first write's and two for the batch of three", len(ends))
+		}
+		// Each frame was written and synced on its own, so that a crash
+		// can tear only the last: damage before an intact frame is never
+		// a torn write.
+		if n := logWrites.Load(); n != int64(len(ends)) {
+			t.Fatalf("%d log writes for %d frames, want one each", n, len(ends))
 		}
 		if err := os.Truncate(seg, int64(ends[2]-1)); err != nil {
 			t.Fatal(err)

@@ -18,7 +18,13 @@
 // crash only in the frames of its last write: [Scan] reads the intact
 // frames from the start and tells a torn end (nothing intact follows the
 // first bad frame) from damage (an intact frame follows it), which a log
-// must refuse rather than drop the acknowledged records after it. Intact
+// must refuse rather than drop the acknowledged records after it. The
+// two are told apart exactly when every sync covers one frame, as in the
+// kv store's log. A log that writes several frames before one sync (the
+// saga file log's group commit) can be torn out of order by a power
+// failure, which the disk may have persisted in any order before the
+// sync: its last write's bad frame with an intact one after it then
+// reads as damage, and the log refuses to open rather than guess. Intact
 // and Scan never panic and allocate nothing, whatever the bytes.
 package frame
 
