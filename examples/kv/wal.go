@@ -364,13 +364,13 @@ func (s *Store) flush() error {
 	defer s.ckptMu.Unlock()
 	s.logMu.Lock()
 	dirty, floor, err := s.dirty, s.floor, s.failed
-	if len(dirty) > 0 {
-		s.dirty = map[string]*memEntry{}
-	}
-	s.logMu.Unlock()
 	if err != nil || len(dirty) == 0 {
+		// dirty is still s.dirty, which commits write under logMu.
+		s.logMu.Unlock()
 		return err
 	}
+	s.dirty = map[string]*memEntry{}
+	s.logMu.Unlock()
 	return s.apply(dirty, floor)
 }
 
