@@ -196,9 +196,16 @@ func (g *Guard) Retain() time.Duration { return g.retain }
 // lapses, and that carries the claim's fencing token (see
 // [FencingToken]). If the store let the claim lapse before fn returned,
 // Do returns fn's result with an error wrapping ErrLockExpired and
-// ErrNotClaimed. Calls that wait for another's execution (Config.Wait)
-// share its result slice: treat it as read-only. Errors from the Store are
-// returned wrapped. A record the Guard cannot trust gives an error
+// ErrNotClaimed.
+//
+// The result is read-only. Calls that wait for another's execution
+// (Config.Wait) share its result slice, and a replay from a [MemStore]
+// may return the record's own bytes, shared with every other replay of
+// the key, rather than a copy per call. Its capacity is its length, so
+// appending to it copies; writing into it would change what the key
+// replays.
+//
+// Errors from the Store are returned wrapped. A record the Guard cannot trust gives an error
 // wrapping ErrCorrupt: one that does not decode, that is for another key,
 // or whose fingerprint has another length than the caller's (a store that
 // truncated it would otherwise turn every retry into ErrMismatch). See
@@ -222,12 +229,32 @@ func checkKey(key string) error {
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadKey, len(key), MaxKeyBytes)
 	}
-	for i := 0; i < len(key); i++ {
+	i := 0
+	for ; i+8 <= len(key); i += 8 { // eight bytes a step while none is a control character
+		w := uint64(key[i]) | uint64(key[i+1])<<8 | uint64(key[i+2])<<16 | uint64(key[i+3])<<24 |
+			uint64(key[i+4])<<32 | uint64(key[i+5])<<40 | uint64(key[i+6])<<48 | uint64(key[i+7])<<56
+		if hasControl(w) {
+			break
+		}
+	}
+	for ; i < len(key); i++ {
 		if c := key[i]; c < ' ' || c == 0x7f {
 			return fmt.Errorf("%w: control character %#x at byte %d", ErrBadKey, c, i)
 		}
 	}
 	return nil
+}
+
+// hasControl reports whether one of the eight bytes of w is below 0x20 or
+// is 0x7f. For each byte b, b - 0x20 borrows into its top bit exactly
+// when b < 0x20 or a borrow came from the byte below, which itself had a
+// control character; the mask ^w drops bytes of 0x80 and above. The same
+// with b ^ 0x7f and 1 finds 0x7f. Borrows may flag a byte above one that
+// was rightly flagged, never a word without one.
+func hasControl(w uint64) bool {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	del := w ^ (0x7f * ones)
+	return ((w-0x20*ones)&^w|(del-ones)&^del)&tops != 0
 }
 
 // call is an execution through a Guard with Wait, which calls with the
@@ -325,21 +352,32 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	c, err := g.mem.claimAt(key, fingerprint, g.mem.now(), g.lock, nil)
+	sh := g.mem.shard(key)
+	if out, ok := g.mem.replayed(sh, key, fingerprint); ok {
+		return out, nil
+	}
+	c, err := g.mem.claimAt(sh, key, fingerprint, g.mem.now(), g.lock, nil)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:
-		live := c.e.view(c.done)
-		out, err := g.replay(key, fingerprint, &live)
-		if out == nil {
-			return nil, err
-		}
-		copied := make([]byte, len(out)) // out shares the record's bytes
-		copy(copied, out)
-		return copied, err
+		return g.replayEntry(key, fingerprint, c.e, c.done)
 	}
 	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
+}
+
+// replayEntry is replay from a MemStore's entry e of key, in the state
+// done read under its shard's lock; the result is a copy, since the
+// entry's bytes are the store's.
+func (g *Guard) replayEntry(key string, fingerprint []byte, e *memEntry, done bool) ([]byte, error) {
+	live := e.view(done)
+	out, err := g.replay(key, fingerprint, &live)
+	if out == nil {
+		return nil, err
+	}
+	copied := make([]byte, len(out))
+	copy(copied, out)
+	return copied, err
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live
@@ -366,7 +404,7 @@ func (g *Guard) replay(key string, fingerprint []byte, rec *Record) ([]byte, err
 		stored.registered = g.registered(stored.Code)
 		return nil, stored
 	}
-	return out, nil
+	return out[:len(out):len(out)], nil
 }
 
 // lease is a claim the Guard holds: its token, the time by the Guard's
@@ -416,7 +454,11 @@ func (g *Guard) run(ctx context.Context, key string, l lease,
 			}
 		}
 		rec = appendOutcome(rec, out, err, g.code(err)) // an error's is grown as it is encoded
-		cerr = g.mem.completeAt(l.mem, key, rec, g.mem.now(), g.retain)
+		outAt := 0
+		if err == nil && out != nil { // a nil result replays as nil: see replay
+			outAt = len(rec) - len(out)
+		}
+		cerr = g.mem.completeAt(l.mem, key, rec, outAt, g.mem.now(), g.retain)
 	} else {
 		buf := outcomeBuffers.Get().(*[]byte)
 		*buf = appendOutcome((*buf)[:0], out, err, g.code(err))

@@ -38,13 +38,22 @@ const memShards = 32
 //
 // A [Guard] over a MemStore on the Guard's own clock (the same
 // clock.Clock value, or both the system clock) reads the clock once per
-// step and lends it to the store, answers a replay from the record in
-// place instead of a copy, and records a result that fits beside the
+// step and lends it to the store, records a result that fits beside the
 // fingerprint (96 bytes for both, in their recorded form: a SHA-256
-// fingerprint and a result of up to 57 bytes) in the claim's own entry;
-// other Guards use the Store methods. Either way the store behaves the
-// same. A deadline beyond what the store's timeline can count (a
-// duration of centuries) is kept as the last instant it can.
+// fingerprint and a result of up to 57 bytes) in the claim's own entry,
+// and replays a recorded success by returning the record's bytes, with
+// no allocation; other Guards use the Store methods.
+//
+// Such a replay on the system clock reads no clock either: reading it
+// would cost as much as the rest of the replay. It compares the record's
+// deadline with a reading that a timer refreshes every millisecond while
+// replays come, and that stops when they do. A finished record may
+// therefore be replayed for up to a millisecond after its deadline (more
+// only if the runtime runs the timer late), never before it; through the
+// Store methods, and for every other decision (a new claim, a lapsed
+// lock, a mismatch), deadlines are exact. Nothing runs while the store is
+// idle. A deadline beyond what the store's timeline can count (a duration
+// of centuries) is kept as the last instant it can.
 //
 // The zero value is an empty, unbounded store on the system clock, ready
 // to use. Set Clock and MaxKeys before first use and not after. MemStore
@@ -64,6 +73,7 @@ type MemStore struct {
 	seed   maphash.Seed
 	system bool      // Clock is nil or clock.System: see now
 	base   time.Time // when the system clock is read: see now
+	coarse coarseClock
 
 	// Written by every claim: kept off the cache lines of the fields
 	// above, which would otherwise move between cores with them, and of
@@ -72,7 +82,7 @@ type MemStore struct {
 	_      [64]byte
 	tokens atomic.Uint64 // the last fencing token granted
 	n      atomic.Int64  // with MaxKeys: records held across all shards
-	_      [96]byte
+	_      [80]byte
 
 	shards [memShards]memShard
 }
@@ -98,6 +108,7 @@ type memEntry struct {
 	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
 	token       uint64
 	due         int64 // deadline on the store's timeline (see instant): the heap's order
+	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response
 	done        bool
 	gone        bool     // released or evicted: no longer in the shard's map
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
@@ -161,7 +172,7 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	var live Record
-	c, err := s.claimAt(key, fingerprint, s.now(), lock, &live)
+	c, err := s.claimAt(s.shard(key), key, fingerprint, s.now(), lock, &live)
 	if err != nil || c.token != 0 {
 		return c.token, nil, err
 	}
@@ -181,11 +192,10 @@ type memClaim struct {
 	done     bool
 }
 
-// claimAt is Claim at the time now, read from the store's clock, for a
-// positive lock. If key is live and snap is not nil, *snap is set to its
-// record, sharing its bytes.
-func (s *MemStore) claimAt(key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
-	sh := s.shard(key)
+// claimAt is Claim, in key's shard sh, at the time now, read from the
+// store's clock, for a positive lock. If key is live and snap is not nil,
+// *snap is set to its record, sharing its bytes.
+func (s *MemStore) claimAt(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
 		// Other shards may hold expired records: evict them and retry once.
@@ -226,6 +236,24 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now ins
 	return memClaim{token: token, sh: sh, e: e, deadline: e.deadline}, nil
 }
 
+// replayed returns the result recorded for key, in its shard sh, if key
+// holds a success that a Guard recorded under fingerprint and that is
+// live by the replay clock; ok is false otherwise, for the caller to take
+// the general path, which also reports a mismatch. The result is the
+// record's own bytes, which are never written again, capped at their
+// length. It reads no clock on the system clock (see replayNow).
+func (s *MemStore) replayed(sh *memShard, key string, fingerprint []byte) (out []byte, ok bool) {
+	now := s.replayNow()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[key]
+	if e == nil || !e.done || e.due <= now || e.outAt == 0 || !bytes.Equal(e.fingerprint, fingerprint) {
+		return nil, false
+	}
+	out = e.response[e.outAt:]
+	return out[:len(out):len(out)], true
+}
+
 // Complete implements [Store.Complete]. It returns an error wrapping
 // ErrNotClaimed if key has no live in-progress claim under token, an
 // error if retain is not positive, and ctx.Err() if ctx is done.
@@ -245,8 +273,9 @@ func (s *MemStore) Complete(ctx context.Context, key string, token uint64, respo
 // completeAt is Complete, at the time now read from the store's clock,
 // of the claim c that claimAt made, for a positive retain. The store
 // keeps response itself, not a copy: the caller must not write to it
-// again.
-func (s *MemStore) completeAt(c memClaim, key string, response []byte, now instant, retain time.Duration) error {
+// again. A positive outAt says that response records a success whose
+// bytes start there, so that a replay need not decode it.
+func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int, now instant, retain time.Duration) error {
 	c.sh.mu.Lock()
 	defer c.sh.mu.Unlock()
 	s.sweepLocked(c.sh, now.ns)
@@ -254,6 +283,7 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, now insta
 	if c.e.gone || c.e.done {
 		return notClaimed(key, c.token)
 	}
+	c.e.outAt = int32(outAt)
 	s.complete(c.sh, c.e, response, now, retain)
 	return nil
 }
