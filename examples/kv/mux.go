@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -91,6 +92,12 @@ const (
 	muxRequestLabel = 'q'
 	muxAnswerLabel  = 'a'
 )
+
+// same reports whether k and o are the same key (both nil included): a
+// set's keys are new values after every [ClusterKeys.Set].
+func (k *clusterKey) same(o *clusterKey) bool {
+	return k == o || k != nil && o != nil && bytes.Equal(k.key, o.key)
+}
 
 // errNoMux reports a peer that does not serve the upgrade.
 var errNoMux = errors.New("kv: peer does not serve multiplexed RPCs")
@@ -577,7 +584,7 @@ func (t *HTTPTransport) muxConnTo(ctx context.Context, to, addr string) (*muxCli
 	}
 	for {
 		p.mu.Lock()
-		if c := p.conn; c != nil && c.key == key && c.open() {
+		if c := p.conn; c != nil && c.key.same(key) && c.open() {
 			p.mu.Unlock()
 			return c, nil
 		}
@@ -871,7 +878,7 @@ func (s *muxServer) run(ctx context.Context) {
 			return
 		}
 		id, timeout, body, err := s.f.readFrame(s.br, s.conn, s.writeTimeout)
-		if err == nil && s.f.key != nil && !slices.Contains(s.keys.macs(), s.f.key) {
+		if err == nil && s.f.key != nil && !slices.ContainsFunc(s.keys.macs(), s.f.key.same) {
 			err = fmt.Errorf("%w: the connection's key was removed", ErrUnauthenticated)
 		}
 		if err != nil {

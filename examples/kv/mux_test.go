@@ -666,6 +666,15 @@ func TestMuxKeyRotation(t *testing.T) {
 		if _, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "a")); err != nil {
 			t.Fatal(err)
 		}
+		if err := keys.Set(muxTestKey.key, next); err != nil { // the same primary
+			t.Fatal(err)
+		}
+		if _, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "a")); err != nil {
+			t.Fatal(err)
+		}
+		if up := rig.count(muxPath); up != 1 {
+			t.Errorf("%d upgrades under an unchanged primary, want 1", up)
+		}
 		if err := keys.Set(next, muxTestKey.key); err != nil {
 			t.Fatal(err)
 		}
@@ -712,6 +721,27 @@ func FuzzMuxFrame(f *testing.F) {
 		}
 		if !bytes.HasPrefix(b, back) {
 			t.Fatalf("frames taken do not encode back to their bytes")
+		}
+	})
+}
+
+// A key set replaced by one that still holds the connection's key keeps
+// the connection: the key is compared by its bytes.
+func TestMuxServerKeysReloaded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys, err := NewClusterKeys(muxTestKey.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, peer, _ := newMuxServerPipe(t, keys, 8, echo)
+		if err := keys.Set([]byte("the next cluster key, as long"), muxTestKey.key); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.send(1, uint64(time.Second), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if id, status, body, err := peer.read(); err != nil || id != 1 || status != http.StatusOK {
+			t.Fatalf("answer %d %d %q %v, want 1 200", id, status, body, err)
 		}
 	})
 }
