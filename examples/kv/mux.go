@@ -797,6 +797,7 @@ func (cs *muxConns) closeAll() {
 type muxServer struct {
 	*muxConn
 	handle   func(ctx context.Context, req []byte) ([]byte, error)
+	workers  *workers     // the goroutines requests are handled on
 	slots    limiter      // the node's RPC slots, one per request served
 	keys     *ClusterKeys // the connection closes when its key leaves them
 	inFlight map[uint64]struct{}
@@ -806,7 +807,7 @@ type muxServer struct {
 // from br with f, each request handled by handle under a slot of slots;
 // a frame must arrive and a write finish within timeout.
 func newMuxServer(conn net.Conn, br *bufio.Reader, f *muxFramer, timeout time.Duration, slots limiter, keys *ClusterKeys, handle func(context.Context, []byte) ([]byte, error)) *muxServer {
-	return &muxServer{muxConn: newMuxConn(conn, br, f, timeout), handle: handle, slots: slots, keys: keys, inFlight: map[uint64]struct{}{}}
+	return &muxServer{muxConn: newMuxConn(conn, br, f, timeout), handle: handle, workers: &workers{}, slots: slots, keys: keys, inFlight: map[uint64]struct{}{}}
 }
 
 // serveMux upgrades a peer's connection to multiplexed RPCs and serves
@@ -865,6 +866,7 @@ func (s *muxServer) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { s.close(context.Cause(ctx)) })
 	defer stop()
 	var wg sync.WaitGroup
+	defer s.workers.close()
 	defer wg.Wait()
 	go s.writeLoop(nil)
 	for {
@@ -898,7 +900,9 @@ func (s *muxServer) run(ctx context.Context) {
 		case !s.slots.try():
 			s.answer(id, http.StatusServiceUnavailable, []byte(s.slots.overloaded()))
 		default:
-			wg.Go(func() {
+			wg.Add(1)
+			s.workers.Go(func() {
+				defer wg.Done()
 				rctx, cancel := context.WithTimeout(ctx, time.Duration(timeout))
 				resp, err := s.handle(rctx, body)
 				cancel()

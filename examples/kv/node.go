@@ -109,6 +109,7 @@ type Node struct {
 	bgMu    sync.Mutex     // guards closing, so no goroutine starts once Close waits
 	closing bool           // Close has begun
 	bg      sync.WaitGroup // background replication and repair
+	workers workers        // the goroutines of bg and of the replicator's calls
 
 	coord    *coordinator
 	rep      *replicator
@@ -166,7 +167,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	repair := cfg.Repair.withDefaults()
 	n.progress = newProgress(log, repair.ProgressEvery)
 	mv := &mover{store: n.store, pageBytes: repair.PageBytes, rate: newThrottle(repair.HandoverRate, repair.PageBytes)}
-	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
+	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log, workers: &n.workers}
 	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, progress: n.progress, log: log}
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
@@ -226,6 +227,7 @@ func (n *Node) Close() {
 	n.closing = true
 	n.bgMu.Unlock()
 	n.bg.Wait()
+	n.workers.close()
 }
 
 // spawn runs f on a background goroutine that Close waits for. Once Close
@@ -236,7 +238,11 @@ func (n *Node) spawn(f func()) bool {
 	if n.closing {
 		return false
 	}
-	n.bg.Go(f)
+	n.bg.Add(1)
+	n.workers.Go(func() {
+		defer n.bg.Done()
+		f()
+	})
 	return true
 }
 

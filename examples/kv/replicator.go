@@ -33,6 +33,7 @@ type replicator struct {
 	stats   *nodeStats
 	spawn   func(func()) bool // a background goroutine the node's Close waits for
 	log     *slog.Logger
+	workers *workers // the goroutines of drive's calls
 }
 
 // replicate sends the object o of key to targets in the background,
@@ -119,7 +120,7 @@ func (r *replicator) passOn(ctx context.Context, p *placement, t string, e Entry
 }
 
 // drive runs the round rd, whose first calls are first, to its end: it
-// makes each call the round asks for on a goroutine of its own (the
+// makes each call the round asks for on a goroutine of its own, a worker's (the
 // request req builds), feeds the replies back one at a time in
 // the order they arrive, wakes the round at its deadline, cancels the
 // calls it gave up on, and stops it when ctx ends. When decided is not
@@ -156,7 +157,9 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 			}
 			cancels[c.id], calls[c.id] = cancel, c
 			q := req(c)
-			wg.Go(func() {
+			wg.Add(1)
+			r.workers.Go(func() {
+				defer wg.Done()
 				resp, err := r.peers.call(cctx, c.to, q)
 				select {
 				case results <- result{c.id, resp, err}:
