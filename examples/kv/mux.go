@@ -254,10 +254,15 @@ type muxConn struct {
 	wake         chan struct{} // a frame was queued
 	closed       chan struct{} // closed once the connection is
 
-	mu     sync.Mutex
-	queue  []muxOut
-	queued int   // bytes of the frames in queue, muxOverhead each and their bodies
-	err    error // why it closed; nil while open
+	mu      sync.Mutex
+	queue   []muxOut
+	queued  int   // bytes of the frames in queue, muxOverhead each and their bodies
+	err     error // why it closed; nil while open
+	writing bool  // a drain is under way: it writes what is queued
+	spare   []muxOut
+	buf     []byte // the frames of the last write, for the next
+	// written, when set, runs under mu after each write (see drain).
+	written func(out []muxOut, unwritten int, err error)
 	// onClose runs under mu once, when the connection closes.
 	onClose func(err error)
 	// drained, when set, is signalled under mu each time the writer
@@ -299,18 +304,9 @@ func (m *muxConn) close(err error) {
 	_ = m.conn.Close()
 }
 
-// writeLoop writes the queued frames, all that wait in one write call,
-// until the connection closes; a write that fails or does not finish
-// within writeTimeout closes it. After each write, written (when set)
-// runs under mu with the frames of the write, the index of the first
-// that starts at or past the bytes written (none of it was sent; len(out)
-// when all were), and the write's error.
-func (m *muxConn) writeLoop(written func(out []muxOut, unwritten int, err error)) {
-	var (
-		out    []muxOut
-		starts []int
-		buf    []byte
-	)
+// writeLoop writes the queued frames each time a frame is queued, until
+// the connection closes (see drain).
+func (m *muxConn) writeLoop() {
 	for {
 		select {
 		case <-m.wake:
@@ -318,9 +314,30 @@ func (m *muxConn) writeLoop(written func(out []muxOut, unwritten int, err error)
 			return
 		}
 		m.mu.Lock()
-		out = append(out[:0], m.queue...)
-		clear(m.queue)
-		m.queue, m.queued = m.queue[:0], 0
+		m.writing = true
+		m.mu.Unlock()
+		m.drain()
+	}
+}
+
+// drain writes the queued frames, all that wait in one write call, until
+// none waits, then clears writing; the caller set writing, under mu. A
+// write that fails or does not finish within writeTimeout closes the
+// connection. After each write, written (when set) runs under mu with
+// the frames of the write, the index of the first that starts at or past
+// the bytes written (none of it was sent; len(out) when all were), and
+// the write's error.
+func (m *muxConn) drain() {
+	var starts []int
+	for {
+		m.mu.Lock()
+		if len(m.queue) == 0 || m.err != nil {
+			m.writing = false
+			m.mu.Unlock()
+			return
+		}
+		out := m.queue
+		m.queue, m.queued = m.spare[:0], 0
 		for _, o := range out {
 			if o.call != nil {
 				o.call.sent, o.call.writing = true, true
@@ -330,32 +347,33 @@ func (m *muxConn) writeLoop(written func(out []muxOut, unwritten int, err error)
 			m.drained.Broadcast()
 		}
 		m.mu.Unlock()
-		if len(out) == 0 {
-			continue
-		}
-		buf, starts = buf[:0], starts[:0]
+		buf, starts := m.buf[:0], starts[:0]
 		for _, o := range out {
 			starts = append(starts, len(buf))
 			buf = m.f.appendFrame(buf, o.id, o.arg, o.body)
 		}
 		_ = m.conn.SetWriteDeadline(time.Now().Add(m.writeTimeout))
 		n, err := m.conn.Write(buf)
-		if written != nil {
+		m.mu.Lock()
+		if m.written != nil {
 			unwritten := len(out)
 			if n < len(buf) {
 				unwritten, _ = slices.BinarySearch(starts, n)
 			}
-			m.mu.Lock()
-			written(out, unwritten, err)
-			m.mu.Unlock()
+			m.written(out, unwritten, err)
 		}
 		clear(out) // let the bodies go
+		m.spare = out
+		if cap(buf) <= maxPooledBuffer {
+			m.buf = buf
+		}
+		if err != nil {
+			m.writing = false
+		}
+		m.mu.Unlock()
 		if err != nil {
 			m.close(fmt.Errorf("writing to %s: %w", m.conn.RemoteAddr(), err))
 			return
-		}
-		if cap(buf) > maxPooledBuffer {
-			buf = nil
 		}
 	}
 }
@@ -398,7 +416,7 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 			}
 		}
 	}
-	go c.writeLoop(func(out []muxOut, unwritten int, err error) {
+	c.written = func(out []muxOut, unwritten int, err error) {
 		broken := err != nil || c.err != nil
 		for i, o := range out {
 			o.call.writing = false
@@ -412,7 +430,8 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 				o.call.done <- batchResult{err: fmt.Errorf("kv: node %s: the connection failed once the request was written: %w", c.to, cmpOrErr(err, c.err))}
 			}
 		}
-	})
+	}
+	go c.writeLoop()
 	go c.readLoop()
 	return c
 }
@@ -868,7 +887,6 @@ func (s *muxServer) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer s.workers.close()
 	defer wg.Wait()
-	go s.writeLoop(nil)
 	for {
 		s.mu.Lock()
 		for s.queued > muxQueueBytes && s.err == nil {
@@ -896,9 +914,9 @@ func (s *muxServer) run(ctx context.Context) {
 			s.close(fmt.Errorf("%w: request ID %d reused while in flight", ErrMalformed, id))
 			return
 		case timeout == 0 || timeout > uint64(MaxBatchTimeout):
-			s.answer(id, http.StatusBadRequest, fmt.Appendf(nil, "kv: a timeout of %d ns, want one in (0, %v]", timeout, MaxBatchTimeout))
+			s.refuse(&wg, id, http.StatusBadRequest, fmt.Appendf(nil, "kv: a timeout of %d ns, want one in (0, %v]", timeout, MaxBatchTimeout))
 		case !s.slots.try():
-			s.answer(id, http.StatusServiceUnavailable, []byte(s.slots.overloaded()))
+			s.refuse(&wg, id, http.StatusServiceUnavailable, []byte(s.slots.overloaded()))
 		default:
 			wg.Add(1)
 			s.workers.Go(func() {
@@ -917,15 +935,34 @@ func (s *muxServer) run(ctx context.Context) {
 	}
 }
 
-// answer queues the answer of request id.
+// refuse answers request id on a worker, so that the reader never waits
+// for a write.
+func (s *muxServer) refuse(wg *sync.WaitGroup, id, status uint64, text []byte) {
+	wg.Add(1)
+	s.workers.Go(func() {
+		defer wg.Done()
+		s.answer(id, status, text)
+	})
+}
+
+// answer queues the answer of request id, and writes the queue itself
+// when no write is under way: an answer costs no hand-off to a writer.
 func (s *muxServer) answer(id, status uint64, body []byte) {
 	if status != http.StatusOK && len(body) > muxErrorBytes {
 		body = body[:muxErrorBytes]
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.inFlight, id)
-	if s.err == nil {
-		s.enqueue(muxOut{id: id, arg: status, body: body})
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, muxOut{id: id, arg: status, body: body})
+	s.queued += muxOverhead + len(body)
+	drain := !s.writing
+	s.writing = true
+	s.mu.Unlock()
+	if drain {
+		s.drain()
 	}
 }
