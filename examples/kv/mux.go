@@ -383,9 +383,12 @@ type muxCall struct {
 	id      uint64
 	req     []byte
 	timeout time.Duration
-	sent    bool             // the writer took it (under the connection's mu)
-	writing bool             // the writer's write of it has not returned
-	done    chan batchResult // receives the call's one result
+	sent    bool // the writer took it (under the connection's mu)
+	writing bool // the writer's write of it has not returned
+	// deliver takes the call's one outcome, from whoever removed the call
+	// from pending; it must not block.
+	deliver func(resp []byte, err error)
+	stop    func() bool // stops the watch of the call's ctx; nil: not yet set
 }
 
 // muxClient is the calling side of a connection to node to.
@@ -404,15 +407,13 @@ var errMuxClosed = errors.New("kv: the connection closed")
 func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writeTimeout time.Duration) *muxClient {
 	c := &muxClient{muxConn: newMuxConn(conn, br, f, writeTimeout), to: to, key: f.key, pending: map[uint64]*muxCall{}}
 	c.onClose = func(err error) {
-		for id, call := range c.pending {
-			if call.writing {
-				continue // its write's outcome says whether it left
-			}
-			delete(c.pending, id)
-			if call.sent {
-				call.done <- batchResult{err: fmt.Errorf("kv: node %s: the connection closed before the answer: %w", c.to, err)}
-			} else {
-				call.done <- batchResult{err: fmt.Errorf("%w: node %s: the connection closed: %w", ErrNotDelivered, c.to, err)}
+		for _, call := range c.pending {
+			switch {
+			case call.writing: // its write's outcome says whether it left
+			case call.sent:
+				c.finish(call, nil, fmt.Errorf("kv: node %s: the connection closed before the answer: %w", c.to, err))
+			default:
+				c.finish(call, nil, fmt.Errorf("%w: node %s: the connection closed: %w", ErrNotDelivered, c.to, err))
 			}
 		}
 	}
@@ -420,20 +421,28 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 		broken := err != nil || c.err != nil
 		for i, o := range out {
 			o.call.writing = false
-			if !broken || c.pending[o.id] != o.call {
-				continue
-			}
-			delete(c.pending, o.id)
-			if i >= unwritten {
-				o.call.done <- batchResult{err: fmt.Errorf("%w: node %s: the connection failed before the request was written: %w", ErrNotDelivered, c.to, cmpOrErr(err, c.err))}
-			} else {
-				o.call.done <- batchResult{err: fmt.Errorf("kv: node %s: the connection failed once the request was written: %w", c.to, cmpOrErr(err, c.err))}
+			switch {
+			case !broken || c.pending[o.id] != o.call:
+			case i >= unwritten:
+				c.finish(o.call, nil, fmt.Errorf("%w: node %s: the connection failed before the request was written: %w", ErrNotDelivered, c.to, cmpOrErr(err, c.err)))
+			default:
+				c.finish(o.call, nil, fmt.Errorf("kv: node %s: the connection failed once the request was written: %w", c.to, cmpOrErr(err, c.err)))
 			}
 		}
 	}
 	go c.writeLoop()
 	go c.readLoop()
 	return c
+}
+
+// finish removes call from pending and delivers its outcome; c.mu must be
+// held, and call pending.
+func (c *muxClient) finish(call *muxCall, resp []byte, err error) {
+	delete(c.pending, call.id)
+	if call.stop != nil {
+		call.stop()
+	}
+	call.deliver(resp, err)
 }
 
 // open reports whether the connection takes calls.
@@ -454,59 +463,87 @@ func (c *muxClient) retire() {
 	}
 }
 
-// call sends req and waits for its answer or ctx: the errors of
-// [HTTPTransport.Call]. A call still queued when ctx ends or the
-// connection closes was not delivered.
+// call sends req and waits for its answer or ctx: see start.
 func (c *muxClient) call(ctx context.Context, req []byte, timeout time.Duration) ([]byte, error) {
+	done := make(chan batchResult, 1)
+	c.start(ctx, req, timeout, func(resp []byte, err error) { done <- batchResult{resp, err} })
+	r := <-done
+	return r.resp, r.err
+}
+
+// start sends req, and deliver takes its answer, or its failure when ctx
+// ends first: the errors of [HTTPTransport.Call]. A call still queued
+// when ctx ends or the connection closes was not delivered; one made on
+// a closed connection fails with errMuxClosed. deliver runs once, on the
+// caller's goroutine when the call fails at once and otherwise on one of
+// the connection's or ctx's, and must not block. timeout bounds a call
+// whose ctx has no deadline.
+func (c *muxClient) start(ctx context.Context, req []byte, timeout time.Duration, deliver func(resp []byte, err error)) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx))
+		deliver(nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx)))
+		return
 	}
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
 	if timeout <= 0 {
-		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.DeadlineExceeded)
+		deliver(nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.DeadlineExceeded))
+		return
 	}
 	if len(req) > MaxRPCLen {
-		return nil, fmt.Errorf("%w: a replica RPC of %d bytes, want at most %d", ErrNotDelivered, len(req), MaxRPCLen)
+		deliver(nil, fmt.Errorf("%w: a replica RPC of %d bytes, want at most %d", ErrNotDelivered, len(req), MaxRPCLen))
+		return
 	}
-	call := &muxCall{req: req, timeout: min(timeout, MaxBatchTimeout), done: make(chan batchResult, 1)}
+	call := &muxCall{req: req, timeout: min(timeout, MaxBatchTimeout), deliver: deliver}
 	c.mu.Lock()
 	switch {
 	case c.err != nil || c.retiring:
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, errMuxClosed)
+		deliver(nil, fmt.Errorf("%w: %w", ErrNotDelivered, errMuxClosed))
+		return
 	case c.queued > 0 && c.queued+len(req) > muxQueueBytes:
 		queued := c.queued
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%w: node %s: %d bytes wait to be sent to it already", ErrNotDelivered, c.to, queued)
+		deliver(nil, fmt.Errorf("%w: node %s: %d bytes wait to be sent to it already", ErrNotDelivered, c.to, queued))
+		return
 	}
 	c.nextID++
 	call.id = c.nextID
 	c.pending[call.id] = call
 	c.enqueue(muxOut{id: call.id, arg: uint64(call.timeout), body: req, call: call})
 	c.mu.Unlock()
-	select {
-	case r := <-call.done:
-		return r.resp, r.err
-	case <-ctx.Done():
+	if ctx.Done() == nil {
+		return // it never ends
 	}
+	stop := context.AfterFunc(ctx, func() { c.abandon(call, ctx) })
 	c.mu.Lock()
 	if c.pending[call.id] == call {
-		delete(c.pending, call.id)
-		if !call.sent {
-			i := slices.IndexFunc(c.queue, func(o muxOut) bool { return o.call == call })
-			c.queued -= muxOverhead + len(c.queue[i].body)
-			c.queue = slices.Delete(c.queue, i, i+1)
-			c.mu.Unlock()
-			return nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx))
-		}
-		c.mu.Unlock()
-		return nil, fmt.Errorf("kv: node %s: %w", c.to, context.Cause(ctx))
+		call.stop = stop
+		stop = nil
 	}
 	c.mu.Unlock()
-	r := <-call.done // answered, or failed, meanwhile
-	return r.resp, r.err
+	if stop != nil {
+		stop() // delivered already
+	}
+}
+
+// abandon fails call, whose ctx ended, unless it was delivered: not
+// delivered while it waits in the queue, and indeterminate once taken.
+func (c *muxClient) abandon(call *muxCall, ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[call.id] != call {
+		return
+	}
+	call.stop = nil // it ran
+	if call.sent {
+		c.finish(call, nil, fmt.Errorf("kv: node %s: %w", c.to, context.Cause(ctx)))
+		return
+	}
+	i := slices.IndexFunc(c.queue, func(o muxOut) bool { return o.call == call })
+	c.queued -= muxOverhead + len(c.queue[i].body)
+	c.queue = slices.Delete(c.queue, i, i+1)
+	c.finish(call, nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx)))
 }
 
 // readLoop reads answers and hands each to its call until the connection
@@ -529,14 +566,21 @@ func (c *muxClient) readLoop() {
 			c.close(fmt.Errorf("%w: an answer to request %d, which was not sent", ErrMalformed, id))
 			return
 		}
-		delete(c.pending, id)
+		var stop func() bool
+		if call != nil { // nil: its caller gave up
+			delete(c.pending, id)
+			stop, call.stop = call.stop, nil
+		}
 		idle := c.retiring && len(c.pending) == 0
 		c.mu.Unlock()
-		if call != nil { // nil: its caller gave up
+		if call != nil {
+			if stop != nil {
+				stop()
+			}
 			if status == http.StatusOK {
-				call.done <- batchResult{resp: body}
+				call.deliver(body, nil)
 			} else {
-				call.done <- batchResult{err: statusError(c.to, int(status), string(body))}
+				call.deliver(nil, statusError(c.to, int(status), string(body)))
 			}
 		}
 		if idle {
@@ -582,25 +626,86 @@ func (t *HTTPTransport) callMux(ctx context.Context, to, addr string, req []byte
 	return nil, fmt.Errorf("%w: node %s: %w", ErrNotDelivered, to, errMuxClosed)
 }
 
+// asyncTransport is a Transport that starts a call without a goroutine
+// of the caller's: deliver takes the outcome of Call, once, on some
+// goroutine, and must not block.
+type asyncTransport interface {
+	Transport
+	startCall(ctx context.Context, to string, req []byte, deliver func([]byte, error))
+}
+
+var _ asyncTransport = (*HTTPTransport)(nil)
+
+// startCall is Call for a caller that waits on no goroutine of its own:
+// on an open multiplexed connection the call leaves at once and its
+// answer is delivered from the connection's reader; otherwise Call runs
+// on a goroutine of its own.
+func (t *HTTPTransport) startCall(ctx context.Context, to string, req []byte, deliver func([]byte, error)) {
+	if t.Mux {
+		t.mu.RLock()
+		addr, ok := t.addrs[to]
+		t.mu.RUnlock()
+		var c *muxClient
+		if ok {
+			c, _ = t.openMux(to, addr)
+		}
+		if c != nil {
+			c.start(ctx, req, t.defaultTimeout(), func(resp []byte, err error) {
+				if errors.Is(err, errMuxClosed) { // since it was found: Call opens another
+					go func() { deliver(t.Call(ctx, to, req)) }()
+					return
+				}
+				deliver(resp, err)
+			})
+			return
+		}
+	}
+	go func() { deliver(t.Call(ctx, to, req)) }()
+}
+
+// openMux returns the peer of node to at addr and its open connection
+// under the current primary key, or nil.
+func (t *HTTPTransport) openMux(to, addr string) (*muxClient, *muxPeer) {
+	k := muxPeerKey{to, addr}
+	t.mu.RLock()
+	p := t.muxPeers[k]
+	t.mu.RUnlock()
+	if p == nil {
+		t.mu.Lock()
+		if t.muxPeers == nil {
+			t.muxPeers = map[muxPeerKey]*muxPeer{}
+		}
+		if p = t.muxPeers[k]; p == nil {
+			p = &muxPeer{}
+			t.muxPeers[k] = p
+		}
+		t.mu.Unlock()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conn; c != nil && c.key.same(t.primary()) && c.open() {
+		return c, p
+	}
+	return nil, p
+}
+
+// primary is the key calls are signed with, nil for none.
+func (t *HTTPTransport) primary() *clusterKey {
+	if keys := t.keys(); keys != nil {
+		return keys.primary()
+	}
+	return nil
+}
+
 // muxConnTo returns the open connection to node to at addr, under the
 // current primary key, opening it when there is none; errNoMux when the
 // node refused the upgrade within muxRetry.
 func (t *HTTPTransport) muxConnTo(ctx context.Context, to, addr string) (*muxClient, error) {
-	k := muxPeerKey{to, addr}
-	t.mu.Lock()
-	if t.muxPeers == nil {
-		t.muxPeers = map[muxPeerKey]*muxPeer{}
+	c, p := t.openMux(to, addr)
+	if c != nil {
+		return c, nil
 	}
-	p := t.muxPeers[k]
-	if p == nil {
-		p = &muxPeer{}
-		t.muxPeers[k] = p
-	}
-	t.mu.Unlock()
-	var key *clusterKey
-	if keys := t.keys(); keys != nil {
-		key = keys.primary()
-	}
+	key := t.primary()
 	for {
 		p.mu.Lock()
 		if c := p.conn; c != nil && c.key.same(key) && c.open() {

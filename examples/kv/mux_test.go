@@ -748,3 +748,45 @@ func TestMuxServerKeysReloaded(t *testing.T) {
 		}
 	})
 }
+
+// startCall delivers each call's outcome once: from the connection when
+// one is open, and from Call on a goroutine before one is; a queued call
+// whose ctx ends is not delivered.
+func TestMuxStartCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conns := &muxConns{}
+		rig := newBatchRig(t, APIConfig{conns: conns}, func(tr *HTTPTransport) { tr.Mux = true })
+		t.Cleanup(func() { rig.tr.closeMux(); conns.closeAll() })
+		start := func(ctx context.Context, req []byte) chan batchResult {
+			out := make(chan batchResult, 2)
+			rig.tr.startCall(ctx, "b", req, func(resp []byte, err error) { out <- batchResult{resp, err} })
+			return out
+		}
+		once := func(out chan batchResult) batchResult {
+			r := <-out
+			synctest.Wait()
+			if len(out) != 0 {
+				t.Fatalf("a second outcome: %v", (<-out).err)
+			}
+			return r
+		}
+		// No connection yet: Call opens it.
+		if r := once(start(context.Background(), batchWrite(t, "a"))); r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r := once(start(context.Background(), batchWrite(t, "b"))); r.err != nil {
+			t.Fatal(r.err)
+		}
+		if up := rig.count(muxPath); up != 1 {
+			t.Errorf("%d upgrades, want 1", up)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if r := once(start(ctx, batchWrite(t, "c"))); !errors.Is(r.err, ErrNotDelivered) {
+			t.Errorf("a call with its ctx done: %v, want ErrNotDelivered", r.err)
+		}
+		if _, found, _ := rig.node.store.Get([]byte("c")); found {
+			t.Error("a call not delivered was applied")
+		}
+	})
+}

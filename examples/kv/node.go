@@ -109,7 +109,7 @@ type Node struct {
 	bgMu    sync.Mutex     // guards closing, so no goroutine starts once Close waits
 	closing bool           // Close has begun
 	bg      sync.WaitGroup // background replication and repair
-	workers workers        // the goroutines of bg and of the replicator's calls
+	workers workers        // the goroutines of bg and of calls to itself
 
 	coord    *coordinator
 	rep      *replicator
@@ -167,7 +167,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	repair := cfg.Repair.withDefaults()
 	n.progress = newProgress(log, repair.ProgressEvery)
 	mv := &mover{store: n.store, pageBytes: repair.PageBytes, rate: newThrottle(repair.HandoverRate, repair.PageBytes)}
-	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log, workers: &n.workers}
+	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
 	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, progress: n.progress, log: log}
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
@@ -511,6 +511,29 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 		return response{}, err
 	}
 	out, err := n.transport.Call(ctx, to, b)
+	return n.response(to, out, err)
+}
+
+// start is call for a caller that waits on no goroutine of its own:
+// deliver takes the outcome, once, on some goroutine, and must not block.
+// A call to this node runs on a worker, and so does one over a transport
+// that cannot start calls.
+func (n *Node) start(ctx context.Context, to string, req *request, deliver func(response, error)) {
+	at, ok := n.transport.(asyncTransport)
+	if to == n.id || !ok {
+		n.workers.Go(func() { deliver(n.call(ctx, to, req)) })
+		return
+	}
+	b, err := req.marshal()
+	if err != nil {
+		deliver(response{}, err)
+		return
+	}
+	at.startCall(ctx, to, b, func(out []byte, err error) { deliver(n.response(to, out, err)) })
+}
+
+// response decodes node to's answer out to a call that returned err.
+func (n *Node) response(to string, out []byte, err error) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
