@@ -56,9 +56,11 @@ import (
 // signed even without TLS. Without a cluster key there is no MAC, as the
 // HTTP path then has no authenticator.
 //
-// A writer per connection side writes every frame queued since its last
-// write in one write call, so concurrent calls share syscalls with no
-// timer holding any back. Every request takes a slot of
+// Each side writes every frame queued since its last write in one write
+// call, so concurrent calls share syscalls with no timer holding any
+// back: a caller's side from a writer goroutine (a caller never waits on
+// a write, only for its ctx), a server's from the goroutine that finished
+// an answer while no write is under way. Every request takes a slot of
 // [Limits.MaxConcurrentRPC] (none free: answered 503) and is bounded by
 // its timeout. A frame shorter than its header or over the size limit, a
 // MAC that does not verify, a request ID reused while it is in flight,
@@ -87,7 +89,7 @@ const (
 	muxErrorBytes = maxErrorBytes
 )
 
-// muxLabels separate the MACs of the two directions.
+// The labels that separate the MACs of the two directions.
 const (
 	muxRequestLabel = 'q'
 	muxAnswerLabel  = 'a'
@@ -103,8 +105,8 @@ func (k *clusterKey) same(o *clusterKey) bool {
 var errNoMux = errors.New("kv: peer does not serve multiplexed RPCs")
 
 // muxFramer encodes and decodes one connection's frames. Its send side is
-// used by the connection's writer alone, its receive side by its reader
-// alone.
+// used by one drain at a time, its receive side by the connection's
+// reader alone.
 type muxFramer struct {
 	key   *clusterKey // nil: frames carry no MAC
 	nonce [2 * muxNonceLen]byte
