@@ -177,7 +177,8 @@ func (f *muxFramer) appendFrame(buf []byte, id, arg uint64, body []byte) []byte 
 }
 
 // readFrame reads the next frame from br. Once its length is in, the
-// rest must arrive within bodyTimeout (0: no bound), set on conn. It
+// rest must arrive within bodyTimeout (0: no bound), set on conn unless
+// br holds the whole frame already. It
 // refuses a frame shorter than its header or over maxFrame, and one
 // whose MAC does not verify.
 func (f *muxFramer) readFrame(br *bufio.Reader, conn net.Conn, bodyTimeout time.Duration) (id, arg uint64, body []byte, err error) {
@@ -188,7 +189,7 @@ func (f *muxFramer) readFrame(br *bufio.Reader, conn net.Conn, bodyTimeout time.
 	if n < int64(muxHeaderLen+f.macLen()) || n > int64(f.maxFrame()) {
 		return 0, 0, nil, fmt.Errorf("%w: a frame of %d bytes, want %d to %d", ErrMalformed, n, muxHeaderLen+f.macLen(), f.maxFrame())
 	}
-	if bodyTimeout > 0 {
+	if bodyTimeout > 0 && int64(br.Buffered()) < n { // a frame read whole needs none
 		_ = conn.SetReadDeadline(time.Now().Add(bodyTimeout))
 		defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
 	}

@@ -790,3 +790,51 @@ func TestMuxStartCall(t *testing.T) {
 		}
 	})
 }
+
+// deadlineConn counts the read deadlines set on a connection.
+type deadlineConn struct {
+	net.Conn
+	deadlines atomic.Int64
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// A frame already buffered whole is read with no deadline set; one whose
+// rest is still to come is read under its body timeout.
+func TestMuxServerReadDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc, sc := net.Pipe()
+		counted := &deadlineConn{Conn: sc}
+		s := newMuxServer(counted, bufio.NewReader(counted), newMuxFramer(nil, muxTestClient, muxTestServer, false), time.Minute, make(limiter, 8), nil, echo)
+		go s.run(context.Background())
+		defer s.close(errors.New("test over"))
+		peer := &muxPeerEnd{t: t, conn: cc, br: bufio.NewReader(cc), f: newMuxFramer(nil, muxTestClient, muxTestServer, true)}
+		var buf []byte
+		for id := uint64(1); id <= 10; id++ {
+			buf = peer.f.appendFrame(buf, id, uint64(time.Second), []byte("x"))
+		}
+		go cc.Write(buf)
+		for range 10 {
+			if _, _, _, err := peer.read(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := counted.deadlines.Load(); n != 0 {
+			t.Errorf("%d read deadlines set for frames read whole, want 0", n)
+		}
+		f := peer.f.appendFrame(nil, 11, uint64(time.Second), []byte("split"))
+		go func() {
+			cc.Write(f[:8])
+			cc.Write(f[8:])
+		}()
+		if _, _, _, err := peer.read(); err != nil {
+			t.Fatal(err)
+		}
+		if n := counted.deadlines.Load(); n != 2 { // set, then lifted
+			t.Errorf("%d read deadlines for a split frame, want 2", n)
+		}
+	})
+}

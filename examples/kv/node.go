@@ -516,9 +516,15 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 
 // start is call for a caller that waits on no goroutine of its own:
 // deliver takes the outcome, once, on some goroutine, and must not block.
-// A call to this node runs on a worker, and so does one over a transport
-// that cannot start calls.
+// A read of this node's own copy runs at once, on the caller's goroutine
+// (it waits on no disk sync, nor on another node); any other call to this
+// node runs on a worker, and so does one over a transport that cannot
+// start calls.
 func (n *Node) start(ctx context.Context, to string, req *request, deliver func(response, error)) {
+	if to == n.id && req.Op == opRead {
+		deliver(n.handle(ctx, req, false))
+		return
+	}
 	at, ok := n.transport.(asyncTransport)
 	if to == n.id || !ok {
 		n.workers.Go(func() { deliver(n.call(ctx, to, req)) })

@@ -152,7 +152,9 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 		wg.Wait()
 	}()
 	start := func(cs []call) {
-		for _, c := range cs {
+		// Last to first: a read's first target is this node, whose own
+		// read runs inline, once the others' calls have left.
+		for _, c := range slices.Backward(cs) {
 			cctx, cancel := context.WithCancel(ctx)
 			for len(calls) <= c.id {
 				calls, cancels = append(calls, call{}), append(cancels, nil)
