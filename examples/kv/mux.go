@@ -66,7 +66,9 @@ import (
 // MAC that does not verify, a request ID reused while it is in flight,
 // an answer to a request never sent, or a key removed from the set
 // closes the connection; so does a write that does not finish within
-// the write timeout (a peer that stopped reading). A peer that answers
+// the write timeout (a peer that stopped reading), and, on a caller's
+// side, silence past a written request's timeout and muxGrace (a peer
+// partitioned away or paused, which TCP takes minutes to give up on). A peer that answers
 // the upgrade 404, 405 or 400 (a node without it) is called over HTTP for
 // [muxRetry] before the upgrade is tried again.
 const (
@@ -402,7 +404,19 @@ type muxClient struct {
 	pending  map[uint64]*muxCall
 	nextID   uint64
 	retiring bool // closes once nothing is pending
+	// expect is when a frame must have come, since the last one read: the
+	// earliest end of a timeout (and muxGrace) of a request written
+	// since; zero: none written. A connection past it is taken for dead
+	// (a peer partitioned away or paused, which TCP would take minutes to
+	// give up on) and closed, so that the next call opens another.
+	expect time.Time
+	watch  *time.Timer // fires at expect
 }
+
+// muxGrace is how long past a request's timeout its connection may stay
+// silent before it is taken for dead: the peer answers a request whose
+// timeout passed with its error.
+const muxGrace = time.Second
 
 // errMuxClosed is the error of a call made on a connection already closed.
 var errMuxClosed = errors.New("kv: the connection closed")
@@ -410,6 +424,9 @@ var errMuxClosed = errors.New("kv: the connection closed")
 func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writeTimeout time.Duration) *muxClient {
 	c := &muxClient{muxConn: newMuxConn(conn, br, f, writeTimeout), to: to, key: f.key, pending: map[uint64]*muxCall{}}
 	c.onClose = func(err error) {
+		if c.watch != nil {
+			c.watch.Stop()
+		}
 		for _, call := range c.pending {
 			switch {
 			case call.writing: // its write's outcome says whether it left
@@ -422,8 +439,12 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 	}
 	c.written = func(out []muxOut, unwritten int, err error) {
 		broken := err != nil || c.err != nil
+		now := time.Now()
 		for i, o := range out {
 			o.call.writing = false
+			if !broken {
+				c.expectBy(now.Add(o.call.timeout + muxGrace))
+			}
 			switch {
 			case !broken || c.pending[o.id] != o.call:
 			case i >= unwritten:
@@ -436,6 +457,36 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 	go c.writeLoop()
 	go c.readLoop()
 	return c
+}
+
+// expectBy makes t the time a frame must have come by, unless an earlier
+// one is set; c.mu must be held.
+func (c *muxClient) expectBy(t time.Time) {
+	if !c.expect.IsZero() && !t.Before(c.expect) {
+		return
+	}
+	c.expect = t
+	d := time.Until(t)
+	if c.watch == nil {
+		c.watch = time.AfterFunc(d, c.check)
+		return
+	}
+	c.watch.Reset(d)
+}
+
+// check closes the connection once it is past the time a frame was
+// expected by.
+func (c *muxClient) check() {
+	c.mu.Lock()
+	expect := c.expect
+	late := !expect.IsZero() && !time.Now().Before(expect)
+	if !expect.IsZero() && !late {
+		c.watch.Reset(time.Until(expect))
+	}
+	c.mu.Unlock()
+	if late {
+		c.close(fmt.Errorf("kv: node %s: no answer on the connection by %v past a request's timeout", c.to, muxGrace))
+	}
 }
 
 // finish removes call from pending and delivers its outcome; c.mu must be
@@ -569,6 +620,7 @@ func (c *muxClient) readLoop() {
 			c.close(fmt.Errorf("%w: an answer to request %d, which was not sent", ErrMalformed, id))
 			return
 		}
+		c.expect = time.Time{} // the connection lives; the timer finds nothing due
 		var stop func() bool
 		if call != nil { // nil: its caller gave up
 			delete(c.pending, id)

@@ -838,3 +838,62 @@ func TestMuxServerReadDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// A connection on which nothing comes back by a written request's
+// timeout and muxGrace is taken for dead and closed (a peer partitioned
+// away or paused), failing its calls as indeterminate, even those whose
+// callers gave up; one whose peer answers, however late within that,
+// stays open.
+func TestMuxSilentPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, peer := newMuxClientPipe(t, nil)
+		answered := make(chan error, 1)
+		go func() {
+			_, err := c.call(context.Background(), []byte("slow"), 3*time.Second)
+			answered <- err
+		}()
+		id, _, _, err := peer.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3*time.Second + muxGrace - time.Millisecond)
+		if err := peer.send(id, http.StatusOK, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-answered; err != nil || !c.open() {
+			t.Fatalf("an answer within the window: %v, open %v", err, c.open())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		abandoned := make(chan error, 1)
+		go func() {
+			_, err := c.call(ctx, []byte("abandoned"), time.Hour)
+			abandoned <- err
+		}()
+		silent := make(chan error, 1)
+		go func() {
+			_, err := c.call(context.Background(), []byte("silent"), 2*time.Second)
+			silent <- err
+		}()
+		for range 2 {
+			if _, _, _, err := peer.read(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-abandoned; !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNotDelivered) {
+			t.Fatalf("the abandoned call: %v", err)
+		}
+		start := time.Now()
+		err = <-silent
+		if err == nil || errors.Is(err, ErrNotDelivered) || !strings.Contains(err.Error(), "no answer") {
+			t.Fatalf("a call on a silent connection: %v, want it closed as dead", err)
+		}
+		// The earliest due: the abandoned call's timeout and muxGrace.
+		if waited := time.Since(start); waited != muxGrace {
+			t.Errorf("closed %v after the abandoned call's timeout, want %v", waited, muxGrace)
+		}
+		if c.open() {
+			t.Error("the silent connection is open")
+		}
+	})
+}
