@@ -42,14 +42,14 @@ import (
 // (and a nil *Rendezvous) is an empty set: lookups return "".
 type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
-	seeds []uint64  // xxhash64 of each ID
+	seeds []uint64  // spread(xxhash64(ID)) of each node (see spread)
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
 	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
 	// Some weight lies outside [minFast, maxFast]: scores may overflow or
 	// lose precision, and lookups compute every score.
 	extreme bool
 	// When weights are unequal: node indexes by descending weight, then
-	// ID, and their seeds in that order.
+	// ID, and their spread seeds in that order.
 	heavy      []int32
 	heavySeeds []uint64
 	groups     []weightGroup // the runs of equal weight in heavy
@@ -75,8 +75,11 @@ func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 }
 
 // newRendezvous returns the set of the valid nodes sorted, whose IDs hash
-// to seeds.
+// to seeds, which it spreads in place.
 func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
+	for i, s := range seeds {
+		seeds[i] = spread(s)
+	}
 	h := &Rendezvous{nodes: sorted, seeds: seeds}
 	if slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight != sorted[0].Weight }) {
 		h.inv = make([]float64, len(sorted))
@@ -175,24 +178,25 @@ func (h *Rendezvous) Len() int {
 	return len(h.nodes)
 }
 
-// u is node i's u for a key hashed to kh, as documented, and x its 53 bits.
-func (h *Rendezvous) u(kh uint64, i int) (x, u float64) {
-	bits := mix64(kh^h.seeds[i]) >> 11
+// u is node i's u for a key whose spread hash is k (spread(kh)), as
+// documented, and x its 53 bits.
+func (h *Rendezvous) u(k uint64, i int) (x, u float64) {
+	bits := mixTail(mixSpread(k^h.seeds[i])) >> 11
 	return float64(int64(bits)), uOf(bits) // exact: 53 bits
 }
 
 // uOf is the documented u of the 53 bits x, rounded to float64.
 func uOf(x uint64) float64 { return (float64(int64(x)) + 0.5) / (1 << 53) }
 
-// score returns node i's score for a key hashed to kh and true, or false,
+// score returns node i's score for a key of spread hash k and true, or false,
 // without computing it, when the score is certainly at most floor. The
 // score is the documented -w / ln(u), or for equal weights the 53 bits u
 // derives from, which order alike. Since -ln(u) >= 1 - u, a weighted score
 // is at most w / (1 - u), which rules out all but the few nodes whose u is
 // close to 1 once a good score is known; the margin of 1e-9 covers
 // rounding.
-func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
-	x, u := h.u(kh, i)
+func (h *Rendezvous) score(k uint64, i int, floor float64) (float64, bool) {
+	x, u := h.u(k, i)
 	if h.inv == nil {
 		return x, x > floor
 	}
@@ -236,20 +240,20 @@ func cost(u float64) (lo, hi float64) {
 // cost about what they cost with equal weights. The result is the documented
 // one, whatever the order (see offer). With weights outside [minFast,
 // maxFast] it computes every score, as LookupN does.
-func (h *Rendezvous) lookupWeighted(kh uint64) int {
+func (h *Rendezvous) lookupWeighted(k uint64) int {
 	if h.extreme {
 		var buf [1]ranked
-		return h.best(kh, 1, buf[:0], all)[0].node
+		return h.best(k, 1, buf[:0], all)[0].node
 	}
 	if h.lin != nil {
-		return h.few(kh)
+		return h.few(k)
 	}
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
-		for k, s := range h.heavySeeds[start:g.end] {
-			if z := mixHead(kh ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+k]), z) {
+		for j, s := range h.heavySeeds[start:g.end] {
+			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+j]), z) {
 				bound = w.headBound(g.weight)
 			}
 		}
@@ -275,22 +279,23 @@ type weightGroup struct {
 // in ten lookups at 10 nodes, a second pass offers it and every node the
 // bound allows. The least key only proposes a node; the check, or else the
 // second pass, decides.
-func (h *Rendezvous) few(kh uint64) int {
+func (h *Rendezvous) few(k uint64) int {
 	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
-	for i, s := range h.seeds {
-		k := key(headCost(mixHead(kh^s), h.lin[i]), i)
-		second = min(second, max(least, k))
-		least = min(least, k)
+	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
+	for i, s := range seeds {
+		c := key(headCost(mixSpread(k^s), lin[i]), i)
+		lo := min(least, c)
+		least, second = lo, min(second, least^c^lo) // least^c^lo: the larger
 	}
 	first := int(least & keyMask)
-	x := mix64(kh^h.seeds[first]) >> 11
+	x := mixTail(mixSpread(k^h.seeds[first])) >> 11
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	w.offer(h, first, x)
 	for i, s := range h.seeds {
-		if z := mixHead(kh ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
+		if z := mixSpread(k ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
 			w.offer(h, i, mixTail(z)>>11)
 		}
 	}
@@ -401,51 +406,57 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 		return ""
 	}
 	if h.inv == nil {
-		return h.nodes[h.lookupEqual(kh)].ID
+		return h.nodes[h.lookupEqual(spread(kh))].ID
 	}
-	return h.nodes[h.lookupWeighted(kh)].ID
+	return h.nodes[h.lookupWeighted(spread(kh))].ID
 }
 
-// lookupEqual is Lookup for equal weights: the node of the largest 53
-// bits x = mix64(kh ^ seed) >> 11, the first (smallest ID) on a tie. The
-// top 31 bits of x are those of the node's mixHead, so a node whose head
-// is below bound, the best's top 31 bits, cannot win, and its tail is
-// not computed; from 128 nodes on, where that saves more than the
-// branch costs. Two nodes a round keep independent work in flight.
-func (h *Rendezvous) lookupEqual(kh uint64) int {
-	best, top := 0, mix64(kh^h.seeds[0])>>11
-	if len(h.seeds) < 128 {
+// lookupEqual is Lookup for equal weights, for a key of spread hash k:
+// the node of the largest 53 bits x = mix64(kh ^ seed) >> 11, the first
+// (smallest ID) on a tie. The top 31 bits of x are those of the node's
+// head (mixSpread), so from quadsFrom nodes on, a node whose head is
+// below bound, the best's top 31 bits, cannot win, and its tail is not
+// computed. Nodes go four a round there, their heads compared with bound
+// at once, so that the branch is taken rarely and the four hashes are
+// computed side by side.
+func (h *Rendezvous) lookupEqual(k uint64) int {
+	seeds := h.seeds
+	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
+	if len(seeds) < quadsFrom {
 		// Few nodes: a new best is frequent, and a branch on it would be
 		// mispredicted more than skipping tails saves.
-		for i, s := range h.seeds[1:] {
-			if x := mix64(kh^s) >> 11; x > top {
+		for i, s := range seeds[1:] {
+			if x := mixTail(mixSpread(k^s)) >> 11; x > top {
 				best, top = i+1, x
 			}
 		}
 		return best
 	}
 	bound := top >> 22 << 33
-	rest, i := h.seeds[1:], 1
-	for ; len(rest) >= 2; rest, i = rest[2:], i+2 {
-		z0, z1 := mixHead(kh^rest[0]), mixHead(kh^rest[1])
-		if max(z0, z1) < bound {
+	i := 1
+	for ; i+3 < len(seeds); i += 4 {
+		z := [4]uint64{mixSpread(k ^ seeds[i]), mixSpread(k ^ seeds[i+1]), mixSpread(k ^ seeds[i+2]), mixSpread(k ^ seeds[i+3])}
+		if max(z[0], z[1], z[2], z[3]) < bound {
 			continue
 		}
-		if x := mixTail(z0) >> 11; x > top {
-			best, top = i, x
-		}
-		if x := mixTail(z1) >> 11; x > top {
-			best, top = i+1, x
+		for j, z := range z {
+			if x := mixTail(z) >> 11; x > top {
+				best, top = i+j, x
+			}
 		}
 		bound = top >> 22 << 33
 	}
-	if len(rest) == 1 {
-		if x := mix64(kh^rest[0]) >> 11; x > top {
-			best = i
+	for ; i < len(seeds); i++ {
+		if x := mixTail(mixSpread(k^seeds[i])) >> 11; x > top {
+			best, top = i, x
 		}
 	}
 	return best
 }
+
+// quadsFrom is the number of equal-weight nodes from which lookupEqual
+// compares heads with a bound.
+const quadsFrom = 96
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs
 // with the highest scores, best first, so that LookupN(key, 1)[0] ==
@@ -470,7 +481,7 @@ func (h *Rendezvous) LookupNHash(kh uint64, n int, dst []string) []string {
 		return dst
 	}
 	var buf [32]ranked
-	top := h.best(kh, min(n, len(h.nodes)), buf[:0], all)
+	top := h.best(spread(kh), min(n, len(h.nodes)), buf[:0], all)
 	for _, t := range top {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
@@ -486,9 +497,9 @@ type ranked struct {
 }
 
 // best returns the up to n nodes accepted by keep with the highest scores
-// for kh, best first (ties to the smaller ID), stored in buf[:0] when it
-// has room.
-func (h *Rendezvous) best(kh uint64, n int, buf []ranked, keep func(int) bool) []ranked {
+// for the key of spread hash k, best first (ties to the smaller ID),
+// stored in buf[:0] when it has room.
+func (h *Rendezvous) best(k uint64, n int, buf []ranked, keep func(int) bool) []ranked {
 	if n <= 0 {
 		return buf[:0]
 	}
@@ -504,7 +515,7 @@ func (h *Rendezvous) best(kh uint64, n int, buf []ranked, keep func(int) bool) [
 		if len(top) == n {
 			floor = top[n-1].score
 		}
-		if s, ok := h.score(kh, i, floor); ok {
+		if s, ok := h.score(k, i, floor); ok {
 			top = insertRanked(top, n, ranked{s, i})
 		}
 	}
@@ -560,6 +571,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	if n <= 0 {
 		return dst
 	}
+	k := spread(kh)
 	// The best node of each zone.
 	var zbuf [32]ranked
 	leaders := zbuf[:0]
@@ -572,7 +584,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	}
 	for i := range h.nodes {
 		z := h.zone[i]
-		if s, ok := h.score(kh, i, leaders[z].score); ok || leaders[z].node < 0 {
+		if s, ok := h.score(k, i, leaders[z].score); ok || leaders[z].node < 0 {
 			leaders[z] = ranked{s, i}
 		}
 	}
@@ -602,7 +614,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	if len(h.nodes) > 64*len(leader) {
 		isLeader = func(i int) bool { return slices.ContainsFunc(leaders, func(l ranked) bool { return l.node == i }) }
 	}
-	for _, t := range h.best(kh, n-len(dst), buf[:0], func(i int) bool { return !isLeader(i) }) {
+	for _, t := range h.best(k, n-len(dst), buf[:0], func(i int) bool { return !isLeader(i) }) {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
 	return dst
