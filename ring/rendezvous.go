@@ -92,7 +92,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		if len(sorted) <= keyMask+1 {
 			h.lin = make([]float64, len(sorted))
 			for i, inv := range h.inv {
-				h.lin[i] = inv * 0x1p-31
+				h.lin[i] = linOf(inv)
 			}
 		}
 		// Heavy nodes win more often: met first, they rule out more.
@@ -280,13 +280,21 @@ type weightGroup struct {
 // bound allows. The least key only proposes a node; the check, or else the
 // second pass, decides.
 func (h *Rendezvous) few(k uint64) int {
-	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
-	for i, s := range seeds {
-		c := key(headCost(mixSpread(k^s), lin[i]), i)
-		lo := min(least, c)
-		least, second = lo, min(second, least^c^lo) // least^c^lo: the larger
+	c := func(i int) uint64 { return key(headCost(mixSpread(k^seeds[i]), lin[i]), i) }
+	// Even and odd nodes in two lanes, whose chains of minima run side
+	// by side.
+	l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
+	i := 0
+	for ; i+1 < len(seeds); i += 2 {
+		l0, s0 = lower2(l0, s0, c(i))
+		l1, s1 = lower2(l1, s1, c(i+1))
 	}
+	if i < len(seeds) {
+		l0, s0 = lower2(l0, s0, c(i))
+	}
+	least, second := lower2(l0, s0, l1)
+	second = min(second, s1)
 	first := int(least & keyMask)
 	x := mixTail(mixSpread(k^h.seeds[first])) >> 11
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
@@ -303,30 +311,56 @@ func (h *Rendezvous) few(k uint64) int {
 }
 
 // costAbove returns an upper bound of -ln(u) for the u of the 53 bits x:
-// with v = 1 - u <= 1/2, -ln(u) = v + v^2/2 + v^3/3 + ... <= v + v^2/2 +
-// v^3 / (3 (1 - v)) <= v + v^2/2 + 2v^3/3, above by at most v^2/3
-// relatively, and below by no more than its rounding (a few ulps). For
-// u < 1/2 it returns +Inf.
+// with v = 1 - u <= 1/2 (exact), -ln(u) = v + v^2/2 + v^3/3 + v^4/4 + ...
+// <= v + v^2/2 + v^3/3 + v^4 / (4 (1 - v)) <= v + v^2/2 + v^3/3 + v^4/2,
+// above by at most v^3/4 relatively, and below by no more than its
+// rounding (a few ulps). For u < 1/2, where winners are rare, it returns
+// math.Log's -ln(u), raised by 2^-50 relatively to cover its error (below
+// one ulp).
 func costAbove(x uint64) float64 {
-	v := 1 - uOf(x)
+	u := uOf(x)
+	v := 1 - u
 	if v > 0.5 {
-		return math.Inf(1)
+		return -math.Log(u) * (1 + 0x1p-50)
 	}
-	return v * (1 + v*(0.5+v*(2.0/3)))
+	return v * (1 + v*(0.5+v*(1.0/3+v*0.5)))
 }
 
 // headCost is a lower bound of the cost of a node whose mixHead is z, with
-// lin its 1/weight times 2^-31. With T the head's top 31 bits, which are
-// x's, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits times
-// 2^-31, so -ln(u) >= (1 - u) + (1 - u)^2/2 >= v + v^2/2. A bound that is
-// not zero is then below the cost by a factor 1 + 2^-32 at least, which
-// covers the rounding of lin and of the product, and the index that key
-// writes into its low bits, many times over.
-func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
+// lin = linOf(1/weight). With T the head's top 31 bits, which are x's,
+// 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits t times
+// 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and headCost
+// computes that over the weight, times 1 - 2^-40 (in lin). Its roundings,
+// and those of lin, are below 2^-50 relatively, so a bound that is not
+// zero is below the cost by a factor 1 + 2^-41 at least, which covers the
+// index that key writes into its low bits (2^-45 relatively) with 2^-42
+// to spare. Where nodes can win, v is small, and with 1 - u close to v the
+// bound is within about v^3/4 of the cost.
+func headCost(z uint64, lin float64) float64 {
+	t := float64(int64(^z >> 33))
+	v := t * 0x1p-31
+	return t * lin * (1 + v*(0.5+v*(1.0/3)))
+}
+
+// linOf returns the factor headCost takes for a node of 1/weight inv.
+func linOf(inv float64) float64 { return inv * 0x1p-31 * (1 - 0x1p-40) }
+
+// lower2 returns the least and second least of least <= second and key
+// c, without a branch, which would be mispredicted at each new least.
+// Keys and noKey are below 2^63, so that c - least is negative as an
+// int64 exactly when c < least.
+func lower2(least, second, c uint64) (uint64, uint64) {
+	m := uint64(int64(c-least) >> 63)
+	lo := least ^ (least^c)&m
+	return lo, min(second, least^c^lo) // least^c^lo is the larger
+}
+
+// noKey is above every key: the bits of a NaN, not those of a bound.
+const noKey = math.MaxInt64
 
 // keyMask is the bits of a key that hold the node index: few serves up to
 // keyMask+1 nodes.
-const keyMask = 1<<6 - 1
+const keyMask = 1<<7 - 1
 
 // key packs node i (<= keyMask) into the low bits of a cost bound c >= 0 so
 // that keys order as the bounds do, up to their last 6 bits, and the least
