@@ -70,7 +70,7 @@ func TestCostAboveAndHeadCost(t *testing.T) {
 		if z>>33 != x>>22 {
 			t.Fatalf("head %#x for x=%#x", z, x)
 		}
-		c := headCost(z, linOf(1/w))
+		c := headCost(^z>>33, linOf(1/w))
 		if k := math.Float64frombits(key(c, r.IntN(keyMask+1))); c > 0 && !(k*(1+0x1p-43) < want/w) {
 			t.Fatalf("x=%d w=%v: headCost key %v, cost %v", x, w, k, want/w)
 		}

@@ -101,7 +101,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		for k, i := range h.heavy {
 			h.heavySeeds[k] = seeds[i]
 			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
-				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight})
+				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
 			}
 			h.groups[len(h.groups)-1].end = k + 1
 		}
@@ -230,24 +230,36 @@ func cost(u float64) (lo, hi float64) {
 	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
 }
 
-// lookupWeighted is Lookup for unequal weights: the node of least cost
-// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u >= d / 2^53
-// for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u) >=
-// 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes, few
-// applies the bound without branching on it. Beyond, nodes are met heaviest
-// first, and within a run of one weight the bound is a bound on the top bits
-// of mixHead (see headBound), so that once a good node is known the others
-// cost about what they cost with equal weights. The result is the documented
-// one, whatever the order (see offer). With weights outside [minFast,
-// maxFast] it computes every score, as LookupN does.
+// lookupWeighted is Lookup for unequal weights, for a key of spread hash
+// k: the node of least cost -ln(u) / w, the highest score. With x a node's
+// 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
+// d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
+// of the node's head (mixSpread). Sets of a few weights (classes) and sets
+// of up to 128 nodes (few) bound every node's cost from its head without
+// branching and settle the lookup when the least bound's node is clearly
+// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within a
+// run of one weight the bound is a bound on the top bits of the head (see
+// headBound), so that once a good node is known the others cost about
+// what they cost with equal weights. The result is the documented one,
+// whatever the path (see offer). With weights outside [minFast, maxFast]
+// it computes every score, as LookupN does.
 func (h *Rendezvous) lookupWeighted(k uint64) int {
 	if h.extreme {
 		var buf [1]ranked
 		return h.best(k, 1, buf[:0], all)[0].node
 	}
-	if h.lin != nil {
+	switch n := len(h.nodes); {
+	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
+		return h.classes(k)
+	case h.lin != nil:
 		return h.few(k)
 	}
+	return h.heavyFirst(k)
+}
+
+// heavyFirst is lookupWeighted for any weights in [minFast, maxFast]: see
+// there.
+func (h *Rendezvous) heavyFirst(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	start := 0
 	for _, g := range h.groups {
@@ -263,25 +275,94 @@ func (h *Rendezvous) lookupWeighted(k uint64) int {
 }
 
 // weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
-// ends before index end.
+// ends before index end, with 1/weight and linOf of that.
 type weightGroup struct {
-	end    int
-	weight float64
+	end              int
+	weight, inv, lin float64
 }
 
-// few is lookupWeighted for up to 64 nodes. A first pass, which
+// lookupWeighted takes classes for sets of classesFrom to classesUpTo
+// nodes of at most maxClasses weights: below, few is faster, and above,
+// heavyFirst, which skips most nodes' bounds.
+const (
+	maxClasses  = 8
+	classesFrom = 32
+	classesUpTo = 256
+)
+
+// classes is lookupWeighted for at most maxClasses distinct weights. One
+// pass over the nodes, heaviest first, keeps for each run of one weight
+// its least and second least key, without a branch. A node's key is its
+// head complemented, shifted right by one, whose top 31 bits, t (see
+// headCost), order the run's costs as its heads do, with the node's
+// position in heavy in its low 32 bits. The least cost lies with one of
+// the runs' leasts, and the one of least upper bound (costAbove) proposes
+// itself: it wins when that bound, raised by 2^-44 relatively, is below
+// headCost's lower bound of every other run's least and of its own run's
+// second, since then every other cost is above its cost by more than
+// 2^-45 relatively, far more than the rounding of costAbove and of
+// scores. Otherwise heavyFirst decides.
+func (h *Rendezvous) classes(k uint64) int {
+	var least, second [maxClasses]uint64
+	start := 0
+	seeds := h.heavySeeds
+	for g, run := range h.groups {
+		// Two lanes, whose chains of minima run side by side.
+		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
+		j := start
+		for ; j+1 < run.end && j+1 < len(seeds); j += 2 {
+			l0, s0 = lower2(l0, s0, ^mixSpread(k^seeds[j])>>1&^posMask|uint64(j))
+			l1, s1 = lower2(l1, s1, ^mixSpread(k^seeds[j+1])>>1&^posMask|uint64(j+1))
+		}
+		if j < run.end {
+			l0, s0 = lower2(l0, s0, ^mixSpread(k^seeds[j])>>1&^posMask|uint64(j))
+		}
+		least[g], second[g] = lower2(l0, s0, l1)
+		second[g] = min(second[g], s1)
+		start = run.end
+	}
+	var below [maxClasses]float64
+	first := 0
+	for g, run := range h.groups {
+		below[g] = headCost(least[g]>>32, run.lin)
+		if below[g] < below[first] {
+			first = g
+		}
+	}
+	x := mixTail(mixSpread(k^h.heavySeeds[least[first]&posMask])) >> 11
+	above := costAbove(x) * h.groups[first].inv * (1 + 0x1p-44)
+	for g, run := range h.groups {
+		bound := below[g]
+		if g == first {
+			if second[g] == noKey {
+				continue
+			}
+			bound = headCost(second[g]>>32, run.lin)
+		}
+		if !(bound > above) {
+			return h.heavyFirst(k)
+		}
+	}
+	return int(h.heavy[least[first]&posMask])
+}
+
+// posMask is the bits of a classes key that hold the node's position.
+const posMask = 1<<32 - 1
+
+// few is lookupWeighted for up to keyMask+1 nodes. A first pass, which
 // branches on nothing but the loop, finds the least and the second least
 // lower bound (headCost) of the nodes' costs, packed with their node index
 // into keys. The node of the least key wins when an upper bound of its
 // cost (costAbove) is below the second least bound, since then every
-// other cost is above its cost by more than 2^-32 relatively (see
-// headCost), far more than the rounding of costAbove and of scores. Otherwise, about once
-// in ten lookups at 10 nodes, a second pass offers it and every node the
-// bound allows. The least key only proposes a node; the check, or else the
-// second pass, decides.
+// other cost is above its cost by more than 2^-42 relatively (see
+// headCost), far more than the rounding of costAbove and of scores.
+// Otherwise, in under one lookup in a hundred at 10 nodes and fewer at
+// more, a second pass offers it and every node the bound allows. The
+// least key only proposes a node; the check, or else the second pass,
+// decides.
 func (h *Rendezvous) few(k uint64) int {
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
-	c := func(i int) uint64 { return key(headCost(mixSpread(k^seeds[i]), lin[i]), i) }
+	c := func(i int) uint64 { return key(headCost(^mixSpread(k^seeds[i])>>33, lin[i]), i) }
 	// Even and odd nodes in two lanes, whose chains of minima run side
 	// by side.
 	l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
@@ -303,7 +384,7 @@ func (h *Rendezvous) few(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	w.offer(h, first, x)
 	for i, s := range h.seeds {
-		if z := mixSpread(k ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
+		if z := mixSpread(k ^ s); i != first && headCost(^z>>33, h.lin[i]) <= w.ceil {
 			w.offer(h, i, mixTail(z)>>11)
 		}
 	}
@@ -326,20 +407,19 @@ func costAbove(x uint64) float64 {
 	return v * (1 + v*(0.5+v*(1.0/3+v*0.5)))
 }
 
-// headCost is a lower bound of the cost of a node whose mixHead is z, with
-// lin = linOf(1/weight). With T the head's top 31 bits, which are x's,
-// 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits t times
-// 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and headCost
+// headCost is a lower bound of the cost of a node whose mixHead is z, for
+// t = ^z >> 33 and lin = linOf(1/weight). With T the head's top 31 bits,
+// which are x's, 1 - u >= v = (2^31 - 1 - T) 2^-31 = t 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and headCost
 // computes that over the weight, times 1 - 2^-40 (in lin). Its roundings,
 // and those of lin, are below 2^-50 relatively, so a bound that is not
 // zero is below the cost by a factor 1 + 2^-41 at least, which covers the
 // index that key writes into its low bits (2^-45 relatively) with 2^-42
 // to spare. Where nodes can win, v is small, and with 1 - u close to v the
 // bound is within about v^3/4 of the cost.
-func headCost(z uint64, lin float64) float64 {
-	t := float64(int64(^z >> 33))
-	v := t * 0x1p-31
-	return t * lin * (1 + v*(0.5+v*(1.0/3)))
+func headCost(t uint64, lin float64) float64 {
+	f := float64(int64(t))
+	v := f * 0x1p-31
+	return f * lin * (1 + v*(0.5+v*(1.0/3)))
 }
 
 // linOf returns the factor headCost takes for a node of 1/weight inv.

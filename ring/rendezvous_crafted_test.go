@@ -212,22 +212,34 @@ func TestRendezvousHeadAtBound(t *testing.T) {
 	}
 }
 
-// TestRendezvousWeightedNearTies crafts, for one key, 2 to 80 nodes of
+// TestRendezvousWeightedNearTies crafts, for one key, 2 to 300 nodes of
 // random weights whose scores -w / ln(u) nearly tie: each node's u is
 // placed at, or a few 53-bit steps from, the u that would give it exactly
 // the score of another node, so that scores equal after rounding or differ
 // in their last bits. Weights come from a few classes, differ from each
 // other by one ulp, or are huge or tiny (down to subnormal), where scores
-// overflow to +Inf or round to 0 and tie. Lookup and LookupN(1) must pick
-// what referenceLookup computes directly.
+// overflow to +Inf or round to 0 and tie; in a third of the sets the nodes
+// share at most 8 such weights, as few classes. Lookup and LookupN(1) must
+// pick what referenceLookup computes directly.
 func TestRendezvousWeightedNearTies(t *testing.T) {
 	r := seeded(t, 12)
 	for range 20_000 {
 		kh := r.Uint64()
 		n := 2 + r.IntN(79) // both sides of the small-set threshold
+		var pool []Node     // the weights to share, if any
+		if r.IntN(3) == 0 {
+			n = 2 + r.IntN(299)
+			pool = make([]Node, 1+r.IntN(8))
+			for i := range pool {
+				pool[i].Weight = nearTieWeight(r, pool[:i])
+			}
+		}
 		nodes := make([]Node, n)
 		for i := range nodes {
 			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: nearTieWeight(r, nodes[:i])}
+			if pool != nil {
+				nodes[i].Weight = pool[r.IntN(len(pool))].Weight
+			}
 		}
 		if err := Validate(nodes); err != nil {
 			t.Fatal(err)
