@@ -34,7 +34,7 @@ func TestCostBounds(t *testing.T) {
 
 // TestCostAboveAndHeadCost: for hashes across the range, and near the ends
 // of costAbove's branch, costAbove is at least math.Log's -ln(u), up to
-// rounding, and within v^3/4 of it (2^-49 beyond the branch), and
+// rounding, and within v^3/4 and 2^-53 of it (2^-49 beyond the branch), and
 // headCost, packed by key, is below the cost by the stated factor 1 +
 // 2^-42 at least (2^-43 here, for the test's own rounding); where its
 // bound on 1 - u is tight (x's low 22 bits all ones), it is within v^3/2
@@ -58,8 +58,8 @@ func TestCostAboveAndHeadCost(t *testing.T) {
 		u := uOf(x)
 		want := -math.Log(u)
 		v := 1 - u
-		if v <= 0.5 {
-			if got := costAbove(x); !(got >= want*(1-1e-15) && got <= want*(1+v*v*v/4+1e-15)) {
+		if vx := float64(1<<53-x) * 0x1p-53; vx <= 0.5 {
+			if got := costAbove(x); !(got >= want*(1-1e-15) && got <= want*(1+v*v*v/4+1e-15)+0x1p-53) {
 				t.Fatalf("x=%d: costAbove = %v, -ln(u) = %v", x, got, want)
 			}
 		} else if got := costAbove(x); !(got > want && got <= want*(1+0x1p-49)) {

@@ -349,10 +349,9 @@ func (h *Rendezvous) classes(k uint64) int {
 // posMask is the bits of a classes key that hold the node's position.
 const posMask = 1<<32 - 1
 
-// few is lookupWeighted for up to keyMask+1 nodes. A first pass, which
-// branches on nothing but the loop, finds the least and the second least
-// lower bound (headCost) of the nodes' costs, packed with their node index
-// into keys. The node of the least key wins when an upper bound of its
+// few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
+// least and the second least lower bound (headCost) of the nodes' costs,
+// packed with their node index into keys. The node of the least key wins when an upper bound of its
 // cost (costAbove) is below the second least bound, since then every
 // other cost is above its cost by more than 2^-42 relatively (see
 // headCost), far more than the rounding of costAbove and of scores.
@@ -361,26 +360,24 @@ const posMask = 1<<32 - 1
 // least key only proposes a node; the check, or else the second pass,
 // decides.
 func (h *Rendezvous) few(k uint64) int {
+	least, second := uint64(noKey), uint64(noKey)
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
-	c := func(i int) uint64 { return key(headCost(^mixSpread(k^seeds[i])>>33, lin[i]), i) }
-	// Even and odd nodes in two lanes, whose chains of minima run side
-	// by side.
-	l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
-	i := 0
-	for ; i+1 < len(seeds); i += 2 {
-		l0, s0 = lower2(l0, s0, c(i))
-		l1, s1 = lower2(l1, s1, c(i+1))
+	for i, s := range seeds {
+		c := key(headCost(^mixSpread(k^s)>>33, lin[i]), i)
+		second = min(second, max(least, c))
+		least = min(least, c)
 	}
-	if i < len(seeds) {
-		l0, s0 = lower2(l0, s0, c(i))
-	}
-	least, second := lower2(l0, s0, l1)
-	second = min(second, s1)
 	first := int(least & keyMask)
 	x := mixTail(mixSpread(k^h.seeds[first])) >> 11
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
+	return h.fewExact(k, first, x)
+}
+
+// fewExact is few's second pass, which offers node first, of 53 bits x,
+// and every node that headCost allows.
+func (h *Rendezvous) fewExact(k uint64, first int, x uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	w.offer(h, first, x)
 	for i, s := range h.seeds {
@@ -391,20 +388,21 @@ func (h *Rendezvous) few(k uint64) int {
 	return w.best
 }
 
-// costAbove returns an upper bound of -ln(u) for the u of the 53 bits x:
-// with v = 1 - u <= 1/2 (exact), -ln(u) = v + v^2/2 + v^3/3 + v^4/4 + ...
-// <= v + v^2/2 + v^3/3 + v^4 / (4 (1 - v)) <= v + v^2/2 + v^3/3 + v^4/2,
-// above by at most v^3/4 relatively, and below by no more than its
-// rounding (a few ulps). For u < 1/2, where winners are rare, it returns
+// costAbove returns an upper bound of -ln(u) for the u of the 53 bits x.
+// As u >= x / 2^53, 1 - u <= v = (2^53 - x) 2^-53 (exact), and for v <=
+// 1/2, -ln(u) <= -ln(1 - v) = v + v^2/2 + v^3/3 + v^4/4 + ... <= v + v^2/2 +
+// v^3/3 + v^4 / (4 (1 - v)) <= v + v^2/2 + v^3/3 + v^4/2, above by at most
+// v^3/4 relatively and 2^-53 absolutely, and below by no more than its
+// rounding (a few ulps). For v > 1/2, where winners are rare, it returns
 // math.Log's -ln(u), raised by 2^-50 relatively to cover its error (below
 // one ulp).
 func costAbove(x uint64) float64 {
-	u := uOf(x)
-	v := 1 - u
+	v := float64(int64(1<<53-x)) * 0x1p-53
 	if v > 0.5 {
-		return -math.Log(u) * (1 + 0x1p-50)
+		return -math.Log(uOf(x)) * (1 + 0x1p-50)
 	}
-	return v * (1 + v*(0.5+v*(1.0/3+v*0.5)))
+	v2 := v * v
+	return v + v2*(0.5+v*(1.0/3)) + v2*v2*0.5
 }
 
 // headCost is a lower bound of the cost of a node whose mixHead is z, for
@@ -435,7 +433,8 @@ func lower2(least, second, c uint64) (uint64, uint64) {
 	return lo, min(second, least^c^lo) // least^c^lo is the larger
 }
 
-// noKey is above every key: the bits of a NaN, not those of a bound.
+// noKey is above every key of few and of classes; as few's float bits, a
+// NaN, not a bound.
 const noKey = math.MaxInt64
 
 // keyMask is the bits of a key that hold the node index: few serves up to
@@ -443,12 +442,11 @@ const noKey = math.MaxInt64
 const keyMask = 1<<7 - 1
 
 // key packs node i (<= keyMask) into the low bits of a cost bound c >= 0 so
-// that keys order as the bounds do, up to their last 6 bits, and the least
+// that keys order as the bounds do, up to their last 7 bits, and the least
 // key names its node. A positive bound stays a bound (see headCost). A zero
 // bound (the head's top 31 bits all ones) keys as a subnormal float, which
-// is no bound, but few's check compares it only with a positive upper bound,
-// which no subnormal exceeds, or with an upper bound of zero: that of the
-// least key, a node of u = 1 and of smaller index, which wins the tie.
+// is no bound, but few's check compares it only with a positive upper
+// bound, which no subnormal exceeds.
 func key(c float64, i int) uint64 { return math.Float64bits(c)&^keyMask | uint64(i) }
 
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
@@ -519,8 +517,11 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 	if h == nil || len(h.nodes) == 0 {
 		return ""
 	}
-	if h.inv == nil {
+	switch {
+	case h.inv == nil && len(h.nodes) < quadsFrom:
 		return h.nodes[h.lookupEqual(spread(kh))].ID
+	case h.inv == nil:
+		return h.nodes[h.lookupEqualQuads(spread(kh))].ID
 	}
 	return h.nodes[h.lookupWeighted(spread(kh))].ID
 }
@@ -528,24 +529,28 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 // lookupEqual is Lookup for equal weights, for a key of spread hash k:
 // the node of the largest 53 bits x = mix64(kh ^ seed) >> 11, the first
 // (smallest ID) on a tie. The top 31 bits of x are those of the node's
-// head (mixSpread), so from quadsFrom nodes on, a node whose head is
-// below bound, the best's top 31 bits, cannot win, and its tail is not
-// computed. Nodes go four a round there, their heads compared with bound
-// at once, so that the branch is taken rarely and the four hashes are
-// computed side by side.
+// head (mixSpread), so from quadsFrom nodes on (lookupEqualQuads), a
+// node whose head is below bound, the best's top 31 bits, cannot win, and
+// its tail is not computed. Nodes go four a round there, their heads
+// compared with bound at once, so that the branch is taken rarely and the
+// four hashes are computed side by side.
 func (h *Rendezvous) lookupEqual(k uint64) int {
 	seeds := h.seeds
+	// Few nodes: a new best is frequent, and a branch on it would be
+	// mispredicted more than skipping tails saves.
 	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
-	if len(seeds) < quadsFrom {
-		// Few nodes: a new best is frequent, and a branch on it would be
-		// mispredicted more than skipping tails saves.
-		for i, s := range seeds[1:] {
-			if x := mixTail(mixSpread(k^s)) >> 11; x > top {
-				best, top = i+1, x
-			}
+	for i, s := range seeds[1:] {
+		if x := mixTail(mixSpread(k^s)) >> 11; x > top {
+			best, top = i+1, x
 		}
-		return best
 	}
+	return best
+}
+
+// lookupEqualQuads is lookupEqual from quadsFrom nodes on (see there).
+func (h *Rendezvous) lookupEqualQuads(k uint64) int {
+	seeds := h.seeds
+	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
 	bound := top >> 22 << 33
 	i := 1
 	for ; i+3 < len(seeds); i += 4 {
