@@ -287,7 +287,7 @@ type weightGroup struct {
 const (
 	maxClasses  = 8
 	classesFrom = 32
-	classesUpTo = 256
+	classesUpTo = 128
 )
 
 // classes is lookupWeighted for at most maxClasses distinct weights. One
