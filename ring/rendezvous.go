@@ -235,8 +235,8 @@ func cost(u float64) (lo, hi float64) {
 // 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
 // d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
 // of the node's head (mixSpread). Sets of a few weights (classes) and sets
-// of up to 128 nodes (few) bound every node's cost from its head without
-// branching and settle the lookup when the least bound's node is clearly
+// of up to 128 nodes (few) bound every node's cost from its head in one
+// pass and settle the lookup when the least bound's node is clearly
 // ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within a
 // run of one weight the bound is a bound on the top bits of the head (see
 // headBound), so that once a good node is known the others cost about
@@ -292,16 +292,14 @@ const (
 
 // classes is lookupWeighted for at most maxClasses distinct weights. One
 // pass over the nodes, heaviest first, keeps for each run of one weight
-// its least and second least key, without a branch. A node's key is its
-// head complemented, shifted right by one, whose top 31 bits, t (see
-// headCost), order the run's costs as its heads do, with the node's
-// position in heavy in its low 32 bits. The least cost lies with one of
-// the runs' leasts, and the one of least upper bound (costAbove) proposes
-// itself: it wins when that bound, raised by 2^-44 relatively, is below
-// headCost's lower bound of every other run's least and of its own run's
-// second, since then every other cost is above its cost by more than
-// 2^-45 relatively, far more than the rounding of costAbove and of
-// scores. Otherwise heavyFirst decides.
+// its least and second least key (classKey), without a branch. The least
+// cost lies with one of the runs' leasts, and the one of least lower
+// bound (headCost) proposes itself: it wins when an upper bound of its
+// cost (costAbove), raised by 2^-44 relatively, is below the lower bound
+// of every other run's least and of its own run's second, since then
+// every other cost is above its cost by more than 2^-45 relatively, far
+// more than the rounding of costAbove and of scores. Otherwise heavyFirst
+// decides.
 func (h *Rendezvous) classes(k uint64) int {
 	var least, second [maxClasses]uint64
 	start := 0
@@ -311,11 +309,11 @@ func (h *Rendezvous) classes(k uint64) int {
 		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
 		j := start
 		for ; j+1 < run.end && j+1 < len(seeds); j += 2 {
-			l0, s0 = lower2(l0, s0, ^mixSpread(k^seeds[j])>>1&^posMask|uint64(j))
-			l1, s1 = lower2(l1, s1, ^mixSpread(k^seeds[j+1])>>1&^posMask|uint64(j+1))
+			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
+			l1, s1 = lower2(l1, s1, classKey(k, seeds[j+1], j+1))
 		}
 		if j < run.end {
-			l0, s0 = lower2(l0, s0, ^mixSpread(k^seeds[j])>>1&^posMask|uint64(j))
+			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
 		}
 		least[g], second[g] = lower2(l0, s0, l1)
 		second[g] = min(second[g], s1)
@@ -346,7 +344,16 @@ func (h *Rendezvous) classes(k uint64) int {
 	return int(h.heavy[least[first]&posMask])
 }
 
-// posMask is the bits of a classes key that hold the node's position.
+// classKey is the key in classes of the node at position j in heavy, of
+// spread seed seed, for a key of spread hash k: its head complemented and
+// shifted right by one, whose top 31 bits, t = ^head >> 33 (see
+// headCost), order the costs of a run of one weight as the heads do, with
+// j in the low 32 bits. Keys are below 2^63, as lower2 needs.
+func classKey(k, seed uint64, j int) uint64 {
+	return ^mixSpread(k^seed)>>1&^posMask | uint64(j)
+}
+
+// posMask is the bits of a classKey that hold the node's position.
 const posMask = 1<<32 - 1
 
 // few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
