@@ -100,7 +100,7 @@ func BenchmarkJump(b *testing.B) {
 
 func BenchmarkRendezvous(b *testing.B) {
 	keys := benchKeys()
-	for _, n := range []int{10, 100} {
+	for _, n := range []int{10, 100, 1000} {
 		h, err := ring.NewRendezvous(nodes(n, 1))
 		if err != nil {
 			b.Fatal(err)

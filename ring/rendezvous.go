@@ -42,14 +42,14 @@ import (
 // (and a nil *Rendezvous) is an empty set: lookups return "".
 type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
-	seeds []uint64  // xxhash64 of each ID
+	seeds []uint64  // spread(xxhash64(ID)) of each node (see spread)
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
 	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
 	// Some weight lies outside [minFast, maxFast]: scores may overflow or
 	// lose precision, and lookups compute every score.
 	extreme bool
 	// When weights are unequal: node indexes by descending weight, then
-	// ID, and their seeds in that order.
+	// ID, and their spread seeds in that order.
 	heavy      []int32
 	heavySeeds []uint64
 	groups     []weightGroup // the runs of equal weight in heavy
@@ -75,8 +75,11 @@ func NewRendezvous(nodes []Node) (*Rendezvous, error) {
 }
 
 // newRendezvous returns the set of the valid nodes sorted, whose IDs hash
-// to seeds.
+// to seeds, which it spreads in place.
 func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
+	for i, s := range seeds {
+		seeds[i] = spread(s)
+	}
 	h := &Rendezvous{nodes: sorted, seeds: seeds}
 	if slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight != sorted[0].Weight }) {
 		h.inv = make([]float64, len(sorted))
@@ -89,7 +92,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		if len(sorted) <= keyMask+1 {
 			h.lin = make([]float64, len(sorted))
 			for i, inv := range h.inv {
-				h.lin[i] = inv * 0x1p-31
+				h.lin[i] = linOf(inv)
 			}
 		}
 		// Heavy nodes win more often: met first, they rule out more.
@@ -98,7 +101,7 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 		for k, i := range h.heavy {
 			h.heavySeeds[k] = seeds[i]
 			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
-				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight})
+				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
 			}
 			h.groups[len(h.groups)-1].end = k + 1
 		}
@@ -175,24 +178,25 @@ func (h *Rendezvous) Len() int {
 	return len(h.nodes)
 }
 
-// u is node i's u for a key hashed to kh, as documented, and x its 53 bits.
-func (h *Rendezvous) u(kh uint64, i int) (x, u float64) {
-	bits := mix64(kh^h.seeds[i]) >> 11
+// u is node i's u for a key whose spread hash is k (spread(kh)), as
+// documented, and x its 53 bits.
+func (h *Rendezvous) u(k uint64, i int) (x, u float64) {
+	bits := mixTail(mixSpread(k^h.seeds[i])) >> 11
 	return float64(int64(bits)), uOf(bits) // exact: 53 bits
 }
 
 // uOf is the documented u of the 53 bits x, rounded to float64.
 func uOf(x uint64) float64 { return (float64(int64(x)) + 0.5) / (1 << 53) }
 
-// score returns node i's score for a key hashed to kh and true, or false,
+// score returns node i's score for a key of spread hash k and true, or false,
 // without computing it, when the score is certainly at most floor. The
 // score is the documented -w / ln(u), or for equal weights the 53 bits u
 // derives from, which order alike. Since -ln(u) >= 1 - u, a weighted score
 // is at most w / (1 - u), which rules out all but the few nodes whose u is
 // close to 1 once a good score is known; the margin of 1e-9 covers
 // rounding.
-func (h *Rendezvous) score(kh uint64, i int, floor float64) (float64, bool) {
-	x, u := h.u(kh, i)
+func (h *Rendezvous) score(k uint64, i int, floor float64) (float64, bool) {
+	x, u := h.u(k, i)
 	if h.inv == nil {
 		return x, x > floor
 	}
@@ -226,30 +230,42 @@ func cost(u float64) (lo, hi float64) {
 	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
 }
 
-// lookupWeighted is Lookup for unequal weights: the node of least cost
-// -ln(u) / w, the highest score. With x a node's 53 bits, 1 - u >= d / 2^53
-// for d = 2^53 - 1 - x, so its cost is at least d / (w 2^53) since -ln(u) >=
-// 1 - u, and the top 31 bits of x are those of mixHead. Up to 64 nodes, few
-// applies the bound without branching on it. Beyond, nodes are met heaviest
-// first, and within a run of one weight the bound is a bound on the top bits
-// of mixHead (see headBound), so that once a good node is known the others
-// cost about what they cost with equal weights. The result is the documented
-// one, whatever the order (see offer). With weights outside [minFast,
-// maxFast] it computes every score, as LookupN does.
-func (h *Rendezvous) lookupWeighted(kh uint64) int {
+// lookupWeighted is Lookup for unequal weights, for a key of spread hash
+// k: the node of least cost -ln(u) / w, the highest score. With x a node's
+// 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
+// d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
+// of the node's head (mixSpread). Sets of a few weights (classes) and sets
+// of up to 128 nodes (few) bound every node's cost from its head in one
+// pass and settle the lookup when the least bound's node is clearly
+// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within a
+// run of one weight the bound is a bound on the top bits of the head (see
+// headBound), so that once a good node is known the others cost about
+// what they cost with equal weights. The result is the documented one,
+// whatever the path (see offer). With weights outside [minFast, maxFast]
+// it computes every score, as LookupN does.
+func (h *Rendezvous) lookupWeighted(k uint64) int {
 	if h.extreme {
 		var buf [1]ranked
-		return h.best(kh, 1, buf[:0], all)[0].node
+		return h.best(k, 1, buf[:0], all)[0].node
 	}
-	if h.lin != nil {
-		return h.few(kh)
+	switch n := len(h.nodes); {
+	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
+		return h.classes(k)
+	case h.lin != nil:
+		return h.few(k)
 	}
+	return h.heavyFirst(k)
+}
+
+// heavyFirst is lookupWeighted for any weights in [minFast, maxFast]: see
+// there.
+func (h *Rendezvous) heavyFirst(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
-		for k, s := range h.heavySeeds[start:g.end] {
-			if z := mixHead(kh ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+k]), z) {
+		for j, s := range h.heavySeeds[start:g.end] {
+			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+j]), z) {
 				bound = w.headBound(g.weight)
 			}
 		}
@@ -259,77 +275,185 @@ func (h *Rendezvous) lookupWeighted(kh uint64) int {
 }
 
 // weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
-// ends before index end.
+// ends before index end, with 1/weight and linOf of that.
 type weightGroup struct {
-	end    int
-	weight float64
+	end              int
+	weight, inv, lin float64
 }
 
-// few is lookupWeighted for up to 64 nodes. A first pass, which
-// branches on nothing but the loop, finds the least and the second least
-// lower bound (headCost) of the nodes' costs, packed with their node index
-// into keys. The node of the least key wins when an upper bound of its
+// lookupWeighted takes classes for sets of classesFrom to classesUpTo
+// nodes of at most maxClasses weights: below, few is faster, and above,
+// heavyFirst, which skips most nodes' bounds.
+const (
+	maxClasses  = 8
+	classesFrom = 32
+	classesUpTo = 128
+)
+
+// classes is lookupWeighted for at most maxClasses distinct weights. One
+// pass over the nodes, heaviest first, keeps for each run of one weight
+// its least and second least key (classKey), without a branch. The least
+// cost lies with one of the runs' leasts, and the one of least lower
+// bound (headCost) proposes itself: it wins when an upper bound of its
+// cost (costAbove), raised by 2^-44 relatively, is below the lower bound
+// of every other run's least and of its own run's second, since then
+// every other cost is above its cost by more than 2^-45 relatively, far
+// more than the rounding of costAbove and of scores. Otherwise heavyFirst
+// decides.
+func (h *Rendezvous) classes(k uint64) int {
+	var least, second [maxClasses]uint64
+	start := 0
+	seeds := h.heavySeeds
+	for g, run := range h.groups {
+		// Two lanes, whose chains of minima run side by side.
+		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
+		j := start
+		for ; j+1 < run.end && j+1 < len(seeds); j += 2 {
+			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
+			l1, s1 = lower2(l1, s1, classKey(k, seeds[j+1], j+1))
+		}
+		if j < run.end {
+			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
+		}
+		least[g], second[g] = lower2(l0, s0, l1)
+		second[g] = min(second[g], s1)
+		start = run.end
+	}
+	var below [maxClasses]float64
+	first := 0
+	for g, run := range h.groups {
+		below[g] = headCost(least[g]>>32, run.lin)
+		if below[g] < below[first] {
+			first = g
+		}
+	}
+	x := mixTail(mixSpread(k^h.heavySeeds[least[first]&posMask])) >> 11
+	above := costAbove(x) * h.groups[first].inv * (1 + 0x1p-44)
+	for g, run := range h.groups {
+		bound := below[g]
+		if g == first {
+			if second[g] == noKey {
+				continue
+			}
+			bound = headCost(second[g]>>32, run.lin)
+		}
+		if !(bound > above) {
+			return h.heavyFirst(k)
+		}
+	}
+	return int(h.heavy[least[first]&posMask])
+}
+
+// classKey is the key in classes of the node at position j in heavy, of
+// spread seed seed, for a key of spread hash k: its head complemented and
+// shifted right by one, whose top 31 bits, t = ^head >> 33 (see
+// headCost), order the costs of a run of one weight as the heads do, with
+// j in the low 32 bits. Keys are below 2^63, as lower2 needs.
+func classKey(k, seed uint64, j int) uint64 {
+	return ^mixSpread(k^seed)>>1&^posMask | uint64(j)
+}
+
+// posMask is the bits of a classKey that hold the node's position.
+const posMask = 1<<32 - 1
+
+// few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
+// least and the second least lower bound (headCost) of the nodes' costs,
+// packed with their node index into keys. The node of the least key wins when an upper bound of its
 // cost (costAbove) is below the second least bound, since then every
-// other cost is above its cost by more than 2^-32 relatively (see
-// headCost), far more than the rounding of costAbove and of scores. Otherwise, about once
-// in ten lookups at 10 nodes, a second pass offers it and every node the
-// bound allows. The least key only proposes a node; the check, or else the
-// second pass, decides.
-func (h *Rendezvous) few(kh uint64) int {
-	least, second := uint64(math.MaxUint64), uint64(math.MaxUint64)
-	for i, s := range h.seeds {
-		k := key(headCost(mixHead(kh^s), h.lin[i]), i)
-		second = min(second, max(least, k))
-		least = min(least, k)
+// other cost is above its cost by more than 2^-42 relatively (see
+// headCost), far more than the rounding of costAbove and of scores.
+// Otherwise, in under one lookup in a hundred at 10 nodes and fewer at
+// more, a second pass offers it and every node the bound allows. The
+// least key only proposes a node; the check, or else the second pass,
+// decides.
+func (h *Rendezvous) few(k uint64) int {
+	least, second := uint64(noKey), uint64(noKey)
+	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
+	for i, s := range seeds {
+		c := key(headCost(^mixSpread(k^s)>>33, lin[i]), i)
+		second = min(second, max(least, c))
+		least = min(least, c)
 	}
 	first := int(least & keyMask)
-	x := mix64(kh^h.seeds[first]) >> 11
+	x := mixTail(mixSpread(k^h.seeds[first])) >> 11
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
+	return h.fewExact(k, first, x)
+}
+
+// fewExact is few's second pass, which offers node first, of 53 bits x,
+// and every node that headCost allows.
+func (h *Rendezvous) fewExact(k uint64, first int, x uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	w.offer(h, first, x)
 	for i, s := range h.seeds {
-		if z := mixHead(kh ^ s); i != first && headCost(z, h.lin[i]) <= w.ceil {
+		if z := mixSpread(k ^ s); i != first && headCost(^z>>33, h.lin[i]) <= w.ceil {
 			w.offer(h, i, mixTail(z)>>11)
 		}
 	}
 	return w.best
 }
 
-// costAbove returns an upper bound of -ln(u) for the u of the 53 bits x:
-// with v = 1 - u <= 1/2, -ln(u) = v + v^2/2 + v^3/3 + ... <= v + v^2/2 +
-// v^3 / (3 (1 - v)) <= v + v^2/2 + 2v^3/3, above by at most v^2/3
-// relatively, and below by no more than its rounding (a few ulps). For
-// u < 1/2 it returns +Inf.
+// costAbove returns an upper bound of -ln(u) for the u of the 53 bits x.
+// As u >= x / 2^53, 1 - u <= v = (2^53 - x) 2^-53 (exact), and for v <=
+// 1/2, -ln(u) <= -ln(1 - v) = v + v^2/2 + v^3/3 + v^4/4 + ... <= v + v^2/2 +
+// v^3/3 + v^4 / (4 (1 - v)) <= v + v^2/2 + v^3/3 + v^4/2, above by at most
+// v^3/4 relatively and 2^-53 absolutely, and below by no more than its
+// rounding (a few ulps). For v > 1/2, where winners are rare, it returns
+// math.Log's -ln(u), raised by 2^-50 relatively to cover its error (below
+// one ulp).
 func costAbove(x uint64) float64 {
-	v := 1 - uOf(x)
+	v := float64(int64(1<<53-x)) * 0x1p-53
 	if v > 0.5 {
-		return math.Inf(1)
+		return -math.Log(uOf(x)) * (1 + 0x1p-50)
 	}
-	return v * (1 + v*(0.5+v*(2.0/3)))
+	v2 := v * v
+	return v + v2*(0.5+v*(1.0/3)) + v2*v2*0.5
 }
 
-// headCost is a lower bound of the cost of a node whose mixHead is z, with
-// lin its 1/weight times 2^-31. With T the head's top 31 bits, which are
-// x's, 1 - u >= v = (2^31 - 1 - T) 2^-31, which is ^z's top 31 bits times
-// 2^-31, so -ln(u) >= (1 - u) + (1 - u)^2/2 >= v + v^2/2. A bound that is
-// not zero is then below the cost by a factor 1 + 2^-32 at least, which
-// covers the rounding of lin and of the product, and the index that key
-// writes into its low bits, many times over.
-func headCost(z uint64, lin float64) float64 { return float64(int64(^z>>33)) * lin }
+// headCost is a lower bound of the cost of a node whose mixHead is z, for
+// t = ^z >> 33 and lin = linOf(1/weight). With T the head's top 31 bits,
+// which are x's, 1 - u >= v = (2^31 - 1 - T) 2^-31 = t 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and headCost
+// computes that over the weight, times 1 - 2^-40 (in lin). Its roundings,
+// and those of lin, are below 2^-50 relatively, so a bound that is not
+// zero is below the cost by a factor 1 + 2^-41 at least, which covers the
+// index that key writes into its low bits (2^-45 relatively) with 2^-42
+// to spare. Where nodes can win, v is small, and with 1 - u close to v the
+// bound is within about v^3/4 of the cost.
+func headCost(t uint64, lin float64) float64 {
+	f := float64(int64(t))
+	v := f * 0x1p-31
+	return f * lin * (1 + v*(0.5+v*(1.0/3)))
+}
+
+// linOf returns the factor headCost takes for a node of 1/weight inv.
+func linOf(inv float64) float64 { return inv * 0x1p-31 * (1 - 0x1p-40) }
+
+// lower2 returns the least and second least of least <= second and key
+// c, without a branch, which would be mispredicted at each new least.
+// Keys and noKey are below 2^63, so that c - least is negative as an
+// int64 exactly when c < least.
+func lower2(least, second, c uint64) (uint64, uint64) {
+	m := uint64(int64(c-least) >> 63)
+	lo := least ^ (least^c)&m
+	return lo, min(second, least^c^lo) // least^c^lo is the larger
+}
+
+// noKey is above every key of few and of classes; as few's float bits, a
+// NaN, not a bound.
+const noKey = math.MaxInt64
 
 // keyMask is the bits of a key that hold the node index: few serves up to
 // keyMask+1 nodes.
-const keyMask = 1<<6 - 1
+const keyMask = 1<<7 - 1
 
 // key packs node i (<= keyMask) into the low bits of a cost bound c >= 0 so
-// that keys order as the bounds do, up to their last 6 bits, and the least
+// that keys order as the bounds do, up to their last 7 bits, and the least
 // key names its node. A positive bound stays a bound (see headCost). A zero
 // bound (the head's top 31 bits all ones) keys as a subnormal float, which
-// is no bound, but few's check compares it only with a positive upper bound,
-// which no subnormal exceeds, or with an upper bound of zero: that of the
-// least key, a node of u = 1 and of smaller index, which wins the tie.
+// is no bound, but few's check compares it only with a positive upper
+// bound, which no subnormal exceeds.
 func key(c float64, i int) uint64 { return math.Float64bits(c)&^keyMask | uint64(i) }
 
 // offerHead offers node i, whose mixHead is z, unless its bound rules it
@@ -400,52 +524,65 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 	if h == nil || len(h.nodes) == 0 {
 		return ""
 	}
-	if h.inv == nil {
-		return h.nodes[h.lookupEqual(kh)].ID
+	switch {
+	case h.inv == nil && len(h.nodes) < quadsFrom:
+		return h.nodes[h.lookupEqual(spread(kh))].ID
+	case h.inv == nil:
+		return h.nodes[h.lookupEqualQuads(spread(kh))].ID
 	}
-	return h.nodes[h.lookupWeighted(kh)].ID
+	return h.nodes[h.lookupWeighted(spread(kh))].ID
 }
 
-// lookupEqual is Lookup for equal weights: the node of the largest 53
-// bits x = mix64(kh ^ seed) >> 11, the first (smallest ID) on a tie. The
-// top 31 bits of x are those of the node's mixHead, so a node whose head
-// is below bound, the best's top 31 bits, cannot win, and its tail is
-// not computed; from 128 nodes on, where that saves more than the
-// branch costs. Two nodes a round keep independent work in flight.
-func (h *Rendezvous) lookupEqual(kh uint64) int {
-	best, top := 0, mix64(kh^h.seeds[0])>>11
-	if len(h.seeds) < 128 {
-		// Few nodes: a new best is frequent, and a branch on it would be
-		// mispredicted more than skipping tails saves.
-		for i, s := range h.seeds[1:] {
-			if x := mix64(kh^s) >> 11; x > top {
-				best, top = i+1, x
-			}
-		}
-		return best
-	}
-	bound := top >> 22 << 33
-	rest, i := h.seeds[1:], 1
-	for ; len(rest) >= 2; rest, i = rest[2:], i+2 {
-		z0, z1 := mixHead(kh^rest[0]), mixHead(kh^rest[1])
-		if max(z0, z1) < bound {
-			continue
-		}
-		if x := mixTail(z0) >> 11; x > top {
-			best, top = i, x
-		}
-		if x := mixTail(z1) >> 11; x > top {
+// lookupEqual is Lookup for equal weights, for a key of spread hash k:
+// the node of the largest 53 bits x = mix64(kh ^ seed) >> 11, the first
+// (smallest ID) on a tie. The top 31 bits of x are those of the node's
+// head (mixSpread), so from quadsFrom nodes on (lookupEqualQuads), a
+// node whose head is below bound, the best's top 31 bits, cannot win, and
+// its tail is not computed. Nodes go four a round there, their heads
+// compared with bound at once, so that the branch is taken rarely and the
+// four hashes are computed side by side.
+func (h *Rendezvous) lookupEqual(k uint64) int {
+	seeds := h.seeds
+	// Few nodes: a new best is frequent, and a branch on it would be
+	// mispredicted more than skipping tails saves.
+	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
+	for i, s := range seeds[1:] {
+		if x := mixTail(mixSpread(k^s)) >> 11; x > top {
 			best, top = i+1, x
-		}
-		bound = top >> 22 << 33
-	}
-	if len(rest) == 1 {
-		if x := mix64(kh^rest[0]) >> 11; x > top {
-			best = i
 		}
 	}
 	return best
 }
+
+// lookupEqualQuads is lookupEqual from quadsFrom nodes on (see there).
+func (h *Rendezvous) lookupEqualQuads(k uint64) int {
+	seeds := h.seeds
+	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
+	bound := top >> 22 << 33
+	i := 1
+	for ; i+3 < len(seeds); i += 4 {
+		z := [4]uint64{mixSpread(k ^ seeds[i]), mixSpread(k ^ seeds[i+1]), mixSpread(k ^ seeds[i+2]), mixSpread(k ^ seeds[i+3])}
+		if max(z[0], z[1], z[2], z[3]) < bound {
+			continue
+		}
+		for j, z := range z {
+			if x := mixTail(z) >> 11; x > top {
+				best, top = i+j, x
+			}
+		}
+		bound = top >> 22 << 33
+	}
+	for ; i < len(seeds); i++ {
+		if x := mixTail(mixSpread(k^seeds[i])) >> 11; x > top {
+			best, top = i, x
+		}
+	}
+	return best
+}
+
+// quadsFrom is the number of equal-weight nodes from which lookupEqual
+// compares heads with a bound.
+const quadsFrom = 96
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs
 // with the highest scores, best first, so that LookupN(key, 1)[0] ==
@@ -470,7 +607,7 @@ func (h *Rendezvous) LookupNHash(kh uint64, n int, dst []string) []string {
 		return dst
 	}
 	var buf [32]ranked
-	top := h.best(kh, min(n, len(h.nodes)), buf[:0], all)
+	top := h.best(spread(kh), min(n, len(h.nodes)), buf[:0], all)
 	for _, t := range top {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
@@ -486,9 +623,9 @@ type ranked struct {
 }
 
 // best returns the up to n nodes accepted by keep with the highest scores
-// for kh, best first (ties to the smaller ID), stored in buf[:0] when it
-// has room.
-func (h *Rendezvous) best(kh uint64, n int, buf []ranked, keep func(int) bool) []ranked {
+// for the key of spread hash k, best first (ties to the smaller ID),
+// stored in buf[:0] when it has room.
+func (h *Rendezvous) best(k uint64, n int, buf []ranked, keep func(int) bool) []ranked {
 	if n <= 0 {
 		return buf[:0]
 	}
@@ -504,7 +641,7 @@ func (h *Rendezvous) best(kh uint64, n int, buf []ranked, keep func(int) bool) [
 		if len(top) == n {
 			floor = top[n-1].score
 		}
-		if s, ok := h.score(kh, i, floor); ok {
+		if s, ok := h.score(k, i, floor); ok {
 			top = insertRanked(top, n, ranked{s, i})
 		}
 	}
@@ -560,6 +697,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	if n <= 0 {
 		return dst
 	}
+	k := spread(kh)
 	// The best node of each zone.
 	var zbuf [32]ranked
 	leaders := zbuf[:0]
@@ -572,7 +710,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	}
 	for i := range h.nodes {
 		z := h.zone[i]
-		if s, ok := h.score(kh, i, leaders[z].score); ok || leaders[z].node < 0 {
+		if s, ok := h.score(k, i, leaders[z].score); ok || leaders[z].node < 0 {
 			leaders[z] = ranked{s, i}
 		}
 	}
@@ -602,7 +740,7 @@ func (h *Rendezvous) ReplicasHash(kh uint64, n int, dst []string) []string {
 	if len(h.nodes) > 64*len(leader) {
 		isLeader = func(i int) bool { return slices.ContainsFunc(leaders, func(l ranked) bool { return l.node == i }) }
 	}
-	for _, t := range h.best(kh, n-len(dst), buf[:0], func(i int) bool { return !isLeader(i) }) {
+	for _, t := range h.best(k, n-len(dst), buf[:0], func(i int) bool { return !isLeader(i) }) {
 		dst = append(dst, h.nodes[t.node].ID)
 	}
 	return dst

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // inverse returns the multiplicative inverse of an odd c modulo 2^64.
@@ -35,6 +37,37 @@ func seedFor(kh, mixed uint64) uint64 {
 	return kh ^ z
 }
 
+// rawSeed returns the seed (xxhash64 of the ID) that a set keeps spread
+// as s, inverting spread.
+func rawSeed(s uint64) uint64 { return unshift(s, 30) }
+
+// TestSpreadSeeds: a set keeps each node's seed as spread(xxhash64(ID)),
+// rawSeed recovers the seed, and a key's head with the spread seed, after
+// spreading the key, is its head with the seed (spread is linear over XOR).
+func TestSpreadSeeds(t *testing.T) {
+	r := seeded(t, 16)
+	nodes := make([]Node, 50)
+	for i := range nodes {
+		nodes[i] = Node{ID: fmt.Sprint("node-", r.Uint64())}
+	}
+	h, err := NewRendezvous(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range h.nodes {
+		seed := xxhash.Sum64String(n.ID)
+		if h.seeds[i] != seed^seed>>30 || rawSeed(h.seeds[i]) != seed {
+			t.Fatalf("%s: seed %#x kept as %#x, read back as %#x", n.ID, seed, h.seeds[i], rawSeed(h.seeds[i]))
+		}
+		for range 1000 {
+			kh := r.Uint64()
+			if got, want := mixSpread(spread(kh)^h.seeds[i]), mixHead(kh^seed); got != want {
+				t.Fatalf("%s, key hash %#x: head %#x, want %#x", n.ID, kh, got, want)
+			}
+		}
+	}
+}
+
 // referenceLookup is the documented rule, computed directly: the highest
 // score -w / ln(u), u = (x + 0.5) / 2^53 with x the top 53 bits of
 // mix64(kh ^ seed), in float64, and +Inf where u rounds to 1; the smaller
@@ -43,7 +76,7 @@ func seedFor(kh, mixed uint64) uint64 {
 func referenceLookup(h *Rendezvous, kh uint64) int {
 	best, bestX, bestS := -1, uint64(0), math.Inf(-1)
 	for i, s := range h.seeds {
-		x := mix64(kh^s) >> 11
+		x := mix64(kh^rawSeed(s)) >> 11
 		u := (float64(x) + 0.5) / (1 << 53)
 		score := -h.nodes[i].Weight / math.Log(u)
 		if u == 1 {
@@ -76,7 +109,7 @@ func checkLookup(t testing.TB, h *Rendezvous, kh uint64) {
 	if got != want || gotN != want {
 		xs := make([]uint64, len(h.seeds))
 		for i, s := range h.seeds {
-			xs[i] = mix64(kh^s) >> 11
+			xs[i] = mix64(kh^rawSeed(s)) >> 11
 		}
 		t.Fatalf("key hash %#x: Lookup = %s, LookupN(1) = %s, want %s\nweights %v\n53 bits %v", kh, got, gotN, want, weightsOf(h.nodes), xs)
 	}
@@ -92,7 +125,10 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 	r := seeded(t, 11)
 	for range 3000 {
 		kh := r.Uint64()
-		n := 2 + r.IntN(200)      // both sides of each size threshold
+		n := 2 + r.IntN(200) // both sides of each size threshold
+		if r.IntN(4) == 0 {
+			n = 2 + r.IntN(1099)
+		}
 		top := r.Uint64() | 1<<63 // the contested region: the high hashes
 		mixed := make([]uint64, n)
 		for i := range mixed {
@@ -116,7 +152,7 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 		weights := []float64{1, 1, 2, 0.5, 3}
 		equal := r.IntN(2) == 0
 		for i := range nodes {
-			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: 1}
+			nodes[i] = Node{ID: fmt.Sprintf("n%04d", i), Weight: 1}
 			if !equal {
 				nodes[i].Weight = weights[r.IntN(len(weights))]
 			}
@@ -129,22 +165,81 @@ func TestRendezvousCraftedHashes(t *testing.T) {
 	}
 }
 
-// TestRendezvousWeightedNearTies crafts, for one key, 2 to 80 nodes of
+// TestRendezvousHeadAtBound: among n equal nodes, where n crosses every
+// size threshold, node b's head is exactly the bound that an earlier best
+// a sets (a's top 31 bits, then zeros) and b's 53 bits are one above a's,
+// so b must win; a node c after b ties b's 53 bits, and b must stay. The
+// other nodes' top 31 bits are below. A lookup that skips a head equal to
+// the bound, or takes an equal hash for a better one, fails here.
+func TestRendezvousHeadAtBound(t *testing.T) {
+	r := seeded(t, 17)
+	sizes := []int{2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 65, 95, 96, 97, 98, 99, 100, 101, 127, 128, 129, 1000, 1100}
+	for _, n := range sizes {
+		for range 50 {
+			kh := r.Uint64()
+			head := r.Uint64()&^(1<<33-1) | 1<<62 // b's head: a bound
+			xb := mixTail(head) >> 11
+			if xb&(1<<22-1) == 0 {
+				continue // no 53 bits one below b's with the same top 31 bits
+			}
+			mixed := make([]uint64, n)
+			for i := range mixed {
+				mixed[i] = r.Uint64() >> 2 // top 31 bits below head's
+			}
+			a := r.IntN(n)
+			mixed[a] = (xb-1)<<11 | r.Uint64()&(1<<11-1)
+			b := -1
+			if a+1 < n {
+				b = a + 1 + r.IntN(n-a-1)
+				mixed[b] = mixTail(head)
+			}
+			if b >= 0 && b+1 < n {
+				mixed[b+1+r.IntN(n-b-1)] = xb<<11 | r.Uint64()&(1<<11-1)
+			}
+			nodes := make([]Node, n)
+			seeds := make([]uint64, n)
+			for i := range nodes {
+				nodes[i] = Node{ID: fmt.Sprintf("n%04d", i)}
+				seeds[i] = seedFor(kh, mixed[i])
+			}
+			h := newRendezvous(nodes, seeds)
+			want := nodes[max(a, b)].ID
+			if got := h.LookupHash(kh); got != want {
+				t.Fatalf("%d nodes, a = %d, b = %d: Lookup = %s, want %s", n, a, b, got, want)
+			}
+			checkLookup(t, h, kh)
+		}
+	}
+}
+
+// TestRendezvousWeightedNearTies crafts, for one key, 2 to 300 nodes of
 // random weights whose scores -w / ln(u) nearly tie: each node's u is
 // placed at, or a few 53-bit steps from, the u that would give it exactly
 // the score of another node, so that scores equal after rounding or differ
 // in their last bits. Weights come from a few classes, differ from each
 // other by one ulp, or are huge or tiny (down to subnormal), where scores
-// overflow to +Inf or round to 0 and tie. Lookup and LookupN(1) must pick
-// what referenceLookup computes directly.
+// overflow to +Inf or round to 0 and tie; in a third of the sets the nodes
+// share at most 8 such weights, as few classes. Lookup and LookupN(1) must
+// pick what referenceLookup computes directly.
 func TestRendezvousWeightedNearTies(t *testing.T) {
 	r := seeded(t, 12)
 	for range 20_000 {
 		kh := r.Uint64()
 		n := 2 + r.IntN(79) // both sides of the small-set threshold
+		var pool []Node     // the weights to share, if any
+		if r.IntN(3) == 0 {
+			n = 2 + r.IntN(299)
+			pool = make([]Node, 1+r.IntN(8))
+			for i := range pool {
+				pool[i].Weight = nearTieWeight(r, pool[:i])
+			}
+		}
 		nodes := make([]Node, n)
 		for i := range nodes {
 			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: nearTieWeight(r, nodes[:i])}
+			if pool != nil {
+				nodes[i].Weight = pool[r.IntN(len(pool))].Weight
+			}
 		}
 		if err := Validate(nodes); err != nil {
 			t.Fatal(err)
@@ -161,22 +256,41 @@ func TestRendezvousWeightedNearTies(t *testing.T) {
 	}
 }
 
-// TestRendezvousWeightedRandomKeys: on node sets of every size from 2 to
-// 80 with the weights of nearTieWeight and hashed IDs, Lookup and
-// LookupN(1) agree with referenceLookup on random keys.
-func TestRendezvousWeightedRandomKeys(t *testing.T) {
+// TestRendezvousRandomKeys: on node sets of every size from 2 to 130 and
+// of sizes around each threshold up to 1100, with hashed IDs and equal
+// weights, the weights of nearTieWeight, a few weight classes or random
+// weights, Lookup and LookupN(1) agree with referenceLookup on random
+// keys.
+func TestRendezvousRandomKeys(t *testing.T) {
 	r := seeded(t, 13)
-	for n := 2; n <= 80; n++ {
-		for range 10 {
+	var sizes []int
+	for n := 2; n <= 130; n++ {
+		sizes = append(sizes, n)
+	}
+	sizes = append(sizes, 200, 255, 256, 257, 511, 512, 513, 1000, 1023, 1024, 1025, 1100)
+	for _, n := range sizes {
+		sets, keys := 12, 200
+		if n > 130 {
+			sets, keys = 4, 100
+		}
+		for set := range sets {
 			nodes := make([]Node, n)
 			for i := range nodes {
-				nodes[i] = Node{ID: fmt.Sprintf("node-%d-%d", i, r.Uint32()), Weight: nearTieWeight(r, nodes[:i])}
+				nodes[i] = Node{ID: fmt.Sprintf("node-%d-%d", i, r.Uint32())}
+				switch set % 4 {
+				case 1:
+					nodes[i].Weight = nearTieWeight(r, nodes[:i])
+				case 2:
+					nodes[i].Weight = float64(1 + r.IntN(3))
+				case 3:
+					nodes[i].Weight = 0.01 + 100*r.Float64()
+				}
 			}
 			h, err := NewRendezvous(nodes)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for range 200 {
+			for range keys {
 				checkLookup(t, h, r.Uint64())
 			}
 		}

@@ -238,11 +238,11 @@ func TestRendezvousExtremeWeights(t *testing.T) {
 	}
 }
 
-// TestRendezvousManyWeighted: beyond 32 nodes Lookup takes another path
+// TestRendezvousManyWeighted: beyond 128 nodes Lookup takes another path
 // (heaviest first); it still picks the node of highest exact score, the
 // first of LookupN, and shares follow the weights.
 func TestRendezvousManyWeighted(t *testing.T) {
-	for _, n := range []int{31, 32, 33, 200} {
+	for _, n := range []int{31, 32, 33, 128, 129, 200} {
 		rnd := rand.New(rand.NewPCG(uint64(n), 10))
 		ns := make([]ring.Node, n)
 		total := 0.0

@@ -118,9 +118,18 @@ func mix64(x uint64) uint64 { return mixTail(mixHead(x)) }
 // mixHead and mixTail split mix64 before its last step. mixTail leaves
 // the top 33 bits of its argument as they are, so hashes compare by the
 // top bits of their heads until those are equal.
-func mixHead(x uint64) uint64 {
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	return (x ^ x>>27) * 0x94d049bb133111eb
+func mixHead(x uint64) uint64 { return mixSpread(spread(x)) }
+
+// spread is mix64's first step. It is linear over XOR: spread(a ^ b) =
+// spread(a) ^ spread(b), so mixHead(a ^ b) = mixSpread(spread(a) ^
+// spread(b)), and a rendezvous set that keeps its seeds spread hashes a
+// key with each node at the cost of one spread per key.
+func spread(x uint64) uint64 { return x ^ x>>30 }
+
+// mixSpread is the rest of mixHead, after spread.
+func mixSpread(y uint64) uint64 {
+	y *= 0xbf58476d1ce4e5b9
+	return (y ^ y>>27) * 0x94d049bb133111eb
 }
 
 func mixTail(z uint64) uint64 { return z ^ z>>31 }
