@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kvstore.sh runs the same load (examples/cmd/kvload) against a 3-node
-# kvnode cluster (N=3, R=2, W=2, fsync on), a 3-node etcd cluster (etcd
+# kvnode cluster (N=3, R=2, W=2, fsync on), the same with its replica RPCs
+# over HTTP rather than multiplexed (-rpc-mux=false), a 3-node etcd cluster (etcd
 # from Debian's etcd-server, its defaults, through its v3 JSON gateway)
 # and a 1-node kvnode (N=R=W=1), one after the other on loopback, and
 # writes the table and chart of throughput and latency to kvstore.md and
@@ -98,9 +99,10 @@ cpu_ticks() {
 	echo "$sum"
 }
 
-# kv_cluster N Q starts N kvnodes with N=R=W chosen by Q ("3 2 2").
+# kv_cluster N Q [FLAG...] starts N kvnodes with N=R=W chosen by Q ("3 2 2")
+# and kvnode's further flags FLAG.
 kv_cluster() {
-	local nodes=$1 n=$2 r=$3 w=$4 i peers="" join="" addrs=""
+	local nodes=$1 n=$2 r=$3 w=$4 extra=("${@:5}") i peers="" join="" addrs=""
 	for i in $(seq "$nodes"); do
 		peers+="${peers:+,}n$i=127.0.0.1:$((PORT + i))"
 		if ((nodes > 1)); then join+="${join:+,}127.0.0.1:$((PORT + 10 + i))"; fi
@@ -110,7 +112,7 @@ kv_cluster() {
 		local prof=()
 		if [[ -n ${PROFILE:-} && $nodes == 3 && $i == 1 ]]; then prof=(-pprof "127.0.0.1:$((PORT + 14))"); fi
 		"$work/kvnode" "${prof[@]}" -id "n$i" -listen "127.0.0.1:$((PORT + i))" -gossip "127.0.0.1:$((PORT + 10 + i))" \
-			-data "$work/kv$nodes-n$i" -peers "$peers" ${join:+-join "$join"} -n "$n" -r "$r" -w "$w" \
+			-data "$work/kv$nodes-n$i" -peers "$peers" ${join:+-join "$join"} -n "$n" -r "$r" -w "$w" "${extra[@]}" \
 			2>"$work/kv$nodes-n$i.log" &
 		pids+=($!)
 	done
@@ -132,6 +134,11 @@ if [[ -n ${PROFILE:-} ]]; then
 	wait "$prof_pid" || echo "kvstore.sh: no CPU profile" >&2
 	curl -fsS -o "$PROFILE/allocs.pprof" "http://127.0.0.1:$((PORT + 14))/debug/pprof/allocs"
 fi
+stop
+
+# The same three, their replica RPCs over HTTP (-rpc-mux=false).
+kv_cluster 3 3 2 2 -rpc-mux=false
+kvload_run kvm kv "$kv_addrs"
 stop
 
 # One kvnode, N=R=W=1.
@@ -175,9 +182,9 @@ field() { awk -v k="$2" '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "
 loadavg() { awk '/^load average/ { print $3, $4, $5 }' "$work/$1.out"; }
 cpu() { awk '/^CPU/ { print $2 }' "$work/$1.out"; }
 
-runs=(kv3 kv1)
-if [[ $have_etcd == 1 ]]; then runs=(kv3 etcd kv1); fi
-declare -A label=([kv3]="kvnode, 3 nodes, N=3 R=2 W=2" [kv1]="kvnode, 1 node, N=R=W=1" [etcd]="etcd ${etcd_version:-}, 3 members")
+runs=(kv3 kvm kv1)
+if [[ $have_etcd == 1 ]]; then runs=(kv3 kvm etcd kv1); fi
+declare -A label=([kv3]="kvnode, 3 nodes, N=3 R=2 W=2" [kvm]="kvnode, 3 nodes, -rpc-mux=false" [kv1]="kvnode, 1 node, N=R=W=1" [etcd]="etcd ${etcd_version:-}, 3 members")
 mode="blind writes"
 if [[ $RMW == 1 ]]; then mode="read-modify-write"; fi
 
@@ -199,13 +206,16 @@ if [[ $RMW == 1 ]]; then mode="read-modify-write"; fi
 		echo "| ${label[$r]} | $(field "$r" ops_per_s) | $(field "$r" p50_ms) ms | $(field "$r" p99_ms) ms | $(field "$r" p999_ms) ms | $(field "$r" errors) | $(cpu "$r") ms | $per | $(loadavg "$r") |"
 	done
 	echo
-	kv3=$(field kv3 ops_per_s) kv1=$(field kv1 ops_per_s)
-	echo "- 3-node / 1-node kvnode throughput: $(awk -v a="$kv3" -v b="$kv1" 'BEGIN { printf "%.2f", a / b }')"
-	if [[ $have_etcd == 1 ]]; then
-		e=$(field etcd ops_per_s)
-		echo "- kvnode / etcd throughput (3 nodes each): $(awk -v a="$kv3" -v b="$e" 'BEGIN { printf "%.2f", a / b }');" \
-			"p99 $(field kv3 p99_ms) ms against $(field etcd p99_ms) ms"
-	fi
+	kv1=$(field kv1 ops_per_s)
+	for r in kv3 kvm; do
+		k=$(field "$r" ops_per_s)
+		line="- ${label[$r]}: 3-node / 1-node throughput $(awk -v a="$k" -v b="$kv1" 'BEGIN { printf "%.2f", a / b }')"
+		if [[ $have_etcd == 1 ]]; then
+			line+="; against etcd (3 nodes each) $(awk -v a="$k" -v b="$(field etcd ops_per_s)" 'BEGIN { printf "%.2f", a / b }'),"
+			line+=" p99 $(field "$r" p99_ms) ms against $(field etcd p99_ms) ms"
+		fi
+		echo "$line"
+	done
 	echo
 	echo "![throughput and latency](kvstore.svg)"
 } >kvstore.md
@@ -218,12 +228,13 @@ done | awk -F'|' '
 	  if ($3 > maxops) maxops = $3
 	  for (j = 4; j <= 6; j++) if ($j > maxlat) maxlat = $j }
 	END {
-		color["kv3"] = "#2b6cb0"; color["kv1"] = "#90cdf4"; color["etcd"] = "#dd6b20"
-		W = 760; H = 300; top = 40; base = 250; h = base - top
+		color["kv3"] = "#2b6cb0"; color["kvm"] = "#553c9a"; color["kv1"] = "#90cdf4"; color["etcd"] = "#dd6b20"
+		lat = 40 + 80 * n; group = 40 * n + 30 # where the latency groups start, and their pitch
+		W = lat + 3 * group + 20; H = 300; top = 40; base = 250; h = base - top
 		printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H + 20 * n
 		printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-		printf "<text x=\"150\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">throughput (ops/s, higher is better)</text>\n"
-		printf "<text x=\"540\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">latency (ms, lower is better)</text>\n"
+		printf "<text x=\"%d\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">throughput (ops/s, higher is better)</text>\n", 20 + 40 * n
+		printf "<text x=\"%d\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">latency (ms, lower is better)</text>\n", lat + 1.5 * group
 		for (i = 1; i <= n; i++) {
 			x = 40 + (i - 1) * 80; bh = maxops > 0 ? ops[i] / maxops * h : 0
 			printf "<rect x=\"%d\" y=\"%.1f\" width=\"60\" height=\"%.1f\" fill=\"%s\"/>\n", x, base - bh, bh, color[id[i]]
@@ -231,7 +242,7 @@ done | awk -F'|' '
 		}
 		split("p50 p99 p999", q, " ")
 		for (j = 1; j <= 3; j++) {
-			gx = 340 + (j - 1) * 140
+			gx = lat + (j - 1) * group
 			printf "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", gx + 20 * n, base + 16, q[j]
 			for (i = 1; i <= n; i++) {
 				x = gx + (i - 1) * 40; bh = maxlat > 0 ? p[i, j] / maxlat * h : 0

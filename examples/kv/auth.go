@@ -194,6 +194,7 @@ func (k *clusterKey) authenticator(now time.Time, body []byte) string {
 type parsedAuth struct {
 	n      int64
 	digest [sha256.Size]byte
+	key    *clusterKey // the key whose MAC it carries
 }
 
 // parseAuth checks the HeaderAuth value auth under keys at now, which
@@ -218,11 +219,12 @@ func parseAuth(keys []*clusterKey, auth string, now time.Time) (parsedAuth, erro
 		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
 	sum, err := hex.DecodeString(hexSum)
-	if err != nil || len(sum) != sha256.Size || !slices.ContainsFunc(keys, func(k *clusterKey) bool { return hmac.Equal(sum, k.mac(signed)) }) {
+	i = slices.IndexFunc(keys, func(k *clusterKey) bool { return hmac.Equal(sum, k.mac(signed)) })
+	if err != nil || len(sum) != sha256.Size || i < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
 	}
 	// Past the MAC, the fields are a node's own.
-	var a parsedAuth
+	a := parsedAuth{key: keys[i]}
 	if a.n, err = strconv.ParseInt(fields[1], 10, 64); err != nil || a.n < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: bad length %q", ErrUnauthenticated, fields[1])
 	}

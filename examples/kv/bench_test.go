@@ -134,16 +134,21 @@ func TestNodePutGetAllocs(t *testing.T) {
 
 // BenchmarkHTTPReplicas is a write and a read of one of 1000 keys through
 // a 3-node cluster on loopback HTTP (N=3, R=2, W=2, no fsync), from 16
-// concurrent clients, its replica RPCs batched (the default) and each
-// sent alone (batch=1). It reports the process's CPU time per operation
-// (every node's share included) and the HTTP requests between nodes per
-// operation.
+// concurrent clients, its replica RPCs batched (the default), each sent
+// alone (batch=1), and multiplexed on one connection per peer (mux). It
+// reports the process's CPU time per operation (every node's share
+// included) and the HTTP requests between nodes per operation.
 func BenchmarkHTTPReplicas(b *testing.B) {
-	for _, batch := range []int{0, 1} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+	for _, v := range []struct {
+		name  string
+		batch int
+		mux   bool
+	}{{"batch=0", 0, false}, {"batch=1", 1, false}, {"mux", 0, true}} {
+		b.Run(v.name, func(b *testing.B) {
 			var posts atomic.Int64
 			var nodes []*Node
-			tr := &HTTPTransport{MaxBatch: batch, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: DefaultMaxConcurrentRPC}}}
+			tr := &HTTPTransport{MaxBatch: v.batch, Mux: v.mux, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: DefaultMaxConcurrentRPC}}}
+			defer tr.closeMux()
 			servers := httpCluster(b, tr, &nodes, func(h http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					posts.Add(1)

@@ -470,7 +470,11 @@ func (w *writeRound) Err() error {
 	}
 	errs := []error{fmt.Errorf("%w: %d of %d replicas succeeded, need %d", quorum.ErrNoQuorum, w.acked, len(w.targets), w.need)}
 	for _, t := range w.targets {
-		if !t.took {
+		switch {
+		case t.took:
+		case len(t.errs) == 0:
+			errs = append(errs, fmt.Errorf("replica %q: no answer yet", t.id))
+		default:
 			errs = append(errs, fmt.Errorf("replica %q: %w", t.id, errors.Join(t.errs...)))
 		}
 	}

@@ -170,7 +170,15 @@
 //     RPC replays within it: keep ReapAfter above it); without one, keep
 //     the nodes' addresses private. The authenticator covers the body's
 //     length and digest, so it is checked before the body is read: a
-//     sender without the key makes a node read nothing. SWIM's packets
+//     sender without the key makes a node read nothing. Replica RPCs
+//     multiplexed on one connection per peer ([HTTPTransport.Mux],
+//     [ServerConfig.RPCMux]) keep this: the key authenticates the
+//     connection's upgrade, and each frame carries an HMAC bound to the
+//     connection's two nonces and the frame's place in its direction, so
+//     a frame cannot be forged, replayed, reordered or moved to another
+//     connection; every request on it still takes an RPC slot and
+//     carries its deadline, and a request the connection fails to write
+//     is not delivered. SWIM's packets
 //     are then sealed (AES-256-GCM, swim.Keyring) under [GossipKey] of
 //     the primary and opened under that of any key, with
 //     [ServerConfig.ClusterName] as their label: a packet that does not

@@ -77,10 +77,19 @@ type HTTPTransport struct {
 	// made while that many are waits for the first to end and leaves in
 	// the next. 0: DefaultBatchesInFlight.
 	BatchesInFlight int
+	// Mux, when set, sends the calls to a node on one long-lived
+	// connection to it, upgraded from HTTP (GET /internal/mux, to the
+	// kv-mux/1 protocol: length-prefixed frames, each authenticated under
+	// the cluster key), which carries many at once, answered in any
+	// order; calls to a node that does not serve the upgrade go over HTTP
+	// as without it. Every guarantee of Call holds as over HTTP.
+	Mux bool
 
-	mu     sync.RWMutex
-	addrs  map[string]string   // node ID → host:port
-	queues map[lane]*peerQueue // calls waiting for a batch
+	mu        sync.RWMutex
+	addrs     map[string]string       // node ID → host:port
+	queues    map[lane]*peerQueue     // calls waiting for a batch
+	muxPeers  map[muxPeerKey]*muxPeer // the multiplexed connections
+	muxClosed bool                    // closeMux ran: connections being opened are closed
 
 	batchOnce sync.Once
 	batch     *http.Client // Client without its timeout
@@ -120,6 +129,14 @@ func (t *HTTPTransport) Call(ctx context.Context, to string, req []byte) ([]byte
 	if !ok {
 		return nil, fmt.Errorf("kv: no address for node %q", to)
 	}
+	if t.Mux {
+		return t.callMux(ctx, to, addr, req)
+	}
+	return t.callHTTP(ctx, to, addr, req)
+}
+
+// callHTTP sends req to node to at addr over HTTP: alone, or batched.
+func (t *HTTPTransport) callHTTP(ctx context.Context, to, addr string, req []byte) ([]byte, error) {
 	if t.MaxBatch == 1 {
 		return t.callAlone(ctx, to, addr, req, t.client())
 	}
@@ -259,6 +276,8 @@ type APIConfig struct {
 	// Limits bound what a client or an unauthenticated sender may make
 	// the node do; zero fields take the defaults.
 	Limits Limits
+
+	conns *muxConns // the multiplexed connections served; nil: the handler's own
 }
 
 // Limits are the HTTP API's bounds on its clients, each refused with a
@@ -360,7 +379,10 @@ func API(n *Node, cfg APIConfig) http.Handler {
 	if cfg.Keys == nil {
 		cfg.Keys = fixedKeys(cfg.ClusterKey)
 	}
-	a := &api{n: n, cfg: cfg, rpcSlots: make(limiter, cfg.Limits.MaxConcurrentRPC)}
+	a := &api{n: n, cfg: cfg, rpcSlots: make(limiter, cfg.Limits.MaxConcurrentRPC), conns: cfg.conns}
+	if a.conns == nil {
+		a.conns = &muxConns{}
+	}
 	mux := http.NewServeMux()
 	kv := http.Handler(http.HandlerFunc(a.serveKV))
 	if cfg.Guard != nil {
@@ -374,6 +396,7 @@ func API(n *Node, cfg APIConfig) http.Handler {
 	mux.Handle("/kv/{key}", bounded(make(limiter, cfg.Limits.MaxConcurrent), cfg.Limits.BodyTimeout, kv))
 	mux.Handle("POST "+rpcPath, bounded(a.rpcSlots, cfg.Limits.BodyTimeout, http.HandlerFunc(a.serveRPC)))
 	mux.HandleFunc("POST "+batchPath, a.serveBatch)
+	mux.HandleFunc("GET "+muxPath, a.serveMux)
 	mux.HandleFunc("GET /cluster", a.serveCluster)
 	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -394,7 +417,8 @@ func API(n *Node, cfg APIConfig) http.Handler {
 type api struct {
 	n        *Node
 	cfg      APIConfig
-	rpcSlots limiter // replica RPCs', batched ones each counted
+	rpcSlots limiter // replica RPCs', batched and multiplexed ones each counted
+	conns    *muxConns
 }
 
 func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {

@@ -175,9 +175,22 @@ func httpCluster(t testing.TB, tr *HTTPTransport, nodes *[]*Node, wrap func(http
 }
 
 // Three nodes on loopback HTTP servers: writes and reads through any node,
-// replica RPCs over HTTPTransport.
+// replica RPCs over HTTPTransport, each on its own HTTP request or
+// multiplexed on one connection per peer under a cluster key.
 func TestHTTPTransport(t *testing.T) {
-	tr, servers := httpNodes(t, nil)
+	for _, mux := range []bool{false, true} {
+		t.Run(fmt.Sprint("mux=", mux), func(t *testing.T) { testHTTPTransport(t, mux) })
+	}
+}
+
+func testHTTPTransport(t *testing.T, mux bool) {
+	var key []byte
+	if mux {
+		key = []byte("a cluster key of some length")
+	}
+	tr, servers := httpNodes(t, key)
+	tr.Mux = mux
+	t.Cleanup(tr.closeMux)
 	put, err := http.NewRequest("PUT", servers[0].URL+"/kv/hello?w=3", strings.NewReader("world"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +235,24 @@ func TestHTTPTransport(t *testing.T) {
 		t.Fatal("call to an unknown node succeeded")
 	}
 	bad, err := http.Post(servers[0].URL+rpcPath, "application/msgpack", strings.NewReader("\xc1"))
-	if err != nil || bad.StatusCode != http.StatusBadRequest {
-		t.Fatalf("malformed RPC: %v %v", bad, err)
+	want := http.StatusBadRequest
+	if key != nil {
+		want = http.StatusUnauthorized // before its body is read
+	}
+	if err != nil || bad.StatusCode != want {
+		t.Fatalf("malformed RPC: %v %v, want %d", bad, err, want)
 	}
 	bad.Body.Close()
+	if mux {
+		for _, id := range []string{"a", "b", "c"} {
+			tr.mu.RLock()
+			addr := tr.addrs[id]
+			tr.mu.RUnlock()
+			if c, _ := tr.openMux(id, addr); c == nil {
+				t.Errorf("no multiplexed connection to %s", id)
+			}
+		}
+	}
 }
 
 // Contexts from clients are hostile: a counter past the bound, an

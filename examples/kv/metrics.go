@@ -210,9 +210,27 @@ type meteredTransport struct {
 	m    *Metrics
 }
 
+var _ asyncTransport = (*meteredTransport)(nil)
+
 func (t *meteredTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	start := time.Now()
 	resp, err := t.next.Call(ctx, to, req)
+	return t.record(start, to, req, resp, err)
+}
+
+func (t *meteredTransport) startCall(ctx context.Context, to string, req []byte, deliver func([]byte, error)) {
+	start := time.Now()
+	record := func(resp []byte, err error) { deliver(t.record(start, to, req, resp, err)) }
+	if a, ok := t.next.(asyncTransport); ok {
+		a.startCall(ctx, to, req, record)
+		return
+	}
+	go func() { record(t.next.Call(ctx, to, req)) }()
+}
+
+// record counts the call to node to of req that began at start and
+// ended with resp and err, and returns them.
+func (t *meteredTransport) record(start time.Time, to string, req, resp []byte, err error) ([]byte, error) {
 	m, peer := t.m, t.m.peer(to)
 	m.rpcSent.WithLabelValues(peer).Add(float64(len(req)))
 	m.rpcReceived.WithLabelValues(peer).Add(float64(len(resp)))

@@ -109,6 +109,7 @@ type Node struct {
 	bgMu    sync.Mutex     // guards closing, so no goroutine starts once Close waits
 	closing bool           // Close has begun
 	bg      sync.WaitGroup // background replication and repair
+	workers workers        // the goroutines of bg and of calls to itself
 
 	coord    *coordinator
 	rep      *replicator
@@ -226,6 +227,7 @@ func (n *Node) Close() {
 	n.closing = true
 	n.bgMu.Unlock()
 	n.bg.Wait()
+	n.workers.close()
 }
 
 // spawn runs f on a background goroutine that Close waits for. Once Close
@@ -236,7 +238,11 @@ func (n *Node) spawn(f func()) bool {
 	if n.closing {
 		return false
 	}
-	n.bg.Go(f)
+	n.bg.Add(1)
+	n.workers.Go(func() {
+		defer n.bg.Done()
+		f()
+	})
 	return true
 }
 
@@ -505,6 +511,35 @@ func (n *Node) call(ctx context.Context, to string, req *request) (response, err
 		return response{}, err
 	}
 	out, err := n.transport.Call(ctx, to, b)
+	return n.response(to, out, err)
+}
+
+// start is call for a caller that waits on no goroutine of its own:
+// deliver takes the outcome, once, on some goroutine, and must not block.
+// A read of this node's own copy runs at once, on the caller's goroutine
+// (it waits on no disk sync, nor on another node); any other call to this
+// node runs on a worker, and so does one over a transport that cannot
+// start calls.
+func (n *Node) start(ctx context.Context, to string, req *request, deliver func(response, error)) {
+	if to == n.id && req.Op == opRead {
+		deliver(n.handle(ctx, req, false))
+		return
+	}
+	at, ok := n.transport.(asyncTransport)
+	if to == n.id || !ok {
+		n.workers.Go(func() { deliver(n.call(ctx, to, req)) })
+		return
+	}
+	b, err := req.marshal()
+	if err != nil {
+		deliver(response{}, err)
+		return
+	}
+	at.startCall(ctx, to, b, func(out []byte, err error) { deliver(n.response(to, out, err)) })
+}
+
+// response decodes node to's answer out to a call that returned err.
+func (n *Node) response(to string, out []byte, err error) (response, error) {
 	if err != nil {
 		return response{}, err
 	}

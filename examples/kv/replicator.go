@@ -14,6 +14,9 @@ import (
 // the failure detector's view.
 type peers interface {
 	call(ctx context.Context, to string, req *request) (response, error)
+	// start is call without a goroutine of the caller's: deliver takes
+	// the outcome, once, on some goroutine, and must not block.
+	start(ctx context.Context, to string, req *request, deliver func(response, error))
 	Alive(id string) bool
 }
 
@@ -119,8 +122,8 @@ func (r *replicator) passOn(ctx context.Context, p *placement, t string, e Entry
 }
 
 // drive runs the round rd, whose first calls are first, to its end: it
-// makes each call the round asks for on a goroutine of its own (the
-// request req builds), feeds the replies back one at a time in
+// starts each call the round asks for (the request req builds), with no
+// goroutine of its own over a transport that can start calls, feeds the replies back one at a time in
 // the order they arrive, wakes the round at its deadline, cancels the
 // calls it gave up on, and stops it when ctx ends. When decided is not
 // nil, it receives the round's error once the round is decided (a
@@ -134,7 +137,7 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 	}
 	var (
 		wg      sync.WaitGroup
-		results = make(chan result)
+		results = make(chan result, 4) // room for a round's usual calls: a delivery seldom waits
 		done    = make(chan struct{})
 		cancels []context.CancelFunc // by call id (a round numbers its calls 0, 1, ...); nil once cancelled
 		calls   []call               // by call id
@@ -149,18 +152,30 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 		wg.Wait()
 	}()
 	start := func(cs []call) {
-		for _, c := range cs {
+		// Last to first: a read's first target is this node, whose own
+		// read runs inline, once the others' calls have left.
+		for _, c := range slices.Backward(cs) {
 			cctx, cancel := context.WithCancel(ctx)
 			for len(calls) <= c.id {
 				calls, cancels = append(calls, call{}), append(cancels, nil)
 			}
 			cancels[c.id], calls[c.id] = cancel, c
-			q := req(c)
-			wg.Go(func() {
-				resp, err := r.peers.call(cctx, c.to, q)
+			wg.Add(1)
+			r.peers.start(cctx, c.to, req(c), func(resp response, err error) {
+				defer wg.Done()
+				res := result{c.id, resp, err}
 				select {
-				case results <- result{c.id, resp, err}:
+				case results <- res:
 				case <-done:
+				default: // the loop is busy: hand it over from a goroutine
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						select {
+						case results <- res:
+						case <-done:
+						}
+					}()
 				}
 			})
 		}

@@ -53,7 +53,10 @@ type ServerConfig struct {
 	// RPCBatch and RPCBatchesInFlight are the replica transport's
 	// [HTTPTransport.MaxBatch] and [HTTPTransport.BatchesInFlight].
 	RPCBatch, RPCBatchesInFlight int
-	Logger                       *slog.Logger // nil: discard
+	// RPCMux makes the replica transport multiplex its calls to a peer
+	// on one connection ([HTTPTransport.Mux]).
+	RPCMux bool
+	Logger *slog.Logger // nil: discard
 	// Client makes the replica RPCs; nil: a client with a timeout of 2
 	// seconds (or ReplicaTimeout, if longer) that keeps up to DefaultMaxConcurrentRPC idle connections
 	// per peer.
@@ -146,6 +149,7 @@ type Server struct {
 	swim    *swim.Node
 	metrics *Metrics
 	tr      *HTTPTransport
+	conns   *muxConns     // the multiplexed connections it serves
 	keys    *ClusterKeys  // nil without a cluster key
 	keyring *swim.Keyring // gossip's, under the keys' GossipKeys
 	keysMu  sync.Mutex    // serialises SetClusterKeys
@@ -272,7 +276,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 			return nil, err
 		}
 	}
-	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil, MaxBatch: cfg.RPCBatch, BatchesInFlight: cfg.RPCBatchesInFlight}
+	tr := &HTTPTransport{Client: client, Keys: keys, TLS: cfg.TLS != nil, MaxBatch: cfg.RPCBatch, BatchesInFlight: cfg.RPCBatchesInFlight, Mux: cfg.RPCMux}
 	nodes := []ring.Node{{ID: cfg.ID, Zone: cfg.Zone}}
 	for _, m := range cfg.Members {
 		if m.ID != cfg.ID {
@@ -287,7 +291,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Server{metrics: &Metrics{}, tr: tr, keys: keys, log: log}
+	s = &Server{metrics: &Metrics{}, tr: tr, keys: keys, log: log, conns: &muxConns{}}
 	cfg.Store.OnCommit = s.metrics.ObserveCommit
 	var closers []func() error // undone in reverse on failure
 	defer func() {
@@ -347,7 +351,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	guard := idempotency.New(idem, idempotency.Config{})
 	s.http = &http.Server{
-		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Keys: keys, Limits: cfg.Limits, PeerCertificates: cfg.TLS != nil, Ready: func() bool {
+		Handler: API(s.node, APIConfig{Guard: guard, Metrics: s.metrics, Keys: keys, Limits: cfg.Limits, PeerCertificates: cfg.TLS != nil, conns: s.conns, Ready: func() bool {
 			// Serving, and joined once unless it has no one to join.
 			return s.ready.Load() && (len(cfg.Join) == 0 || s.joined.Load())
 		},
@@ -598,8 +602,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		err = s.http.Close()
 	}
+	s.conns.closeAll() // upgraded connections, which the HTTP server no longer tracks
 	s.cancel()
 	s.wg.Wait()
 	s.node.Close()
+	s.tr.closeMux()
 	return errors.Join(left, err, s.swim.Close(), s.udp.Close(), s.store.Close())
 }

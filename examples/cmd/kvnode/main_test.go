@@ -179,7 +179,7 @@ const clusterSecret = "a secret the three nodes share"
 
 // startKeyed starts a keyedCluster; the test's cleanup kills the
 // processes still running.
-func startKeyed(t *testing.T) *keyedCluster {
+func startKeyed(t *testing.T, extra ...string) *keyedCluster {
 	dir := t.TempDir()
 	c := &keyedCluster{ids: []string{"n1", "n2", "n3"}, addrs: freeAddrs(t, "tcp", 3), gossip: freeAddrs(t, "udp", 3)}
 	var peers []string
@@ -193,8 +193,8 @@ func startKeyed(t *testing.T) *keyedCluster {
 		}
 	}
 	c.args = func(i int) []string {
-		return []string{"-id", c.ids[i], "-data", dir + "/" + c.ids[i], "-peers", strings.Join(peers, ","),
-			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", c.keyFiles[i]}
+		return append([]string{"-id", c.ids[i], "-data", dir + "/" + c.ids[i], "-peers", strings.Join(peers, ","),
+			"-gossip", c.gossip[i], "-join", strings.Join(c.gossip, ","), "-cluster-key-file", c.keyFiles[i]}, extra...)
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -625,7 +625,7 @@ func TestLogLevelAndDurations(t *testing.T) {
 // A rolling rotation of the cluster key with SIGHUP, node by node: add
 // the new key everywhere, make it primary everywhere, remove the old one.
 // A writer with w=3 (every node takes every write over authenticated
-// RPCs) runs throughout and never fails, no gossip packet is refused
+// RPCs, over HTTP and multiplexed) runs throughout and never fails, no gossip packet is refused
 // (no partition), and the old key opens nothing at the end. A key file
 // with a junk line, or one that cannot be read, leaves a node on its keys
 // with an error logged.
@@ -633,7 +633,16 @@ func TestKeyRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	c := startKeyed(t)
+	for _, transport := range []string{"mux", "http"} {
+		t.Run(transport, func(t *testing.T) {
+			testKeyRotation(t, startKeyed(t, "-rpc-mux="+fmt.Sprint(transport == "mux")))
+		})
+	}
+}
+
+// testKeyRotation rotates c's cluster key under a steady stream of
+// writes with every replica (w=3), which must all be acknowledged.
+func testKeyRotation(t *testing.T, c *keyedCluster) {
 	const next = "the next secret of the three nodes"
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
