@@ -361,23 +361,10 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:
-		return g.replayEntry(key, fingerprint, c.e, c.done)
+		live := c.e.view(c.done) // shares the entry's bytes, never written again
+		return g.replay(key, fingerprint, &live)
 	}
 	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
-}
-
-// replayEntry is replay from a MemStore's entry e of key, in the state
-// done read under its shard's lock; the result is a copy, since the
-// entry's bytes are the store's.
-func (g *Guard) replayEntry(key string, fingerprint []byte, e *memEntry, done bool) ([]byte, error) {
-	live := e.view(done)
-	out, err := g.replay(key, fingerprint, &live)
-	if out == nil {
-		return nil, err
-	}
-	copied := make([]byte, len(out))
-	copy(copied, out)
-	return copied, err
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live

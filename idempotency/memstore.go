@@ -108,7 +108,7 @@ type memEntry struct {
 	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
 	token       uint64
 	due         int64 // deadline on the store's timeline (see instant): the heap's order
-	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response
+	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response (after a header of at most 7 bytes)
 	done        bool
 	gone        bool     // released or evicted: no longer in the shard's map
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
