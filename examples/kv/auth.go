@@ -219,7 +219,9 @@ func parseAuth(keys []*clusterKey, auth string, now time.Time) (parsedAuth, erro
 		return parsedAuth{}, fmt.Errorf("%w: time %d is %v away from now", ErrUnauthenticated, sec, d.Round(time.Second))
 	}
 	sum, err := hex.DecodeString(hexSum)
-	i = slices.IndexFunc(keys, func(k *clusterKey) bool { return hmac.Equal(sum, k.mac(signed)) })
+	if err == nil && len(sum) == sha256.Size {
+		i = slices.IndexFunc(keys, func(k *clusterKey) bool { return hmac.Equal(sum, k.mac(signed)) })
+	}
 	if err != nil || len(sum) != sha256.Size || i < 0 {
 		return parsedAuth{}, fmt.Errorf("%w: wrong authenticator", ErrUnauthenticated)
 	}

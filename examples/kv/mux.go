@@ -87,8 +87,6 @@ const (
 	// muxRetry is how long a peer that refused the upgrade is called
 	// over HTTP.
 	muxRetry = time.Minute
-	// muxErrorBytes bounds the text of an error answer.
-	muxErrorBytes = maxErrorBytes
 )
 
 // The labels that separate the MACs of the two directions.
@@ -225,14 +223,6 @@ func (f *muxFramer) readFrame(br *bufio.Reader, conn net.Conn, bodyTimeout time.
 	return binary.BigEndian.Uint64(f.hdr[4:]), binary.BigEndian.Uint64(f.hdr[12:]), body, nil
 }
 
-// cmpOrErr returns the first of a and b that is not nil.
-func cmpOrErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
 // noEOF turns the end of a connection within a frame into an unexpected
 // one.
 func noEOF(err error) error {
@@ -352,7 +342,8 @@ func (m *muxConn) drain() {
 			m.drained.Broadcast()
 		}
 		m.mu.Unlock()
-		buf, starts := m.buf[:0], starts[:0]
+		buf := m.buf[:0]
+		starts = starts[:0]
 		for _, o := range out {
 			starts = append(starts, len(buf))
 			buf = m.f.appendFrame(buf, o.id, o.arg, o.body)
@@ -386,7 +377,6 @@ func (m *muxConn) drain() {
 // muxCall is a call on a client's connection.
 type muxCall struct {
 	id      uint64
-	req     []byte
 	timeout time.Duration
 	sent    bool // the writer took it (under the connection's mu)
 	writing bool // the writer's write of it has not returned
@@ -448,9 +438,9 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 			switch {
 			case !broken || c.pending[o.id] != o.call:
 			case i >= unwritten:
-				c.finish(o.call, nil, fmt.Errorf("%w: node %s: the connection failed before the request was written: %w", ErrNotDelivered, c.to, cmpOrErr(err, c.err)))
+				c.finish(o.call, nil, fmt.Errorf("%w: node %s: the connection failed before the request was written: %w", ErrNotDelivered, c.to, firstErr(err, c.err)))
 			default:
-				c.finish(o.call, nil, fmt.Errorf("kv: node %s: the connection failed once the request was written: %w", c.to, cmpOrErr(err, c.err)))
+				c.finish(o.call, nil, fmt.Errorf("kv: node %s: the connection failed once the request was written: %w", c.to, firstErr(err, c.err)))
 			}
 		}
 	}
@@ -548,7 +538,7 @@ func (c *muxClient) start(ctx context.Context, req []byte, timeout time.Duration
 		deliver(nil, fmt.Errorf("%w: a replica RPC of %d bytes, want at most %d", ErrNotDelivered, len(req), MaxRPCLen))
 		return
 	}
-	call := &muxCall{req: req, timeout: min(timeout, MaxBatchTimeout), deliver: deliver}
+	call := &muxCall{timeout: min(timeout, MaxBatchTimeout), deliver: deliver}
 	c.mu.Lock()
 	switch {
 	case c.err != nil || c.retiring:
@@ -799,14 +789,16 @@ func (t *HTTPTransport) dialMux(p *muxPeer, d *muxDial, to, addr string, key *cl
 	ctx, cancel := context.WithTimeout(context.Background(), t.defaultTimeout())
 	defer cancel()
 	c, err := t.upgrade(ctx, to, addr, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Checked with p.mu held, where the connection is stored, so that a
+	// closeMux running meanwhile either finds it in p or is seen here.
 	t.mu.RLock()
 	if t.muxClosed && err == nil {
 		c.close(ErrUnavailable)
 		err = fmt.Errorf("%w: %w", ErrNotDelivered, ErrUnavailable)
 	}
 	t.mu.RUnlock()
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	switch {
 	case errors.Is(err, errNoMux):
 		p.httpUntil = time.Now().Add(muxRetry)
@@ -1108,8 +1100,13 @@ func (s *muxServer) refuse(wg *sync.WaitGroup, id, status uint64, text []byte) {
 // answer queues the answer of request id, and writes the queue itself
 // when no write is under way: an answer costs no hand-off to a writer.
 func (s *muxServer) answer(id, status uint64, body []byte) {
-	if status != http.StatusOK && len(body) > muxErrorBytes {
-		body = body[:muxErrorBytes]
+	if status == http.StatusOK && len(body) > MaxRPCLen {
+		// A frame the caller refuses would close the connection on every
+		// call in flight: fail this one alone.
+		status, body = http.StatusInternalServerError, fmt.Appendf(nil, "kv: an answer of %d bytes, more than %d", len(body), MaxRPCLen)
+	}
+	if status != http.StatusOK && len(body) > maxErrorBytes {
+		body = body[:maxErrorBytes]
 	}
 	s.mu.Lock()
 	delete(s.inFlight, id)
