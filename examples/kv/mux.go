@@ -333,13 +333,25 @@ func (m *muxConn) drain() {
 		}
 		out := m.queue
 		m.queue, m.queued = m.spare[:0], 0
+		live := out[:0]
 		for _, o := range out {
 			if o.call != nil {
+				if o.call.gone {
+					continue
+				}
 				o.call.sent, o.call.writing = true, true
 			}
+			live = append(live, o)
 		}
+		clear(out[len(live):])
+		out = live
 		if m.drained != nil {
 			m.drained.Broadcast()
+		}
+		if len(out) == 0 {
+			m.spare = out
+			m.mu.Unlock()
+			continue
 		}
 		m.mu.Unlock()
 		buf := m.buf[:0]
@@ -378,7 +390,9 @@ func (m *muxConn) drain() {
 type muxCall struct {
 	id      uint64
 	timeout time.Duration
+	size    int  // the bytes it counts in the queue while it waits there
 	sent    bool // the writer took it (under the connection's mu)
+	gone    bool // abandoned while queued: the writer drops it
 	writing bool // the writer's write of it has not returned
 	// deliver takes the call's one outcome, from whoever removed the call
 	// from pending; it must not block.
@@ -538,7 +552,7 @@ func (c *muxClient) start(ctx context.Context, req []byte, timeout time.Duration
 		deliver(nil, fmt.Errorf("%w: a replica RPC of %d bytes, want at most %d", ErrNotDelivered, len(req), MaxRPCLen))
 		return
 	}
-	call := &muxCall{timeout: min(timeout, MaxBatchTimeout), deliver: deliver}
+	call := &muxCall{size: muxOverhead + len(req), timeout: min(timeout, MaxBatchTimeout), deliver: deliver}
 	c.mu.Lock()
 	switch {
 	case c.err != nil || c.retiring:
@@ -584,9 +598,11 @@ func (c *muxClient) abandon(call *muxCall, ctx context.Context) {
 		c.finish(call, nil, fmt.Errorf("kv: node %s: %w", c.to, context.Cause(ctx)))
 		return
 	}
-	i := slices.IndexFunc(c.queue, func(o muxOut) bool { return o.call == call })
-	c.queued -= muxOverhead + len(c.queue[i].body)
-	c.queue = slices.Delete(c.queue, i, i+1)
+	// Left in the queue for the writer to drop: finding it there would
+	// cost a scan per call when many wait behind a peer that stopped
+	// reading.
+	call.gone = true
+	c.queued -= call.size
 	c.finish(call, nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx)))
 }
 
