@@ -181,7 +181,7 @@ func (h *Rendezvous) Len() int {
 // u is node i's u for a key whose spread hash is k (spread(kh)), as
 // documented, and x its 53 bits.
 func (h *Rendezvous) u(k uint64, i int) (x, u float64) {
-	bits := mixTail(mixSpread(k^h.seeds[i])) >> 11
+	bits := bits53(k ^ h.seeds[i])
 	return float64(int64(bits)), uOf(bits) // exact: 53 bits
 }
 
@@ -308,7 +308,7 @@ func (h *Rendezvous) classes(k uint64) int {
 		// Two lanes, whose chains of minima run side by side.
 		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
 		j := start
-		for ; j+1 < run.end && j+1 < len(seeds); j += 2 {
+		for ; j+1 < run.end; j += 2 {
 			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
 			l1, s1 = lower2(l1, s1, classKey(k, seeds[j+1], j+1))
 		}
@@ -327,7 +327,7 @@ func (h *Rendezvous) classes(k uint64) int {
 			first = g
 		}
 	}
-	x := mixTail(mixSpread(k^h.heavySeeds[least[first]&posMask])) >> 11
+	x := bits53(k ^ h.heavySeeds[least[first]&posMask])
 	above := costAbove(x) * h.groups[first].inv * (1 + 0x1p-44)
 	for g, run := range h.groups {
 		bound := below[g]
@@ -348,7 +348,7 @@ func (h *Rendezvous) classes(k uint64) int {
 // spread seed seed, for a key of spread hash k: its head complemented and
 // shifted right by one, whose top 31 bits, t = ^head >> 33 (see
 // headCost), order the costs of a run of one weight as the heads do, with
-// j in the low 32 bits. Keys are below 2^63, as lower2 needs.
+// j in the low 32 bits.
 func classKey(k, seed uint64, j int) uint64 {
 	return ^mixSpread(k^seed)>>1&^posMask | uint64(j)
 }
@@ -375,7 +375,7 @@ func (h *Rendezvous) few(k uint64) int {
 		least = min(least, c)
 	}
 	first := int(least & keyMask)
-	x := mixTail(mixSpread(k^h.seeds[first])) >> 11
+	x := bits53(k ^ h.seeds[first])
 	if math.Float64frombits(second) > costAbove(x)*h.inv[first] {
 		return first
 	}
@@ -412,10 +412,11 @@ func costAbove(x uint64) float64 {
 	return v + v2*(0.5+v*(1.0/3)) + v2*v2*0.5
 }
 
-// headCost is a lower bound of the cost of a node whose mixHead is z, for
-// t = ^z >> 33 and lin = linOf(1/weight). With T the head's top 31 bits,
-// which are x's, 1 - u >= v = (2^31 - 1 - T) 2^-31 = t 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and headCost
-// computes that over the weight, times 1 - 2^-40 (in lin). Its roundings,
+// headCost is a lower bound of the cost of a node whose head (mixSpread)
+// is z, for t = ^z >> 33 and lin = linOf(1/weight). With T the head's
+// top 31 bits, which are x's, 1 - u >= v = (2^31 - 1 - T) 2^-31 =
+// t 2^-31, so -ln(u) = -ln(1 - (1 - u)) >= v + v^2/2 + v^3/3, and
+// headCost computes that over the weight, times 1 - 2^-40 (in lin). Its roundings,
 // and those of lin, are below 2^-50 relatively, so a bound that is not
 // zero is below the cost by a factor 1 + 2^-41 at least, which covers the
 // index that key writes into its low bits (2^-45 relatively) with 2^-42
@@ -431,13 +432,10 @@ func headCost(t uint64, lin float64) float64 {
 func linOf(inv float64) float64 { return inv * 0x1p-31 * (1 - 0x1p-40) }
 
 // lower2 returns the least and second least of least <= second and key
-// c, without a branch, which would be mispredicted at each new least.
-// Keys and noKey are below 2^63, so that c - least is negative as an
-// int64 exactly when c < least.
+// c. The compiler makes min and max of integers without a branch, which
+// would be mispredicted at each new least.
 func lower2(least, second, c uint64) (uint64, uint64) {
-	m := uint64(int64(c-least) >> 63)
-	lo := least ^ (least^c)&m
-	return lo, min(second, least^c^lo) // least^c^lo is the larger
+	return min(least, c), min(second, max(least, c))
 }
 
 // noKey is above every key of few and of classes; as few's float bits, a
@@ -545,9 +543,9 @@ func (h *Rendezvous) lookupEqual(k uint64) int {
 	seeds := h.seeds
 	// Few nodes: a new best is frequent, and a branch on it would be
 	// mispredicted more than skipping tails saves.
-	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
+	best, top := 0, bits53(k^seeds[0])
 	for i, s := range seeds[1:] {
-		if x := mixTail(mixSpread(k^s)) >> 11; x > top {
+		if x := bits53(k ^ s); x > top {
 			best, top = i+1, x
 		}
 	}
@@ -557,7 +555,7 @@ func (h *Rendezvous) lookupEqual(k uint64) int {
 // lookupEqualQuads is lookupEqual from quadsFrom nodes on (see there).
 func (h *Rendezvous) lookupEqualQuads(k uint64) int {
 	seeds := h.seeds
-	best, top := 0, mixTail(mixSpread(k^seeds[0]))>>11
+	best, top := 0, bits53(k^seeds[0])
 	bound := top >> 22 << 33
 	i := 1
 	for ; i+3 < len(seeds); i += 4 {
@@ -573,7 +571,7 @@ func (h *Rendezvous) lookupEqualQuads(k uint64) int {
 		bound = top >> 22 << 33
 	}
 	for ; i < len(seeds); i++ {
-		if x := mixTail(mixSpread(k^seeds[i])) >> 11; x > top {
+		if x := bits53(k ^ seeds[i]); x > top {
 			best, top = i, x
 		}
 	}

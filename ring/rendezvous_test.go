@@ -238,8 +238,9 @@ func TestRendezvousExtremeWeights(t *testing.T) {
 	}
 }
 
-// TestRendezvousManyWeighted: beyond 128 nodes Lookup takes another path
-// (heaviest first); it still picks the node of highest exact score, the
+// TestRendezvousManyWeighted: beyond 32 nodes Lookup takes other paths
+// (classes for up to 128 nodes of at most 8 weights, else heaviest
+// first); it still picks the node of highest exact score, the
 // first of LookupN, and shares follow the weights.
 func TestRendezvousManyWeighted(t *testing.T) {
 	for _, n := range []int{31, 32, 33, 128, 129, 200} {

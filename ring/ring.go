@@ -134,6 +134,10 @@ func mixSpread(y uint64) uint64 {
 
 func mixTail(z uint64) uint64 { return z ^ z>>31 }
 
+// bits53 is the top 53 bits of mix64(x) for y = spread(x): the bits a
+// rendezvous score is made of.
+func bits53(y uint64) uint64 { return mixTail(mixSpread(y)) >> 11 }
+
 // New builds a ring of nodes. The result depends only on the set of nodes
 // and cfg, never on the order of nodes.
 //
