@@ -51,6 +51,9 @@ type commitCall struct {
 	key, dk []byte
 	f       func(b *batch, o *Object) error
 	in      Object
+	// staged, if set, is called with out once the write changed the
+	// object, before its commit is durable (see [Store.write]).
+	staged  func(out Object)
 	out     Object // as stored: shared, read-only
 	change  change
 	changed bool
@@ -307,6 +310,9 @@ func (s *Store) commitBatch(calls []*commitCall) {
 			b.rollback(m)
 		} else {
 			c.err = b.wrote(m)
+		}
+		if c.err == nil && c.changed && c.staged != nil {
+			c.staged(c.out)
 		}
 		if b.full() || i == len(calls)-1 && b.logged() {
 			if err := s.logFrame(b); err != nil {

@@ -34,7 +34,7 @@ func putKey(k string) func(*batch, *Object) error {
 
 // write is s.write of f to key k, for the tests of the group commit.
 func write(s *Store, k string, f func(*batch, *Object) error) error {
-	_, err := s.write([]byte(k), f, Object{})
+	_, err := s.write([]byte(k), f, Object{}, nil)
 	return err
 }
 

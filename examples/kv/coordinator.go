@@ -86,25 +86,43 @@ func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, 
 // the key's object to the other home replicas, with hints on fallbacks
 // for those that cannot take it, until w replicas (this one included)
 // hold it.
+//
+// The copies leave while this replica's own is being synced, so that a
+// write waits for one disk sync rather than two in a row. A crash before
+// the sync can lose the write here while another replica holds it; the
+// store then reopens under a new incarnation ([Store.Epoch]), whose
+// actor numbers its dots afresh, so the lost dot is never handed out
+// again. A write with an idempotency key is sent only once it is on disk
+// here: its retry must find it here to apply once.
 func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
 	var (
-		o   Object
-		dot vclock.Dot
+		o       Object
+		dot     vclock.Dot
+		decided <-chan error // nil until the copies left
 	)
 	c.catchUp(ctx, key, cctx, home)
+	others := without(home, c.self)
+	replicate := func(o Object) {
+		decided = c.rep.replicate(ctx, key, o, others, without(fallbacks, c.self), w-1)
+	}
+	var staged func(Object)
+	if len(others) > 0 && v.IdempotencyKey == "" {
+		staged = replicate
+	}
 	err := c.leaver.unlessLeaving(func() (err error) {
-		o, dot, _, err = c.store.updateOnce(key, cctx, c.actor, v)
+		o, dot, _, err = c.store.updateOnce(key, cctx, c.actor, v, staged)
 		return err
 	})
 	if err != nil {
 		return Written{}, err
 	}
 	res := Written{Context: writeContext(o, cctx, dot), Dot: dot}
-	others := without(home, c.self)
 	if len(others) == 0 {
 		return res, nil
 	}
-	decided := c.rep.replicate(ctx, key, o, others, without(fallbacks, c.self), w-1)
+	if decided == nil {
+		replicate(o)
+	}
 	if w == 1 {
 		return res, nil
 	}

@@ -93,8 +93,8 @@
 // zones first); the next few are its fallbacks. A node that is not a home
 // replica forwards a write to the first live home replica, which applies
 // it with [Store.Update] under its actor ID (node ID and store epoch,
-// "n1.7f3a"), fsyncs it, and sends the resulting object to the other home
-// replicas at once; a home replica that is down or fails has its copy
+// "n1.7f3a"), and sends the resulting object to the other home replicas
+// while its own copy is being fsync'd; a home replica that is down or fails has its copy
 // taken by a fallback as a hint (sloppy quorum), each replica's fallback
 // chosen before the first call. The write succeeds once W replicas, the
 // coordinator included, hold it durably, while the others still receive
@@ -119,9 +119,10 @@
 //     Reads see only what is on disk. Concurrent writes on a node share
 //     a commit and its fsync (group commit: a commit takes every write
 //     that arrived while the one before it ran), and each is
-//     acknowledged only once that commit is on disk. A coordinator sends a write to the other replicas only
-//     once its own copy is on disk, so a dot it handed out is never lost
-//     to its own crash and never given twice.
+//     acknowledged only once that commit is on disk. A coordinator
+//     counts itself among the W only once its own copy is on disk too,
+//     though it sends the copies to the other replicas while its commit
+//     syncs (a write with an idempotency key waits for the sync first).
 //   - No silent loss: a value leaves a key only when a write whose
 //     context contained its dot replaced it; concurrent writes become
 //     siblings. An acknowledged write is held by W replicas, so it
@@ -129,8 +130,13 @@
 //     seeded cluster tests and kvdemo check it with [CheckReaped].
 //   - Unique dots: a coordinator's actor ID includes its store's epoch,
 //     fixed when the file is created, so a node that lost its disk never
-//     reuses the dots of its lost writes, and its reap floor keeps it
-//     from reusing those of reaped keys (see Deletes and reaping).
+//     reuses the dots of its lost writes; a store not closed cleanly (a
+//     crash, a failed disk) reopens under the epoch's next incarnation
+//     ([Store.Epoch]), so the dot of a write sent to other replicas but
+//     lost to the crash before its sync is never handed out again; and
+//     its reap floor keeps it from reusing those of reaped keys (see
+//     Deletes and reaping). Each crash thus adds one actor to the
+//     clocks of the keys the node writes afterwards.
 //   - Convergence: Merge is commutative, associative (for stores' objects)
 //     and idempotent, so replication, read repair, handoff and
 //     anti-entropy may repeat, reorder and duplicate; once hints are

@@ -35,13 +35,15 @@ var ErrKeyReused = errors.New("kv: idempotency key reused with a different value
 // concurrent writes with one idempotency key on one store apply at most
 // once while the sibling lives. It returns [ErrBadKey] for an invalid key.
 func (s *Store) UpdateOnce(key []byte, ctx vclock.VClock, actor string, v Version) (o Object, dot vclock.Dot, applied bool, err error) {
-	o, dot, applied, err = s.updateOnce(key, ctx, actor, v)
+	o, dot, applied, err = s.updateOnce(key, ctx, actor, v, nil)
 	return o.Clone(), dot, applied, err
 }
 
 // updateOnce is UpdateOnce that returns the object as stored: shared with
-// the store, to be read and not changed.
-func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Version) (o Object, dot vclock.Dot, applied bool, err error) {
+// the store, to be read and not changed. staged, when not nil, is called
+// with the object once the write is computed, before it is durable, when
+// it applied (see [Store.write]).
+func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Version, staged func(Object)) (o Object, dot vclock.Dot, applied bool, err error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, vclock.Dot{}, false, err
 	}
@@ -63,7 +65,7 @@ func (s *Store) updateOnce(key []byte, ctx vclock.VClock, actor string, v Versio
 		}
 		dot, applied = vclock.Dot{ID: actor, Counter: o.Context().Get(actor)}, true
 		return nil
-	}, Object{})
+	}, Object{}, staged)
 	return o, dot, applied, errors.Join(werr, err)
 }
 

@@ -239,6 +239,49 @@ func TestNodeLostDiskNewEpoch(t *testing.T) {
 	})
 }
 
+// A coordinator sends a write to the other replicas while its own copy
+// syncs. When that sync fails, the other replicas may hold the write the
+// coordinator lost; its store then reopens under a new incarnation, so
+// that its next write of the key gets a dot of a new actor and is not
+// taken for the lost one (which would drop it on the other replicas, as
+// a write they already hold).
+func TestNodeLostSyncNewIncarnation(t *testing.T) {
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
+		key := []byte("k")
+		home, _ := homeAndOther(c, "k")
+		coord := c.node(home[0])
+		before := coord.Actor()
+		s := c.stores[home[0]]
+		s.logMu.Lock()
+		_ = s.log.Close() // the next sync of the log fails
+		s.logMu.Unlock()
+		if _, err := coord.Put(ctx, key, vclock.VClock{}, []byte("lost"), 2); !errors.Is(err, ErrStorage) {
+			t.Fatalf("a write whose sync failed: %v, want ErrStorage", err)
+		}
+		coord.Wait()
+		for _, h := range home[1:] {
+			if o, _, _ := c.stores[h].Get(key); !slices.Equal(live(o), []string{"lost"}) {
+				t.Fatalf("%s holds %q, want the copy sent before the sync failed", h, live(o))
+			}
+		}
+		c.crash(home[0])
+		c.start(home[0])
+		coord = c.node(home[0])
+		if after := coord.Actor(); after == before {
+			t.Fatalf("the actor after a failed sync is %q, as before", after)
+		}
+		if _, err := coord.Put(ctx, key, vclock.VClock{}, []byte("new"), 3); err != nil {
+			t.Fatal(err)
+		}
+		c.converge(ctx)
+		for _, h := range home {
+			if o, _, _ := c.stores[h].Get(key); !slices.Equal(slices.Sorted(slices.Values(live(o))), []string{"lost", "new"}) {
+				t.Fatalf("%s holds %q after the acknowledged write \"new\", want it beside \"lost\"", h, live(o))
+			}
+		}
+	})
+}
+
 // Anti-entropy repairs exactly the keys a replica missed, and the
 // exchange moves bytes that grow with the differences.
 func TestNodeAntiEntropy(t *testing.T) {

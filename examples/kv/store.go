@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -100,11 +101,14 @@ type StoreConfig struct {
 	// keys, siblings included, in the same way, with [ErrObjectTooLarge].
 	// 0: DefaultMaxObjectLen.
 	MaxObjectLen int
-	// Epoch names this store's incarnation in the actor IDs of the writes
-	// it coordinates; it is used only when the file is created, and kept
-	// in it. Empty: 8 random hex digits. A node whose disk was lost comes
-	// back with a new store, hence a new epoch, so that its new writes
-	// never reuse the dots of its lost ones.
+	// Epoch names the store in the actor IDs of the writes it
+	// coordinates; it is used only when the file is created, and kept in
+	// it. Empty: 8 random hex digits. It may hold ASCII letters, digits
+	// and '_', at most 64. A node whose disk was lost comes back with a
+	// new store, hence a new epoch, so that its new writes never reuse the
+	// dots of its lost ones; and a store that was not closed cleanly
+	// opens under a new incarnation of its epoch ([Store.Epoch]), so that
+	// no dot it handed out before it was on disk is given twice.
 	Epoch string
 	// OnCommit, if set, is called once per commit of a batch of writes,
 	// with the time spent appending the batch to the write-ahead log and
@@ -152,7 +156,8 @@ type Store struct {
 	// hook, and exclusively by Regroup's scan, so that every committed
 	// write is in the index exactly once.
 	writing sync.RWMutex
-	epoch   string
+	origin  string // the epoch the file was created with, in every log segment's header
+	epoch   string // this incarnation's: origin, then origin-N after the Nth unclean start
 	index   *TreeIndex
 	hints   *HintStore
 
@@ -185,12 +190,32 @@ type Store struct {
 }
 
 var (
-	bucketData  = []byte("data")  // [segment uint32 BE][key] → encoded Object
-	bucketMeta  = []byte("meta")  // keyEpoch → the store's epoch; keyFloor → the reap floor
-	bucketTombs = []byte("tombs") // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
-	keyEpoch    = []byte("epoch")
-	keyFloor    = []byte("floor") // uint64 BE: no reaped object had a larger counter
+	bucketData  = []byte("data")    // [segment uint32 BE][key] → encoded Object
+	bucketMeta  = []byte("meta")    // keyEpoch, keyUnclean, keyClean, keyFloor
+	bucketTombs = []byte("tombs")   // [segment uint32 BE][key] → when its object, all tombstones, last changed, Unix ns BE
+	keyEpoch    = []byte("epoch")   // the epoch the file was created with
+	keyUnclean  = []byte("unclean") // uint64 BE: the opens that found no keyClean, the first excepted
+	keyClean    = []byte("clean")   // present from a clean Close to the next Open
+	keyFloor    = []byte("floor")   // uint64 BE: no reaped object had a larger counter
 )
+
+// maxEpochLen bounds [StoreConfig.Epoch].
+const maxEpochLen = 64
+
+// checkEpoch returns an error for an epoch [StoreConfig.Epoch] does not
+// allow: one that could end another epoch's actor IDs, or run into the
+// incarnation [Store.Epoch] appends.
+func checkEpoch(e string) error {
+	if len(e) > maxEpochLen {
+		return fmt.Errorf("kv: epoch of %d bytes, at most %d may be", len(e), maxEpochLen)
+	}
+	for _, c := range []byte(e) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_') {
+			return fmt.Errorf("kv: epoch %q: only ASCII letters, digits and '_' may be in it", e)
+		}
+	}
+	return nil
+}
 
 // Open opens (creating if needed) the store in the bbolt file at path,
 // with its hints in path+".hints" and its write-ahead log in
@@ -205,6 +230,9 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 		cfg.Tree = DefaultTree
 	}
 	if err := cfg.Tree.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkEpoch(cfg.Epoch); err != nil {
 		return nil, err
 	}
 	if cfg.MaxHints <= 0 {
@@ -250,16 +278,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 				return err
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		if e := meta.Get(keyEpoch); e != nil {
-			s.epoch = string(e)
-			return nil
-		}
-		s.epoch = cfg.Epoch
-		if s.epoch == "" {
-			s.epoch = fmt.Sprintf("%08x", rand.Uint32())
-		}
-		return meta.Put(keyEpoch, []byte(s.epoch))
+		return s.incarnate(tx.Bucket(bucketMeta))
 	})
 	if err == nil {
 		err = s.recover()
@@ -276,13 +295,53 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	return s, nil
 }
 
-// Epoch returns the store's incarnation (see [StoreConfig.Epoch]).
+// incarnate sets the store's epoch from meta, the bucket of a file being
+// opened, before any write: a new file's is the configured one (or a
+// random one); a file last closed cleanly keeps its epoch; any other
+// (its process crashed, or its disk failed) takes the next incarnation,
+// "origin-N" after the Nth such open. A coordinator sends a write to
+// other replicas while its own copy is being synced ([Store.updateOnce]),
+// so a crash can lose a dot of this store that another replica holds;
+// the next incarnation's actor has never numbered a dot, and reuses none.
+// The clean mark is consumed here, in the transaction that must commit
+// before the store takes a write.
+func (s *Store) incarnate(meta *bolt.Bucket) error {
+	if e := meta.Get(keyEpoch); e != nil {
+		s.origin = string(e)
+		n := getUint64(meta, keyUnclean)
+		if meta.Get(keyClean) != nil {
+			if err := meta.Delete(keyClean); err != nil {
+				return err
+			}
+		} else {
+			n++
+			if err := meta.Put(keyUnclean, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+				return err
+			}
+		}
+		s.epoch = s.origin
+		if n > 0 {
+			s.epoch = fmt.Sprintf("%s-%d", s.origin, n)
+		}
+		return nil
+	}
+	s.origin = cmp.Or(s.cfg.Epoch, fmt.Sprintf("%08x", rand.Uint32()))
+	s.epoch = s.origin
+	return meta.Put(keyEpoch, []byte(s.origin))
+}
+
+// Epoch returns the store's current incarnation: [StoreConfig.Epoch] as
+// the file was created with it, followed by "-N" once the store has been
+// opened N times after it was not closed cleanly. A node's actor ID is
+// its ID and this epoch.
 func (s *Store) Epoch() string { return s.epoch }
 
 // Close waits for a background checkpoint, checkpoints the log's writes
-// into the bbolt file, deletes the log and closes the files. A store
-// whose log failed before ([ErrStorage]) keeps its log for the next Open
-// to replay, and Close does not report that failure again. Writes that
+// into the bbolt file, marks the file closed cleanly, deletes the log and
+// closes the files. A store whose log failed before ([ErrStorage]) keeps
+// its log for the next Open to replay, which opens it under a new
+// incarnation ([Store.Epoch]), and Close does not report that failure
+// again. Writes that
 // race with Close may fail; calls after Close fail with bbolt's
 // ErrDatabaseNotOpen. A second Close does nothing.
 func (s *Store) Close() error {
@@ -298,6 +357,11 @@ func (s *Store) Close() error {
 	var err error
 	if !failed {
 		err = s.checkpoint()
+	}
+	if err == nil && !failed {
+		// Every write the store took is in the file: the next Open keeps
+		// the epoch (see [Store.incarnate]).
+		err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyClean, []byte{1}) })
 	}
 	s.logMu.Lock()
 	if closeErr := s.log.Close(); !failed {
@@ -419,7 +483,7 @@ func (s *Store) Update(key []byte, ctx vclock.VClock, actor string, v Version) (
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return owned(s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) }, Object{}))
+	return owned(s.write(key, func(b *batch, o *Object) error { return s.update(b, o, ctx, actor, v) }, Object{}, nil))
 }
 
 // seen returns the part of ctx that o has seen: each of ctx's counters
@@ -490,7 +554,7 @@ func (s *Store) Merge(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return owned(s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil }, Object{}))
+	return owned(s.write(key, func(_ *batch, cur *Object) error { cur.Sync(o); return nil }, Object{}, nil))
 }
 
 // mergeOwned is Merge of an object the caller hands over, such as one it
@@ -501,7 +565,7 @@ func (s *Store) mergeOwned(key []byte, o Object) (Object, error) {
 	if err := checkKey(key); err != nil {
 		return Object{}, err
 	}
-	return s.write(key, nil, o)
+	return s.write(key, nil, o, nil)
 }
 
 // owned returns a copy of o, which the store may share, with err.
@@ -512,9 +576,15 @@ func owned(o Object, err error) (Object, error) { return o.Clone(), err }
 // append and fsync for all, [groupCommit]), and feeds the change to the
 // index once the batch committed. It returns the object as stored:
 // shared with the store, to be read and not changed.
-func (s *Store) write(key []byte, f func(b *batch, o *Object) error, in Object) (Object, error) {
+//
+// staged, when not nil and the write changes the object, is called with
+// the object as stored once the batch computed it and before the batch
+// is durable, on the goroutine committing the batch with the store's
+// log held: it must not block or call into the store. The write may
+// still fail after it (a failed log: [ErrStorage]).
+func (s *Store) write(key []byte, f func(b *batch, o *Object) error, in Object, staged func(Object)) (Object, error) {
 	c := s.commits.call()
-	c.key, c.dk, c.f, c.in = key, s.dataKey(key), f, in
+	c.key, c.dk, c.f, c.in, c.staged = key, s.dataKey(key), f, in, staged
 	s.writing.RLock()
 	defer s.writing.RUnlock()
 	err := s.commits.do(c)

@@ -143,6 +143,7 @@ func TestStoreModel(t *testing.T) {
 			model := map[string]Object{}  // this replica
 			remote := map[string]Object{} // another replica, written by "n2"
 			var floor uint64              // the largest counter of this replica's own in a reaped object
+			actor := "n1." + s.Epoch()    // a new incarnation's after a crash
 			keys := []string{"a1", "a2", "b1", "b2", "c1"}
 			for i := range 300 {
 				k := keys[rng.IntN(len(keys))]
@@ -156,8 +157,8 @@ func TestStoreModel(t *testing.T) {
 						t.Fatalf("seed %d step %d: Reap of %v = %v, %v", seed, i, o.Values(), reaped, err)
 					}
 					if reaped {
-						reaps++                                     // across seeds
-						floor = max(floor, o.Context().Get("n1.e")) // its own dots only
+						reaps++                                    // across seeds
+						floor = max(floor, o.Context().Get(actor)) // its own dots only
 						delete(model, k)
 						delete(remote, k)
 					}
@@ -172,13 +173,13 @@ func TestStoreModel(t *testing.T) {
 						v.Value = nil
 					}
 					m := model[k].Clone()
-					if !holdsValueOf(m, "n1.e") && floor > ctx.Get("n1.e") {
+					if !holdsValueOf(m, actor) && floor > ctx.Get(actor) {
 						ctx = ctx.Clone()
-						ctx.Add(vclock.Dot{ID: "n1.e", Counter: floor})
+						ctx.Add(vclock.Dot{ID: actor, Counter: floor})
 					}
-					m.Update(ctx, "n1.e", v)
+					m.Update(ctx, actor, v)
 					model[k] = m
-					got, err = s.Update([]byte(k), ctx, "n1.e", v)
+					got, err = s.Update([]byte(k), ctx, actor, v)
 				case op < 8: // the other replica writes
 					r := remote[k].Clone()
 					r.Update(r.Context(), "n2", Version{Value: fmt.Appendf(nil, "r%d", i)})
@@ -212,6 +213,11 @@ func TestStoreModel(t *testing.T) {
 				case 1: // a crash: the log's writes since the last checkpoint are replayed
 					crash(t, s)
 					s = openStore(t, path, cfg)
+					if next := "n1." + s.Epoch(); next == actor {
+						t.Fatalf("seed %d step %d: the actor after a crash is %s, as before it", seed, i, next)
+					} else {
+						actor = next
+					}
 				case 2:
 					if err := s.checkpoint(); err != nil {
 						t.Fatal(err)

@@ -408,7 +408,7 @@ func (s *Store) rotate() (imm map[string]*memEntry, floor, old uint64, err error
 	if err != nil || size == 0 {
 		return nil, 0, 0, err
 	}
-	f, start, err := createSegment(segmentPath(s.path, next), s.epoch, s.segmentBytes(), s.cfg.NoSync)
+	f, start, err := createSegment(segmentPath(s.path, next), s.origin, s.segmentBytes(), s.cfg.NoSync)
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	if err != nil {
@@ -472,7 +472,7 @@ func (s *Store) recover() error {
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			for i, seq := range seqs {
 				p := segmentPath(s.path, seq)
-				torn, err := readSegment(p, s.epoch, func(r record) error { return s.replay(tx, r) })
+				torn, err := readSegment(p, s.origin, func(r record) error { return s.replay(tx, r) })
 				if err != nil {
 					return err
 				}
@@ -502,7 +502,7 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
-	s.log, s.logStart, err = createSegment(segmentPath(s.path, next), s.epoch, s.segmentBytes(), s.cfg.NoSync)
+	s.log, s.logStart, err = createSegment(segmentPath(s.path, next), s.origin, s.segmentBytes(), s.cfg.NoSync)
 	s.logSeq = next
 	return err
 }

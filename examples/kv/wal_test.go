@@ -467,3 +467,93 @@ func TestStoreClosed(t *testing.T) {
 		t.Errorf("a second Close: %v", err)
 	}
 }
+
+// A store keeps its epoch across a clean Close, and opens under the next
+// incarnation after a crash or a failed log, so that a dot it handed out
+// before a write was on disk is never handed out again; the log a crash
+// left replays under any incarnation.
+func TestStoreIncarnation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	cfg := StoreConfig{NoSync: true, Epoch: "e"}
+	s := openStore(t, path, cfg)
+	reopen := func(how string, want string) {
+		t.Helper()
+		switch how {
+		case "close":
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case "crash":
+			crash(t, s)
+		case "fail":
+			s.logMu.Lock()
+			_ = s.log.Close()
+			s.logMu.Unlock()
+			if _, err := s.Update([]byte("x"), vclock.VClock{}, "n1."+s.Epoch(), Version{Value: []byte("x")}); !errors.Is(err, ErrStorage) {
+				t.Fatalf("a write on a failed log: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = openStore(t, path, cfg)
+		if s.Epoch() != want {
+			t.Fatalf("after %s: epoch %q, want %q", how, s.Epoch(), want)
+		}
+	}
+	if s.Epoch() != "e" {
+		t.Fatalf("a new store's epoch %q, want e", s.Epoch())
+	}
+	put(t, s, "a", vclock.VClock{}, "1")
+	reopen("close", "e")
+	put(t, s, "b", vclock.VClock{}, "2")
+	reopen("crash", "e-1") // the log of "b" replays
+	reopen("close", "e-1")
+	reopen("crash", "e-2")
+	reopen("crash", "e-3")
+	reopen("fail", "e-4")
+	reopen("close", "e-4")
+	for _, k := range []string{"a", "b"} {
+		if _, found, err := s.Get([]byte(k)); !found || err != nil {
+			t.Fatalf("%s lost across the reopenings: %v", k, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"e-1", "e.1", strings.Repeat("e", maxEpochLen+1), "é"} {
+		if _, err := Open(filepath.Join(t.TempDir(), "kv.db"), StoreConfig{Epoch: bad}); err == nil {
+			t.Errorf("Open with epoch %q: no error", bad)
+		}
+	}
+}
+
+// A write's staged hook sees the object the write returns, once, when
+// the write changes the object and before the write is durable: a write
+// whose log fails after it was staged returns ErrStorage. A write refused
+// or changing nothing is not staged.
+func TestStoreStaged(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "kv.db"), StoreConfig{NoSync: true, Epoch: "e", MaxSiblings: 1})
+	var staged []Object
+	hook := func(o Object) { staged = append(staged, o) }
+	o, dot, applied, err := s.updateOnce([]byte("k"), vclock.VClock{}, "n1.e", Version{Value: []byte("v"), IdempotencyKey: "i"}, hook)
+	if err != nil || !applied || len(staged) != 1 || !sameObject(staged[0], o) || !staged[0].Context().Contains(dot) {
+		t.Fatalf("a write: %v applied %v, staged %d objects", err, applied, len(staged))
+	}
+	if _, _, applied, err := s.updateOnce([]byte("k"), vclock.VClock{}, "n1.e", Version{Value: []byte("v"), IdempotencyKey: "i"}, hook); err != nil || applied || len(staged) != 1 {
+		t.Fatalf("a retry that writes nothing: %v applied %v, staged %d objects", err, applied, len(staged))
+	}
+	if _, _, _, err := s.updateOnce([]byte("k"), vclock.VClock{}, "n2.e", Version{Value: []byte("w")}, hook); !errors.Is(err, ErrTooManySiblings) || len(staged) != 1 {
+		t.Fatalf("a refused write: %v, staged %d objects", err, len(staged))
+	}
+	s.logMu.Lock()
+	_ = s.log.Close()
+	s.logMu.Unlock()
+	if _, _, _, err := s.updateOnce([]byte("k"), o.Context(), "n1.e", Version{Value: []byte("u")}, hook); !errors.Is(err, ErrStorage) || len(staged) != 2 {
+		t.Fatalf("a write whose log fails: %v, staged %d objects", err, len(staged))
+	}
+	if got := get(t, s, "k"); !slices.Equal(live(got), []string{"v"}) {
+		t.Fatalf("after the failed write the key reads %q, want the durable v", live(got))
+	}
+	_ = s.Close()
+}
