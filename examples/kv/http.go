@@ -47,10 +47,14 @@ const (
 	DefaultMaxConcurrent    = 512
 	DefaultMaxConcurrentRPC = 512
 	DefaultBodyTimeout      = 30 * time.Second
-	MaxValueLen             = 1 << 20  // bytes in a PUT body
-	MaxRPCLen               = 64 << 20 // bytes in a replica RPC
-	rpcPath                 = "/internal/rpc"
-	maxErrorBytes           = 4096
+	// DefaultIdleTimeout is how long a [Server] keeps a keep-alive
+	// connection on which no request comes: longer than Go's HTTP client
+	// keeps an idle one (90 s), so that the client closes it first.
+	DefaultIdleTimeout = 2 * time.Minute
+	MaxValueLen        = 1 << 20  // bytes in a PUT body
+	MaxRPCLen          = 64 << 20 // bytes in a replica RPC
+	rpcPath            = "/internal/rpc"
+	maxErrorBytes      = 4096
 )
 
 // HTTPTransport is a [Transport] over HTTP: a call to a node is POSTed

@@ -68,7 +68,14 @@ import (
 // closes the connection; so does a write that does not finish within
 // the write timeout (a peer that stopped reading), and, on a caller's
 // side, silence past a written request's timeout and muxGrace (a peer
-// partitioned away or paused, which TCP takes minutes to give up on). A peer that answers
+// partitioned away or paused, which TCP takes minutes to give up on).
+// Idle connections close too: a caller's once no call was made on it for
+// between [muxIdle] and twice that, with none awaiting an answer (the
+// next call opens another), and a server's once no request came for
+// between [muxServeIdle] and twice that, with none in flight, which ends
+// only the connections of callers gone without closing theirs, as a
+// caller closes an idle one first (a server counts its answers as
+// activity too). A peer that answers
 // the upgrade 404, 405 or 400 (a node without it) is called over HTTP for
 // [muxRetry] before the upgrade is tried again.
 const (
@@ -87,6 +94,12 @@ const (
 	// muxRetry is how long a peer that refused the upgrade is called
 	// over HTTP.
 	muxRetry = time.Minute
+	// muxIdle is how long a caller keeps a connection it makes no call
+	// on, at least; muxServeIdle how long a server keeps one on which no
+	// request comes, at least: more than twice muxIdle, so that the
+	// caller closes it first and no call races the server's close.
+	muxIdle      = time.Minute
+	muxServeIdle = 5 * time.Minute
 )
 
 // The labels that separate the MACs of the two directions.
@@ -263,6 +276,10 @@ type muxConn struct {
 	// drained, when set, is signalled under mu each time the writer
 	// takes the queue.
 	drained *sync.Cond
+	// activity counts what keeps the connection from being idle (see
+	// watchIdle), under mu; idle is the timer that checks it.
+	activity uint64
+	idle     *time.Timer
 }
 
 func newMuxConn(conn net.Conn, br *bufio.Reader, f *muxFramer, writeTimeout time.Duration) *muxConn {
@@ -288,6 +305,9 @@ func (m *muxConn) close(err error) {
 	}
 	m.err = err
 	m.queue, m.queued = nil, 0
+	if m.idle != nil {
+		m.idle.Stop()
+	}
 	if m.onClose != nil {
 		m.onClose(err)
 	}
@@ -297,6 +317,29 @@ func (m *muxConn) close(err error) {
 	m.mu.Unlock()
 	close(m.closed)
 	_ = m.conn.Close()
+}
+
+// watchIdle closes the connection once a whole period of length idle
+// passed with no activity (m.activity unchanged) and busy, called under
+// mu, false at its end; it checks once a period, so an idle connection
+// closes between idle and twice idle after its last activity, and costs
+// no timer operation per frame.
+func (m *muxConn) watchIdle(idle time.Duration, busy func() bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mark := m.activity
+	m.idle = time.AfterFunc(idle, func() {
+		m.mu.Lock()
+		quiet := m.err == nil && m.activity == mark && !busy()
+		mark = m.activity
+		if m.err == nil && !quiet {
+			m.idle.Reset(idle)
+		}
+		m.mu.Unlock()
+		if quiet {
+			m.close(fmt.Errorf("kv: idle for %v", idle))
+		}
+	})
 }
 
 // writeLoop writes the queued frames each time a frame is queued, until
@@ -446,7 +489,9 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 		now := time.Now()
 		for i, o := range out {
 			o.call.writing = false
-			if !broken {
+			if !broken && c.pending[o.id] == o.call {
+				// Not when its answer came already, as it may before this
+				// runs: nothing more would clear the time set.
 				c.expectBy(now.Add(o.call.timeout + muxGrace))
 			}
 			switch {
@@ -458,6 +503,7 @@ func newMuxClient(to string, conn net.Conn, br *bufio.Reader, f *muxFramer, writ
 			}
 		}
 	}
+	c.watchIdle(muxIdle, func() bool { return len(c.pending) > 0 })
 	go c.writeLoop()
 	go c.readLoop()
 	return c
@@ -566,6 +612,7 @@ func (c *muxClient) start(ctx context.Context, req []byte, timeout time.Duration
 		return
 	}
 	c.nextID++
+	c.activity++
 	call.id = c.nextID
 	c.pending[call.id] = call
 	c.enqueue(muxOut{id: call.id, arg: uint64(call.timeout), body: req, call: call})
@@ -1050,6 +1097,7 @@ func (s *muxServer) run(ctx context.Context) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	s.drained = sync.NewCond(&s.mu)
 	s.onClose = cancel
+	s.watchIdle(muxServeIdle, func() bool { return len(s.inFlight) > 0 })
 	stop := context.AfterFunc(ctx, func() { s.close(context.Cause(ctx)) })
 	defer stop()
 	var wg sync.WaitGroup
@@ -1076,6 +1124,7 @@ func (s *muxServer) run(ctx context.Context) {
 		s.mu.Lock()
 		_, reused := s.inFlight[id]
 		s.inFlight[id] = struct{}{}
+		s.activity++
 		s.mu.Unlock()
 		switch {
 		case reused:
@@ -1126,6 +1175,7 @@ func (s *muxServer) answer(id, status uint64, body []byte) {
 	}
 	s.mu.Lock()
 	delete(s.inFlight, id)
+	s.activity++ // the caller may call again at once: a whole period from now
 	if s.err != nil {
 		s.mu.Unlock()
 		return

@@ -897,3 +897,88 @@ func TestMuxSilentPeer(t *testing.T) {
 		}
 	})
 }
+
+// A caller's connection closes once no call was made on it for between
+// muxIdle and twice that with none awaiting its answer: calls keep it
+// open, and so does a call awaiting an answer however long it takes
+// within its timeout. A call after the close opens another connection.
+func TestMuxClientIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, peer := newMuxClientPipe(t, nil)
+		hold := make(chan struct{})
+		go func() { // the peer answers each request, the one of "hold" once told
+			for {
+				id, _, body, err := peer.read()
+				if err != nil {
+					return
+				}
+				if string(body) == "hold" {
+					<-hold
+				}
+				if err := peer.send(id, http.StatusOK, body); err != nil {
+					return
+				}
+			}
+		}()
+		for range 10 {
+			if _, err := c.call(context.Background(), []byte("x"), time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(muxIdle * 3 / 4)
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := c.call(context.Background(), []byte("hold"), MaxBatchTimeout)
+			answered <- err
+		}()
+		time.Sleep(4 * muxIdle)
+		if !c.open() {
+			t.Fatal("closed while in use, or while a call awaited its answer")
+		}
+		close(hold)
+		if err := <-answered; err != nil {
+			t.Fatal(err)
+		}
+		last := time.Now()
+		<-c.closed
+		if idle := time.Since(last); idle > 2*muxIdle {
+			t.Errorf("closed %v after its last answer, want at most %v", idle, 2*muxIdle)
+		}
+		if _, err := c.call(context.Background(), []byte("x"), time.Second); !errors.Is(err, errMuxClosed) || !errors.Is(err, ErrNotDelivered) {
+			t.Errorf("a call on the closed connection: %v, want it not delivered", err)
+		}
+	})
+}
+
+// A server closes a connection on which no request came for between
+// muxServeIdle and twice that, counted from its last answer, with none
+// in flight: never while a request is served, however long.
+func TestMuxServerIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		_, peer, done := newMuxServerPipe(t, nil, 2, func(ctx context.Context, req []byte) ([]byte, error) {
+			if string(req) == "hold" {
+				<-release
+			}
+			return echo(ctx, req)
+		})
+		if err := peer.send(1, uint64(MaxBatchTimeout), []byte("hold")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * muxServeIdle)
+		select {
+		case <-done:
+			t.Fatal("closed while a request was served")
+		default:
+		}
+		close(release)
+		if _, status, _, err := peer.read(); err != nil || status != http.StatusOK {
+			t.Fatalf("answer %d, %v", status, err)
+		}
+		answered := time.Now()
+		<-done
+		if idle := time.Since(answered); idle < muxServeIdle || idle > 2*muxServeIdle {
+			t.Errorf("closed %v after its last answer, want between %v and %v", idle, muxServeIdle, 2*muxServeIdle)
+		}
+	})
+}

@@ -360,6 +360,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 			},
 			Membership: func() []swim.Member { return s.swim.Members(nil) }}),
 		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       DefaultIdleTimeout,
 		// Room for the longest X-Context allowed, and no more.
 		MaxHeaderBytes: 64<<10 + 2*cmp.Or(cfg.Limits.MaxContextLen, DefaultMaxContextLen),
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
