@@ -379,7 +379,7 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 		s.wg.Go(func() { s.warnUnjoined(ctx, log, cfg.Join, joinGrace*cmp.Or(cfg.ProbeInterval, time.Second)) })
 	}
 	s.ready.Store(true)
-	log.Info("serving", "addr", s.ln.Addr().String(), "tls", cfg.TLS != nil, "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
+	log.Info("serving", "addr", s.ln.Addr().String(), "actor", s.node.Actor(), "tls", cfg.TLS != nil, "gossip", s.udp.Addr(), "n", s.node.Quorum().N, "r", s.node.Quorum().R, "w", s.node.Quorum().W)
 	return s, nil
 }
 
