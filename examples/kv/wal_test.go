@@ -325,9 +325,9 @@ func TestLogSIGKILLChild(t *testing.T) {
 }
 
 // TestLogSIGKILL kills a writing process with SIGKILL at a random point,
-// several times over the same store: after each kill, the store opens,
-// holds every write the process acknowledged, and its trees match its
-// data.
+// several times over the same store: after each kill, the store opens
+// under a new incarnation, holds every write the process acknowledged,
+// and its trees match its data.
 func TestLogSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -363,6 +363,11 @@ func TestLogSIGKILL(t *testing.T) {
 		s, err := Open(filepath.Join(dir, "kv.db"), StoreConfig{Epoch: "e"})
 		if err != nil {
 			t.Fatalf("round %d: Open after SIGKILL: %v", round, err)
+		}
+		// Each child's store was killed, each test's closed: one unclean
+		// start per round.
+		if want := fmt.Sprintf("e-%d", round+1); s.Epoch() != want {
+			t.Errorf("round %d: epoch after SIGKILL %q, want %q", round, s.Epoch(), want)
 		}
 		for _, k := range acked {
 			o, found, err := s.Get([]byte(k))
