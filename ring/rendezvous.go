@@ -44,7 +44,7 @@ type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
 	seeds []uint64  // spread(xxhash64(ID)) of each node (see spread)
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
-	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
+	lin   []float64 // inv scaled for headCost, where few serves lookups
 	// Some weight lies outside [minFast, maxFast]: scores may overflow or
 	// lose precision, and lookups compute every score.
 	extreme bool
@@ -89,21 +89,21 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			h.heavy[i] = int32(i)
 		}
 		h.extreme = slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast })
-		if len(sorted) <= keyMask+1 {
-			h.lin = make([]float64, len(sorted))
-			for i, inv := range h.inv {
-				h.lin[i] = linOf(inv)
-			}
-		}
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
 		h.heavySeeds = make([]uint64, len(sorted))
 		for k, i := range h.heavy {
 			h.heavySeeds[k] = seeds[i]
 			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
-				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
+				h.groups = append(h.groups, weightGroup{start: k, weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
 			}
 			h.groups[len(h.groups)-1].end = k + 1
+		}
+		if len(sorted) <= keyMask+1 && !h.takesClasses() {
+			h.lin = make([]float64, len(sorted))
+			for i, inv := range h.inv {
+				h.lin[i] = linOf(inv)
+			}
 		}
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
@@ -248,8 +248,8 @@ func (h *Rendezvous) lookupWeighted(k uint64) int {
 		var buf [1]ranked
 		return h.best(k, 1, buf[:0], all)[0].node
 	}
-	switch n := len(h.nodes); {
-	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
+	switch {
+	case h.takesClasses():
 		return h.classes(k)
 	case h.lin != nil:
 		return h.few(k)
@@ -261,23 +261,21 @@ func (h *Rendezvous) lookupWeighted(k uint64) int {
 // there.
 func (h *Rendezvous) heavyFirst(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
-	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
-		for j, s := range h.heavySeeds[start:g.end] {
-			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+j]), z) {
+		for j, s := range h.heavySeeds[g.start:g.end] {
+			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[g.start+j]), z) {
 				bound = w.headBound(g.weight)
 			}
 		}
-		start = g.end
 	}
 	return w.best
 }
 
-// weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
-// ends before index end, with 1/weight and linOf of that.
+// weightGroup is a run of nodes of one weight in Rendezvous.heavy, from
+// index start to before index end, with 1/weight and linOf of that.
 type weightGroup struct {
-	end              int
+	start, end       int
 	weight, inv, lin float64
 }
 
@@ -290,71 +288,61 @@ const (
 	classesUpTo = 128
 )
 
-// classes is lookupWeighted for at most maxClasses distinct weights. One
-// pass over the nodes, heaviest first, keeps for each run of one weight
-// its least and second least key (classKey), without a branch. The least
-// cost lies with one of the runs' leasts, and the one of least lower
-// bound (headCost) proposes itself: it wins when an upper bound of its
-// cost (costAbove), raised by 2^-44 relatively, is below the lower bound
-// of every other run's least and of its own run's second, since then
-// every other cost is above its cost by more than 2^-45 relatively, far
-// more than the rounding of costAbove and of scores. Otherwise heavyFirst
-// decides.
+// takesClasses reports whether lookupWeighted takes classes.
+func (h *Rendezvous) takesClasses() bool {
+	n := len(h.nodes)
+	return len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo
+}
+
+// classes is lookupWeighted for at most maxClasses distinct weights. For
+// each run of one weight it finds the two largest heads (top2). Within a
+// run the lower bound of a node's cost (headCost) falls as its head
+// rises, so the least cost lies with one of the runs' leaders, and the
+// leader of least lower bound proposes itself. It wins when an upper
+// bound of its cost (costAbove, which may lie below the cost by a few
+// ulps) is below the lower bound of every other run's leader and of its
+// own run's second: every other cost is then above its lower bound by a
+// factor 1 + 2^-41 (see headCost and key), so above the winner's by a
+// factor 1 + 2^-42 at least, far more than the rounding of scores, which
+// therefore order alike. Otherwise heavyFirst decides.
 func (h *Rendezvous) classes(k uint64) int {
-	var least, second [maxClasses]uint64
-	start := 0
-	seeds := h.heavySeeds
+	var lead [maxClasses]uint64
+	var next [maxClasses]float64
+	least, second := uint64(noKey), uint64(noKey)
 	for g, run := range h.groups {
-		// Two lanes, whose chains of minima run side by side.
-		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
-		j := start
-		for ; j+1 < run.end; j += 2 {
-			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
-			l1, s1 = lower2(l1, s1, classKey(k, seeds[j+1], j+1))
-		}
-		if j < run.end {
-			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
-		}
-		least[g], second[g] = lower2(l0, s0, l1)
-		second[g] = min(second[g], s1)
-		start = run.end
+		l, n := top2(k, h.heavySeeds[run.start:run.end])
+		lead[g], next[g] = l, headCost(^n>>33, run.lin)
+		least, second = lower2(least, second, key(headCost(^l>>33, run.lin), g))
 	}
-	var below [maxClasses]float64
-	first := 0
-	for g, run := range h.groups {
-		below[g] = headCost(least[g]>>32, run.lin)
-		if below[g] < below[first] {
-			first = g
-		}
+	g := least & keyMask
+	run := h.groups[g]
+	pos := run.start + int(lead[g]&posMask^posMask)
+	above := costAbove(bits53(k^h.heavySeeds[pos])) * run.inv
+	if math.Float64frombits(second) > above && next[g] > above {
+		return int(h.heavy[pos])
 	}
-	x := bits53(k ^ h.heavySeeds[least[first]&posMask])
-	above := costAbove(x) * h.groups[first].inv * (1 + 0x1p-44)
-	for g, run := range h.groups {
-		bound := below[g]
-		if g == first {
-			if second[g] == noKey {
-				continue
-			}
-			bound = headCost(second[g]>>32, run.lin)
-		}
-		if !(bound > above) {
-			return h.heavyFirst(k)
-		}
-	}
-	return int(h.heavy[least[first]&posMask])
+	return h.heavyFirst(k)
 }
 
-// classKey is the key in classes of the node at position j in heavy, of
-// spread seed seed, for a key of spread hash k: its head complemented and
-// shifted right by one, whose top 31 bits, t = ^head >> 33 (see
-// headCost), order the costs of a run of one weight as the heads do, with
-// j in the low 32 bits.
-func classKey(k, seed uint64, j int) uint64 {
-	return ^mixSpread(k^seed)>>1&^posMask | uint64(j)
+// top2 returns the largest and the second largest key (0 if seeds has one
+// node) of the nodes of seeds for a key of spread hash k. A node's key is
+// its head (mixSpread) with the low 31 bits replaced by its position in
+// seeds, complemented (posMask ^ j); the top 33 bits, which headCost
+// reads, are the head's. A key of 0 bounds a cost from below like any
+// head, so a missing second can only defer a lookup to heavyFirst. Keys
+// go through min and max, which the compiler makes without a branch.
+func top2(k uint64, seeds []uint64) (first, second uint64) {
+	first = mixSpread(k^seeds[0]) | posMask
+	for j, s := range seeds[1:] {
+		c := mixSpread(k^s) | posMask ^ uint64(j+1)
+		second = max(second, min(first, c))
+		first = max(first, c)
+	}
+	return first, second
 }
 
-// posMask is the bits of a classKey that hold the node's position.
-const posMask = 1<<32 - 1
+// posMask is the bits of a top2 key that hold the node's position.
+const posMask = 1<<31 - 1
 
 // few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
 // least and the second least lower bound (headCost) of the nodes' costs,
@@ -371,8 +359,7 @@ func (h *Rendezvous) few(k uint64) int {
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
 	for i, s := range seeds {
 		c := key(headCost(^mixSpread(k^s)>>33, lin[i]), i)
-		second = min(second, max(least, c))
-		least = min(least, c)
+		least, second = lower2(least, second, c)
 	}
 	first := int(least & keyMask)
 	x := bits53(k ^ h.seeds[first])

@@ -453,3 +453,50 @@ func TestRendezvousUOne(t *testing.T) {
 		}
 	}
 }
+
+// TestRendezvousTightBound: node b's 53 bits have their low 22 bits all
+// ones, so that the lower bound of its cost read from its head is tight,
+// and node a, of another weight, costs more than b by a factor 1 + 2^-33
+// to 1 + 2^-31, while a's head gives a looser bound, below b's: a is
+// proposed and b must win. The other nodes cost far more. A check that
+// took a's upper bound for settled within 2^-30 of b's lower bound would
+// pick a; sizes cross every path (few, classes, heavyFirst).
+func TestRendezvousTightBound(t *testing.T) {
+	r := seeded(t, 18)
+	const top = 1<<53 - 1
+	weights := []float64{1, 2, 3}
+	for range 3000 {
+		kh := r.Uint64()
+		n := 2 + r.IntN(200)
+		nodes := make([]Node, n)
+		xs := make([]uint64, n)
+		for i := range nodes {
+			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: weights[r.IntN(len(weights))]}
+			xs[i] = r.Uint64N(1 << 52) // u below 1/2: far behind
+		}
+		a, b := r.IntN(n), r.IntN(n-1)
+		if b >= a {
+			b++
+		}
+		nodes[a].Weight = weights[r.IntN(len(weights))]
+		for nodes[b].Weight == nodes[a].Weight {
+			nodes[b].Weight = weights[r.IntN(len(weights))]
+		}
+		xs[b] = top - (1<<16+r.Uint64N(1<<16))<<22 // 1 - u about 2^-14
+		costB := -math.Log(uOf(xs[b])) / nodes[b].Weight
+		costA := costB * (1 + math.Ldexp(1+3*r.Float64(), -33))
+		xs[a] = uint64(math.Exp(-costA*nodes[a].Weight)*(1<<53) - 0.5)
+		if costA := -math.Log(uOf(xs[a])) / nodes[a].Weight; !(costA > costB) {
+			t.Fatalf("crafted costs: a %v, b %v", costA, costB)
+		}
+		seeds := make([]uint64, n)
+		for i := range seeds {
+			seeds[i] = seedFor(kh, xs[i]<<11|r.Uint64()&(1<<11-1))
+		}
+		h := newRendezvous(nodes, seeds)
+		if got := h.LookupHash(kh); got != nodes[b].ID {
+			t.Fatalf("%d nodes, weights %v and %v: Lookup = %s, want %s", n, nodes[a].Weight, nodes[b].Weight, got, nodes[b].ID)
+		}
+		checkLookup(t, h, kh)
+	}
+}
