@@ -45,9 +45,8 @@ type Rendezvous struct {
 	seeds []uint64  // spread(xxhash64(ID)) of each node (see spread)
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
 	lin   []float64 // inv scaled for headCost, where few serves lookups
-	// Some weight lies outside [minFast, maxFast]: scores may overflow or
-	// lose precision, and lookups compute every score.
-	extreme bool
+	// How Lookup finds the best node (see pathOf); zero for an empty set.
+	path path
 	// When weights are unequal: node indexes by descending weight, then
 	// ID, and their spread seeds in that order.
 	heavy      []int32
@@ -88,7 +87,6 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			h.inv[i] = 1 / n.Weight
 			h.heavy[i] = int32(i)
 		}
-		h.extreme = slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast })
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
 		h.heavySeeds = make([]uint64, len(sorted))
@@ -99,11 +97,12 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			}
 			h.groups[len(h.groups)-1].end = k + 1
 		}
-		if len(sorted) <= keyMask+1 && !h.takesClasses() {
-			h.lin = make([]float64, len(sorted))
-			for i, inv := range h.inv {
-				h.lin[i] = linOf(inv)
-			}
+	}
+	h.path = h.pathOf()
+	if h.path == pathFew {
+		h.lin = make([]float64, len(sorted))
+		for i, inv := range h.inv {
+			h.lin[i] = linOf(inv)
 		}
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
@@ -244,17 +243,49 @@ func cost(u float64) (lo, hi float64) {
 // whatever the path (see offer). With weights outside [minFast, maxFast]
 // it computes every score, as LookupN does.
 func (h *Rendezvous) lookupWeighted(k uint64) int {
-	if h.extreme {
-		var buf [1]ranked
-		return h.best(k, 1, buf[:0], all)[0].node
-	}
-	switch {
-	case h.takesClasses():
-		return h.classes(k)
-	case h.lin != nil:
+	switch h.path {
+	case pathFew:
 		return h.few(k)
+	case pathClasses:
+		return h.classes(k)
+	case pathHeavyFirst:
+		return h.heavyFirst(k)
 	}
-	return h.heavyFirst(k)
+	var buf [1]ranked
+	return h.best(k, 1, buf[:0], all)[0].node
+}
+
+// path is the way Lookup finds the best node of a set.
+type path uint8
+
+const (
+	pathEmpty      path = iota
+	pathEqual           // lookupEqual
+	pathEqualQuads      // lookupEqualQuads
+	pathFew             // lookupWeighted by few
+	pathClasses         // lookupWeighted by classes
+	pathHeavyFirst      // lookupWeighted by heavyFirst
+	pathScores          // lookupWeighted by every score
+)
+
+// pathOf returns the path of h, whose nodes, inv and groups are set.
+func (h *Rendezvous) pathOf() path {
+	n := len(h.nodes)
+	switch {
+	case n == 0:
+		return pathEmpty
+	case h.inv == nil && n < quadsFrom:
+		return pathEqual
+	case h.inv == nil:
+		return pathEqualQuads
+	case slices.ContainsFunc(h.nodes, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast }):
+		return pathScores
+	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
+		return pathClasses
+	case n <= keyMask+1:
+		return pathFew
+	}
+	return pathHeavyFirst
 }
 
 // heavyFirst is lookupWeighted for any weights in [minFast, maxFast]: see
@@ -287,12 +318,6 @@ const (
 	classesFrom = 32
 	classesUpTo = 128
 )
-
-// takesClasses reports whether lookupWeighted takes classes.
-func (h *Rendezvous) takesClasses() bool {
-	n := len(h.nodes)
-	return len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo
-}
 
 // classes is lookupWeighted for at most maxClasses distinct weights. For
 // each run of one weight it finds the two largest heads (top2). Within a
@@ -506,16 +531,21 @@ func (h *Rendezvous) LookupString(key string) string {
 
 // LookupHash is Lookup for a key whose [KeyHash] (or [KeyedHash]) is kh.
 func (h *Rendezvous) LookupHash(kh uint64) string {
-	if h == nil || len(h.nodes) == 0 {
+	if h == nil {
 		return ""
 	}
-	switch {
-	case h.inv == nil && len(h.nodes) < quadsFrom:
-		return h.nodes[h.lookupEqual(spread(kh))].ID
-	case h.inv == nil:
-		return h.nodes[h.lookupEqualQuads(spread(kh))].ID
+	var i int
+	switch h.path {
+	case pathEmpty:
+		return ""
+	case pathEqual:
+		i = h.lookupEqual(spread(kh))
+	case pathEqualQuads:
+		i = h.lookupEqualQuads(spread(kh))
+	default:
+		i = h.lookupWeighted(spread(kh))
 	}
-	return h.nodes[h.lookupWeighted(spread(kh))].ID
+	return h.nodes[i].ID
 }
 
 // lookupEqual is Lookup for equal weights, for a key of spread hash k:
