@@ -380,10 +380,12 @@ const posMask = 1<<31 - 1
 // least key only proposes a node; the check, or else the second pass,
 // decides.
 func (h *Rendezvous) few(k uint64) int {
-	least, second := uint64(noKey), uint64(noKey)
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
-	for i, s := range seeds {
-		c := key(headCost(^mixSpread(k^s)>>33, lin[i]), i)
+	// The first node outside the loop, so that the compiler keeps the
+	// hash's constants in registers through it.
+	least, second := key(headCost(^mixSpread(k^seeds[0])>>33, lin[0]), 0), uint64(noKey)
+	for i := 1; i < len(seeds); i++ {
+		c := key(headCost(^mixSpread(k^seeds[i])>>33, lin[i]), i)
 		least, second = lower2(least, second, c)
 	}
 	first := int(least & keyMask)
@@ -435,9 +437,8 @@ func costAbove(x uint64) float64 {
 // to spare. Where nodes can win, v is small, and with 1 - u close to v the
 // bound is within about v^3/4 of the cost.
 func headCost(t uint64, lin float64) float64 {
-	f := float64(int64(t))
-	v := f * 0x1p-31
-	return f * lin * (1 + v*(0.5+v*(1.0/3)))
+	f := float64(int64(t)) // v = f 2^-31: v/2 = f 2^-32, v^2/3 = f^2 2^-62 / 3
+	return f * lin * (1 + f*(0x1p-32+f*(0x1p-62/3)))
 }
 
 // linOf returns the factor headCost takes for a node of 1/weight inv.
