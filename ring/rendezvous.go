@@ -558,17 +558,22 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 // compared with bound at once, so that the branch is taken rarely and the
 // four hashes are computed side by side.
 func (h *Rendezvous) lookupEqual(k uint64) int {
-	seeds := h.seeds
 	// Few nodes: a new best is frequent, and a branch on it would be
-	// mispredicted more than skipping tails saves.
-	best, top := 0, bits53(k^seeds[0])
-	for i, s := range seeds[1:] {
-		if x := bits53(k ^ s); x > top {
-			best, top = i+1, x
-		}
+	// mispredicted more than skipping tails saves. Each node's mix64 has
+	// its low 11 bits, below x, replaced by its index complemented, so
+	// that the largest of these keys is the first node of the largest x,
+	// and one conditional move a node keeps it.
+	seeds := h.seeds
+	best := mixTail(mixSpread(k^seeds[0])) | idxMask
+	for i := 1; i < len(seeds); i++ {
+		best = max(best, mixTail(mixSpread(k^seeds[i]))|idxMask^uint64(i))
 	}
-	return best
+	return int(best&idxMask ^ idxMask)
 }
+
+// idxMask is the bits of mix64 below a node's 53 bits, where lookupEqual
+// puts the node's index: it serves fewer nodes than that.
+const idxMask = 1<<11 - 1
 
 // lookupEqualQuads is lookupEqual from quadsFrom nodes on (see there).
 func (h *Rendezvous) lookupEqualQuads(k uint64) int {
@@ -599,6 +604,10 @@ func (h *Rendezvous) lookupEqualQuads(k uint64) int {
 // quadsFrom is the number of equal-weight nodes from which lookupEqual
 // compares heads with a bound.
 const quadsFrom = 96
+
+// A compile-time check that lookupEqual's keys hold the index of every
+// node it serves: the conversion of a negative constant would not compile.
+const _ = uint(idxMask + 1 - quadsFrom)
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs
 // with the highest scores, best first, so that LookupN(key, 1)[0] ==
