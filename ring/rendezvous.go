@@ -233,13 +233,14 @@ func cost(u float64) (lo, hi float64) {
 // k: the node of least cost -ln(u) / w, the highest score. With x a node's
 // 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
 // d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
-// of the node's head (mixSpread). Sets of a few weights (classes) and sets
-// of up to 128 nodes (few) bound every node's cost from its head in one
-// pass and settle the lookup when the least bound's node is clearly
-// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within a
-// run of one weight the bound is a bound on the top bits of the head (see
-// headBound), so that once a good node is known the others cost about
-// what they cost with equal weights. The result is the documented one,
+// of the node's head (mixSpread). Sets of 20 to 256 nodes of a few
+// weights (classes) keep the two largest heads of each weight, and other
+// sets of up to 128 nodes (few) bound every node's cost from its head,
+// in one pass; both settle the lookup when the least bound's node is
+// clearly ahead. Otherwise (heavyFirst) nodes are met heaviest first,
+// and within a run of one weight the bound is a bound on the top bits of
+// the head (see headBound), so that once a good node is known the others
+// cost about what they cost with equal weights. The result is the documented one,
 // whatever the path (see offer). With weights outside [minFast, maxFast]
 // it computes every score, as LookupN does.
 func (h *Rendezvous) lookupWeighted(k uint64) int {
@@ -311,12 +312,14 @@ type weightGroup struct {
 }
 
 // lookupWeighted takes classes for sets of classesFrom to classesUpTo
-// nodes of at most maxClasses weights: below, few is faster, and above,
-// heavyFirst, which skips most nodes' bounds.
+// nodes of at most maxClasses weights. Above, heavyFirst is faster: it
+// skips most nodes' bounds. Below, few is faster where the processor
+// predicts few's branch on a new least, over keys it has met many times;
+// over keys it has not met, classes is faster there too.
 const (
 	maxClasses  = 8
-	classesFrom = 32
-	classesUpTo = 128
+	classesFrom = 20
+	classesUpTo = 256
 )
 
 // classes is lookupWeighted for at most maxClasses distinct weights. For

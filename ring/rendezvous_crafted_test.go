@@ -477,7 +477,7 @@ func TestRendezvousTightBound(t *testing.T) {
 	weights := []float64{1, 2, 3}
 	for range 3000 {
 		kh := r.Uint64()
-		n := 2 + r.IntN(200)
+		n := 2 + r.IntN(300)
 		nodes := make([]Node, n)
 		xs := make([]uint64, n)
 		for i := range nodes {
