@@ -229,45 +229,39 @@ func cost(u float64) (lo, hi float64) {
 	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
 }
 
-// lookupWeighted is Lookup for unequal weights, for a key of spread hash
-// k: the node of least cost -ln(u) / w, the highest score. With x a node's
-// 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
+// path is the way Lookup finds the best node of a set.
+//
+// With unequal weights, Lookup finds, for a key of spread hash k, the
+// node of least cost -ln(u) / w, the highest score. With x a node's 53
+// bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
 // d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
 // of the node's head (mixSpread). Sets of 20 to 256 nodes of a few
 // weights (classes) keep the two largest heads of each weight, and other
-// sets of up to 128 nodes (few) bound every node's cost from its head,
-// in one pass; both settle the lookup when the least bound's node is
-// clearly ahead. Otherwise (heavyFirst) nodes are met heaviest first,
-// and within a run of one weight the bound is a bound on the top bits of
-// the head (see headBound), so that once a good node is known the others
-// cost about what they cost with equal weights. The result is the documented one,
-// whatever the path (see offer). With weights outside [minFast, maxFast]
-// it computes every score, as LookupN does.
-func (h *Rendezvous) lookupWeighted(k uint64) int {
-	switch h.path {
-	case pathFew:
-		return h.few(k)
-	case pathClasses:
-		return h.classes(k)
-	case pathHeavyFirst:
-		return h.heavyFirst(k)
-	}
-	var buf [1]ranked
-	return h.best(k, 1, buf[:0], all)[0].node
-}
-
-// path is the way Lookup finds the best node of a set.
+// sets of up to 128 nodes (few) bound every node's cost from its head, in
+// one pass; both settle the lookup when the least bound's node is clearly
+// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within
+// a run of one weight the bound is a bound on the top bits of the head
+// (see headBound), so that once a good node is known the others cost
+// about what they cost with equal weights. The result is the documented
+// one, whatever the path (see offer). With weights outside [minFast,
+// maxFast] it computes every score (lookupScores).
 type path uint8
 
 const (
 	pathEmpty      path = iota
 	pathEqual           // lookupEqual
 	pathEqualQuads      // lookupEqualQuads
-	pathFew             // lookupWeighted by few
-	pathClasses         // lookupWeighted by classes
-	pathHeavyFirst      // lookupWeighted by heavyFirst
-	pathScores          // lookupWeighted by every score
+	pathFew             // few
+	pathClasses         // classes
+	pathHeavyFirst      // heavyFirst
+	pathScores          // lookupScores
 )
+
+// lookupScores is Lookup for a key of spread hash k by every node's score.
+func (h *Rendezvous) lookupScores(k uint64) int {
+	var buf [1]ranked
+	return h.best(k, 1, buf[:0], all)[0].node
+}
 
 // pathOf returns the path of h, whose nodes, inv and groups are set.
 func (h *Rendezvous) pathOf() path {
@@ -289,8 +283,8 @@ func (h *Rendezvous) pathOf() path {
 	return pathHeavyFirst
 }
 
-// heavyFirst is lookupWeighted for any weights in [minFast, maxFast]: see
-// there.
+// heavyFirst is Lookup for any unequal weights in [minFast, maxFast]
+// (see path).
 func (h *Rendezvous) heavyFirst(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
 	for _, g := range h.groups {
@@ -311,28 +305,28 @@ type weightGroup struct {
 	weight, inv, lin float64
 }
 
-// lookupWeighted takes classes for sets of classesFrom to classesUpTo
-// nodes of at most maxClasses weights. Above, heavyFirst is faster: it
-// skips most nodes' bounds. Below, few is faster where the processor
-// predicts few's branch on a new least, over keys it has met many times;
-// over keys it has not met, classes is faster there too.
+// Lookup takes classes for sets of classesFrom to classesUpTo nodes of at
+// most maxClasses weights. Above, heavyFirst is faster: it skips most
+// nodes' bounds. Below, few is faster where the processor predicts few's
+// branch on a new least, over keys it has met many times; over keys it has
+// not met, classes is faster there too.
 const (
 	maxClasses  = 8
 	classesFrom = 20
 	classesUpTo = 256
 )
 
-// classes is lookupWeighted for at most maxClasses distinct weights. For
-// each run of one weight it finds the two largest heads (top2). Within a
-// run the lower bound of a node's cost (headCost) falls as its head
-// rises, so the least cost lies with one of the runs' leaders, and the
-// leader of least lower bound proposes itself. It wins when an upper
-// bound of its cost (costAbove, which may lie below the cost by a few
-// ulps) is below the lower bound of every other run's leader and of its
-// own run's second: every other cost is then above its lower bound by a
-// factor 1 + 2^-41 (see headCost and key), so above the winner's by a
-// factor 1 + 2^-42 at least, far more than the rounding of scores, which
-// therefore order alike. Otherwise heavyFirst decides.
+// classes is Lookup for at most maxClasses distinct weights. For each run
+// of one weight it finds the two largest heads (top2). Within a run the
+// lower bound of a node's cost (headCost) falls as its head rises, so the
+// least cost lies with one of the runs' leaders, and the leader of least
+// lower bound proposes itself. It wins when an upper bound of its cost
+// (costAbove, which may lie below the cost by a few ulps) is below the
+// lower bound of every other run's leader and of its own run's second:
+// every other cost is then above its lower bound by a factor 1 + 2^-41
+// (see headCost and key), so above the winner's by a factor 1 + 2^-42 at
+// least, far more than the rounding of scores, which therefore order
+// alike. Otherwise heavyFirst decides.
 func (h *Rendezvous) classes(k uint64) int {
 	var lead [maxClasses]uint64
 	var next [maxClasses]float64
@@ -372,15 +366,15 @@ func top2(k uint64, seeds []uint64) (first, second uint64) {
 // posMask is the bits of a top2 key that hold the node's position.
 const posMask = 1<<31 - 1
 
-// few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
-// least and the second least lower bound (headCost) of the nodes' costs,
-// packed with their node index into keys. The node of the least key wins when an upper bound of its
-// cost (costAbove) is below the second least bound, since then every
-// other cost is above its cost by more than 2^-42 relatively (see
-// headCost), far more than the rounding of costAbove and of scores.
-// Otherwise, in under one lookup in a hundred at 10 nodes and fewer at
-// more, a second pass offers it and every node the bound allows. The
-// least key only proposes a node; the check, or else the second pass,
+// few is Lookup for up to keyMask+1 nodes. A first pass finds the least
+// and the second least lower bound (headCost) of the nodes' costs, packed
+// with their node index into keys. The node of the least key wins when an
+// upper bound of its cost (costAbove) is below the second least bound,
+// since then every other cost is above its cost by more than 2^-42
+// relatively (see headCost), far more than the rounding of costAbove and
+// of scores. Otherwise, in under one lookup in a hundred at 10 nodes and
+// fewer at more, a second pass offers it and every node the bound allows.
+// The least key only proposes a node; the check, or else the second pass,
 // decides.
 func (h *Rendezvous) few(k uint64) int {
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
@@ -494,8 +488,8 @@ func (w *weighted) headBound(weight float64) uint64 {
 	return (uint64(t) - 1) << 33
 }
 
-// weighted is the state of lookupWeighted: the best node so far, its u,
-// and bounds lo <= cost <= hi, with ceil = hi plus rounding.
+// weighted is the state of heavyFirst and fewExact: the best node so far,
+// its u, and bounds lo <= cost <= hi, with ceil = hi plus rounding.
 type weighted struct {
 	best            int
 	u, lo, hi, ceil float64
@@ -539,15 +533,21 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 		return ""
 	}
 	var i int
-	switch h.path {
+	switch k := spread(kh); h.path {
 	case pathEmpty:
 		return ""
 	case pathEqual:
-		i = h.lookupEqual(spread(kh))
+		i = h.lookupEqual(k)
 	case pathEqualQuads:
-		i = h.lookupEqualQuads(spread(kh))
+		i = h.lookupEqualQuads(k)
+	case pathFew:
+		i = h.few(k)
+	case pathClasses:
+		i = h.classes(k)
+	case pathHeavyFirst:
+		i = h.heavyFirst(k)
 	default:
-		i = h.lookupWeighted(spread(kh))
+		i = h.lookupScores(k)
 	}
 	return h.nodes[i].ID
 }
