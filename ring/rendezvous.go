@@ -328,19 +328,17 @@ const (
 // least, far more than the rounding of scores, which therefore order
 // alike. Otherwise heavyFirst decides.
 func (h *Rendezvous) classes(k uint64) int {
-	var lead [maxClasses]uint64
-	var next [maxClasses]float64
+	var lead, next [maxClasses]uint64
 	least, second := uint64(noKey), uint64(noKey)
 	for g, run := range h.groups {
-		l, n := top2(k, h.heavySeeds[run.start:run.end])
-		lead[g], next[g] = l, headCost(^n>>33, run.lin)
-		least, second = lower2(least, second, key(headCost(^l>>33, run.lin), g))
+		lead[g], next[g] = top2(k, h.heavySeeds[run.start:run.end])
+		least, second = lower2(least, second, key(headCost(^lead[g]>>33, run.lin), g))
 	}
 	g := least & keyMask
 	run := h.groups[g]
 	pos := run.start + int(lead[g]&posMask^posMask)
 	above := costAbove(bits53(k^h.heavySeeds[pos])) * run.inv
-	if math.Float64frombits(second) > above && next[g] > above {
+	if math.Float64frombits(second) > above && headCost(^next[g]>>33, run.lin) > above {
 		return int(h.heavy[pos])
 	}
 	return h.heavyFirst(k)
