@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
@@ -22,13 +23,21 @@ import (
 const ringVNodes = 160
 
 // ringKeys are the keys looked up: 4096 distinct strings, cycled through.
-var ringKeys = func() []string {
-	keys := make([]string, 4096)
+var ringKeys = cartKeys(4096)
+
+// unseenKeys are 65,536 distinct keys, cycled through: too many for a
+// branch predictor to learn where each key's lookup branches, as it can
+// over the 4096 of ringKeys.
+var unseenKeys = sync.OnceValue(func() []string { return cartKeys(1 << 16) })
+
+// cartKeys returns n distinct keys; n is a power of two.
+func cartKeys(n int) []string {
+	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = "user:" + strconv.Itoa(i*7919) + ":cart"
 	}
 	return keys
-}()
+}
 
 func nodeIDs(n int) []string {
 	ids := make([]string, n)
@@ -120,14 +129,18 @@ func jumpLocators(n int) []locator {
 	}
 }
 
-func benchLookups(b *testing.B, ls []locator) {
+func benchLookups(b *testing.B, ls []locator) { benchLookupsOf(b, ls, ringKeys) }
+
+// benchLookupsOf runs each locator of ls over keys, whose number is a
+// power of two.
+func benchLookupsOf(b *testing.B, ls []locator, keys []string) {
 	for _, l := range ls {
 		b.Run("impl="+l.impl, func(b *testing.B) {
 			b.ReportAllocs()
 			cpu := cputime.Process()
 			i := 0
 			for b.Loop() {
-				l.lookup(ringKeys[i&(len(ringKeys)-1)])
+				l.lookup(keys[i&(len(keys)-1)])
 				i++
 			}
 			reportCPU(b, cpu)
@@ -147,14 +160,21 @@ func BenchmarkRingLookup(b *testing.B) {
 // weight) hashing over 10, 100 and 1000 nodes: O(nodes) per lookup. In the
 // weighted cases distkit's nodes have unequal weights (a logarithm per
 // node), against go-rendezvous without weights.
-func BenchmarkRendezvousLookup(b *testing.B) {
+func BenchmarkRendezvousLookup(b *testing.B) { benchRendezvous(b, ringKeys) }
+
+// BenchmarkRendezvousUnseenKeys is BenchmarkRendezvousLookup over the
+// 65,536 unseenKeys: lookups whose branches the processor cannot have
+// learnt, as those of real traffic.
+func BenchmarkRendezvousUnseenKeys(b *testing.B) { benchRendezvous(b, unseenKeys()) }
+
+func benchRendezvous(b *testing.B, keys []string) {
 	for _, weighted := range []bool{false, true} {
 		for _, n := range []int{10, 100, 1000} {
 			name := fmt.Sprintf("nodes=%d", n)
 			if weighted {
 				name += "/weighted"
 			}
-			b.Run(name, func(b *testing.B) { benchLookups(b, rendezvousWeighted(b, n, weighted)) })
+			b.Run(name, func(b *testing.B) { benchLookupsOf(b, rendezvousWeighted(b, n, weighted), keys) })
 		}
 	}
 }

@@ -44,10 +44,9 @@ type Rendezvous struct {
 	nodes []Node    // sorted by ID, Weight normalised
 	seeds []uint64  // spread(xxhash64(ID)) of each node (see spread)
 	inv   []float64 // 1/Weight of each node; nil when all weights are equal
-	lin   []float64 // inv scaled for headCost, up to keyMask+1 nodes
-	// Some weight lies outside [minFast, maxFast]: scores may overflow or
-	// lose precision, and lookups compute every score.
-	extreme bool
+	lin   []float64 // inv scaled for headCost, where few serves lookups
+	// How Lookup finds the best node (see pathOf); zero for an empty set.
+	path path
 	// When weights are unequal: node indexes by descending weight, then
 	// ID, and their spread seeds in that order.
 	heavy      []int32
@@ -88,22 +87,22 @@ func newRendezvous(sorted []Node, seeds []uint64) *Rendezvous {
 			h.inv[i] = 1 / n.Weight
 			h.heavy[i] = int32(i)
 		}
-		h.extreme = slices.ContainsFunc(sorted, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast })
-		if len(sorted) <= keyMask+1 {
-			h.lin = make([]float64, len(sorted))
-			for i, inv := range h.inv {
-				h.lin[i] = linOf(inv)
-			}
-		}
 		// Heavy nodes win more often: met first, they rule out more.
 		slices.SortStableFunc(h.heavy, func(a, b int32) int { return cmp.Compare(sorted[b].Weight, sorted[a].Weight) })
 		h.heavySeeds = make([]uint64, len(sorted))
 		for k, i := range h.heavy {
 			h.heavySeeds[k] = seeds[i]
 			if k == 0 || sorted[i].Weight != h.groups[len(h.groups)-1].weight {
-				h.groups = append(h.groups, weightGroup{weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
+				h.groups = append(h.groups, weightGroup{start: k, weight: sorted[i].Weight, inv: h.inv[i], lin: linOf(h.inv[i])})
 			}
 			h.groups[len(h.groups)-1].end = k + 1
+		}
+	}
+	h.path = h.pathOf()
+	if h.path == pathFew {
+		h.lin = make([]float64, len(sorted))
+		for i, inv := range h.inv {
+			h.lin[i] = linOf(inv)
 		}
 	}
 	h.zone, h.nzones = zoneIndex(sorted)
@@ -230,149 +229,159 @@ func cost(u float64) (lo, hi float64) {
 	return lo * (1 - 1e-12), (lo + 0.4*v2*v2*v) * (1 + 1e-12)
 }
 
-// lookupWeighted is Lookup for unequal weights, for a key of spread hash
-// k: the node of least cost -ln(u) / w, the highest score. With x a node's
-// 53 bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
+// path is the way Lookup finds the best node of a set.
+//
+// With unequal weights, Lookup finds, for a key of spread hash k, the
+// node of least cost -ln(u) / w, the highest score. With x a node's 53
+// bits, 1 - u >= d / 2^53 for d = 2^53 - 1 - x, so its cost is at least
 // d / (w 2^53) since -ln(u) >= 1 - u, and the top 31 bits of x are those
-// of the node's head (mixSpread). Sets of a few weights (classes) and sets
-// of up to 128 nodes (few) bound every node's cost from its head in one
-// pass and settle the lookup when the least bound's node is clearly
-// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within a
-// run of one weight the bound is a bound on the top bits of the head (see
-// headBound), so that once a good node is known the others cost about
-// what they cost with equal weights. The result is the documented one,
-// whatever the path (see offer). With weights outside [minFast, maxFast]
-// it computes every score, as LookupN does.
-func (h *Rendezvous) lookupWeighted(k uint64) int {
-	if h.extreme {
-		var buf [1]ranked
-		return h.best(k, 1, buf[:0], all)[0].node
-	}
-	switch n := len(h.nodes); {
-	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
-		return h.classes(k)
-	case h.lin != nil:
-		return h.few(k)
-	}
-	return h.heavyFirst(k)
+// of the node's head (mixSpread). Sets of 20 to 256 nodes of a few
+// weights (classes) keep the two largest heads of each weight, and other
+// sets of up to 128 nodes (few) bound every node's cost from its head, in
+// one pass; both settle the lookup when the least bound's node is clearly
+// ahead. Otherwise (heavyFirst) nodes are met heaviest first, and within
+// a run of one weight the bound is a bound on the top bits of the head
+// (see headBound), so that once a good node is known the others cost
+// about what they cost with equal weights. The result is the documented
+// one, whatever the path (see offer). With weights outside [minFast,
+// maxFast] it computes every score (lookupScores).
+type path uint8
+
+const (
+	pathEmpty      path = iota
+	pathEqual           // lookupEqual
+	pathEqualQuads      // lookupEqualQuads
+	pathFew             // few
+	pathClasses         // classes
+	pathHeavyFirst      // heavyFirst
+	pathScores          // lookupScores
+)
+
+// lookupScores is Lookup for a key of spread hash k by every node's score.
+func (h *Rendezvous) lookupScores(k uint64) int {
+	var buf [1]ranked
+	return h.best(k, 1, buf[:0], all)[0].node
 }
 
-// heavyFirst is lookupWeighted for any weights in [minFast, maxFast]: see
-// there.
+// pathOf returns the path of h, whose nodes, inv and groups are set.
+func (h *Rendezvous) pathOf() path {
+	n := len(h.nodes)
+	switch {
+	case n == 0:
+		return pathEmpty
+	case h.inv == nil && n < quadsFrom:
+		return pathEqual
+	case h.inv == nil:
+		return pathEqualQuads
+	case slices.ContainsFunc(h.nodes, func(n Node) bool { return n.Weight < minFast || n.Weight > maxFast }):
+		return pathScores
+	case len(h.groups) <= maxClasses && n >= classesFrom && n <= classesUpTo:
+		return pathClasses
+	case n <= keyMask+1:
+		return pathFew
+	}
+	return pathHeavyFirst
+}
+
+// heavyFirst is Lookup for any unequal weights in [minFast, maxFast]
+// (see path).
 func (h *Rendezvous) heavyFirst(k uint64) int {
 	w := weighted{best: -1, ceil: math.Inf(1)}
-	start := 0
 	for _, g := range h.groups {
 		bound := w.headBound(g.weight)
-		for j, s := range h.heavySeeds[start:g.end] {
-			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[start+j]), z) {
+		for j, s := range h.heavySeeds[g.start:g.end] {
+			if z := mixSpread(k ^ s); z >= bound && w.offerHead(h, int(h.heavy[g.start+j]), z) {
 				bound = w.headBound(g.weight)
 			}
 		}
-		start = g.end
 	}
 	return w.best
 }
 
-// weightGroup is a run of nodes of one weight in Rendezvous.heavy, which
-// ends before index end, with 1/weight and linOf of that.
+// weightGroup is a run of nodes of one weight in Rendezvous.heavy, from
+// index start to before index end, with 1/weight and linOf of that.
 type weightGroup struct {
-	end              int
+	start, end       int
 	weight, inv, lin float64
 }
 
-// lookupWeighted takes classes for sets of classesFrom to classesUpTo
-// nodes of at most maxClasses weights: below, few is faster, and above,
-// heavyFirst, which skips most nodes' bounds.
+// Lookup takes classes for sets of classesFrom to classesUpTo nodes of at
+// most maxClasses weights. Above, heavyFirst is faster: it skips most
+// nodes' bounds. Below, few is faster where the processor predicts few's
+// branch on a new least, over keys it has met many times; over keys it has
+// not met, classes is faster there too.
 const (
 	maxClasses  = 8
-	classesFrom = 32
-	classesUpTo = 128
+	classesFrom = 20
+	classesUpTo = 256
 )
 
-// classes is lookupWeighted for at most maxClasses distinct weights. One
-// pass over the nodes, heaviest first, keeps for each run of one weight
-// its least and second least key (classKey), without a branch. The least
-// cost lies with one of the runs' leasts, and the one of least lower
-// bound (headCost) proposes itself: it wins when an upper bound of its
-// cost (costAbove), raised by 2^-44 relatively, is below the lower bound
-// of every other run's least and of its own run's second, since then
-// every other cost is above its cost by more than 2^-45 relatively, far
-// more than the rounding of costAbove and of scores. Otherwise heavyFirst
-// decides.
+// classes is Lookup for at most maxClasses distinct weights. For each run
+// of one weight it finds the two largest heads (top2). Within a run the
+// lower bound of a node's cost (headCost) falls as its head rises, so the
+// least cost lies with one of the runs' leaders, and the leader of least
+// lower bound proposes itself. It wins when an upper bound of its cost
+// (costAbove, which may lie below the cost by a few ulps) is below the
+// lower bound of every other run's leader and of its own run's second:
+// every other cost is then above its lower bound by a factor 1 + 2^-41
+// (see headCost and key), so above the winner's by a factor 1 + 2^-42 at
+// least, far more than the rounding of scores, which therefore order
+// alike. Otherwise heavyFirst decides.
 func (h *Rendezvous) classes(k uint64) int {
-	var least, second [maxClasses]uint64
-	start := 0
-	seeds := h.heavySeeds
+	var lead, next [maxClasses]uint64
+	least, second := uint64(noKey), uint64(noKey)
 	for g, run := range h.groups {
-		// Two lanes, whose chains of minima run side by side.
-		l0, s0, l1, s1 := uint64(noKey), uint64(noKey), uint64(noKey), uint64(noKey)
-		j := start
-		for ; j+1 < run.end; j += 2 {
-			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
-			l1, s1 = lower2(l1, s1, classKey(k, seeds[j+1], j+1))
-		}
-		if j < run.end {
-			l0, s0 = lower2(l0, s0, classKey(k, seeds[j], j))
-		}
-		least[g], second[g] = lower2(l0, s0, l1)
-		second[g] = min(second[g], s1)
-		start = run.end
+		lead[g], next[g] = top2(k, h.heavySeeds[run.start:run.end])
+		least, second = lower2(least, second, key(headCost(^lead[g]>>33, run.lin), g))
 	}
-	var below [maxClasses]float64
-	first := 0
-	for g, run := range h.groups {
-		below[g] = headCost(least[g]>>32, run.lin)
-		if below[g] < below[first] {
-			first = g
-		}
+	g := least & keyMask
+	run := h.groups[g]
+	pos := run.start + int(lead[g]&posMask^posMask)
+	above := costAbove(bits53(k^h.heavySeeds[pos])) * run.inv
+	if math.Float64frombits(second) > above && headCost(^next[g]>>33, run.lin) > above {
+		return int(h.heavy[pos])
 	}
-	x := bits53(k ^ h.heavySeeds[least[first]&posMask])
-	above := costAbove(x) * h.groups[first].inv * (1 + 0x1p-44)
-	for g, run := range h.groups {
-		bound := below[g]
-		if g == first {
-			if second[g] == noKey {
-				continue
-			}
-			bound = headCost(second[g]>>32, run.lin)
-		}
-		if !(bound > above) {
-			return h.heavyFirst(k)
-		}
-	}
-	return int(h.heavy[least[first]&posMask])
+	return h.heavyFirst(k)
 }
 
-// classKey is the key in classes of the node at position j in heavy, of
-// spread seed seed, for a key of spread hash k: its head complemented and
-// shifted right by one, whose top 31 bits, t = ^head >> 33 (see
-// headCost), order the costs of a run of one weight as the heads do, with
-// j in the low 32 bits.
-func classKey(k, seed uint64, j int) uint64 {
-	return ^mixSpread(k^seed)>>1&^posMask | uint64(j)
+// top2 returns the largest and the second largest key (0 if seeds has one
+// node) of the nodes of seeds for a key of spread hash k. A node's key is
+// its head (mixSpread) with the low 31 bits replaced by its position in
+// seeds, complemented (posMask ^ j); the top 33 bits, which headCost
+// reads, are the head's. A key of 0 bounds a cost from below like any
+// head, so a missing second can only defer a lookup to heavyFirst. Keys
+// go through min and max, which the compiler makes without a branch.
+func top2(k uint64, seeds []uint64) (first, second uint64) {
+	first = mixSpread(k^seeds[0]) | posMask
+	for j, s := range seeds[1:] {
+		c := mixSpread(k^s) | posMask ^ uint64(j+1)
+		second = max(second, min(first, c))
+		first = max(first, c)
+	}
+	return first, second
 }
 
-// posMask is the bits of a classKey that hold the node's position.
-const posMask = 1<<32 - 1
+// posMask is the bits of a top2 key that hold the node's position.
+const posMask = 1<<31 - 1
 
-// few is lookupWeighted for up to keyMask+1 nodes. A first pass finds the
-// least and the second least lower bound (headCost) of the nodes' costs,
-// packed with their node index into keys. The node of the least key wins when an upper bound of its
-// cost (costAbove) is below the second least bound, since then every
-// other cost is above its cost by more than 2^-42 relatively (see
-// headCost), far more than the rounding of costAbove and of scores.
-// Otherwise, in under one lookup in a hundred at 10 nodes and fewer at
-// more, a second pass offers it and every node the bound allows. The
-// least key only proposes a node; the check, or else the second pass,
+// few is Lookup for up to keyMask+1 nodes. A first pass finds the least
+// and the second least lower bound (headCost) of the nodes' costs, packed
+// with their node index into keys. The node of the least key wins when an
+// upper bound of its cost (costAbove) is below the second least bound,
+// since then every other cost is above its cost by more than 2^-42
+// relatively (see headCost), far more than the rounding of costAbove and
+// of scores. Otherwise, in under one lookup in a hundred at 10 nodes and
+// fewer at more, a second pass offers it and every node the bound allows.
+// The least key only proposes a node; the check, or else the second pass,
 // decides.
 func (h *Rendezvous) few(k uint64) int {
-	least, second := uint64(noKey), uint64(noKey)
 	seeds, lin := h.seeds, h.lin[:len(h.seeds)]
-	for i, s := range seeds {
-		c := key(headCost(^mixSpread(k^s)>>33, lin[i]), i)
-		second = min(second, max(least, c))
-		least = min(least, c)
+	// The first node outside the loop, so that the compiler keeps the
+	// hash's constants in registers through it.
+	least, second := key(headCost(^mixSpread(k^seeds[0])>>33, lin[0]), 0), uint64(noKey)
+	for i := 1; i < len(seeds); i++ {
+		c := key(headCost(^mixSpread(k^seeds[i])>>33, lin[i]), i)
+		least, second = lower2(least, second, c)
 	}
 	first := int(least & keyMask)
 	x := bits53(k ^ h.seeds[first])
@@ -423,9 +432,8 @@ func costAbove(x uint64) float64 {
 // to spare. Where nodes can win, v is small, and with 1 - u close to v the
 // bound is within about v^3/4 of the cost.
 func headCost(t uint64, lin float64) float64 {
-	f := float64(int64(t))
-	v := f * 0x1p-31
-	return f * lin * (1 + v*(0.5+v*(1.0/3)))
+	f := float64(int64(t)) // v = f 2^-31: v/2 = f 2^-32, v^2/3 = f^2 2^-62 / 3
+	return f * lin * (1 + f*(0x1p-32+f*(0x1p-62/3)))
 }
 
 // linOf returns the factor headCost takes for a node of 1/weight inv.
@@ -478,8 +486,8 @@ func (w *weighted) headBound(weight float64) uint64 {
 	return (uint64(t) - 1) << 33
 }
 
-// weighted is the state of lookupWeighted: the best node so far, its u,
-// and bounds lo <= cost <= hi, with ceil = hi plus rounding.
+// weighted is the state of heavyFirst and fewExact: the best node so far,
+// its u, and bounds lo <= cost <= hi, with ceil = hi plus rounding.
 type weighted struct {
 	best            int
 	u, lo, hi, ceil float64
@@ -519,16 +527,27 @@ func (h *Rendezvous) LookupString(key string) string {
 
 // LookupHash is Lookup for a key whose [KeyHash] (or [KeyedHash]) is kh.
 func (h *Rendezvous) LookupHash(kh uint64) string {
-	if h == nil || len(h.nodes) == 0 {
+	if h == nil {
 		return ""
 	}
-	switch {
-	case h.inv == nil && len(h.nodes) < quadsFrom:
-		return h.nodes[h.lookupEqual(spread(kh))].ID
-	case h.inv == nil:
-		return h.nodes[h.lookupEqualQuads(spread(kh))].ID
+	var i int
+	switch k := spread(kh); h.path {
+	case pathEmpty:
+		return ""
+	case pathEqual:
+		i = h.lookupEqual(k)
+	case pathEqualQuads:
+		i = h.lookupEqualQuads(k)
+	case pathFew:
+		i = h.few(k)
+	case pathClasses:
+		i = h.classes(k)
+	case pathHeavyFirst:
+		i = h.heavyFirst(k)
+	default:
+		i = h.lookupScores(k)
 	}
-	return h.nodes[h.lookupWeighted(spread(kh))].ID
+	return h.nodes[i].ID
 }
 
 // lookupEqual is Lookup for equal weights, for a key of spread hash k:
@@ -540,17 +559,22 @@ func (h *Rendezvous) LookupHash(kh uint64) string {
 // compared with bound at once, so that the branch is taken rarely and the
 // four hashes are computed side by side.
 func (h *Rendezvous) lookupEqual(k uint64) int {
-	seeds := h.seeds
 	// Few nodes: a new best is frequent, and a branch on it would be
-	// mispredicted more than skipping tails saves.
-	best, top := 0, bits53(k^seeds[0])
-	for i, s := range seeds[1:] {
-		if x := bits53(k ^ s); x > top {
-			best, top = i+1, x
-		}
+	// mispredicted more than skipping tails saves. Each node's mix64 has
+	// its low 11 bits, below x, replaced by its index complemented, so
+	// that the largest of these keys is the first node of the largest x,
+	// and one conditional move a node keeps it.
+	seeds := h.seeds
+	best := mixTail(mixSpread(k^seeds[0])) | idxMask
+	for i := 1; i < len(seeds); i++ {
+		best = max(best, mixTail(mixSpread(k^seeds[i]))|idxMask^uint64(i))
 	}
-	return best
+	return int(best&idxMask ^ idxMask)
 }
+
+// idxMask is the bits of mix64 below a node's 53 bits, where lookupEqual
+// puts the node's index: it serves fewer nodes than that.
+const idxMask = 1<<11 - 1
 
 // lookupEqualQuads is lookupEqual from quadsFrom nodes on (see there).
 func (h *Rendezvous) lookupEqualQuads(k uint64) int {
@@ -581,6 +605,10 @@ func (h *Rendezvous) lookupEqualQuads(k uint64) int {
 // quadsFrom is the number of equal-weight nodes from which lookupEqual
 // compares heads with a bound.
 const quadsFrom = 96
+
+// A compile-time check that lookupEqual's keys hold the index of every
+// node it serves: the conversion of a negative constant would not compile.
+const _ = uint(idxMask + 1 - quadsFrom)
 
 // LookupN returns the preference list of key: the min(n, nodes) node IDs
 // with the highest scores, best first, so that LookupN(key, 1)[0] ==

@@ -41,11 +41,25 @@ func seedFor(kh, mixed uint64) uint64 {
 // as s, inverting spread.
 func rawSeed(s uint64) uint64 { return unshift(s, 30) }
 
-// TestSpreadSeeds: a set keeps each node's seed as spread(xxhash64(ID)),
-// rawSeed recovers the seed, and a key's head with the spread seed, after
-// spreading the key, is its head with the seed (spread is linear over XOR).
+// TestSpreadSeeds: spread is linear over XOR and rawSeed inverts it, and
+// the 53 bits a lookup computes for a node, from the spread key and the
+// seed the set keeps, are the documented ones: the top 53 bits of the
+// SplitMix64 finaliser of xxhash64(key) ^ xxhash64(ID), computed here
+// step by step.
 func TestSpreadSeeds(t *testing.T) {
 	r := seeded(t, 16)
+	for range 10_000 {
+		a, b := r.Uint64(), r.Uint64()
+		if spread(a^b) != spread(a)^spread(b) || rawSeed(spread(a)) != a {
+			t.Fatalf("spread(%#x ^ %#x) = %#x, spread(a) ^ spread(b) = %#x, rawSeed(spread(a)) = %#x",
+				a, b, spread(a^b), spread(a)^spread(b), rawSeed(spread(a)))
+		}
+	}
+	finaliser := func(z uint64) uint64 {
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		return z ^ z>>31
+	}
 	nodes := make([]Node, 50)
 	for i := range nodes {
 		nodes[i] = Node{ID: fmt.Sprint("node-", r.Uint64())}
@@ -55,14 +69,10 @@ func TestSpreadSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range h.nodes {
-		seed := xxhash.Sum64String(n.ID)
-		if h.seeds[i] != seed^seed>>30 || rawSeed(h.seeds[i]) != seed {
-			t.Fatalf("%s: seed %#x kept as %#x, read back as %#x", n.ID, seed, h.seeds[i], rawSeed(h.seeds[i]))
-		}
 		for range 1000 {
 			kh := r.Uint64()
-			if got, want := mixSpread(spread(kh)^h.seeds[i]), mixHead(kh^seed); got != want {
-				t.Fatalf("%s, key hash %#x: head %#x, want %#x", n.ID, kh, got, want)
+			if got, want := bits53(spread(kh)^h.seeds[i]), finaliser(kh^xxhash.Sum64String(n.ID))>>11; got != want {
+				t.Fatalf("%s, key hash %#x: 53 bits %#x, want %#x", n.ID, kh, got, want)
 			}
 		}
 	}
@@ -451,5 +461,52 @@ func TestRendezvousUOne(t *testing.T) {
 				t.Fatalf("%d nodes (equal %v): LookupN = %v, want all %d starting %s, %s", n, equal, all, n, nodes[a].ID, nodes[b].ID)
 			}
 		}
+	}
+}
+
+// TestRendezvousTightBound: node b's 53 bits have their low 22 bits all
+// ones, so that the lower bound of its cost read from its head is tight,
+// and node a, of another weight, costs more than b by a factor 1 + 2^-33
+// to 1 + 2^-31, while a's head gives a looser bound, below b's: a is
+// proposed and b must win. The other nodes cost far more. A check that
+// took a's upper bound for settled within 2^-30 of b's lower bound would
+// pick a; sizes cross every path (few, classes, heavyFirst).
+func TestRendezvousTightBound(t *testing.T) {
+	r := seeded(t, 18)
+	const top = 1<<53 - 1
+	weights := []float64{1, 2, 3}
+	for range 3000 {
+		kh := r.Uint64()
+		n := 2 + r.IntN(300)
+		nodes := make([]Node, n)
+		xs := make([]uint64, n)
+		for i := range nodes {
+			nodes[i] = Node{ID: fmt.Sprintf("n%03d", i), Weight: weights[r.IntN(len(weights))]}
+			xs[i] = r.Uint64N(1 << 52) // u below 1/2: far behind
+		}
+		a, b := r.IntN(n), r.IntN(n-1)
+		if b >= a {
+			b++
+		}
+		nodes[a].Weight = weights[r.IntN(len(weights))]
+		for nodes[b].Weight == nodes[a].Weight {
+			nodes[b].Weight = weights[r.IntN(len(weights))]
+		}
+		xs[b] = top - (1<<16+r.Uint64N(1<<16))<<22 // 1 - u about 2^-14
+		costB := -math.Log(uOf(xs[b])) / nodes[b].Weight
+		costA := costB * (1 + math.Ldexp(1+3*r.Float64(), -33))
+		xs[a] = uint64(math.Exp(-costA*nodes[a].Weight)*(1<<53) - 0.5)
+		if costA := -math.Log(uOf(xs[a])) / nodes[a].Weight; !(costA > costB) {
+			t.Fatalf("crafted costs: a %v, b %v", costA, costB)
+		}
+		seeds := make([]uint64, n)
+		for i := range seeds {
+			seeds[i] = seedFor(kh, xs[i]<<11|r.Uint64()&(1<<11-1))
+		}
+		h := newRendezvous(nodes, seeds)
+		if got := h.LookupHash(kh); got != nodes[b].ID {
+			t.Fatalf("%d nodes, weights %v and %v: Lookup = %s, want %s", n, nodes[a].Weight, nodes[b].Weight, got, nodes[b].ID)
+		}
+		checkLookup(t, h, kh)
 	}
 }

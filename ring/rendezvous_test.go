@@ -238,10 +238,10 @@ func TestRendezvousExtremeWeights(t *testing.T) {
 	}
 }
 
-// TestRendezvousManyWeighted: beyond 32 nodes Lookup takes other paths
-// (classes for up to 128 nodes of at most 8 weights, else heaviest
-// first); it still picks the node of highest exact score, the
-// first of LookupN, and shares follow the weights.
+// TestRendezvousManyWeighted: on sets of many distinct weights, on both
+// sides of 128 nodes, where Lookup goes from bounding every node (few)
+// to meeting nodes heaviest first, it still picks the node of highest
+// exact score, the first of LookupN, and shares follow the weights.
 func TestRendezvousManyWeighted(t *testing.T) {
 	for _, n := range []int{31, 32, 33, 128, 129, 200} {
 		rnd := rand.New(rand.NewPCG(uint64(n), 10))
