@@ -352,12 +352,10 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	sh := g.mem.shard(key)
-	if out, ok := g.mem.replayed(sh, key, fingerprint); ok {
-		return out, nil
-	}
-	c, err := g.mem.claimAt(sh, key, fingerprint, g.mem.now(), g.lock, nil)
+	out, c, err := g.mem.claimDirect(g.mem.shard(key), key, fingerprint, g.lock)
 	switch {
+	case out != nil:
+		return out, nil
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:

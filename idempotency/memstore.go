@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/clock"
-	"github.com/distkit/distkit/internal/minheap"
 )
 
 // memShards is the number of independently locked shards of a MemStore.
@@ -24,11 +23,10 @@ const memShards = 32
 //
 // Expired records are removed incrementally: every operation on a shard
 // first drops that shard's records whose deadline has passed (a min-heap
-// by deadline makes this O(log n) per removed record and O(1) when there
-// is none), so memory tracks the live records plus the expired records of
-// shards nobody has touched since. The heap is lazy: Complete and Release
-// leave an entry's old deadline in it, to be skipped when it comes up or
-// dropped when such stale items are most of the heap.
+// by deadline, with one item per record, makes this O(log n) per removed
+// record and O(1) when there is none), so memory tracks the live records
+// plus the expired records of shards nobody has touched since. The
+// memory of a record that expired unread is reused for a later one.
 //
 // On the system clock, the store measures time on the monotonic clock,
 // as comparisons of time.Time values do: a record's times are the wall
@@ -77,8 +75,9 @@ type MemStore struct {
 
 	// Written by every claim: kept off the cache lines of the fields
 	// above, which would otherwise move between cores with them, and of
-	// the shards, which start on a cache line of their own (a MemStore
-	// fills its size class, 2304 bytes, whose objects start on one).
+	// the shards, which start on a cache line of their own (a MemStore,
+	// 4352 bytes, is allocated in the size class of 4864, whose objects
+	// start on one).
 	_      [64]byte
 	tokens atomic.Uint64 // the last fencing token granted
 	n      atomic.Int64  // with MaxKeys: records held across all shards
@@ -92,25 +91,31 @@ var _ Store = (*MemStore)(nil)
 type memShard struct {
 	mu    sync.Mutex
 	m     map[string]*memEntry
-	q     minheap.Heap[expiryItem]
-	stale int           // items in q known to be stale
-	n     atomic.Int64  // without MaxKeys: the records in m; written with mu held
-	_     [64 - 56]byte // pad to a cache line: shards are locked by different cores
+	q     []expiryItem   // the records by deadline: see expiry.go
+	slots []slot         // the entries, by slot
+	free  int32          // the first free slot plus one; 0: none
+	nfree int32          // the free slots that keep an entry for reuse
+	n     atomic.Int64   // without MaxKeys: the records in m; written with mu held
+	_     [128 - 80]byte // two cache lines: shards are locked by different cores
 }
 
 // memEntry is the record of one key. key, fingerprint and token never
-// change; response is set once, when done turns true, and never written
-// again; done, deadline, due and gone change with the shard's lock held.
+// change while the entry holds the key; response is set once, when done
+// turns true, and never written again; done, due, gone, lent and
+// finished change with the shard's lock held. Once gone, an entry may be
+// reused for another key (see memShard.release).
 type memEntry struct {
 	key         string
 	fingerprint []byte
-	response    []byte    // once done: the bytes of Complete
-	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
+	response    []byte // once done: the bytes of Complete
 	token       uint64
-	due         int64 // deadline on the store's timeline (see instant): the heap's order
+	due         int64 // LockedUntil while in progress, ExpiresAt once done, on the store's timeline (see instant)
 	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response (after a header of at most 7 bytes)
+	slot        int32 // its slot in the shard, for life
 	done        bool
 	gone        bool     // released or evicted: no longer in the shard's map
+	lent        bool     // its bytes were handed out of the store without a copy: a replay, or a record read outside the lock
+	finished    bool     // completed by its claimant through completeAt, which holds it no more
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
 }
 
@@ -140,14 +145,14 @@ func (e *memEntry) view(done bool) Record {
 	return r
 }
 
-// record returns the entry as a Record whose slices share its bytes;
-// the shard's lock is held.
-func (e *memEntry) record() Record {
+// record returns the entry as a Record whose slices share its bytes,
+// read at now; the shard's lock is held.
+func (s *MemStore) record(e *memEntry, now instant) Record {
 	r := e.view(e.done)
 	if e.done {
-		r.ExpiresAt = e.deadline
+		r.ExpiresAt = s.timeAt(now, e.due)
 	} else {
-		r.LockedUntil = e.deadline
+		r.LockedUntil = s.timeAt(now, e.due)
 	}
 	return r
 }
@@ -198,33 +203,44 @@ type memClaim struct {
 func (s *MemStore) claimAt(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
-		// Other shards may hold expired records: evict them and retry once.
-		for i := range s.shards {
-			s.sweep(&s.shards[i], now.ns)
-		}
-		c, err = s.claimIn(sh, key, fingerprint, now, lock, snap)
+		c, err = s.claimFull(sh, key, fingerprint, now, lock, snap)
 	}
 	return c, err
+}
+
+// claimFull retries, once, a claim that found the store full, after
+// evicting the expired records of every shard.
+func (s *MemStore) claimFull(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+	for i := range s.shards {
+		s.sweep(&s.shards[i], now.ns)
+	}
+	return s.claimIn(sh, key, fingerprint, now, lock, snap)
 }
 
 func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return s.claimLocked(sh, sh.m[key], key, fingerprint, now, lock, snap)
+}
+
+// claimLocked is claimIn with sh.mu held, where e is key's entry in sh.m
+// before the shard is swept, or nil.
+func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	s.sweepLocked(sh, now.ns)
-	if e, ok := sh.m[key]; ok { // every expired record was just swept
+	if e != nil && !e.gone { // live: every expired record was just swept
+		e.lent = true // its bytes are read after the lock is released
 		if snap != nil {
-			*snap = e.record()
+			*snap = s.record(e, now)
 		}
 		return memClaim{e: e, done: e.done}, nil
 	}
 	if !s.reserve(sh) {
 		return memClaim{}, ErrFull
 	}
+	e = sh.reuse()
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
-	token := s.tokens.Add(1)
-	e := &memEntry{key: key, token: token}
-	e.deadline, e.due = s.after(now, lock)
+	e.key, e.token, e.due = key, s.tokens.Add(1), dueAfter(now, lock)
 	if n := len(fingerprint); n <= len(e.buf) {
 		e.fingerprint = e.buf[:n:n]
 		copy(e.fingerprint, fingerprint)
@@ -232,26 +248,46 @@ func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now ins
 		e.fingerprint = bytes.Clone(fingerprint)
 	}
 	sh.m[key] = e
-	sh.q.Push(expiryItem{e.due, e})
-	return memClaim{token: token, sh: sh, e: e, deadline: e.deadline}, nil
+	sh.queue(e)
+	return memClaim{token: e.token, sh: sh, e: e, deadline: s.timeAt(now, e.due)}, nil
 }
 
-// replayed returns the result recorded for key, in its shard sh, if key
-// holds a success that a Guard recorded under fingerprint and that is
-// live by the replay clock; ok is false otherwise, for the caller to take
-// the general path, which also reports a mismatch. The result is the
-// record's own bytes, which are never written again, capped at their
-// length. It reads no clock on the system clock (see replayNow).
-func (s *MemStore) replayed(sh *memShard, key string, fingerprint []byte) (out []byte, ok bool) {
-	now := s.replayNow()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.m[key]
-	if e == nil || !e.done || e.due <= now || e.outAt == 0 || !bytes.Equal(e.fingerprint, fingerprint) {
-		return nil, false
+// claimDirect is a Guard's claim of key, in its shard sh, over a
+// MemStore on the Guard's clock. In one hold of the shard's lock, it
+// replays a success that a Guard recorded for key under fingerprint and
+// that is live by the replay clock (see replayNow), and otherwise claims
+// key as claimAt does, reading the store's clock only then. A replayed
+// result is the record's own bytes, never written again, capped at their
+// length, and never nil; out is nil for anything else, which the caller
+// reads from c as it reads claimAt's, mismatches included.
+func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, lock time.Duration) (out []byte, c memClaim, err error) {
+	var now instant
+	var replayAt int64
+	if s.system {
+		replayAt = s.replayNow()
+	} else {
+		now = s.now()
+		replayAt = now.ns
 	}
-	out = e.response[e.outAt:]
-	return out[:len(out):len(out)], true
+	sh.mu.Lock()
+	e := sh.m[key]
+	if e != nil && e.done && e.outAt != 0 && e.due > replayAt && bytes.Equal(e.fingerprint, fingerprint) {
+		if !e.lent {
+			e.lent = true
+		}
+		out = e.response[e.outAt:]
+		sh.mu.Unlock()
+		return out[:len(out):len(out)], memClaim{}, nil
+	}
+	if s.system {
+		now = s.now()
+	}
+	c, err = s.claimLocked(sh, e, key, fingerprint, now, lock, nil)
+	sh.mu.Unlock()
+	if err == ErrFull {
+		c, err = s.claimFull(sh, key, fingerprint, now, lock, nil)
+	}
+	return nil, c, err
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
@@ -284,6 +320,7 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 		return notClaimed(key, c.token)
 	}
 	c.e.outAt = int32(outAt)
+	c.e.finished = true
 	s.complete(c.sh, c.e, response, now, retain)
 	return nil
 }
@@ -293,9 +330,8 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 func (s *MemStore) complete(sh *memShard, e *memEntry, response []byte, now instant, retain time.Duration) {
 	e.done = true
 	e.response = response
-	e.deadline, e.due = s.after(now, retain)
-	sh.q.Push(expiryItem{e.due, e})
-	sh.dropped() // the claim's item
+	e.due = dueAfter(now, retain)
+	sh.requeue(e)
 }
 
 func notClaimed(key string, token uint64) error {
@@ -307,7 +343,6 @@ func notClaimed(key string, token uint64) error {
 // ctx.Err() if ctx is done.
 func (s *MemStore) Release(ctx context.Context, key string, token uint64) error {
 	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ instant) {
-		sh.dropped() // its item
 		s.remove(sh, e)
 	})
 }
@@ -367,6 +402,8 @@ func (s *MemStore) reserve(sh *memShard) bool {
 func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	e.gone = true
 	delete(sh.m, e.key)
+	sh.unqueue(e)
+	sh.release(e)
 	if s.MaxKeys <= 0 {
 		sh.n.Add(-1)
 	} else {
@@ -384,12 +421,7 @@ func (s *MemStore) sweep(sh *memShard, now int64) {
 // now, on the store's timeline; sh.mu is held.
 func (s *MemStore) sweepLocked(sh *memShard, now int64) {
 	for len(sh.q) > 0 && sh.q[0].due <= now {
-		it := sh.q.Pop()
-		if it.e.gone || it.e.due != it.due {
-			sh.stale = max(sh.stale-1, 0)
-			continue
-		}
-		s.remove(sh, it.e)
+		s.remove(sh, sh.slots[sh.q[0].slot].e)
 	}
 }
 
@@ -423,19 +455,29 @@ func (s *MemStore) now() instant {
 	return instant{ns: t.UnixNano(), t: t}
 }
 
-// after returns the time d after now, as a time.Time and on the store's
-// timeline (on the system clock, s.base plus the time elapsed, with its
-// monotonic reading). The timeline saturates, so that a huge d cannot
-// wrap a deadline into the past.
-func (s *MemStore) after(now instant, d time.Duration) (time.Time, int64) {
+// dueAfter returns the time d after now on the store's timeline. The
+// timeline saturates, so that a huge d cannot wrap a deadline into the
+// past.
+func dueAfter(now instant, d time.Duration) int64 {
 	due := now.ns + int64(d)
 	if due < now.ns {
 		due = math.MaxInt64
 	}
+	return due
+}
+
+// timeAt returns due, on the store's timeline, as a time.Time, given now,
+// a reading at or before it: on the system clock, s.base plus due, with
+// its monotonic reading; on any other, the reading moved on to due, in
+// its location.
+func (s *MemStore) timeAt(now instant, due int64) time.Time {
 	if s.system {
-		return s.base.Add(time.Duration(due)), due
+		return s.base.Add(time.Duration(due))
 	}
-	return now.t.Add(d), due
+	if d := due - now.ns; d >= 0 {
+		return now.t.Add(time.Duration(d))
+	}
+	return time.Unix(0, due).In(now.t.Location()) // due - now.ns overflowed
 }
 
 // readsClock reports whether the store's clock is c: clock.System for a
@@ -494,36 +536,3 @@ type (
 		buf [384]byte
 	}
 )
-
-// dropped counts one more stale item in the shard's heap, and compacts
-// the heap once stale items are most of it: the heap holds at most about
-// twice the shard's records, and compaction, O(n), is paid for by the n/2
-// operations that made items stale since the last one.
-func (sh *memShard) dropped() {
-	sh.stale++
-	if sh.stale <= 32 || sh.stale*2 <= len(sh.q) {
-		return
-	}
-	live := sh.q[:0]
-	for _, it := range sh.q {
-		if !it.e.gone && it.e.due == it.due {
-			live = append(live, it)
-		}
-	}
-	clear(sh.q[len(live):])
-	sh.q = live
-	sh.q.Init()
-	sh.stale = 0
-}
-
-// expiryItem is a deadline in a shard's heap. It is stale, and skipped
-// when it comes up, once its entry's deadline has changed or the entry
-// has left the shard.
-type expiryItem struct {
-	due int64
-	e   *memEntry
-}
-
-// Before orders a shard's heap by due time; it reads the items alone,
-// never the entries they point to.
-func (a expiryItem) Before(b expiryItem) bool { return a.due < b.due }
