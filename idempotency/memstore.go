@@ -190,11 +190,11 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 // entry's key, fingerprint and, once done, response are never written
 // again, so they may be read without the shard's lock, but not written.
 type memClaim struct {
-	token    uint64
-	sh       *memShard
-	e        *memEntry
-	deadline time.Time
-	done     bool
+	token uint64
+	sh    *memShard
+	e     *memEntry
+	due   int64 // the claim's LockedUntil on the store's timeline
+	done  bool
 }
 
 // claimAt is Claim, in key's shard sh, at the time now, read from the
@@ -240,7 +240,7 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 	e = sh.reuse()
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
-	e.key, e.token, e.due = key, s.tokens.Add(1), dueAfter(now, lock)
+	e.key, e.token, e.due = key, s.tokens.Add(1), after(now.ns, lock)
 	if n := len(fingerprint); n <= len(e.buf) {
 		e.fingerprint = e.buf[:n:n]
 		copy(e.fingerprint, fingerprint)
@@ -249,7 +249,7 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 	}
 	sh.m[key] = e
 	sh.queue(e)
-	return memClaim{token: e.token, sh: sh, e: e, deadline: s.timeAt(now, e.due)}, nil
+	return memClaim{token: e.token, sh: sh, e: e, due: e.due}, nil
 }
 
 // claimDirect is a Guard's claim of key, in its shard sh, over a
@@ -330,7 +330,7 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 func (s *MemStore) complete(sh *memShard, e *memEntry, response []byte, now instant, retain time.Duration) {
 	e.done = true
 	e.response = response
-	e.due = dueAfter(now, retain)
+	e.due = after(now.ns, retain)
 	sh.requeue(e)
 }
 
@@ -455,12 +455,12 @@ func (s *MemStore) now() instant {
 	return instant{ns: t.UnixNano(), t: t}
 }
 
-// dueAfter returns the time d after now on the store's timeline. The
-// timeline saturates, so that a huge d cannot wrap a deadline into the
-// past.
-func dueAfter(now instant, d time.Duration) int64 {
-	due := now.ns + int64(d)
-	if due < now.ns {
+// after returns the time d after now, on a timeline of nanoseconds (the
+// store's, or a Guard's). The timeline saturates, so that a huge d cannot
+// wrap a deadline into the past.
+func after(now int64, d time.Duration) int64 {
+	due := now + int64(d)
+	if due < now {
 		due = math.MaxInt64
 	}
 	return due
