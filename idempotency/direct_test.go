@@ -96,6 +96,8 @@ func TestDirectPathMatchesStorePath(t *testing.T) {
 				h.clk.Advance(advance)
 			}
 			require.Equal(t, got[0], got[1], where)
+			require.NoError(t, direct.s.checkShards(), where)
+			require.NoError(t, iface.s.checkShards(), where)
 		}
 		require.NotNil(t, direct.g.mem, "seed %d: the direct Guard took the store's fast path", seed)
 		require.Nil(t, iface.g.mem, "seed %d", seed)
@@ -197,8 +199,10 @@ func (o *observation) observe(out []byte, err error) {
 // clock, which moves meanwhile, from many goroutines over a few keys,
 // with other processes' claims and reads of the records: replays read
 // entries without the shard's lock while others claim, complete, lapse,
-// copy and evict them. Every result returned must be the one
-// recorded under a token that the store granted for its key.
+// copy, evict and reuse them. Every result returned must be the one
+// recorded under a token that the store granted for its key, and must
+// keep its bytes to the end: an entry whose bytes were returned is never
+// reused.
 func TestDirectPathConcurrent(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
@@ -208,6 +212,7 @@ func TestDirectPathConcurrent(t *testing.T) {
 	keys := []string{"a", "b", "c", "d"}
 	var mu sync.Mutex
 	granted := map[string]bool{} // "key token"
+	var returned [8][][2][]byte  // by goroutine: each result, and a copy made when it was returned
 	var wg sync.WaitGroup
 	for w := range 8 {
 		r := rand.New(rand.NewPCG(seed, uint64(w)))
@@ -244,11 +249,19 @@ func TestDirectPathConcurrent(t *testing.T) {
 						t.Errorf("Do(%q) = %q: no claim on the key made it", key, out)
 						return
 					}
+					returned[w] = append(returned[w], [2][]byte{out, bytes.Clone(out)})
 				}
 			}
 		})
 	}
 	wg.Wait()
+	for _, results := range returned {
+		for _, r := range results {
+			if !bytes.Equal(r[0], r[1]) {
+				t.Fatalf("a result returned as %q reads %q since", r[1], r[0])
+			}
+		}
+	}
 }
 
 // TestDirectPathEntrySizes: results that fit beside the fingerprint in
@@ -277,4 +290,112 @@ func TestDirectPathEntrySizes(t *testing.T) {
 			require.Equal(t, fp, rec.Fingerprint, key)
 		}
 	}
+}
+
+// TestDirectPathReusesEntries: once it expires, the entry of a record
+// that its claimant finished and that nobody read is reused for the next
+// claim in its shard; the entry of a record that was replayed, read by
+// Claim or by a call with another fingerprint, completed through the
+// Store, released, or whose lock lapsed is not, and the bytes a replay
+// returned keep their value.
+func TestDirectPathReusesEntries(t *testing.T) {
+	ctx := context.Background()
+	fp := []byte("fp")
+	result := func(s string) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) { return []byte(s), nil }
+	}
+	// Each case leaves a record of key or a claim of it behind, and
+	// returns its entry, read while it held the key, and what a replay
+	// returned.
+	for _, tc := range []struct {
+		name   string
+		reused bool
+		finish func(t *testing.T, h *history, key string) (e *memEntry, replayed []byte)
+	}{
+		{"unread", true, func(t *testing.T, h *history, key string) (*memEntry, []byte) {
+			_, err := h.g.Do(ctx, key, fp, result("first"))
+			require.NoError(t, err)
+			return h.entry(key), nil
+		}},
+		{"replayed", false, func(t *testing.T, h *history, key string) (*memEntry, []byte) {
+			_, err := h.g.Do(ctx, key, fp, result("first"))
+			require.NoError(t, err)
+			out, err := h.g.Do(ctx, key, fp, nil)
+			require.NoError(t, err)
+			return h.entry(key), out
+		}},
+		{"read by Claim", false, func(t *testing.T, h *history, key string) (*memEntry, []byte) {
+			_, err := h.g.Do(ctx, key, fp, result("first"))
+			require.NoError(t, err)
+			_, rec, err := h.s.Claim(ctx, key, nil, time.Minute)
+			require.NoError(t, err)
+			require.NotNil(t, rec)
+			return h.entry(key), nil
+		}},
+		{"mismatched", false, func(t *testing.T, h *history, key string) (*memEntry, []byte) {
+			_, err := h.g.Do(ctx, key, fp, result("first"))
+			require.NoError(t, err)
+			_, err = h.g.Do(ctx, key, []byte("pf"), nil)
+			require.ErrorIs(t, err, ErrMismatch)
+			return h.entry(key), nil
+		}},
+		{"completed through the Store", false, func(t *testing.T, h *history, key string) (*memEntry, []byte) {
+			token, _, err := h.s.Claim(ctx, key, fp, time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, h.s.Complete(ctx, key, token, []byte("first"), time.Second))
+			return h.entry(key), nil
+		}},
+		{"released", false, func(t *testing.T, h *history, key string) (e *memEntry, _ []byte) {
+			_, err := h.g.Do(ctx, key, fp, func(context.Context) ([]byte, error) {
+				e = h.entry(key)
+				return nil, Retryable(errors.New("again"))
+			})
+			require.Error(t, err)
+			return e, nil
+		}},
+		{"lapsed", false, func(t *testing.T, h *history, key string) (e *memEntry, _ []byte) {
+			_, err := h.g.Do(ctx, key, fp, func(context.Context) ([]byte, error) {
+				e = h.entry(key)
+				h.clk.Advance(time.Minute)
+				return []byte("late"), nil
+			})
+			require.ErrorIs(t, err, ErrLockExpired)
+			return e, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHistory(true, 0, time.Minute, time.Second)
+			keys := keysInOneShard(h.s, 2)
+			old, replayed := tc.finish(t, h, keys[0])
+			require.NotNil(t, old)
+			h.clk.Advance(2 * time.Minute)
+			_, err := h.g.Do(ctx, keys[1], fp, result("second"))
+			require.NoError(t, err)
+			require.NoError(t, h.s.checkShards())
+			require.Equal(t, tc.reused, h.entry(keys[1]) == old, "the new record's entry is the old one's")
+			if replayed != nil {
+				require.Equal(t, "first", string(replayed))
+			}
+		})
+	}
+}
+
+// entry returns key's entry in the history's store, or nil; reading it
+// lends nothing.
+func (h *history) entry(key string) *memEntry {
+	sh := h.s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[key]
+}
+
+// keysInOneShard returns n keys that s keeps in one shard.
+func keysInOneShard(s *MemStore, n int) []string {
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		if key := fmt.Sprint("key-", i); len(keys) == 0 || s.shard(key) == s.shard(keys[0]) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }

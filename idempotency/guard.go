@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -431,12 +430,7 @@ func (g *Guard) time(ns int64) time.Time {
 	if g.system {
 		return g.base.Add(time.Duration(ns))
 	}
-	now := g.clock.Now().UnixNano()
-	left := ns - now
-	if left < 0 && ns > now { // overflowed: a deadline centuries away
-		left = math.MaxInt64
-	}
-	return time.Now().Add(time.Duration(left))
+	return time.Now().Add(time.Unix(0, ns).Sub(g.clock.Now())) // Sub saturates
 }
 
 // run executes fn on the claim l of key and records or releases the

@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"fmt"
 	"testing"
 	"time"
 	"unsafe"
@@ -35,6 +36,9 @@ func TestMemStoreHeapBounded(t *testing.T) {
 	if items != s.Len() || slots > 3 {
 		t.Fatalf("%d heap items and %d slots for %d records", items, slots, s.Len())
 	}
+	if err := s.checkShards(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestMemStoreLayout: the counters every claim writes share no cache
@@ -55,4 +59,71 @@ func TestMemStoreLayout(t *testing.T) {
 	if size := unsafe.Sizeof(s); size%64 != 0 {
 		t.Errorf("a MemStore takes %d bytes, not a multiple of a cache line", size)
 	}
+}
+
+// checkShards returns an error if a shard of s breaks an invariant of
+// its map, heap, slots and free list: one heap item per record, in heap
+// order, at the index its slot names, with the record's deadline; every
+// slot either holds a record of the map or is on the free list exactly
+// once; an entry kept on the free list is gone, was finished by its
+// claimant, never lent, and is at most one of maxFree; and the records
+// counted are the records held.
+func (s *MemStore) checkShards() error {
+	held := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		err := sh.check()
+		held += len(sh.m)
+		sh.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("shard %d: %w", i, err)
+		}
+	}
+	if held != s.Len() {
+		return fmt.Errorf("%d records held, %d counted", held, s.Len())
+	}
+	return nil
+}
+
+func (sh *memShard) check() error {
+	if len(sh.q) != len(sh.m) {
+		return fmt.Errorf("%d heap items for %d records", len(sh.q), len(sh.m))
+	}
+	for k, it := range sh.q {
+		if k > 0 && sh.q[(k-1)/2].due > it.due {
+			return fmt.Errorf("heap item %d due %d before its parent's %d", k, it.due, sh.q[(k-1)/2].due)
+		}
+		if int(it.slot) >= len(sh.slots) || sh.slots[it.slot].at != int32(k) {
+			return fmt.Errorf("heap item %d names slot %d, which does not name it back", k, it.slot)
+		}
+		e := sh.slots[it.slot].e
+		switch {
+		case e == nil || e.gone || e.slot != it.slot || sh.m[e.key] != e:
+			return fmt.Errorf("heap item %d: slot %d holds no record of the map", k, it.slot)
+		case e.due != it.due:
+			return fmt.Errorf("heap item %d due %d, its record %d", k, it.due, e.due)
+		}
+	}
+	free := make(map[int32]bool)
+	kept := 0
+	for i := sh.free; i != 0; i = sh.slots[i-1].next {
+		if free[i-1] || len(free) > len(sh.slots) {
+			return fmt.Errorf("slot %d is on the free list twice", i-1)
+		}
+		free[i-1] = true
+		if e := sh.slots[i-1].e; e != nil {
+			kept++
+			if !e.gone || !e.finished || e.lent || e.slot != i-1 || e.key != "" || e.response != nil {
+				return fmt.Errorf("free slot %d keeps an entry that may not be reused: %+v", i-1, e)
+			}
+		}
+	}
+	if kept != int(sh.nfree) || kept > maxFree {
+		return fmt.Errorf("%d entries kept for reuse, %d counted (at most %d)", kept, sh.nfree, maxFree)
+	}
+	if len(free)+len(sh.m) != len(sh.slots) {
+		return fmt.Errorf("%d slots: %d free, %d records", len(sh.slots), len(free), len(sh.m))
+	}
+	return nil
 }
