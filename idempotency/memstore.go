@@ -25,8 +25,11 @@ const memShards = 32
 // first drops that shard's records whose deadline has passed (a min-heap
 // by deadline, with one item per record, makes this O(log n) per removed
 // record and O(1) when there is none), so memory tracks the live records
-// plus the expired records of shards nobody has touched since. The
-// memory of a record that expired unread is reused for a later one.
+// plus the expired records of shards nobody has touched since. Like a Go
+// map, which a shard's records are kept in, a shard does not shrink: its
+// table of 16-byte slots, one per record, keeps the size of the most
+// records it held at once, and it keeps up to 64 entries of records that
+// expired without being read (about 200 bytes each) for later records.
 //
 // On the system clock, the store measures time on the monotonic clock,
 // as comparisons of time.Time values do: a record's times are the wall
@@ -36,11 +39,14 @@ const memShards = 32
 //
 // A [Guard] over a MemStore on the Guard's own clock (the same
 // clock.Clock value, or both the system clock) reads the clock once per
-// step and lends it to the store, records a result that fits beside the
+// step and lends it to the store, claims a key or replays its record in
+// one hold of its shard's lock, records a result that fits beside the
 // fingerprint (96 bytes for both, in their recorded form: a SHA-256
 // fingerprint and a result of up to 57 bytes) in the claim's own entry,
 // and replays a recorded success by returning the record's bytes, with
-// no allocation; other Guards use the Store methods.
+// no allocation; other Guards use the Store methods. Only the entries of
+// records that such a Guard finished, and whose bytes nobody was given,
+// are reused.
 //
 // Such a replay on the system clock reads no clock either: reading it
 // would cost as much as the rest of the replay. It compares the record's
@@ -95,8 +101,7 @@ type memShard struct {
 	slots []slot         // the entries, by slot
 	free  int32          // the first free slot plus one; 0: none
 	nfree int32          // the free slots that keep an entry for reuse
-	n     atomic.Int64   // without MaxKeys: the records in m; written with mu held
-	_     [128 - 80]byte // two cache lines: shards are locked by different cores
+	_     [128 - 72]byte // two cache lines: shards are locked by different cores
 }
 
 // memEntry is the record of one key. key, fingerprint and token never
@@ -234,7 +239,7 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 		}
 		return memClaim{e: e, done: e.done}, nil
 	}
-	if !s.reserve(sh) {
+	if !s.reserve() {
 		return memClaim{}, ErrFull
 	}
 	e = sh.reuse()
@@ -353,11 +358,14 @@ func (s *MemStore) Len() int {
 	if s.MaxKeys > 0 {
 		return int(s.n.Load())
 	}
-	n := int64(0)
+	n := 0
 	for i := range s.shards {
-		n += s.shards[i].n.Load()
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
 	}
-	return int(n)
+	return n
 }
 
 // onClaim runs fn, with key's shard locked, on key's live in-progress
@@ -379,12 +387,11 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 	return nil
 }
 
-// reserve counts one more record in sh, unless the store is at MaxKeys;
-// sh.mu is held. Without MaxKeys, records are counted by shard, so that
+// reserve counts one more record, unless the store is at MaxKeys.
+// Without MaxKeys, records are counted by the shards' maps, so that
 // claims on different shards share no counter but the tokens.
-func (s *MemStore) reserve(sh *memShard) bool {
+func (s *MemStore) reserve() bool {
 	if s.MaxKeys <= 0 {
-		sh.n.Add(1)
 		return true
 	}
 	for {
@@ -404,9 +411,7 @@ func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	delete(sh.m, e.key)
 	sh.unqueue(e)
 	sh.release(e)
-	if s.MaxKeys <= 0 {
-		sh.n.Add(-1)
-	} else {
+	if s.MaxKeys > 0 {
 		s.n.Add(-1)
 	}
 }
