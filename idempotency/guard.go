@@ -363,7 +363,8 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	out, c, err := g.mem.claimDirect(g.mem.shard(key), key, fingerprint, g.lock)
+	var c memClaim
+	out, err := g.mem.claimDirect(g.mem.shard(key), key, fingerprint, g.lock, &c)
 	switch {
 	case out != nil:
 		return out, nil

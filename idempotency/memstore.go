@@ -260,16 +260,17 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 // claimDirect is a Guard's claim of key, in its shard sh, over a
 // MemStore on the Guard's clock. In one hold of the shard's lock, it
 // replays a success that a Guard recorded for key under fingerprint and
-// that is live by the replay clock (see replayNow), and otherwise claims
-// key as claimAt does, reading the store's clock only then. A replayed
-// result is the record's own bytes, never written again, capped at their
-// length, and never nil; out is nil for anything else, which the caller
-// reads from c as it reads claimAt's, mismatches included.
-func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, lock time.Duration) (out []byte, c memClaim, err error) {
+// that is live by the replay clock (on the system clock, the coarse
+// clock: see coarseNow), and otherwise claims key as claimAt does,
+// reading the store's clock only then, into *c. A replayed result is the
+// record's own bytes, never written again, capped at their length, and
+// never nil; out is nil for anything else, which the caller reads from
+// *c as it reads claimAt's, mismatches included. sh is set up.
+func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, lock time.Duration, c *memClaim) (out []byte, err error) {
 	var now instant
 	var replayAt int64
 	if s.system {
-		replayAt = s.replayNow()
+		replayAt = s.coarseNow()
 	} else {
 		now = s.now()
 		replayAt = now.ns
@@ -282,17 +283,17 @@ func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, loc
 		}
 		out = e.response[e.outAt:]
 		sh.mu.Unlock()
-		return out[:len(out):len(out)], memClaim{}, nil
+		return out[:len(out):len(out)], nil
 	}
 	if s.system {
 		now = s.now()
 	}
-	c, err = s.claimLocked(sh, e, key, fingerprint, now, lock, nil)
+	*c, err = s.claimLocked(sh, e, key, fingerprint, now, lock, nil)
 	sh.mu.Unlock()
 	if err == ErrFull {
-		c, err = s.claimFull(sh, key, fingerprint, now, lock, nil)
+		*c, err = s.claimFull(sh, key, fingerprint, now, lock, nil)
 	}
-	return nil, c, err
+	return nil, err
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
