@@ -383,17 +383,20 @@ func TestDirectPathReusesEntries(t *testing.T) {
 // entry returns key's entry in the history's store, or nil; reading it
 // lends nothing.
 func (h *history) entry(key string) *memEntry {
-	sh := h.s.shard(key)
+	sh, hash := h.s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.m[key]
+	return sh.keys.find(sh.slots, hash, key)
 }
 
 // keysInOneShard returns n keys that s keeps in one shard.
 func keysInOneShard(s *MemStore, n int) []string {
 	var keys []string
+	var first *memShard
 	for i := 0; len(keys) < n; i++ {
-		if key := fmt.Sprint("key-", i); len(keys) == 0 || s.shard(key) == s.shard(keys[0]) {
+		key := fmt.Sprint("key-", i)
+		if sh, _ := s.shard(key); first == nil || sh == first {
+			first = sh
 			keys = append(keys, key)
 		}
 	}

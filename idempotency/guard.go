@@ -364,7 +364,8 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
 	var c memClaim
-	out, err := g.mem.claimDirect(g.mem.shard(key), key, fingerprint, g.lock, &c)
+	sh, h := g.mem.shard(key)
+	out, err := g.mem.claimDirect(sh, h, key, fingerprint, g.lock, &c)
 	switch {
 	case out != nil:
 		return out, nil

@@ -26,10 +26,11 @@ const memShards = 32
 // by deadline, with one item per record, makes this O(log n) per removed
 // record and O(1) when there is none), so memory tracks the live records
 // plus the expired records of shards nobody has touched since. Like a Go
-// map, which a shard's records are kept in, a shard does not shrink: its
-// table of 16-byte slots, one per record, keeps the size of the most
-// records it held at once, and it keeps up to 64 entries of records that
-// expired without being read (about 200 bytes each) for later records.
+// map, a shard does not shrink: its index by key (a hash table of 16-byte
+// cells, at most three quarters full) and its table of 16-byte slots,
+// one per record, keep the size of the most records it held at once, and
+// it keeps up to 64 entries of records that expired without being read
+// (192 bytes each) for later records.
 //
 // On the system clock, the store measures time on the monotonic clock,
 // as comparisons of time.Time values do: a record's times are the wall
@@ -96,12 +97,12 @@ var _ Store = (*MemStore)(nil)
 
 type memShard struct {
 	mu    sync.Mutex
-	m     map[string]*memEntry
-	q     []expiryItem   // the records by deadline: see expiry.go
-	slots []slot         // the entries, by slot
-	free  int32          // the first free slot plus one; 0: none
-	nfree int32          // the free slots that keep an entry for reuse
-	_     [128 - 72]byte // two cache lines: shards are locked by different cores
+	keys  index           // the records by key: see index.go
+	q     []expiryItem    // the records by deadline: see expiry.go
+	slots []slot          // the entries, by slot
+	free  int32           // the first free slot plus one; 0: none
+	nfree int32           // the free slots that keep an entry for reuse
+	_     [128 - 104]byte // two cache lines: shards are locked by different cores
 }
 
 // memEntry is the record of one key. key, fingerprint and token never
@@ -182,7 +183,8 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	var live Record
-	c, err := s.claimAt(s.shard(key), key, fingerprint, s.now(), lock, &live)
+	sh, h := s.shard(key)
+	c, err := s.claimAt(sh, h, key, fingerprint, s.now(), lock, &live)
 	if err != nil || c.token != 0 {
 		return c.token, nil, err
 	}
@@ -202,35 +204,35 @@ type memClaim struct {
 	done  bool
 }
 
-// claimAt is Claim, in key's shard sh, at the time now, read from the
-// store's clock, for a positive lock. If key is live and snap is not nil,
-// *snap is set to its record, sharing its bytes.
-func (s *MemStore) claimAt(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
-	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
+// claimAt is Claim, in key's shard sh, where its hash is h, at the time
+// now, read from the store's clock, for a positive lock. If key is live
+// and snap is not nil, *snap is set to its record, sharing its bytes.
+func (s *MemStore) claimAt(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+	c, err := s.claimIn(sh, h, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
-		c, err = s.claimFull(sh, key, fingerprint, now, lock, snap)
+		c, err = s.claimFull(sh, h, key, fingerprint, now, lock, snap)
 	}
 	return c, err
 }
 
 // claimFull retries, once, a claim that found the store full, after
 // evicting the expired records of every shard.
-func (s *MemStore) claimFull(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+func (s *MemStore) claimFull(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	for i := range s.shards {
 		s.sweep(&s.shards[i], now.ns)
 	}
-	return s.claimIn(sh, key, fingerprint, now, lock, snap)
+	return s.claimIn(sh, h, key, fingerprint, now, lock, snap)
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+func (s *MemStore) claimIn(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return s.claimLocked(sh, sh.m[key], key, fingerprint, now, lock, snap)
+	return s.claimLocked(sh, h, sh.keys.find(sh.slots, h, key), key, fingerprint, now, lock, snap)
 }
 
-// claimLocked is claimIn with sh.mu held, where e is key's entry in sh.m
+// claimLocked is claimIn with sh.mu held, where e is key's entry in sh
 // before the shard is swept, or nil.
-func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+func (s *MemStore) claimLocked(sh *memShard, h uint64, e *memEntry, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	s.sweepLocked(sh, now.ns)
 	if e != nil && !e.gone { // live: every expired record was just swept
 		e.lent = true // its bytes are read after the lock is released
@@ -252,7 +254,7 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 	} else {
 		e.fingerprint = bytes.Clone(fingerprint)
 	}
-	sh.m[key] = e
+	sh.keys.add(h, e.slot)
 	sh.queue(e)
 	return memClaim{token: e.token, sh: sh, e: e, due: e.due}, nil
 }
@@ -265,8 +267,9 @@ func (s *MemStore) claimLocked(sh *memShard, e *memEntry, key string, fingerprin
 // reading the store's clock only then, into *c. A replayed result is the
 // record's own bytes, never written again, capped at their length, and
 // never nil; out is nil for anything else, which the caller reads from
-// *c as it reads claimAt's, mismatches included. sh is set up.
-func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, lock time.Duration, c *memClaim) (out []byte, err error) {
+// *c as it reads claimAt's, mismatches included. sh and h are key's
+// shard and hash.
+func (s *MemStore) claimDirect(sh *memShard, h uint64, key string, fingerprint []byte, lock time.Duration, c *memClaim) (out []byte, err error) {
 	var now instant
 	var replayAt int64
 	if s.system {
@@ -276,7 +279,7 @@ func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, loc
 		replayAt = now.ns
 	}
 	sh.mu.Lock()
-	e := sh.m[key]
+	e := sh.keys.find(sh.slots, h, key)
 	if e != nil && e.done && e.outAt != 0 && e.due > replayAt && bytes.Equal(e.fingerprint, fingerprint) {
 		if !e.lent {
 			e.lent = true
@@ -288,10 +291,10 @@ func (s *MemStore) claimDirect(sh *memShard, key string, fingerprint []byte, loc
 	if s.system {
 		now = s.now()
 	}
-	*c, err = s.claimLocked(sh, e, key, fingerprint, now, lock, nil)
+	*c, err = s.claimLocked(sh, h, e, key, fingerprint, now, lock, nil)
 	sh.mu.Unlock()
 	if err == ErrFull {
-		*c, err = s.claimFull(sh, key, fingerprint, now, lock, nil)
+		*c, err = s.claimFull(sh, h, key, fingerprint, now, lock, nil)
 	}
 	return nil, err
 }
@@ -363,7 +366,7 @@ func (s *MemStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		n += sh.keys.n
 		sh.mu.Unlock()
 	}
 	return n
@@ -376,12 +379,12 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 		return err
 	}
 	now := s.now()
-	sh := s.shard(key)
+	sh, h := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now.ns)
-	e, ok := sh.m[key]
-	if !ok || e.done || e.token != token {
+	e := sh.keys.find(sh.slots, h, key)
+	if e == nil || e.done || e.token != token {
 		return notClaimed(key, token)
 	}
 	fn(sh, e, now)
@@ -409,7 +412,7 @@ func (s *MemStore) reserve() bool {
 // remove takes e out of sh and counts one record less; sh.mu is held.
 func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	e.gone = true
-	delete(sh.m, e.key)
+	sh.keys.remove(s.hash(e.key), e.slot)
 	sh.unqueue(e)
 	sh.release(e)
 	if s.MaxKeys > 0 {
@@ -431,16 +434,18 @@ func (s *MemStore) sweepLocked(sh *memShard, now int64) {
 	}
 }
 
-func (s *MemStore) shard(key string) *memShard {
+// shard returns key's shard and its hash, which the shard's index files
+// it under.
+func (s *MemStore) shard(key string) (*memShard, uint64) {
 	s.init.Do(s.setup)
-	return &s.shards[maphash.String(s.seed, key)%memShards]
+	h := s.hash(key)
+	return &s.shards[h%memShards], h
 }
+
+func (s *MemStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
 
 func (s *MemStore) setup() {
 	s.seed = maphash.MakeSeed()
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]*memEntry)
-	}
 	switch s.Clock.(type) {
 	case nil, clock.System:
 		s.system = true

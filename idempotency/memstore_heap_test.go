@@ -62,19 +62,21 @@ func TestMemStoreLayout(t *testing.T) {
 }
 
 // checkShards returns an error if a shard of s breaks an invariant of
-// its map, heap, slots and free list: one heap item per record, in heap
-// order, at the index its slot names, with the record's deadline; every
-// slot either holds a record of the map or is on the free list exactly
-// once; an entry kept on the free list is gone, was finished by its
-// claimant, never lent, and is at most one of maxFree; and the records
-// counted are the records held.
+// its index, heap, slots and free list: one cell per record, under its
+// key's hash, that a search from the hash's home cell reaches without
+// meeting an empty cell, and at most three quarters of the cells in use;
+// one heap item per record, in heap order, at the index its slot names,
+// with the record's deadline; every slot either holds an indexed record
+// or is on the free list exactly once; an entry kept on the free list is
+// gone, was finished by its claimant, never lent, and is at most one of
+// maxFree; and the records counted are the records held.
 func (s *MemStore) checkShards() error {
 	held := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		err := sh.check()
-		held += len(sh.m)
+		err := sh.check(s)
+		held += sh.keys.n
 		sh.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("shard %d: %w", i, err)
@@ -86,9 +88,21 @@ func (s *MemStore) checkShards() error {
 	return nil
 }
 
-func (sh *memShard) check() error {
-	if len(sh.q) != len(sh.m) {
-		return fmt.Errorf("%d heap items for %d records", len(sh.q), len(sh.m))
+func (sh *memShard) check(s *MemStore) error {
+	x := &sh.keys
+	if err := x.check(sh.slots); err != nil {
+		return err
+	}
+	for i, c := range x.cells {
+		if c.hash == 0 {
+			continue
+		}
+		if e := sh.slots[c.slot].e; e.gone || tag(s.hash(e.key)) != c.hash {
+			return fmt.Errorf("cell %d holds %#x for %q, a record gone (%t) or hashed otherwise", i, c.hash, e.key, e.gone)
+		}
+	}
+	if len(sh.q) != x.n {
+		return fmt.Errorf("%d heap items for %d records", len(sh.q), x.n)
 	}
 	for k, it := range sh.q {
 		if k > 0 && sh.q[(k-1)/2].due > it.due {
@@ -99,8 +113,8 @@ func (sh *memShard) check() error {
 		}
 		e := sh.slots[it.slot].e
 		switch {
-		case e == nil || e.gone || e.slot != it.slot || sh.m[e.key] != e:
-			return fmt.Errorf("heap item %d: slot %d holds no record of the map", k, it.slot)
+		case e == nil || e.gone || e.slot != it.slot || x.find(sh.slots, s.hash(e.key), e.key) != e:
+			return fmt.Errorf("heap item %d: slot %d holds no indexed record", k, it.slot)
 		case e.due != it.due:
 			return fmt.Errorf("heap item %d due %d, its record %d", k, it.due, e.due)
 		}
@@ -122,8 +136,33 @@ func (sh *memShard) check() error {
 	if kept != int(sh.nfree) || kept > maxFree {
 		return fmt.Errorf("%d entries kept for reuse, %d counted (at most %d)", kept, sh.nfree, maxFree)
 	}
-	if len(free)+len(sh.m) != len(sh.slots) {
-		return fmt.Errorf("%d slots: %d free, %d records", len(sh.slots), len(free), len(sh.m))
+	if len(free)+x.n != len(sh.slots) {
+		return fmt.Errorf("%d slots: %d free, %d records", len(sh.slots), len(free), x.n)
+	}
+	return nil
+}
+
+// check returns an error unless every cell in use names a slot with an
+// entry and is reached from its home cell without an empty cell on the
+// way, n counts them, and at most three quarters of the cells are used.
+func (x *index) check(slots []slot) error {
+	used, mask := 0, len(x.cells)-1
+	for i, c := range x.cells {
+		if c.hash == 0 {
+			continue
+		}
+		used++
+		if int(c.slot) >= len(slots) || slots[c.slot].e == nil {
+			return fmt.Errorf("cell %d names slot %d, which holds no entry", i, c.slot)
+		}
+		for j := x.home(c.hash); j != i; j = (j + 1) & mask {
+			if x.cells[j].hash == 0 {
+				return fmt.Errorf("cell %d is past an empty cell %d from its home", i, j)
+			}
+		}
+	}
+	if used != x.n || 4*x.n > 3*len(x.cells) {
+		return fmt.Errorf("%d cells of %d in use, %d counted", used, len(x.cells), x.n)
 	}
 	return nil
 }
