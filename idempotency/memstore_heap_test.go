@@ -1,10 +1,15 @@
 package idempotency
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/distkit/distkit/clock/clocktest"
 )
 
 // TestMemStoreHeapBounded: the heaps hold one item per record, whatever
@@ -165,4 +170,86 @@ func (x *index) check(slots []slot) error {
 		return fmt.Errorf("%d cells of %d in use, %d counted", used, len(x.cells), x.n)
 	}
 	return nil
+}
+
+// TestMemStoreManyRecords: tens of thousands of records, claimed,
+// completed and released through the Store and through a Guard, with
+// random locks and retentions on a clock that moves, keep every shard's
+// index, heap and slots consistent as the indexes grow and records
+// expire in bulk; once all have expired, a claim in each shard leaves
+// only itself, and no shard keeps more slots than it held records at
+// once.
+func TestMemStoreManyRecords(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	ctx := t.Context()
+	clk := clocktest.NewManual(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	s := &MemStore{Clock: clk}
+	g := New(s, Config{Lock: time.Minute, Retain: time.Hour, Clock: clk})
+	peak := map[*memShard]int{} // the most records each shard held at once
+	for i := range 40_000 {
+		n := r.IntN(15_000)
+		key := fmt.Sprint("store-", n) // a Guard's records are its own
+		switch d := time.Duration(1+r.IntN(120)) * time.Second; r.IntN(4) {
+		case 0: // a Guard's call, replayed when the key is live
+			key = fmt.Sprint("guard-", n)
+			if _, err := g.Do(ctx, key, nil, func(context.Context) ([]byte, error) { return []byte(key), nil }); err != nil && !errors.Is(err, ErrInProgress) {
+				t.Fatal(err)
+			}
+		case 1: // a claim left to lapse
+			if _, _, err := s.Claim(ctx, key, nil, d); err != nil {
+				t.Fatal(err)
+			}
+		default: // a claim completed or released
+			token, _, err := s.Claim(ctx, key, nil, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if token != 0 && r.IntN(2) == 0 {
+				err = s.Complete(ctx, key, token, []byte(key), d)
+			} else if token != 0 {
+				err = s.Release(ctx, key, token)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		sh, _ := s.shard(key) // the one shard the step touched
+		peak[sh] = max(peak[sh], sh.keys.n)
+		if r.IntN(100) == 0 {
+			clk.Advance(time.Duration(r.IntN(60)) * time.Second)
+		}
+		if i%5000 == 0 {
+			if err := s.checkShards(); err != nil {
+				t.Fatalf("after %d steps: %v", i, err)
+			}
+		}
+	}
+	clk.Advance(2 * time.Hour)
+	swept := map[*memShard]bool{}
+	for i := 0; len(swept) < memShards; i++ { // a claim in every shard sweeps it
+		key := fmt.Sprint("sweep-", i)
+		sh, _ := s.shard(key)
+		if swept[sh] {
+			continue
+		}
+		swept[sh] = true
+		if _, _, err := s.Claim(ctx, key, nil, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.checkShards(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != memShards {
+		t.Fatalf("%d records left, want the %d claims that swept", s.Len(), memShards)
+	}
+	for i := range s.shards {
+		// Counted between steps: a step that claims and releases holds
+		// one record more in between.
+		if sh := &s.shards[i]; len(sh.slots) > peak[sh]+1 {
+			t.Fatalf("shard %d: %d slots for at most %d records held at once", i, len(sh.slots), peak[sh]+1)
+		}
+	}
 }
