@@ -234,18 +234,27 @@ func checkKey(key string) error {
 	}
 	i := 0
 	for ; i+8 <= len(key); i += 8 { // eight bytes a step while none is a control character
-		w := uint64(key[i]) | uint64(key[i+1])<<8 | uint64(key[i+2])<<16 | uint64(key[i+3])<<24 |
-			uint64(key[i+4])<<32 | uint64(key[i+5])<<40 | uint64(key[i+6])<<48 | uint64(key[i+7])<<56
-		if hasControl(w) {
+		if hasControl(word(key, i)) {
 			break
 		}
 	}
-	for ; i < len(key); i++ {
+	// The bytes after the whole words end the last eight.
+	if i == len(key) || i > len(key)-8 && len(key) >= 8 && !hasControl(word(key, len(key)-8)) {
+		return nil
+	}
+	for ; i < len(key); i++ { // name the first control character
 		if c := key[i]; c < ' ' || c == 0x7f {
 			return fmt.Errorf("%w: control character %#x at byte %d", ErrBadKey, c, i)
 		}
 	}
 	return nil
+}
+
+// word returns the eight bytes of s from i, the first the lowest.
+func word(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // hasControl reports whether one of the eight bytes of w is below 0x20 or
