@@ -4,7 +4,7 @@ package idempotency
 // Every record the shard holds has a slot; the heap has one item per
 // record, holding the record's due time and slot, and each slot knows
 // where its item is. A deadline thus changes in place, and a record
-// leaves the heap when it leaves the map, both in O(log n), and the heap
+// leaves the heap when it leaves the index, both in O(log n), and the heap
 // never holds more items than the shard holds records. Items and
 // positions hold no pointer, so moving them costs the garbage collector
 // nothing: the slots alone point to entries.
@@ -119,7 +119,7 @@ func (sh *memShard) reuse() *memEntry {
 	return e
 }
 
-// release frees e's slot, e having left the shard's map and heap; sh.mu
+// release frees e's slot, e having left the shard's index and heap; sh.mu
 // is held. An entry that its claimant finished (completeAt) and whose
 // bytes were never lent out is referred to by nothing outside the store:
 // up to maxFree of them are kept in their slots for reuse, without what

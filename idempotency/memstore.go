@@ -119,7 +119,7 @@ type memEntry struct {
 	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response (after a header of at most 7 bytes)
 	slot        int32 // its slot in the shard, for life
 	done        bool
-	gone        bool     // released or evicted: no longer in the shard's map
+	gone        bool     // released or evicted: no longer in the shard's index
 	lent        bool     // its bytes were handed out of the store without a copy: a replay, or a record read outside the lock
 	finished    bool     // completed by its claimant through completeAt, which holds it no more
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
@@ -324,7 +324,7 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 	c.sh.mu.Lock()
 	defer c.sh.mu.Unlock()
 	s.sweepLocked(c.sh, now.ns)
-	// An entry leaves the map for good (gone) or stays with its token.
+	// An entry leaves the index for good (gone) or stays with its token.
 	if c.e.gone || c.e.done {
 		return notClaimed(key, c.token)
 	}
@@ -392,7 +392,7 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 }
 
 // reserve counts one more record, unless the store is at MaxKeys.
-// Without MaxKeys, records are counted by the shards' maps, so that
+// Without MaxKeys, records are counted by the shards' indexes, so that
 // claims on different shards share no counter but the tokens.
 func (s *MemStore) reserve() bool {
 	if s.MaxKeys <= 0 {
