@@ -67,10 +67,8 @@ func TestMemStoreLayout(t *testing.T) {
 }
 
 // checkShards returns an error if a shard of s breaks an invariant of
-// its index, heap, slots and free list: one cell per record, under its
-// key's hash, that a search from the hash's home cell reaches without
-// meeting an empty cell, and at most three quarters of the cells in use;
-// one heap item per record, in heap order, at the index its slot names,
+// its index, heap, slots and free list: every record indexed once, under
+// its key's hash; one heap item per record, in heap order, at the index its slot names,
 // with the record's deadline; every slot either holds an indexed record
 // or is on the free list exactly once; an entry kept on the free list is
 // gone, was finished by its claimant, never lent, and is at most one of
@@ -98,12 +96,14 @@ func (sh *memShard) check(s *MemStore) error {
 	if err := x.check(sh.slots); err != nil {
 		return err
 	}
-	for i, c := range x.cells {
-		if c.hash == 0 {
-			continue
-		}
-		if e := sh.slots[c.slot].e; e.gone || tag(s.hash(e.key)) != c.hash {
-			return fmt.Errorf("cell %d holds %#x for %q, a record gone (%t) or hashed otherwise", i, c.hash, e.key, e.gone)
+	for h, i := range x.heads {
+		for e := sh.slots[i].e; e != nil; e = sh.slots[e.sameHash-1].e {
+			if e.gone || s.hash(e.key) != h {
+				return fmt.Errorf("%q is indexed under %#x, gone (%t) or hashed otherwise", e.key, h, e.gone)
+			}
+			if e.sameHash == 0 {
+				break
+			}
 		}
 	}
 	if len(sh.q) != x.n {
@@ -147,27 +147,29 @@ func (sh *memShard) check(s *MemStore) error {
 	return nil
 }
 
-// check returns an error unless every cell in use names a slot with an
-// entry and is reached from its home cell without an empty cell on the
-// way, n counts them, and at most three quarters of the cells are used.
+// check returns an error unless each hash's chain names slots with
+// entries, each once, of distinct keys, and n counts them.
 func (x *index) check(slots []slot) error {
-	used, mask := 0, len(x.cells)-1
-	for i, c := range x.cells {
-		if c.hash == 0 {
-			continue
-		}
-		used++
-		if int(c.slot) >= len(slots) || slots[c.slot].e == nil {
-			return fmt.Errorf("cell %d names slot %d, which holds no entry", i, c.slot)
-		}
-		for j := x.home(c.hash); j != i; j = (j + 1) & mask {
-			if x.cells[j].hash == 0 {
-				return fmt.Errorf("cell %d is past an empty cell %d from its home", i, j)
+	seen := map[int32]bool{}
+	for h, i := range x.heads {
+		keys := map[string]bool{}
+		for {
+			if int(i) >= len(slots) || slots[i].e == nil || seen[i] {
+				return fmt.Errorf("the chain of %#x names slot %d, which holds no entry or is named twice", h, i)
 			}
+			e := slots[i].e
+			if keys[e.key] {
+				return fmt.Errorf("the chain of %#x names %q twice", h, e.key)
+			}
+			seen[i], keys[e.key] = true, true
+			if e.sameHash == 0 {
+				break
+			}
+			i = e.sameHash - 1
 		}
 	}
-	if used != x.n || 4*x.n > 3*len(x.cells) {
-		return fmt.Errorf("%d cells of %d in use, %d counted", used, len(x.cells), x.n)
+	if len(seen) != x.n {
+		return fmt.Errorf("%d records in the chains, %d counted", len(seen), x.n)
 	}
 	return nil
 }
