@@ -7,20 +7,27 @@ import (
 )
 
 // TestIndexModel runs random seeded sequences of adds and removes on a
-// shard's index against a Go map of keys, with hashes crafted so that
-// many keys share a whole hash: their chains grow and lose records at
-// the head, in the middle and at the end. After every step every key is
-// found where the model has it and nowhere else, and every chain is
-// sound.
+// shard's index against a Go map, with hashes crafted to collide: keys
+// share few home cells, some at the table's end so that searches wrap
+// round, and some share whole hashes, so that keys are compared. After
+// every step every key is found where the model has it and nowhere
+// else, and every cell is reachable from its home without an empty cell
+// on the way.
 func TestIndexModel(t *testing.T) {
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		hashes := []uint64{0, 1, ^uint64(0), r.Uint64(), r.Uint64()}
+		homes := []uint64{0, 1 << 63, ^uint64(0), r.Uint64(), r.Uint64()}
 		hashOf := map[string]uint64{}
 		hash := func(key string) uint64 {
 			h, ok := hashOf[key]
 			if !ok {
-				h = hashes[r.IntN(len(hashes))]
+				// The top bits choose the home, and bits 5 to 9 the
+				// table, here mostly one; bits 1 to 4 tell keys apart,
+				// except when they are left equal.
+				h = homes[r.IntN(len(homes))]&^0x3ff | uint64(r.IntN(4))<<1
+				if r.IntN(8) == 0 {
+					h |= uint64(1+r.IntN(31)) << 5
+				}
 				hashOf[key] = h
 			}
 			return h
@@ -38,7 +45,7 @@ func TestIndexModel(t *testing.T) {
 				}
 				i := int32(len(slots))
 				slots = append(slots, slot{e: &memEntry{key: key, slot: i}})
-				x.add(hash(key), slots[i].e)
+				x.add(hash(key), i)
 				model[key] = i
 				keys = append(keys, key)
 			} else {
@@ -46,7 +53,7 @@ func TestIndexModel(t *testing.T) {
 				key := keys[j]
 				keys[j] = keys[len(keys)-1]
 				keys = keys[:len(keys)-1]
-				x.remove(slots, hash(key), slots[model[key]].e)
+				x.remove(hash(key), model[key])
 				slots[model[key]].e = nil
 				delete(model, key)
 			}

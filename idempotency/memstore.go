@@ -26,11 +26,11 @@ const memShards = 32
 // by deadline, with one item per record, makes this O(log n) per removed
 // record and O(1) when there is none), so memory tracks the live records
 // plus the expired records of shards nobody has touched since. Like a Go
-// map, a shard does not shrink: its index by key (a Go map from key
-// hashes to slots) and its table of 16-byte slots, one per record, keep
-// the size of the most records it held at once, and it keeps up to 64
-// entries of records that expired without being read (192 bytes each)
-// for later records.
+// map, a shard does not shrink: its index by key (hash tables of 16-byte
+// cells, at most three quarters full) and its table of 16-byte slots,
+// one per record, keep the size of the most records it held at once,
+// and it keeps up to 64 entries of records that expired without being
+// read (192 bytes each) for later records.
 //
 // On the system clock, the store measures time on the monotonic clock,
 // as comparisons of time.Time values do: a record's times are the wall
@@ -118,7 +118,6 @@ type memEntry struct {
 	due         int64 // LockedUntil while in progress, ExpiresAt once done, on the store's timeline (see instant)
 	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response (after a header of at most 7 bytes)
 	slot        int32 // its slot in the shard, for life
-	sameHash    int32 // the slot plus one of the next record in the shard whose key has the same hash; 0: none
 	done        bool
 	gone        bool     // released or evicted: no longer in the shard's index
 	lent        bool     // its bytes were handed out of the store without a copy: a replay, or a record read outside the lock
@@ -255,7 +254,7 @@ func (s *MemStore) claimLocked(sh *memShard, h uint64, e *memEntry, key string, 
 	} else {
 		e.fingerprint = bytes.Clone(fingerprint)
 	}
-	sh.keys.add(h, e)
+	sh.keys.add(h, e.slot)
 	sh.queue(e)
 	return memClaim{token: e.token, sh: sh, e: e, due: e.due}, nil
 }
@@ -413,7 +412,7 @@ func (s *MemStore) reserve() bool {
 // remove takes e out of sh and counts one record less; sh.mu is held.
 func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	e.gone = true
-	sh.keys.remove(sh.slots, s.hash(e.key), e)
+	sh.keys.remove(s.hash(e.key), e.slot)
 	sh.unqueue(e)
 	sh.release(e)
 	if s.MaxKeys > 0 {

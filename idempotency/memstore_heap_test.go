@@ -96,13 +96,13 @@ func (sh *memShard) check(s *MemStore) error {
 	if err := x.check(sh.slots); err != nil {
 		return err
 	}
-	for h, i := range x.heads {
-		for e := sh.slots[i].e; e != nil; e = sh.slots[e.sameHash-1].e {
-			if e.gone || s.hash(e.key) != h {
-				return fmt.Errorf("%q is indexed under %#x, gone (%t) or hashed otherwise", e.key, h, e.gone)
+	for ti := 0; x.tables != nil && ti < indexTables; ti++ {
+		for i, c := range x.tables[ti].cells {
+			if c.hash == 0 {
+				continue
 			}
-			if e.sameHash == 0 {
-				break
+			if e := sh.slots[c.slot].e; e.gone || tag(s.hash(e.key)) != c.hash {
+				return fmt.Errorf("table %d, cell %d holds %#x for %q, a record gone (%t) or hashed otherwise", ti, i, c.hash, e.key, e.gone)
 			}
 		}
 	}
@@ -147,29 +147,45 @@ func (sh *memShard) check(s *MemStore) error {
 	return nil
 }
 
-// check returns an error unless each hash's chain names slots with
-// entries, each once, of distinct keys, and n counts them.
+// check returns an error unless every cell in use names a slot with an
+// entry, is in the table its hash chooses and is reached from its home
+// cell without an empty cell on the way, the counts count them, and at
+// most three quarters of a table's cells are used.
 func (x *index) check(slots []slot) error {
-	seen := map[int32]bool{}
-	for h, i := range x.heads {
-		keys := map[string]bool{}
-		for {
-			if int(i) >= len(slots) || slots[i].e == nil || seen[i] {
-				return fmt.Errorf("the chain of %#x names slot %d, which holds no entry or is named twice", h, i)
-			}
-			e := slots[i].e
-			if keys[e.key] {
-				return fmt.Errorf("the chain of %#x names %q twice", h, e.key)
-			}
-			seen[i], keys[e.key] = true, true
-			if e.sameHash == 0 {
-				break
-			}
-			i = e.sameHash - 1
+	if x.tables == nil {
+		if x.n != 0 {
+			return fmt.Errorf("%d records counted, no tables", x.n)
 		}
+		return nil
 	}
-	if len(seen) != x.n {
-		return fmt.Errorf("%d records in the chains, %d counted", len(seen), x.n)
+	total := 0
+	for ti := range x.tables {
+		t := &x.tables[ti]
+		used, mask := 0, len(t.cells)-1
+		for i, c := range t.cells {
+			if c.hash == 0 {
+				continue
+			}
+			used++
+			if int(c.slot) >= len(slots) || slots[c.slot].e == nil {
+				return fmt.Errorf("table %d, cell %d names slot %d, which holds no entry", ti, i, c.slot)
+			}
+			if x.table(c.hash) != t {
+				return fmt.Errorf("table %d, cell %d holds %#x, of another table", ti, i, c.hash)
+			}
+			for j := t.home(c.hash); j != i; j = (j + 1) & mask {
+				if t.cells[j].hash == 0 {
+					return fmt.Errorf("table %d, cell %d is past an empty cell %d from its home", ti, i, j)
+				}
+			}
+		}
+		if used != t.n || 4*t.n > 3*len(t.cells) {
+			return fmt.Errorf("table %d: %d cells of %d in use, %d counted", ti, used, len(t.cells), t.n)
+		}
+		total += used
+	}
+	if total != x.n {
+		return fmt.Errorf("%d cells in use, %d counted", total, x.n)
 	}
 	return nil
 }
