@@ -133,7 +133,7 @@ func (sh *memShard) check(s *MemStore) error {
 		free[i-1] = true
 		if e := sh.slots[i-1].e; e != nil {
 			kept++
-			if !e.gone || !e.finished || e.lent || e.slot != i-1 || e.key != "" || e.response != nil {
+			if !e.gone || !e.finished || e.lent || e.slot != i-1 || e.key != "" || e.response != nil || len(e.fingerprint) > len(e.buf) {
 				return fmt.Errorf("free slot %d keeps an entry that may not be reused: %+v", i-1, e)
 			}
 		}
