@@ -68,11 +68,13 @@ func TestMemStoreLayout(t *testing.T) {
 
 // checkShards returns an error if a shard of s breaks an invariant of
 // its index, heap, slots and free list: every record indexed once, under
-// its key's hash; one heap item per record, in heap order, at the index its slot names,
-// with the record's deadline; every slot either holds an indexed record
-// or is on the free list exactly once; an entry kept on the free list is
-// gone, was finished by its claimant, never lent, and is at most one of
-// maxFree; and the records counted are the records held.
+// its key's hash (see index.check); one heap item per record, in heap
+// order, at the index its slot names, with the record's deadline; every
+// slot either holds an indexed record or is on the free list exactly
+// once; an entry kept on the free list is gone, was finished by its
+// claimant, never lent, refers to no key, response or fingerprint
+// outside itself, and is at most one of maxFree; and the records counted
+// are the records held.
 func (s *MemStore) checkShards() error {
 	held := 0
 	for i := range s.shards {
