@@ -20,8 +20,9 @@ func controlAt(key string) int {
 
 // TestCheckKeyControl: checkKey, which tests eight bytes a step, refuses
 // exactly the keys with a control character and names the first one;
-// every byte value at every position of a word, among fillers that sit
-// next to the boundaries (0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff), and
+// every byte value at every position of keys of two words, of a word and
+// a tail, and of less than a word, among fillers that sit next to the
+// boundaries (0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff), and
 // random keys of every length up to 40 bytes with random bytes in them.
 func TestCheckKeyControl(t *testing.T) {
 	check := func(key string) {
@@ -35,16 +36,18 @@ func TestCheckKeyControl(t *testing.T) {
 		}
 	}
 	for _, fill := range []byte{'k', 0x1f, 0x20, 0x21, 0x7e, 0x7f, 0x80, 0xff} {
-		for pos := range 16 {
-			for b := range 256 {
-				key := []byte("0123456789abcdef")
-				for i := range key {
-					if i != 3 { // one ordinary byte, so that the fill is not all
-						key[i] = fill
+		for _, size := range []int{16, 14, 9, 7} { // whole words, a tail in the last eight, no word
+			for pos := range size {
+				for b := range 256 {
+					key := []byte("0123456789abcdef"[:size])
+					for i := range key {
+						if i != 3 { // one ordinary byte, so that the fill is not all
+							key[i] = fill
+						}
 					}
+					key[pos] = byte(b)
+					check(string(key))
 				}
-				key[pos] = byte(b)
-				check(string(key))
 			}
 		}
 	}

@@ -28,14 +28,10 @@ const (
 	coarseRead         // the timer is pending and ns was read since it last ran
 )
 
-// replayNow returns the reading of the store's clock that a replay
-// compares deadlines with, on the store's timeline: the coarse clock's on
-// the system clock, a reading of any other.
-func (s *MemStore) replayNow() int64 {
-	s.init.Do(s.setup)
-	if !s.system {
-		return s.now().ns
-	}
+// coarseNow returns the coarse clock's reading, on the store's timeline,
+// for a replay to compare deadlines with; the store is on the system
+// clock and set up.
+func (s *MemStore) coarseNow() int64 {
 	c := &s.coarse
 	switch c.state.Load() {
 	case coarseRead:

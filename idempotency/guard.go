@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/clock"
@@ -131,7 +132,8 @@ type Guard struct {
 	lock   time.Duration
 	retain time.Duration
 	clock  clock.Clock
-	system bool // clock is clock.System: its readings are real time
+	system bool      // clock is clock.System: its readings are real time
+	base   time.Time // on the system clock, the origin of the Guard's timeline: see now
 	wait   bool
 	codes  []registered // Config.Errors, by code
 
@@ -164,6 +166,7 @@ func New(s Store, cfg Config) *Guard {
 		g.clock = clock.System{}
 	}
 	_, g.system = g.clock.(clock.System)
+	g.base = time.Now()
 	g.mem, _ = s.(*MemStore)
 	for code, err := range cfg.Errors {
 		if code == "" || err == nil {
@@ -231,18 +234,27 @@ func checkKey(key string) error {
 	}
 	i := 0
 	for ; i+8 <= len(key); i += 8 { // eight bytes a step while none is a control character
-		w := uint64(key[i]) | uint64(key[i+1])<<8 | uint64(key[i+2])<<16 | uint64(key[i+3])<<24 |
-			uint64(key[i+4])<<32 | uint64(key[i+5])<<40 | uint64(key[i+6])<<48 | uint64(key[i+7])<<56
-		if hasControl(w) {
+		if hasControl(word(key, i)) {
 			break
 		}
 	}
-	for ; i < len(key); i++ {
+	// The bytes after the whole words end the last eight.
+	if i == len(key) || i > len(key)-8 && len(key) >= 8 && !hasControl(word(key, len(key)-8)) {
+		return nil
+	}
+	for ; i < len(key); i++ { // name the first control character
 		if c := key[i]; c < ' ' || c == 0x7f {
 			return fmt.Errorf("%w: control character %#x at byte %d", ErrBadKey, c, i)
 		}
 	}
 	return nil
+}
+
+// word returns the eight bytes of s from i, the first the lowest.
+func word(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // hasControl reports whether one of the eight bytes of w is below 0x20 or
@@ -324,14 +336,22 @@ func (g *Guard) lead(ctx context.Context, key string, c *call,
 func (g *Guard) execute(ctx context.Context, key string, fingerprint []byte,
 	fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	g.direct.Do(func() { // the store's Clock is set by its first use
-		if g.mem != nil && !g.mem.readsClock(g.clock) {
-			g.mem = nil
+		if g.mem == nil {
+			return
 		}
+		if !g.mem.readsClock(g.clock) {
+			g.mem = nil
+			return
+		}
+		// The Guard's timeline becomes the store's, so that a claim's
+		// deadline in the store is its lease's.
+		g.mem.init.Do(g.mem.setup)
+		g.base = g.mem.base
 	})
 	if g.mem != nil {
 		return g.executeMem(ctx, key, fingerprint, fn)
 	}
-	deadline := g.clock.Now().Add(g.lock)
+	deadline := after(g.now(), g.lock)
 	token, rec, err := g.store.Claim(ctx, key, fingerprint, g.lock)
 	switch {
 	case err != nil:
@@ -352,19 +372,19 @@ func (g *Guard) executeMem(ctx context.Context, key string, fingerprint []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	}
-	sh := g.mem.shard(key)
-	if out, ok := g.mem.replayed(sh, key, fingerprint); ok {
-		return out, nil
-	}
-	c, err := g.mem.claimAt(sh, key, fingerprint, g.mem.now(), g.lock, nil)
+	var c memClaim
+	sh, h := g.mem.shard(key)
+	out, err := g.mem.claimDirect(sh, h, key, fingerprint, g.lock, &c)
 	switch {
+	case out != nil:
+		return out, nil
 	case err != nil:
 		return nil, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 	case c.token == 0:
 		live := c.e.view(c.done) // shares the entry's bytes, never written again
 		return g.replay(key, fingerprint, &live)
 	}
-	return g.run(ctx, key, lease{token: c.token, deadline: c.deadline, mem: c}, fn)
+	return g.run(ctx, key, lease{token: c.token, deadline: c.due, mem: c}, fn)
 }
 
 // replay answers a call for key with fingerprint from rec, the key's live
@@ -394,14 +414,34 @@ func (g *Guard) replay(key string, fingerprint []byte, rec *Record) ([]byte, err
 	return out[:len(out):len(out)], nil
 }
 
-// lease is a claim the Guard holds: its token, the time by the Guard's
-// clock when it lapses (Lock after a reading taken before it was
+// lease is a claim the Guard holds: its token, the time on the Guard's
+// timeline when it lapses (Lock after a reading taken before it was
 // granted), and, over a MemStore on the Guard's clock, the store's
 // handle on it.
 type lease struct {
 	token    uint64
-	deadline time.Time
+	deadline int64
 	mem      memClaim
+}
+
+// now reads the Guard's clock on its timeline: nanoseconds since g.base
+// on the system clock (the monotonic time elapsed, as a MemStore counts
+// it), Unix nanoseconds on any other.
+func (g *Guard) now() int64 {
+	if g.system {
+		return int64(time.Since(g.base))
+	}
+	return g.clock.Now().UnixNano()
+}
+
+// time returns ns, on the Guard's timeline, as a time on the system
+// clock: read from the system clock, the instant at which the Guard's
+// clock will read ns.
+func (g *Guard) time(ns int64) time.Time {
+	if g.system {
+		return g.base.Add(time.Duration(ns))
+	}
+	return time.Now().Add(time.Unix(0, ns).Sub(g.clock.Now())) // Sub saturates
 }
 
 // run executes fn on the claim l of key and records or releases the
@@ -409,7 +449,7 @@ type lease struct {
 func (g *Guard) run(ctx context.Context, key string, l lease,
 	fn func(ctx context.Context) ([]byte, error)) (out []byte, err error) {
 	token := l.token
-	fctx := &runContext{parent: ctx, token: token, guard: g, deadline: l.deadline}
+	fctx := &runContext{parent: ctx, guard: g, token: token, deadline: l.deadline}
 	// The store decides whether the claim is still ours: the token makes
 	// a Complete or Release of a claim taken over since fail and change
 	// nothing, whatever the Guard's clock says.
@@ -530,19 +570,24 @@ func FencingToken(ctx context.Context) (uint64, bool) {
 // the first time fn asks for anything but the token, so an fn that never
 // looks at its context costs no timer; from then on runContext is that
 // context. Its deadline is the lock's, by the Guard's clock, turned into
-// system time when it is made: the time left on the Guard's clock from
-// the system's now.
+// system time when it is made (see Guard.time).
 type runContext struct {
 	parent   context.Context
-	token    uint64
 	guard    *Guard
-	deadline time.Time // when the lock lapses, by the Guard's clock
-
-	mu      sync.Mutex
-	bounded context.Context // parent with the deadline, once made
-	cancel  context.CancelFunc
-	over    bool // fn returned: bounded is cancelled when made
+	token    uint64
+	deadline int64                   // when the lock lapses, on the Guard's timeline
+	bounded  atomic.Pointer[bounded] // nil until made, or fnReturned
 }
+
+// bounded is a runContext's parent with the lock's deadline.
+type bounded struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// fnReturned stands in a runContext for a bounded context not made
+// before fn returned: one made after is cancelled.
+var fnReturned = new(bounded)
 
 func (c *runContext) Deadline() (time.Time, bool) { return c.ctx().Deadline() }
 
@@ -557,51 +602,54 @@ func (c *runContext) Value(key any) any {
 	if _, ok := key.(tokenKey); ok {
 		return c.token
 	}
-	c.mu.Lock()
-	b := c.bounded
-	c.mu.Unlock()
-	if b == nil {
-		return c.parent.Value(key)
+	if b := c.bounded.Load(); b != nil && b != fnReturned {
+		return b.ctx.Value(key)
 	}
-	return b.Value(key)
+	return c.parent.Value(key)
 }
 
 // ctx returns the bounded context, making it on first use.
 func (c *runContext) ctx() context.Context {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.bounded == nil {
-		deadline := c.deadline
-		if !c.guard.system {
-			deadline = time.Now().Add(c.deadline.Sub(c.guard.clock.Now()))
+	for {
+		b := c.bounded.Load()
+		if b != nil && b != fnReturned {
+			return b.ctx
 		}
-		c.bounded, c.cancel = context.WithDeadline(c.parent, deadline)
-		if c.over {
-			c.cancel()
+		made := new(bounded)
+		made.ctx, made.cancel = context.WithDeadline(c.parent, c.guard.time(c.deadline))
+		if b == fnReturned {
+			made.cancel()
 		}
+		if c.bounded.CompareAndSwap(b, made) {
+			return made.ctx
+		}
+		made.cancel() // another call made it, or fn returned, meanwhile
 	}
-	return c.bounded
 }
 
 // ended reports whether the context has ended (its parent did, or the
 // lock lapsed), without making the timer.
 func (c *runContext) ended() bool {
-	c.mu.Lock()
-	b := c.bounded
-	c.mu.Unlock()
-	if b != nil {
-		return b.Err() != nil
+	if b := c.bounded.Load(); b != nil && b != fnReturned {
+		return b.ctx.Err() != nil
 	}
-	return c.parent.Err() != nil || !c.guard.clock.Now().Before(c.deadline)
+	return c.parent.Err() != nil || c.guard.now() >= c.deadline
 }
 
 // end cancels the context: fn has returned.
 func (c *runContext) end() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.over = true
-	if c.cancel != nil {
-		c.cancel()
+	for {
+		b := c.bounded.Load()
+		if b == fnReturned {
+			return
+		}
+		if b != nil {
+			b.cancel()
+			return
+		}
+		if c.bounded.CompareAndSwap(nil, fnReturned) {
+			return
+		}
 	}
 }
 

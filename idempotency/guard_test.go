@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/idempotency"
 )
@@ -819,4 +821,44 @@ func TestGuardWaitersOutlivePanic(t *testing.T) {
 		close(release)
 		wg.Wait()
 	})
+}
+
+// TestGuardHugeLock: a Lock of centuries gives fn a context whose
+// deadline is centuries away, not one wrapped into the past, on the
+// system clock and on a manual one set anywhere in the range a Unix
+// nanosecond count covers, or set back while fn runs, over both paths to
+// a MemStore.
+func TestGuardHugeLock(t *testing.T) {
+	forever := time.Duration(math.MaxInt64)
+	for _, p := range guardPaths {
+		for _, start := range []time.Time{{}, time.Unix(0, math.MinInt64/2), t0, time.Unix(0, math.MaxInt64/2)} {
+			var clk clock.Clock = clock.System{}
+			var s *idempotency.MemStore
+			if start.IsZero() {
+				s = &idempotency.MemStore{}
+			} else {
+				clk = clocktest.NewManual(start)
+				s = &idempotency.MemStore{Clock: clk}
+			}
+			g := idempotency.New(p.wrap(s), idempotency.Config{Lock: forever, Clock: clk})
+			_, err := g.Do(bg, "k", nil, func(ctx context.Context) ([]byte, error) {
+				deadline, ok := ctx.Deadline()
+				require.True(t, ok)
+				require.True(t, deadline.After(time.Now().Add(100*365*24*time.Hour)), "%s from %v: deadline %v", p.name, start, deadline)
+				return nil, ctx.Err()
+			})
+			require.NoError(t, err, "%s from %v", p.name, start)
+		}
+		// A deadline at the end of the timeline, and a clock set back
+		// before 1970 while fn runs: the time left does not wrap either.
+		clk := clocktest.NewManual(t0)
+		g := idempotency.New(p.wrap(&idempotency.MemStore{Clock: clk}), idempotency.Config{Lock: forever, Clock: clk})
+		_, err := g.Do(bg, "k", nil, func(ctx context.Context) ([]byte, error) {
+			clk.Set(time.Unix(0, math.MinInt64/2))
+			deadline, _ := ctx.Deadline()
+			require.True(t, deadline.After(time.Now().Add(100*365*24*time.Hour)), "%s: deadline %v", p.name, deadline)
+			return nil, ctx.Err()
+		})
+		require.NoError(t, err, "%s: the claim is still live", p.name)
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/clock"
-	"github.com/distkit/distkit/internal/minheap"
 )
 
 // memShards is the number of independently locked shards of a MemStore.
@@ -24,11 +23,14 @@ const memShards = 32
 //
 // Expired records are removed incrementally: every operation on a shard
 // first drops that shard's records whose deadline has passed (a min-heap
-// by deadline makes this O(log n) per removed record and O(1) when there
-// is none), so memory tracks the live records plus the expired records of
-// shards nobody has touched since. The heap is lazy: Complete and Release
-// leave an entry's old deadline in it, to be skipped when it comes up or
-// dropped when such stale items are most of the heap.
+// by deadline, with one item per record, makes this O(log n) per removed
+// record and O(1) when there is none), so memory tracks the live records
+// plus the expired records of shards nobody has touched since. Like a Go
+// map, a shard does not shrink: its index by key (hash tables of 16-byte
+// cells, at most three quarters full) and its table of 16-byte slots,
+// one per record, keep the size of the most records it held at once,
+// and it keeps up to 64 entries of records that expired without being
+// read (192 bytes each) for later records.
 //
 // On the system clock, the store measures time on the monotonic clock,
 // as comparisons of time.Time values do: a record's times are the wall
@@ -38,11 +40,14 @@ const memShards = 32
 //
 // A [Guard] over a MemStore on the Guard's own clock (the same
 // clock.Clock value, or both the system clock) reads the clock once per
-// step and lends it to the store, records a result that fits beside the
+// step and lends it to the store, claims a key or replays its record in
+// one hold of its shard's lock, records a result that fits beside the
 // fingerprint (96 bytes for both, in their recorded form: a SHA-256
 // fingerprint and a result of up to 57 bytes) in the claim's own entry,
 // and replays a recorded success by returning the record's bytes, with
-// no allocation; other Guards use the Store methods.
+// no allocation; other Guards use the Store methods. Only the entries of
+// records that such a Guard finished, and whose bytes nobody was given,
+// are reused.
 //
 // Such a replay on the system clock reads no clock either: reading it
 // would cost as much as the rest of the replay. It compares the record's
@@ -77,8 +82,9 @@ type MemStore struct {
 
 	// Written by every claim: kept off the cache lines of the fields
 	// above, which would otherwise move between cores with them, and of
-	// the shards, which start on a cache line of their own (a MemStore
-	// fills its size class, 2304 bytes, whose objects start on one).
+	// the shards, which start on a cache line of their own (a MemStore,
+	// 4352 bytes, is allocated in the size class of 4864, whose objects
+	// start on one).
 	_      [64]byte
 	tokens atomic.Uint64 // the last fencing token granted
 	n      atomic.Int64  // with MaxKeys: records held across all shards
@@ -91,26 +97,31 @@ var _ Store = (*MemStore)(nil)
 
 type memShard struct {
 	mu    sync.Mutex
-	m     map[string]*memEntry
-	q     minheap.Heap[expiryItem]
-	stale int           // items in q known to be stale
-	n     atomic.Int64  // without MaxKeys: the records in m; written with mu held
-	_     [64 - 56]byte // pad to a cache line: shards are locked by different cores
+	keys  index          // the records by key: see index.go
+	q     []expiryItem   // the records by deadline: see expiry.go
+	slots []slot         // the entries, by slot
+	free  int32          // the first free slot plus one; 0: none
+	nfree int32          // the free slots that keep an entry for reuse
+	_     [128 - 80]byte // two cache lines: shards are locked by different cores
 }
 
 // memEntry is the record of one key. key, fingerprint and token never
-// change; response is set once, when done turns true, and never written
-// again; done, deadline, due and gone change with the shard's lock held.
+// change while the entry holds the key; response is set once, when done
+// turns true, and never written again; done, due, gone, lent and
+// finished change with the shard's lock held. Once gone, an entry may be
+// reused for another key (see memShard.release).
 type memEntry struct {
 	key         string
 	fingerprint []byte
-	response    []byte    // once done: the bytes of Complete
-	deadline    time.Time // LockedUntil while in progress, ExpiresAt once done
+	response    []byte // once done: the bytes of Complete
 	token       uint64
-	due         int64 // deadline on the store's timeline (see instant): the heap's order
+	due         int64 // LockedUntil while in progress, ExpiresAt once done, on the store's timeline (see instant)
 	outAt       int32 // once done, if the Guard recorded a success: where fn's bytes start in response (after a header of at most 7 bytes)
+	slot        int32 // its slot in the shard, for life
 	done        bool
-	gone        bool     // released or evicted: no longer in the shard's map
+	gone        bool     // released or evicted: no longer in the shard's index
+	lent        bool     // its bytes were handed out of the store without a copy: a replay, or a record read outside the lock
+	finished    bool     // completed by its claimant through completeAt, which holds it no more
 	buf         [96]byte // fingerprint when it fits, then room for the claimant's response: see spare
 }
 
@@ -140,14 +151,14 @@ func (e *memEntry) view(done bool) Record {
 	return r
 }
 
-// record returns the entry as a Record whose slices share its bytes;
-// the shard's lock is held.
-func (e *memEntry) record() Record {
+// record returns the entry as a Record whose slices share its bytes,
+// read at now; the shard's lock is held.
+func (s *MemStore) record(e *memEntry, now instant) Record {
 	r := e.view(e.done)
 	if e.done {
-		r.ExpiresAt = e.deadline
+		r.ExpiresAt = s.timeAt(now, e.due)
 	} else {
-		r.LockedUntil = e.deadline
+		r.LockedUntil = s.timeAt(now, e.due)
 	}
 	return r
 }
@@ -172,7 +183,8 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 		return 0, nil, fmt.Errorf("idempotency: Claim with non-positive lock %v", lock)
 	}
 	var live Record
-	c, err := s.claimAt(s.shard(key), key, fingerprint, s.now(), lock, &live)
+	sh, h := s.shard(key)
+	c, err := s.claimAt(sh, h, key, fingerprint, s.now(), lock, &live)
 	if err != nil || c.token != 0 {
 		return c.token, nil, err
 	}
@@ -185,73 +197,106 @@ func (s *MemStore) Claim(ctx context.Context, key string, fingerprint []byte, lo
 // entry's key, fingerprint and, once done, response are never written
 // again, so they may be read without the shard's lock, but not written.
 type memClaim struct {
-	token    uint64
-	sh       *memShard
-	e        *memEntry
-	deadline time.Time
-	done     bool
+	token uint64
+	sh    *memShard
+	e     *memEntry
+	due   int64 // the claim's LockedUntil on the store's timeline
+	done  bool
 }
 
-// claimAt is Claim, in key's shard sh, at the time now, read from the
-// store's clock, for a positive lock. If key is live and snap is not nil,
-// *snap is set to its record, sharing its bytes.
-func (s *MemStore) claimAt(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
-	c, err := s.claimIn(sh, key, fingerprint, now, lock, snap)
+// claimAt is Claim, in key's shard sh, where its hash is h, at the time
+// now, read from the store's clock, for a positive lock. If key is live
+// and snap is not nil, *snap is set to its record, sharing its bytes.
+func (s *MemStore) claimAt(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+	c, err := s.claimIn(sh, h, key, fingerprint, now, lock, snap)
 	if err == ErrFull {
-		// Other shards may hold expired records: evict them and retry once.
-		for i := range s.shards {
-			s.sweep(&s.shards[i], now.ns)
-		}
-		c, err = s.claimIn(sh, key, fingerprint, now, lock, snap)
+		c, err = s.claimFull(sh, h, key, fingerprint, now, lock, snap)
 	}
 	return c, err
 }
 
-func (s *MemStore) claimIn(sh *memShard, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+// claimFull retries, once, a claim that found the store full, after
+// evicting the expired records of every shard.
+func (s *MemStore) claimFull(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
+	for i := range s.shards {
+		s.sweep(&s.shards[i], now.ns)
+	}
+	return s.claimIn(sh, h, key, fingerprint, now, lock, snap)
+}
+
+func (s *MemStore) claimIn(sh *memShard, h uint64, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return s.claimLocked(sh, h, sh.keys.find(sh.slots, h, key), key, fingerprint, now, lock, snap)
+}
+
+// claimLocked is claimIn with sh.mu held, where e is key's entry in sh
+// before the shard is swept, or nil.
+func (s *MemStore) claimLocked(sh *memShard, h uint64, e *memEntry, key string, fingerprint []byte, now instant, lock time.Duration, snap *Record) (memClaim, error) {
 	s.sweepLocked(sh, now.ns)
-	if e, ok := sh.m[key]; ok { // every expired record was just swept
+	if e != nil && !e.gone { // live: every expired record was just swept
+		e.lent = true // its bytes are read after the lock is released
 		if snap != nil {
-			*snap = e.record()
+			*snap = s.record(e, now)
 		}
 		return memClaim{e: e, done: e.done}, nil
 	}
-	if !s.reserve(sh) {
+	if !s.reserve() {
 		return memClaim{}, ErrFull
 	}
+	e = sh.reuse()
 	// Taken inside the shard's lock, so a claim that returned before
 	// another began has the smaller token.
-	token := s.tokens.Add(1)
-	e := &memEntry{key: key, token: token}
-	e.deadline, e.due = s.after(now, lock)
+	e.key, e.token, e.due = key, s.tokens.Add(1), after(now.ns, lock)
 	if n := len(fingerprint); n <= len(e.buf) {
 		e.fingerprint = e.buf[:n:n]
 		copy(e.fingerprint, fingerprint)
 	} else {
 		e.fingerprint = bytes.Clone(fingerprint)
 	}
-	sh.m[key] = e
-	sh.q.Push(expiryItem{e.due, e})
-	return memClaim{token: token, sh: sh, e: e, deadline: e.deadline}, nil
+	sh.keys.add(h, e.slot)
+	sh.queue(e)
+	return memClaim{token: e.token, sh: sh, e: e, due: e.due}, nil
 }
 
-// replayed returns the result recorded for key, in its shard sh, if key
-// holds a success that a Guard recorded under fingerprint and that is
-// live by the replay clock; ok is false otherwise, for the caller to take
-// the general path, which also reports a mismatch. The result is the
-// record's own bytes, which are never written again, capped at their
-// length. It reads no clock on the system clock (see replayNow).
-func (s *MemStore) replayed(sh *memShard, key string, fingerprint []byte) (out []byte, ok bool) {
-	now := s.replayNow()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.m[key]
-	if e == nil || !e.done || e.due <= now || e.outAt == 0 || !bytes.Equal(e.fingerprint, fingerprint) {
-		return nil, false
+// claimDirect is a Guard's claim of key, in its shard sh, over a
+// MemStore on the Guard's clock. In one hold of the shard's lock, it
+// replays a success that a Guard recorded for key under fingerprint and
+// that is live by the replay clock (on the system clock, the coarse
+// clock: see coarseNow), and otherwise claims key as claimAt does,
+// reading the store's clock only then, into *c. A replayed result is the
+// record's own bytes, never written again, capped at their length, and
+// never nil; out is nil for anything else, which the caller reads from
+// *c as it reads claimAt's, mismatches included. sh and h are key's
+// shard and hash.
+func (s *MemStore) claimDirect(sh *memShard, h uint64, key string, fingerprint []byte, lock time.Duration, c *memClaim) (out []byte, err error) {
+	var now instant
+	var replayAt int64
+	if s.system {
+		replayAt = s.coarseNow()
+	} else {
+		now = s.now()
+		replayAt = now.ns
 	}
-	out = e.response[e.outAt:]
-	return out[:len(out):len(out)], true
+	sh.mu.Lock()
+	e := sh.keys.find(sh.slots, h, key)
+	if e != nil && e.done && e.outAt != 0 && e.due > replayAt && bytes.Equal(e.fingerprint, fingerprint) {
+		if !e.lent {
+			e.lent = true
+		}
+		out = e.response[e.outAt:]
+		sh.mu.Unlock()
+		return out[:len(out):len(out)], nil
+	}
+	if s.system {
+		now = s.now()
+	}
+	*c, err = s.claimLocked(sh, h, e, key, fingerprint, now, lock, nil)
+	sh.mu.Unlock()
+	if err == ErrFull {
+		*c, err = s.claimFull(sh, h, key, fingerprint, now, lock, nil)
+	}
+	return nil, err
 }
 
 // Complete implements [Store.Complete]. It returns an error wrapping
@@ -279,11 +324,12 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 	c.sh.mu.Lock()
 	defer c.sh.mu.Unlock()
 	s.sweepLocked(c.sh, now.ns)
-	// An entry leaves the map for good (gone) or stays with its token.
+	// An entry leaves the index for good (gone) or stays with its token.
 	if c.e.gone || c.e.done {
 		return notClaimed(key, c.token)
 	}
 	c.e.outAt = int32(outAt)
+	c.e.finished = true
 	s.complete(c.sh, c.e, response, now, retain)
 	return nil
 }
@@ -293,9 +339,8 @@ func (s *MemStore) completeAt(c memClaim, key string, response []byte, outAt int
 func (s *MemStore) complete(sh *memShard, e *memEntry, response []byte, now instant, retain time.Duration) {
 	e.done = true
 	e.response = response
-	e.deadline, e.due = s.after(now, retain)
-	sh.q.Push(expiryItem{e.due, e})
-	sh.dropped() // the claim's item
+	e.due = after(now.ns, retain)
+	sh.requeue(e)
 }
 
 func notClaimed(key string, token uint64) error {
@@ -307,7 +352,6 @@ func notClaimed(key string, token uint64) error {
 // ctx.Err() if ctx is done.
 func (s *MemStore) Release(ctx context.Context, key string, token uint64) error {
 	return s.onClaim(ctx, key, token, func(sh *memShard, e *memEntry, _ instant) {
-		sh.dropped() // its item
 		s.remove(sh, e)
 	})
 }
@@ -318,11 +362,14 @@ func (s *MemStore) Len() int {
 	if s.MaxKeys > 0 {
 		return int(s.n.Load())
 	}
-	n := int64(0)
+	n := 0
 	for i := range s.shards {
-		n += s.shards[i].n.Load()
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.keys.n
+		sh.mu.Unlock()
 	}
-	return int(n)
+	return n
 }
 
 // onClaim runs fn, with key's shard locked, on key's live in-progress
@@ -332,24 +379,23 @@ func (s *MemStore) onClaim(ctx context.Context, key string, token uint64, fn fun
 		return err
 	}
 	now := s.now()
-	sh := s.shard(key)
+	sh, h := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s.sweepLocked(sh, now.ns)
-	e, ok := sh.m[key]
-	if !ok || e.done || e.token != token {
+	e := sh.keys.find(sh.slots, h, key)
+	if e == nil || e.done || e.token != token {
 		return notClaimed(key, token)
 	}
 	fn(sh, e, now)
 	return nil
 }
 
-// reserve counts one more record in sh, unless the store is at MaxKeys;
-// sh.mu is held. Without MaxKeys, records are counted by shard, so that
+// reserve counts one more record, unless the store is at MaxKeys.
+// Without MaxKeys, records are counted by the shards' indexes, so that
 // claims on different shards share no counter but the tokens.
-func (s *MemStore) reserve(sh *memShard) bool {
+func (s *MemStore) reserve() bool {
 	if s.MaxKeys <= 0 {
-		sh.n.Add(1)
 		return true
 	}
 	for {
@@ -366,10 +412,10 @@ func (s *MemStore) reserve(sh *memShard) bool {
 // remove takes e out of sh and counts one record less; sh.mu is held.
 func (s *MemStore) remove(sh *memShard, e *memEntry) {
 	e.gone = true
-	delete(sh.m, e.key)
-	if s.MaxKeys <= 0 {
-		sh.n.Add(-1)
-	} else {
+	sh.keys.remove(s.hash(e.key), e.slot)
+	sh.unqueue(e)
+	sh.release(e)
+	if s.MaxKeys > 0 {
 		s.n.Add(-1)
 	}
 }
@@ -384,25 +430,22 @@ func (s *MemStore) sweep(sh *memShard, now int64) {
 // now, on the store's timeline; sh.mu is held.
 func (s *MemStore) sweepLocked(sh *memShard, now int64) {
 	for len(sh.q) > 0 && sh.q[0].due <= now {
-		it := sh.q.Pop()
-		if it.e.gone || it.e.due != it.due {
-			sh.stale = max(sh.stale-1, 0)
-			continue
-		}
-		s.remove(sh, it.e)
+		s.remove(sh, sh.slots[sh.q[0].slot].e)
 	}
 }
 
-func (s *MemStore) shard(key string) *memShard {
+// shard returns key's shard and its hash, which the shard's index files
+// it under.
+func (s *MemStore) shard(key string) (*memShard, uint64) {
 	s.init.Do(s.setup)
-	return &s.shards[maphash.String(s.seed, key)%memShards]
+	h := s.hash(key)
+	return &s.shards[h%memShards], h
 }
+
+func (s *MemStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
 
 func (s *MemStore) setup() {
 	s.seed = maphash.MakeSeed()
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]*memEntry)
-	}
 	switch s.Clock.(type) {
 	case nil, clock.System:
 		s.system = true
@@ -423,19 +466,29 @@ func (s *MemStore) now() instant {
 	return instant{ns: t.UnixNano(), t: t}
 }
 
-// after returns the time d after now, as a time.Time and on the store's
-// timeline (on the system clock, s.base plus the time elapsed, with its
-// monotonic reading). The timeline saturates, so that a huge d cannot
+// after returns the time d after now, on a timeline of nanoseconds (the
+// store's, or a Guard's). The timeline saturates, so that a huge d cannot
 // wrap a deadline into the past.
-func (s *MemStore) after(now instant, d time.Duration) (time.Time, int64) {
-	due := now.ns + int64(d)
-	if due < now.ns {
+func after(now int64, d time.Duration) int64 {
+	due := now + int64(d)
+	if due < now {
 		due = math.MaxInt64
 	}
+	return due
+}
+
+// timeAt returns due, on the store's timeline, as a time.Time, given now,
+// a reading at or before it: on the system clock, s.base plus due, with
+// its monotonic reading; on any other, the reading moved on to due, in
+// its location.
+func (s *MemStore) timeAt(now instant, due int64) time.Time {
 	if s.system {
-		return s.base.Add(time.Duration(due)), due
+		return s.base.Add(time.Duration(due))
 	}
-	return now.t.Add(d), due
+	if d := due - now.ns; d >= 0 {
+		return now.t.Add(time.Duration(d))
+	}
+	return time.Unix(0, due).In(now.t.Location()) // due - now.ns overflowed
 }
 
 // readsClock reports whether the store's clock is c: clock.System for a
@@ -494,36 +547,3 @@ type (
 		buf [384]byte
 	}
 )
-
-// dropped counts one more stale item in the shard's heap, and compacts
-// the heap once stale items are most of it: the heap holds at most about
-// twice the shard's records, and compaction, O(n), is paid for by the n/2
-// operations that made items stale since the last one.
-func (sh *memShard) dropped() {
-	sh.stale++
-	if sh.stale <= 32 || sh.stale*2 <= len(sh.q) {
-		return
-	}
-	live := sh.q[:0]
-	for _, it := range sh.q {
-		if !it.e.gone && it.e.due == it.due {
-			live = append(live, it)
-		}
-	}
-	clear(sh.q[len(live):])
-	sh.q = live
-	sh.q.Init()
-	sh.stale = 0
-}
-
-// expiryItem is a deadline in a shard's heap. It is stale, and skipped
-// when it comes up, once its entry's deadline has changed or the entry
-// has left the shard.
-type expiryItem struct {
-	due int64
-	e   *memEntry
-}
-
-// Before orders a shard's heap by due time; it reads the items alone,
-// never the entries they point to.
-func (a expiryItem) Before(b expiryItem) bool { return a.due < b.due }
