@@ -368,18 +368,24 @@ func readFrames(r io.Reader, n int, f func(i, status int, body []byte)) error {
 		if err != nil || size > MaxRPCLen {
 			return fmt.Errorf("%w: batch frame of %d bytes (%v), want at most %d", ErrMalformed, size, err, MaxRPCLen)
 		}
-		// Read as it arrives: a length that lies allocates no more than
-		// the bytes that came.
-		body, err := io.ReadAll(io.LimitReader(fr.br, int64(max(size, 0))))
+		body, err := readDeclared(fr.br, max(size, 0))
 		if err != nil {
 			return err
-		}
-		if len(body) < size {
-			return io.ErrUnexpectedEOF
 		}
 		f(i, status, body)
 	}
 	return nil
+}
+
+// readDeclared reads the size bytes a sender declared from r, as they
+// arrive, so that a length that lies allocates no more than the bytes
+// that came; fewer than size is io.ErrUnexpectedEOF.
+func readDeclared(r io.Reader, size int) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, int64(size)))
+	if err == nil && len(body) < size {
+		err = io.ErrUnexpectedEOF
+	}
+	return body, err
 }
 
 // defaultTimeout bounds a call without a deadline: the client's timeout,

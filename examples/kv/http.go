@@ -449,8 +449,7 @@ func (a *api) serveRPC(w http.ResponseWriter, r *http.Request) {
 // read, and then for a body other than the one it vouches for; 413 for a
 // body over MaxRPCLen or the length the authenticator declared.
 func (a *api) rpcBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	if a.cfg.PeerCertificates && !peerVerified(r) {
-		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
+	if a.unverifiedPeer(w, r) {
 		return nil, false
 	}
 	limit := int64(MaxRPCLen)

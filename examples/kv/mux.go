@@ -214,12 +214,7 @@ func (f *muxFramer) readFrame(br *bufio.Reader, conn net.Conn, bodyTimeout time.
 		body = make([]byte, size)
 		_, err = io.ReadFull(br, body)
 	} else {
-		// Read as it arrives: a length that lies allocates no more than
-		// the bytes that came.
-		body, err = io.ReadAll(io.LimitReader(br, int64(size)))
-		if err == nil && len(body) < size {
-			err = io.ErrUnexpectedEOF
-		}
+		body, err = readDeclared(br, size)
 	}
 	if err != nil {
 		return 0, 0, nil, noEOF(err)
@@ -1049,8 +1044,7 @@ func newMuxServer(conn net.Conn, br *bufio.Reader, f *muxFramer, timeout time.Du
 // they are required or without a current authenticator of the client's
 // nonce under a cluster key, 400 for an upgrade to anything else.
 func (a *api) serveMux(w http.ResponseWriter, r *http.Request) {
-	if a.cfg.PeerCertificates && !peerVerified(r) {
-		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
+	if a.unverifiedPeer(w, r) {
 		return
 	}
 	nonce, err := hex.DecodeString(r.Header.Get(headerMuxNonce))

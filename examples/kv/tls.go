@@ -86,3 +86,13 @@ func (p *PeerTLS) client(c *http.Client) (*http.Client, error) {
 func peerVerified(r *http.Request) bool {
 	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
 }
+
+// unverifiedPeer answers r 401 and reports true when the node requires
+// peer certificates and r came without a verified one.
+func (a *api) unverifiedPeer(w http.ResponseWriter, r *http.Request) bool {
+	if a.cfg.PeerCertificates && !peerVerified(r) {
+		http.Error(w, fmt.Sprintf("%v: no verified peer certificate", ErrUnauthenticated), http.StatusUnauthorized)
+		return true
+	}
+	return false
+}
