@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // maxBody bounds the bytes kvload reads of any response: a value is at
@@ -42,19 +45,50 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
 
-// do sends req with c and returns the status and the body, read whole
-// (up to maxBody) so the connection is reused.
-func do(c *http.Client, req *http.Request) (int, http.Header, []byte, error) {
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
+// newClient returns the HTTP client of a run of clients concurrent
+// requests, each bounded by timeout. It is fasthttp's: its caller's
+// goroutine writes the request and reads the answer itself, where
+// net/http's client hands both to two goroutines of the connection, so
+// kvload takes a small share of the CPU it shares with the stores it
+// measures. A response body of more than maxBody bytes is an error.
+func newClient(clients int, timeout time.Duration) *fasthttp.Client {
+	return &fasthttp.Client{
+		Name:                          "kvload",
+		MaxConnsPerHost:               clients,
+		MaxResponseBodySize:           maxBody,
+		ReadTimeout:                   timeout,
+		WriteTimeout:                  timeout,
+		MaxConnWaitTimeout:            timeout,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		Dial:                          (&fasthttp.TCPDialer{}).Dial,
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return 0, nil, nil, err
+}
+
+// do sends the request that build fills in with c, by ctx's deadline
+// (without one, within c's timeouts), and returns the status, the
+// X-Context header and the body. The request does not watch ctx for a
+// cancellation before its deadline.
+func do(ctx context.Context, c *fasthttp.Client, build func(req *fasthttp.Request)) (code int, xctx string, body []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, "", nil, err
 	}
-	return resp.StatusCode, resp.Header, body, nil
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	build(req)
+	if deadline, ok := ctx.Deadline(); ok {
+		err = c.DoDeadline(req, resp, deadline)
+	} else {
+		err = c.Do(req, resp)
+	}
+	if err != nil {
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return 0, "", nil, err
+	}
+	return resp.StatusCode(), string(resp.Header.Peek("X-Context")), bytes.Clone(resp.Body()), nil
 }
 
 func unexpected(code int, body []byte) error {
@@ -63,33 +97,31 @@ func unexpected(code int, body []byte) error {
 
 // kvStore drives kvnode's client API: GET and PUT /kv/{key} with
 // X-Context.
-type kvStore struct{ c *http.Client }
+type kvStore struct{ c *fasthttp.Client }
 
 func (s kvStore) get(ctx context.Context, addr, key string) (read, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/kv/"+key, nil)
-	if err != nil {
-		return read{}, err
-	}
-	code, h, body, err := do(s.c, req)
+	code, xctx, body, err := do(ctx, s.c, func(req *fasthttp.Request) {
+		req.SetRequestURI("http://" + addr + "/kv/" + key)
+	})
 	switch {
 	case err != nil:
 		return read{}, err
 	case code == http.StatusOK, code == http.StatusMultipleChoices, code == http.StatusNotFound:
 		// Siblings are a successful read: the client resolves them.
-		return read{found: code != http.StatusNotFound, siblings: code == http.StatusMultipleChoices, version: h.Get("X-Context")}, nil
+		return read{found: code != http.StatusNotFound, siblings: code == http.StatusMultipleChoices, version: xctx}, nil
 	}
 	return read{}, unexpected(code, body)
 }
 
 func (s kvStore) put(ctx context.Context, addr, key string, value []byte, rmw bool, version string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/kv/"+key, bytes.NewReader(value))
-	if err != nil {
-		return false, err
-	}
-	if rmw && version != "" {
-		req.Header.Set("X-Context", version)
-	}
-	code, _, body, err := do(s.c, req)
+	code, _, body, err := do(ctx, s.c, func(req *fasthttp.Request) {
+		req.SetRequestURI("http://" + addr + "/kv/" + key)
+		req.Header.SetMethod(http.MethodPut)
+		req.SetBodyRaw(value)
+		if rmw && version != "" {
+			req.Header.Set("X-Context", version)
+		}
+	})
 	if err != nil {
 		return false, err
 	}
@@ -103,19 +135,19 @@ func (s kvStore) put(ctx context.Context, addr, key string, value []byte, rmw bo
 // with base64 keys and values; a read-modify-write is a range and a txn
 // that puts only if the key's mod_revision is still the one read, as
 // etcd's clients do a compare-and-swap.
-type etcdStore struct{ c *http.Client }
+type etcdStore struct{ c *fasthttp.Client }
 
 func (s etcdStore) post(ctx context.Context, addr, path string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	code, _, body, err := do(s.c, req)
+	code, _, body, err := do(ctx, s.c, func(req *fasthttp.Request) {
+		req.SetRequestURI("http://" + addr + path)
+		req.Header.SetMethod(http.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(b)
+	})
 	if err != nil {
 		return err
 	}

@@ -163,7 +163,7 @@ func TestAgainstCluster(t *testing.T) {
 // 404 and a 300 as successful reads.
 func TestSiblingsAndAbsentKeysAreReads(t *testing.T) {
 	addr := cluster(t, 1, quorum.Config{N: 1, R: 1, W: 1})[0]
-	s := kvStore{http.DefaultClient}
+	s := kvStore{newClient(1, 5*time.Second)}
 	ctx := context.Background()
 	r, err := s.get(ctx, addr, "absent")
 	if err != nil || r.found {
