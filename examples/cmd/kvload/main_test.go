@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -327,5 +328,48 @@ func TestSilentTarget(t *testing.T) {
 				t.Errorf("no timeouts reported:\n%s", out.String())
 			}
 		}
+	}
+}
+
+// endedCtx is a run's context just after its deadline, before its timer
+// has cancelled it: Err is still nil.
+type endedCtx struct{ context.Context }
+
+func (endedCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// failing is a store whose every request fails, as a request does when
+// its deadline is the run's and has passed.
+type failing struct{}
+
+func (failing) get(context.Context, string, string) (read, error) {
+	return read{}, context.DeadlineExceeded
+}
+
+func (failing) put(context.Context, string, string, []byte, bool, string) (bool, error) {
+	return false, context.DeadlineExceeded
+}
+
+// TestRunEndAbandons checks that an operation ending once the run's time
+// is up is abandoned, neither an error nor a latency, even while the
+// run's context does not yet report its end: otherwise each client would
+// count a burst of instant failures there.
+func TestRunEndAbandons(t *testing.T) {
+	c, err := parse(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{c: c, s: failing{}, rng: rand.New(rand.NewPCG(1, 2)), kinds: map[string]int64{}}
+	for range 100 {
+		w.op(endedCtx{context.Background()})
+	}
+	if w.errors != 0 || len(w.latencies) != 0 {
+		t.Errorf("after the run's end: %d errors, %d latencies; want none", w.errors, len(w.latencies))
+	}
+	// The same failures within the run are errors.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w.op(ctx)
+	if w.errors != 1 {
+		t.Errorf("within the run: %d errors, want 1", w.errors)
 	}
 }
