@@ -699,6 +699,9 @@ type muxPeer struct {
 	conn      *muxClient
 	dial      *muxDial  // the upgrade in progress; nil: none
 	httpUntil time.Time // the peer refused the upgrade: HTTP until then
+	// gone marks a peer that [HTTPTransport.forget] removed from the
+	// transport's peers: whoever holds it looks the address up again.
+	gone bool
 }
 
 // muxDial is an upgrade in progress; err is set before done closes.
@@ -808,9 +811,25 @@ func (t *HTTPTransport) muxConnTo(ctx context.Context, to, addr string) (*muxCli
 	if c != nil {
 		return c, nil
 	}
+	return t.connect(ctx, p, to, addr)
+}
+
+// connect is muxConnTo through p, the peer of node to at addr that
+// openMux returned, or through the peer that replaced it once it was
+// forgotten: a connection is opened only in the transport's current
+// peer, where later calls find it.
+func (t *HTTPTransport) connect(ctx context.Context, p *muxPeer, to, addr string) (*muxClient, error) {
 	key := t.primary()
 	for {
 		p.mu.Lock()
+		if p.gone {
+			p.mu.Unlock()
+			var c *muxClient
+			if c, p = t.openMux(to, addr); c != nil {
+				return c, nil
+			}
+			continue
+		}
 		if c := p.conn; c != nil && c.key.same(key) && c.open() {
 			p.mu.Unlock()
 			return c, nil
@@ -842,11 +861,21 @@ func (t *HTTPTransport) muxConnTo(ctx context.Context, to, addr string) (*muxCli
 }
 
 // dialMux opens the connection of the dial d and records its outcome in
-// p.
+// p. The peer is forgotten once the connection closes, or at once when
+// none opened.
 func (t *HTTPTransport) dialMux(p *muxPeer, d *muxDial, to, addr string, key *clusterKey) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.defaultTimeout())
 	defer cancel()
 	c, err := t.upgrade(ctx, to, addr, key)
+	k := muxPeerKey{to, addr}
+	if err == nil {
+		go func() {
+			<-c.closed
+			t.forget(k, p, c)
+		}()
+	} else {
+		defer t.forget(k, p, nil) // after p.mu is released
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Checked with p.mu held, where the connection is stored, so that a
@@ -867,6 +896,30 @@ func (t *HTTPTransport) dialMux(p *muxPeer, d *muxDial, to, addr string, key *cl
 	}
 	p.dial = nil
 	close(d.done)
+}
+
+// forget lets go of p's connection c, which closed, and of p itself
+// when p holds nothing more (no connection, no dial, no refusal of the
+// upgrade to remember): the transport keeps a peer per address in use,
+// not one per address it ever called, which would grow with every
+// restart of a node on a platform that gives it a new address.
+//
+// Locks are taken as dialMux takes them, p.mu before t.mu.
+func (t *HTTPTransport) forget(k muxPeerKey, p *muxPeer, c *muxClient) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c != nil && p.conn == c {
+		p.conn = nil
+	}
+	if p.gone || p.conn != nil || p.dial != nil || time.Now().Before(p.httpUntil) {
+		return
+	}
+	t.mu.Lock()
+	if t.muxPeers[k] == p {
+		delete(t.muxPeers, k)
+	}
+	t.mu.Unlock()
+	p.gone = true
 }
 
 // upgrade dials addr and upgrades the connection, authenticated under

@@ -982,3 +982,109 @@ func TestMuxServerIdle(t *testing.T) {
 		}
 	})
 }
+
+// muxPeerCount returns how many peers tr keeps.
+func muxPeerCount(tr *HTTPTransport) int {
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	return len(tr.muxPeers)
+}
+
+// A transport keeps a peer only while it has a connection to it: one
+// whose connection closed, or whose dial failed, is forgotten, and a
+// later call opens another connection.
+func TestMuxPeersForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conns := &muxConns{}
+		rig := newBatchRig(t, APIConfig{conns: conns}, func(tr *HTTPTransport) { tr.Mux = true })
+		t.Cleanup(func() { rig.tr.closeMux(); conns.closeAll() })
+		for round := range 3 {
+			if _, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "k")); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if n := muxPeerCount(rig.tr); n != 1 {
+				t.Fatalf("round %d: %d peers while connected, want 1", round, n)
+			}
+			conns.mu.Lock()
+			for s := range conns.conns {
+				s.close(errors.New("the server closed it"))
+			}
+			conns.mu.Unlock()
+			synctest.Wait()
+			if n := muxPeerCount(rig.tr); n != 0 {
+				t.Fatalf("round %d: %d peers once the connection closed, want 0", round, n)
+			}
+		}
+		if up := rig.count(muxPath); up != 3 {
+			t.Errorf("%d upgrades, want 3", up)
+		}
+		// Addresses that never answer: each call fails, and none is kept.
+		for i := range 5 {
+			rig.tr.SetAddr("c", fmt.Sprintf("c%d:80", i))
+			if _, err := rig.tr.Call(context.Background(), "c", batchWrite(t, "k")); !errors.Is(err, ErrNotDelivered) {
+				t.Fatalf("a call to an address nobody listens at: %v, want ErrNotDelivered", err)
+			}
+		}
+		synctest.Wait()
+		if n := muxPeerCount(rig.tr); n != 0 {
+			t.Errorf("%d peers after failed dials, want 0", n)
+		}
+	})
+}
+
+// A caller that found a peer just before it was forgotten opens its
+// connection in the peer that replaced it, where later calls find it,
+// not in the forgotten one.
+func TestMuxForgottenPeerReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conns := &muxConns{}
+		rig := newBatchRig(t, APIConfig{conns: conns}, func(tr *HTTPTransport) { tr.Mux = true })
+		t.Cleanup(func() { rig.tr.closeMux(); conns.closeAll() })
+		if _, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "k")); err != nil {
+			t.Fatal(err)
+		}
+		old, p := rig.tr.openMux("b", "b:80")
+		old.close(errors.New("lost")) // found closed by a caller holding p, then
+		rig.tr.forget(muxPeerKey{"b", "b:80"}, p, old)
+		c, err := rig.tr.connect(context.Background(), p, "b", "b:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := rig.tr.openMux("b", "b:80"); again != c || p.conn != nil {
+			t.Errorf("the connection opened through a forgotten peer is not the one later calls find")
+		}
+		// Calls racing the closes of their connections and the
+		// forgetting of their peers: once all is quiet, the transport
+		// keeps one peer with one open connection, the one served.
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 20 {
+					// It may fail, delivered or not, with its connection.
+					_, _ = rig.tr.Call(context.Background(), "b", batchWrite(t, fmt.Sprintf("k%d-%d", g, i)))
+				}
+			})
+		}
+		wg.Go(func() {
+			for range 20 {
+				conns.mu.Lock()
+				for s := range conns.conns {
+					s.close(errors.New("the server closed it"))
+				}
+				conns.mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		})
+		wg.Wait()
+		if _, err := rig.tr.Call(context.Background(), "b", batchWrite(t, "last")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		conns.mu.Lock()
+		served := len(conns.conns)
+		conns.mu.Unlock()
+		if again, _ := rig.tr.openMux("b", "b:80"); again == nil || muxPeerCount(rig.tr) != 1 || served != 1 {
+			t.Errorf("%d peers, %d connections served, open: %v; want 1, 1 and true", muxPeerCount(rig.tr), served, again != nil)
+		}
+	})
+}
