@@ -39,9 +39,10 @@ import (
 // X-KV-Mux-Nonce, and from then on each side sends frames:
 //
 //	length (4 bytes, big-endian: the bytes after it)
-//	id     (8 bytes: the request's number on the connection, from 1)
+//	id     (8 bytes: the request's number on the connection, from 1;
+//	        0 for a server's go-away)
 //	arg    (8 bytes: a request's timeout in ns, in (0, MaxBatchTimeout];
-//	        an answer's status, 100–599)
+//	        an answer's status, 100–599; a go-away's last request read)
 //	body   (a request, an encoded response, or an error's text)
 //	mac    (32 bytes, with a cluster key: HMAC-SHA256 under the key that
 //	        authenticated the upgrade of the direction's label, both
@@ -75,7 +76,11 @@ import (
 // between [muxServeIdle] and twice that, with none in flight, which ends
 // only the connections of callers gone without closing theirs, as a
 // caller closes an idle one first (a server counts its answers as
-// activity too). A peer that answers
+// activity too). A node shutting down sends each caller a go-away: it
+// reads no more requests, answers those it read, and closes once they
+// are answered, and the caller fails the requests after the last one
+// read as not delivered (free to go elsewhere) rather than as lost in
+// flight, as HTTP/2's GOAWAY does. A peer that answers
 // the upgrade 404, 405 or 400 (a node without it) is called over HTTP for
 // [muxRetry] before the upgrade is tried again.
 const (
@@ -653,6 +658,12 @@ func (c *muxClient) abandon(call *muxCall, ctx context.Context) {
 func (c *muxClient) readLoop() {
 	for {
 		id, status, body, err := c.f.readFrame(c.br, c.conn, 0)
+		if err == nil && id == 0 {
+			err = c.goneAway(status, body)
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			c.close(err)
 			return
@@ -691,6 +702,36 @@ func (c *muxClient) readLoop() {
 			return
 		}
 	}
+}
+
+// goneAway takes the server's go-away frame (see [muxServer.goAway]):
+// the server read no request after last and answers those it read. The
+// connection takes no more calls, those after last fail as not
+// delivered, and it closes once the others are answered. A frame naming
+// a request never sent is an error.
+func (c *muxClient) goneAway(last uint64, why []byte) error {
+	c.mu.Lock()
+	if last > c.nextID {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: a go-away after request %d, which was not sent", ErrMalformed, last)
+	}
+	c.retiring = true
+	for id, call := range c.pending {
+		if id <= last {
+			continue
+		}
+		if !call.sent {
+			call.gone = true // the writer drops it
+			c.queued -= call.size
+		}
+		c.finish(call, nil, fmt.Errorf("%w: node %s: %.200s", ErrNotDelivered, c.to, why))
+	}
+	idle := len(c.pending) == 0
+	c.mu.Unlock()
+	if idle {
+		c.close(errors.New("kv: the peer went away"))
+	}
+	return nil
 }
 
 // muxPeer is the multiplexed connection to one node at one address.
@@ -1065,14 +1106,43 @@ func (cs *muxConns) remove(s *muxServer) {
 // closeAll closes every connection, refuses new ones, and waits until
 // the requests they carried have ended.
 func (cs *muxConns) closeAll() {
-	cs.mu.Lock()
-	cs.closed = true
-	conns := slices.Collect(maps.Keys(cs.conns))
-	cs.mu.Unlock()
-	for _, s := range conns {
+	for _, s := range cs.stop() {
 		s.close(ErrUnavailable)
 	}
 	cs.wg.Wait()
+}
+
+// shutdown refuses new connections, makes every connection go away
+// ([muxServer.goAway]: the requests read are answered, the callers told
+// which were not read), and waits until all have closed; when ctx ends
+// first, it closes them as closeAll does.
+func (cs *muxConns) shutdown(ctx context.Context) {
+	conns := cs.stop()
+	for _, s := range conns {
+		s.goAway()
+	}
+	done := make(chan struct{})
+	go func() {
+		cs.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	for _, s := range conns {
+		s.close(ErrUnavailable)
+	}
+	<-done
+}
+
+// stop refuses new connections and returns those open.
+func (cs *muxConns) stop() []*muxServer {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.closed = true
+	return slices.Collect(maps.Keys(cs.conns))
 }
 
 // muxServer is the serving side of a connection.
@@ -1083,6 +1153,10 @@ type muxServer struct {
 	slots    limiter      // the node's RPC slots, one per request served
 	keys     *ClusterKeys // the connection closes when its key leaves them
 	inFlight map[uint64]struct{}
+	// last is the ID of the last request read; away, set by goAway,
+	// stops the reading (both under mu).
+	last uint64
+	away bool
 }
 
 // newMuxServer returns the serving side of conn, whose frames are read
@@ -1152,25 +1226,37 @@ func (s *muxServer) run(ctx context.Context) {
 	defer wg.Wait()
 	for {
 		s.mu.Lock()
-		for s.queued > muxQueueBytes && s.err == nil {
+		for s.queued > muxQueueBytes && s.err == nil && !s.away {
 			s.drained.Wait() // the peer reads its answers slower than it sends
 		}
-		closed := s.err != nil
+		closed, away := s.err != nil, s.away
 		s.mu.Unlock()
 		if closed {
 			return
+		}
+		if away {
+			s.sendAway()
+			return // once the requests read are answered, serveMux closes
 		}
 		id, timeout, body, err := s.f.readFrame(s.br, s.conn, s.writeTimeout)
 		if err == nil && s.f.key != nil && !slices.ContainsFunc(s.keys.macs(), s.f.key.same) {
 			err = fmt.Errorf("%w: the connection's key was removed", ErrUnauthenticated)
 		}
-		if err != nil {
+		s.mu.Lock()
+		away = s.away
+		s.mu.Unlock()
+		switch {
+		case err != nil && away: // goAway cut the read short: the frame is dropped
+			s.sendAway()
+			return
+		case err != nil:
 			s.close(err)
 			return
 		}
 		s.mu.Lock()
 		_, reused := s.inFlight[id]
 		s.inFlight[id] = struct{}{}
+		s.last = max(s.last, id)
 		s.activity++
 		s.mu.Unlock()
 		switch {
@@ -1199,6 +1285,46 @@ func (s *muxServer) run(ctx context.Context) {
 	}
 }
 
+// goAway makes the connection stop taking requests, for the node's
+// shutdown: its reader stops, at once even within a frame (which is
+// dropped), and sends the caller a go-away frame naming the last request
+// it read; those it read are still answered, and the connection closes
+// once they are. The caller then knows that the requests after that one
+// were not delivered, so it may send them elsewhere, where a connection
+// cut would leave every one in flight indeterminate.
+func (s *muxServer) goAway() {
+	s.mu.Lock()
+	s.away = true
+	s.drained.Broadcast()
+	s.mu.Unlock()
+	_ = s.conn.SetReadDeadline(time.Now()) // readFrame clears it only once a frame is read whole
+}
+
+// sendAway sends the go-away frame: ID 0, the last request read as its
+// argument, and why as its body.
+func (s *muxServer) sendAway() {
+	s.mu.Lock()
+	s.sendLocked(muxOut{id: 0, arg: s.last, body: []byte("kv: the node is shutting down")})
+}
+
+// sendLocked queues o, unless the connection closed, and writes the
+// queue itself when no write is under way: a frame costs no hand-off to
+// a writer. It is called with s.mu held, and releases it.
+func (s *muxServer) sendLocked(o muxOut) {
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, o)
+	s.queued += muxOverhead + len(o.body)
+	drain := !s.writing
+	s.writing = true
+	s.mu.Unlock()
+	if drain {
+		s.drain()
+	}
+}
+
 // refuse answers request id on a worker, so that the reader never waits
 // for a write.
 func (s *muxServer) refuse(wg *sync.WaitGroup, id, status uint64, text []byte) {
@@ -1209,8 +1335,7 @@ func (s *muxServer) refuse(wg *sync.WaitGroup, id, status uint64, text []byte) {
 	})
 }
 
-// answer queues the answer of request id, and writes the queue itself
-// when no write is under way: an answer costs no hand-off to a writer.
+// answer sends the answer of request id (see sendLocked).
 func (s *muxServer) answer(id, status uint64, body []byte) {
 	if status == http.StatusOK && len(body) > MaxRPCLen {
 		// A frame the caller refuses would close the connection on every
@@ -1223,16 +1348,5 @@ func (s *muxServer) answer(id, status uint64, body []byte) {
 	s.mu.Lock()
 	delete(s.inFlight, id)
 	s.activity++ // the caller may call again at once: a whole period from now
-	if s.err != nil {
-		s.mu.Unlock()
-		return
-	}
-	s.queue = append(s.queue, muxOut{id: id, arg: status, body: body})
-	s.queued += muxOverhead + len(body)
-	drain := !s.writing
-	s.writing = true
-	s.mu.Unlock()
-	if drain {
-		s.drain()
-	}
+	s.sendLocked(muxOut{id: id, arg: status, body: body})
 }

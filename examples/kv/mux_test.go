@@ -1088,3 +1088,114 @@ func TestMuxForgottenPeerReplaced(t *testing.T) {
 		}
 	})
 }
+
+// A server going away answers the requests it read, tells the caller
+// the last of them, reads no more (a frame half read is dropped), and
+// ends once those it read are answered.
+func TestMuxServerGoesAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var handled atomic.Int64
+		s, peer, done := newMuxServerPipe(t, fixedKeys(muxTestKey.key), 4, func(ctx context.Context, req []byte) ([]byte, error) {
+			handled.Add(1)
+			<-release
+			return echo(ctx, req)
+		})
+		for id := uint64(1); id <= 2; id++ {
+			if err := peer.send(id, uint64(time.Minute), []byte("held")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		third := peer.f.appendFrame(nil, 3, uint64(time.Minute), []byte("half sent"))
+		go func() { _, _ = peer.conn.Write(third[:10]) }()
+		synctest.Wait() // 1 and 2 handled, 3's header read
+		start := time.Now()
+		s.goAway()
+		id, last, body, err := peer.read()
+		if err != nil || id != 0 || last != 2 || !strings.Contains(string(body), "shutting down") {
+			t.Fatalf("frame %d %d %q %v, want a go-away after request 2", id, last, body, err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("the go-away came %v later: it waited for the half-read frame", took)
+		}
+		select {
+		case <-done:
+			t.Fatal("the server ended before answering the requests it read")
+		default:
+		}
+		close(release)
+		got := map[uint64]uint64{}
+		for range 2 {
+			id, status, _, err := peer.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[id] = status
+		}
+		<-done
+		if want := map[uint64]uint64{1: http.StatusOK, 2: http.StatusOK}; !maps.Equal(got, want) || handled.Load() != 2 {
+			t.Errorf("answers %v after %d handled, want %v after 2", got, handled.Load(), want)
+		}
+	})
+}
+
+// A caller told that the server went away fails at once, as not
+// delivered, the calls the server did not read, takes no more, and
+// closes the connection once the others are answered; a go-away naming
+// a request never sent closes it as malformed.
+func TestMuxClientGoneAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, peer := newMuxClientPipe(t, nil)
+		ctx := context.Background()
+		errs := make([]chan error, 3)
+		for i := range errs {
+			errs[i] = make(chan error, 1)
+			go func() {
+				_, err := c.call(ctx, fmt.Appendf(nil, "call %d", i), time.Minute)
+				errs[i] <- err
+			}()
+			if id, _, _, err := peer.read(); err != nil || id != uint64(i+1) {
+				t.Fatalf("request %d %v, want %d", id, err, i+1)
+			}
+		}
+		if err := peer.send(0, 1, []byte("kv: the node is shutting down")); err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []int{1, 2} {
+			if err := <-errs[i]; !errors.Is(err, ErrNotDelivered) || !strings.Contains(err.Error(), "shutting down") {
+				t.Errorf("call %d, not read: %v, want ErrNotDelivered", i+1, err)
+			}
+		}
+		if _, err := c.call(ctx, []byte("new"), time.Minute); !errors.Is(err, errMuxClosed) || !errors.Is(err, ErrNotDelivered) {
+			t.Errorf("a call after the go-away: %v, want errMuxClosed", err)
+		}
+		if err := peer.send(1, http.StatusOK, []byte("one")); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errs[0]; err != nil {
+			t.Errorf("call 1, read: %v", err)
+		}
+		synctest.Wait()
+		if c.open() {
+			t.Error("the connection is open once its calls were answered")
+		}
+
+		c, _, peer = newMuxClientPipe(t, nil)
+		go func() { _, err := c.call(ctx, []byte("one"), time.Minute); errs[0] <- err }()
+		if _, _, _, err := peer.read(); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.send(0, 2, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errs[0]; err == nil || errors.Is(err, ErrNotDelivered) {
+			t.Errorf("call 1 on a connection closed by a go-away after request 2: %v, want indeterminate", err)
+		}
+		c.mu.Lock()
+		closed := c.err
+		c.mu.Unlock()
+		if !errors.Is(closed, ErrMalformed) {
+			t.Errorf("closed for %v, want ErrMalformed", closed)
+		}
+	})
+}

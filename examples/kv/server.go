@@ -603,7 +603,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		err = s.http.Close()
 	}
-	s.conns.closeAll() // upgraded connections, which the HTTP server no longer tracks
+	s.conns.shutdown(ctx) // upgraded connections, which the HTTP server no longer tracks
 	s.cancel()
 	s.wg.Wait()
 	s.node.Close()
