@@ -3,6 +3,7 @@ package kv
 import (
 	"cmp"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -369,7 +370,19 @@ func (s *Store) logFrame(b *batch) error {
 
 // appendLog writes frames to the current segment and syncs it unless
 // NoSync. A failure fails the store. s.logMu is held.
+//
+// It first yields its processor to the goroutines the batch readied,
+// among them the writers that send its writes to the other replicas
+// ([Store.write]'s staged): a goroutine blocked in a system call keeps
+// those queued on its processor until the runtime's monitor takes it
+// back, 20 µs to 10 ms later, so without the yield the copies would
+// leave only once the sync ended, or late in it, where they are meant to
+// travel while it runs. (On a 3-node cluster of kvnode on one 2-core
+// machine this raised throughput by about a fifth.)
 func (s *Store) appendLog(frames []byte) error {
+	if !s.cfg.NoSync {
+		runtime.Gosched()
+	}
 	n, err := s.log.WriteAt(frames, s.logStart+s.logSize)
 	s.logSize += int64(n)
 	if err == nil && !s.cfg.NoSync {
