@@ -96,14 +96,14 @@ func (c *coordinator) forward(ctx context.Context, home []string, leaving bool, 
 // here: its retry must find it here to apply once.
 func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VClock, v Version, w int, home, fallbacks []string) (Written, error) {
 	var (
-		o       Object
-		dot     vclock.Dot
-		decided <-chan error // nil until the copies left
+		o      Object
+		dot    vclock.Dot
+		copies *fanOut // nil until the copies left
 	)
 	c.catchUp(ctx, key, cctx, home)
 	others := without(home, c.self)
 	replicate := func(o Object) {
-		decided = c.rep.replicate(ctx, key, o, others, without(fallbacks, c.self), w-1)
+		copies = c.rep.replicate(ctx, key, o, others, without(fallbacks, c.self), w-1)
 	}
 	var staged func(Object)
 	if len(others) > 0 && v.IdempotencyKey == "" {
@@ -114,24 +114,23 @@ func (c *coordinator) coordinate(ctx context.Context, key []byte, cctx vclock.VC
 		return err
 	})
 	if err != nil {
+		if copies != nil {
+			copies.detach() // they left before the local write failed: they go on
+		}
 		return Written{}, err
 	}
 	res := Written{Context: writeContext(o, cctx, dot), Dot: dot}
 	if len(others) == 0 {
 		return res, nil
 	}
-	if decided == nil {
+	if copies == nil {
 		replicate(o)
 	}
 	if w == 1 {
+		copies.detach()
 		return res, nil
 	}
-	select {
-	case err = <-decided:
-	case <-ctx.Done():
-		err = fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
-	}
-	if err != nil {
+	if err := copies.wait(ctx); err != nil {
 		return res, fmt.Errorf("kv: write of %q: %w", key, err)
 	}
 	return res, nil
@@ -192,7 +191,7 @@ func (c *coordinator) read(ctx context.Context, key []byte, r int) (Result, erro
 	p := c.place()
 	home, _ := p.of(key)
 	rd, first := newReadRound(time.Now(), readTargets(p, key, c.self, c.peers.Alive), r, c.timeout, c.hedge)
-	c.rep.drive(ctx, rd, first, func(call) *request { return &request{Op: opRead, Key: key} }, nil)
+	c.rep.drive(ctx, rd, first, func(call) *request { return &request{Op: opRead, Key: key} })
 	merged, stale, err := rd.Result(home)
 	if err != nil {
 		return Result{}, fmt.Errorf("kv: read of %q: %w", key, err)

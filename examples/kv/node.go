@@ -167,7 +167,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	repair := cfg.Repair.withDefaults()
 	n.progress = newProgress(log, repair.ProgressEvery)
 	mv := &mover{store: n.store, pageBytes: repair.PageBytes, rate: newThrottle(repair.HandoverRate, repair.PageBytes)}
-	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, log: log}
+	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, hold: n.hold, release: n.release, log: log}
 	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, progress: n.progress, log: log}
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}
@@ -233,18 +233,31 @@ func (n *Node) Close() {
 // spawn runs f on a background goroutine that Close waits for. Once Close
 // has begun it runs nothing and reports false.
 func (n *Node) spawn(f func()) bool {
+	if !n.hold() {
+		return false
+	}
+	n.workers.Go(func() {
+		defer n.release()
+		f()
+	})
+	return true
+}
+
+// hold counts one piece of background work that Close waits for, until
+// release ends it; once Close has begun it counts none and reports
+// false.
+func (n *Node) hold() bool {
 	n.bgMu.Lock()
 	defer n.bgMu.Unlock()
 	if n.closing {
 		return false
 	}
 	n.bg.Add(1)
-	n.workers.Go(func() {
-		defer n.bg.Done()
-		f()
-	})
 	return true
 }
+
+// release ends a piece of background work hold counted.
+func (n *Node) release() { n.bg.Done() }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {

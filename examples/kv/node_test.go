@@ -568,3 +568,36 @@ func TestNodeForwardFailsOver(t *testing.T) {
 		}
 	})
 }
+
+// A write whose client gives up before its quorum is decided returns
+// ErrNoQuorum at once, and its copies go on in the background: they
+// reach every replica, and the node's Close waits for them.
+func TestNodeWriteCopiesOutliveClient(t *testing.T) {
+	inCluster(t, 3, quorum.Config{N: 3, R: 2, W: 2}, func(t *testing.T, c *cluster, ctx context.Context) {
+		home, _ := homeAndOther(c, "k")
+		release := make(chan struct{})
+		c.net.mu.Lock()
+		c.net.serve = func(ctx context.Context, _ string, req []byte, n *Node) ([]byte, error) {
+			<-release // every copy waits
+			return n.Handle(ctx, req)
+		}
+		c.net.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := c.node(home[0]).Put(cctx, []byte("k"), vclock.VClock{}, []byte("v"), 0)
+		if !errors.Is(err, quorum.ErrNoQuorum) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a write whose client gave up: %v, want ErrNoQuorum for its deadline", err)
+		}
+		if took := time.Since(start); took != 100*time.Millisecond {
+			t.Errorf("it returned %v after the write, want 100ms: at the client's deadline", took)
+		}
+		close(release)
+		c.node(home[0]).Wait()
+		for _, id := range home {
+			if _, found, err := c.node(id).store.Get([]byte("k")); err != nil || !found {
+				t.Errorf("replica %s: found %v, %v; want the write", id, found, err)
+			}
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/distkit/distkit/quorum"
 )
 
 // peers is what the replicator, the maintainer and the leaver need of
@@ -23,11 +25,12 @@ type peers interface {
 var _ peers = (*Node)(nil)
 
 // replicator owns the fan-out of objects to replicas: a write's copies
-// to the other home replicas (in the background, answering once its
-// quorum is decided), the copies a rebalance or a handover places, hints
-// on fallbacks for the replicas that cannot take a copy, the hand-on of
-// held hints, and read repair. Its decisions are a [writeRound]'s; it
-// does the I/O of every round, reads' included, with [replicator.drive]. It is safe for concurrent use.
+// to the other home replicas (driven by the write's coordinator until
+// its quorum is decided, then in the background), the copies a
+// rebalance or a handover places, hints on fallbacks for the replicas
+// that cannot take a copy, the hand-on of held hints, and read repair.
+// Its decisions are a [writeRound]'s; it does the I/O of every round,
+// reads' included, with a [fanOut]. It is safe for concurrent use.
 type replicator struct {
 	self    string
 	peers   peers
@@ -35,24 +38,32 @@ type replicator struct {
 	timeout time.Duration
 	stats   *nodeStats
 	spawn   func(func()) bool // a background goroutine the node's Close waits for
+	hold    func() bool       // background work the node's Close waits for, until release
+	release func()
 	log     *slog.Logger
 }
 
-// replicate sends the object o of key to targets in the background,
-// each bounded by the node's timeout, with hints on the live ones of
-// fallbacks for those down or failing, and returns a channel that
-// receives nil once need targets hold it, or the error of a quorum
-// missed, as soon as that is known (at once when need is 0). The copies
-// go on after the quorum is decided.
-func (r *replicator) replicate(ctx context.Context, key []byte, o Object, targets, fallbacks []string, need int) <-chan error {
-	decided := make(chan error, 1)
+// replicate starts sending the object o of key to targets, each call
+// bounded by the node's timeout, with hints on the live ones of
+// fallbacks for those down or failing, and returns the fan-out, whose
+// [fanOut.wait] or [fanOut.detach] drives it on. It starts the calls on
+// the caller's goroutine without waiting for any, so that the copies
+// leave at once (a write's group commit calls it before its sync). Once
+// the node's Close began it starts none: the fan-out has failed with
+// ErrUnavailable.
+func (r *replicator) replicate(ctx context.Context, key []byte, o Object, targets, fallbacks []string, need int) *fanOut {
 	rd, first := newWriteRound(time.Now(), targets, r.live(fallbacks), r.peers.Alive, need, r.timeout)
-	run := func() { r.drive(context.WithoutCancel(ctx), rd, first, r.request(key, o), decided) }
-	if !r.spawn(run) {
+	f := r.begin(context.WithoutCancel(ctx), rd, r.request(key, o))
+	f.decided = make(chan error, 1)
+	if !r.hold() {
 		rd.Stop(fmt.Errorf("%w: %s is shutting down", ErrUnavailable, r.self))
-		decided <- rd.Err()
+		f.decided <- rd.Err()
+		f.told = true
+		return f // done: its wait or detach ends it at once
 	}
-	return decided
+	f.held = true
+	f.start(first)
+	return f
 }
 
 // place sends the object o of key to every one of targets, with hints
@@ -61,7 +72,7 @@ func (r *replicator) replicate(ctx context.Context, key []byte, o Object, target
 // errors of the others.
 func (r *replicator) place(ctx context.Context, key []byte, o Object, targets, fallbacks []string) (taken []string, failed map[string]error) {
 	rd, first := newWriteRound(time.Now(), targets, r.live(fallbacks), r.peers.Alive, len(targets), r.timeout)
-	r.drive(ctx, rd, first, r.request(key, o), nil)
+	r.drive(ctx, rd, first, r.request(key, o))
 	return rd.Outcome()
 }
 
@@ -121,102 +132,178 @@ func (r *replicator) passOn(ctx context.Context, p *placement, t string, e Entry
 	return true, err
 }
 
-// drive runs the round rd, whose first calls are first, to its end: it
-// starts each call the round asks for (the request req builds), with no
-// goroutine of its own over a transport that can start calls, feeds the replies back one at a time in
-// the order they arrive, wakes the round at its deadline, cancels the
-// calls it gave up on, and stops it when ctx ends. When decided is not
-// nil, it receives the round's error once the round is decided (a
-// [writeRound]'s Err). Successful hints are counted as stored. Every
-// goroutine it started has ended when it returns.
-func (r *replicator) drive(ctx context.Context, rd round, first []call, req func(c call) *request, decided chan<- error) {
-	type result struct {
-		id   int
-		resp response
-		err  error
-	}
-	var (
-		wg      sync.WaitGroup
-		results = make(chan result, 4) // room for a round's usual calls: a delivery seldom waits
-		done    = make(chan struct{})
-		cancels []context.CancelFunc // by call id (a round numbers its calls 0, 1, ...); nil once cancelled
-		calls   []call               // by call id
-	)
-	defer func() {
-		close(done)
-		for _, cancel := range cancels {
-			if cancel != nil {
-				cancel()
-			}
-		}
-		wg.Wait()
-	}()
-	start := func(cs []call) {
-		// Last to first: a read's first target is this node, whose own
-		// read runs inline, once the others' calls have left.
-		for _, c := range slices.Backward(cs) {
-			cctx, cancel := context.WithCancel(ctx)
-			for len(calls) <= c.id {
-				calls, cancels = append(calls, call{}), append(cancels, nil)
-			}
-			cancels[c.id], calls[c.id] = cancel, c
-			wg.Add(1)
-			r.peers.start(cctx, c.to, req(c), func(resp response, err error) {
-				defer wg.Done()
-				res := result{c.id, resp, err}
-				select {
-				case results <- res:
-				case <-done:
-				default: // the loop is busy: hand it over from a goroutine
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						select {
-						case results <- res:
-						case <-done:
-						}
-					}()
-				}
-			})
-		}
-	}
+// drive runs the round rd, whose first calls are first, to its end on
+// the caller's goroutine (see [fanOut]). Every goroutine it started has
+// ended when it returns.
+func (r *replicator) drive(ctx context.Context, rd round, first []call, req func(c call) *request) {
+	f := r.begin(ctx, rd, req)
+	f.start(first)
+	f.run(false, nil)
+	f.end()
+}
+
+// fanOut does the I/O of a round: it starts each call the round asks
+// for (the request req builds), with no goroutine of its own over a
+// transport that can start calls, feeds the replies back one at a time
+// in the order they arrive, wakes the round at its deadline, cancels the
+// calls it gave up on, and stops it when ctx ends. Successful hints are
+// counted as stored. One goroutine at a time runs it, and hands it to
+// the next with a happens-before edge: a write's is started by the
+// goroutine committing the write, driven by its coordinator until
+// decided ([fanOut.wait]), then by a background goroutine to its end.
+type fanOut struct {
+	r       *replicator
+	ctx     context.Context
+	rd      round
+	req     func(c call) *request
+	decided chan error // receives the round's error once decided (buffered); nil: nobody waits
+	told    bool       // decided has received it
+	held    bool       // the node's Close waits for its end
+
+	wg      sync.WaitGroup // the calls' deliveries
+	results chan fanOutResult
+	done    chan struct{}        // closed at its end: late deliveries are dropped
+	cancels []context.CancelFunc // by call id (a round numbers its calls 0, 1, ...); nil once cancelled
+	calls   []call               // by call id
+	timer   *time.Timer
+	// The first calls' entries, so that a round of the usual few calls
+	// allocates no slices.
+	cancelsBuf [4]context.CancelFunc
+	callsBuf   [4]call
+}
+
+type fanOutResult struct {
+	id   int
+	resp response
+	err  error
+}
+
+func (r *replicator) begin(ctx context.Context, rd round, req func(c call) *request) *fanOut {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	defer timer.Stop()
-	start(first)
-	for {
-		if decided != nil && rd.Decided() {
-			if w, ok := rd.(*writeRound); ok {
-				decided <- w.Err()
-			}
-			decided = nil
+	f := &fanOut{r: r, ctx: ctx, rd: rd, req: req, timer: timer,
+		results: make(chan fanOutResult, 4), // room for a round's usual calls: a delivery seldom waits
+		done:    make(chan struct{})}
+	f.cancels, f.calls = f.cancelsBuf[:0], f.callsBuf[:0]
+	return f
+}
+
+// start starts the calls cs.
+func (f *fanOut) start(cs []call) {
+	// Last to first: a read's first target is this node, whose own read
+	// runs inline, once the others' calls have left.
+	for _, c := range slices.Backward(cs) {
+		cctx, cancel := context.WithCancel(f.ctx)
+		for len(f.calls) <= c.id {
+			f.calls, f.cancels = append(f.calls, call{}), append(f.cancels, nil)
 		}
-		if rd.Done() {
-			return
+		f.cancels[c.id], f.calls[c.id] = cancel, c
+		f.wg.Add(1)
+		f.r.peers.start(cctx, c.to, f.req(c), func(resp response, err error) {
+			defer f.wg.Done()
+			res := fanOutResult{c.id, resp, err}
+			select {
+			case f.results <- res:
+			case <-f.done:
+			default: // the loop is busy: hand it over from a goroutine
+				f.wg.Add(1)
+				go func() {
+					defer f.wg.Done()
+					select {
+					case f.results <- res:
+					case <-f.done:
+					}
+				}()
+			}
+		})
+	}
+}
+
+// run feeds the round its replies and deadlines until it is done, or,
+// with untilDecided, until it is decided; it returns early, reporting
+// false, when stop closes first, and otherwise reports whether the round
+// is done.
+func (f *fanOut) run(untilDecided bool, stop <-chan struct{}) bool {
+	for {
+		if f.decided != nil && !f.told && f.rd.Decided() {
+			if w, ok := f.rd.(*writeRound); ok {
+				f.decided <- w.Err()
+			}
+			f.told = true
+			if untilDecided {
+				return f.rd.Done()
+			}
+		}
+		if f.rd.Done() {
+			return true
 		}
 		var tick <-chan time.Time
-		if d := rd.Deadline(); !d.IsZero() {
-			timer.Reset(time.Until(d))
-			tick = timer.C
+		if d := f.rd.Deadline(); !d.IsZero() {
+			f.timer.Reset(time.Until(d))
+			tick = f.timer.C
 		}
 		select {
-		case res := <-results:
-			if res.err == nil && calls[res.id].hint != "" {
-				r.stats.hintsStored.Add(1)
+		case res := <-f.results:
+			if res.err == nil && f.calls[res.id].hint != "" {
+				f.r.stats.hintsStored.Add(1)
 			}
-			start(rd.Reply(time.Now(), res.id, res.resp, res.err))
+			f.start(f.rd.Reply(time.Now(), res.id, res.resp, res.err))
 		case <-tick:
-			start(rd.Tick(time.Now()))
-		case <-ctx.Done():
-			rd.Stop(context.Cause(ctx))
+			f.start(f.rd.Tick(time.Now()))
+		case <-f.ctx.Done():
+			f.rd.Stop(context.Cause(f.ctx))
+		case <-stop:
+			f.timer.Stop()
+			return false
 		}
-		timer.Stop()
-		open := rd.Open()
-		for id, cancel := range cancels {
+		f.timer.Stop()
+		open := f.rd.Open()
+		for id, cancel := range f.cancels {
 			if cancel != nil && !slices.Contains(open, id) {
 				cancel()
-				cancels[id] = nil
+				f.cancels[id] = nil
 			}
 		}
 	}
+}
+
+// end cancels the calls still open and waits for their deliveries.
+func (f *fanOut) end() {
+	close(f.done)
+	for _, cancel := range f.cancels {
+		if cancel != nil {
+			cancel()
+		}
+	}
+	f.wg.Wait()
+	f.timer.Stop()
+	if f.held {
+		f.r.release()
+	}
+}
+
+// wait drives the fan-out of a write on the caller's goroutine until its
+// quorum is decided, and returns its error (nil: need targets hold the
+// copy); or until ctx ends first, and returns an error of ErrNoQuorum.
+// The copies go on after it returns, on a background goroutine.
+func (f *fanOut) wait(ctx context.Context) error {
+	if f.run(true, ctx.Done()) {
+		f.end()
+	} else {
+		f.detach()
+	}
+	select {
+	case err := <-f.decided:
+		return err
+	default:
+		return fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
+	}
+}
+
+// detach drives the fan-out to its end on a background goroutine.
+func (f *fanOut) detach() {
+	go func() {
+		f.run(false, nil)
+		f.end()
+	}()
 }
