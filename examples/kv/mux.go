@@ -645,12 +645,19 @@ func (c *muxClient) abandon(call *muxCall, ctx context.Context) {
 		c.finish(call, nil, fmt.Errorf("kv: node %s: %w", c.to, context.Cause(ctx)))
 		return
 	}
-	// Left in the queue for the writer to drop: finding it there would
-	// cost a scan per call when many wait behind a peer that stopped
-	// reading.
-	call.gone = true
-	c.queued -= call.size
-	c.finish(call, nil, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx)))
+	c.undeliver(call, fmt.Errorf("%w: %w", ErrNotDelivered, context.Cause(ctx)))
+}
+
+// undeliver fails call, pending and never read by the peer, with err. A
+// call still queued is left there for the writer to drop: finding it
+// there would cost a scan per call when many wait behind a peer that
+// stopped reading. c.mu must be held.
+func (c *muxClient) undeliver(call *muxCall, err error) {
+	if !call.sent {
+		call.gone = true
+		c.queued -= call.size
+	}
+	c.finish(call, nil, err)
 }
 
 // readLoop reads answers and hands each to its call until the connection
@@ -720,11 +727,7 @@ func (c *muxClient) goneAway(last uint64, why []byte) error {
 		if id <= last {
 			continue
 		}
-		if !call.sent {
-			call.gone = true // the writer drops it
-			c.queued -= call.size
-		}
-		c.finish(call, nil, fmt.Errorf("%w: node %s: %.200s", ErrNotDelivered, c.to, why))
+		c.undeliver(call, fmt.Errorf("%w: node %s: %.200s", ErrNotDelivered, c.to, why))
 	}
 	idle := len(c.pending) == 0
 	c.mu.Unlock()
@@ -1242,15 +1245,15 @@ func (s *muxServer) run(ctx context.Context) {
 		if err == nil && s.f.key != nil && !slices.ContainsFunc(s.keys.macs(), s.f.key.same) {
 			err = fmt.Errorf("%w: the connection's key was removed", ErrUnauthenticated)
 		}
-		s.mu.Lock()
-		away = s.away
-		s.mu.Unlock()
-		switch {
-		case err != nil && away: // goAway cut the read short: the frame is dropped
-			s.sendAway()
-			return
-		case err != nil:
-			s.close(err)
+		if err != nil {
+			s.mu.Lock()
+			away = s.away
+			s.mu.Unlock()
+			if away { // goAway cut the read short: the frame is dropped
+				s.sendAway()
+			} else {
+				s.close(err)
+			}
 			return
 		}
 		s.mu.Lock()

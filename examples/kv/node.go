@@ -167,7 +167,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	repair := cfg.Repair.withDefaults()
 	n.progress = newProgress(log, repair.ProgressEvery)
 	mv := &mover{store: n.store, pageBytes: repair.PageBytes, rate: newThrottle(repair.HandoverRate, repair.PageBytes)}
-	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, spawn: n.spawn, hold: n.hold, release: n.release, log: log}
+	n.rep = &replicator{self: n.id, peers: n, store: n.store, timeout: n.timeout, stats: &n.stats, bg: n, log: log}
 	n.leaver = &leaver{self: n.id, store: n.store, rep: n.rep, mover: mv, place: n.place.Load, progress: n.progress, log: log}
 	n.coord = &coordinator{self: n.id, actor: n.actor, store: n.store, peers: n, place: n.place.Load, rep: n.rep,
 		leaver: n.leaver, timeout: n.timeout, hedge: n.hedge}

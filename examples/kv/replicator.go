@@ -34,31 +34,39 @@ var _ peers = (*Node)(nil)
 type replicator struct {
 	self    string
 	peers   peers
+	bg      background
 	store   *Store
 	timeout time.Duration
 	stats   *nodeStats
-	spawn   func(func()) bool // a background goroutine the node's Close waits for
-	hold    func() bool       // background work the node's Close waits for, until release
-	release func()
 	log     *slog.Logger
 }
 
+// background is the node's background work, which its Close waits for.
+type background interface {
+	// spawn runs f on a background goroutine, unless Close has begun:
+	// then it reports false.
+	spawn(f func()) bool
+	// hold counts a piece of background work until release, unless
+	// Close has begun: then it reports false.
+	hold() bool
+	release()
+}
+
+var _ background = (*Node)(nil)
+
 // replicate starts sending the object o of key to targets, each call
 // bounded by the node's timeout, with hints on the live ones of
-// fallbacks for those down or failing, and returns the fan-out, whose
-// [fanOut.wait] or [fanOut.detach] drives it on. It starts the calls on
-// the caller's goroutine without waiting for any, so that the copies
-// leave at once (a write's group commit calls it before its sync). Once
-// the node's Close began it starts none: the fan-out has failed with
-// ErrUnavailable.
+// fallbacks for those down or failing, until need of them hold it, and
+// returns the fan-out, whose [fanOut.wait] or [fanOut.detach] drives it
+// on. It starts the calls on the caller's goroutine without waiting for
+// any, so that the copies leave at once (a write's group commit calls it
+// before its sync). Once the node's Close began it starts none: the
+// fan-out has failed with ErrUnavailable.
 func (r *replicator) replicate(ctx context.Context, key []byte, o Object, targets, fallbacks []string, need int) *fanOut {
 	rd, first := newWriteRound(time.Now(), targets, r.live(fallbacks), r.peers.Alive, need, r.timeout)
 	f := r.begin(context.WithoutCancel(ctx), rd, r.request(key, o))
-	f.decided = make(chan error, 1)
-	if !r.hold() {
+	if !r.bg.hold() {
 		rd.Stop(fmt.Errorf("%w: %s is shutting down", ErrUnavailable, r.self))
-		f.decided <- rd.Err()
-		f.told = true
 		return f // done: its wait or detach ends it at once
 	}
 	f.held = true
@@ -91,7 +99,7 @@ func (r *replicator) request(key []byte, o Object) func(c call) *request {
 // goroutine bounded by the node's timeout.
 func (r *replicator) repair(ctx context.Context, key []byte, merged Object, stale []string) {
 	for _, to := range stale {
-		r.spawn(func() {
+		r.bg.spawn(func() {
 			if err := r.send(context.WithoutCancel(ctx), to, Entry{Key: key, Object: merged}); err != nil {
 				r.log.Debug("read repair failed", "key", key, "replica", to, "err", err)
 				return
@@ -152,13 +160,11 @@ func (r *replicator) drive(ctx context.Context, rd round, first []call, req func
 // goroutine committing the write, driven by its coordinator until
 // decided ([fanOut.wait]), then by a background goroutine to its end.
 type fanOut struct {
-	r       *replicator
-	ctx     context.Context
-	rd      round
-	req     func(c call) *request
-	decided chan error // receives the round's error once decided (buffered); nil: nobody waits
-	told    bool       // decided has received it
-	held    bool       // the node's Close waits for its end
+	r    *replicator
+	ctx  context.Context
+	rd   round
+	req  func(c call) *request
+	held bool // the node's Close waits for its end
 
 	wg      sync.WaitGroup // the calls' deliveries
 	results chan fanOutResult
@@ -225,17 +231,8 @@ func (f *fanOut) start(cs []call) {
 // is done.
 func (f *fanOut) run(untilDecided bool, stop <-chan struct{}) bool {
 	for {
-		if f.decided != nil && !f.told && f.rd.Decided() {
-			if w, ok := f.rd.(*writeRound); ok {
-				f.decided <- w.Err()
-			}
-			f.told = true
-			if untilDecided {
-				return f.rd.Done()
-			}
-		}
-		if f.rd.Done() {
-			return true
+		if f.rd.Done() || untilDecided && f.rd.Decided() {
+			return f.rd.Done()
 		}
 		var tick <-chan time.Time
 		if d := f.rd.Deadline(); !d.IsZero() {
@@ -278,26 +275,29 @@ func (f *fanOut) end() {
 	f.wg.Wait()
 	f.timer.Stop()
 	if f.held {
-		f.r.release()
+		f.r.bg.release()
 	}
 }
 
-// wait drives the fan-out of a write on the caller's goroutine until its
-// quorum is decided, and returns its error (nil: need targets hold the
-// copy); or until ctx ends first, and returns an error of ErrNoQuorum.
-// The copies go on after it returns, on a background goroutine.
+// wait drives the fan-out of a write ([replicator.replicate]) on the
+// caller's goroutine until its quorum is decided, and returns the
+// round's error (nil: need targets hold the copy); or until ctx ends
+// first, and returns an error of ErrNoQuorum. The copies go on after it
+// returns, on a background goroutine.
 func (f *fanOut) wait(ctx context.Context) error {
-	if f.run(true, ctx.Done()) {
+	done := f.run(true, ctx.Done())
+	var err error
+	if f.rd.Decided() { // read before another goroutine drives the round
+		err = f.rd.(*writeRound).Err()
+	} else {
+		err = fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
+	}
+	if done {
 		f.end()
 	} else {
 		f.detach()
 	}
-	select {
-	case err := <-f.decided:
-		return err
-	default:
-		return fmt.Errorf("%w: %w", quorum.ErrNoQuorum, context.Cause(ctx))
-	}
+	return err
 }
 
 // detach drives the fan-out to its end on a background goroutine.
