@@ -35,7 +35,7 @@ require (
 	github.com/distkit/distkit/stores v0.0.0
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/sys v0.50.0
 )
 
 replace github.com/distkit/distkit => ../

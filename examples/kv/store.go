@@ -167,11 +167,12 @@ type Store struct {
 	// writes of the table a checkpoint takes.
 	logMu         sync.Mutex
 	log           *os.File // the current segment
-	logSeq        uint64   // its number
-	logStart      int64    // the offset of its first frame
-	logSize       int64    // the bytes of frames in it
-	floor         uint64   // the reap floor, as committed
-	failed        error    // set once: every later write fails with it
+	syncer        *logSyncer
+	logSeq        uint64 // its number
+	logStart      int64  // the offset of its first frame
+	logSize       int64  // the bytes of frames in it
+	floor         uint64 // the reap floor, as committed
+	failed        error  // set once: every later write fails with it
 	closed        bool
 	checkpointing bool // a background checkpoint is counted in bg
 	// dirty holds the entries of active written since the last flush or
@@ -263,7 +264,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 	}
 	db.MaxBatchDelay = cfg.MaxBatchDelay
 	db.NoSync = cfg.NoSync
-	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}, dirty: map[string]*memEntry{}}
+	s := &Store{db: db, path: path, cfg: cfg, tree: merkle.New(cfg.Tree), index: &TreeIndex{cfg: cfg.Tree}, active: map[string]*memEntry{}, dirty: map[string]*memEntry{}, syncer: newLogSyncer()}
 	s.commits = groupCommit{run: s.commitBatch, delay: commitDelay}
 	s.batch = batch{s: s, staged: map[string]*memEntry{}}
 	if s.hints, err = openHints(path+".hints", cfg); err != nil {
@@ -290,7 +291,7 @@ func Open(path string, cfg StoreConfig) (*Store, error) {
 		if s.log != nil {
 			err = errors.Join(err, s.log.Close())
 		}
-		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), s.hints.close(), db.Close())
+		return nil, errors.Join(fmt.Errorf("kv: open %s: %w", path, err), s.hints.close(), db.Close(), s.syncer.close())
 	}
 	return s, nil
 }
@@ -370,6 +371,7 @@ func (s *Store) Close() error {
 	if err == nil && s.failed == nil {
 		err = os.Remove(segmentPath(s.path, s.logSeq)) // empty
 	}
+	err = errors.Join(err, s.syncer.close())
 	s.logMu.Unlock()
 	s.mu.Lock()
 	s.active, s.imm = nil, nil
