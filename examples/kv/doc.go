@@ -123,6 +123,10 @@
 //     counts itself among the W only once its own copy is on disk too,
 //     though it sends the copies to the other replicas while its commit
 //     syncs (a write with an idempotency key waits for the sync first).
+//     On Linux the fsync (fdatasync) runs through an io_uring where the
+//     kernel allows one, the committing goroutine waiting for it in the
+//     runtime's poller rather than blocked in the system call; elsewhere,
+//     or where io_uring is refused, the store calls it directly.
 //   - No silent loss: a value leaves a key only when a write whose
 //     context contained its dot replaced it; concurrent writes become
 //     siblings. An acknowledged write is held by W replicas, so it
