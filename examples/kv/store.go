@@ -166,13 +166,13 @@ type Store struct {
 	// made visible in order, and a segment's records are exactly the
 	// writes of the table a checkpoint takes.
 	logMu         sync.Mutex
-	log           *os.File // the current segment
-	syncer        *logSyncer
-	logSeq        uint64 // its number
-	logStart      int64  // the offset of its first frame
-	logSize       int64  // the bytes of frames in it
-	floor         uint64 // the reap floor, as committed
-	failed        error  // set once: every later write fails with it
+	log           *os.File   // the current segment
+	syncer        *logSyncer // syncs it; safe for concurrent use
+	logSeq        uint64     // its number
+	logStart      int64      // the offset of its first frame
+	logSize       int64      // the bytes of frames in it
+	floor         uint64     // the reap floor, as committed
+	failed        error      // set once: every later write fails with it
 	closed        bool
 	checkpointing bool // a background checkpoint is counted in bg
 	// dirty holds the entries of active written since the last flush or

@@ -203,12 +203,27 @@ func (r *uring) fdatasync(fd uintptr) error {
 		return r.fail(fmt.Errorf("wait: %w", err))
 	case user != uint64(tail):
 		return r.fail(fmt.Errorf("the completion of entry %d, waiting for %d's", user, tail))
-	case res == -int32(unix.ECANCELED) || res == -int32(unix.EINTR):
+	case res < 0 && notSynced(syscall.Errno(-res)):
 		return r.fail(fmt.Errorf("sync: %w", syscall.Errno(-res)))
 	case res < 0:
 		return syscall.Errno(-res)
 	}
 	return nil
+}
+
+// notSynced reports whether a sync through the ring that failed with
+// errno may not have run, or not to its end, for a reason of the ring's
+// (a worker it could not start, a cancelled request, an operation it does
+// not know), so that syncing again another way is safe and tells the
+// truth. Every other failure, such as EIO, is the sync's own and final:
+// after a failed fdatasync the kernel may report the next one a success
+// although the data it could not write is lost.
+func notSynced(errno syscall.Errno) bool {
+	switch errno {
+	case unix.EAGAIN, unix.ENOMEM, unix.EBUSY, unix.EINTR, unix.ECANCELED, unix.EINVAL, unix.EOPNOTSUPP:
+		return true
+	}
+	return false
 }
 
 // fail closes the ring after err, its own failure. r.mu is held.

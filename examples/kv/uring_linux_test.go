@@ -53,27 +53,45 @@ func TestURingSyncs(t *testing.T) {
 		}
 	}
 	// A sync's own failure is fdatasync's error, and leaves the ring in
-	// use: a descriptor that is not open, one that cannot be synced.
+	// use: here, a descriptor that is not open.
 	if err := r.fdatasync(1 << 30); !errors.Is(err, syscall.EBADF) || errors.Is(err, errRing) {
 		t.Fatalf("sync of a closed descriptor: %v, want EBADF", err)
 	}
+	if err := r.fdatasync(f.Fd()); err != nil {
+		t.Fatalf("sync after a failed one: %v", err)
+	}
+	// A failure that may be the ring's (EINVAL: for a descriptor that
+	// cannot be synced, or an operation the kernel does not know) is
+	// the ring's, and closes it: the caller syncs again without it.
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pr.Close()
 	defer pw.Close()
-	if err := r.fdatasync(pw.Fd()); !errors.Is(err, syscall.EINVAL) || errors.Is(err, errRing) {
-		t.Fatalf("sync of a pipe: %v, want EINVAL", err)
-	}
-	if err := r.fdatasync(f.Fd()); err != nil {
-		t.Fatalf("sync after failed ones: %v", err)
-	}
-	if err := r.close(); err != nil {
-		t.Fatal(err)
+	if err := r.fdatasync(pw.Fd()); !errors.Is(err, errRing) || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("sync of a pipe: %v, want the ring's EINVAL", err)
 	}
 	if err := r.fdatasync(f.Fd()); !errors.Is(err, errRing) {
-		t.Fatalf("sync on a closed ring: %v, want errRing", err)
+		t.Fatalf("sync on a ring closed by its failure: %v, want errRing", err)
+	}
+	if err := r.close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+func TestURingNotSynced(t *testing.T) {
+	// The failures a sync may not have run through: retried; the ones
+	// that lose data: final.
+	for _, e := range []syscall.Errno{syscall.EAGAIN, syscall.ECANCELED, syscall.EINVAL} {
+		if !notSynced(e) {
+			t.Errorf("%v: final, want retried", e)
+		}
+	}
+	for _, e := range []syscall.Errno{syscall.EIO, syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EBADF} {
+		if notSynced(e) {
+			t.Errorf("%v: retried, want final", e)
+		}
 	}
 }
 
