@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/distkit/distkit/vclock"
 )
 
 // testRing returns a ring, skipping the test where the kernel refuses
@@ -167,5 +169,41 @@ func TestStoreSyncsThroughURing(t *testing.T) {
 	}
 	if s.syncer.usesRing() {
 		t.Fatal("a closed store keeps its ring")
+	}
+}
+
+func TestStoreCloseReleasesURing(t *testing.T) {
+	if r, err := newURing(); err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	} else {
+		_ = r.close()
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		return len(ents)
+	}
+	dir := t.TempDir()
+	before := fds()
+	const stores = 20
+	var closed []*Store // reachable, so no finalizer closes what Close left open
+	for i := range stores {
+		s, err := Open(filepath.Join(dir, string(rune('a'+i))), StoreConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Update([]byte("k"), vclock.VClock{}, "n1", Version{Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed = append(closed, s)
+	}
+	// A store leaking its ring would leave one descriptor per store.
+	if after := fds(); after > before+2 {
+		t.Fatalf("%d descriptors open after opening and closing %d stores, %d before", after, len(closed), before)
 	}
 }
