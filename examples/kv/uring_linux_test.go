@@ -152,11 +152,7 @@ func TestLogSyncerFallsBack(t *testing.T) {
 }
 
 func TestStoreSyncsThroughURing(t *testing.T) {
-	if r, err := newURing(); err != nil {
-		t.Skipf("no io_uring here: %v", err)
-	} else {
-		_ = r.close()
-	}
+	testRing(t) // skips where the kernel refuses one
 	s, err := Open(filepath.Join(t.TempDir(), "db"), StoreConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +169,7 @@ func TestStoreSyncsThroughURing(t *testing.T) {
 }
 
 func TestStoreCloseReleasesURing(t *testing.T) {
-	if r, err := newURing(); err != nil {
-		t.Skipf("no io_uring here: %v", err)
-	} else {
-		_ = r.close()
-	}
+	testRing(t) // skips where the kernel refuses one
 	fds := func() int {
 		ents, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
