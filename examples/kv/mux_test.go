@@ -685,10 +685,7 @@ func TestMuxKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		conns.mu.Lock()
-		open := len(conns.conns)
-		conns.mu.Unlock()
-		if up := rig.count(muxPath); up != 2 || open != 1 {
+		if up, open := rig.count(muxPath), conns.served(); up != 2 || open != 1 {
 			t.Errorf("%d upgrades, %d connections open; want 2 and 1", up, open)
 		}
 	})
@@ -1080,9 +1077,7 @@ func TestMuxForgottenPeerReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		conns.mu.Lock()
-		served := len(conns.conns)
-		conns.mu.Unlock()
+		served := conns.served()
 		if again, _ := rig.tr.openMux("b", "b:80"); again == nil || muxPeerCount(rig.tr) != 1 || served != 1 {
 			t.Errorf("%d peers, %d connections served, open: %v; want 1, 1 and true", muxPeerCount(rig.tr), served, again != nil)
 		}
@@ -1198,4 +1193,11 @@ func TestMuxClientGoneAway(t *testing.T) {
 			t.Errorf("closed for %v, want ErrMalformed", closed)
 		}
 	})
+}
+
+// served returns how many connections cs serves.
+func (cs *muxConns) served() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.conns)
 }
